@@ -1,0 +1,41 @@
+"""Keeps a trading engine honest: compares its book with the broker's, raises every break.
+
+The package root exports exactly the public contract (docs/contract in ../shared/spec).
+"""
+
+from __future__ import annotations
+
+from reconciliation.messages import ReconcileRequest
+from reconciliation.models import (
+    DEFAULT_SEVERITY,
+    AssetType,
+    BrokerAccount,
+    BrokerPosition,
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    LocalAccount,
+    OrderFill,
+    Position,
+    ReconciliationConfig,
+    ReconciliationResult,
+)
+from reconciliation.protocols import BrokerQuery, PortfolioManager
+
+__all__ = [
+    "DEFAULT_SEVERITY",
+    "AssetType",
+    "BrokerAccount",
+    "BrokerPosition",
+    "BrokerQuery",
+    "Discrepancy",
+    "DiscrepancySeverity",
+    "DiscrepancyType",
+    "LocalAccount",
+    "OrderFill",
+    "PortfolioManager",
+    "Position",
+    "ReconcileRequest",
+    "ReconciliationConfig",
+    "ReconciliationResult",
+]
