@@ -12,12 +12,10 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import attrs
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "TimerHandle"]
 
