@@ -1,0 +1,443 @@
+"""The comparator: how each way the two books can differ is classified."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import attrs
+import pytest
+
+from reconciliation.comparator import Comparison, compare, compare_accounts, compare_positions
+from reconciliation.models import (
+    AssetType,
+    BrokerAccount,
+    BrokerPosition,
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    LocalAccount,
+    NettedSymbol,
+    Position,
+    ReconciliationConfig,
+    Snapshot,
+)
+
+ACCOUNT = "ACC-1"
+NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
+CONFIG = ReconciliationConfig(account_id=ACCOUNT)
+
+
+def local(symbol: str, quantity: Decimal | int, avg_cost: Decimal | int = Decimal(100)) -> Position:
+    return Position(symbol, quantity, avg_cost)
+
+
+def broker(symbol: str, quantity: Decimal | int, avg_cost: Decimal | int = Decimal(100)) -> BrokerPosition:
+    return BrokerPosition(symbol, quantity, avg_cost, market_value=Decimal(quantity) * Decimal(avg_cost))
+
+
+def positions(
+    local_positions: list[Position],
+    broker_positions: list[BrokerPosition],
+    config: ReconciliationConfig = CONFIG,
+) -> Comparison:
+    return compare_positions(
+        local_positions, broker_positions, account_id=ACCOUNT, timestamp=NOW, config=config
+    )
+
+
+def accounts(
+    local_cash: str,
+    broker_cash: str,
+    *,
+    local_equity: str = "100000",
+    broker_equity: str = "100000",
+    config: ReconciliationConfig = CONFIG,
+) -> tuple[Discrepancy, ...]:
+    return compare_accounts(
+        LocalAccount(ACCOUNT, Decimal(local_cash), Decimal(local_equity)),
+        BrokerAccount(
+            ACCOUNT,
+            cash=Decimal(broker_cash),
+            buying_power=Decimal(0),
+            total_equity=Decimal(broker_equity),
+            margin_used=Decimal(0),
+        ),
+        account_id=ACCOUNT,
+        timestamp=NOW,
+        config=config,
+    )
+
+
+def kinds(found: Comparison | tuple[Discrepancy, ...]) -> list[tuple[DiscrepancyType, str | None]]:
+    discrepancies = found.discrepancies if isinstance(found, Comparison) else found
+    return [(d.type, d.symbol) for d in discrepancies]
+
+
+def only(comparison: Comparison) -> Discrepancy:
+    (discrepancy,) = comparison.discrepancies
+    return discrepancy
+
+
+class TestPositionComparison:
+    def test_no_discrepancies_when_matching(self) -> None:
+        result = positions([local("AAPL", 100), local("MSFT", 50)], [broker("MSFT", 50), broker("AAPL", 100)])
+
+        assert result.discrepancies == ()
+        assert result.positions_checked == 2
+
+    def test_missing_local_detected(self) -> None:
+        found = only(positions([], [broker("AAPL", 150)]))
+
+        assert found == Discrepancy(
+            type=DiscrepancyType.MISSING_LOCAL,
+            severity=DiscrepancySeverity.CRITICAL,
+            symbol="AAPL",
+            local_value=None,
+            broker_value=Decimal(150),
+            timestamp=NOW,
+            account_id=ACCOUNT,
+        )
+
+    def test_missing_broker_detected(self) -> None:
+        found = only(positions([local("AAPL", 100)], []))
+
+        assert (found.type, found.symbol, found.local_value, found.broker_value) == (
+            DiscrepancyType.MISSING_BROKER,
+            "AAPL",
+            Decimal(100),
+            None,
+        )
+        assert found.severity is DiscrepancySeverity.CRITICAL
+
+    def test_quantity_mismatch_detected(self) -> None:
+        found = only(positions([local("AAPL", 100)], [broker("AAPL", 150)]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.QUANTITY_MISMATCH,
+            Decimal(100),
+            Decimal(150),
+        )
+        assert found.severity is DiscrepancySeverity.CRITICAL
+
+    def test_cost_mismatch_informational(self) -> None:
+        found = only(
+            positions([local("AAPL", 100, Decimal("150.25"))], [broker("AAPL", 100, Decimal("150.26"))])
+        )
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.COST_MISMATCH,
+            Decimal("150.25"),
+            Decimal("150.26"),
+        )
+        assert found.severity is DiscrepancySeverity.INFO
+
+    def test_quantity_mismatch_hides_cost_mismatch(self) -> None:
+        result = positions([local("AAPL", 100, 1)], [broker("AAPL", 150, 2)])
+
+        assert kinds(result) == [(DiscrepancyType.QUANTITY_MISMATCH, "AAPL")]
+
+    def test_cost_compared_exactly(self) -> None:
+        result = positions(
+            [local("AAPL", 100, Decimal("150.250000"))], [broker("AAPL", 100, Decimal("150.2500000001"))]
+        )
+
+        assert kinds(result) == [(DiscrepancyType.COST_MISMATCH, "AAPL")]
+
+    def test_int_quantity_equals_same_decimal_with_trailing_zeros(self) -> None:
+        result = positions([local("AAPL", 100)], [broker("AAPL", Decimal("100.000"))])
+
+        assert result.discrepancies == ()
+
+    def test_discrepancies_sorted_by_symbol(self) -> None:
+        result = positions(
+            [local("MSFT", 1), local("AAPL", 5), local("TSLA", 3, 7)],
+            [broker("ZM", 2), broker("AAPL", 6), broker("TSLA", 3, 8)],
+        )
+
+        assert [d.symbol for d in result.discrepancies] == ["AAPL", "MSFT", "TSLA", "ZM"]
+
+    def test_positions_checked_counts_distinct_symbols_on_either_side(self) -> None:
+        result = positions([local("AAPL", 1), local("MSFT", 0)], [broker("AAPL", 1), broker("ZM", 2)])
+
+        assert result.positions_checked == 3
+
+
+class TestFlatPositions:
+    def test_local_flat_and_broker_absent_is_clean(self) -> None:
+        result = positions([local("AAPL", 0)], [])
+
+        assert result.discrepancies == ()
+        assert result.positions_checked == 1
+
+    def test_broker_flat_and_local_absent_is_clean(self) -> None:
+        assert positions([], [broker("AAPL", 0)]).discrepancies == ()
+
+    def test_flat_on_both_sides_with_different_costs_is_clean(self) -> None:
+        assert positions([local("AAPL", 0, 10)], [broker("AAPL", 0, 12)]).discrepancies == ()
+
+    def test_local_flat_broker_holding_is_missing_local(self) -> None:
+        found = only(positions([local("AAPL", 0)], [broker("AAPL", 40)]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.MISSING_LOCAL,
+            None,
+            Decimal(40),
+        )
+
+    def test_broker_flat_local_holding_is_missing_broker(self) -> None:
+        found = only(positions([local("AAPL", 40)], [broker("AAPL", 0)]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.MISSING_BROKER,
+            Decimal(40),
+            None,
+        )
+
+
+class TestSignedAndFractionalQuantities:
+    def test_matching_short_positions_are_clean(self) -> None:
+        assert positions([local("TSLA", -25)], [broker("TSLA", -25)]).discrepancies == ()
+
+    def test_short_size_mismatch_detected(self) -> None:
+        found = only(positions([local("TSLA", -25)], [broker("TSLA", -30)]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.QUANTITY_MISMATCH,
+            Decimal(-25),
+            Decimal(-30),
+        )
+
+    def test_short_crossing_zero_is_a_quantity_mismatch(self) -> None:
+        found = only(positions([local("TSLA", -10)], [broker("TSLA", 10)]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.QUANTITY_MISMATCH,
+            Decimal(-10),
+            Decimal(10),
+        )
+
+    def test_missing_short_keeps_its_sign(self) -> None:
+        found = only(positions([], [broker("TSLA", -7)]))
+
+        assert found.broker_value == Decimal(-7)
+
+    def test_fractional_quantities_compared_exactly(self) -> None:
+        found = only(positions([local("BTC", Decimal("0.12345678"))], [broker("BTC", Decimal("0.12345679"))]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.QUANTITY_MISMATCH,
+            Decimal("0.12345678"),
+            Decimal("0.12345679"),
+        )
+
+    def test_matching_fractional_quantities_are_clean(self) -> None:
+        assert (
+            positions([local("AAPL", Decimal("3.5"))], [broker("AAPL", Decimal("3.50"))]).discrepancies == ()
+        )
+
+
+class TestDuplicateSymbols:
+    def test_local_duplicates_netted_and_recorded(self) -> None:
+        result = positions([local("AAPL", 60), local("AAPL", 40)], [broker("AAPL", 100)])
+
+        assert result.discrepancies == ()
+        assert result.netted == (NettedSymbol(side="local", symbol="AAPL", entries=2),)
+
+    def test_broker_duplicates_netted_and_recorded(self) -> None:
+        result = positions([local("AAPL", 100)], [broker("AAPL", 60), broker("AAPL", 30), broker("AAPL", 10)])
+
+        assert result.discrepancies == ()
+        assert result.netted == (NettedSymbol(side="broker", symbol="AAPL", entries=3),)
+
+    def test_second_entry_does_not_overwrite_the_first(self) -> None:
+        found = only(positions([local("AAPL", 100)], [broker("AAPL", 100), broker("AAPL", 5)]))
+
+        assert (found.type, found.broker_value) == (DiscrepancyType.QUANTITY_MISMATCH, Decimal(105))
+
+    def test_netted_cost_weighted_by_quantity(self) -> None:
+        found = only(positions([local("AAPL", 30, 10), local("AAPL", 10, 20)], [broker("AAPL", 40, 1)]))
+
+        assert found.local_value == Decimal("12.5")
+
+    def test_netted_cost_weighted_by_absolute_quantity_for_opposite_legs(self) -> None:
+        found = only(positions([local("AAPL", 30, 10), local("AAPL", -10, 20)], [broker("AAPL", 20, 1)]))
+
+        assert found.type is DiscrepancyType.COST_MISMATCH
+        assert found.local_value == Decimal("12.5")
+
+    def test_hedge_legs_netting_to_flat_are_not_a_position(self) -> None:
+        result = positions([], [broker("AAPL", 50, 10), broker("AAPL", -50, 11)])
+
+        assert result.discrepancies == ()
+        assert result.netted == (NettedSymbol(side="broker", symbol="AAPL", entries=2),)
+
+    def test_nettings_listed_local_first_then_by_symbol(self) -> None:
+        result = positions(
+            [local("MSFT", 1), local("MSFT", 1), local("AAPL", 1), local("AAPL", 1)],
+            [broker("ZM", 1), broker("ZM", 1), broker("AAPL", 2)],
+        )
+
+        assert [(n.side, n.symbol) for n in result.netted] == [
+            ("local", "AAPL"),
+            ("local", "MSFT"),
+            ("broker", "ZM"),
+        ]
+
+    def test_duplicates_count_once_in_positions_checked(self) -> None:
+        assert positions([local("AAPL", 1), local("AAPL", 1)], [broker("AAPL", 2)]).positions_checked == 1
+
+    def test_no_nettings_recorded_without_duplicates(self) -> None:
+        assert positions([local("AAPL", 1)], [broker("AAPL", 1)]).netted == ()
+
+
+class TestAccountComparison:
+    def test_cash_within_tolerance_ok(self) -> None:
+        assert accounts("10000.00", "10000.99") == ()
+
+    def test_cash_outside_tolerance_flagged(self) -> None:
+        (found,) = accounts("10000.00", "10001.01")
+
+        assert found == Discrepancy(
+            type=DiscrepancyType.CASH_MISMATCH,
+            severity=DiscrepancySeverity.WARNING,
+            symbol=None,
+            local_value=Decimal("10000.00"),
+            broker_value=Decimal("10001.01"),
+            timestamp=NOW,
+            account_id=ACCOUNT,
+        )
+
+    def test_cash_difference_equal_to_tolerance_not_flagged(self) -> None:
+        assert accounts("10000.00", "9999.00") == ()
+
+    def test_cash_one_cent_beyond_tolerance_flagged(self) -> None:
+        assert kinds(accounts("10000.00", "9998.99")) == [(DiscrepancyType.CASH_MISMATCH, None)]
+
+    def test_equity_percentage_tolerance(self) -> None:
+        within = accounts("0", "0", local_equity="100099", broker_equity="100000")
+        beyond = accounts("0", "0", local_equity="100101", broker_equity="100000")
+
+        assert within == ()
+        assert kinds(beyond) == [(DiscrepancyType.EQUITY_MISMATCH, None)]
+        assert (beyond[0].local_value, beyond[0].broker_value) == (Decimal(100101), Decimal(100000))
+        assert beyond[0].severity is DiscrepancySeverity.WARNING
+
+    def test_equity_difference_equal_to_tolerance_not_flagged(self) -> None:
+        assert accounts("0", "0", local_equity="100100", broker_equity="100000") == ()
+
+    def test_equity_tolerance_is_a_share_of_the_brokers_equity(self) -> None:
+        assert accounts("0", "0", local_equity="100000", broker_equity="100100") == ()
+        assert kinds(accounts("0", "0", local_equity="100100", broker_equity="100000.01")) == []
+        assert kinds(accounts("0", "0", local_equity="100100.02", broker_equity="100000")) == [
+            (DiscrepancyType.EQUITY_MISMATCH, None)
+        ]
+
+    def test_negative_broker_equity_uses_its_magnitude(self) -> None:
+        assert accounts("0", "0", local_equity="-1001", broker_equity="-1000") == ()
+        assert kinds(accounts("0", "0", local_equity="-1002", broker_equity="-1000")) == [
+            (DiscrepancyType.EQUITY_MISMATCH, None)
+        ]
+
+    def test_zero_equity_tolerance_flags_any_difference(self) -> None:
+        strict = ReconciliationConfig(ACCOUNT, equity_tolerance_pct=0, cash_tolerance=0)
+
+        assert kinds(
+            accounts("5.00", "5.01", local_equity="1000000", broker_equity="1000000.01", config=strict)
+        ) == [(DiscrepancyType.CASH_MISMATCH, None), (DiscrepancyType.EQUITY_MISMATCH, None)]
+
+    def test_huge_cash_differing_by_one_cent_beyond_tolerance_flagged(self) -> None:
+        huge = "12345678901234567890123456789012345.00"
+        just_beyond = "12345678901234567890123456789012346.01"
+
+        assert kinds(accounts(huge, just_beyond)) == [(DiscrepancyType.CASH_MISMATCH, None)]
+
+    def test_huge_cash_differing_by_exactly_the_tolerance_not_flagged(self) -> None:
+        assert (
+            accounts("98765432109876543210987654321098765.43", "98765432109876543210987654321098766.43") == ()
+        )
+
+    def test_huge_equity_compared_to_the_cent(self) -> None:
+        broker_equity = "123456789012345678901234567890123.45"
+        at_tolerance = "123580245801358024580135802458013.57345"
+        one_cent_more = "123580245801358024580135802458013.58345"
+
+        assert accounts("0", "0", local_equity=at_tolerance, broker_equity=broker_equity) == ()
+        assert kinds(accounts("0", "0", local_equity=one_cent_more, broker_equity=broker_equity)) == [
+            (DiscrepancyType.EQUITY_MISMATCH, None)
+        ]
+
+
+class TestSeverity:
+    def test_override_changes_severity(self) -> None:
+        config = ReconciliationConfig(
+            ACCOUNT,
+            severity_overrides={
+                DiscrepancyType.COST_MISMATCH: DiscrepancySeverity.CRITICAL,
+                "cash_mismatch": "info",
+            },
+        )
+
+        cost = only(positions([local("AAPL", 1, 1)], [broker("AAPL", 1, 2)], config=config))
+        (cash,) = accounts("0", "10", config=config)
+
+        assert cost.severity is DiscrepancySeverity.CRITICAL
+        assert cash.severity is DiscrepancySeverity.INFO
+
+    def test_types_without_override_keep_the_default(self) -> None:
+        config = ReconciliationConfig(
+            ACCOUNT, severity_overrides={DiscrepancyType.COST_MISMATCH: DiscrepancySeverity.CRITICAL}
+        )
+
+        missing = only(positions([], [broker("AAPL", 1)], config=config))
+        (cash,) = accounts("0", "10", config=config)
+
+        assert missing.severity is DiscrepancySeverity.CRITICAL
+        assert cash.severity is DiscrepancySeverity.WARNING
+
+
+class TestSnapshot:
+    @pytest.fixture
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            account_id=ACCOUNT,
+            local_positions=(local("AAPL", 100), local("ES", 2, 5000)),
+            local_account=LocalAccount(ACCOUNT, cash=Decimal("500.00"), total_equity=Decimal(10000)),
+            broker_positions=(
+                broker("AAPL", 90),
+                BrokerPosition("ES", 2, 5000, market_value=500000, asset_type=AssetType.FUTURE),
+            ),
+            broker_account=BrokerAccount(
+                ACCOUNT,
+                cash=Decimal("300.00"),
+                buying_power=Decimal(0),
+                total_equity=Decimal(20000),
+                margin_used=Decimal(0),
+            ),
+            taken_at=NOW,
+        )
+
+    def test_positions_first_then_cash_then_equity(self, snapshot: Snapshot) -> None:
+        assert kinds(compare(snapshot, CONFIG)) == [
+            (DiscrepancyType.QUANTITY_MISMATCH, "AAPL"),
+            (DiscrepancyType.CASH_MISMATCH, None),
+            (DiscrepancyType.EQUITY_MISMATCH, None),
+        ]
+
+    def test_every_discrepancy_stamped_with_the_snapshot(self, snapshot: Snapshot) -> None:
+        later = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+        result = compare(attrs.evolve(snapshot, taken_at=later, account_id="ACC-9"), CONFIG)
+
+        assert {(d.timestamp, d.account_id) for d in result.discrepancies} == {(later, "ACC-9")}
+
+    def test_positions_checked_from_the_position_join(self, snapshot: Snapshot) -> None:
+        assert compare(snapshot, CONFIG).positions_checked == 2
+
+    def test_clean_snapshot_compares_clean(self, snapshot: Snapshot) -> None:
+        clean = attrs.evolve(
+            snapshot,
+            broker_positions=(broker("AAPL", 100), broker("ES", 2, 5000)),
+            broker_account=BrokerAccount(ACCOUNT, 500, 0, 10000, 0),
+        )
+
+        assert compare(clean, CONFIG) == Comparison(discrepancies=(), positions_checked=2, netted=())
