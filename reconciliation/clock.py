@@ -35,7 +35,7 @@ class Clock(Protocol):
         """The current time, timezone-aware UTC; for timestamps."""
         ...
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         """Run `callback` (which must be quick: it should only tell an actor) after `delay` s."""
         ...
 
@@ -43,7 +43,7 @@ class Clock(Protocol):
 @attrs.define(eq=False)
 class _Timer:
     deadline: float
-    callback: Callable[[], None]
+    callback: Callable[[], object]
     cancelled: bool = False
 
     def cancel(self) -> None:
@@ -98,7 +98,7 @@ class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         timer = _Timer(time.monotonic() + max(delay, 0.0), callback)
         with self._wakeup:
             if self._closed:
@@ -146,7 +146,7 @@ class ManualClock:
     def now(self) -> dt.datetime:
         return self._start + dt.timedelta(seconds=self._elapsed)
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         with self._lock:
             timer = _Timer(self._elapsed + max(delay, 0.0), callback)
             self._queue.push(timer)

@@ -1,12 +1,43 @@
-"""The messages actors and callers exchange. All immutable; see docs/architecture.md."""
+"""The messages actors and callers exchange, in the order a run sees them.
+
+All immutable. A `reply` is a `concurrent.futures.Future`: the one mutable thing a
+message carries, a write-once channel back to whoever asked.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+from concurrent.futures import Future
+from uuid import UUID
+
 import attrs
+import pykka
 
 from reconciliation._values import non_empty_text
+from reconciliation.models import ReconciliationResult, Snapshot
+from reconciliation.triggers import Trigger
 
-__all__ = ["ReconcileRequest"]
+__all__ = [
+    "ActorCrashed",
+    "DebounceDue",
+    "FetchSnapshot",
+    "HealthRequest",
+    "Peers",
+    "PeersChanged",
+    "PeriodicDue",
+    "Publish",
+    "PublisherHealthRequest",
+    "ReconcileRequest",
+    "RetryDelivery",
+    "RunAborted",
+    "RunFinished",
+    "RunRequested",
+    "RunTicket",
+    "SnapshotFailed",
+    "SnapshotTaken",
+    "WatchdogDue",
+]
 
 
 @attrs.frozen
@@ -15,3 +46,115 @@ class ReconcileRequest:
 
     account_id: str = attrs.field(validator=non_empty_text)
     requested_by: str = attrs.field(default="api", validator=non_empty_text)
+
+
+@attrs.frozen
+class RunRequested:
+    """A trigger fired for an account; `reply`, if any, receives the run's result."""
+
+    account_id: str
+    trigger: Trigger
+    reply: Future[ReconciliationResult] | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class RunTicket:
+    """One run, from its start to its result; `started` is on the service clock's monotonic scale."""
+
+    run_id: UUID
+    account_id: str
+    trigger: Trigger
+    started_at: dt.datetime
+    started: float
+
+
+@attrs.frozen
+class FetchSnapshot:
+    ticket: RunTicket
+
+
+@attrs.frozen
+class SnapshotTaken:
+    ticket: RunTicket
+    snapshot: Snapshot
+
+
+@attrs.frozen
+class SnapshotFailed:
+    ticket: RunTicket
+    reason: str
+
+
+@attrs.frozen
+class RunFinished:
+    result: ReconciliationResult
+
+
+@attrs.frozen
+class RunAborted:
+    """A run that cannot finish normally, e.g. an actor died holding it."""
+
+    run_id: UUID
+    reason: str
+
+
+@attrs.frozen
+class Publish:
+    result: ReconciliationResult
+
+
+@attrs.frozen
+class PeriodicDue:
+    account_id: str
+    generation: int
+
+
+@attrs.frozen
+class DebounceDue:
+    account_id: str
+
+
+@attrs.frozen
+class WatchdogDue:
+    run_id: UUID
+
+
+@attrs.frozen
+class RetryDelivery:
+    pass
+
+
+@attrs.frozen
+class PublisherHealthRequest:
+    pass
+
+
+@attrs.frozen
+class HealthRequest:
+    pass
+
+
+@attrs.frozen
+class Peers:
+    """Where each part of the pipeline is now; re-sent whenever one is restarted."""
+
+    supervisor: pykka.ActorRef[Any]
+    debouncer: pykka.ActorRef[Any]
+    scheduler: pykka.ActorRef[Any]
+    fetcher: pykka.ActorRef[Any]
+    comparator: pykka.ActorRef[Any]
+    publisher: pykka.ActorRef[Any]
+
+
+@attrs.frozen
+class PeersChanged:
+    peers: Peers
+
+
+@attrs.frozen
+class ActorCrashed:
+    """An actor died of an unexpected exception while handling `run_id` (if any)."""
+
+    role: str
+    error: str
+    run_id: UUID | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
@@ -227,6 +227,22 @@ class NettedSymbol:
     entries: int
 
 
+def _discrepancies(value: Iterable[Discrepancy]) -> tuple[Discrepancy, ...]:
+    return tuple(value)
+
+
+def _netted(value: Iterable[NettedSymbol]) -> tuple[NettedSymbol, ...]:
+    return tuple(value)
+
+
+def _positions(value: Iterable[Position]) -> tuple[Position, ...]:
+    return tuple(value)
+
+
+def _broker_positions(value: Iterable[BrokerPosition]) -> tuple[BrokerPosition, ...]:
+    return tuple(value)
+
+
 def _context(value: Mapping[str, str]) -> Mapping[str, str]:
     return frozen_mapping(value)
 
@@ -238,13 +254,13 @@ class ReconciliationResult:
     run_id: UUID
     account_id: str = attrs.field(validator=non_empty_text)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
-    discrepancies: tuple[Discrepancy, ...] = attrs.field(default=(), converter=tuple)
+    discrepancies: tuple[Discrepancy, ...] = attrs.field(default=(), converter=_discrepancies)
     positions_checked: int = 0
     duration_ms: float = 0.0
     context: Mapping[str, str] = attrs.field(factory=dict, converter=_context)
     error: str | None = None
     """None when the run completed; otherwise why it could not, for an operator."""
-    netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=tuple)
+    netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
 
     @property
     def is_clean(self) -> bool:
@@ -340,8 +356,8 @@ class Snapshot:
     """Both sides of one account, read at (about) the same moment, already validated."""
 
     account_id: str = attrs.field(validator=non_empty_text)
-    local_positions: tuple[Position, ...] = attrs.field(converter=tuple)
+    local_positions: tuple[Position, ...] = attrs.field(converter=_positions)
     local_account: LocalAccount
-    broker_positions: tuple[BrokerPosition, ...] = attrs.field(converter=tuple)
+    broker_positions: tuple[BrokerPosition, ...] = attrs.field(converter=_broker_positions)
     broker_account: BrokerAccount
     taken_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)

@@ -1,0 +1,1 @@
+"""The pipeline's actors, one module each; `supervisor` is the service's entry actor."""

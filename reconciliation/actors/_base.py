@@ -1,0 +1,97 @@
+"""What every pipeline actor shares: knowing its peers, and reporting its own death.
+
+pykka has no supervision: an exception in a told message stops the actor silently.
+Each actor here tells the supervisor instead, naming the run it was handling, so the
+run is reported failed and the actor is restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pykka
+
+from reconciliation.messages import (
+    ActorCrashed,
+    FetchSnapshot,
+    Peers,
+    PeersChanged,
+    Publish,
+    RunFinished,
+    SnapshotFailed,
+    SnapshotTaken,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from uuid import UUID
+
+__all__ = ["PipelineActor", "describe_error", "tell"]
+
+logger = logging.getLogger(__name__)
+
+
+def tell(ref: pykka.ActorRef[Any] | None, message: object) -> bool:
+    """Tell `ref` if it is alive; False (and a debug line) if it is gone."""
+    if ref is None:
+        return False
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("Dropped %s: %s is no longer running", type(message).__name__, ref)
+        return False
+    return True
+
+
+def describe_error(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def run_id_of(message: object) -> UUID | None:
+    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed):
+        return message.ticket.run_id
+    if isinstance(message, RunFinished | Publish):
+        return message.result.run_id
+    return None
+
+
+class PipelineActor(pykka.ThreadingActor):
+    """An actor of the pipeline. Subclasses implement `handle` and name their `role`."""
+
+    role: ClassVar[str]
+
+    def __init__(self, supervisor: pykka.ActorRef[Any], peers: Peers | None) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self.peers = peers
+        self._handling: UUID | None = None
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, PeersChanged):
+            self.peers = message.peers
+            return None
+        self._handling = run_id_of(message)
+        answer = self.handle(message)
+        self._handling = None
+        return answer
+
+    def handle(self, message: Any) -> Any:
+        raise NotImplementedError
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        logger.error(
+            "The %s actor failed%s; the supervisor restarts it",
+            self.role,
+            f" during run {self._handling}" if self._handling else "",
+            exc_info=(exception_type, exception_value, traceback) if exception_type else None,  # type: ignore[arg-type]
+        )
+        tell(self.supervisor, ActorCrashed(self.role, describe_error(exception_value), self._handling))

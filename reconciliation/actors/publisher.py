@@ -1,0 +1,125 @@
+"""The publisher actor: logs every run, then hands it to Redis without making anyone wait.
+
+Delivery itself (payloads, streams, outbox, exactly-once) lives in
+`reconciliation.publishing`; this actor decides when to try: at once when a run
+arrives, and on a backoff timer while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from reconciliation.actors._base import PipelineActor, tell
+from reconciliation.messages import Publish, PublisherHealthRequest, RetryDelivery
+
+if TYPE_CHECKING:
+    import pykka
+
+    from reconciliation.clock import Clock, TimerHandle
+    from reconciliation.messages import Peers
+    from reconciliation.models import ReconciliationResult
+    from reconciliation.publishing import RedisPublisher
+
+__all__ = ["PublisherActor", "log_result"]
+
+logger = logging.getLogger("reconciliation.runs")
+
+
+def log_result(result: ReconciliationResult) -> None:
+    """Every discrepancy at WARNING, a failed run at ERROR, a clean one at INFO."""
+    trigger = result.trigger
+    if result.error is not None:
+        logger.error(
+            "Reconciliation of %s failed (run %s, trigger %s): %s",
+            result.account_id,
+            result.run_id,
+            trigger,
+            result.error,
+        )
+        return
+    for d in result.discrepancies:
+        logger.warning(
+            "%s %s on %s%s: local %s, broker %s (run %s, trigger %s)",
+            d.severity.value.upper(),
+            d.type.value,
+            result.account_id,
+            f" {d.symbol}" if d.symbol else "",
+            "none" if d.local_value is None else format(d.local_value, "f"),
+            "none" if d.broker_value is None else format(d.broker_value, "f"),
+            result.run_id,
+            trigger,
+        )
+    logger.info(
+        "Reconciled %s: %s, %d positions checked in %.1f ms (run %s, trigger %s)",
+        result.account_id,
+        "clean" if result.is_clean else f"{len(result.discrepancies)} discrepancies",
+        result.positions_checked,
+        result.duration_ms,
+        result.run_id,
+        trigger,
+    )
+
+
+class PublisherActor(PipelineActor):
+    role = "publisher"
+
+    def __init__(
+        self,
+        supervisor: pykka.ActorRef[Any],
+        peers: Peers | None,
+        *,
+        publisher: RedisPublisher,
+        clock: Clock,
+    ) -> None:
+        super().__init__(supervisor, peers)
+        self._publisher = publisher
+        self._clock = clock
+        self._retry: TimerHandle | None = None
+
+    def on_start(self) -> None:
+        if self._publisher.health().outbox_depth:
+            self._deliver()
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Publish):
+            log_result(message.result)
+            self._publisher.submit(message.result)
+            if self._retry is None:
+                self._deliver()
+        elif isinstance(message, RetryDelivery):
+            self._retry = None
+            self._deliver()
+        elif isinstance(message, PublisherHealthRequest):
+            return self._publisher.health()
+        else:
+            logger.warning("The publisher ignored an unexpected %s", type(message).__name__)
+        return None
+
+    def _deliver(self) -> None:
+        delay = self._publisher.deliver()
+        if delay is not None:
+            me = self.actor_ref
+            self._retry = self._clock.call_later(delay, lambda: tell(me, RetryDelivery()))
+
+    def on_stop(self) -> None:
+        self._cancel_retry()
+        if self._publisher.health().redis_reachable:
+            self._publisher.deliver()
+        undelivered = self._publisher.health()
+        if undelivered.outbox_depth:
+            logging.getLogger(__name__).error(
+                "Stopping with %d runs (%d payloads) not delivered to Redis: %s",
+                undelivered.outbox_depth,
+                undelivered.outbox_payloads,
+                undelivered.last_error,
+            )
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._cancel_retry()
+        super().on_failure(*exc_info)
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None

@@ -1,0 +1,231 @@
+"""The supervisor: the service's entry actor (`service.ref`), router and guardian.
+
+Fills told to it go to the debouncer; on-demand requests asked of it go to the
+scheduler, and the asker gets the run's result. It starts the pipeline's actors, and
+when one dies it logs it, restarts it (a bounded number of times), tells every peer
+where the new one is, and has the run the dead actor was holding reported failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pykka
+
+from reconciliation.actors._base import tell
+from reconciliation.actors.comparison import ComparatorActor
+from reconciliation.actors.debouncer import FillDebouncer
+from reconciliation.actors.fetcher import SnapshotFetcher
+from reconciliation.actors.publisher import PublisherActor
+from reconciliation.actors.scheduler import TriggerScheduler
+from reconciliation.messages import (
+    ActorCrashed,
+    HealthRequest,
+    Peers,
+    PeersChanged,
+    Publish,
+    PublisherHealthRequest,
+    ReconcileRequest,
+    RunAborted,
+    RunRequested,
+    RunTicket,
+)
+from reconciliation.models import OrderFill, ReconciliationResult
+from reconciliation.runs import failed_result
+from reconciliation.triggers import OnDemand
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from reconciliation.clock import Clock
+    from reconciliation.models import ReconciliationConfig
+    from reconciliation.protocols import BrokerQuery, PortfolioManager
+    from reconciliation.publishing import RedisPublisher
+
+__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_SECONDS", "ServiceHealth", "Supervisor"]
+
+logger = logging.getLogger(__name__)
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+"""An actor that dies more than MAX_RESTARTS times in this window stays down."""
+
+ROLES = ("debouncer", "scheduler", "fetcher", "comparator", "publisher")
+"""Start order; they stop in the same order, so the publisher sees every last result."""
+
+
+@attrs.frozen
+class ServiceHealth:
+    """Whether every actor of the pipeline is running, and how often each was restarted."""
+
+    healthy: bool
+    down: tuple[str, ...]
+    restarts: Mapping[str, int]
+    last_failure: str | None
+
+
+class _FollowingFuture(pykka.ThreadingFuture[Any]):
+    """A reply future that, when the actor replied with another future, waits for that one.
+
+    It lets `ref.ask(ReconcileRequest(...))` return the run's result although the
+    supervisor answers at once (with the run's future) and goes on routing fills.
+    """
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        value = super().get(timeout=timeout)
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if isinstance(value, concurrent.futures.Future):
+            try:
+                return value.result(timeout=remaining)
+            except concurrent.futures.TimeoutError:
+                msg = f"{timeout} seconds"
+                raise pykka.Timeout(msg) from None
+        if isinstance(value, pykka.Future):
+            return value.get(timeout=remaining)
+        return value
+
+
+class Supervisor(pykka.ThreadingActor):
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return _FollowingFuture()
+
+    def __init__(
+        self,
+        *,
+        portfolio: PortfolioManager,
+        broker: BrokerQuery,
+        publisher: RedisPublisher,
+        config: ReconciliationConfig,
+        clock: Clock,
+    ) -> None:
+        super().__init__()
+        self._config = config
+        self._clock = clock
+        self._factories: dict[str, Callable[[Peers | None], pykka.ActorRef[Any]]] = {
+            "debouncer": lambda peers: FillDebouncer.start(self.actor_ref, peers, config=config, clock=clock),
+            "scheduler": lambda peers: TriggerScheduler.start(
+                self.actor_ref, peers, config=config, clock=clock
+            ),
+            "fetcher": lambda peers: SnapshotFetcher.start(
+                self.actor_ref, peers, portfolio=portfolio, broker=broker, config=config, clock=clock
+            ),
+            "comparator": lambda peers: ComparatorActor.start(
+                self.actor_ref, peers, config=config, clock=clock
+            ),
+            "publisher": lambda peers: PublisherActor.start(
+                self.actor_ref, peers, publisher=publisher, clock=clock
+            ),
+        }
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._restarts: dict[str, collections.deque[float]] = {role: collections.deque() for role in ROLES}
+        self._restart_counts: dict[str, int] = dict.fromkeys(ROLES, 0)
+        self._down: set[str] = set()
+        self._last_failure: str | None = None
+
+    def on_start(self) -> None:
+        for role in ROLES:
+            self._refs[role] = self._factories[role](None)
+        self._broadcast_peers()
+
+    def on_receive(self, message: Any) -> Any:
+        """Route and supervise; the root must outlive any mistake of its own."""
+        try:
+            return self._route(message)
+        except Exception:
+            logger.exception("The supervisor could not handle %s", type(message).__name__)
+            return None
+
+    def _route(self, message: Any) -> Any:
+        if type(message) is OrderFill:
+            tell(self._refs["debouncer"], message)
+        elif isinstance(message, ReconcileRequest):
+            reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()
+            self._request(RunRequested(message.account_id, OnDemand(message.requested_by), reply))
+            return reply
+        elif isinstance(message, RunRequested):
+            self._request(message)
+        elif isinstance(message, ActorCrashed):
+            self._on_crash(message)
+        elif isinstance(message, HealthRequest):
+            return self._health()
+        elif isinstance(message, PublisherHealthRequest):
+            return self._refs["publisher"].ask(message, block=False)
+        else:
+            logger.warning(
+                "The reconciliation service ignored an unexpected %s: %r", type(message).__name__, message
+            )
+        return None
+
+    def _request(self, request: RunRequested) -> None:
+        if "scheduler" not in self._down and tell(self._refs["scheduler"], request):
+            return
+        ticket = RunTicket(
+            run_id=uuid.uuid4(),
+            account_id=request.account_id,
+            trigger=request.trigger,
+            started_at=self._clock.now(),
+            started=self._clock.monotonic(),
+        )
+        result = failed_result(
+            ticket, "the reconciliation service is unhealthy: its scheduler is down", ticket.started
+        )
+        tell(self._refs["publisher"], Publish(result))
+        if request.reply is not None and not request.reply.done():
+            request.reply.set_result(result)
+
+    def _on_crash(self, crash: ActorCrashed) -> None:
+        self._last_failure = f"{crash.role}: {crash.error}"
+        now = self._clock.monotonic()
+        recent = self._restarts[crash.role]
+        while recent and now - recent[0] > RESTART_WINDOW_SECONDS:
+            recent.popleft()
+        if len(recent) >= MAX_RESTARTS:
+            self._down.add(crash.role)
+            logger.error(
+                "The %s actor failed %d times within %g s; it stays down and the service is unhealthy: %s",
+                crash.role,
+                len(recent) + 1,
+                RESTART_WINDOW_SECONDS,
+                crash.error,
+            )
+        else:
+            recent.append(now)
+            self._restart_counts[crash.role] += 1
+            logger.error("The %s actor failed (%s); restarting it", crash.role, crash.error)
+            self._refs[crash.role] = self._factories[crash.role](self._peers())
+            self._broadcast_peers()
+        if crash.run_id is not None and crash.role != "scheduler":
+            tell(
+                self._refs["scheduler"],
+                RunAborted(crash.run_id, f"the {crash.role} actor failed: {crash.error}"),
+            )
+
+    def _peers(self) -> Peers:
+        return Peers(supervisor=self.actor_ref, **self._refs)
+
+    def _broadcast_peers(self) -> None:
+        changed = PeersChanged(self._peers())
+        for ref in self._refs.values():
+            tell(ref, changed)
+
+    def _health(self) -> ServiceHealth:
+        down = tuple(role for role in ROLES if role in self._down or not self._refs[role].is_alive())
+        return ServiceHealth(
+            healthy=not down,
+            down=down,
+            restarts=dict(self._restart_counts),
+            last_failure=self._last_failure,
+        )
+
+    def on_stop(self) -> None:
+        for role in ROLES:
+            self._refs[role].stop(block=True, timeout=10.0)

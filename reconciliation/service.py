@@ -1,0 +1,166 @@
+"""`ReconciliationService`: the facade a trading engine starts, tells fills and asks for runs.
+
+Behind it, the supervisor actor (`service.ref`) and its pipeline: debouncer →
+scheduler → fetcher → comparator → scheduler → publisher. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import TYPE_CHECKING, Any
+
+from reconciliation.actors.supervisor import ServiceHealth, Supervisor
+from reconciliation.clock import SystemClock
+from reconciliation.messages import HealthRequest, PublisherHealthRequest, RunRequested
+from reconciliation.models import OrderFill, ReconciliationConfig, ReconciliationResult
+from reconciliation.protocols import BrokerQuery, PortfolioManager
+from reconciliation.publishing import PublisherHealth, RedisPublisher
+from reconciliation.snapshot import call_in_daemon_thread
+from reconciliation.triggers import OnDemand, Startup
+
+if TYPE_CHECKING:
+    import pykka
+    import redis
+
+    from reconciliation.clock import Clock
+    from reconciliation.triggers import Trigger
+
+__all__ = ["ReconciliationService"]
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class ReconciliationService:
+    """Reconciles `config.account_id` at startup, periodically, after fills and on demand.
+
+    Args:
+        portfolio: the engine's book (plain or async methods).
+        broker_query: the broker's view (plain or async methods).
+        redis: a redis-py client; every run and discrepancy is published through it.
+        config: intervals, tolerances, severities; see docs/configuration.md.
+        clock: time and timers; a `ManualClock` in tests. By default the service runs
+            its own timer thread, stopped by `stop()`.
+    """
+
+    def __init__(
+        self,
+        portfolio: PortfolioManager,
+        broker_query: BrokerQuery,
+        redis: redis.Redis,
+        config: ReconciliationConfig,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(portfolio, PortfolioManager):
+            msg = f"portfolio must implement PortfolioManager (get_positions, get_account), not {portfolio!r}"
+            raise TypeError(msg)
+        if not isinstance(broker_query, BrokerQuery):
+            msg = (
+                f"broker_query must implement BrokerQuery (get_positions, get_account), not {broker_query!r}"
+            )
+            raise TypeError(msg)
+        if not isinstance(config, ReconciliationConfig):
+            msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
+            raise TypeError(msg)
+        self._portfolio = portfolio
+        self._broker = broker_query
+        self._config = config
+        self._given_clock = clock
+        self._clock: Clock | None = None
+        self._supervisor: pykka.ActorRef[Any] | None = None
+        self._publisher = RedisPublisher(
+            redis,
+            stream_maxlen=config.stream_maxlen,
+            outbox_max_runs=config.outbox_max_runs,
+            retry_max_seconds=config.publish_retry_max_seconds,
+        )
+
+    @property
+    def config(self) -> ReconciliationConfig:
+        return self._config
+
+    @property
+    def ref(self) -> pykka.ActorRef[Any]:
+        """The entry actor: tell it `OrderFill`s, ask it `ReconcileRequest`s."""
+        if self._supervisor is None:
+            msg = f"the reconciliation service for {self._config.account_id} is not started"
+            raise RuntimeError(msg)
+        return self._supervisor
+
+    @property
+    def is_running(self) -> bool:
+        return self._supervisor is not None and self._supervisor.is_alive()
+
+    async def start(self) -> ReconciliationResult | None:
+        """Start the actors and run the startup reconciliation.
+
+        Returns:
+            The startup run's result, or None when `config.enabled` is False.
+
+        Raises:
+            RuntimeError: if the service is already started.
+        """
+        if self._supervisor is not None:
+            msg = f"the reconciliation service for {self._config.account_id} is already started; call stop() first"
+            raise RuntimeError(msg)
+        clock = self._given_clock or SystemClock()
+        self._clock = clock
+        self._publisher.clock = clock
+        self._supervisor = Supervisor.start(
+            portfolio=self._portfolio,
+            broker=self._broker,
+            publisher=self._publisher,
+            config=self._config,
+            clock=clock,
+        )
+        logger.info("Reconciliation service started for %s", self._config.account_id)
+        if not self._config.enabled:
+            return None
+        return await self._run(self._config.account_id, Startup())
+
+    async def reconcile(
+        self, account_id: str | None = None, *, requested_by: str = "api"
+    ) -> ReconciliationResult:
+        """Run now and return the result of a run whose snapshot was taken after this call."""
+        return await self._run(account_id or self._config.account_id, OnDemand(requested_by))
+
+    async def on_fill(self, fill: OrderFill) -> None:
+        """A fill was booked: reconcile once the burst it belongs to has settled."""
+        if not isinstance(fill, OrderFill):
+            msg = f"on_fill takes an OrderFill, not {type(fill).__name__}"
+            raise TypeError(msg)
+        self.ref.tell(fill)
+
+    async def stop(self) -> None:
+        """Stop every actor, timer and thread the service started. Idempotent.
+
+        A run in flight is reported failed ("the service stopped"); nothing is
+        published after this returns.
+        """
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        await call_in_daemon_thread(lambda: supervisor.stop(block=True, timeout=STOP_TIMEOUT_SECONDS))
+        if self._given_clock is None and isinstance(self._clock, SystemClock):
+            self._clock.close()
+        self._clock = None
+        logger.info("Reconciliation service stopped for %s", self._config.account_id)
+
+    def health(self, timeout: float = 5.0) -> ServiceHealth:
+        """Which actors are down, and how often each was restarted."""
+        health: ServiceHealth = self.ref.ask(HealthRequest(), timeout=timeout)
+        return health
+
+    def publisher_health(self, timeout: float = 5.0) -> PublisherHealth:
+        """Outbox depth, delivered and dropped counts, the last Redis error."""
+        health: PublisherHealth = self.ref.ask(PublisherHealthRequest(), timeout=timeout)
+        return health
+
+    async def _run(self, account_id: str, trigger: Trigger) -> ReconciliationResult:
+        reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()
+        self.ref.tell(RunRequested(account_id, trigger, reply))
+        return await asyncio.wrap_future(reply)

@@ -1,0 +1,194 @@
+"""Reading both sides of an account: concurrent, bounded in time, and checked.
+
+A broker that raises, hangs or answers with malformed data gives a `SnapshotError`
+whose message says which call, which entry and which field — never an empty book,
+which would flag every local position as missing at the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from reconciliation.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from reconciliation.protocols import BrokerQuery, PortfolioManager
+
+__all__ = ["SnapshotError", "call_in_daemon_thread", "fetch_snapshot", "parse_entries", "parse_one"]
+
+T = TypeVar("T")
+
+
+class SnapshotError(Exception):
+    """One or more calls for a snapshot failed; the message is for an operator."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def parse_one(cls: type[T], raw: object, *, call: str, where: str = "") -> T:
+    """`raw` as a valid `cls`: taken as it is, or rebuilt from a look-alike's attributes."""
+    if type(raw) is cls:
+        return raw
+    label = f"{call}{where}"
+    if raw is None:
+        msg = f"{label} is None, expected a {cls.__name__}"
+        raise SnapshotError(msg)
+    values: dict[str, Any] = {}
+    for field in attrs.fields(cls):  # type: ignore[arg-type]
+        if isinstance(raw, dict):
+            present, value = field.name in raw, raw.get(field.name)
+        else:
+            present, value = hasattr(raw, field.name), getattr(raw, field.name, None)
+        if present:
+            values[field.name] = value
+        elif field.default is attrs.NOTHING:
+            msg = f"{label} has no field {field.name!r} ({type(raw).__name__} {raw!r})"
+            raise SnapshotError(msg)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        msg = f"{label}: {exc}"
+        raise SnapshotError(msg) from exc
+
+
+def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
+    """A list of positions as valid `cls` instances; the fast path keeps valid ones as they are."""
+    if raw is None or isinstance(raw, str | bytes) or not isinstance(raw, Sequence | set | frozenset):
+        msg = f"{call} returned {type(raw).__name__} {raw!r:.80}, expected a list of {cls.__name__}"
+        raise SnapshotError(msg)
+    entries = tuple(raw)
+    if all(type(entry) is cls for entry in entries):
+        return entries
+    return tuple(
+        parse_one(cls, entry, call=call, where=_entry_label(index, entry))
+        for index, entry in enumerate(entries)
+    )
+
+
+def _entry_label(index: int, entry: object) -> str:
+    symbol = entry.get("symbol") if isinstance(entry, dict) else getattr(entry, "symbol", None)
+    return f" entry {index} (symbol {symbol!r})" if isinstance(symbol, str) else f" entry {index}"
+
+
+def call_in_daemon_thread(function: Callable[[], T]) -> asyncio.Future[T]:
+    """Run a plain (possibly blocking) call off the event loop, in a thread that cannot
+    keep the process alive if the call never returns."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value, error = function(), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name="reconciliation-call", daemon=True).start()
+    return future
+
+
+async def _call(method: Callable[[str], Any], account_id: str, *, name: str, limit: float) -> Any:
+    async def invoke() -> Any:
+        if inspect.iscoroutinefunction(method):
+            return await method(account_id)
+        answer = await call_in_daemon_thread(lambda: method(account_id))
+        if inspect.isawaitable(answer):
+            return await answer
+        return answer
+
+    try:
+        return await asyncio.wait_for(invoke(), limit)
+    except TimeoutError:
+        msg = f"{name} did not answer within {limit:g} s"
+        raise SnapshotError(msg) from None
+    except SnapshotError:
+        raise
+    except Exception as exc:
+        msg = f"{name} failed: {_describe(exc)}"
+        raise SnapshotError(msg) from exc
+
+
+async def fetch_snapshot(
+    portfolio: PortfolioManager,
+    broker: BrokerQuery,
+    account_id: str,
+    *,
+    limit: float,
+    now: Callable[[], dt.datetime],
+) -> Snapshot:
+    """Read the four figures concurrently, each bounded by `limit` seconds, then check them.
+
+    Raises:
+        SnapshotError: naming every call that failed, timed out or answered malformed data.
+    """
+    calls: list[tuple[str, Callable[[str], Any]]] = [
+        ("local.get_positions", portfolio.get_positions),
+        ("local.get_account", portfolio.get_account),
+        ("broker.get_positions", broker.get_positions),
+        ("broker.get_account", broker.get_account),
+    ]
+    answers = await asyncio.gather(
+        *(_call(method, account_id, name=name, limit=limit) for name, method in calls),
+        return_exceptions=True,
+    )
+    taken_at = now()
+    failures = [
+        str(a) if isinstance(a, SnapshotError) else _describe(a)
+        for a in answers
+        if isinstance(a, BaseException)
+    ]
+    if failures:
+        raise SnapshotError("; ".join(failures))
+    local_positions, local_account, broker_positions, broker_account = answers
+    problems: list[str] = []
+    parsed = [
+        _collect(problems, lambda: parse_entries(Position, local_positions, call="local.get_positions")),
+        _collect(problems, lambda: _account(LocalAccount, local_account, "local.get_account", account_id)),
+        _collect(
+            problems, lambda: parse_entries(BrokerPosition, broker_positions, call="broker.get_positions")
+        ),
+        _collect(problems, lambda: _account(BrokerAccount, broker_account, "broker.get_account", account_id)),
+    ]
+    if problems:
+        raise SnapshotError("; ".join(problems))
+    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at)
+
+
+def _collect(problems: list[str], parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except SnapshotError as exc:
+        problems.append(f"malformed data: {exc}")
+        return None
+
+
+_AccountT = TypeVar("_AccountT", LocalAccount, BrokerAccount)
+
+
+def _account(cls: type[_AccountT], raw: object, call: str, account_id: str) -> _AccountT:
+    account = parse_one(cls, raw, call=call)
+    if account.account_id != account_id:
+        msg = f"{call} answered for account {account.account_id!r}, not {account_id!r}"
+        raise SnapshotError(msg)
+    return account
