@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
 __all__ = ["Outbox", "PendingRun"]
 
 logger = logging.getLogger(__name__)
+
+
+def _payloads(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -27,7 +31,7 @@ class PendingRun:
     """One run's encoded payloads, (channel, JSON) in publish order."""
 
     run_id: str
-    payloads: tuple[tuple[str, str], ...] = attrs.field(converter=tuple)
+    payloads: tuple[tuple[str, str], ...] = attrs.field(converter=_payloads)
 
 
 class Outbox:
