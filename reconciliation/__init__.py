@@ -20,7 +20,9 @@ from reconciliation.models import (
     ReconciliationConfig,
     ReconciliationResult,
 )
+from reconciliation.paper import InMemoryPortfolio, PaperBroker
 from reconciliation.protocols import BrokerQuery, PortfolioManager
+from reconciliation.service import ReconciliationService
 
 __all__ = [
     "DEFAULT_SEVERITY",
@@ -31,11 +33,14 @@ __all__ = [
     "Discrepancy",
     "DiscrepancySeverity",
     "DiscrepancyType",
+    "InMemoryPortfolio",
     "LocalAccount",
     "OrderFill",
+    "PaperBroker",
     "PortfolioManager",
     "Position",
     "ReconcileRequest",
     "ReconciliationConfig",
     "ReconciliationResult",
+    "ReconciliationService",
 ]

@@ -83,14 +83,17 @@ def _fire(timer: _Timer) -> None:
 
 
 class SystemClock:
-    """Wall time, and one daemon thread that fires the timers. `close()` stops it."""
+    """Wall time, and one daemon timer thread, started by the first `call_later`.
+
+    `close()` cancels what is pending and ends the thread.
+    """
 
     def __init__(self, name: str = "reconciliation-timer") -> None:
+        self._name = name
         self._queue = _TimerQueue()
         self._wakeup = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -105,6 +108,9 @@ class SystemClock:
                 timer.cancelled = True
                 return timer
             self._queue.push(timer)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
             self._wakeup.notify()
         return timer
 
@@ -114,7 +120,7 @@ class SystemClock:
             self._closed = True
             self._queue.clear()
             self._wakeup.notify()
-        if self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def _run(self) -> None:

@@ -77,6 +77,7 @@ class ReconciliationService:
             stream_maxlen=config.stream_maxlen,
             outbox_max_runs=config.outbox_max_runs,
             retry_max_seconds=config.publish_retry_max_seconds,
+            clock=clock or SystemClock(),
         )
 
     @property
@@ -109,7 +110,6 @@ class ReconciliationService:
             raise RuntimeError(msg)
         clock = self._given_clock or SystemClock()
         self._clock = clock
-        self._publisher.clock = clock
         self._supervisor = Supervisor.start(
             portfolio=self._portfolio,
             broker=self._broker,
@@ -152,12 +152,12 @@ class ReconciliationService:
 
     def health(self, timeout: float = 5.0) -> ServiceHealth:
         """Which actors are down, and how often each was restarted."""
-        health: ServiceHealth = self.ref.ask(HealthRequest(), timeout=timeout)
+        health: ServiceHealth = self.ref.ask(HealthRequest(), block=True, timeout=timeout)
         return health
 
     def publisher_health(self, timeout: float = 5.0) -> PublisherHealth:
         """Outbox depth, delivered and dropped counts, the last Redis error."""
-        health: PublisherHealth = self.ref.ask(PublisherHealthRequest(), timeout=timeout)
+        health: PublisherHealth = self.ref.ask(PublisherHealthRequest(), block=True, timeout=timeout)
         return health
 
     async def _run(self, account_id: str, trigger: Trigger) -> ReconciliationResult:

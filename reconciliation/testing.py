@@ -1,0 +1,214 @@
+"""Test helpers for host engines: a scriptable broker and a capture of what is published.
+
+Public API, like `structlog.testing`: an engine embedding the service can test its
+integration without writing fakes of its own.
+
+    broker = ScriptedBroker("ACC-1", cash=Decimal("1000"))
+    broker.then_raise(ConnectionError("gateway down"))   # the next call fails
+    broker.then_delay(5.0)                                # the one after hangs 5 s
+    broker.then_return([None])                            # then malformed data
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import attrs
+
+from reconciliation.models import BrokerAccount, BrokerPosition
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import TracebackType
+
+    import redis
+
+__all__ = ["AsyncScriptedBroker", "RedisCapture", "ScriptedBroker"]
+
+Call = Literal["get_positions", "get_account"]
+
+
+@attrs.frozen
+class _Raise:
+    error: BaseException
+
+
+@attrs.frozen
+class _Delay:
+    seconds: float
+
+
+@attrs.frozen
+class _Return:
+    raw: Any
+
+
+_Step = _Raise | _Delay | _Return
+
+
+class ScriptedBroker:
+    """A `BrokerQuery` whose answers a test sets, and whose next calls can misbehave.
+
+    By default it answers with `positions` and a `BrokerAccount` built from `cash`
+    and `total_equity` (which defaults to the cash plus the positions' market value).
+    Scripted steps apply to the next calls of the named method, in order.
+    """
+
+    def __init__(
+        self,
+        account_id: str,
+        positions: Iterable[BrokerPosition] = (),
+        *,
+        cash: Decimal = Decimal(0),
+        total_equity: Decimal | None = None,
+    ) -> None:
+        self.account_id = account_id
+        self.positions: list[BrokerPosition] = list(positions)
+        self.cash = cash
+        self.total_equity = total_equity
+        self.calls: list[tuple[Call, str]] = []
+        self._steps: dict[Call, collections.deque[_Step]] = {
+            "get_positions": collections.deque(),
+            "get_account": collections.deque(),
+        }
+        self._lock = threading.Lock()
+
+    def then_raise(self, error: BaseException, *, call: Call = "get_positions") -> None:
+        self._add(call, _Raise(error))
+
+    def then_delay(self, seconds: float, *, call: Call = "get_positions") -> None:
+        """The next call answers normally, but only after `seconds`."""
+        self._add(call, _Delay(seconds))
+
+    def then_return(self, raw: Any, *, call: Call = "get_positions") -> None:
+        """The next call answers `raw` as it is, however malformed."""
+        self._add(call, _Return(raw))
+
+    def account(self) -> BrokerAccount:
+        market_value = sum((p.market_value for p in self.positions), Decimal(0))
+        equity = self.cash + market_value if self.total_equity is None else self.total_equity
+        return BrokerAccount(self.account_id, self.cash, equity, equity, Decimal(0))
+
+    def get_positions(self, account_id: str) -> Any:
+        step = self._next("get_positions", account_id)
+        if isinstance(step, _Delay):
+            time.sleep(step.seconds)
+        return self._answer(step, list(self.positions))
+
+    def get_account(self, account_id: str) -> Any:
+        step = self._next("get_account", account_id)
+        if isinstance(step, _Delay):
+            time.sleep(step.seconds)
+        return self._answer(step, self.account())
+
+    def _add(self, call: Call, step: _Step) -> None:
+        with self._lock:
+            self._steps[call].append(step)
+
+    def _next(self, call: Call, account_id: str) -> _Step | None:
+        with self._lock:
+            self.calls.append((call, account_id))
+            return self._steps[call].popleft() if self._steps[call] else None
+
+    @staticmethod
+    def _answer(step: _Step | None, default: Any) -> Any:
+        if isinstance(step, _Raise):
+            raise step.error
+        if isinstance(step, _Return):
+            return step.raw
+        return default
+
+
+class AsyncScriptedBroker(ScriptedBroker):
+    """The same script, with `async` methods, as an asyncio broker client would have."""
+
+    async def get_positions(self, account_id: str) -> Any:
+        step = self._next("get_positions", account_id)
+        if isinstance(step, _Delay):
+            await asyncio.sleep(step.seconds)
+        return self._answer(step, list(self.positions))
+
+    async def get_account(self, account_id: str) -> Any:
+        step = self._next("get_account", account_id)
+        if isinstance(step, _Delay):
+            await asyncio.sleep(step.seconds)
+        return self._answer(step, self.account())
+
+
+RESULT_CHANNEL = "reconciliation:result"
+DISCREPANCY_CHANNEL = "reconciliation:discrepancy"
+
+
+class RedisCapture:
+    """Subscribes to both channels and keeps every payload, decoded, in arrival order.
+
+    Use as a context manager; `wait_for_results(n)` blocks until n results arrived.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL)
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._arrived = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="redis-capture", daemon=True)
+        self._thread.start()
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        with self._arrived:
+            return [payload for channel, payload in self.messages if channel == RESULT_CHANNEL]
+
+    @property
+    def discrepancies(self) -> list[dict[str, Any]]:
+        with self._arrived:
+            return [payload for channel, payload in self.messages if channel == DISCREPANCY_CHANNEL]
+
+    def wait_for_results(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The first `count` results; raises TimeoutError if they do not all arrive in time."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while (have := sum(1 for c, _ in self.messages if c == RESULT_CHANNEL)) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    msg = f"{have} of {count} results arrived within {timeout} s"
+                    raise TimeoutError(msg)
+                self._arrived.wait(remaining)
+        return self.results[:count]
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                message = self._pubsub.get_message(timeout=0.05)
+            except Exception:  # noqa: BLE001 - a capture outlives a Redis restart
+                time.sleep(0.05)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            channel = channel.decode() if isinstance(channel, bytes) else channel
+            with self._arrived:
+                self.messages.append((channel, json.loads(message["data"])))
+                self._arrived.notify_all()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=2.0)
+        self._pubsub.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
