@@ -1,0 +1,505 @@
+"""The value objects: what they accept, what they refuse at construction, and how they compare."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+
+from reconciliation.models import (
+    DEFAULT_SEVERITY,
+    AssetType,
+    BrokerAccount,
+    BrokerPosition,
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    LocalAccount,
+    OrderFill,
+    Position,
+    ReconciliationConfig,
+    ReconciliationResult,
+    Snapshot,
+)
+
+NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
+
+
+def position(**changes: Any) -> Position:
+    return Position(**{"symbol": "AAPL", "quantity": 100, "avg_cost": Decimal("150.25"), **changes})
+
+
+def broker_position(**changes: Any) -> BrokerPosition:
+    fields = {"symbol": "AAPL", "quantity": 100, "avg_cost": Decimal(150), "market_value": Decimal(15000)}
+    return BrokerPosition(**{**fields, **changes})
+
+
+def local_account(**changes: Any) -> LocalAccount:
+    return LocalAccount(
+        **{"account_id": "ACC-1", "cash": Decimal(1000), "total_equity": Decimal(2000), **changes}
+    )
+
+
+def broker_account(**changes: Any) -> BrokerAccount:
+    fields = {
+        "account_id": "ACC-1",
+        "cash": Decimal(1000),
+        "buying_power": Decimal(4000),
+        "total_equity": Decimal(2000),
+        "margin_used": Decimal(0),
+    }
+    return BrokerAccount(**{**fields, **changes})
+
+
+def order_fill(**changes: Any) -> OrderFill:
+    fields = {
+        "order_id": "ORD-1",
+        "fill_id": "FILL-1",
+        "account_id": "ACC-1",
+        "symbol": "AAPL",
+        "quantity": 10,
+        "price": Decimal("150.25"),
+        "timestamp": NOW,
+    }
+    return OrderFill(**{**fields, **changes})
+
+
+def discrepancy(**changes: Any) -> Discrepancy:
+    fields = {
+        "type": DiscrepancyType.QUANTITY_MISMATCH,
+        "severity": DiscrepancySeverity.CRITICAL,
+        "symbol": "AAPL",
+        "local_value": Decimal(100),
+        "broker_value": Decimal(150),
+        "timestamp": NOW,
+        "account_id": "ACC-1",
+    }
+    return Discrepancy(**{**fields, **changes})
+
+
+def result(**changes: Any) -> ReconciliationResult:
+    fields = {"run_id": uuid.UUID(int=1), "account_id": "ACC-1", "timestamp": NOW}
+    return ReconciliationResult(**{**fields, **changes})
+
+
+def snapshot(**changes: Any) -> Snapshot:
+    fields = {
+        "account_id": "ACC-1",
+        "local_positions": [position()],
+        "local_account": local_account(),
+        "broker_positions": [broker_position()],
+        "broker_account": broker_account(),
+        "taken_at": NOW,
+    }
+    return Snapshot(**{**fields, **changes})
+
+
+DECIMAL_FIELDS = [
+    (position, "quantity"),
+    (position, "avg_cost"),
+    (broker_position, "quantity"),
+    (broker_position, "avg_cost"),
+    (broker_position, "market_value"),
+    (local_account, "cash"),
+    (local_account, "total_equity"),
+    (broker_account, "cash"),
+    (broker_account, "buying_power"),
+    (broker_account, "total_equity"),
+    (broker_account, "margin_used"),
+    (order_fill, "quantity"),
+    (order_fill, "price"),
+    (order_fill, "commission"),
+    (order_fill, "multiplier"),
+    (discrepancy, "local_value"),
+    (discrepancy, "broker_value"),
+]
+DECIMAL_IDS = [f"{build.__name__}.{name}" for build, name in DECIMAL_FIELDS]
+
+TIME_FIELDS = [
+    (order_fill, "timestamp"),
+    (discrepancy, "timestamp"),
+    (result, "timestamp"),
+    (snapshot, "taken_at"),
+]
+TIME_IDS = [f"{build.__name__}.{name}" for build, name in TIME_FIELDS]
+
+TEXT_FIELDS = [
+    (position, "symbol"),
+    (broker_position, "symbol"),
+    (local_account, "account_id"),
+    (broker_account, "account_id"),
+    (order_fill, "order_id"),
+    (order_fill, "fill_id"),
+    (order_fill, "account_id"),
+    (order_fill, "symbol"),
+    (discrepancy, "symbol"),
+    (discrepancy, "account_id"),
+    (result, "account_id"),
+    (snapshot, "account_id"),
+]
+TEXT_IDS = [f"{build.__name__}.{name}" for build, name in TEXT_FIELDS]
+
+
+class TestDecimalFields:
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_float_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not the float 1\.5"):
+            build(**{name: 1.5})
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    @pytest.mark.parametrize(
+        "value", [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity")]
+    )
+    def test_nan_and_infinity_refused_naming_the_field(self, build: Any, name: str, value: Decimal) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must be a finite number"):
+            build(**{name: value})
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_bool_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not bool"):
+            build(**{name: True})
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_string_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not str"):
+            build(**{name: "1.5"})
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_int_kept_exact(self, build: Any, name: str) -> None:
+        value = getattr(build(**{name: 12345678901234567890123456789}), name)
+
+        assert type(value) is Decimal
+        assert value == Decimal(12345678901234567890123456789)
+
+    def test_decimal_kept_as_given(self) -> None:
+        assert str(position(avg_cost=Decimal("150.2500")).avg_cost) == "150.2500"
+
+    def test_negative_quantity_is_a_short(self) -> None:
+        assert position(quantity=-5).quantity == Decimal(-5)
+
+    def test_fractional_quantity_accepted(self) -> None:
+        assert position(quantity=Decimal("0.00012345")).quantity == Decimal("0.00012345")
+
+    def test_missing_values_may_be_none_in_a_discrepancy(self) -> None:
+        missing = discrepancy(type=DiscrepancyType.MISSING_LOCAL, local_value=None)
+
+        assert missing.local_value is None
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(("build", "name"), TIME_FIELDS, ids=TIME_IDS)
+    def test_naive_datetime_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must be timezone-aware"):
+            build(**{name: dt.datetime(2026, 11, 25, 10, 0)})  # noqa: DTZ001 - the naive value under test
+
+    @pytest.mark.parametrize(("build", "name"), TIME_FIELDS, ids=TIME_IDS)
+    def test_non_datetime_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name} must be a timezone-aware datetime"):
+            build(**{name: "2026-11-25T10:00:00+00:00"})
+
+    @pytest.mark.parametrize(("build", "name"), TIME_FIELDS, ids=TIME_IDS)
+    def test_other_timezone_converted_to_utc(self, build: Any, name: str) -> None:
+        paris = dt.timezone(dt.timedelta(hours=1))
+
+        value = getattr(build(**{name: dt.datetime(2026, 11, 25, 11, 0, tzinfo=paris)}), name)
+
+        assert value == NOW
+        assert value.utcoffset() == dt.timedelta(0)
+
+
+class TestNames:
+    @pytest.mark.parametrize(("build", "name"), TEXT_FIELDS, ids=TEXT_IDS)
+    @pytest.mark.parametrize("value", ["", "   "])
+    def test_empty_refused_naming_the_field(self, build: Any, name: str, value: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must not be empty"):
+            build(**{name: value})
+
+    @pytest.mark.parametrize(("build", "name"), TEXT_FIELDS, ids=TEXT_IDS)
+    def test_non_string_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name} must be a str"):
+            build(**{name: 42})
+
+
+class TestPositionsAndFills:
+    def test_asset_type_defaults_to_stock(self) -> None:
+        assert position().asset_type is AssetType.STOCK
+        assert broker_position().asset_type is AssetType.STOCK
+        assert order_fill().asset_type is AssetType.STOCK
+
+    def test_asset_type_must_be_the_enum(self) -> None:
+        with pytest.raises(TypeError, match="asset_type"):
+            position(asset_type="stock")
+
+    def test_fill_defaults_no_commission_and_multiplier_one(self) -> None:
+        fill = order_fill()
+
+        assert (fill.commission, fill.multiplier) == (Decimal(0), Decimal(1))
+
+    def test_zero_quantity_fill_refused(self) -> None:
+        with pytest.raises(ValueError, match="quantity must not be 0"):
+            order_fill(quantity=0)
+
+    @pytest.mark.parametrize("multiplier", [0, -100])
+    def test_non_positive_multiplier_refused(self, multiplier: int) -> None:
+        with pytest.raises(ValueError, match="multiplier must be more than 0"):
+            order_fill(multiplier=multiplier)
+
+
+class TestDiscrepancy:
+    @pytest.mark.parametrize("kind", [DiscrepancyType.CASH_MISMATCH, DiscrepancyType.EQUITY_MISMATCH])
+    def test_account_level_types_refuse_a_symbol(self, kind: DiscrepancyType) -> None:
+        with pytest.raises(ValueError, match="symbol must be None"):
+            discrepancy(type=kind, symbol="AAPL")
+
+    @pytest.mark.parametrize("kind", [DiscrepancyType.CASH_MISMATCH, DiscrepancyType.EQUITY_MISMATCH])
+    def test_account_level_types_take_no_symbol(self, kind: DiscrepancyType) -> None:
+        assert discrepancy(type=kind, symbol=None).symbol is None
+
+    def test_position_types_require_a_symbol(self) -> None:
+        with pytest.raises(TypeError, match="symbol must be a str"):
+            discrepancy(type=DiscrepancyType.MISSING_LOCAL, symbol=None)
+
+    def test_key_is_account_type_and_symbol(self) -> None:
+        assert discrepancy().key == ("ACC-1", DiscrepancyType.QUANTITY_MISMATCH, "AAPL")
+
+    def test_type_must_be_the_enum(self) -> None:
+        with pytest.raises(TypeError, match="type"):
+            discrepancy(type="quantity_mismatch")
+
+
+class TestEnums:
+    def test_discrepancy_type_values(self) -> None:
+        assert {t.value for t in DiscrepancyType} == {
+            "missing_local",
+            "missing_broker",
+            "quantity_mismatch",
+            "cost_mismatch",
+            "cash_mismatch",
+            "equity_mismatch",
+        }
+
+    def test_severity_values_ranked(self) -> None:
+        assert [s.value for s in sorted(DiscrepancySeverity, key=lambda s: s.rank)] == [
+            "info",
+            "warning",
+            "critical",
+        ]
+
+    def test_asset_types(self) -> None:
+        assert {a.name for a in AssetType} >= {"STOCK", "OPTION", "FUTURE"}
+
+    def test_default_severity_is_the_design_table(self) -> None:
+        assert dict(DEFAULT_SEVERITY) == {
+            DiscrepancyType.COST_MISMATCH: DiscrepancySeverity.INFO,
+            DiscrepancyType.CASH_MISMATCH: DiscrepancySeverity.WARNING,
+            DiscrepancyType.EQUITY_MISMATCH: DiscrepancySeverity.WARNING,
+            DiscrepancyType.QUANTITY_MISMATCH: DiscrepancySeverity.CRITICAL,
+            DiscrepancyType.MISSING_LOCAL: DiscrepancySeverity.CRITICAL,
+            DiscrepancyType.MISSING_BROKER: DiscrepancySeverity.CRITICAL,
+        }
+
+    def test_default_severity_is_read_only(self) -> None:
+        with pytest.raises(TypeError):
+            DEFAULT_SEVERITY[DiscrepancyType.COST_MISMATCH] = DiscrepancySeverity.CRITICAL  # type: ignore[index]
+
+
+class TestConfig:
+    def test_defaults_match_the_contract(self) -> None:
+        config = ReconciliationConfig("ACC-1")
+
+        assert (
+            config.interval_seconds,
+            config.post_fill_delay_seconds,
+            config.cash_tolerance,
+            config.equity_tolerance_pct,
+            config.enabled,
+            config.broker_timeout_seconds,
+        ) == (300, 5.0, Decimal("1.00"), Decimal("0.1"), True, 30.0)
+        assert dict(config.severity_overrides) == {}
+
+    def test_fractional_seconds_accepted(self) -> None:
+        config = ReconciliationConfig("ACC-1", interval_seconds=Decimal("0.25"), post_fill_delay_seconds=0.05)
+
+        assert (config.interval_seconds, config.post_fill_delay_seconds) == (0.25, 0.05)
+
+    @pytest.mark.parametrize(
+        "name", ["interval_seconds", "post_fill_delay_seconds", "broker_timeout_seconds"]
+    )
+    def test_negative_duration_refused_naming_the_field(self, name: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must not be negative"):
+            ReconciliationConfig("ACC-1", **{name: -1})
+
+    @pytest.mark.parametrize("name", ["interval_seconds", "broker_timeout_seconds"])
+    def test_zero_interval_or_timeout_refused(self, name: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must be more than 0"):
+            ReconciliationConfig("ACC-1", **{name: 0})
+
+    def test_infinite_interval_refused(self) -> None:
+        with pytest.raises(ValueError, match="interval_seconds must be a finite number"):
+            ReconciliationConfig("ACC-1", interval_seconds=float("inf"))
+
+    @pytest.mark.parametrize("name", ["cash_tolerance", "equity_tolerance_pct"])
+    def test_negative_tolerance_refused_naming_the_field(self, name: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must not be negative"):
+            ReconciliationConfig("ACC-1", **{name: Decimal("-0.01")})
+
+    @pytest.mark.parametrize("name", ["cash_tolerance", "equity_tolerance_pct"])
+    def test_float_tolerance_refused_naming_the_field(self, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not the float"):
+            ReconciliationConfig("ACC-1", **{name: 0.1})
+
+    def test_zero_tolerances_accepted(self) -> None:
+        config = ReconciliationConfig("ACC-1", cash_tolerance=0, equity_tolerance_pct=0)
+
+        assert (config.cash_tolerance, config.equity_tolerance_pct) == (0, 0)
+
+    def test_empty_account_refused(self) -> None:
+        with pytest.raises(ValueError, match="account_id must not be empty"):
+            ReconciliationConfig("")
+
+    def test_enabled_must_be_a_bool(self) -> None:
+        with pytest.raises(TypeError, match="enabled"):
+            ReconciliationConfig("ACC-1", enabled=0)  # type: ignore[arg-type]
+
+    def test_max_wait_shorter_than_the_delay_refused(self) -> None:
+        with pytest.raises(ValueError, match="post_fill_max_wait_seconds"):
+            ReconciliationConfig("ACC-1", post_fill_delay_seconds=10, post_fill_max_wait_seconds=5)
+
+    @pytest.mark.parametrize("name", ["stream_maxlen", "outbox_max_runs"])
+    def test_counts_must_be_positive_whole_numbers(self, name: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must be at least 1"):
+            ReconciliationConfig("ACC-1", **{name: 0})
+        with pytest.raises(TypeError, match=rf"^{name} must be a whole number"):
+            ReconciliationConfig("ACC-1", **{name: 1.5})
+
+
+class TestSeverityOverrides:
+    def test_override_by_enum(self) -> None:
+        config = ReconciliationConfig(
+            "ACC-1", severity_overrides={DiscrepancyType.CASH_MISMATCH: DiscrepancySeverity.CRITICAL}
+        )
+
+        assert config.severity_of(DiscrepancyType.CASH_MISMATCH) is DiscrepancySeverity.CRITICAL
+
+    def test_override_by_string(self) -> None:
+        config = ReconciliationConfig("ACC-1", severity_overrides={"cost_mismatch": "warning"})
+
+        assert config.severity_of(DiscrepancyType.COST_MISMATCH) is DiscrepancySeverity.WARNING
+
+    def test_types_not_overridden_keep_the_default(self) -> None:
+        config = ReconciliationConfig("ACC-1", severity_overrides={"cost_mismatch": "warning"})
+
+        assert {
+            kind: config.severity_of(kind) for kind in DiscrepancyType if kind.value != "cost_mismatch"
+        } == {kind: severity for kind, severity in DEFAULT_SEVERITY.items() if kind.value != "cost_mismatch"}
+
+    def test_unknown_type_refused_listing_the_known_ones(self) -> None:
+        with pytest.raises(ValueError, match=r"unknown discrepancy type 'cash'.*cash_mismatch"):
+            ReconciliationConfig("ACC-1", severity_overrides={"cash": "info"})
+
+    def test_unknown_severity_refused_listing_the_known_ones(self) -> None:
+        with pytest.raises(ValueError, match=r"unknown severity 'urgent'.*critical"):
+            ReconciliationConfig("ACC-1", severity_overrides={"cash_mismatch": "urgent"})
+
+    def test_overrides_cannot_be_changed_afterwards(self) -> None:
+        given = {"cash_mismatch": "info"}
+        config = ReconciliationConfig("ACC-1", severity_overrides=given)
+        given["cash_mismatch"] = "critical"
+
+        assert config.severity_of(DiscrepancyType.CASH_MISMATCH) is DiscrepancySeverity.INFO
+        with pytest.raises(TypeError):
+            config.severity_overrides[DiscrepancyType.CASH_MISMATCH] = DiscrepancySeverity.CRITICAL  # type: ignore[index]
+
+
+class TestResult:
+    def test_no_discrepancies_and_no_error_is_clean(self) -> None:
+        clean = result()
+
+        assert (clean.is_clean, clean.status) == (True, "ok")
+
+    def test_a_discrepancy_is_not_clean_but_ok(self) -> None:
+        found = result(discrepancies=[discrepancy()])
+
+        assert (found.is_clean, found.status) == (False, "ok")
+
+    def test_an_error_is_failed_and_never_clean(self) -> None:
+        failed = result(error="broker timed out after 30.0 s")
+
+        assert (failed.is_clean, failed.status) == (False, "failed")
+
+    def test_discrepancies_stored_as_a_tuple(self) -> None:
+        assert result(discrepancies=[discrepancy()]).discrepancies == (discrepancy(),)
+
+    def test_context_is_read_only_and_a_copy(self) -> None:
+        given = {"trigger": "periodic"}
+        periodic = result(context=given)
+        given["trigger"] = "startup"
+
+        assert periodic.trigger == "periodic"
+        with pytest.raises(TypeError):
+            periodic.context["trigger"] = "startup"  # type: ignore[index]
+
+    def test_trigger_unknown_without_context(self) -> None:
+        assert result().trigger == "unknown"
+
+
+class TestImmutabilityAndEquality:
+    @pytest.mark.parametrize(
+        ("build", "name"),
+        [
+            (position, "quantity"),
+            (broker_position, "quantity"),
+            (local_account, "cash"),
+            (broker_account, "cash"),
+            (order_fill, "price"),
+            (discrepancy, "severity"),
+            (result, "error"),
+            (snapshot, "taken_at"),
+        ],
+    )
+    def test_frozen(self, build: Any, name: str) -> None:
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            setattr(build(), name, None)
+
+    def test_config_frozen(self) -> None:
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            ReconciliationConfig("ACC-1").enabled = False  # type: ignore[misc]
+
+    @pytest.mark.parametrize(
+        "build",
+        [position, broker_position, local_account, broker_account, order_fill, discrepancy, result, snapshot],
+    )
+    def test_equal_by_value(self, build: Any) -> None:
+        assert build() == build()
+
+    @pytest.mark.parametrize(
+        "build", [position, broker_position, local_account, broker_account, order_fill, discrepancy, snapshot]
+    )
+    def test_equal_values_hash_alike(self, build: Any) -> None:
+        assert hash(build()) == hash(build())
+
+    @pytest.mark.xfail(
+        raises=TypeError,
+        reason="frozen attrs generates __hash__, but the context / severity_overrides mappingproxy is unhashable",
+    )
+    @pytest.mark.parametrize(
+        "build", [result, lambda: ReconciliationConfig("ACC-1")], ids=["result", "config"]
+    )
+    def test_results_and_configs_hash_alike(self, build: Any) -> None:
+        assert hash(build()) == hash(build())
+
+    def test_int_and_decimal_quantities_compare_equal(self) -> None:
+        assert position(quantity=100) == position(quantity=Decimal("100.00"))
+
+    def test_different_values_are_not_equal(self) -> None:
+        assert position(quantity=100) != position(quantity=101)
+
+    def test_snapshot_stores_positions_as_tuples(self) -> None:
+        taken = snapshot()
+
+        assert taken.local_positions == (position(),)
+        assert taken.broker_positions == (broker_position(),)
