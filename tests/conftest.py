@@ -1,9 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pykka
 import pytest
+from redis_server import real_redis, redis_server
+from service_fixtures import harness_factory
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["harness_factory", "real_redis", "redis_server"]
 
 
 @pytest.fixture(autouse=True)
