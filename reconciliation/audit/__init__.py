@@ -7,15 +7,28 @@ ageing survives a restart and people can read the history back.
 
 from __future__ import annotations
 
+from reconciliation.audit._sql import SCHEMA_VERSION
 from reconciliation.audit.ageing import AgeingPolicy, AgeingUpdate, BreakTracker
+from reconciliation.audit.errors import AuditSchemaError, AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit.postgres import PostgresAuditStore
 from reconciliation.audit.records import BreakKey, BreakState, RecordedDiscrepancy, RunRecord
+from reconciliation.audit.sqlite import SqliteAuditStore
+from reconciliation.audit.store import AuditStore, open_store
 
 __all__ = [
+    "SCHEMA_VERSION",
     "AgeingPolicy",
     "AgeingUpdate",
+    "AuditSchemaError",
+    "AuditStore",
+    "AuditStoreError",
+    "AuditStoreUnavailableError",
     "BreakKey",
     "BreakState",
     "BreakTracker",
+    "PostgresAuditStore",
     "RecordedDiscrepancy",
     "RunRecord",
+    "SqliteAuditStore",
+    "open_store",
 ]

@@ -148,8 +148,8 @@ class RunRecord:
     duration_ms: float
     context: Mapping[str, str] = attrs.field(converter=_context)
     error: str | None
-    netted: tuple[NettedSymbol, ...] = attrs.field(converter=tuple)
-    discrepancies: tuple[RecordedDiscrepancy, ...] = attrs.field(converter=tuple)
+    netted: tuple[NettedSymbol, ...]
+    discrepancies: tuple[RecordedDiscrepancy, ...]
 
     @property
     def status(self) -> Literal["ok", "failed"]:

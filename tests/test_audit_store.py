@@ -1,0 +1,528 @@
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import sqlite3
+import threading
+import time
+import urllib.parse
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from reconciliation.audit import (
+    SCHEMA_VERSION,
+    AgeingPolicy,
+    AuditSchemaError,
+    AuditStoreError,
+    AuditStoreUnavailableError,
+    BreakTracker,
+    PostgresAuditStore,
+    SqliteAuditStore,
+    open_store,
+)
+from reconciliation.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    NettedSymbol,
+    ReconciliationResult,
+)
+
+POSTGRES_URL = os.environ.get("RECONCILIATION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
+ACC = "ACC-1"
+CRITICAL, WARNING = DiscrepancySeverity.CRITICAL, DiscrepancySeverity.WARNING
+
+
+def at(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+def quantity(
+    symbol: str = "AAPL", local: str = "100", broker: str = "150", account: str = ACC
+) -> Discrepancy:
+    return Discrepancy(
+        type=DiscrepancyType.QUANTITY_MISMATCH,
+        severity=CRITICAL,
+        symbol=symbol,
+        local_value=Decimal(local),
+        broker_value=Decimal(broker),
+        timestamp=T0,
+        account_id=account,
+    )
+
+
+def cash(local: str = "1000.00", broker: str = "987.65") -> Discrepancy:
+    return Discrepancy(
+        type=DiscrepancyType.CASH_MISMATCH,
+        severity=WARNING,
+        symbol=None,
+        local_value=Decimal(local),
+        broker_value=Decimal(broker),
+        timestamp=T0,
+        account_id=ACC,
+    )
+
+
+def run(minutes: float, *discrepancies: Discrepancy, error: str | None = None, account: str = ACC, **kwargs):
+    return ReconciliationResult(
+        run_id=uuid.uuid4(),
+        account_id=account,
+        timestamp=at(minutes),
+        discrepancies=discrepancies,
+        error=error,
+        **kwargs,
+    )
+
+
+def with_search_path(url: str, schema: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options={urllib.parse.quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL URL whose tables land in a schema of their own, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL answers at {POSTGRES_URL}: {exc}")
+    schema = f"audit_test_{uuid.uuid4().hex}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield with_search_path(POSTGRES_URL, schema)
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "audit.db")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def stores(target):
+    """Opens stores on the test's database and closes every one afterwards."""
+    opened = []
+
+    def open_one(**kwargs):
+        store = open_store(target, **kwargs)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(stores):
+    store = stores()
+    store.migrate()
+    return store
+
+
+def record(store, tracker, result):
+    update = tracker.observe(result)
+    store.record_run(result, update)
+    return update
+
+
+class TestMigrate:
+    def test_a_fresh_database_has_no_schema_version(self, stores):
+        assert stores().schema_version() == 0
+
+    def test_migrate_brings_the_schema_to_the_latest_version(self, stores):
+        store = stores()
+        store.migrate()
+        assert store.schema_version() == SCHEMA_VERSION
+
+    def test_migrate_is_idempotent(self, store):
+        first = run(0, quantity())
+        record(store, BreakTracker(), first)
+        store.migrate()
+        store.migrate()
+        assert store.schema_version() == SCHEMA_VERSION
+        assert [r.run_id for r in store.list_runs(ACC)] == [first.run_id]
+
+    @pytest.mark.parametrize("_repeat", range(5))
+    def test_two_stores_migrating_at_once_both_succeed(self, stores, _repeat):
+        first, second = stores(), stores()
+        assert first.schema_version() == 0
+        start = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def migrate(store):
+            start.wait()
+            try:
+                store.migrate()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=migrate, args=(s,)) for s in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert first.schema_version() == second.schema_version() == SCHEMA_VERSION
+
+    def test_a_newer_schema_is_refused(self, store):
+        with store._transaction(write=True) as execute:
+            execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (SCHEMA_VERSION + 1, "x")
+            )
+        with pytest.raises(AuditSchemaError, match=f"version {SCHEMA_VERSION + 1}"):
+            store.migrate()
+
+    def test_using_a_store_before_migrate_is_an_error_not_unavailability(self, stores):
+        with pytest.raises(AuditStoreError) as caught:
+            stores().list_runs(ACC)
+        assert not isinstance(caught.value, AuditStoreUnavailableError)
+
+
+class TestRecordRun:
+    def test_a_run_round_trips_exactly(self, store):
+        oslo = dt.timezone(dt.timedelta(hours=1))
+        result = ReconciliationResult(
+            run_id=uuid.uuid4(),
+            account_id=ACC,
+            timestamp=dt.datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=oslo),
+            discrepancies=(
+                quantity("AAPL", "100.250", "1.5E+2"),
+                quantity("BRK.A", "-0.000000001", "12345678901234567890.123456789"),
+                cash("1000.00", "987.65"),
+            ),
+            positions_checked=12,
+            duration_ms=3.2,
+            context={"trigger": "post_fill", "order_id": "ORD-1", "fill_id": "F-1", "symbol": "AAPL"},
+            netted=(NettedSymbol(side="broker", symbol="AAPL", entries=2),),
+        )
+        record(store, BreakTracker(), result)
+        (recorded,) = store.list_runs(ACC)
+        assert recorded.to_result() == result
+
+    def test_decimals_keep_their_exact_digits(self, store):
+        result = run(0, quantity("AAPL", "100.250", "1.5E+2"))
+        record(store, BreakTracker(), result)
+        (recorded,) = store.list_runs(ACC)
+        (discrepancy,) = recorded.discrepancies
+        assert (str(discrepancy.discrepancy.local_value), str(discrepancy.discrepancy.broker_value)) == (
+            "100.250",
+            "1.5E+2",
+        )
+
+    def test_times_come_back_in_utc_to_the_microsecond(self, store):
+        eastern = dt.timezone(dt.timedelta(hours=-5))
+        when = dt.datetime(2026, 3, 1, 4, 0, 0, 654321, tzinfo=eastern)
+        result = ReconciliationResult(run_id=uuid.uuid4(), account_id=ACC, timestamp=when)
+        record(store, BreakTracker(), result)
+        (recorded,) = store.list_runs(ACC)
+        assert recorded.timestamp == when
+        assert recorded.timestamp.utcoffset() == dt.timedelta(0)
+        assert recorded.timestamp.microsecond == 654321
+
+    def test_each_discrepancy_is_recorded_with_its_age_and_escalated_severity(self, store):
+        tracker = BreakTracker(AgeingPolicy(escalate_after_runs=2))
+        record(store, tracker, run(0, cash()))
+        second = run(5, cash())
+        update = record(store, tracker, second)
+        latest = store.list_runs(ACC, limit=1)[0]
+        (recorded,) = latest.discrepancies
+        assert (recorded.discrepancy.severity, recorded.severity) == (WARNING, CRITICAL)
+        assert (recorded.first_seen, recorded.consecutive_runs) == (at(0), 2)
+        assert recorded.break_id == update.state_of(cash()).break_id
+
+    def test_a_failed_run_is_recorded_with_its_error(self, store):
+        failed = run(
+            0, error="broker timed out after 30.0 s: ReadTimeout('slow')", context={"trigger": "periodic"}
+        )
+        record(store, BreakTracker(), failed)
+        (recorded,) = store.list_runs(ACC)
+        assert (recorded.status, recorded.error, recorded.is_clean) == (
+            "failed",
+            "broker timed out after 30.0 s: ReadTimeout('slow')",
+            False,
+        )
+        assert recorded.context == {"trigger": "periodic"}
+        assert recorded.discrepancies == ()
+
+    def test_recording_a_run_twice_changes_nothing(self, store):
+        tracker = BreakTracker()
+        result = run(0, quantity(), cash())
+        update = tracker.observe(result)
+        store.record_run(result, update)
+        store.record_run(result, update)
+        (recorded,) = store.list_runs(ACC)
+        assert len(recorded.discrepancies) == 2
+        assert store.load_open_breaks(ACC) == sorted(update.breaks, key=lambda s: s.type.value)
+
+    def test_an_ageing_update_of_another_run_is_refused(self, store):
+        tracker = BreakTracker()
+        update = tracker.observe(run(0, quantity()))
+        with pytest.raises(ValueError, match="ageing update"):
+            store.record_run(run(1, quantity()), update)
+        assert store.list_runs(ACC) == []
+
+
+class TestBreaks:
+    def test_open_breaks_are_read_back_as_the_tracker_holds_them(self, store):
+        tracker = BreakTracker(AgeingPolicy(halt_after_runs=2))
+        record(store, tracker, run(0, quantity("AAPL"), cash()))
+        record(store, tracker, run(5, quantity("AAPL"), quantity("MSFT"), cash()))
+        expected = sorted(
+            tracker.open_breaks(ACC), key=lambda s: (s.first_seen, s.type.value, s.symbol or "")
+        )
+        assert store.load_open_breaks(ACC) == expected
+
+    def test_ageing_survives_a_restart_through_the_store(self, store, stores):
+        policy = AgeingPolicy(halt_after_runs=3)
+        before = BreakTracker(policy)
+        record(store, before, run(0, quantity()))
+        record(store, before, run(5, quantity()))
+        store.close()
+        reopened = stores()
+        after = BreakTracker(policy, reopened.load_open_breaks(ACC))
+        update = record(reopened, after, run(10, quantity()))
+        state = update.state_of(quantity())
+        assert (state.first_seen, state.consecutive_runs) == (at(0), 3)
+        assert update.halts == (state,)
+
+    def test_a_fired_kill_switch_is_remembered_across_a_restart(self, store):
+        policy = AgeingPolicy(halt_after_runs=1)
+        (halted,) = record(store, BreakTracker(policy), run(0, quantity())).halts
+        after = BreakTracker(policy, store.load_open_breaks(ACC))
+        assert record(store, after, run(5, quantity())).halts == ()
+        assert store.load_open_breaks(ACC)[0].halted_run_id == halted.halted_run_id
+
+    def test_a_resolved_break_is_no_longer_open(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, quantity()))
+        clean = run(5)
+        record(store, tracker, clean)
+        assert store.load_open_breaks(ACC) == []
+        (resolved,) = store.list_breaks(ACC, open_only=False)
+        assert (resolved.resolved_at, resolved.resolved_run_id) == (at(5), clean.run_id)
+
+    def test_a_break_that_comes_back_is_a_new_break(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, quantity()))
+        record(store, tracker, run(5))
+        record(store, tracker, run(10, quantity()))
+        old, new = store.list_breaks(ACC, open_only=False)
+        assert (old.is_open, new.is_open) == (False, True)
+        assert (new.first_seen, new.consecutive_runs) == (at(10), 1)
+        assert old.break_id != new.break_id
+
+    def test_open_breaks_are_per_account(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, quantity(account="ACC-2"), account="ACC-2"))
+        assert store.load_open_breaks(ACC) == []
+        assert len(store.load_open_breaks("ACC-2")) == 1
+
+
+class TestListing:
+    def test_runs_are_listed_newest_first(self, store):
+        tracker = BreakTracker()
+        results = [run(m) for m in (0, 10, 5)]
+        for result in results:
+            record(store, tracker, result)
+        assert [r.timestamp for r in store.list_runs(ACC)] == [at(10), at(5), at(0)]
+
+    def test_runs_are_limited_to_the_latest(self, store):
+        tracker = BreakTracker()
+        for minute in range(5):
+            record(store, tracker, run(minute, quantity()))
+        latest = store.list_runs(ACC, limit=2)
+        assert [r.timestamp for r in latest] == [at(4), at(3)]
+        assert all(len(r.discrepancies) == 1 for r in latest)
+
+    def test_runs_are_filtered_by_a_half_open_time_window(self, store):
+        tracker = BreakTracker()
+        for minute in range(5):
+            record(store, tracker, run(minute))
+        window = store.list_runs(ACC, since=at(1), until=at(3))
+        assert [r.timestamp for r in window] == [at(2), at(1)]
+
+    def test_runs_of_other_accounts_are_not_listed(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, account="ACC-2"))
+        assert store.list_runs(ACC) == []
+
+    def test_a_naive_time_filter_is_refused(self, store):
+        with pytest.raises(ValueError, match="timezone-aware"):
+            store.list_runs(ACC, since=dt.datetime(2026, 1, 1))  # noqa: DTZ001
+
+    @pytest.mark.parametrize("limit", [0, -1, True])
+    def test_an_invalid_limit_is_refused(self, store, limit):
+        with pytest.raises(ValueError, match="limit"):
+            store.list_runs(ACC, limit=limit)
+
+    def test_breaks_are_filtered_by_type(self, store):
+        record(store, BreakTracker(), run(0, quantity(), cash()))
+        (found,) = store.list_breaks(ACC, open_only=True, types=[DiscrepancyType.CASH_MISMATCH])
+        assert found.type is DiscrepancyType.CASH_MISMATCH
+
+    def test_breaks_are_filtered_by_escalated_severity(self, store):
+        tracker = BreakTracker(AgeingPolicy(escalate_after_runs=2))
+        record(store, tracker, run(0, cash()))
+        assert store.list_breaks(ACC, open_only=True, severities=[CRITICAL]) == []
+        record(store, tracker, run(5, cash()))
+        (found,) = store.list_breaks(ACC, open_only=True, severities=[CRITICAL])
+        assert found.type is DiscrepancyType.CASH_MISMATCH
+
+    def test_no_filter_values_mean_no_filter(self, store):
+        record(store, BreakTracker(), run(0, quantity(), cash()))
+        assert len(store.list_breaks(ACC, open_only=True, types=[], severities=[])) == 2
+
+    def test_breaks_are_filtered_by_when_they_were_last_active(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, quantity("AAPL"), quantity("MSFT")))
+        record(store, tracker, run(5, quantity("MSFT")))
+        record(store, tracker, run(10, quantity("MSFT")))
+        assert [b.symbol for b in store.list_breaks(ACC, open_only=False, since=at(6))] == ["MSFT"]
+        assert [b.symbol for b in store.list_breaks(ACC, open_only=False, since=at(5))] == ["AAPL", "MSFT"]
+
+    def test_breaks_seen_together_are_ordered_by_type_then_symbol(self, store):
+        record(store, BreakTracker(), run(0, quantity("MSFT"), quantity("AAPL"), cash()))
+        kinds = [(b.type, b.symbol) for b in store.list_breaks(ACC, open_only=True)]
+        assert kinds == [
+            (DiscrepancyType.CASH_MISMATCH, None),
+            (DiscrepancyType.QUANTITY_MISMATCH, "AAPL"),
+            (DiscrepancyType.QUANTITY_MISMATCH, "MSFT"),
+        ]
+
+
+class TestSqliteFaults:
+    def test_the_database_is_in_wal_mode(self, tmp_path):
+        path = tmp_path / "audit.db"
+        store = open_store(path)
+        store.migrate()
+        store.close()
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    def test_a_locked_database_raises_unavailable_instead_of_hanging(self, tmp_path):
+        path = tmp_path / "audit.db"
+        store = open_store(path, timeout_seconds=0.2)
+        store.migrate()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        try:
+            with pytest.raises(AuditStoreUnavailableError, match="locked"):
+                record(store, BreakTracker(), run(0, quantity()))
+            assert time.monotonic() - started < 5
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        store.close()
+
+    def test_a_store_catches_up_once_the_lock_is_released(self, tmp_path):
+        path = tmp_path / "audit.db"
+        store = open_store(path, timeout_seconds=0.2)
+        store.migrate()
+        result = run(0, quantity())
+        update = BreakTracker().observe(result)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(AuditStoreUnavailableError):
+            store.record_run(result, update)
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.record_run(result, update)
+        assert [r.run_id for r in store.list_runs(ACC)] == [result.run_id]
+        store.close()
+
+    def test_a_directory_that_does_not_exist_is_unavailable(self, tmp_path):
+        store = open_store(tmp_path / "missing" / "audit.db")
+        with pytest.raises(AuditStoreUnavailableError, match="unable to open"):
+            store.migrate()
+
+
+@pytest.mark.postgres
+class TestPostgresFaults:
+    def test_a_server_that_does_not_answer_raises_unavailable(self):
+        pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
+        store = open_store("postgresql://postgres@127.0.0.1:1/test", timeout_seconds=1)
+        with pytest.raises(AuditStoreUnavailableError, match=re.escape("127.0.0.1:1/test")):
+            store.migrate()
+
+    def test_a_locked_table_raises_unavailable_instead_of_hanging(self, postgres_url):
+        import psycopg  # noqa: PLC0415
+
+        store = open_store(postgres_url, timeout_seconds=0.3)
+        store.migrate()
+        holder = psycopg.connect(postgres_url)
+        holder.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        try:
+            with pytest.raises(AuditStoreUnavailableError):
+                record(store, BreakTracker(), run(0, quantity()))
+            assert time.monotonic() - started < 5
+        finally:
+            holder.rollback()
+            holder.close()
+            store.close()
+
+    def test_a_store_reconnects_after_its_connection_was_killed(self, postgres_url):
+        import psycopg  # noqa: PLC0415
+
+        store = open_store(postgres_url)
+        store.migrate()
+        (pid,) = store._connection.execute("SELECT pg_backend_pid()").fetchone()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(AuditStoreUnavailableError):
+            store.list_runs(ACC)
+        result = run(0)
+        record(store, BreakTracker(), result)
+        assert [r.run_id for r in store.list_runs(ACC)] == [result.run_id]
+        store.close()
+
+
+class TestOpenStore:
+    def test_a_bare_path_is_a_sqlite_file(self, tmp_path):
+        store = open_store(str(tmp_path / "a.db"))
+        assert isinstance(store, SqliteAuditStore)
+        assert store.path == str(tmp_path / "a.db")
+
+    def test_a_path_object_is_a_sqlite_file(self, tmp_path):
+        store = open_store(tmp_path / "a.db")
+        assert isinstance(store, SqliteAuditStore)
+        assert store.path == str(tmp_path / "a.db")
+
+    def test_a_sqlite_url_with_three_slashes_is_relative(self):
+        store = open_store("sqlite:///var/audit.db")
+        assert isinstance(store, SqliteAuditStore)
+        assert store.path == "var/audit.db"
+
+    def test_a_sqlite_url_with_four_slashes_is_absolute(self):
+        assert open_store("sqlite:////var/lib/audit.db").path == "/var/lib/audit.db"
+
+    @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite://host/audit.db"])
+    def test_a_sqlite_url_without_a_path_is_refused(self, url):
+        with pytest.raises(ValueError, match="sqlite URL"):
+            open_store(url)
+
+    @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h/db"])
+    def test_a_postgres_url_is_a_postgres_store(self, url):
+        pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
+        assert isinstance(open_store(url), PostgresAuditStore)
+
+    def test_an_unknown_scheme_is_refused(self):
+        with pytest.raises(ValueError, match="mysql"):
+            open_store("mysql://u@h/db")
+
+    def test_opening_touches_nothing(self, tmp_path):
+        open_store(tmp_path / "a.db")
+        assert not Path(tmp_path / "a.db").exists()
