@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sys
 import threading
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 
 from reconciliation.booking import Book, Holding, WrongAccountError, book_fill
 from reconciliation.models import AssetType, OrderFill
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ACCOUNT = "ACC-1"
 _ids = itertools.count(1)
@@ -259,6 +264,14 @@ class TestBookFill:
 
 
 class TestThreadSafety:
+    @pytest.fixture(autouse=True)
+    def _frequent_thread_switches(self) -> Iterator[None]:
+        """Switch threads every microsecond so readers really land between a fill's updates."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        yield
+        sys.setswitchinterval(interval)
+
     def test_concurrent_fills_and_reads_lose_nothing(self) -> None:
         book = booked(cash=0)
         per_thread = 500

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sys
+import threading
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +26,9 @@ from reconciliation.models import (
 )
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
 from reconciliation.protocols import BrokerQuery, PortfolioManager
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ACCOUNT = "ACC-1"
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
@@ -341,3 +347,47 @@ class TestReconcilingBothSides:
         broker.set_price("AAPL", Decimal("200.00"))
 
         assert breaks(portfolio, broker) == [(DiscrepancyType.EQUITY_MISMATCH, None)]
+
+
+class TestThreadSafety:
+    @pytest.fixture(autouse=True)
+    def _frequent_thread_switches(self) -> Iterator[None]:
+        """Switch threads every microsecond so readers really land between a fill's updates."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        yield
+        sys.setswitchinterval(interval)
+
+    def test_service_reads_consistent_balances_while_the_engine_books_fills(self) -> None:
+        portfolio = InMemoryPortfolio(ACCOUNT, 1_000_000)
+        broker = PaperBroker(ACCOUNT, 1_000_000)
+        seen: list[tuple[Decimal, Decimal]] = []
+        start = threading.Barrier(2)
+
+        def engine() -> None:
+            start.wait()
+            for _ in range(300):
+                each = fill("AAPL", 1, "150.25", commission="0.01")
+                portfolio.apply_fill(each)
+                broker.apply_fill(each)
+
+        def service() -> None:
+            start.wait()
+            seen.extend(
+                (portfolio.get_account(ACCOUNT).total_equity, broker.get_account(ACCOUNT).total_equity)
+                for _ in range(300)
+            )
+
+        threads = [threading.Thread(target=engine), threading.Thread(target=service)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        booked_only_commissions = {Decimal(1_000_000) - Decimal("0.01") * n for n in range(301)}
+        assert len(seen) == 300
+        assert all(
+            local in booked_only_commissions and reported in booked_only_commissions
+            for local, reported in seen
+        )
+        assert breaks(portfolio, broker) == []
