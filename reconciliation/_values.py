@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     import attrs
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 __all__ = [
+    "FrozenMapping",
     "exact_decimal",
     "finite_decimal",
     "finite_seconds",
@@ -126,6 +128,35 @@ def positive_seconds(instance: object, field: attrs.Attribute[Any], value: objec
         raise ValueError(msg)
 
 
-def frozen_mapping(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
-    """A read-only copy, so a frozen model cannot be changed through its mapping."""
-    return MappingProxyType(dict(value))
+class FrozenMapping(Mapping[K, V]):
+    """A read-only, hashable mapping, so frozen models holding one stay hashable."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[K, V]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: K) -> V:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._items == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def frozen_mapping(value: Mapping[K, V]) -> Mapping[K, V]:
+    """A read-only, hashable copy, so a frozen model cannot be changed through its mapping."""
+    return FrozenMapping(value)

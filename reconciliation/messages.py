@@ -7,8 +7,8 @@ message carries, a write-once channel back to whoever asked.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from concurrent.futures import Future
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -25,6 +25,7 @@ __all__ = [
     "HealthRequest",
     "Peers",
     "PeersChanged",
+    "PeersRequest",
     "PeriodicDue",
     "Publish",
     "PublisherHealthRequest",
@@ -144,6 +145,11 @@ class Peers:
     fetcher: pykka.ActorRef[Any]
     comparator: pykka.ActorRef[Any]
     publisher: pykka.ActorRef[Any]
+
+
+@attrs.frozen
+class PeersRequest:
+    """Ask the supervisor where each actor of the pipeline is now (diagnostics, tests)."""
 
 
 @attrs.frozen

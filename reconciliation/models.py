@@ -11,7 +11,6 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any, Literal
 from uuid import UUID
 
@@ -92,7 +91,7 @@ _SEVERITY_RANK = {
     DiscrepancySeverity.CRITICAL: 2,
 }
 
-DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = MappingProxyType(
+DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping(
     {
         DiscrepancyType.COST_MISMATCH: DiscrepancySeverity.INFO,
         DiscrepancyType.CASH_MISMATCH: DiscrepancySeverity.WARNING,
@@ -218,13 +217,25 @@ class Discrepancy:
         return (self.account_id, self.type, self.symbol)
 
 
+def _whole_number(minimum: int) -> Any:
+    def check(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"{field.name} must be a whole number, not {type(value).__name__} {value!r}"
+            raise TypeError(msg)
+        if value < minimum:
+            msg = f"{field.name} must be at least {minimum}, got {value}"
+            raise ValueError(msg)
+
+    return check
+
+
 @attrs.frozen
 class NettedSymbol:
     """A side reported one symbol several times; its entries were netted into one."""
 
-    side: Literal["local", "broker"]
-    symbol: str
-    entries: int
+    side: Literal["local", "broker"] = attrs.field(validator=attrs.validators.in_(("local", "broker")))
+    symbol: str = attrs.field(validator=non_empty_text)
+    entries: int = attrs.field(validator=_whole_number(2))
 
 
 def _discrepancies(value: Iterable[Discrepancy]) -> tuple[Discrepancy, ...]:
@@ -255,8 +266,9 @@ class ReconciliationResult:
     account_id: str = attrs.field(validator=non_empty_text)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     discrepancies: tuple[Discrepancy, ...] = attrs.field(default=(), converter=_discrepancies)
-    positions_checked: int = 0
-    duration_ms: float = 0.0
+    positions_checked: int = attrs.field(default=0, validator=_whole_number(0))
+    duration_ms: float = attrs.field(default=0.0, converter=seconds, validator=finite_seconds)
+    """How long the run took, from its trigger to its result, in milliseconds."""
     context: Mapping[str, str] = attrs.field(factory=dict, converter=_context)
     error: str | None = None
     """None when the run completed; otherwise why it could not, for an operator."""
@@ -293,19 +305,7 @@ def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, Discre
             msg = f"severity_overrides[{kind.value!r}]: unknown severity {severity!r}; known: {known}"
             raise ValueError(msg) from None
         table[kind] = level
-    return MappingProxyType(table)
-
-
-def _whole_number(minimum: int) -> Any:
-    def check(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            msg = f"{field.name} must be a whole number, not {type(value).__name__} {value!r}"
-            raise TypeError(msg)
-        if value < minimum:
-            msg = f"{field.name} must be at least {minimum}, got {value}"
-            raise ValueError(msg)
-
-    return check
+    return frozen_mapping(table)
 
 
 @attrs.frozen

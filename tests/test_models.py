@@ -482,10 +482,6 @@ class TestImmutabilityAndEquality:
     def test_equal_values_hash_alike(self, build: Any) -> None:
         assert hash(build()) == hash(build())
 
-    @pytest.mark.xfail(
-        raises=TypeError,
-        reason="frozen attrs generates __hash__, but the context / severity_overrides mappingproxy is unhashable",
-    )
     @pytest.mark.parametrize(
         "build", [result, lambda: ReconciliationConfig("ACC-1")], ids=["result", "config"]
     )

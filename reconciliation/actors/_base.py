@@ -69,14 +69,17 @@ class PipelineActor(pykka.ThreadingActor):
         self.supervisor = supervisor
         self.peers = peers
         self._handling: UUID | None = None
+        self.current_message: object = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, PeersChanged):
             self.peers = message.peers
             return None
         self._handling = run_id_of(message)
+        self.current_message = message
         answer = self.handle(message)
         self._handling = None
+        self.current_message = None
         return answer
 
     def handle(self, message: Any) -> Any:

@@ -120,5 +120,11 @@ class SnapshotFetcher(PipelineActor):
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
-        if not self._thread.is_alive():
-            self._loop.close()
+        if self._thread.is_alive():
+            return
+        abandoned = asyncio.all_tasks(self._loop)
+        for task in abandoned:
+            task.cancel()
+        if abandoned:
+            self._loop.run_until_complete(asyncio.gather(*abandoned, return_exceptions=True))
+        self._loop.close()

@@ -25,6 +25,9 @@ __all__ = ["PublisherActor", "log_result"]
 
 logger = logging.getLogger("reconciliation.runs")
 
+STOP_FLUSH_ROUND_TRIPS = 20
+"""At stop, how many round trips may drain a backlog before what is left is reported lost."""
+
 
 def log_result(result: ReconciliationResult) -> None:
     """Every discrepancy at WARNING, a failed run at ERROR, a clean one at INFO."""
@@ -104,8 +107,9 @@ class PublisherActor(PipelineActor):
 
     def on_stop(self) -> None:
         self._cancel_retry()
-        if self._publisher.health().redis_reachable:
-            self._publisher.deliver()
+        for _ in range(STOP_FLUSH_ROUND_TRIPS):
+            if not self._publisher.health().redis_reachable or self._publisher.deliver() != 0.0:
+                break
         undelivered = self._publisher.health()
         if undelivered.outbox_depth:
             logging.getLogger(__name__).error(

@@ -141,11 +141,11 @@ class TriggerScheduler(PipelineActor):
             runs.watchdog.cancel()
         waiters = runs.waiters
         runs.in_flight, runs.waiters, runs.watchdog = None, [], None
+        if result.account_id == self._config.account_id:
+            self._arm_periodic()
         tell(self.peers.publisher if self.peers else None, Publish(result))
         for waiter in waiters:
             _answer(waiter, result)
-        if result.account_id == self._config.account_id:
-            self._arm_periodic()
         if runs.follow_up is not None:
             trigger, follow_up_waiters = runs.follow_up, runs.follow_up_waiters
             runs.follow_up, runs.follow_up_waiters = None, []
@@ -167,7 +167,16 @@ class TriggerScheduler(PipelineActor):
         self._abandon_all("the service stopped before the run completed")
 
     def on_failure(self, *exc_info: Any) -> None:
-        self._abandon_all(f"the scheduler failed: {exc_info[1]!r}")
+        reason = f"the scheduler failed: {exc_info[1]!r}"
+        request = self.current_message
+        if isinstance(request, RunRequested) and request.reply is not None and not request.reply.done():
+            self._accounts.setdefault(request.account_id, _AccountRuns()).follow_up_waiters.append(
+                request.reply
+            )
+            self._accounts[request.account_id].follow_up = most_specific(
+                self._accounts[request.account_id].follow_up, request.trigger
+            )
+        self._abandon_all(reason)
         super().on_failure(*exc_info)
 
     def _abandon_all(self, reason: str) -> None:

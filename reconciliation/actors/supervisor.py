@@ -30,6 +30,7 @@ from reconciliation.messages import (
     HealthRequest,
     Peers,
     PeersChanged,
+    PeersRequest,
     Publish,
     PublisherHealthRequest,
     ReconcileRequest,
@@ -157,6 +158,8 @@ class Supervisor(pykka.ThreadingActor):
             self._on_crash(message)
         elif isinstance(message, HealthRequest):
             return self._health()
+        elif isinstance(message, PeersRequest):
+            return self._peers()
         elif isinstance(message, PublisherHealthRequest):
             return self._refs["publisher"].ask(message, block=False)
         else:

@@ -1,0 +1,144 @@
+"""Reading both sides: concurrent, bounded, and refusing malformed data with a precise reason."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+
+from reconciliation.models import BrokerPosition, LocalAccount, Position
+from reconciliation.snapshot import SnapshotError, fetch_snapshot
+from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker
+
+NOW = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
+
+
+class Book:
+    def __init__(self, positions: list[Position] | None = None) -> None:
+        self.positions = positions or []
+
+    def get_positions(self, account_id: str) -> list[Position]:
+        return self.positions
+
+    def get_account(self, account_id: str) -> LocalAccount:
+        return LocalAccount(account_id, Decimal(1000), Decimal(1000))
+
+
+def fetch(broker: ScriptedBroker, limit: float = 2.0, book: Book | None = None):  # type: ignore[no-untyped-def]
+    return asyncio.run(fetch_snapshot(book or Book(), broker, "ACC-1", limit=limit, now=lambda: NOW))
+
+
+def test_a_plain_broker_is_read() -> None:
+    broker = ScriptedBroker(
+        "ACC-1", [BrokerPosition("AAPL", 10, Decimal(5), Decimal(50))], cash=Decimal(1000)
+    )
+    snapshot = fetch(broker)
+    assert snapshot.broker_positions == (BrokerPosition("AAPL", 10, Decimal(5), Decimal(50)),)
+    assert snapshot.broker_account.cash == Decimal(1000)
+    assert snapshot.taken_at == NOW
+
+
+def test_an_async_broker_is_read() -> None:
+    broker = AsyncScriptedBroker("ACC-1", [BrokerPosition("AAPL", 10, Decimal(5), Decimal(50))])
+    assert fetch(broker).broker_positions[0].symbol == "AAPL"
+
+
+def test_the_four_reads_run_concurrently() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_delay(0.3, call="get_positions")
+    broker.then_delay(0.3, call="get_account")
+    started = time.monotonic()
+    fetch(broker)
+    assert time.monotonic() - started < 0.55
+
+
+def test_a_broker_that_raises_names_the_call_and_the_error() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_raise(ConnectionError("gateway down"))
+    with pytest.raises(SnapshotError, match=r"broker\.get_positions failed: ConnectionError: gateway down"):
+        fetch(broker)
+
+
+def test_a_broker_that_hangs_times_out_without_waiting_for_it() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_delay(3.0, call="get_account")
+    started = time.monotonic()
+    with pytest.raises(SnapshotError, match=r"broker\.get_account did not answer within 0\.2 s"):
+        fetch(broker, limit=0.2)
+    assert time.monotonic() - started < 1.0
+
+
+def test_an_async_broker_that_hangs_times_out() -> None:
+    broker = AsyncScriptedBroker("ACC-1")
+    broker.then_delay(3.0)
+    with pytest.raises(SnapshotError, match=r"broker\.get_positions did not answer within 0\.2 s"):
+        fetch(broker, limit=0.2)
+
+
+def test_a_none_entry_is_malformed_data_naming_its_index() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return([BrokerPosition("AAPL", 1, Decimal(1), Decimal(1)), None])
+    with pytest.raises(SnapshotError, match=r"malformed data: broker\.get_positions entry 1 is None"):
+        fetch(broker)
+
+
+def test_a_float_quantity_names_the_call_the_symbol_and_the_field() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(
+        [SimpleNamespace(symbol="MSFT", quantity=1.5, avg_cost=Decimal(1), market_value=Decimal(1))]
+    )
+    with pytest.raises(
+        SnapshotError, match=r"entry 0 \(symbol 'MSFT'\): quantity must be a Decimal.*float 1\.5"
+    ):
+        fetch(broker)
+
+
+def test_a_nan_price_is_malformed_data() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(
+        [{"symbol": "MSFT", "quantity": 1, "avg_cost": Decimal("NaN"), "market_value": Decimal(1)}]
+    )
+    with pytest.raises(SnapshotError, match=r"avg_cost must be a finite number"):
+        fetch(broker)
+
+
+def test_a_missing_field_is_named() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return([{"symbol": "MSFT", "quantity": 1, "avg_cost": Decimal(1)}])
+    with pytest.raises(SnapshotError, match=r"has no field 'market_value'"):
+        fetch(broker)
+
+
+def test_no_list_at_all_is_malformed_data_not_an_empty_book() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(None)
+    with pytest.raises(SnapshotError, match=r"broker\.get_positions returned NoneType None, expected a list"):
+        fetch(broker)
+
+
+def test_an_account_for_another_id_is_refused() -> None:
+    broker = ScriptedBroker("ACC-2")
+    with pytest.raises(SnapshotError, match=r"broker\.get_account answered for account 'ACC-2', not 'ACC-1'"):
+        fetch(broker)
+
+
+def test_look_alike_objects_with_valid_fields_are_accepted() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(
+        [SimpleNamespace(symbol="MSFT", quantity=2, avg_cost=Decimal(3), market_value=Decimal(6))]
+    )
+    assert fetch(broker).broker_positions == (BrokerPosition("MSFT", 2, Decimal(3), Decimal(6)),)
+
+
+def test_every_failing_call_is_reported_together() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_raise(TimeoutError("positions"), call="get_positions")
+    broker.then_raise(OSError("account"), call="get_account")
+    with pytest.raises(SnapshotError) as failure:
+        fetch(broker)
+    assert "broker.get_positions" in str(failure.value)
+    assert "broker.get_account" in str(failure.value)
