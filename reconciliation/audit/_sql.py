@@ -147,7 +147,9 @@ _SELECT_BREAKS = f"SELECT {', '.join(_BREAK_COLUMNS)} FROM breaks"  # noqa: S608
 
 _BREAK_ORDER = " ORDER BY first_seen, discrepancy_type, symbol, break_id"
 
-_RUN_COLUMNS = "run_id, account_id, run_at, error, positions_checked, duration_ms, context, netted"
+_RUN_COLUMNS = (
+    "run_id, account_id, run_at, error, positions_checked, duration_ms, context, netted, discrepancy_count"
+)
 
 _DISCREPANCY_COLUMNS = (
     "run_id, account_id, discrepancy_type, symbol, severity, aged_severity, local_value, "
@@ -264,6 +266,7 @@ def _run(row: Row, discrepancies: Sequence[RecordedDiscrepancy]) -> RunRecord:
         context=json.loads(row[6]),
         netted=tuple(NettedSymbol(**entry) for entry in json.loads(row[7])),
         discrepancies=tuple(discrepancies),
+        discrepancy_count=row[8],
     )
 
 

@@ -150,6 +150,9 @@ class RunRecord:
     error: str | None
     netted: tuple[NettedSymbol, ...]
     discrepancies: tuple[RecordedDiscrepancy, ...]
+    """All the run found; fewer when `history.load_history` filtered them."""
+    discrepancy_count: int
+    """How many the run found, filtered or not."""
 
     @property
     def status(self) -> Literal["ok", "failed"]:
@@ -157,10 +160,13 @@ class RunRecord:
 
     @property
     def is_clean(self) -> bool:
-        return self.error is None and not self.discrepancies
+        return self.error is None and self.discrepancy_count == 0
 
     def to_result(self) -> ReconciliationResult:
-        """The result as it was recorded, with the classified (not escalated) severities."""
+        """The result as it was recorded, with the classified (not escalated) severities.
+
+        Only the discrepancies this record holds: all of them unless it was filtered.
+        """
         return ReconciliationResult(
             run_id=self.run_id,
             account_id=self.account_id,
