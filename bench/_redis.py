@@ -1,0 +1,73 @@
+"""A Redis for the benchmarks: a private redis-server, or the one given by URL.
+
+Pub/sub channels are shared by every database of a server, so publishing thousands of
+benchmark alerts into the machine's Redis would reach other people's subscribers; a
+private server on a free port avoids that. Either way the keys created are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from typing import TYPE_CHECKING
+
+import redis
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["bench_redis", "delete_bench_keys"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def bench_redis(url: str | None) -> Iterator[tuple[redis.Redis, str]]:
+    """A client and a description of the server it talks to."""
+    if url is not None or shutil.which("redis-server") is None:
+        url = url or "redis://127.0.0.1:6379/15"
+        client = redis.Redis.from_url(url)
+        client.ping()
+        try:
+            yield client, f"{url} (redis {client.info()['redis_version']})"
+        finally:
+            delete_bench_keys(client)
+            client.close()
+        return
+    port = _free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield client, f"private redis-server {client.info()['redis_version']} on 127.0.0.1:{port}"
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def delete_bench_keys(client: redis.Redis) -> None:
+    """Delete the streams and published markers the benchmarks created."""
+    for pattern in ("reconciliation:stream:*", "reconciliation:published:*", "bench:*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
