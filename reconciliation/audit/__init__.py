@@ -10,6 +10,7 @@ from __future__ import annotations
 from reconciliation.audit._sql import SCHEMA_VERSION
 from reconciliation.audit.ageing import AgeingPolicy, AgeingUpdate, BreakTracker
 from reconciliation.audit.errors import AuditSchemaError, AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit.history import AccountHistory, load_history
 from reconciliation.audit.postgres import PostgresAuditStore
 from reconciliation.audit.records import BreakKey, BreakState, RecordedDiscrepancy, RunRecord
 from reconciliation.audit.sqlite import SqliteAuditStore
@@ -17,6 +18,7 @@ from reconciliation.audit.store import AuditStore, open_store
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AccountHistory",
     "AgeingPolicy",
     "AgeingUpdate",
     "AuditSchemaError",
@@ -30,5 +32,6 @@ __all__ = [
     "RecordedDiscrepancy",
     "RunRecord",
     "SqliteAuditStore",
+    "load_history",
     "open_store",
 ]
