@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from reconciliation.actors._base import PipelineActor, describe_error, tell
-from reconciliation.messages import FetchSnapshot, RunTicket, SnapshotFailed, SnapshotTaken
+from reconciliation.messages import FetchSnapshot, RunAborted, RunTicket, SnapshotFailed, SnapshotTaken
 from reconciliation.models import Snapshot
 from reconciliation.snapshot import SnapshotError, fetch_snapshot
 
@@ -93,17 +93,16 @@ class SnapshotFetcher(PipelineActor):
         self._pending.discard(fetched.future)
         if fetched.future.cancelled():
             return
-        comparator = self.peers.comparator if self.peers else None
         error = fetched.future.exception()
         if error is None:
-            tell(comparator, SnapshotTaken(fetched.ticket, fetched.future.result()))
+            message: SnapshotTaken | SnapshotFailed = SnapshotTaken(fetched.ticket, fetched.future.result())
         elif isinstance(error, SnapshotError):
-            tell(comparator, SnapshotFailed(fetched.ticket, str(error)))
+            message = SnapshotFailed(fetched.ticket, str(error))
         else:
-            tell(
-                comparator,
-                SnapshotFailed(fetched.ticket, f"reading the snapshot failed: {describe_error(error)}"),
-            )
+            message = SnapshotFailed(fetched.ticket, f"reading the snapshot failed: {describe_error(error)}")
+        if not tell(self.peers.comparator if self.peers else None, message):
+            reason = "the comparator is not running (see the service's health)"
+            tell(self.peers.scheduler if self.peers else None, RunAborted(fetched.ticket.run_id, reason))
 
     def on_stop(self) -> None:
         self._close_loop()

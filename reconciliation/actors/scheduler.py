@@ -143,7 +143,12 @@ class TriggerScheduler(PipelineActor):
         runs.in_flight, runs.waiters, runs.watchdog = None, [], None
         if result.account_id == self._config.account_id:
             self._arm_periodic()
-        tell(self.peers.publisher if self.peers else None, Publish(result))
+        if not tell(self.peers.publisher if self.peers else None, Publish(result)):
+            logger.error(
+                "Run %s of %s was not published: the publisher is not running",
+                result.run_id,
+                result.account_id,
+            )
         for waiter in waiters:
             _answer(waiter, result)
         if runs.follow_up is not None:
