@@ -10,6 +10,7 @@ not a break. The service logs and publishes what this module returns.
 from __future__ import annotations
 
 import decimal
+import itertools
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -25,7 +26,7 @@ from reconciliation.models import (
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from reconciliation.models import (
         BrokerAccount,
@@ -34,7 +35,12 @@ if TYPE_CHECKING:
         Snapshot,
     )
 
-__all__ = ["Comparison", "compare", "compare_accounts", "compare_positions"]
+__all__ = ["CHUNK_SIZE", "Comparison", "compare", "compare_accounts", "compare_positions"]
+
+_T = TypeVar("_T")
+
+CHUNK_SIZE = 500
+"""With a `pause`, how many entries are handled between two calls to it (well under 1 ms)."""
 
 _EXACT = decimal.Context(
     prec=decimal.MAX_PREC,
@@ -75,14 +81,20 @@ class Comparison:
     netted: tuple[NettedSymbol, ...] = ()
 
 
-def compare(snapshot: Snapshot, config: ReconciliationConfig) -> Comparison:
-    """Compare both sides of a snapshot: positions by symbol first, then cash, then equity."""
+def compare(
+    snapshot: Snapshot, config: ReconciliationConfig, *, pause: Callable[[], object] | None = None
+) -> Comparison:
+    """Compare both sides of a snapshot: positions by symbol first, then cash, then equity.
+
+    `pause`, if given, is called between chunks of `CHUNK_SIZE` entries (see `compare_positions`).
+    """
     positions = compare_positions(
         snapshot.local_positions,
         snapshot.broker_positions,
         account_id=snapshot.account_id,
         timestamp=snapshot.taken_at,
         config=config,
+        pause=pause,
     )
     accounts = compare_accounts(
         snapshot.local_account,
@@ -103,6 +115,7 @@ def compare_positions(
     account_id: str,
     timestamp: dt.datetime,
     config: ReconciliationConfig,
+    pause: Callable[[], object] | None = None,
 ) -> Comparison:
     """Join both books by symbol and classify every symbol that differs.
 
@@ -118,46 +131,99 @@ def compare_positions(
     stays within the range of the entries' costs even when long and short legs net out.
     Each netting is listed in `Comparison.netted`.
 
+    The work is done in pure-Python loops, so a thread running it gives the GIL to
+    other threads only every switch interval (5 ms): in a host engine, a million-position
+    comparison would delay every other thread by that much, again and again. Given a
+    `pause` (such as `time.sleep(0)`, which releases the GIL), the comparison calls it
+    every `CHUNK_SIZE` entries so that the engine's threads get their turn sooner.
+
     Returns:
         The discrepancies sorted by symbol, and the number of distinct symbols on
         either side, flat entries included.
     """
-    local_by_symbol = {p.symbol: p for p in local}
     netted: list[NettedSymbol] = []
-    if len(local_by_symbol) < len(local):
-        local_by_symbol = _net(local, "local", _net_local, netted)
-    broker_by_symbol = {p.symbol: p for p in broker}
-    if len(broker_by_symbol) < len(broker):
-        broker_by_symbol = _net(broker, "broker", _net_broker, netted)
-
+    local_by_symbol = _index(local, "local", _net_local, netted, pause)
+    broker_by_symbol = _index(broker, "broker", _net_broker, netted, pause)
     found: list[_Found] = []
-    broker_get = broker_by_symbol.get
-    for symbol, held in local_by_symbol.items():
-        reported = broker_get(symbol, _FLAT)
-        local_quantity = held.quantity
-        broker_quantity = reported.quantity
-        if local_quantity == broker_quantity:
-            if local_quantity and held.avg_cost != reported.avg_cost:
-                found.append((symbol, _COST, held.avg_cost, reported.avg_cost))
-        elif not broker_quantity:
-            found.append((symbol, _MISSING_BROKER, local_quantity, None))
-        elif not local_quantity:
-            found.append((symbol, _MISSING_LOCAL, None, broker_quantity))
-        else:
-            found.append((symbol, _QUANTITY, local_quantity, broker_quantity))
-
-    broker_only = broker_by_symbol.keys() - local_by_symbol.keys()
-    for symbol in broker_only:
-        broker_quantity = broker_by_symbol[symbol].quantity
-        if broker_quantity:
-            found.append((symbol, _MISSING_LOCAL, None, broker_quantity))
-
+    _classify_held(local_by_symbol, broker_by_symbol, found, pause)
+    broker_only = _classify_broker_only(local_by_symbol, broker_by_symbol, found, pause)
     found.sort(key=_by_symbol)
+    discrepancies: list[Discrepancy] = []
+    for chunk in _chunks(found, pause):
+        discrepancies.extend(_discrepancies(chunk, account_id, timestamp, config))
     return Comparison(
-        discrepancies=_discrepancies(found, account_id, timestamp, config),
-        positions_checked=len(local_by_symbol) + len(broker_only),
+        discrepancies=tuple(discrepancies),
+        positions_checked=len(local_by_symbol) + broker_only,
         netted=tuple(netted),
     )
+
+
+def _index(
+    entries: Sequence[_Side],
+    side: Literal["local", "broker"],
+    merge: Callable[[Sequence[_Side]], _Side],
+    netted: list[NettedSymbol],
+    pause: Callable[[], object] | None,
+) -> dict[str, _Side]:
+    by_symbol: dict[str, _Side] = {}
+    for chunk in _chunks(entries, pause):
+        by_symbol.update({entry.symbol: entry for entry in chunk})
+    if len(by_symbol) < len(entries):
+        return _net(entries, side, merge, netted)
+    return by_symbol
+
+
+def _classify_held(
+    local_by_symbol: dict[str, Position],
+    broker_by_symbol: dict[str, BrokerPosition],
+    found: list[_Found],
+    pause: Callable[[], object] | None,
+) -> None:
+    """Classify every symbol of the local book against the broker's (flat if absent)."""
+    broker_get = broker_by_symbol.get
+    append = found.append
+    for chunk in _chunks(local_by_symbol.items(), pause):
+        for symbol, held in chunk:
+            reported = broker_get(symbol, _FLAT)
+            local_quantity = held.quantity
+            broker_quantity = reported.quantity
+            if local_quantity == broker_quantity:
+                if local_quantity and held.avg_cost != reported.avg_cost:
+                    append((symbol, _COST, held.avg_cost, reported.avg_cost))
+            elif not broker_quantity:
+                append((symbol, _MISSING_BROKER, local_quantity, None))
+            elif not local_quantity:
+                append((symbol, _MISSING_LOCAL, None, broker_quantity))
+            else:
+                append((symbol, _QUANTITY, local_quantity, broker_quantity))
+
+
+def _classify_broker_only(
+    local_by_symbol: dict[str, Position],
+    broker_by_symbol: dict[str, BrokerPosition],
+    found: list[_Found],
+    pause: Callable[[], object] | None,
+) -> int:
+    """Flag the broker's symbols the local book lacks; returns how many there are, flat included."""
+    count = 0
+    for chunk in _chunks(broker_by_symbol.items(), pause):
+        for symbol, reported in chunk:
+            if symbol not in local_by_symbol:
+                count += 1
+                if reported.quantity:
+                    found.append((symbol, _MISSING_LOCAL, None, reported.quantity))
+    return count
+
+
+def _chunks(entries: Iterable[_T], pause: Callable[[], object] | None) -> Iterator[Iterable[_T]]:
+    """`entries` whole without a `pause`; else in chunks of `CHUNK_SIZE`, pausing after each."""
+    if pause is None:
+        yield entries
+        return
+    iterator = iter(entries)
+    while chunk := list(itertools.islice(iterator, CHUNK_SIZE)):
+        yield chunk
+        pause()
 
 
 def compare_accounts(
