@@ -1,0 +1,88 @@
+"""Connecting the command line to Redis: the real one at a URL, or an in-process fake.
+
+`connect` answers only once Redis has answered a PING, so a command can tell the user
+plainly that nobody is listening instead of failing later in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import redis
+
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "RedisUnreachableError",
+    "connect",
+    "fake_redis",
+    "redacted",
+    "redis_url_from_env",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+CONNECT_TIMEOUT_SECONDS = 2.0
+COMMAND_TIMEOUT_SECONDS = 10.0
+
+
+class RedisUnreachableError(Exception):
+    """No Redis answered at the URL; the message says where and why."""
+
+
+def redis_url_from_env() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, fit for a message or a log line."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
+
+
+def connect(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS) -> redis.Redis:
+    """A client for `url` that has answered a PING.
+
+    Args:
+        url: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` or `unix://...`.
+        socket_timeout: the longest one command may wait for Redis; None waits forever
+            (what a pub/sub subscriber wants).
+
+    Raises:
+        RedisUnreachableError: the URL is malformed or nothing answered.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout
+        )
+    except ValueError as exc:
+        msg = f"not a Redis URL: {redacted(url)} ({exc})"
+        raise RedisUnreachableError(msg) from None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        msg = f"no Redis answered at {redacted(url)}: {exc}"
+        raise RedisUnreachableError(msg) from None
+    return client
+
+
+def fake_redis() -> redis.Redis:
+    """An in-process Redis (fakeredis), visible only to this process.
+
+    Raises:
+        RedisUnreachableError: fakeredis is not installed.
+    """
+    try:
+        import fakeredis  # noqa: PLC0415 - optional: only the demo's fallback needs it
+    except ImportError:
+        msg = "the in-process fallback needs fakeredis: pip install fakeredis"
+        raise RedisUnreachableError(msg) from None
+    client: redis.Redis = fakeredis.FakeRedis()
+    return client
