@@ -6,6 +6,7 @@ plainly that nobody is listening instead of failing later in a thread.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 
@@ -74,15 +75,15 @@ def connect(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS)
 
 
 def fake_redis() -> redis.Redis:
-    """An in-process Redis (fakeredis), visible only to this process.
+    """An in-process Redis (fakeredis, with Lua for the publisher's script), visible only to this process.
 
     Raises:
-        RedisUnreachableError: fakeredis is not installed.
+        RedisUnreachableError: fakeredis or its Lua support (lupa) is not installed.
     """
-    try:
-        import fakeredis  # noqa: PLC0415 - optional: only the demo's fallback needs it
-    except ImportError:
-        msg = "the in-process fallback needs fakeredis: pip install fakeredis"
-        raise RedisUnreachableError(msg) from None
+    if importlib.util.find_spec("fakeredis") is None or importlib.util.find_spec("lupa") is None:
+        msg = "the in-process fallback needs fakeredis with Lua: pip install 'fakeredis[lua]'"
+        raise RedisUnreachableError(msg)
+    import fakeredis  # noqa: PLC0415 - optional: only the demo's fallback needs it
+
     client: redis.Redis = fakeredis.FakeRedis()
     return client
