@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from reconciliation.redis_client import (
     DEFAULT_REDIS_URL,
@@ -91,7 +92,9 @@ class _PlainCliHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _fail(message: str, code: ExitCode) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]Error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(
+        f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     sys.exit(code)
 
 
@@ -156,7 +159,7 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
         client = connect(redis_url)
         where = redacted(redis_url)
     except RedisUnreachableError as exc:
-        console.print(f"[yellow]{exc}[/yellow]")
+        console.print(f"[yellow]{escape(str(exc))}[/yellow]")
         try:
             client = fake_redis()
         except RedisUnreachableError as missing:
@@ -166,7 +169,9 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
             "[yellow]Running on an in-process fake Redis instead: the demo works the same, "
             "but `reconciliation watch` in another terminal will not see it.[/yellow]"
         )
-    console.print(f"Publishing to {where}: channels reconciliation:result and reconciliation:discrepancy.")
+    console.print(
+        f"Publishing to {escape(where)}: channels reconciliation:result and reconciliation:discrepancy."
+    )
     try:
         report = asyncio.run(run_demo(client, console, pace=QUICK if quick else NORMAL, account_id=account))
     except KeyboardInterrupt:
@@ -176,7 +181,7 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
         client.close()
     results = len(report.runs)
     discrepancies = sum(len(run.discrepancies) for run in report.runs)
-    console.print(f"\n{results} results and {discrepancies} discrepancies published to {where}.")
+    console.print(f"\n{results} results and {discrepancies} discrepancies published to {escape(where)}.")
     if where != "an in-process fake Redis":
         console.print("Read them back: [bold]reconciliation watch --replay 50[/bold]")
     if not report.succeeded:
@@ -184,8 +189,10 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
         uncaught = [d.fault.name for d in report.detections if not d.caught]
         console.print(
             "[bold red]The demo did not go as scripted:[/bold red] "
-            f"uncaught faults: {uncaught or 'none'}; triggers that never fired: {absent or 'none'}; "
-            f"failed runs: {report.failed_runs}."
+            + escape(
+                f"uncaught faults: {', '.join(uncaught) or 'none'}; "
+                f"triggers that never fired: {', '.join(absent) or 'none'}; failed runs: {report.failed_runs}."
+            )
         )
         sys.exit(ExitCode.NOT_AS_ASKED)
 
@@ -231,7 +238,7 @@ def watch(
     console = Console(highlight=False)
     show = _print_json if as_json else lambda message: _print_line(console, message)
     if not as_json:
-        console.print(f"Watching {redacted(redis_url)} (Ctrl-C to stop)", style="dim")
+        console.print(f"Watching {redacted(redis_url)} (Ctrl-C to stop)", style="dim", markup=False)
     try:
         received = follow(client, show, replay_last=replay, count=count, timeout=timeout)
     except KeyboardInterrupt:

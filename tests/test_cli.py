@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -342,3 +343,17 @@ def test_every_command_has_help_with_examples() -> None:
         assert outcome.exit_code == 0
         assert "Examples:" in outcome.output
         assert "Exit codes:" in outcome.output
+
+
+def test_demo_without_redis_or_fakeredis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "lupa" else real_find_spec(name, *a)
+    )
+
+    outcome = CliRunner().invoke(
+        main, ["demo", "--quick", "--redis-url", f"redis://127.0.0.1:{_closed_port()}/0"]
+    )
+
+    assert outcome.exit_code == 3, outcome.output
+    assert "pip install 'fakeredis[lua]'" in outcome.output
