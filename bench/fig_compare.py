@@ -12,7 +12,7 @@ from _harness import Row, Sample, interleave
 from baselines import floor_join, straightforward
 from books import ACCOUNT, NOW, make_books
 
-from reconciliation.actors.comparison import _let_other_threads_run
+from reconciliation.actors.comparison import GilBudget
 from reconciliation.comparator import compare_positions
 from reconciliation.models import ReconciliationConfig
 
@@ -33,7 +33,7 @@ def _package(local: Sequence[Position], broker: Sequence[BrokerPosition]) -> obj
 def _pausing(local: Sequence[Position], broker: Sequence[BrokerPosition]) -> object:
     """As the comparator actor runs it: releasing the GIL between chunks."""
     return compare_positions(
-        local, broker, account_id=ACCOUNT, timestamp=NOW, config=CONFIG, pause=_let_other_threads_run
+        local, broker, account_id=ACCOUNT, timestamp=NOW, config=CONFIG, pause=GilBudget()
     )
 
 

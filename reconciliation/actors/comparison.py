@@ -1,14 +1,17 @@
 """The comparator actor: turns a snapshot (or the reason there is none) into a result.
 
-It runs inside the host engine's process and shares its GIL, so a large comparison
-pauses every `CHUNK_SIZE` entries to release the GIL (`time.sleep(0)`): the engine's
-threads then wait for well under a millisecond instead of the interpreter's 5 ms switch
-interval. See docs/benchmarks.md ("engine jitter").
+It runs inside the host engine's process and shares its GIL. A pure-Python loop gives
+the GIL to other threads only every switch interval (5 ms), so a large comparison would
+delay each of the engine's threads by up to that much, again and again. The comparison
+therefore pauses between chunks, and once `GIL_BUDGET_SECONDS` of work has passed since
+its last yield, it releases the GIL (`os.sched_yield()`): the engine's threads wait well
+under a millisecond, and the comparison pays a few percent. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +27,26 @@ if TYPE_CHECKING:
     from reconciliation.messages import Peers
     from reconciliation.models import ReconciliationConfig
 
-__all__ = ["ComparatorActor"]
+__all__ = ["GIL_BUDGET_SECONDS", "ComparatorActor", "GilBudget"]
 
 logger = logging.getLogger(__name__)
 
 
-def _let_other_threads_run() -> None:
-    time.sleep(0)
+GIL_BUDGET_SECONDS = 0.0005
+"""The longest the comparison holds the GIL before it lets other threads run."""
+
+
+class GilBudget:
+    """A comparison's `pause`: releases the GIL once the budget since the last release is spent."""
+
+    def __init__(self, seconds: float = GIL_BUDGET_SECONDS) -> None:
+        self._seconds = seconds
+        self._since = time.perf_counter()
+
+    def __call__(self) -> None:
+        if time.perf_counter() - self._since >= self._seconds:
+            os.sched_yield()
+            self._since = time.perf_counter()
 
 
 class ComparatorActor(PipelineActor):
@@ -50,8 +66,10 @@ class ComparatorActor(PipelineActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, SnapshotTaken):
-            comparison = compare(message.snapshot, self._config, pause=_let_other_threads_run)
-            result = completed_result(message.ticket, comparison, self._clock.monotonic())
+            comparison = compare(message.snapshot, self._config, pause=GilBudget())
+            result = completed_result(
+                message.ticket, comparison, message.snapshot.taken_at, self._clock.monotonic()
+            )
         elif isinstance(message, SnapshotFailed):
             result = failed_result(message.ticket, message.reason, self._clock.monotonic())
         else:
