@@ -8,6 +8,7 @@ from __future__ import annotations
 from reconciliation.messages import ReconcileRequest
 from reconciliation.models import (
     DEFAULT_SEVERITY,
+    AgeingPolicy,
     AssetType,
     BrokerAccount,
     BrokerPosition,
@@ -26,6 +27,7 @@ from reconciliation.service import ReconciliationService
 
 __all__ = [
     "DEFAULT_SEVERITY",
+    "AgeingPolicy",
     "AssetType",
     "BrokerAccount",
     "BrokerPosition",

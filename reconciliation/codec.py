@@ -17,15 +17,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from reconciliation.audit.ageing import AgeingUpdate
+    from reconciliation.audit.records import BreakState
     from reconciliation.models import Discrepancy, ReconciliationResult
 
 __all__ = [
     "DISCREPANCY_CHANNEL",
+    "HALT_CHANNEL",
+    "RESOLVED_CHANNEL",
     "RESULT_CHANNEL",
+    "break_facts",
     "decimal_text",
     "discrepancy_payload",
     "encode",
+    "halt_payload",
     "iter_payloads",
+    "resolved_payload",
     "result_payload",
     "timestamp_text",
 ]
@@ -34,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 RESULT_CHANNEL = "reconciliation:result"
 DISCREPANCY_CHANNEL = "reconciliation:discrepancy"
+RESOLVED_CHANNEL = "reconciliation:resolved"
+HALT_CHANNEL = "reconciliation:halt"
 
 
 def decimal_text(value: Decimal | None) -> str | None:
@@ -87,9 +96,56 @@ def encode(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def iter_payloads(result: ReconciliationResult) -> list[tuple[str, str]]:
-    """(channel, JSON) for one run, in publish order: the result, then each discrepancy."""
-    return [
-        (RESULT_CHANNEL, encode(result_payload(result))),
-        *((DISCREPANCY_CHANNEL, encode(discrepancy_payload(result, d))) for d in result.discrepancies),
-    ]
+def break_facts(state: BreakState) -> dict[str, Any]:
+    """How old a break is: added to its discrepancy payload."""
+    return {
+        "break_id": str(state.break_id),
+        "first_seen": timestamp_text(state.first_seen),
+        "consecutive_runs": state.consecutive_runs,
+    }
+
+
+def resolved_payload(result: ReconciliationResult, state: BreakState) -> dict[str, Any]:
+    """A break that `result`'s run no longer saw."""
+    return {
+        "run_id": str(result.run_id),
+        "account_id": state.account_id,
+        "type": state.type.value,
+        "symbol": state.symbol,
+        "severity": state.severity.value,
+        "first_seen": timestamp_text(state.first_seen),
+        "last_seen": timestamp_text(state.last_seen),
+        "resolved_at": timestamp_text(result.timestamp),
+        "consecutive_runs": state.consecutive_runs,
+        "break_id": str(state.break_id),
+    }
+
+
+def halt_payload(result: ReconciliationResult, state: BreakState) -> dict[str, Any]:
+    """A critical break confirmed by `result`'s run: the kill switch fires for it."""
+    return {
+        "run_id": str(result.run_id),
+        "account_id": state.account_id,
+        "type": state.type.value,
+        "symbol": state.symbol,
+        "severity": state.severity.value,
+        "local_value": decimal_text(state.local_value),
+        "broker_value": decimal_text(state.broker_value),
+        "timestamp": timestamp_text(result.timestamp),
+        **break_facts(state),
+    }
+
+
+def iter_payloads(result: ReconciliationResult, ageing: AgeingUpdate | None = None) -> list[tuple[str, str]]:
+    """(channel, JSON) for one run, in publish order: the result, each discrepancy (with
+    its age when `ageing` is given), then each resolved break and each kill-switch halt."""
+    payloads = [(RESULT_CHANNEL, encode(result_payload(result)))]
+    for discrepancy in result.discrepancies:
+        payload = discrepancy_payload(result, discrepancy)
+        if ageing is not None:
+            payload.update(break_facts(ageing.state_of(discrepancy)))
+        payloads.append((DISCREPANCY_CHANNEL, encode(payload)))
+    if ageing is not None:
+        payloads.extend((RESOLVED_CHANNEL, encode(resolved_payload(result, s))) for s in ageing.resolved)
+        payloads.extend((HALT_CHANNEL, encode(halt_payload(result, s))) for s in ageing.halts)
+    return payloads

@@ -15,11 +15,13 @@ import attrs
 import pykka
 
 from reconciliation._values import non_empty_text
+from reconciliation.audit.ageing import AgeingUpdate
 from reconciliation.models import ReconciliationResult, Snapshot
 from reconciliation.triggers import Trigger
 
 __all__ = [
     "ActorCrashed",
+    "AuditHealthRequest",
     "DebounceDue",
     "FetchSnapshot",
     "HealthRequest",
@@ -30,7 +32,9 @@ __all__ = [
     "Publish",
     "PublisherHealthRequest",
     "ReconcileRequest",
+    "Record",
     "RetryDelivery",
+    "RetryRecording",
     "RunAborted",
     "RunFinished",
     "RunRequested",
@@ -101,7 +105,28 @@ class RunAborted:
 
 @attrs.frozen
 class Publish:
+    """A finished run for Redis; `ageing` (None for an abandoned run) says how old its breaks are."""
+
     result: ReconciliationResult
+    ageing: AgeingUpdate | None = None
+
+
+@attrs.frozen
+class Record:
+    """A finished run for the audit store."""
+
+    result: ReconciliationResult
+    ageing: AgeingUpdate
+
+
+@attrs.frozen
+class RetryRecording:
+    pass
+
+
+@attrs.frozen
+class AuditHealthRequest:
+    pass
 
 
 @attrs.frozen
@@ -145,6 +170,7 @@ class Peers:
     fetcher: pykka.ActorRef[Any]
     comparator: pykka.ActorRef[Any]
     publisher: pykka.ActorRef[Any]
+    audit: pykka.ActorRef[Any] | None = None
 
 
 @attrs.frozen

@@ -33,6 +33,7 @@ from reconciliation._values import (
 
 __all__ = [
     "DEFAULT_SEVERITY",
+    "AgeingPolicy",
     "AssetType",
     "BrokerAccount",
     "BrokerPosition",
@@ -308,6 +309,87 @@ def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, Discre
     return frozen_mapping(table)
 
 
+_BY_RANK = sorted(DiscrepancySeverity, key=lambda s: s.rank)
+
+
+def _optional_whole_number(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{field.name} must be a whole number of runs or None, not {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{field.name} must be at least 1 run, got {value}"
+        raise ValueError(msg)
+
+
+def _optional_seconds(value: float | None) -> float | None:
+    return None if value is None else seconds(value)
+
+
+def _optional_positive_seconds(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        positive_seconds(instance, field, value)
+
+
+def _optional_severity(value: DiscrepancySeverity | str | None) -> DiscrepancySeverity | None:
+    if value is None or isinstance(value, DiscrepancySeverity):
+        return value
+    try:
+        return DiscrepancySeverity(value)
+    except ValueError:
+        known = ", ".join(s.value for s in DiscrepancySeverity)
+        msg = f"escalate_to: unknown severity {value!r}; known: {known}"
+        raise ValueError(msg) from None
+
+
+@attrs.frozen
+class AgeingPolicy:
+    """When an ageing break is escalated, and when it halts trading. All off by default.
+
+    A break is escalated once it has persisted `escalate_after_runs` consecutive runs
+    or `escalate_after_seconds` since it was first seen, whichever comes first: to
+    `escalate_to`, or one level up when that is None. Escalation never lowers a severity.
+
+    The kill switch (`halt_after_runs`, None = off) fires once for a break whose
+    severity, after escalation, is CRITICAL and that has persisted that many
+    consecutive runs; again only if the break resolves and comes back.
+    """
+
+    escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
+    escalate_after_seconds: float | None = attrs.field(
+        default=None, converter=_optional_seconds, validator=_optional_positive_seconds
+    )
+    escalate_to: DiscrepancySeverity | None = attrs.field(default=None, converter=_optional_severity)
+    halt_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
+
+    @escalate_to.validator
+    def _needs_a_threshold(self, _field: attrs.Attribute[Any], value: DiscrepancySeverity | None) -> None:
+        if value is not None and self.escalate_after_runs is None and self.escalate_after_seconds is None:
+            msg = "escalate_to needs escalate_after_runs or escalate_after_seconds"
+            raise ValueError(msg)
+
+    def severity_after(
+        self, classified: DiscrepancySeverity, consecutive_runs: int, age: dt.timedelta
+    ) -> DiscrepancySeverity:
+        """The severity of a break of `classified` severity at this age."""
+        due = (self.escalate_after_runs is not None and consecutive_runs >= self.escalate_after_runs) or (
+            self.escalate_after_seconds is not None and age.total_seconds() >= self.escalate_after_seconds
+        )
+        if not due:
+            return classified
+        target = self.escalate_to or _BY_RANK[min(classified.rank + 1, len(_BY_RANK) - 1)]
+        return max(classified, target, key=lambda s: s.rank)
+
+    def halts(self, severity: DiscrepancySeverity, consecutive_runs: int) -> bool:
+        """Whether a break of this severity and persistence qualifies for the kill switch."""
+        return (
+            self.halt_after_runs is not None
+            and severity is DiscrepancySeverity.CRITICAL
+            and consecutive_runs >= self.halt_after_runs
+        )
+
+
 @attrs.frozen
 class ReconciliationConfig:
     """How, when and how strictly one account is reconciled. See docs/configuration.md."""
@@ -337,6 +419,14 @@ class ReconciliationConfig:
         default=30.0, converter=seconds, validator=positive_seconds
     )
     """The longest pause between two attempts to reach an unreachable Redis."""
+    ageing: AgeingPolicy = attrs.field(
+        factory=AgeingPolicy, validator=attrs.validators.instance_of(AgeingPolicy)
+    )
+    """When a persisting break is escalated, and when it halts trading (off by default)."""
+    audit_store: str | None = attrs.field(default=None, validator=attrs.validators.optional(non_empty_text))
+    """Where runs and breaks are recorded: a SQLite file path or a postgresql:// URL; None: nowhere."""
+    audit_backlog_max_runs: int = attrs.field(default=10_000, validator=_whole_number(1))
+    """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
 
     @post_fill_max_wait_seconds.validator
     def _max_wait_covers_delay(self, _field: attrs.Attribute[Any], value: float) -> None:

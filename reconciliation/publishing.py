@@ -28,22 +28,33 @@ from typing import TYPE_CHECKING
 import attrs
 import redis
 
-from reconciliation.codec import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
+from reconciliation.codec import (
+    DISCREPANCY_CHANNEL,
+    HALT_CHANNEL,
+    RESOLVED_CHANNEL,
+    RESULT_CHANNEL,
+    iter_payloads,
+)
 from reconciliation.outbox import Outbox, PendingRun
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from reconciliation.audit.ageing import AgeingUpdate
     from reconciliation.clock import Clock
     from reconciliation.models import ReconciliationResult
 
 __all__ = [
     "DISCREPANCY_CHANNEL",
     "DISCREPANCY_STREAM",
+    "HALT_CHANNEL",
+    "HALT_STREAM",
     "MAX_PAYLOADS_PER_ROUND_TRIP",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_SECONDS",
     "PUBLISH_SCRIPT",
+    "RESOLVED_CHANNEL",
+    "RESOLVED_STREAM",
     "RESULT_CHANNEL",
     "RESULT_STREAM",
     "RETRY_BASE_SECONDS",
@@ -56,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 RESULT_STREAM = "reconciliation:stream:result"
 DISCREPANCY_STREAM = "reconciliation:stream:discrepancy"
+RESOLVED_STREAM = "reconciliation:stream:resolved"
+HALT_STREAM = "reconciliation:stream:halt"
 STREAM_FIELD = "payload"
 PUBLISHED_KEY_PREFIX = "reconciliation:published:"
 PUBLISHED_TTL_SECONDS = 7 * 24 * 3600
@@ -64,7 +77,12 @@ MAX_PAYLOADS_PER_ROUND_TRIP = 1_000
 """A round trip takes whole runs up to this many payloads (always at least one run)."""
 RETRY_BASE_SECONDS = 0.1
 
-_STREAM_OF = {RESULT_CHANNEL: RESULT_STREAM, DISCREPANCY_CHANNEL: DISCREPANCY_STREAM}
+_STREAM_OF = {
+    RESULT_CHANNEL: RESULT_STREAM,
+    DISCREPANCY_CHANNEL: DISCREPANCY_STREAM,
+    RESOLVED_CHANNEL: RESOLVED_STREAM,
+    HALT_CHANNEL: HALT_STREAM,
+}
 
 PUBLISH_SCRIPT = """
 -- KEYS[1]: this run's published marker; KEYS[2]: the marker of the run sent just before
@@ -158,9 +176,10 @@ class RedisPublisher:
         self._last_delivery_at: dt.datetime | None = None
         self._reachable = True
 
-    def submit(self, result: ReconciliationResult) -> None:
-        """Queue the run's payloads for the next `deliver`; Redis is not touched."""
-        self._outbox.append(PendingRun(str(result.run_id), iter_payloads(result)))
+    def submit(self, result: ReconciliationResult, ageing: AgeingUpdate | None = None) -> None:
+        """Queue the run's payloads (with its breaks' ages, if given) for the next `deliver`;
+        Redis is not touched."""
+        self._outbox.append(PendingRun(str(result.run_id), iter_payloads(result, ageing)))
 
     def deliver(self) -> float | None:
         """Send the oldest queued runs in one round trip.

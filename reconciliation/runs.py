@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from reconciliation.models import ReconciliationResult
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from reconciliation.comparator import Comparison
     from reconciliation.messages import RunTicket
 
@@ -17,11 +19,14 @@ def _duration_ms(ticket: RunTicket, now: float) -> float:
     return round(max(now - ticket.started, 0.0) * 1000.0, 3)
 
 
-def completed_result(ticket: RunTicket, comparison: Comparison, now: float) -> ReconciliationResult:
+def completed_result(
+    ticket: RunTicket, comparison: Comparison, taken_at: dt.datetime, now: float
+) -> ReconciliationResult:
+    """A compared run, stamped with the time its snapshot was taken, like its discrepancies."""
     return ReconciliationResult(
         run_id=ticket.run_id,
         account_id=ticket.account_id,
-        timestamp=ticket.started_at,
+        timestamp=taken_at,
         discrepancies=comparison.discrepancies,
         positions_checked=comparison.positions_checked,
         duration_ms=_duration_ms(ticket, now),
@@ -31,7 +36,7 @@ def completed_result(ticket: RunTicket, comparison: Comparison, now: float) -> R
 
 
 def failed_result(ticket: RunTicket, reason: str, now: float) -> ReconciliationResult:
-    """A run that could not compare: `is_clean` False, `error` the operator-readable reason."""
+    """A run that could not compare, stamped with its start: `error` the operator-readable reason."""
     return ReconciliationResult(
         run_id=ticket.run_id,
         account_id=ticket.account_id,

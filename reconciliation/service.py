@@ -12,8 +12,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from reconciliation.actors.supervisor import ServiceHealth, Supervisor
+from reconciliation.audit.ageing import BreakTracker
+from reconciliation.audit.errors import AuditStoreError
+from reconciliation.audit.recorder import AuditHealth, AuditRecorder
+from reconciliation.audit.store import open_store
 from reconciliation.clock import SystemClock
-from reconciliation.messages import HealthRequest, PublisherHealthRequest, RunRequested
+from reconciliation.messages import AuditHealthRequest, HealthRequest, PublisherHealthRequest, RunRequested
 from reconciliation.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation.protocols import BrokerQuery, PortfolioManager
 from reconciliation.publishing import PublisherHealth, RedisPublisher
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     import pykka
     import redis
 
+    from reconciliation.actors.scheduler import HaltCallback
     from reconciliation.clock import Clock
     from reconciliation.triggers import Trigger
 
@@ -44,6 +49,10 @@ class ReconciliationService:
         config: intervals, tolerances, severities; see docs/configuration.md.
         clock: time and timers; a `ManualClock` in tests. By default the service runs
             its own timer thread, stopped by `stop()`.
+        on_halt: the kill switch, called as `on_halt(break_state, result)` once for each
+            CRITICAL break confirmed by `config.ageing.halt_after_runs` consecutive runs
+            (off unless that is set). It runs on the scheduler's thread: keep it quick,
+            e.g. tell the engine's risk actor.
     """
 
     def __init__(
@@ -54,6 +63,7 @@ class ReconciliationService:
         config: ReconciliationConfig,
         *,
         clock: Clock | None = None,
+        on_halt: HaltCallback | None = None,
     ) -> None:
         if not isinstance(portfolio, PortfolioManager):
             msg = f"portfolio must implement PortfolioManager (get_positions, get_account), not {portfolio!r}"
@@ -72,6 +82,8 @@ class ReconciliationService:
         self._given_clock = clock
         self._clock: Clock | None = None
         self._supervisor: pykka.ActorRef[Any] | None = None
+        self._on_halt = on_halt
+        self._tracker = BreakTracker(config.ageing)
         self._publisher = RedisPublisher(
             redis,
             stream_maxlen=config.stream_maxlen,
@@ -110,12 +122,18 @@ class ReconciliationService:
             raise RuntimeError(msg)
         clock = self._given_clock or SystemClock()
         self._clock = clock
+        recorder = None
+        if self._config.audit_store is not None:
+            recorder = await call_in_daemon_thread(lambda: self._open_audit(clock))
         self._supervisor = Supervisor.start(
             portfolio=self._portfolio,
             broker=self._broker,
             publisher=self._publisher,
             config=self._config,
             clock=clock,
+            tracker=self._tracker,
+            recorder=recorder,
+            on_halt=self._on_halt,
         )
         logger.info("Reconciliation service started for %s", self._config.account_id)
         if not self._config.enabled:
@@ -159,6 +177,34 @@ class ReconciliationService:
         """Outbox depth, delivered and dropped counts, the last Redis error."""
         health: PublisherHealth = self.ref.ask(PublisherHealthRequest(), block=True, timeout=timeout)
         return health
+
+    def audit_health(self, timeout: float = 5.0) -> AuditHealth | None:
+        """Backlog, recorded, dropped and failed runs of the audit store; None without one."""
+        health: AuditHealth | None = self.ref.ask(AuditHealthRequest(), block=True, timeout=timeout)
+        return health
+
+    def _open_audit(self, clock: Clock) -> AuditRecorder:
+        """Open the audit store and seed break ageing from its open breaks.
+
+        A store that cannot be read now does not stop the service: ageing starts
+        afresh (logged), and the audit actor keeps trying to record.
+        """
+        target = self._config.audit_store
+        assert target is not None  # noqa: S101 - only called when configured
+        store = open_store(target)
+        try:
+            store.migrate()
+            self._tracker = BreakTracker(self._config.ageing, store.load_open_breaks(self._config.account_id))
+        except AuditStoreError as exc:
+            logger.error(  # noqa: TRY400 - the reason is enough; the service goes on
+                "The audit store %s could not be read (%s): break ageing starts afresh", target, exc
+            )
+        return AuditRecorder(
+            store,
+            max_backlog=self._config.audit_backlog_max_runs,
+            retry_max_seconds=self._config.publish_retry_max_seconds,
+            clock=clock,
+        )
 
     async def _run(self, account_id: str, trigger: Trigger) -> ReconciliationResult:
         reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()

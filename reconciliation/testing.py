@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
+from reconciliation.codec import DISCREPANCY_CHANNEL, HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
 from reconciliation.models import BrokerAccount, BrokerPosition
 
 if TYPE_CHECKING:
@@ -141,19 +142,15 @@ class AsyncScriptedBroker(ScriptedBroker):
         return self._answer(step, self.account())
 
 
-RESULT_CHANNEL = "reconciliation:result"
-DISCREPANCY_CHANNEL = "reconciliation:discrepancy"
-
-
 class RedisCapture:
-    """Subscribes to both channels and keeps every payload, decoded, in arrival order.
+    """Subscribes to every channel and keeps each payload, decoded, in arrival order.
 
     Use as a context manager; `wait_for_results(n)` blocks until n results arrived.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL)
+        self._pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL, RESOLVED_CHANNEL, HALT_CHANNEL)
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._arrived = threading.Condition()
         self._stopping = threading.Event()
@@ -162,13 +159,24 @@ class RedisCapture:
 
     @property
     def results(self) -> list[dict[str, Any]]:
-        with self._arrived:
-            return [payload for channel, payload in self.messages if channel == RESULT_CHANNEL]
+        return self.on(RESULT_CHANNEL)
 
     @property
     def discrepancies(self) -> list[dict[str, Any]]:
+        return self.on(DISCREPANCY_CHANNEL)
+
+    @property
+    def resolved(self) -> list[dict[str, Any]]:
+        return self.on(RESOLVED_CHANNEL)
+
+    @property
+    def halts(self) -> list[dict[str, Any]]:
+        return self.on(HALT_CHANNEL)
+
+    def on(self, channel: str) -> list[dict[str, Any]]:
+        """Every payload that arrived on `channel`, in order."""
         with self._arrived:
-            return [payload for channel, payload in self.messages if channel == DISCREPANCY_CHANNEL]
+            return [payload for arrived_on, payload in self.messages if arrived_on == channel]
 
     def wait_for_results(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The first `count` results; raises TimeoutError if they do not all arrive in time."""

@@ -35,7 +35,12 @@ class Harness:
     """A service over a scripted broker and an in-memory book, publishing to fakeredis."""
 
     def __init__(
-        self, *, clock: ManualClock | None = None, asynchronous: bool = False, **config: Any
+        self,
+        *,
+        clock: ManualClock | None = None,
+        asynchronous: bool = False,
+        on_halt: Any = None,
+        **config: Any,
     ) -> None:
         self.redis = fakeredis.FakeRedis()
         self.capture = RedisCapture(self.redis)
@@ -43,7 +48,9 @@ class Harness:
         self.book = InMemoryPortfolio(ACCOUNT, cash=Decimal(1000))
         self.clock = clock
         self.config = ReconciliationConfig(ACCOUNT, **config)
-        self.service = ReconciliationService(self.book, self.broker, self.redis, self.config, clock=clock)
+        self.service = ReconciliationService(
+            self.book, self.broker, self.redis, self.config, clock=clock, on_halt=on_halt
+        )
 
     def start(self) -> ReconciliationResult | None:
         return asyncio.run(self.service.start())

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import re
 import sqlite3
 import threading
 import time
-import urllib.parse
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -33,7 +31,6 @@ from reconciliation.models import (
     ReconciliationResult,
 )
 
-POSTGRES_URL = os.environ.get("RECONCILIATION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
 ACC = "ACC-1"
 CRITICAL, WARNING = DiscrepancySeverity.CRITICAL, DiscrepancySeverity.WARNING
@@ -78,28 +75,6 @@ def run(minutes: float, *discrepancies: Discrepancy, error: str | None = None, a
         error=error,
         **kwargs,
     )
-
-
-def with_search_path(url: str, schema: str) -> str:
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}options={urllib.parse.quote(f'-csearch_path={schema}')}"
-
-
-@pytest.fixture
-def postgres_url():
-    """A PostgreSQL URL whose tables land in a schema of their own, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL answers at {POSTGRES_URL}: {exc}")
-    schema = f"audit_test_{uuid.uuid4().hex}"
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield with_search_path(POSTGRES_URL, schema)
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

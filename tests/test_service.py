@@ -274,12 +274,20 @@ def test_every_discrepancy_is_logged_at_warning_with_account_run_and_trigger(
     harness.broker.total_equity = Decimal(1000)
     with caplog.at_level(logging.INFO, logger="reconciliation"):
         result = harness.start()
-    assert result is not None
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "cash_mismatch on ACC-1" in warnings[0]
-    assert str(result.run_id) in warnings[0]
-    assert "trigger startup" in warnings[0]
+        assert result is not None
+
+        def warnings() -> list[str]:
+            return [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno == logging.WARNING and str(result.run_id) in r.getMessage()
+            ]
+
+        eventually(lambda: bool(warnings()), what="the warning")
+        harness.stop()
+    assert len(warnings()) == 1
+    assert "cash_mismatch on ACC-1" in warnings()[0]
+    assert "trigger startup" in warnings()[0]
 
 
 def test_a_failed_run_is_logged_at_error(harness_factory: Any, caplog: pytest.LogCaptureFixture) -> None:

@@ -87,7 +87,7 @@ class PublisherActor(PipelineActor):
     def handle(self, message: Any) -> Any:
         if isinstance(message, Publish):
             log_result(message.result)
-            self._publisher.submit(message.result)
+            self._publisher.submit(message.result, message.ageing)
             if self._retry is None:
                 self._deliver()
         elif isinstance(message, RetryDelivery):

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from reconciliation.actors._base import PipelineActor, tell
+from reconciliation.audit.records import BreakState
 from reconciliation.clock import TimerHandle
 from reconciliation.messages import (
     FetchSnapshot,
     PeriodicDue,
     Publish,
+    Record,
     RunAborted,
     RunFinished,
     RunRequested,
@@ -35,13 +38,17 @@ if TYPE_CHECKING:
 
     import pykka
 
+    from reconciliation.audit.ageing import BreakTracker
     from reconciliation.clock import Clock
     from reconciliation.messages import Peers
     from reconciliation.models import ReconciliationConfig
 
-__all__ = ["WATCHDOG_GRACE_SECONDS", "TriggerScheduler"]
+__all__ = ["WATCHDOG_GRACE_SECONDS", "HaltCallback", "TriggerScheduler"]
 
 logger = logging.getLogger(__name__)
+
+HaltCallback = Callable[[BreakState, ReconciliationResult], object]
+"""Called with the confirmed break and the run that confirmed it; must be quick (tell an actor)."""
 
 WATCHDOG_GRACE_SECONDS = 10.0
 """How long past the broker timeout a run may take before it is reported failed."""
@@ -66,10 +73,14 @@ class TriggerScheduler(PipelineActor):
         *,
         config: ReconciliationConfig,
         clock: Clock,
+        tracker: BreakTracker,
+        on_halt: HaltCallback | None = None,
     ) -> None:
         super().__init__(supervisor, peers)
         self._config = config
         self._clock = clock
+        self._tracker = tracker
+        self._on_halt = on_halt
         self._accounts: dict[str, _AccountRuns] = {}
         self._periodic: TimerHandle | None = None
         self._generation = 0
@@ -137,24 +148,47 @@ class TriggerScheduler(PipelineActor):
         if runs is None or runs.in_flight is None or runs.in_flight.run_id != result.run_id:
             logger.debug("Ignored a late result for run %s: it was already reported", result.run_id)
             return
+        ageing = self._tracker.observe(result)
+        result = ageing.escalate(result)
         if runs.watchdog is not None:
             runs.watchdog.cancel()
         waiters = runs.waiters
         runs.in_flight, runs.waiters, runs.watchdog = None, [], None
         if result.account_id == self._config.account_id:
             self._arm_periodic()
-        if not tell(self.peers.publisher if self.peers else None, Publish(result)):
+        if not tell(self.peers.publisher if self.peers else None, Publish(result, ageing)):
             logger.error(
                 "Run %s of %s was not published: the publisher is not running",
                 result.run_id,
                 result.account_id,
             )
+        if self.peers is not None and self.peers.audit is not None:
+            tell(self.peers.audit, Record(result, ageing))
         for waiter in waiters:
             _answer(waiter, result)
+        for confirmed in ageing.halts:
+            self._halt(confirmed, result)
         if runs.follow_up is not None:
             trigger, follow_up_waiters = runs.follow_up, runs.follow_up_waiters
             runs.follow_up, runs.follow_up_waiters = None, []
             self._start(result.account_id, runs, trigger, follow_up_waiters)
+
+    def _halt(self, confirmed: BreakState, result: ReconciliationResult) -> None:
+        logger.critical(
+            "Kill switch: %s%s on %s has persisted %d runs since %s (run %s)",
+            confirmed.type.value,
+            f" {confirmed.symbol}" if confirmed.symbol else "",
+            confirmed.account_id,
+            confirmed.consecutive_runs,
+            confirmed.first_seen.isoformat(),
+            result.run_id,
+        )
+        if self._on_halt is None:
+            return
+        try:
+            self._on_halt(confirmed, result)
+        except Exception:
+            logger.exception("The host's kill-switch callback failed for run %s", result.run_id)
 
     def _arm_periodic(self) -> None:
         """Next periodic run `interval_seconds` after now: runs never pile up."""

@@ -20,6 +20,7 @@ import attrs
 import pykka
 
 from reconciliation.actors._base import tell
+from reconciliation.actors.audit import AuditActor
 from reconciliation.actors.comparison import ComparatorActor
 from reconciliation.actors.debouncer import FillDebouncer
 from reconciliation.actors.fetcher import SnapshotFetcher
@@ -27,6 +28,7 @@ from reconciliation.actors.publisher import PublisherActor
 from reconciliation.actors.scheduler import TriggerScheduler
 from reconciliation.messages import (
     ActorCrashed,
+    AuditHealthRequest,
     HealthRequest,
     Peers,
     PeersChanged,
@@ -45,6 +47,9 @@ from reconciliation.triggers import OnDemand
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from reconciliation.actors.scheduler import HaltCallback
+    from reconciliation.audit.ageing import BreakTracker
+    from reconciliation.audit.recorder import AuditRecorder
     from reconciliation.clock import Clock
     from reconciliation.models import ReconciliationConfig
     from reconciliation.protocols import BrokerQuery, PortfolioManager
@@ -58,8 +63,9 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 """An actor that dies more than MAX_RESTARTS times in this window stays down."""
 
-ROLES = ("debouncer", "scheduler", "fetcher", "comparator", "publisher")
-"""Start order; they stop in the same order, so the publisher sees every last result."""
+ROLES = ("debouncer", "scheduler", "fetcher", "comparator", "publisher", "audit")
+"""Start order; they stop in the same order, so the publisher and the audit store see
+every last result. The audit actor runs only when an audit store is configured."""
 
 
 @attrs.frozen
@@ -107,6 +113,9 @@ class Supervisor(pykka.ThreadingActor):
         publisher: RedisPublisher,
         config: ReconciliationConfig,
         clock: Clock,
+        tracker: BreakTracker,
+        recorder: AuditRecorder | None = None,
+        on_halt: HaltCallback | None = None,
     ) -> None:
         super().__init__()
         self._config = config
@@ -114,7 +123,7 @@ class Supervisor(pykka.ThreadingActor):
         self._factories: dict[str, Callable[[Peers | None], pykka.ActorRef[Any]]] = {
             "debouncer": lambda peers: FillDebouncer.start(self.actor_ref, peers, config=config, clock=clock),
             "scheduler": lambda peers: TriggerScheduler.start(
-                self.actor_ref, peers, config=config, clock=clock
+                self.actor_ref, peers, config=config, clock=clock, tracker=tracker, on_halt=on_halt
             ),
             "fetcher": lambda peers: SnapshotFetcher.start(
                 self.actor_ref, peers, portfolio=portfolio, broker=broker, config=config, clock=clock
@@ -126,14 +135,21 @@ class Supervisor(pykka.ThreadingActor):
                 self.actor_ref, peers, publisher=publisher, clock=clock
             ),
         }
+        if recorder is not None:
+            self._factories["audit"] = lambda peers: AuditActor.start(
+                self.actor_ref, peers, recorder=recorder, clock=clock
+            )
+        self._roles = tuple(role for role in ROLES if role in self._factories)
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
-        self._restarts: dict[str, collections.deque[float]] = {role: collections.deque() for role in ROLES}
-        self._restart_counts: dict[str, int] = dict.fromkeys(ROLES, 0)
+        self._restarts: dict[str, collections.deque[float]] = {
+            role: collections.deque() for role in self._roles
+        }
+        self._restart_counts: dict[str, int] = dict.fromkeys(self._roles, 0)
         self._down: set[str] = set()
         self._last_failure: str | None = None
 
     def on_start(self) -> None:
-        for role in ROLES:
+        for role in self._roles:
             self._refs[role] = self._factories[role](None)
         self._broadcast_peers()
 
@@ -162,6 +178,8 @@ class Supervisor(pykka.ThreadingActor):
             return self._peers()
         elif isinstance(message, PublisherHealthRequest):
             return self._refs["publisher"].ask(message, block=False)
+        elif isinstance(message, AuditHealthRequest):
+            return self._refs["audit"].ask(message, block=False) if "audit" in self._refs else None
         else:
             logger.warning(
                 "The reconciliation service ignored an unexpected %s: %r", type(message).__name__, message
@@ -221,7 +239,7 @@ class Supervisor(pykka.ThreadingActor):
             tell(ref, changed)
 
     def _health(self) -> ServiceHealth:
-        down = tuple(role for role in ROLES if role in self._down or not self._refs[role].is_alive())
+        down = tuple(role for role in self._roles if role in self._down or not self._refs[role].is_alive())
         return ServiceHealth(
             healthy=not down,
             down=down,
@@ -230,5 +248,5 @@ class Supervisor(pykka.ThreadingActor):
         )
 
     def on_stop(self) -> None:
-        for role in ROLES:
+        for role in self._roles:
             self._refs[role].stop(block=True, timeout=10.0)

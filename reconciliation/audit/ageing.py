@@ -12,17 +12,15 @@ nor resolves anything. Only a run that completed without a break resolves it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import attrs
 
-from reconciliation._values import positive_seconds, seconds
 from reconciliation.audit.records import BreakKey, BreakState, break_id_for
-from reconciliation.models import DiscrepancySeverity
+from reconciliation.models import AgeingPolicy
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Iterable
 
     from reconciliation.models import Discrepancy, ReconciliationResult
@@ -30,86 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["AgeingPolicy", "AgeingUpdate", "BreakTracker"]
 
 logger = logging.getLogger(__name__)
-
-_BY_RANK = sorted(DiscrepancySeverity, key=lambda s: s.rank)
-
-
-def _optional_whole_number(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{field.name} must be a whole number of runs or None, not {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{field.name} must be at least 1 run, got {value}"
-        raise ValueError(msg)
-
-
-def _optional_seconds(value: float | None) -> float | None:
-    return None if value is None else seconds(value)
-
-
-def _optional_positive_seconds(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        positive_seconds(instance, field, value)
-
-
-def _optional_severity(value: DiscrepancySeverity | str | None) -> DiscrepancySeverity | None:
-    if value is None or isinstance(value, DiscrepancySeverity):
-        return value
-    try:
-        return DiscrepancySeverity(value)
-    except ValueError:
-        known = ", ".join(s.value for s in DiscrepancySeverity)
-        msg = f"escalate_to: unknown severity {value!r}; known: {known}"
-        raise ValueError(msg) from None
-
-
-@attrs.frozen
-class AgeingPolicy:
-    """When an ageing break is escalated, and when it halts trading. All off by default.
-
-    A break is escalated once it has persisted `escalate_after_runs` consecutive runs
-    or `escalate_after_seconds` since it was first seen, whichever comes first: to
-    `escalate_to`, or one level up when that is None. Escalation never lowers a severity.
-
-    The kill switch (`halt_after_runs`, None = off) fires once for a break whose
-    severity, after escalation, is CRITICAL and that has persisted that many
-    consecutive runs; again only if the break resolves and comes back.
-    """
-
-    escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
-    escalate_after_seconds: float | None = attrs.field(
-        default=None, converter=_optional_seconds, validator=_optional_positive_seconds
-    )
-    escalate_to: DiscrepancySeverity | None = attrs.field(default=None, converter=_optional_severity)
-    halt_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
-
-    @escalate_to.validator
-    def _needs_a_threshold(self, _field: attrs.Attribute[Any], value: DiscrepancySeverity | None) -> None:
-        if value is not None and self.escalate_after_runs is None and self.escalate_after_seconds is None:
-            msg = "escalate_to needs escalate_after_runs or escalate_after_seconds"
-            raise ValueError(msg)
-
-    def severity_after(
-        self, classified: DiscrepancySeverity, consecutive_runs: int, age: dt.timedelta
-    ) -> DiscrepancySeverity:
-        """The severity of a break of `classified` severity at this age."""
-        due = (self.escalate_after_runs is not None and consecutive_runs >= self.escalate_after_runs) or (
-            self.escalate_after_seconds is not None and age.total_seconds() >= self.escalate_after_seconds
-        )
-        if not due:
-            return classified
-        target = self.escalate_to or _BY_RANK[min(classified.rank + 1, len(_BY_RANK) - 1)]
-        return max(classified, target, key=lambda s: s.rank)
-
-    def halts(self, severity: DiscrepancySeverity, consecutive_runs: int) -> bool:
-        """Whether a break of this severity and persistence qualifies for the kill switch."""
-        return (
-            self.halt_after_runs is not None
-            and severity is DiscrepancySeverity.CRITICAL
-            and consecutive_runs >= self.halt_after_runs
-        )
 
 
 @attrs.frozen
