@@ -64,10 +64,11 @@ Exit codes:
 """
 
 
-def _configure_logging(verbose: int, level: int) -> None:
+def _configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...] = ()) -> None:
     """Log to stderr: through rich on a terminal, one plain line per record otherwise.
 
-    -v shows DEBUG from every logger, pykka's included.
+    -v shows DEBUG from every logger, pykka's included; without it, the loggers named in
+    `below_error` show only errors (the demo shows their runs itself).
     """
     handler: logging.Handler
     if sys.stderr.isatty():
@@ -76,6 +77,8 @@ def _configure_logging(verbose: int, level: int) -> None:
     else:
         handler = _PlainCliHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if below_error and not verbose:
+        handler.addFilter(lambda record: record.levelno >= logging.ERROR or record.name not in below_error)
     root = logging.getLogger()
     for previous in [h for h in root.handlers if isinstance(h, _RichCliHandler | _PlainCliHandler)]:
         root.removeHandler(previous)
@@ -151,9 +154,7 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
     """
     from reconciliation.demo import NORMAL, QUICK, TRIGGERS, run_demo  # noqa: PLC0415 - keeps --help fast
 
-    _configure_logging(verbose, logging.WARNING)
-    if not verbose:
-        logging.getLogger("reconciliation.runs").setLevel(logging.ERROR)
+    _configure_logging(verbose, logging.WARNING, below_error=("reconciliation.runs",))
     console = Console(highlight=False)
     try:
         client = connect(redis_url)
