@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from helpers import eventually
 from service_fixtures import make_fill
@@ -187,5 +190,26 @@ def test_a_locked_audit_store_never_stops_reconciliation_or_publishing(
         blocker.execute("ROLLBACK")
         blocker.close()
     eventually(
-        lambda: harness.service.audit_health(timeout=15).recorded_runs == 4, timeout=30, what="the backlog recorded"
+        lambda: harness.service.audit_health(timeout=15).recorded_runs == 4,
+        timeout=30,
+        what="the backlog recorded",
     )
+
+
+def test_ageing_payloads_satisfy_the_published_schema(harness_factory: Any) -> None:
+    schema = json.loads((Path(__file__).parent.parent / "docs" / "payloads.schema.json").read_text())
+
+    def check(kind: str, payload: dict[str, Any]) -> None:
+        jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"}).validate(payload)
+
+    harness = harness_factory(ageing=AgeingPolicy(halt_after_runs=2))
+    harness.book.apply_fill(make_fill(1))
+    harness.start()
+    harness.reconcile()
+    harness.book.apply_fill(make_fill(2, quantity=-10))
+    harness.reconcile()
+    eventually(lambda: harness.capture.resolved and harness.capture.halts, what="resolved and halt payloads")
+    for payload in harness.capture.discrepancies:
+        check("discrepancy", payload)
+    check("resolved", harness.capture.resolved[0])
+    check("halt", harness.capture.halts[0])
