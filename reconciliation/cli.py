@@ -35,7 +35,7 @@ from reconciliation.redis_client import (
     fake_redis,
     redacted,
 )
-from reconciliation.render import discrepancy_line, is_discrepancy, result_line
+from reconciliation.render import message_line
 
 if TYPE_CHECKING:
     from reconciliation.watch import Message
@@ -155,7 +155,7 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
     from reconciliation.demo import NORMAL, QUICK, TRIGGERS, run_demo  # noqa: PLC0415 - keeps --help fast
 
     _configure_logging(verbose, logging.WARNING, below_error=("reconciliation.runs",))
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     try:
         client = connect(redis_url)
         where = redacted(redis_url)
@@ -218,10 +218,10 @@ def watch(
 ) -> None:
     """Show runs and discrepancies live as they are published, coloured by severity.
 
-    Subscribes to reconciliation:result and reconciliation:discrepancy. With --replay N
-    it first shows the N latest entries of the streams reconciliation:stream:result and
-    reconciliation:stream:discrepancy; a message in both the replay and the live feed is
-    shown once.
+    Subscribes to reconciliation:result, :discrepancy, :resolved (a break that went
+    away) and :halt (the kill switch fired). With --replay N it first shows the N latest
+    entries of their streams (reconciliation:stream:result, ...), merged in order; a
+    message in both the replay and the live feed is shown once.
 
     \b
     Examples:
@@ -236,7 +236,7 @@ def watch(
         client = connect(redis_url, socket_timeout=None)
     except RedisUnreachableError as exc:
         _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     show = _print_json if as_json else lambda message: _print_line(console, message)
     if not as_json:
         console.print(f"Watching {redacted(redis_url)} (Ctrl-C to stop)", style="dim", markup=False)
@@ -262,12 +262,10 @@ def _print_line(console: Console, message: Message) -> None:
     if payload is None:
         console.print(f"{message.channel}: {message.raw}", style="dim", markup=False)
         return
-    stamp = str(payload.get("timestamp", ""))[11:23]
-    prefix = f"{'(replay) ' if message.replayed else ''}{stamp}  "
-    if is_discrepancy(payload):
-        console.print(discrepancy_line(payload, prefix=f"{prefix}{payload.get('account_id', '?')}  "))
-    else:
-        console.print(result_line(payload, prefix=prefix))
+    stamp = str(payload.get("timestamp") or payload.get("resolved_at") or "")[11:23]
+    console.print(
+        message_line(message.channel, payload, prefix=f"{'(replay) ' if message.replayed else ''}{stamp}  ")
+    )
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -27,10 +27,18 @@ import pykka
 from rich.markup import escape
 from rich.table import Table
 
+from reconciliation.codec import HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
 from reconciliation.messages import ReconcileRequest
 from reconciliation.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
-from reconciliation.render import SEVERITY_STYLES, describe_trigger, discrepancy_line, result_line
+from reconciliation.render import (
+    SEVERITY_STYLES,
+    describe_trigger,
+    discrepancy_line,
+    halt_line,
+    resolved_line,
+    result_line,
+)
 from reconciliation.service import ReconciliationService
 from reconciliation.watch import Message, watch
 
@@ -55,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 OPENING_CASH = Decimal(100_000)
 TRIGGERS = ("startup", "post_fill", "periodic", "on_demand")
+
+_INDENT = " " * 18
+"""Where a run's details start: under its trigger, past the time and the label."""
 
 
 def paper_broker(account_id: str) -> PaperBroker:
@@ -166,7 +177,13 @@ class RunFeed:
             return
         self.last_message = time.monotonic()
         run_id = str(payload.get("run_id"))
-        if "type" not in payload:
+        if message.channel == RESOLVED_CHANNEL:
+            self._console.print(resolved_line(payload, prefix=_INDENT))
+            return
+        if message.channel == HALT_CHANNEL:
+            self._console.print(halt_line(payload, prefix=_INDENT))
+            return
+        if message.channel == RESULT_CHANNEL:
             self._pending[run_id] = (payload, [])
         elif run_id in self._pending:
             self._pending[run_id][1].append(payload)
@@ -179,9 +196,11 @@ class RunFeed:
             self._complete(Run(result, tuple(found), time.monotonic() - self._started))
 
     def _complete(self, run: Run) -> None:
-        self._console.print(result_line(run.result, prefix=f"{run.received:5.1f}s [run]    ", account=False))
+        self._console.print(
+            result_line(run.result, prefix=f"{run.received:5.1f}s {'[run]':<11}", account=False)
+        )
         for discrepancy in run.discrepancies:
-            self._console.print(discrepancy_line(discrepancy, prefix=" " * 16))
+            self._console.print(discrepancy_line(discrepancy, prefix=_INDENT))
         with self._changed:
             self._runs.append(run)
             self._changed.notify_all()
@@ -286,7 +305,7 @@ class Session:
         self.console.rule(f"[bold]{title}", align="left")
 
     def say(self, text: str, *, who: str = "") -> None:
-        label = escape(f"{f'[{who}]' if who else '':<9}")
+        label = escape(f"{f'[{who}]' if who else '':<11}")
         self.console.print(f"{self.elapsed():5.1f}s {label}{text}", highlight=False)
 
     def fill(

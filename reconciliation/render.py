@@ -2,7 +2,8 @@
 
 `demo` and `watch` both read the JSON objects of docs/payloads.md and show them with
 these functions, so an operator sees the same line in either. Colours follow severity:
-critical bold red, warning yellow, info cyan; a failed run is red, a clean one green.
+critical bold red, warning yellow, info cyan; a failed run is red, a clean one and a
+resolved break green; a kill-switch halt white on red.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Any
 
 from rich.text import Text
 
+from reconciliation.codec import DISCREPANCY_CHANNEL, HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
+
 __all__ = [
     "SEVERITY_STYLES",
     "describe_trigger",
     "discrepancy_line",
-    "is_discrepancy",
+    "halt_line",
+    "message_line",
     "payload_identity",
+    "resolved_line",
     "result_line",
 ]
 
@@ -28,16 +33,22 @@ SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _TYPE_WIDTH = len("quantity_mismatch")
 
 
-def is_discrepancy(payload: dict[str, Any]) -> bool:
-    """A discrepancy payload has a `type`; a result payload has none."""
-    return "type" in payload
+def payload_identity(channel: str, payload: dict[str, Any]) -> tuple[str | None, ...]:
+    """What de-duplicates a payload (docs/payloads.md): its channel, run_id, and type and symbol."""
+    if channel == RESULT_CHANNEL:
+        return (channel, payload.get("run_id"))
+    return (channel, payload.get("run_id"), payload.get("type"), payload.get("symbol"))
 
 
-def payload_identity(payload: dict[str, Any]) -> tuple[str | None, ...]:
-    """What de-duplicates a payload: run_id for a result, (run_id, type, symbol) for a discrepancy."""
-    if is_discrepancy(payload):
-        return (payload.get("run_id"), payload.get("type"), payload.get("symbol"))
-    return (payload.get("run_id"),)
+def message_line(channel: str, payload: dict[str, Any], *, prefix: str = "") -> Text:
+    """The line for a payload of any of the four channels."""
+    if channel == DISCREPANCY_CHANNEL:
+        return discrepancy_line(payload, prefix=f"{prefix}{payload.get('account_id', '?')}  ")
+    if channel == RESOLVED_CHANNEL:
+        return resolved_line(payload, prefix=f"{prefix}{payload.get('account_id', '?')}  ")
+    if channel == HALT_CHANNEL:
+        return halt_line(payload, prefix=f"{prefix}{payload.get('account_id', '?')}  ")
+    return result_line(payload, prefix=prefix)
 
 
 def describe_trigger(context: object) -> str:
@@ -83,7 +94,47 @@ def discrepancy_line(payload: dict[str, Any], *, prefix: str = "") -> Text:
     line.append(f"{payload.get('type', '?'):<{_TYPE_WIDTH}} ", style=style)
     line.append(f"{payload.get('symbol') or '(account)':<9} ")
     line.append(f"local {_value(payload.get('local_value'))}, broker {_value(payload.get('broker_value'))}")
+    runs = payload.get("consecutive_runs")
+    if isinstance(runs, int) and runs > 1:
+        line.append(f"  ({_ordinal(runs)} run in a row)", style="dim")
     return line
+
+
+def resolved_line(payload: dict[str, Any], *, prefix: str = "") -> Text:
+    """A break that the latest run no longer saw: `RESOLVED quantity_mismatch MSFT after 2 runs`."""
+    line = Text(prefix)
+    line.append(f"{'RESOLVED':<8} ", style="green")
+    line.append(f"{payload.get('type', '?'):<{_TYPE_WIDTH}} ", style="green")
+    line.append(f"{payload.get('symbol') or '(account)':<9} ")
+    runs = payload.get("consecutive_runs")
+    line.append(
+        f"seen in {runs} run{'' if runs == 1 else 's'} since {_clock(payload.get('first_seen'))}", style="dim"
+    )
+    return line
+
+
+def halt_line(payload: dict[str, Any], *, prefix: str = "") -> Text:
+    """The kill switch fired for a critical break that persisted."""
+    line = Text(prefix)
+    line.append("HALT     ", style="bold white on red")
+    line.append(f"{payload.get('type', '?'):<{_TYPE_WIDTH}} ", style="bold red")
+    line.append(f"{payload.get('symbol') or '(account)':<9} ")
+    line.append(
+        f"kill switch: {payload.get('consecutive_runs')} runs in a row since {_clock(payload.get('first_seen'))}; "
+        f"local {_value(payload.get('local_value'))}, broker {_value(payload.get('broker_value'))}",
+        style="bold red",
+    )
+    return line
+
+
+def _clock(timestamp: object) -> str:
+    """`10:00:01` from an ISO-8601 time stamp."""
+    return str(timestamp)[11:19] if isinstance(timestamp, str) else "?"
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _value(value: object) -> str:

@@ -1,7 +1,7 @@
-"""Follow the published runs and discrepancies live, after replaying what was missed.
+"""Follow the published runs, discrepancies, resolved breaks and halts live, after a replay.
 
-The watcher subscribes to both channels first, then reads the last entries of both
-streams, then shows live messages: nothing published in between is lost, and a payload
+The watcher subscribes to the four channels first, then reads the last entries of
+their streams, then shows live messages: nothing published in between is lost, and a payload
 seen in both the replay and the channel is shown once (it is de-duplicated on its
 identity, see docs/payloads.md).
 """
@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from reconciliation.codec import DISCREPANCY_CHANNEL, RESULT_CHANNEL
-from reconciliation.publishing import DISCREPANCY_STREAM, RESULT_STREAM, STREAM_FIELD
+from reconciliation.codec import DISCREPANCY_CHANNEL, HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
+from reconciliation.publishing import (
+    DISCREPANCY_STREAM,
+    HALT_STREAM,
+    RESOLVED_STREAM,
+    RESULT_STREAM,
+    STREAM_FIELD,
+)
 from reconciliation.render import payload_identity
 
 if TYPE_CHECKING:
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     import redis
 
 __all__ = [
+    "CHANNELS",
     "Message",
     "replay",
     "watch",
@@ -34,7 +41,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STREAMS = {RESULT_STREAM: RESULT_CHANNEL, DISCREPANCY_STREAM: DISCREPANCY_CHANNEL}
+_STREAMS = {
+    RESULT_STREAM: RESULT_CHANNEL,
+    DISCREPANCY_STREAM: DISCREPANCY_CHANNEL,
+    RESOLVED_STREAM: RESOLVED_CHANNEL,
+    HALT_STREAM: HALT_CHANNEL,
+}
+CHANNELS = tuple(_STREAMS.values())
 
 _POLL_SECONDS = 0.5
 SUBSCRIBE_TIMEOUT_SECONDS = 5.0
@@ -69,7 +82,7 @@ def _stream_order(entry_id: str) -> tuple[int, int]:
 
 
 def replay(client: redis.Redis, last: int) -> list[Message]:
-    """The `last` most recent entries of both streams together, oldest first."""
+    """The `last` most recent entries of the four streams together, oldest first."""
     if last <= 0:
         return []
     entries: list[tuple[tuple[int, int], Message]] = []
@@ -111,14 +124,14 @@ def watch(
     deadline = None if timeout is None else time.monotonic() + timeout
     pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     try:
-        pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL)
-        early = _await_subscriptions(pubsub, 2)
+        pubsub.subscribe(*CHANNELS)
+        early = _await_subscriptions(pubsub, len(CHANNELS))
         if on_subscribed is not None:
             on_subscribed()
         seen = _RecentIdentities()
         for message in replay(client, replay_last):
             if message.payload is not None:
-                seen.add(payload_identity(message.payload))
+                seen.add(payload_identity(message.channel, message.payload))
             show(message)
         live = 0
         while (count is None or live < count) and not (stop is not None and stop.is_set()):
@@ -132,7 +145,9 @@ def watch(
             if raw is None or raw.get("type") != "message":
                 continue
             message = _message(_text(raw["channel"]), _text(raw["data"]), replayed=False)
-            if message.payload is not None and not seen.add(payload_identity(message.payload)):
+            if message.payload is not None and not seen.add(
+                payload_identity(message.channel, message.payload)
+            ):
                 continue
             show(message)
             live += 1

@@ -158,8 +158,10 @@ def test_watch_replays_what_the_streams_kept_and_colours_it(
         "broker_value": None,
         "account_id": "ACC-9",
     }
+    halt = {**discrepancy, "consecutive_runs": 3, "first_seen": "2026-11-25T10:00:00.000000+00:00"}
     real_redis.xadd(RESULT_STREAM, {"payload": json.dumps(result)})
     real_redis.xadd("reconciliation:stream:discrepancy", {"payload": json.dumps(discrepancy)})
+    real_redis.xadd("reconciliation:stream:halt", {"payload": json.dumps(halt)})
 
     outcome = CliRunner(env={"FORCE_COLOR": "1"}).invoke(
         main, ["watch", "--replay", "5", "--timeout", "0.5", "--redis-url", _url(redis_server)]
@@ -167,11 +169,13 @@ def test_watch_replays_what_the_streams_kept_and_colours_it(
 
     assert outcome.exit_code == 0, outcome.output
     lines = [line for line in outcome.output.splitlines() if "(replay)" in line]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert "ACC-9" in lines[0]
     assert "periodic" in lines[0]
     assert "missing_broker" in lines[1]
     assert "\x1b[1;31mCRITICAL" in lines[1]
+    assert "HALT" in lines[2]
+    assert "kill switch: 3 runs in a row since 10:00:00" in lines[2]
 
 
 def test_watch_without_redis_exits_3_with_one_line() -> None:
