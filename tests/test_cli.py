@@ -272,6 +272,14 @@ def test_run_reconciles_until_signalled_then_stops_cleanly(
             f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n\n[[accounts]]\naccount_id = "A"\n',
             "accounts[1].account_id",
         ),
+        (
+            f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n[accounts.ageing]\nhalt_after = 3\n',
+            "accounts[0].ageing.halt_after",
+        ),
+        (
+            f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n[accounts.ageing]\nescalate_to = "critical"\n',
+            "accounts[0].ageing",
+        ),
         (_FACTORIES, "accounts"),
         ('redis_url = "redis://x"\nredis_uri = "redis://y"\n', "redis_uri"),
     ],
