@@ -52,6 +52,7 @@ __all__ = [
     "NORMAL",
     "QUICK",
     "DemoReport",
+    "Execute",
     "ExecutionActor",
     "Pace",
     "paper_broker",

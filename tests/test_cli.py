@@ -369,3 +369,29 @@ def test_demo_without_redis_or_fakeredis_says_what_to_install(monkeypatch: pytes
 
     assert outcome.exit_code == 3, outcome.output
     assert "pip install 'fakeredis[lua]'" in outcome.output
+
+
+@pytest.mark.real_redis
+def test_watch_that_loses_redis_exits_3_with_one_line(
+    redis_server: RedisServer, real_redis: redis.Redis
+) -> None:
+    watcher = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        _command("watch", "--timeout", "20", "--redis-url", _url(redis_server)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while real_redis.pubsub_numsub("reconciliation:result")[0][1] == 0:
+            assert watcher.poll() is None, watcher.communicate()
+            assert time.monotonic() < deadline, "watch never subscribed"
+            time.sleep(0.05)
+        redis_server.kill()
+        _, err = watcher.communicate(timeout=10)
+    finally:
+        watcher.kill()
+
+    assert watcher.returncode == 3, err
+    assert err.startswith("Error: lost Redis at redis://127.0.0.1:")
+    assert err.strip().count("\n") == 0, err
