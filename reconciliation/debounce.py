@@ -14,7 +14,7 @@ from reconciliation.models import OrderFill
 __all__ = ["DebounceWindow"]
 
 
-@attrs.define
+@attrs.define(slots=True)
 class DebounceWindow:
     """The open burst of one account, from its first fill until its run is due."""
 
@@ -30,12 +30,12 @@ class DebounceWindow:
 
     def add(self, fill: OrderFill, now: float) -> bool:
         """Record a fill; True when it opened a new burst (the caller then sets a timer)."""
-        opened = self.first_at is None
-        if opened:
-            self.first_at = now
         self.last_at = now
         self.last_fill = fill
-        return opened
+        if self.first_at is None:
+            self.first_at = now
+            return True
+        return False
 
     def due_at(self) -> float | None:
         if self.first_at is None or self.last_at is None:

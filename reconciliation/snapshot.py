@@ -69,7 +69,7 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
         msg = f"{call} returned {type(raw).__name__} {raw!r:.80}, expected a list of {cls.__name__}"
         raise SnapshotError(msg)
     entries = tuple(raw)
-    if all(type(entry) is cls for entry in entries):
+    if set(map(type, entries)) <= {cls}:
         return entries
     return tuple(
         parse_one(cls, entry, call=call, where=_entry_label(index, entry))

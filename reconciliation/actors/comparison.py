@@ -5,7 +5,8 @@ the GIL to other threads only every switch interval (5 ms), so a large compariso
 delay each of the engine's threads by up to that much, again and again. The comparison
 therefore pauses between chunks, and once `GIL_BUDGET_SECONDS` of work has passed since
 its last yield, it releases the GIL (`os.sched_yield()`): the engine's threads wait well
-under a millisecond, and the comparison pays a few percent. See docs/benchmarks.md.
+under a millisecond, and the comparison pays a few percent. Books under `LARGE_BOOK`
+are compared in one go. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ if TYPE_CHECKING:
     from reconciliation.messages import Peers
     from reconciliation.models import ReconciliationConfig
 
-__all__ = ["GIL_BUDGET_SECONDS", "ComparatorActor", "GilBudget"]
+__all__ = ["GIL_BUDGET_SECONDS", "LARGE_BOOK", "ComparatorActor", "GilBudget"]
 
 logger = logging.getLogger(__name__)
 
 
 GIL_BUDGET_SECONDS = 0.0005
 """The longest the comparison holds the GIL before it lets other threads run."""
+
+LARGE_BOOK = 20_000
+"""Positions (both sides) past which the comparison pauses; a smaller one takes less
+than the interpreter's own switch interval, so chunking it would only slow it down."""
 
 
 class GilBudget:
@@ -66,7 +71,9 @@ class ComparatorActor(PipelineActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, SnapshotTaken):
-            comparison = compare(message.snapshot, self._config, pause=GilBudget())
+            snapshot = message.snapshot
+            large = len(snapshot.local_positions) + len(snapshot.broker_positions) > LARGE_BOOK
+            comparison = compare(snapshot, self._config, pause=GilBudget() if large else None)
             result = completed_result(
                 message.ticket, comparison, message.snapshot.taken_at, self._clock.monotonic()
             )

@@ -37,26 +37,33 @@ class FillDebouncer(PipelineActor):
         super().__init__(supervisor, peers)
         self._config = config
         self._clock = clock
+        self._enabled = config.enabled
+        self._monotonic = clock.monotonic
         self._windows: dict[str, DebounceWindow] = {}
         self._timers: dict[str, TimerHandle] = {}
 
-    def handle(self, message: Any) -> Any:
+    def on_receive(self, message: Any) -> Any:
         if type(message) is OrderFill:
             self._on_fill(message)
-        elif isinstance(message, DebounceDue):
+            return None
+        return super().on_receive(message)
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, DebounceDue):
             self._on_due(message.account_id)
         else:
             logger.warning("The debouncer ignored an unexpected %s", type(message).__name__)
 
     def _on_fill(self, fill: OrderFill) -> None:
-        if not self._config.enabled:
+        """The hot path: one per fill the engine tells, so it does as little as it can."""
+        if not self._enabled:
             return
         window = self._windows.get(fill.account_id)
         if window is None:
             window = self._windows[fill.account_id] = DebounceWindow(
                 self._config.post_fill_delay_seconds, self._config.post_fill_max_wait_seconds
             )
-        if window.add(fill, self._clock.monotonic()):
+        if window.add(fill, self._monotonic()):
             self._arm(fill.account_id, window)
 
     def _on_due(self, account_id: str) -> None:
