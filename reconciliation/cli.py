@@ -1,4 +1,4 @@
-"""The `reconciliation` command: `demo`, `watch` and `run`.
+"""The `reconciliation` command: `demo`, `watch`, `run` and `history`.
 
 The library configures no logging; this command does (to stderr, `-v` for DEBUG), so
 an actor that dies or a run that fails is always on screen.
@@ -11,6 +11,7 @@ Exit codes, for scripts:
     2  usage or configuration error (the message names the option or key)
     3  Redis unreachable
     4  run: a service could not be built or started (a factory raised)
+    5  history: the audit store could not be read
     130  interrupted (Ctrl-C) during the demo
 """
 
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from reconciliation.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation.redis_client import (
     DEFAULT_REDIS_URL,
     RedisUnreachableError,
@@ -51,6 +53,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     REDIS_UNREACHABLE = 3
     START_FAILED = 4
+    STORE_UNAVAILABLE = 5
     INTERRUPTED = 130
 
 
@@ -61,6 +64,7 @@ Exit codes:
   2  usage or configuration error
   3  Redis unreachable
   4  a service could not be started (run)
+  5  the audit store could not be read (history)
 """
 
 
@@ -126,6 +130,7 @@ def main(ctx: click.Context, verbose: int) -> None:
       reconciliation demo                   a 30-second paper-trading session
       reconciliation watch --replay 20      in a second terminal: the alerts, live
       reconciliation run --config FILE      reconcile accounts as a standalone process
+      reconciliation history --store F --account ACC   what was found, and what is still open
     """
     ctx.obj = verbose
 
@@ -321,3 +326,101 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
         _fail(str(exc), ExitCode.START_FAILED)
     finally:
         client.close()
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--store",
+    envvar="RECONCILIATION_AUDIT_STORE",
+    show_envvar=True,
+    required=True,
+    help="The audit store: a SQLite file or a postgresql:// URL (the config's audit_store).",
+)
+@click.option("--account", required=True, help="The account whose history to show.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice([t.value for t in DiscrepancyType]),
+    help="Only breaks (and discrepancies) of this type; repeat for several.",
+)
+@click.option(
+    "--severity",
+    "severities",
+    multiple=True,
+    type=click.Choice([s.value for s in DiscrepancySeverity]),
+    help="Only breaks of this severity (after escalation); repeat for several.",
+)
+@click.option(
+    "--since", metavar="WHEN", help="Runs from then on: 30m, 2h, 7d ago, or an ISO-8601 time (UTC)."
+)
+@click.option("--until", metavar="WHEN", help="Runs before then (same forms as --since).")
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="The most recent runs."
+)
+@click.option("--all-breaks", is_flag=True, help="Resolved breaks too, not only the open ones.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: runs and breaks, for scripts.")
+def history(  # noqa: PLR0913 - one parameter per command-line option
+    store: str,
+    account: str,
+    types: tuple[str, ...],
+    severities: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    *,
+    all_breaks: bool,
+    as_json: bool,
+) -> None:
+    """Show an account's recorded runs and its open (or all) breaks, from the audit store.
+
+    \b
+    Examples:
+      reconciliation history --store audit.db --account ACC-1
+      reconciliation history --store audit.db --account ACC-1 --since 2h --severity critical
+      reconciliation history --store postgresql://db/recon --account ACC-1 --all-breaks --json | jq .
+    """
+    import datetime as dt  # noqa: PLC0415 - the other commands do not need these
+    import json  # noqa: PLC0415
+
+    from reconciliation.audit import AuditStoreError, load_history, open_store  # noqa: PLC0415
+    from reconciliation.history_view import parse_moment, render_history  # noqa: PLC0415
+
+    now = dt.datetime.now(dt.UTC)
+    try:
+        window = {
+            name: parse_moment(text, now) if text else None
+            for name, text in (("since", since), ("until", until))
+        }
+    except ValueError as exc:
+        _fail(f"--since/--until: {exc}", ExitCode.USAGE)
+    if "://" not in store and not Path(store).is_file():
+        _fail(
+            f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)",
+            ExitCode.USAGE,
+        )
+    try:
+        audit = open_store(store)
+    except ValueError as exc:
+        _fail(f"--store: {exc}", ExitCode.USAGE)
+    except AuditStoreError as exc:
+        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)
+    try:
+        found = load_history(
+            audit,
+            account,
+            since=window["since"],
+            until=window["until"],
+            limit=limit,
+            types=[DiscrepancyType(t) for t in types],
+            severities=[DiscrepancySeverity(s) for s in severities],
+            open_only=not all_breaks,
+        )
+    except AuditStoreError as exc:
+        _fail(f"the audit store {redacted(store)} could not be read: {exc}", ExitCode.STORE_UNAVAILABLE)
+    finally:
+        audit.close()
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2))
+    else:
+        render_history(Console(), found, open_only=not all_breaks)

@@ -4,14 +4,14 @@ from typing import TYPE_CHECKING
 
 import pykka
 import pytest
-from postgres_server import postgres_url
+from postgres_server import audit_target, postgres_url
 from redis_server import real_redis, redis_server
 from service_fixtures import harness_factory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["harness_factory", "postgres_url", "real_redis", "redis_server"]
+__all__ = ["audit_target", "harness_factory", "postgres_url", "real_redis", "redis_server"]
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,11 @@ import os
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-__all__ = ["POSTGRES_URL", "postgres_url", "with_search_path"]
+__all__ = ["POSTGRES_URL", "audit_target", "postgres_url", "with_search_path"]
 
 POSTGRES_URL = os.environ.get("RECONCILIATION_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -34,3 +35,12 @@ def postgres_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def audit_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty audit store's location: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "audit.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url

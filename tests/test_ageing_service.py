@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 from helpers import eventually
 from service_fixtures import make_fill
 
@@ -17,14 +16,6 @@ from reconciliation import AgeingPolicy, DiscrepancySeverity
 from reconciliation.audit import open_store
 from reconciliation.audit.records import BreakState
 from reconciliation.models import ReconciliationResult
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def audit_target(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "audit.db")
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def cash_break(harness: Any) -> None:

@@ -1,0 +1,111 @@
+"""`reconciliation history`: what the audit store recorded, for people and for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Any
+
+import fakeredis
+import pytest
+from click.testing import CliRunner
+
+from reconciliation import InMemoryPortfolio, ReconciliationConfig, ReconciliationService
+from reconciliation.cli import main
+from reconciliation.testing import ScriptedBroker
+
+
+@pytest.fixture
+def recorded(audit_target: str) -> dict[str, Any]:
+    """Four runs: a cash break seen twice, a failed run, then the break resolved."""
+    broker = ScriptedBroker("ACC-1", cash=Decimal(950), total_equity=Decimal(1000))
+    config = ReconciliationConfig("ACC-1", audit_store=audit_target)
+    service = ReconciliationService(
+        InMemoryPortfolio("ACC-1", cash=Decimal(1000)), broker, fakeredis.FakeRedis(), config
+    )
+
+    async def session() -> list[Any]:
+        results = [await service.start(), await service.reconcile()]
+        broker.then_raise(ConnectionError("gateway down"))
+        results.append(await service.reconcile())
+        broker.cash = Decimal(1000)
+        results.append(await service.reconcile(requested_by="ops"))
+        await service.stop()
+        return results
+
+    return {"store": audit_target, "results": asyncio.run(session())}
+
+
+def history(*args: str) -> Any:
+    return CliRunner().invoke(main, ["history", *args])
+
+
+def test_history_lists_every_run_newest_first(recorded: dict[str, Any]) -> None:
+    shown = history("--store", recorded["store"], "--account", "ACC-1", "--json")
+    assert shown.exit_code == 0, shown.output
+    runs = json.loads(shown.output)["runs"]
+    assert [r["run_id"] for r in runs] == [str(r.run_id) for r in reversed(recorded["results"])]
+    assert [r["status"] for r in runs] == ["ok", "failed", "ok", "ok"]
+    assert runs[1]["error"] == "broker.get_positions failed: ConnectionError: gateway down"
+
+
+def test_history_shows_only_open_breaks_unless_asked_for_all(recorded: dict[str, Any]) -> None:
+    open_only = json.loads(history("--store", recorded["store"], "--account", "ACC-1", "--json").output)
+    every = json.loads(
+        history("--store", recorded["store"], "--account", "ACC-1", "--all-breaks", "--json").output
+    )
+    assert open_only["breaks"] == []
+    (resolved,) = every["breaks"]
+    assert (resolved["type"], resolved["status"], resolved["consecutive_runs"]) == (
+        "cash_mismatch",
+        "resolved",
+        2,
+    )
+    assert resolved["resolved_run_id"] == str(recorded["results"][3].run_id)
+
+
+def test_history_filters_breaks_by_type(recorded: dict[str, Any]) -> None:
+    shown = history(
+        "--store",
+        recorded["store"],
+        "--account",
+        "ACC-1",
+        "--all-breaks",
+        "--type",
+        "quantity_mismatch",
+        "--json",
+    )
+    assert json.loads(shown.output)["breaks"] == []
+
+
+def test_history_limits_the_runs_shown(recorded: dict[str, Any]) -> None:
+    shown = history("--store", recorded["store"], "--account", "ACC-1", "--limit", "1", "--json")
+    assert [r["run_id"] for r in json.loads(shown.output)["runs"]] == [str(recorded["results"][3].run_id)]
+
+
+def test_history_for_people_is_a_table_with_the_failure_spelled_out(recorded: dict[str, Any]) -> None:
+    shown = history("--store", recorded["store"], "--account", "ACC-1", "--all-breaks")
+    assert shown.exit_code == 0
+    assert "Runs of ACC-1" in shown.output
+    assert "gateway down" in shown.output
+    assert "cash_mismatch" in shown.output
+
+
+def test_a_store_that_does_not_exist_is_a_usage_error_naming_the_option(tmp_path: Any) -> None:
+    shown = history("--store", str(tmp_path / "nope.db"), "--account", "ACC-1")
+    assert shown.exit_code == 2
+    assert "--store: no audit store at" in shown.output
+
+
+def test_an_unreadable_time_is_a_usage_error_saying_what_is_expected(recorded: dict[str, Any]) -> None:
+    shown = history("--store", recorded["store"], "--account", "ACC-1", "--since", "yesterday")
+    assert shown.exit_code == 2
+    assert "neither a duration like 30m, 2h, 7d nor an ISO-8601 time" in shown.output
+
+
+def test_since_leaves_out_older_runs(recorded: dict[str, Any]) -> None:
+    shown = history(
+        "--store", recorded["store"], "--account", "ACC-1", "--since", "2099-01-01T00:00", "--json"
+    )
+    assert json.loads(shown.output)["runs"] == []
