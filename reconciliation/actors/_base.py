@@ -24,10 +24,13 @@ from reconciliation.messages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
     from uuid import UUID
 
-__all__ = ["PipelineActor", "describe_error", "tell"]
+    from reconciliation.clock import Clock, TimerHandle
+
+__all__ = ["PipelineActor", "Retry", "describe_error", "tell"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,33 @@ def describe_error(error: BaseException | None) -> str:
         return "unknown error"
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class Retry:
+    """An actor's next attempt at work that may fail (a delivery, a write): at most one
+    is pending, it comes back to the actor as `message`, and stopping cancels it."""
+
+    def __init__(self, clock: Clock, ref: pykka.ActorRef[Any], message: object) -> None:
+        self._clock = clock
+        self._ref = ref
+        self._message = message
+        self._pending: TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def attempt(self, work: Callable[[], float | None]) -> None:
+        """Do `work` now; when it answers a delay in seconds, try again after that long."""
+        self._pending = None
+        delay = work()
+        if delay is not None:
+            self._pending = self._clock.call_later(delay, lambda: tell(self._ref, self._message))
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
 
 
 def run_id_of(message: object) -> UUID | None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from reconciliation.actors._base import PipelineActor, tell
+from reconciliation.actors._base import PipelineActor, Retry
 from reconciliation.messages import AuditHealthRequest, Record, RetryRecording
 
 if TYPE_CHECKING:
     import pykka
 
     from reconciliation.audit.recorder import AuditRecorder
-    from reconciliation.clock import Clock, TimerHandle
+    from reconciliation.clock import Clock
     from reconciliation.messages import Peers
 
 __all__ = ["AuditActor"]
@@ -37,42 +37,30 @@ class AuditActor(PipelineActor):
     ) -> None:
         super().__init__(supervisor, peers)
         self._recorder = recorder
-        self._clock = clock
-        self._retry: TimerHandle | None = None
+        self._retry = Retry(clock, self.actor_ref, RetryRecording())
 
     def on_start(self) -> None:
-        self._record()
+        self._retry.attempt(self._recorder.record)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Record):
             self._recorder.submit(message.result, message.ageing)
-            if self._retry is None:
-                self._record()
+            if not self._retry.pending:
+                self._retry.attempt(self._recorder.record)
         elif isinstance(message, RetryRecording):
-            self._retry = None
-            self._record()
+            self._retry.attempt(self._recorder.record)
         elif isinstance(message, AuditHealthRequest):
             return self._recorder.health()
         else:
             logger.warning("The audit actor ignored an unexpected %s", type(message).__name__)
         return None
 
-    def _record(self) -> None:
-        delay = self._recorder.record()
-        if delay is not None:
-            me = self.actor_ref
-            self._retry = self._clock.call_later(delay, lambda: tell(me, RetryRecording()))
-
     def on_stop(self) -> None:
-        self._cancel_retry()
+        self._retry.cancel()
         if self._recorder.health().store_available:
             self._recorder.record()
+        self._recorder.close()
 
     def on_failure(self, *exc_info: Any) -> None:
-        self._cancel_retry()
+        self._retry.cancel()
         super().on_failure(*exc_info)
-
-    def _cancel_retry(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from reconciliation.actors._base import PipelineActor, tell
+from reconciliation.actors._base import PipelineActor, Retry
 from reconciliation.messages import Publish, PublisherHealthRequest, RetryDelivery
 
 if TYPE_CHECKING:
     import pykka
 
-    from reconciliation.clock import Clock, TimerHandle
+    from reconciliation.clock import Clock
     from reconciliation.messages import Peers
     from reconciliation.models import ReconciliationResult
     from reconciliation.publishing import RedisPublisher
@@ -77,36 +77,28 @@ class PublisherActor(PipelineActor):
     ) -> None:
         super().__init__(supervisor, peers)
         self._publisher = publisher
-        self._clock = clock
-        self._retry: TimerHandle | None = None
+        self._retry = Retry(clock, self.actor_ref, RetryDelivery())
 
     def on_start(self) -> None:
         if self._publisher.health().outbox_depth:
-            self._deliver()
+            self._retry.attempt(self._publisher.deliver)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Publish):
             log_result(message.result)
             self._publisher.submit(message.result, message.ageing)
-            if self._retry is None:
-                self._deliver()
+            if not self._retry.pending:
+                self._retry.attempt(self._publisher.deliver)
         elif isinstance(message, RetryDelivery):
-            self._retry = None
-            self._deliver()
+            self._retry.attempt(self._publisher.deliver)
         elif isinstance(message, PublisherHealthRequest):
             return self._publisher.health()
         else:
             logger.warning("The publisher ignored an unexpected %s", type(message).__name__)
         return None
 
-    def _deliver(self) -> None:
-        delay = self._publisher.deliver()
-        if delay is not None:
-            me = self.actor_ref
-            self._retry = self._clock.call_later(delay, lambda: tell(me, RetryDelivery()))
-
     def on_stop(self) -> None:
-        self._cancel_retry()
+        self._retry.cancel()
         for _ in range(STOP_FLUSH_ROUND_TRIPS):
             if not self._publisher.health().redis_reachable or self._publisher.deliver() != 0.0:
                 break
@@ -120,10 +112,5 @@ class PublisherActor(PipelineActor):
             )
 
     def on_failure(self, *exc_info: Any) -> None:
-        self._cancel_retry()
+        self._retry.cancel()
         super().on_failure(*exc_info)
-
-    def _cancel_retry(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
