@@ -390,6 +390,15 @@ class AgeingPolicy:
         )
 
 
+def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """A file path, or a sqlite:/// or postgresql:// URL."""
+    non_empty_text(instance, field, value)
+    scheme, separator, _ = str(value).partition("://")
+    if separator and scheme.lower() not in {"sqlite", "postgresql", "postgres"}:
+        msg = f"{field.name}: unknown URL scheme {scheme!r} in {value!r}; use a file path, sqlite:/// or postgresql://"
+        raise ValueError(msg)
+
+
 @attrs.frozen
 class ReconciliationConfig:
     """How, when and how strictly one account is reconciled. See docs/configuration.md."""
@@ -423,7 +432,7 @@ class ReconciliationConfig:
         factory=AgeingPolicy, validator=attrs.validators.instance_of(AgeingPolicy)
     )
     """When a persisting break is escalated, and when it halts trading (off by default)."""
-    audit_store: str | None = attrs.field(default=None, validator=attrs.validators.optional(non_empty_text))
+    audit_store: str | None = attrs.field(default=None, validator=attrs.validators.optional(_audit_target))
     """Where runs and breaks are recorded: a SQLite file path or a postgresql:// URL; None: nowhere."""
     audit_backlog_max_runs: int = attrs.field(default=10_000, validator=_whole_number(1))
     """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""

@@ -11,6 +11,8 @@ import concurrent.futures
 import logging
 from typing import TYPE_CHECKING, Any
 
+import pykka
+
 from reconciliation.actors.supervisor import ServiceHealth, Supervisor
 from reconciliation.audit.ageing import BreakTracker
 from reconciliation.audit.errors import AuditStoreError
@@ -25,7 +27,6 @@ from reconciliation.snapshot import call_in_daemon_thread
 from reconciliation.triggers import OnDemand, Startup
 
 if TYPE_CHECKING:
-    import pykka
     import redis
 
     from reconciliation.actors.scheduler import HaltCallback
@@ -162,7 +163,14 @@ class ReconciliationService:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is None:
             return
-        await call_in_daemon_thread(lambda: supervisor.stop(block=True, timeout=STOP_TIMEOUT_SECONDS))
+        try:
+            await call_in_daemon_thread(lambda: supervisor.stop(block=True, timeout=STOP_TIMEOUT_SECONDS))
+        except pykka.Timeout:
+            logger.error(  # noqa: TRY400 - the reason is the whole message
+                "The reconciliation service for %s did not stop within %g s; its actors are left to end",
+                self._config.account_id,
+                STOP_TIMEOUT_SECONDS,
+            )
         if self._given_clock is None and isinstance(self._clock, SystemClock):
             self._clock.close()
         self._clock = None

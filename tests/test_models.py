@@ -499,3 +499,13 @@ class TestImmutabilityAndEquality:
 
         assert taken.local_positions == (position(),)
         assert taken.broker_positions == (broker_position(),)
+
+
+def test_an_audit_store_of_an_unknown_kind_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="audit_store: unknown URL scheme 'mysql'"):
+        ReconciliationConfig("ACC-1", audit_store="mysql://db/recon")
+
+
+@pytest.mark.parametrize("target", ["audit.db", "sqlite:///audit.db", "postgresql://db/recon"])
+def test_an_audit_store_is_a_path_or_a_sqlite_or_postgresql_url(target: str) -> None:
+    assert ReconciliationConfig("ACC-1", audit_store=target).audit_store == target

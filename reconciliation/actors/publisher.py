@@ -85,8 +85,8 @@ class PublisherActor(PipelineActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Publish):
-            log_result(message.result)
             self._publisher.submit(message.result, message.ageing)
+            log_result(message.result)
             if not self._retry.pending:
                 self._retry.attempt(self._publisher.deliver)
         elif isinstance(message, RetryDelivery):
