@@ -8,7 +8,7 @@ from decimal import Decimal
 import attrs
 import pytest
 
-from reconciliation.comparator import Comparison, compare, compare_accounts, compare_positions
+from reconciliation.comparator import CHUNK_SIZE, Comparison, compare, compare_accounts, compare_positions
 from reconciliation.models import (
     AssetType,
     BrokerAccount,
@@ -441,3 +441,59 @@ class TestSnapshot:
         )
 
         assert compare(clean, CONFIG) == Comparison(discrepancies=(), positions_checked=2, netted=())
+
+
+class TestPausing:
+    """`compare_positions(..., pause=...)` works in chunks of `CHUNK_SIZE` entries."""
+
+    @pytest.fixture
+    def books(self) -> tuple[list[Position], list[BrokerPosition]]:
+        """A book of 2.5 chunks with every kind of break, nettings on both sides and broker-only symbols."""
+        size = CHUNK_SIZE * 5 // 2
+        local_book = [local(f"S{i:05d}", i % 7 + 1, 10 + i % 3) for i in range(size)]
+        broker_book = [broker(f"S{i:05d}", i % 7 + 1, 10 + i % 3) for i in range(size)]
+        for i in range(0, size, 97):
+            broker_book[i] = broker(f"S{i:05d}", i % 7 + 2, 10 + i % 3)  # quantity_mismatch
+        for i in range(13, size, 89):
+            broker_book[i] = broker(f"S{i:05d}", i % 7 + 1, 99)  # cost_mismatch
+        for i in range(41, size, 83):
+            broker_book[i] = broker(f"S{i:05d}", 0)  # missing_broker (flat at the broker)
+        broker_book += [broker(f"B{i:05d}", i + 1) for i in range(CHUNK_SIZE + 3)]  # missing_local
+        local_book += [local("S00001", 1), local("S00001", -1)]  # netted local
+        broker_book += [broker("S00002", 1, 10), broker("S00002", 2, 11)]  # netted broker
+        return local_book, broker_book
+
+    def test_pausing_finds_exactly_what_one_pass_finds(
+        self, books: tuple[list[Position], list[BrokerPosition]]
+    ) -> None:
+        local_book, broker_book = books
+        one_pass = compare_positions(
+            local_book, broker_book, account_id=ACCOUNT, timestamp=NOW, config=CONFIG
+        )
+
+        paused = compare_positions(
+            local_book, broker_book, account_id=ACCOUNT, timestamp=NOW, config=CONFIG, pause=lambda: None
+        )
+
+        assert {d.type for d in one_pass.discrepancies} == set(DiscrepancyType) - {
+            DiscrepancyType.CASH_MISMATCH,
+            DiscrepancyType.EQUITY_MISMATCH,
+        }
+        assert {n.side for n in one_pass.netted} == {"local", "broker"}
+        assert paused == one_pass
+
+    def test_pause_called_at_least_once_per_chunk_of_a_book_larger_than_a_chunk(
+        self, books: tuple[list[Position], list[BrokerPosition]]
+    ) -> None:
+        local_book, broker_book = books
+        calls = 0
+
+        def pause() -> None:
+            nonlocal calls
+            calls += 1
+
+        compare_positions(
+            local_book, broker_book, account_id=ACCOUNT, timestamp=NOW, config=CONFIG, pause=pause
+        )
+
+        assert calls >= len(local_book) // CHUNK_SIZE
