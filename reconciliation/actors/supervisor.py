@@ -63,6 +63,8 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 """An actor that dies more than MAX_RESTARTS times in this window stays down."""
 
+ACTOR_STOP_TIMEOUT_SECONDS = 5.0
+
 ROLES = ("debouncer", "scheduler", "fetcher", "comparator", "publisher", "audit")
 """Start order; they stop in the same order, so the publisher and the audit store see
 every last result. The audit actor runs only when an audit store is configured."""
@@ -248,5 +250,13 @@ class Supervisor(pykka.ThreadingActor):
         )
 
     def on_stop(self) -> None:
+        """Stop the pipeline in order, each actor within a bound, whatever the others do."""
         for role in self._roles:
-            self._refs[role].stop(block=True, timeout=10.0)
+            try:
+                self._refs[role].stop(block=True, timeout=ACTOR_STOP_TIMEOUT_SECONDS)
+            except pykka.Timeout:
+                logger.error(  # noqa: TRY400 - the reason is the whole message
+                    "The %s actor did not stop within %g s; it is left to end",
+                    role,
+                    ACTOR_STOP_TIMEOUT_SECONDS,
+                )
