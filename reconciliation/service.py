@@ -1,7 +1,8 @@
 """`ReconciliationService`: the facade a trading engine starts, tells fills and asks for runs.
 
-Behind it, the supervisor actor (`service.ref`) and its pipeline: debouncer →
-scheduler → fetcher → comparator → scheduler → publisher. See docs/architecture.md.
+Behind it, the pipeline of actors: the debouncer (`service.ref`, the entry) →
+scheduler → fetcher → comparator → scheduler → publisher (and audit), kept running by
+the supervisor. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from reconciliation.audit.errors import AuditStoreError
 from reconciliation.audit.recorder import AuditHealth, AuditRecorder
 from reconciliation.audit.store import open_store
 from reconciliation.clock import SystemClock
-from reconciliation.messages import AuditHealthRequest, HealthRequest, PublisherHealthRequest, RunRequested
+from reconciliation.messages import (
+    AuditHealthRequest,
+    HealthRequest,
+    Peers,
+    PeersRequest,
+    PublisherHealthRequest,
+    RunRequested,
+)
 from reconciliation.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation.protocols import BrokerQuery, PortfolioManager
 from reconciliation.publishing import PublisherHealth, RedisPublisher
@@ -83,6 +91,7 @@ class ReconciliationService:
         self._given_clock = clock
         self._clock: Clock | None = None
         self._supervisor: pykka.ActorRef[Any] | None = None
+        self._entry: pykka.ActorRef[Any] | None = None
         self._on_halt = on_halt
         self._tracker = BreakTracker(config.ageing)
         self._publisher = RedisPublisher(
@@ -100,14 +109,14 @@ class ReconciliationService:
     @property
     def ref(self) -> pykka.ActorRef[Any]:
         """The entry actor: tell it `OrderFill`s, ask it `ReconcileRequest`s."""
-        if self._supervisor is None:
+        if self._entry is None:
             msg = f"the reconciliation service for {self._config.account_id} is not started"
             raise RuntimeError(msg)
-        return self._supervisor
+        return self._entry
 
     @property
     def is_running(self) -> bool:
-        return self._supervisor is not None and self._supervisor.is_alive()
+        return self._entry is not None and self._entry.is_alive()
 
     async def start(self) -> ReconciliationResult | None:
         """Start the actors and run the startup reconciliation.
@@ -136,6 +145,8 @@ class ReconciliationService:
             recorder=recorder,
             on_halt=self._on_halt,
         )
+        peers: Peers = self._supervisor.ask(PeersRequest(), block=True, timeout=STOP_TIMEOUT_SECONDS)
+        self._entry = peers.debouncer
         logger.info("Reconciliation service started for %s", self._config.account_id)
         if not self._config.enabled:
             return None
@@ -160,7 +171,7 @@ class ReconciliationService:
         A run in flight is reported failed ("the service stopped"); nothing is
         published after this returns.
         """
-        supervisor, self._supervisor = self._supervisor, None
+        supervisor, self._supervisor, self._entry = self._supervisor, None, None
         if supervisor is None:
             return
         try:

@@ -79,17 +79,20 @@ def test_a_scheduler_that_dies_answers_its_askers_and_is_restarted(
     assert harness.reconcile().status == "ok"
 
 
-def test_a_debouncer_that_dies_is_restarted_and_later_fills_still_trigger_runs(
+def test_the_entry_actor_survives_an_error_of_its_own_and_later_fills_still_trigger_runs(
     harness_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness = harness_factory(post_fill_delay_seconds=0.01)
     harness.start()
+    entry = harness.service.ref
     monkeypatch.setattr(debouncer.DebounceWindow, "add", fault(debouncer.DebounceWindow.add))
     harness.service.ref.tell(make_fill(1))
-    eventually(lambda: harness.service.health().restarts["debouncer"] == 1, what="the debouncer restart")
+    eventually(lambda: harness.service.health().restarts["debouncer"] == 1, what="the failure being counted")
     harness.service.ref.tell(make_fill(2))
     results = harness.capture.wait_for_results(2)
     assert results[1]["context"]["fill_id"] == "FILL-2"
+    assert harness.service.ref is entry
+    assert entry.is_alive()
 
 
 def test_an_actor_death_is_logged_at_error_with_its_name(

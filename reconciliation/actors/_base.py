@@ -7,7 +7,9 @@ run is reported failed and the actor is restarted.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
@@ -30,9 +32,33 @@ if TYPE_CHECKING:
 
     from reconciliation.clock import Clock, TimerHandle
 
-__all__ = ["PipelineActor", "Retry", "describe_error", "tell"]
+__all__ = ["FollowingFuture", "PipelineActor", "Retry", "describe_error", "tell"]
 
 logger = logging.getLogger(__name__)
+
+
+class FollowingFuture(pykka.ThreadingFuture[Any]):
+    """A reply future that, when the actor replied with another future, waits for that one.
+
+    It lets `service.ref.ask(ReconcileRequest(...))` return the run's result although
+    the actors answer at once (the entry with the supervisor's future, the supervisor
+    with the run's) and go on with their work. pykka lets an actor choose its futures'
+    class (`_create_future`), as its gevent and eventlet actors do.
+    """
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        value = super().get(timeout=timeout)
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if isinstance(value, concurrent.futures.Future):
+            try:
+                return value.result(timeout=remaining)
+            except concurrent.futures.TimeoutError:
+                msg = f"{timeout} seconds"
+                raise pykka.Timeout(msg) from None
+        if isinstance(value, pykka.Future):
+            return value.get(timeout=remaining)
+        return value
 
 
 def tell(ref: pykka.ActorRef[Any] | None, message: object) -> bool:

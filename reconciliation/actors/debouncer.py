@@ -1,13 +1,23 @@
-"""The fill debouncer: turns a burst of fills into one post-fill run request."""
+"""The fill debouncer, and the service's entry actor (`service.ref`).
+
+Fills are the one hot message: the execution engine tells every one. They stop here,
+one actor hop from the engine, and a burst of them becomes one post-fill run request.
+Everything else told or asked of `service.ref` (on-demand requests, health) is the
+supervisor's, and is handed to it.
+
+The entry actor cannot be restarted — the engine holds its ref — so it never dies of
+an error of its own: it logs it, reports it to the supervisor, forgets the bursts it
+was debouncing, and goes on.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from reconciliation.actors._base import PipelineActor, tell
+from reconciliation.actors._base import FollowingFuture, PipelineActor, describe_error, tell
 from reconciliation.debounce import DebounceWindow
-from reconciliation.messages import DebounceDue, RunRequested
+from reconciliation.messages import ActorCrashed, DebounceDue, PeersChanged, RunRequested
 from reconciliation.models import OrderFill
 from reconciliation.triggers import PostFill
 
@@ -26,6 +36,10 @@ logger = logging.getLogger(__name__)
 class FillDebouncer(PipelineActor):
     role = "debouncer"
 
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return FollowingFuture()
+
     def __init__(
         self,
         supervisor: pykka.ActorRef[Any],
@@ -43,16 +57,20 @@ class FillDebouncer(PipelineActor):
         self._timers: dict[str, TimerHandle] = {}
 
     def on_receive(self, message: Any) -> Any:
-        if type(message) is OrderFill:
-            self._on_fill(message)
+        try:
+            if type(message) is OrderFill:
+                self._on_fill(message)
+                return None
+            if isinstance(message, DebounceDue):
+                self._on_due(message.account_id)
+                return None
+            if isinstance(message, PeersChanged):
+                self.peers = message.peers
+                return None
+            return self.supervisor.ask(message, block=False)
+        except Exception as exc:  # noqa: BLE001 - the entry outlives its own mistakes
+            self._recover(exc)
             return None
-        return super().on_receive(message)
-
-    def handle(self, message: Any) -> Any:
-        if isinstance(message, DebounceDue):
-            self._on_due(message.account_id)
-        else:
-            logger.warning("The debouncer ignored an unexpected %s", type(message).__name__)
 
     def _on_fill(self, fill: OrderFill) -> None:
         """The hot path: one per fill the engine tells, so it does as little as it can."""
@@ -70,7 +88,7 @@ class FillDebouncer(PipelineActor):
         window = self._windows.get(account_id)
         if window is None:
             return
-        fill = window.take_if_due(self._clock.monotonic())
+        fill = window.take_if_due(self._monotonic())
         if fill is None:
             self._arm(account_id, window)
             return
@@ -83,15 +101,21 @@ class FillDebouncer(PipelineActor):
             return
         me = self.actor_ref
         self._timers[account_id] = self._clock.call_later(
-            due - self._clock.monotonic(), lambda: tell(me, DebounceDue(account_id))
+            due - self._monotonic(), lambda: tell(me, DebounceDue(account_id))
         )
+
+    def _recover(self, error: Exception) -> None:
+        logger.error(
+            "The debouncer failed (%s); it forgets the bursts it was debouncing and goes on",
+            describe_error(error),
+            exc_info=error,
+        )
+        self._cancel_timers()
+        self._windows.clear()
+        tell(self.supervisor, ActorCrashed(self.role, describe_error(error), None))
 
     def on_stop(self) -> None:
         self._cancel_timers()
-
-    def on_failure(self, *exc_info: Any) -> None:
-        self._cancel_timers()
-        super().on_failure(*exc_info)
 
     def _cancel_timers(self) -> None:
         for timer in self._timers.values():

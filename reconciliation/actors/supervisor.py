@@ -1,9 +1,10 @@
-"""The supervisor: the service's entry actor (`service.ref`), router and guardian.
+"""The supervisor: starts the pipeline's actors and keeps them running.
 
-Fills told to it go to the debouncer; on-demand requests asked of it go to the
-scheduler, and the asker gets the run's result. It starts the pipeline's actors, and
-when one dies it logs it, restarts it (a bounded number of times), tells every peer
-where the new one is, and has the run the dead actor was holding reported failed.
+When an actor dies it logs it, restarts it (a bounded number of times), tells every
+peer where the new one is, and has the run the dead actor was holding reported failed.
+It also takes what the entry actor (the debouncer, `service.ref`) hands on: on-demand
+requests, which it passes to the scheduler (the asker gets the run's result), and
+health questions.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
-from reconciliation.actors._base import tell
+from reconciliation.actors._base import FollowingFuture, tell
 from reconciliation.actors.audit import AuditActor
 from reconciliation.actors.comparison import ComparatorActor
 from reconciliation.actors.debouncer import FillDebouncer
@@ -40,7 +40,6 @@ from reconciliation.messages import (
     RunRequested,
     RunTicket,
 )
-from reconciliation.models import OrderFill, ReconciliationResult
 from reconciliation.runs import failed_result
 from reconciliation.triggers import OnDemand
 
@@ -51,11 +50,11 @@ if TYPE_CHECKING:
     from reconciliation.audit.ageing import BreakTracker
     from reconciliation.audit.recorder import AuditRecorder
     from reconciliation.clock import Clock
-    from reconciliation.models import ReconciliationConfig
+    from reconciliation.models import ReconciliationConfig, ReconciliationResult
     from reconciliation.protocols import BrokerQuery, PortfolioManager
     from reconciliation.publishing import RedisPublisher
 
-__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_SECONDS", "ServiceHealth", "Supervisor"]
+__all__ = ["ENTRY_ROLE", "MAX_RESTARTS", "RESTART_WINDOW_SECONDS", "ServiceHealth", "Supervisor"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +63,10 @@ RESTART_WINDOW_SECONDS = 60.0
 """An actor that dies more than MAX_RESTARTS times in this window stays down."""
 
 ACTOR_STOP_TIMEOUT_SECONDS = 5.0
+
+ENTRY_ROLE = "debouncer"
+"""The entry actor (`service.ref`) recovers in place instead of being restarted: the
+engine holds its ref. Its failures are counted like restarts."""
 
 ROLES = ("debouncer", "scheduler", "fetcher", "comparator", "publisher", "audit")
 """Start order; they stop in the same order, so the publisher and the audit store see
@@ -80,32 +83,10 @@ class ServiceHealth:
     last_failure: str | None
 
 
-class _FollowingFuture(pykka.ThreadingFuture[Any]):
-    """A reply future that, when the actor replied with another future, waits for that one.
-
-    It lets `ref.ask(ReconcileRequest(...))` return the run's result although the
-    supervisor answers at once (with the run's future) and goes on routing fills.
-    """
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        value = super().get(timeout=timeout)
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if isinstance(value, concurrent.futures.Future):
-            try:
-                return value.result(timeout=remaining)
-            except concurrent.futures.TimeoutError:
-                msg = f"{timeout} seconds"
-                raise pykka.Timeout(msg) from None
-        if isinstance(value, pykka.Future):
-            return value.get(timeout=remaining)
-        return value
-
-
 class Supervisor(pykka.ThreadingActor):
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
-        return _FollowingFuture()
+        return FollowingFuture()
 
     def __init__(
         self,
@@ -164,13 +145,11 @@ class Supervisor(pykka.ThreadingActor):
             return None
 
     def _route(self, message: Any) -> Any:
-        if type(message) is OrderFill:
-            tell(self._refs["debouncer"], message)
-        elif isinstance(message, ReconcileRequest):
+        if isinstance(message, ReconcileRequest):
             reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()
             self._request(RunRequested(message.account_id, OnDemand(message.requested_by), reply))
             return reply
-        elif isinstance(message, RunRequested):
+        if isinstance(message, RunRequested):
             self._request(message)
         elif isinstance(message, ActorCrashed):
             self._on_crash(message)
@@ -211,6 +190,12 @@ class Supervisor(pykka.ThreadingActor):
         recent = self._restarts[crash.role]
         while recent and now - recent[0] > RESTART_WINDOW_SECONDS:
             recent.popleft()
+        if crash.role == ENTRY_ROLE:
+            recent.append(now)
+            self._restart_counts[crash.role] += 1
+            if len(recent) > MAX_RESTARTS:
+                self._down.add(crash.role)
+            return
         if len(recent) >= MAX_RESTARTS:
             self._down.add(crash.role)
             logger.error(
