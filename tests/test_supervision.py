@@ -9,7 +9,7 @@ import pytest
 from helpers import eventually, settle
 from service_fixtures import ACCOUNT, make_fill
 
-from reconciliation.actors import comparison, debouncer, fetcher, publisher, scheduler
+from reconciliation.actors import audit, comparison, debouncer, fetcher, publisher, scheduler
 from reconciliation.actors.supervisor import MAX_RESTARTS
 from reconciliation.clock import ManualClock
 from reconciliation.messages import ReconcileRequest
@@ -146,3 +146,19 @@ def test_a_run_nobody_finishes_is_failed_by_the_watchdog(
     clock.advance(5 + scheduler.WATCHDOG_GRACE_SECONDS)
     result = pending.get(timeout=5)
     assert result.error == "the run produced no result within 15 s and was abandoned"
+
+
+def test_an_audit_actor_that_dies_is_restarted_and_records_every_run(
+    harness_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    harness = harness_factory(audit_store=str(tmp_path / "audit.db"))
+    harness.start()
+    eventually(lambda: harness.service.audit_health().recorded_runs == 1, what="the startup run recorded")
+    monkeypatch.setattr(audit.AuditActor, "handle", fault(audit.AuditActor.handle))
+    harness.reconcile()
+    eventually(lambda: harness.service.health().restarts["audit"] == 1, what="the audit actor restart")
+    harness.reconcile()
+    eventually(
+        lambda: harness.service.audit_health().recorded_runs == 2, what="the run after the restart recorded"
+    )
+    assert harness.service.health().healthy

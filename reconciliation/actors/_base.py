@@ -20,6 +20,7 @@ from reconciliation.messages import (
     Peers,
     PeersChanged,
     Publish,
+    Record,
     RunFinished,
     SnapshotFailed,
     SnapshotTaken,
@@ -110,7 +111,7 @@ class Retry:
 def run_id_of(message: object) -> UUID | None:
     if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed):
         return message.ticket.run_id
-    if isinstance(message, RunFinished | Publish):
+    if isinstance(message, RunFinished | Publish | Record):
         return message.result.run_id
     return None
 
