@@ -31,6 +31,7 @@ from reconciliation.messages import (
 from reconciliation.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation.protocols import BrokerQuery, PortfolioManager
 from reconciliation.publishing import PublisherHealth, RedisPublisher
+from reconciliation.redis_client import redacted
 from reconciliation.snapshot import call_in_daemon_thread
 from reconciliation.triggers import OnDemand, Startup
 
@@ -134,7 +135,8 @@ class ReconciliationService:
         self._clock = clock
         recorder = None
         if self._config.audit_store is not None:
-            recorder = await call_in_daemon_thread(lambda: self._open_audit(clock))
+            target = self._config.audit_store
+            recorder = await call_in_daemon_thread(lambda: self._open_audit(target, clock))
         self._supervisor = Supervisor.start(
             portfolio=self._portfolio,
             broker=self._broker,
@@ -202,21 +204,19 @@ class ReconciliationService:
         health: AuditHealth | None = self.ref.ask(AuditHealthRequest(), block=True, timeout=timeout)
         return health
 
-    def _open_audit(self, clock: Clock) -> AuditRecorder:
+    def _open_audit(self, target: str, clock: Clock) -> AuditRecorder:
         """Open the audit store and seed break ageing from its open breaks.
 
         A store that cannot be read now does not stop the service: ageing starts
         afresh (logged), and the audit actor keeps trying to record.
         """
-        target = self._config.audit_store
-        assert target is not None  # noqa: S101 - only called when configured
         store = open_store(target)
         try:
             store.migrate()
             self._tracker = BreakTracker(self._config.ageing, store.load_open_breaks(self._config.account_id))
         except AuditStoreError as exc:
             logger.error(  # noqa: TRY400 - the reason is enough; the service goes on
-                "The audit store %s could not be read (%s): break ageing starts afresh", target, exc
+                "The audit store %s could not be read (%s): break ageing starts afresh", redacted(target), exc
             )
         return AuditRecorder(
             store,
