@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from reconciliation.protocols import BrokerQuery, PortfolioManager
+    from reconciliation.workers import DaemonWorkers
 
 __all__ = ["SnapshotError", "call_in_daemon_thread", "fetch_snapshot", "parse_entries", "parse_one"]
 
@@ -108,11 +109,13 @@ def call_in_daemon_thread(function: Callable[[], T]) -> asyncio.Future[T]:
     return future
 
 
-async def _call(method: Callable[[str], Any], account_id: str, *, name: str, limit: float) -> Any:
+async def _call(
+    method: Callable[[str], Any], account_id: str, *, name: str, limit: float, workers: DaemonWorkers
+) -> Any:
     async def invoke() -> Any:
         if inspect.iscoroutinefunction(method):
             return await method(account_id)
-        answer = await call_in_daemon_thread(lambda: method(account_id))
+        answer = await asyncio.wrap_future(workers.submit(lambda: method(account_id)))
         if inspect.isawaitable(answer):
             return await answer
         return answer
@@ -136,8 +139,11 @@ async def fetch_snapshot(
     *,
     limit: float,
     now: Callable[[], dt.datetime],
+    workers: DaemonWorkers,
 ) -> Snapshot:
     """Read the four figures concurrently, each bounded by `limit` seconds, then check them.
+
+    Plain methods run on `workers`' daemon threads, async ones on the running loop.
 
     Raises:
         SnapshotError: naming every call that failed, timed out or answered malformed data.
@@ -149,7 +155,7 @@ async def fetch_snapshot(
         ("broker.get_account", broker.get_account),
     ]
     answers = await asyncio.gather(
-        *(_call(method, account_id, name=name, limit=limit) for name, method in calls),
+        *(_call(method, account_id, name=name, limit=limit, workers=workers) for name, method in calls),
         return_exceptions=True,
     )
     taken_at = now()

@@ -13,6 +13,7 @@ import pytest
 from reconciliation.models import BrokerPosition, LocalAccount, Position
 from reconciliation.snapshot import SnapshotError, fetch_snapshot
 from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker
+from reconciliation.workers import DaemonWorkers
 
 NOW = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
 
@@ -29,7 +30,13 @@ class Book:
 
 
 def fetch(broker: ScriptedBroker, limit: float = 2.0, book: Book | None = None):  # type: ignore[no-untyped-def]
-    return asyncio.run(fetch_snapshot(book or Book(), broker, "ACC-1", limit=limit, now=lambda: NOW))
+    workers = DaemonWorkers("test-call")
+    try:
+        return asyncio.run(
+            fetch_snapshot(book or Book(), broker, "ACC-1", limit=limit, now=lambda: NOW, workers=workers)
+        )
+    finally:
+        workers.close()
 
 
 def test_a_plain_broker_is_read() -> None:

@@ -19,6 +19,7 @@ from reconciliation.actors._base import PipelineActor, describe_error, tell
 from reconciliation.messages import FetchSnapshot, RunAborted, RunTicket, SnapshotFailed, SnapshotTaken
 from reconciliation.models import Snapshot
 from reconciliation.snapshot import SnapshotError, fetch_snapshot
+from reconciliation.workers import DaemonWorkers
 
 if TYPE_CHECKING:
     import pykka
@@ -62,6 +63,7 @@ class SnapshotFetcher(PipelineActor):
             target=self._loop.run_forever, name="reconciliation-fetch", daemon=True
         )
         self._pending: set[concurrent.futures.Future[Snapshot]] = set()
+        self._workers = DaemonWorkers("reconciliation-call")
 
     def on_start(self) -> None:
         self._thread.start()
@@ -82,6 +84,7 @@ class SnapshotFetcher(PipelineActor):
                 ticket.account_id,
                 limit=self._config.broker_timeout_seconds,
                 now=self._clock.now,
+                workers=self._workers,
             ),
             self._loop,
         )
@@ -115,6 +118,7 @@ class SnapshotFetcher(PipelineActor):
         for future in self._pending:
             future.cancel()
         self._pending.clear()
+        self._workers.close()
         if self._loop.is_closed():
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
