@@ -32,8 +32,8 @@ from reconciliation.models import OrderFill, ReconciliationConfig, Reconciliatio
 from reconciliation.protocols import BrokerQuery, PortfolioManager
 from reconciliation.publishing import PublisherHealth, RedisPublisher
 from reconciliation.redis_client import redacted
-from reconciliation.snapshot import call_in_daemon_thread
 from reconciliation.triggers import OnDemand, Startup
+from reconciliation.workers import call_in_daemon_thread
 
 if TYPE_CHECKING:
     import redis

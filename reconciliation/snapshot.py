@@ -8,9 +8,7 @@ which would flag every local position as missing at the broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
     from reconciliation.protocols import BrokerQuery, PortfolioManager
     from reconciliation.workers import DaemonWorkers
 
-__all__ = ["SnapshotError", "call_in_daemon_thread", "fetch_snapshot", "parse_entries", "parse_one"]
+__all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one"]
 
 T = TypeVar("T")
 
@@ -81,32 +79,6 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
 def _entry_label(index: int, entry: object) -> str:
     symbol = entry.get("symbol") if isinstance(entry, dict) else getattr(entry, "symbol", None)
     return f" entry {index} (symbol {symbol!r})" if isinstance(symbol, str) else f" entry {index}"
-
-
-def call_in_daemon_thread(function: Callable[[], T]) -> asyncio.Future[T]:
-    """Run a plain (possibly blocking) call off the event loop, in a thread that cannot
-    keep the process alive if the call never returns."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(value: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)  # type: ignore[arg-type]
-
-    def run() -> None:
-        try:
-            value, error = function(), None
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
-            value, error = None, exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, value, error)
-
-    threading.Thread(target=run, name="reconciliation-call", daemon=True).start()
-    return future
 
 
 async def _call(

@@ -1,4 +1,5 @@
-"""Daemon threads for plain (blocking) broker and portfolio calls, kept for the next run.
+"""Daemon threads: for plain (blocking) broker and portfolio calls, kept for the next run,
+and for one-off blocking work a coroutine must not do on its event loop.
 
 A thread is started only when no kept one is idle, so a call that hangs holds its own
 thread and never queues the next run behind it; being a daemon, it cannot keep the
@@ -7,7 +8,9 @@ process from exiting either. Reusing idle threads saves starting four per run.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["DaemonWorkers"]
+__all__ = ["DaemonWorkers", "call_in_daemon_thread"]
 
 T = TypeVar("T")
 
@@ -70,3 +73,29 @@ class DaemonWorkers:
                 if self._closed:
                     return
                 self._idle += 1
+
+
+def call_in_daemon_thread(function: Callable[[], T]) -> asyncio.Future[T]:
+    """Run a plain (possibly blocking) call off the event loop, in a thread that cannot
+    keep the process alive if the call never returns."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value, error = function(), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name="reconciliation-call", daemon=True).start()
+    return future
