@@ -274,11 +274,21 @@ class ReconciliationResult:
     error: str | None = None
     """None when the run completed; otherwise why it could not, for an operator."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
+    is_clean: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
+    )
+    """The run completed and found nothing to report. Derived when not given; given, it
+    must agree (design.md lists it as a field, so callers may pass it)."""
 
-    @property
-    def is_clean(self) -> bool:
-        """The run completed and found nothing to report."""
-        return self.error is None and not self.discrepancies
+    @is_clean.validator
+    def _agrees(self, _field: attrs.Attribute[Any], value: object) -> None:
+        derived = self.error is None and not self.discrepancies
+        if value is not derived:
+            msg = (
+                f"is_clean={value!r} contradicts the result: error={self.error!r}, "
+                f"{len(self.discrepancies)} discrepancies (is_clean is {derived})"
+            )
+            raise ValueError(msg)
 
     @property
     def status(self) -> Literal["ok", "failed"]:

@@ -509,3 +509,21 @@ def test_an_audit_store_of_an_unknown_kind_is_refused_at_construction() -> None:
 @pytest.mark.parametrize("target", ["audit.db", "sqlite:///audit.db", "postgresql://db/recon"])
 def test_an_audit_store_is_a_path_or_a_sqlite_or_postgresql_url(target: str) -> None:
     assert ReconciliationConfig("ACC-1", audit_store=target).audit_store == target
+
+
+def test_a_result_may_be_given_is_clean_as_the_design_lists_it() -> None:
+    clean = ReconciliationResult(
+        run_id=uuid.uuid4(), account_id="ACC-1", timestamp=dt.datetime.now(dt.UTC), is_clean=True
+    )
+    assert clean.is_clean
+
+
+def test_a_result_whose_is_clean_contradicts_it_is_refused() -> None:
+    with pytest.raises(ValueError, match="is_clean=True contradicts the result"):
+        ReconciliationResult(
+            run_id=uuid.uuid4(),
+            account_id="ACC-1",
+            timestamp=dt.datetime.now(dt.UTC),
+            error="down",
+            is_clean=True,
+        )
