@@ -24,6 +24,7 @@ __all__ = [
     "exact_decimal",
     "finite_decimal",
     "finite_seconds",
+    "frozen_context",
     "frozen_mapping",
     "non_empty_text",
     "non_negative",
@@ -159,4 +160,10 @@ class FrozenMapping(Mapping[K, V]):
 
 def frozen_mapping(value: Mapping[K, V]) -> Mapping[K, V]:
     """A read-only, hashable copy, so a frozen model cannot be changed through its mapping."""
+    return FrozenMapping(value)
+
+
+def frozen_context(value: Mapping[str, str]) -> Mapping[str, str]:
+    """`frozen_mapping` for a run's trigger context; typed for attrs converters, which
+    cannot take a generic function."""
     return FrozenMapping(value)

@@ -20,6 +20,7 @@ from reconciliation._values import (
     exact_decimal,
     finite_decimal,
     finite_seconds,
+    frozen_context,
     frozen_mapping,
     non_empty_text,
     non_negative,
@@ -255,10 +256,6 @@ def _broker_positions(value: Iterable[BrokerPosition]) -> tuple[BrokerPosition, 
     return tuple(value)
 
 
-def _context(value: Mapping[str, str]) -> Mapping[str, str]:
-    return frozen_mapping(value)
-
-
 @attrs.frozen
 class ReconciliationResult:
     """The outcome of one run: what was compared, what differed, or why it could not run."""
@@ -270,7 +267,7 @@ class ReconciliationResult:
     positions_checked: int = attrs.field(default=0, validator=_whole_number(0))
     duration_ms: float = attrs.field(default=0.0, converter=seconds, validator=finite_seconds)
     """How long the run took, from its trigger to its result, in milliseconds."""
-    context: Mapping[str, str] = attrs.field(factory=dict, converter=_context)
+    context: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_context)
     error: str | None = None
     """None when the run completed; otherwise why it could not, for an operator."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import attrs
 import redis
 
+from reconciliation._errors import describe_error
 from reconciliation.codec import (
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -259,7 +260,7 @@ class RedisPublisher:
         self._failed_attempts += 1
         self._last_error = (
             f"could not publish to Redis ({len(self._outbox)} runs, {self._outbox.payload_count} "
-            f"payloads waiting): {type(error).__name__}: {error}"
+            f"payloads waiting): {describe_error(error)}"
         )
         self._last_error_at = self._clock.now()
         ceiling = min(self._retry_max_seconds, RETRY_BASE_SECONDS * 2 ** min(self._failed_attempts - 1, 64))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from reconciliation._errors import describe_error
 from reconciliation.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
 
 if TYPE_CHECKING:
@@ -29,11 +30,6 @@ T = TypeVar("T")
 
 class SnapshotError(Exception):
     """One or more calls for a snapshot failed; the message is for an operator."""
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def parse_one(cls: type[T], raw: object, *, call: str, where: str = "") -> T:
@@ -100,7 +96,7 @@ async def _call(
     except SnapshotError:
         raise
     except Exception as exc:
-        msg = f"{name} failed: {_describe(exc)}"
+        msg = f"{name} failed: {describe_error(exc)}"
         raise SnapshotError(msg) from exc
 
 
@@ -132,7 +128,7 @@ async def fetch_snapshot(
     )
     taken_at = now()
     failures = [
-        str(a) if isinstance(a, SnapshotError) else _describe(a)
+        str(a) if isinstance(a, SnapshotError) else describe_error(a)
         for a in answers
         if isinstance(a, BaseException)
     ]

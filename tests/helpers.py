@@ -1,11 +1,15 @@
-"""Shared test helpers: waiting for the pipeline without sleeping on timers."""
+"""Shared test helpers: fills to book, and waiting for the pipeline without sleeping on timers."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 from reconciliation.messages import Peers, PeersChanged, PeersRequest
+from reconciliation.models import AssetType, OrderFill
 from reconciliation.service import ReconciliationService
 
 
@@ -28,3 +32,32 @@ def settle(service: ReconciliationService) -> None:
     peers: Peers = service.ref.ask(PeersRequest(), timeout=5)
     for role in ("debouncer", "scheduler", "fetcher", "comparator", "scheduler", "publisher"):
         getattr(peers, role).ask(PeersChanged(peers), timeout=5)
+
+
+_fill_ids = itertools.count(1)
+
+
+def fill(
+    symbol: str,
+    quantity: Decimal | int | str,
+    price: Decimal | int | str,
+    *,
+    commission: Decimal | int | str = 0,
+    asset_type: AssetType = AssetType.STOCK,
+    multiplier: Decimal | int = 1,
+    account_id: str = "ACC-1",
+) -> OrderFill:
+    """A fill of ACC-1 with fresh order and fill ids; strings are read as exact decimals."""
+    n = next(_fill_ids)
+    return OrderFill(
+        order_id=f"ORD-{n}",
+        fill_id=f"FILL-{n}",
+        account_id=account_id,
+        symbol=symbol,
+        quantity=Decimal(quantity),
+        price=Decimal(price),
+        timestamp=dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC),
+        commission=Decimal(commission),
+        asset_type=asset_type,
+        multiplier=Decimal(multiplier),
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import sys
 import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import fill
 
 from reconciliation.booking import Book, Holding, WrongAccountError, book_fill
 from reconciliation.models import AssetType, OrderFill
@@ -18,32 +17,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ACCOUNT = "ACC-1"
-_ids = itertools.count(1)
-
-
-def fill(
-    symbol: str,
-    quantity: Decimal | int | str,
-    price: Decimal | int | str,
-    *,
-    commission: Decimal | int | str = 0,
-    asset_type: AssetType = AssetType.STOCK,
-    multiplier: Decimal | int = 1,
-    account_id: str = ACCOUNT,
-) -> OrderFill:
-    n = next(_ids)
-    return OrderFill(
-        order_id=f"ORD-{n}",
-        fill_id=f"FILL-{n}",
-        account_id=account_id,
-        symbol=symbol,
-        quantity=Decimal(quantity),
-        price=Decimal(price),
-        timestamp=dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC),
-        commission=Decimal(commission),
-        asset_type=asset_type,
-        multiplier=Decimal(multiplier),
-    )
 
 
 def booked(*fills: OrderFill, cash: Decimal | int = 10_000) -> Book:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import sys
 import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import fill
 
 from reconciliation.booking import WrongAccountError
 from reconciliation.comparator import compare
@@ -19,7 +19,6 @@ from reconciliation.models import (
     BrokerPosition,
     DiscrepancyType,
     LocalAccount,
-    OrderFill,
     Position,
     ReconciliationConfig,
     Snapshot,
@@ -33,31 +32,6 @@ if TYPE_CHECKING:
 ACCOUNT = "ACC-1"
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 CONFIG = ReconciliationConfig(account_id=ACCOUNT)
-_ids = itertools.count(1)
-
-
-def fill(
-    symbol: str,
-    quantity: Decimal | int | str,
-    price: Decimal | int | str,
-    *,
-    commission: Decimal | int | str = 0,
-    asset_type: AssetType = AssetType.STOCK,
-    multiplier: Decimal | int = 1,
-) -> OrderFill:
-    n = next(_ids)
-    return OrderFill(
-        order_id=f"ORD-{n}",
-        fill_id=f"FILL-{n}",
-        account_id=ACCOUNT,
-        symbol=symbol,
-        quantity=Decimal(quantity),
-        price=Decimal(price),
-        timestamp=NOW,
-        commission=Decimal(commission),
-        asset_type=asset_type,
-        multiplier=Decimal(multiplier),
-    )
 
 
 def snapshot(portfolio: InMemoryPortfolio, broker: PaperBroker) -> Snapshot:

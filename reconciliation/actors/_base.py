@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
+from reconciliation._errors import describe_error
 from reconciliation.messages import (
     ActorCrashed,
     FetchSnapshot,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from reconciliation.clock import Clock, TimerHandle
 
-__all__ = ["FollowingFuture", "PipelineActor", "Retry", "describe_error", "tell"]
+__all__ = ["FollowingFuture", "PipelineActor", "Retry", "tell"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +73,6 @@ def tell(ref: pykka.ActorRef[Any] | None, message: object) -> bool:
         logger.debug("Dropped %s: %s is no longer running", type(message).__name__, ref)
         return False
     return True
-
-
-def describe_error(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class Retry:

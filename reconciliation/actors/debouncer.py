@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from reconciliation.actors._base import FollowingFuture, PipelineActor, describe_error, tell
+from reconciliation._errors import describe_error
+from reconciliation.actors._base import FollowingFuture, PipelineActor, tell
 from reconciliation.debounce import DebounceWindow
 from reconciliation.messages import ActorCrashed, DebounceDue, PeersChanged, RunRequested
 from reconciliation.models import OrderFill

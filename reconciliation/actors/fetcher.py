@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from reconciliation.actors._base import PipelineActor, describe_error, tell
+from reconciliation._errors import describe_error
+from reconciliation.actors._base import PipelineActor, tell
 from reconciliation.messages import FetchSnapshot, RunAborted, RunTicket, SnapshotFailed, SnapshotTaken
 from reconciliation.models import Snapshot
 from reconciliation.snapshot import SnapshotError, fetch_snapshot

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from reconciliation._errors import describe_error
 from reconciliation.audit.errors import AuditStoreError, AuditStoreUnavailableError
 
 if TYPE_CHECKING:
@@ -130,5 +131,5 @@ class AuditRecorder:
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
     def _note(self, error: Exception) -> None:
-        self._last_error = f"{type(error).__name__}: {error}"
+        self._last_error = describe_error(error)
         self._last_error_at = self._clock.now()

@@ -18,7 +18,7 @@ from uuid import UUID
 import attrs
 
 from reconciliation._values import (
-    frozen_mapping,
+    frozen_context,
     non_empty_text,
     optional_decimal,
     optional_finite_decimal,
@@ -133,10 +133,6 @@ class RecordedDiscrepancy:
     consecutive_runs: int = attrs.field(validator=_at_least_one)
 
 
-def _context(value: Mapping[str, str]) -> Mapping[str, str]:
-    return frozen_mapping(value)
-
-
 @attrs.frozen
 class RunRecord:
     """One run as the audit store holds it: the result, its error, its discrepancies."""
@@ -146,7 +142,7 @@ class RunRecord:
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     positions_checked: int
     duration_ms: float
-    context: Mapping[str, str] = attrs.field(converter=_context)
+    context: Mapping[str, str] = attrs.field(converter=frozen_context)
     error: str | None
     netted: tuple[NettedSymbol, ...]
     discrepancies: tuple[RecordedDiscrepancy, ...]
