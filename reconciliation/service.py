@@ -26,6 +26,7 @@ from reconciliation.messages import (
     Peers,
     PeersRequest,
     PublisherHealthRequest,
+    ReconcileRequest,
     RunRequested,
 )
 from reconciliation.models import OrderFill, ReconciliationConfig, ReconciliationResult
@@ -157,8 +158,15 @@ class ReconciliationService:
     async def reconcile(
         self, account_id: str | None = None, *, requested_by: str = "api"
     ) -> ReconciliationResult:
-        """Run now and return the result of a run whose snapshot was taken after this call."""
-        return await self._run(account_id or self._config.account_id, OnDemand(requested_by))
+        """Run now and return the result of a run whose snapshot was taken after this call.
+
+        Raises:
+            TypeError, ValueError: an account id or requester that is not a non-empty str.
+        """
+        request = ReconcileRequest(
+            self._config.account_id if account_id is None else account_id, requested_by
+        )
+        return await self._run(request.account_id, OnDemand(request.requested_by))
 
     async def on_fill(self, fill: OrderFill) -> None:
         """A fill was booked: reconcile once the burst it belongs to has settled."""

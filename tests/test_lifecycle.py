@@ -127,3 +127,10 @@ def test_start_stop_cycles_with_startup_runs_leave_no_thread_behind() -> None:
     for _ in range(50):
         _cycle(service)
     eventually(lambda: {t.ident for t in threading.enumerate()} <= before, what="every thread ending")
+
+
+def test_an_on_demand_run_for_an_empty_account_id_is_a_clear_error(harness_factory: Any) -> None:
+    harness = harness_factory()
+    harness.start()
+    with pytest.raises(ValueError, match="account_id must not be empty"):
+        asyncio.run(harness.service.reconcile(""))
