@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from books import ACCOUNT
 
 from reconciliation import ReconciliationConfig, ReconciliationService
-from reconciliation.models import LocalAccount
+from reconciliation._domain.models import LocalAccount
 from reconciliation.testing import ScriptedBroker
 
 if TYPE_CHECKING:
     import redis
 
-    from reconciliation.models import BrokerPosition, Position
+    from reconciliation._domain.models import BrokerPosition, Position
 
 __all__ = ["FixedBook", "quiet_logging", "start_service", "stop_service"]
 

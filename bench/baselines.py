@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reconciliation.models import Discrepancy, DiscrepancyType
+from reconciliation._domain.models import Discrepancy, DiscrepancyType
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Sequence
 
-    from reconciliation.models import BrokerPosition, Position, ReconciliationConfig
+    from reconciliation._domain.models import BrokerPosition, Position, ReconciliationConfig
 
 __all__ = ["floor_join", "straightforward"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from reconciliation.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
+from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
 
 __all__ = ["ACCOUNT", "NOW", "make_books", "make_snapshot"]
 

@@ -12,14 +12,14 @@ from _harness import Row, Sample, interleave
 from baselines import floor_join, straightforward
 from books import ACCOUNT, NOW, make_books
 
-from reconciliation.actors.comparison import GilBudget
-from reconciliation.comparator import compare_positions
-from reconciliation.models import ReconciliationConfig
+from reconciliation._domain.compare import compare_positions
+from reconciliation._domain.models import ReconciliationConfig
+from reconciliation._runtime.comparator_actor import GilBudget
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from reconciliation.models import BrokerPosition, Position
+    from reconciliation._domain.models import BrokerPosition, Position
 
 __all__ = ["deep_size", "fit_exponent", "memory_row", "scaling", "time_rows"]
 

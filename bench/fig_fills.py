@@ -12,9 +12,9 @@ from _harness import Row, Sample, percentile
 from _service import start_service, stop_service
 from books import ACCOUNT
 
-from reconciliation.actors.debouncer import FillDebouncer
-from reconciliation.messages import DebounceDue, HealthRequest
-from reconciliation.models import OrderFill
+from reconciliation._domain.models import OrderFill
+from reconciliation._runtime.debouncer_actor import FillDebouncer
+from reconciliation._runtime.messages import DebounceDue, HealthRequest
 
 if TYPE_CHECKING:
     import redis

@@ -9,8 +9,8 @@ from _service import start_service, stop_service
 from books import ACCOUNT, make_books, make_snapshot
 
 from reconciliation import ReconcileRequest, ReconciliationConfig
-from reconciliation.comparator import compare
-from reconciliation.publishing import RESULT_STREAM
+from reconciliation._domain.compare import compare
+from reconciliation._publishing.redis_publisher import RESULT_STREAM
 
 if TYPE_CHECKING:
     import redis

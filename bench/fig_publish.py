@@ -10,10 +10,20 @@ import attrs
 from _harness import Row, Sample, interleave
 from books import ACCOUNT, NOW
 
-from reconciliation.clock import SystemClock
-from reconciliation.codec import iter_payloads
-from reconciliation.models import Discrepancy, DiscrepancySeverity, DiscrepancyType, ReconciliationResult
-from reconciliation.publishing import DISCREPANCY_STREAM, RESULT_STREAM, STREAM_FIELD, RedisPublisher
+from reconciliation._domain.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    ReconciliationResult,
+)
+from reconciliation._publishing.payloads import iter_payloads
+from reconciliation._publishing.redis_publisher import (
+    DISCREPANCY_STREAM,
+    RESULT_STREAM,
+    STREAM_FIELD,
+    RedisPublisher,
+)
+from reconciliation._runtime.clock import SystemClock
 
 if TYPE_CHECKING:
     import redis

@@ -155,7 +155,7 @@ def plot(curves: dict[str, list[tuple[int, float, float, float]]], path: Path, t
             yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
             marker="o",
             capsize=3,
-            label="reconciliation.comparator" if name == "package" else "bare dict join (floor)",
+            label="reconciliation._domain.compare" if name == "package" else "bare dict join (floor)",
         )
     first_n, first_t = curves["package"][0][0], curves["package"][0][1]
     last_n = curves["package"][-1][0]

@@ -5,8 +5,7 @@ The package root exports exactly the public contract (docs/contract in ../shared
 
 from __future__ import annotations
 
-from reconciliation.messages import ReconcileRequest
-from reconciliation.models import (
+from reconciliation._domain.models import (
     DEFAULT_SEVERITY,
     AgeingPolicy,
     AssetType,
@@ -21,9 +20,10 @@ from reconciliation.models import (
     ReconciliationConfig,
     ReconciliationResult,
 )
-from reconciliation.paper import InMemoryPortfolio, PaperBroker
-from reconciliation.protocols import BrokerQuery, PortfolioManager
-from reconciliation.service import ReconciliationService
+from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+from reconciliation._runtime.messages import ReconcileRequest
+from reconciliation._runtime.service import ReconciliationService
+from reconciliation.paper._books import InMemoryPortfolio, PaperBroker
 
 __all__ = [
     "DEFAULT_SEVERITY",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciliation.cli import main
+from reconciliation._cli.main import main
 
 __all__: list[str] = []
 

@@ -21,8 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
-from reconciliation.codec import DISCREPANCY_CHANNEL, HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
-from reconciliation.models import BrokerAccount, BrokerPosition
+from reconciliation._domain.models import BrokerAccount, BrokerPosition
+from reconciliation._publishing.payloads import (
+    DISCREPANCY_CHANNEL,
+    HALT_CHANNEL,
+    RESOLVED_CHANNEL,
+    RESULT_CHANNEL,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

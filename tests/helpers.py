@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from reconciliation.messages import Peers, PeersChanged, PeersRequest
-from reconciliation.models import AssetType, OrderFill
-from reconciliation.service import ReconciliationService
+from reconciliation._domain.models import AssetType, OrderFill
+from reconciliation._runtime.messages import Peers, PeersChanged, PeersRequest
+from reconciliation._runtime.service import ReconciliationService
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:

@@ -12,8 +12,8 @@ import fakeredis
 import pytest
 
 from reconciliation import InMemoryPortfolio, OrderFill, ReconciliationConfig, ReconciliationResult
-from reconciliation.clock import ManualClock
-from reconciliation.service import ReconciliationService
+from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.service import ReconciliationService
 from reconciliation.testing import AsyncScriptedBroker, RedisCapture, ScriptedBroker
 
 ACCOUNT = "ACC-1"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation.audit.ageing import AgeingPolicy, BreakTracker
-from reconciliation.models import (
+from reconciliation._domain.ageing import AgeingPolicy, BreakTracker
+from reconciliation._domain.models import (
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,

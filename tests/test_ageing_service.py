@@ -13,9 +13,9 @@ from helpers import eventually
 from service_fixtures import make_fill
 
 from reconciliation import AgeingPolicy, DiscrepancySeverity
+from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.models import ReconciliationResult
 from reconciliation.audit import open_store
-from reconciliation.audit.records import BreakState
-from reconciliation.models import ReconciliationResult
 
 
 def cash_break(harness: Any) -> None:

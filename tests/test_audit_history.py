@@ -7,15 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from reconciliation.audit import AgeingPolicy, BreakTracker, open_store
-from reconciliation.audit.history import load_history, run_to_dict
-from reconciliation.codec import discrepancy_payload, result_payload
-from reconciliation.models import (
+from reconciliation._domain.models import (
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
     ReconciliationResult,
 )
+from reconciliation._publishing.payloads import discrepancy_payload, result_payload
+from reconciliation.audit import AgeingPolicy, BreakTracker, open_store
+from reconciliation.audit._history import load_history, run_to_dict
 
 T0 = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
 ACC = "ACC-1"

@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from reconciliation._domain.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    NettedSymbol,
+    ReconciliationResult,
+)
 from reconciliation.audit import (
     SCHEMA_VERSION,
     AgeingPolicy,
@@ -22,13 +29,6 @@ from reconciliation.audit import (
     PostgresAuditStore,
     SqliteAuditStore,
     open_store,
-)
-from reconciliation.models import (
-    Discrepancy,
-    DiscrepancySeverity,
-    DiscrepancyType,
-    NettedSymbol,
-    ReconciliationResult,
 )
 
 T0 = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import fill
 
-from reconciliation.booking import Book, Holding, WrongAccountError, book_fill
-from reconciliation.models import AssetType, OrderFill
+from reconciliation._domain.models import AssetType, OrderFill
+from reconciliation.paper._booking import Book, Holding, WrongAccountError, book_fill
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

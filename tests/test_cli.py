@@ -19,8 +19,8 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from reconciliation.cli import main
-from reconciliation.models import ReconciliationConfig
+from reconciliation._cli.main import main
+from reconciliation._domain.models import ReconciliationConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -204,8 +204,8 @@ def _write_config(tmp_path: Path, body: str) -> Path:
 
 _FACTORIES = """
 [defaults]
-broker = "reconciliation.demo:paper_broker"
-portfolio = "reconciliation.demo:paper_portfolio"
+broker = "reconciliation.paper:paper_broker"
+portfolio = "reconciliation.paper:paper_portfolio"
 """
 
 

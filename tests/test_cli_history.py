@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciliation import InMemoryPortfolio, ReconciliationConfig, ReconciliationService
-from reconciliation.cli import main
+from reconciliation._cli.main import main
 from reconciliation.testing import ScriptedBroker
 
 

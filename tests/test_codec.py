@@ -15,20 +15,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation.codec import (
+from reconciliation._domain.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    NettedSymbol,
+    ReconciliationResult,
+)
+from reconciliation._publishing.payloads import (
     DISCREPANCY_CHANNEL,
     RESULT_CHANNEL,
     discrepancy_payload,
     encode,
     iter_payloads,
     result_payload,
-)
-from reconciliation.models import (
-    Discrepancy,
-    DiscrepancySeverity,
-    DiscrepancyType,
-    NettedSymbol,
-    ReconciliationResult,
 )
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "payloads.schema.json").read_text())

@@ -8,8 +8,14 @@ from decimal import Decimal
 import attrs
 import pytest
 
-from reconciliation.comparator import CHUNK_SIZE, Comparison, compare, compare_accounts, compare_positions
-from reconciliation.models import (
+from reconciliation._domain.compare import (
+    CHUNK_SIZE,
+    Comparison,
+    compare,
+    compare_accounts,
+    compare_positions,
+)
+from reconciliation._domain.models import (
     AssetType,
     BrokerAccount,
     BrokerPosition,

@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation.comparator import Comparison, compare_accounts, compare_positions
-from reconciliation.models import (
+from reconciliation._domain.compare import Comparison, compare_accounts, compare_positions
+from reconciliation._domain.models import (
     BrokerAccount,
     BrokerPosition,
     Discrepancy,

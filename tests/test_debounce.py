@@ -8,8 +8,8 @@ from decimal import Decimal
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from reconciliation.debounce import DebounceWindow
-from reconciliation.models import OrderFill
+from reconciliation._domain.debounce import DebounceWindow
+from reconciliation._domain.models import OrderFill
 
 
 def fill(n: int) -> OrderFill:

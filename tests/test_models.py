@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import pytest
 
-from reconciliation.models import (
+from reconciliation._domain.models import (
     DEFAULT_SEVERITY,
     AssetType,
     BrokerAccount,

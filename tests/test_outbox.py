@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from reconciliation.outbox import Outbox, PendingRun
+from reconciliation._publishing.outbox import Outbox, PendingRun
 
 
 def run(name: str, payloads: int = 1) -> PendingRun:
@@ -54,7 +54,7 @@ def test_a_drop_is_logged_at_error_with_the_run_and_its_payloads(caplog: pytest.
     outbox = Outbox(max_runs=1)
     outbox.append(run("run-a", payloads=4))
 
-    with caplog.at_level(logging.ERROR, logger="reconciliation.outbox"):
+    with caplog.at_level(logging.ERROR, logger="reconciliation._publishing.outbox"):
         outbox.append(run("run-b"))
 
     [record] = caplog.records

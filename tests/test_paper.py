@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import fill
 
-from reconciliation.booking import WrongAccountError
-from reconciliation.comparator import compare
-from reconciliation.models import (
+from reconciliation._domain.compare import compare
+from reconciliation._domain.models import (
     AssetType,
     BrokerAccount,
     BrokerPosition,
@@ -23,8 +22,9 @@ from reconciliation.models import (
     ReconciliationConfig,
     Snapshot,
 )
-from reconciliation.paper import InMemoryPortfolio, PaperBroker
-from reconciliation.protocols import BrokerQuery, PortfolioManager
+from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+from reconciliation.paper._booking import WrongAccountError
+from reconciliation.paper._books import InMemoryPortfolio, PaperBroker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

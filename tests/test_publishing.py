@@ -13,10 +13,14 @@ import fakeredis
 import pytest
 import redis
 
-from reconciliation.clock import ManualClock
-from reconciliation.codec import discrepancy_payload, encode, iter_payloads, result_payload
-from reconciliation.models import Discrepancy, DiscrepancySeverity, DiscrepancyType, ReconciliationResult
-from reconciliation.publishing import (
+from reconciliation._domain.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    ReconciliationResult,
+)
+from reconciliation._publishing.payloads import discrepancy_payload, encode, iter_payloads, result_payload
+from reconciliation._publishing.redis_publisher import (
     DISCREPANCY_CHANNEL,
     DISCREPANCY_STREAM,
     MAX_PAYLOADS_PER_ROUND_TRIP,
@@ -28,6 +32,7 @@ from reconciliation.publishing import (
     PublisherHealth,
     RedisPublisher,
 )
+from reconciliation._runtime.clock import ManualClock
 
 AT = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 
@@ -539,7 +544,7 @@ def test_the_first_failure_is_a_warning_and_the_next_ones_are_debug(
     server.connected = False
     publisher.submit(run())
 
-    with caplog.at_level(logging.DEBUG, logger="reconciliation.publishing"):
+    with caplog.at_level(logging.DEBUG, logger="reconciliation._publishing.redis_publisher"):
         for _ in range(3):
             publisher.deliver()
 
@@ -557,7 +562,7 @@ def test_recovery_is_logged_at_info_with_the_runs_delivered_late(
     server.connected = True
     caplog.clear()
 
-    with caplog.at_level(logging.INFO, logger="reconciliation.publishing"):
+    with caplog.at_level(logging.INFO, logger="reconciliation._publishing.redis_publisher"):
         publisher.deliver()
 
     [record] = caplog.records

@@ -10,10 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reconciliation.clock import ManualClock
-from reconciliation.codec import iter_payloads
-from reconciliation.models import Discrepancy, DiscrepancySeverity, DiscrepancyType, ReconciliationResult
-from reconciliation.publishing import (
+from reconciliation._domain.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    ReconciliationResult,
+)
+from reconciliation._publishing.payloads import iter_payloads
+from reconciliation._publishing.redis_publisher import (
     DISCREPANCY_CHANNEL,
     DISCREPANCY_STREAM,
     PUBLISH_SCRIPT,
@@ -23,6 +27,7 @@ from reconciliation.publishing import (
     RESULT_STREAM,
     RedisPublisher,
 )
+from reconciliation._runtime.clock import ManualClock
 
 if TYPE_CHECKING:
     import redis

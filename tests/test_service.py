@@ -14,7 +14,7 @@ from helpers import eventually, settle
 from service_fixtures import ACCOUNT, make_fill
 
 from reconciliation import BrokerPosition, DiscrepancyType, ReconcileRequest, ReconciliationResult
-from reconciliation.clock import ManualClock
+from reconciliation._runtime.clock import ManualClock
 
 
 def test_start_runs_the_startup_reconciliation(harness_factory: Any) -> None:

@@ -20,7 +20,7 @@ from reconciliation import (
     ReconciliationConfig,
     ReconciliationService,
 )
-from reconciliation.publishing import DISCREPANCY_STREAM, RESULT_STREAM
+from reconciliation._publishing.redis_publisher import DISCREPANCY_STREAM, RESULT_STREAM
 from reconciliation.testing import RedisCapture
 
 pytestmark = pytest.mark.real_redis

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from reconciliation.models import BrokerPosition, LocalAccount, Position
-from reconciliation.snapshot import SnapshotError, fetch_snapshot
+from reconciliation._domain.models import BrokerPosition, LocalAccount, Position
+from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
+from reconciliation._runtime.workers import DaemonWorkers
 from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker
-from reconciliation.workers import DaemonWorkers
 
 NOW = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
 

@@ -9,10 +9,15 @@ import pytest
 from helpers import eventually, settle
 from service_fixtures import ACCOUNT, make_fill
 
-from reconciliation.actors import audit, comparison, debouncer, fetcher, publisher, scheduler
-from reconciliation.actors.supervisor import MAX_RESTARTS
-from reconciliation.clock import ManualClock
-from reconciliation.messages import ReconcileRequest
+from reconciliation._runtime import audit_actor as audit
+from reconciliation._runtime import comparator_actor as comparison
+from reconciliation._runtime import debouncer_actor as debouncer
+from reconciliation._runtime import fetcher_actor as fetcher
+from reconciliation._runtime import publisher_actor as publisher
+from reconciliation._runtime import scheduler_actor as scheduler
+from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.messages import ReconcileRequest
+from reconciliation._runtime.supervisor import MAX_RESTARTS
 
 
 def fault(original: Any, times: int = 1) -> Any:

@@ -8,7 +8,7 @@ import time
 import pytest
 from helpers import eventually
 
-from reconciliation.workers import DaemonWorkers
+from reconciliation._runtime.workers import DaemonWorkers
 
 
 def test_a_call_returns_its_value() -> None:

@@ -7,14 +7,15 @@ ageing survives a restart and people can read the history back.
 
 from __future__ import annotations
 
+from reconciliation._domain.ageing import AgeingPolicy, AgeingUpdate, BreakTracker
+from reconciliation._domain.breaks import BreakKey, BreakState
+from reconciliation.audit._errors import AuditSchemaError, AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit._history import AccountHistory, load_history
+from reconciliation.audit._postgres import PostgresAuditStore
+from reconciliation.audit._records import RecordedDiscrepancy, RunRecord
 from reconciliation.audit._sql import SCHEMA_VERSION
-from reconciliation.audit.ageing import AgeingPolicy, AgeingUpdate, BreakTracker
-from reconciliation.audit.errors import AuditSchemaError, AuditStoreError, AuditStoreUnavailableError
-from reconciliation.audit.history import AccountHistory, load_history
-from reconciliation.audit.postgres import PostgresAuditStore
-from reconciliation.audit.records import BreakKey, BreakState, RecordedDiscrepancy, RunRecord
-from reconciliation.audit.sqlite import SqliteAuditStore
-from reconciliation.audit.store import AuditStore, open_store
+from reconciliation.audit._sqlite import SqliteAuditStore
+from reconciliation.audit._store import AuditStore, open_store
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -16,21 +16,22 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from reconciliation.audit.errors import AuditSchemaError
-from reconciliation.audit.records import BreakState, RecordedDiscrepancy, RunRecord
-from reconciliation.models import (
+from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.models import (
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
     NettedSymbol,
 )
+from reconciliation.audit._errors import AuditSchemaError
+from reconciliation.audit._records import RecordedDiscrepancy, RunRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
     from contextlib import AbstractContextManager
 
-    from reconciliation.audit.ageing import AgeingUpdate
-    from reconciliation.models import ReconciliationResult
+    from reconciliation._domain.ageing import AgeingUpdate
+    from reconciliation._domain.models import ReconciliationResult
 
     Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
     """Run one statement (``?`` placeholders) in the current transaction; its rows, if any."""

@@ -1,0 +1,612 @@
+"""The paper-trading demo: a short scripted session in which every kind of break happens.
+
+A stand-in execution actor books fills into a `PaperBroker` (the venue) and an
+`InMemoryPortfolio` (the engine's book) and tells each fill the engine saw to the
+service's ref, as a real engine's execution actor would. Along the way the script
+injects the faults that happen in real trading, and the demo shows every run as it is
+published to Redis, then a summary of which run caught which fault and how fast.
+
+The example configuration of `reconciliation run` (docs/example-config.toml) uses the
+same paper books, through `reconciliation.paper`'s factories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import itertools
+import logging
+import threading
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+import pykka
+from rich.markup import escape
+from rich.table import Table
+
+from reconciliation._cli.render import (
+    SEVERITY_STYLES,
+    describe_trigger,
+    discrepancy_line,
+    halt_line,
+    resolved_line,
+    result_line,
+)
+from reconciliation._cli.watch import Message, watch
+from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
+from reconciliation._publishing.payloads import HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
+from reconciliation._runtime.messages import ReconcileRequest
+from reconciliation._runtime.service import ReconciliationService
+from reconciliation.paper import InMemoryPortfolio, PaperBroker, paper_broker, paper_portfolio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import redis
+    from rich.console import Console
+
+__all__ = [
+    "NORMAL",
+    "QUICK",
+    "DemoReport",
+    "Execute",
+    "ExecutionActor",
+    "Pace",
+    "run_demo",
+]
+
+logger = logging.getLogger(__name__)
+
+TRIGGERS = ("startup", "post_fill", "periodic", "on_demand")
+
+_INDENT = " " * 18
+"""Where a run's details start: under its trigger, past the time and the label."""
+
+
+@attrs.frozen
+class Pace:
+    """How fast the session goes: the service's intervals and the pauses between acts."""
+
+    interval_seconds: float
+    post_fill_delay_seconds: float
+    pause_seconds: float
+    wait_seconds: float
+    """The longest the script waits for the run that should catch a fault."""
+
+
+NORMAL = Pace(interval_seconds=3.0, post_fill_delay_seconds=0.5, pause_seconds=1.5, wait_seconds=10.0)
+QUICK = Pace(interval_seconds=1.0, post_fill_delay_seconds=0.2, pause_seconds=0.1, wait_seconds=6.0)
+
+
+@attrs.frozen
+class Execute:
+    """An execution: what the venue books, and what the engine books and tells the service.
+
+    Either may be None: a fill the engine never saw, or one the venue busted.
+    """
+
+    at_broker: OrderFill | None
+    in_engine: OrderFill | None
+
+
+class ExecutionActor(pykka.ThreadingActor):
+    """The stand-in for a trading engine's execution actor.
+
+    Books each execution into the paper broker and the local book, then tells the
+    engine's fill to the reconciliation service, as an embedding engine would.
+    """
+
+    def __init__(
+        self, broker: PaperBroker, portfolio: InMemoryPortfolio, reconciliation: pykka.ActorRef[Any]
+    ) -> None:
+        super().__init__()
+        self._broker = broker
+        self._portfolio = portfolio
+        self._reconciliation = reconciliation
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Execute):
+            logger.warning("The execution actor ignored an unexpected %s", type(message).__name__)
+            return None
+        if message.at_broker is not None:
+            self._broker.apply_fill(message.at_broker)
+        if message.in_engine is not None:
+            self._portfolio.apply_fill(message.in_engine)
+            self._reconciliation.tell(message.in_engine)
+        return None
+
+
+@attrs.frozen
+class Run:
+    """One published run as the demo received it: the result and its discrepancies."""
+
+    result: dict[str, Any]
+    discrepancies: tuple[dict[str, Any], ...]
+    received: float
+    """Seconds since the session started."""
+
+    @property
+    def trigger(self) -> str:
+        context = self.result.get("context")
+        return str(context.get("trigger", "unknown")) if isinstance(context, dict) else "unknown"
+
+    def find(self, kind: str, symbol: str | None) -> dict[str, Any] | None:
+        return next(
+            (d for d in self.discrepancies if (d.get("type"), d.get("symbol")) == (kind, symbol)), None
+        )
+
+
+class RunFeed:
+    """Collects the account's published runs, shows each when it is complete, lets the script wait.
+
+    Fed from the subscriber thread; the script waits on it from the event loop.
+    """
+
+    def __init__(self, account_id: str, console: Console, started: float) -> None:
+        self._account_id = account_id
+        self._console = console
+        self._started = started
+        self._pending: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self._runs: list[Run] = []
+        self._changed = threading.Condition()
+        self.last_message = time.monotonic()
+
+    @property
+    def runs(self) -> list[Run]:
+        with self._changed:
+            return list(self._runs)
+
+    def receive(self, message: Message) -> None:
+        payload = message.payload
+        if payload is None or payload.get("account_id") != self._account_id:
+            return
+        self.last_message = time.monotonic()
+        run_id = str(payload.get("run_id"))
+        if message.channel == RESOLVED_CHANNEL:
+            self._console.print(resolved_line(payload, prefix=_INDENT))
+            return
+        if message.channel == HALT_CHANNEL:
+            self._console.print(halt_line(payload, prefix=_INDENT))
+            return
+        if message.channel == RESULT_CHANNEL:
+            self._pending[run_id] = (payload, [])
+        elif run_id in self._pending:
+            self._pending[run_id][1].append(payload)
+        else:
+            logger.warning("A discrepancy of run %s arrived without its result", run_id)
+            return
+        result, found = self._pending[run_id]
+        if len(found) >= int(result.get("discrepancy_count") or 0):
+            del self._pending[run_id]
+            self._complete(Run(result, tuple(found), time.monotonic() - self._started))
+
+    def _complete(self, run: Run) -> None:
+        self._console.print(
+            result_line(run.result, prefix=f"{run.received:5.1f}s {'[run]':<11}", account=False)
+        )
+        for discrepancy in run.discrepancies:
+            self._console.print(discrepancy_line(discrepancy, prefix=_INDENT))
+        with self._changed:
+            self._runs.append(run)
+            self._changed.notify_all()
+
+    def wait_for(self, since: int, match: Callable[[Run], bool], timeout: float) -> Run | None:
+        """The first run after the first `since` runs that `match`es, waiting up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next((run for run in self._runs[since:] if match(run)), None)
+                remaining = deadline - time.monotonic()
+                if found is not None or remaining <= 0:
+                    return found
+                self._changed.wait(remaining)
+
+    def count(self) -> int:
+        with self._changed:
+            return len(self._runs)
+
+
+@attrs.frozen
+class Fault:
+    """A break the script injects, and the discrepancy that should reveal it."""
+
+    name: str
+    kind: str
+    symbol: str | None
+    injected: float
+    """Seconds since the session started."""
+
+    def revealed_by(self, run: Run) -> bool:
+        return run.find(self.kind, self.symbol) is not None
+
+
+@attrs.frozen
+class Detection:
+    fault: Fault
+    run: Run | None
+
+    @property
+    def caught(self) -> bool:
+        return self.run is not None
+
+
+@attrs.frozen
+class DemoReport:
+    """What the session showed: every run, every fault and whether it was caught."""
+
+    runs: tuple[Run, ...]
+    detections: tuple[Detection, ...]
+
+    @property
+    def triggers_seen(self) -> set[str]:
+        return {run.trigger for run in self.runs}
+
+    @property
+    def failed_runs(self) -> int:
+        return sum(run.result.get("status") == "failed" for run in self.runs)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every fault caught, every trigger fired, no run failed."""
+        return (
+            all(d.caught for d in self.detections)
+            and set(TRIGGERS) <= self.triggers_seen
+            and not self.failed_runs
+        )
+
+
+class Session:
+    """The script's hands: trade, inject, repair, ask; and its voice."""
+
+    def __init__(
+        self,
+        *,
+        console: Console,
+        pace: Pace,
+        account_id: str,
+        broker: PaperBroker,
+        portfolio: InMemoryPortfolio,
+        service: ReconciliationService,
+        feed: RunFeed,
+        started: float,
+    ) -> None:
+        self.console = console
+        self.pace = pace
+        self.account_id = account_id
+        self.broker = broker
+        self.portfolio = portfolio
+        self.service = service
+        self.feed = feed
+        self.started = started
+        self.detections: list[Detection] = []
+        self.engine: pykka.ActorRef[Any] | None = None
+        self._fill_ids = itertools.count(1)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def act(self, title: str) -> None:
+        self.console.print()
+        self.console.rule(f"[bold]{title}", align="left")
+
+    def say(self, text: str, *, who: str = "") -> None:
+        label = escape(f"{f'[{who}]' if who else '':<11}")
+        self.console.print(f"{self.elapsed():5.1f}s {label}{text}", highlight=False)
+
+    def fill(
+        self, order_id: str, symbol: str, quantity: int, price: str, commission: str = "1.00"
+    ) -> OrderFill:
+        return OrderFill(
+            order_id=order_id,
+            fill_id=f"FILL-{next(self._fill_ids)}",
+            account_id=self.account_id,
+            symbol=symbol,
+            quantity=quantity,
+            price=Decimal(price),
+            timestamp=dt.datetime.now(dt.UTC),
+            commission=Decimal(commission),
+        )
+
+    async def execute(self, at_broker: OrderFill | None, in_engine: OrderFill | None) -> None:
+        engine = self.engine
+        if engine is None:
+            msg = "the execution actor is not started"
+            raise RuntimeError(msg)
+        await asyncio.to_thread(engine.ask, Execute(at_broker, in_engine), timeout=5.0)
+
+    async def trade(
+        self, order_id: str, symbol: str, quantity: int, price: str, commission: str = "1.00"
+    ) -> None:
+        """An execution both books see: the normal case."""
+        fill = self.fill(order_id, symbol, quantity, price, commission)
+        await self.execute(fill, fill)
+        self.say(
+            f"{_side(quantity)} {abs(quantity)} {symbol} @ {price} ({order_id} {fill.fill_id})", who="fill"
+        )
+
+    def inject(self, name: str, story: str, kind: str, symbol: str | None) -> Fault:
+        """Tell what went wrong; return the fault, to be caught as a `kind` break on `symbol`."""
+        self.say(f"[bold]{story}[/bold]", who="fault")
+        return Fault(name, kind, symbol, self.elapsed())
+
+    async def caught(self, faults: list[Fault], since: int) -> None:
+        """Wait for the run that reveals each fault and record it (or that none did)."""
+        for fault in faults:
+            run = await asyncio.to_thread(
+                self.feed.wait_for, since, fault.revealed_by, self.pace.wait_seconds
+            )
+            self.detections.append(Detection(fault, run))
+            if run is None:
+                self.say(f"[bold red]{fault.name}: no run caught it[/bold red]", who="check")
+
+    async def until_run(self, trigger: str, since: int) -> Run | None:
+        return await asyncio.to_thread(
+            self.feed.wait_for, since, lambda run: run.trigger == trigger, self.pace.wait_seconds
+        )
+
+    def ask(self, requested_by: str) -> ReconciliationResult:
+        """What an engine's risk actor does: ask the service's ref, block for the result."""
+        request = ReconcileRequest(self.account_id, requested_by=requested_by)
+        return cast("ReconciliationResult", self.service.ref.ask(request, timeout=self.pace.wait_seconds))
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.pace.pause_seconds)
+
+
+def _side(quantity: int) -> str:
+    return "BUY " if quantity > 0 else "SELL"
+
+
+async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after another, read top to bottom
+    interval = f"{s.pace.interval_seconds:g} s"
+    delay = f"{s.pace.post_fill_delay_seconds:g} s"
+    for symbol, price in (
+        ("AAPL", "189.50"),
+        ("MSFT", "415.20"),
+        ("NVDA", "120.00"),
+        ("GOOG", "171.30"),
+        ("AMZN", "185.20"),
+    ):
+        s.broker.set_price(symbol, Decimal(price))
+        s.portfolio.set_price(symbol, Decimal(price))
+
+    s.act("1. Opening: the service starts and reconciles at once")
+    s.say(f"Broker and engine both open account {s.account_id} with 100,000.00 cash and no positions.")
+    since = s.feed.count()
+    await s.service.start()
+    s.engine = ExecutionActor.start(s.broker, s.portfolio, s.service.ref)
+    await s.until_run("startup", since)
+
+    s.act("2. Trading as usual: each fill is booked by both sides")
+    s.say(f"The engine's execution actor tells every fill to the service, which runs {delay} after a burst.")
+    since = s.feed.count()
+    await s.trade("ORD-1", "AAPL", 100, "189.50")
+    await s.trade("ORD-2", "MSFT", 30, "415.20")
+    await s.trade("ORD-2", "MSFT", 20, "415.25")
+    await s.until_run("post_fill", since)
+    await s.pause()
+
+    s.act("3. A quiet market: the periodic check still runs")
+    s.say(f"No fills now; the service reconciles every {interval} regardless.")
+    await s.until_run("periodic", s.feed.count())
+
+    s.act("4. Fills the engine never saw")
+    since = s.feed.count()
+    lost = s.fill("ORD-2", "MSFT", 10, "415.30")
+    outside = s.fill("ORD-X", "NVDA", 40, "120.00")
+    await s.execute(lost, None)
+    await s.execute(outside, None)
+    faults = [
+        s.inject(
+            "lost partial fill",
+            "The last partial fill of ORD-2 (BUY 10 MSFT) reached the broker, not the engine",
+            "quantity_mismatch",
+            "MSFT",
+        ),
+        s.inject(
+            "trade outside the engine",
+            "Someone bought 40 NVDA in the broker's web terminal",
+            "missing_local",
+            "NVDA",
+        ),
+    ]
+    s.say("The engine saw no fill, so no post-fill check runs: the periodic check must catch these.")
+    await s.caught(faults, since)
+    await s.pause()
+    s.say("The drop copy arrives late; the engine books both fills.", who="repair")
+    since = s.feed.count()
+    await s.execute(None, lost)
+    await s.execute(None, outside)
+    await s.until_run("post_fill", since)
+    await s.pause()
+
+    s.act("5. A trade the broker busted")
+    since = s.feed.count()
+    busted = s.fill("ORD-3", "GOOG", 25, "171.30")
+    await s.execute(None, busted)
+    faults = [
+        s.inject(
+            "busted trade",
+            "The engine booked BUY 25 GOOG; the broker busted the trade",
+            "missing_broker",
+            "GOOG",
+        )
+    ]
+    await s.caught(faults, since)
+    await s.pause()
+    s.say("The bust notice arrives; the engine reverses the fill.", who="repair")
+    since = s.feed.count()
+    await s.execute(None, s.fill("ORD-3", "GOOG", -25, "171.30", commission="-1.00"))
+    await s.until_run("post_fill", since)
+    await s.pause()
+
+    s.act("6. A commission the engine did not charge")
+    since = s.feed.count()
+    charged = s.fill("ORD-4", "AAPL", -50, "191.00", commission="5.95")
+    await s.execute(charged, attrs.evolve(charged, commission=Decimal("1.00")))
+    faults = [
+        s.inject(
+            "uncharged commission",
+            "SELL 50 AAPL: the broker charged 5.95 commission, the engine's fee table says 1.00",
+            "cash_mismatch",
+            None,
+        )
+    ]
+    await s.caught(faults, since)
+    await s.pause()
+    s.portfolio.adjust_cash(Decimal("-4.95"), "commission from the broker's statement")
+    s.say("The operator books the missing 4.95 and asks for a check.", who="repair")
+    result = await s.service.reconcile(requested_by="operator")
+    s.say(
+        f"On-demand run {str(result.run_id)[:8]}: {'clean' if result.is_clean else 'still breaks'}.",
+        who="operator",
+    )
+    await s.pause()
+
+    s.act("7. A price the engine rounded")
+    since = s.feed.count()
+    exact = s.fill("ORD-5", "AMZN", 100, "185.123456")
+    await s.execute(exact, attrs.evolve(exact, price=Decimal("185.12")))
+    faults = [
+        s.inject(
+            "rounded price",
+            "BUY 100 AMZN @ 185.123456; the engine rounded the price to 185.12",
+            "cost_mismatch",
+            "AMZN",
+        )
+    ]
+    await s.caught(faults, since)
+    s.say("Informational: 0.35 of cash is within the 1.00 tolerance; the cost break stays until fixed.")
+    await s.pause()
+
+    s.act("8. A stale price feed")
+    since = s.feed.count()
+    s.broker.set_price("AAPL", Decimal("193.00"))
+    faults = [
+        s.inject(
+            "stale price feed",
+            "AAPL trades at 193.00 at the broker; the engine's feed is stuck at 189.50",
+            "equity_mismatch",
+            None,
+        )
+    ]
+    await s.caught(faults, since)
+    await s.pause()
+    s.portfolio.set_price("AAPL", Decimal("193.00"))
+    s.say("The feed recovers. The risk actor asks the service's ref for a run.", who="repair")
+    reply = await asyncio.to_thread(s.ask, "risk")
+    left = ", ".join(f"{d.type.value} {d.symbol or ''}".strip() for d in reply.discrepancies) or "nothing"
+    s.say(f"On-demand run {str(reply.run_id)[:8]}: left to fix: {left}.", who="risk")
+
+
+async def run_demo(
+    client: redis.Redis,
+    console: Console,
+    *,
+    pace: Pace = NORMAL,
+    account_id: str = "PAPER-1",
+) -> DemoReport:
+    """Play the session against `client` and show it on `console`.
+
+    Returns:
+        Every run received and which fault each caught; the summary is already shown.
+    """
+    started = time.monotonic()
+    feed = RunFeed(account_id, console, started)
+    subscribed = threading.Event()
+    stop_listening = threading.Event()
+    listener = threading.Thread(
+        target=watch,
+        args=(client, feed.receive),
+        kwargs={"on_subscribed": subscribed.set, "stop": stop_listening},
+        name="demo-subscriber",
+        daemon=True,
+    )
+    listener.start()
+    if not await asyncio.to_thread(subscribed.wait, 5.0):
+        msg = "the demo could not subscribe to the reconciliation channels within 5 s"
+        raise RuntimeError(msg)
+    broker = paper_broker(account_id)
+    portfolio = paper_portfolio(account_id)
+    config = ReconciliationConfig(
+        account_id,
+        interval_seconds=pace.interval_seconds,
+        post_fill_delay_seconds=pace.post_fill_delay_seconds,
+        post_fill_max_wait_seconds=pace.post_fill_delay_seconds * 4,
+        broker_timeout_seconds=5.0,
+    )
+    service = ReconciliationService(portfolio, broker, client, config)
+    session = Session(
+        console=console,
+        pace=pace,
+        account_id=account_id,
+        broker=broker,
+        portfolio=portfolio,
+        service=service,
+        feed=feed,
+        started=started,
+    )
+    try:
+        await _script(session)
+    finally:
+        if session.engine is not None:
+            session.engine.stop()
+        await service.stop()
+        await asyncio.to_thread(_drain, feed)
+        stop_listening.set()
+        await asyncio.to_thread(listener.join, 5.0)
+    report = DemoReport(tuple(feed.runs), tuple(session.detections))
+    show_summary(console, report)
+    return report
+
+
+def _drain(feed: RunFeed, quiet: float = 0.5, limit: float = 5.0) -> None:
+    """Let the last published runs arrive: wait until nothing came for `quiet` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and time.monotonic() - feed.last_message < quiet:
+        time.sleep(0.05)
+
+
+def show_summary(console: Console, report: DemoReport) -> None:
+    """Two tables: the runs by trigger, and each fault with the run that caught it."""
+    console.print()
+    by_trigger: dict[str, list[Run]] = collections.defaultdict(list)
+    for run in report.runs:
+        by_trigger[run.trigger].append(run)
+    runs = Table(title="Runs by trigger", title_justify="left")
+    for column in ("trigger", "runs", "clean", "with breaks", "failed", "mean duration"):
+        runs.add_column(column, justify="left" if column == "trigger" else "right")
+    for trigger in (*TRIGGERS, *sorted(set(by_trigger) - set(TRIGGERS))):
+        group = by_trigger.get(trigger, [])
+        durations = [float(run.result.get("duration_ms") or 0) for run in group]
+        runs.add_row(
+            trigger if group else f"[red]{trigger}[/red]",
+            str(len(group)),
+            str(sum(bool(run.result.get("is_clean")) for run in group)),
+            str(sum(bool(run.discrepancies) for run in group)),
+            str(sum(run.result.get("status") == "failed" for run in group)),
+            f"{sum(durations) / len(durations):.1f} ms" if durations else "-",
+        )
+    console.print(runs)
+    faults = Table(title="Injected faults", title_justify="left")
+    for column in ("fault", "seen as", "severity", "caught by", "after"):
+        faults.add_column(column, justify="right" if column == "after" else "left", overflow="fold")
+    for detection in report.detections:
+        fault, caught_by = detection.fault, detection.run
+        seen = f"{fault.kind} {fault.symbol or ''}".strip()
+        if caught_by is None:
+            faults.add_row(fault.name, seen, "-", "[bold red]not caught[/bold red]", "-")
+            continue
+        found = caught_by.find(fault.kind, fault.symbol) or {}
+        severity = str(found.get("severity", "?"))
+        faults.add_row(
+            fault.name,
+            seen,
+            f"[{SEVERITY_STYLES.get(severity, '')}]{severity}[/]",
+            describe_trigger(caught_by.result.get("context")),
+            f"{caught_by.received - fault.injected:.1f} s",
+        )
+    console.print(faults)

@@ -1,0 +1,368 @@
+"""The standalone runner: one `ReconciliationService` per account, from a TOML file.
+
+`load_config` reads and checks the whole file before anything starts, and refuses a
+mistake with one `ConfigError` naming the key (`accounts[1].interval_seconds: ...`).
+`run_until_stopped` starts every service, waits for SIGINT or SIGTERM, and stops them
+all. The format is documented in docs/configuration.md; docs/example-config.toml is
+a complete example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import importlib
+import logging
+import signal
+import tomllib
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
+
+from reconciliation._domain.models import ReconciliationConfig
+from reconciliation._runtime.service import ReconciliationService
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import redis
+
+__all__ = [
+    "AccountSpec",
+    "ConfigError",
+    "RunnerConfig",
+    "StartError",
+    "load_config",
+    "resolve_factory",
+    "run_until_stopped",
+]
+
+logger = logging.getLogger(__name__)
+
+_TOP_LEVEL = ("redis_url", "defaults", "accounts")
+_FACTORY_KEYS = ("broker", "portfolio")
+_SECONDS = (
+    "interval_seconds",
+    "post_fill_delay_seconds",
+    "broker_timeout_seconds",
+    "post_fill_max_wait_seconds",
+    "publish_retry_max_seconds",
+)
+_MONEY = ("cash_tolerance", "equity_tolerance_pct")
+_COUNTS = ("stream_maxlen", "outbox_max_runs")
+_CONFIG_KEYS = tuple(field.name for field in attrs.fields(ReconciliationConfig))
+
+
+def _nested_options() -> dict[str, type]:
+    nested: dict[str, type] = {}
+    for field in attrs.fields(ReconciliationConfig):
+        factory = getattr(field.default, "factory", None)
+        if isinstance(factory, type) and attrs.has(factory):
+            nested[field.name] = factory
+    return nested
+
+
+_NESTED = _nested_options()
+"""Options that are attrs classes themselves (e.g. `ageing`): a sub-table of keyword arguments."""
+_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS)
+_DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
+
+
+class ConfigError(Exception):
+    """The configuration file is unusable; the message names the key and what is wrong."""
+
+
+class StartError(Exception):
+    """A service could not be built or started; the message says which and why."""
+
+
+Factory = Callable[[str], Any]
+
+
+@attrs.frozen
+class AccountSpec:
+    """One account to reconcile: its config and where its two books come from."""
+
+    config: ReconciliationConfig
+    broker: str
+    portfolio: str
+    broker_factory: Factory = attrs.field(eq=False, repr=False)
+    portfolio_factory: Factory = attrs.field(eq=False, repr=False)
+
+
+@attrs.frozen
+class RunnerConfig:
+    redis_url: str | None
+    accounts: tuple[AccountSpec, ...]
+
+
+def resolve_factory(path: str) -> Factory:
+    """The callable named by `package.module:factory` (or `module:Class.method`).
+
+    Raises:
+        ValueError: the path is malformed or cannot be imported.
+        TypeError: it names something that is not callable.
+    """
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        msg = f"{path!r} is not a 'module:factory' import path"
+        raise ValueError(msg)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"cannot import {module_name!r} (from {path!r}): {exc}"
+        raise ValueError(msg) from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            msg = f"{module_name!r} has no {attribute!r} (from {path!r})"
+            raise ValueError(msg) from None
+    if not callable(target):
+        msg = f"{path!r} names a {type(target).__name__}, not a callable factory"
+        raise TypeError(msg)
+    factory: Factory = target
+    return factory
+
+
+def load_config(path: Path) -> RunnerConfig:
+    """Read and check the runner's TOML file.
+
+    Raises:
+        ConfigError: anything wrong, with the key it is about; nothing has started.
+    """
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        msg = f"cannot read {path}: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path} is not valid TOML: {exc}"
+        raise ConfigError(msg) from None
+    _check_keys(document, _TOP_LEVEL, "the top level")
+    redis_url = document.get("redis_url")
+    if redis_url is not None and (not isinstance(redis_url, str) or not redis_url.strip()):
+        _fail("redis_url", f"expected a Redis URL string, got {_describe(redis_url)}")
+    defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        _fail("defaults", f"expected a table [defaults], got {_describe(defaults)}")
+    _check_keys(defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
+    accounts = document.get("accounts")
+    if not isinstance(accounts, list) or not accounts:
+        _fail("accounts", "expected at least one [[accounts]] table with an account_id")
+    specs: list[AccountSpec] = []
+    seen: set[str] = set()
+    for index, account in enumerate(accounts):
+        where = f"accounts[{index}]"
+        if not isinstance(account, dict):
+            _fail(where, f"expected an [[accounts]] table, got {_describe(account)}")
+        _check_keys(account, _ACCOUNT_KEYS, f"[[accounts]] #{index + 1}", where=where)
+        spec = _account(where, {**defaults, **account}, in_defaults=set(defaults) - set(account))
+        if spec.config.account_id in seen:
+            _fail(f"{where}.account_id", f"account {spec.config.account_id!r} is configured twice")
+        seen.add(spec.config.account_id)
+        specs.append(spec)
+    return RunnerConfig(redis_url=redis_url, accounts=tuple(specs))
+
+
+def _account(where: str, merged: dict[str, Any], *, in_defaults: set[str]) -> AccountSpec:
+    def key_path(key: str) -> str:
+        return f"defaults.{key}" if key in in_defaults else f"{where}.{key}"
+
+    if "account_id" not in merged:
+        _fail(f"{where}.account_id", "missing: every [[accounts]] table needs an account_id")
+    factories: dict[str, tuple[str, Factory]] = {}
+    for key in _FACTORY_KEYS:
+        value = merged.get(key)
+        if value is None:
+            _fail(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
+        if not isinstance(value, str):
+            _fail(key_path(key), f"expected a 'module:factory' string, got {_describe(value)}")
+        try:
+            factories[key] = (value, resolve_factory(value))
+        except (TypeError, ValueError) as exc:
+            _fail(key_path(key), str(exc))
+    options: dict[str, Any] = {}
+    for key, value in merged.items():
+        if key in _FACTORY_KEYS:
+            continue
+        options[key] = _convert(key_path(key), key, value)
+    try:
+        config = ReconciliationConfig(**options)
+    except (TypeError, ValueError) as exc:
+        blamed = next(
+            (key for key in sorted(options, key=len, reverse=True) if str(exc).startswith(key)), None
+        )
+        _fail(key_path(blamed) if blamed else where, str(exc))
+    broker, broker_factory = factories["broker"]
+    portfolio, portfolio_factory = factories["portfolio"]
+    return AccountSpec(config, broker, portfolio, broker_factory, portfolio_factory)
+
+
+def _convert(path: str, key: str, value: Any) -> Any:
+    """A TOML value as `ReconciliationConfig` takes it; the config then validates it."""
+    check = _CHECKS.get(key)
+    if check is not None:
+        return check(path, value)
+    nested = _NESTED.get(key)
+    if nested is not None:
+        if not isinstance(value, dict):
+            _fail(path, f"expected a table [{path}], got {_describe(value)}")
+        known = tuple(field.name for field in attrs.fields(nested))
+        _check_keys(value, known, f"[{path}]", where=path)
+        try:
+            return nested(**value)
+        except (TypeError, ValueError) as exc:
+            _fail(path, str(exc))
+    return value
+
+
+def _text(path: str, value: Any) -> str:
+    if not isinstance(value, str):
+        _fail(path, f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _flag(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        _fail(path, f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _seconds(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(path, f"expected a number of seconds, got {_describe(value)}")
+    return value
+
+
+def _count(path: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, f"expected a whole number, got {_describe(value)}")
+    return value
+
+
+def _table(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        _fail(path, f"expected a table of type = severity, got {_describe(value)}")
+    return value
+
+
+def _decimal(path: str, value: Any) -> Decimal:
+    """An int, a string of digits, or a TOML float taken as the digits written."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        _fail(path, f'expected a number or a string of digits such as "1.00", got {_describe(value)}')
+    try:
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        _fail(path, f'expected a number such as "1.00", got {_describe(value)}')
+    if not number.is_finite():
+        _fail(path, f"expected a finite number, got {_describe(value)}")
+    return number
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "account_id": _text,
+    "enabled": _flag,
+    "severity_overrides": _table,
+    **dict.fromkeys(_SECONDS, _seconds),
+    **dict.fromkeys(_COUNTS, _count),
+    **dict.fromkeys(_MONEY, _decimal),
+}
+
+
+def _check_keys(table: Mapping[str, Any], known: tuple[str, ...], what: str, *, where: str = "") -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
+            _fail(f"{where}.{key}" if where else key, f"unknown key in {what}{hint}")
+
+
+def _describe(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array"}
+    return (
+        f"{kinds.get(type(value), 'a table' if isinstance(value, dict) else type(value).__name__)} {value!r}"
+    )
+
+
+def _fail(key: str, problem: str) -> NoReturn:
+    msg = f"{key}: {problem}"
+    raise ConfigError(msg)
+
+
+def build_services(config: RunnerConfig, client: redis.Redis) -> list[ReconciliationService]:
+    """One service per account, its books made by the configured factories.
+
+    Raises:
+        StartError: a factory raised, or returned something the service refuses.
+    """
+    services = []
+    for spec in config.accounts:
+        account_id = spec.config.account_id
+        books = {}
+        for key, path, factory in (
+            ("broker", spec.broker, spec.broker_factory),
+            ("portfolio", spec.portfolio, spec.portfolio_factory),
+        ):
+            try:
+                books[key] = factory(account_id)
+            except Exception as exc:
+                msg = f"account {account_id}: the {key} factory {path} failed: {exc!r}"
+                raise StartError(msg) from exc
+        try:
+            services.append(ReconciliationService(books["portfolio"], books["broker"], client, spec.config))
+        except TypeError as exc:
+            msg = f"account {account_id}: {exc}"
+            raise StartError(msg) from exc
+    return services
+
+
+async def run_until_stopped(
+    config: RunnerConfig,
+    client: redis.Redis,
+    *,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Start every account's service, wait for SIGINT/SIGTERM (or `stop`), stop them all.
+
+    Raises:
+        StartError: a service could not be built or started; those already started
+            have been stopped again.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _on_signal, signum, stop)
+    services = build_services(config, client)
+    started: list[ReconciliationService] = []
+    try:
+        for service in services:
+            try:
+                await service.start()
+            except Exception as exc:
+                msg = f"account {service.config.account_id}: the service did not start: {exc!r}"
+                raise StartError(msg) from exc
+            started.append(service)
+        logger.info(
+            "Reconciling %d account(s): %s; stop with Ctrl-C or SIGTERM",
+            len(started),
+            ", ".join(service.config.account_id for service in started),
+        )
+        if on_started is not None:
+            on_started()
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        for service in reversed(started):
+            await service.stop()
+        logger.info("Stopped %d reconciliation service(s)", len(started))
+
+
+def _on_signal(signum: int, stop: asyncio.Event) -> None:
+    logger.info("Received %s; stopping", signal.Signals(signum).name)
+    stop.set()

@@ -1,0 +1,100 @@
+"""Breaks: one discrepancy key followed across runs, from the run that first saw it to
+the run that no longer did. A key that resolves and comes back is a new break, with its
+own `break_id` and its own age.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.values import (
+    non_empty_text,
+    optional_decimal,
+    optional_finite_decimal,
+    utc_datetime,
+    utc_only,
+    whole_number,
+)
+
+__all__ = ["BreakKey", "BreakState", "break_id_for"]
+
+BreakKey = tuple[str, DiscrepancyType, str | None]
+"""(account_id, type, symbol): the same as `Discrepancy.key`."""
+
+
+def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
+    """The identity of the break with `key` first seen in run `first_run_id`.
+
+    Derived, not random, so recording the same run twice writes the same break.
+    """
+    account_id, kind, symbol = key
+    return uuid.uuid5(first_run_id, f"{account_id}\x1f{kind.value}\x1f{symbol or ''}")
+
+
+def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else utc_datetime(value)
+
+
+def _optional_utc_only(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        utc_only(instance, field, value)
+
+
+@attrs.frozen
+class BreakState:
+    """One break as of its latest sighting (open) or its resolution (resolved).
+
+    `severity` is the severity after escalation by age; `local_value` and
+    `broker_value` are those of the latest sighting. `halted_run_id` is the run that
+    confirmed the break for the kill switch, None while it has not fired for it.
+    """
+
+    break_id: UUID
+    account_id: str = attrs.field(validator=non_empty_text)
+    type: DiscrepancyType = attrs.field(validator=attrs.validators.instance_of(DiscrepancyType))
+    symbol: str | None
+    severity: DiscrepancySeverity = attrs.field(validator=attrs.validators.instance_of(DiscrepancySeverity))
+    local_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
+    broker_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
+    first_seen: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    last_seen: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    consecutive_runs: int = attrs.field(validator=whole_number(1))
+    first_run_id: UUID
+    last_run_id: UUID
+    halted_run_id: UUID | None = None
+    resolved_at: dt.datetime | None = attrs.field(
+        default=None, converter=_optional_utc, validator=_optional_utc_only
+    )
+    resolved_run_id: UUID | None = attrs.field(default=None)
+
+    @last_seen.validator
+    def _not_before_first_seen(self, _field: attrs.Attribute[Any], value: dt.datetime) -> None:
+        if value < self.first_seen:
+            msg = f"last_seen ({value.isoformat()}) is before first_seen ({self.first_seen.isoformat()})"
+            raise ValueError(msg)
+
+    @resolved_run_id.validator
+    def _resolved_together(self, _field: attrs.Attribute[Any], value: UUID | None) -> None:
+        if (value is None) != (self.resolved_at is None):
+            msg = "resolved_at and resolved_run_id are set together or not at all"
+            raise ValueError(msg)
+
+    @property
+    def key(self) -> BreakKey:
+        return (self.account_id, self.type, self.symbol)
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+    @property
+    def age(self) -> dt.timedelta:
+        """From the first sighting to the latest one (or to the resolution)."""
+        return (self.resolved_at or self.last_seen) - self.first_seen

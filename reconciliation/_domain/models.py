@@ -1,0 +1,458 @@
+"""The domain's value objects: positions, balances, fills, discrepancies, results, config.
+
+Every class is immutable, compares by value and validates at construction: a float
+where money belongs, a naive datetime or an empty symbol is refused there, with the
+field's name, instead of surfacing three actors later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+import attrs
+
+from reconciliation._domain.values import (
+    exact_decimal,
+    finite_decimal,
+    finite_seconds,
+    frozen_context,
+    frozen_mapping,
+    non_empty_text,
+    non_negative,
+    optional_decimal,
+    optional_finite_decimal,
+    positive_seconds,
+    seconds,
+    utc_datetime,
+    utc_only,
+    whole_number,
+)
+
+__all__ = [
+    "DEFAULT_SEVERITY",
+    "AgeingPolicy",
+    "AssetType",
+    "BrokerAccount",
+    "BrokerPosition",
+    "Discrepancy",
+    "DiscrepancySeverity",
+    "DiscrepancyType",
+    "LocalAccount",
+    "NettedSymbol",
+    "OrderFill",
+    "Position",
+    "ReconciliationConfig",
+    "ReconciliationResult",
+    "Snapshot",
+]
+
+
+class AssetType(enum.Enum):
+    STOCK = "stock"
+    OPTION = "option"
+    FUTURE = "future"
+
+
+class DiscrepancyType(enum.Enum):
+    MISSING_LOCAL = "missing_local"
+    """The broker holds a position the local book does not know."""
+    MISSING_BROKER = "missing_broker"
+    """The local book holds a position the broker does not report."""
+    QUANTITY_MISMATCH = "quantity_mismatch"
+    COST_MISMATCH = "cost_mismatch"
+    """Same quantity, different average cost: usually rounding or timing."""
+    CASH_MISMATCH = "cash_mismatch"
+    EQUITY_MISMATCH = "equity_mismatch"
+
+    @property
+    def is_account_level(self) -> bool:
+        return self in _ACCOUNT_LEVEL
+
+
+_ACCOUNT_LEVEL = frozenset({DiscrepancyType.CASH_MISMATCH, DiscrepancyType.EQUITY_MISMATCH})
+
+
+class DiscrepancySeverity(enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for info, 1 for warning, 2 for critical: comparable severities."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    DiscrepancySeverity.INFO: 0,
+    DiscrepancySeverity.WARNING: 1,
+    DiscrepancySeverity.CRITICAL: 2,
+}
+
+DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping(
+    {
+        DiscrepancyType.COST_MISMATCH: DiscrepancySeverity.INFO,
+        DiscrepancyType.CASH_MISMATCH: DiscrepancySeverity.WARNING,
+        DiscrepancyType.EQUITY_MISMATCH: DiscrepancySeverity.WARNING,
+        DiscrepancyType.QUANTITY_MISMATCH: DiscrepancySeverity.CRITICAL,
+        DiscrepancyType.MISSING_LOCAL: DiscrepancySeverity.CRITICAL,
+        DiscrepancyType.MISSING_BROKER: DiscrepancySeverity.CRITICAL,
+    }
+)
+"""The design's severity table; `ReconciliationConfig.severity_overrides` changes it."""
+
+
+@attrs.frozen
+class Position:
+    """A position as the local book holds it. `quantity` is signed: short is negative."""
+
+    symbol: str = attrs.field(validator=non_empty_text)
+    quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    avg_cost: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    asset_type: AssetType = attrs.field(
+        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
+    )
+
+
+@attrs.frozen
+class BrokerPosition:
+    """A position as the broker reports it. `quantity` is signed: short is negative."""
+
+    symbol: str = attrs.field(validator=non_empty_text)
+    quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    avg_cost: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    market_value: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    asset_type: AssetType = attrs.field(
+        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
+    )
+
+
+@attrs.frozen
+class LocalAccount:
+    """The local book's balances."""
+
+    account_id: str = attrs.field(validator=non_empty_text)
+    cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    total_equity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+
+
+@attrs.frozen
+class BrokerAccount:
+    """The broker's balances. `cash` is settled cash, `total_equity` net liquidation value."""
+
+    account_id: str = attrs.field(validator=non_empty_text)
+    cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    buying_power: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    total_equity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    margin_used: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+
+
+def _non_zero(_instance: object, field: attrs.Attribute[Any], value: Decimal) -> None:
+    if value == 0:
+        msg = f"{field.name} must not be 0: a fill always changes a position"
+        raise ValueError(msg)
+
+
+def _positive(_instance: object, field: attrs.Attribute[Any], value: Decimal) -> None:
+    if value <= 0:
+        msg = f"{field.name} must be more than 0, got {value}"
+        raise ValueError(msg)
+
+
+@attrs.frozen
+class OrderFill:
+    """An execution reported by the engine: `quantity` > 0 bought, < 0 sold.
+
+    `multiplier` is the contract size of options and futures (100 for a US equity
+    option): notional = quantity * price * multiplier.
+    """
+
+    order_id: str = attrs.field(validator=non_empty_text)
+    fill_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=non_empty_text)
+    symbol: str = attrs.field(validator=non_empty_text)
+    quantity: Decimal = attrs.field(converter=exact_decimal, validator=[finite_decimal, _non_zero])
+    price: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    commission: Decimal = attrs.field(default=Decimal(0), converter=exact_decimal, validator=finite_decimal)
+    asset_type: AssetType = attrs.field(
+        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
+    )
+    multiplier: Decimal = attrs.field(
+        default=Decimal(1), converter=exact_decimal, validator=[finite_decimal, _positive]
+    )
+
+
+@attrs.frozen
+class Discrepancy:
+    """One difference between the local book and the broker.
+
+    `symbol` is None for account-level types (cash, equity). `local_value` and
+    `broker_value` are the compared figures (quantity, average cost, cash or equity);
+    None where that side has nothing.
+    """
+
+    type: DiscrepancyType = attrs.field(validator=attrs.validators.instance_of(DiscrepancyType))
+    severity: DiscrepancySeverity = attrs.field(validator=attrs.validators.instance_of(DiscrepancySeverity))
+    symbol: str | None = attrs.field()
+    local_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
+    broker_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
+    timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    account_id: str = attrs.field(validator=non_empty_text)
+
+    @symbol.validator
+    def _symbol_matches_type(self, field: attrs.Attribute[Any], value: str | None) -> None:
+        if self.type.is_account_level:
+            if value is not None:
+                msg = f"symbol must be None for an account-level {self.type.value}, got {value!r}"
+                raise ValueError(msg)
+        else:
+            non_empty_text(self, field, value)
+
+    @property
+    def key(self) -> tuple[str, DiscrepancyType, str | None]:
+        """What identifies a break across runs: account, type and symbol."""
+        return (self.account_id, self.type, self.symbol)
+
+
+@attrs.frozen
+class NettedSymbol:
+    """A side reported one symbol several times; its entries were netted into one."""
+
+    side: Literal["local", "broker"] = attrs.field(validator=attrs.validators.in_(("local", "broker")))
+    symbol: str = attrs.field(validator=non_empty_text)
+    entries: int = attrs.field(validator=whole_number(2))
+
+
+def _discrepancies(value: Iterable[Discrepancy]) -> tuple[Discrepancy, ...]:
+    return tuple(value)
+
+
+def _netted(value: Iterable[NettedSymbol]) -> tuple[NettedSymbol, ...]:
+    return tuple(value)
+
+
+def _positions(value: Iterable[Position]) -> tuple[Position, ...]:
+    return tuple(value)
+
+
+def _broker_positions(value: Iterable[BrokerPosition]) -> tuple[BrokerPosition, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class ReconciliationResult:
+    """The outcome of one run: what was compared, what differed, or why it could not run."""
+
+    run_id: UUID
+    account_id: str = attrs.field(validator=non_empty_text)
+    timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    discrepancies: tuple[Discrepancy, ...] = attrs.field(default=(), converter=_discrepancies)
+    positions_checked: int = attrs.field(default=0, validator=whole_number(0))
+    duration_ms: float = attrs.field(default=0.0, converter=seconds, validator=finite_seconds)
+    """How long the run took, from its trigger to its result, in milliseconds."""
+    context: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_context)
+    error: str | None = None
+    """None when the run completed; otherwise why it could not, for an operator."""
+    netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
+    is_clean: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
+    )
+    """The run completed and found nothing to report. Derived when not given; given, it
+    must agree (design.md lists it as a field, so callers may pass it)."""
+
+    @is_clean.validator
+    def _agrees(self, _field: attrs.Attribute[Any], value: object) -> None:
+        derived = self.error is None and not self.discrepancies
+        if value is not derived:
+            msg = (
+                f"is_clean={value!r} contradicts the result: error={self.error!r}, "
+                f"{len(self.discrepancies)} discrepancies (is_clean is {derived})"
+            )
+            raise ValueError(msg)
+
+    @property
+    def status(self) -> Literal["ok", "failed"]:
+        return "ok" if self.error is None else "failed"
+
+    @property
+    def trigger(self) -> str:
+        return self.context.get("trigger", "unknown")
+
+
+def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, DiscrepancySeverity]:
+    """Accept enum members or their string values (as a TOML file gives them)."""
+    table: dict[DiscrepancyType, DiscrepancySeverity] = {}
+    for key, severity in value.items():
+        try:
+            kind = key if isinstance(key, DiscrepancyType) else DiscrepancyType(key)
+        except ValueError:
+            known = ", ".join(t.value for t in DiscrepancyType)
+            msg = f"severity_overrides: unknown discrepancy type {key!r}; known: {known}"
+            raise ValueError(msg) from None
+        try:
+            level = severity if isinstance(severity, DiscrepancySeverity) else DiscrepancySeverity(severity)
+        except ValueError:
+            known = ", ".join(s.value for s in DiscrepancySeverity)
+            msg = f"severity_overrides[{kind.value!r}]: unknown severity {severity!r}; known: {known}"
+            raise ValueError(msg) from None
+        table[kind] = level
+    return frozen_mapping(table)
+
+
+_BY_RANK = sorted(DiscrepancySeverity, key=lambda s: s.rank)
+
+
+def _optional_whole_number(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{field.name} must be a whole number of runs or None, not {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{field.name} must be at least 1 run, got {value}"
+        raise ValueError(msg)
+
+
+def _optional_seconds(value: float | None) -> float | None:
+    return None if value is None else seconds(value)
+
+
+def _optional_positive_seconds(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        positive_seconds(instance, field, value)
+
+
+def _optional_severity(value: DiscrepancySeverity | str | None) -> DiscrepancySeverity | None:
+    if value is None or isinstance(value, DiscrepancySeverity):
+        return value
+    try:
+        return DiscrepancySeverity(value)
+    except ValueError:
+        known = ", ".join(s.value for s in DiscrepancySeverity)
+        msg = f"escalate_to: unknown severity {value!r}; known: {known}"
+        raise ValueError(msg) from None
+
+
+@attrs.frozen
+class AgeingPolicy:
+    """When an ageing break is escalated, and when it halts trading. All off by default.
+
+    A break is escalated once it has persisted `escalate_after_runs` consecutive runs
+    or `escalate_after_seconds` since it was first seen, whichever comes first: to
+    `escalate_to`, or one level up when that is None. Escalation never lowers a severity.
+
+    The kill switch (`halt_after_runs`, None = off) fires once for a break whose
+    severity, after escalation, is CRITICAL and that has persisted that many
+    consecutive runs; again only if the break resolves and comes back.
+    """
+
+    escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
+    escalate_after_seconds: float | None = attrs.field(
+        default=None, converter=_optional_seconds, validator=_optional_positive_seconds
+    )
+    escalate_to: DiscrepancySeverity | None = attrs.field(default=None, converter=_optional_severity)
+    halt_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
+
+    @escalate_to.validator
+    def _needs_a_threshold(self, _field: attrs.Attribute[Any], value: DiscrepancySeverity | None) -> None:
+        if value is not None and self.escalate_after_runs is None and self.escalate_after_seconds is None:
+            msg = "escalate_to needs escalate_after_runs or escalate_after_seconds"
+            raise ValueError(msg)
+
+    def severity_after(
+        self, classified: DiscrepancySeverity, consecutive_runs: int, age: dt.timedelta
+    ) -> DiscrepancySeverity:
+        """The severity of a break of `classified` severity at this age."""
+        due = (self.escalate_after_runs is not None and consecutive_runs >= self.escalate_after_runs) or (
+            self.escalate_after_seconds is not None and age.total_seconds() >= self.escalate_after_seconds
+        )
+        if not due:
+            return classified
+        target = self.escalate_to or _BY_RANK[min(classified.rank + 1, len(_BY_RANK) - 1)]
+        return max(classified, target, key=lambda s: s.rank)
+
+    def halts(self, severity: DiscrepancySeverity, consecutive_runs: int) -> bool:
+        """Whether a break of this severity and persistence qualifies for the kill switch."""
+        return (
+            self.halt_after_runs is not None
+            and severity is DiscrepancySeverity.CRITICAL
+            and consecutive_runs >= self.halt_after_runs
+        )
+
+
+def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """A file path, or a sqlite:/// or postgresql:// URL."""
+    non_empty_text(instance, field, value)
+    scheme, separator, _ = str(value).partition("://")
+    if separator and scheme.lower() not in {"sqlite", "postgresql", "postgres"}:
+        msg = f"{field.name}: unknown URL scheme {scheme!r} in {value!r}; use a file path, sqlite:/// or postgresql://"
+        raise ValueError(msg)
+
+
+@attrs.frozen
+class ReconciliationConfig:
+    """How, when and how strictly one account is reconciled. See docs/configuration.md."""
+
+    account_id: str = attrs.field(validator=non_empty_text)
+    interval_seconds: float = attrs.field(default=300, converter=seconds, validator=positive_seconds)
+    post_fill_delay_seconds: float = attrs.field(default=5.0, converter=seconds, validator=finite_seconds)
+    cash_tolerance: Decimal = attrs.field(
+        default=Decimal("1.00"), converter=exact_decimal, validator=[finite_decimal, non_negative]
+    )
+    equity_tolerance_pct: Decimal = attrs.field(
+        default=Decimal("0.1"), converter=exact_decimal, validator=[finite_decimal, non_negative]
+    )
+    """Percent of the broker's equity: Decimal("0.1") is 0.1 %."""
+    enabled: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    broker_timeout_seconds: float = attrs.field(default=30.0, converter=seconds, validator=positive_seconds)
+    severity_overrides: Mapping[DiscrepancyType, DiscrepancySeverity] = attrs.field(
+        factory=dict, converter=_severity_table
+    )
+    post_fill_max_wait_seconds: float = attrs.field(default=60.0, converter=seconds, validator=finite_seconds)
+    """The longest a steady stream of fills can postpone the post-fill run."""
+    stream_maxlen: int = attrs.field(default=10_000, validator=whole_number(1))
+    """Approximate length at which the durable Redis streams are capped."""
+    outbox_max_runs: int = attrs.field(default=1_000, validator=whole_number(1))
+    """How many undelivered runs the publisher keeps while Redis is unreachable."""
+    publish_retry_max_seconds: float = attrs.field(
+        default=30.0, converter=seconds, validator=positive_seconds
+    )
+    """The longest pause between two attempts to reach an unreachable Redis."""
+    ageing: AgeingPolicy = attrs.field(
+        factory=AgeingPolicy, validator=attrs.validators.instance_of(AgeingPolicy)
+    )
+    """When a persisting break is escalated, and when it halts trading (off by default)."""
+    audit_store: str | None = attrs.field(default=None, validator=attrs.validators.optional(_audit_target))
+    """Where runs and breaks are recorded: a SQLite file path or a postgresql:// URL; None: nowhere."""
+    audit_backlog_max_runs: int = attrs.field(default=10_000, validator=whole_number(1))
+    """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
+
+    @post_fill_max_wait_seconds.validator
+    def _max_wait_covers_delay(self, _field: attrs.Attribute[Any], value: float) -> None:
+        if value < self.post_fill_delay_seconds:
+            msg = (
+                f"post_fill_max_wait_seconds ({value}) must be at least "
+                f"post_fill_delay_seconds ({self.post_fill_delay_seconds})"
+            )
+            raise ValueError(msg)
+
+    def severity_of(self, kind: DiscrepancyType) -> DiscrepancySeverity:
+        return self.severity_overrides.get(kind, DEFAULT_SEVERITY[kind])
+
+
+@attrs.frozen
+class Snapshot:
+    """Both sides of one account, read at (about) the same moment, already validated."""
+
+    account_id: str = attrs.field(validator=non_empty_text)
+    local_positions: tuple[Position, ...] = attrs.field(converter=_positions)
+    local_account: LocalAccount
+    broker_positions: tuple[BrokerPosition, ...] = attrs.field(converter=_broker_positions)
+    broker_account: BrokerAccount
+    taken_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)

@@ -1,0 +1,168 @@
+"""Reading both sides of an account: concurrent, bounded in time, and checked.
+
+A broker that raises, hangs or answers with malformed data gives a `SnapshotError`
+whose message says which call, which entry and which field — never an empty book,
+which would flag every local position as missing at the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+    from reconciliation._runtime.workers import DaemonWorkers
+
+__all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one"]
+
+T = TypeVar("T")
+
+
+class SnapshotError(Exception):
+    """One or more calls for a snapshot failed; the message is for an operator."""
+
+
+def parse_one(cls: type[T], raw: object, *, call: str, where: str = "") -> T:
+    """`raw` as a valid `cls`: taken as it is, or rebuilt from a look-alike's attributes."""
+    if type(raw) is cls:
+        return raw
+    label = f"{call}{where}"
+    if raw is None:
+        msg = f"{label} is None, expected a {cls.__name__}"
+        raise SnapshotError(msg)
+    values: dict[str, Any] = {}
+    for field in attrs.fields(cls):  # type: ignore[arg-type]
+        if isinstance(raw, dict):
+            present, value = field.name in raw, raw.get(field.name)
+        else:
+            present, value = hasattr(raw, field.name), getattr(raw, field.name, None)
+        if present:
+            values[field.name] = value
+        elif field.default is attrs.NOTHING:
+            msg = f"{label} has no field {field.name!r} ({type(raw).__name__} {raw!r})"
+            raise SnapshotError(msg)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        msg = f"{label}: {exc}"
+        raise SnapshotError(msg) from exc
+
+
+def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
+    """A list of positions as valid `cls` instances; the fast path keeps valid ones as they are."""
+    if raw is None or isinstance(raw, str | bytes) or not isinstance(raw, Sequence | set | frozenset):
+        msg = f"{call} returned {type(raw).__name__} {raw!r:.80}, expected a list of {cls.__name__}"
+        raise SnapshotError(msg)
+    entries = tuple(raw)
+    if set(map(type, entries)) <= {cls}:
+        return entries
+    return tuple(
+        parse_one(cls, entry, call=call, where=_entry_label(index, entry))
+        for index, entry in enumerate(entries)
+    )
+
+
+def _entry_label(index: int, entry: object) -> str:
+    symbol = entry.get("symbol") if isinstance(entry, dict) else getattr(entry, "symbol", None)
+    return f" entry {index} (symbol {symbol!r})" if isinstance(symbol, str) else f" entry {index}"
+
+
+async def _call(
+    method: Callable[[str], Any], account_id: str, *, name: str, limit: float, workers: DaemonWorkers
+) -> Any:
+    async def invoke() -> Any:
+        if inspect.iscoroutinefunction(method):
+            return await method(account_id)
+        answer = await asyncio.wrap_future(workers.submit(lambda: method(account_id)))
+        if inspect.isawaitable(answer):
+            return await answer
+        return answer
+
+    try:
+        return await asyncio.wait_for(invoke(), limit)
+    except TimeoutError:
+        msg = f"{name} did not answer within {limit:g} s"
+        raise SnapshotError(msg) from None
+    except SnapshotError:
+        raise
+    except Exception as exc:
+        msg = f"{name} failed: {describe_error(exc)}"
+        raise SnapshotError(msg) from exc
+
+
+async def fetch_snapshot(
+    portfolio: PortfolioManager,
+    broker: BrokerQuery,
+    account_id: str,
+    *,
+    limit: float,
+    now: Callable[[], dt.datetime],
+    workers: DaemonWorkers,
+) -> Snapshot:
+    """Read the four figures concurrently, each bounded by `limit` seconds, then check them.
+
+    Plain methods run on `workers`' daemon threads, async ones on the running loop.
+
+    Raises:
+        SnapshotError: naming every call that failed, timed out or answered malformed data.
+    """
+    calls: list[tuple[str, Callable[[str], Any]]] = [
+        ("local.get_positions", portfolio.get_positions),
+        ("local.get_account", portfolio.get_account),
+        ("broker.get_positions", broker.get_positions),
+        ("broker.get_account", broker.get_account),
+    ]
+    answers = await asyncio.gather(
+        *(_call(method, account_id, name=name, limit=limit, workers=workers) for name, method in calls),
+        return_exceptions=True,
+    )
+    taken_at = now()
+    failures = [
+        str(a) if isinstance(a, SnapshotError) else describe_error(a)
+        for a in answers
+        if isinstance(a, BaseException)
+    ]
+    if failures:
+        raise SnapshotError("; ".join(failures))
+    local_positions, local_account, broker_positions, broker_account = answers
+    problems: list[str] = []
+    parsed = [
+        _collect(problems, lambda: parse_entries(Position, local_positions, call="local.get_positions")),
+        _collect(problems, lambda: _account(LocalAccount, local_account, "local.get_account", account_id)),
+        _collect(
+            problems, lambda: parse_entries(BrokerPosition, broker_positions, call="broker.get_positions")
+        ),
+        _collect(problems, lambda: _account(BrokerAccount, broker_account, "broker.get_account", account_id)),
+    ]
+    if problems:
+        raise SnapshotError("; ".join(problems))
+    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at)
+
+
+def _collect(problems: list[str], parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except SnapshotError as exc:
+        problems.append(f"malformed data: {exc}")
+        return None
+
+
+_AccountT = TypeVar("_AccountT", LocalAccount, BrokerAccount)
+
+
+def _account(cls: type[_AccountT], raw: object, call: str, account_id: str) -> _AccountT:
+    account = parse_one(cls, raw, call=call)
+    if account.account_id != account_id:
+        msg = f"{call} answered for account {account.account_id!r}, not {account_id!r}"
+        raise SnapshotError(msg)
+    return account

@@ -1,1 +1,0 @@
-"""The pipeline's actors, one module each; `supervisor` is the service's entry actor."""

@@ -1,0 +1,78 @@
+"""What the audit trail holds about runs: each recorded run and its discrepancies, aged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Literal
+from uuid import UUID
+
+import attrs
+
+from reconciliation._domain.models import (
+    Discrepancy,
+    DiscrepancySeverity,
+    NettedSymbol,
+    ReconciliationResult,
+)
+from reconciliation._domain.values import frozen_context, non_empty_text, utc_datetime, utc_only, whole_number
+
+__all__ = ["RecordedDiscrepancy", "RunRecord"]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class RecordedDiscrepancy:
+    """A discrepancy as the comparator classified it, with its break's age at that run."""
+
+    discrepancy: Discrepancy
+    severity: DiscrepancySeverity
+    """After escalation by age; `discrepancy.severity` is the classified one."""
+    break_id: UUID
+    first_seen: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    consecutive_runs: int = attrs.field(validator=whole_number(1))
+
+
+@attrs.frozen
+class RunRecord:
+    """One run as the audit store holds it: the result, its error, its discrepancies."""
+
+    run_id: UUID
+    account_id: str = attrs.field(validator=non_empty_text)
+    timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    positions_checked: int
+    duration_ms: float
+    context: Mapping[str, str] = attrs.field(converter=frozen_context)
+    error: str | None
+    netted: tuple[NettedSymbol, ...]
+    discrepancies: tuple[RecordedDiscrepancy, ...]
+    """All the run found; fewer when `history.load_history` filtered them."""
+    discrepancy_count: int
+    """How many the run found, filtered or not."""
+
+    @property
+    def status(self) -> Literal["ok", "failed"]:
+        return "ok" if self.error is None else "failed"
+
+    @property
+    def is_clean(self) -> bool:
+        return self.error is None and self.discrepancy_count == 0
+
+    def to_result(self) -> ReconciliationResult:
+        """The result as it was recorded, with the classified (not escalated) severities.
+
+        Only the discrepancies this record holds: all of them unless it was filtered.
+        """
+        return ReconciliationResult(
+            run_id=self.run_id,
+            account_id=self.account_id,
+            timestamp=self.timestamp,
+            discrepancies=tuple(d.discrepancy for d in self.discrepancies),
+            positions_checked=self.positions_checked,
+            duration_ms=self.duration_ms,
+            context=self.context,
+            error=self.error,
+            netted=self.netted,
+        )
