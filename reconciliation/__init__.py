@@ -1,10 +1,14 @@
 """Keeps a trading engine honest: compares its book with the broker's, raises every break.
 
-The package root exports exactly the public contract (docs/contract in ../shared/spec).
+The package root exports the public contract (spec/contract.md) and the types a host
+needs around it: break states for the kill switch, its callback type, health.
 """
 
 from __future__ import annotations
 
+import logging
+
+from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.models import (
     DEFAULT_SEVERITY,
     AgeingPolicy,
@@ -21,20 +25,30 @@ from reconciliation._domain.models import (
     ReconciliationResult,
 )
 from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
-from reconciliation._runtime.messages import ReconcileRequest
+from reconciliation._runtime.debouncer_actor import EntryRef
+from reconciliation._runtime.delivery import DeliveryHealth
+from reconciliation._runtime.health import ComponentHealth, ComponentState, ServiceHealth
+from reconciliation._runtime.messages import HaltCallback, ReconcileRequest
+from reconciliation._runtime.runtime import StopReport
 from reconciliation._runtime.service import ReconciliationService
-from reconciliation.paper._books import InMemoryPortfolio, PaperBroker
+from reconciliation.paper import InMemoryPortfolio, PaperBroker
 
 __all__ = [
     "DEFAULT_SEVERITY",
     "AgeingPolicy",
     "AssetType",
+    "BreakState",
     "BrokerAccount",
     "BrokerPosition",
     "BrokerQuery",
+    "ComponentHealth",
+    "ComponentState",
+    "DeliveryHealth",
     "Discrepancy",
     "DiscrepancySeverity",
     "DiscrepancyType",
+    "EntryRef",
+    "HaltCallback",
     "InMemoryPortfolio",
     "LocalAccount",
     "OrderFill",
@@ -45,4 +59,8 @@ __all__ = [
     "ReconciliationConfig",
     "ReconciliationResult",
     "ReconciliationService",
+    "ServiceHealth",
+    "StopReport",
 ]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

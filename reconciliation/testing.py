@@ -1,4 +1,4 @@
-"""Test helpers for host engines: a scriptable broker and a capture of what is published.
+"""Test helpers for host engines: a scriptable broker and captures of what is published.
 
 Public API, like `structlog.testing`: an engine embedding the service can test its
 integration without writing fakes of its own.
@@ -7,12 +7,21 @@ integration without writing fakes of its own.
     broker.then_raise(ConnectionError("gateway down"))   # the next call fails
     broker.then_delay(5.0)                                # the one after hangs 5 s
     broker.then_return([None])                            # then malformed data
+
+    with capture_published() as published:               # in-process: no Redis, no thread
+        await service.start()
+        result = await service.reconcile()
+        assert published.results[-1]["run_id"] == str(result.run_id)
+
+`RedisCapture` subscribes to a real (or fake) Redis instead, for tests of the wire.
+`ManualClock` moves time by hand: pass it as the service's `clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import threading
 import time
@@ -27,15 +36,28 @@ from reconciliation._publishing.payloads import (
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
+    iter_payloads,
 )
+from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.observers import add_observer, remove_observer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from types import TracebackType
 
     import redis
 
-__all__ = ["AsyncScriptedBroker", "RedisCapture", "ScriptedBroker"]
+    from reconciliation._domain.models import ReconciliationResult
+    from reconciliation._runtime.messages import FinishedRun
+
+__all__ = [
+    "AsyncScriptedBroker",
+    "ManualClock",
+    "PublishedCapture",
+    "RedisCapture",
+    "ScriptedBroker",
+    "capture_published",
+]
 
 Call = Literal["get_positions", "get_account"]
 
@@ -145,6 +167,88 @@ class AsyncScriptedBroker(ScriptedBroker):
         if isinstance(step, _Delay):
             await asyncio.sleep(step.seconds)
         return self._answer(step, self.account())
+
+
+class PublishedCapture:
+    """Every payload the services of this process publish, decoded, in publish order.
+
+    Fed in-process and synchronously by the step every run leaves through (see
+    `capture_published`): the payloads are the exact JSON that goes to Redis, whether
+    or not Redis is reachable. Waiting uses a condition, never a sleep.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.run_results: list[ReconciliationResult] = []
+        self._arrived = threading.Condition()
+
+    def _observe(self, run: FinishedRun) -> None:
+        decoded = [(channel, json.loads(text)) for channel, text in iter_payloads(run.result, run.ageing)]
+        with self._arrived:
+            self.messages.extend(decoded)
+            self.run_results.append(run.result)
+            self._arrived.notify_all()
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return self.on(RESULT_CHANNEL)
+
+    @property
+    def discrepancies(self) -> list[dict[str, Any]]:
+        return self.on(DISCREPANCY_CHANNEL)
+
+    @property
+    def resolved(self) -> list[dict[str, Any]]:
+        return self.on(RESOLVED_CHANNEL)
+
+    @property
+    def halts(self) -> list[dict[str, Any]]:
+        return self.on(HALT_CHANNEL)
+
+    def on(self, channel: str) -> list[dict[str, Any]]:
+        """Every payload published on `channel`, in order."""
+        with self._arrived:
+            return [payload for published_on, payload in self.messages if published_on == channel]
+
+    def triggers(self) -> list[str]:
+        """The trigger of each run, in order: `["startup", "post_fill", ...]`."""
+        return [result.trigger for result in self.runs()]
+
+    def runs(self) -> list[ReconciliationResult]:
+        """Each run's result as it was published (severities after escalation)."""
+        with self._arrived:
+            return list(self.run_results)
+
+    def wait_for_results(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The first `count` result payloads; raises TimeoutError if they do not all come in time."""
+        self.wait_for(lambda: len(self.run_results) >= count, timeout, f"{count} results")
+        return self.results[:count]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0, what: str = "the condition") -> None:
+        """Wait until `condition()` holds (it is checked after every run published).
+
+        Raises:
+            TimeoutError: it did not hold within `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    msg = f"{what} did not happen within {timeout} s ({len(self.run_results)} runs published)"
+                    raise TimeoutError(msg)
+                self._arrived.wait(remaining)
+
+
+@contextlib.contextmanager
+def capture_published() -> Iterator[PublishedCapture]:
+    """Capture what every service in this process publishes while the block runs."""
+    capture = PublishedCapture()
+    add_observer(capture._observe)  # noqa: SLF001 - the capture's own hook
+    try:
+        yield capture
+    finally:
+        remove_observer(capture._observe)  # noqa: SLF001
 
 
 class RedisCapture:

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pykka
@@ -350,7 +350,7 @@ class Session:
     def ask(self, requested_by: str) -> ReconciliationResult:
         """What an engine's risk actor does: ask the service's ref, block for the result."""
         request = ReconcileRequest(self.account_id, requested_by=requested_by)
-        return cast("ReconciliationResult", self.service.ref.ask(request, timeout=self.pace.wait_seconds))
+        return self.service.ref.ask(request, timeout=self.pace.wait_seconds)
 
     async def pause(self) -> None:
         await asyncio.sleep(self.pace.pause_seconds)

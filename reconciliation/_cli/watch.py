@@ -23,7 +23,7 @@ from reconciliation._publishing.payloads import (
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
 )
-from reconciliation._publishing.redis_publisher import (
+from reconciliation._publishing.redis_sink import (
     DISCREPANCY_STREAM,
     HALT_STREAM,
     RESOLVED_STREAM,

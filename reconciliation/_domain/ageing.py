@@ -30,6 +30,10 @@ __all__ = ["AgeingPolicy", "AgeingUpdate", "BreakTracker"]
 logger = logging.getLogger(__name__)
 
 
+def _by_key(update: AgeingUpdate) -> dict[BreakKey, BreakState]:
+    return {state.key: state for state in update.breaks}
+
+
 @attrs.frozen
 class AgeingUpdate:
     """What one run changed.
@@ -44,6 +48,9 @@ class AgeingUpdate:
     breaks: tuple[BreakState, ...] = ()
     resolved: tuple[BreakState, ...] = ()
     halts: tuple[BreakState, ...] = ()
+    _index: dict[BreakKey, BreakState] = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(_by_key, takes_self=True)
+    )
 
     def state_of(self, discrepancy: Discrepancy) -> BreakState:
         """The break of one of this run's discrepancies.
@@ -51,20 +58,26 @@ class AgeingUpdate:
         Raises:
             KeyError: the discrepancy is not one of this run's.
         """
-        for state in self.breaks:
-            if state.key == discrepancy.key:
-                return state
-        raise KeyError(discrepancy.key)
+        return self._index[discrepancy.key]
 
     def escalate(self, result: ReconciliationResult) -> ReconciliationResult:
-        """`result` with each discrepancy's severity replaced by its break's, for publishing."""
+        """`result` with each discrepancy's severity replaced by its break's, for publishing.
+
+        Linear in the discrepancies; a result none of whose breaks escalated is returned as is.
+        """
         if result.run_id != self.run_id:
             msg = f"this update is for run {self.run_id}, not {result.run_id}"
             raise ValueError(msg)
+        if len(self.breaks) != len(result.discrepancies):
+            msg = f"run {result.run_id} has {len(result.discrepancies)} discrepancies but {len(self.breaks)} breaks"
+            raise ValueError(msg)
+        if all(d.severity is b.severity for d, b in zip(result.discrepancies, self.breaks, strict=True)):
+            return result
         return attrs.evolve(
             result,
             discrepancies=tuple(
-                attrs.evolve(d, severity=self.state_of(d).severity) for d in result.discrepancies
+                d if d.severity is b.severity else attrs.evolve(d, severity=b.severity)
+                for d, b in zip(result.discrepancies, self.breaks, strict=True)
             ),
         )
 

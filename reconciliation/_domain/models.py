@@ -261,20 +261,9 @@ class ReconciliationResult:
     """None when the run completed; otherwise why it could not, for an operator."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
     is_clean: bool = attrs.field(
-        default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
+        init=False, default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
     )
-    """The run completed and found nothing to report. Derived when not given; given, it
-    must agree (design.md lists it as a field, so callers may pass it)."""
-
-    @is_clean.validator
-    def _agrees(self, _field: attrs.Attribute[Any], value: object) -> None:
-        derived = self.error is None and not self.discrepancies
-        if value is not derived:
-            msg = (
-                f"is_clean={value!r} contradicts the result: error={self.error!r}, "
-                f"{len(self.discrepancies)} discrepancies (is_clean is {derived})"
-            )
-            raise ValueError(msg)
+    """The run completed and found nothing to report; derived, so `attrs.evolve` keeps it true."""
 
     @property
     def status(self) -> Literal["ok", "failed"]:
@@ -395,6 +384,13 @@ def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) 
         raise ValueError(msg)
 
 
+REDIS_MAX_INTEGER = 2**63 - 1
+"""The largest integer argument Redis accepts (a signed 64-bit integer)."""
+
+MAX_QUEUED_RUNS = 1_000_000
+"""The most runs a delivery queue may be asked to hold while its sink is down."""
+
+
 @attrs.frozen
 class ReconciliationConfig:
     """How, when and how strictly one account is reconciled. See docs/configuration.md."""
@@ -414,11 +410,16 @@ class ReconciliationConfig:
     severity_overrides: Mapping[DiscrepancyType, DiscrepancySeverity] = attrs.field(
         factory=dict, converter=_severity_table
     )
-    post_fill_max_wait_seconds: float = attrs.field(default=60.0, converter=seconds, validator=finite_seconds)
-    """The longest a steady stream of fills can postpone the post-fill run."""
-    stream_maxlen: int = attrs.field(default=10_000, validator=whole_number(1))
+    post_fill_max_wait_seconds: float = attrs.field(
+        default=attrs.Factory(lambda self: max(60.0, self.post_fill_delay_seconds), takes_self=True),
+        converter=seconds,
+        validator=finite_seconds,
+    )
+    """The longest a steady stream of fills can postpone the post-fill run; by default
+    the larger of 60 s and `post_fill_delay_seconds`."""
+    stream_maxlen: int = attrs.field(default=10_000, validator=whole_number(1, REDIS_MAX_INTEGER))
     """Approximate length at which the durable Redis streams are capped."""
-    outbox_max_runs: int = attrs.field(default=1_000, validator=whole_number(1))
+    outbox_max_runs: int = attrs.field(default=1_000, validator=whole_number(1, MAX_QUEUED_RUNS))
     """How many undelivered runs the publisher keeps while Redis is unreachable."""
     publish_retry_max_seconds: float = attrs.field(
         default=30.0, converter=seconds, validator=positive_seconds
@@ -430,7 +431,7 @@ class ReconciliationConfig:
     """When a persisting break is escalated, and when it halts trading (off by default)."""
     audit_store: str | None = attrs.field(default=None, validator=attrs.validators.optional(_audit_target))
     """Where runs and breaks are recorded: a SQLite file path or a postgresql:// URL; None: nowhere."""
-    audit_backlog_max_runs: int = attrs.field(default=10_000, validator=whole_number(1))
+    audit_backlog_max_runs: int = attrs.field(default=10_000, validator=whole_number(1, MAX_QUEUED_RUNS))
     """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
 
     @post_fill_max_wait_seconds.validator

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -20,6 +21,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 __all__ = [
+    "MAX_SECONDS",
     "FrozenMapping",
     "exact_decimal",
     "finite_decimal",
@@ -110,15 +112,25 @@ def seconds(value: float | Decimal) -> float:
     return cast("float", value)
 
 
+MAX_SECONDS = float(int(threading.TIMEOUT_MAX))
+"""The longest duration a timer of this platform can wait for (about 292 years on Linux)."""
+
+
 def finite_seconds(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, float):
-        msg = f"{field.name} must be a number of seconds, not {type(value).__name__} {value!r}"
+        msg = f"{field.name} must be a number of seconds, not {type(value).__name__} {value!r:.100}"
         raise TypeError(msg)
     if not math.isfinite(value):
         msg = f"{field.name} must be a finite number of seconds, not {value!r}"
         raise ValueError(msg)
     if value < 0:
         msg = f"{field.name} must not be negative, got {value} seconds"
+        raise ValueError(msg)
+    if value > MAX_SECONDS:
+        msg = (
+            f"{field.name} must be at most {MAX_SECONDS:.0f} seconds (the platform's longest timer), "
+            f"got {value:g}; to turn the automatic runs off, set enabled=False"
+        )
         raise ValueError(msg)
 
 
@@ -170,15 +182,20 @@ def frozen_context(value: Mapping[str, str]) -> Mapping[str, str]:
     return FrozenMapping(value)
 
 
-def whole_number(minimum: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
-    """A validator: an `int` (not a bool) of at least `minimum`."""
+def whole_number(
+    minimum: int, maximum: int | None = None
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """A validator: an `int` (not a bool) of at least `minimum` and at most `maximum`."""
 
     def check(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
-            msg = f"{field.name} must be a whole number, not {type(value).__name__} {value!r}"
+            msg = f"{field.name} must be a whole number, not {type(value).__name__} {value!r:.100}"
             raise TypeError(msg)
         if value < minimum:
             msg = f"{field.name} must be at least {minimum}, got {value}"
+            raise ValueError(msg)
+        if maximum is not None and value > maximum:
+            msg = f"{field.name} must be at most {maximum}, got {value:.6g}"
             raise ValueError(msg)
 
     return check

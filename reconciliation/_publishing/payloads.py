@@ -87,13 +87,16 @@ def discrepancy_payload(result: ReconciliationResult, discrepancy: Discrepancy) 
     }
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def encode(payload: dict[str, Any]) -> str:
     """Compact JSON with sorted keys: the same payload always gives the same text.
 
     Raises:
         ValueError: a float in the payload is NaN or infinite (not valid JSON).
     """
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(payload)
 
 
 def break_facts(state: BreakState) -> dict[str, Any]:
@@ -138,13 +141,18 @@ def halt_payload(result: ReconciliationResult, state: BreakState) -> dict[str, A
 
 def iter_payloads(result: ReconciliationResult, ageing: AgeingUpdate | None = None) -> list[tuple[str, str]]:
     """(channel, JSON) for one run, in publish order: the result, each discrepancy (with
-    its age when `ageing` is given), then each resolved break and each kill-switch halt."""
+    its age when `ageing` is given), then each resolved break and each kill-switch halt.
+
+    Linear in the discrepancies: `ageing.breaks` lists their breaks in the same order.
+    """
     payloads = [(RESULT_CHANNEL, encode(result_payload(result)))]
-    for discrepancy in result.discrepancies:
-        payload = discrepancy_payload(result, discrepancy)
-        if ageing is not None:
-            payload.update(break_facts(ageing.state_of(discrepancy)))
-        payloads.append((DISCREPANCY_CHANNEL, encode(payload)))
+    if ageing is None or not ageing.breaks:
+        payloads.extend((DISCREPANCY_CHANNEL, encode(discrepancy_payload(result, d))) for d in result.discrepancies)
+    else:
+        for discrepancy, state in zip(result.discrepancies, ageing.breaks, strict=True):
+            payload = discrepancy_payload(result, discrepancy)
+            payload.update(break_facts(state))
+            payloads.append((DISCREPANCY_CHANNEL, encode(payload)))
     if ageing is not None:
         payloads.extend((RESOLVED_CHANNEL, encode(resolved_payload(result, s))) for s in ageing.resolved)
         payloads.extend((HALT_CHANNEL, encode(halt_payload(result, s))) for s in ageing.halts)

@@ -1,151 +1,173 @@
-"""What every pipeline actor shares: knowing its peers, and reporting its own death.
+"""What every actor of the pipeline shares: it never dies, and it says how it is doing.
 
-pykka has no supervision: an exception in a told message stops the actor silently.
-Each actor here tells the supervisor instead, naming the run it was handling, so the
-run is reported failed and the actor is restarted.
+pykka stops an actor whose told message raised, and throws its inbox away — the runs
+queued behind the failure would be lost — and it answers a `BaseException` by stopping
+every actor in the process, the host engine's included. So no exception leaves an actor
+of ours: a failing handler is logged with the run it was handling, that run is reported
+failed (`fail_run`), the component is marked degraded on the `HealthBoard`, and the
+actor goes on with its next message. The same holds for `on_start` and `on_stop`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import time
-from typing import TYPE_CHECKING, Any, ClassVar
+import threading
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from reconciliation._domain.error_text import describe_error
+from reconciliation._runtime.health import ComponentHealth, ComponentState
 from reconciliation._runtime.messages import (
-    ActorCrashed,
+    AbandonRun,
     FetchSnapshot,
-    Peers,
-    PeersChanged,
-    Publish,
-    Record,
-    RunFinished,
+    FinishedRun,
+    RunTicket,
     SnapshotFailed,
     SnapshotTaken,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import TracebackType
+    import datetime as dt
     from uuid import UUID
 
-    from reconciliation._runtime.clock import Clock, TimerHandle
+    from reconciliation._runtime.clock import Clock
+    from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["FollowingFuture", "PipelineActor", "Retry", "tell"]
+__all__ = ["ResilientActor", "run_id_of", "tell"]
 
 logger = logging.getLogger(__name__)
 
 
-class FollowingFuture(pykka.ThreadingFuture[Any]):
-    """A reply future that, when the actor replied with another future, waits for that one.
-
-    It lets `service.ref.ask(ReconcileRequest(...))` return the run's result although
-    the actors answer at once (the entry with the supervisor's future, the supervisor
-    with the run's) and go on with their work. pykka lets an actor choose its futures'
-    class (`_create_future`), as its gevent and eventlet actors do.
-    """
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        value = super().get(timeout=timeout)
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if isinstance(value, concurrent.futures.Future):
-            try:
-                return value.result(timeout=remaining)
-            except concurrent.futures.TimeoutError:
-                msg = f"{timeout} seconds"
-                raise pykka.Timeout(msg) from None
-        if isinstance(value, pykka.Future):
-            return value.get(timeout=remaining)
-        return value
-
-
-def tell(ref: pykka.ActorRef[Any] | None, message: object) -> bool:
-    """Tell `ref` if it is alive; False (and a debug line) if it is gone."""
-    if ref is None:
-        return False
-    try:
-        ref.tell(message)
-    except pykka.ActorDeadError:
-        logger.debug("Dropped %s: %s is no longer running", type(message).__name__, ref)
-        return False
-    return True
-
-
-class Retry:
-    """An actor's next attempt at work that may fail (a delivery, a write): at most one
-    is pending, it comes back to the actor as `message`, and stopping cancels it."""
-
-    def __init__(self, clock: Clock, ref: pykka.ActorRef[Any], message: object) -> None:
-        self._clock = clock
-        self._ref = ref
-        self._message = message
-        self._pending: TimerHandle | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self._pending is not None
-
-    def attempt(self, work: Callable[[], float | None]) -> None:
-        """Do `work` now; when it answers a delay in seconds, try again after that long."""
-        self._pending = None
-        delay = work()
-        if delay is not None:
-            self._pending = self._clock.call_later(delay, lambda: tell(self._ref, self._message))
-
-    def cancel(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+def ticket_of(message: object) -> RunTicket | None:
+    """The run a message is about, if it carries one's ticket."""
+    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed | AbandonRun):
+        return message.ticket
+    return None
 
 
 def run_id_of(message: object) -> UUID | None:
-    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed):
-        return message.ticket.run_id
-    if isinstance(message, RunFinished | Publish | Record):
+    ticket = ticket_of(message)
+    if ticket is not None:
+        return ticket.run_id
+    if isinstance(message, FinishedRun):
         return message.result.run_id
     return None
 
 
-class PipelineActor(pykka.ThreadingActor):
-    """An actor of the pipeline. Subclasses implement `handle` and name their `role`."""
+def tell(ref: pykka.ActorRef[Any], message: object) -> None:
+    """Tell `ref`, from a thread that is not an actor's (a timer, a future's callback):
+    an actor that has stopped (the service is stopping) needs nothing more."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("%s is stopped; dropped %s", ref, type(message).__name__)
 
-    role: ClassVar[str]
 
-    def __init__(self, supervisor: pykka.ActorRef[Any], peers: Peers | None) -> None:
+class ResilientActor(pykka.ThreadingActor):
+    """Subclasses name their `component`, implement `handle`, and may override
+    `started`, `stopping` and `fail_run`."""
+
+    component: str
+    use_daemon_thread = True
+    """A host that exits without stopping the service is not kept alive by it."""
+
+    def __init__(self, *, board: HealthBoard, clock: Clock) -> None:
         super().__init__()
-        self.supervisor = supervisor
-        self.peers = peers
-        self._handling: UUID | None = None
-        self.current_message: object = None
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, PeersChanged):
-            self.peers = message.peers
-            return None
-        self._handling = run_id_of(message)
-        self.current_message = message
-        answer = self.handle(message)
-        self._handling = None
-        self.current_message = None
-        return answer
+        self.thread: threading.Thread | None = None
+        self._board = board
+        self._clock = clock
+        self._state = ComponentState.RUNNING
+        self._errors = 0
+        self._last_error: str | None = None
+        self._last_error_at: dt.datetime | None = None
 
     def handle(self, message: Any) -> Any:
         raise NotImplementedError
 
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def started(self) -> None:
+        """Set-up in the actor's own thread, before its first message."""
+
+    def stopping(self) -> None:
+        """Clean-up after the last message (what is still queued has been handled)."""
+
+    def fail_run(self, message: Any, reason: str) -> None:
+        """Report the run `message` is about as failed with `reason` (handling it failed).
+
+        The default knows no run: the failure is only logged and counted.
+        """
+
+    def on_start(self) -> None:
+        self.thread = threading.current_thread()
+        try:
+            self.started()
+        except BaseException as error:  # noqa: BLE001 - see the module docstring
+            self._failed(error, "while starting")
+        self._post()
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            answer = self.handle(message)
+        except BaseException as error:  # noqa: BLE001 - see the module docstring
+            run_id = run_id_of(message)
+            self._failed(error, f"on {type(message).__name__}" + (f" of run {run_id}" if run_id else ""))
+            self._report_failed_run(message, error)
+            return None
+        if self._state is ComponentState.DEGRADED and run_id_of(message) is not None:
+            self._recovered()
+        return answer
+
+    def on_stop(self) -> None:
+        try:
+            self.stopping()
+        except BaseException as error:  # noqa: BLE001 - see the module docstring
+            self._failed(error, "while stopping")
+        self._state = ComponentState.STOPPED
+        self._post()
+
+    def on_failure(self, *exc_info: Any) -> None:  # pragma: no cover - on_receive lets nothing escape
+        logger.error("The %s actor stopped on an unexpected error", self.component, exc_info=exc_info)
+        self._state = ComponentState.STOPPED
+        self._post()
+
+    def degrade(self, reason: str) -> None:
+        """Mark the component degraded for a failure it handled itself (a sink that is down)."""
+        self._errors += 1
+        self._last_error = reason
+        self._last_error_at = self._clock.now()
+        self._state = ComponentState.DEGRADED
+        self._post()
+
+    def _recovered(self) -> None:
+        logger.info("The %s works again after %d errors", self.component, self._errors)
+        self._state = ComponentState.RUNNING
+        self._post()
+
+    def _failed(self, error: BaseException, where: str) -> None:
+        text = describe_error(error)
         logger.error(
-            "The %s actor failed%s; the supervisor restarts it",
-            self.role,
-            f" during run {self._handling}" if self._handling else "",
-            exc_info=(exception_type, exception_value, traceback) if exception_type else None,  # type: ignore[arg-type]
+            "The %s failed %s: %s; it goes on",
+            self.component,
+            where,
+            text,
+            exc_info=error,
+            extra={"component": self.component},
         )
-        tell(self.supervisor, ActorCrashed(self.role, describe_error(exception_value), self._handling))
+        self.degrade(text)
+
+    def _report_failed_run(self, message: Any, error: BaseException) -> None:
+        try:
+            self.fail_run(message, f"the {self.component} failed: {describe_error(error)}")
+        except BaseException:
+            logger.exception("The %s could not report the failed run", self.component)
+
+    def _post(self) -> None:
+        self._board.post(
+            ComponentHealth(
+                name=self.component,
+                state=self._state,
+                errors=self._errors,
+                last_error=self._last_error,
+                last_error_at=self._last_error_at,
+            )
+        )

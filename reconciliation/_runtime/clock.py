@@ -2,6 +2,10 @@
 
 pykka has no timers. `SystemClock` runs one timer thread whose callbacks tell actors;
 `ManualClock` lets tests move time by hand, so trigger and debounce tests need no sleeps.
+
+The timer thread must outlive anything it is given: a delay too long for the platform
+(`threading.TIMEOUT_MAX`), an infinite one, or a callback that raises — even a
+`SystemExit` or `KeyboardInterrupt` from host code.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import datetime as dt
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +22,12 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "TimerHandle"]
+__all__ = ["MAX_WAIT_SECONDS", "Clock", "ManualClock", "SystemClock", "TimerHandle"]
 
 logger = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 3600.0
+"""The timer thread wakes at least this often, so no wait exceeds what the platform allows."""
 
 
 class TimerHandle(Protocol):
@@ -37,6 +45,11 @@ class Clock(Protocol):
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         """Run `callback` (which must be quick: it should only tell an actor) after `delay` s."""
+        ...
+
+    @property
+    def is_running(self) -> bool:
+        """Whether timers still fire."""
         ...
 
 
@@ -75,10 +88,18 @@ class _TimerQueue:
         self._heap.clear()
 
 
+def _delay(delay: float) -> float:
+    """A delay as the timer queue takes it: not negative; NaN is a caller's bug."""
+    if math.isnan(delay):
+        msg = "a timer delay cannot be NaN"
+        raise ValueError(msg)
+    return max(delay, 0.0)
+
+
 def _fire(timer: _Timer) -> None:
     try:
         timer.callback()
-    except Exception:
+    except BaseException:
         logger.exception("A timer callback failed; the timer thread goes on")
 
 
@@ -101,8 +122,13 @@ class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
+    @property
+    def is_running(self) -> bool:
+        """False once closed, or if the timer thread ended (it should never)."""
+        return not self._closed and (self._thread is None or self._thread.is_alive())
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
-        timer = _Timer(time.monotonic() + max(delay, 0.0), callback)
+        timer = _Timer(time.monotonic() + _delay(delay), callback)
         with self._wakeup:
             if self._closed:
                 timer.cancelled = True
@@ -131,7 +157,8 @@ class SystemClock:
                 due = self._queue.pop_due(time.monotonic())
                 if due is None:
                     deadline = self._queue.next_deadline()
-                    self._wakeup.wait(None if deadline is None else deadline - time.monotonic())
+                    wait = MAX_WAIT_SECONDS if deadline is None else deadline - time.monotonic()
+                    self._wakeup.wait(min(max(wait, 0.0), MAX_WAIT_SECONDS))
                     continue
             if not due.cancelled:
                 _fire(due)
@@ -146,6 +173,10 @@ class ManualClock:
         self._queue = _TimerQueue()
         self._lock = threading.RLock()
 
+    @property
+    def is_running(self) -> bool:
+        return True
+
     def monotonic(self) -> float:
         return self._elapsed
 
@@ -154,7 +185,7 @@ class ManualClock:
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         with self._lock:
-            timer = _Timer(self._elapsed + max(delay, 0.0), callback)
+            timer = _Timer(self._elapsed + _delay(delay), callback)
             self._queue.push(timer)
             return timer
 

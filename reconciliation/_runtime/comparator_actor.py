@@ -1,44 +1,54 @@
-"""The comparator actor: turns a snapshot (or the reason there is none) into a result.
+"""The comparator: classifies each snapshot, ages its breaks, and finishes every run.
+
+Every run ends here, however it ends — compared, failed to read, abandoned by the
+watchdog or at stop — through one step (`_finish`): the breaks are aged, the result is
+handed to every sink (Redis, the audit store), the askers are answered through the
+ticket's `outcome`, and the kill switch is called for what ageing confirmed.
 
 It runs inside the host engine's process and shares its GIL. A pure-Python loop gives
-the GIL to other threads only every switch interval (5 ms), so a large comparison would
-delay each of the engine's threads by up to that much, again and again. The comparison
-therefore pauses between chunks, and once `GIL_BUDGET_SECONDS` of work has passed since
-its last pause, it releases the GIL with `time.sleep(0)`, which hands it to a waiting
-thread (`os.sched_yield()` did not reliably: p99 jitter 8.4 ms against 1.5 ms, at the same
-cost to the comparison); the comparison pays a few percent. Books under `LARGE_BOOK`
-are compared in one go. See docs/benchmarks.md.
+the GIL to other threads only every switch interval (5 ms), so a large comparison
+pauses between chunks and, once `GIL_BUDGET_SECONDS` of work has passed since its last
+pause, releases the GIL with `time.sleep(0)`. During a large run the cyclic garbage
+collector is paused too: a full collection of a million-position heap holds the GIL
+for 50-60 ms, and the run's own allocations would trigger it. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
-from reconciliation._runtime.actor_base import PipelineActor, tell
-from reconciliation._runtime.messages import RunFinished, SnapshotFailed, SnapshotTaken
+from reconciliation._runtime.actor_base import ResilientActor, ticket_of
+from reconciliation._runtime.messages import AbandonRun, FinishedRun, SnapshotFailed, SnapshotTaken
+from reconciliation._runtime.observers import notify_observers
 from reconciliation._runtime.results import completed_result, failed_result
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
     import pykka
 
-    from reconciliation._domain.models import ReconciliationConfig
+    from reconciliation._domain.breaks import BreakState
+    from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult
     from reconciliation._runtime.clock import Clock
-    from reconciliation._runtime.messages import Peers
+    from reconciliation._runtime.health import HealthBoard
+    from reconciliation._runtime.messages import HaltCallback, RunTicket
 
-__all__ = ["GIL_BUDGET_SECONDS", "LARGE_BOOK", "ComparatorActor", "GilBudget"]
+__all__ = ["GIL_BUDGET_SECONDS", "LARGE_RUN", "ComparatorActor", "GilBudget", "paused_gc"]
 
 logger = logging.getLogger(__name__)
-
 
 GIL_BUDGET_SECONDS = 0.0005
 """The longest the comparison holds the GIL before it lets other threads run."""
 
-LARGE_BOOK = 20_000
-"""Positions (both sides) past which the comparison pauses; a smaller one takes less
-than the interpreter's own switch interval, so chunking it would only slow it down."""
+LARGE_RUN = 20_000
+"""Positions (both sides) past which the comparison pauses and the collector is paused;
+a smaller run takes less than the interpreter's own switch interval."""
 
 
 class GilBudget:
@@ -54,32 +64,96 @@ class GilBudget:
             self._since = time.perf_counter()
 
 
-class ComparatorActor(PipelineActor):
-    role = "comparator"
+@contextlib.contextmanager
+def paused_gc(pause: bool) -> Iterator[None]:
+    """No automatic cyclic collection inside the block (when `pause`); the collector's
+    state is restored after it, so a host that disabled it keeps it disabled."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class ComparatorActor(ResilientActor):
+    component = "comparator"
 
     def __init__(
         self,
-        supervisor: pykka.ActorRef[Any],
-        peers: Peers | None,
         *,
-        config: ReconciliationConfig,
+        accounts: Mapping[str, ReconciliationConfig],
+        trackers: Mapping[str, BreakTracker],
+        sinks: Mapping[str, Sequence[pykka.ActorRef[Any]]],
+        board: HealthBoard,
         clock: Clock,
+        on_halt: HaltCallback | None = None,
     ) -> None:
-        super().__init__(supervisor, peers)
-        self._config = config
-        self._clock = clock
+        """`sinks` maps each account to the delivery actors its runs go to."""
+        super().__init__(board=board, clock=clock)
+        self._accounts = accounts
+        self._trackers = trackers
+        self._sinks = sinks
+        self._on_halt = on_halt
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, SnapshotTaken):
+            if message.ticket.outcome.done():
+                return
             snapshot = message.snapshot
-            large = len(snapshot.local_positions) + len(snapshot.broker_positions) > LARGE_BOOK
-            comparison = compare(snapshot, self._config, pause=GilBudget() if large else None)
-            result = completed_result(
-                message.ticket, comparison, message.snapshot.taken_at, self._clock.monotonic()
-            )
-        elif isinstance(message, SnapshotFailed):
-            result = failed_result(message.ticket, message.reason, self._clock.monotonic())
+            large = len(snapshot.local_positions) + len(snapshot.broker_positions) > LARGE_RUN
+            with paused_gc(large):
+                comparison = compare(
+                    snapshot, self._accounts[snapshot.account_id], pause=GilBudget() if large else None
+                )
+                result = completed_result(message.ticket, comparison, snapshot.taken_at, self._clock.monotonic())
+                self._finish(message.ticket, result)
+        elif isinstance(message, SnapshotFailed | AbandonRun):
+            if message.ticket.outcome.done():
+                return
+            self._finish(message.ticket, failed_result(message.ticket, message.reason, self._clock.monotonic()))
         else:
             logger.warning("The comparator ignored an unexpected %s", type(message).__name__)
+
+    def _finish(self, ticket: RunTicket, result: ReconciliationResult) -> None:
+        """The one way out of the pipeline: age, hand to every sink, answer, halt."""
+        ageing = self._trackers[result.account_id].observe(result)
+        result = ageing.escalate(result)
+        self._emit(ticket, FinishedRun(result, ageing))
+        for confirmed in ageing.halts:
+            self._halt(confirmed, result)
+
+    def _emit(self, ticket: RunTicket, run: FinishedRun) -> None:
+        notify_observers(run)
+        for sink in self._sinks[run.result.account_id]:
+            sink.tell(run)
+        ticket.outcome.set_result(run.result)
+
+    def fail_run(self, message: Any, reason: str) -> None:
+        """Finishing failed (a bug, or a tracker that refused the result): the run still
+        leaves, failed and unaged, so nobody waits for it and every sink hears of it."""
+        ticket = ticket_of(message)
+        if ticket is None or ticket.outcome.done():
             return
-        tell(self.peers.scheduler if self.peers else None, RunFinished(result))
+        result = failed_result(ticket, reason, self._clock.monotonic())
+        self._emit(ticket, FinishedRun(result, AgeingUpdate(run_id=result.run_id, account_id=result.account_id)))
+
+    def _halt(self, confirmed: BreakState, result: ReconciliationResult) -> None:
+        logger.critical(
+            "Kill switch: %s%s on %s has persisted %d runs since %s (run %s)",
+            confirmed.type.value,
+            f" {confirmed.symbol}" if confirmed.symbol else "",
+            confirmed.account_id,
+            confirmed.consecutive_runs,
+            confirmed.first_seen.isoformat(),
+            result.run_id,
+            extra={"run_id": str(result.run_id), "account_id": confirmed.account_id},
+        )
+        if self._on_halt is None:
+            return
+        try:
+            self._on_halt(confirmed, result)
+        except BaseException:
+            logger.exception("The host's kill-switch callback failed for run %s", result.run_id)

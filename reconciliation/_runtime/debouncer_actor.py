@@ -1,41 +1,134 @@
 """The fill debouncer, and the service's entry actor (`service.ref`).
 
 Fills are the one hot message: the execution engine tells every one. They stop here,
-one actor hop from the engine, and a burst of them becomes one post-fill run request.
-Everything else told or asked of `service.ref` (on-demand requests, health) is the
-supervisor's, and is handed to it.
+one actor hop from the engine, and a burst of them becomes one post-fill run request
+(the rule is `_domain.debounce`). An on-demand `ReconcileRequest` is handed to the
+scheduler, and the asker gets the run's result.
 
-The entry actor cannot be restarted — the engine holds its ref — so it never dies of
-an error of its own: it logs it, reports it to the supervisor, forgets the bursts it
-was debouncing, and goes on.
+`service.ref` is an `EntryRef`: its `ask` refuses, in the caller's thread, a request
+for an account the service does not reconcile or a message the entry does not
+understand, and is typed so that `ask(ReconcileRequest(...))` is a `ReconciliationResult`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import attrs
+import pykka
 
 from reconciliation._domain.debounce import DebounceWindow
-from reconciliation._domain.error_text import describe_error
-from reconciliation._domain.models import OrderFill
-from reconciliation._domain.triggers import PostFill
-from reconciliation._runtime.actor_base import FollowingFuture, PipelineActor, tell
-from reconciliation._runtime.messages import ActorCrashed, DebounceDue, PeersChanged, RunRequested
+from reconciliation._domain.models import OrderFill, ReconciliationResult
+from reconciliation._domain.triggers import OnDemand, PostFill
+from reconciliation._runtime.actor_base import ResilientActor, tell
+from reconciliation._runtime.messages import DebounceDue, ReconcileRequest, RunRequested
 
 if TYPE_CHECKING:
-    import pykka
+    from collections.abc import Mapping
 
     from reconciliation._domain.models import ReconciliationConfig
     from reconciliation._runtime.clock import Clock, TimerHandle
-    from reconciliation._runtime.messages import Peers
+    from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["FillDebouncer"]
+__all__ = ["DebouncerActor", "EntryRef", "check_request"]
 
 logger = logging.getLogger(__name__)
 
+MAX_LOGGED_UNKNOWN_ACCOUNTS = 100
+"""Fills for unknown accounts are logged once per account, for this many accounts."""
 
-class FillDebouncer(PipelineActor):
-    role = "debouncer"
+
+def check_request(message: object, accounts: Mapping[str, object]) -> None:
+    """Refuse what the entry cannot answer, with what to send instead.
+
+    Raises:
+        TypeError: not a `ReconcileRequest` or an `OrderFill`.
+        ValueError: a request for an account the service does not reconcile.
+    """
+    if isinstance(message, ReconcileRequest):
+        if message.account_id not in accounts:
+            known = ", ".join(sorted(accounts)[:5]) + (", ..." if len(accounts) > 5 else "")
+            msg = f"this service reconciles {known}, not {message.account_id!r}"
+            raise ValueError(msg)
+        return
+    if not isinstance(message, OrderFill):
+        msg = (
+            f"the reconciliation service takes ReconcileRequest (ask) and OrderFill (tell), "
+            f"not {type(message).__name__}"
+        )
+        raise TypeError(msg)
+
+
+@attrs.frozen
+class Refusal:
+    """What the entry answers to a message it refuses: raised to an asker by `FollowingFuture`."""
+
+    error: Exception
+
+
+class FollowingFuture(pykka.ThreadingFuture[Any]):
+    """The entry's reply: when it is a run's future, waits for that run's result.
+
+    The entry answers at once with the run's `concurrent.futures.Future` and goes on;
+    the asker waits on it here. pykka lets an actor choose its futures' class
+    (`_create_future`), as its gevent and eventlet actors do.
+    """
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        value = super().get(timeout=timeout)
+        if isinstance(value, Refusal):
+            raise value.error
+        if isinstance(value, concurrent.futures.Future):
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                return value.result(timeout=remaining)
+            except concurrent.futures.TimeoutError:
+                msg = f"{timeout} seconds"
+                raise pykka.Timeout(msg) from None
+        return value
+
+
+class EntryRef(pykka.ActorRef["DebouncerActor"]):
+    """`service.ref`: tell it `OrderFill`s, ask it `ReconcileRequest`s."""
+
+    @overload  # type: ignore[override]
+    def ask(
+        self, message: ReconcileRequest, *, block: Literal[True] = True, timeout: float | None = None
+    ) -> ReconciliationResult: ...
+
+    @overload
+    def ask(
+        self, message: ReconcileRequest, *, block: Literal[False], timeout: float | None = None
+    ) -> pykka.Future[ReconciliationResult]: ...
+
+    @overload
+    def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any: ...
+
+    def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
+        """Ask for an on-demand run; the answer is its `ReconciliationResult`.
+
+        Raises:
+            TypeError: the message is not a `ReconcileRequest`.
+            ValueError: it is for an account the service does not reconcile.
+            pykka.Timeout: no result within `timeout` seconds.
+        """
+        actor = self._actor_weakref()
+        if actor is not None and not _is_pykka_message(message):
+            check_request(message, actor.accounts)
+        return super().ask(message, block=block, timeout=timeout)
+
+
+def _is_pykka_message(message: object) -> bool:
+    """pykka's own messages (a stop, a proxy call) go through `ask` too."""
+    return type(message).__module__.split(".")[0] == "pykka"
+
+
+class DebouncerActor(ResilientActor):
+    component = "debouncer"
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
@@ -43,47 +136,70 @@ class FillDebouncer(PipelineActor):
 
     def __init__(
         self,
-        supervisor: pykka.ActorRef[Any],
-        peers: Peers | None,
         *,
-        config: ReconciliationConfig,
+        accounts: Mapping[str, ReconciliationConfig],
+        scheduler: pykka.ActorRef[Any],
+        board: HealthBoard,
         clock: Clock,
     ) -> None:
-        super().__init__(supervisor, peers)
-        self._config = config
-        self._clock = clock
-        self._enabled = config.enabled
+        super().__init__(board=board, clock=clock)
+        self._actor_ref = EntryRef(self)
+        self.accounts = accounts
+        self._scheduler = scheduler
         self._monotonic = clock.monotonic
         self._windows: dict[str, DebounceWindow] = {}
         self._timers: dict[str, TimerHandle] = {}
+        self._refused_fills = 0
+        self._unknown_logged: set[str] = set()
 
-    def on_receive(self, message: Any) -> Any:
-        try:
-            if type(message) is OrderFill:
-                self._on_fill(message)
-                return None
-            if isinstance(message, DebounceDue):
-                self._on_due(message.account_id)
-                return None
-            if isinstance(message, PeersChanged):
-                self.peers = message.peers
-                return None
-            return self.supervisor.ask(message, block=False)
-        except Exception as exc:  # noqa: BLE001 - the entry outlives its own mistakes
-            self._recover(exc)
+    def handle(self, message: Any) -> Any:
+        if type(message) is OrderFill:
+            self._on_fill(message)
             return None
+        if isinstance(message, DebounceDue):
+            self._on_due(message.account_id)
+            return None
+        try:
+            check_request(message, self.accounts)
+        except (TypeError, ValueError) as refused:
+            logger.warning("The reconciliation service refused a message: %s", refused)
+            return Refusal(refused)
+        if isinstance(message, OrderFill):
+            self._on_fill(message)
+            return None
+        reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()
+        self._scheduler.tell(RunRequested(message.account_id, OnDemand(message.requested_by), reply))
+        return reply
 
     def _on_fill(self, fill: OrderFill) -> None:
         """The hot path: one per fill the engine tells, so it does as little as it can."""
-        if not self._enabled:
-            return
         window = self._windows.get(fill.account_id)
         if window is None:
+            config = self.accounts.get(fill.account_id)
+            if config is None:
+                self._refuse(fill)
+                return
+            if not config.enabled:
+                return
             window = self._windows[fill.account_id] = DebounceWindow(
-                self._config.post_fill_delay_seconds, self._config.post_fill_max_wait_seconds
+                config.post_fill_delay_seconds, config.post_fill_max_wait_seconds
             )
         if window.add(fill, self._monotonic()):
             self._arm(fill.account_id, window)
+
+    def _refuse(self, fill: OrderFill) -> None:
+        """A fill for an account this service does not reconcile: counted, no state kept."""
+        self._refused_fills += 1
+        self._board.count("refused_fills", self._refused_fills)
+        if len(self._unknown_logged) < MAX_LOGGED_UNKNOWN_ACCOUNTS and fill.account_id not in self._unknown_logged:
+            self._unknown_logged.add(fill.account_id)
+            logger.warning(
+                "Refused fill %s for account %r: this service reconciles %s (further fills for it are "
+                "counted in health, not logged)",
+                fill.fill_id,
+                fill.account_id[:100],
+                ", ".join(sorted(self.accounts)[:5]),
+            )
 
     def _on_due(self, account_id: str) -> None:
         window = self._windows.get(account_id)
@@ -94,7 +210,7 @@ class FillDebouncer(PipelineActor):
             self._arm(account_id, window)
             return
         trigger = PostFill(order_id=fill.order_id, fill_id=fill.fill_id, symbol=fill.symbol)
-        tell(self.peers.scheduler if self.peers else None, RunRequested(account_id, trigger))
+        self._scheduler.tell(RunRequested(account_id, trigger))
 
     def _arm(self, account_id: str, window: DebounceWindow) -> None:
         due = window.due_at()
@@ -105,20 +221,19 @@ class FillDebouncer(PipelineActor):
             due - self._monotonic(), lambda: tell(me, DebounceDue(account_id))
         )
 
-    def _recover(self, error: Exception) -> None:
-        logger.error(
-            "The debouncer failed (%s); it forgets the bursts it was debouncing and goes on",
-            describe_error(error),
-            exc_info=error,
-        )
-        self._cancel_timers()
-        self._windows.clear()
-        tell(self.supervisor, ActorCrashed(self.role, describe_error(error), None))
+    def fail_run(self, message: Any, reason: str) -> None:
+        """A failure on a fill: forget that account's burst rather than keep a broken one."""
+        if isinstance(message, OrderFill | DebounceDue):
+            self._windows.pop(message.account_id, None)
+            timer = self._timers.pop(message.account_id, None)
+            if timer is not None:
+                timer.cancel()
+            logger.error("The debouncer forgot the open burst of %s: %s", message.account_id, reason)
 
-    def on_stop(self) -> None:
-        self._cancel_timers()
-
-    def _cancel_timers(self) -> None:
+    def stopping(self) -> None:
+        open_bursts = sum(1 for window in self._windows.values() if window.is_open)
+        if open_bursts:
+            logger.info("Stopping with %d post-fill runs still debouncing: they will not run", open_bursts)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -1,140 +1,142 @@
-"""The snapshot fetcher: reads both sides of an account without ever blocking the pipeline.
+"""The snapshot fetcher: reads both books of an account without ever blocking the pipeline.
 
-The reads run on the fetcher's own event loop (async implementations) or in daemon
-threads (plain ones); the actor only starts them and forwards what comes back, so a
-broker that hangs delays nothing but its own run, and that only until the timeout.
+The reads run on the fetcher's own event loop thread (see `BookCalls` for where each
+call runs and how long it may take); the actor only starts them. When a read ends, its
+callback tells the comparator directly, so a run costs this actor one message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from reconciliation._domain.error_text import describe_error
-from reconciliation._domain.models import Snapshot
-from reconciliation._runtime.actor_base import PipelineActor, tell
-from reconciliation._runtime.messages import (
-    FetchSnapshot,
-    RunAborted,
-    RunTicket,
-    SnapshotFailed,
-    SnapshotTaken,
-)
+from reconciliation._runtime.actor_base import ResilientActor, tell
+from reconciliation._runtime.book_calls import BookCalls
+from reconciliation._runtime.messages import FetchSnapshot, RunTicket, SnapshotFailed, SnapshotTaken
 from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 
 if TYPE_CHECKING:
+    import concurrent.futures
+    from collections.abc import Mapping
+
     import pykka
 
-    from reconciliation._domain.models import ReconciliationConfig
-    from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+    from reconciliation._domain.models import Snapshot
+    from reconciliation._runtime.accounts import Account
     from reconciliation._runtime.clock import Clock
-    from reconciliation._runtime.messages import Peers
+    from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["SnapshotFetcher"]
+__all__ = ["LOOP_STOP_TIMEOUT_SECONDS", "FetcherActor"]
 
 logger = logging.getLogger(__name__)
 
-
-@attrs.frozen
-class _Fetched:
-    ticket: RunTicket
-    future: concurrent.futures.Future[Snapshot] = attrs.field(eq=False)
+LOOP_STOP_TIMEOUT_SECONDS = 5.0
 
 
-class SnapshotFetcher(PipelineActor):
-    role = "fetcher"
+class FetcherActor(ResilientActor):
+    component = "fetcher"
 
     def __init__(
         self,
-        supervisor: pykka.ActorRef[Any],
-        peers: Peers | None,
         *,
-        portfolio: PortfolioManager,
-        broker: BrokerQuery,
-        config: ReconciliationConfig,
+        accounts: Mapping[str, Account],
+        comparator: pykka.ActorRef[Any],
+        board: HealthBoard,
         clock: Clock,
+        home_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        super().__init__(supervisor, peers)
-        self._portfolio = portfolio
-        self._broker = broker
-        self._config = config
-        self._clock = clock
+        super().__init__(board=board, clock=clock)
+        self._accounts = accounts
+        self._comparator = comparator
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="reconciliation-fetch", daemon=True
-        )
-        self._pending: set[concurrent.futures.Future[Snapshot]] = set()
+        self._thread = threading.Thread(target=self._run_loop, name="reconciliation-fetch", daemon=True)
         self._workers = DaemonWorkers("reconciliation-call")
+        self._calls = BookCalls(
+            self._workers,
+            monotonic=clock.monotonic,
+            home_loop=home_loop,
+            on_hung=lambda hung: board.count("hung_broker_calls", hung),
+        )
 
-    def on_start(self) -> None:
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        """The threads this actor started (its loop's), for `stop()` to wait on."""
+        return (self._thread,)
+
+    def started(self) -> None:
         self._thread.start()
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, FetchSnapshot):
             self._fetch(message.ticket)
-        elif isinstance(message, _Fetched):
-            self._forward(message)
         else:
             logger.warning("The fetcher ignored an unexpected %s", type(message).__name__)
 
     def _fetch(self, ticket: RunTicket) -> None:
-        future = asyncio.run_coroutine_threadsafe(
+        account = self._accounts[ticket.account_id]
+        reading = asyncio.run_coroutine_threadsafe(
             fetch_snapshot(
-                self._portfolio,
-                self._broker,
+                account.portfolio,
+                account.broker,
                 ticket.account_id,
-                limit=self._config.broker_timeout_seconds,
+                calls=self._calls,
+                limit=account.config.broker_timeout_seconds,
                 now=self._clock.now,
-                workers=self._workers,
             ),
             self._loop,
         )
-        self._pending.add(future)
-        me = self.actor_ref
-        future.add_done_callback(lambda done: tell(me, _Fetched(ticket, done)))
+        comparator = self._comparator
+        reading.add_done_callback(lambda done: tell(comparator, _outcome(ticket, done)))
 
-    def _forward(self, fetched: _Fetched) -> None:
-        self._pending.discard(fetched.future)
-        if fetched.future.cancelled():
-            return
-        error = fetched.future.exception()
-        if error is None:
-            message: SnapshotTaken | SnapshotFailed = SnapshotTaken(fetched.ticket, fetched.future.result())
-        elif isinstance(error, SnapshotError):
-            message = SnapshotFailed(fetched.ticket, str(error))
-        else:
-            message = SnapshotFailed(fetched.ticket, f"reading the snapshot failed: {describe_error(error)}")
-        if not tell(self.peers.comparator if self.peers else None, message):
-            reason = "the comparator is not running (see the service's health)"
-            tell(self.peers.scheduler if self.peers else None, RunAborted(fetched.ticket.run_id, reason))
+    def fail_run(self, message: Any, reason: str) -> None:
+        if isinstance(message, FetchSnapshot):
+            self._comparator.tell(SnapshotFailed(message.ticket, reason))
 
-    def on_stop(self) -> None:
-        self._close_loop()
-
-    def on_failure(self, *exc_info: Any) -> None:
-        self._close_loop()
-        super().on_failure(*exc_info)
-
-    def _close_loop(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        self._pending.clear()
+    def stopping(self) -> None:
+        """Cancel the reads in progress (their runs are abandoned by the scheduler), end the loop."""
         self._workers.close()
-        if self._loop.is_closed():
+        if self._loop.is_closed() or not self._thread.is_alive():
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5.0)
+        self._loop.call_soon_threadsafe(self._cancel_all)
+        self._thread.join(timeout=LOOP_STOP_TIMEOUT_SECONDS)
         if self._thread.is_alive():
-            return
-        abandoned = asyncio.all_tasks(self._loop)
-        for task in abandoned:
+            logger.error(
+                "The fetch loop did not end within %g s: an async broker or book method blocks it",
+                LOOP_STOP_TIMEOUT_SECONDS,
+            )
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    def _cancel_all(self) -> None:
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
             task.cancel()
-        if abandoned:
-            self._loop.run_until_complete(asyncio.gather(*abandoned, return_exceptions=True))
-        self._loop.close()
+
+        async def drain() -> None:
+            await asyncio.wait(tasks, timeout=LOOP_STOP_TIMEOUT_SECONDS / 2) if tasks else None
+            self._loop.stop()
+
+        self._loop.create_task(drain())
+
+
+def _outcome(ticket: RunTicket, done: concurrent.futures.Future[Snapshot]) -> SnapshotTaken | SnapshotFailed:
+    if done.cancelled():
+        return SnapshotFailed(ticket, "reading the snapshot was cancelled: the service is stopping")
+    error = done.exception()
+    if error is None:
+        return SnapshotTaken(ticket, done.result())
+    if isinstance(error, SnapshotError):
+        return SnapshotFailed(ticket, str(error))
+    return SnapshotFailed(ticket, f"reading the snapshot failed: {describe_error(error)}")

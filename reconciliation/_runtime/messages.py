@@ -1,48 +1,44 @@
 """The messages actors and callers exchange, in the order a run sees them.
 
-All immutable. A `reply` is a `concurrent.futures.Future`: the one mutable thing a
-message carries, a write-once channel back to whoever asked.
+All immutable. The one mutable thing a message may carry is a
+`concurrent.futures.Future`: a write-once channel back to whoever waits for a run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
 from uuid import UUID
 
 import attrs
-import pykka
 
 from reconciliation._domain.ageing import AgeingUpdate
+from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
 from reconciliation._domain.values import non_empty_text
 
 __all__ = [
-    "ActorCrashed",
-    "AuditHealthRequest",
+    "AbandonRun",
     "DebounceDue",
     "FetchSnapshot",
-    "HealthRequest",
-    "Peers",
-    "PeersChanged",
-    "PeersRequest",
+    "FinishedRun",
+    "HaltCallback",
     "PeriodicDue",
-    "Publish",
-    "PublisherHealthRequest",
     "ReconcileRequest",
-    "Record",
-    "RetryDelivery",
-    "RetryRecording",
-    "RunAborted",
-    "RunFinished",
+    "RetryDue",
+    "RunEnded",
     "RunRequested",
     "RunTicket",
     "SnapshotFailed",
     "SnapshotTaken",
     "WatchdogDue",
 ]
+
+HaltCallback = Callable[[BreakState, ReconciliationResult], object]
+"""The kill switch: called with the confirmed break and the run that confirmed it.
+It runs on the comparator's thread, so it must be quick (tell the engine's risk actor)."""
 
 
 @attrs.frozen
@@ -64,13 +60,19 @@ class RunRequested:
 
 @attrs.frozen
 class RunTicket:
-    """One run, from its start to its result; `started` is on the service clock's monotonic scale."""
+    """One run, from its start to its result.
+
+    `started` is on the service clock's monotonic scale. `outcome` receives the run's
+    result exactly once, from the comparator, however the run ends: everyone waiting
+    for the run (askers, the scheduler) waits on it.
+    """
 
     run_id: UUID
     account_id: str
     trigger: Trigger
     started_at: dt.datetime
     started: float
+    outcome: Future[ReconciliationResult] = attrs.field(factory=Future, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -91,42 +93,28 @@ class SnapshotFailed:
 
 
 @attrs.frozen
-class RunFinished:
-    result: ReconciliationResult
+class AbandonRun:
+    """Finish the run as failed unless it has finished already (watchdog, stop)."""
 
-
-@attrs.frozen
-class RunAborted:
-    """A run that cannot finish normally, e.g. an actor died holding it."""
-
-    run_id: UUID
+    ticket: RunTicket
     reason: str
 
 
 @attrs.frozen
-class Publish:
-    """A finished run for Redis; `ageing` (None for an abandoned run) says how old its breaks are."""
+class RunEnded:
+    """The run's outcome is set: the scheduler may start the account's next run."""
 
-    result: ReconciliationResult
-    ageing: AgeingUpdate | None = None
+    account_id: str
+    run_id: UUID
 
 
 @attrs.frozen
-class Record:
-    """A finished run for the audit store."""
+class FinishedRun:
+    """A run as it leaves the pipeline for every sink: its result (severities after
+    escalation) and how old its breaks are (empty for a failed run)."""
 
     result: ReconciliationResult
     ageing: AgeingUpdate
-
-
-@attrs.frozen
-class RetryRecording:
-    pass
-
-
-@attrs.frozen
-class AuditHealthRequest:
-    pass
 
 
 @attrs.frozen
@@ -142,51 +130,10 @@ class DebounceDue:
 
 @attrs.frozen
 class WatchdogDue:
+    account_id: str
     run_id: UUID
 
 
 @attrs.frozen
-class RetryDelivery:
-    pass
-
-
-@attrs.frozen
-class PublisherHealthRequest:
-    pass
-
-
-@attrs.frozen
-class HealthRequest:
-    pass
-
-
-@attrs.frozen
-class Peers:
-    """Where each part of the pipeline is now; re-sent whenever one is restarted."""
-
-    supervisor: pykka.ActorRef[Any]
-    debouncer: pykka.ActorRef[Any]
-    scheduler: pykka.ActorRef[Any]
-    fetcher: pykka.ActorRef[Any]
-    comparator: pykka.ActorRef[Any]
-    publisher: pykka.ActorRef[Any]
-    audit: pykka.ActorRef[Any] | None = None
-
-
-@attrs.frozen
-class PeersRequest:
-    """Ask the supervisor where each actor of the pipeline is now (diagnostics, tests)."""
-
-
-@attrs.frozen
-class PeersChanged:
-    peers: Peers
-
-
-@attrs.frozen
-class ActorCrashed:
-    """An actor died of an unexpected exception while handling `run_id` (if any)."""
-
-    role: str
-    error: str
-    run_id: UUID | None
+class RetryDue:
+    """A delivery actor's backoff timer: try the sink again."""

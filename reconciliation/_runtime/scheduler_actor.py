@@ -1,117 +1,106 @@
 """The trigger scheduler: decides when each account runs, one run at a time.
 
-It owns every run from request to result: it starts runs, coalesces triggers that
-arrive while one is in flight into a single follow-up, answers the askers, hands each
-result to the publisher exactly once, and fails a run nobody finished in time.
+It starts runs, coalesces the triggers that arrive while one is in flight into a single
+follow-up, arms each account's periodic timer and each run's watchdog. It never finishes
+a run itself: a run ends at the comparator (see `comparator_actor`), which sets the
+ticket's `outcome`; that wakes the askers and tells the scheduler `RunEnded`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from reconciliation._domain.breaks import BreakState
-from reconciliation._domain.models import ReconciliationResult
+from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult
 from reconciliation._domain.triggers import Periodic, Trigger, most_specific
-from reconciliation._runtime.actor_base import PipelineActor, tell
+from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.clock import TimerHandle
 from reconciliation._runtime.messages import (
+    AbandonRun,
     FetchSnapshot,
     PeriodicDue,
-    Publish,
-    Record,
-    RunAborted,
-    RunFinished,
+    RunEnded,
     RunRequested,
     RunTicket,
     WatchdogDue,
 )
-from reconciliation._runtime.results import failed_result
 
 if TYPE_CHECKING:
-    from uuid import UUID
+    from collections.abc import Callable, Mapping
 
     import pykka
 
-    from reconciliation._domain.ageing import BreakTracker
-    from reconciliation._domain.models import ReconciliationConfig
     from reconciliation._runtime.clock import Clock
-    from reconciliation._runtime.messages import Peers
+    from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["WATCHDOG_GRACE_SECONDS", "HaltCallback", "TriggerScheduler"]
+__all__ = ["WATCHDOG_GRACE_SECONDS", "SchedulerActor"]
 
 logger = logging.getLogger(__name__)
 
-HaltCallback = Callable[[BreakState, ReconciliationResult], object]
-"""Called with the confirmed break and the run that confirmed it; must be quick (tell an actor)."""
-
 WATCHDOG_GRACE_SECONDS = 10.0
-"""How long past the broker timeout a run may take before it is reported failed."""
+"""How long past the broker timeout a run may take before it is abandoned as failed."""
+
+STOPPED_REASON = "the service stopped before the run completed"
 
 
 @attrs.define
 class _AccountRuns:
+    config: ReconciliationConfig
     in_flight: RunTicket | None = None
-    waiters: list[Future[ReconciliationResult]] = attrs.Factory(list)
     watchdog: TimerHandle | None = None
     follow_up: Trigger | None = None
     follow_up_waiters: list[Future[ReconciliationResult]] = attrs.Factory(list)
+    periodic: TimerHandle | None = None
+    generation: int = 0
 
 
-class TriggerScheduler(PipelineActor):
-    role = "scheduler"
+class SchedulerActor(ResilientActor):
+    component = "scheduler"
 
     def __init__(
         self,
-        supervisor: pykka.ActorRef[Any],
-        peers: Peers | None,
         *,
-        config: ReconciliationConfig,
+        accounts: Mapping[str, ReconciliationConfig],
+        fetcher: pykka.ActorRef[Any],
+        comparator: pykka.ActorRef[Any],
+        board: HealthBoard,
         clock: Clock,
-        tracker: BreakTracker,
-        on_halt: HaltCallback | None = None,
     ) -> None:
-        super().__init__(supervisor, peers)
-        self._config = config
-        self._clock = clock
-        self._tracker = tracker
-        self._on_halt = on_halt
-        self._accounts: dict[str, _AccountRuns] = {}
-        self._periodic: TimerHandle | None = None
-        self._generation = 0
+        super().__init__(board=board, clock=clock)
+        self._accounts = {account_id: _AccountRuns(config) for account_id, config in accounts.items()}
+        self._fetcher = fetcher
+        self._comparator = comparator
 
-    def on_start(self) -> None:
-        self._arm_periodic()
+    def started(self) -> None:
+        for account_id, runs in self._accounts.items():
+            self._arm_periodic(account_id, runs)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, RunRequested):
             self._request(message)
-        elif isinstance(message, RunFinished):
-            self._finish(message.result)
-        elif isinstance(message, RunAborted):
-            self._fail(message.run_id, message.reason)
+        elif isinstance(message, RunEnded):
+            self._ended(message)
         elif isinstance(message, WatchdogDue):
-            limit = self._config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS
-            self._fail(message.run_id, f"the run produced no result within {limit:g} s and was abandoned")
+            self._watchdog(message)
         elif isinstance(message, PeriodicDue):
-            if message.generation == self._generation:
+            runs = self._accounts[message.account_id]
+            if message.generation == runs.generation:
                 self._request(RunRequested(message.account_id, Periodic()))
         else:
             logger.warning("The scheduler ignored an unexpected %s", type(message).__name__)
 
     def _request(self, request: RunRequested) -> None:
-        runs = self._accounts.setdefault(request.account_id, _AccountRuns())
+        runs = self._accounts[request.account_id]
+        waiters = [request.reply] if request.reply is not None else []
         if runs.in_flight is None:
-            self._start(request.account_id, runs, request.trigger, [request.reply] if request.reply else [])
+            self._start(request.account_id, runs, request.trigger, waiters)
             return
         runs.follow_up = most_specific(runs.follow_up, request.trigger)
-        if request.reply is not None:
-            runs.follow_up_waiters.append(request.reply)
+        runs.follow_up_waiters.extend(waiters)
 
     def _start(
         self,
@@ -120,6 +109,27 @@ class TriggerScheduler(PipelineActor):
         trigger: Trigger,
         waiters: list[Future[ReconciliationResult]],
     ) -> None:
+        ticket = self._ticket(account_id, trigger, waiters)
+        runs.in_flight = ticket
+        me = self.actor_ref
+        ticket.outcome.add_done_callback(lambda _: tell(me, RunEnded(account_id, ticket.run_id)))
+        runs.watchdog = self._clock.call_later(
+            runs.config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS,
+            lambda: tell(me, WatchdogDue(account_id, ticket.run_id)),
+        )
+        logger.debug(
+            "Run %s for %s started (%s)",
+            ticket.run_id,
+            account_id,
+            trigger.context()["trigger"],
+            extra={"run_id": str(ticket.run_id), "account_id": account_id},
+        )
+        self._fetcher.tell(FetchSnapshot(ticket))
+
+    def _ticket(
+        self, account_id: str, trigger: Trigger, waiters: list[Future[ReconciliationResult]]
+    ) -> RunTicket:
+        """A new run whose outcome answers `waiters`."""
         ticket = RunTicket(
             run_id=uuid.uuid4(),
             account_id=account_id,
@@ -127,120 +137,68 @@ class TriggerScheduler(PipelineActor):
             started_at=self._clock.now(),
             started=self._clock.monotonic(),
         )
-        runs.in_flight, runs.waiters = ticket, waiters
-        me = self.actor_ref
-        runs.watchdog = self._clock.call_later(
-            self._config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS,
-            lambda: tell(me, WatchdogDue(ticket.run_id)),
-        )
-        logger.debug("Run %s for %s started (%s)", ticket.run_id, account_id, trigger.context()["trigger"])
-        if not tell(self.peers.fetcher if self.peers else None, FetchSnapshot(ticket)):
-            self._fail(ticket.run_id, "the snapshot fetcher is not running")
+        for waiter in waiters:
+            ticket.outcome.add_done_callback(_answering(waiter))
+        return ticket
 
-    def _fail(self, run_id: UUID, reason: str) -> None:
-        for runs in self._accounts.values():
-            if runs.in_flight is not None and runs.in_flight.run_id == run_id:
-                self._finish(failed_result(runs.in_flight, reason, self._clock.monotonic()))
-                return
-
-    def _finish(self, result: ReconciliationResult) -> None:
-        runs = self._accounts.get(result.account_id)
-        if runs is None or runs.in_flight is None or runs.in_flight.run_id != result.run_id:
-            logger.debug("Ignored a late result for run %s: it was already reported", result.run_id)
+    def _ended(self, ended: RunEnded) -> None:
+        runs = self._accounts[ended.account_id]
+        if runs.in_flight is None or runs.in_flight.run_id != ended.run_id:
             return
-        ageing = self._tracker.observe(result)
-        result = ageing.escalate(result)
         if runs.watchdog is not None:
             runs.watchdog.cancel()
-        waiters = runs.waiters
-        runs.in_flight, runs.waiters, runs.watchdog = None, [], None
-        if result.account_id == self._config.account_id:
-            self._arm_periodic()
-        if not tell(self.peers.publisher if self.peers else None, Publish(result, ageing)):
-            logger.error(
-                "Run %s of %s was not published: the publisher is not running",
-                result.run_id,
-                result.account_id,
-            )
-        if self.peers is not None and self.peers.audit is not None:
-            tell(self.peers.audit, Record(result, ageing))
-        for waiter in waiters:
-            _answer(waiter, result)
-        for confirmed in ageing.halts:
-            self._halt(confirmed, result)
+        runs.in_flight, runs.watchdog = None, None
+        self._arm_periodic(ended.account_id, runs)
         if runs.follow_up is not None:
-            trigger, follow_up_waiters = runs.follow_up, runs.follow_up_waiters
+            trigger, waiters = runs.follow_up, runs.follow_up_waiters
             runs.follow_up, runs.follow_up_waiters = None, []
-            self._start(result.account_id, runs, trigger, follow_up_waiters)
+            self._start(ended.account_id, runs, trigger, waiters)
 
-    def _halt(self, confirmed: BreakState, result: ReconciliationResult) -> None:
-        logger.critical(
-            "Kill switch: %s%s on %s has persisted %d runs since %s (run %s)",
-            confirmed.type.value,
-            f" {confirmed.symbol}" if confirmed.symbol else "",
-            confirmed.account_id,
-            confirmed.consecutive_runs,
-            confirmed.first_seen.isoformat(),
-            result.run_id,
+    def _watchdog(self, due: WatchdogDue) -> None:
+        runs = self._accounts[due.account_id]
+        if runs.in_flight is None or runs.in_flight.run_id != due.run_id:
+            return
+        limit = runs.config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS
+        self._comparator.tell(
+            AbandonRun(runs.in_flight, f"the run produced no result within {limit:g} s and was abandoned")
         )
-        if self._on_halt is None:
-            return
-        try:
-            self._on_halt(confirmed, result)
-        except Exception:
-            logger.exception("The host's kill-switch callback failed for run %s", result.run_id)
 
-    def _arm_periodic(self) -> None:
-        """Next periodic run `interval_seconds` after now: runs never pile up."""
-        if self._periodic is not None:
-            self._periodic.cancel()
-            self._periodic = None
-        if not self._config.enabled:
+    def _arm_periodic(self, account_id: str, runs: _AccountRuns) -> None:
+        """The next periodic run `interval_seconds` after now: runs never pile up."""
+        if runs.periodic is not None:
+            runs.periodic.cancel()
+            runs.periodic = None
+        if not runs.config.enabled:
             return
-        self._generation += 1
-        message = PeriodicDue(self._config.account_id, self._generation)
+        runs.generation += 1
+        message = PeriodicDue(account_id, runs.generation)
         me = self.actor_ref
-        self._periodic = self._clock.call_later(self._config.interval_seconds, lambda: tell(me, message))
+        runs.periodic = self._clock.call_later(runs.config.interval_seconds, lambda: tell(me, message))
 
-    def on_stop(self) -> None:
-        self._abandon_all("the service stopped before the run completed")
+    def fail_run(self, message: Any, reason: str) -> None:
+        """A request that could not be scheduled is still a run: reported failed, asker answered."""
+        if isinstance(message, RunRequested):
+            ticket = self._ticket(message.account_id, message.trigger, [message.reply] if message.reply else [])
+            self._comparator.tell(AbandonRun(ticket, reason))
 
-    def on_failure(self, *exc_info: Any) -> None:
-        reason = f"the scheduler failed: {exc_info[1]!r}"
-        request = self.current_message
-        if isinstance(request, RunRequested) and request.reply is not None and not request.reply.done():
-            self._accounts.setdefault(request.account_id, _AccountRuns()).follow_up_waiters.append(
-                request.reply
-            )
-            self._accounts[request.account_id].follow_up = most_specific(
-                self._accounts[request.account_id].follow_up, request.trigger
-            )
-        self._abandon_all(reason)
-        super().on_failure(*exc_info)
-
-    def _abandon_all(self, reason: str) -> None:
-        """Answer and publish every run this scheduler still holds; cancel its timers."""
-        if self._periodic is not None:
-            self._periodic.cancel()
-        now = self._clock.monotonic()
-        publisher = self.peers.publisher if self.peers else None
+    def stopping(self) -> None:
+        """Every run still held is finished as failed, and every asker answered."""
         for account_id, runs in self._accounts.items():
-            if runs.watchdog is not None:
-                runs.watchdog.cancel()
-            pending: list[tuple[RunTicket, list[Future[ReconciliationResult]]]] = []
+            for timer in (runs.periodic, runs.watchdog):
+                if timer is not None:
+                    timer.cancel()
             if runs.in_flight is not None:
-                pending.append((runs.in_flight, runs.waiters))
+                self._comparator.tell(AbandonRun(runs.in_flight, STOPPED_REASON))
             if runs.follow_up is not None and runs.follow_up_waiters:
-                ticket = RunTicket(uuid.uuid4(), account_id, runs.follow_up, self._clock.now(), now)
-                pending.append((ticket, runs.follow_up_waiters))
-            for ticket, waiters in pending:
-                result = failed_result(ticket, reason, now)
-                tell(publisher, Publish(result))
-                for waiter in waiters:
-                    _answer(waiter, result)
-        self._accounts.clear()
+                ticket = self._ticket(account_id, runs.follow_up, runs.follow_up_waiters)
+                self._comparator.tell(AbandonRun(ticket, STOPPED_REASON))
 
 
-def _answer(waiter: Future[ReconciliationResult], result: ReconciliationResult) -> None:
-    if not waiter.done():
-        waiter.set_result(result)
+def _answering(waiter: Future[ReconciliationResult]) -> Callable[[Future[ReconciliationResult]], None]:
+    """A callback that hands a run's result to one of its waiters."""
+
+    def answer(outcome: Future[ReconciliationResult]) -> None:
+        if not waiter.done():
+            waiter.set_result(outcome.result())
+
+    return answer

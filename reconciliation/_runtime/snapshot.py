@@ -8,7 +8,6 @@ which would flag every local position as missing at the broker.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,12 +15,13 @@ import attrs
 
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
+from reconciliation._runtime.book_calls import BookCallError
 
 if TYPE_CHECKING:
     import datetime as dt
 
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
-    from reconciliation._runtime.workers import DaemonWorkers
+    from reconciliation._runtime.book_calls import BookCalls
 
 __all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one"]
 
@@ -77,58 +77,35 @@ def _entry_label(index: int, entry: object) -> str:
     return f" entry {index} (symbol {symbol!r})" if isinstance(symbol, str) else f" entry {index}"
 
 
-async def _call(
-    method: Callable[[str], Any], account_id: str, *, name: str, limit: float, workers: DaemonWorkers
-) -> Any:
-    async def invoke() -> Any:
-        if inspect.iscoroutinefunction(method):
-            return await method(account_id)
-        answer = await asyncio.wrap_future(workers.submit(lambda: method(account_id)))
-        if inspect.isawaitable(answer):
-            return await answer
-        return answer
-
-    try:
-        return await asyncio.wait_for(invoke(), limit)
-    except TimeoutError:
-        msg = f"{name} did not answer within {limit:g} s"
-        raise SnapshotError(msg) from None
-    except SnapshotError:
-        raise
-    except Exception as exc:
-        msg = f"{name} failed: {describe_error(exc)}"
-        raise SnapshotError(msg) from exc
-
-
 async def fetch_snapshot(
     portfolio: PortfolioManager,
     broker: BrokerQuery,
     account_id: str,
     *,
+    calls: BookCalls,
     limit: float,
     now: Callable[[], dt.datetime],
-    workers: DaemonWorkers,
 ) -> Snapshot:
     """Read the four figures concurrently, each bounded by `limit` seconds, then check them.
 
-    Plain methods run on `workers`' daemon threads, async ones on the running loop.
+    See `BookCalls` for where each call runs and how a hung one is handled.
 
     Raises:
         SnapshotError: naming every call that failed, timed out or answered malformed data.
     """
-    calls: list[tuple[str, Callable[[str], Any]]] = [
+    methods: list[tuple[str, Callable[[str], Any]]] = [
         ("local.get_positions", portfolio.get_positions),
         ("local.get_account", portfolio.get_account),
         ("broker.get_positions", broker.get_positions),
         ("broker.get_account", broker.get_account),
     ]
     answers = await asyncio.gather(
-        *(_call(method, account_id, name=name, limit=limit, workers=workers) for name, method in calls),
+        *(calls.call(method, account_id, name=name, limit=limit) for name, method in methods),
         return_exceptions=True,
     )
     taken_at = now()
     failures = [
-        str(a) if isinstance(a, SnapshotError) else describe_error(a)
+        str(a) if isinstance(a, BookCallError) else describe_error(a)
         for a in answers
         if isinstance(a, BaseException)
     ]

@@ -1,0 +1,308 @@
+"""Publishing runs to Redis: once each, in order, and never half a run.
+
+Every run goes to pub/sub for the subscribers listening now and to a capped stream for
+those that were away (spec/contract.md). A run is published as one unit that:
+
+- does nothing when `reconciliation:published:<run_id>` exists: a re-send (redis-py's
+  retry after a lost reply, the queue's retry after a failed round trip) publishes
+  nothing twice — unless Redis lost that marker (restarted without its data), the one
+  case where a consumer sees a run again (docs/payloads.md says how to drop it);
+- does nothing unless the run sent just before it in the same round trip is in, so one
+  run that fails on the server cannot be overtaken by the runs queued after it;
+- checks everything that could fail (each stream's type, a stream with no IDs left)
+  before it writes anything, and sets the marker only after the last payload is in.
+
+When the server runs Lua, each run is one script call (many per pipeline round trip);
+otherwise (fakeredis without `lupa`, scripting disabled by ACL) each run is one
+WATCH/MULTI/EXEC transaction. Which one is found at the first round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import redis
+
+from reconciliation._domain.error_text import describe_error
+from reconciliation._publishing.payloads import (
+    DISCREPANCY_CHANNEL,
+    HALT_CHANNEL,
+    RESOLVED_CHANNEL,
+    RESULT_CHANNEL,
+    iter_payloads,
+)
+from reconciliation._runtime.delivery import Sent, SinkUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from reconciliation._runtime.messages import FinishedRun
+
+__all__ = [
+    "DISCREPANCY_STREAM",
+    "HALT_STREAM",
+    "MAX_PAYLOADS_PER_ROUND_TRIP",
+    "PUBLISHED_KEY_PREFIX",
+    "PUBLISHED_TTL_SECONDS",
+    "PUBLISH_SCRIPT",
+    "RESOLVED_STREAM",
+    "RESULT_STREAM",
+    "STREAM_FIELD",
+    "PendingRun",
+    "RedisSink",
+]
+
+logger = logging.getLogger(__name__)
+
+RESULT_STREAM = "reconciliation:stream:result"
+DISCREPANCY_STREAM = "reconciliation:stream:discrepancy"
+RESOLVED_STREAM = "reconciliation:stream:resolved"
+HALT_STREAM = "reconciliation:stream:halt"
+STREAM_FIELD = "payload"
+PUBLISHED_KEY_PREFIX = "reconciliation:published:"
+PUBLISHED_TTL_SECONDS = 7 * 24 * 3600
+"""How long a published run is remembered: re-sends within this window are no-ops."""
+MAX_PAYLOADS_PER_ROUND_TRIP = 1_000
+"""A round trip takes whole runs up to this many payloads (always at least one run)."""
+
+STREAM_OF = {
+    RESULT_CHANNEL: RESULT_STREAM,
+    DISCREPANCY_CHANNEL: DISCREPANCY_STREAM,
+    RESOLVED_CHANNEL: RESOLVED_STREAM,
+    HALT_CHANNEL: HALT_STREAM,
+}
+
+_LAST_POSSIBLE_ID = "18446744073709551615-18446744073709551615"
+
+PUBLISH_SCRIPT = f"""
+-- KEYS[1]: this run's published marker; KEYS[2]: the marker of the run sent just before
+-- it in the same round trip, or KEYS[1] again for the first; KEYS[3..]: each payload's
+-- stream. ARGV[1]: marker TTL (s); ARGV[2]: stream MAXLEN; then channel, payload pairs.
+-- Returns 1 when published, 0 when already published, -1 when the run before it was not.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
+local checked = {{}}
+for i = 3, #KEYS do
+  local stream = KEYS[i]
+  if not checked[stream] then
+    checked[stream] = true
+    local kind = redis.call('TYPE', stream)['ok']
+    if kind == 'stream' then
+      local info = redis.call('XINFO', 'STREAM', stream)
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' and info[j + 1] == '{_LAST_POSSIBLE_ID}' then
+          return redis.error_reply('ERR the stream ' .. stream .. ' has no IDs left')
+        end
+      end
+    elseif kind ~= 'none' then
+      return redis.error_reply('WRONGTYPE ' .. stream .. ' holds a ' .. kind .. ', not a stream')
+    end
+  end
+end
+for i = 3, #KEYS do
+  local channel, payload = ARGV[2 * i - 3], ARGV[2 * i - 2]
+  redis.call('PUBLISH', channel, payload)
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', '{STREAM_FIELD}', payload)
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return 1
+"""
+
+SCRIPT_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+_PUBLISHED, _ALREADY_PUBLISHED = 1, 0
+
+_TRANSIENT_REPLIES = ("LOADING", "BUSY", "OOM", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOSCRIPT")
+"""Error replies that mean "not now" rather than "not this run"."""
+
+
+def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class PendingRun:
+    """One run's encoded payloads, (channel, JSON) in publish order."""
+
+    run_id: str
+    payloads: tuple[tuple[str, str], ...] = attrs.field(converter=_pairs)
+
+
+class RedisSink:
+    """Delivers runs to Redis; owned by one delivery actor, never called concurrently.
+
+    Args:
+        connect: makes our own synchronous client (`connection.publishing_client`); called
+            at the first send, and again after `close`, never before it is needed (a
+            cluster client connects as it is made).
+        stream_maxlen: the approximate length (`MAXLEN ~`) the streams are capped at.
+    """
+
+    name = "redis"
+
+    def __init__(self, connect: Callable[[], redis.Redis | redis.RedisCluster], *, stream_maxlen: int) -> None:
+        self._connect = connect
+        self._connection: redis.Redis | redis.RedisCluster | None = None
+        self._stream_maxlen = stream_maxlen
+        self._scripting: bool | None = None
+        self._closed = False
+
+    @property
+    def scripting(self) -> bool | None:
+        """Whether runs go by Lua script (True) or transaction (False); None before the first try."""
+        return self._scripting
+
+    def prepare(self, run: FinishedRun) -> PendingRun:
+        return PendingRun(str(run.result.run_id), iter_payloads(run.result, run.ageing))
+
+    def weight(self, item: PendingRun) -> int:
+        return len(item.payloads)
+
+    def send(self, items: Sequence[PendingRun]) -> Sent:
+        if self._closed:
+            msg = "the publishing connection is closed: the service has stopped"
+            raise SinkUnavailableError(msg)
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            if self._scripting is None:
+                self._scripting = self._detect_scripting()
+            if self._scripting:
+                return self._send_by_script(items)
+            return self._send_by_transaction(items)
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException, OSError) as error:
+            raise SinkUnavailableError(describe_error(error)) from error
+
+    def close(self) -> None:
+        """Close our connections; a call stalled on one of them ends with an error, and
+        nothing is sent afterwards."""
+        self._closed = True
+        client, self._connection = self._connection, None
+        if client is None:
+            return
+        try:
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+            client.close()
+        except (redis.RedisError, OSError) as error:
+            logger.debug("Closing the publishing connection: %s", describe_error(error))
+
+    def _client(self) -> redis.Redis | redis.RedisCluster:
+        if self._connection is None:
+            msg = "not connected"
+            raise redis.ConnectionError(msg)
+        return self._connection
+
+    def _detect_scripting(self) -> bool:
+        try:
+            self._client().script_load(PUBLISH_SCRIPT)
+        except redis.ResponseError as error:
+            logger.warning(
+                "This Redis does not run Lua scripts (%s): each run is published in a MULTI/EXEC "
+                "transaction instead, with the same order and de-duplication",
+                describe_error(error),
+            )
+            return False
+        return True
+
+    def _send_by_script(self, items: Sequence[PendingRun]) -> Sent:
+        sent = self._script_round_trip(items)
+        if sent is None:
+            logger.info("Redis lost the publish script (a restart?); loading it again")
+            self._client().script_load(PUBLISH_SCRIPT)
+            sent = self._script_round_trip(items)
+        return sent or Sent(0)
+
+    def _script_round_trip(self, items: Sequence[PendingRun]) -> Sent | None:
+        """One pipeline of script calls; None when Redis did not know the script."""
+        pipeline = self._client().pipeline(transaction=False)
+        previous: str | None = None
+        for run in items:
+            marker = PUBLISHED_KEY_PREFIX + run.run_id
+            keys = [marker, previous or marker, *(STREAM_OF[channel] for channel, _ in run.payloads)]
+            args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen]
+            args.extend(part for pair in run.payloads for part in pair)
+            pipeline.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            previous = marker
+        replies = pipeline.execute(raise_on_error=False)
+        delivered = 0
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                return Sent(delivered) if delivered else None
+            if isinstance(reply, Exception):
+                return self._refused_or_unavailable(delivered, reply)
+            if reply not in {_PUBLISHED, _ALREADY_PUBLISHED}:
+                break
+            delivered += 1
+        return Sent(delivered)
+
+    def _send_by_transaction(self, items: Sequence[PendingRun]) -> Sent:
+        for index, run in enumerate(items):
+            try:
+                self._publish_in_transaction(run)
+            except redis.ResponseError as error:
+                return self._refused_or_unavailable(index, error)
+        return Sent(len(items))
+
+    def _publish_in_transaction(self, run: PendingRun) -> None:
+        marker = PUBLISHED_KEY_PREFIX + run.run_id
+        streams = sorted({STREAM_OF[channel] for channel, _ in run.payloads})
+        with self._client().pipeline(transaction=True) as pipeline:
+            while True:
+                try:
+                    pipeline.watch(marker, *streams)
+                    if pipeline.exists(marker):
+                        return
+                    for stream in streams:
+                        _check_stream(pipeline, stream)
+                    pipeline.multi()
+                    for channel, payload in run.payloads:
+                        pipeline.publish(channel, payload)
+                        pipeline.xadd(
+                            STREAM_OF[channel],
+                            {STREAM_FIELD: payload},
+                            maxlen=self._stream_maxlen,
+                            approximate=True,
+                        )
+                    pipeline.set(marker, "1", ex=PUBLISHED_TTL_SECONDS)
+                    pipeline.execute()
+                except redis.WatchError:
+                    continue
+                return
+
+    @staticmethod
+    def _refused_or_unavailable(delivered: int, error: Exception) -> Sent:
+        text = describe_error(error)
+        if str(error).startswith(_TRANSIENT_REPLIES):
+            if delivered:
+                return Sent(delivered)
+            raise SinkUnavailableError(text) from error
+        return Sent(delivered, refused=text)
+
+
+def _check_stream(client: redis.client.Pipeline, stream: str) -> None:
+    """What the script checks before writing, for the transaction path.
+
+    Raises:
+        redis.ResponseError: the key is not a stream, or the stream has no IDs left.
+    """
+    kind = client.type(stream)
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if kind == "none":
+        return
+    if kind != "stream":
+        msg = f"WRONGTYPE {stream} holds a {kind}, not a stream"
+        raise redis.ResponseError(msg)
+    info: dict[Any, Any] = client.xinfo_stream(stream)
+    last = info.get("last-generated-id", info.get(b"last-generated-id"))
+    last = last.decode() if isinstance(last, bytes) else last
+    if last == _LAST_POSSIBLE_ID:
+        msg = f"ERR the stream {stream} has no IDs left"
+        raise redis.ResponseError(msg)

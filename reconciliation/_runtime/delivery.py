@@ -1,0 +1,204 @@
+"""Getting finished runs to a destination that may be down: one queue and one backoff for every sink.
+
+A *sink* is a destination of finished runs: Redis, the audit store. Each is fed by its
+own `DeliveryActor` (see `delivery_actor`), which keeps the runs the sink has not taken
+yet in a `BoundedQueue` and, while the sink is unavailable, retries after a `Backoff`.
+Both are plain objects owned by one actor; neither is thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import random
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from reconciliation._runtime.messages import FinishedRun
+
+__all__ = [
+    "Backoff",
+    "BoundedQueue",
+    "DeliveryHealth",
+    "Sent",
+    "Sink",
+    "SinkUnavailableError",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+MAX_BACKOFF_EXPONENT = 30
+"""2**30 times the base is past any sensible cap: the exponent stops growing there, so a
+days-long outage cannot overflow the delay."""
+
+
+class SinkUnavailableError(Exception):
+    """The sink cannot take anything now (unreachable, locked, timed out): try again later."""
+
+
+@attrs.frozen
+class Sent:
+    """What one attempt achieved: the first `delivered` items are in.
+
+    When `refused` is set, the item after them was refused for its content (retrying
+    cannot help): it is set aside so that the items behind it still get through.
+    """
+
+    delivered: int
+    refused: str | None = None
+
+
+class Sink(Protocol[Item]):
+    """A destination of finished runs. Called only from its delivery actor's thread."""
+
+    @property
+    def name(self) -> str:
+        """Short, for logs and health: `redis`, `audit`."""
+        ...
+
+    def prepare(self, run: FinishedRun) -> Item:
+        """What to keep queued for `run` (encoded once, sent perhaps many times)."""
+        ...
+
+    def weight(self, item: Item) -> int:
+        """How much of a round trip the item takes (payloads, rows); at least 1."""
+        ...
+
+    def send(self, items: Sequence[Item]) -> Sent:
+        """Deliver `items`, oldest first, as far as possible in one attempt.
+
+        Raises:
+            SinkUnavailableError: nothing more can be delivered now.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; also called from another thread to unblock a stalled `send`."""
+        ...
+
+
+@attrs.frozen
+class DeliveryHealth:
+    """The way to one sink, as an operator needs to see it."""
+
+    sink: str
+    queued_runs: int
+    """Runs waiting to be delivered."""
+    queued_items: int
+    delivered_runs: int
+    dropped_runs: int
+    """Runs lost because the queue was full while the sink was unavailable."""
+    set_aside_runs: int
+    """Runs the sink refused for their content (each logged at ERROR with its run id)."""
+    last_error: str | None
+    last_error_at: dt.datetime | None
+    last_delivery_at: dt.datetime | None
+    reachable: bool
+    """False from a failed attempt until one that worked."""
+
+
+@attrs.frozen
+class Queued(Generic[T]):
+    run_id: str
+    account_id: str
+    item: T
+    weight: int
+
+
+class BoundedQueue(Generic[T]):
+    """Items waiting for a sink, oldest first; when full, the oldest is dropped (and counted).
+
+    The newest state of the book is what an operator needs most, so a full queue keeps
+    the newest runs.
+    """
+
+    def __init__(self, max_runs: int) -> None:
+        if max_runs < 1:
+            msg = f"max_runs must be at least 1, got {max_runs}"
+            raise ValueError(msg)
+        self._max_runs = max_runs
+        self._entries: collections.deque[Queued[T]] = collections.deque()
+        self._weight = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Queued[T]]:
+        return iter(self._entries)
+
+    @property
+    def max_runs(self) -> int:
+        return self._max_runs
+
+    @property
+    def weight(self) -> int:
+        """The items' total weight (payloads, rows)."""
+        return self._weight
+
+    def append(self, entry: Queued[T]) -> Queued[T] | None:
+        """Queue `entry` last; returns the oldest entry if it had to be dropped for room."""
+        dropped = None
+        if len(self._entries) >= self._max_runs:
+            dropped = self._entries.popleft()
+            self._weight -= dropped.weight
+            self.dropped += 1
+        self._entries.append(entry)
+        self._weight += entry.weight
+        return dropped
+
+    def head(self, max_weight: int) -> list[Queued[T]]:
+        """The oldest entries, at least one, together weighing at most `max_weight`."""
+        batch: list[Queued[T]] = []
+        total = 0
+        for entry in self._entries:
+            total += entry.weight
+            if batch and total > max_weight:
+                break
+            batch.append(entry)
+        return batch
+
+    def pop(self, count: int) -> list[Queued[T]]:
+        """Take the `count` oldest entries off the queue."""
+        taken = [self._entries.popleft() for _ in range(min(count, len(self._entries)))]
+        self._weight -= sum(entry.weight for entry in taken)
+        return taken
+
+
+class Backoff:
+    """Delays between attempts at an unavailable sink: exponential, capped, jittered.
+
+    The n-th delay in a row is drawn from [c/2, c], c = min(`cap`, `base` * 2**(n-1)),
+    so many services retrying one Redis do not retry in step.
+    """
+
+    def __init__(
+        self,
+        base: float,
+        cap: float,
+        *,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self._base = base
+        self._cap = cap
+        self._uniform = uniform
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """Count a failure; the seconds to wait before the next attempt."""
+        self.failures += 1
+        ceiling = min(self._cap, self._base * 2 ** min(self.failures - 1, MAX_BACKOFF_EXPONENT))
+        return self._uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> int:
+        """Forget the failures (the sink answered); returns how many there were."""
+        failures, self.failures = self.failures, 0
+        return failures

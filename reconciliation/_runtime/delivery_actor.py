@@ -1,0 +1,219 @@
+"""The delivery actor: takes every finished run to one sink, in order, without making anyone wait.
+
+One class for every sink (Redis, the audit store): a run is queued at once, delivered
+at once if the sink answers, and otherwise kept — the queue bounded, the oldest dropped
+and counted when full — while a jittered, capped backoff timer brings the actor back to
+try again. A run the sink refuses for its content is set aside (logged at ERROR with its
+run id, counted) so that the runs behind it are still delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from reconciliation._domain.error_text import describe_error
+from reconciliation._runtime.actor_base import ResilientActor, tell
+from reconciliation._runtime.delivery import (
+    Backoff,
+    BoundedQueue,
+    DeliveryHealth,
+    Queued,
+    Sink,
+    SinkUnavailableError,
+)
+from reconciliation._runtime.messages import FinishedRun, RetryDue
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from reconciliation._runtime.clock import Clock, TimerHandle
+    from reconciliation._runtime.health import HealthBoard
+
+__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor"]
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 0.1
+STOP_FLUSH_ATTEMPTS = 20
+"""At stop, how many round trips may drain the queue before what is left is reported lost."""
+
+Item = TypeVar("Item")
+
+
+class DeliveryActor(ResilientActor, Generic[Item]):
+    """Feeds one `Sink`. Its component name is `delivery:<sink name>`."""
+
+    def __init__(
+        self,
+        *,
+        sink: Sink[Item],
+        max_runs: int,
+        max_batch_weight: int,
+        retry_max_seconds: float,
+        board: HealthBoard,
+        clock: Clock,
+    ) -> None:
+        super().__init__(board=board, clock=clock)
+        self.component = f"delivery:{sink.name}"
+        self._sink = sink
+        self._queue: BoundedQueue[Item] = BoundedQueue(max_runs)
+        self._max_batch_weight = max_batch_weight
+        self._backoff = Backoff(RETRY_BASE_SECONDS, retry_max_seconds)
+        self._retry: TimerHandle | None = None
+        self._delivered = 0
+        self._set_aside = 0
+        self._last_error: str | None = None
+        self._last_error_at: dt.datetime | None = None
+        self._last_delivery_at: dt.datetime | None = None
+        self._reachable = True
+
+    def started(self) -> None:
+        self._post_delivery()
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, FinishedRun):
+            self._accept(message)
+            if self._retry is None:
+                self._attempt()
+        elif isinstance(message, RetryDue):
+            self._retry = None
+            self._attempt()
+        else:
+            logger.warning("The %s actor ignored an unexpected %s", self.component, type(message).__name__)
+        self._post_delivery()
+
+    def _accept(self, run: FinishedRun) -> None:
+        item = self._sink.prepare(run)
+        result = run.result
+        dropped = self._queue.append(
+            Queued(str(result.run_id), result.account_id, item, max(1, self._sink.weight(item)))
+        )
+        if dropped is not None:
+            logger.error(
+                "The %s queue is full (%d runs): dropped run %s of %s undelivered; %d runs lost so far",
+                self._sink.name,
+                self._queue.max_runs,
+                dropped.run_id,
+                dropped.account_id,
+                self._queue.dropped,
+                extra={"run_id": dropped.run_id, "account_id": dropped.account_id, "sink": self._sink.name},
+            )
+
+    def _attempt(self) -> None:
+        """Deliver what is queued, oldest first, until the queue is empty or the sink fails."""
+        while self._queue:
+            batch = self._queue.head(self._max_batch_weight)
+            try:
+                sent = self._sink.send([entry.item for entry in batch])
+            except SinkUnavailableError as error:
+                self._unavailable(str(error))
+                return
+            self._delivered += sent.delivered
+            if sent.delivered:
+                self._queue.pop(sent.delivered)
+                self._last_delivery_at = self._clock.now()
+            if sent.refused is not None:
+                self._refuse(sent.refused)
+            elif sent.delivered == 0:
+                self._unavailable(f"{self._sink.name} took nothing of {len(batch)} runs")
+                return
+        self._available()
+
+    def _refuse(self, reason: str) -> None:
+        (refused,) = self._queue.pop(1)
+        self._set_aside += 1
+        logger.error(
+            "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
+            refused.run_id,
+            refused.account_id,
+            self._sink.name,
+            reason,
+            extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
+        )
+
+    def _unavailable(self, reason: str) -> None:
+        delay = self._backoff.next_delay()
+        self._reachable = False
+        self._last_error = f"{reason} ({len(self._queue)} runs waiting)"
+        self._last_error_at = self._clock.now()
+        if self._backoff.failures == 1:
+            logger.warning("%s is unavailable: %s; retrying with backoff", self._sink.name, self._last_error)
+            self.degrade(self._last_error)
+        else:
+            logger.debug("%s still unavailable; next attempt in %.2f s", self._sink.name, delay)
+        me = self.actor_ref
+        self._retry = self._clock.call_later(delay, lambda: tell(me, RetryDue()))
+
+    def _available(self) -> None:
+        self._reachable = True
+        failures = self._backoff.reset()
+        if failures:
+            logger.info("%s is available again after %d failed attempts", self._sink.name, failures)
+            self._recovered()
+
+    def fail_run(self, message: Any, reason: str) -> None:
+        if isinstance(message, FinishedRun):
+            self._set_aside += 1
+            logger.error(
+                "Run %s of %s could not be queued for %s: %s",
+                message.result.run_id,
+                message.result.account_id,
+                self._sink.name,
+                reason,
+            )
+        self._post_delivery()
+
+    def stopping(self) -> None:
+        """Deliver what the sink will still take, report what is left, release the sink."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        for _ in range(STOP_FLUSH_ATTEMPTS):
+            if not self._queue or not self._flush_once():
+                break
+        if self._queue:
+            logger.error(
+                "Stopping with %d runs (%d items) not delivered to %s: %s",
+                len(self._queue),
+                self._queue.weight,
+                self._sink.name,
+                self._last_error,
+            )
+        self._post_delivery()
+        self._sink.close()
+
+    def _flush_once(self) -> bool:
+        """One round trip at stop; False when the sink cannot take more."""
+        batch = self._queue.head(self._max_batch_weight)
+        try:
+            sent = self._sink.send([entry.item for entry in batch])
+        except SinkUnavailableError as error:
+            self._last_error = describe_error(error)
+            return False
+        self._delivered += sent.delivered
+        self._queue.pop(sent.delivered)
+        if sent.refused is not None:
+            self._refuse(sent.refused)
+        return bool(sent.delivered or sent.refused)
+
+    def cut_off(self) -> None:
+        """Close the sink from another thread (stop gave up waiting): a send stalled on it
+        ends with an error, and nothing is sent afterwards."""
+        self._sink.close()
+
+    def _post_delivery(self) -> None:
+        self._board.post_delivery(
+            DeliveryHealth(
+                sink=self._sink.name,
+                queued_runs=len(self._queue),
+                queued_items=self._queue.weight,
+                delivered_runs=self._delivered,
+                dropped_runs=self._queue.dropped,
+                set_aside_runs=self._set_aside,
+                last_error=self._last_error,
+                last_error_at=self._last_error_at,
+                last_delivery_at=self._last_delivery_at,
+                reachable=self._reachable,
+            )
+        )

@@ -1,0 +1,118 @@
+"""What the service reports about itself: each component's state, and the way to each sink.
+
+Every actor posts its own state to the `HealthBoard` — an immutable value replacing the
+previous one — so reading health never waits on an actor that is busy comparing a large
+book or stuck on a stalled socket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import threading
+from collections.abc import Mapping
+
+import attrs
+
+from reconciliation._domain.values import FrozenMapping
+from reconciliation._runtime.delivery import DeliveryHealth
+
+__all__ = ["ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
+
+logger = logging.getLogger(__name__)
+
+
+class ComponentState(enum.Enum):
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    """It failed on something (see `last_error`) and went on; back to running after a clean run."""
+    STOPPED = "stopped"
+
+
+@attrs.frozen
+class ComponentHealth:
+    """One component (an actor, the timer) as it last reported itself."""
+
+    name: str
+    state: ComponentState
+    errors: int = 0
+    """Failures since the service started."""
+    last_error: str | None = None
+    last_error_at: dt.datetime | None = None
+
+
+def _components(value: Mapping[str, ComponentHealth]) -> Mapping[str, ComponentHealth]:
+    return FrozenMapping(value)
+
+
+def _delivery(value: Mapping[str, DeliveryHealth]) -> Mapping[str, DeliveryHealth]:
+    return FrozenMapping(value)
+
+
+@attrs.frozen
+class ServiceHealth:
+    """The whole service: healthy when every component runs and every sink is reachable."""
+
+    components: Mapping[str, ComponentHealth] = attrs.field(converter=_components)
+    delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=_delivery)
+    refused_fills: int = 0
+    """Fills told for accounts the service does not reconcile (refused, counted)."""
+    hung_broker_calls: int = 0
+    """Broker or book calls still running past their timeout."""
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.state is ComponentState.RUNNING for c in self.components.values()) and all(
+            d.reachable for d in self.delivery.values()
+        )
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """One line per component or sink that is not well, for an operator."""
+        lines = [
+            f"{c.name} is {c.state.value}" + (f" ({c.errors} errors; last: {c.last_error})" if c.errors else "")
+            for c in self.components.values()
+            if c.state is not ComponentState.RUNNING
+        ]
+        lines.extend(
+            f"{d.sink} unreachable ({d.queued_runs} runs queued): {d.last_error}"
+            for d in self.delivery.values()
+            if not d.reachable
+        )
+        return tuple(lines)
+
+
+class HealthBoard:
+    """The latest state each component posted. Each component writes only its own entry."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._components: dict[str, ComponentHealth] = {}
+        self._delivery: dict[str, DeliveryHealth] = {}
+        self._counters: dict[str, int] = {}
+
+    def post(self, health: ComponentHealth) -> None:
+        with self._lock:
+            self._components[health.name] = health
+
+    def post_delivery(self, health: DeliveryHealth) -> None:
+        with self._lock:
+            self._delivery[health.sink] = health
+
+    def count(self, counter: str, value: int) -> None:
+        with self._lock:
+            self._counters[counter] = value
+
+    def component(self, name: str) -> ComponentHealth | None:
+        with self._lock:
+            return self._components.get(name)
+
+    def read(self) -> ServiceHealth:
+        with self._lock:
+            return ServiceHealth(
+                components=dict(self._components),
+                delivery=dict(self._delivery),
+                refused_fills=self._counters.get("refused_fills", 0),
+                hung_broker_calls=self._counters.get("hung_broker_calls", 0),
+            )

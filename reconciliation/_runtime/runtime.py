@@ -1,0 +1,316 @@
+"""The runtime: the actors that reconcile a set of accounts, wired, started and stopped as one.
+
+    fill ─▶ debouncer ─▶ scheduler ─▶ fetcher ─▶ comparator ─┬─▶ delivery:log
+    (entry,  (1)          (2)          (3)        (4)         ├─▶ delivery:redis (5)
+    service.ref)                                              └─▶ delivery:audit
+
+Every actor is started once and never restarted: none of them dies (see `actor_base`).
+Each knows only the actors downstream of it, given at construction. A run's end flows
+back through its ticket's `outcome` future, not through a message cycle.
+
+Stopping goes downstream in order, so every run still held upstream is finished as
+failed and delivered: the entry, the scheduler (which abandons its runs to the
+comparator), the fetcher, the comparator, then the sinks, each given a bounded time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from reconciliation._domain.ageing import BreakTracker
+from reconciliation._publishing.connection import check_client, publishing_client
+from reconciliation._publishing.redis_clients import redacted
+from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
+from reconciliation._runtime.clock import SystemClock
+from reconciliation._runtime.comparator_actor import ComparatorActor
+from reconciliation._runtime.debouncer_actor import DebouncerActor, EntryRef, check_request
+from reconciliation._runtime.delivery_actor import DeliveryActor
+from reconciliation._runtime.fetcher_actor import FetcherActor
+from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
+from reconciliation._runtime.log_sink import LogSink
+from reconciliation._runtime.messages import ReconcileRequest, RunRequested
+from reconciliation._runtime.scheduler_actor import SchedulerActor
+from reconciliation.audit._errors import AuditStoreError
+from reconciliation.audit._sink import AuditSink
+from reconciliation.audit._store import open_store
+
+if TYPE_CHECKING:
+    import asyncio
+    import threading
+    from collections.abc import Sequence
+
+    import pykka
+
+    from reconciliation._domain.models import ReconciliationResult
+    from reconciliation._domain.triggers import Trigger
+    from reconciliation._runtime.accounts import Account
+    from reconciliation._runtime.actor_base import ResilientActor
+    from reconciliation._runtime.clock import Clock
+    from reconciliation._runtime.messages import HaltCallback
+
+__all__ = ["ACTOR_STOP_TIMEOUT_SECONDS", "Runtime", "StopReport"]
+
+logger = logging.getLogger(__name__)
+
+ACTOR_STOP_TIMEOUT_SECONDS = 5.0
+"""How long each actor has to stop; a sink that is stuck on a stalled server is then cut off."""
+
+LOG_QUEUE_MAX_RUNS = 10_000
+
+
+@attrs.frozen
+class StopReport:
+    """What `Runtime.stop` could not end in time (empty: everything ended)."""
+
+    still_running: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return not self.still_running
+
+
+class Runtime:
+    """Reconciles `accounts`, publishing to the Redis server `redis` talks to.
+
+    Args:
+        accounts: each account's config and books; account ids must be distinct.
+        redis: a redis-py client (see `connection.check_client`).
+        clock: time and timers; by default a `SystemClock` of the runtime's own.
+        on_halt: the kill switch (see `HaltCallback`).
+
+    Raises:
+        TypeError: `redis` is not a redis-py client.
+        ValueError: no account, or one account id twice.
+    """
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        redis: object,
+        *,
+        clock: Clock | None = None,
+        on_halt: HaltCallback | None = None,
+    ) -> None:
+        check_client(redis)
+        if not accounts:
+            msg = "a runtime needs at least one account"
+            raise ValueError(msg)
+        by_id = {account.account_id: account for account in accounts}
+        if len(by_id) != len(accounts):
+            msg = "each account may be reconciled once: an account id appears twice"
+            raise ValueError(msg)
+        self._accounts = by_id
+        self._configs = {account_id: account.config for account_id, account in by_id.items()}
+        self._redis = redis
+        self._given_clock = clock
+        self._clock: Clock | None = None
+        self._on_halt = on_halt
+        self._board = HealthBoard()
+        self._actors: list[pykka.ActorRef[Any]] = []
+        self._entry: EntryRef | None = None
+        self._scheduler: pykka.ActorRef[Any] | None = None
+
+    @property
+    def entry(self) -> EntryRef:
+        if self._entry is None:
+            msg = "the reconciliation runtime is not started"
+            raise RuntimeError(msg)
+        return self._entry
+
+    @property
+    def is_running(self) -> bool:
+        return self._entry is not None and self._entry.is_alive()
+
+    def start(self, *, home_loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Open the audit stores, then start every actor (blocking; call it off the event loop).
+
+        Args:
+            home_loop: the host's event loop; `async` book methods run on it while it runs.
+
+        Raises:
+            RuntimeError: already started.
+        """
+        if self._actors:
+            msg = "the reconciliation runtime is already started; stop it first"
+            raise RuntimeError(msg)
+        clock = self._clock = self._given_clock or SystemClock()
+        first = next(iter(self._configs.values()))
+        trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
+        audit_sinks = self._open_audit(trackers)
+        board = self._board
+
+        def delivery(sink: Any, max_runs: int) -> pykka.ActorRef[Any]:
+            return DeliveryActor.start(
+                sink=sink,
+                max_runs=max_runs,
+                max_batch_weight=MAX_PAYLOADS_PER_ROUND_TRIP,
+                retry_max_seconds=first.publish_retry_max_seconds,
+                board=board,
+                clock=clock,
+            )
+
+        log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
+        redis_sink = RedisSink(lambda: publishing_client(self._redis), stream_maxlen=first.stream_maxlen)
+        publisher = delivery(redis_sink, first.outbox_max_runs)
+        audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
+        sinks = {
+            account_id: (log, publisher, *((audits[config.audit_store],) if config.audit_store else ()))
+            for account_id, config in self._configs.items()
+        }
+        comparator = ComparatorActor.start(
+            accounts=self._configs, trackers=trackers, sinks=sinks, board=board, clock=clock, on_halt=self._on_halt
+        )
+        fetcher = FetcherActor.start(
+            accounts=self._accounts, comparator=comparator, board=board, clock=clock, home_loop=home_loop
+        )
+        scheduler = SchedulerActor.start(
+            accounts=self._configs, fetcher=fetcher, comparator=comparator, board=board, clock=clock
+        )
+        entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
+        self._actors = [entry, scheduler, fetcher, comparator, log, publisher, *audits.values()]
+        self._entry = entry  # type: ignore[assignment]  # DebouncerActor's ref is an EntryRef
+        self._scheduler = scheduler
+        logger.info("Reconciliation started for %s", ", ".join(self._configs))
+
+    def request(self, account_id: str, trigger: Trigger) -> concurrent.futures.Future[ReconciliationResult]:
+        """Ask for a run of `account_id` now; the future receives its result.
+
+        Raises:
+            ValueError: the runtime does not reconcile that account.
+            RuntimeError: it is not started.
+        """
+        check_request(ReconcileRequest(account_id), self._configs)
+        if self._scheduler is None:
+            msg = "the reconciliation runtime is not started"
+            raise RuntimeError(msg)
+        reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()
+        self._scheduler.tell(RunRequested(account_id, trigger, reply))
+        return reply
+
+    def stop(self, timeout: float = ACTOR_STOP_TIMEOUT_SECONDS) -> StopReport:
+        """Stop every actor and thread, downstream in order (blocking). Idempotent.
+
+        Each actor gets `timeout` seconds; a delivery actor stuck on a stalled server
+        has its connections closed and gets as long again.
+        """
+        actors, self._actors, self._entry, self._scheduler = self._actors, [], None, None
+        still_running: list[str] = []
+        for ref in actors:
+            name = _component(ref)
+            if not _stop(ref, timeout):
+                logger.warning("The %s did not stop within %g s; closing its connections", name, timeout)
+                _close_sink(ref)
+                if not _stop(ref, timeout):
+                    still_running.append(name)
+        for ref in actors:
+            thread = _thread_of(ref)
+            if thread is not None and thread.is_alive():
+                thread.join(timeout)
+                if thread.is_alive() and _component(ref) not in still_running:
+                    still_running.append(_component(ref))
+        still_running.extend(self._stop_fetch_threads(actors, timeout))
+        if self._given_clock is None and isinstance(self._clock, SystemClock):
+            self._clock.close()
+        if still_running:
+            logger.error(
+                "Reconciliation stopped, but these did not end within %g s: %s", timeout, ", ".join(still_running)
+            )
+        else:
+            logger.info("Reconciliation stopped for %s", ", ".join(self._configs))
+        return StopReport(tuple(still_running))
+
+    def health(self) -> ServiceHealth:
+        """Each component's state, the way to each sink, and the counters; never blocks on an actor."""
+        health = self._board.read()
+        clock = self._clock
+        if clock is not None and self._actors:
+            timer = ComponentHealth(
+                "timer",
+                ComponentState.RUNNING if clock.is_running else ComponentState.STOPPED,
+                last_error=None if clock.is_running else "the timer thread is not running: no periodic runs",
+            )
+            components = dict(health.components.items())
+            components["timer"] = timer
+            health = attrs.evolve(health, components=components)
+        return health
+
+    def _open_audit(self, trackers: dict[str, BreakTracker]) -> dict[str, tuple[Any, int]]:
+        """Open each audit store once, and seed each account's ageing from its open breaks.
+
+        A store that cannot be read now does not stop the service: ageing starts afresh
+        (logged), and its delivery actor keeps trying to record.
+        """
+        stores: dict[str, tuple[Any, int]] = {}
+        for account_id, config in self._configs.items():
+            target = config.audit_store
+            if target is None:
+                continue
+            if target not in stores:
+                stores[target] = (open_store(target), config.audit_backlog_max_runs)
+            store = stores[target][0]
+            try:
+                store.migrate()
+                trackers[account_id] = BreakTracker(config.ageing, store.load_open_breaks(account_id))
+            except (AuditStoreError, ValueError) as error:
+                logger.error(  # noqa: TRY400 - the reason is enough; the service goes on
+                    "The audit store %s could not be read (%s): break ageing of %s starts afresh",
+                    redacted(target),
+                    error,
+                    account_id,
+                )
+        return stores
+
+    @staticmethod
+    def _stop_fetch_threads(actors: Sequence[pykka.ActorRef[Any]], timeout: float) -> list[str]:
+        still: list[str] = []
+        for ref in actors:
+            actor = ref._actor_weakref()  # noqa: SLF001 - our own actors' threads
+            for thread in getattr(actor, "threads", ()):
+                thread.join(timeout)
+                if thread.is_alive():
+                    still.append(thread.name)
+        return still
+
+
+def _stop(ref: pykka.ActorRef[Any], timeout: float) -> bool:
+    """True when the actor has stopped within `timeout` (or was already stopped)."""
+    try:
+        ref.stop(block=True, timeout=timeout)
+    except Exception:  # noqa: BLE001 - pykka.Timeout; anything else also means "not stopped"
+        return not ref.is_alive() and _thread_finished(ref, deadline=time.monotonic() + timeout)
+    return True
+
+
+def _thread_finished(ref: pykka.ActorRef[Any], deadline: float) -> bool:
+    thread = _thread_of(ref)
+    if thread is None:
+        return True
+    thread.join(max(deadline - time.monotonic(), 0.0))
+    return not thread.is_alive()
+
+
+def _actor(ref: pykka.ActorRef[Any]) -> ResilientActor | None:
+    actor: ResilientActor | None = ref._actor_weakref()  # noqa: SLF001 - our own actors
+    return actor
+
+
+def _thread_of(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
+    actor = _actor(ref)
+    return None if actor is None else actor.thread
+
+
+def _component(ref: pykka.ActorRef[Any]) -> str:
+    actor = _actor(ref)
+    return ref.actor_class.__name__ if actor is None else actor.component
+
+
+def _close_sink(ref: pykka.ActorRef[Any]) -> None:
+    """Unblock a delivery actor stuck in a send, from outside its thread."""
+    actor = _actor(ref)
+    if isinstance(actor, DeliveryActor):
+        actor.cut_off()

@@ -1,0 +1,59 @@
+"""The audit store as a sink: every finished run, recorded in order by a delivery actor.
+
+The store's transient failures (a locked file, a server that is down) make the sink
+unavailable, so the delivery actor keeps the runs and retries; any other store error is
+a refusal of that one run, which is set aside so the runs behind it are recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from reconciliation._domain.error_text import describe_error
+from reconciliation._runtime.delivery import Sent, SinkUnavailableError
+from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation.audit._store import AuditStore
+
+__all__ = ["AuditSink"]
+
+logger = logging.getLogger(__name__)
+
+
+class AuditSink:
+    """Records runs in an `AuditStore`; the schema is brought up to date at the first write."""
+
+    name = "audit"
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+        self._migrated = False
+
+    def prepare(self, run: FinishedRun) -> FinishedRun:
+        return run
+
+    def weight(self, item: FinishedRun) -> int:
+        return 1 + len(item.result.discrepancies)
+
+    def send(self, items: Sequence[FinishedRun]) -> Sent:
+        for index, run in enumerate(items):
+            try:
+                if not self._migrated:
+                    self._store.migrate()
+                    self._migrated = True
+                self._store.record_run(run.result, run.ageing)
+            except AuditStoreUnavailableError as error:
+                if index:
+                    return Sent(index)
+                raise SinkUnavailableError(str(error)) from error
+            except (AuditStoreError, ValueError) as error:
+                return Sent(index, refused=describe_error(error))
+        return Sent(len(items))
+
+    def close(self) -> None:
+        self._store.close()
