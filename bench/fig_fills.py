@@ -13,8 +13,7 @@ from _service import start_service, stop_service
 from books import ACCOUNT
 
 from reconciliation._domain.models import OrderFill
-from reconciliation._runtime.debouncer_actor import FillDebouncer
-from reconciliation._runtime.messages import DebounceDue, HealthRequest
+from reconciliation._runtime.messages import Barrier
 
 if TYPE_CHECKING:
     import redis
@@ -74,11 +73,9 @@ def fills_rows(n: int, repeats: int, client: redis.Redis) -> list[Row]:
     execution = ExecutionActor.start()
     bare = BareActor.start()
     try:
-        debouncer = pykka.ActorRegistry.get_by_class(FillDebouncer)[0]
 
         def drain_service() -> None:
-            service.ref.ask(HealthRequest(), timeout=120)
-            debouncer.ask(DebounceDue("bench:no-such-account"), timeout=120)
+            service.ref.ask(Barrier(), timeout=120)
 
         runs: dict[str, list[tuple[float, float, list[int]]]] = {"service": [], "bare": []}
         for round_ in range(repeats + 1):

@@ -10,7 +10,7 @@ from books import ACCOUNT, make_books, make_snapshot
 
 from reconciliation import ReconcileRequest, ReconciliationConfig
 from reconciliation._domain.compare import compare
-from reconciliation._publishing.redis_publisher import RESULT_STREAM
+from reconciliation._publishing.redis_sink import RESULT_STREAM
 
 if TYPE_CHECKING:
     import redis

@@ -10,20 +10,24 @@ import attrs
 from _harness import Row, Sample, interleave
 from books import ACCOUNT, NOW
 
+from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.models import (
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
     ReconciliationResult,
 )
+from reconciliation._publishing.connection import publishing_client
 from reconciliation._publishing.payloads import iter_payloads
-from reconciliation._publishing.redis_publisher import (
+from reconciliation._publishing.redis_sink import (
     DISCREPANCY_STREAM,
+    MAX_PAYLOADS_PER_ROUND_TRIP,
     RESULT_STREAM,
     STREAM_FIELD,
-    RedisPublisher,
+    RedisSink,
 )
-from reconciliation._runtime.clock import SystemClock
+from reconciliation._runtime.delivery import BoundedQueue, Queued
+from reconciliation._runtime.messages import FinishedRun
 
 if TYPE_CHECKING:
     import redis
@@ -52,14 +56,22 @@ def _result(n: int) -> ReconciliationResult:
 def publish_row(n: int, repeats: int, client: redis.Redis, stream_maxlen: int = 10_000) -> Row:
     result = _result(n)
     payloads = iter_payloads(result)
-    publisher = RedisPublisher(
-        client, stream_maxlen=stream_maxlen, outbox_max_runs=10, retry_max_seconds=1.0, clock=SystemClock()
-    )
+    sink = RedisSink(lambda: publishing_client(client), stream_maxlen=stream_maxlen)
+    queue: BoundedQueue[object] = BoundedQueue(10)
+    failures: list[str] = []
 
     def package() -> None:
-        publisher.submit(attrs.evolve(result, run_id=uuid.uuid4()))
-        while publisher.deliver() == 0.0:
-            pass
+        """What the Redis delivery actor does with one run: encode it, queue it, send it."""
+        run = attrs.evolve(result, run_id=uuid.uuid4())
+        item = sink.prepare(FinishedRun(run, AgeingUpdate(run.run_id, run.account_id)))
+        queue.append(Queued(str(run.run_id), run.account_id, item, sink.weight(item)))
+        while queue:
+            batch = queue.head(MAX_PAYLOADS_PER_ROUND_TRIP)
+            sent = sink.send([entry.item for entry in batch])  # type: ignore[misc]
+            if sent.refused or not sent.delivered:
+                failures.append(str(sent))
+                return
+            queue.pop(sent.delivered)
 
     def raw() -> None:
         pipeline = client.pipeline(transaction=False)
@@ -71,9 +83,8 @@ def publish_row(n: int, repeats: int, client: redis.Redis, stream_maxlen: int = 
         pipeline.execute()
 
     times = interleave({"package": package, "raw": raw}, repeats)
-    health = publisher.health()
-    if health.last_error is not None or health.outbox_depth:
-        msg = f"publishing failed: {health}"
+    if failures:
+        msg = f"publishing failed: {failures[0]}"
         raise RuntimeError(msg)
     count = len(payloads)
     ours = Sample([count / t for t in times["package"]], "k payloads/s")

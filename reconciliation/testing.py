@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.models import ReconciliationResult
     from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._runtime.service import ReconciliationService
 
 __all__ = [
     "AsyncScriptedBroker",
@@ -57,6 +58,7 @@ __all__ = [
     "RedisCapture",
     "ScriptedBroker",
     "capture_published",
+    "settle",
 ]
 
 Call = Literal["get_positions", "get_account"]
@@ -249,6 +251,15 @@ def capture_published() -> Iterator[PublishedCapture]:
         yield capture
     finally:
         remove_observer(capture._observe)  # noqa: SLF001
+
+
+def settle(service: ReconciliationService, timeout: float = 5.0) -> None:
+    """Wait until every trigger fired so far has given its run (see `Runtime.settle`).
+
+    With a `ManualClock`: `clock.advance(...)`, then `settle(service)`, then assert on what
+    was published — including that nothing was, with no sleep.
+    """
+    service._runtime.settle(timeout)  # noqa: SLF001 - the test helper's own view of the service
 
 
 class RedisCapture:

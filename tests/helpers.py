@@ -1,4 +1,4 @@
-"""Shared test helpers: fills to book, and waiting for the pipeline without sleeping on timers."""
+"""Shared test helpers: fills to book, and waiting for a condition that another thread makes true."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from reconciliation._domain.models import AssetType, OrderFill
-from reconciliation._runtime.messages import Peers, PeersChanged, PeersRequest
-from reconciliation._runtime.service import ReconciliationService
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
@@ -21,17 +19,6 @@ def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
             msg = f"{what} did not happen within {timeout} s"
             raise AssertionError(msg)
         time.sleep(0.005)
-
-
-def settle(service: ReconciliationService) -> None:
-    """Wait until every actor has handled what it was told before this call.
-
-    An ask is handled after every message already queued, so asking the supervisor,
-    then each actor in pipeline order, is a barrier for what flows down the pipeline.
-    """
-    peers: Peers = service.ref.ask(PeersRequest(), timeout=5)
-    for role in ("debouncer", "scheduler", "fetcher", "comparator", "scheduler", "publisher"):
-        getattr(peers, role).ask(PeersChanged(peers), timeout=5)
 
 
 _fill_ids = itertools.count(1)

@@ -14,7 +14,7 @@ import pytest
 from reconciliation import InMemoryPortfolio, OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation._runtime.clock import ManualClock
 from reconciliation._runtime.service import ReconciliationService
-from reconciliation.testing import AsyncScriptedBroker, RedisCapture, ScriptedBroker
+from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker, capture_published, settle
 
 ACCOUNT = "ACC-1"
 
@@ -32,7 +32,8 @@ def make_fill(n: int, symbol: str = "AAPL", quantity: int = 10) -> OrderFill:
 
 
 class Harness:
-    """A service over a scripted broker and an in-memory book, publishing to fakeredis."""
+    """A service over a scripted broker and an in-memory book, publishing to fakeredis;
+    what it publishes is captured in-process (`capture`), so tests wait on it without sleeping."""
 
     def __init__(
         self,
@@ -43,7 +44,8 @@ class Harness:
         **config: Any,
     ) -> None:
         self.redis = fakeredis.FakeRedis()
-        self.capture = RedisCapture(self.redis)
+        self._capturing = capture_published()
+        self.capture = self._capturing.__enter__()
         self.broker = (AsyncScriptedBroker if asynchronous else ScriptedBroker)(ACCOUNT, cash=Decimal(1000))
         self.book = InMemoryPortfolio(ACCOUNT, cash=Decimal(1000))
         self.clock = clock
@@ -62,11 +64,15 @@ class Harness:
         asyncio.run(self.service.stop())
 
     def triggers(self) -> list[str]:
-        return [r["context"]["trigger"] for r in self.capture.results]
+        return self.capture.triggers()
+
+    def settle(self) -> None:
+        """Every trigger fired so far has given its run (see `reconciliation.testing.settle`)."""
+        settle(self.service)
 
     def close(self) -> None:
         self.stop()
-        self.capture.close()
+        self._capturing.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_every_run_and_break_is_recorded_in_the_audit_store(harness_factory: Any
     startup = harness.start()
     assert startup is not None
     on_demand = harness.reconcile()
-    eventually(lambda: harness.service.audit_health().recorded_runs == 2, what="both runs recorded")
+    eventually(lambda: harness.service.audit_health().delivered_runs == 2, what="both runs recorded")
     store = open_store(audit_target)
     runs = store.list_runs("ACC-1")
     assert [r.run_id for r in runs] == [on_demand.run_id, startup.run_id]
@@ -164,7 +164,7 @@ def test_a_locked_audit_store_never_stops_reconciliation_or_publishing(
     path = tmp_path / "audit.db"
     harness = harness_factory(audit_store=str(path))
     harness.start()
-    eventually(lambda: harness.service.audit_health().recorded_runs == 1, what="the startup run recorded")
+    eventually(lambda: harness.service.audit_health().delivered_runs == 1, what="the startup run recorded")
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
@@ -172,16 +172,16 @@ def test_a_locked_audit_store_never_stops_reconciliation_or_publishing(
         assert all(r.status == "ok" for r in results)
         harness.capture.wait_for_results(4)
         eventually(
-            lambda: not harness.service.audit_health(timeout=15).store_available,
+            lambda: not harness.service.audit_health().reachable,
             timeout=15,
             what="the store unavailable",
         )
-        assert harness.service.audit_health(timeout=15).backlog >= 1
+        assert harness.service.audit_health().queued_runs >= 1
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     eventually(
-        lambda: harness.service.audit_health(timeout=15).recorded_runs == 4,
+        lambda: harness.service.audit_health().delivered_runs == 4,
         timeout=30,
         what="the backlog recorded",
     )

@@ -511,19 +511,33 @@ def test_an_audit_store_is_a_path_or_a_sqlite_or_postgresql_url(target: str) -> 
     assert ReconciliationConfig("ACC-1", audit_store=target).audit_store == target
 
 
-def test_a_result_may_be_given_is_clean_as_the_design_lists_it() -> None:
-    clean = ReconciliationResult(
-        run_id=uuid.uuid4(), account_id="ACC-1", timestamp=dt.datetime.now(dt.UTC), is_clean=True
-    )
-    assert clean.is_clean
-
-
-def test_a_result_whose_is_clean_contradicts_it_is_refused() -> None:
-    with pytest.raises(ValueError, match="is_clean=True contradicts the result"):
-        ReconciliationResult(
-            run_id=uuid.uuid4(),
-            account_id="ACC-1",
-            timestamp=dt.datetime.now(dt.UTC),
-            error="down",
-            is_clean=True,
+def test_is_clean_is_derived_and_cannot_be_given() -> None:
+    with pytest.raises(TypeError, match="is_clean"):
+        ReconciliationResult(  # type: ignore[call-arg]
+            run_id=uuid.uuid4(), account_id="ACC-1", timestamp=dt.datetime.now(dt.UTC), is_clean=True
         )
+
+
+def test_evolving_a_clean_result_into_a_failed_one_recomputes_is_clean() -> None:
+    clean = ReconciliationResult(run_id=uuid.uuid4(), account_id="ACC-1", timestamp=dt.datetime.now(dt.UTC))
+    failed = attrs.evolve(clean, error="the broker timed out")
+    assert (clean.is_clean, failed.is_clean, failed.status) == (True, False, "failed")
+
+
+def test_the_longest_post_fill_wait_defaults_to_the_delay_when_that_is_longer_than_a_minute() -> None:
+    config = ReconciliationConfig("ACC-1", post_fill_delay_seconds=120)
+    assert config.post_fill_max_wait_seconds == 120
+
+
+def test_the_longest_post_fill_wait_defaults_to_a_minute() -> None:
+    assert ReconciliationConfig("ACC-1", post_fill_delay_seconds=5).post_fill_max_wait_seconds == 60
+
+
+def test_an_interval_past_the_platforms_longest_timer_is_refused_with_the_way_to_turn_runs_off() -> None:
+    with pytest.raises(ValueError, match=r"interval_seconds must be at most .* enabled=False"):
+        ReconciliationConfig("ACC-1", interval_seconds=1e12)
+
+
+def test_a_stream_length_past_redis_s_integers_is_refused() -> None:
+    with pytest.raises(ValueError, match="stream_maxlen must be at most 9223372036854775807"):
+        ReconciliationConfig("ACC-1", stream_maxlen=2**63)

@@ -1,4 +1,5 @@
-"""RedisPublisher against a real, private redis-server that the tests kill and restart."""
+"""Publishing against a real, private redis-server that the tests kill and restart —
+by Lua script, and by MULTI/EXEC as a server without scripting is published to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 
 from reconciliation._domain.models import (
     Discrepancy,
@@ -16,21 +18,20 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     ReconciliationResult,
 )
-from reconciliation._publishing.payloads import iter_payloads
-from reconciliation._publishing.redis_publisher import (
-    DISCREPANCY_CHANNEL,
+from reconciliation._publishing.connection import publishing_retry
+from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
+from reconciliation._publishing.redis_sink import (
     DISCREPANCY_STREAM,
     PUBLISH_SCRIPT,
     PUBLISHED_KEY_PREFIX,
     PUBLISHED_TTL_SECONDS,
-    RESULT_CHANNEL,
     RESULT_STREAM,
-    RedisPublisher,
+    PendingRun,
+    RedisSink,
 )
-from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.delivery import Sent, SinkUnavailableError
 
 if TYPE_CHECKING:
-    import redis
     from redis_server import RedisServer
 
 pytestmark = pytest.mark.real_redis
@@ -74,15 +75,29 @@ def run(*discrepancies: Discrepancy, run_id: uuid.UUID | None = None) -> Reconci
     )
 
 
-def make_publisher(client: redis.Redis) -> RedisPublisher:
-    return RedisPublisher(
-        client,
-        stream_maxlen=1_000,
-        outbox_max_runs=10,
-        retry_max_seconds=1.0,
-        clock=ManualClock(AT),
-        random=lambda _low, high: high,
-    )
+class WithoutScripting(redis.Redis):
+    """A client to a server whose ACL (or build) does not let it run scripts."""
+
+    def script_load(self, script: str) -> str:
+        msg = "NOPERM this user has no permissions to run the 'script|load' command"
+        raise redis.ResponseError(msg)
+
+
+@pytest.fixture(params=["script", "transaction"])
+def sink(request: pytest.FixtureRequest, redis_server: RedisServer) -> RedisSink:
+    """A sink with its own client, as the service makes one."""
+    kind = redis.Redis if request.param == "script" else WithoutScripting
+
+    def connect() -> redis.Redis:
+        return kind(
+            host="127.0.0.1",
+            port=redis_server.port,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=publishing_retry(),
+        )
+
+    return RedisSink(connect, stream_maxlen=1_000)
 
 
 class Subscriber:
@@ -113,21 +128,13 @@ def stream(client: redis.Redis, key: str) -> list[str]:
     return [fields["payload"] for _, fields in client.xrange(key)]
 
 
-def deliver_all(publisher: RedisPublisher) -> None:
-    for _ in range(10):
-        if publisher.deliver() is None:
-            return
-    pytest.fail(f"the outbox did not empty: {publisher.health()}")
+def pending(*results: ReconciliationResult) -> list[PendingRun]:
+    return [PendingRun(str(r.run_id), iter_payloads(r)) for r in results]
 
 
-def test_both_payloads_arrive_on_the_real_server_with_every_field(
-    real_redis: redis.Redis, subscriber: Subscriber
-) -> None:
+def test_both_payloads_arrive_on_the_real_server_with_every_field(sink: RedisSink, subscriber: Subscriber) -> None:
     run_id = uuid.UUID("0b7e8c1e-5f2a-4d8e-9a61-3c2f1e0d9b7a")
-    publisher = make_publisher(real_redis)
-    publisher.submit(run(quantity_mismatch(), cash_mismatch(), run_id=run_id))
-
-    assert publisher.deliver() is None
+    assert sink.send(pending(run(quantity_mismatch(), cash_mismatch(), run_id=run_id))) == Sent(1)
 
     messages = [(channel, json.loads(data)) for channel, data in subscriber.received()]
     assert messages == [
@@ -176,17 +183,11 @@ def test_both_payloads_arrive_on_the_real_server_with_every_field(
     ]
 
 
-def test_a_failed_run_arrives_with_status_failed_and_its_error(
-    real_redis: redis.Redis, subscriber: Subscriber
-) -> None:
-    publisher = make_publisher(real_redis)
+def test_a_failed_run_arrives_with_status_failed_and_its_error(sink: RedisSink, subscriber: Subscriber) -> None:
     failed = ReconciliationResult(
         run_id=uuid.uuid4(), account_id="ACC-1", timestamp=AT, error="broker timed out after 30.0 s"
     )
-    publisher.submit(failed)
-
-    publisher.deliver()
-
+    sink.send(pending(failed))
     [(_, data)] = subscriber.received()
     payload = json.loads(data)
     assert (payload["status"], payload["is_clean"], payload["error"]) == (
@@ -196,50 +197,34 @@ def test_a_failed_run_arrives_with_status_failed_and_its_error(
     )
 
 
-def test_both_streams_read_back_what_was_published(real_redis: redis.Redis) -> None:
-    publisher = make_publisher(real_redis)
+def test_both_streams_read_back_what_was_published(sink: RedisSink, real_redis: redis.Redis) -> None:
     first, second = run(quantity_mismatch()), run(cash_mismatch(), quantity_mismatch("MSFT"))
-    publisher.submit(first)
-    publisher.submit(second)
-
-    publisher.deliver()
-
+    sink.send(pending(first, second))
     payloads = iter_payloads(first) + iter_payloads(second)
     assert stream(real_redis, RESULT_STREAM) == [p for c, p in payloads if c == RESULT_CHANNEL]
     assert stream(real_redis, DISCREPANCY_STREAM) == [p for c, p in payloads if c == DISCREPANCY_CHANNEL]
 
 
-def test_the_streams_are_capped_on_the_real_server(real_redis: redis.Redis) -> None:
+def test_the_streams_are_capped_on_the_real_server(sink: RedisSink, real_redis: redis.Redis) -> None:
     real_redis.config_set("stream-node-max-entries", 10)
-    publisher = RedisPublisher(
-        real_redis, stream_maxlen=20, outbox_max_runs=100, retry_max_seconds=1.0, clock=ManualClock(AT)
-    )
+    capped = RedisSink(sink._connect, stream_maxlen=20)
     for _ in range(60):
-        publisher.submit(run())
-
-    deliver_all(publisher)
-
+        capped.send(pending(run()))
     assert 20 <= real_redis.xlen(RESULT_STREAM) <= 20 + 10
 
 
 def test_runs_made_while_redis_was_down_arrive_once_each_and_in_order_after_a_restart(
-    redis_server: RedisServer, real_redis: redis.Redis
+    sink: RedisSink, redis_server: RedisServer, real_redis: redis.Redis
 ) -> None:
-    publisher = make_publisher(real_redis)
-    publisher.submit(run())
-    deliver_all(publisher)
+    sink.send(pending(run()))
     redis_server.kill()
     made_while_down = [run(quantity_mismatch()), run(), run(cash_mismatch(), quantity_mismatch("MSFT"))]
-    delays = []
-    for result in made_while_down:
-        publisher.submit(result)
-        delays.append(publisher.deliver())
+    for n in range(len(made_while_down)):
+        with pytest.raises(SinkUnavailableError):
+            sink.send(pending(*made_while_down[: n + 1]))
     redis_server.restart()
     subscriber = Subscriber(real_redis)
-
-    deliver_all(publisher)
-
-    assert all(delay is not None and delay > 0 for delay in delays)
+    assert sink.send(pending(*made_while_down)) == Sent(3)
     expected = [payload for result in made_while_down for payload in iter_payloads(result)]
     assert subscriber.received() == expected
     assert stream(real_redis, RESULT_STREAM) == [p for c, p in expected if c == RESULT_CHANNEL]
@@ -247,23 +232,50 @@ def test_runs_made_while_redis_was_down_arrive_once_each_and_in_order_after_a_re
     subscriber.close()
 
 
-def test_health_reports_the_outage_and_the_recovery(
-    redis_server: RedisServer, real_redis: redis.Redis
+def test_a_run_re_sent_after_redis_restarted_empty_arrives_again_with_the_same_identities(
+    sink: RedisSink, redis_server: RedisServer, real_redis: redis.Redis
 ) -> None:
-    publisher = make_publisher(real_redis)
-    redis_server.kill()
-    publisher.submit(run())
-    publisher.deliver()
-    during = publisher.health()
+    """The one way a run reaches a consumer twice (docs/payloads.md): its published
+    marker was lost with Redis's data. The copy carries the same run_id, type and symbol."""
+    result = run(quantity_mismatch())
+    sink.send(pending(result))
+    before = stream(real_redis, DISCREPANCY_STREAM)
     redis_server.restart()
+    assert sink.send(pending(result)) == Sent(1)
+    after = stream(real_redis, DISCREPANCY_STREAM)
+    identity = [(p["run_id"], p["type"], p["symbol"]) for p in map(json.loads, before + after)]
+    assert len(identity) == 2
+    assert identity[0] == identity[1]
 
-    deliver_all(publisher)
 
-    after = publisher.health()
-    assert (during.redis_reachable, during.outbox_depth) == (False, 1)
-    assert during.last_error is not None
-    assert "ConnectionError" in during.last_error
-    assert (after.redis_reachable, after.outbox_depth, after.delivered_runs) == (True, 0, 1)
+def test_a_run_sent_twice_while_redis_kept_its_data_appears_once(
+    sink: RedisSink, subscriber: Subscriber, real_redis: redis.Redis
+) -> None:
+    items = pending(run(quantity_mismatch()))
+    assert sink.send(items) == Sent(1)
+    assert sink.send(items) == Sent(1)
+    assert len(subscriber.received()) == 2
+    assert len(stream(real_redis, RESULT_STREAM)) == 1
+
+
+def test_a_bad_stream_key_holds_the_runs_and_says_why(sink: RedisSink, real_redis: redis.Redis) -> None:
+    real_redis.set(DISCREPANCY_STREAM, "not a stream")
+    result = run(quantity_mismatch())
+    with pytest.raises(SinkUnavailableError, match="WRONGTYPE"):
+        sink.send(pending(result))
+    assert real_redis.xlen(RESULT_STREAM) == 0
+    assert not real_redis.exists(PUBLISHED_KEY_PREFIX + str(result.run_id))
+
+
+def test_a_stream_with_no_ids_left_holds_the_runs_without_publishing_half_of_one(
+    sink: RedisSink, real_redis: redis.Redis
+) -> None:
+    real_redis.xadd(DISCREPANCY_STREAM, {"payload": "{}"}, id="18446744073709551615-18446744073709551615")
+    result = run(quantity_mismatch())
+    with pytest.raises(SinkUnavailableError, match="no IDs left"):
+        sink.send(pending(result))
+    assert real_redis.xlen(RESULT_STREAM) == 0
+    assert not real_redis.exists(PUBLISHED_KEY_PREFIX + str(result.run_id))
 
 
 def test_a_run_whose_script_is_executed_twice_appears_once(
@@ -283,48 +295,29 @@ def test_a_run_whose_script_is_executed_twice_appears_once(
     )
 
 
-class _ResendingPipeline:
-    """Sends the queued commands twice, as redis-py does when a reply is lost, and returns the second replies."""
+class ResendingRedis(redis.Redis):
+    """A client whose pipelines run twice, as redis-py re-sends after a lost reply."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._calls: list[tuple[str, tuple[Any, ...]]] = []
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        inner = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        original = inner.execute
 
-    def eval(self, *args: Any) -> None:
-        self._calls.append(("eval", args))
+        def execute(raise_on_error: bool = True) -> Any:
+            stack = list(inner.command_stack)
+            original(raise_on_error=raise_on_error)
+            inner.command_stack = stack
+            return original(raise_on_error=raise_on_error)
 
-    def evalsha(self, *args: Any) -> None:
-        self._calls.append(("evalsha", args))
-
-    def execute(self, **options: Any) -> list[Any]:
-        replies: list[Any] = []
-        for _ in range(2):
-            pipeline = self._client.pipeline(transaction=False)
-            for name, args in self._calls:
-                getattr(pipeline, name)(*args)
-            replies = pipeline.execute(**options)
-        return replies
-
-
-class _ResendingRedis:
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    def pipeline(self, **_options: Any) -> _ResendingPipeline:
-        return _ResendingPipeline(self._client)
+        inner.execute = execute  # type: ignore[method-assign]
+        return inner
 
 
 def test_a_round_trip_re_sent_by_the_client_publishes_each_run_once(
-    real_redis: redis.Redis, subscriber: Subscriber
+    redis_server: RedisServer, real_redis: redis.Redis, subscriber: Subscriber
 ) -> None:
-    publisher = make_publisher(_ResendingRedis(real_redis))  # type: ignore[arg-type]
+    sink = RedisSink(lambda: ResendingRedis(host="127.0.0.1", port=redis_server.port), stream_maxlen=100)
     results = [run(quantity_mismatch()), run()]
-    for result in results:
-        publisher.submit(result)
-
-    assert publisher.deliver() is None
-
+    assert sink.send(pending(*results)) == Sent(2)
     expected = iter_payloads(results[0]) + iter_payloads(results[1])
     assert subscriber.received() == expected
     assert len(stream(real_redis, RESULT_STREAM)) == 2
-    assert publisher.health().already_published_runs == 2

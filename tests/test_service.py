@@ -10,7 +10,7 @@ from typing import Any
 
 import pykka
 import pytest
-from helpers import eventually, settle
+from helpers import eventually
 from service_fixtures import ACCOUNT, make_fill
 
 from reconciliation import BrokerPosition, DiscrepancyType, ReconcileRequest, ReconciliationResult
@@ -27,9 +27,11 @@ def test_start_runs_the_startup_reconciliation(harness_factory: Any) -> None:
 
 
 def test_start_runs_nothing_when_disabled(harness_factory: Any) -> None:
-    harness = harness_factory(enabled=False)
+    clock = ManualClock()
+    harness = harness_factory(clock=clock, enabled=False)
     assert harness.start() is None
-    time.sleep(0.1)
+    clock.advance(3600)
+    harness.settle()
     assert harness.capture.results == []
 
 
@@ -82,7 +84,7 @@ def test_a_discrepancy_is_found_and_published(harness_factory: Any) -> None:
     result = harness.start()
     assert result is not None
     assert [(d.type, d.symbol) for d in result.discrepancies] == [(DiscrepancyType.MISSING_LOCAL, "AAPL")]
-    eventually(lambda: len(harness.capture.discrepancies) == 1, what="the discrepancy payload")
+    assert len(harness.capture.discrepancies) == 1
     assert harness.capture.discrepancies[0]["run_id"] == str(result.run_id)
 
 
@@ -92,7 +94,7 @@ def test_periodic_runs_come_every_interval(harness_factory: Any) -> None:
     harness.start()
     for expected in (2, 3):
         clock.advance(299.9)
-        settle(harness.service)
+        harness.settle()
         assert len(harness.capture.results) == expected - 1
         clock.advance(0.1)
         harness.capture.wait_for_results(expected)
@@ -106,7 +108,7 @@ def test_the_interval_is_measured_from_the_end_of_the_previous_run(harness_facto
     clock.advance(8)
     harness.reconcile()
     clock.advance(3)
-    settle(harness.service)
+    harness.settle()
     assert harness.triggers() == ["startup", "on_demand"]
     clock.advance(7)
     harness.capture.wait_for_results(3)
@@ -126,10 +128,10 @@ def test_a_burst_of_fills_gives_one_run_with_the_last_fill(harness_factory: Any)
     harness.start()
     for n in range(3):
         harness.service.ref.tell(make_fill(n, symbol=f"SYM{n}"))
-        settle(harness.service)
+        harness.settle()
         clock.advance(1)
     clock.advance(3.9)
-    settle(harness.service)
+    harness.settle()
     assert harness.triggers() == ["startup"]
     clock.advance(0.1)
     post_fill = harness.capture.wait_for_results(2)[1]
@@ -140,7 +142,7 @@ def test_a_burst_of_fills_gives_one_run_with_the_last_fill(harness_factory: Any)
         "symbol": "SYM2",
     }
     clock.advance(30)
-    settle(harness.service)
+    harness.settle()
     assert harness.triggers() == ["startup", "post_fill"]
 
 
@@ -150,7 +152,7 @@ def test_a_steady_stream_of_fills_is_reconciled_at_the_maximum_wait(harness_fact
     harness.start()
     for n in range(12):
         asyncio.run(harness.service.on_fill(make_fill(n)))
-        settle(harness.service)
+        harness.settle()
         clock.advance(1)
     post_fill = harness.capture.wait_for_results(2)[1]
     assert post_fill["context"]["fill_id"] == "FILL-11"
@@ -161,9 +163,9 @@ def test_fills_trigger_nothing_when_disabled(harness_factory: Any) -> None:
     harness = harness_factory(clock=clock, enabled=False)
     harness.start()
     harness.service.ref.tell(make_fill(1))
-    settle(harness.service)
+    harness.settle()
     clock.advance(3600)
-    settle(harness.service)
+    harness.settle()
     assert harness.capture.results == []
 
 
@@ -197,14 +199,13 @@ def test_every_asker_gets_a_run_whose_snapshot_was_taken_after_its_request(harne
 def test_on_demand_context_wins_over_post_fill_when_coalesced(harness_factory: Any) -> None:
     harness = harness_factory(post_fill_delay_seconds=0)
     harness.start()
-    harness.broker.then_delay(0.4)
+    harness.broker.then_delay(1.0)
     harness.service.ref.ask(ReconcileRequest(ACCOUNT, requested_by="first"), block=False)
     eventually(lambda: len(harness.broker.calls) >= 4, what="the first run's reads")
     harness.service.ref.tell(make_fill(1))
-    settle(harness.service)
     follow_up = harness.service.ref.ask(ReconcileRequest(ACCOUNT, requested_by="ops"), timeout=5)
     assert follow_up.context == {"trigger": "on_demand", "requested_by": "ops"}
-    time.sleep(0.2)
+    harness.settle()
     assert harness.triggers() == ["startup", "on_demand", "on_demand"]
 
 
@@ -217,7 +218,7 @@ def test_a_broker_that_raises_gives_a_failed_run_not_an_exception(harness_factor
     assert not result.is_clean
     assert result.error is not None
     assert "broker.get_positions failed: ConnectionError: gateway down" in result.error
-    published = harness.capture.wait_for_results(2)[1]
+    published = harness.capture.results[1]
     assert (published["status"], published["is_clean"], published["error"]) == ("failed", False, result.error)
 
 

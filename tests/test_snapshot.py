@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from reconciliation._domain.models import BrokerPosition, LocalAccount, Position
+from reconciliation._runtime.book_calls import BookCalls
 from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker
@@ -31,10 +32,9 @@ class Book:
 
 def fetch(broker: ScriptedBroker, limit: float = 2.0, book: Book | None = None):  # type: ignore[no-untyped-def]
     workers = DaemonWorkers("test-call")
+    calls = BookCalls(workers, monotonic=time.monotonic)
     try:
-        return asyncio.run(
-            fetch_snapshot(book or Book(), broker, "ACC-1", limit=limit, now=lambda: NOW, workers=workers)
-        )
+        return asyncio.run(fetch_snapshot(book or Book(), broker, "ACC-1", calls=calls, limit=limit, now=lambda: NOW))
     finally:
         workers.close()
 

@@ -22,6 +22,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.connection
 import redis.connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,6 +33,7 @@ __all__ = [
     "PUBLISH_SOCKET_TIMEOUT_SECONDS",
     "check_client",
     "publishing_client",
+    "publishing_retry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,10 +101,16 @@ def publishing_client(client: object) -> redis.Redis | redis.RedisCluster:
         kwargs["socket_connect_timeout"] = _bounded(
             kwargs.get("socket_connect_timeout"), PUBLISH_CONNECT_TIMEOUT_SECONDS
         )
-    kwargs.pop("retry", None)
+    kwargs["retry"] = publishing_retry()
     return redis.Redis(
         connection_pool=redis.ConnectionPool(connection_class=connection_class, max_connections=4, **kwargs)
     )
+
+
+def publishing_retry() -> Retry:
+    """One immediate retry (a pooled socket that went stale when Redis restarted), no more:
+    the delivery actor's own backoff paces the attempts at an unreachable Redis."""
+    return Retry(NoBackoff(), 1)
 
 
 def _bounded(given: float | None, ceiling: float) -> float:
@@ -136,6 +145,7 @@ def _sync_cluster(client: redis.RedisCluster | redis.asyncio.RedisCluster) -> re
     kwargs = {key: value for key, value in settings.items() if key in _CLUSTER_SETTINGS}
     return redis.RedisCluster(
         startup_nodes=nodes,
+        retry=publishing_retry(),
         socket_timeout=PUBLISH_SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS,
         **kwargs,

@@ -45,6 +45,7 @@ __all__ = [
     "DISCREPANCY_STREAM",
     "HALT_STREAM",
     "MAX_PAYLOADS_PER_ROUND_TRIP",
+    "MAX_PAYLOAD_BYTES",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_SECONDS",
     "PUBLISH_SCRIPT",
@@ -118,8 +119,25 @@ return 1
 SCRIPT_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _PUBLISHED, _ALREADY_PUBLISHED = 1, 0
 
-_TRANSIENT_REPLIES = ("LOADING", "BUSY", "OOM", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOSCRIPT")
-"""Error replies that mean "not now" rather than "not this run"."""
+_BLOCKING_REPLIES = (
+    "LOADING",
+    "BUSY",
+    "OOM",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+    "NOSCRIPT",
+    "WRONGTYPE",
+    "the stream",
+)
+"""Error replies that hold up every run, not just this one: the server is not ready, or a
+stream key is unusable (not a stream, no IDs left) until an operator fixes it. The runs
+stay queued, in order, and the error is reported."""
+
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+"""A payload larger than this is refused before it is sent (Redis would drop the connection
+on a bulk string past its proto-max-bulk-len, and every retry with it): the run is set aside."""
 
 
 def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -168,6 +186,11 @@ class RedisSink:
         if self._closed:
             msg = "the publishing connection is closed: the service has stopped"
             raise SinkUnavailableError(msg)
+        oversized = next((index for index, run in enumerate(items) if _too_large(run)), None)
+        if oversized == 0:
+            return Sent(0, refused=f"a payload is larger than {MAX_PAYLOAD_BYTES} bytes")
+        if oversized is not None:
+            items = items[:oversized]
         try:
             if self._connection is None:
                 self._connection = self._connect()
@@ -280,11 +303,15 @@ class RedisSink:
     @staticmethod
     def _refused_or_unavailable(delivered: int, error: Exception) -> Sent:
         text = describe_error(error)
-        if str(error).startswith(_TRANSIENT_REPLIES):
+        if str(error).startswith(_BLOCKING_REPLIES):
             if delivered:
                 return Sent(delivered)
             raise SinkUnavailableError(text) from error
         return Sent(delivered, refused=text)
+
+
+def _too_large(run: PendingRun) -> bool:
+    return any(len(payload) > MAX_PAYLOAD_BYTES // 4 and len(payload.encode()) > MAX_PAYLOAD_BYTES for _, payload in run.payloads)
 
 
 def _check_stream(client: redis.client.Pipeline, stream: str) -> None:
@@ -304,5 +331,5 @@ def _check_stream(client: redis.client.Pipeline, stream: str) -> None:
     last = info.get("last-generated-id", info.get(b"last-generated-id"))
     last = last.decode() if isinstance(last, bytes) else last
     if last == _LAST_POSSIBLE_ID:
-        msg = f"ERR the stream {stream} has no IDs left"
+        msg = f"the stream {stream} has no IDs left"
         raise redis.ResponseError(msg)

@@ -20,6 +20,7 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._runtime.health import ComponentHealth, ComponentState
 from reconciliation._runtime.messages import (
     AbandonRun,
+    Barrier,
     FetchSnapshot,
     FinishedRun,
     RunTicket,
@@ -69,6 +70,9 @@ class ResilientActor(pykka.ThreadingActor):
     `started`, `stopping` and `fail_run`."""
 
     component: str
+    recovers_after_clean_run = True
+    """Back to running once a run's message is handled without error (a delivery actor
+    instead recovers when its sink takes runs again)."""
     use_daemon_thread = True
     """A host that exits without stopping the service is not kept alive by it."""
 
@@ -106,6 +110,8 @@ class ResilientActor(pykka.ThreadingActor):
         self._post()
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Barrier):
+            return None
         try:
             answer = self.handle(message)
         except BaseException as error:  # noqa: BLE001 - see the module docstring
@@ -113,7 +119,11 @@ class ResilientActor(pykka.ThreadingActor):
             self._failed(error, f"on {type(message).__name__}" + (f" of run {run_id}" if run_id else ""))
             self._report_failed_run(message, error)
             return None
-        if self._state is ComponentState.DEGRADED and run_id_of(message) is not None:
+        if (
+            self.recovers_after_clean_run
+            and self._state is ComponentState.DEGRADED
+            and run_id_of(message) is not None
+        ):
             self._recovered()
         return answer
 

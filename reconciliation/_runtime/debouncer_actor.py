@@ -24,7 +24,7 @@ from reconciliation._domain.debounce import DebounceWindow
 from reconciliation._domain.models import OrderFill, ReconciliationResult
 from reconciliation._domain.triggers import OnDemand, PostFill
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.messages import DebounceDue, ReconcileRequest, RunRequested
+from reconciliation._runtime.messages import Barrier, DebounceDue, ReconcileRequest, RunRequested
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -123,8 +123,8 @@ class EntryRef(pykka.ActorRef["DebouncerActor"]):
 
 
 def _is_pykka_message(message: object) -> bool:
-    """pykka's own messages (a stop, a proxy call) go through `ask` too."""
-    return type(message).__module__.split(".")[0] == "pykka"
+    """pykka's own messages (a stop, a proxy call) go through `ask` too, and so does our `Barrier`."""
+    return isinstance(message, Barrier) or type(message).__module__.split(".")[0] == "pykka"
 
 
 class DebouncerActor(ResilientActor):

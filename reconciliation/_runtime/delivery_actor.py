@@ -44,6 +44,8 @@ Item = TypeVar("Item")
 class DeliveryActor(ResilientActor, Generic[Item]):
     """Feeds one `Sink`. Its component name is `delivery:<sink name>`."""
 
+    recovers_after_clean_run = False
+
     def __init__(
         self,
         *,

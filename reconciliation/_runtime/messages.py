@@ -21,10 +21,12 @@ from reconciliation._domain.values import non_empty_text
 
 __all__ = [
     "AbandonRun",
+    "Barrier",
     "DebounceDue",
     "FetchSnapshot",
     "FinishedRun",
     "HaltCallback",
+    "InFlight",
     "PeriodicDue",
     "ReconcileRequest",
     "RetryDue",
@@ -102,10 +104,15 @@ class AbandonRun:
 
 @attrs.frozen
 class RunEnded:
-    """The run's outcome is set: the scheduler may start the account's next run."""
+    """The run's outcome is set: the scheduler may start the account's next run.
+
+    `ended` is when, on the clock's monotonic scale: the next periodic run is due an
+    interval after it, however long this message took to arrive.
+    """
 
     account_id: str
     run_id: UUID
+    ended: float
 
 
 @attrs.frozen
@@ -132,6 +139,16 @@ class DebounceDue:
 class WatchdogDue:
     account_id: str
     run_id: UUID
+
+
+@attrs.frozen
+class InFlight:
+    """Ask the scheduler for the outcomes of the runs it holds (in flight, or waiting to follow)."""
+
+
+@attrs.frozen
+class Barrier:
+    """Asked of an actor: answered once everything told to it before has been handled."""
 
 
 @attrs.frozen

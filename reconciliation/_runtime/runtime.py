@@ -33,7 +33,7 @@ from reconciliation._runtime.delivery_actor import DeliveryActor
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.log_sink import LogSink
-from reconciliation._runtime.messages import ReconcileRequest, RunRequested
+from reconciliation._runtime.messages import Barrier, InFlight, ReconcileRequest, RunRequested
 from reconciliation._runtime.scheduler_actor import SchedulerActor
 from reconciliation.audit._errors import AuditStoreError
 from reconciliation.audit._sink import AuditSink
@@ -191,6 +191,31 @@ class Runtime:
         reply: concurrent.futures.Future[ReconciliationResult] = concurrent.futures.Future()
         self._scheduler.tell(RunRequested(account_id, trigger, reply))
         return reply
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until every trigger fired so far (fills told, timers due) has given its run.
+
+        For tests that move a `ManualClock`: after `settle()`, what has not been
+        published will not be, until something else fires.
+
+        Raises:
+            TimeoutError: runs still in flight after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        self.entry.ask(Barrier(), timeout=timeout)
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        while True:
+            outcomes: tuple[concurrent.futures.Future[ReconciliationResult], ...] = scheduler.ask(
+                InFlight(), block=True, timeout=max(deadline - time.monotonic(), 0.001)
+            )
+            if not outcomes:
+                return
+            _, waiting = concurrent.futures.wait(outcomes, timeout=max(deadline - time.monotonic(), 0.0))
+            if waiting:
+                msg = f"{len(waiting)} runs still in flight after {timeout:g} s"
+                raise TimeoutError(msg)
 
     def stop(self, timeout: float = ACTOR_STOP_TIMEOUT_SECONDS) -> StopReport:
         """Stop every actor and thread, downstream in order (blocking). Idempotent.

@@ -22,6 +22,7 @@ from reconciliation._runtime.clock import TimerHandle
 from reconciliation._runtime.messages import (
     AbandonRun,
     FetchSnapshot,
+    InFlight,
     PeriodicDue,
     RunEnded,
     RunRequested,
@@ -90,8 +91,21 @@ class SchedulerActor(ResilientActor):
             runs = self._accounts[message.account_id]
             if message.generation == runs.generation:
                 self._request(RunRequested(message.account_id, Periodic()))
+        elif isinstance(message, InFlight):
+            return self._in_flight()
         else:
             logger.warning("The scheduler ignored an unexpected %s", type(message).__name__)
+        return None
+
+    def _in_flight(self) -> tuple[Future[ReconciliationResult], ...]:
+        """The outcomes to wait for: each run in flight, and each follow-up's first waiter
+        (a follow-up without waiters starts when its run ends, so the run's outcome covers it)."""
+        outcomes: list[Future[ReconciliationResult]] = []
+        for runs in self._accounts.values():
+            if runs.in_flight is not None:
+                outcomes.append(runs.in_flight.outcome)
+            outcomes.extend(runs.follow_up_waiters)
+        return tuple(outcomes)
 
     def _request(self, request: RunRequested) -> None:
         runs = self._accounts[request.account_id]
@@ -112,7 +126,8 @@ class SchedulerActor(ResilientActor):
         ticket = self._ticket(account_id, trigger, waiters)
         runs.in_flight = ticket
         me = self.actor_ref
-        ticket.outcome.add_done_callback(lambda _: tell(me, RunEnded(account_id, ticket.run_id)))
+        monotonic = self._clock.monotonic
+        ticket.outcome.add_done_callback(lambda _: tell(me, RunEnded(account_id, ticket.run_id, monotonic())))
         runs.watchdog = self._clock.call_later(
             runs.config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS,
             lambda: tell(me, WatchdogDue(account_id, ticket.run_id)),
@@ -148,7 +163,7 @@ class SchedulerActor(ResilientActor):
         if runs.watchdog is not None:
             runs.watchdog.cancel()
         runs.in_flight, runs.watchdog = None, None
-        self._arm_periodic(ended.account_id, runs)
+        self._arm_periodic(ended.account_id, runs, since=ended.ended)
         if runs.follow_up is not None:
             trigger, waiters = runs.follow_up, runs.follow_up_waiters
             runs.follow_up, runs.follow_up_waiters = None, []
@@ -163,8 +178,9 @@ class SchedulerActor(ResilientActor):
             AbandonRun(runs.in_flight, f"the run produced no result within {limit:g} s and was abandoned")
         )
 
-    def _arm_periodic(self, account_id: str, runs: _AccountRuns) -> None:
-        """The next periodic run `interval_seconds` after now: runs never pile up."""
+    def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
+        """The next periodic run `interval_seconds` after `since` (the end of the last run;
+        by default now): runs never pile up."""
         if runs.periodic is not None:
             runs.periodic.cancel()
             runs.periodic = None
@@ -173,7 +189,10 @@ class SchedulerActor(ResilientActor):
         runs.generation += 1
         message = PeriodicDue(account_id, runs.generation)
         me = self.actor_ref
-        runs.periodic = self._clock.call_later(runs.config.interval_seconds, lambda: tell(me, message))
+        delay = runs.config.interval_seconds
+        if since is not None:
+            delay -= self._clock.monotonic() - since
+        runs.periodic = self._clock.call_later(delay, lambda: tell(me, message))
 
     def fail_run(self, message: Any, reason: str) -> None:
         """A request that could not be scheduled is still a run: reported failed, asker answered."""
