@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import inspect
 import sys
 import threading
 from decimal import Decimal
@@ -39,8 +41,8 @@ def snapshot(portfolio: InMemoryPortfolio, broker: PaperBroker) -> Snapshot:
         account_id=ACCOUNT,
         local_positions=portfolio.get_positions(ACCOUNT),
         local_account=portfolio.get_account(ACCOUNT),
-        broker_positions=broker.get_positions(ACCOUNT),
-        broker_account=broker.get_account(ACCOUNT),
+        broker_positions=asyncio.run(broker.get_positions(ACCOUNT)),
+        broker_account=asyncio.run(broker.get_account(ACCOUNT)),
         taken_at=NOW,
     )
 
@@ -123,34 +125,34 @@ class TestPaperBroker:
         broker.apply_fill(fill("MSFT", 5, 400))
         broker.set_price("MSFT", Decimal("410.50"))
 
-        assert broker.get_positions(ACCOUNT) == [BrokerPosition("MSFT", 5, 400, Decimal("2052.50"))]
+        assert asyncio.run(broker.get_positions(ACCOUNT)) == [BrokerPosition("MSFT", 5, 400, Decimal("2052.50"))]
 
     def test_unmarked_position_valued_at_cost(self) -> None:
         broker = PaperBroker(ACCOUNT, 0)
         broker.apply_fill(fill("TSLA", -3, 200))
 
-        assert broker.get_positions(ACCOUNT)[0].market_value == Decimal(-600)
+        assert asyncio.run(broker.get_positions(ACCOUNT))[0].market_value == Decimal(-600)
 
     def test_option_market_value_includes_the_multiplier(self) -> None:
         broker = PaperBroker(ACCOUNT, 0)
         broker.apply_fill(fill("AAPL C150", 2, 3, asset_type=AssetType.OPTION, multiplier=100))
         broker.set_price("AAPL C150", Decimal("3.25"))
 
-        assert broker.get_positions(ACCOUNT)[0].market_value == Decimal(650)
+        assert asyncio.run(broker.get_positions(ACCOUNT))[0].market_value == Decimal(650)
 
     def test_flat_positions_omitted(self) -> None:
         broker = PaperBroker(ACCOUNT, 0)
         broker.apply_fill(fill("MSFT", 5, 400))
         broker.apply_fill(fill("MSFT", -5, 401))
 
-        assert broker.get_positions(ACCOUNT) == []
+        assert asyncio.run(broker.get_positions(ACCOUNT)) == []
 
     def test_margin_model_for_a_stock(self) -> None:
         broker = PaperBroker(ACCOUNT, 10_000)
         broker.apply_fill(fill("MSFT", 10, 400))
         broker.set_price("MSFT", 500)
 
-        assert broker.get_account(ACCOUNT) == BrokerAccount(
+        assert asyncio.run(broker.get_account(ACCOUNT)) == BrokerAccount(
             ACCOUNT,
             cash=Decimal(6_000),
             total_equity=Decimal(11_000),
@@ -162,7 +164,7 @@ class TestPaperBroker:
         broker = PaperBroker(ACCOUNT, 10_000)
         broker.apply_fill(fill("TSLA", -10, 200))
 
-        account = broker.get_account(ACCOUNT)
+        account = asyncio.run(broker.get_account(ACCOUNT))
 
         assert (account.cash, account.total_equity, account.margin_used) == (12_000, 10_000, 1_000)
         assert account.buying_power == Decimal(18_000)
@@ -172,7 +174,7 @@ class TestPaperBroker:
         broker.apply_fill(fill("ESZ6", 1, 5000, asset_type=AssetType.FUTURE, multiplier=50))
         broker.set_price("ESZ6", 5010)
 
-        account = broker.get_account(ACCOUNT)
+        account = asyncio.run(broker.get_account(ACCOUNT))
 
         assert account.cash == Decimal(10_000)
         assert account.total_equity == Decimal(10_500)
@@ -180,14 +182,14 @@ class TestPaperBroker:
         assert account.buying_power == 0
 
     def test_buying_power_with_nothing_held_is_equity_over_the_rate(self) -> None:
-        assert PaperBroker(ACCOUNT, 10_000).get_account(ACCOUNT).buying_power == Decimal(20_000)
+        assert asyncio.run(PaperBroker(ACCOUNT, 10_000).get_account(ACCOUNT)).buying_power == Decimal(20_000)
 
     def test_buying_power_never_negative(self) -> None:
         broker = PaperBroker(ACCOUNT, 0)
         broker.apply_fill(fill("MSFT", 10, 400))
         broker.set_price("MSFT", 100)
 
-        assert broker.get_account(ACCOUNT).buying_power == 0
+        assert asyncio.run(broker.get_account(ACCOUNT)).buying_power == 0
 
     @pytest.mark.parametrize("rate", [Decimal(0), Decimal("-0.5"), Decimal("1.01")])
     def test_margin_rate_outside_zero_to_one_refused(self, rate: Decimal) -> None:
@@ -196,7 +198,7 @@ class TestPaperBroker:
 
     def test_another_account_refused_naming_both(self) -> None:
         with pytest.raises(WrongAccountError, match=r"PaperBroker keeps account 'ACC-1', not 'ACC-9'"):
-            PaperBroker(ACCOUNT, 0).get_account("ACC-9")
+            asyncio.run(PaperBroker(ACCOUNT, 0).get_account("ACC-9"))
 
 
 class TestReconcilingBothSides:
@@ -215,7 +217,7 @@ class TestReconcilingBothSides:
     ) -> None:
         portfolio, broker = both_sides
         local = portfolio.get_account(ACCOUNT)
-        reported = broker.get_account(ACCOUNT)
+        reported = asyncio.run(broker.get_account(ACCOUNT))
 
         assert (local.cash, local.total_equity) == (reported.cash, reported.total_equity)
 
@@ -348,7 +350,7 @@ class TestThreadSafety:
         def service() -> None:
             start.wait()
             seen.extend(
-                (portfolio.get_account(ACCOUNT).total_equity, broker.get_account(ACCOUNT).total_equity)
+                (portfolio.get_account(ACCOUNT).total_equity, asyncio.run(broker.get_account(ACCOUNT)).total_equity)
                 for _ in range(300)
             )
 
@@ -365,3 +367,10 @@ class TestThreadSafety:
             for local, reported in seen
         )
         assert breaks(portfolio, broker) == []
+
+
+def test_the_paper_brokers_queries_are_async_as_design_md_declares_a_broker() -> None:
+    broker = PaperBroker(ACCOUNT, 1_000)
+    assert inspect.iscoroutinefunction(broker.get_positions)
+    assert inspect.iscoroutinefunction(broker.get_account)
+    assert isinstance(broker, BrokerQuery)

@@ -4,9 +4,12 @@ time and in number.
 Every call runs on the fetcher's event loop thread, which is the only thread that
 touches a `BookCalls`:
 
-- a plain method runs on a daemon worker thread, an `async` one as a task on the loop
-  it belongs to (the host's loop the service was started on, while it runs, else the
-  fetcher's own);
+- a plain method runs on a daemon worker thread; an `async` one on the fetcher's own
+  loop, unless it belongs to another: a book object whose `event_loop` attribute is a
+  loop is run there, and one whose coroutine fails with asyncio's "attached to a
+  different loop" is run, from then on, on the loop the service was started from
+  (the engine's). Never on the engine's loop by default: an engine that blocks its
+  loop thread on `ref.ask(...)` would deadlock against its own broker;
 - the run waits at most its limit; a call that has not returned by then is not
   cancelled (a thread cannot be) but left to finish, and until it does no second call
   of that method for that account is made: the next run fails at once, saying so. So a
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +61,10 @@ class BookCalls:
         self._monotonic = monotonic
         self._home_loop = home_loop
         self._on_hung = on_hung
-        self._outstanding: dict[tuple[str, str], float] = {}
+        self._outstanding: dict[tuple[str, str], tuple[int, float]] = {}
+        self._tokens = itertools.count()
         self._hung: set[tuple[str, str]] = set()
+        self._bound: set[tuple[str, str]] = set()
 
     @property
     def hung(self) -> int:
@@ -72,27 +78,27 @@ class BookCalls:
             BookCallError: it raised, did not answer in time, or still hangs from an earlier run.
         """
         key = (account_id, name)
-        started = self._outstanding.get(key)
-        if started is not None:
+        outstanding = self._outstanding.get(key)
+        if outstanding is not None:
             msg = (
-                f"{name} is still running from an earlier run (called {self._monotonic() - started:.0f} s "
+                f"{name} is still running from an earlier run (called {self._monotonic() - outstanding[1]:.0f} s "
                 "ago, it never returned); it is not called again until it does"
             )
             raise BookCallError(msg)
-        self._outstanding[key] = self._monotonic()
-        loop = asyncio.get_running_loop()
-
-        def release() -> None:
-            _call_soon(loop, self._returned, key)
-
-        running = self._start(method, account_id, name, release)
+        started = self._monotonic()
+        running = self._begin(method, account_id, name, key)
         done, _ = await asyncio.wait({running}, timeout=limit)
+        if done and self._belongs_to_home_loop(running, key):
+            running = self._begin(method, account_id, name, key)
+            done, _ = await asyncio.wait({running}, timeout=max(limit - (self._monotonic() - started), 0.0))
         if not done:
             running.cancel()
             if key in self._outstanding:
                 self._hung.add(key)
                 self._on_hung(len(self._hung))
-            msg = f"{name} did not answer within {limit:g} s"
+            elsewhere = self._loop_of(method, key) is not None
+            where = " (on the event loop it belongs to: is that loop blocked?)" if elsewhere else ""
+            msg = f"{name} did not answer within {limit:g} s{where}"
             raise BookCallError(msg)
         if running.cancelled():
             msg = f"{name} was cancelled"
@@ -104,26 +110,67 @@ class BookCalls:
             raise BookCallError(msg) from cause
         return running.result()
 
-    def _returned(self, key: tuple[str, str]) -> None:
-        self._outstanding.pop(key, None)
+    def _belongs_to_home_loop(self, done: asyncio.Future[Any], key: tuple[str, str]) -> bool:
+        """Whether the call just failed because its futures belong to the engine's loop
+        (and that loop is there to run it): remembered for the account and method."""
+        if done.cancelled() or key in self._bound or not _on_another_loop(done.exception()):
+            return False
+        home = self._home_loop
+        if home is None or not home.is_running():
+            return False
+        logger.info(
+            "%s of %s belongs to the event loop the service was started from; it is called there from now on",
+            key[1],
+            key[0],
+        )
+        self._bound.add(key)
+        return True
+
+    def _begin(
+        self, method: Callable[[str], Any], account_id: str, name: str, key: tuple[str, str]
+    ) -> asyncio.Future[Any]:
+        """Mark the call outstanding and start it; the mark goes when the host's code returns."""
+        token = next(self._tokens)
+        self._outstanding[key] = (token, self._monotonic())
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
+            _call_soon(loop, self._returned, key, token)
+
+        try:
+            return self._start(method, account_id, name, release, key)
+        except BaseException:
+            self._returned(key, token)
+            raise
+
+    def _returned(self, key: tuple[str, str], token: int) -> None:
+        if self._outstanding.get(key, (None,))[0] != token:
+            return
+        del self._outstanding[key]
         if key in self._hung:
             self._hung.discard(key)
             self._on_hung(len(self._hung))
 
     def _start(
-        self, method: Callable[[str], Any], account_id: str, name: str, release: Callable[[], None]
+        self,
+        method: Callable[[str], Any],
+        account_id: str,
+        name: str,
+        release: Callable[[], None],
+        key: tuple[str, str],
     ) -> asyncio.Future[Any]:
         """Start the call; `release` runs once the host's code has really returned (or raised)."""
         loop = asyncio.get_running_loop()
+        target = self._loop_of(method, key)
         if inspect.iscoroutinefunction(method):
-            return self._on_home_loop(_contained(method(account_id), release), loop)
+            return _run_on(_contained(method(account_id), release), target, loop)
         answered: asyncio.Future[Any] = loop.create_future()
 
         async def then_await() -> Any:
             answer = await answered
             if inspect.isawaitable(answer):
                 logger.debug("%s returned an awaitable; awaiting it", name)
-                return await self._on_home_loop(_contained(answer, release), loop)
+                return await _run_on(_contained(answer, release), target, loop)
             return answer
 
         waiting = asyncio.ensure_future(then_await())
@@ -148,12 +195,32 @@ class BookCalls:
         worker.add_done_callback(lambda done: _call_soon(loop, returned, done))
         return waiting
 
-    def _on_home_loop(self, coroutine: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-        home = self._home_loop
-        if home is not None and home is not loop and home.is_running() and not home.is_closed():
-            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, home), loop=loop)
-        task: asyncio.Future[Any] = asyncio.ensure_future(coroutine)
-        return task
+    def _loop_of(self, method: Callable[[str], Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
+        """The loop the method's coroutines belong to, when it is not ours."""
+        declared = getattr(getattr(method, "__self__", None), "event_loop", None)
+        if isinstance(declared, asyncio.AbstractEventLoop):
+            return declared
+        return self._home_loop if key in self._bound else None
+
+
+def _run_on(
+    coroutine: Any, target: asyncio.AbstractEventLoop | None, loop: asyncio.AbstractEventLoop
+) -> asyncio.Future[Any]:
+    """Run `coroutine` on `target` (another loop) or, when None or that loop, on `loop`."""
+    if target is not None and target is not loop:
+        if target.is_closed():
+            coroutine.close()
+            msg = "the event loop this book belongs to is closed"
+            raise BookCallError(msg)
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, target), loop=loop)
+    task: asyncio.Future[Any] = asyncio.ensure_future(coroutine)
+    return task
+
+
+def _on_another_loop(error: BaseException | None) -> bool:
+    """asyncio's complaint when a coroutine awaits a future of another loop."""
+    cause = error.__cause__ if isinstance(error, _HostRaised) else error
+    return isinstance(cause, RuntimeError) and "attached to a different loop" in str(cause)
 
 
 class _HostRaised(Exception):  # noqa: N818 - a carrier, never seen outside this module
@@ -163,7 +230,7 @@ class _HostRaised(Exception):  # noqa: N818 - a carrier, never seen outside this
 async def _contained(awaitable: Any, release: Callable[[], None]) -> Any:
     try:
         return await awaitable
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
         raise
     except BaseException as error:
         raise _HostRaised from error

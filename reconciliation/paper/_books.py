@@ -1,9 +1,10 @@
 """Both sides of a paper-trading account, in memory: the local book and a paper broker.
 
 `InMemoryPortfolio` is a `PortfolioManager`, `PaperBroker` a `BrokerQuery`; both book
-fills with `reconciliation.booking.Book`, so booking the same fills into each leaves
+fills with `reconciliation.paper.Book`, so booking the same fills into each leaves
 them reconciling clean, and booking a fill (or a fee) into one only makes the break a
-real engine would show. Every method is plain and thread-safe.
+real engine would show. Every method is thread-safe. `PaperBroker`'s queries are
+`async`, as design.md's `BrokerQuery` declares a broker's; its booking methods are plain.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class PaperBroker(Book):
         on_setattr=attrs.setters.frozen,
     )
 
-    def get_positions(self, account_id: str) -> list[BrokerPosition]:
+    async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         """Open positions, sorted by symbol; flat ones are not reported."""
         self._check_account(account_id)
         state = self.state()
@@ -99,7 +100,7 @@ class PaperBroker(Book):
             for holding in state.holdings
         ]
 
-    def get_account(self, account_id: str) -> BrokerAccount:
+    async def get_account(self, account_id: str) -> BrokerAccount:
         self._check_account(account_id)
         state = self.state()
         equity = state.total_equity

@@ -1,0 +1,269 @@
+"""Calling the host's books: bounded in time and in number, and nothing they raise escapes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from reconciliation._runtime.book_calls import BookCallError, BookCalls
+from reconciliation._runtime.workers import DaemonWorkers
+
+
+class Gate:
+    """A plain method that blocks until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def get_positions(self, account_id: str) -> list[Any]:
+        self.calls += 1
+        self.release.wait(10)
+        return []
+
+
+@pytest.fixture
+def workers() -> Iterator[DaemonWorkers]:
+    workers = DaemonWorkers("test-call")
+    yield workers
+    workers.close()
+
+
+class Caller:
+    """A `BookCalls` and the event loop it lives on, in a thread of its own, as in the fetcher."""
+
+    def __init__(self, workers: DaemonWorkers, home_loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.hung: list[int] = []
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.calls = BookCalls(workers, monotonic=time.monotonic, home_loop=home_loop, on_hung=self.hung.append)
+
+    def call(self, method: Any, *, limit: float = 1.0, name: str = "broker.get_positions") -> Any:
+        coroutine = self.calls.call(method, "ACC-1", name=name, limit=limit)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture
+def caller(workers: DaemonWorkers) -> Iterator[Caller]:
+    caller = Caller(workers)
+    yield caller
+    caller.close()
+
+
+def test_a_plain_method_answers_through_a_worker(caller: Caller) -> None:
+    assert caller.call(lambda account_id: [account_id]) == ["ACC-1"]
+
+
+def test_an_async_method_is_awaited(caller: Caller) -> None:
+    async def positions(account_id: str) -> list[str]:
+        await asyncio.sleep(0)
+        return [account_id]
+
+    assert caller.call(positions) == ["ACC-1"]
+
+
+def test_a_plain_method_returning_an_awaitable_is_awaited(caller: Caller) -> None:
+    async def later() -> str:
+        return "done"
+
+    assert caller.call(lambda _: later()) == "done"
+
+
+def test_a_hung_call_fails_the_run_at_the_limit(caller: Caller) -> None:
+    gate = Gate()
+    started = time.monotonic()
+    with pytest.raises(BookCallError, match=r"broker.get_positions did not answer within 0.2 s"):
+        caller.call(gate.get_positions, limit=0.2)
+    assert time.monotonic() - started < 2
+    gate.release.set()
+
+
+def test_while_a_call_still_hangs_the_next_run_fails_at_once_saying_so(caller: Caller) -> None:
+    gate = Gate()
+    with pytest.raises(BookCallError):
+        caller.call(gate.get_positions, limit=0.1)
+    started = time.monotonic()
+    with pytest.raises(BookCallError, match="still running from an earlier run"):
+        caller.call(gate.get_positions, limit=5)
+    assert time.monotonic() - started < 1
+    assert gate.calls == 1
+    gate.release.set()
+
+
+def test_once_the_hung_call_returns_the_method_is_called_again(caller: Caller) -> None:
+    gate = Gate()
+    with pytest.raises(BookCallError):
+        caller.call(gate.get_positions, limit=0.1)
+    gate.release.set()
+    deadline = time.monotonic() + 5
+    while caller.calls.hung and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert caller.call(gate.get_positions) == []
+    assert gate.calls == 2
+
+
+def test_hung_calls_are_counted_and_the_count_falls_when_they_return(caller: Caller) -> None:
+    gate = Gate()
+    with pytest.raises(BookCallError):
+        caller.call(gate.get_positions, limit=0.1)
+    assert caller.hung == [1]
+    gate.release.set()
+    deadline = time.monotonic() + 5
+    while caller.hung[-1] != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert caller.hung == [1, 0]
+
+
+def test_a_thousand_runs_against_a_hung_broker_hold_one_thread(caller: Caller, workers: DaemonWorkers) -> None:
+    gate = Gate()
+    before = threading.active_count()
+    for _ in range(1000):
+        with pytest.raises(BookCallError):
+            caller.call(gate.get_positions, limit=0.001)
+    assert gate.calls == 1
+    assert threading.active_count() - before <= 1
+    gate.release.set()
+
+
+@pytest.mark.parametrize("raised", [SystemExit(2), KeyboardInterrupt(), GeneratorExit(), ValueError("bad")])
+def test_whatever_a_plain_method_raises_becomes_a_failed_call(caller: Caller, raised: BaseException) -> None:
+    def positions(_: str) -> list[Any]:
+        raise raised
+
+    with pytest.raises(BookCallError, match=f"broker.get_positions failed: {type(raised).__name__}"):
+        caller.call(positions)
+    assert caller.call(lambda _: "still serving") == "still serving"
+
+
+@pytest.mark.parametrize("raised", [SystemExit(2), KeyboardInterrupt(), ValueError("bad")])
+def test_whatever_an_async_method_raises_becomes_a_failed_call_and_the_loop_lives(
+    caller: Caller, raised: BaseException
+) -> None:
+    async def positions(_: str) -> list[Any]:
+        raise raised
+
+    with pytest.raises(BookCallError, match=f"broker.get_positions failed: {type(raised).__name__}"):
+        caller.call(positions)
+    assert caller.loop.is_running()
+    assert caller.call(lambda _: "still serving") == "still serving"
+
+
+def test_a_coroutine_that_swallows_cancellation_fails_the_run_at_the_limit(caller: Caller) -> None:
+    stop = threading.Event()
+
+    async def stubborn(_: str) -> list[Any]:
+        while not stop.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue
+        return []
+
+    started = time.monotonic()
+    with pytest.raises(BookCallError, match=r"did not answer within 0\.2 s"):
+        caller.call(stubborn, limit=0.2)
+    assert time.monotonic() - started < 2
+    with pytest.raises(BookCallError, match="still running"):
+        caller.call(stubborn, limit=0.2)
+    stop.set()
+
+
+class EngineLoop:
+    """The engine's own event loop, running in its thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+class LoopBoundBroker:
+    """Like an SDK client made on the engine's loop: its futures belong to that loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def get_positions(self, account_id: str) -> list[str]:
+        self.loops.append(asyncio.get_running_loop())
+        answer: asyncio.Future[list[str]] = self._loop.create_future()
+        self._loop.call_soon_threadsafe(answer.set_result, [account_id])
+        return await answer
+
+
+def test_an_async_broker_bound_to_the_engines_loop_is_awaited_there(workers: DaemonWorkers) -> None:
+    engine = EngineLoop()
+    caller = Caller(workers, home_loop=engine.loop)
+    broker = LoopBoundBroker(engine.loop)
+    try:
+        assert caller.call(broker.get_positions) == ["ACC-1"]
+        assert caller.call(broker.get_positions) == ["ACC-1"]
+        assert broker.loops[-2:] == [engine.loop, engine.loop]
+    finally:
+        caller.close()
+        engine.close()
+
+
+def test_a_book_that_names_its_event_loop_is_awaited_there(workers: DaemonWorkers) -> None:
+    engine = EngineLoop()
+    caller = Caller(workers)
+    broker = LoopBoundBroker(engine.loop)
+    broker.event_loop = engine.loop  # type: ignore[attr-defined]
+    try:
+        assert caller.call(broker.get_positions) == ["ACC-1"]
+        assert broker.loops == [engine.loop]
+    finally:
+        caller.close()
+        engine.close()
+
+
+def test_an_unbound_async_broker_runs_on_the_callers_own_loop_not_the_engines(workers: DaemonWorkers) -> None:
+    engine = EngineLoop()
+    caller = Caller(workers, home_loop=engine.loop)
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def positions(_: str) -> list[Any]:
+        seen.append(asyncio.get_running_loop())
+        return []
+
+    try:
+        caller.call(positions)
+        assert seen == [caller.loop]
+    finally:
+        caller.close()
+        engine.close()
+
+
+def test_a_bound_broker_whose_loop_is_blocked_fails_at_the_limit_saying_where(workers: DaemonWorkers) -> None:
+    engine = EngineLoop()
+    caller = Caller(workers, home_loop=engine.loop)
+    broker = LoopBoundBroker(engine.loop)
+    caller.call(broker.get_positions)
+    unblock = threading.Event()
+    engine.loop.call_soon_threadsafe(unblock.wait, 10)
+    try:
+        with pytest.raises(BookCallError, match="on the event loop it belongs to: is that loop blocked"):
+            caller.call(broker.get_positions, limit=0.2)
+        unblock.set()
+        deadline = time.monotonic() + 5
+        while caller.calls.hung and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert caller.call(broker.get_positions) == ["ACC-1"]
+    finally:
+        unblock.set()
+        caller.close()
+        engine.close()
