@@ -1,7 +1,8 @@
 """Keeps a trading engine honest: compares its book with the broker's, raises every break.
 
 The package root exports the public contract (spec/contract.md) and the types a host
-needs around it: break states for the kill switch, its callback type, health.
+needs around it: break states for the kill switch, its callback type, health, and
+`ReconciliationRuntime` (with `Account`) for many accounts in one process.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ from reconciliation._domain.models import (
     ReconciliationResult,
 )
 from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.debouncer_actor import EntryRef
 from reconciliation._runtime.delivery import DeliveryHealth
 from reconciliation._runtime.health import ComponentHealth, ComponentState, ServiceHealth
 from reconciliation._runtime.messages import HaltCallback, ReconcileRequest
 from reconciliation._runtime.runtime import StopReport
-from reconciliation._runtime.service import ReconciliationService
+from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
 
 __all__ = [
     "DEFAULT_SEVERITY",
+    "Account",
     "AgeingPolicy",
     "AssetType",
     "BreakState",
@@ -58,6 +61,7 @@ __all__ = [
     "ReconcileRequest",
     "ReconciliationConfig",
     "ReconciliationResult",
+    "ReconciliationRuntime",
     "ReconciliationService",
     "ServiceHealth",
     "StopReport",

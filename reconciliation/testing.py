@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.models import ReconciliationResult
     from reconciliation._runtime.messages import FinishedRun
-    from reconciliation._runtime.service import ReconciliationService
+    from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 
 __all__ = [
     "AsyncScriptedBroker",
@@ -253,7 +253,7 @@ def capture_published() -> Iterator[PublishedCapture]:
         remove_observer(capture._observe)  # noqa: SLF001
 
 
-def settle(service: ReconciliationService, timeout: float = 5.0) -> None:
+def settle(service: ReconciliationService | ReconciliationRuntime, timeout: float = 5.0) -> None:
     """Wait until every trigger fired so far has given its run (see `Runtime.settle`).
 
     With a `ManualClock`: `clock.advance(...)`, then `settle(service)`, then assert on what

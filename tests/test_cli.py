@@ -239,7 +239,7 @@ def test_run_reconciles_until_signalled_then_stops_cleanly(
         runner.kill()
 
     assert runner.returncode == 0, err
-    assert "Stopped 1 reconciliation service(s)" in err
+    assert "Stopped reconciling 1 account(s)" in err
     assert "Traceback" not in err
     assert all(payload["status"] == "ok" for payload in _results(real_redis, account))
 
@@ -311,16 +311,87 @@ def test_example_config_is_valid() -> None:
     assert "OK" in outcome.output
 
 
-def test_run_without_redis_exits_3(tmp_path: Path) -> None:
+@pytest.mark.real_redis
+def test_run_starts_while_redis_is_down_says_so_and_publishes_once_it_answers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    account = _account()
+    config = _write_config(
+        tmp_path, f'redis_url = "{_url(redis_server)}"\n{_FACTORIES}\n[[accounts]]\naccount_id = "{account}"\n'
+    )
+    redis_server.kill()
+    runner = _start(_command("run", "--config", str(config)))
+    try:
+        _read_until(runner, "No Redis answers at")
+        redis_server.start()
+        client = redis_server.client()
+        deadline = time.monotonic() + 15
+        while not _results(client, account):
+            assert time.monotonic() < deadline, "the startup run queued during the outage never arrived"
+            time.sleep(0.1)
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=15)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0
+    assert _results(client, account)[0]["context"] == {"trigger": "startup"}
+
+
+@pytest.mark.real_redis
+def test_a_second_signal_while_stopping_exits_at_once(tmp_path: Path, redis_server: RedisServer) -> None:
+    account = _account()
     config = _write_config(
         tmp_path,
-        f'redis_url = "redis://127.0.0.1:{_closed_port()}/0"\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n',
+        f'redis_url = "{_url(redis_server)}"\n{_FACTORIES}interval_seconds = 0.1\n\n[[accounts]]\naccount_id = "{account}"\n',
+    )
+    runner = _start(_command("run", "--config", str(config)))
+    try:
+        _read_until(runner, "Reconciling 1 account(s)")
+        redis_server.pause()
+        time.sleep(0.5)
+        runner.send_signal(signal.SIGINT)
+        _read_until(runner, "send it again to exit at once")
+        runner.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        runner.wait(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        redis_server.resume()
+        runner.kill()
+    assert runner.returncode == 130
+    assert took < 5
+
+
+def test_run_with_a_malformed_redis_url_is_a_usage_error(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, f'redis_url = "notaurl"\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n')
+    outcome = CliRunner(env={"REDIS_URL": None}).invoke(main, ["run", "--config", str(config)])
+    assert outcome.exit_code == 2, outcome.output
+    assert "not a Redis URL" in outcome.output
+
+
+def _start(command: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "REDIS_URL"},
     )
 
-    outcome = CliRunner(env={"REDIS_URL": None}).invoke(main, ["run", "--config", str(config)])
 
-    assert outcome.exit_code == 3, outcome.output
-    assert "no Redis answered" in outcome.output
+def _read_until(process: subprocess.Popen[str], text: str, timeout: float = 15) -> None:
+    """Read the process's stderr, line by line, until a line holds `text`."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return
+    pytest.fail(f"{text!r} never appeared; stderr was:\n{''.join(seen)}")
 
 
 def test_every_config_option_is_documented_and_settable_from_toml(tmp_path: Path) -> None:

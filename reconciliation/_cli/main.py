@@ -34,6 +34,8 @@ from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation._publishing.redis_clients import (
     DEFAULT_REDIS_URL,
     RedisUnreachableError,
+    answers,
+    client_for,
     connect,
     fake_redis,
     redacted,
@@ -317,9 +319,17 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
         )
         return
     try:
-        client = connect(url)
+        client = client_for(url)
     except RedisUnreachableError as exc:
-        _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
+        _fail(str(exc), ExitCode.USAGE)
+    problem = answers(client)
+    if problem is not None:
+        logger.warning(
+            "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
+            "and published, in order, when it answers",
+            redacted(url),
+            problem,
+        )
     try:
         asyncio.run(run_until_stopped(config, client))
     except StartError as exc:

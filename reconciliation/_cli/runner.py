@@ -10,10 +10,13 @@ a complete example.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import importlib
 import logging
+import os
 import signal
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from reconciliation._domain.models import ReconciliationConfig
-from reconciliation._runtime.service import ReconciliationService
+from reconciliation._runtime.accounts import Account
+from reconciliation._runtime.service import ReconciliationRuntime
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -293,13 +297,13 @@ def _fail(key: str, problem: str) -> NoReturn:
     raise ConfigError(msg)
 
 
-def build_services(config: RunnerConfig, client: redis.Redis) -> list[ReconciliationService]:
-    """One service per account, its books made by the configured factories.
+def build_runtime(config: RunnerConfig, client: redis.Redis) -> ReconciliationRuntime:
+    """One runtime for every account, their books made by the configured factories.
 
     Raises:
         StartError: a factory raised, or returned something the service refuses.
     """
-    services = []
+    accounts = []
     for spec in config.accounts:
         account_id = spec.config.account_id
         books = {}
@@ -313,11 +317,17 @@ def build_services(config: RunnerConfig, client: redis.Redis) -> list[Reconcilia
                 msg = f"account {account_id}: the {key} factory {path} failed: {exc!r}"
                 raise StartError(msg) from exc
         try:
-            services.append(ReconciliationService(books["portfolio"], books["broker"], client, spec.config))
+            accounts.append(Account(spec.config, books["portfolio"], books["broker"]))
         except TypeError as exc:
             msg = f"account {account_id}: {exc}"
             raise StartError(msg) from exc
-    return services
+    try:
+        return ReconciliationRuntime(accounts, client)
+    except (TypeError, ValueError) as exc:
+        raise StartError(str(exc)) from exc
+
+
+SECOND_SIGNAL_EXIT_CODE = 130
 
 
 async def run_until_stopped(
@@ -327,42 +337,61 @@ async def run_until_stopped(
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Start every account's service, wait for SIGINT/SIGTERM (or `stop`), stop them all.
+    """Start every account together, wait for SIGINT/SIGTERM (or `stop`), stop them all.
+
+    A second SIGINT or SIGTERM while stopping ends the process at once (exit code 130),
+    saying what was left: the operator asked twice.
 
     Raises:
-        StartError: a service could not be built or started; those already started
-            have been stopped again.
+        StartError: the accounts could not be built or started; whatever had started
+            has been stopped again.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _on_signal, signum, stop)
-    services = build_services(config, client)
-    started: list[ReconciliationService] = []
+    runtime = build_runtime(config, client)
+    started = False
     try:
-        for service in services:
-            try:
-                await service.start()
-            except Exception as exc:
-                msg = f"account {service.config.account_id}: the service did not start: {exc!r}"
-                raise StartError(msg) from exc
-            started.append(service)
+        try:
+            results = await runtime.start()
+        except Exception as exc:
+            msg = f"the accounts did not start: {exc!r}"
+            raise StartError(msg) from exc
+        started = True
+        failed = [account_id for account_id, result in results.items() if result.error is not None]
         logger.info(
             "Reconciling %d account(s): %s; stop with Ctrl-C or SIGTERM",
-            len(started),
-            ", ".join(service.config.account_id for service in started),
+            len(runtime.accounts),
+            ", ".join(runtime.accounts),
         )
+        if failed:
+            logger.warning("The startup run failed for %s (see above); they are retried periodically", ", ".join(failed))
         if on_started is not None:
             on_started()
         await stop.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        for service in reversed(started):
-            await service.stop()
-        logger.info("Stopped %d reconciliation service(s)", len(started))
+            loop.add_signal_handler(signum, _on_second_signal, signum)
+        try:
+            if started:
+                report = await runtime.stop()
+                logger.info("Stopped reconciling %d account(s)%s", len(runtime.accounts), "" if report.clean else " (see above)")
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:
-    logger.info("Received %s; stopping", signal.Signals(signum).name)
+    logger.info("Received %s; stopping (send it again to exit at once)", signal.Signals(signum).name)
     stop.set()
+
+
+def _on_second_signal(signum: int) -> None:
+    """The operator asked twice: exit now, without waiting for what is still stopping."""
+    logger.warning("Received %s again while stopping: exiting at once", signal.Signals(signum).name)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(SECOND_SIGNAL_EXIT_CODE)

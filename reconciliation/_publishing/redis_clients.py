@@ -15,6 +15,8 @@ import redis
 __all__ = [
     "DEFAULT_REDIS_URL",
     "RedisUnreachableError",
+    "answers",
+    "client_for",
     "connect",
     "fake_redis",
     "redacted",
@@ -47,6 +49,30 @@ def redacted(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
 
 
+def client_for(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS) -> redis.Redis:
+    """A client for `url`, whether or not a Redis answers there now.
+
+    Raises:
+        RedisUnreachableError: the URL is malformed (nothing is contacted).
+    """
+    try:
+        return redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout
+        )
+    except ValueError as exc:
+        msg = f"not a Redis URL: {redacted(url)} ({exc})"
+        raise RedisUnreachableError(msg) from None
+
+
+def answers(client: redis.Redis) -> str | None:
+    """None when Redis answers a PING; otherwise why it does not, for an operator."""
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return str(exc)
+    return None
+
+
 def connect(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS) -> redis.Redis:
     """A client for `url` that has answered a PING.
 
@@ -58,19 +84,12 @@ def connect(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS)
     Raises:
         RedisUnreachableError: the URL is malformed or nothing answered.
     """
-    try:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout
-        )
-    except ValueError as exc:
-        msg = f"not a Redis URL: {redacted(url)} ({exc})"
-        raise RedisUnreachableError(msg) from None
-    try:
-        client.ping()
-    except redis.RedisError as exc:
+    client = client_for(url, socket_timeout=socket_timeout)
+    problem = answers(client)
+    if problem is not None:
         client.close()
-        msg = f"no Redis answered at {redacted(url)}: {exc}"
-        raise RedisUnreachableError(msg) from None
+        msg = f"no Redis answered at {redacted(url)}: {problem}"
+        raise RedisUnreachableError(msg)
     return client
 
 

@@ -1,7 +1,8 @@
-"""`ReconciliationService`: the facade a trading engine starts, tells fills and asks for runs.
+"""The facades a trading engine starts, tells fills and asks for runs.
 
-One account, as spec/contract.md fixes it, over a `Runtime` of its own. See
-docs/architecture.md for the actors behind it.
+`ReconciliationService` reconciles one account, exactly as spec/contract.md fixes it;
+`ReconciliationRuntime` reconciles many with one set of actors and threads. Both sit on
+`Runtime` (see docs/architecture.md for the actors behind it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from reconciliation._runtime.runtime import Runtime, StopReport
 from reconciliation._runtime.workers import call_in_daemon_thread
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.clock import Clock
@@ -26,9 +29,124 @@ if TYPE_CHECKING:
     from reconciliation._runtime.health import ServiceHealth
     from reconciliation._runtime.messages import HaltCallback
 
-__all__ = ["ReconciliationService"]
+__all__ = ["ReconciliationRuntime", "ReconciliationService"]
 
 logger = logging.getLogger(__name__)
+
+
+class ReconciliationRuntime:
+    """Reconciles many accounts in one process, sharing one set of actors and threads.
+
+    Each account keeps its own config, triggers, debounce window, ageing and run order;
+    a slow or hung broker delays only its own account's runs. Redis publishing settings
+    (`stream_maxlen`, `outbox_max_runs`, `publish_retry_max_seconds`) are shared and
+    taken from the first account's config; an audit store is shared by the accounts
+    that name it.
+
+    Args:
+        accounts: each account's config and books (`Account`); account ids are distinct.
+        redis: a redis-py client, as for `ReconciliationService`.
+        clock: time and timers; a `ManualClock` in tests.
+        on_halt: the kill switch, as for `ReconciliationService`.
+
+    Raises:
+        TypeError: a book that does not implement its protocol, or a `redis` that is
+            not a redis-py client.
+        ValueError: no account, or one account id twice.
+    """
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        redis: object,
+        *,
+        clock: Clock | None = None,
+        on_halt: HaltCallback | None = None,
+    ) -> None:
+        self._accounts = {account.account_id: account for account in accounts}
+        self._runtime = Runtime(accounts, redis, clock=clock, on_halt=on_halt)
+        self._started = False
+
+    @property
+    def accounts(self) -> Mapping[str, Account]:
+        return self._accounts
+
+    @property
+    def ref(self) -> EntryRef:
+        """The entry actor: tell it `OrderFill`s of any account, ask it `ReconcileRequest`s.
+
+        Raises:
+            RuntimeError: not started.
+        """
+        return self._runtime.entry
+
+    @property
+    def is_running(self) -> bool:
+        return self._runtime.is_running
+
+    async def start(self) -> dict[str, ReconciliationResult]:
+        """Start the actors and run every enabled account's startup reconciliation, together.
+
+        `async` book methods that belong to this event loop are run on it.
+
+        Returns:
+            Each enabled account's startup result.
+
+        Raises:
+            RuntimeError: already started.
+        """
+        if self._started:
+            msg = "the reconciliation runtime is already started; call stop() first"
+            raise RuntimeError(msg)
+        self._started = True
+        home_loop = asyncio.get_running_loop()
+        try:
+            await call_in_daemon_thread(lambda: self._runtime.start(home_loop=home_loop))
+        except BaseException:
+            self._started = False
+            raise
+        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
+        results = await asyncio.gather(*(self._run(account_id, Startup()) for account_id in enabled))
+        return dict(zip(enabled, results, strict=True))
+
+    async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
+        """Run `account_id` now; the result of a run whose snapshot was taken after this call.
+
+        Raises:
+            TypeError, ValueError: an account id or requester that is not a non-empty str,
+                or an account this runtime does not reconcile.
+            RuntimeError: not started.
+        """
+        request = ReconcileRequest(account_id, requested_by)
+        return await self._run(request.account_id, OnDemand(request.requested_by))
+
+    async def on_fill(self, fill: OrderFill) -> None:
+        """A fill was booked: its account is reconciled once the burst has settled."""
+        if not isinstance(fill, OrderFill):
+            msg = f"on_fill takes an OrderFill, not {type(fill).__name__}"
+            raise TypeError(msg)
+        self.ref.tell(fill)
+
+    async def stop(self) -> StopReport:
+        """Stop every actor, timer and thread. Idempotent.
+
+        Runs in flight are reported failed ("the service stopped") and delivered like any
+        other; nothing is published after this returns.
+
+        Returns:
+            What did not end in time (normally nothing), also logged at ERROR.
+        """
+        if not self._started:
+            return StopReport()
+        self._started = False
+        return await call_in_daemon_thread(self._runtime.stop)
+
+    def health(self) -> ServiceHealth:
+        """Each component's state (running / degraded / stopped), each sink's queue and errors."""
+        return self._runtime.health()
+
+    async def _run(self, account_id: str, trigger: Trigger) -> ReconciliationResult:
+        return await asyncio.wrap_future(self._runtime.request(account_id, trigger))
 
 
 class ReconciliationService:
@@ -68,8 +186,10 @@ class ReconciliationService:
             msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
             raise TypeError(msg)
         self._config = config
-        self._runtime = Runtime([Account(config, portfolio, broker_query)], redis, clock=clock, on_halt=on_halt)
-        self._started = False
+        self._accounts = ReconciliationRuntime(
+            [Account(config, portfolio, broker_query)], redis, clock=clock, on_halt=on_halt
+        )
+        self._runtime = self._accounts._runtime  # noqa: SLF001 - the one-account form of the same runtime
 
     @property
     def config(self) -> ReconciliationConfig:
@@ -83,19 +203,17 @@ class ReconciliationService:
             RuntimeError: the service is not started.
         """
         try:
-            return self._runtime.entry
+            return self._accounts.ref
         except RuntimeError:
             msg = f"the reconciliation service for {self._config.account_id} is not started"
             raise RuntimeError(msg) from None
 
     @property
     def is_running(self) -> bool:
-        return self._runtime.is_running
+        return self._accounts.is_running
 
     async def start(self) -> ReconciliationResult | None:
         """Start the actors and run the startup reconciliation.
-
-        `async` book methods run on this event loop while it runs (else on the service's own).
 
         Returns:
             The startup run's result, or None when `config.enabled` is False.
@@ -103,19 +221,14 @@ class ReconciliationService:
         Raises:
             RuntimeError: if the service is already started.
         """
-        if self._started:
-            msg = f"the reconciliation service for {self._config.account_id} is already started; call stop() first"
-            raise RuntimeError(msg)
-        self._started = True
-        home_loop = asyncio.get_running_loop()
         try:
-            await call_in_daemon_thread(lambda: self._runtime.start(home_loop=home_loop))
-        except BaseException:
-            self._started = False
-            raise
-        if not self._config.enabled:
-            return None
-        return await self._run(Startup())
+            results = await self._accounts.start()
+        except RuntimeError as error:
+            if "already started" not in str(error):
+                raise
+            msg = f"the reconciliation service for {self._config.account_id} is already started; call stop() first"
+            raise RuntimeError(msg) from None
+        return results.get(self._config.account_id)
 
     async def reconcile(
         self, account_id: str | None = None, *, requested_by: str = "api"
@@ -127,20 +240,15 @@ class ReconciliationService:
                 or an account this service does not reconcile.
             RuntimeError: the service is not started.
         """
-        request = ReconcileRequest(
-            self._config.account_id if account_id is None else account_id, requested_by
-        )
+        request = ReconcileRequest(self._config.account_id if account_id is None else account_id, requested_by)
         if request.account_id != self._config.account_id:
             msg = f"this service reconciles {self._config.account_id!r}, not {request.account_id!r}"
             raise ValueError(msg)
-        return await self._run(OnDemand(request.requested_by))
+        return await self._accounts.reconcile(request.account_id, requested_by=request.requested_by)
 
     async def on_fill(self, fill: OrderFill) -> None:
         """A fill was booked: reconcile once the burst it belongs to has settled."""
-        if not isinstance(fill, OrderFill):
-            msg = f"on_fill takes an OrderFill, not {type(fill).__name__}"
-            raise TypeError(msg)
-        self.ref.tell(fill)
+        await self._accounts.on_fill(fill)
 
     async def stop(self) -> StopReport:
         """Stop every actor, timer and thread the service started. Idempotent.
@@ -151,14 +259,11 @@ class ReconciliationService:
         Returns:
             What did not end in time (normally nothing), also logged at ERROR.
         """
-        if not self._started:
-            return StopReport()
-        self._started = False
-        return await call_in_daemon_thread(self._runtime.stop)
+        return await self._accounts.stop()
 
     def health(self) -> ServiceHealth:
         """Each component's state (running / degraded / stopped), each sink's queue and errors."""
-        return self._runtime.health()
+        return self._accounts.health()
 
     def publisher_health(self) -> DeliveryHealth:
         """The way to Redis: queued, delivered, dropped and set-aside runs, the last error."""
@@ -167,6 +272,3 @@ class ReconciliationService:
     def audit_health(self) -> DeliveryHealth | None:
         """The way to the audit store; None without one."""
         return self.health().delivery.get("audit")
-
-    async def _run(self, trigger: Trigger) -> ReconciliationResult:
-        return await asyncio.wrap_future(self._runtime.request(self._config.account_id, trigger))
