@@ -24,8 +24,10 @@ from _harness import Row, render_table
 from _redis import bench_redis
 from _service import quiet_logging
 from books import make_books
+from fig_breaks import breaks_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_fills import fills_rows
+from fig_gc import gc_row
 from fig_jitter import jitter_row
 from fig_pipeline import pipeline_row
 from fig_publish import publish_row
@@ -49,10 +51,16 @@ class Mode:
     publish_repeats: int
     jitter_n: int
     jitter_runs: int
+    breaks_sizes: tuple[int, ...]
+    breaks_repeats: int
+    gc_n: int
+    gc_runs: int
 
 
 MODES = {
-    "smoke": Mode("smoke", 2_000, 3, (500, 1_000, 2_000, 4_000), 3, 500, 5, 2_000, 2, 200, 3, 2_000, 3),
+    "smoke": Mode(
+        "smoke", 2_000, 3, (500, 1_000, 2_000, 4_000), 3, 500, 5, 2_000, 2, 200, 3, 2_000, 3, (1_000, 2_000), 2, 5_000, 2
+    ),
     "quick": Mode(
         "quick",
         100_000,
@@ -67,6 +75,10 @@ MODES = {
         3,
         100_000,
         5,
+        (10_000, 100_000),
+        3,
+        100_000,
+        3,
     ),
     "full": Mode(
         "full",
@@ -82,6 +94,10 @@ MODES = {
         9,
         100_000,
         15,
+        (10_000, 100_000),
+        7,
+        1_000_000,
+        5,
     ),
 }
 
@@ -107,6 +123,10 @@ def measure(
     quiet_logging()
     rows: list[Row] = []
     step = _Progress()
+    rows.append(gc_row(mode.gc_n, mode.gc_runs))
+    step("gc stalls (before any gc.freeze)")
+    rows += breaks_rows(mode.breaks_sizes, mode.breaks_repeats)
+    step("breaks")
     books = {0.0: make_books(mode.compare_n), 1.0: make_books(mode.compare_n, 1.0)}
     gc.freeze()  # the books live to the end: keep them out of the collections between timings
     step("books built")

@@ -12,9 +12,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciliation._domain.ageing import AgeingUpdate, Sighting
 from reconciliation._domain.models import (
     Discrepancy,
     DiscrepancySeverity,
@@ -382,3 +383,43 @@ def test_every_run_gives_one_result_then_one_payload_per_discrepancy(run: Reconc
     channels = [channel for channel, _ in iter_payloads(run)]
 
     assert channels == [RESULT_CHANNEL] + [DISCREPANCY_CHANNEL] * len(run.discrepancies)
+
+
+_SYMBOLS = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
+_VALUES = st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+    lambda d: abs(d.adjusted()) < 50
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    symbol=_SYMBOLS,
+    account=_SYMBOLS,
+    local=_VALUES,
+    broker=_VALUES,
+    aged=st.booleans(),
+    runs=st.integers(min_value=1, max_value=10**6),
+)
+def test_a_discrepancy_payload_built_as_text_is_what_the_encoder_writes(
+    symbol: str, account: str, local: Decimal | None, broker: Decimal | None, aged: bool, runs: int
+) -> None:
+    discrepancy = Discrepancy(
+        DiscrepancyType.QUANTITY_MISMATCH, DiscrepancySeverity.CRITICAL, symbol, local, broker, AT, account
+    )
+    result = ReconciliationResult(uuid.uuid4(), account, AT, [discrepancy])
+    sighting = Sighting(uuid.uuid4(), AT, AT, runs, result.run_id, result.run_id, None, DiscrepancySeverity.CRITICAL, discrepancy)
+    reference: dict[str, object] = {
+        "run_id": str(result.run_id),
+        "type": "quantity_mismatch",
+        "severity": "critical",
+        "symbol": symbol,
+        "local_value": None if local is None else format(local, "f"),
+        "broker_value": None if broker is None else format(broker, "f"),
+        "timestamp": AT.isoformat(timespec="microseconds"),
+        "account_id": account,
+    }
+    if aged:
+        reference |= {"break_id": str(sighting.break_id), "first_seen": reference["timestamp"], "consecutive_runs": runs}
+    ageing = AgeingUpdate(result.run_id, account, sightings=(sighting,) if aged else (), timestamp=AT)
+    (_, text) = iter_payloads(result, ageing)[1]
+    assert text == encode(reference)

@@ -65,6 +65,7 @@ def test_health_says_degraded_with_the_error_then_running_after_a_clean_run(
     target, name = FAULTS[component]
     monkeypatch.setattr(target, name, fault(getattr(target, name)))
     harness.reconcile()
+    harness.settle()
     degraded = harness.service.health().components[component]
     assert (degraded.state, degraded.errors, degraded.last_error) == (
         ComponentState.DEGRADED,
@@ -73,6 +74,7 @@ def test_health_says_degraded_with_the_error_then_running_after_a_clean_run(
     )
     assert not harness.service.health().healthy
     harness.reconcile()
+    harness.settle()
     recovered = harness.service.health().components[component]
     assert (recovered.state, recovered.errors) == (ComponentState.RUNNING, 1)
     assert harness.service.health().healthy

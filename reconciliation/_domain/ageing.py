@@ -11,46 +11,125 @@ nor resolves anything. Only a run that completed without a break resolves it.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.breaks import BreakKey, BreakState, break_id_for
-from reconciliation._domain.models import AgeingPolicy
+from reconciliation._domain.breaks import BreakKey, BreakState, break_ids_of
+from reconciliation._domain.models import AgeingPolicy, Discrepancy, DiscrepancySeverity
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
-    from reconciliation._domain.models import Discrepancy, ReconciliationResult
+    from reconciliation._domain.models import ReconciliationResult
 
-__all__ = ["AgeingPolicy", "AgeingUpdate", "BreakTracker"]
+__all__ = ["AgeingPolicy", "AgeingUpdate", "BreakTracker", "Sighting"]
 
 logger = logging.getLogger(__name__)
 
 
-def _by_key(update: AgeingUpdate) -> dict[BreakKey, BreakState]:
-    return {state.key: state for state in update.breaks}
+class Sighting(NamedTuple):
+    """One break as of one run: what the next run and the run's payloads need, cheap to make.
+
+    The tracker keeps one per open break; `state()` builds the full `BreakState` when
+    someone needs it (the audit store, a kill-switch callback), off the run's path.
+    """
+
+    break_id: UUID
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    consecutive_runs: int
+    first_run_id: UUID
+    last_run_id: UUID
+    halted_run_id: UUID | None
+    severity: DiscrepancySeverity
+    """After escalation by age."""
+    discrepancy: Discrepancy
+    """The latest sighting as classified: its type, symbol, account and values."""
+
+    def state(self, *, resolved_at: dt.datetime | None = None, resolved_run_id: UUID | None = None) -> BreakState:
+        seen = self.discrepancy
+        return BreakState(
+            break_id=self.break_id,
+            account_id=seen.account_id,
+            type=seen.type,
+            symbol=seen.symbol,
+            severity=self.severity,
+            local_value=seen.local_value,
+            broker_value=seen.broker_value,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            consecutive_runs=self.consecutive_runs,
+            first_run_id=self.first_run_id,
+            last_run_id=self.last_run_id,
+            halted_run_id=self.halted_run_id,
+            resolved_at=resolved_at,
+            resolved_run_id=resolved_run_id,
+        )
+
+    @classmethod
+    def of(cls, state: BreakState) -> Sighting:
+        """The sighting an open break read back from the audit store stands for."""
+        return cls(
+            break_id=state.break_id,
+            first_seen=state.first_seen,
+            last_seen=state.last_seen,
+            consecutive_runs=state.consecutive_runs,
+            first_run_id=state.first_run_id,
+            last_run_id=state.last_run_id,
+            halted_run_id=state.halted_run_id,
+            severity=state.severity,
+            discrepancy=Discrepancy(
+                type=state.type,
+                severity=state.severity,
+                symbol=state.symbol,
+                local_value=state.local_value,
+                broker_value=state.broker_value,
+                timestamp=state.last_seen,
+                account_id=state.account_id,
+            ),
+        )
+
+    def resolved_at(self, run_timestamp: dt.datetime) -> dt.datetime:
+        """When a run taken at `run_timestamp` resolved it (never before its last sighting)."""
+        return max(run_timestamp, self.last_seen)
 
 
 @attrs.frozen
 class AgeingUpdate:
     """What one run changed.
 
-    `breaks` has one open break per discrepancy of the run, in the result's order;
-    `resolved` the breaks that this run no longer saw; `halts` the breaks this run
-    confirmed for the kill switch (each also in `breaks`). All empty for a failed run.
+    `sightings` has one open break per discrepancy of the run, in the result's order;
+    `ended` the breaks that this run (taken at `timestamp`) no longer saw; `halts` the
+    breaks this run confirmed for the kill switch. All empty for a failed run.
+    `breaks` and `resolved` are the same as full `BreakState`s, built when first read.
     """
 
     run_id: UUID
     account_id: str
-    breaks: tuple[BreakState, ...] = ()
-    resolved: tuple[BreakState, ...] = ()
+    sightings: tuple[Sighting, ...] = ()
+    ended: tuple[Sighting, ...] = ()
     halts: tuple[BreakState, ...] = ()
-    _index: dict[BreakKey, BreakState] = attrs.field(
-        init=False, eq=False, repr=False, default=attrs.Factory(_by_key, takes_self=True)
-    )
+    timestamp: dt.datetime | None = None
+
+    @functools.cached_property
+    def breaks(self) -> tuple[BreakState, ...]:
+        return tuple(sighting.state() for sighting in self.sightings)
+
+    @functools.cached_property
+    def resolved(self) -> tuple[BreakState, ...]:
+        if not self.ended or self.timestamp is None:
+            return ()
+        when = self.timestamp
+        return tuple(s.state(resolved_at=s.resolved_at(when), resolved_run_id=self.run_id) for s in self.ended)
+
+    @functools.cached_property
+    def _index(self) -> dict[BreakKey, BreakState]:
+        return {state.key: state for state in self.breaks}
 
     def state_of(self, discrepancy: Discrepancy) -> BreakState:
         """The break of one of this run's discrepancies.
@@ -68,16 +147,16 @@ class AgeingUpdate:
         if result.run_id != self.run_id:
             msg = f"this update is for run {self.run_id}, not {result.run_id}"
             raise ValueError(msg)
-        if len(self.breaks) != len(result.discrepancies):
-            msg = f"run {result.run_id} has {len(result.discrepancies)} discrepancies but {len(self.breaks)} breaks"
+        if len(self.sightings) != len(result.discrepancies):
+            msg = f"run {result.run_id} has {len(result.discrepancies)} discrepancies but {len(self.sightings)} breaks"
             raise ValueError(msg)
-        if all(d.severity is b.severity for d, b in zip(result.discrepancies, self.breaks, strict=True)):
+        if all(d.severity is s.severity for d, s in zip(result.discrepancies, self.sightings, strict=True)):
             return result
         return attrs.evolve(
             result,
             discrepancies=tuple(
-                d if d.severity is b.severity else attrs.evolve(d, severity=b.severity)
-                for d, b in zip(result.discrepancies, self.breaks, strict=True)
+                d if d.severity is s.severity else attrs.evolve(d, severity=s.severity)
+                for d, s in zip(result.discrepancies, self.sightings, strict=True)
             ),
         )
 
@@ -96,7 +175,7 @@ class BreakTracker:
             ValueError: a break is resolved, or two open breaks share one key.
         """
         self._policy = policy or AgeingPolicy()
-        self._open: dict[BreakKey, BreakState] = {}
+        self._open: dict[BreakKey, Sighting] = {}
         for state in open_breaks:
             if not state.is_open:
                 msg = (
@@ -106,84 +185,76 @@ class BreakTracker:
             if state.key in self._open:
                 msg = f"two open breaks for {_describe(state.key)}: {self._open[state.key].break_id} and {state.break_id}"
                 raise ValueError(msg)
-            self._open[state.key] = state
+            self._open[state.key] = Sighting.of(state)
 
     @property
     def policy(self) -> AgeingPolicy:
         return self._policy
 
     def open_breaks(self, account_id: str) -> tuple[BreakState, ...]:
-        return tuple(s for s in self._open.values() if s.account_id == account_id)
+        return tuple(s.state() for s in self._open.values() if s.discrepancy.account_id == account_id)
 
     def observe(self, result: ReconciliationResult) -> AgeingUpdate:
-        """Age the breaks of `result`'s account by one run.
+        """Age the breaks of `result`'s account by one run. Linear in its discrepancies and
+        the account's open breaks.
 
         Raises:
             ValueError: the result holds two discrepancies with one key.
         """
         if result.error is not None:
             return AgeingUpdate(run_id=result.run_id, account_id=result.account_id)
-        current: dict[BreakKey, BreakState] = {}
+        current: dict[BreakKey, Sighting] = {}
         halts: list[BreakState] = []
+        opened = self._open
+        new_break_id = break_ids_of(result.run_id)
         for discrepancy in result.discrepancies:
-            if discrepancy.key in current:
-                msg = f"run {result.run_id} reports {_describe(discrepancy.key)} twice"
+            key = discrepancy.key
+            if key in current:
+                msg = f"run {result.run_id} reports {_describe(key)} twice"
                 raise ValueError(msg)
-            previous = self._open.get(discrepancy.key)
-            state = self._sighted(previous, discrepancy, result)
-            current[discrepancy.key] = state
-            if state.halted_run_id == result.run_id and (previous is None or previous.halted_run_id is None):
-                halts.append(state)
-        resolved = tuple(
-            attrs.evolve(
-                state, resolved_at=max(result.timestamp, state.last_seen), resolved_run_id=result.run_id
-            )
-            for key, state in self._open.items()
-            if state.account_id == result.account_id and key not in current
+            previous = opened.get(key)
+            sighting = self._sighted(previous, discrepancy, result, new_break_id)
+            current[key] = sighting
+            if sighting.halted_run_id == result.run_id and (previous is None or previous.halted_run_id is None):
+                halts.append(sighting.state())
+        ended = tuple(
+            sighting
+            for key, sighting in opened.items()
+            if key not in current and sighting.discrepancy.account_id == result.account_id
         )
-        for state in resolved:
-            del self._open[state.key]
-        self._open.update(current)
+        for sighting in ended:
+            del opened[sighting.discrepancy.key]
+        opened.update(current)
         return AgeingUpdate(
             run_id=result.run_id,
             account_id=result.account_id,
-            breaks=tuple(current.values()),
-            resolved=resolved,
+            sightings=tuple(current.values()),
+            ended=ended,
             halts=tuple(halts),
+            timestamp=result.timestamp,
         )
 
     def _sighted(
-        self, previous: BreakState | None, discrepancy: Discrepancy, result: ReconciliationResult
-    ) -> BreakState:
+        self,
+        previous: Sighting | None,
+        discrepancy: Discrepancy,
+        result: ReconciliationResult,
+        new_break_id: Callable[[BreakKey], UUID],
+    ) -> Sighting:
         if previous is None:
-            first_seen, consecutive, first_run_id = result.timestamp, 1, result.run_id
-            break_id, halted_run_id = break_id_for(result.run_id, discrepancy.key), None
-            seen_at = result.timestamp
+            first_seen = seen_at = result.timestamp
+            consecutive, first_run_id, halted_run_id = 1, result.run_id, None
+            break_id = new_break_id(discrepancy.key)
         else:
-            first_seen, consecutive, first_run_id = (
-                previous.first_seen,
-                previous.consecutive_runs + 1,
-                previous.first_run_id,
-            )
-            break_id, halted_run_id = previous.break_id, previous.halted_run_id
+            first_seen, first_run_id, halted_run_id = previous.first_seen, previous.first_run_id, previous.halted_run_id
+            consecutive = previous.consecutive_runs + 1
+            break_id = previous.break_id
             seen_at = max(result.timestamp, previous.last_seen)
         severity = self._policy.severity_after(discrepancy.severity, consecutive, seen_at - first_seen)
         if halted_run_id is None and self._policy.halts(severity, consecutive):
             halted_run_id = result.run_id
-        return BreakState(
-            break_id=break_id,
-            account_id=discrepancy.account_id,
-            type=discrepancy.type,
-            symbol=discrepancy.symbol,
-            severity=severity,
-            local_value=discrepancy.local_value,
-            broker_value=discrepancy.broker_value,
-            first_seen=first_seen,
-            last_seen=seen_at,
-            consecutive_runs=consecutive,
-            first_run_id=first_run_id,
-            last_run_id=result.run_id,
-            halted_run_id=halted_run_id,
+        return Sighting(
+            break_id, first_seen, seen_at, consecutive, first_run_id, result.run_id, halted_run_id, severity, discrepancy
         )
 
 

@@ -6,9 +6,9 @@ own `break_id` and its own age.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import hashlib
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
@@ -23,7 +23,10 @@ from reconciliation._domain.values import (
     whole_number,
 )
 
-__all__ = ["BreakKey", "BreakState", "break_id_for"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["BreakKey", "BreakState", "break_id_for", "break_ids_of"]
 
 BreakKey = tuple[str, DiscrepancyType, str | None]
 """(account_id, type, symbol): the same as `Discrepancy.key`."""
@@ -32,19 +35,23 @@ BreakKey = tuple[str, DiscrepancyType, str | None]
 def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
     """The identity of the break with `key` first seen in run `first_run_id`.
 
-    Derived, not random, so recording the same run twice writes the same break.
+    Derived, not random, so recording the same run twice writes the same break: the
+    UUIDv5 of the key's text in the run id's namespace (`uuid.uuid5`, computed the same).
     """
-    account_id, kind, symbol = key
-    return uuid.uuid5(first_run_id, f"{account_id}\x1f{kind.value}\x1f{symbol or ''}")
+    return break_ids_of(first_run_id)(key)
 
 
-def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else utc_datetime(value)
+def break_ids_of(first_run_id: UUID) -> Callable[[BreakKey], UUID]:
+    """`break_id_for` for one run's many new breaks: the run's namespace bytes made once."""
+    namespace = first_run_id.bytes
 
+    def break_id(key: BreakKey) -> UUID:
+        account_id, kind, symbol = key
+        name = f"{account_id}\x1f{kind.value}\x1f{symbol or ''}".encode()
+        digest = hashlib.sha1(namespace + name, usedforsecurity=False).digest()
+        return UUID(bytes=digest[:16], version=5)
 
-def _optional_utc_only(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        utc_only(instance, field, value)
+    return break_id
 
 
 @attrs.frozen
@@ -70,7 +77,7 @@ class BreakState:
     last_run_id: UUID
     halted_run_id: UUID | None = None
     resolved_at: dt.datetime | None = attrs.field(
-        default=None, converter=_optional_utc, validator=_optional_utc_only
+        default=None, converter=attrs.converters.optional(utc_datetime), validator=attrs.validators.optional(utc_only)
     )
     resolved_run_id: UUID | None = attrs.field(default=None)
 

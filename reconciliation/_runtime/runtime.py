@@ -193,7 +193,8 @@ class Runtime:
         return reply
 
     def settle(self, timeout: float = 5.0) -> None:
-        """Wait until every trigger fired so far (fills told, timers due) has given its run.
+        """Wait until every trigger fired so far (fills told, timers due) has given its run,
+        and every actor has handled what followed from it (health posted, sinks fed).
 
         For tests that move a `ManualClock`: after `settle()`, what has not been
         published will not be, until something else fires.
@@ -211,11 +212,13 @@ class Runtime:
                 InFlight(), block=True, timeout=max(deadline - time.monotonic(), 0.001)
             )
             if not outcomes:
-                return
+                break
             _, waiting = concurrent.futures.wait(outcomes, timeout=max(deadline - time.monotonic(), 0.0))
             if waiting:
                 msg = f"{len(waiting)} runs still in flight after {timeout:g} s"
                 raise TimeoutError(msg)
+        for ref in self._actors:
+            ref.ask(Barrier(), timeout=max(deadline - time.monotonic(), 0.001))
 
     def stop(self, timeout: float = ACTOR_STOP_TIMEOUT_SECONDS) -> StopReport:
         """Stop every actor and thread, downstream in order (blocking). Idempotent.

@@ -123,11 +123,13 @@ class SchedulerActor(ResilientActor):
         trigger: Trigger,
         waiters: list[Future[ReconciliationResult]],
     ) -> None:
-        ticket = self._ticket(account_id, trigger, waiters)
-        runs.in_flight = ticket
+        ticket = self._ticket(account_id, trigger)
         me = self.actor_ref
         monotonic = self._clock.monotonic
+        # Before the waiters: whoever waited on the run and acts next finds RunEnded queued first.
         ticket.outcome.add_done_callback(lambda _: tell(me, RunEnded(account_id, ticket.run_id, monotonic())))
+        _answer_with(ticket, waiters)
+        runs.in_flight = ticket
         runs.watchdog = self._clock.call_later(
             runs.config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS,
             lambda: tell(me, WatchdogDue(account_id, ticket.run_id)),
@@ -141,20 +143,14 @@ class SchedulerActor(ResilientActor):
         )
         self._fetcher.tell(FetchSnapshot(ticket))
 
-    def _ticket(
-        self, account_id: str, trigger: Trigger, waiters: list[Future[ReconciliationResult]]
-    ) -> RunTicket:
-        """A new run whose outcome answers `waiters`."""
-        ticket = RunTicket(
+    def _ticket(self, account_id: str, trigger: Trigger) -> RunTicket:
+        return RunTicket(
             run_id=uuid.uuid4(),
             account_id=account_id,
             trigger=trigger,
             started_at=self._clock.now(),
             started=self._clock.monotonic(),
         )
-        for waiter in waiters:
-            ticket.outcome.add_done_callback(_answering(waiter))
-        return ticket
 
     def _ended(self, ended: RunEnded) -> None:
         runs = self._accounts[ended.account_id]
@@ -197,7 +193,8 @@ class SchedulerActor(ResilientActor):
     def fail_run(self, message: Any, reason: str) -> None:
         """A request that could not be scheduled is still a run: reported failed, asker answered."""
         if isinstance(message, RunRequested):
-            ticket = self._ticket(message.account_id, message.trigger, [message.reply] if message.reply else [])
+            ticket = self._ticket(message.account_id, message.trigger)
+            _answer_with(ticket, [message.reply] if message.reply else [])
             self._comparator.tell(AbandonRun(ticket, reason))
 
     def stopping(self) -> None:
@@ -209,8 +206,15 @@ class SchedulerActor(ResilientActor):
             if runs.in_flight is not None:
                 self._comparator.tell(AbandonRun(runs.in_flight, STOPPED_REASON))
             if runs.follow_up is not None and runs.follow_up_waiters:
-                ticket = self._ticket(account_id, runs.follow_up, runs.follow_up_waiters)
+                ticket = self._ticket(account_id, runs.follow_up)
+                _answer_with(ticket, runs.follow_up_waiters)
                 self._comparator.tell(AbandonRun(ticket, STOPPED_REASON))
+
+
+def _answer_with(ticket: RunTicket, waiters: list[Future[ReconciliationResult]]) -> None:
+    """Each waiter receives the run's result once it is known."""
+    for waiter in waiters:
+        ticket.outcome.add_done_callback(_answering(waiter))
 
 
 def _answering(waiter: Future[ReconciliationResult]) -> Callable[[Future[ReconciliationResult]], None]:
