@@ -11,7 +11,8 @@ Exit codes, for scripts:
     2  usage or configuration error (the message names the option or key)
     3  Redis unreachable
     4  run: a service could not be built or started (a factory raised)
-    5  history: the audit store could not be read
+    5  history, serve: the audit store could not be read
+    6  watch: Redis refused a command (a stream key holds another type, an ACL)
     130  interrupted (Ctrl-C) during the demo
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -29,10 +31,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from reconciliation._cli.render import message_line
+from reconciliation._cli.inbound import SEVERITIES
+from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.redis_clients import (
+    COMMAND_TIMEOUT_SECONDS,
     DEFAULT_REDIS_URL,
+    InvalidRedisUrlError,
     RedisUnreachableError,
     connect,
     fake_redis,
@@ -40,11 +46,23 @@ from reconciliation._publishing.redis_clients import (
 )
 
 if TYPE_CHECKING:
-    from reconciliation._cli.watch import Message
+    import redis
 
 __all__ = ["ExitCode", "main"]
 
 logger = logging.getLogger(__name__)
+
+
+MAX_REPLAY = 100_000
+"""More entries than the streams keep by default (10,000 each)."""
+MAX_COUNT = 1_000_000_000
+MAX_SECONDS = 366 * 24 * 3600.0
+"""A year: the longest --timeout or --retry-for."""
+DEFAULT_RETRY_FOR_SECONDS = 300.0
+LOG_LINE_LIMIT = 20_000
+"""The longest log line the command writes, in characters."""
+ERROR_LIMIT = 2_000
+"""The longest error line the command writes, in characters."""
 
 
 class ExitCode(enum.IntEnum):
@@ -54,6 +72,7 @@ class ExitCode(enum.IntEnum):
     REDIS_UNREACHABLE = 3
     START_FAILED = 4
     STORE_UNAVAILABLE = 5
+    REDIS_REFUSED = 6
     INTERRUPTED = 130
 
 
@@ -64,7 +83,8 @@ Exit codes:
   2  usage or configuration error
   3  Redis unreachable
   4  a service could not be started (run)
-  5  the audit store could not be read (history)
+  5  the audit store could not be read (history, serve)
+  6  Redis refused a command (watch: a stream key holds another type)
 """
 
 
@@ -76,11 +96,11 @@ def _configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...]
     """
     handler: logging.Handler
     if sys.stderr.isatty():
-        handler = _RichCliHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler = _RichCliHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler.setFormatter(_RedactingFormatter("%(name)s: %(message)s"))
     else:
         handler = _PlainCliHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if below_error and not verbose:
         handler.addFilter(lambda record: record.levelno >= logging.ERROR or record.name not in below_error)
     root = logging.getLogger()
@@ -98,11 +118,47 @@ class _PlainCliHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The command's own handler when stderr is a file or a pipe (a service's log)."""
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Every log line the command writes, traceback included, without passwords or escape sequences."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(redact_text(super().format(record)), limit=LOG_LINE_LIMIT, keep_newlines=True)
+
+
 def _fail(message: str, code: ExitCode) -> NoReturn:
+    """One error line on stderr, without secrets or terminal control sequences, then exit."""
     Console(stderr=True).print(
-        f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
+        f"[bold red]Error:[/bold red] {escape(safe_text(redact_text(message), limit=ERROR_LIMIT))}",
+        highlight=False,
+        soft_wrap=True,
     )
     sys.exit(code)
+
+
+def _connect(url: str, *, retry_commands: bool = True) -> redis.Redis:
+    """A connected client, or the command's end: a malformed URL is a usage error, no answer exit 3."""
+    try:
+        return connect(url, socket_timeout=COMMAND_TIMEOUT_SECONDS, retry_commands=retry_commands)
+    except InvalidRedisUrlError as exc:
+        _fail(f"--redis-url: {exc}", ExitCode.USAGE)
+    except RedisUnreachableError as exc:
+        _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    """`-v` after the command name counts as much as before it."""
+    if value:
+        ctx.obj = (ctx.obj or 0) + value
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    callback=_more_verbose,
+    help="Log at DEBUG level (also accepted before the command).",
+)
 
 
 redis_url_option = click.option(
@@ -136,6 +192,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @redis_url_option
 @click.option("--quick", is_flag=True, help="Play the session in a few seconds (for tests and CI).")
 @click.option("--account", default="PAPER-1", show_default=True, help="The paper account's id.")
@@ -164,6 +221,8 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
     try:
         client = connect(redis_url)
         where = redacted(redis_url)
+    except InvalidRedisUrlError as exc:
+        _fail(f"--redis-url: {exc}", ExitCode.USAGE)
     except RedisUnreachableError as exc:
         console.print(f"[yellow]{escape(str(exc))}[/yellow]")
         try:
@@ -204,53 +263,114 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @redis_url_option
 @click.option(
     "--replay",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_REPLAY),
     default=0,
     metavar="N",
-    help="First show the last N messages kept in the streams (what you missed).",
+    help=f"First show the last N entries kept in the streams (what you missed; at most {MAX_REPLAY:,}).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print each raw JSON payload on its own line.")
-@click.option("--count", type=click.IntRange(min=1), metavar="N", help="Exit after N live messages.")
 @click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Exit after SECONDS."
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ID",
+    help="Only this account's runs and breaks; repeat for several.",
+)
+@click.option(
+    "--severity",
+    "severities",
+    multiple=True,
+    type=click.Choice(SEVERITIES),
+    help="Only breaks, resolved breaks and halts of this severity (runs have none); repeat for several.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: channel, stream, stream_id, replayed, then the payload's keys.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=1, max=MAX_COUNT), metavar="N", help="Exit after N live messages."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=MAX_SECONDS),
+    metavar="SECONDS",
+    help="Exit after SECONDS.",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(min=0, max=MAX_SECONDS),
+    default=DEFAULT_RETRY_FOR_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="When Redis goes away, keep reconnecting this long before giving up (exit 3).",
 )
 @click.pass_obj
-def watch(
-    verbose: int, redis_url: str, replay: int, count: int | None, timeout: float | None, *, as_json: bool
+def watch(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
+    redis_url: str,
+    replay: int,
+    accounts: tuple[str, ...],
+    severities: tuple[str, ...],
+    count: int | None,
+    timeout: float | None,
+    retry_for: float,
+    *,
+    as_json: bool,
 ) -> None:
-    """Show runs and discrepancies live as they are published, coloured by severity.
+    """Show runs, breaks, resolved breaks and halts as they are published, coloured by severity.
 
-    Subscribes to reconciliation:result, :discrepancy, :resolved (a break that went
-    away) and :halt (the kill switch fired). With --replay N it first shows the N latest
-    entries of their streams (reconciliation:stream:result, ...), merged in order; a
-    message in both the replay and the live feed is shown once.
+    Reads the streams reconciliation:stream:result, :discrepancy, :resolved and :halt
+    (XREAD BLOCK, merged in publish order). With --replay N it first shows the N latest
+    entries. If Redis goes away it says so on stderr, reconnects with backoff and resumes
+    right after the last entry it showed; it gives up (exit 3) after --retry-for seconds.
+    An entry that is not a well-formed payload is shown as MALFORMED with its stream ID.
 
     \b
     Examples:
       reconciliation watch --replay 20
-      reconciliation watch --json | jq 'select(.severity == "critical")'
+      reconciliation watch --account ACC-1 --severity critical
+      reconciliation watch --json | jq 'select(.channel == "reconciliation:discrepancy" and .severity == "critical")'
       reconciliation watch --count 1 --timeout 30     # wait for the next message
     """
-    from reconciliation._cli.watch import watch as follow  # noqa: PLC0415 - keeps --help fast
+    import redis as redis_py  # noqa: PLC0415 - keeps --help fast
+
+    from reconciliation._cli.streams import Backoff, RedisLostError  # noqa: PLC0415
+    from reconciliation._cli.watch import Filters, StderrNarrator, human_line, json_line  # noqa: PLC0415
+    from reconciliation._cli.watch import watch as follow  # noqa: PLC0415
 
     _configure_logging(verbose, logging.WARNING)
-    try:
-        client = connect(redis_url, socket_timeout=None)
-    except RedisUnreachableError as exc:
-        _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
+    client = _connect(redis_url, retry_commands=False)
     console = Console(highlight=False, soft_wrap=True)
-    show = _print_json if as_json else lambda message: _print_line(console, message)
+    where = redacted(redis_url)
+    backoff = Backoff(give_up_after_seconds=retry_for)
+    show = (lambda m: click.echo(json_line(m))) if as_json else (lambda m: console.print(human_line(m)))
     if not as_json:
-        console.print(f"Watching {redacted(redis_url)} (Ctrl-C to stop)", style="dim", markup=False)
+        console.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
     try:
-        received = follow(client, show, replay_last=replay, count=count, timeout=timeout)
+        received = follow(
+            client,
+            show,
+            replay_last=replay,
+            count=count,
+            timeout=timeout,
+            filters=Filters(frozenset(accounts), frozenset(severities)),
+            backoff=backoff,
+            narrator=StderrNarrator(Console(stderr=True, highlight=False, soft_wrap=True), where, backoff),
+        )
     except KeyboardInterrupt:
         return
-    except Exception as exc:  # noqa: BLE001 - a lost connection is reported in one line
-        _fail(f"lost Redis at {redacted(redis_url)}: {exc}", ExitCode.REDIS_UNREACHABLE)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return
+    except RedisLostError as exc:
+        _fail(f"lost Redis at {where}: {exc}", ExitCode.REDIS_UNREACHABLE)
+    except redis_py.ResponseError as exc:
+        _fail(f"Redis at {where} refused to read the streams: {exc}", ExitCode.REDIS_REFUSED)
     finally:
         client.close()
     if count is not None and received < count:
@@ -258,22 +378,15 @@ def watch(
         sys.exit(ExitCode.NOT_AS_ASKED)
 
 
-def _print_json(message: Message) -> None:
-    click.echo(message.raw)
-
-
-def _print_line(console: Console, message: Message) -> None:
-    payload = message.payload
-    if payload is None:
-        console.print(f"{message.channel}: {message.raw}", style="dim", markup=False)
-        return
-    stamp = str(payload.get("timestamp") or payload.get("resolved_at") or "")[11:23]
-    console.print(
-        message_line(message.channel, payload, prefix=f"{'(replay) ' if message.replayed else ''}{stamp}  ")
-    )
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`| head`): write nothing more, not even at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @click.option(
     "--config",
     "config_path",
@@ -311,15 +424,19 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
         _fail(f"{config_path}: {exc}", ExitCode.USAGE)
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
-        accounts = ", ".join(spec.config.account_id for spec in config.accounts)
+        accounts = ", ".join(
+            spec.config.account_id
+            + (f" (audit store {redacted(spec.config.audit_store)})" if spec.config.audit_store else "")
+            for spec in config.accounts
+        )
         click.echo(
-            f"{config_path}: OK ({len(config.accounts)} account(s): {accounts}; Redis {redacted(url)})"
+            safe_text(
+                f"{config_path}: OK ({len(config.accounts)} account(s): {accounts}; Redis {redacted(url)})",
+                limit=None,
+            )
         )
         return
-    try:
-        client = connect(url)
-    except RedisUnreachableError as exc:
-        _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
+    client = _connect(url)
     try:
         asyncio.run(run_until_stopped(config, client))
     except StartError as exc:
@@ -329,6 +446,7 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @click.option(
     "--store",
     envvar="RECONCILIATION_AUDIT_STORE",

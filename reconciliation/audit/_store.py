@@ -11,6 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from reconciliation._domain.redaction import redact_url
 from reconciliation.audit._postgres import PostgresAuditStore
 from reconciliation.audit._sqlite import SqliteAuditStore
 
@@ -106,8 +107,8 @@ def open_store(target: str | os.PathLike[str], *, timeout_seconds: float = 5.0) 
     if scheme.lower() == "sqlite":
         path = rest.removeprefix("/")
         if path == rest or not path:
-            msg = f"a sqlite URL is sqlite:///relative/path or sqlite:////absolute/path, not {target!r}"
+            msg = f"a sqlite URL is sqlite:///relative/path or sqlite:////absolute/path, not {redact_url(target)!r}"
             raise ValueError(msg)
         return SqliteAuditStore(path, timeout_seconds=timeout_seconds)
-    msg = f"unknown audit store URL scheme {scheme!r} in {target!r}: use postgresql://, sqlite:/// or a file path"
+    msg = f"unknown audit store URL scheme {scheme!r} in {redact_url(target)!r}: use postgresql://, sqlite:/// or a file path"
     raise ValueError(msg)
