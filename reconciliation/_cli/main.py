@@ -48,6 +48,8 @@ from reconciliation._publishing.redis_clients import (
 if TYPE_CHECKING:
     import redis
 
+    from reconciliation.audit import AuditStore
+
 __all__ = ["ExitCode", "main"]
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ logger = logging.getLogger(__name__)
 MAX_REPLAY = 100_000
 """More entries than the streams keep by default (10,000 each)."""
 MAX_COUNT = 1_000_000_000
+MAX_HISTORY_RUNS = 100_000
 MAX_SECONDS = 366 * 24 * 3600.0
 """A year: the longest --timeout or --retry-for."""
 DEFAULT_RETRY_FOR_SECONDS = 300.0
@@ -474,11 +477,17 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
 )
 @click.option("--until", metavar="WHEN", help="Runs before then (same forms as --since).")
 @click.option(
-    "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="The most recent runs."
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_HISTORY_RUNS),
+    help=f"The most recent runs (at most {MAX_HISTORY_RUNS:,}).",
 )
 @click.option("--all-breaks", is_flag=True, help="Resolved breaks too, not only the open ones.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: runs and breaks, for scripts.")
+@click.pass_obj
 def history(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
     store: str,
     account: str,
     types: tuple[str, ...],
@@ -501,28 +510,18 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     import datetime as dt  # noqa: PLC0415 - the other commands do not need these
     import json  # noqa: PLC0415
 
-    from reconciliation._cli.history_view import parse_moment, render_history  # noqa: PLC0415
-    from reconciliation.audit import AuditStoreError, load_history, open_store  # noqa: PLC0415
+    from reconciliation._cli.history_view import UNBOUNDED_WIDTH, parse_moment, render_history  # noqa: PLC0415
+    from reconciliation.audit import AuditStoreError, NoAuditTablesError, load_history  # noqa: PLC0415
 
+    _configure_logging(verbose, logging.WARNING)
     now = dt.datetime.now(dt.UTC)
-    try:
-        window = {
-            name: parse_moment(text, now) if text else None
-            for name, text in (("since", since), ("until", until))
-        }
-    except ValueError as exc:
-        _fail(f"--since/--until: {exc}", ExitCode.USAGE)
-    if "://" not in store and not Path(store).is_file():
-        _fail(
-            f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)",
-            ExitCode.USAGE,
-        )
-    try:
-        audit = open_store(store)
-    except ValueError as exc:
-        _fail(f"--store: {exc}", ExitCode.USAGE)
-    except AuditStoreError as exc:
-        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)
+    window: dict[str, dt.datetime | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            window[name] = parse_moment(text, now) if text else None
+        except ValueError as exc:
+            _fail(f"--{name}: {exc}", ExitCode.USAGE)
+    audit = _open_audit_store(store)
     try:
         found = load_history(
             audit,
@@ -534,11 +533,33 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
             severities=[DiscrepancySeverity(s) for s in severities],
             open_only=not all_breaks,
         )
+    except NoAuditTablesError as exc:
+        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)
     except AuditStoreError as exc:
         _fail(f"the audit store {redacted(store)} could not be read: {exc}", ExitCode.STORE_UNAVAILABLE)
     finally:
         audit.close()
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2))
-    else:
-        render_history(Console(), found, open_only=not all_breaks)
+        return
+    console = Console()
+    render_history(
+        console if console.is_terminal else Console(width=UNBOUNDED_WIDTH), found, open_only=not all_breaks
+    )
+
+
+def _open_audit_store(store: str) -> AuditStore:
+    """The audit store at `store`, or the command's end: a usage error (2) or an unusable store (5)."""
+    from reconciliation.audit import AuditStoreError, open_store  # noqa: PLC0415 - only history and serve
+
+    if "://" not in store and not Path(store).is_file():
+        _fail(
+            f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)",
+            ExitCode.USAGE,
+        )
+    try:
+        return open_store(store)
+    except ValueError as exc:
+        _fail(f"--store: {exc}", ExitCode.USAGE)
+    except AuditStoreError as exc:
+        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from reconciliation._domain.ageing import AgeingPolicy, AgeingUpdate, BreakTracker
 from reconciliation._domain.breaks import BreakKey, BreakState
-from reconciliation.audit._errors import AuditSchemaError, AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit._errors import (
+    AuditSchemaError,
+    AuditStoreError,
+    AuditStoreUnavailableError,
+    NoAuditTablesError,
+)
 from reconciliation.audit._history import AccountHistory, load_history
 from reconciliation.audit._postgres import PostgresAuditStore
 from reconciliation.audit._records import RecordedDiscrepancy, RunRecord
@@ -29,6 +34,7 @@ __all__ = [
     "BreakKey",
     "BreakState",
     "BreakTracker",
+    "NoAuditTablesError",
     "PostgresAuditStore",
     "RecordedDiscrepancy",
     "RunRecord",
