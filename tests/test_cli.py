@@ -186,7 +186,7 @@ def test_run_reconciles_until_signalled_then_stops_cleanly(
             "accounts[0].ageing",
         ),
         (_FACTORIES, "accounts"),
-        ('redis_url = "redis://x"\nredis_uri = "redis://y"\n', "redis_uri"),
+        (f'redis_url = "redis://x"\nredis_uri = "redis://y"\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n', "redis_uri"),
     ],
 )
 def test_a_bad_config_gives_one_line_naming_the_key_and_exit_2(tmp_path: Path, body: str, named: str) -> None:
@@ -301,3 +301,57 @@ def test_run_with_a_redis_url_that_is_not_one_is_a_usage_error(tmp_path: Path) -
 
     assert outcome.exit_code == 2, outcome.output
     assert "not a Redis URL" in outcome.output
+
+
+def test_a_config_with_several_mistakes_reports_each_on_its_own_line(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path,
+        'redis_uri = "redis://y"\n'
+        f"{_FACTORIES}"
+        'cash_tolerance = "a dollar"\n\n'
+        '[[accounts]]\naccount_id = "A"\nintervall_seconds = 5\ninterval_seconds = -5\n'
+        'broker_timeout_seconds = 0\nbroker = "reconciliation.nowhere:broker"\n'
+        "[accounts.ageing]\nhalt_after = 3\nescalate_after = 2\n\n"
+        '[[accounts]]\naccount_id = "B"\nenabled = "yes"\n',
+    )
+
+    outcome = CliRunner().invoke(main, ["run", "--config", str(config)])
+
+    assert outcome.exit_code == 2, outcome.output
+    named = [line.removeprefix(f"Error: {config}: ").split(":")[0] for line in outcome.output.splitlines()]
+    assert named == [
+        "redis_uri",
+        "accounts[0].intervall_seconds",
+        "accounts[0].broker",
+        "defaults.cash_tolerance",
+        "accounts[0].ageing.halt_after",
+        "accounts[0].ageing.escalate_after",
+        "accounts[0].interval_seconds",
+        "accounts[0].broker_timeout_seconds",
+        "accounts[1].enabled",
+    ]
+
+
+def test_a_factory_module_in_the_working_directory_can_be_named_by_run(tmp_path: Path) -> None:
+    (tmp_path / "house_books.py").write_text(
+        "from reconciliation.paper import paper_broker, paper_portfolio\n\n"
+        "def broker(account_id):\n    return paper_broker(account_id)\n\n"
+        "def portfolio(account_id):\n    return paper_portfolio(account_id)\n"
+    )
+    config = _write_config(
+        tmp_path, '[defaults]\nbroker = "house_books:broker"\nportfolio = "house_books:portfolio"\n\n[[accounts]]\naccount_id = "A"\n'
+    )
+    script = Path(sys.executable).with_name("reconciliation")
+    assert script.exists(), f"the console script {script} is not installed (pip install -e .)"
+
+    checked = subprocess.run(  # noqa: S603 - the installed script, fixed arguments
+        [str(script), "run", "--check", "--config", config.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert "OK (1 account(s): A" in checked.stdout

@@ -128,13 +128,15 @@ class _RedactingFormatter(logging.Formatter):
         return safe_text(redact_text(super().format(record)), limit=LOG_LINE_LIMIT, keep_newlines=True)
 
 
-def _fail(message: str, code: ExitCode) -> NoReturn:
-    """One error line on stderr, without secrets or terminal control sequences, then exit."""
-    Console(stderr=True).print(
-        f"[bold red]Error:[/bold red] {escape(safe_text(redact_text(message), limit=ERROR_LIMIT))}",
-        highlight=False,
-        soft_wrap=True,
-    )
+def _fail(*messages: str, code: ExitCode) -> NoReturn:
+    """One error line on stderr per message, without secrets or terminal control sequences, then exit."""
+    console = Console(stderr=True)
+    for message in messages:
+        console.print(
+            f"[bold red]Error:[/bold red] {escape(safe_text(redact_text(message), limit=ERROR_LIMIT))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     sys.exit(code)
 
 
@@ -143,9 +145,9 @@ def _connect(url: str, *, retry_commands: bool = True) -> redis.Redis:
     try:
         return connect(url, socket_timeout=COMMAND_TIMEOUT_SECONDS, retry_commands=retry_commands)
     except InvalidRedisUrlError as exc:
-        _fail(f"--redis-url: {exc}", ExitCode.USAGE)
+        _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
     except RedisUnreachableError as exc:
-        _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
+        _fail(str(exc), code=ExitCode.REDIS_UNREACHABLE)
 
 
 def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
@@ -225,13 +227,13 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
         client = connect(redis_url)
         where = redacted(redis_url)
     except InvalidRedisUrlError as exc:
-        _fail(f"--redis-url: {exc}", ExitCode.USAGE)
+        _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
     except RedisUnreachableError as exc:
         console.print(f"[yellow]{escape(str(exc))}[/yellow]")
         try:
             client = fake_redis()
         except RedisUnreachableError as missing:
-            _fail(str(missing), ExitCode.REDIS_UNREACHABLE)
+            _fail(str(missing), code=ExitCode.REDIS_UNREACHABLE)
         where = "an in-process fake Redis"
         console.print(
             "[yellow]Running on an in-process fake Redis instead: the demo works the same, "
@@ -371,9 +373,9 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
         _quiet_stdout()
         return
     except RedisLostError as exc:
-        _fail(f"lost Redis at {where}: {exc}", ExitCode.REDIS_UNREACHABLE)
+        _fail(f"lost Redis at {where}: {exc}", code=ExitCode.REDIS_UNREACHABLE)
     except redis_py.ResponseError as exc:
-        _fail(f"Redis at {where} refused to read the streams: {exc}", ExitCode.REDIS_REFUSED)
+        _fail(f"Redis at {where} refused to read the streams: {exc}", code=ExitCode.REDIS_REFUSED)
     finally:
         client.close()
     if count is not None and received < count:
@@ -421,10 +423,11 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
     from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped  # noqa: PLC0415
 
     _configure_logging(verbose, logging.INFO)
+    _import_from_the_working_directory()
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        _fail(f"{config_path}: {exc}", ExitCode.USAGE)
+        _fail(*(f"{config_path}: {problem}" for problem in exc.problems), code=ExitCode.USAGE)
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
         accounts = ", ".join(
@@ -443,7 +446,7 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
     try:
         asyncio.run(run_until_stopped(config, client))
     except StartError as exc:
-        _fail(str(exc), ExitCode.START_FAILED)
+        _fail(str(exc), code=ExitCode.START_FAILED)
     finally:
         client.close()
 
@@ -520,7 +523,7 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
         try:
             window[name] = parse_moment(text, now) if text else None
         except ValueError as exc:
-            _fail(f"--{name}: {exc}", ExitCode.USAGE)
+            _fail(f"--{name}: {exc}", code=ExitCode.USAGE)
     audit = _open_audit_store(store)
     try:
         found = load_history(
@@ -534,9 +537,9 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
             open_only=not all_breaks,
         )
     except NoAuditTablesError as exc:
-        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)
+        _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)
     except AuditStoreError as exc:
-        _fail(f"the audit store {redacted(store)} could not be read: {exc}", ExitCode.STORE_UNAVAILABLE)
+        _fail(f"the audit store {redacted(store)} could not be read: {exc}", code=ExitCode.STORE_UNAVAILABLE)
     finally:
         audit.close()
     if as_json:
@@ -548,6 +551,16 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     )
 
 
+def _import_from_the_working_directory() -> None:
+    """Let `module:factory` name a module of the current directory, as `python -m` would.
+
+    The `reconciliation` script's own directory, not the current one, starts `sys.path`.
+    """
+    here = str(Path.cwd())
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def _open_audit_store(store: str) -> AuditStore:
     """The audit store at `store`, or the command's end: a usage error (2) or an unusable store (5)."""
     from reconciliation.audit import AuditStoreError, open_store  # noqa: PLC0415 - only history and serve
@@ -555,11 +568,11 @@ def _open_audit_store(store: str) -> AuditStore:
     if "://" not in store and not Path(store).is_file():
         _fail(
             f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)",
-            ExitCode.USAGE,
+            code=ExitCode.USAGE,
         )
     try:
         return open_store(store)
     except ValueError as exc:
-        _fail(f"--store: {exc}", ExitCode.USAGE)
+        _fail(f"--store: {exc}", code=ExitCode.USAGE)
     except AuditStoreError as exc:
-        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)
+        _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)
