@@ -17,7 +17,7 @@ from reconciliation.audit._errors import (
 )
 from reconciliation.audit._history import AccountHistory, load_history
 from reconciliation.audit._postgres import PostgresAuditStore
-from reconciliation.audit._records import RecordedDiscrepancy, RunRecord
+from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 from reconciliation.audit._sql import SCHEMA_VERSION
 from reconciliation.audit._sqlite import SqliteAuditStore
 from reconciliation.audit._store import AuditStore, open_store
@@ -32,6 +32,7 @@ __all__ = [
     "AuditStoreError",
     "AuditStoreUnavailableError",
     "BreakKey",
+    "BreakSighting",
     "BreakState",
     "BreakTracker",
     "NoAuditTablesError",

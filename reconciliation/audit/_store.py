@@ -18,11 +18,12 @@ from reconciliation.audit._sqlite import SqliteAuditStore
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Collection
+    from uuid import UUID
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType, ReconciliationResult
-    from reconciliation.audit._records import RunRecord
+    from reconciliation.audit._records import BreakSighting, RunRecord
 
 __all__ = ["AuditStore", "open_store"]
 
@@ -77,6 +78,18 @@ class AuditStore(Protocol):
             severities: only these severities (after escalation); None or empty for all.
             since: only breaks still seen, or resolved, at or after this time.
         """
+        ...
+
+    def list_accounts(self) -> list[str]:
+        """Every account with a recorded run or break, in order."""
+        ...
+
+    def find_break(self, break_id: UUID) -> BreakState | None:
+        """The break with this id, open or resolved; None if there is none."""
+        ...
+
+    def break_history(self, break_id: UUID, *, limit: int = 1000) -> list[BreakSighting]:
+        """The runs that saw the break, oldest first: the latest `limit` of them."""
         ...
 
     def close(self) -> None: ...
