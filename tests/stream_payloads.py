@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ __all__ = [
     "append",
     "discrepancy",
     "halt",
+    "now_text",
     "resolved",
     "result",
 ]
@@ -26,6 +28,11 @@ STREAM_OF = {
 }
 
 AT = "2026-11-25T10:00:00.123456+00:00"
+
+
+def now_text() -> str:
+    """This moment as a payload writes it: ISO-8601 in UTC with microseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def result(account_id: str = "ACC-1", run_id: str | None = None, **changes: Any) -> dict[str, Any]:

@@ -255,7 +255,7 @@ def test_every_config_option_is_documented_and_settable_from_toml(tmp_path: Path
 
 
 def test_every_command_has_help_with_examples() -> None:
-    for command in ("demo", "watch", "run"):
+    for command in ("demo", "watch", "run", "history", "serve"):
         outcome = CliRunner().invoke(main, [command, "--help"])
         assert outcome.exit_code == 0
         assert "Examples:" in outcome.output

@@ -1,4 +1,4 @@
-"""The `reconciliation` command: `demo`, `watch`, `run` and `history`.
+"""The `reconciliation` command: `demo`, `watch`, `run`, `history` and `serve`.
 
 The library configures no logging; this command does (to stderr, `-v` for DEBUG), so
 an actor that dies or a run that fails is always on screen.
@@ -11,6 +11,7 @@ Exit codes, for scripts:
     2  usage or configuration error (the message names the option or key)
     3  Redis unreachable
     4  run: a service could not be built or started (a factory raised)
+    4  serve: the board could not listen on its host and port
     5  history, serve: the audit store could not be read
     6  watch: Redis refused a command (a stream key holds another type, an ACL)
     130  interrupted (Ctrl-C) during the demo
@@ -20,8 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -40,6 +44,7 @@ from reconciliation._publishing.redis_clients import (
     DEFAULT_REDIS_URL,
     InvalidRedisUrlError,
     RedisUnreachableError,
+    client_for,
     connect,
     fake_redis,
     redacted,
@@ -62,6 +67,8 @@ MAX_HISTORY_RUNS = 100_000
 MAX_SECONDS = 366 * 24 * 3600.0
 """A year: the longest --timeout or --retry-for."""
 DEFAULT_RETRY_FOR_SECONDS = 300.0
+DEFAULT_BOARD_PORT = 8765
+DEFAULT_BOARD_REPLAY = 2_000
 LOG_LINE_LIMIT = 20_000
 """The longest log line the command writes, in characters."""
 ERROR_LIMIT = 2_000
@@ -85,7 +92,7 @@ Exit codes:
   1  done, but not as asked (a demo fault uncaught, watch timed out before --count)
   2  usage or configuration error
   3  Redis unreachable
-  4  a service could not be started (run)
+  4  a service could not be started (run), the board could not listen (serve)
   5  the audit store could not be read (history, serve)
   6  Redis refused a command (watch: a stream key holds another type)
 """
@@ -192,6 +199,7 @@ def main(ctx: click.Context, verbose: int) -> None:
       reconciliation watch --replay 20      in a second terminal: the alerts, live
       reconciliation run --config FILE      reconcile accounts as a standalone process
       reconciliation history --store F --account ACC   what was found, and what is still open
+      reconciliation serve --store F        the open breaks of every account, live in the browser
     """
     ctx.obj = verbose
 
@@ -549,6 +557,115 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     render_history(
         console if console.is_terminal else Console(width=UNBOUNDED_WIDTH), found, open_only=not all_breaks
     )
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
+@click.option(
+    "--store",
+    envvar="RECONCILIATION_AUDIT_STORE",
+    show_envvar=True,
+    required=True,
+    help="The audit store: a SQLite file or a postgresql:// URL (the config's audit_store).",
+)
+@redis_url_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on; anything but the loopback exposes the board to the network.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_BOARD_PORT, show_default=True)
+@click.option(
+    "--replay",
+    type=click.IntRange(min=0, max=MAX_REPLAY),
+    default=DEFAULT_BOARD_REPLAY,
+    show_default=True,
+    metavar="N",
+    help="Stream entries applied at start, to catch up with runs the store had not recorded yet.",
+)
+@click.pass_obj
+def serve(verbose: int, store: str, redis_url: str, host: str, port: int, replay: int) -> None:
+    """Serve the live break board: every account's last run and open breaks, in the browser.
+
+    The page starts from the audit store and follows the Redis streams, so a new break
+    appears and a resolved one disappears without reloading; click a break for its
+    history. Read-only: it only answers GET. It listens on 127.0.0.1 unless --host says
+    otherwise, and then answers only requests addressed to 127.0.0.1 or localhost.
+    A JSON API sits behind it: /api/board and /api/breaks/<break_id>.
+
+    \b
+    Examples:
+      reconciliation serve --store audit.db
+      reconciliation serve --store postgresql://db/recon --redis-url redis://redis:6379/0 --port 9000
+    """
+    _configure_logging(verbose, logging.WARNING)
+    try:
+        import uvicorn  # noqa: PLC0415 - the optional board extra
+
+        from reconciliation._cli.board.app import LOOPBACK_HOSTS, Board, create_app, seed  # noqa: PLC0415
+    except ImportError as exc:
+        _fail(f"serve needs the board extra ({exc}): pip install 'reconciliation[board]'", code=ExitCode.USAGE)
+    from reconciliation.audit import AuditStoreError, NoAuditTablesError  # noqa: PLC0415
+
+    try:
+        client = client_for(redis_url, retry_commands=False)
+    except InvalidRedisUrlError as exc:
+        _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
+    audit = _open_audit_store(store)
+    try:
+        state = seed(audit)
+    except NoAuditTablesError as exc:
+        audit.close()
+        _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)
+    except AuditStoreError as exc:
+        audit.close()
+        _fail(f"the audit store {redacted(store)} could not be read: {exc}", code=ExitCode.STORE_UNAVAILABLE)
+    listening = _listen(host, port)
+    where = f"{redacted(store)} · {redacted(redis_url)}"
+    board = Board(state, audit, client, where=redacted(redis_url), replay=replay)
+    app = create_app(board, where=where, allowed_hosts=LOOPBACK_HOSTS if _is_loopback(host) else None)
+    shown_host = f"[{host}]" if ":" in host else host
+    Console(stderr=True, highlight=False).print(
+        f"Serving the break board on http://{shown_host}:{port}/ (Ctrl-C to stop)", markup=False
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=bool(verbose), timeout_graceful_shutdown=2, lifespan="on")
+    )
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        server.run(sockets=[listening])
+    except KeyboardInterrupt:
+        logger.debug("Stopped by Ctrl-C")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        listening.close()
+        audit.close()
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """SIGTERM, raised again by uvicorn once it has shut down gracefully: a clean end."""
+    sys.exit(ExitCode.OK)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or the command's end with exit 4."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError as exc:
+        _fail(f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}", code=ExitCode.START_FAILED)
+    return listening
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _import_from_the_working_directory() -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_REDIS_URL",
     "InvalidRedisUrlError",
     "RedisUnreachableError",
+    "client_for",
     "connect",
     "fake_redis",
     "redacted",
@@ -50,10 +51,10 @@ redacted = redact_url
 """The URL without its password, fit for a message or a log line (see `redaction`)."""
 
 
-def connect(
+def client_for(
     url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS, retry_commands: bool = True
 ) -> redis.Redis:
-    """A client for `url` that has answered a PING.
+    """A client for `url` that has not talked to Redis yet (it connects at its first command).
 
     Args:
         url: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` or `unix://...`.
@@ -64,16 +65,27 @@ def connect(
 
     Raises:
         InvalidRedisUrlError: the URL is malformed.
-        RedisUnreachableError: nothing answered.
     """
+    options: dict[str, object] = {} if retry_commands else {"retry": Retry(NoBackoff(), 0)}
     try:
-        options: dict[str, object] = {} if retry_commands else {"retry": Retry(NoBackoff(), 0)}
-        client = redis.Redis.from_url(
+        return redis.Redis.from_url(
             url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout, **options
         )
     except (ValueError, TypeError) as exc:
         msg = f"not a Redis URL: {redact_url(url)} ({redact_text(str(exc))})"
         raise InvalidRedisUrlError(msg) from None
+
+
+def connect(
+    url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS, retry_commands: bool = True
+) -> redis.Redis:
+    """A client for `url` (see `client_for`) that has answered a PING.
+
+    Raises:
+        InvalidRedisUrlError: the URL is malformed.
+        RedisUnreachableError: nothing answered.
+    """
+    client = client_for(url, socket_timeout=socket_timeout, retry_commands=retry_commands)
     try:
         client.ping()
     except redis.RedisError as exc:
