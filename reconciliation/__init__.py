@@ -25,6 +25,9 @@ from reconciliation._runtime.messages import ReconcileRequest
 from reconciliation._runtime.service import ReconciliationService
 from reconciliation.paper._books import InMemoryPortfolio, PaperBroker
 
+__version__ = "0.1.0"
+"""The installed distribution's version (pyproject.toml reads it from here)."""
+
 __all__ = [
     "DEFAULT_SEVERITY",
     "AgeingPolicy",
