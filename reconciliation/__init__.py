@@ -35,6 +35,9 @@ from reconciliation._runtime.runtime import StopReport
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
 
+__version__ = "0.1.0"
+"""The installed distribution's version (pyproject.toml reads it from here)."""
+
 __all__ = [
     "DEFAULT_SEVERITY",
     "Account",

@@ -26,6 +26,7 @@ from reconciliation.audit import (
     AuditStoreError,
     AuditStoreUnavailableError,
     BreakTracker,
+    NoAuditTablesError,
     PostgresAuditStore,
     SqliteAuditStore,
     open_store,
@@ -303,6 +304,60 @@ class TestBreaks:
         record(store, tracker, run(0, quantity(account="ACC-2"), account="ACC-2"))
         assert store.load_open_breaks(ACC) == []
         assert len(store.load_open_breaks("ACC-2")) == 1
+
+
+class TestBoardReads:
+    def test_accounts_with_a_run_or_a_break_are_listed_in_order(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, account="ACC-2"))
+        record(store, tracker, run(1, quantity()))
+        record(store, BreakTracker(), run(2, quantity(account="ACC-0"), account="ACC-0"))
+        assert store.list_accounts() == ["ACC-0", ACC, "ACC-2"]
+
+    def test_a_database_without_runs_lists_no_accounts(self, store):
+        assert store.list_accounts() == []
+
+    def test_a_break_is_found_by_its_id_open_or_resolved(self, store):
+        tracker = BreakTracker()
+        record(store, tracker, run(0, quantity()))
+        (opened,) = store.load_open_breaks(ACC)
+        record(store, tracker, run(5))
+        found = store.find_break(opened.break_id)
+        assert found is not None
+        assert (found.break_id, found.resolved_at) == (opened.break_id, at(5))
+
+    def test_an_unknown_break_is_not_found(self, store):
+        assert store.find_break(uuid.uuid4()) is None
+
+    def test_a_breaks_history_lists_each_run_that_saw_it_oldest_first(self, store):
+        tracker = BreakTracker(AgeingPolicy(escalate_after_runs=2, escalate_to=CRITICAL))
+        runs = [run(0, cash()), run(5, cash(broker="990.00")), run(10, cash(broker="980.00"))]
+        for result in runs:
+            record(store, tracker, result)
+        (state,) = store.load_open_breaks(ACC)
+
+        sightings = store.break_history(state.break_id)
+
+        assert [s.run_id for s in sightings] == [r.run_id for r in runs]
+        assert [s.consecutive_runs for s in sightings] == [1, 2, 3]
+        assert [s.severity for s in sightings] == [WARNING, CRITICAL, CRITICAL]
+        assert [s.broker_value for s in sightings] == [Decimal("987.65"), Decimal("990.00"), Decimal("980.00")]
+        assert sightings[0].local_value == Decimal("1000.00")
+
+    def test_a_breaks_history_is_limited_to_its_latest_runs(self, store):
+        tracker = BreakTracker()
+        results = [run(minutes, quantity()) for minutes in range(5)]
+        for result in results:
+            record(store, tracker, result)
+        (state,) = store.load_open_breaks(ACC)
+
+        assert [s.run_id for s in store.break_history(state.break_id, limit=2)] == [
+            r.run_id for r in results[-2:]
+        ]
+
+    def test_a_database_without_the_audit_tables_says_so_in_one_message(self, stores):
+        with pytest.raises(NoAuditTablesError, match="has no audit tables: no service with audit_store set"):
+            stores().list_accounts()
 
 
 class TestListing:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -37,3 +39,45 @@ def test_quick_mode_prints_and_writes_every_figure(tmp_path: Path) -> None:
         assert figure in run.stdout, f"{figure!r} missing from:\n{run.stdout}"
     written = (tmp_path / "benchmarks.md").read_text()
     assert all(figure in written for figure in FIGURES)
+
+
+@pytest.fixture
+def bench_run(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/run.py as a module (its siblings importable, as when it runs as a script)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_run", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("mode", ["quick", "smoke"])
+def test_a_quick_or_smoke_run_writes_outside_the_tracked_docs_by_default(bench_run: ModuleType, mode: str) -> None:
+    out = bench_run.output_directory(bench_run.MODES[mode], None)
+
+    assert out == ROOT / "build" / "bench"
+    assert "build/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_only_the_full_run_writes_docs_by_default(bench_run: ModuleType) -> None:
+    assert bench_run.output_directory(bench_run.MODES["full"], None) == ROOT / "docs"
+
+
+def test_quick_mode_refuses_to_replace_the_tracked_benchmarks_md() -> None:
+    tracked = ROOT / "docs" / "benchmarks.md"
+    before = tracked.read_bytes()
+
+    run = subprocess.run(  # noqa: S603 - our own script, with our own interpreter
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(ROOT / "docs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == 2, run.stderr
+    assert "must not replace the full run's docs/benchmarks.md" in run.stderr
+    assert tracked.read_bytes() == before

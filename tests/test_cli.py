@@ -23,23 +23,12 @@ from reconciliation._cli.main import main
 from reconciliation._domain.models import ReconciliationConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
 
     import redis
     from redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_STREAM = "reconciliation:stream:result"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger; put it back for the next test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _closed_port() -> int:
@@ -110,90 +99,6 @@ def test_demo_without_redis_says_so_and_runs_on_the_in_process_fake() -> None:
     assert "no Redis answered at redis://127.0.0.1:" in outcome.output
     assert "in-process fake Redis" in outcome.output
     assert "Injected faults" in outcome.output
-
-
-@pytest.mark.real_redis
-def test_watch_prints_a_payload_published_while_it_listens(
-    redis_server: RedisServer, real_redis: redis.Redis
-) -> None:
-    payload = json.dumps({"run_id": str(uuid.uuid4()), "type": "quantity_mismatch", "severity": "critical"})
-    watcher = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-        _command("watch", "--json", "--count", "1", "--timeout", "10", "--redis-url", _url(redis_server)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while real_redis.pubsub_numsub("reconciliation:discrepancy")[0][1] == 0:
-            assert watcher.poll() is None, watcher.communicate()
-            assert time.monotonic() < deadline, "watch never subscribed"
-            time.sleep(0.05)
-        real_redis.publish("reconciliation:discrepancy", payload)
-        out, err = watcher.communicate(timeout=10)
-    finally:
-        watcher.kill()
-
-    assert watcher.returncode == 0, err
-    assert out.splitlines() == [payload]
-
-
-@pytest.mark.real_redis
-def test_watch_replays_what_the_streams_kept_and_colours_it(
-    redis_server: RedisServer, real_redis: redis.Redis
-) -> None:
-    run_id = str(uuid.uuid4())
-    result = {
-        "run_id": run_id,
-        "account_id": "ACC-9",
-        "context": {"trigger": "periodic"},
-        "discrepancy_count": 1,
-    }
-    discrepancy = {
-        "run_id": run_id,
-        "type": "missing_broker",
-        "severity": "critical",
-        "symbol": "GOOG",
-        "local_value": "25",
-        "broker_value": None,
-        "account_id": "ACC-9",
-    }
-    halt = {**discrepancy, "consecutive_runs": 3, "first_seen": "2026-11-25T10:00:00.000000+00:00"}
-    real_redis.xadd(RESULT_STREAM, {"payload": json.dumps(result)})
-    real_redis.xadd("reconciliation:stream:discrepancy", {"payload": json.dumps(discrepancy)})
-    real_redis.xadd("reconciliation:stream:halt", {"payload": json.dumps(halt)})
-
-    outcome = CliRunner(env={"FORCE_COLOR": "1"}).invoke(
-        main, ["watch", "--replay", "5", "--timeout", "0.5", "--redis-url", _url(redis_server)]
-    )
-
-    assert outcome.exit_code == 0, outcome.output
-    lines = [line for line in outcome.output.splitlines() if "(replay)" in line]
-    assert len(lines) == 3
-    assert "ACC-9" in lines[0]
-    assert "periodic" in lines[0]
-    assert "missing_broker" in lines[1]
-    assert "\x1b[1;31mCRITICAL" in lines[1]
-    assert "HALT" in lines[2]
-    assert "kill switch: 3 runs in a row since 10:00:00" in lines[2]
-
-
-def test_watch_without_redis_exits_3_with_one_line() -> None:
-    outcome = CliRunner().invoke(main, ["watch", "--redis-url", f"redis://127.0.0.1:{_closed_port()}/0"])
-
-    assert outcome.exit_code == 3
-    assert outcome.output.strip().count("\n") == 0
-    assert outcome.output.startswith("Error: no Redis answered at redis://127.0.0.1:")
-
-
-@pytest.mark.real_redis
-def test_watch_timing_out_before_count_exits_1(redis_server: RedisServer) -> None:
-    outcome = CliRunner().invoke(
-        main, ["watch", "--count", "1", "--timeout", "0.3", "--redis-url", _url(redis_server)]
-    )
-
-    assert outcome.exit_code == 1
-    assert "0 of 1 messages" in outcome.output
 
 
 def _write_config(tmp_path: Path, body: str) -> Path:
@@ -281,7 +186,7 @@ def test_run_reconciles_until_signalled_then_stops_cleanly(
             "accounts[0].ageing",
         ),
         (_FACTORIES, "accounts"),
-        ('redis_url = "redis://x"\nredis_uri = "redis://y"\n', "redis_uri"),
+        (f'redis_url = "redis://x"\nredis_uri = "redis://y"\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n', "redis_uri"),
     ],
 )
 def test_a_bad_config_gives_one_line_naming_the_key_and_exit_2(tmp_path: Path, body: str, named: str) -> None:
@@ -421,7 +326,7 @@ def test_every_config_option_is_documented_and_settable_from_toml(tmp_path: Path
 
 
 def test_every_command_has_help_with_examples() -> None:
-    for command in ("demo", "watch", "run"):
+    for command in ("demo", "watch", "run", "history", "serve"):
         outcome = CliRunner().invoke(main, [command, "--help"])
         assert outcome.exit_code == 0
         assert "Examples:" in outcome.output
@@ -442,27 +347,82 @@ def test_demo_without_redis_or_fakeredis_says_what_to_install(monkeypatch: pytes
     assert "pip install 'fakeredis[lua]'" in outcome.output
 
 
-@pytest.mark.real_redis
-def test_watch_that_loses_redis_exits_3_with_one_line(
-    redis_server: RedisServer, real_redis: redis.Redis
-) -> None:
-    watcher = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-        _command("watch", "--timeout", "20", "--redis-url", _url(redis_server)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while real_redis.pubsub_numsub("reconciliation:result")[0][1] == 0:
-            assert watcher.poll() is None, watcher.communicate()
-            assert time.monotonic() < deadline, "watch never subscribed"
-            time.sleep(0.05)
-        redis_server.kill()
-        _, err = watcher.communicate(timeout=10)
-    finally:
-        watcher.kill()
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_is_accepted_before_or_after_the_command(where: str) -> None:
+    check = ["run", "--check", "--config", str(ROOT / "docs" / "example-config.toml")]
+    args = ["-v", *check] if where == "before" else [*check[:1], "-v", *check[1:]]
 
-    assert watcher.returncode == 3, err
-    assert err.startswith("Error: lost Redis at redis://127.0.0.1:")
-    assert err.strip().count("\n") == 0, err
+    outcome = CliRunner().invoke(main, args)
+
+    assert outcome.exit_code == 0, outcome.output
+    assert logging.getLogger().level == logging.DEBUG
+
+
+def test_demo_with_a_url_that_is_not_a_redis_url_is_a_usage_error() -> None:
+    outcome = CliRunner().invoke(main, ["demo", "--quick", "--redis-url", "notaurl"])
+
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output.startswith("Error: --redis-url: not a Redis URL: notaurl")
+
+
+def test_run_with_a_redis_url_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, f'redis_url = "notaurl"\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n')
+
+    outcome = CliRunner(env={"REDIS_URL": None}).invoke(main, ["run", "--config", str(config)])
+
+    assert outcome.exit_code == 2, outcome.output
+    assert "not a Redis URL" in outcome.output
+
+
+def test_a_config_with_several_mistakes_reports_each_on_its_own_line(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path,
+        'redis_uri = "redis://y"\n'
+        f"{_FACTORIES}"
+        'cash_tolerance = "a dollar"\n\n'
+        '[[accounts]]\naccount_id = "A"\nintervall_seconds = 5\ninterval_seconds = -5\n'
+        'broker_timeout_seconds = 0\nbroker = "reconciliation.nowhere:broker"\n'
+        "[accounts.ageing]\nhalt_after = 3\nescalate_after = 2\n\n"
+        '[[accounts]]\naccount_id = "B"\nenabled = "yes"\n',
+    )
+
+    outcome = CliRunner().invoke(main, ["run", "--config", str(config)])
+
+    assert outcome.exit_code == 2, outcome.output
+    named = [line.removeprefix(f"Error: {config}: ").split(":")[0] for line in outcome.output.splitlines()]
+    assert named == [
+        "redis_uri",
+        "accounts[0].intervall_seconds",
+        "accounts[0].broker",
+        "defaults.cash_tolerance",
+        "accounts[0].ageing.halt_after",
+        "accounts[0].ageing.escalate_after",
+        "accounts[0].interval_seconds",
+        "accounts[0].broker_timeout_seconds",
+        "accounts[1].enabled",
+    ]
+
+
+def test_a_factory_module_in_the_working_directory_can_be_named_by_run(tmp_path: Path) -> None:
+    (tmp_path / "house_books.py").write_text(
+        "from reconciliation.paper import paper_broker, paper_portfolio\n\n"
+        "def broker(account_id):\n    return paper_broker(account_id)\n\n"
+        "def portfolio(account_id):\n    return paper_portfolio(account_id)\n"
+    )
+    config = _write_config(
+        tmp_path, '[defaults]\nbroker = "house_books:broker"\nportfolio = "house_books:portfolio"\n\n[[accounts]]\naccount_id = "A"\n'
+    )
+    script = Path(sys.executable).with_name("reconciliation")
+    assert script.exists(), f"the console script {script} is not installed (pip install -e .)"
+
+    checked = subprocess.run(  # noqa: S603 - the installed script, fixed arguments
+        [str(script), "run", "--check", "--config", config.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert "OK (1 account(s): A" in checked.stdout

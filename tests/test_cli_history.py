@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -109,3 +110,88 @@ def test_since_leaves_out_older_runs(recorded: dict[str, Any]) -> None:
         "--store", recorded["store"], "--account", "ACC-1", "--since", "2099-01-01T00:00", "--json"
     )
     assert json.loads(shown.output)["runs"] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--since", "99999999d"),
+        ("--since", "1" + "0" * 400 + "d"),
+        ("--until", "9999-12-31T23:59:59-01:00"),
+        ("--limit", str(10**20)),
+        ("--limit", "0"),
+    ],
+)
+def test_a_value_out_of_range_is_a_usage_error_naming_the_option(
+    recorded: dict[str, Any], option: str, value: str
+) -> None:
+    shown = history("--store", recorded["store"], "--account", "ACC-1", option, value)
+
+    assert shown.exit_code == 2, shown.output
+    assert option in shown.output
+    assert "Traceback" not in shown.output
+    assert shown.exception is None or isinstance(shown.exception, SystemExit)
+
+
+@pytest.fixture
+def large_break(audit_target: str) -> str:
+    """A cash break whose figures are wider than an 80-column table leaves them."""
+    broker = ScriptedBroker(
+        "ACC-1", cash=Decimal("98765432109876.5432101"), total_equity=Decimal("98765432109876.5432101")
+    )
+    config = ReconciliationConfig("ACC-1", audit_store=audit_target)
+    service = ReconciliationService(
+        InMemoryPortfolio("ACC-1", cash=Decimal("123456789012345.123456789")), broker, fakeredis.FakeRedis(), config
+    )
+
+    async def session() -> None:
+        await service.start()
+        await service.stop()
+
+    asyncio.run(session())
+    return audit_target
+
+
+def test_history_never_cuts_the_money_columns_when_not_a_terminal(large_break: str) -> None:
+    shown = history("--store", large_break, "--account", "ACC-1")
+
+    assert shown.exit_code == 0, shown.output
+    assert "123456789012345.123456789" in shown.output
+    assert "98765432109876.5432101" in shown.output
+    assert "…" not in shown.output
+
+
+def test_history_shows_control_characters_from_the_store_as_visible_escapes(audit_target: str) -> None:
+    broker = ScriptedBroker("ACC-1", cash=Decimal(1000), total_equity=Decimal(1000))
+    broker.then_raise(ConnectionError("gateway \x1b]0;owned\x07 down \x1b[2J"))
+    config = ReconciliationConfig("ACC-1", audit_store=audit_target)
+    service = ReconciliationService(
+        InMemoryPortfolio("ACC-1", cash=Decimal(1000)), broker, fakeredis.FakeRedis(), config
+    )
+
+    async def session() -> None:
+        await service.start()
+        await service.stop()
+
+    asyncio.run(session())
+
+    shown = history("--store", audit_target, "--account", "ACC-1")
+
+    assert "gateway \\x1b]0;owned\\x07 down \\x1b[2J" in shown.output
+    assert "\x1b" not in shown.output
+    assert "\x07" not in shown.output
+
+
+def test_a_store_without_audit_tables_gives_the_same_friendly_message_on_both_backends(
+    audit_target: str, tmp_path: Any
+) -> None:
+    if "://" not in audit_target:
+        Path(audit_target).touch()
+
+    shown = history("--store", audit_target, "--account", "ACC-1")
+
+    assert shown.exit_code == 5, shown.output
+    assert shown.output.rstrip().endswith(
+        "has no audit tables: no service with audit_store set has recorded to it yet, or it is not an audit store"
+    )
+    assert shown.output.strip().count("\n") == 0

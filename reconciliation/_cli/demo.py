@@ -27,6 +27,7 @@ import pykka
 from rich.markup import escape
 from rich.table import Table
 
+from reconciliation._cli.inbound import Message, decode
 from reconciliation._cli.render import (
     SEVERITY_STYLES,
     describe_trigger,
@@ -35,7 +36,7 @@ from reconciliation._cli.render import (
     resolved_line,
     result_line,
 )
-from reconciliation._cli.watch import Message, watch
+from reconciliation._cli.streams import Backoff, RedisLostError, StreamFollower
 from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation._publishing.payloads import HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
 from reconciliation._runtime.messages import ReconcileRequest
@@ -64,6 +65,9 @@ TRIGGERS = ("startup", "post_fill", "periodic", "on_demand")
 
 _INDENT = " " * 18
 """Where a run's details start: under its trigger, past the time and the label."""
+_LISTEN_BLOCK_SECONDS = 0.2
+"""How soon the demo's stream reader notices the end of the session."""
+_LISTEN_GIVE_UP_SECONDS = 30.0
 
 
 @attrs.frozen
@@ -160,9 +164,9 @@ class RunFeed:
             return list(self._runs)
 
     def receive(self, message: Message) -> None:
-        payload = message.payload
-        if payload is None or payload.get("account_id") != self._account_id:
+        if message.payload is None or message.payload.get("account_id") != self._account_id:
             return
+        payload = dict(message.payload)
         self.last_message = time.monotonic()
         run_id = str(payload.get("run_id"))
         if message.channel == RESOLVED_CHANNEL:
@@ -519,15 +523,14 @@ async def run_demo(
     subscribed = threading.Event()
     stop_listening = threading.Event()
     listener = threading.Thread(
-        target=watch,
-        args=(client, feed.receive),
-        kwargs={"on_subscribed": subscribed.set, "stop": stop_listening},
-        name="demo-subscriber",
+        target=_listen,
+        args=(client, feed, subscribed, stop_listening),
+        name="demo-stream-reader",
         daemon=True,
     )
     listener.start()
     if not await asyncio.to_thread(subscribed.wait, 5.0):
-        msg = "the demo could not subscribe to the reconciliation channels within 5 s"
+        msg = "the demo could not read the reconciliation streams within 5 s"
         raise RuntimeError(msg)
     broker = paper_broker(account_id)
     portfolio = paper_portfolio(account_id)
@@ -561,6 +564,19 @@ async def run_demo(
     report = DemoReport(tuple(feed.runs), tuple(session.detections))
     show_summary(console, report)
     return report
+
+
+def _listen(client: redis.Redis, feed: RunFeed, started: threading.Event, stop: threading.Event) -> None:
+    """Hand the streams' new entries to `feed` until `stop` is set."""
+    try:
+        StreamFollower(
+            client,
+            backoff=Backoff(give_up_after_seconds=_LISTEN_GIVE_UP_SECONDS),
+            wake=stop,
+            block_seconds=_LISTEN_BLOCK_SECONDS,
+        ).run(lambda entry: feed.receive(decode(entry)), done=stop.is_set, on_started=started.set)
+    except RedisLostError as exc:
+        logger.error("The demo lost Redis: %s", exc)  # noqa: TRY400 - the reason is the message
 
 
 def _drain(feed: RunFeed, quiet: float = 0.5, limit: float = 5.0) -> None:

@@ -1,14 +1,21 @@
-"""`reconciliation history` for people: an account's runs and breaks as terminal tables."""
+"""`reconciliation history` for people: an account's runs and breaks as terminal tables.
+
+Nothing is cut: a money or symbol column folds onto a second line before it loses a
+digit, and when the output is not a terminal the tables take the width they need.
+Every text from the store goes through `safe_text`, into a rich `Text` (never markup).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import DiscrepancySeverity
 
 if TYPE_CHECKING:
@@ -16,7 +23,12 @@ if TYPE_CHECKING:
 
     from reconciliation.audit._history import AccountHistory
 
-__all__ = ["parse_moment", "render_history"]
+__all__ = ["UNBOUNDED_WIDTH", "parse_moment", "render_history"]
+
+logger = logging.getLogger(__name__)
+
+UNBOUNDED_WIDTH = 10_000
+"""The console width for output that is not a terminal: wide enough that no table shrinks."""
 
 _SEVERITY_STYLE = {
     DiscrepancySeverity.INFO: "cyan",
@@ -33,62 +45,81 @@ def parse_moment(text: str, now: dt.datetime) -> dt.datetime:
     Raises:
         ValueError: neither form, with what was expected.
     """
+    shown = safe_text(text, limit=40)
     ago = _AGO.match(text.strip())
-    if ago:
-        return now - dt.timedelta(seconds=float(ago.group(1)) * _UNIT_SECONDS[ago.group(2)])
     try:
+        if ago:
+            return now - dt.timedelta(seconds=float(ago.group(1)) * _UNIT_SECONDS[ago.group(2)])
         moment = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        msg = f"{text!r} is neither a duration like 30m, 2h, 7d nor an ISO-8601 time like 2026-11-25T09:00"
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        if ago:
+            msg = f"{shown!r} reaches back before the year 1"
+        else:
+            msg = f"{shown!r} is neither a duration like 30m, 2h, 7d nor an ISO-8601 time like 2026-11-25T09:00"
         raise ValueError(msg) from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def _when(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%m-%d %H:%M:%S")
 
 
+def _text(value: object, style: str = "") -> Text:
+    return Text(safe_text(value), style=style)
+
+
 def render_history(console: Console, history: AccountHistory, *, open_only: bool) -> None:
-    runs = Table(title=f"Runs of {history.account_id} (newest first)", title_justify="left")
+    account = safe_text(history.account_id)
+    runs = Table(title=f"Runs of {account} (newest first)", title_justify="left", highlight=False)
     for column in ("time (UTC)", "trigger", "status", "discrepancies", "checked", "duration", "run"):
         runs.add_column(
-            column, justify="right" if column in {"discrepancies", "checked", "duration"} else "left"
+            column,
+            justify="right" if column in {"discrepancies", "checked", "duration"} else "left",
+            overflow="fold",
         )
     for run in history.runs:
-        status = "[red]failed[/red]" if run.error else ("[green]clean[/green]" if run.is_clean else "breaks")
+        status = _text("failed", "red") if run.error else _text("clean", "green") if run.is_clean else _text("breaks")
         runs.add_row(
             _when(run.timestamp),
-            run.context.get("trigger", "?"),
+            _text(run.context.get("trigger", "?")),
             status,
             str(run.discrepancy_count),
             str(run.positions_checked),
             f"{run.duration_ms:.1f} ms",
             str(run.run_id)[:8],
         )
-    console.print(runs if history.runs else "[dim]No runs recorded for this account in that window.[/dim]")
+    console.print(runs if history.runs else Text("No runs recorded for this account in that window.", "dim"))
     for run in history.runs:
         if run.error is not None:
             console.print(
-                f"  run {str(run.run_id)[:8]} failed: {escape(run.error)}", highlight=False, soft_wrap=True
+                Text(f"  run {str(run.run_id)[:8]} failed: {safe_text(run.error)}"), highlight=False, soft_wrap=True
             )
     kind = "Open breaks" if open_only else "Breaks"
-    breaks = Table(title=f"{kind} of {history.account_id} (oldest first)", title_justify="left")
+    breaks = Table(title=f"{kind} of {account} (oldest first)", title_justify="left", highlight=False)
+    values = [
+        ("none" if value is None else format(value, "f"))
+        for state in history.breaks
+        for value in (state.local_value, state.broker_value)
+    ]
+    money_width = max((len(value) for value in values), default=0)
     for column in ("severity", "type", "symbol", "local", "broker", "first seen", "runs", "status"):
         breaks.add_column(
             column,
             justify="right" if column in {"local", "broker", "runs"} else "left",
             no_wrap=column in {"severity", "type", "first seen"},
+            overflow="fold",
+            min_width=money_width if column in {"local", "broker"} else None,
         )
     for state in history.breaks:
         style = _SEVERITY_STYLE[state.severity]
         breaks.add_row(
-            f"[{style}]{state.severity.value.upper()}[/{style}]",
+            _text(state.severity.value.upper(), style),
             state.type.value,
-            state.symbol or "(account)",
+            _text(state.symbol or "(account)"),
             "none" if state.local_value is None else format(state.local_value, "f"),
             "none" if state.broker_value is None else format(state.broker_value, "f"),
             _when(state.first_seen),
             str(state.consecutive_runs),
             "open" if state.is_open else "resolved",
         )
-    console.print(breaks if history.breaks else f"[dim]No {kind.lower()} match.[/dim]")
+    console.print(breaks if history.breaks else Text(f"No {kind.lower()} match.", "dim"))

@@ -1,4 +1,4 @@
-"""The `reconciliation` command: `demo`, `watch`, `run` and `history`.
+"""The `reconciliation` command: `demo`, `watch`, `run`, `history` and `serve`.
 
 The library configures no logging; this command does (to stderr, `-v` for DEBUG), so
 an actor that dies or a run that fails is always on screen.
@@ -11,7 +11,9 @@ Exit codes, for scripts:
     2  usage or configuration error (the message names the option or key)
     3  Redis unreachable
     4  run: a service could not be built or started (a factory raised)
-    5  history: the audit store could not be read
+    4  serve: the board could not listen on its host and port
+    5  history, serve: the audit store could not be read
+    6  watch: Redis refused a command (a stream key holds another type, an ACL)
     130  interrupted (Ctrl-C) during the demo
 """
 
@@ -19,7 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
+import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -29,10 +35,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from reconciliation._cli.render import message_line
+from reconciliation._cli.inbound import SEVERITIES
+from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.redis_clients import (
+    COMMAND_TIMEOUT_SECONDS,
     DEFAULT_REDIS_URL,
+    InvalidRedisUrlError,
     RedisUnreachableError,
     answers,
     client_for,
@@ -42,11 +52,28 @@ from reconciliation._publishing.redis_clients import (
 )
 
 if TYPE_CHECKING:
-    from reconciliation._cli.watch import Message
+    import redis
+
+    from reconciliation.audit import AuditStore
 
 __all__ = ["ExitCode", "main"]
 
 logger = logging.getLogger(__name__)
+
+
+MAX_REPLAY = 100_000
+"""More entries than the streams keep by default (10,000 each)."""
+MAX_COUNT = 1_000_000_000
+MAX_HISTORY_RUNS = 100_000
+MAX_SECONDS = 366 * 24 * 3600.0
+"""A year: the longest --timeout or --retry-for."""
+DEFAULT_RETRY_FOR_SECONDS = 300.0
+DEFAULT_BOARD_PORT = 8765
+DEFAULT_BOARD_REPLAY = 2_000
+LOG_LINE_LIMIT = 20_000
+"""The longest log line the command writes, in characters."""
+ERROR_LIMIT = 2_000
+"""The longest error line the command writes, in characters."""
 
 
 class ExitCode(enum.IntEnum):
@@ -56,6 +83,7 @@ class ExitCode(enum.IntEnum):
     REDIS_UNREACHABLE = 3
     START_FAILED = 4
     STORE_UNAVAILABLE = 5
+    REDIS_REFUSED = 6
     INTERRUPTED = 130
 
 
@@ -65,8 +93,9 @@ Exit codes:
   1  done, but not as asked (a demo fault uncaught, watch timed out before --count)
   2  usage or configuration error
   3  Redis unreachable
-  4  a service could not be started (run)
-  5  the audit store could not be read (history)
+  4  a service could not be started (run), the board could not listen (serve)
+  5  the audit store could not be read (history, serve)
+  6  Redis refused a command (watch: a stream key holds another type)
 """
 
 
@@ -78,11 +107,11 @@ def _configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...]
     """
     handler: logging.Handler
     if sys.stderr.isatty():
-        handler = _RichCliHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler = _RichCliHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler.setFormatter(_RedactingFormatter("%(name)s: %(message)s"))
     else:
         handler = _PlainCliHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if below_error and not verbose:
         handler.addFilter(lambda record: record.levelno >= logging.ERROR or record.name not in below_error)
     root = logging.getLogger()
@@ -100,11 +129,49 @@ class _PlainCliHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The command's own handler when stderr is a file or a pipe (a service's log)."""
 
 
-def _fail(message: str, code: ExitCode) -> NoReturn:
-    Console(stderr=True).print(
-        f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
-    )
+class _RedactingFormatter(logging.Formatter):
+    """Every log line the command writes, traceback included, without passwords or escape sequences."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(redact_text(super().format(record)), limit=LOG_LINE_LIMIT, keep_newlines=True)
+
+
+def _fail(*messages: str, code: ExitCode) -> NoReturn:
+    """One error line on stderr per message, without secrets or terminal control sequences, then exit."""
+    console = Console(stderr=True)
+    for message in messages:
+        console.print(
+            f"[bold red]Error:[/bold red] {escape(safe_text(redact_text(message), limit=ERROR_LIMIT))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     sys.exit(code)
+
+
+def _connect(url: str, *, retry_commands: bool = True) -> redis.Redis:
+    """A connected client, or the command's end: a malformed URL is a usage error, no answer exit 3."""
+    try:
+        return connect(url, socket_timeout=COMMAND_TIMEOUT_SECONDS, retry_commands=retry_commands)
+    except InvalidRedisUrlError as exc:
+        _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
+    except RedisUnreachableError as exc:
+        _fail(str(exc), code=ExitCode.REDIS_UNREACHABLE)
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    """`-v` after the command name counts as much as before it."""
+    if value:
+        ctx.obj = (ctx.obj or 0) + value
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    callback=_more_verbose,
+    help="Log at DEBUG level (also accepted before the command).",
+)
 
 
 redis_url_option = click.option(
@@ -133,11 +200,13 @@ def main(ctx: click.Context, verbose: int) -> None:
       reconciliation watch --replay 20      in a second terminal: the alerts, live
       reconciliation run --config FILE      reconcile accounts as a standalone process
       reconciliation history --store F --account ACC   what was found, and what is still open
+      reconciliation serve --store F        the open breaks of every account, live in the browser
     """
     ctx.obj = verbose
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @redis_url_option
 @click.option("--quick", is_flag=True, help="Play the session in a few seconds (for tests and CI).")
 @click.option("--account", default="PAPER-1", show_default=True, help="The paper account's id.")
@@ -166,12 +235,14 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
     try:
         client = connect(redis_url)
         where = redacted(redis_url)
+    except InvalidRedisUrlError as exc:
+        _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
     except RedisUnreachableError as exc:
         console.print(f"[yellow]{escape(str(exc))}[/yellow]")
         try:
             client = fake_redis()
         except RedisUnreachableError as missing:
-            _fail(str(missing), ExitCode.REDIS_UNREACHABLE)
+            _fail(str(missing), code=ExitCode.REDIS_UNREACHABLE)
         where = "an in-process fake Redis"
         console.print(
             "[yellow]Running on an in-process fake Redis instead: the demo works the same, "
@@ -206,53 +277,114 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @redis_url_option
 @click.option(
     "--replay",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_REPLAY),
     default=0,
     metavar="N",
-    help="First show the last N messages kept in the streams (what you missed).",
+    help=f"First show the last N entries kept in the streams (what you missed; at most {MAX_REPLAY:,}).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print each raw JSON payload on its own line.")
-@click.option("--count", type=click.IntRange(min=1), metavar="N", help="Exit after N live messages.")
 @click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Exit after SECONDS."
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ID",
+    help="Only this account's runs and breaks; repeat for several.",
+)
+@click.option(
+    "--severity",
+    "severities",
+    multiple=True,
+    type=click.Choice(SEVERITIES),
+    help="Only breaks, resolved breaks and halts of this severity (runs have none); repeat for several.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: channel, stream, stream_id, replayed, then the payload's keys.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=1, max=MAX_COUNT), metavar="N", help="Exit after N live messages."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=MAX_SECONDS),
+    metavar="SECONDS",
+    help="Exit after SECONDS.",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(min=0, max=MAX_SECONDS),
+    default=DEFAULT_RETRY_FOR_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="When Redis goes away, keep reconnecting this long before giving up (exit 3).",
 )
 @click.pass_obj
-def watch(
-    verbose: int, redis_url: str, replay: int, count: int | None, timeout: float | None, *, as_json: bool
+def watch(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
+    redis_url: str,
+    replay: int,
+    accounts: tuple[str, ...],
+    severities: tuple[str, ...],
+    count: int | None,
+    timeout: float | None,
+    retry_for: float,
+    *,
+    as_json: bool,
 ) -> None:
-    """Show runs and discrepancies live as they are published, coloured by severity.
+    """Show runs, breaks, resolved breaks and halts as they are published, coloured by severity.
 
-    Subscribes to reconciliation:result, :discrepancy, :resolved (a break that went
-    away) and :halt (the kill switch fired). With --replay N it first shows the N latest
-    entries of their streams (reconciliation:stream:result, ...), merged in order; a
-    message in both the replay and the live feed is shown once.
+    Reads the streams reconciliation:stream:result, :discrepancy, :resolved and :halt
+    (XREAD BLOCK, merged in publish order). With --replay N it first shows the N latest
+    entries. If Redis goes away it says so on stderr, reconnects with backoff and resumes
+    right after the last entry it showed; it gives up (exit 3) after --retry-for seconds.
+    An entry that is not a well-formed payload is shown as MALFORMED with its stream ID.
 
     \b
     Examples:
       reconciliation watch --replay 20
-      reconciliation watch --json | jq 'select(.severity == "critical")'
+      reconciliation watch --account ACC-1 --severity critical
+      reconciliation watch --json | jq 'select(.channel == "reconciliation:discrepancy" and .severity == "critical")'
       reconciliation watch --count 1 --timeout 30     # wait for the next message
     """
-    from reconciliation._cli.watch import watch as follow  # noqa: PLC0415 - keeps --help fast
+    import redis as redis_py  # noqa: PLC0415 - keeps --help fast
+
+    from reconciliation._cli.streams import Backoff, RedisLostError  # noqa: PLC0415
+    from reconciliation._cli.watch import Filters, StderrNarrator, human_line, json_line  # noqa: PLC0415
+    from reconciliation._cli.watch import watch as follow  # noqa: PLC0415
 
     _configure_logging(verbose, logging.WARNING)
-    try:
-        client = connect(redis_url, socket_timeout=None)
-    except RedisUnreachableError as exc:
-        _fail(str(exc), ExitCode.REDIS_UNREACHABLE)
+    client = _connect(redis_url, retry_commands=False)
     console = Console(highlight=False, soft_wrap=True)
-    show = _print_json if as_json else lambda message: _print_line(console, message)
+    where = redacted(redis_url)
+    backoff = Backoff(give_up_after_seconds=retry_for)
+    show = (lambda m: click.echo(json_line(m))) if as_json else (lambda m: console.print(human_line(m)))
     if not as_json:
-        console.print(f"Watching {redacted(redis_url)} (Ctrl-C to stop)", style="dim", markup=False)
+        console.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
     try:
-        received = follow(client, show, replay_last=replay, count=count, timeout=timeout)
+        received = follow(
+            client,
+            show,
+            replay_last=replay,
+            count=count,
+            timeout=timeout,
+            filters=Filters(frozenset(accounts), frozenset(severities)),
+            backoff=backoff,
+            narrator=StderrNarrator(Console(stderr=True, highlight=False, soft_wrap=True), where, backoff),
+        )
     except KeyboardInterrupt:
         return
-    except Exception as exc:  # noqa: BLE001 - a lost connection is reported in one line
-        _fail(f"lost Redis at {redacted(redis_url)}: {exc}", ExitCode.REDIS_UNREACHABLE)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return
+    except RedisLostError as exc:
+        _fail(f"lost Redis at {where}: {exc}", code=ExitCode.REDIS_UNREACHABLE)
+    except redis_py.ResponseError as exc:
+        _fail(f"Redis at {where} refused to read the streams: {exc}", code=ExitCode.REDIS_REFUSED)
     finally:
         client.close()
     if count is not None and received < count:
@@ -260,22 +392,15 @@ def watch(
         sys.exit(ExitCode.NOT_AS_ASKED)
 
 
-def _print_json(message: Message) -> None:
-    click.echo(message.raw)
-
-
-def _print_line(console: Console, message: Message) -> None:
-    payload = message.payload
-    if payload is None:
-        console.print(f"{message.channel}: {message.raw}", style="dim", markup=False)
-        return
-    stamp = str(payload.get("timestamp") or payload.get("resolved_at") or "")[11:23]
-    console.print(
-        message_line(message.channel, payload, prefix=f"{'(replay) ' if message.replayed else ''}{stamp}  ")
-    )
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`| head`): write nothing more, not even at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @click.option(
     "--config",
     "config_path",
@@ -307,21 +432,29 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
     from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped  # noqa: PLC0415
 
     _configure_logging(verbose, logging.INFO)
+    _import_from_the_working_directory()
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        _fail(f"{config_path}: {exc}", ExitCode.USAGE)
+        _fail(*(f"{config_path}: {problem}" for problem in exc.problems), code=ExitCode.USAGE)
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
-        accounts = ", ".join(spec.config.account_id for spec in config.accounts)
+        accounts = ", ".join(
+            spec.config.account_id
+            + (f" (audit store {redacted(spec.config.audit_store)})" if spec.config.audit_store else "")
+            for spec in config.accounts
+        )
         click.echo(
-            f"{config_path}: OK ({len(config.accounts)} account(s): {accounts}; Redis {redacted(url)})"
+            safe_text(
+                f"{config_path}: OK ({len(config.accounts)} account(s): {accounts}; Redis {redacted(url)})",
+                limit=None,
+            )
         )
         return
     try:
         client = client_for(url)
-    except RedisUnreachableError as exc:
-        _fail(str(exc), ExitCode.USAGE)
+    except InvalidRedisUrlError as exc:
+        _fail(f"redis_url: {exc}", code=ExitCode.USAGE)
     problem = answers(client)
     if problem is not None:
         logger.warning(
@@ -333,12 +466,13 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
     try:
         asyncio.run(run_until_stopped(config, client))
     except StartError as exc:
-        _fail(str(exc), ExitCode.START_FAILED)
+        _fail(str(exc), code=ExitCode.START_FAILED)
     finally:
         client.close()
 
 
 @main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
 @click.option(
     "--store",
     envvar="RECONCILIATION_AUDIT_STORE",
@@ -366,11 +500,17 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
 )
 @click.option("--until", metavar="WHEN", help="Runs before then (same forms as --since).")
 @click.option(
-    "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="The most recent runs."
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_HISTORY_RUNS),
+    help=f"The most recent runs (at most {MAX_HISTORY_RUNS:,}).",
 )
 @click.option("--all-breaks", is_flag=True, help="Resolved breaks too, not only the open ones.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: runs and breaks, for scripts.")
+@click.pass_obj
 def history(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
     store: str,
     account: str,
     types: tuple[str, ...],
@@ -393,28 +533,18 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     import datetime as dt  # noqa: PLC0415 - the other commands do not need these
     import json  # noqa: PLC0415
 
-    from reconciliation._cli.history_view import parse_moment, render_history  # noqa: PLC0415
-    from reconciliation.audit import AuditStoreError, load_history, open_store  # noqa: PLC0415
+    from reconciliation._cli.history_view import UNBOUNDED_WIDTH, parse_moment, render_history  # noqa: PLC0415
+    from reconciliation.audit import AuditStoreError, NoAuditTablesError, load_history  # noqa: PLC0415
 
+    _configure_logging(verbose, logging.WARNING)
     now = dt.datetime.now(dt.UTC)
-    try:
-        window = {
-            name: parse_moment(text, now) if text else None
-            for name, text in (("since", since), ("until", until))
-        }
-    except ValueError as exc:
-        _fail(f"--since/--until: {exc}", ExitCode.USAGE)
-    if "://" not in store and not Path(store).is_file():
-        _fail(
-            f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)",
-            ExitCode.USAGE,
-        )
-    try:
-        audit = open_store(store)
-    except ValueError as exc:
-        _fail(f"--store: {exc}", ExitCode.USAGE)
-    except AuditStoreError as exc:
-        _fail(str(exc), ExitCode.STORE_UNAVAILABLE)
+    window: dict[str, dt.datetime | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            window[name] = parse_moment(text, now) if text else None
+        except ValueError as exc:
+            _fail(f"--{name}: {exc}", code=ExitCode.USAGE)
+    audit = _open_audit_store(store)
     try:
         found = load_history(
             audit,
@@ -426,11 +556,152 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
             severities=[DiscrepancySeverity(s) for s in severities],
             open_only=not all_breaks,
         )
+    except NoAuditTablesError as exc:
+        _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)
     except AuditStoreError as exc:
-        _fail(f"the audit store {redacted(store)} could not be read: {exc}", ExitCode.STORE_UNAVAILABLE)
+        _fail(f"the audit store {redacted(store)} could not be read: {exc}", code=ExitCode.STORE_UNAVAILABLE)
     finally:
         audit.close()
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2))
-    else:
-        render_history(Console(), found, open_only=not all_breaks)
+        return
+    console = Console()
+    render_history(
+        console if console.is_terminal else Console(width=UNBOUNDED_WIDTH), found, open_only=not all_breaks
+    )
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
+@click.option(
+    "--store",
+    envvar="RECONCILIATION_AUDIT_STORE",
+    show_envvar=True,
+    required=True,
+    help="The audit store: a SQLite file or a postgresql:// URL (the config's audit_store).",
+)
+@redis_url_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on; anything but the loopback exposes the board to the network.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_BOARD_PORT, show_default=True)
+@click.option(
+    "--replay",
+    type=click.IntRange(min=0, max=MAX_REPLAY),
+    default=DEFAULT_BOARD_REPLAY,
+    show_default=True,
+    metavar="N",
+    help="Stream entries applied at start, to catch up with runs the store had not recorded yet.",
+)
+@click.pass_obj
+def serve(verbose: int, store: str, redis_url: str, host: str, port: int, replay: int) -> None:
+    """Serve the live break board: every account's last run and open breaks, in the browser.
+
+    The page starts from the audit store and follows the Redis streams, so a new break
+    appears and a resolved one disappears without reloading; click a break for its
+    history. Read-only: it only answers GET. It listens on 127.0.0.1 unless --host says
+    otherwise, and then answers only requests addressed to 127.0.0.1 or localhost.
+    A JSON API sits behind it: /api/board and /api/breaks/<break_id>.
+
+    \b
+    Examples:
+      reconciliation serve --store audit.db
+      reconciliation serve --store postgresql://db/recon --redis-url redis://redis:6379/0 --port 9000
+    """
+    _configure_logging(verbose, logging.WARNING)
+    try:
+        import uvicorn  # noqa: PLC0415 - the optional board extra
+
+        from reconciliation._cli.board.app import LOOPBACK_HOSTS, Board, create_app, seed  # noqa: PLC0415
+    except ImportError as exc:
+        _fail(f"serve needs the board extra ({exc}): pip install 'reconciliation[board]'", code=ExitCode.USAGE)
+    from reconciliation.audit import AuditStoreError, NoAuditTablesError  # noqa: PLC0415
+
+    try:
+        client = client_for(redis_url, retry_commands=False)
+    except InvalidRedisUrlError as exc:
+        _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
+    audit = _open_audit_store(store)
+    try:
+        state = seed(audit)
+    except NoAuditTablesError as exc:
+        audit.close()
+        _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)
+    except AuditStoreError as exc:
+        audit.close()
+        _fail(f"the audit store {redacted(store)} could not be read: {exc}", code=ExitCode.STORE_UNAVAILABLE)
+    listening = _listen(host, port)
+    where = f"{redacted(store)} · {redacted(redis_url)}"
+    board = Board(state, audit, client, where=redacted(redis_url), replay=replay)
+    app = create_app(board, where=where, allowed_hosts=LOOPBACK_HOSTS if _is_loopback(host) else None)
+    shown_host = f"[{host}]" if ":" in host else host
+    Console(stderr=True, highlight=False).print(
+        f"Serving the break board on http://{shown_host}:{port}/ (Ctrl-C to stop)", markup=False
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=bool(verbose), timeout_graceful_shutdown=2, lifespan="on")
+    )
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        server.run(sockets=[listening])
+    except KeyboardInterrupt:
+        logger.debug("Stopped by Ctrl-C")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        listening.close()
+        audit.close()
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """SIGTERM, raised again by uvicorn once it has shut down gracefully: a clean end."""
+    sys.exit(ExitCode.OK)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or the command's end with exit 4."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError as exc:
+        _fail(f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}", code=ExitCode.START_FAILED)
+    return listening
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _import_from_the_working_directory() -> None:
+    """Let `module:factory` name a module of the current directory, as `python -m` would.
+
+    The `reconciliation` script's own directory, not the current one, starts `sys.path`.
+    """
+    here = str(Path.cwd())
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
+def _open_audit_store(store: str) -> AuditStore:
+    """The audit store at `store`, or the command's end: a usage error (2) or an unusable store (5)."""
+    from reconciliation.audit import AuditStoreError, open_store  # noqa: PLC0415 - only history and serve
+
+    if "://" not in store and not Path(store).is_file():
+        _fail(
+            f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)",
+            code=ExitCode.USAGE,
+        )
+    try:
+        return open_store(store)
+    except ValueError as exc:
+        _fail(f"--store: {exc}", code=ExitCode.USAGE)
+    except AuditStoreError as exc:
+        _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)

@@ -1,7 +1,8 @@
 """The standalone runner: one `ReconciliationService` per account, from a TOML file.
 
-`load_config` reads and checks the whole file before anything starts, and refuses a
-mistake with one `ConfigError` naming the key (`accounts[1].interval_seconds: ...`).
+`load_config` reads and checks the whole file before anything starts, and refuses it
+with one `ConfigError` that lists every mistake, each naming its key
+(`accounts[1].interval_seconds: ...`).
 `run_until_stopped` starts every service, waits for SIGINT or SIGTERM, and stops them
 all. The format is documented in docs/configuration.md; docs/example-config.toml is
 a complete example.
@@ -29,6 +30,7 @@ from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.service import ReconciliationRuntime
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     import redis
@@ -75,7 +77,14 @@ _DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
 
 
 class ConfigError(Exception):
-    """The configuration file is unusable; the message names the key and what is wrong."""
+    """The configuration file is unusable: each argument is one mistake, naming its key and what is wrong."""
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(str(problem) for problem in self.args)
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
 
 
 class StartError(Exception):
@@ -135,7 +144,7 @@ def load_config(path: Path) -> RunnerConfig:
     """Read and check the runner's TOML file.
 
     Raises:
-        ConfigError: anything wrong, with the key it is about; nothing has started.
+        ConfigError: anything wrong, every mistake with the key it is about; nothing has started.
     """
     try:
         with path.open("rb") as file:
@@ -146,67 +155,130 @@ def load_config(path: Path) -> RunnerConfig:
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path} is not valid TOML: {exc}"
         raise ConfigError(msg) from None
-    _check_keys(document, _TOP_LEVEL, "the top level")
+    problems = _Problems()
+    _check_keys(problems, document, _TOP_LEVEL, "the top level")
     redis_url = document.get("redis_url")
     if redis_url is not None and (not isinstance(redis_url, str) or not redis_url.strip()):
-        _fail("redis_url", f"expected a Redis URL string, got {_describe(redis_url)}")
+        problems.add("redis_url", f"expected a Redis URL string, got {_describe(redis_url)}")
     defaults = document.get("defaults", {})
     if not isinstance(defaults, dict):
-        _fail("defaults", f"expected a table [defaults], got {_describe(defaults)}")
-    _check_keys(defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
+        problems.add("defaults", f"expected a table [defaults], got {_describe(defaults)}")
+        defaults = {}
+    _check_keys(problems, defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
     accounts = document.get("accounts")
     if not isinstance(accounts, list) or not accounts:
-        _fail("accounts", "expected at least one [[accounts]] table with an account_id")
+        problems.add("accounts", "expected at least one [[accounts]] table with an account_id")
+        accounts = []
     specs: list[AccountSpec] = []
     seen: set[str] = set()
     for index, account in enumerate(accounts):
         where = f"accounts[{index}]"
         if not isinstance(account, dict):
-            _fail(where, f"expected an [[accounts]] table, got {_describe(account)}")
-        _check_keys(account, _ACCOUNT_KEYS, f"[[accounts]] #{index + 1}", where=where)
-        spec = _account(where, {**defaults, **account}, in_defaults=set(defaults) - set(account))
+            problems.add(where, f"expected an [[accounts]] table, got {_describe(account)}")
+            continue
+        _check_keys(problems, account, _ACCOUNT_KEYS, f"[[accounts]] #{index + 1}", where=where)
+        known = {key: value for key, value in {**defaults, **account}.items() if key in _ACCOUNT_KEYS}
+        spec = _account(problems, where, known, in_defaults=set(defaults) - set(account))
+        if spec is None:
+            continue
         if spec.config.account_id in seen:
-            _fail(f"{where}.account_id", f"account {spec.config.account_id!r} is configured twice")
+            problems.add(f"{where}.account_id", f"account {spec.config.account_id!r} is configured twice")
         seen.add(spec.config.account_id)
         specs.append(spec)
+    problems.raise_any()
     return RunnerConfig(redis_url=redis_url, accounts=tuple(specs))
 
 
-def _account(where: str, merged: dict[str, Any], *, in_defaults: set[str]) -> AccountSpec:
+class _Problems:
+    """Every mistake found in the file, in the order found, each once."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def add(self, key: str, problem: str) -> None:
+        self._found[f"{key}: {problem}"] = None
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Record a `_fail` inside the block as one problem, and go on after the block."""
+        try:
+            yield
+        except _MistakeError as problem:
+            self._found[str(problem)] = None
+
+    def raise_any(self) -> None:
+        if self._found:
+            raise ConfigError(*self._found)
+
+
+def _account(
+    problems: _Problems, where: str, merged: dict[str, Any], *, in_defaults: set[str]
+) -> AccountSpec | None:
+    """The account's spec, or None after recording each of its mistakes."""
+
     def key_path(key: str) -> str:
         return f"defaults.{key}" if key in in_defaults else f"{where}.{key}"
 
+    found_before = len(problems)
     if "account_id" not in merged:
-        _fail(f"{where}.account_id", "missing: every [[accounts]] table needs an account_id")
+        problems.add(f"{where}.account_id", "missing: every [[accounts]] table needs an account_id")
     factories: dict[str, tuple[str, Factory]] = {}
     for key in _FACTORY_KEYS:
-        value = merged.get(key)
-        if value is None:
-            _fail(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
-        if not isinstance(value, str):
-            _fail(key_path(key), f"expected a 'module:factory' string, got {_describe(value)}")
-        try:
-            factories[key] = (value, resolve_factory(value))
-        except (TypeError, ValueError) as exc:
-            _fail(key_path(key), str(exc))
+        with problems.collecting():
+            factories[key] = _factory(where, key, merged.get(key), key_path(key))
     options: dict[str, Any] = {}
     for key, value in merged.items():
         if key in _FACTORY_KEYS:
             continue
-        options[key] = _convert(key_path(key), key, value)
-    try:
-        config = ReconciliationConfig(**options)
-    except (TypeError, ValueError) as exc:
-        blamed = next(
-            (key for key in sorted(options, key=len, reverse=True) if str(exc).startswith(key)), None
-        )
-        _fail(key_path(blamed) if blamed else where, str(exc))
+        with problems.collecting():
+            options[key] = _convert(problems, key_path(key), key, value)
+    config = _config(problems, where, options, key_path) if "account_id" in options else None
+    if config is None or len(problems) > found_before:
+        return None
     broker, broker_factory = factories["broker"]
     portfolio, portfolio_factory = factories["portfolio"]
     return AccountSpec(config, broker, portfolio, broker_factory, portfolio_factory)
 
 
-def _convert(path: str, key: str, value: Any) -> Any:
+def _factory(where: str, key: str, value: Any, path: str) -> tuple[str, Factory]:
+    if value is None:
+        _fail(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
+    if not isinstance(value, str):
+        _fail(path, f"expected a 'module:factory' string, got {_describe(value)}")
+    try:
+        return value, resolve_factory(value)
+    except (TypeError, ValueError) as exc:
+        _fail(path, str(exc))
+
+
+def _config(
+    problems: _Problems, where: str, options: dict[str, Any], key_path: Callable[[str], str]
+) -> ReconciliationConfig | None:
+    """The account's config; else record why, blaming one option at a time until the rest are fine.
+
+    `ReconciliationConfig` stops at its first invalid option: leaving that option out
+    and building again finds the next one.
+    """
+    remaining = dict(options)
+    while True:
+        try:
+            config = ReconciliationConfig(**remaining)
+        except (TypeError, ValueError) as exc:
+            blamed = next(
+                (key for key in sorted(remaining, key=len, reverse=True) if str(exc).startswith(key)), None
+            )
+            problems.add(key_path(blamed) if blamed else where, str(exc))
+            if blamed is None or blamed == "account_id":
+                return None
+            del remaining[blamed]
+        else:
+            return config if remaining == options else None
+
+
+def _convert(problems: _Problems, path: str, key: str, value: Any) -> Any:
     """A TOML value as `ReconciliationConfig` takes it; the config then validates it."""
     check = _CHECKS.get(key)
     if check is not None:
@@ -216,9 +288,9 @@ def _convert(path: str, key: str, value: Any) -> Any:
         if not isinstance(value, dict):
             _fail(path, f"expected a table [{path}], got {_describe(value)}")
         known = tuple(field.name for field in attrs.fields(nested))
-        _check_keys(value, known, f"[{path}]", where=path)
+        _check_keys(problems, value, known, f"[{path}]", where=path)
         try:
-            return nested(**value)
+            return nested(**{name: item for name, item in value.items() if name in known})
         except (TypeError, ValueError) as exc:
             _fail(path, str(exc))
     return value
@@ -277,12 +349,14 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
-def _check_keys(table: Mapping[str, Any], known: tuple[str, ...], what: str, *, where: str = "") -> None:
+def _check_keys(
+    problems: _Problems, table: Mapping[str, Any], known: tuple[str, ...], what: str, *, where: str = ""
+) -> None:
     for key in table:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
-            _fail(f"{where}.{key}" if where else key, f"unknown key in {what}{hint}")
+            problems.add(f"{where}.{key}" if where else key, f"unknown key in {what}{hint}")
 
 
 def _describe(value: Any) -> str:
@@ -292,9 +366,13 @@ def _describe(value: Any) -> str:
     )
 
 
+class _MistakeError(Exception):
+    """One mistake in the file, raised where it is found and collected by `_Problems`."""
+
+
 def _fail(key: str, problem: str) -> NoReturn:
     msg = f"{key}: {problem}"
-    raise ConfigError(msg)
+    raise _MistakeError(msg)
 
 
 def build_runtime(config: RunnerConfig, client: redis.Redis) -> ReconciliationRuntime:

@@ -1,199 +1,190 @@
-"""Follow the published runs, discrepancies, resolved breaks and halts live, after a replay.
+"""`reconciliation watch`: the streams' entries as they arrive, for people or for scripts.
 
-The watcher subscribes to the four channels first, then reads the last entries of
-their streams, then shows live messages: nothing published in between is lost, and a payload
-seen in both the replay and the channel is shown once (it is de-duplicated on its
-identity, see docs/payloads.md).
+The watcher follows the four streams (`streams.follow`: `XREAD BLOCK`, resumed after
+the last entry shown when Redis comes back), decodes each entry (`inbound.decode`),
+keeps those the filters admit and shows each on one line: coloured for people, or as a
+JSON object for scripts (`json_line`, its shape documented in docs/payloads.md).
+A malformed entry is shown as malformed, with its stream ID, and the watch goes on.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from rich.text import Text
 
-from reconciliation._cli.render import payload_identity
-from reconciliation._publishing.payloads import (
-    DISCREPANCY_CHANNEL,
-    HALT_CHANNEL,
-    RESOLVED_CHANNEL,
-    RESULT_CHANNEL,
-)
-from reconciliation._publishing.redis_sink import (
-    DISCREPANCY_STREAM,
-    HALT_STREAM,
-    RESOLVED_STREAM,
-    RESULT_STREAM,
-    STREAM_FIELD,
-)
+from reconciliation._cli.inbound import Message, decode
+from reconciliation._cli.render import message_line
+from reconciliation._cli.safe_text import safe_text
+from reconciliation._cli.streams import Backoff, StreamFollower
+from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.redaction import redact_text
 
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
     import redis
+    from rich.console import Console
+
+    from reconciliation._cli.streams import StreamEntry
 
 __all__ = [
-    "CHANNELS",
-    "Message",
-    "replay",
+    "ENVELOPE_KEYS",
+    "Filters",
+    "StderrNarrator",
+    "human_line",
+    "json_line",
     "watch",
 ]
 
 logger = logging.getLogger(__name__)
 
-_STREAMS = {
-    RESULT_STREAM: RESULT_CHANNEL,
-    DISCREPANCY_STREAM: DISCREPANCY_CHANNEL,
-    RESOLVED_STREAM: RESOLVED_CHANNEL,
-    HALT_STREAM: HALT_CHANNEL,
-}
-CHANNELS = tuple(_STREAMS.values())
-
-_POLL_SECONDS = 0.5
-SUBSCRIBE_TIMEOUT_SECONDS = 5.0
+ENVELOPE_KEYS = ("channel", "stream", "stream_id", "replayed", "malformed", "raw")
+"""The keys `json_line` puts first; a payload key of the same name is left out of the line."""
 
 
 @attrs.frozen
-class Message:
-    """One payload as received: its channel, its raw JSON, and the parsed object (None if not JSON)."""
+class Filters:
+    """Which payloads to show: of these accounts, of these severities (empty: all)."""
 
-    channel: str
-    raw: str
-    payload: dict[str, Any] | None
-    replayed: bool
+    accounts: frozenset[str] = frozenset()
+    severities: frozenset[str] = frozenset()
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-
-
-def _message(channel: str, raw: str, *, replayed: bool) -> Message:
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        logger.warning("A message on %s is not JSON: %.200s", channel, raw)
-        parsed = None
-    return Message(channel, raw, parsed if isinstance(parsed, dict) else None, replayed)
+    def admit(self, message: Message) -> bool:
+        """A malformed entry is always shown: nobody can tell whose it was."""
+        payload = message.payload
+        if payload is None:
+            return True
+        if self.accounts and payload.get("account_id") not in self.accounts:
+            return False
+        return not self.severities or payload.get("severity") in self.severities
 
 
-def _stream_order(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return (int(millis), int(sequence or 0))
+def json_line(message: Message) -> str:
+    """One JSON object: where the entry came from, then the payload's own keys (or why it is malformed).
+
+    `{"channel": "reconciliation:discrepancy", "stream": "reconciliation:stream:discrepancy",
+    "stream_id": "1764064800000-0", "replayed": false, "account_id": ..., "severity": ...}`;
+    a malformed entry has `"malformed"` (the reason) and `"raw"` (its start) instead of
+    the payload's keys. ASCII only: a control character is written `\\u001b`, never raw.
+    """
+    line: dict[str, Any] = {
+        "channel": message.channel,
+        "stream": message.stream,
+        "stream_id": message.entry_id,
+        "replayed": message.replayed,
+    }
+    if message.payload is None:
+        line["malformed"] = message.problem
+        line["raw"] = message.preview
+    else:
+        line.update((key, value) for key, value in message.payload.items() if key not in ENVELOPE_KEYS)
+    return json.dumps(line, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
-def replay(client: redis.Redis, last: int) -> list[Message]:
-    """The `last` most recent entries of the four streams together, oldest first."""
-    if last <= 0:
-        return []
-    entries: list[tuple[tuple[int, int], Message]] = []
-    for stream, channel in _STREAMS.items():
-        for entry_id, fields in client.xrevrange(stream, count=last) or []:
-            raw = None if fields is None else fields.get(STREAM_FIELD.encode(), fields.get(STREAM_FIELD))
-            if entry_id is None or raw is None:
-                logger.warning("An entry of %s has no %s field", stream, STREAM_FIELD)
-                continue
-            entries.append((_stream_order(_text(entry_id)), _message(channel, _text(raw), replayed=True)))
-    entries.sort(key=lambda entry: entry[0])
-    return [message for _, message in entries[-last:]]
+def human_line(message: Message) -> Text:
+    """One coloured line; every value from the payload is shown as safe, bounded text."""
+    prefix = "(replay) " if message.replayed else ""
+    if message.payload is None:
+        line = Text(prefix)
+        line.append("MALFORMED ", style="bold magenta")
+        line.append(f"{message.stream} entry {message.entry_id}: {message.problem}", style="magenta")
+        if message.preview:
+            line.append(f"  {message.preview}", style="dim")
+        return line
+    stamp = message.payload.get("timestamp") or message.payload.get("resolved_at")
+    clock = safe_text(stamp[11:23]) if isinstance(stamp, str) else ""
+    return message_line(message.channel, message.payload, prefix=f"{prefix}{clock:<12}  ")
 
 
-def watch(
+def _unshowable(message: Message, error: Exception) -> Message:
+    return attrs.evolve(message, payload=None, problem=f"cannot be shown: {safe_text(describe_error(error))}")
+
+
+class StderrNarrator:
+    """Says on stderr that Redis went away, each retry, and when it is back."""
+
+    def __init__(self, console: Console, where: str, backoff: Backoff) -> None:
+        self._console = console
+        self._where = where
+        self._backoff = backoff
+
+    def lost(self, attempt: int, retry_in: float, error: BaseException) -> None:
+        reason = safe_text(redact_text(describe_error(error)))
+        if attempt == 1:
+            limit = self._backoff.give_up_after_seconds
+            until = "never gives up" if limit is None else f"gives up after {limit:g} s"
+            self._say(f"Lost Redis at {self._where}: {reason}; reconnecting in {retry_in:.1f} s ({until})")
+        else:
+            self._say(f"Redis at {self._where} still unreachable: {reason}; attempt {attempt + 1} in {retry_in:.1f} s")
+
+    def back(self, resume_after: str | None) -> None:
+        after = f" after entry {resume_after}" if resume_after else ""
+        self._say(f"Redis at {self._where} is back; resuming{after}")
+
+    def _say(self, text: str) -> None:
+        self._console.print(text, style="yellow", markup=False, highlight=False)
+
+
+def watch(  # noqa: PLR0913 - the command's options, each a keyword
     client: redis.Redis,
-    show: Callable[[Message], None],
+    show: Callable[[Message], object],
     *,
     replay_last: int = 0,
     count: int | None = None,
     timeout: float | None = None,
+    filters: Filters = Filters(),
+    backoff: Backoff = Backoff(),  # noqa: B008 - a frozen value
+    narrator: StderrNarrator | None = None,
     stop: threading.Event | None = None,
-    on_subscribed: Callable[[], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
-    """Show replayed, then live messages until `count` live ones arrived or `timeout` passed.
+    """Show the latest `replay_last` entries, then new ones, until `count` live ones or `timeout`.
 
     Args:
-        client: a connected redis-py client.
-        show: called with each message, in order, in this thread.
-        replay_last: how many of the streams' latest entries to show first.
-        count: stop after this many live messages (None: never).
-        timeout: stop after this many seconds (None: never).
-        stop: stop soon after this event is set.
-        on_subscribed: called once the subscriptions are confirmed, before the replay.
+        client: a redis-py client whose socket timeout is longer than `streams.BLOCK_SECONDS`.
+        show: writes one message; if it raises, the message is shown as malformed instead.
+        filters: which payloads to show; malformed entries are always shown.
+        backoff: how long to wait for Redis when it goes away.
+        narrator: told of each reconnection attempt.
+        stop: set it to end the watch soon.
+        on_started: called once the watcher stands at the streams' ends.
 
     Returns:
-        How many live messages were shown.
+        How many live (not replayed) messages were shown.
+
+    Raises:
+        RedisLostError: Redis went away and did not come back within `backoff`'s limit.
+        redis.ResponseError: Redis refused to read a stream (a key of another type).
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-    try:
-        pubsub.subscribe(*CHANNELS)
-        early = _await_subscriptions(pubsub, len(CHANNELS))
-        if on_subscribed is not None:
-            on_subscribed()
-        seen = _RecentIdentities()
-        for message in replay(client, replay_last):
-            if message.payload is not None:
-                seen.add(payload_identity(message.channel, message.payload))
+    live = 0
+
+    def hand_on(entry: StreamEntry) -> None:
+        nonlocal live
+        message = Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, None)
+        try:
+            message = decode(entry)
+            if not filters.admit(message):
+                return
             show(message)
-        live = 0
-        while (count is None or live < count) and not (stop is not None and stop.is_set()):
-            if early:
-                raw: dict[str, Any] | None = early.pop(0)
-            else:
-                wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
-                if wait <= 0:
-                    break
-                raw = pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-            if raw is None or raw.get("type") != "message":
-                continue
-            message = _message(_text(raw["channel"]), _text(raw["data"]), replayed=False)
-            if message.payload is not None and not seen.add(
-                payload_identity(message.channel, message.payload)
-            ):
-                continue
-            show(message)
+        except (BrokenPipeError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # no entry, however crafted, ends the watch
+            logger.debug("Entry %s of %s could not be shown", entry.entry_id, entry.stream, exc_info=True)
+            show(_unshowable(message, exc))
+        if not entry.replayed:
             live += 1
-        return live
-    finally:
-        pubsub.close()
 
-
-def _await_subscriptions(pubsub: redis.client.PubSub, expected: int) -> list[dict[str, Any]]:
-    """Wait for Redis to confirm the subscriptions; return the messages that came meanwhile."""
-    confirmed = 0
-    early: list[dict[str, Any]] = []
-    deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_SECONDS
-    while confirmed < expected:
-        if time.monotonic() > deadline:
-            msg = f"Redis did not confirm the subscriptions within {SUBSCRIBE_TIMEOUT_SECONDS:g} s"
-            raise TimeoutError(msg)
-        raw = pubsub.get_message(timeout=_POLL_SECONDS)
-        if raw is None:
-            continue
-        if raw.get("type") == "subscribe":
-            confirmed += 1
-        else:
-            early.append(raw)
-    return early
-
-
-class _RecentIdentities:
-    """The identities of the last `size` payloads shown: enough to drop a replayed or retried one."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._order: collections.deque[tuple[str | None, ...]] = collections.deque()
-        self._members: set[tuple[str | None, ...]] = set()
-
-    def add(self, identity: tuple[str | None, ...]) -> bool:
-        """Remember `identity`; False if it was already there."""
-        if identity in self._members:
-            return False
-        self._members.add(identity)
-        self._order.append(identity)
-        if len(self._order) > self._size:
-            self._members.discard(self._order.popleft())
-        return True
+    StreamFollower(client, backoff=backoff, reconnection=narrator, wake=stop).run(
+        hand_on,
+        replay_last=replay_last,
+        done=lambda: (count is not None and live >= count) or (stop is not None and stop.is_set()),
+        deadline=None if timeout is None else time.monotonic() + timeout,
+        on_started=on_started,
+    )
+    return live

@@ -11,9 +11,14 @@ import logging
 import os
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reconciliation._domain.redaction import redact_text, redact_url
 
 __all__ = [
     "DEFAULT_REDIS_URL",
+    "InvalidRedisUrlError",
     "RedisUnreachableError",
     "answers",
     "client_for",
@@ -35,33 +40,41 @@ class RedisUnreachableError(Exception):
     """No Redis answered at the URL; the message says where and why."""
 
 
+class InvalidRedisUrlError(RedisUnreachableError):
+    """The URL is not a Redis URL at all: a usage error rather than an unreachable server."""
+
+
 def redis_url_from_env() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, fit for a message or a log line."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
+redacted = redact_url
+"""The URL without its password, fit for a message or a log line (see `redaction`)."""
 
 
-def client_for(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS) -> redis.Redis:
-    """A client for `url`, whether or not a Redis answers there now.
+def client_for(
+    url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS, retry_commands: bool = True
+) -> redis.Redis:
+    """A client for `url` that has not talked to Redis yet (it connects at its first command).
+
+    Args:
+        url: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` or `unix://...`.
+        socket_timeout: the longest one command may wait for Redis; None waits forever
+            (what a pub/sub subscriber wants).
+        retry_commands: let redis-py retry a failed command itself (its default); False
+            for a caller that waits for Redis with its own backoff and says so.
 
     Raises:
-        RedisUnreachableError: the URL is malformed (nothing is contacted).
+        InvalidRedisUrlError: the URL is malformed.
     """
+    options: dict[str, object] = {} if retry_commands else {"retry": Retry(NoBackoff(), 0)}
     try:
         return redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout, **options
         )
-    except ValueError as exc:
-        msg = f"not a Redis URL: {redacted(url)} ({exc})"
-        raise RedisUnreachableError(msg) from None
+    except (ValueError, TypeError) as exc:
+        msg = f"not a Redis URL: {redact_url(url)} ({redact_text(str(exc))})"
+        raise InvalidRedisUrlError(msg) from None
 
 
 def answers(client: redis.Redis) -> str | None:
@@ -69,26 +82,24 @@ def answers(client: redis.Redis) -> str | None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        return str(exc)
+        return redact_text(str(exc))
     return None
 
 
-def connect(url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS) -> redis.Redis:
-    """A client for `url` that has answered a PING.
-
-    Args:
-        url: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` or `unix://...`.
-        socket_timeout: the longest one command may wait for Redis; None waits forever
-            (what a pub/sub subscriber wants).
+def connect(
+    url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS, retry_commands: bool = True
+) -> redis.Redis:
+    """A client for `url` (see `client_for`) that has answered a PING.
 
     Raises:
-        RedisUnreachableError: the URL is malformed or nothing answered.
+        InvalidRedisUrlError: the URL is malformed.
+        RedisUnreachableError: nothing answered.
     """
-    client = client_for(url, socket_timeout=socket_timeout)
+    client = client_for(url, socket_timeout=socket_timeout, retry_commands=retry_commands)
     problem = answers(client)
     if problem is not None:
         client.close()
-        msg = f"no Redis answered at {redacted(url)}: {problem}"
+        msg = f"no Redis answered at {redact_url(url)}: {problem}"
         raise RedisUnreachableError(msg)
     return client
 

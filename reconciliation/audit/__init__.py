@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from reconciliation._domain.ageing import AgeingPolicy, AgeingUpdate, BreakTracker
 from reconciliation._domain.breaks import BreakKey, BreakState
-from reconciliation.audit._errors import AuditSchemaError, AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit._errors import (
+    AuditSchemaError,
+    AuditStoreError,
+    AuditStoreUnavailableError,
+    NoAuditTablesError,
+)
 from reconciliation.audit._history import AccountHistory, load_history
 from reconciliation.audit._postgres import PostgresAuditStore
-from reconciliation.audit._records import RecordedDiscrepancy, RunRecord
+from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 from reconciliation.audit._sql import SCHEMA_VERSION
 from reconciliation.audit._sqlite import SqliteAuditStore
 from reconciliation.audit._store import AuditStore, open_store
@@ -27,8 +32,10 @@ __all__ = [
     "AuditStoreError",
     "AuditStoreUnavailableError",
     "BreakKey",
+    "BreakSighting",
     "BreakState",
     "BreakTracker",
+    "NoAuditTablesError",
     "PostgresAuditStore",
     "RecordedDiscrepancy",
     "RunRecord",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["AuditSchemaError", "AuditStoreError", "AuditStoreUnavailableError"]
+__all__ = ["AuditSchemaError", "AuditStoreError", "AuditStoreUnavailableError", "NoAuditTablesError", "no_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +22,15 @@ class AuditStoreUnavailableError(AuditStoreError):
 
 class AuditSchemaError(AuditStoreError):
     """The database's schema is newer than this code: refuse to write to it."""
+
+
+class NoAuditTablesError(AuditStoreError):
+    """The database has no audit tables: nothing was recorded there yet, or it is not an audit store."""
+
+
+def no_tables(where: str) -> NoAuditTablesError:
+    """The one message both backends give for a database without the audit tables."""
+    return NoAuditTablesError(
+        f"{where} has no audit tables: no service with audit_store set has recorded to it yet, "
+        "or it is not an audit store"
+    )

@@ -14,7 +14,7 @@ import math
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError, no_tables
 from reconciliation.audit._sql import SqlAuditStore
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ __all__ = ["PostgresAuditStore"]
 logger = logging.getLogger(__name__)
 
 _LIBPQ_MIN_CONNECT_TIMEOUT = 2
+_UNDEFINED_TABLE = "42P01"
+"""The SQLSTATE of a query on a table that does not exist."""
 
 
 def _where(url: str) -> str:
@@ -112,6 +114,8 @@ class PostgresAuditStore(SqlAuditStore):
         execute("SELECT pg_advisory_xact_lock(hashtext('reconciliation.audit:' || current_schema()))", ())
 
     def _translate(self, exc: psycopg.Error) -> AuditStoreError:
+        if exc.sqlstate == _UNDEFINED_TABLE:
+            return no_tables(f"PostgreSQL audit store {self._where}")
         if isinstance(exc, self._psycopg.OperationalError):
             return AuditStoreUnavailableError(f"PostgreSQL audit store {self._where} unavailable: {exc}")
         return AuditStoreError(f"PostgreSQL audit store {self._where}: {exc}")

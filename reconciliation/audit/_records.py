@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
@@ -18,7 +19,7 @@ from reconciliation._domain.models import (
 )
 from reconciliation._domain.values import frozen_context, non_empty_text, utc_datetime, utc_only, whole_number
 
-__all__ = ["RecordedDiscrepancy", "RunRecord"]
+__all__ = ["BreakSighting", "RecordedDiscrepancy", "RunRecord"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +77,16 @@ class RunRecord:
             error=self.error,
             netted=self.netted,
         )
+
+
+@attrs.frozen
+class BreakSighting:
+    """One run that saw a break: when, how severe it was then, and both figures."""
+
+    run_id: UUID
+    seen_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    severity: DiscrepancySeverity
+    """After escalation, as it was published."""
+    local_value: Decimal | None
+    broker_value: Decimal | None
+    consecutive_runs: int = attrs.field(validator=whole_number(1))

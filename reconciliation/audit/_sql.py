@@ -24,7 +24,7 @@ from reconciliation._domain.models import (
     NettedSymbol,
 )
 from reconciliation.audit._errors import AuditSchemaError
-from reconciliation.audit._records import RecordedDiscrepancy, RunRecord
+from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -454,3 +454,40 @@ class SqlAuditStore(abc.ABC):
         for row in found:
             by_run.setdefault(row[0], []).append(_recorded_discrepancy(row))
         return [_run(row, by_run.get(row[0], ())) for row in runs]
+
+    def list_accounts(self) -> list[str]:
+        """Every account with a recorded run or break, in order."""
+        with self._transaction(write=False) as execute:
+            rows = execute(
+                "SELECT account_id FROM runs UNION SELECT account_id FROM breaks ORDER BY account_id", ()
+            )
+        return [row[0] for row in rows]
+
+    def find_break(self, break_id: UUID) -> BreakState | None:
+        """The break with this id, open or resolved; None if there is none."""
+        with self._transaction(write=False) as execute:
+            rows = execute(f"{_SELECT_BREAKS} WHERE break_id = ?", (str(break_id),))
+        return _break(rows[0]) if rows else None
+
+    def break_history(self, break_id: UUID, *, limit: int = 1000) -> list[BreakSighting]:
+        """The runs that saw the break, oldest first: the latest `limit` of them."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            msg = f"limit must be a whole number of at least 1, got {limit!r}"
+            raise ValueError(msg)
+        with self._transaction(write=False) as execute:
+            rows = execute(
+                "SELECT run_id, observed_at, aged_severity, local_value, broker_value, consecutive_runs "
+                "FROM discrepancies WHERE break_id = ? ORDER BY consecutive_runs DESC LIMIT ?",
+                (str(break_id), limit),
+            )
+        return [
+            BreakSighting(
+                run_id=UUID(row[0]),
+                seen_at=_time(row[1]),
+                severity=DiscrepancySeverity(row[2]),
+                local_value=_decimal(row[3]),
+                broker_value=_decimal(row[4]),
+                consecutive_runs=row[5],
+            )
+            for row in reversed(rows)
+        ]

@@ -13,7 +13,7 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError
+from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError, no_tables
 from reconciliation.audit._sql import SqlAuditStore
 
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ class SqliteAuditStore(SqlAuditStore):
         """`BEGIN IMMEDIATE` already holds the database's one write lock."""
 
     def _translate(self, exc: sqlite3.Error) -> AuditStoreError:
+        if isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table"):
+            return no_tables(f"SQLite audit store {self._path}")
         if (getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_ERROR) & 0xFF) in _TRANSIENT:
             return AuditStoreUnavailableError(f"SQLite audit store {self._path} unavailable: {exc}")
         return AuditStoreError(f"SQLite audit store {self._path}: {exc}")

@@ -11,17 +11,19 @@ import logging
 import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from reconciliation._domain.redaction import redact_url
 from reconciliation.audit._postgres import PostgresAuditStore
 from reconciliation.audit._sqlite import SqliteAuditStore
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Collection
+    from uuid import UUID
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType, ReconciliationResult
-    from reconciliation.audit._records import RunRecord
+    from reconciliation.audit._records import BreakSighting, RunRecord
 
 __all__ = ["AuditStore", "open_store"]
 
@@ -78,6 +80,18 @@ class AuditStore(Protocol):
         """
         ...
 
+    def list_accounts(self) -> list[str]:
+        """Every account with a recorded run or break, in order."""
+        ...
+
+    def find_break(self, break_id: UUID) -> BreakState | None:
+        """The break with this id, open or resolved; None if there is none."""
+        ...
+
+    def break_history(self, break_id: UUID, *, limit: int = 1000) -> list[BreakSighting]:
+        """The runs that saw the break, oldest first: the latest `limit` of them."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -106,8 +120,8 @@ def open_store(target: str | os.PathLike[str], *, timeout_seconds: float = 5.0) 
     if scheme.lower() == "sqlite":
         path = rest.removeprefix("/")
         if path == rest or not path:
-            msg = f"a sqlite URL is sqlite:///relative/path or sqlite:////absolute/path, not {target!r}"
+            msg = f"a sqlite URL is sqlite:///relative/path or sqlite:////absolute/path, not {redact_url(target)!r}"
             raise ValueError(msg)
         return SqliteAuditStore(path, timeout_seconds=timeout_seconds)
-    msg = f"unknown audit store URL scheme {scheme!r} in {target!r}: use postgresql://, sqlite:/// or a file path"
+    msg = f"unknown audit store URL scheme {scheme!r} in {redact_url(target)!r}: use postgresql://, sqlite:/// or a file path"
     raise ValueError(msg)

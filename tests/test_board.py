@@ -1,0 +1,375 @@
+"""The break board: its state from the store and the streams, its pages and JSON API, `serve` itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from board_seed import seed_store
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+from stream_payloads import STREAM_OF, append, discrepancy, halt, now_text, resolved, result
+
+from reconciliation._cli.board.app import Board, create_app, seed
+from reconciliation._cli.board.state import BoardState
+from reconciliation._cli.inbound import Message, decode
+from reconciliation._cli.main import main
+from reconciliation._cli.streams import StreamEntry
+from reconciliation._publishing.redis_clients import client_for
+from reconciliation.audit import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import redis
+    from redis_server import RedisServer
+
+T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
+
+
+def at(minutes: float) -> str:
+    return (T0 + dt.timedelta(minutes=minutes)).isoformat(timespec="microseconds")
+
+
+def entry(kind: str, payload: dict[str, Any] | bytes) -> Message:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return decode(StreamEntry(STREAM_OF[kind], "1-0", raw, replayed=False))
+
+
+def breaks(state: BoardState, account: str = "ACC-1") -> list[tuple[str, str | None]]:
+    (view,) = [a for a in state.accounts() if a.account_id == account]
+    return [(b.type, b.symbol) for b in view.breaks]
+
+
+class TestState:
+    def test_breaks_are_sorted_by_severity_then_oldest_first(self):
+        state = BoardState()
+        state.apply(entry("discrepancy", discrepancy(symbol="NEW", timestamp=at(9), first_seen=at(9))))
+        state.apply(entry("discrepancy", discrepancy(symbol="OLD", timestamp=at(9), first_seen=at(1))))
+        state.apply(
+            entry(
+                "discrepancy",
+                discrepancy(symbol=None, type="cash_mismatch", severity="warning", timestamp=at(9), first_seen=at(0)),
+            )
+        )
+
+        assert breaks(state) == [
+            ("quantity_mismatch", "OLD"),
+            ("quantity_mismatch", "NEW"),
+            ("cash_mismatch", None),
+        ]
+
+    def test_a_later_discrepancy_refreshes_its_break(self):
+        state = BoardState()
+        state.apply(entry("discrepancy", discrepancy(timestamp=at(0), first_seen=at(0), broker_value="150")))
+
+        state.apply(entry("discrepancy", discrepancy(timestamp=at(5), first_seen=at(0), broker_value="160", consecutive_runs=2)))
+
+        (view,) = state.accounts()[0].breaks
+        assert (view.broker_value, view.consecutive_runs, view.first_seen) == ("160", 2, T0)
+
+    def test_a_resolved_notice_closes_the_break_it_names(self):
+        state = BoardState()
+        opened = discrepancy(timestamp=at(0))
+        state.apply(entry("discrepancy", opened))
+
+        changed = state.apply(entry("resolved", resolved(break_id=opened["break_id"], last_seen=at(0), resolved_at=at(5))))
+
+        assert changed
+        assert breaks(state) == []
+
+    def test_a_resolved_notice_of_an_older_break_leaves_the_new_one_open(self):
+        state = BoardState()
+        state.apply(entry("discrepancy", discrepancy(timestamp=at(10))))
+
+        changed = state.apply(entry("resolved", resolved(resolved_at=at(5))))
+
+        assert not changed
+        assert breaks(state) == [("quantity_mismatch", "AAPL")]
+
+    def test_a_clean_run_closes_the_breaks_seen_before_it(self):
+        state = BoardState()
+        state.apply(entry("discrepancy", discrepancy(timestamp=at(0))))
+
+        state.apply(entry("result", result(timestamp=at(5), is_clean=True, discrepancy_count=0)))
+
+        assert breaks(state) == []
+
+    def test_an_entry_older_than_what_the_board_knows_changes_nothing(self):
+        state = BoardState()
+        state.apply(entry("result", result(run_id="NEW", timestamp=at(10))))
+        state.apply(entry("discrepancy", discrepancy(timestamp=at(10), broker_value="160")))
+        version = state.version
+
+        assert not state.apply(entry("result", result(run_id="OLD", timestamp=at(5))))
+        assert not state.apply(entry("discrepancy", discrepancy(timestamp=at(5), broker_value="150")))
+        assert state.version == version
+        (account,) = state.accounts()
+        assert account.last_run is not None
+        assert account.last_run.run_id == "NEW"
+        assert account.breaks[0].broker_value == "160"
+
+    def test_a_halt_marks_its_break(self):
+        state = BoardState()
+        opened = discrepancy(timestamp=at(0))
+        state.apply(entry("discrepancy", opened))
+
+        state.apply(entry("halt", halt(break_id=opened["break_id"], timestamp=at(5))))
+
+        (view,) = state.accounts()[0].breaks
+        assert view.halted
+
+    def test_a_malformed_entry_is_counted_and_named_not_applied(self):
+        state = BoardState()
+
+        state.apply(entry("result", b"\x1b]0;x\x07 not json"))
+
+        assert state.accounts() == []
+        assert state.feed.malformed == 1
+        assert (state.feed.last_malformed or "").startswith("reconciliation:stream:result 1-0: not JSON")
+
+    def test_the_store_seeds_every_account_with_its_last_run_and_open_breaks(self, audit_target):
+        seed_store(audit_target)
+        store = open_store(audit_target)
+        try:
+            state = seed(store)
+        finally:
+            store.close()
+
+        assert [a.account_id for a in state.accounts()] == ["ACC-1", "ACC-2"]
+        assert breaks(state, "ACC-1") == [("missing_local", "AAPL"), ("cash_mismatch", None)]
+        assert breaks(state, "ACC-2") == [("missing_local", "MSFT")]
+        assert all(a.last_run is not None and a.last_run.status == "ok" for a in state.accounts())
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> str:
+    path = str(tmp_path / "audit.db")
+    seed_store(path)
+    return path
+
+
+@pytest.fixture
+def web(store_path: str, redis_server: RedisServer) -> Iterator[tuple[TestClient, Board]]:
+    store = open_store(store_path)
+    client = client_for(f"redis://127.0.0.1:{redis_server.port}/0", retry_commands=False)
+    board = Board(seed(store), store, client, where="the test's Redis", replay=100)
+    with TestClient(create_app(board, where="the test"), base_url="http://127.0.0.1") as client:
+        yield client, board
+    store.close()
+
+
+def eventually(check: Any, what: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.02)
+    return found
+
+
+@pytest.mark.real_redis
+class TestWeb:
+    def test_the_page_shows_every_account_its_last_run_and_its_open_breaks(self, web):
+        client, _ = web
+
+        page = client.get("/")
+
+        assert page.status_code == 200
+        assert 'data-account="ACC-1"' in page.text
+        assert 'data-symbol="AAPL"' in page.text
+        assert 'data-symbol="MSFT"' in page.text
+        assert "last run: ok" in page.text
+        assert '<script type="module" src="static/board.js">' in page.text
+
+    def test_the_json_api_lists_accounts_their_last_runs_and_breaks_most_severe_first(self, web):
+        client, _ = web
+
+        board = client.get("/api/board").json()
+
+        accounts = {a["account_id"]: a for a in board["accounts"]}
+        assert [(b["type"], b["severity"], b["consecutive_runs"]) for b in accounts["ACC-1"]["breaks"]] == [
+            ("missing_local", "critical", 2),
+            ("cash_mismatch", "warning", 2),
+        ]
+        assert accounts["ACC-1"]["last_run"]["status"] == "ok"
+        assert accounts["ACC-2"]["breaks"][0]["broker_value"] == "10"
+
+    def test_a_breaks_history_comes_from_the_store(self, web):
+        client, _ = web
+        (aapl,) = [b for a in client.get("/api/board").json()["accounts"] for b in a["breaks"] if b["symbol"] == "AAPL"]
+
+        found = client.get(f"/api/breaks/{aapl['break_id']}").json()
+        fragment = client.get(f"/breaks/{aapl['break_id']}")
+
+        assert found["break"]["break_id"] == aapl["break_id"]
+        assert [s["consecutive_runs"] for s in found["history"]] == [1, 2]
+        assert "ACC-1 · missing_local · AAPL" in fragment.text
+
+    @pytest.mark.parametrize("break_id", [str(uuid.uuid4()), "not-a-uuid"])
+    def test_an_unknown_break_is_not_found(self, web, break_id):
+        client, _ = web
+
+        assert client.get(f"/api/breaks/{break_id}").status_code == 404
+        assert client.get(f"/breaks/{break_id}").status_code == 404
+
+    @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+    def test_the_board_is_read_only(self, web, method):
+        client, _ = web
+
+        for path in ("/", "/board", "/api/board", "/events"):
+            assert client.request(method, path).status_code == 405
+
+    def test_a_request_addressed_to_another_host_is_refused(self, web):
+        client, _ = web
+
+        assert client.get("/api/board", headers={"Host": "evil.example"}).status_code == 400
+
+    def test_every_answer_carries_a_content_security_policy(self, web):
+        client, _ = web
+
+        for path in ("/", "/board", "/api/board", "/static/board.js"):
+            assert "default-src 'self'" in client.get(path).headers["content-security-policy"]
+
+    def test_text_from_the_streams_is_escaped_and_shown_without_control_characters(self, web, real_redis):
+        client, _ = web
+        hostile = '<img src=x onerror="alert(1)">\x1b]0;owned\x07'
+        append(real_redis, "result", result(account_id="EVIL", status="failed", error=hostile, timestamp=now_text()))
+        append(real_redis, "discrepancy", discrepancy(account_id="EVIL", symbol=hostile, timestamp=now_text()))
+
+        def shown() -> str | None:
+            text = client.get("/board").text
+            return text if "EVIL" in text else None
+
+        page = eventually(shown, "the entry")
+
+        assert "<img" not in page
+        assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;\\x1b]0;owned\\x07" in page
+        assert "\x1b" not in page
+
+    def test_an_entry_appended_while_serving_reaches_the_board(self, web, real_redis):
+        client, board = web
+        version = board.state.version
+
+        append(real_redis, "halt", halt(account_id="ACC-9", symbol="TSLA", timestamp=now_text(), first_seen=now_text()))
+
+        eventually(lambda: board.state.version > version, "the board to change")
+        (account,) = [a for a in client.get("/api/board").json()["accounts"] if a["account_id"] == "ACC-9"]
+        assert account["breaks"][0]["halted"] is True
+        assert client.get("/board").headers["x-board-version"] == str(board.state.version)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def serving(redis_server: RedisServer, store_path: str) -> Iterator[str]:
+    port = _free_port()
+    server = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-m", "reconciliation", "serve", "--store", store_path,
+         "--redis-url", f"redis://127.0.0.1:{redis_server.port}/0", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: _answers(url, server), "serve to answer")
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - a loopback http URL we built
+        return json.load(answer)
+
+
+def _answers(url: str, server: subprocess.Popen[str]) -> bool:
+    assert server.poll() is None, server.communicate()
+    try:
+        return bool(_get_json(f"{url}/api/board")["feed"]["live"])
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+@pytest.mark.real_redis
+def test_serve_tells_open_event_streams_of_each_change(serving: str, real_redis: redis.Redis) -> None:
+    with urllib.request.urlopen(f"{serving}/events", timeout=10) as events:  # noqa: S310 - loopback
+        first = _next_board_event(events)
+        append(real_redis, "discrepancy", discrepancy(account_id="ACC-7", timestamp=now_text()))
+        second = _next_board_event(events)
+
+    assert second > first
+    assert "ACC-7" in [a["account_id"] for a in _get_json(f"{serving}/api/board")["accounts"]]
+
+
+def _next_board_event(events: Any) -> int:
+    while line := events.readline().decode():
+        if line.startswith("data: "):
+            return int(line.removeprefix("data: "))
+    msg = "the event stream ended"
+    raise AssertionError(msg)
+
+
+def test_serve_without_the_store_file_is_a_usage_error(tmp_path: Path) -> None:
+    outcome = CliRunner().invoke(main, ["serve", "--store", str(tmp_path / "none.db")])
+
+    assert outcome.exit_code == 2, outcome.output
+    assert "--store: no audit store at" in outcome.output
+
+
+def test_serve_on_a_store_without_audit_tables_exits_5_saying_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+
+    outcome = CliRunner().invoke(main, ["serve", "--store", str(empty)])
+
+    assert outcome.exit_code == 5, outcome.output
+    assert "has no audit tables" in outcome.output
+
+
+def test_serve_with_a_url_that_is_not_a_redis_url_is_a_usage_error(store_path: str) -> None:
+    outcome = CliRunner().invoke(main, ["serve", "--store", store_path, "--redis-url", "notaurl"])
+
+    assert outcome.exit_code == 2, outcome.output
+    assert "--redis-url: not a Redis URL" in outcome.output
+
+
+def test_serve_on_a_port_in_use_exits_4_naming_it(store_path: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+
+        outcome = CliRunner().invoke(main, ["serve", "--store", store_path, "--port", str(port)])
+
+    assert outcome.exit_code == 4, outcome.output
+    assert f"cannot listen on 127.0.0.1:{port}" in outcome.output
+
+
+@pytest.mark.parametrize("port", ["0", "65536", str(10**20)])
+def test_serve_with_a_port_out_of_range_is_a_usage_error(store_path: str, port: str) -> None:
+    outcome = CliRunner().invoke(main, ["serve", "--store", store_path, "--port", port])
+
+    assert outcome.exit_code == 2, outcome.output
+    assert "--port" in outcome.output

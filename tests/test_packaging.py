@@ -1,0 +1,62 @@
+"""What a host gets from `pip install`: the metadata in pyproject.toml, a version, and types its mypy sees."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.metadata
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import reconciliation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOST = """\
+from reconciliation import ReconcileRequest, ReconciliationConfig, ReconciliationService
+
+config = ReconciliationConfig("ACC-1")
+reveal_type(config.interval_seconds)
+reveal_type(ReconciliationService.reconcile)
+request = ReconcileRequest("ACC-1", requested_by="risk")
+account: int = config.account_id
+"""
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    assert reconciliation.__version__ == importlib.metadata.version("reconciliation")
+
+
+def test_the_metadata_is_pep_621_and_setup_cfg_configures_nothing() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    setup_cfg = configparser.ConfigParser()
+    setup_cfg.read(ROOT / "setup.cfg")
+
+    assert project["name"] == "reconciliation"
+    assert project["scripts"] == {"reconciliation": "reconciliation._cli.main:main"}
+    assert {"postgres", "demo", "bench", "board", "test"} <= set(project["optional-dependencies"])
+    assert setup_cfg.sections() == []
+
+
+def test_a_hosts_mypy_sees_the_installed_package_and_its_types(tmp_path: Path) -> None:
+    (tmp_path / "host.py").write_text(HOST)
+
+    checked = subprocess.run(  # noqa: S603 - this interpreter's mypy, fixed arguments
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "host.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert "import-not-found" not in checked.stdout, checked.stdout
+    assert "import-untyped" not in checked.stdout, checked.stdout
+    assert 'host.py:4: note: Revealed type is "float"' in checked.stdout
+    assert "ReconciliationResult" in checked.stdout.splitlines()[1]
+    assert (
+        'host.py:7: error: Incompatible types in assignment (expression has type "str", variable has type "int")'
+        in checked.stdout
+    )
+    assert checked.stdout.count("error:") == 1, checked.stdout
