@@ -30,7 +30,8 @@ from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.debouncer_actor import EntryRef
 from reconciliation._runtime.delivery import DeliveryHealth
 from reconciliation._runtime.health import ComponentHealth, ComponentState, ServiceHealth
-from reconciliation._runtime.messages import HaltCallback, ReconcileRequest
+from reconciliation._runtime.messages import FinishedRun, HaltCallback, ReconcileRequest
+from reconciliation._runtime.observers import BookCallTiming, RuntimeObserver
 from reconciliation._runtime.runtime import StopReport
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
@@ -43,6 +44,7 @@ __all__ = [
     "Account",
     "AgeingPolicy",
     "AssetType",
+    "BookCallTiming",
     "BreakState",
     "BrokerAccount",
     "BrokerPosition",
@@ -54,6 +56,7 @@ __all__ = [
     "DiscrepancySeverity",
     "DiscrepancyType",
     "EntryRef",
+    "FinishedRun",
     "HaltCallback",
     "InMemoryPortfolio",
     "LocalAccount",
@@ -66,6 +69,7 @@ __all__ = [
     "ReconciliationResult",
     "ReconciliationRuntime",
     "ReconciliationService",
+    "RuntimeObserver",
     "ServiceHealth",
     "StopReport",
 ]

@@ -39,7 +39,7 @@ from reconciliation._publishing.payloads import (
     iter_payloads,
 )
 from reconciliation._runtime.clock import ManualClock
-from reconciliation._runtime.observers import add_observer, remove_observer
+from reconciliation._runtime.observers import PROCESS_OBSERVERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.models import ReconciliationResult
     from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._runtime.observers import BookCallTiming
     from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 
 __all__ = [
@@ -184,7 +185,10 @@ class PublishedCapture:
         self.run_results: list[ReconciliationResult] = []
         self._arrived = threading.Condition()
 
-    def _observe(self, run: FinishedRun) -> None:
+    def book_call_ended(self, timing: BookCallTiming) -> None:
+        """The capture keeps runs, not calls."""
+
+    def run_finished(self, run: FinishedRun) -> None:
         decoded = [(channel, json.loads(text)) for channel, text in iter_payloads(run.result, run.ageing)]
         with self._arrived:
             self.messages.extend(decoded)
@@ -246,11 +250,11 @@ class PublishedCapture:
 def capture_published() -> Iterator[PublishedCapture]:
     """Capture what every service in this process publishes while the block runs."""
     capture = PublishedCapture()
-    add_observer(capture._observe)  # noqa: SLF001 - the capture's own hook
+    PROCESS_OBSERVERS.add(capture)
     try:
         yield capture
     finally:
-        remove_observer(capture._observe)  # noqa: SLF001
+        PROCESS_OBSERVERS.remove(capture)
 
 
 def settle(service: ReconciliationService | ReconciliationRuntime, timeout: float = 5.0) -> None:

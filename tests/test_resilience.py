@@ -206,3 +206,65 @@ def test_a_run_nobody_finishes_is_failed_by_the_watchdog(
     result = pending.get(timeout=5)
     assert result.error == "the run produced no result within 15 s and was abandoned"
     assert harness.capture.results[-1]["run_id"] == str(result.run_id)
+
+
+class Recorder:
+    """A host's observer: what it heard, in order."""
+
+    def __init__(self) -> None:
+        self.runs: list[Any] = []
+        self.calls: list[Any] = []
+
+    def run_finished(self, run: Any) -> None:
+        self.runs.append(run)
+
+    def book_call_ended(self, timing: Any) -> None:
+        self.calls.append(timing)
+
+
+def test_an_observer_hears_of_every_run_before_the_asker_and_of_every_book_call(harness_factory: Any) -> None:
+    harness = harness_factory()
+    recorder = Recorder()
+    harness.service.add_observer(recorder)
+    startup = harness.start()
+    assert startup is not None
+    assert [run.result.run_id for run in recorder.runs] == [startup.run_id]
+    assert sorted(t.call for t in recorder.calls) == [
+        "broker.get_account",
+        "broker.get_positions",
+        "local.get_account",
+        "local.get_positions",
+    ]
+    assert {t.outcome for t in recorder.calls} == {"ok"}
+
+
+def test_an_observer_hears_of_a_broker_call_that_timed_out_and_of_the_run_it_then_refuses(
+    harness_factory: Any,
+) -> None:
+    harness = harness_factory(broker_timeout_seconds=0.2)
+    recorder = Recorder()
+    harness.service.add_observer(recorder)
+    harness.start()
+    harness.broker.then_delay(1.0)
+    harness.reconcile()
+    harness.reconcile()
+    outcomes = [t.outcome for t in recorder.calls if t.call == "broker.get_positions"]
+    assert outcomes[-2:] == ["timeout", "still_hung"]
+
+
+def test_an_observer_that_raises_costs_no_run(harness_factory: Any) -> None:
+    class Broken(Recorder):
+        def run_finished(self, run: Any) -> None:
+            raise RuntimeError("metrics backend down")
+
+    harness = harness_factory()
+    harness.service.add_observer(Broken())
+    harness.start()
+    assert harness.reconcile().status == "ok"
+    assert len(harness.capture.results) == 2
+
+
+def test_what_is_not_an_observer_is_refused(harness_factory: Any) -> None:
+    harness = harness_factory()
+    with pytest.raises(TypeError, match="run_finished"):
+        harness.service.add_observer(object())

@@ -26,9 +26,11 @@ import contextlib
 import inspect
 import itertools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.error_text import describe_error
+from reconciliation._runtime.observers import BookCallTiming
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -55,8 +57,11 @@ class BookCalls:
         monotonic: Callable[[], float],
         home_loop: asyncio.AbstractEventLoop | None = None,
         on_hung: Callable[[int], object] = lambda _: None,
+        on_call: Callable[[BookCallTiming], object] = lambda _: None,
     ) -> None:
-        """`on_hung(n)` is told how many calls hang (outlived their limit) whenever that changes."""
+        """`on_hung(n)` is told how many calls hang (outlived their limit) whenever that
+        changes; `on_call` how each call went (see `BookCallTiming`)."""
+        self._on_call = on_call
         self._workers = workers
         self._monotonic = monotonic
         self._home_loop = home_loop
@@ -80,18 +85,22 @@ class BookCalls:
         key = (account_id, name)
         outstanding = self._outstanding.get(key)
         if outstanding is not None:
+            self._on_call(BookCallTiming(account_id, name, 0.0, "still_hung"))
             msg = (
                 f"{name} is still running from an earlier run (called {self._monotonic() - outstanding[1]:.0f} s "
                 "ago, it never returned); it is not called again until it does"
             )
             raise BookCallError(msg)
         started = self._monotonic()
+        waited_from = time.perf_counter()
         running = self._begin(method, account_id, name, key)
         done, _ = await asyncio.wait({running}, timeout=limit)
         if done and self._belongs_to_home_loop(running, key):
             running = self._begin(method, account_id, name, key)
             done, _ = await asyncio.wait({running}, timeout=max(limit - (self._monotonic() - started), 0.0))
+        waited = time.perf_counter() - waited_from
         if not done:
+            self._on_call(BookCallTiming(account_id, name, waited, "timeout"))
             running.cancel()
             if key in self._outstanding:
                 self._hung.add(key)
@@ -101,9 +110,11 @@ class BookCalls:
             msg = f"{name} did not answer within {limit:g} s{where}"
             raise BookCallError(msg)
         if running.cancelled():
+            self._on_call(BookCallTiming(account_id, name, waited, "failed"))
             msg = f"{name} was cancelled"
             raise BookCallError(msg)
         error = running.exception()
+        self._on_call(BookCallTiming(account_id, name, waited, "ok" if error is None else "failed"))
         if error is not None:
             cause = error.__cause__ if isinstance(error, _HostRaised) else error
             msg = f"{name} failed: {describe_error(cause)}"

@@ -25,7 +25,7 @@ from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
 from reconciliation._runtime.actor_base import ResilientActor, ticket_of
 from reconciliation._runtime.messages import AbandonRun, FinishedRun, SnapshotFailed, SnapshotTaken
-from reconciliation._runtime.observers import notify_observers
+from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 from reconciliation._runtime.results import completed_result, failed_result
 
 if TYPE_CHECKING:
@@ -90,9 +90,11 @@ class ComparatorActor(ResilientActor):
         board: HealthBoard,
         clock: Clock,
         on_halt: HaltCallback | None = None,
+        observers: Observers | None = None,
     ) -> None:
         """`sinks` maps each account to the delivery actors its runs go to."""
         super().__init__(board=board, clock=clock)
+        self._observers = observers or Observers()
         self._accounts = accounts
         self._trackers = trackers
         self._sinks = sinks
@@ -126,7 +128,8 @@ class ComparatorActor(ResilientActor):
             self._halt(confirmed, result)
 
     def _emit(self, ticket: RunTicket, run: FinishedRun) -> None:
-        notify_observers(run)
+        PROCESS_OBSERVERS.run_finished(run)
+        self._observers.run_finished(run)
         for sink in self._sinks[run.result.account_id]:
             sink.tell(run)
         ticket.outcome.set_result(run.result)

@@ -17,6 +17,7 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.book_calls import BookCalls
 from reconciliation._runtime.messages import FetchSnapshot, RunTicket, SnapshotFailed, SnapshotTaken
+from reconciliation._runtime.observers import Observers
 from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 
@@ -49,6 +50,7 @@ class FetcherActor(ResilientActor):
         board: HealthBoard,
         clock: Clock,
         home_loop: asyncio.AbstractEventLoop | None = None,
+        observers: Observers | None = None,
     ) -> None:
         super().__init__(board=board, clock=clock)
         self._accounts = accounts
@@ -61,6 +63,7 @@ class FetcherActor(ResilientActor):
             monotonic=clock.monotonic,
             home_loop=home_loop,
             on_hung=lambda hung: board.count("hung_broker_calls", hung),
+            on_call=(observers or Observers()).book_call_ended,
         )
 
     @property

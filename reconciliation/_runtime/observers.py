@@ -1,46 +1,87 @@
-"""In-process observers of every finished run: how `reconciliation.testing` captures
-what is published without Redis, a thread or a sleep (like `structlog.testing.capture_logs`).
+"""What a runtime tells those who watch it: each finished run, and how each book call went.
 
-Observers are process-wide and called synchronously in the emit step, before anyone
-waiting for the run is answered: when `await service.reconcile()` returns, its run has
-been observed. They must be quick; one that raises is logged and skipped.
+A host's metrics (`reconciliation.metrics`) or test capture (`reconciliation.testing`)
+implements `RuntimeObserver` and is added to a runtime (`add_observer`) or to every
+runtime of the process (`PROCESS_OBSERVERS`, what `capture_published` uses).
+
+Observers are called synchronously in the runtime's own threads — `run_finished` in the
+emit step, before anyone waiting for the run is answered; `book_call_ended` on the
+fetch loop — so they must be quick and must not block. One that raises is logged and
+skipped; it never costs a run.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from reconciliation._runtime.messages import FinishedRun
 
-__all__ = ["add_observer", "notify_observers", "remove_observer"]
+__all__ = ["PROCESS_OBSERVERS", "BookCallTiming", "Observers", "RuntimeObserver"]
 
 logger = logging.getLogger(__name__)
 
-
-_lock = threading.Lock()
-_observers: tuple[Callable[[FinishedRun], object], ...] = ()
+CallOutcome = Literal["ok", "failed", "timeout", "still_hung"]
 
 
-def add_observer(observer: Callable[[FinishedRun], object]) -> None:
-    global _observers  # noqa: PLW0603 - a process-wide hook, by design (see the module docstring)
-    with _lock:
-        _observers = (*_observers, observer)
+@attrs.frozen
+class BookCallTiming:
+    """One call to a book: `call` is `broker.get_positions`, `local.get_account`, ...
+
+    `outcome` is `ok`, `failed` (it raised or answered malformed data is not judged
+    here), `timeout` (it outlived the run's limit) or `still_hung` (not made: the
+    previous call of it has not returned); `seconds` is how long the run waited.
+    """
+
+    account_id: str
+    call: str
+    seconds: float
+    outcome: CallOutcome
 
 
-def remove_observer(observer: Callable[[FinishedRun], object]) -> None:
-    global _observers  # noqa: PLW0603
-    with _lock:
-        _observers = tuple(o for o in _observers if o is not observer)
+@runtime_checkable
+class RuntimeObserver(Protocol):
+    def run_finished(self, run: FinishedRun) -> None: ...
+
+    def book_call_ended(self, timing: BookCallTiming) -> None: ...
 
 
-def notify_observers(run: FinishedRun) -> None:
-    for observer in _observers:
-        try:
-            observer(run)
-        except Exception:
-            logger.exception("An observer of finished runs failed on run %s", run.result.run_id)
+class Observers:
+    """A set of observers, added and removed from any thread, called from the runtime's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._observers: tuple[RuntimeObserver, ...] = ()
+
+    def add(self, observer: RuntimeObserver) -> None:
+        if not isinstance(observer, RuntimeObserver):
+            msg = f"an observer has run_finished(run) and book_call_ended(timing), not {observer!r:.100}"
+            raise TypeError(msg)
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+    def remove(self, observer: RuntimeObserver) -> None:
+        with self._lock:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def run_finished(self, run: FinishedRun) -> None:
+        for observer in self._observers:
+            try:
+                observer.run_finished(run)
+            except Exception:
+                logger.exception("An observer failed on run %s", run.result.run_id)
+
+    def book_call_ended(self, timing: BookCallTiming) -> None:
+        for observer in self._observers:
+            try:
+                observer.book_call_ended(timing)
+            except Exception:
+                logger.exception("An observer failed on a %s call", timing.call)
+
+
+PROCESS_OBSERVERS = Observers()
+"""Observers of every runtime in this process (a test capture, typically)."""

@@ -34,6 +34,7 @@ from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import Barrier, InFlight, ReconcileRequest, RunRequested
+from reconciliation._runtime.observers import Observers
 from reconciliation._runtime.scheduler_actor import SchedulerActor
 from reconciliation.audit._errors import AuditStoreError
 from reconciliation.audit._sink import AuditSink
@@ -111,6 +112,8 @@ class Runtime:
         self._clock: Clock | None = None
         self._on_halt = on_halt
         self._board = HealthBoard()
+        self.observers = Observers()
+        """Who hears of each finished run and each book call (see `RuntimeObserver`)."""
         self._actors: list[pykka.ActorRef[Any]] = []
         self._entry: EntryRef | None = None
         self._scheduler: pykka.ActorRef[Any] | None = None
@@ -163,10 +166,21 @@ class Runtime:
             for account_id, config in self._configs.items()
         }
         comparator = ComparatorActor.start(
-            accounts=self._configs, trackers=trackers, sinks=sinks, board=board, clock=clock, on_halt=self._on_halt
+            accounts=self._configs,
+            trackers=trackers,
+            sinks=sinks,
+            board=board,
+            clock=clock,
+            on_halt=self._on_halt,
+            observers=self.observers,
         )
         fetcher = FetcherActor.start(
-            accounts=self._accounts, comparator=comparator, board=board, clock=clock, home_loop=home_loop
+            accounts=self._accounts,
+            comparator=comparator,
+            board=board,
+            clock=clock,
+            home_loop=home_loop,
+            observers=self.observers,
         )
         scheduler = SchedulerActor.start(
             accounts=self._configs, fetcher=fetcher, comparator=comparator, board=board, clock=clock

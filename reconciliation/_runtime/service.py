@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from reconciliation._runtime.delivery import DeliveryHealth
     from reconciliation._runtime.health import ServiceHealth
     from reconciliation._runtime.messages import HaltCallback
+    from reconciliation._runtime.observers import RuntimeObserver
 
 __all__ = ["ReconciliationRuntime", "ReconciliationService"]
 
@@ -144,6 +145,19 @@ class ReconciliationRuntime:
     def health(self) -> ServiceHealth:
         """Each component's state (running / degraded / stopped), each sink's queue and errors."""
         return self._runtime.health()
+
+    def add_observer(self, observer: RuntimeObserver) -> None:
+        """Hear of every finished run and every book call (metrics, say); before or after start.
+
+        The observer is called in the runtime's threads and must be quick.
+
+        Raises:
+            TypeError: it does not implement `RuntimeObserver`.
+        """
+        self._runtime.observers.add(observer)
+
+    def remove_observer(self, observer: RuntimeObserver) -> None:
+        self._runtime.observers.remove(observer)
 
     async def _run(self, account_id: str, trigger: Trigger) -> ReconciliationResult:
         return await asyncio.wrap_future(self._runtime.request(account_id, trigger))
@@ -264,6 +278,13 @@ class ReconciliationService:
     def health(self) -> ServiceHealth:
         """Each component's state (running / degraded / stopped), each sink's queue and errors."""
         return self._accounts.health()
+
+    def add_observer(self, observer: RuntimeObserver) -> None:
+        """Hear of every finished run and every book call (see `ReconciliationRuntime.add_observer`)."""
+        self._accounts.add_observer(observer)
+
+    def remove_observer(self, observer: RuntimeObserver) -> None:
+        self._accounts.remove_observer(observer)
 
     def publisher_health(self) -> DeliveryHealth:
         """The way to Redis: queued, delivered, dropped and set-aside runs, the last error."""
