@@ -152,6 +152,8 @@ def test_the_published_payloads_carry_the_contract_fields(
         "type": "quantity_mismatch",
         "severity": "critical",
         "symbol": "AAPL",
+        "asset_type": "stock",
+        "currency": None,
         "local_value": "100",
         "broker_value": "150.25",
         "timestamp": "2026-11-25T10:00:00.000000+00:00",

@@ -50,7 +50,7 @@ _SECONDS = (
     "post_fill_max_wait_seconds",
     "publish_retry_max_seconds",
 )
-_MONEY = ("cash_tolerance", "equity_tolerance_pct")
+_MONEY = ("cash_tolerance", "equity_tolerance_pct", "cost_tolerance_pct")
 _COUNTS = ("stream_maxlen", "outbox_max_runs")
 _CONFIG_KEYS = tuple(field.name for field in attrs.fields(ReconciliationConfig))
 
@@ -250,6 +250,13 @@ def _table(path: str, value: Any) -> dict[str, Any]:
     return value
 
 
+def _amounts(path: str, value: Any) -> dict[str, Decimal]:
+    """A table of currency = amount, each amount read like `_decimal`."""
+    if not isinstance(value, dict):
+        _fail(path, f'expected a table of currency = amount such as EUR = "0.50", got {_describe(value)}')
+    return {currency: _decimal(f"{path}.{currency}", amount) for currency, amount in value.items()}
+
+
 def _decimal(path: str, value: Any) -> Decimal:
     """An int, a string of digits, or a TOML float taken as the digits written."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -270,6 +277,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     **dict.fromkeys(_SECONDS, _seconds),
     **dict.fromkeys(_COUNTS, _count),
     **dict.fromkeys(_MONEY, _decimal),
+    "cash_tolerance_by_currency": _amounts,
 }
 
 

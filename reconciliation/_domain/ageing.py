@@ -17,7 +17,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.breaks import BreakKey, BreakState, break_id_for
+from reconciliation._domain.breaks import BreakKey, BreakState, break_id_for, describe_key
 from reconciliation._domain.models import AgeingPolicy
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class BreakTracker:
                 )
                 raise ValueError(msg)
             if state.key in self._open:
-                msg = f"two open breaks for {_describe(state.key)}: {self._open[state.key].break_id} and {state.break_id}"
+                msg = f"two open breaks for {describe_key(state.key)}: {self._open[state.key].break_id} and {state.break_id}"
                 raise ValueError(msg)
             self._open[state.key] = state
 
@@ -114,7 +114,7 @@ class BreakTracker:
         halts: list[BreakState] = []
         for discrepancy in result.discrepancies:
             if discrepancy.key in current:
-                msg = f"run {result.run_id} reports {_describe(discrepancy.key)} twice"
+                msg = f"run {result.run_id} reports {describe_key(discrepancy.key)} twice"
                 raise ValueError(msg)
             previous = self._open.get(discrepancy.key)
             state = self._sighted(previous, discrepancy, result)
@@ -171,9 +171,6 @@ class BreakTracker:
             first_run_id=first_run_id,
             last_run_id=result.run_id,
             halted_run_id=halted_run_id,
+            asset_type=discrepancy.asset_type,
+            currency=discrepancy.currency,
         )
-
-
-def _describe(key: BreakKey) -> str:
-    account_id, kind, symbol = key
-    return f"{kind.value} {symbol or '(account)'} on {account_id}"

@@ -6,6 +6,7 @@ own `break_id` and its own age.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
 from reconciliation._domain.values import (
     non_empty_text,
     optional_decimal,
@@ -23,10 +24,12 @@ from reconciliation._domain.values import (
     whole_number,
 )
 
-__all__ = ["BreakKey", "BreakState", "break_id_for"]
+__all__ = ["BreakKey", "BreakState", "break_id_for", "describe_key"]
 
-BreakKey = tuple[str, DiscrepancyType, str | None]
-"""(account_id, type, symbol): the same as `Discrepancy.key`."""
+logger = logging.getLogger(__name__)
+
+BreakKey = tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]
+"""(account_id, type, symbol, asset_type, currency): the same as `Discrepancy.key`."""
 
 
 def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
@@ -34,8 +37,24 @@ def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
 
     Derived, not random, so recording the same run twice writes the same break.
     """
-    account_id, kind, symbol = key
-    return uuid.uuid5(first_run_id, f"{account_id}\x1f{kind.value}\x1f{symbol or ''}")
+    account_id, kind, symbol, asset_type, currency = key
+    parts = (account_id, kind.value, symbol or "", asset_type.value if asset_type else "", currency or "")
+    return uuid.uuid5(first_run_id, "\x1f".join(parts))
+
+
+def describe_key(key: BreakKey) -> str:
+    """`quantity_mismatch AAPL (option) on ACC-1`, `cash_mismatch EUR on ACC-1`."""
+    account_id, kind, symbol, asset_type, currency = key
+    if symbol is None:
+        subject = currency or "(account)"
+    else:
+        subject = symbol if asset_type in {None, AssetType.STOCK} else f"{symbol} ({asset_type.value})"
+    return f"{kind.value} {subject} on {account_id}"
+
+
+def _position_asset_type(state: BreakState) -> AssetType | None:
+    kind = state.type
+    return AssetType.STOCK if isinstance(kind, DiscrepancyType) and not kind.is_account_level else None
 
 
 def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -73,6 +92,12 @@ class BreakState:
         default=None, converter=_optional_utc, validator=_optional_utc_only
     )
     resolved_run_id: UUID | None = attrs.field(default=None)
+    asset_type: AssetType | None = attrs.field(
+        default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
+    )
+    """The position's asset type; None for an account-level break."""
+    currency: str | None = attrs.field(default=None, kw_only=True)
+    """The currency of a per-currency cash break; None otherwise."""
 
     @last_seen.validator
     def _not_before_first_seen(self, _field: attrs.Attribute[Any], value: dt.datetime) -> None:
@@ -88,7 +113,7 @@ class BreakState:
 
     @property
     def key(self) -> BreakKey:
-        return (self.account_id, self.type, self.symbol)
+        return (self.account_id, self.type, self.symbol, self.asset_type, self.currency)
 
     @property
     def is_open(self) -> bool:

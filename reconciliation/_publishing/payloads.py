@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.breaks import BreakState
-    from reconciliation._domain.models import Discrepancy, ReconciliationResult
+    from reconciliation._domain.models import AssetType, Discrepancy, ReconciliationResult
 
 __all__ = [
     "DISCREPANCY_CHANNEL",
     "HALT_CHANNEL",
     "RESOLVED_CHANNEL",
     "RESULT_CHANNEL",
+    "asset_type_text",
     "break_facts",
     "decimal_text",
     "discrepancy_payload",
@@ -50,6 +51,11 @@ def decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
+def asset_type_text(value: AssetType | None) -> str | None:
+    """The asset type as text ("stock", "option", ...); None for an account-level discrepancy."""
+    return None if value is None else value.value
+
+
 def timestamp_text(value: dt.datetime) -> str:
     """ISO-8601 in UTC, always with microseconds and "+00:00"."""
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
@@ -68,7 +74,12 @@ def result_payload(result: ReconciliationResult) -> dict[str, Any]:
         "status": result.status,
         "error": result.error,
         "netted": [
-            {"side": netted.side, "symbol": netted.symbol, "entries": netted.entries}
+            {
+                "side": netted.side,
+                "symbol": netted.symbol,
+                "asset_type": netted.asset_type.value,
+                "entries": netted.entries,
+            }
             for netted in result.netted
         ],
     }
@@ -80,6 +91,8 @@ def discrepancy_payload(result: ReconciliationResult, discrepancy: Discrepancy) 
         "type": discrepancy.type.value,
         "severity": discrepancy.severity.value,
         "symbol": discrepancy.symbol,
+        "asset_type": asset_type_text(discrepancy.asset_type),
+        "currency": discrepancy.currency,
         "local_value": decimal_text(discrepancy.local_value),
         "broker_value": decimal_text(discrepancy.broker_value),
         "timestamp": timestamp_text(discrepancy.timestamp),
@@ -112,6 +125,8 @@ def resolved_payload(result: ReconciliationResult, state: BreakState) -> dict[st
         "account_id": state.account_id,
         "type": state.type.value,
         "symbol": state.symbol,
+        "asset_type": asset_type_text(state.asset_type),
+        "currency": state.currency,
         "severity": state.severity.value,
         "first_seen": timestamp_text(state.first_seen),
         "last_seen": timestamp_text(state.last_seen),
@@ -128,6 +143,8 @@ def halt_payload(result: ReconciliationResult, state: BreakState) -> dict[str, A
         "account_id": state.account_id,
         "type": state.type.value,
         "symbol": state.symbol,
+        "asset_type": asset_type_text(state.asset_type),
+        "currency": state.currency,
         "severity": state.severity.value,
         "local_value": decimal_text(state.local_value),
         "broker_value": decimal_text(state.broker_value),
