@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from rich.table import Table
 
+from reconciliation._cli.render import subject
 from reconciliation._domain.models import DiscrepancySeverity
+from reconciliation._publishing.payloads import asset_type_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -84,7 +86,13 @@ def render_history(console: Console, history: AccountHistory, *, open_only: bool
         breaks.add_row(
             f"[{style}]{state.severity.value.upper()}[/{style}]",
             state.type.value,
-            state.symbol or "(account)",
+            subject(
+                {
+                    "symbol": state.symbol,
+                    "asset_type": asset_type_text(state.asset_type),
+                    "currency": state.currency,
+                }
+            ),
             "none" if state.local_value is None else format(state.local_value, "f"),
             "none" if state.broker_value is None else format(state.broker_value, "f"),
             _when(state.first_seen),

@@ -29,6 +29,7 @@ __all__ = [
     "payload_identity",
     "resolved_line",
     "result_line",
+    "subject",
 ]
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,27 @@ _TYPE_WIDTH = len("quantity_mismatch")
 
 
 def payload_identity(channel: str, payload: dict[str, Any]) -> tuple[str | None, ...]:
-    """What de-duplicates a payload (docs/payloads.md): its channel, run_id, and type and symbol."""
+    """What de-duplicates a payload (docs/payloads.md): its channel, run_id, and type,
+    symbol, asset type and currency."""
     if channel == RESULT_CHANNEL:
         return (channel, payload.get("run_id"))
-    return (channel, payload.get("run_id"), payload.get("type"), payload.get("symbol"))
+    return (
+        channel,
+        payload.get("run_id"),
+        payload.get("type"),
+        payload.get("symbol"),
+        payload.get("asset_type"),
+        payload.get("currency"),
+    )
+
+
+def subject(payload: dict[str, Any]) -> str:
+    """What a break is about: `AAPL`, `AAPL (option)`, `EUR` (per-currency cash), `(account)`."""
+    symbol = payload.get("symbol")
+    if not symbol:
+        return str(payload.get("currency") or "(account)")
+    asset_type = payload.get("asset_type")
+    return f"{symbol} ({asset_type})" if asset_type and asset_type != "stock" else str(symbol)
 
 
 def message_line(channel: str, payload: dict[str, Any], *, prefix: str = "") -> Text:
@@ -97,7 +115,7 @@ def discrepancy_line(payload: dict[str, Any], *, prefix: str = "") -> Text:
     line = Text(prefix)
     line.append(f"{severity.upper():<8} ", style=style)
     line.append(f"{payload.get('type', '?'):<{_TYPE_WIDTH}} ", style=style)
-    line.append(f"{payload.get('symbol') or '(account)':<9} ")
+    line.append(f"{subject(payload):<9} ")
     line.append(f"local {_value(payload.get('local_value'))}, broker {_value(payload.get('broker_value'))}")
     runs = payload.get("consecutive_runs")
     if isinstance(runs, int) and runs > 1:
@@ -110,7 +128,7 @@ def resolved_line(payload: dict[str, Any], *, prefix: str = "") -> Text:
     line = Text(prefix)
     line.append(f"{'RESOLVED':<8} ", style="green")
     line.append(f"{payload.get('type', '?'):<{_TYPE_WIDTH}} ", style="green")
-    line.append(f"{payload.get('symbol') or '(account)':<9} ")
+    line.append(f"{subject(payload):<9} ")
     runs = payload.get("consecutive_runs")
     line.append(
         f"seen in {runs} run{'' if runs == 1 else 's'} since {_clock(payload.get('first_seen'))}", style="dim"
@@ -123,7 +141,7 @@ def halt_line(payload: dict[str, Any], *, prefix: str = "") -> Text:
     line = Text(prefix)
     line.append("HALT     ", style="bold white on red")
     line.append(f"{payload.get('type', '?'):<{_TYPE_WIDTH}} ", style="bold red")
-    line.append(f"{payload.get('symbol') or '(account)':<9} ")
+    line.append(f"{subject(payload):<9} ")
     line.append(
         f"kill switch: {payload.get('consecutive_runs')} runs in a row since {_clock(payload.get('first_seen'))}; "
         f"local {_value(payload.get('local_value'))}, broker {_value(payload.get('broker_value'))}",
