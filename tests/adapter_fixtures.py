@@ -1,10 +1,12 @@
-"""Run one reconciliation of a local book against an adapter, through the real service."""
+"""Recorded venue payloads, and one reconciliation of a local book against an adapter through the real service."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -18,6 +20,14 @@ from reconciliation import (
     ReconciliationResult,
     ReconciliationService,
 )
+
+FIXTURES = Path(__file__).parent / "fixtures" / "brokers"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    """A fresh copy of a recorded payload file (tests/fixtures/brokers), for a test to change as it likes."""
+    payloads: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return payloads
 
 
 class Book:

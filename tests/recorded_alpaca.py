@@ -14,9 +14,9 @@ from urllib.parse import urlparse
 
 import requests
 import requests.adapters
-from recorded_ccxt import recorded
+from adapter_fixtures import recorded
 
-__all__ = ["RecordedAlpaca", "alpaca_client", "recorded"]
+__all__ = ["RecordedAlpaca", "alpaca_client"]
 
 
 class RecordedAlpaca(requests.adapters.BaseAdapter):

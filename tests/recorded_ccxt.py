@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import copy
 import importlib
-import json
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-FIXTURES = Path(__file__).parent / "fixtures" / "brokers"
+from adapter_fixtures import recorded
 
 Answer = Any | Callable[[dict[str, str]], Any]
-
-
-def recorded(name: str) -> dict[str, Any]:
-    """A fresh copy of a recorded payload file, for a test to change as it likes."""
-    payloads: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return payloads
 
 
 class RecordedVenue:

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("alpaca")
 
-from adapter_fixtures import Book, found, reconcile_once
-from recorded_alpaca import alpaca_client, recorded
+from adapter_fixtures import Book, found, reconcile_once, recorded
+from recorded_alpaca import alpaca_client
 
 from reconciliation import AssetType, BrokerPosition, DiscrepancyType, Position
 from reconciliation.adapters import BrokerDataError

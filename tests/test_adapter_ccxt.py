@@ -11,8 +11,8 @@ import pytest
 
 ccxt = pytest.importorskip("ccxt")
 
-from adapter_fixtures import Book, found, reconcile_once  # noqa: E402 - after the SDK check
-from recorded_ccxt import binanceusdm, bybit, okx, recorded  # noqa: E402
+from adapter_fixtures import Book, found, reconcile_once, recorded  # noqa: E402 - after the SDK check
+from recorded_ccxt import binanceusdm, bybit, okx  # noqa: E402
 
 from reconciliation import AssetType, BrokerPosition, DiscrepancyType, Position  # noqa: E402
 from reconciliation.adapters import BrokerDataError  # noqa: E402

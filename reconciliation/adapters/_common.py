@@ -55,7 +55,8 @@ def exact_float(value: float, what: str) -> Decimal:
 
     A float's shortest text (`repr`) is the shortest decimal that reads back as the
     same float, so for the text a venue sends (at most 15 significant digits, or a
-    double the venue itself printed shortest, as TWS does) it is exactly that text.
+    double the venue itself printed shortest, as TWS does) it is exactly that text. A
+    whole number comes back without a fraction ("100", not "100.0").
 
     Raises:
         BrokerDataError: not a finite float.
@@ -66,7 +67,9 @@ def exact_float(value: float, what: str) -> Decimal:
     if not math.isfinite(value):
         msg = f"{what} is {value!r}, not a finite number"
         raise BrokerDataError(msg)
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if isinstance(value, int) or value.is_integer():
+        return Decimal(int(value))
+    return Decimal(repr(value))
 
 
 def check_account(asked: str, served: str, adapter: str) -> None:
