@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
+from reconciliation._cli.broker_adapters import AdapterConfigError, adapter_factory
 from reconciliation._domain.models import ReconciliationConfig
 from reconciliation._runtime.service import ReconciliationService
 
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 _TOP_LEVEL = ("redis_url", "defaults", "accounts")
 _FACTORY_KEYS = ("broker", "portfolio")
+_ADAPTER_KEY = "broker_adapter"
+"""A table naming a broker adapter (docs/configuration.md), instead of a `broker` factory."""
 _SECONDS = (
     "interval_seconds",
     "post_fill_delay_seconds",
@@ -66,7 +69,7 @@ def _nested_options() -> dict[str, type]:
 
 _NESTED = _nested_options()
 """Options that are attrs classes themselves (e.g. `ageing`): a sub-table of keyword arguments."""
-_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS)
+_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS, _ADAPTER_KEY)
 _DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
 
 
@@ -174,20 +177,10 @@ def _account(where: str, merged: dict[str, Any], *, in_defaults: set[str]) -> Ac
 
     if "account_id" not in merged:
         _fail(f"{where}.account_id", "missing: every [[accounts]] table needs an account_id")
-    factories: dict[str, tuple[str, Factory]] = {}
-    for key in _FACTORY_KEYS:
-        value = merged.get(key)
-        if value is None:
-            _fail(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
-        if not isinstance(value, str):
-            _fail(key_path(key), f"expected a 'module:factory' string, got {_describe(value)}")
-        try:
-            factories[key] = (value, resolve_factory(value))
-        except (TypeError, ValueError) as exc:
-            _fail(key_path(key), str(exc))
+    factories = _factories(where, merged, in_defaults, key_path)
     options: dict[str, Any] = {}
     for key, value in merged.items():
-        if key in _FACTORY_KEYS:
+        if key in _FACTORY_KEYS or key == _ADAPTER_KEY:
             continue
         options[key] = _convert(key_path(key), key, value)
     try:
@@ -200,6 +193,46 @@ def _account(where: str, merged: dict[str, Any], *, in_defaults: set[str]) -> Ac
     broker, broker_factory = factories["broker"]
     portfolio, portfolio_factory = factories["portfolio"]
     return AccountSpec(config, broker, portfolio, broker_factory, portfolio_factory)
+
+
+def _factories(
+    where: str, merged: dict[str, Any], in_defaults: set[str], key_path: Callable[[str], str]
+) -> dict[str, tuple[str, Factory]]:
+    """Where the account's broker and portfolio come from: a description and a factory each."""
+    factories: dict[str, tuple[str, Factory]] = {}
+    if _uses_adapter(merged, in_defaults, key_path):
+        try:
+            factories["broker"] = adapter_factory(key_path(_ADAPTER_KEY), merged[_ADAPTER_KEY])
+        except AdapterConfigError as exc:
+            _fail(exc.key, exc.problem)
+    for key in _FACTORY_KEYS:
+        if key in factories:
+            continue
+        value = merged.get(key)
+        if value is None:
+            _fail(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
+        if not isinstance(value, str):
+            _fail(key_path(key), f"expected a 'module:factory' string, got {_describe(value)}")
+        try:
+            factories[key] = (value, resolve_factory(value))
+        except (TypeError, ValueError) as exc:
+            _fail(key_path(key), str(exc))
+    return factories
+
+
+def _uses_adapter(merged: dict[str, Any], in_defaults: set[str], key_path: Callable[[str], str]) -> bool:
+    """Whether the broker comes from `broker_adapter` rather than a `broker` factory.
+
+    An account's own key wins over one from [defaults]; both at one level is an error.
+    """
+    if _ADAPTER_KEY not in merged:
+        return False
+    if "broker" not in merged:
+        return True
+    adapter_from_defaults, factory_from_defaults = _ADAPTER_KEY in in_defaults, "broker" in in_defaults
+    if adapter_from_defaults == factory_from_defaults:
+        _fail(key_path(_ADAPTER_KEY), "give either broker (a factory) or broker_adapter, not both")
+    return factory_from_defaults
 
 
 def _convert(path: str, key: str, value: Any) -> Any:
