@@ -8,7 +8,7 @@ Interactive Brokers' conventions, and what the adapter does with each:
   `Contract.multiplier` is a string ("100", "" for a stock): the cost is reported per
   unit, `avgCost / multiplier`; quantities stay in contracts, as IB counts them.
 - ib_async parses the wire's text into floats; each number is read back as the
-  float's shortest text, which is the text TWS sent.
+  float's shortest text, which is the text TWS sent (for up to 15 significant digits).
 - A closed position lingers with size 0: it is left out. An FX balance held as a
   `CASH` position is cash, not a position: it is in `cash_by_currency`.
 - Cash is `TotalCashValue` and equity `NetLiquidation` (both in the account's base
