@@ -368,6 +368,21 @@ class TestDiscrepancy:
         assert eur.key == ("ACC-1", DiscrepancyType.CASH_MISMATCH, None, None, "EUR")
         assert eur.key != usd.key
 
+    @pytest.mark.parametrize(
+        ("changes", "subject"),
+        [
+            ({}, "AAPL"),
+            ({"asset_type": AssetType.OPTION}, "AAPL (option)"),
+            ({"type": DiscrepancyType.CASH_MISMATCH, "symbol": None, "currency": "EUR"}, "EUR"),
+            ({"type": DiscrepancyType.EQUITY_MISMATCH, "symbol": None}, None),
+        ],
+        ids=["a stock", "an option", "cash in one currency", "the account"],
+    )
+    def test_subject_names_what_it_is_about_for_people(
+        self, changes: dict[str, Any], subject: str | None
+    ) -> None:
+        assert discrepancy(**changes).subject == subject
+
     def test_only_a_cash_mismatch_has_a_currency(self) -> None:
         with pytest.raises(
             ValueError, match="currency is only given for a cash_mismatch, not a equity_mismatch"

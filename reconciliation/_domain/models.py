@@ -273,6 +273,15 @@ class Discrepancy:
         non_empty_text(self, field, value)
 
     @property
+    def subject(self) -> str | None:
+        """What it is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash in it); None for the account."""
+        if self.symbol is None:
+            return self.currency
+        if self.asset_type in {None, AssetType.STOCK}:
+            return self.symbol
+        return f"{self.symbol} ({self.asset_type.value})"
+
+    @property
     def key(self) -> tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]:
         """What identifies a break across runs: account, type, symbol, asset type and currency."""
         return (self.account_id, self.type, self.symbol, self.asset_type, self.currency)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import importlib
 import logging
 import sys
 import threading
@@ -251,9 +252,7 @@ def _current_loop() -> asyncio.AbstractEventLoop:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
-        from ib_async import util  # noqa: PLC0415 - the SDK of the optional extra, only when needed
-
-        loop: asyncio.AbstractEventLoop = util.getLoop()  # type: ignore[no-untyped-call]
+        loop: asyncio.AbstractEventLoop = importlib.import_module("ib_async.util").getLoop()
         return loop
 
 
@@ -327,9 +326,7 @@ class IBThread:
             self._loop.close()
 
     async def _connect(self) -> Any:
-        from ib_async import IB  # noqa: PLC0415 - the SDK of the optional extra, only when needed
-
-        ib = IB()
+        ib = importlib.import_module("ib_async").IB()
         await ib.connectAsync(
             self._host,
             self._port,
