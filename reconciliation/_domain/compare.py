@@ -64,8 +64,11 @@ _ZERO = Decimal(0)
 _FLAT = BrokerPosition(symbol="(flat)", quantity=0, avg_cost=None, market_value=0)
 """What the join finds for a position the broker omits: brokers leave flat positions out."""
 
-_Key = tuple[str, AssetType]
-"""What identifies a position on either side: its symbol and its asset type."""
+_STOCK = AssetType.STOCK
+
+_Key = str | tuple[str, AssetType]
+"""What identifies a position on either side: its symbol and its asset type. A stock's is
+its bare symbol, so that the common case hashes a string, not an enum (a Python-level hash)."""
 
 _Found = tuple[str | None, AssetType | None, DiscrepancyType, Decimal | None, Decimal | None, str | None]
 """Symbol, asset type, type, local value, broker value, currency: a discrepancy before it is built."""
@@ -176,7 +179,12 @@ def _index(
 ) -> dict[_Key, _Side]:
     by_key: dict[_Key, _Side] = {}
     for chunk in _chunks(entries, pause):
-        by_key.update({(entry.symbol, entry.asset_type): entry for entry in chunk})
+        by_key.update(
+            {
+                (entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)): entry
+                for entry in chunk
+            }
+        )
     if len(by_key) < len(entries):
         return _net(entries, side, merge, netted)
     return by_key
@@ -194,19 +202,22 @@ def _classify_held(
     append = found.append
     for chunk in _chunks(local_by_key.items(), pause):
         for key, held in chunk:
-            symbol, asset_type = key
             reported = broker_get(key, _FLAT)
             local_quantity = held.quantity
             broker_quantity = reported.quantity
             if local_quantity == broker_quantity:
-                if local_quantity and _costs_differ(held.avg_cost, reported.avg_cost, cost_tolerance_pct):
-                    append((symbol, asset_type, _COST, held.avg_cost, reported.avg_cost, None))
+                if (
+                    local_quantity
+                    and held.avg_cost != reported.avg_cost
+                    and _costs_differ(held.avg_cost, reported.avg_cost, cost_tolerance_pct)
+                ):
+                    append((held.symbol, held.asset_type, _COST, held.avg_cost, reported.avg_cost, None))
             elif not broker_quantity:
-                append((symbol, asset_type, _MISSING_BROKER, local_quantity, None, None))
+                append((held.symbol, held.asset_type, _MISSING_BROKER, local_quantity, None, None))
             elif not local_quantity:
-                append((symbol, asset_type, _MISSING_LOCAL, None, broker_quantity, None))
+                append((held.symbol, held.asset_type, _MISSING_LOCAL, None, broker_quantity, None))
             else:
-                append((symbol, asset_type, _QUANTITY, local_quantity, broker_quantity, None))
+                append((held.symbol, held.asset_type, _QUANTITY, local_quantity, broker_quantity, None))
 
 
 def _costs_differ(local: Decimal | None, broker: Decimal | None, tolerance_pct: Decimal) -> bool:
@@ -232,7 +243,9 @@ def _classify_broker_only(
             if key not in local_by_key:
                 count += 1
                 if reported.quantity:
-                    found.append((key[0], key[1], _MISSING_LOCAL, None, reported.quantity, None))
+                    found.append(
+                        (reported.symbol, reported.asset_type, _MISSING_LOCAL, None, reported.quantity, None)
+                    )
     return count
 
 
@@ -325,16 +338,23 @@ def _net(
     """Index `entries` by symbol and asset type, merging the positions that occur more than once."""
     groups: dict[_Key, list[_Side]] = {}
     for entry in entries:
-        groups.setdefault((entry.symbol, entry.asset_type), []).append(entry)
+        groups.setdefault(_key(entry), []).append(entry)
     by_key: dict[_Key, _Side] = {}
     for key, group in groups.items():
+        first = group[0]
         if len(group) == 1:
-            by_key[key] = group[0]
+            by_key[key] = first
         else:
             by_key[key] = merge(group)
-            netted.append(NettedSymbol(side=side, symbol=key[0], entries=len(group), asset_type=key[1]))
+            netted.append(
+                NettedSymbol(side=side, symbol=first.symbol, entries=len(group), asset_type=first.asset_type)
+            )
     netted.sort(key=_netted_order)
     return by_key
+
+
+def _key(entry: Position | BrokerPosition) -> _Key:
+    return entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)
 
 
 def _netted_order(entry: NettedSymbol) -> tuple[bool, str, str]:
