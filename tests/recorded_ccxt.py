@@ -98,6 +98,8 @@ def bybit_routes(payloads: dict[str, Any]) -> dict[str, Answer]:
     def positions(query: dict[str, str]) -> Any:
         if (query.get("category"), query.get("settleCoin")) == ("linear", "USDT"):
             return payloads["positions_linear_usdt"]
+        if query.get("category") == "inverse":
+            return payloads["positions_inverse"]
         return payloads["positions_empty"]
 
     return {

@@ -211,6 +211,29 @@ class TestOkx:
 
         assert (account.cash, account.total_equity) == (Decimal("24907.6461"), Decimal("24890.6711"))
 
+    def test_a_phantom_position_is_one_missing_broker(self, exchange: Any, book: Book) -> None:
+        phantom = book.adding(Position("SOL/USDT:USDT", "10", "145", SWAP))
+
+        result = reconcile_once(phantom, CcxtBroker(exchange, "okx-main", currency="USDT"))
+
+        assert found(result) == [(MISSING_BROKER, "SOL/USDT:USDT", "10", None)]
+
+    def test_a_short_the_book_missed_is_one_missing_local_in_base_units(
+        self, exchange: Any, book: Book
+    ) -> None:
+        result = reconcile_once(
+            book.without("ETH/USDT:USDT"), CcxtBroker(exchange, "okx-main", currency="USDT")
+        )
+
+        assert found(result) == [(MISSING_LOCAL, "ETH/USDT:USDT", None, "-0.3")]
+
+    def test_a_fractional_quantity_is_compared_exactly(self, exchange: Any, book: Book) -> None:
+        rounded = book.replacing("BTC/USDT:USDT", Position("BTC/USDT:USDT", "0.049", "97012.3", SWAP))
+
+        result = reconcile_once(rounded, CcxtBroker(exchange, "okx-main", currency="USDT"))
+
+        assert found(result) == [(QUANTITY, "BTC/USDT:USDT", "0.049", "0.05")]
+
     def test_a_missed_fill_on_a_contract_sized_short_is_one_quantity_mismatch(
         self, exchange: Any, book: Book
     ) -> None:
@@ -237,6 +260,7 @@ class TestBybit:
             [
                 Position("BTC/USDT:USDT", "-0.01", "67012.3", SWAP),
                 Position("ETH/USDT:USDT", "0.12", "3120.45", SWAP),
+                Position("BTC/USD:BTC", "100", "96000.5", SWAP),
             ],
             cash="10117.512",
             total_equity="10122.68",
@@ -274,6 +298,47 @@ class TestBybit:
         result = reconcile_once(phantom, CcxtBroker(exchange, "bybit-main", currency="USDT"))
 
         assert found(result) == [(MISSING_BROKER, "SOL/USDT:USDT", "12.5", None)]
+
+    def test_a_missed_fill_is_one_quantity_mismatch(self, exchange: Any, book: Book) -> None:
+        missed = book.replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", "0.1", "3120.45", SWAP))
+
+        result = reconcile_once(missed, CcxtBroker(exchange, "bybit-main", currency="USDT"))
+
+        assert found(result) == [(QUANTITY, "ETH/USDT:USDT", "0.1", "0.12")]
+
+    def test_a_short_the_book_missed_is_one_missing_local_with_its_sign(
+        self, exchange: Any, book: Book
+    ) -> None:
+        result = reconcile_once(
+            book.without("BTC/USDT:USDT"), CcxtBroker(exchange, "bybit-main", currency="USDT")
+        )
+
+        assert found(result) == [(MISSING_LOCAL, "BTC/USDT:USDT", None, "-0.01")]
+
+    def test_a_fractional_quantity_is_compared_exactly(self, exchange: Any, book: Book) -> None:
+        rounded = book.replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", "0.125", "3120.45", SWAP))
+
+        result = reconcile_once(rounded, CcxtBroker(exchange, "bybit-main", currency="USDT"))
+
+        assert found(result) == [(QUANTITY, "ETH/USDT:USDT", "0.125", "0.12")]
+
+    def test_inverse_contracts_count_their_usd_face_value(self, exchange: Any) -> None:
+        (inverse,) = [
+            p
+            for p in positions_of(CcxtBroker(exchange, "bybit-main", currency="USDT"))
+            if p.symbol == "BTC/USD:BTC"
+        ]
+
+        assert (inverse.quantity, inverse.market_value) == (100, 100)
+
+    def test_inverse_contracts_booked_in_btc_are_one_quantity_mismatch(
+        self, exchange: Any, book: Book
+    ) -> None:
+        in_btc = book.replacing("BTC/USD:BTC", Position("BTC/USD:BTC", "0.00104166", "96000.5", SWAP))
+
+        result = reconcile_once(in_btc, CcxtBroker(exchange, "bybit-main", currency="USDT"))
+
+        assert found(result) == [(QUANTITY, "BTC/USD:BTC", "0.00104166", "100")]
 
     def test_an_entry_without_a_side_fails_the_run_naming_it_instead_of_guessing(self, book: Book) -> None:
         payloads = recorded("bybit")

@@ -270,7 +270,7 @@ class CcxtBroker:
             symbol,
             quantity,
             optional_exact(entry.get("entryPrice"), f"{where} entryPrice", float_cure=_FLOAT_CURE),
-            self._market_value(entry, quantity, where),
+            self._market_value(entry, market, quantity, where),
             asset_type,
         )
 
@@ -292,11 +292,16 @@ class CcxtBroker:
             size = market.get("contractSize")
         return exact(size, f"{where} contractSize", float_cure=_FLOAT_CURE)
 
-    def _market_value(self, entry: Mapping[str, Any], quantity: Decimal, where: str) -> Decimal:
-        """ccxt's `notional`, signed like the position; else quantity times `markPrice`."""
+    def _market_value(
+        self, entry: Mapping[str, Any], market: Mapping[str, Any], quantity: Decimal, where: str
+    ) -> Decimal:
+        """ccxt's `notional`, signed like the position; else, for an inverse contract, its face
+        value (the quantity, in the quote currency); else quantity times `markPrice`."""
         notional = optional_exact(entry.get("notional"), f"{where} notional", float_cure=_FLOAT_CURE)
         if notional is not None:
             return notional.copy_abs().copy_sign(quantity)
+        if market.get("inverse") and self._units == "base":
+            return quantity
         mark = exact(entry.get("markPrice"), f"{where} notional and markPrice", float_cure=_FLOAT_CURE)
         return _EXACT.multiply(quantity, mark)
 
