@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
+from reconciliation._domain.models import describe_subject
 from reconciliation._publishing.payloads import (
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -56,11 +57,10 @@ def payload_identity(channel: str, payload: dict[str, Any]) -> tuple[str | None,
 
 def subject(payload: dict[str, Any]) -> str:
     """What a break is about: `AAPL`, `AAPL (option)`, `EUR` (per-currency cash), `(account)`."""
-    symbol = payload.get("symbol")
-    if not symbol:
-        return str(payload.get("currency") or "(account)")
-    asset_type = payload.get("asset_type")
-    return f"{symbol} ({asset_type})" if asset_type and asset_type != "stock" else str(symbol)
+    described = describe_subject(
+        payload.get("symbol") or None, payload.get("asset_type"), payload.get("currency")
+    )
+    return described or "(account)"
 
 
 def message_line(channel: str, payload: dict[str, Any], *, prefix: str = "") -> Text:

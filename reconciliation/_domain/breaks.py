@@ -14,7 +14,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType, describe_subject
 from reconciliation._domain.values import (
     non_empty_text,
     optional_decimal,
@@ -45,11 +45,8 @@ def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
 def describe_key(key: BreakKey) -> str:
     """`quantity_mismatch AAPL (option) on ACC-1`, `cash_mismatch EUR on ACC-1`."""
     account_id, kind, symbol, asset_type, currency = key
-    if symbol is None:
-        subject = currency or "(account)"
-    else:
-        subject = symbol if asset_type in {None, AssetType.STOCK} else f"{symbol} ({asset_type.value})"
-    return f"{kind.value} {subject} on {account_id}"
+    subject = describe_subject(symbol, asset_type.value if asset_type else None, currency)
+    return f"{kind.value} {subject or '(account)'} on {account_id}"
 
 
 def _position_asset_type(state: BreakState) -> AssetType | None:

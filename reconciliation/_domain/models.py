@@ -51,6 +51,7 @@ __all__ = [
     "ReconciliationConfig",
     "ReconciliationResult",
     "Snapshot",
+    "describe_subject",
 ]
 
 
@@ -215,6 +216,16 @@ class OrderFill:
     )
 
 
+def describe_subject(symbol: str | None, asset_type: str | None, currency: str | None) -> str | None:
+    """What a discrepancy or break is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash
+    in that currency), or None for the account as a whole. `asset_type` is its text ("stock")."""
+    if symbol is None:
+        return currency
+    if asset_type in {None, AssetType.STOCK.value}:
+        return symbol
+    return f"{symbol} ({asset_type})"
+
+
 def _position_asset_type(discrepancy: Discrepancy) -> AssetType | None:
     """STOCK for a position-level discrepancy, None for an account-level one (or a bad type,
     which its own validator refuses)."""
@@ -275,11 +286,9 @@ class Discrepancy:
     @property
     def subject(self) -> str | None:
         """What it is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash in it); None for the account."""
-        if self.symbol is None:
-            return self.currency
-        if self.asset_type in {None, AssetType.STOCK}:
-            return self.symbol
-        return f"{self.symbol} ({self.asset_type.value})"
+        return describe_subject(
+            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
+        )
 
     @property
     def key(self) -> tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]:
