@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from reconciliation._domain.ageing import AgeingPolicy, BreakTracker
 from reconciliation._domain.models import (
+    AssetType,
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
@@ -390,3 +391,46 @@ def test_invariants_hold_over_any_sequence_of_runs(script):
             fired.add(halt.symbol)
         assert {s.symbol for s in update.halts} == {s for s in symbols if streak[s] == 2}
         assert {s.symbol for s in tracker.open_breaks(ACC)} == set(symbols)
+
+
+class TestKeys:
+    def test_an_option_break_ages_apart_from_the_stock_break_of_its_symbol(self):
+        option = attrs.evolve(quantity(), asset_type=AssetType.OPTION)
+        tracker = BreakTracker()
+        tracker.observe(run(0, quantity()))
+
+        update = tracker.observe(run(5, option))
+
+        assert update.state_of(option).consecutive_runs == 1
+        assert update.state_of(option).asset_type is AssetType.OPTION
+        assert [s.asset_type for s in update.resolved] == [AssetType.STOCK]
+
+    def test_each_currency_of_cash_is_its_own_break(self):
+        eur = attrs.evolve(cash(), currency="EUR")
+        usd = attrs.evolve(cash(), currency="USD")
+        tracker = BreakTracker()
+        tracker.observe(run(0, eur, usd))
+
+        update = tracker.observe(run(5, eur))
+
+        assert update.state_of(eur).consecutive_runs == 2
+        assert [s.currency for s in update.resolved] == ["USD"]
+
+    def test_break_ids_differ_by_asset_type_and_currency(self):
+        first = run(
+            0,
+            quantity(),
+            attrs.evolve(quantity(), asset_type=AssetType.OPTION),
+            attrs.evolve(cash(), currency="EUR"),
+            cash(),
+        )
+
+        update = BreakTracker().observe(first)
+
+        assert len({s.break_id for s in update.breaks}) == 4
+
+    def test_a_run_reporting_one_position_twice_is_refused_naming_its_asset_type(self):
+        option = attrs.evolve(quantity(), asset_type=AssetType.OPTION)
+
+        with pytest.raises(ValueError, match=r"quantity_mismatch AAPL \(option\) on ACC-1 twice"):
+            BreakTracker().observe(run(0, option, option))

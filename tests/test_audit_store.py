@@ -10,9 +10,11 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 
 from reconciliation._domain.models import (
+    AssetType,
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
@@ -31,6 +33,7 @@ from reconciliation.audit import (
     SqliteAuditStore,
     open_store,
 )
+from reconciliation.audit import _sql as audit_sql
 
 T0 = dt.datetime(2026, 1, 5, 14, 30, tzinfo=dt.UTC)
 ACC = "ACC-1"
@@ -556,3 +559,120 @@ class TestOpenStore:
     def test_opening_touches_nothing(self, tmp_path):
         open_store(tmp_path / "a.db")
         assert not Path(tmp_path / "a.db").exists()
+
+
+class TestAssetTypesAndCurrencies:
+    def test_an_option_break_round_trips_with_its_asset_type(self, store):
+        option = attrs.evolve(quantity("AAPL  260116C00190000"), asset_type=AssetType.OPTION)
+        result = run(
+            0, option, netted=(NettedSymbol("broker", "AAPL  260116C00190000", 2, AssetType.OPTION),)
+        )
+
+        record(store, BreakTracker(), result)
+
+        (recorded,) = store.list_runs(ACC)
+        assert recorded.to_result() == result
+        assert [b.asset_type for b in store.load_open_breaks(ACC)] == [AssetType.OPTION]
+
+    def test_a_stock_and_an_option_on_one_symbol_are_two_open_breaks(self, store):
+        tracker = BreakTracker()
+        option = attrs.evolve(quantity(), asset_type=AssetType.OPTION)
+
+        record(store, tracker, run(0, quantity(), option))
+
+        assert sorted(b.asset_type.value for b in store.load_open_breaks(ACC)) == ["option", "stock"]
+
+    def test_each_currency_of_cash_is_its_own_open_break(self, store):
+        eur, usd = attrs.evolve(cash(), currency="EUR"), attrs.evolve(cash(), currency="USD")
+
+        record(store, BreakTracker(), run(0, eur, usd))
+
+        assert sorted(b.currency for b in store.load_open_breaks(ACC)) == ["EUR", "USD"]
+        (recorded,) = store.list_runs(ACC)
+        assert [d.discrepancy.currency for d in recorded.discrepancies] == ["EUR", "USD"]
+
+    def test_ageing_of_a_per_currency_break_survives_a_restart(self, store, stores):
+        eur = attrs.evolve(cash(), currency="EUR")
+        record(store, BreakTracker(), run(0, eur))
+
+        after = BreakTracker(AgeingPolicy(), stores().load_open_breaks(ACC))
+
+        assert record(store, after, run(5, eur)).state_of(eur).consecutive_runs == 2
+
+
+class TestMigrationToAssetTypes:
+    """A store written before positions had asset types (schema version 1)."""
+
+    @pytest.fixture
+    def version_1(self, stores, monkeypatch):
+        monkeypatch.setattr(audit_sql, "MIGRATIONS", audit_sql.MIGRATIONS[:1])
+        monkeypatch.setattr(audit_sql, "SCHEMA_VERSION", 1)
+        store = stores()
+        store.migrate()
+        first_run, break_id = uuid.uuid4(), uuid.uuid4()
+        with store._transaction(write=True) as execute:
+            execute(
+                "INSERT INTO runs (run_id, account_id, run_at, status, error, positions_checked, duration_ms,"
+                " context, netted, discrepancy_count) VALUES (?, ?, ?, 'ok', NULL, 1, 1.0, '{}', ?, 2)",
+                (
+                    str(first_run),
+                    ACC,
+                    audit_sql.to_text(at(0)),
+                    '[{"side": "local", "symbol": "AAPL", "entries": 2}]',
+                ),
+            )
+            for ordinal, (kind, symbol, value) in enumerate(
+                [("quantity_mismatch", "AAPL", "100"), ("cash_mismatch", None, "1000.00")]
+            ):
+                execute(
+                    "INSERT INTO discrepancies (run_id, ordinal, account_id, discrepancy_type, symbol, severity,"
+                    " aged_severity, local_value, broker_value, observed_at, break_id, first_seen,"
+                    " consecutive_runs) VALUES (?, ?, ?, ?, ?, 'critical', 'critical', ?, '150', ?, ?, ?, 1)",
+                    (
+                        str(first_run),
+                        ordinal,
+                        ACC,
+                        kind,
+                        symbol,
+                        value,
+                        audit_sql.to_text(at(0)),
+                        str(break_id if symbol else uuid.uuid4()),
+                        audit_sql.to_text(at(0)),
+                    ),
+                )
+            execute(
+                "INSERT INTO breaks (break_id, account_id, discrepancy_type, symbol, severity, local_value,"
+                " broker_value, first_seen, last_seen, consecutive_runs, first_run_id, last_run_id)"
+                " VALUES (?, ?, 'quantity_mismatch', 'AAPL', 'critical', '100', '150', ?, ?, 1, ?, ?)",
+                (
+                    str(break_id),
+                    ACC,
+                    audit_sql.to_text(at(0)),
+                    audit_sql.to_text(at(0)),
+                    str(first_run),
+                    str(first_run),
+                ),
+            )
+        monkeypatch.undo()
+        return store
+
+    def test_migrating_gives_the_positions_recorded_before_the_stock_asset_type(self, version_1):
+        version_1.migrate()
+
+        (open_break,) = version_1.load_open_breaks(ACC)
+        (recorded,) = version_1.list_runs(ACC)
+        assert version_1.schema_version() == SCHEMA_VERSION == 2
+        assert open_break.asset_type is AssetType.STOCK
+        assert [(d.discrepancy.asset_type, d.discrepancy.currency) for d in recorded.discrepancies] == [
+            (AssetType.STOCK, None),
+            (None, None),
+        ]
+        assert recorded.netted == (NettedSymbol("local", "AAPL", 2, AssetType.STOCK),)
+
+    def test_a_break_recorded_before_the_migration_keeps_ageing_after_it(self, version_1):
+        version_1.migrate()
+        tracker = BreakTracker(AgeingPolicy(), version_1.load_open_breaks(ACC))
+
+        state = record(version_1, tracker, run(5, quantity())).state_of(quantity())
+
+        assert (state.first_seen, state.consecutive_runs) == (at(0), 2)

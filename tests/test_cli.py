@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -310,6 +311,8 @@ def test_every_config_option_is_documented_and_settable_from_toml(tmp_path: Path
             continue
         if attrs.has(type(value)):
             tables.append(f"[defaults.{field.name}]")
+        elif isinstance(value, Mapping):
+            tables.append(f'[defaults.{field.name}]\nEUR = "0.50"')
         elif isinstance(value, bool | int | float):
             lines.append(f"{field.name} = {json.dumps(value)}")
         else:

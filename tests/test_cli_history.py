@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
+from adapter_fixtures import Book
 from click.testing import CliRunner
 
-from reconciliation import InMemoryPortfolio, ReconciliationConfig, ReconciliationService
+from reconciliation import (
+    AssetType,
+    BrokerAccount,
+    BrokerPosition,
+    InMemoryPortfolio,
+    Position,
+    ReconciliationConfig,
+    ReconciliationService,
+)
 from reconciliation._cli.main import main
 from reconciliation.testing import ScriptedBroker
 
@@ -195,3 +205,77 @@ def test_a_store_without_audit_tables_gives_the_same_friendly_message_on_both_ba
         "has no audit tables: no service with audit_store set has recorded to it yet, or it is not an audit store"
     )
     assert shown.output.strip().count("\n") == 0
+
+
+@pytest.fixture
+def option_and_currency_breaks(audit_target: str) -> str:
+    return record_option_and_currency_breaks(audit_target)
+
+
+def record_option_and_currency_breaks(audit_target: str) -> str:
+    """A run whose book misses an AAPL option (the stock matches) and differs in EUR cash."""
+    broker = ScriptedBroker(
+        "ACC-1",
+        [
+            BrokerPosition("AAPL", 100, 187, 19000),
+            BrokerPosition("AAPL  260116C00190000", 2, "3.15", 700, AssetType.OPTION),
+        ],
+        cash=Decimal(1000),
+        total_equity=Decimal(1000),
+    )
+    broker.then_return(
+        BrokerAccount("ACC-1", 1000, 0, 1000, 0, cash_by_currency={"USD": "1000", "EUR": "12000.00"}),
+        call="get_account",
+    )
+    book = Book(
+        "ACC-1",
+        [Position("AAPL", 100, 187)],
+        cash="1000",
+        total_equity="1000",
+        cash_by_currency={"USD": "1000", "EUR": "11990.00"},
+    )
+    config = ReconciliationConfig("ACC-1", audit_store=audit_target, equity_tolerance_pct=100)
+    service = ReconciliationService(book, broker, fakeredis.FakeRedis(), config)
+
+    async def session() -> None:
+        await service.start()
+        await service.stop()
+
+    asyncio.run(session())
+    return audit_target
+
+
+def test_history_names_the_asset_type_of_a_break_and_the_currency_of_cash(
+    option_and_currency_breaks: str,
+) -> None:
+    shown = CliRunner(env={"COLUMNS": "160"}).invoke(
+        main, ["history", "--store", option_and_currency_breaks, "--account", "ACC-1"]
+    )
+
+    assert shown.exit_code == 0, shown.output
+    assert "AAPL  260116C00190000 (option)" in shown.output
+    assert "│ EUR " in shown.output
+
+
+def test_history_json_carries_asset_type_and_currency(option_and_currency_breaks: str) -> None:
+    shown = json.loads(history("--store", option_and_currency_breaks, "--account", "ACC-1", "--json").output)
+
+    assert sorted((b["type"], b["symbol"], b["asset_type"], b["currency"]) for b in shown["breaks"]) == [
+        ("cash_mismatch", None, None, "EUR"),
+        ("missing_local", "AAPL  260116C00190000", "option", None),
+    ]
+    assert {(d["asset_type"], d["currency"]) for d in shown["runs"][0]["discrepancies"]} == {
+        (None, "EUR"),
+        ("option", None),
+    }
+
+
+def test_the_run_log_names_the_currency_of_a_cash_break_and_the_asset_type_of_a_position(
+    audit_target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reconciliation._runtime.results"):
+        record_option_and_currency_breaks(audit_target)
+
+    assert "missing_local on ACC-1 AAPL  260116C00190000 (option): local none, broker 2" in caplog.text
+    assert "cash_mismatch on ACC-1 EUR: local 11990.00, broker 12000.00" in caplog.text

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import jsonschema
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from reconciliation._domain.ageing import AgeingUpdate, Sighting
 from reconciliation._domain.models import (
+    AssetType,
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
@@ -115,7 +117,7 @@ def test_netted_symbols_are_listed_with_side_and_entries() -> None:
     netted = [NettedSymbol(side="broker", symbol="AAPL", entries=2)]
 
     assert result_payload(result(netted=netted))["netted"] == [
-        {"side": "broker", "symbol": "AAPL", "entries": 2}
+        {"side": "broker", "symbol": "AAPL", "asset_type": "stock", "entries": 2}
     ]
 
 
@@ -125,6 +127,8 @@ def test_a_discrepancy_gives_exactly_the_contract_payload() -> None:
         "type": "quantity_mismatch",
         "severity": "critical",
         "symbol": "AAPL",
+        "asset_type": "stock",
+        "currency": None,
         "local_value": "100",
         "broker_value": "150",
         "timestamp": "2026-11-25T10:00:00.123456+00:00",
@@ -272,12 +276,54 @@ def test_the_schema_rejects_a_payload_that_breaks_the_contract(kind: str, change
         validator(kind).validate(payload | change)
 
 
+def test_a_discrepancy_names_the_asset_type_of_its_position() -> None:
+    option = attrs.evolve(quantity_mismatch(), asset_type=AssetType.OPTION)
+
+    assert discrepancy_payload(result(), option)["asset_type"] == "option"
+
+
+def test_a_per_currency_cash_mismatch_names_its_currency_and_no_asset_type() -> None:
+    cash = Discrepancy(
+        type=DiscrepancyType.CASH_MISMATCH,
+        severity=DiscrepancySeverity.WARNING,
+        symbol=None,
+        local_value=Decimal("12000.00"),
+        broker_value=Decimal("11990.00"),
+        timestamp=AT,
+        account_id="ACC-1",
+        currency="EUR",
+    )
+
+    payload = discrepancy_payload(result(), cash)
+
+    assert (payload["currency"], payload["asset_type"], payload["symbol"]) == ("EUR", None, None)
+    validator("discrepancy").validate(payload)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"asset_type": None}, {"asset_type": "bond"}, {"currency": "EUR"}],
+    ids=["a position without asset type", "an unknown asset type", "a currency on a quantity break"],
+)
+def test_the_schema_rejects_a_wrong_asset_type_or_currency(change: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validator("discrepancy").validate(discrepancy_payload(result(), quantity_mismatch()) | change)
+
+
+def test_a_discrepancy_recorded_before_asset_types_still_satisfies_the_schema() -> None:
+    payload = discrepancy_payload(result(), quantity_mismatch())
+
+    validator("discrepancy").validate(
+        {k: v for k, v in payload.items() if k not in {"asset_type", "currency"}}
+    )
+
+
 @pytest.mark.parametrize("kind", ["result", "discrepancy"])
 def test_the_schema_requires_every_contract_key(kind: str) -> None:
     run = result()
     payload = result_payload(run) if kind == "result" else discrepancy_payload(run, quantity_mismatch())
 
-    for key in payload.keys() - {"netted"}:
+    for key in payload.keys() - {"netted", "asset_type", "currency"}:
         with pytest.raises(jsonschema.ValidationError):
             validator(kind).validate({k: v for k, v in payload.items() if k != key})
 
@@ -309,6 +355,10 @@ def discrepancies(draw: st.DrawFn, account_id: str) -> Discrepancy:
         broker_value=draw(st.none() | exact_decimals),
         timestamp=draw(utc_times),
         account_id=account_id,
+        asset_type=None if kind.is_account_level else draw(st.sampled_from(AssetType)),
+        currency=draw(st.none() | st.sampled_from(["USD", "EUR"]))
+        if kind is DiscrepancyType.CASH_MISMATCH
+        else None,
     )
 
 
@@ -331,6 +381,7 @@ def results(draw: st.DrawFn) -> ReconciliationResult:
                     side=st.sampled_from(["local", "broker"]),
                     symbol=names,
                     entries=st.integers(2, 5),
+                    asset_type=st.sampled_from(AssetType),
                 ),
                 max_size=2,
             )
@@ -399,20 +450,43 @@ _VALUES = st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=
     broker=_VALUES,
     aged=st.booleans(),
     runs=st.integers(min_value=1, max_value=10**6),
+    asset_type=st.sampled_from(list(AssetType)),
+    currency=st.none() | _SYMBOLS,
 )
 def test_a_discrepancy_payload_built_as_text_is_what_the_encoder_writes(
-    symbol: str, account: str, local: Decimal | None, broker: Decimal | None, aged: bool, runs: int
+    symbol: str,
+    account: str,
+    local: Decimal | None,
+    broker: Decimal | None,
+    aged: bool,
+    runs: int,
+    asset_type: AssetType,
+    currency: str | None,
 ) -> None:
-    discrepancy = Discrepancy(
-        DiscrepancyType.QUANTITY_MISMATCH, DiscrepancySeverity.CRITICAL, symbol, local, broker, AT, account
-    )
+    if currency is None:
+        discrepancy = Discrepancy(
+            DiscrepancyType.QUANTITY_MISMATCH,
+            DiscrepancySeverity.CRITICAL,
+            symbol,
+            local,
+            broker,
+            AT,
+            account,
+            asset_type=asset_type,
+        )
+    else:
+        discrepancy = Discrepancy(
+            DiscrepancyType.CASH_MISMATCH, DiscrepancySeverity.WARNING, None, local, broker, AT, account, currency=currency
+        )
     result = ReconciliationResult(uuid.uuid4(), account, AT, [discrepancy])
-    sighting = Sighting(uuid.uuid4(), AT, AT, runs, result.run_id, result.run_id, None, DiscrepancySeverity.CRITICAL, discrepancy)
+    sighting = Sighting(uuid.uuid4(), AT, AT, runs, result.run_id, result.run_id, None, discrepancy.severity, discrepancy)
     reference: dict[str, object] = {
         "run_id": str(result.run_id),
-        "type": "quantity_mismatch",
-        "severity": "critical",
-        "symbol": symbol,
+        "type": discrepancy.type.value,
+        "severity": discrepancy.severity.value,
+        "symbol": discrepancy.symbol,
+        "asset_type": None if discrepancy.asset_type is None else discrepancy.asset_type.value,
+        "currency": currency,
         "local_value": None if local is None else format(local, "f"),
         "broker_value": None if broker is None else format(broker, "f"),
         "timestamp": AT.isoformat(timespec="microseconds"),

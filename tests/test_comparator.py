@@ -297,6 +297,213 @@ class TestDuplicateSymbols:
         assert positions([local("AAPL", 1)], [broker("AAPL", 1)]).netted == ()
 
 
+class TestAssetTypes:
+    def test_a_stock_and_an_option_on_one_symbol_are_compared_apart(self) -> None:
+        held = [Position("AAPL", 100, 187), Position("AAPL", 2, "3.15", AssetType.OPTION)]
+        reported = [
+            BrokerPosition("AAPL", 100, 187, 19000),
+            BrokerPosition("AAPL", 3, "3.15", 1050, AssetType.OPTION),
+        ]
+
+        (found,) = positions(held, reported).discrepancies
+
+        assert (found.type, found.symbol, found.asset_type) == (
+            DiscrepancyType.QUANTITY_MISMATCH,
+            "AAPL",
+            AssetType.OPTION,
+        )
+        assert (found.local_value, found.broker_value) == (2, 3)
+
+    def test_a_stock_and_an_option_are_never_netted_together(self) -> None:
+        held = [Position("AAPL", 100, 187), Position("AAPL", 2, "3.15", AssetType.OPTION)]
+
+        found = positions(held, [BrokerPosition("AAPL", 102, 187, 0)]).discrepancies
+
+        assert [(d.type, d.asset_type, d.local_value, d.broker_value) for d in found] == [
+            (DiscrepancyType.MISSING_BROKER, AssetType.OPTION, 2, None),
+            (DiscrepancyType.QUANTITY_MISMATCH, AssetType.STOCK, 100, 102),
+        ]
+
+    def test_a_position_booked_as_another_asset_type_is_missing_on_each_side(self) -> None:
+        found = positions(
+            [Position("ES", -1, 5975, AssetType.FUTURE)],
+            [BrokerPosition("ES", -1, 5975, 0, AssetType.OPTION)],
+        ).discrepancies
+
+        assert [(d.type, d.asset_type) for d in found] == [
+            (DiscrepancyType.MISSING_BROKER, AssetType.FUTURE),
+            (DiscrepancyType.MISSING_LOCAL, AssetType.OPTION),
+        ]
+
+    def test_positions_checked_counts_each_asset_type_of_a_symbol(self) -> None:
+        held = [Position("AAPL", 100, 187), Position("AAPL", 2, 3, AssetType.OPTION)]
+
+        assert positions(held, [BrokerPosition("AAPL", 100, 187, 0)]).positions_checked == 2
+
+    def test_duplicates_of_one_asset_type_are_netted_and_listed_with_it(self) -> None:
+        reported = [
+            BrokerPosition("BTC/USDT:USDT", "0.5", 97000, 0, AssetType.SWAP),
+            BrokerPosition("BTC/USDT:USDT", "-0.2", 97000, 0, AssetType.SWAP),
+        ]
+
+        found = positions([Position("BTC/USDT:USDT", "0.3", 97000, AssetType.SWAP)], reported)
+
+        assert found.discrepancies == ()
+        assert found.netted == (NettedSymbol("broker", "BTC/USDT:USDT", 2, AssetType.SWAP),)
+
+    def test_account_level_discrepancies_have_no_asset_type(self) -> None:
+        assert {d.asset_type for d in accounts("0", "10", local_equity="0")} == {None}
+
+
+class TestUnknownCost:
+    @pytest.mark.parametrize(
+        ("local_cost", "broker_cost"),
+        [(None, 100), (100, None), (None, None)],
+        ids=["local", "broker", "both"],
+    )
+    def test_unknown_cost_is_not_compared(self, local_cost: int | None, broker_cost: int | None) -> None:
+        held = [Position("BTC", "0.5", local_cost, AssetType.CRYPTO)]
+        reported = [BrokerPosition("BTC", "0.5", broker_cost, 0, AssetType.CRYPTO)]
+
+        assert positions(held, reported).discrepancies == ()
+
+    def test_quantities_are_compared_when_the_cost_is_unknown(self) -> None:
+        found = only(positions([Position("BTC", "0.5", None)], [BrokerPosition("BTC", "0.4", None, 0)]))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.QUANTITY_MISMATCH,
+            Decimal("0.5"),
+            Decimal("0.4"),
+        )
+
+    def test_netting_an_entry_of_unknown_cost_gives_an_unknown_cost(self) -> None:
+        held = [Position("AAPL", 50, 100), Position("AAPL", 50, None)]
+
+        assert positions(held, [broker("AAPL", 100, 999)]).discrepancies == ()
+
+
+class TestCostTolerance:
+    def test_cost_within_the_tolerance_not_flagged(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=Decimal("0.01"))
+
+        assert (
+            positions(
+                [local("AAPL", 10, Decimal("100.009"))], [broker("AAPL", 10, 100)], config
+            ).discrepancies
+            == ()
+        )
+
+    def test_cost_difference_equal_to_the_tolerance_not_flagged(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=Decimal("0.01"))
+
+        assert (
+            positions([local("AAPL", 10, Decimal("100.01"))], [broker("AAPL", 10, 100)], config).discrepancies
+            == ()
+        )
+
+    def test_cost_just_beyond_the_tolerance_flagged(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=Decimal("0.01"))
+
+        found = only(positions([local("AAPL", 10, Decimal("100.0101"))], [broker("AAPL", 10, 100)], config))
+
+        assert (found.type, found.local_value, found.broker_value) == (
+            DiscrepancyType.COST_MISMATCH,
+            Decimal("100.0101"),
+            100,
+        )
+
+    def test_cost_tolerance_is_a_share_of_the_brokers_cost(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=Decimal(1))
+
+        assert positions(
+            [local("X", 1, Decimal("0.01011"))], [broker("X", 1, Decimal("0.01"))], config
+        ).discrepancies
+
+    def test_cost_tolerance_of_a_negative_cost_uses_its_magnitude(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=Decimal(1))
+
+        assert (
+            positions(
+                [local("CAL", 1, Decimal("-2.02"))], [broker("CAL", 1, Decimal(-2))], config
+            ).discrepancies
+            == ()
+        )
+
+
+def balances_by_currency(
+    held: dict[str, str] | None,
+    reported: dict[str, str] | None,
+    *,
+    local_cash: str = "0",
+    broker_cash: str = "0",
+    config: ReconciliationConfig = CONFIG,
+) -> tuple[Discrepancy, ...]:
+    return compare_accounts(
+        LocalAccount(ACCOUNT, local_cash, 0, cash_by_currency=held),
+        BrokerAccount(ACCOUNT, broker_cash, 0, 0, 0, cash_by_currency=reported),
+        account_id=ACCOUNT,
+        timestamp=NOW,
+        config=config,
+    )
+
+
+class TestCashByCurrency:
+    def test_each_currency_compared_in_its_own_units(self) -> None:
+        found = balances_by_currency(
+            {"USD": "78935.08", "EUR": "12000.00"}, {"USD": "78935.08", "EUR": "11990.00"}
+        )
+
+        (eur,) = found
+        assert (eur.type, eur.currency, eur.local_value, eur.broker_value) == (
+            DiscrepancyType.CASH_MISMATCH,
+            "EUR",
+            Decimal("12000.00"),
+            Decimal("11990.00"),
+        )
+
+    def test_fx_revaluation_of_the_single_cash_figure_is_not_a_break(self) -> None:
+        found = balances_by_currency(
+            {"USD": "78935.08", "EUR": "12000.00"},
+            {"USD": "78935.08", "EUR": "12000.00"},
+            local_cash="91945.48",
+            broker_cash="92021.08",
+        )
+
+        assert found == ()
+
+    def test_a_currency_one_side_does_not_list_holds_zero_there(self) -> None:
+        (bnb,) = balances_by_currency({"USDT": "100"}, {"USDT": "100", "BNB": "2"})
+
+        assert (bnb.currency, bnb.local_value, bnb.broker_value) == ("BNB", 0, 2)
+
+    def test_dust_in_an_unlisted_currency_within_the_tolerance_is_not_a_break(self) -> None:
+        assert balances_by_currency({"USDT": "100"}, {"USDT": "100", "BNB": "0.01"}) == ()
+
+    def test_a_currencys_own_tolerance_replaces_cash_tolerance(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cash_tolerance_by_currency={"JPY": 150})
+
+        found = balances_by_currency(
+            {"JPY": "10000", "EUR": "10"}, {"JPY": "10150", "EUR": "12"}, config=config
+        )
+
+        assert [d.currency for d in found] == ["EUR"]
+
+    def test_breaks_listed_by_currency(self) -> None:
+        found = balances_by_currency(
+            {"USD": "0", "EUR": "0", "CHF": "0"}, {"USD": "5", "EUR": "5", "CHF": "5"}
+        )
+
+        assert [d.currency for d in found] == ["CHF", "EUR", "USD"]
+
+    @pytest.mark.parametrize(("held", "reported"), [({"EUR": "5"}, None), (None, {"EUR": "5"})])
+    def test_single_cash_compared_when_only_one_side_gives_currencies(
+        self, held: dict[str, str] | None, reported: dict[str, str] | None
+    ) -> None:
+        (cash,) = balances_by_currency(held, reported, local_cash="100", broker_cash="90")
+
+        assert (cash.currency, cash.local_value, cash.broker_value) == (None, 100, 90)
+
+
 class TestAccountComparison:
     def test_cash_within_tolerance_ok(self) -> None:
         assert accounts("10000.00", "10000.99") == ()
@@ -407,7 +614,7 @@ class TestSnapshot:
     def snapshot(self) -> Snapshot:
         return Snapshot(
             account_id=ACCOUNT,
-            local_positions=(local("AAPL", 100), local("ES", 2, 5000)),
+            local_positions=(local("AAPL", 100), Position("ES", 2, 5000, AssetType.FUTURE)),
             local_account=LocalAccount(ACCOUNT, cash=Decimal("500.00"), total_equity=Decimal(10000)),
             broker_positions=(
                 broker("AAPL", 90),
@@ -442,7 +649,10 @@ class TestSnapshot:
     def test_clean_snapshot_compares_clean(self, snapshot: Snapshot) -> None:
         clean = attrs.evolve(
             snapshot,
-            broker_positions=(broker("AAPL", 100), broker("ES", 2, 5000)),
+            broker_positions=(
+                broker("AAPL", 100),
+                BrokerPosition("ES", 2, 5000, market_value=500000, asset_type=AssetType.FUTURE),
+            ),
             broker_account=BrokerAccount(ACCOUNT, 500, 0, 10000, 0),
         )
 

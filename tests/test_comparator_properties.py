@@ -6,11 +6,13 @@ import datetime as dt
 from collections import Counter
 from decimal import Decimal
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciliation._domain.compare import Comparison, compare_accounts, compare_positions
 from reconciliation._domain.models import (
+    AssetType,
     BrokerAccount,
     BrokerPosition,
     Discrepancy,
@@ -37,15 +39,18 @@ MIRRORED = {
 }
 
 symbols = st.sampled_from(["AAPL", "MSFT", "TSLA", "BTC", "ES", "SPY C450"])
+asset_types = st.sampled_from([AssetType.STOCK, AssetType.OPTION, AssetType.FUTURE])
 quantities = st.one_of(
     st.just(Decimal(0)),
     st.integers(-50, 50).map(Decimal),
     st.decimals(min_value=-1000, max_value=1000, places=4, allow_nan=False, allow_infinity=False),
 )
-costs = st.one_of(
+known_costs = st.one_of(
     st.sampled_from([Decimal(100), Decimal("100.00"), Decimal("100.01")]),
     st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False, allow_infinity=False),
 )
+costs = st.none() | known_costs
+"""An average cost, or None: unknown."""
 money = st.decimals(min_value=-(10**15), max_value=10**15, places=2, allow_nan=False, allow_infinity=False)
 gaps = st.one_of(
     st.sampled_from([Decimal(0), Decimal("1.00"), Decimal("-1.00"), Decimal("0.01")]),
@@ -55,8 +60,20 @@ gaps = st.one_of(
 tolerances = st.decimals(min_value=0, max_value=1000, places=2, allow_nan=False, allow_infinity=False)
 percentages = st.decimals(min_value=0, max_value=5, places=3, allow_nan=False, allow_infinity=False)
 
-local_positions = st.lists(st.builds(Position, symbols, quantities, costs), max_size=8)
-broker_positions = st.lists(st.builds(BrokerPosition, symbols, quantities, costs, money), max_size=8)
+local_positions = st.lists(st.builds(Position, symbols, quantities, costs, asset_types), max_size=8)
+broker_positions = st.lists(
+    st.builds(BrokerPosition, symbols, quantities, costs, money, asset_types), max_size=8
+)
+cost_percentages = st.one_of(
+    st.sampled_from([Decimal(0), Decimal("0.01"), Decimal(1)]),
+    st.decimals(min_value=0, max_value=5, places=4, allow_nan=False, allow_infinity=False),
+)
+currencies = st.sampled_from(["USD", "EUR", "JPY", "BTC"])
+cash_books = st.dictionaries(currencies, money, max_size=4)
+
+
+def key(entry: Position | BrokerPosition | Discrepancy) -> tuple[str | None, AssetType | None]:
+    return (entry.symbol, entry.asset_type)
 
 
 def as_broker(position: Position) -> BrokerPosition:
@@ -122,12 +139,12 @@ def test_swapping_sides_mirrors_a_cash_mismatch(local_cash: Decimal, broker_cash
 
 
 @given(local_positions, broker_positions)
-def test_at_most_one_position_discrepancy_per_symbol(
+def test_at_most_one_position_discrepancy_per_symbol_and_asset_type(
     held: list[Position], reported: list[BrokerPosition]
 ) -> None:
-    per_symbol = Counter(d.symbol for d in join(held, reported).discrepancies)
+    per_position = Counter(key(d) for d in join(held, reported).discrepancies)
 
-    assert all(count == 1 for count in per_symbol.values())
+    assert all(count == 1 for count in per_position.values())
 
 
 @given(local_positions, broker_positions)
@@ -138,6 +155,7 @@ def test_position_discrepancies_only_of_position_types_sorted_by_symbol(
 
     assert {d.type for d in found} <= POSITION_TYPES
     assert [d.symbol for d in found] == sorted(d.symbol for d in found if d.symbol is not None)
+    assert all(d.asset_type is not None for d in found)
 
 
 @given(st.data(), local_positions, broker_positions)
@@ -151,10 +169,155 @@ def test_result_independent_of_input_order(
 
 
 @given(local_positions, broker_positions)
-def test_every_symbol_on_either_side_counted(held: list[Position], reported: list[BrokerPosition]) -> None:
-    symbols_seen = {p.symbol for p in held} | {p.symbol for p in reported}
+def test_every_position_on_either_side_counted(held: list[Position], reported: list[BrokerPosition]) -> None:
+    positions_seen = {key(p) for p in held} | {key(p) for p in reported}
 
-    assert join(held, reported).positions_checked == len(symbols_seen)
+    assert join(held, reported).positions_checked == len(positions_seen)
+
+
+@given(local_positions, broker_positions)
+def test_each_discrepancy_names_a_position_of_its_side(
+    held: list[Position], reported: list[BrokerPosition]
+) -> None:
+    for found in join(held, reported).discrepancies:
+        if found.type is DiscrepancyType.MISSING_LOCAL:
+            assert key(found) in {key(p) for p in reported if p.quantity}
+        else:
+            assert key(found) in {key(p) for p in held if p.quantity}
+
+
+@given(local_positions, asset_types)
+def test_a_book_reported_under_another_asset_type_is_missing_on_both_sides(
+    held: list[Position], other: AssetType
+) -> None:
+    kept = [p for p in held if p.asset_type is not other]
+    relabelled = [as_broker(attrs.evolve(p, asset_type=other)) for p in kept]
+
+    found = {(d.type, key(d)) for d in join(kept, relabelled).discrepancies}
+
+    held_here = {k for k, quantity in net_quantities(kept).items() if quantity}
+    held_there = {k for k, quantity in net_quantities(relabelled).items() if quantity}
+    assert found == {(DiscrepancyType.MISSING_BROKER, k) for k in held_here} | {
+        (DiscrepancyType.MISSING_LOCAL, k) for k in held_there
+    }
+
+
+def net_quantities(
+    entries: list[Position] | list[BrokerPosition],
+) -> dict[tuple[str | None, AssetType | None], Decimal]:
+    net: dict[tuple[str | None, AssetType | None], Decimal] = {}
+    for entry in entries:
+        net[key(entry)] = net.get(key(entry), Decimal(0)) + entry.quantity
+    return net
+
+
+@given(local_positions, broker_positions, st.data())
+def test_forgetting_a_cost_never_adds_a_discrepancy(
+    held: list[Position], reported: list[BrokerPosition], data: st.DataObject
+) -> None:
+    forgotten = data.draw(st.lists(st.booleans(), min_size=len(held), max_size=len(held)))
+    vaguer = [
+        attrs.evolve(p, avg_cost=None) if forget else p for p, forget in zip(held, forgotten, strict=True)
+    ]
+
+    before = {(d.type, key(d)) for d in join(held, reported).discrepancies}
+    after = {(d.type, key(d)) for d in join(vaguer, reported).discrepancies}
+
+    assert after <= before
+
+
+@given(local_positions, broker_positions)
+def test_no_cost_mismatch_where_a_side_does_not_know_the_cost(
+    held: list[Position], reported: list[BrokerPosition]
+) -> None:
+    unknown = {key(p) for p in [*held, *reported] if p.avg_cost is None}
+
+    found = join(held, reported).discrepancies
+
+    assert not [d for d in found if d.type is DiscrepancyType.COST_MISMATCH and key(d) in unknown]
+
+
+@given(symbols, quantities.filter(bool), known_costs, known_costs, cost_percentages)
+def test_cost_flagged_exactly_when_the_gap_exceeds_the_tolerance(
+    symbol: str, quantity: Decimal, local_cost: Decimal, broker_cost: Decimal, pct: Decimal
+) -> None:
+    config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=pct)
+
+    found = join(
+        [Position(symbol, quantity, local_cost)], [BrokerPosition(symbol, quantity, broker_cost, 0)], config
+    )
+
+    assert bool(found.discrepancies) == (abs(local_cost - broker_cost) * 100 > abs(broker_cost) * pct)
+
+
+@given(local_positions, broker_positions, cost_percentages, cost_percentages)
+def test_widening_the_cost_tolerance_never_adds_a_discrepancy(
+    held: list[Position], reported: list[BrokerPosition], pct: Decimal, widening: Decimal
+) -> None:
+    narrow = join(held, reported, ReconciliationConfig(ACCOUNT, cost_tolerance_pct=pct))
+    wide = join(held, reported, ReconciliationConfig(ACCOUNT, cost_tolerance_pct=pct + widening))
+
+    assert set(wide.discrepancies) <= set(narrow.discrepancies)
+
+
+def cash_breaks(
+    local_cash: dict[str, Decimal], broker_cash: dict[str, Decimal], config: ReconciliationConfig = CONFIG
+) -> tuple[Discrepancy, ...]:
+    return compare_accounts(
+        LocalAccount(ACCOUNT, 0, 0, cash_by_currency=local_cash),
+        BrokerAccount(ACCOUNT, 0, 0, 0, 0, cash_by_currency=broker_cash),
+        account_id=ACCOUNT,
+        timestamp=NOW,
+        config=config,
+    )
+
+
+@given(cash_books, cash_books, tolerances, st.dictionaries(currencies, tolerances, max_size=2))
+def test_cash_by_currency_flagged_exactly_where_a_currency_differs_beyond_its_tolerance(
+    local_cash: dict[str, Decimal],
+    broker_cash: dict[str, Decimal],
+    tolerance: Decimal,
+    by_currency: dict[str, Decimal],
+) -> None:
+    config = ReconciliationConfig(ACCOUNT, cash_tolerance=tolerance, cash_tolerance_by_currency=by_currency)
+    expected = sorted(
+        currency
+        for currency in set(local_cash) | set(broker_cash)
+        if abs(local_cash.get(currency, 0) - broker_cash.get(currency, 0))
+        > by_currency.get(currency, tolerance)
+    )
+
+    found = cash_breaks(local_cash, broker_cash, config)
+
+    assert [d.currency for d in found] == expected
+    assert {d.type for d in found} <= {DiscrepancyType.CASH_MISMATCH}
+
+
+@given(cash_books, money, money)
+def test_cash_by_currency_ignores_the_single_cash_figures(
+    held: dict[str, Decimal], local_cash: Decimal, broker_cash: Decimal
+) -> None:
+    found = compare_accounts(
+        LocalAccount(ACCOUNT, local_cash, 0, cash_by_currency=held),
+        BrokerAccount(ACCOUNT, broker_cash, 0, 0, 0, cash_by_currency=held),
+        account_id=ACCOUNT,
+        timestamp=NOW,
+        config=CONFIG,
+    )
+
+    assert found == ()
+
+
+@given(cash_books, cash_books)
+def test_swapping_sides_mirrors_every_per_currency_cash_mismatch(
+    local_cash: dict[str, Decimal], broker_cash: dict[str, Decimal]
+) -> None:
+    forward = cash_breaks(local_cash, broker_cash)
+    backward = cash_breaks(broker_cash, local_cash)
+
+    assert [(d.currency, d.broker_value, d.local_value) for d in forward] == [
+        (d.currency, d.local_value, d.broker_value) for d in backward
+    ]
 
 
 @given(local_positions, broker_positions)

@@ -147,8 +147,54 @@ TEXT_IDS = [f"{build.__name__}.{name}" for build, name in TEXT_FIELDS]
 class TestDecimalFields:
     @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
     def test_float_refused_naming_the_field(self, build: Any, name: str) -> None:
-        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not the float 1\.5"):
+        with pytest.raises(
+            TypeError,
+            match=rf"^{name} must be a Decimal, an int or an exact decimal string, not the float 1\.5",
+        ):
             build(**{name: 1.5})
+
+    def test_float_refusal_names_the_cure_without_suggesting_decimal_of_str(self) -> None:
+        with pytest.raises(TypeError) as refused:
+            position(quantity=3 * 0.1)
+
+        assert "the decimal text the venue sent" in str(refused.value)
+        assert "exchange.number = Decimal" in str(refused.value)
+        assert "Decimal(str(" not in str(refused.value)
+        assert "Decimal('0.30000000000000004')" not in str(refused.value)
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_decimal_made_from_a_float_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(
+            ValueError, match=rf"^{name} is 1\.1000000000000000888\d*, a Decimal made from the float 1\.1"
+        ):
+            build(**{name: Decimal(1.1)})  # noqa: RUF032 - the mistake under test
+
+    def test_decimal_made_from_a_computed_float_refused_without_suggesting_decimal_of_str(self) -> None:
+        with pytest.raises(ValueError, match=r"made from the float 0\.30000000000000004") as refused:
+            position(avg_cost=Decimal(3 * 0.1))
+
+        assert "exchange.number = Decimal" in str(refused.value)
+        assert "Decimal(str(" not in str(refused.value)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            Decimal("33.33333333333333333333333333"),
+            Decimal("0.1000000000000000055511151231257827"),
+            Decimal("187.12000000000000000000"),
+            Decimal(0.5),  # noqa: RUF032 - exact: a binary fraction
+            Decimal(2.0**60),
+        ],
+        ids=[
+            "a rounded division",
+            "a long decimal near a float",
+            "trailing zeros",
+            "an exact binary fraction",
+            "a whole number",
+        ],
+    )
+    def test_exact_decimals_with_many_digits_accepted(self, value: Decimal) -> None:
+        assert position(avg_cost=value).avg_cost == value
 
     @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
     @pytest.mark.parametrize(
@@ -160,13 +206,34 @@ class TestDecimalFields:
 
     @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
     def test_bool_refused_naming_the_field(self, build: Any, name: str) -> None:
-        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not bool"):
+        with pytest.raises(
+            TypeError, match=rf"^{name} must be a Decimal, an int or an exact decimal string, not bool"
+        ):
             build(**{name: True})
 
     @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
-    def test_string_refused_naming_the_field(self, build: Any, name: str) -> None:
-        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not str"):
-            build(**{name: "1.5"})
+    def test_exact_decimal_string_accepted_as_the_decimal_it_spells(self, build: Any, name: str) -> None:
+        value = getattr(build(**{name: "0.523419"}), name)
+
+        assert type(value) is Decimal
+        assert str(value) == "0.523419"
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_text_that_is_not_a_number_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(
+            ValueError, match=rf"^{name} must be .* not the text '1,5', which is not a number"
+        ):
+            build(**{name: "1,5"})
+
+    @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
+    def test_nan_text_refused_naming_the_field(self, build: Any, name: str) -> None:
+        with pytest.raises(ValueError, match=rf"^{name} must be a finite number"):
+            build(**{name: "NaN"})
+
+    def test_a_position_from_the_venues_text(self) -> None:
+        assert Position("AAPL", "0.523419", "187.5") == Position(
+            "AAPL", Decimal("0.523419"), Decimal("187.5")
+        )
 
     @pytest.mark.parametrize(("build", "name"), DECIMAL_FIELDS, ids=DECIMAL_IDS)
     def test_int_kept_exact(self, build: Any, name: str) -> None:
@@ -183,6 +250,10 @@ class TestDecimalFields:
 
     def test_fractional_quantity_accepted(self) -> None:
         assert position(quantity=Decimal("0.00012345")).quantity == Decimal("0.00012345")
+
+    @pytest.mark.parametrize("build", [position, broker_position])
+    def test_unknown_average_cost_is_none(self, build: Any) -> None:
+        assert build(avg_cost=None).avg_cost is None
 
     def test_missing_values_may_be_none_in_a_discrepancy(self) -> None:
         missing = discrepancy(type=DiscrepancyType.MISSING_LOCAL, local_value=None)
@@ -263,12 +334,98 @@ class TestDiscrepancy:
         with pytest.raises(TypeError, match="symbol must be a str"):
             discrepancy(type=DiscrepancyType.MISSING_LOCAL, symbol=None)
 
-    def test_key_is_account_type_and_symbol(self) -> None:
-        assert discrepancy().key == ("ACC-1", DiscrepancyType.QUANTITY_MISMATCH, "AAPL")
+    def test_key_is_account_type_symbol_asset_type_and_currency(self) -> None:
+        assert discrepancy(asset_type=AssetType.OPTION).key == (
+            "ACC-1",
+            DiscrepancyType.QUANTITY_MISMATCH,
+            "AAPL",
+            AssetType.OPTION,
+            None,
+        )
+
+    def test_a_stock_and_an_option_on_one_symbol_are_two_keys(self) -> None:
+        assert discrepancy().key != discrepancy(asset_type=AssetType.OPTION).key
+
+    def test_position_types_default_to_stock(self) -> None:
+        assert discrepancy().asset_type is AssetType.STOCK
+
+    @pytest.mark.parametrize("kind", [DiscrepancyType.CASH_MISMATCH, DiscrepancyType.EQUITY_MISMATCH])
+    def test_account_level_types_have_no_asset_type(self, kind: DiscrepancyType) -> None:
+        assert discrepancy(type=kind, symbol=None).asset_type is None
+
+    def test_account_level_types_refuse_an_asset_type(self) -> None:
+        with pytest.raises(ValueError, match="asset_type must be None for an account-level cash_mismatch"):
+            discrepancy(type=DiscrepancyType.CASH_MISMATCH, symbol=None, asset_type=AssetType.STOCK)
+
+    def test_position_types_refuse_no_asset_type(self) -> None:
+        with pytest.raises(TypeError, match="asset_type of a quantity_mismatch must be an AssetType"):
+            discrepancy(asset_type=None)
+
+    def test_a_per_currency_cash_mismatch_is_keyed_by_its_currency(self) -> None:
+        eur = discrepancy(type=DiscrepancyType.CASH_MISMATCH, symbol=None, currency="EUR")
+        usd = discrepancy(type=DiscrepancyType.CASH_MISMATCH, symbol=None, currency="USD")
+
+        assert eur.key == ("ACC-1", DiscrepancyType.CASH_MISMATCH, None, None, "EUR")
+        assert eur.key != usd.key
+
+    @pytest.mark.parametrize(
+        ("changes", "subject"),
+        [
+            ({}, "AAPL"),
+            ({"asset_type": AssetType.OPTION}, "AAPL (option)"),
+            ({"type": DiscrepancyType.CASH_MISMATCH, "symbol": None, "currency": "EUR"}, "EUR"),
+            ({"type": DiscrepancyType.EQUITY_MISMATCH, "symbol": None}, None),
+        ],
+        ids=["a stock", "an option", "cash in one currency", "the account"],
+    )
+    def test_subject_names_what_it_is_about_for_people(
+        self, changes: dict[str, Any], subject: str | None
+    ) -> None:
+        assert discrepancy(**changes).subject == subject
+
+    def test_only_a_cash_mismatch_has_a_currency(self) -> None:
+        with pytest.raises(
+            ValueError, match="currency is only given for a cash_mismatch, not a equity_mismatch"
+        ):
+            discrepancy(type=DiscrepancyType.EQUITY_MISMATCH, symbol=None, currency="EUR")
 
     def test_type_must_be_the_enum(self) -> None:
         with pytest.raises(TypeError, match="type"):
             discrepancy(type="quantity_mismatch")
+
+
+class TestCashByCurrency:
+    @pytest.mark.parametrize("build", [local_account, broker_account])
+    def test_none_by_default(self, build: Any) -> None:
+        assert build().cash_by_currency is None
+
+    @pytest.mark.parametrize("build", [local_account, broker_account])
+    def test_amounts_kept_exact_from_text(self, build: Any) -> None:
+        account = build(cash_by_currency={"USD": "78935.08", "EUR": 12000})
+
+        assert dict(account.cash_by_currency) == {"USD": Decimal("78935.08"), "EUR": Decimal(12000)}
+
+    @pytest.mark.parametrize("build", [local_account, broker_account])
+    def test_float_amount_refused_naming_the_currency(self, build: Any) -> None:
+        with pytest.raises(TypeError, match=r"^cash_by_currency\['EUR'\] must be a Decimal"):
+            build(cash_by_currency={"EUR": 12000.5})
+
+    @pytest.mark.parametrize("build", [local_account, broker_account])
+    def test_empty_currency_refused(self, build: Any) -> None:
+        with pytest.raises(ValueError, match="cash_by_currency has the key ''"):
+            build(cash_by_currency={"": 1})
+
+    @pytest.mark.parametrize("build", [local_account, broker_account])
+    def test_not_a_mapping_refused(self, build: Any) -> None:
+        with pytest.raises(TypeError, match="cash_by_currency must be a mapping"):
+            build(cash_by_currency=[("EUR", 1)])
+
+    def test_read_only_and_hashable(self) -> None:
+        account = local_account(cash_by_currency={"EUR": 1})
+
+        with pytest.raises(TypeError):
+            account.cash_by_currency["EUR"] = Decimal(2)  # type: ignore[index]
+        assert hash(account) == hash(local_account(cash_by_currency={"EUR": Decimal(1)}))
 
 
 class TestEnums:
@@ -291,6 +448,9 @@ class TestEnums:
 
     def test_asset_types(self) -> None:
         assert {a.name for a in AssetType} >= {"STOCK", "OPTION", "FUTURE"}
+
+    def test_asset_types_for_crypto_venues(self) -> None:
+        assert (AssetType("swap"), AssetType("crypto")) == (AssetType.SWAP, AssetType.CRYPTO)
 
     def test_default_severity_is_the_design_table(self) -> None:
         assert dict(DEFAULT_SEVERITY) == {
@@ -347,10 +507,32 @@ class TestConfig:
         with pytest.raises(ValueError, match=rf"^{name} must not be negative"):
             ReconciliationConfig("ACC-1", **{name: Decimal("-0.01")})
 
-    @pytest.mark.parametrize("name", ["cash_tolerance", "equity_tolerance_pct"])
+    @pytest.mark.parametrize("name", ["cash_tolerance", "equity_tolerance_pct", "cost_tolerance_pct"])
     def test_float_tolerance_refused_naming_the_field(self, name: str) -> None:
-        with pytest.raises(TypeError, match=rf"^{name} must be a Decimal or an int, not the float"):
+        with pytest.raises(
+            TypeError, match=rf"^{name} must be a Decimal, an int or an exact decimal string, not the float"
+        ):
             ReconciliationConfig("ACC-1", **{name: 0.1})
+
+    def test_costs_compared_exactly_by_default(self) -> None:
+        assert ReconciliationConfig("ACC-1").cost_tolerance_pct == 0
+
+    def test_negative_cost_tolerance_refused(self) -> None:
+        with pytest.raises(ValueError, match=r"^cost_tolerance_pct must not be negative"):
+            ReconciliationConfig("ACC-1", cost_tolerance_pct="-0.01")
+
+    def test_a_currency_without_its_own_cash_tolerance_uses_cash_tolerance(self) -> None:
+        config = ReconciliationConfig("ACC-1", cash_tolerance="1.00", cash_tolerance_by_currency={"JPY": 150})
+
+        assert (config.cash_tolerance_of("JPY"), config.cash_tolerance_of("EUR")) == (150, Decimal("1.00"))
+
+    def test_negative_cash_tolerance_of_a_currency_refused_naming_it(self) -> None:
+        with pytest.raises(ValueError, match=r"^cash_tolerance_by_currency\['EUR'\] must not be negative"):
+            ReconciliationConfig("ACC-1", cash_tolerance_by_currency={"EUR": "-1"})
+
+    def test_float_cash_tolerance_of_a_currency_refused_naming_it(self) -> None:
+        with pytest.raises(TypeError, match=r"^cash_tolerance_by_currency\['EUR'\] must be a Decimal"):
+            ReconciliationConfig("ACC-1", cash_tolerance_by_currency={"EUR": 0.5})
 
     def test_zero_tolerances_accepted(self) -> None:
         config = ReconciliationConfig("ACC-1", cash_tolerance=0, equity_tolerance_pct=0)

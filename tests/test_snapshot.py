@@ -149,3 +149,28 @@ def test_every_failing_call_is_reported_together() -> None:
         fetch(broker)
     assert "broker.get_positions" in str(failure.value)
     assert "broker.get_account" in str(failure.value)
+
+
+def test_look_alike_entries_with_exact_decimal_text_and_an_unknown_cost_are_read() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(
+        [{"symbol": "TSLA", "quantity": "0.523419", "avg_cost": None, "market_value": "130.854750"}]
+    )
+
+    (position,) = fetch(broker).broker_positions
+
+    assert (position.quantity, position.avg_cost, position.market_value) == (
+        Decimal("0.523419"),
+        None,
+        Decimal("130.854750"),
+    )
+
+
+def test_a_look_alike_entry_with_a_decimal_made_from_a_float_is_malformed_data_naming_it() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return([SimpleNamespace(symbol="BTC", quantity=Decimal(0.1), avg_cost=None, market_value=0)])  # noqa: RUF032 - the mistake under test
+
+    with pytest.raises(
+        SnapshotError, match=r"entry 0 \(symbol 'BTC'\): quantity is 0\.1000.*made from the float 0\.1"
+    ):
+        fetch(broker)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from reconciliation._cli.render import subject
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import DiscrepancySeverity
+from reconciliation._publishing.payloads import asset_type_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -115,7 +117,13 @@ def render_history(console: Console, history: AccountHistory, *, open_only: bool
         breaks.add_row(
             _text(state.severity.value.upper(), style),
             state.type.value,
-            _text(state.symbol or "(account)"),
+            subject(
+                {
+                    "symbol": state.symbol,
+                    "asset_type": asset_type_text(state.asset_type),
+                    "currency": state.currency,
+                }
+            ),
             "none" if state.local_value is None else format(state.local_value, "f"),
             "none" if state.broker_value is None else format(state.broker_value, "f"),
             _when(state.first_seen),

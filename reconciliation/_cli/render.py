@@ -19,6 +19,7 @@ from typing import Any
 from rich.text import Text
 
 from reconciliation._cli.safe_text import safe_text
+from reconciliation._domain.models import describe_subject
 from reconciliation._publishing.payloads import (
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -33,6 +34,7 @@ __all__ = [
     "message_line",
     "resolved_line",
     "result_line",
+    "subject",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,16 @@ def _field(payload: Mapping[str, Any], key: str, default: str = "?") -> str:
     """A payload's value as safe, bounded text; `default` when it is missing or null."""
     value = payload.get(key)
     return default if value is None or value == "" else safe_text(value)
+
+
+def subject(payload: Mapping[str, Any]) -> str:
+    """What a break is about, as safe text: `AAPL`, `AAPL (option)`, `EUR` (per-currency cash), `(account)`."""
+    def text(key: str) -> str | None:
+        value = payload.get(key)
+        return value if isinstance(value, str) and value else None
+
+    described = describe_subject(text("symbol"), text("asset_type"), text("currency"))
+    return "(account)" if described is None else safe_text(described)
 
 
 def message_line(channel: str, payload: Mapping[str, Any], *, prefix: str = "") -> Text:
@@ -101,7 +113,7 @@ def discrepancy_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     line = Text(prefix)
     line.append(f"{severity.upper():<8} ", style=style)
     line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style=style)
-    line.append(f"{_field(payload, 'symbol', '(account)'):<9} ")
+    line.append(f"{subject(payload):<9} ")
     line.append(f"local {_field(payload, 'local_value', 'none')}, broker {_field(payload, 'broker_value', 'none')}")
     runs = payload.get("consecutive_runs")
     if isinstance(runs, int) and not isinstance(runs, bool) and 1 < runs < 10**15:
@@ -114,7 +126,7 @@ def resolved_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     line = Text(prefix)
     line.append(f"{'RESOLVED':<8} ", style="green")
     line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style="green")
-    line.append(f"{_field(payload, 'symbol', '(account)'):<9} ")
+    line.append(f"{subject(payload):<9} ")
     runs = payload.get("consecutive_runs")
     line.append(
         f"seen in {_field(payload, 'consecutive_runs')} run{'' if runs == 1 else 's'} "
@@ -129,7 +141,7 @@ def halt_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     line = Text(prefix)
     line.append("HALT     ", style="bold white on red")
     line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style="bold red")
-    line.append(f"{_field(payload, 'symbol', '(account)'):<9} ")
+    line.append(f"{subject(payload):<9} ")
     line.append(
         f"kill switch: {_field(payload, 'consecutive_runs')} runs in a row since "
         f"{_clock(payload.get('first_seen'))}; "

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
+from reconciliation._cli.broker_adapters import AdapterConfigError, adapter_factory
 from reconciliation._domain.models import ReconciliationConfig
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.service import ReconciliationRuntime
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 _TOP_LEVEL = ("redis_url", "defaults", "accounts")
 _FACTORY_KEYS = ("broker", "portfolio")
+_ADAPTER_KEY = "broker_adapter"
+"""A table naming a broker adapter (docs/configuration.md), instead of a `broker` factory."""
 _SECONDS = (
     "interval_seconds",
     "post_fill_delay_seconds",
@@ -56,7 +59,7 @@ _SECONDS = (
     "post_fill_max_wait_seconds",
     "publish_retry_max_seconds",
 )
-_MONEY = ("cash_tolerance", "equity_tolerance_pct")
+_MONEY = ("cash_tolerance", "equity_tolerance_pct", "cost_tolerance_pct")
 _COUNTS = ("stream_maxlen", "outbox_max_runs")
 _CONFIG_KEYS = tuple(field.name for field in attrs.fields(ReconciliationConfig))
 
@@ -72,7 +75,7 @@ def _nested_options() -> dict[str, type]:
 
 _NESTED = _nested_options()
 """Options that are attrs classes themselves (e.g. `ageing`): a sub-table of keyword arguments."""
-_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS)
+_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS, _ADAPTER_KEY)
 _DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
 
 
@@ -225,13 +228,10 @@ def _account(
     found_before = len(problems)
     if "account_id" not in merged:
         problems.add(f"{where}.account_id", "missing: every [[accounts]] table needs an account_id")
-    factories: dict[str, tuple[str, Factory]] = {}
-    for key in _FACTORY_KEYS:
-        with problems.collecting():
-            factories[key] = _factory(where, key, merged.get(key), key_path(key))
+    factories = _factories(problems, where, merged, in_defaults, key_path)
     options: dict[str, Any] = {}
     for key, value in merged.items():
-        if key in _FACTORY_KEYS:
+        if key in _FACTORY_KEYS or key == _ADAPTER_KEY:
             continue
         with problems.collecting():
             options[key] = _convert(problems, key_path(key), key, value)
@@ -276,6 +276,47 @@ def _config(
             del remaining[blamed]
         else:
             return config if remaining == options else None
+
+
+def _factories(
+    problems: _Problems,
+    where: str,
+    merged: dict[str, Any],
+    in_defaults: set[str],
+    key_path: Callable[[str], str],
+) -> dict[str, tuple[str, Factory]]:
+    """Where the account's broker and portfolio come from: a description and a factory each,
+    or the mistakes recorded in `problems`."""
+    factories: dict[str, tuple[str, Factory]] = {}
+    adapter = False
+    with problems.collecting():
+        adapter = _uses_adapter(merged, in_defaults, key_path)
+        if adapter:
+            try:
+                factories["broker"] = adapter_factory(key_path(_ADAPTER_KEY), merged[_ADAPTER_KEY])
+            except AdapterConfigError as exc:
+                _fail(exc.key, exc.problem)
+    for key in _FACTORY_KEYS:
+        if key == "broker" and adapter:
+            continue
+        with problems.collecting():
+            factories[key] = _factory(where, key, merged.get(key), key_path(key))
+    return factories
+
+
+def _uses_adapter(merged: dict[str, Any], in_defaults: set[str], key_path: Callable[[str], str]) -> bool:
+    """Whether the broker comes from `broker_adapter` rather than a `broker` factory.
+
+    An account's own key wins over one from [defaults]; both at one level is an error.
+    """
+    if _ADAPTER_KEY not in merged:
+        return False
+    if "broker" not in merged:
+        return True
+    adapter_from_defaults, factory_from_defaults = _ADAPTER_KEY in in_defaults, "broker" in in_defaults
+    if adapter_from_defaults == factory_from_defaults:
+        _fail(key_path(_ADAPTER_KEY), "give either broker (a factory) or broker_adapter, not both")
+    return factory_from_defaults
 
 
 def _convert(problems: _Problems, path: str, key: str, value: Any) -> Any:
@@ -326,6 +367,13 @@ def _table(path: str, value: Any) -> dict[str, Any]:
     return value
 
 
+def _amounts(path: str, value: Any) -> dict[str, Decimal]:
+    """A table of currency = amount, each amount read like `_decimal`."""
+    if not isinstance(value, dict):
+        _fail(path, f'expected a table of currency = amount such as EUR = "0.50", got {_describe(value)}')
+    return {currency: _decimal(f"{path}.{currency}", amount) for currency, amount in value.items()}
+
+
 def _decimal(path: str, value: Any) -> Decimal:
     """An int, a string of digits, or a TOML float taken as the digits written."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -346,6 +394,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     **dict.fromkeys(_SECONDS, _seconds),
     **dict.fromkeys(_COUNTS, _count),
     **dict.fromkeys(_MONEY, _decimal),
+    "cash_tolerance_by_currency": _amounts,
 }
 
 

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.breaks import BreakKey, BreakState, break_ids_of
+from reconciliation._domain.breaks import BreakKey, BreakState, break_ids_of, describe_key
 from reconciliation._domain.models import AgeingPolicy, Discrepancy, DiscrepancySeverity
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ class Sighting(NamedTuple):
             halted_run_id=self.halted_run_id,
             resolved_at=resolved_at,
             resolved_run_id=resolved_run_id,
+            asset_type=seen.asset_type,
+            currency=seen.currency,
         )
 
     @classmethod
@@ -91,6 +93,8 @@ class Sighting(NamedTuple):
                 broker_value=state.broker_value,
                 timestamp=state.last_seen,
                 account_id=state.account_id,
+                asset_type=state.asset_type,
+                currency=state.currency,
             ),
         )
 
@@ -183,7 +187,7 @@ class BreakTracker:
                 )
                 raise ValueError(msg)
             if state.key in self._open:
-                msg = f"two open breaks for {_describe(state.key)}: {self._open[state.key].break_id} and {state.break_id}"
+                msg = f"two open breaks for {describe_key(state.key)}: {self._open[state.key].break_id} and {state.break_id}"
                 raise ValueError(msg)
             self._open[state.key] = Sighting.of(state)
 
@@ -210,7 +214,7 @@ class BreakTracker:
         for discrepancy in result.discrepancies:
             key = discrepancy.key
             if key in current:
-                msg = f"run {result.run_id} reports {_describe(key)} twice"
+                msg = f"run {result.run_id} reports {describe_key(key)} twice"
                 raise ValueError(msg)
             previous = opened.get(key)
             sighting = self._sighted(previous, discrepancy, result, new_break_id)
@@ -256,8 +260,3 @@ class BreakTracker:
         return Sighting(
             break_id, first_seen, seen_at, consecutive, first_run_id, result.run_id, halted_run_id, severity, discrepancy
         )
-
-
-def _describe(key: BreakKey) -> str:
-    account_id, kind, symbol = key
-    return f"{kind.value} {symbol or '(account)'} on {account_id}"

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType, describe_subject
 from reconciliation._domain.values import (
     non_empty_text,
     optional_decimal,
@@ -26,10 +27,12 @@ from reconciliation._domain.values import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["BreakKey", "BreakState", "break_id_for", "break_ids_of"]
+__all__ = ["BreakKey", "BreakState", "break_id_for", "break_ids_of", "describe_key"]
 
-BreakKey = tuple[str, DiscrepancyType, str | None]
-"""(account_id, type, symbol): the same as `Discrepancy.key`."""
+logger = logging.getLogger(__name__)
+
+BreakKey = tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]
+"""(account_id, type, symbol, asset_type, currency): the same as `Discrepancy.key`."""
 
 
 def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
@@ -41,13 +44,26 @@ def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
     return break_ids_of(first_run_id)(key)
 
 
+def describe_key(key: BreakKey) -> str:
+    """`quantity_mismatch AAPL (option) on ACC-1`, `cash_mismatch EUR on ACC-1`."""
+    account_id, kind, symbol, asset_type, currency = key
+    subject = describe_subject(symbol, asset_type.value if asset_type else None, currency)
+    return f"{kind.value} {subject or '(account)'} on {account_id}"
+
+
+def _position_asset_type(state: BreakState) -> AssetType | None:
+    kind = state.type
+    return AssetType.STOCK if isinstance(kind, DiscrepancyType) and not kind.is_account_level else None
+
+
 def break_ids_of(first_run_id: UUID) -> Callable[[BreakKey], UUID]:
     """`break_id_for` for one run's many new breaks: the run's namespace bytes made once."""
     namespace = first_run_id.bytes
 
     def break_id(key: BreakKey) -> UUID:
-        account_id, kind, symbol = key
-        name = f"{account_id}\x1f{kind.value}\x1f{symbol or ''}".encode()
+        account_id, kind, symbol, asset_type, currency = key
+        parts = (account_id, kind.value, symbol or "", asset_type.value if asset_type else "", currency or "")
+        name = "\x1f".join(parts).encode()
         digest = hashlib.sha1(namespace + name, usedforsecurity=False).digest()
         return UUID(bytes=digest[:16], version=5)
 
@@ -80,6 +96,12 @@ class BreakState:
         default=None, converter=attrs.converters.optional(utc_datetime), validator=attrs.validators.optional(utc_only)
     )
     resolved_run_id: UUID | None = attrs.field(default=None)
+    asset_type: AssetType | None = attrs.field(
+        default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
+    )
+    """The position's asset type; None for an account-level break."""
+    currency: str | None = attrs.field(default=None, kw_only=True)
+    """The currency of a per-currency cash break; None otherwise."""
 
     @last_seen.validator
     def _not_before_first_seen(self, _field: attrs.Attribute[Any], value: dt.datetime) -> None:
@@ -95,7 +117,7 @@ class BreakState:
 
     @property
     def key(self) -> BreakKey:
-        return (self.account_id, self.type, self.symbol)
+        return (self.account_id, self.type, self.symbol, self.asset_type, self.currency)
 
     @property
     def is_open(self) -> bool:

@@ -1,10 +1,12 @@
 """Classify how the local book and the broker differ: pure functions, no I/O.
 
-Positions are joined by symbol and compared exactly, in `Decimal`: a quantity of 0 is
-the same as no position (brokers omit flat ones), a cost is compared only when the
-quantities agree, and each symbol yields at most one position discrepancy. Balances are
-compared against the configured tolerances, where a difference equal to a tolerance is
-not a break. The service logs and publishes what this module returns.
+Positions are joined by symbol and asset type and compared exactly, in `Decimal`: a
+quantity of 0 is the same as no position (brokers omit flat ones), a cost is compared
+only when the quantities agree and both sides know it, and each position yields at most
+one position discrepancy. Costs and balances are compared against the configured
+tolerances, where a difference equal to a tolerance is not a break. Cash is compared per
+currency when both sides give it per currency. The service logs and publishes what this
+module returns.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import attrs
 
 from reconciliation._domain.models import (
+    AssetType,
     BrokerPosition,
     Discrepancy,
     DiscrepancyType,
@@ -26,7 +29,7 @@ from reconciliation._domain.models import (
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from reconciliation._domain.models import (
         BrokerAccount,
@@ -56,12 +59,19 @@ _AVERAGE = decimal.Context(prec=34)
 _Side = TypeVar("_Side", Position, BrokerPosition)
 
 _HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
 
-_FLAT = BrokerPosition(symbol="(flat)", quantity=0, avg_cost=0, market_value=0)
-"""What the join finds for a symbol the broker omits: brokers leave flat positions out."""
+_FLAT = BrokerPosition(symbol="(flat)", quantity=0, avg_cost=None, market_value=0)
+"""What the join finds for a position the broker omits: brokers leave flat positions out."""
 
-_Found = tuple[str | None, DiscrepancyType, Decimal | None, Decimal | None]
-"""Symbol, type, local value, broker value: a discrepancy before it is built."""
+_STOCK = AssetType.STOCK
+
+_Key = str | tuple[str, AssetType]
+"""What identifies a position on either side: its symbol and its asset type. A stock's is
+its bare symbol, so that the common case hashes a string, not an enum (a Python-level hash)."""
+
+_Found = tuple[str | None, AssetType | None, DiscrepancyType, Decimal | None, Decimal | None, str | None]
+"""Symbol, asset type, type, local value, broker value, currency: a discrepancy before it is built."""
 
 _MISSING_LOCAL = DiscrepancyType.MISSING_LOCAL
 _MISSING_BROKER = DiscrepancyType.MISSING_BROKER
@@ -84,7 +94,7 @@ class Comparison:
 def compare(
     snapshot: Snapshot, config: ReconciliationConfig, *, pause: Callable[[], object] | None = None
 ) -> Comparison:
-    """Compare both sides of a snapshot: positions by symbol first, then cash, then equity.
+    """Compare both sides of a snapshot: positions first, then cash, then equity.
 
     `pause`, if given, is called between chunks of `CHUNK_SIZE` entries (see `compare_positions`).
     """
@@ -117,19 +127,21 @@ def compare_positions(
     config: ReconciliationConfig,
     pause: Callable[[], object] | None = None,
 ) -> Comparison:
-    """Join both books by symbol and classify every symbol that differs.
+    """Join both books by symbol and asset type, and classify every position that differs.
 
-    A symbol held on one side only (a quantity of 0 counts as not held) is
-    missing_local or missing_broker; held on both with different quantities, a
-    quantity_mismatch; with equal quantities but different average costs, a
-    cost_mismatch. The values are the quantities, or the average costs for a
-    cost_mismatch, and None for the side that holds nothing.
+    A position (a symbol of one asset type: a stock and an option on it are two) held on
+    one side only (a quantity of 0 counts as not held) is missing_local or
+    missing_broker; held on both with different quantities, a quantity_mismatch; with
+    equal quantities but average costs further apart than `config.cost_tolerance_pct`
+    percent of the broker's, a cost_mismatch (never when either side's cost is None:
+    unknown). The values are the quantities, or the average costs for a cost_mismatch,
+    and None for the side that holds nothing.
 
-    A side that reports one symbol several times (hedge-mode legs, one entry per venue)
+    A side that reports one position several times (hedge-mode legs, one entry per venue)
     is netted rather than letting one entry overwrite another: the quantities are
     summed and the average cost is weighted by each entry's *absolute* quantity, so it
-    stays within the range of the entries' costs even when long and short legs net out.
-    Each netting is listed in `Comparison.netted`.
+    stays within the range of the entries' costs even when long and short legs net out
+    (unknown if any entry's cost is). Each netting is listed in `Comparison.netted`.
 
     The work is done in pure-Python loops, so a thread running it gives the GIL to
     other threads only every switch interval (5 ms): in a host engine, a million-position
@@ -138,22 +150,22 @@ def compare_positions(
     every `CHUNK_SIZE` entries so that the engine's threads get their turn sooner.
 
     Returns:
-        The discrepancies sorted by symbol, and the number of distinct symbols on
-        either side, flat entries included.
+        The discrepancies sorted by symbol (then asset type), and the number of distinct
+        positions (symbol and asset type) on either side, flat entries included.
     """
     netted: list[NettedSymbol] = []
-    local_by_symbol = _index(local, "local", _net_local, netted, pause)
-    broker_by_symbol = _index(broker, "broker", _net_broker, netted, pause)
+    local_by_key = _index(local, "local", _net_local, netted, pause)
+    broker_by_key = _index(broker, "broker", _net_broker, netted, pause)
     found: list[_Found] = []
-    _classify_held(local_by_symbol, broker_by_symbol, found, pause)
-    broker_only = _classify_broker_only(local_by_symbol, broker_by_symbol, found, pause)
-    found.sort(key=_by_symbol)
+    _classify_held(local_by_key, broker_by_key, found, config.cost_tolerance_pct, pause)
+    broker_only = _classify_broker_only(local_by_key, broker_by_key, found, pause)
+    found.sort(key=_by_position)
     discrepancies: list[Discrepancy] = []
     for chunk in _chunks(found, pause):
         discrepancies.extend(_discrepancies(chunk, account_id, timestamp, config))
     return Comparison(
         discrepancies=tuple(discrepancies),
-        positions_checked=len(local_by_symbol) + broker_only,
+        positions_checked=len(local_by_key) + broker_only,
         netted=tuple(netted),
     )
 
@@ -164,54 +176,76 @@ def _index(
     merge: Callable[[Sequence[_Side]], _Side],
     netted: list[NettedSymbol],
     pause: Callable[[], object] | None,
-) -> dict[str, _Side]:
-    by_symbol: dict[str, _Side] = {}
+) -> dict[_Key, _Side]:
+    by_key: dict[_Key, _Side] = {}
     for chunk in _chunks(entries, pause):
-        by_symbol.update({entry.symbol: entry for entry in chunk})
-    if len(by_symbol) < len(entries):
+        by_key.update(
+            {
+                (entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)): entry
+                for entry in chunk
+            }
+        )
+    if len(by_key) < len(entries):
         return _net(entries, side, merge, netted)
-    return by_symbol
+    return by_key
 
 
 def _classify_held(
-    local_by_symbol: dict[str, Position],
-    broker_by_symbol: dict[str, BrokerPosition],
+    local_by_key: dict[_Key, Position],
+    broker_by_key: dict[_Key, BrokerPosition],
     found: list[_Found],
+    cost_tolerance_pct: Decimal,
     pause: Callable[[], object] | None,
 ) -> None:
-    """Classify every symbol of the local book against the broker's (flat if absent)."""
-    broker_get = broker_by_symbol.get
+    """Classify every position of the local book against the broker's (flat if absent)."""
+    broker_get = broker_by_key.get
     append = found.append
-    for chunk in _chunks(local_by_symbol.items(), pause):
-        for symbol, held in chunk:
-            reported = broker_get(symbol, _FLAT)
+    for chunk in _chunks(local_by_key.items(), pause):
+        for key, held in chunk:
+            reported = broker_get(key, _FLAT)
             local_quantity = held.quantity
             broker_quantity = reported.quantity
             if local_quantity == broker_quantity:
-                if local_quantity and held.avg_cost != reported.avg_cost:
-                    append((symbol, _COST, held.avg_cost, reported.avg_cost))
+                if (
+                    local_quantity
+                    and held.avg_cost != reported.avg_cost
+                    and _costs_differ(held.avg_cost, reported.avg_cost, cost_tolerance_pct)
+                ):
+                    append((held.symbol, held.asset_type, _COST, held.avg_cost, reported.avg_cost, None))
             elif not broker_quantity:
-                append((symbol, _MISSING_BROKER, local_quantity, None))
+                append((held.symbol, held.asset_type, _MISSING_BROKER, local_quantity, None, None))
             elif not local_quantity:
-                append((symbol, _MISSING_LOCAL, None, broker_quantity))
+                append((held.symbol, held.asset_type, _MISSING_LOCAL, None, broker_quantity, None))
             else:
-                append((symbol, _QUANTITY, local_quantity, broker_quantity))
+                append((held.symbol, held.asset_type, _QUANTITY, local_quantity, broker_quantity, None))
+
+
+def _costs_differ(local: Decimal | None, broker: Decimal | None, tolerance_pct: Decimal) -> bool:
+    """Both costs known, and abs(local - broker) > abs(broker) * tolerance_pct / 100, exactly."""
+    if local is None or broker is None or local == broker:
+        return False
+    if not tolerance_pct:
+        return True
+    gap = _EXACT.subtract(local, broker).copy_abs()
+    return _EXACT.multiply(gap, _HUNDRED) > _EXACT.multiply(broker.copy_abs(), tolerance_pct)
 
 
 def _classify_broker_only(
-    local_by_symbol: dict[str, Position],
-    broker_by_symbol: dict[str, BrokerPosition],
+    local_by_key: dict[_Key, Position],
+    broker_by_key: dict[_Key, BrokerPosition],
     found: list[_Found],
     pause: Callable[[], object] | None,
 ) -> int:
-    """Flag the broker's symbols the local book lacks; returns how many there are, flat included."""
+    """Flag the broker's positions the local book lacks; returns how many there are, flat included."""
     count = 0
-    for chunk in _chunks(broker_by_symbol.items(), pause):
-        for symbol, reported in chunk:
-            if symbol not in local_by_symbol:
+    for chunk in _chunks(broker_by_key.items(), pause):
+        for key, reported in chunk:
+            if key not in local_by_key:
                 count += 1
                 if reported.quantity:
-                    found.append((symbol, _MISSING_LOCAL, None, reported.quantity))
+                    found.append(
+                        (reported.symbol, reported.asset_type, _MISSING_LOCAL, None, reported.quantity, None)
+                    )
     return count
 
 
@@ -236,20 +270,39 @@ def compare_accounts(
 ) -> tuple[Discrepancy, ...]:
     """Flag cash and equity that differ by more than their tolerances, in that order.
 
-    Cash is a break when abs(local - broker) > `config.cash_tolerance`; equity when
-    abs(local - broker) > abs(broker equity) * `config.equity_tolerance_pct` / 100.
-    The arithmetic is exact whatever the magnitudes, so a difference of one cent is
-    seen on any balance.
+    Cash is a break when abs(local - broker) > `config.cash_tolerance`. When both sides
+    give `cash_by_currency`, cash is compared per currency instead, in each currency's
+    own units, against `config.cash_tolerance_of(currency)` (a currency one side does
+    not list holds 0 there), and each break carries its currency, in alphabetical
+    order. Equity is a break when abs(local - broker) > abs(broker equity) *
+    `config.equity_tolerance_pct` / 100. The arithmetic is exact whatever the
+    magnitudes, so a difference of one cent is seen on any balance.
     """
     found: list[_Found] = []
-    cash_gap = _EXACT.subtract(local.cash, broker.cash).copy_abs()
-    if cash_gap > config.cash_tolerance:
-        found.append((None, DiscrepancyType.CASH_MISMATCH, local.cash, broker.cash))
+    if local.cash_by_currency is not None and broker.cash_by_currency is not None:
+        _compare_cash_by_currency(local.cash_by_currency, broker.cash_by_currency, config, found)
+    elif _EXACT.subtract(local.cash, broker.cash).copy_abs() > config.cash_tolerance:
+        found.append((None, None, DiscrepancyType.CASH_MISMATCH, local.cash, broker.cash, None))
     equity_gap = _EXACT.subtract(local.total_equity, broker.total_equity).copy_abs()
     allowed_times_100 = _EXACT.multiply(broker.total_equity.copy_abs(), config.equity_tolerance_pct)
     if _EXACT.multiply(equity_gap, _HUNDRED) > allowed_times_100:
-        found.append((None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity))
+        found.append(
+            (None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None)
+        )
     return _discrepancies(found, account_id, timestamp, config)
+
+
+def _compare_cash_by_currency(
+    local: Mapping[str, Decimal],
+    broker: Mapping[str, Decimal],
+    config: ReconciliationConfig,
+    found: list[_Found],
+) -> None:
+    for currency in sorted(set(local) | set(broker)):
+        held = local.get(currency, _ZERO)
+        reported = broker.get(currency, _ZERO)
+        if _EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
+            found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
 
 
 def _discrepancies(
@@ -265,13 +318,15 @@ def _discrepancies(
             broker_value=broker_value,
             timestamp=timestamp,
             account_id=account_id,
+            asset_type=asset_type,
+            currency=currency,
         )
-        for symbol, kind, local_value, broker_value in found
+        for symbol, asset_type, kind, local_value, broker_value, currency in found
     )
 
 
-def _by_symbol(entry: _Found) -> str:
-    return entry[0] or ""
+def _by_position(entry: _Found) -> tuple[str, str]:
+    return (entry[0] or "", entry[1].value if entry[1] else "")
 
 
 def _net(
@@ -279,36 +334,51 @@ def _net(
     side: Literal["local", "broker"],
     merge: Callable[[Sequence[_Side]], _Side],
     netted: list[NettedSymbol],
-) -> dict[str, _Side]:
-    """Index `entries` by symbol, merging the symbols that occur more than once."""
-    groups: dict[str, list[_Side]] = {}
+) -> dict[_Key, _Side]:
+    """Index `entries` by symbol and asset type, merging the positions that occur more than once."""
+    groups: dict[_Key, list[_Side]] = {}
     for entry in entries:
-        groups.setdefault(entry.symbol, []).append(entry)
-    by_symbol: dict[str, _Side] = {}
-    for symbol, group in groups.items():
+        groups.setdefault(_key(entry), []).append(entry)
+    by_key: dict[_Key, _Side] = {}
+    for key, group in groups.items():
+        first = group[0]
         if len(group) == 1:
-            by_symbol[symbol] = group[0]
+            by_key[key] = first
         else:
-            by_symbol[symbol] = merge(group)
-            netted.append(NettedSymbol(side=side, symbol=symbol, entries=len(group)))
+            by_key[key] = merge(group)
+            netted.append(
+                NettedSymbol(side=side, symbol=first.symbol, entries=len(group), asset_type=first.asset_type)
+            )
     netted.sort(key=_netted_order)
-    return by_symbol
+    return by_key
 
 
-def _netted_order(entry: NettedSymbol) -> tuple[bool, str]:
-    return (entry.side == "broker", entry.symbol)
+def _key(entry: Position | BrokerPosition) -> _Key:
+    return entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)
 
 
-def _net_quantity_and_cost(group: Sequence[Position | BrokerPosition]) -> tuple[Decimal, Decimal]:
-    """The summed quantity and the absolute-quantity-weighted average cost of `group`."""
-    quantity = Decimal(0)
-    weight = Decimal(0)
-    cost_sum = Decimal(0)
+def _netted_order(entry: NettedSymbol) -> tuple[bool, str, str]:
+    return (entry.side == "broker", entry.symbol, entry.asset_type.value)
+
+
+def _net_quantity_and_cost(group: Sequence[Position | BrokerPosition]) -> tuple[Decimal, Decimal | None]:
+    """The summed quantity and the absolute-quantity-weighted average cost of `group`
+    (None, unknown, if any entry's cost is)."""
+    quantity = _ZERO
+    weight = _ZERO
+    cost_sum: Decimal | None = _ZERO
     for entry in group:
         quantity = _EXACT.add(quantity, entry.quantity)
         size = entry.quantity.copy_abs()
         weight = _EXACT.add(weight, size)
-        cost_sum = _EXACT.add(cost_sum, _EXACT.multiply(size, entry.avg_cost))
+        if cost_sum is not None:
+            cost_sum = (
+                None
+                if entry.avg_cost is None
+                else _EXACT.add(cost_sum, _EXACT.multiply(size, entry.avg_cost))
+            )
+    if cost_sum is None:
+        return quantity, None
     if not weight:
         return quantity, group[0].avg_cost
     return quantity, _AVERAGE.divide(cost_sum, weight)

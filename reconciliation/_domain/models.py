@@ -17,6 +17,7 @@ from uuid import UUID
 import attrs
 
 from reconciliation._domain.values import (
+    decimal_mapping,
     exact_decimal,
     finite_decimal,
     finite_seconds,
@@ -25,6 +26,7 @@ from reconciliation._domain.values import (
     non_empty_text,
     non_negative,
     optional_decimal,
+    optional_decimal_mapping,
     optional_finite_decimal,
     positive_seconds,
     seconds,
@@ -49,13 +51,21 @@ __all__ = [
     "ReconciliationConfig",
     "ReconciliationResult",
     "Snapshot",
+    "describe_subject",
 ]
 
 
 class AssetType(enum.Enum):
+    """What kind of instrument a position is in; with the symbol, it identifies the position."""
+
     STOCK = "stock"
     OPTION = "option"
     FUTURE = "future"
+    """A dated future."""
+    SWAP = "swap"
+    """A perpetual swap (a future without expiry), as crypto derivatives venues list them."""
+    CRYPTO = "crypto"
+    """A spot crypto-currency holding."""
 
 
 class DiscrepancyType(enum.Enum):
@@ -109,11 +119,15 @@ DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping
 
 @attrs.frozen
 class Position:
-    """A position as the local book holds it. `quantity` is signed: short is negative."""
+    """A position as the local book holds it. `quantity` is signed: short is negative.
+
+    `avg_cost` is the average cost per unit, or None when it is unknown (a spot holding
+    transferred in, a venue that does not say): an unknown cost is never compared.
+    """
 
     symbol: str = attrs.field(validator=non_empty_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
-    avg_cost: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     asset_type: AssetType = attrs.field(
         default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
     )
@@ -121,11 +135,14 @@ class Position:
 
 @attrs.frozen
 class BrokerPosition:
-    """A position as the broker reports it. `quantity` is signed: short is negative."""
+    """A position as the broker reports it. `quantity` is signed: short is negative.
+
+    `avg_cost` is None when the broker gives none (then it is not compared).
+    """
 
     symbol: str = attrs.field(validator=non_empty_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
-    avg_cost: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     market_value: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     asset_type: AssetType = attrs.field(
         default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
@@ -134,22 +151,33 @@ class BrokerPosition:
 
 @attrs.frozen
 class LocalAccount:
-    """The local book's balances."""
+    """The local book's balances.
+
+    `cash_by_currency`, if given, is the cash held in each currency (in that currency);
+    when the broker gives it too, cash is compared per currency instead of as one figure.
+    """
 
     account_id: str = attrs.field(validator=non_empty_text)
     cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     total_equity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    cash_by_currency: Mapping[str, Decimal] | None = attrs.field(
+        default=None, converter=decimal_mapping, validator=optional_decimal_mapping, kw_only=True
+    )
 
 
 @attrs.frozen
 class BrokerAccount:
-    """The broker's balances. `cash` is settled cash, `total_equity` net liquidation value."""
+    """The broker's balances. `cash` is the account's cash in its currency, `total_equity`
+    its net liquidation value; `cash_by_currency` as in `LocalAccount`."""
 
     account_id: str = attrs.field(validator=non_empty_text)
     cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     buying_power: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     total_equity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     margin_used: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
+    cash_by_currency: Mapping[str, Decimal] | None = attrs.field(
+        default=None, converter=decimal_mapping, validator=optional_decimal_mapping, kw_only=True
+    )
 
 
 def _non_zero(_instance: object, field: attrs.Attribute[Any], value: Decimal) -> None:
@@ -188,13 +216,31 @@ class OrderFill:
     )
 
 
+def describe_subject(symbol: str | None, asset_type: str | None, currency: str | None) -> str | None:
+    """What a discrepancy or break is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash
+    in that currency), or None for the account as a whole. `asset_type` is its text ("stock")."""
+    if symbol is None:
+        return currency
+    if asset_type in {None, AssetType.STOCK.value}:
+        return symbol
+    return f"{symbol} ({asset_type})"
+
+
+def _position_asset_type(discrepancy: Discrepancy) -> AssetType | None:
+    """STOCK for a position-level discrepancy, None for an account-level one (or a bad type,
+    which its own validator refuses)."""
+    kind = discrepancy.type
+    return AssetType.STOCK if isinstance(kind, DiscrepancyType) and not kind.is_account_level else None
+
+
 @attrs.frozen
 class Discrepancy:
     """One difference between the local book and the broker.
 
-    `symbol` is None for account-level types (cash, equity). `local_value` and
-    `broker_value` are the compared figures (quantity, average cost, cash or equity);
-    None where that side has nothing.
+    `symbol` and `asset_type` identify the position; both are None for account-level
+    types (cash, equity). `currency` is set on a `cash_mismatch` found comparing cash
+    per currency, None otherwise. `local_value` and `broker_value` are the compared
+    figures (quantity, average cost, cash or equity); None where that side has nothing.
     """
 
     type: DiscrepancyType = attrs.field(validator=attrs.validators.instance_of(DiscrepancyType))
@@ -204,6 +250,10 @@ class Discrepancy:
     broker_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     account_id: str = attrs.field(validator=non_empty_text)
+    asset_type: AssetType | None = attrs.field(
+        default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
+    )
+    currency: str | None = attrs.field(default=None, kw_only=True)
 
     @symbol.validator
     def _symbol_matches_type(self, field: attrs.Attribute[Any], value: str | None) -> None:
@@ -214,19 +264,48 @@ class Discrepancy:
         else:
             non_empty_text(self, field, value)
 
+    @asset_type.validator
+    def _asset_type_matches_type(self, _field: attrs.Attribute[Any], value: object) -> None:
+        if self.type.is_account_level:
+            if value is not None:
+                msg = f"asset_type must be None for an account-level {self.type.value}, got {value!r}"
+                raise ValueError(msg)
+        elif not isinstance(value, AssetType):
+            msg = f"asset_type of a {self.type.value} must be an AssetType, not {type(value).__name__} {value!r}"
+            raise TypeError(msg)
+
+    @currency.validator
+    def _currency_only_for_cash(self, field: attrs.Attribute[Any], value: str | None) -> None:
+        if value is None:
+            return
+        if self.type is not DiscrepancyType.CASH_MISMATCH:
+            msg = f"currency is only given for a cash_mismatch, not a {self.type.value} (got {value!r})"
+            raise ValueError(msg)
+        non_empty_text(self, field, value)
+
     @property
-    def key(self) -> tuple[str, DiscrepancyType, str | None]:
-        """What identifies a break across runs: account, type and symbol."""
-        return (self.account_id, self.type, self.symbol)
+    def subject(self) -> str | None:
+        """What it is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash in it); None for the account."""
+        return describe_subject(
+            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
+        )
+
+    @property
+    def key(self) -> tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]:
+        """What identifies a break across runs: account, type, symbol, asset type and currency."""
+        return (self.account_id, self.type, self.symbol, self.asset_type, self.currency)
 
 
 @attrs.frozen
 class NettedSymbol:
-    """A side reported one symbol several times; its entries were netted into one."""
+    """A side reported one position (symbol and asset type) several times; its entries were netted into one."""
 
     side: Literal["local", "broker"] = attrs.field(validator=attrs.validators.in_(("local", "broker")))
     symbol: str = attrs.field(validator=non_empty_text)
     entries: int = attrs.field(validator=whole_number(2))
+    asset_type: AssetType = attrs.field(
+        default=AssetType.STOCK, converter=AssetType, validator=attrs.validators.instance_of(AssetType)
+    )
 
 
 def _discrepancies(value: Iterable[Discrepancy]) -> tuple[Discrepancy, ...]:
@@ -375,6 +454,21 @@ class AgeingPolicy:
         )
 
 
+def _tolerances(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
+    converted = decimal_mapping(value)
+    return frozen_mapping({}) if converted is None else converted
+
+
+def _non_negative_amounts(
+    instance: object, field: attrs.Attribute[Any], value: Mapping[str, Decimal]
+) -> None:
+    optional_decimal_mapping(instance, field, value)
+    for currency, amount in value.items():
+        if amount < 0:
+            msg = f"{field.name}[{currency!r}] must not be negative, got {amount}"
+            raise ValueError(msg)
+
+
 def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """A file path, or a sqlite:/// or postgresql:// URL."""
     non_empty_text(instance, field, value)
@@ -405,6 +499,14 @@ class ReconciliationConfig:
         default=Decimal("0.1"), converter=exact_decimal, validator=[finite_decimal, non_negative]
     )
     """Percent of the broker's equity: Decimal("0.1") is 0.1 %."""
+    cost_tolerance_pct: Decimal = attrs.field(
+        default=Decimal(0), converter=exact_decimal, validator=[finite_decimal, non_negative], kw_only=True
+    )
+    """Percent of the broker's average cost: 0 compares costs exactly."""
+    cash_tolerance_by_currency: Mapping[str, Decimal] = attrs.field(
+        factory=dict, converter=_tolerances, validator=_non_negative_amounts, kw_only=True
+    )
+    """When cash is compared per currency, the tolerance of a currency (in it); others use `cash_tolerance`."""
     enabled: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     broker_timeout_seconds: float = attrs.field(default=30.0, converter=seconds, validator=positive_seconds)
     severity_overrides: Mapping[DiscrepancyType, DiscrepancySeverity] = attrs.field(
@@ -445,6 +547,9 @@ class ReconciliationConfig:
 
     def severity_of(self, kind: DiscrepancyType) -> DiscrepancySeverity:
         return self.severity_overrides.get(kind, DEFAULT_SEVERITY[kind])
+
+    def cash_tolerance_of(self, currency: str) -> Decimal:
+        return self.cash_tolerance_by_currency.get(currency, self.cash_tolerance)
 
 
 @attrs.frozen

@@ -1,17 +1,19 @@
 """Converters and validators shared by every model: exact decimals, UTC times, names.
 
-Converters only widen what is exact (an `int` to a `Decimal`, an aware datetime to
-UTC) and pass anything else through; the validators then refuse it, naming the field
-and the value, at construction time, where the mistake was made.
+Converters only widen what is exact (an `int` or a decimal string such as "0.523419"
+to a `Decimal`, an aware datetime to UTC) and pass anything else through; the
+validators then refuse it, naming the field and the value, at construction time,
+where the mistake was made.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -23,14 +25,18 @@ V = TypeVar("V")
 __all__ = [
     "MAX_SECONDS",
     "FrozenMapping",
+    "check_exact",
+    "decimal_mapping",
     "exact_decimal",
     "finite_decimal",
     "finite_seconds",
     "frozen_context",
     "frozen_mapping",
+    "made_from_float",
     "non_empty_text",
     "non_negative",
     "optional_decimal",
+    "optional_decimal_mapping",
     "optional_finite_decimal",
     "positive_seconds",
     "seconds",
@@ -39,37 +45,130 @@ __all__ = [
     "whole_number",
 ]
 
+logger = logging.getLogger(__name__)
 
-def exact_decimal(value: Decimal | int) -> Decimal:
-    """An `int` becomes the exact `Decimal`; anything else is left for `finite_decimal`."""
+_EXACT_KINDS = "a Decimal, an int or an exact decimal string"
+
+_FLOAT_DIGITS = 15
+"""Every decimal of up to 15 significant digits survives a round trip through a float (and
+one written in at most 15 characters has at most 15 digits: the validators' fast path)."""
+
+_SPURIOUS_DIGITS = 3
+"""How many digits beyond a float's shortest text betray a Decimal made from that float."""
+
+_EXACT_TEXT_CURE = (
+    "pass the exact value instead: the decimal text the venue sent (Position('AAPL', '0.523419', "
+    "'187.5')) or a Decimal made from that text; with ccxt, set exchange.number = Decimal before "
+    "loading markets so that it parses every number straight from the venue's text"
+)
+
+
+def exact_decimal(value: Decimal | int | str) -> Decimal:
+    """An `int` or a decimal string becomes the exact `Decimal`; anything else (a float,
+    text that is not a number) is left for `finite_decimal` to refuse."""
+    if type(value) is Decimal:
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return cast("Decimal", value)
     return cast("Decimal", value)
 
 
-def optional_decimal(value: Decimal | int | None) -> Decimal | None:
-    return None if value is None else exact_decimal(value)
+def optional_decimal(value: Decimal | int | str | None) -> Decimal | None:
+    if value is None or type(value) is Decimal:
+        return value
+    return exact_decimal(value)
 
 
 def finite_decimal(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    """Refuse float, bool, NaN, infinity and anything else that is not an exact number."""
+    """Refuse float, bool, NaN, infinity, a Decimal made from a float, and anything else
+    that is not an exact number."""
+    if type(value) is Decimal and value.is_finite() and len(str(value)) <= _FLOAT_DIGITS:
+        return
+    check_exact(field.name, value)
+
+
+def check_exact(name: str, value: object) -> None:
+    """`finite_decimal` for a value called `name` (a field, or an entry of a mapping field)."""
     if isinstance(value, float):
         msg = (
-            f"{field.name} must be a Decimal or an int, not the float {value!r}: "
-            f"floats cannot hold money exactly; pass Decimal({str(value)!r})"
+            f"{name} must be {_EXACT_KINDS}, not the float {value!r}: a float cannot hold most "
+            f"decimal fractions (0.1 is really 0.1000000000000000055...), so a number that went "
+            f"through one may already be off; {_EXACT_TEXT_CURE}"
         )
         raise TypeError(msg)
+    if isinstance(value, str):
+        msg = f"{name} must be {_EXACT_KINDS}, not the text {value!r}, which is not a number"
+        raise ValueError(msg)  # noqa: TRY004 - text is accepted; this text is not a number
     if not isinstance(value, Decimal):
-        msg = f"{field.name} must be a Decimal or an int, not {type(value).__name__} {value!r}"
+        msg = f"{name} must be {_EXACT_KINDS}, not {type(value).__name__} {value!r}"
         raise TypeError(msg)
     if not value.is_finite():
-        msg = f"{field.name} must be a finite number, not {value!r}"
+        msg = f"{name} must be a finite number, not {value!r}"
+        raise ValueError(msg)
+    source = made_from_float(value)
+    if source is not None:
+        msg = (
+            f"{name} is {value}, a Decimal made from the float {source!r}: Decimal(float) keeps "
+            f"the float's binary error, so it differs from the decimal you meant and never compares "
+            f"equal to the venue's exact figure; {_EXACT_TEXT_CURE}"
+        )
         raise ValueError(msg)
 
 
-def optional_finite_decimal(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        finite_decimal(instance, field, value)
+def optional_finite_decimal(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is None or (type(value) is Decimal and value.is_finite() and len(str(value)) <= _FLOAT_DIGITS):
+        return
+    check_exact(field.name, value)
+
+
+def decimal_mapping(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal] | None:
+    """A read-only copy with every amount widened like `exact_decimal`; None stays None."""
+    if value is None or not isinstance(value, Mapping):
+        return value
+    return FrozenMapping({key: exact_decimal(amount) for key, amount in value.items()})
+
+
+def optional_decimal_mapping(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """None, or a mapping of non-empty names (such as currency codes) to exact finite amounts."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        msg = f"{field.name} must be a mapping of currency to amount, or None, not {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    for key, amount in value.items():
+        if not isinstance(key, str) or not key.strip():
+            msg = f"{field.name} has the key {key!r}: each key must be a non-empty currency code"
+            raise ValueError(msg)
+        check_exact(f"{field.name}[{key!r}]", amount)
+
+
+def made_from_float(value: Decimal) -> float | None:
+    """The float `value` was made from (`Decimal(0.1)`), or None for an exact decimal.
+
+    A Decimal made from a float holds the float's exact binary value, with far more
+    significant digits than the float's shortest text (`repr`): 0.1 becomes
+    0.1000000000000000055511151231257827021181583404541015625. A value is taken for one
+    when it equals a float exactly and carries at least `_SPURIOUS_DIGITS` more
+    significant digits than that float's shortest text. A whole number is exact either
+    way; a decimal of at most 15 significant digits never qualifies; and a large exact
+    decimal that merely happens to be a binary fraction (156250000000001.125, one digit
+    more than its float's 156250000000001.12) is not mistaken for one.
+    """
+    digits = value.as_tuple().digits
+    if len(digits) <= _FLOAT_DIGITS or value == value.to_integral_value():
+        return None
+    number = float(value)
+    if not math.isfinite(number) or Decimal(number) != value:
+        return None
+    shortest = len(Decimal(repr(number)).normalize().as_tuple().digits)
+    if len(value.normalize().as_tuple().digits) >= shortest + _SPURIOUS_DIGITS:
+        return number
+    return None
 
 
 def utc_datetime(value: dt.datetime) -> dt.datetime:

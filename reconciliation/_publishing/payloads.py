@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.ageing import AgeingUpdate, Sighting
     from reconciliation._domain.breaks import BreakState
-    from reconciliation._domain.models import Discrepancy, ReconciliationResult
+    from reconciliation._domain.models import AssetType, Discrepancy, ReconciliationResult
 
 __all__ = [
     "DISCREPANCY_CHANNEL",
     "HALT_CHANNEL",
     "RESOLVED_CHANNEL",
     "RESULT_CHANNEL",
+    "asset_type_text",
     "break_facts",
     "decimal_text",
     "discrepancy_payload",
@@ -50,6 +51,11 @@ def decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
+def asset_type_text(value: AssetType | None) -> str | None:
+    """The asset type as text ("stock", "option", ...); None for an account-level discrepancy."""
+    return None if value is None else value.value
+
+
 def timestamp_text(value: dt.datetime) -> str:
     """ISO-8601 in UTC, always with microseconds and "+00:00"."""
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
@@ -68,7 +74,12 @@ def result_payload(result: ReconciliationResult) -> dict[str, Any]:
         "status": result.status,
         "error": result.error,
         "netted": [
-            {"side": netted.side, "symbol": netted.symbol, "entries": netted.entries}
+            {
+                "side": netted.side,
+                "symbol": netted.symbol,
+                "asset_type": netted.asset_type.value,
+                "entries": netted.entries,
+            }
             for netted in result.netted
         ],
     }
@@ -101,19 +112,21 @@ class _RunText:
         if account is None:
             account = self._accounts[discrepancy.account_id] = _quoted(discrepancy.account_id)
         symbol = "null" if discrepancy.symbol is None else _quoted(discrepancy.symbol)
+        asset_type = "null" if discrepancy.asset_type is None else f'"{discrepancy.asset_type.value}"'
+        currency = "null" if discrepancy.currency is None else _quoted(discrepancy.currency)
         local, broker = _decimal_json(discrepancy.local_value), _decimal_json(discrepancy.broker_value)
         kind, severity, timestamp = discrepancy.type.value, discrepancy.severity.value, self.time(discrepancy.timestamp)
         if sighting is None:
             return (
-                f'{{"account_id":{account},"broker_value":{broker},"local_value":{local},'
-                f'"run_id":"{self.run_id}","severity":"{severity}","symbol":{symbol},'
-                f'"timestamp":"{timestamp}","type":"{kind}"}}'
+                f'{{"account_id":{account},"asset_type":{asset_type},"broker_value":{broker},'
+                f'"currency":{currency},"local_value":{local},"run_id":"{self.run_id}",'
+                f'"severity":"{severity}","symbol":{symbol},"timestamp":"{timestamp}","type":"{kind}"}}'
             )
         return (
-            f'{{"account_id":{account},"break_id":"{sighting.break_id}","broker_value":{broker},'
-            f'"consecutive_runs":{sighting.consecutive_runs},"first_seen":"{self.time(sighting.first_seen)}",'
-            f'"local_value":{local},"run_id":"{self.run_id}","severity":"{severity}","symbol":{symbol},'
-            f'"timestamp":"{timestamp}","type":"{kind}"}}'
+            f'{{"account_id":{account},"asset_type":{asset_type},"break_id":"{sighting.break_id}",'
+            f'"broker_value":{broker},"consecutive_runs":{sighting.consecutive_runs},"currency":{currency},'
+            f'"first_seen":"{self.time(sighting.first_seen)}","local_value":{local},"run_id":"{self.run_id}",'
+            f'"severity":"{severity}","symbol":{symbol},"timestamp":"{timestamp}","type":"{kind}"}}'
         )
 
 
@@ -156,6 +169,8 @@ def _resolved(run: _RunText, result: ReconciliationResult, sighting: Sighting) -
         "account_id": seen.account_id,
         "type": seen.type.value,
         "symbol": seen.symbol,
+        "asset_type": asset_type_text(seen.asset_type),
+        "currency": seen.currency,
         "severity": sighting.severity.value,
         "first_seen": run.time(sighting.first_seen),
         "last_seen": run.time(sighting.last_seen),
@@ -172,6 +187,8 @@ def halt_payload(result: ReconciliationResult, state: BreakState) -> dict[str, A
         "account_id": state.account_id,
         "type": state.type.value,
         "symbol": state.symbol,
+        "asset_type": asset_type_text(state.asset_type),
+        "currency": state.currency,
         "severity": state.severity.value,
         "local_value": decimal_text(state.local_value),
         "broker_value": decimal_text(state.broker_value),

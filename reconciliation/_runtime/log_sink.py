@@ -47,7 +47,7 @@ def log_result(result: ReconciliationResult) -> None:
                 d.severity.value.upper(),
                 d.type.value,
                 result.account_id,
-                f" {d.symbol}" if d.symbol else "",
+                f" {d.subject}" if d.subject else "",
                 "none" if d.local_value is None else format(d.local_value, "f"),
                 "none" if d.broker_value is None else format(d.broker_value, "f"),
                 result.run_id,

@@ -13,6 +13,7 @@ import attrs
 
 from reconciliation._domain.breaks import BreakState
 from reconciliation._publishing.payloads import (
+    asset_type_text,
     decimal_text,
     discrepancy_payload,
     result_payload,
@@ -135,6 +136,8 @@ def break_to_dict(state: BreakState) -> dict[str, Any]:
         "account_id": state.account_id,
         "type": state.type.value,
         "symbol": state.symbol,
+        "asset_type": asset_type_text(state.asset_type),
+        "currency": state.currency,
         "severity": state.severity.value,
         "status": "open" if state.is_open else "resolved",
         "local_value": decimal_text(state.local_value),

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.models import (
+    AssetType,
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
@@ -98,6 +99,26 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX breaks_by_account_seen ON breaks (account_id, last_seen)",
         ),
     ),
+    (
+        2,
+        (
+            # Positions are identified by symbol and asset type, per-currency cash breaks
+            # by their currency. Every position recorded before had the default asset
+            # type, stock, as far as this store can tell: an open break of another asset
+            # type is resolved by its next sighting and opened again under its own key.
+            "ALTER TABLE discrepancies ADD COLUMN asset_type TEXT",
+            "ALTER TABLE discrepancies ADD COLUMN currency TEXT",
+            "ALTER TABLE breaks ADD COLUMN asset_type TEXT",
+            "ALTER TABLE breaks ADD COLUMN currency TEXT",
+            "UPDATE discrepancies SET asset_type = 'stock' WHERE symbol IS NOT NULL",
+            "UPDATE breaks SET asset_type = 'stock' WHERE symbol IS NOT NULL",
+            "DROP INDEX breaks_one_open_per_key",
+            """CREATE UNIQUE INDEX breaks_one_open_per_key
+                ON breaks (account_id, discrepancy_type, (COALESCE(symbol, '')),
+                           (COALESCE(asset_type, '')), (COALESCE(currency, '')))
+                WHERE resolved_at IS NULL""",
+        ),
+    ),
 )
 """Ordered schema versions; each is applied once, in one transaction, and recorded."""
 
@@ -116,8 +137,8 @@ _INSERT_RUN = """
 _INSERT_DISCREPANCY = """
     INSERT INTO discrepancies (run_id, ordinal, account_id, discrepancy_type, symbol, severity,
                                aged_severity, local_value, broker_value, observed_at, break_id,
-                               first_seen, consecutive_runs)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               first_seen, consecutive_runs, asset_type, currency)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (run_id, ordinal) DO NOTHING"""
 
 _BREAK_COLUMNS = (
@@ -136,6 +157,8 @@ _BREAK_COLUMNS = (
     "halted_run_id",
     "resolved_at",
     "resolved_run_id",
+    "asset_type",
+    "currency",
 )
 
 _UPSERT_BREAK = f"""
@@ -146,7 +169,7 @@ _UPSERT_BREAK = f"""
 
 _SELECT_BREAKS = f"SELECT {', '.join(_BREAK_COLUMNS)} FROM breaks"  # noqa: S608
 
-_BREAK_ORDER = " ORDER BY first_seen, discrepancy_type, symbol, break_id"
+_BREAK_ORDER = " ORDER BY first_seen, discrepancy_type, symbol, asset_type, currency, break_id"
 
 _RUN_COLUMNS = (
     "run_id, account_id, run_at, error, positions_checked, duration_ms, context, netted, discrepancy_count"
@@ -154,7 +177,7 @@ _RUN_COLUMNS = (
 
 _DISCREPANCY_COLUMNS = (
     "run_id, account_id, discrepancy_type, symbol, severity, aged_severity, local_value, "
-    "broker_value, observed_at, break_id, first_seen, consecutive_runs"
+    "broker_value, observed_at, break_id, first_seen, consecutive_runs, asset_type, currency"
 )
 
 
@@ -190,6 +213,23 @@ def _decimal(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
+def _asset_type_text(value: AssetType | None) -> str | None:
+    return None if value is None else value.value
+
+
+def _asset_type(text: str | None) -> AssetType | None:
+    return None if text is None else AssetType(text)
+
+
+def _netted_text(netted: Sequence[NettedSymbol]) -> str:
+    return json.dumps(
+        [
+            {"side": n.side, "symbol": n.symbol, "entries": n.entries, "asset_type": n.asset_type.value}
+            for n in netted
+        ]
+    )
+
+
 def _optional_uuid(text: str | None) -> UUID | None:
     return None if text is None else UUID(text)
 
@@ -215,6 +255,8 @@ def _break_row(state: BreakState) -> tuple[object, ...]:
         _optional_str(state.halted_run_id),
         _optional_time_text(state.resolved_at),
         _optional_str(state.resolved_run_id),
+        _asset_type_text(state.asset_type),
+        state.currency,
     )
 
 
@@ -235,6 +277,8 @@ def _break(row: Row) -> BreakState:
         halted_run_id=_optional_uuid(row[12]),
         resolved_at=_optional_time(row[13]),
         resolved_run_id=_optional_uuid(row[14]),
+        asset_type=_asset_type(row[15]),
+        currency=row[16],
     )
 
 
@@ -248,6 +292,8 @@ def _recorded_discrepancy(row: Row) -> RecordedDiscrepancy:
             broker_value=_decimal(row[7]),
             timestamp=_time(row[8]),
             account_id=row[1],
+            asset_type=_asset_type(row[12]),
+            currency=row[13],
         ),
         severity=DiscrepancySeverity(row[5]),
         break_id=UUID(row[9]),
@@ -366,6 +412,8 @@ class SqlAuditStore(abc.ABC):
                     str(state.break_id),
                     to_text(state.first_seen),
                     state.consecutive_runs,
+                    _asset_type_text(discrepancy.asset_type),
+                    discrepancy.currency,
                 )
             )
         run_row = (
@@ -377,7 +425,7 @@ class SqlAuditStore(abc.ABC):
             result.positions_checked,
             result.duration_ms,
             json.dumps(dict(result.context), sort_keys=True),
-            json.dumps([{"side": n.side, "symbol": n.symbol, "entries": n.entries} for n in result.netted]),
+            _netted_text(result.netted),
             len(result.discrepancies),
         )
         with self._transaction(write=True) as execute:

@@ -1,0 +1,21 @@
+"""Broker adapters: a `BrokerQuery` over each supported SDK, installed as an extra.
+
+| module | class | extra |
+|---|---|---|
+| `reconciliation.adapters.ccxt` | `CcxtBroker(exchange, account_id, *, currency)` | `reconciliation[ccxt]` |
+| `reconciliation.adapters.alpaca` | `AlpacaBroker(client, account_id)` | `reconciliation[alpaca]` |
+| `reconciliation.adapters.ib` | `IBBroker(ib, account_id, *, currency="USD")` | `reconciliation[ib]` |
+
+This package imports no SDK: import the adapter module you use. docs/brokers.md says
+which SDK call gives what, and how each adapter handles each SDK's pitfalls.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reconciliation.adapters._common import BrokerDataError
+
+__all__ = ["BrokerDataError"]
+
+logger = logging.getLogger(__name__)

@@ -1,0 +1,148 @@
+"""`AlpacaBroker`: a `BrokerQuery` over alpaca-py's `TradingClient`.
+
+alpaca-py hands every number over as the exact text Alpaca sent, so nothing goes
+through float. What the adapter fixes: a short's quantity is made negative from its
+`side` ("short"), whatever sign Alpaca gives it; a crypto position keyed `BTCUSD` is
+reported as `BTC/USD`, the symbol orders use; an option keeps its per-share average
+price, and its quantity in contracts. The account is named by its account number
+(`PA3T8N36NVJK`), not its `id` (a UUID).
+
+`TradingClient` is synchronous (requests): each call runs on a worker thread, so the
+service's event loop never waits on the network. Needs the `alpaca` extra:
+``pip install 'reconciliation[alpaca]'``. docs/brokers.md has the field mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
+from reconciliation.adapters._common import BrokerDataError, check_account, exact
+
+__all__ = ["CRYPTO_QUOTES", "AlpacaBroker", "crypto_symbol"]
+
+logger = logging.getLogger(__name__)
+
+_FLOAT_CURE = (
+    "alpaca-py gives exact text; build the client with its defaults (not a float-converting wrapper)"
+)
+
+_ASSET_TYPES = {"us_equity": AssetType.STOCK, "us_option": AssetType.OPTION, "crypto": AssetType.CRYPTO}
+
+_SIGNS = {"long": 1, "short": -1}
+
+CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+"""The quote currencies of Alpaca's crypto pairs, longest first, to split `BTCUSD` into `BTC/USD`."""
+
+
+def crypto_symbol(symbol: str) -> str:
+    """`BTC/USD` for Alpaca's position symbol `BTCUSD` (a symbol with a slash is kept).
+
+    Raises:
+        BrokerDataError: no known quote currency ends the symbol.
+    """
+    if "/" in symbol:
+        return symbol
+    for quote in CRYPTO_QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    msg = f"crypto position {symbol!r} does not end in a known quote currency ({', '.join(CRYPTO_QUOTES)})"
+    raise BrokerDataError(msg)
+
+
+class AlpacaBroker:
+    """The broker side of one Alpaca account.
+
+    Args:
+        client: an alpaca-py `TradingClient` logged in to the account (models or
+            `raw_data=True` dicts both work).
+        account_id: the account number (`TradeAccount.account_number`), which
+            `get_account` checks the client is logged in to.
+    """
+
+    def __init__(self, client: Any, account_id: str) -> None:
+        if not isinstance(account_id, str) or not account_id.strip():
+            msg = f"account_id must be the account number, a non-empty str, not {account_id!r}"
+            raise ValueError(msg)
+        self._client = client
+        self._account_id = account_id
+
+    @property
+    def account_id(self) -> str:
+        return self._account_id
+
+    async def get_positions(self, account_id: str) -> list[BrokerPosition]:
+        """Every open position, signed; crypto as `BASE/QUOTE`, options per share.
+
+        Raises:
+            BrokerDataError: an entry cannot be mapped (unknown side or asset class, no market value).
+        """
+        check_account(account_id, self._account_id, "AlpacaBroker")
+        entries = await asyncio.to_thread(self._client.get_all_positions)
+        positions = (_position(index, entry) for index, entry in enumerate(entries))
+        return [position for position in positions if position is not None]
+
+    async def get_account(self, account_id: str) -> BrokerAccount:
+        """`cash`, `equity`, `buying_power` and `initial_margin` of the account.
+
+        Raises:
+            BrokerDataError: the client is logged in to another account, or a field is missing.
+        """
+        check_account(account_id, self._account_id, "AlpacaBroker")
+        account = await asyncio.to_thread(self._client.get_account)
+        number = _field(account, "account_number")
+        if number != self._account_id:
+            msg = (
+                f"the Alpaca client is logged in to account number {number!r} "
+                f"(id {_field(account, 'id')}), not {self._account_id!r}"
+            )
+            raise BrokerDataError(msg)
+        where = f"Alpaca account {number}"
+        return BrokerAccount(
+            self._account_id,
+            cash=exact(_field(account, "cash"), f"{where} cash", float_cure=_FLOAT_CURE),
+            buying_power=exact(
+                _field(account, "buying_power"), f"{where} buying_power", float_cure=_FLOAT_CURE
+            ),
+            total_equity=exact(_field(account, "equity"), f"{where} equity", float_cure=_FLOAT_CURE),
+            margin_used=exact(
+                _field(account, "initial_margin"), f"{where} initial_margin", float_cure=_FLOAT_CURE
+            ),
+        )
+
+
+def _field(entry: Any, name: str) -> Any:
+    """A field of an alpaca-py model or of its raw dict; an enum as its value."""
+    value = entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name, None)
+    return getattr(value, "value", value)
+
+
+def _position(index: int, entry: Any) -> BrokerPosition | None:
+    symbol = _field(entry, "symbol")
+    if not isinstance(symbol, str) or not symbol:
+        msg = f"Alpaca position {index} has no symbol"
+        raise BrokerDataError(msg)
+    where = f"Alpaca position {symbol}"
+    quantity = exact(_field(entry, "qty"), f"{where} qty", float_cure=_FLOAT_CURE)
+    if not quantity:
+        return None
+    side = _field(entry, "side")
+    if side not in _SIGNS:
+        msg = f"{where} has side {side!r}, neither 'long' nor 'short'"
+        raise BrokerDataError(msg)
+    asset_class = _field(entry, "asset_class")
+    asset_type = _ASSET_TYPES.get(str(asset_class))
+    if asset_type is None:
+        msg = f"{where} is of asset class {asset_class!r}, which the adapter does not map ({', '.join(_ASSET_TYPES)})"
+        raise BrokerDataError(msg)
+    return BrokerPosition(
+        crypto_symbol(symbol) if asset_type is AssetType.CRYPTO else symbol,
+        quantity.copy_abs().copy_sign(Decimal(_SIGNS[side])),
+        exact(_field(entry, "avg_entry_price"), f"{where} avg_entry_price", float_cure=_FLOAT_CURE),
+        exact(_field(entry, "market_value"), f"{where} market_value", float_cure=_FLOAT_CURE),
+        asset_type,
+    )
