@@ -723,3 +723,33 @@ def test_an_interval_past_the_platforms_longest_timer_is_refused_with_the_way_to
 def test_a_stream_length_past_redis_s_integers_is_refused() -> None:
     with pytest.raises(ValueError, match="stream_maxlen must be at most 9223372036854775807"):
         ReconciliationConfig("ACC-1", stream_maxlen=2**63)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (Decimal("1E+999999999"), "beyond what this service accepts"),
+        (Decimal("1E+30"), "beyond what this service accepts"),
+        (Decimal("1E-61"), "beyond what this service accepts"),
+    ],
+    ids=["a broken feed's exponent", "the magnitude bound", "the precision bound"],
+)
+def test_a_figure_past_the_documented_bounds_is_refused_naming_the_field(value: Decimal, why: str) -> None:
+    with pytest.raises(ValueError, match=f"^quantity is .*{why}"):
+        Position("AAPL", value, Decimal(1))
+
+
+def test_figures_inside_the_bounds_are_kept_exact() -> None:
+    assert Position("AAPL", Decimal("9" * 29), Decimal("0." + "0" * 59 + "1")).quantity == Decimal("9" * 29)
+
+
+def test_a_symbol_longer_than_the_documented_bound_is_refused_without_echoing_it_whole() -> None:
+    with pytest.raises(ValueError, match="symbol is 10000000 characters long") as refused:
+        Position("A" * 10_000_000, 1, 1)
+    assert len(str(refused.value)) < 300
+
+
+def test_an_audit_store_url_with_an_unknown_scheme_is_refused_without_its_password() -> None:
+    with pytest.raises(ValueError, match="unknown URL scheme 'mysql'") as refused:
+        ReconciliationConfig("ACC-1", audit_store="mysql://auditor:hunter2@db/recon")
+    assert "hunter2" not in str(refused.value)

@@ -16,7 +16,7 @@ import attrs
 
 from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType, describe_subject
 from reconciliation._domain.values import (
-    non_empty_text,
+    name_text,
     optional_decimal,
     optional_finite_decimal,
     utc_datetime,
@@ -80,7 +80,7 @@ class BreakState:
     """
 
     break_id: UUID
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     type: DiscrepancyType = attrs.field(validator=attrs.validators.instance_of(DiscrepancyType))
     symbol: str | None
     severity: DiscrepancySeverity = attrs.field(validator=attrs.validators.instance_of(DiscrepancySeverity))

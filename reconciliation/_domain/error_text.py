@@ -1,13 +1,42 @@
-"""How an exception is told to an operator: its type and its message, on one line."""
+"""How an exception or other outside data is told to an operator: on one line, bounded.
+
+Error texts end up in results, Redis payloads, the audit store and the log; whatever a
+broker raised or answered is in them, so each is cut to a documented size.
+"""
 
 from __future__ import annotations
 
-__all__ = ["describe_error"]
+__all__ = ["MAX_ERROR_TEXT", "MAX_VALUE_TEXT", "bounded", "describe_error", "shown"]
+
+MAX_ERROR_TEXT = 2_000
+"""The longest error text a run carries (docs/configuration.md, Limits)."""
+
+MAX_VALUE_TEXT = 120
+"""The longest rendering of one outside value inside an error text."""
+
+
+def bounded(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """`text`, cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def shown(value: object, limit: int = MAX_VALUE_TEXT) -> str:
+    """`repr(value)`, bounded: how an outside value is quoted in an error text."""
+    try:
+        text = repr(value)
+    except Exception as error:  # noqa: BLE001 - a hostile __repr__ must not hide the error
+        text = f"<{type(value).__name__} whose repr failed: {type(error).__name__}>"
+    return bounded(text, limit)
 
 
 def describe_error(error: BaseException | None) -> str:
-    """`ConnectionError: gateway down`; just the type when there is no message."""
+    """`ConnectionError: gateway down`; just the type when there is no message. Bounded."""
     if error is None:
         return "unknown error"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises is still named
+        text = "(its message could not be read)"
+    return bounded(f"{type(error).__name__}: {text}" if text else type(error).__name__)

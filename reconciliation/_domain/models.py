@@ -16,6 +16,7 @@ from uuid import UUID
 
 import attrs
 
+from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
     decimal_mapping,
     exact_decimal,
@@ -23,6 +24,7 @@ from reconciliation._domain.values import (
     finite_seconds,
     frozen_context,
     frozen_mapping,
+    name_text,
     non_empty_text,
     non_negative,
     optional_decimal,
@@ -125,7 +127,7 @@ class Position:
     transferred in, a venue that does not say): an unknown cost is never compared.
     """
 
-    symbol: str = attrs.field(validator=non_empty_text)
+    symbol: str = attrs.field(validator=name_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     asset_type: AssetType = attrs.field(
@@ -140,7 +142,7 @@ class BrokerPosition:
     `avg_cost` is None when the broker gives none (then it is not compared).
     """
 
-    symbol: str = attrs.field(validator=non_empty_text)
+    symbol: str = attrs.field(validator=name_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     market_value: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
@@ -157,7 +159,7 @@ class LocalAccount:
     when the broker gives it too, cash is compared per currency instead of as one figure.
     """
 
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     total_equity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     cash_by_currency: Mapping[str, Decimal] | None = attrs.field(
@@ -170,7 +172,7 @@ class BrokerAccount:
     """The broker's balances. `cash` is the account's cash in its currency, `total_equity`
     its net liquidation value; `cash_by_currency` as in `LocalAccount`."""
 
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     buying_power: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     total_equity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
@@ -200,10 +202,10 @@ class OrderFill:
     option): notional = quantity * price * multiplier.
     """
 
-    order_id: str = attrs.field(validator=non_empty_text)
-    fill_id: str = attrs.field(validator=non_empty_text)
-    account_id: str = attrs.field(validator=non_empty_text)
-    symbol: str = attrs.field(validator=non_empty_text)
+    order_id: str = attrs.field(validator=name_text)
+    fill_id: str = attrs.field(validator=name_text)
+    account_id: str = attrs.field(validator=name_text)
+    symbol: str = attrs.field(validator=name_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=[finite_decimal, _non_zero])
     price: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
@@ -249,7 +251,7 @@ class Discrepancy:
     local_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     broker_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     asset_type: AssetType | None = attrs.field(
         default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
     )
@@ -301,7 +303,7 @@ class NettedSymbol:
     """A side reported one position (symbol and asset type) several times; its entries were netted into one."""
 
     side: Literal["local", "broker"] = attrs.field(validator=attrs.validators.in_(("local", "broker")))
-    symbol: str = attrs.field(validator=non_empty_text)
+    symbol: str = attrs.field(validator=name_text)
     entries: int = attrs.field(validator=whole_number(2))
     asset_type: AssetType = attrs.field(
         default=AssetType.STOCK, converter=AssetType, validator=attrs.validators.instance_of(AssetType)
@@ -329,7 +331,7 @@ class ReconciliationResult:
     """The outcome of one run: what was compared, what differed, or why it could not run."""
 
     run_id: UUID
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     discrepancies: tuple[Discrepancy, ...] = attrs.field(default=(), converter=_discrepancies)
     positions_checked: int = attrs.field(default=0, validator=whole_number(0))
@@ -474,7 +476,10 @@ def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) 
     non_empty_text(instance, field, value)
     scheme, separator, _ = str(value).partition("://")
     if separator and scheme.lower() not in {"sqlite", "postgresql", "postgres"}:
-        msg = f"{field.name}: unknown URL scheme {scheme!r} in {value!r}; use a file path, sqlite:/// or postgresql://"
+        msg = (
+            f"{field.name}: unknown URL scheme {scheme[:40]!r} in {redact_url(str(value))!r:.200}; "
+            "use a file path, sqlite:/// or postgresql://"
+        )
         raise ValueError(msg)
 
 
@@ -489,7 +494,7 @@ MAX_QUEUED_RUNS = 1_000_000
 class ReconciliationConfig:
     """How, when and how strictly one account is reconciled. See docs/configuration.md."""
 
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     interval_seconds: float = attrs.field(default=300, converter=seconds, validator=positive_seconds)
     post_fill_delay_seconds: float = attrs.field(default=5.0, converter=seconds, validator=finite_seconds)
     cash_tolerance: Decimal = attrs.field(
@@ -556,7 +561,7 @@ class ReconciliationConfig:
 class Snapshot:
     """Both sides of one account, read at (about) the same moment, already validated."""
 
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     local_positions: tuple[Position, ...] = attrs.field(converter=_positions)
     local_account: LocalAccount
     broker_positions: tuple[BrokerPosition, ...] = attrs.field(converter=_broker_positions)

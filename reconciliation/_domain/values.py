@@ -23,6 +23,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 __all__ = [
+    "MAX_DECIMAL_PLACES",
+    "MAX_INTEGER_DIGITS",
+    "MAX_NAME_LENGTH",
     "MAX_SECONDS",
     "FrozenMapping",
     "check_exact",
@@ -33,6 +36,7 @@ __all__ = [
     "frozen_context",
     "frozen_mapping",
     "made_from_float",
+    "name_text",
     "non_empty_text",
     "non_negative",
     "optional_decimal",
@@ -52,6 +56,17 @@ _EXACT_KINDS = "a Decimal, an int or an exact decimal string"
 _FLOAT_DIGITS = 15
 """Every decimal of up to 15 significant digits survives a round trip through a float (and
 one written in at most 15 characters has at most 15 digits: the validators' fast path)."""
+
+MAX_INTEGER_DIGITS = 30
+"""A figure is below 10**30 in magnitude: no real account's quantity, price or balance
+comes near (a 1E+999999999 from a broken feed would make a gigabyte of plain-notation text)."""
+
+MAX_DECIMAL_PLACES = 60
+"""A figure has at most 60 decimal places: an 18-decimal token, or an average cost kept to 34
+significant digits of a tiny price, fits with room to spare."""
+
+MAX_NAME_LENGTH = 256
+"""The longest symbol, account, order, fill or currency name accepted."""
 
 _SPURIOUS_DIGITS = 3
 """How many digits beyond a float's shortest text betray a Decimal made from that float."""
@@ -85,30 +100,38 @@ def optional_decimal(value: Decimal | int | str | None) -> Decimal | None:
 
 
 def finite_decimal(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    """Refuse float, bool, NaN, infinity, a Decimal made from a float, and anything else
-    that is not an exact number."""
-    if type(value) is Decimal and value.is_finite() and len(str(value)) <= _FLOAT_DIGITS:
+    """Refuse float, bool, NaN, infinity, a Decimal made from a float, a figure past the
+    bounds (`MAX_INTEGER_DIGITS`, `MAX_DECIMAL_PLACES`), and anything else that is not an
+    exact number."""
+    if type(value) is Decimal and value.is_finite() and _short_and_plain(value):
         return
     check_exact(field.name, value)
+
+
+def _short_and_plain(value: Decimal) -> bool:
+    """Written in at most 15 characters, without an exponent: within every bound, and no
+    float's error can hide in it (the validators' fast path)."""
+    text = str(value)
+    return len(text) <= _FLOAT_DIGITS and "E" not in text
 
 
 def check_exact(name: str, value: object) -> None:
     """`finite_decimal` for a value called `name` (a field, or an entry of a mapping field)."""
     if isinstance(value, float):
         msg = (
-            f"{name} must be {_EXACT_KINDS}, not the float {value!r}: a float cannot hold most "
+            f"{name} must be {_EXACT_KINDS}, not the float {value!r:.100}: a float cannot hold most "
             f"decimal fractions (0.1 is really 0.1000000000000000055...), so a number that went "
             f"through one may already be off; {_EXACT_TEXT_CURE}"
         )
         raise TypeError(msg)
     if isinstance(value, str):
-        msg = f"{name} must be {_EXACT_KINDS}, not the text {value!r}, which is not a number"
+        msg = f"{name} must be {_EXACT_KINDS}, not the text {value!r:.100}, which is not a number"
         raise ValueError(msg)  # noqa: TRY004 - text is accepted; this text is not a number
     if not isinstance(value, Decimal):
-        msg = f"{name} must be {_EXACT_KINDS}, not {type(value).__name__} {value!r}"
+        msg = f"{name} must be {_EXACT_KINDS}, not {type(value).__name__} {value!r:.100}"
         raise TypeError(msg)
     if not value.is_finite():
-        msg = f"{name} must be a finite number, not {value!r}"
+        msg = f"{name} must be a finite number, not {value!r:.100}"
         raise ValueError(msg)
     source = made_from_float(value)
     if source is not None:
@@ -118,10 +141,16 @@ def check_exact(name: str, value: object) -> None:
             f"equal to the venue's exact figure; {_EXACT_TEXT_CURE}"
         )
         raise ValueError(msg)
+    if value.adjusted() >= MAX_INTEGER_DIGITS or value.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
+        msg = (
+            f"{name} is {value:.6E}, beyond what this service accepts: less than 10**{MAX_INTEGER_DIGITS} "
+            f"in magnitude and at most {MAX_DECIMAL_PLACES} decimal places (docs/configuration.md, Limits)"
+        )
+        raise ValueError(msg)
 
 
 def optional_finite_decimal(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is None or (type(value) is Decimal and value.is_finite() and len(str(value)) <= _FLOAT_DIGITS):
+    if value is None or (type(value) is Decimal and value.is_finite() and _short_and_plain(value)):
         return
     check_exact(field.name, value)
 
@@ -138,7 +167,7 @@ def optional_decimal_mapping(_instance: object, field: attrs.Attribute[Any], val
     if value is None:
         return
     if not isinstance(value, Mapping):
-        msg = f"{field.name} must be a mapping of currency to amount, or None, not {type(value).__name__} {value!r}"
+        msg = f"{field.name} must be a mapping of currency to amount, or None, not {type(value).__name__} {value!r:.100}"
         raise TypeError(msg)
     for key, amount in value.items():
         if not isinstance(key, str) or not key.strip():
@@ -180,7 +209,7 @@ def utc_datetime(value: dt.datetime) -> dt.datetime:
 
 def utc_only(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, dt.datetime):
-        msg = f"{field.name} must be a timezone-aware datetime, not {type(value).__name__} {value!r}"
+        msg = f"{field.name} must be a timezone-aware datetime, not {type(value).__name__} {value!r:.100}"
         raise TypeError(msg)
     if value.utcoffset() is None:
         msg = f"{field.name} must be timezone-aware (UTC), not the naive datetime {value.isoformat()}"
@@ -190,10 +219,23 @@ def utc_only(_instance: object, field: attrs.Attribute[Any], value: object) -> N
 def non_empty_text(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """Refuse anything but a string with visible characters."""
     if not isinstance(value, str):
-        msg = f"{field.name} must be a str, not {type(value).__name__} {value!r}"
+        msg = f"{field.name} must be a str, not {type(value).__name__} {value!r:.100}"
         raise TypeError(msg)
     if not value.strip():
-        msg = f"{field.name} must not be empty, got {value!r}"
+        msg = f"{field.name} must not be empty, got {value!r:.100}"
+        raise ValueError(msg)
+
+
+def name_text(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """A name (symbol, account, order, fill, currency): visible, at most `MAX_NAME_LENGTH` long."""
+    if type(value) is str and 0 < len(value) <= MAX_NAME_LENGTH and not value.isspace():
+        return
+    non_empty_text(instance, field, value)
+    if len(value) > MAX_NAME_LENGTH:  # type: ignore[arg-type]
+        msg = (
+            f"{field.name} is {len(value)} characters long ({value[:40]!r}...): at most "  # type: ignore[arg-type, index]
+            f"{MAX_NAME_LENGTH} are accepted (docs/configuration.md, Limits)"
+        )
         raise ValueError(msg)
 
 
@@ -220,7 +262,7 @@ def finite_seconds(_instance: object, field: attrs.Attribute[Any], value: object
         msg = f"{field.name} must be a number of seconds, not {type(value).__name__} {value!r:.100}"
         raise TypeError(msg)
     if not math.isfinite(value):
-        msg = f"{field.name} must be a finite number of seconds, not {value!r}"
+        msg = f"{field.name} must be a finite number of seconds, not {value!r:.100}"
         raise ValueError(msg)
     if value < 0:
         msg = f"{field.name} must not be negative, got {value} seconds"

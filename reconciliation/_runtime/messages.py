@@ -17,7 +17,7 @@ from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
-from reconciliation._domain.values import non_empty_text
+from reconciliation._domain.values import name_text, non_empty_text
 
 __all__ = [
     "AbandonRun",
@@ -47,7 +47,7 @@ It runs on the comparator's thread, so it must be quick (tell the engine's risk 
 class ReconcileRequest:
     """Ask the service's ref for an on-demand run; the reply is a ReconciliationResult."""
 
-    account_id: str = attrs.field(validator=non_empty_text)
+    account_id: str = attrs.field(validator=name_text)
     requested_by: str = attrs.field(default="api", validator=non_empty_text)
 
 

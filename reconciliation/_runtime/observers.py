@@ -72,14 +72,14 @@ class Observers:
         for observer in self._observers:
             try:
                 observer.run_finished(run)
-            except Exception:
+            except BaseException:
                 logger.exception("An observer failed on run %s", run.result.run_id)
 
     def book_call_ended(self, timing: BookCallTiming) -> None:
         for observer in self._observers:
             try:
                 observer.book_call_ended(timing)
-            except Exception:
+            except BaseException:
                 logger.exception("An observer failed on a %s call", timing.call)
 
 

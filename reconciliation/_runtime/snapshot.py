@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.error_text import MAX_VALUE_TEXT, bounded, describe_error, shown
 from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
 from reconciliation._runtime.book_calls import BookCallError
 
@@ -49,19 +49,19 @@ def parse_one(cls: type[T], raw: object, *, call: str, where: str = "") -> T:
         if present:
             values[field.name] = value
         elif field.default is attrs.NOTHING:
-            msg = f"{label} has no field {field.name!r} ({type(raw).__name__} {raw!r})"
+            msg = f"{label} has no field {field.name!r} ({type(raw).__name__} {shown(raw)})"
             raise SnapshotError(msg)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        msg = f"{label}: {exc}"
+        msg = f"{label}: {bounded(str(exc), 4 * MAX_VALUE_TEXT)}"
         raise SnapshotError(msg) from exc
 
 
 def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
     """A list of positions as valid `cls` instances; the fast path keeps valid ones as they are."""
     if raw is None or isinstance(raw, str | bytes) or not isinstance(raw, Sequence | set | frozenset):
-        msg = f"{call} returned {type(raw).__name__} {raw!r:.80}, expected a list of {cls.__name__}"
+        msg = f"{call} returned {type(raw).__name__} {shown(raw)}, expected a list of {cls.__name__}"
         raise SnapshotError(msg)
     entries = tuple(raw)
     if set(map(type, entries)) <= {cls}:
@@ -73,8 +73,11 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
 
 
 def _entry_label(index: int, entry: object) -> str:
-    symbol = entry.get("symbol") if isinstance(entry, dict) else getattr(entry, "symbol", None)
-    return f" entry {index} (symbol {symbol!r})" if isinstance(symbol, str) else f" entry {index}"
+    try:
+        symbol = entry.get("symbol") if isinstance(entry, dict) else getattr(entry, "symbol", None)
+    except Exception:  # noqa: BLE001 - a hostile entry is named by its index alone
+        symbol = None
+    return f" entry {index} (symbol {shown(symbol)})" if isinstance(symbol, str) else f" entry {index}"
 
 
 async def fetch_snapshot(
@@ -110,7 +113,7 @@ async def fetch_snapshot(
         if isinstance(a, BaseException)
     ]
     if failures:
-        raise SnapshotError("; ".join(failures))
+        raise SnapshotError(bounded("; ".join(failures)))
     local_positions, local_account, broker_positions, broker_account = answers
     problems: list[str] = []
     parsed = [
@@ -122,16 +125,21 @@ async def fetch_snapshot(
         _collect(problems, lambda: _account(BrokerAccount, broker_account, "broker.get_account", account_id)),
     ]
     if problems:
-        raise SnapshotError("; ".join(problems))
+        raise SnapshotError(bounded("; ".join(problems)))
     return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at)
 
 
 def _collect(problems: list[str], parse: Callable[[], Any]) -> Any:
+    """Parse one answer; whatever the host's objects raise while read is malformed data."""
     try:
         return parse()
     except SnapshotError as exc:
         problems.append(f"malformed data: {exc}")
-        return None
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a look-alike's property may raise anything
+        problems.append(f"malformed data: reading an entry raised {describe_error(exc)}")
+    return None
 
 
 _AccountT = TypeVar("_AccountT", LocalAccount, BrokerAccount)
@@ -140,6 +148,6 @@ _AccountT = TypeVar("_AccountT", LocalAccount, BrokerAccount)
 def _account(cls: type[_AccountT], raw: object, call: str, account_id: str) -> _AccountT:
     account = parse_one(cls, raw, call=call)
     if account.account_id != account_id:
-        msg = f"{call} answered for account {account.account_id!r}, not {account_id!r}"
+        msg = f"{call} answered for account {shown(account.account_id)}, not {account_id!r}"
         raise SnapshotError(msg)
     return account
