@@ -267,3 +267,35 @@ def test_a_bound_broker_whose_loop_is_blocked_fails_at_the_limit_saying_where(wo
         unblock.set()
         caller.close()
         engine.close()
+
+
+def test_an_async_method_that_blocks_its_loop_fails_the_run_naming_it_and_later_runs_go_on(
+    harness_factory: Any,
+) -> None:
+    harness = harness_factory(asynchronous=True, broker_timeout_seconds=0.3)
+    harness.start()
+    unblock = threading.Event()
+    broker = harness.broker
+
+    async def blocks(account_id: str) -> Any:
+        unblock.wait(20)
+        return list(broker.positions)
+
+    original = broker.get_positions
+    broker.get_positions = blocks  # type: ignore[method-assign]
+    started = time.monotonic()
+    frozen = harness.reconcile()
+    took = time.monotonic() - started
+    broker.get_positions = original  # type: ignore[method-assign]
+    assert frozen.error is not None
+    assert "frozen by a blocking call inside an async method (broker.get_positions, called" in frozen.error
+    assert took < 5
+    after = harness.reconcile()
+    assert after.error is not None
+    assert "still running from an earlier run" in after.error
+    assert harness.service.health().hung_broker_calls == 2  # both coroutine calls of the run are stuck on the frozen loop
+    unblock.set()
+    deadline = time.monotonic() + 10
+    while harness.service.health().hung_broker_calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert harness.reconcile().status == "ok"

@@ -1,8 +1,9 @@
 """Calling the host's books — portfolio and broker methods, plain or `async` — bounded in
 time and in number.
 
-Every call runs on the fetcher's event loop thread, which is the only thread that
-touches a `BookCalls`:
+Every call is made from the fetcher's event loop thread (from a fresh one after the
+fetcher gave up on a loop that a blocking `async def` froze; a lock keeps the shared
+bookkeeping right across the two):
 
 - a plain method runs on a daemon worker thread; an `async` one on the fetcher's own
   loop, unless it belongs to another: a book object whose `event_loop` attribute is a
@@ -26,6 +27,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +68,9 @@ class BookCalls:
         self._monotonic = monotonic
         self._home_loop = home_loop
         self._on_hung = on_hung
-        self._outstanding: dict[tuple[str, str], tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._outstanding: dict[tuple[str, str], tuple[int, float, bool]] = {}
+        """(account, call) -> (token, when called, whether it runs on a loop as a coroutine)."""
         self._tokens = itertools.count()
         self._hung: set[tuple[str, str]] = set()
         self._bound: set[tuple[str, str]] = set()
@@ -76,6 +80,26 @@ class BookCalls:
         """Calls still running past their limit."""
         return len(self._hung)
 
+    def hang(self, account_id: str) -> None:
+        """Count the account's coroutine calls in progress as hung (their loop froze, so no
+        limit fired for them)."""
+        with self._lock:
+            self._hung.update(
+                key for key, (_, _, coroutine) in self._outstanding.items() if key[0] == account_id and coroutine
+            )
+        self._on_hung(len(self._hung))
+
+    def in_progress(self, account_id: str, *, coroutines_only: bool = False) -> list[tuple[str, float]]:
+        """The account's calls not returned yet, longest first: (name, seconds since called)."""
+        now = self._monotonic()
+        with self._lock:
+            calls = [
+                (name, now - started)
+                for (account, name), (_, started, coroutine) in self._outstanding.items()
+                if account == account_id and (coroutine or not coroutines_only)
+            ]
+        return sorted(calls, key=lambda call: -call[1])
+
     async def call(self, method: Callable[[str], Any], account_id: str, *, name: str, limit: float) -> Any:
         """`method(account_id)`, awaited if it is a coroutine, within `limit` seconds.
 
@@ -83,7 +107,8 @@ class BookCalls:
             BookCallError: it raised, did not answer in time, or still hangs from an earlier run.
         """
         key = (account_id, name)
-        outstanding = self._outstanding.get(key)
+        with self._lock:
+            outstanding = self._outstanding.get(key)
         if outstanding is not None:
             self._on_call(BookCallTiming(account_id, name, 0.0, "still_hung"))
             msg = (
@@ -102,8 +127,11 @@ class BookCalls:
         if not done:
             self._on_call(BookCallTiming(account_id, name, waited, "timeout"))
             running.cancel()
-            if key in self._outstanding:
-                self._hung.add(key)
+            with self._lock:
+                hanging = key in self._outstanding
+                if hanging:
+                    self._hung.add(key)
+            if hanging:
                 self._on_hung(len(self._hung))
             elsewhere = self._loop_of(method, key) is not None
             where = " (on the event loop it belongs to: is that loop blocked?)" if elsewhere else ""
@@ -142,11 +170,11 @@ class BookCalls:
     ) -> asyncio.Future[Any]:
         """Mark the call outstanding and start it; the mark goes when the host's code returns."""
         token = next(self._tokens)
-        self._outstanding[key] = (token, self._monotonic())
-        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._outstanding[key] = (token, self._monotonic(), inspect.iscoroutinefunction(method))
 
         def release() -> None:
-            _call_soon(loop, self._returned, key, token)
+            self._returned(key, token)
 
         try:
             return self._start(method, account_id, name, release, key)
@@ -155,11 +183,13 @@ class BookCalls:
             raise
 
     def _returned(self, key: tuple[str, str], token: int) -> None:
-        if self._outstanding.get(key, (None,))[0] != token:
-            return
-        del self._outstanding[key]
-        if key in self._hung:
+        with self._lock:
+            if self._outstanding.get(key, (None,))[0] != token:
+                return
+            del self._outstanding[key]
+            was_hung = key in self._hung
             self._hung.discard(key)
+        if was_hung:
             self._on_hung(len(self._hung))
 
     def _start(
@@ -175,6 +205,18 @@ class BookCalls:
         target = self._loop_of(method, key)
         if inspect.iscoroutinefunction(method):
             return _run_on(_contained(method(account_id), release), target, loop)
+        return self._start_plain(method, account_id, name, release, target)
+
+    def _start_plain(
+        self,
+        method: Callable[[str], Any],
+        account_id: str,
+        name: str,
+        release: Callable[[], None],
+        target: asyncio.AbstractEventLoop | None,
+    ) -> asyncio.Future[Any]:
+        """A plain method on a worker thread (and, if it returns an awaitable, that awaited)."""
+        loop = asyncio.get_running_loop()
         answered: asyncio.Future[Any] = loop.create_future()
 
         async def then_await() -> Any:
@@ -202,8 +244,14 @@ class BookCalls:
             else:
                 answered.set_result(answer)
 
+        def finished(done: concurrent.futures.Future[Any]) -> None:
+            """In the worker's thread: a plain answer frees the gate at once, whatever the loop is doing."""
+            if done.exception() is not None or not inspect.isawaitable(done.result()):
+                release()
+            _call_soon(loop, returned, done)
+
         worker = self._workers.submit(lambda: _contained_call(method, account_id))
-        worker.add_done_callback(lambda done: _call_soon(loop, returned, done))
+        worker.add_done_callback(finished)
         return waiting
 
     def _loop_of(self, method: Callable[[str], Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:

@@ -1,19 +1,32 @@
 """The snapshot fetcher: reads both books of an account without ever blocking the pipeline.
 
-The reads run on the fetcher's own event loop thread (see `BookCalls` for where each
-call runs and how long it may take); the actor only starts them. When a read ends, its
-callback tells the comparator directly, so a run costs this actor one message.
+The reads run on an event loop of the fetcher's own, in a thread of its own (see
+`BookCalls` for where each call runs and how long it may take); the actor only starts
+them. When a read ends, its callback tells the comparator directly, so a run costs this
+actor one message.
+
+An `async def` book method that blocks (a `time.sleep`, a synchronous socket read inside
+a coroutine) freezes that loop, and with it every limit it would enforce. So the actor
+also holds each read to its deadline from outside the loop: when one is late and the
+loop has stopped beating, the run fails naming the call that froze it, and later reads
+go to a fresh loop. The frozen call stays counted (it is not called again until it
+returns), so one bad method cannot freeze loop after loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.book_calls import BookCalls
 from reconciliation._runtime.messages import FetchSnapshot, RunTicket, SnapshotFailed, SnapshotTaken
@@ -22,21 +35,84 @@ from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 
 if TYPE_CHECKING:
-    import concurrent.futures
     from collections.abc import Mapping
 
     import pykka
 
-    from reconciliation._domain.models import Snapshot
     from reconciliation._runtime.accounts import Account
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["LOOP_STOP_TIMEOUT_SECONDS", "FetcherActor"]
+__all__ = ["DEADLINE_GRACE_SECONDS", "LOOP_STALL_SECONDS", "LOOP_STOP_TIMEOUT_SECONDS", "FetcherActor"]
 
 logger = logging.getLogger(__name__)
 
 LOOP_STOP_TIMEOUT_SECONDS = 5.0
+LOOP_BEAT_SECONDS = 0.1
+LOOP_STALL_SECONDS = 0.75
+"""A loop that has not beaten for this long is frozen by a blocking call."""
+DEADLINE_GRACE_SECONDS = 1.0
+"""How long past its limit a read may take before the actor looks at its loop (and again
+as often, while the read goes on): more than `LOOP_STALL_SECONDS`, so a loop frozen since
+the call began is seen as frozen at the first look."""
+
+
+class _FetchLoop:
+    """An event loop in a daemon thread, beating every `LOOP_BEAT_SECONDS` while it runs."""
+
+    def __init__(self, generation: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.beat = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name=f"reconciliation-fetch-{generation}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def frozen(self) -> bool:
+        return time.monotonic() - self.beat > LOOP_STALL_SECONDS
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._beat)
+        try:
+            self.loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def _beat(self) -> None:
+        self.beat = time.monotonic()
+        self.loop.call_later(LOOP_BEAT_SECONDS, self._beat)
+
+    def stop(self) -> None:
+        """Cancel what runs on it, then end it (from another thread)."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self._cancel_all)
+        self.thread.join(timeout=LOOP_STOP_TIMEOUT_SECONDS)
+
+    def _cancel_all(self) -> None:
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()
+
+        async def drain() -> None:
+            if tasks:
+                await asyncio.wait(tasks, timeout=LOOP_STOP_TIMEOUT_SECONDS / 2)
+            self.loop.stop()
+
+        self.loop.create_task(drain())
+
+
+@attrs.frozen
+class _ReadDue:
+    """A read's deadline: `limit` + grace after it started."""
+
+    ticket: RunTicket
+    reading: concurrent.futures.Future[Snapshot] = attrs.field(eq=False)
+    loop: _FetchLoop = attrs.field(eq=False)
 
 
 class FetcherActor(ResilientActor):
@@ -55,12 +131,13 @@ class FetcherActor(ResilientActor):
         super().__init__(board=board, clock=clock)
         self._accounts = accounts
         self._comparator = comparator
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="reconciliation-fetch", daemon=True)
+        self._loops = 0
+        self._current = self._new_loop()
+        self._frozen: list[_FetchLoop] = []
         self._workers = DaemonWorkers("reconciliation-call")
         self._calls = BookCalls(
             self._workers,
-            monotonic=clock.monotonic,
+            monotonic=time.monotonic,
             home_loop=home_loop,
             on_hung=lambda hung: board.count("hung_broker_calls", hung),
             on_call=(observers or Observers()).book_call_ended,
@@ -68,33 +145,75 @@ class FetcherActor(ResilientActor):
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
-        """The threads this actor started (its loop's), for `stop()` to wait on."""
-        return (self._thread,)
+        """The threads this actor started (its loops'), for `stop()` to wait on."""
+        return (self._current.thread, *(frozen.thread for frozen in self._frozen))
 
     def started(self) -> None:
-        self._thread.start()
+        self._current.start()
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, FetchSnapshot):
             self._fetch(message.ticket)
+        elif isinstance(message, _ReadDue):
+            self._read_due(message)
         else:
             logger.warning("The fetcher ignored an unexpected %s", type(message).__name__)
 
     def _fetch(self, ticket: RunTicket) -> None:
+        if self._current.frozen:
+            self._replace_frozen_loop()
         account = self._accounts[ticket.account_id]
+        limit = account.config.broker_timeout_seconds
+        current = self._current
         reading = asyncio.run_coroutine_threadsafe(
             fetch_snapshot(
-                account.portfolio,
-                account.broker,
-                ticket.account_id,
-                calls=self._calls,
-                limit=account.config.broker_timeout_seconds,
-                now=self._clock.now,
+                account.portfolio, account.broker, ticket.account_id, calls=self._calls, limit=limit, now=self._clock.now
             ),
-            self._loop,
+            current.loop,
         )
-        comparator = self._comparator
+        comparator, me = self._comparator, self.actor_ref
         reading.add_done_callback(lambda done: tell(comparator, _outcome(ticket, done)))
+        self._clock.call_later(limit + DEADLINE_GRACE_SECONDS, lambda: tell(me, _ReadDue(ticket, reading, current)))
+
+    def _read_due(self, due: _ReadDue) -> None:
+        """A read outlived its limit: a live loop fails it itself, a frozen one cannot."""
+        if due.reading.done() or due.ticket.outcome.done():
+            return
+        if not due.loop.frozen:
+            me = self.actor_ref
+            self._clock.call_later(DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
+            return
+        stuck = ", ".join(
+            f"{name}, called {age:.0f} s ago"
+            for name, age in self._calls.in_progress(due.ticket.account_id, coroutines_only=True)
+        )
+        self._calls.hang(due.ticket.account_id)
+        if due.loop is self._current:
+            self._replace_frozen_loop()
+        limit = self._accounts[due.ticket.account_id].config.broker_timeout_seconds
+        self._comparator.tell(
+            SnapshotFailed(
+                due.ticket,
+                f"no answer within {limit:g} s: the event loop of the async book methods is frozen by a "
+                f"blocking call inside an async method ({stuck or 'the call could not be named'}); "
+                "it is not called again until it returns",
+            )
+        )
+
+    def _replace_frozen_loop(self) -> None:
+        frozen = self._current
+        logger.error(
+            "The event loop of the async book methods has not run for %.0f s: a method blocks inside "
+            "`async def`. Later reads go to a new loop; the frozen one is left to its daemon thread",
+            time.monotonic() - frozen.beat,
+        )
+        self._frozen.append(frozen)
+        self._current = self._new_loop()
+        self._current.start()
+
+    def _new_loop(self) -> _FetchLoop:
+        self._loops += 1
+        return _FetchLoop(self._loops)
 
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FetchSnapshot):
@@ -103,35 +222,12 @@ class FetcherActor(ResilientActor):
     def stopping(self) -> None:
         """Cancel the reads in progress (their runs are abandoned by the scheduler), end the loop."""
         self._workers.close()
-        if self._loop.is_closed() or not self._thread.is_alive():
-            return
-        self._loop.call_soon_threadsafe(self._cancel_all)
-        self._thread.join(timeout=LOOP_STOP_TIMEOUT_SECONDS)
-        if self._thread.is_alive():
+        self._current.stop()
+        if self._current.thread.is_alive():
             logger.error(
                 "The fetch loop did not end within %g s: an async broker or book method blocks it",
                 LOOP_STOP_TIMEOUT_SECONDS,
             )
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
-
-    def _cancel_all(self) -> None:
-        tasks = asyncio.all_tasks(self._loop)
-        for task in tasks:
-            task.cancel()
-
-        async def drain() -> None:
-            await asyncio.wait(tasks, timeout=LOOP_STOP_TIMEOUT_SECONDS / 2) if tasks else None
-            self._loop.stop()
-
-        self._loop.create_task(drain())
 
 
 def _outcome(ticket: RunTicket, done: concurrent.futures.Future[Snapshot]) -> SnapshotTaken | SnapshotFailed:
