@@ -229,6 +229,7 @@ class ReconciliationMetrics:
     def __init__(
         self, registry: CollectorRegistry = REGISTRY, *, now: Callable[[], dt.datetime] = _utc_now
     ) -> None:
+        self._registry = registry
         self._now = now
         self._lock = threading.Lock()
         self._watched: dict[Watchable, tuple[str, tuple[str, ...]]] = {}
@@ -286,6 +287,11 @@ class ReconciliationMetrics:
                 "with the one ReconciliationMetrics registered on it"
             )
             raise ValueError(msg) from None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry these metrics are registered on."""
+        return self._registry
 
     def watch(self, target: Watchable, *, name: str | None = None) -> ReconciliationMetrics:
         """Count `target`'s runs and book calls, and report its health, from now on.
