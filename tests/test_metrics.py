@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import re
 import socket
 import sys
@@ -494,7 +495,11 @@ def test_a_runtime_of_many_accounts_is_counted_by_account_and_its_health_reporte
     registry: CollectorRegistry,
 ) -> None:
     accounts = [
-        Account(ReconciliationConfig(account_id), InMemoryPortfolio(account_id, Decimal(0)), ScriptedBroker(account_id))
+        Account(
+            ReconciliationConfig(account_id),
+            InMemoryPortfolio(account_id, Decimal(0)),
+            ScriptedBroker(account_id),
+        )
         for account_id in ("ACC-A", "ACC-B")
     ]
     runtime = ReconciliationRuntime(accounts, fakeredis.FakeRedis())
@@ -644,3 +649,79 @@ def test_without_prometheus_client_the_module_says_which_extra_to_install(
 
     with pytest.raises(ImportError, match=re.escape("pip install 'reconciliation[metrics]'")):
         importlib.import_module("reconciliation.metrics")
+
+
+# The Grafana dashboard
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+}
+
+
+def _sample_names(registry: CollectorRegistry) -> dict[str, set[str]]:
+    """Each metric family the module exports, with the names of the samples Prometheus stores for it."""
+    return {
+        family.name: {family.name + suffix for suffix in _SUFFIXES[family.type]}
+        for family in registry.collect()
+    }
+
+
+def _queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression: each panel's targets (rows' panels included) and each variable's query."""
+    panels = [
+        *dashboard["panels"],
+        *(inner for panel in dashboard["panels"] for inner in panel.get("panels", ())),
+    ]
+    queries = [target["expr"] for panel in panels for target in panel.get("targets", ())]
+    queries.extend(
+        variable["query"]["query"]
+        for variable in dashboard["templating"]["list"]
+        if isinstance(variable.get("query"), dict)
+    )
+    return queries
+
+
+def _queried(dashboard: dict[str, Any]) -> set[str]:
+    return {name for query in _queries(dashboard) for name in re.findall(r"\breconciliation_\w+", query)}
+
+
+def test_every_panel_of_the_grafana_dashboard_has_a_query() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+
+    charts = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+    assert charts
+    assert [panel["title"] for panel in charts if not all(t["expr"] for t in panel.get("targets", ()))] == []
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_module_exports(registry: CollectorRegistry) -> None:
+    ReconciliationMetrics(registry)
+    exported = set().union(*_sample_names(registry).values())
+
+    queried = _queried(json.loads(DASHBOARD.read_text()))
+
+    assert queried
+    assert queried - exported == set()
+
+
+def test_the_grafana_dashboard_charts_every_metric_the_module_exports(registry: CollectorRegistry) -> None:
+    ReconciliationMetrics(registry)
+
+    queried = _queried(json.loads(DASHBOARD.read_text()))
+
+    assert {family for family, samples in _sample_names(registry).items() if not samples & queried} == set()
+
+
+def test_every_query_of_the_grafana_dashboard_closes_what_it_opens() -> None:
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for query in _queries(json.loads(DASHBOARD.read_text())):
+        opened: list[str] = []
+        for char in re.sub(r'"[^"]*"', '""', query):
+            if char in "([{":
+                opened.append(char)
+            elif char in pairs:
+                assert opened[-1:] == [pairs[char]], query
+                opened.pop()
+        assert opened == [], query
