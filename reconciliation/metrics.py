@@ -28,11 +28,11 @@ import collections
 import datetime as dt
 import logging
 import threading
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
+from reconciliation._domain.ageing import Sighting
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation._runtime.health import ComponentState
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
@@ -46,12 +46,11 @@ except ImportError as missing:
     raise ImportError(msg) from missing
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterator
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import Metric
 
-    from reconciliation._domain.ageing import Sighting
     from reconciliation._runtime.health import ServiceHealth
     from reconciliation._runtime.messages import FinishedRun
     from reconciliation._runtime.observers import BookCallTiming
@@ -84,21 +83,14 @@ def _utc_now() -> dt.datetime:
 
 @attrs.frozen
 class _OpenBreaks:
-    """An account's open breaks as of its last completed run, and when it last ran clean."""
+    """An account's open breaks as of its last completed run, and when it last ran clean.
 
-    by_kind: Mapping[tuple[DiscrepancyType, DiscrepancySeverity], int]
-    oldest_first_seen: dt.datetime | None
+    The run's sightings are kept as they are and counted when scraped, so a run with
+    many breaks costs the runtime's thread nothing more.
+    """
+
+    sightings: tuple[Sighting, ...]
     last_clean_at: dt.datetime | None
-
-    @classmethod
-    def after(cls, sightings: Iterable[Sighting], *, last_clean_at: dt.datetime | None) -> _OpenBreaks:
-        by_kind: collections.Counter[tuple[DiscrepancyType, DiscrepancySeverity]] = collections.Counter()
-        oldest: dt.datetime | None = None
-        for sighting in sightings:
-            by_kind[sighting.discrepancy.type, sighting.severity] += 1
-            if oldest is None or sighting.first_seen < oldest:
-                oldest = sighting.first_seen
-        return cls(dict(by_kind), oldest, last_clean_at)
 
 
 class _Families:
@@ -180,12 +172,14 @@ class _Families:
         ]
 
     def add_account(self, account: str, breaks: _OpenBreaks, now: dt.datetime) -> None:
+        sightings = breaks.sightings
+        by_kind = collections.Counter(
+            (sighting.discrepancy.type, sighting.severity) for sighting in sightings
+        )
         for kind in DiscrepancyType:
             for severity in DiscrepancySeverity:
-                self.open_breaks.add_metric(
-                    [account, kind.value, severity.value], breaks.by_kind.get((kind, severity), 0)
-                )
-        oldest = breaks.oldest_first_seen
+                self.open_breaks.add_metric([account, kind.value, severity.value], by_kind[kind, severity])
+        oldest = min((sighting.first_seen for sighting in sightings), default=None)
         self.oldest_age.add_metric(
             [account], 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
         )
@@ -376,16 +370,14 @@ class ReconciliationMetrics:
         self._run_seconds.labels(account).observe(result.duration_ms / 1000)
         if result.error is not None:
             return
-        counted = _OpenBreaks.after(
-            run.ageing.sightings, last_clean_at=result.timestamp if result.is_clean else None
-        )
+        breaks = _OpenBreaks(run.ageing.sightings, result.timestamp if result.is_clean else None)
         with self._lock:
             if not any(account in accounts for _, accounts in self._watched.values()):
                 return
             previous = self._open_breaks.get(account)
-            if counted.last_clean_at is None and previous is not None:
-                counted = attrs.evolve(counted, last_clean_at=previous.last_clean_at)
-            self._open_breaks[account] = counted
+            if breaks.last_clean_at is None and previous is not None:
+                breaks = attrs.evolve(breaks, last_clean_at=previous.last_clean_at)
+            self._open_breaks[account] = breaks
 
     def book_call_ended(self, timing: BookCallTiming) -> None:
         labels = (timing.account_id, timing.call)
