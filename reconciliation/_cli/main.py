@@ -10,7 +10,8 @@ Exit codes, for scripts:
        watch timed out before --count messages
     2  usage or configuration error (the message names the option or key)
     3  Redis unreachable
-    4  run: a service could not be built or started (a factory raised)
+    4  run: a service could not be built or started (a factory raised), or the
+       metrics could not be served on --metrics-host/--metrics-port
     4  serve: the board could not listen on its host and port
     5  history, serve: the audit store could not be read
     6  watch: Redis refused a command (a stream key holds another type, an ACL)
@@ -95,7 +96,7 @@ Exit codes:
   1  done, but not as asked (a demo fault uncaught, watch timed out before --count)
   2  usage or configuration error
   3  Redis unreachable
-  4  a service could not be started (run), the board could not listen (serve)
+  4  a service could not be started or its metrics served (run), the board could not listen (serve)
   5  the audit store could not be read (history, serve)
   6  Redis refused a command (watch: a stream key holds another type)
 """
