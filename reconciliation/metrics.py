@@ -290,7 +290,8 @@ class ReconciliationMetrics:
     def watch(self, target: Watchable, *, name: str | None = None) -> ReconciliationMetrics:
         """Count `target`'s runs and book calls, and report its health, from now on.
 
-        Before or after it starts; its counters start at zero for each of its accounts.
+        Before or after it starts. Its accounts' run, timeout and refusal counters are
+        there from then on, at 0 until something is counted.
 
         Args:
             target: a `ReconciliationService` or a `ReconciliationRuntime`.

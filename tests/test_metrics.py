@@ -558,6 +558,18 @@ def test_a_service_is_watched_once(watched: Any) -> None:
         harness.metrics.watch(harness.service)
 
 
+def test_a_runtimes_health_is_labelled_with_the_name_it_is_watched_under(
+    harness_factory: Any, registry: CollectorRegistry
+) -> None:
+    harness = harness_factory()
+    ReconciliationMetrics(registry).watch(harness.service, name="desk-7")
+
+    harness.start()
+
+    assert value(registry, "reconciliation_book_calls_hung", runtime="desk-7") == 0
+    assert value(registry, "reconciliation_book_calls_hung", runtime=ACCOUNT) is None
+
+
 def test_two_runtimes_of_one_name_are_refused(harness_factory: Any, registry: CollectorRegistry) -> None:
     metrics = ReconciliationMetrics(registry).watch(harness_factory().service)
 
