@@ -41,15 +41,18 @@ class Harness:
         clock: ManualClock | None = None,
         asynchronous: bool = False,
         on_halt: Any = None,
+        redis_server: fakeredis.FakeServer | None = None,
+        account_id: str = ACCOUNT,
         **config: Any,
     ) -> None:
-        self.redis = fakeredis.FakeRedis()
+        """`redis_server` is the fake Redis to publish to (a test may disconnect it); a new one by default."""
+        self.redis = fakeredis.FakeRedis(server=redis_server)
         self._capturing = capture_published()
         self.capture = self._capturing.__enter__()
-        self.broker = (AsyncScriptedBroker if asynchronous else ScriptedBroker)(ACCOUNT, cash=Decimal(1000))
-        self.book = InMemoryPortfolio(ACCOUNT, cash=Decimal(1000))
+        self.broker = (AsyncScriptedBroker if asynchronous else ScriptedBroker)(account_id, cash=Decimal(1000))
+        self.book = InMemoryPortfolio(account_id, cash=Decimal(1000))
         self.clock = clock
-        self.config = ReconciliationConfig(ACCOUNT, **config)
+        self.config = ReconciliationConfig(account_id, **config)
         self.service = ReconciliationService(
             self.book, self.broker, self.redis, self.config, clock=clock, on_halt=on_halt
         )

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -429,3 +430,110 @@ def test_a_factory_module_in_the_working_directory_can_be_named_by_run(tmp_path:
 
     assert checked.returncode == 0, checked.stderr
     assert "OK (1 account(s): A" in checked.stdout
+
+
+_HOUSE_BOOKS = """\
+from decimal import Decimal
+
+from reconciliation import BrokerPosition
+from reconciliation.paper import OPENING_CASH
+from reconciliation.testing import ScriptedBroker
+
+
+def broker(account_id):
+    return ScriptedBroker(
+        account_id, [BrokerPosition("AAPL", 10, 100, 1000)], cash=OPENING_CASH, total_equity=OPENING_CASH
+    )
+"""
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a /metrics page, parsed by prometheus_client, by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415 - the metrics extra
+
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.real_redis
+def test_run_serves_metrics_that_prometheus_parses(tmp_path: Path, redis_server: RedisServer) -> None:
+    account = _account()
+    (tmp_path / "house_books.py").write_text(_HOUSE_BOOKS)
+    config = _write_config(
+        tmp_path,
+        f'redis_url = "{_url(redis_server)}"\n\n[defaults]\nbroker = "house_books:broker"\n'
+        f'portfolio = "reconciliation.paper:paper_portfolio"\n\n[[accounts]]\naccount_id = "{account}"\n',
+    )
+    port = _closed_port()
+    runner = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        _command("run", "--config", str(config), "--metrics-port", str(port)),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "REDIS_URL"},
+    )
+    try:
+        _read_until(runner, f"Serving Prometheus metrics on http://127.0.0.1:{port}/metrics")
+        _read_until(runner, "Reconciling 1 account(s)")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            samples = _samples(response.read().decode())
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=15)
+    finally:
+        runner.kill()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    assert runner.returncode == 0, err
+    assert sample("reconciliation_runs_total", account=account, trigger="startup", status="ok") == 1
+    assert sample("reconciliation_runs_total", account=account, trigger="startup", status="failed") == 0
+    assert sample("reconciliation_run_duration_seconds_count", account=account) == 1
+    assert sample("reconciliation_open_breaks", account=account, type="missing_local", severity="critical") == 1
+    assert sample("reconciliation_open_breaks", account=account, type="cash_mismatch", severity="warning") == 0
+    assert sample("reconciliation_oldest_open_break_age_seconds", account=account) is not None
+    assert sample(
+        "reconciliation_book_call_duration_seconds_count", account=account, call="broker.get_positions"
+    ) == 1
+    assert sample("reconciliation_book_call_timeouts_total", account=account, call="broker.get_positions") == 0
+    assert sample("reconciliation_delivery_queued_runs", runtime=account, sink="redis") is not None
+    assert sample("reconciliation_delivery_dropped_runs_total", runtime=account, sink="redis") == 0
+    assert sample("reconciliation_book_calls_hung", runtime=account) == 0
+    assert sample("reconciliation_component_state", runtime=account, component="comparator", state="running") == 1
+    assert sample("process_resident_memory_bytes") is not None
+
+
+def test_run_with_its_metrics_port_in_use_says_so_in_one_line_and_exits_4(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        outcome = CliRunner(env={"REDIS_URL": None}).invoke(
+            main, ["run", "--config", str(config), "--metrics-port", str(port)]
+        )
+
+    assert outcome.exit_code == 4, outcome.output
+    assert outcome.output == (
+        f"Error: --metrics-host/--metrics-port: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+def test_run_with_a_metrics_port_but_without_prometheus_client_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "reconciliation.metrics", raising=False)
+    config = _write_config(tmp_path, f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n')
+
+    outcome = CliRunner().invoke(main, ["run", "--check", "--config", str(config), "--metrics-port", "9108"])
+
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output.startswith("Error: --metrics-port: reconciliation.metrics needs prometheus_client")
+    assert outcome.output.rstrip().endswith("pip install 'reconciliation[metrics]'")
+    assert outcome.output.strip().count("\n") == 0

@@ -35,7 +35,7 @@ def test_the_metadata_is_pep_621_and_setup_cfg_configures_nothing() -> None:
 
     assert project["name"] == "reconciliation"
     assert project["scripts"] == {"reconciliation": "reconciliation._cli.main:main"}
-    assert {"postgres", "demo", "bench", "board", "test"} <= set(project["optional-dependencies"])
+    assert {"postgres", "demo", "bench", "board", "metrics", "test"} <= set(project["optional-dependencies"])
     assert setup_cfg.sections() == []
 
 

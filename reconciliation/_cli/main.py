@@ -10,7 +10,8 @@ Exit codes, for scripts:
        watch timed out before --count messages
     2  usage or configuration error (the message names the option or key)
     3  Redis unreachable
-    4  run: a service could not be built or started (a factory raised)
+    4  run: a service could not be built or started (a factory raised), or the
+       metrics could not be served on --metrics-host/--metrics-port
     4  serve: the board could not listen on its host and port
     5  history, serve: the audit store could not be read
     6  watch: Redis refused a command (a stream key holds another type, an ACL)
@@ -53,8 +54,10 @@ from reconciliation._publishing.redis_clients import (
 
 if TYPE_CHECKING:
     import redis
+    from prometheus_client import CollectorRegistry
 
     from reconciliation.audit import AuditStore
+    from reconciliation.metrics import MetricsServer, ReconciliationMetrics
 
 __all__ = ["ExitCode", "main"]
 
@@ -93,7 +96,7 @@ Exit codes:
   1  done, but not as asked (a demo fault uncaught, watch timed out before --count)
   2  usage or configuration error
   3  Redis unreachable
-  4  a service could not be started (run), the board could not listen (serve)
+  4  a service could not be started or its metrics served (run), the board could not listen (serve)
   5  the audit store could not be read (history, serve)
   6  Redis refused a command (watch: a stream key holds another type)
 """
@@ -415,19 +418,43 @@ def _quiet_stdout() -> None:
     help=f"Overrides the file's redis_url.  [default: {DEFAULT_REDIS_URL}]",
 )
 @click.option("--check", is_flag=True, help="Check the configuration and its import paths, then exit.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs the metrics extra).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="The address the metrics are served on; anything but the loopback exposes them to the network.",
+)
 @click.pass_obj
-def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) -> None:
+def run(
+    verbose: int,
+    config_path: Path,
+    redis_url: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    *,
+    check: bool,
+) -> None:
     """Reconcile the configured accounts as a standalone process, until SIGINT or SIGTERM.
 
     One service per account: a startup run, then periodic runs, each published to Redis
     and logged here. The broker and the local book of each account come from factories
     named by import path (`package.module:function`, called with the account id).
+    With --metrics-port, Prometheus can scrape the runs, breaks and health of every
+    account from /metrics (docs/operations.md lists the metrics).
 
     \b
     Examples:
       reconciliation run --config docs/example-config.toml
       reconciliation run --config prod.toml --check        # validate, start nothing
       REDIS_URL=redis://redis:6379/0 reconciliation run --config prod.toml
+      reconciliation run --config prod.toml --metrics-port 9108
     """
     from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped  # noqa: PLC0415
 
@@ -437,6 +464,7 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
         config = load_config(config_path)
     except ConfigError as exc:
         _fail(*(f"{config_path}: {problem}" for problem in exc.problems), code=ExitCode.USAGE)
+    metrics = None if metrics_port is None else _run_metrics()
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
         accounts = ", ".join(
@@ -455,20 +483,52 @@ def run(verbose: int, config_path: Path, redis_url: str | None, *, check: bool) 
         client = client_for(url)
     except InvalidRedisUrlError as exc:
         _fail(f"redis_url: {exc}", code=ExitCode.USAGE)
-    problem = answers(client)
-    if problem is not None:
-        logger.warning(
-            "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
-            "and published, in order, when it answers",
-            redacted(url),
-            problem,
-        )
+    server = None
     try:
-        asyncio.run(run_until_stopped(config, client))
+        if metrics is not None and metrics_port is not None:
+            server = _serve_metrics(metrics.registry, metrics_host, metrics_port)
+        problem = answers(client)
+        if problem is not None:
+            logger.warning(
+                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
+                "and published, in order, when it answers",
+                redacted(url),
+                problem,
+            )
+        asyncio.run(run_until_stopped(config, client, metrics=metrics))
     except StartError as exc:
         _fail(str(exc), code=ExitCode.START_FAILED)
     finally:
+        if server is not None:
+            server.close()
         client.close()
+
+
+def _run_metrics() -> ReconciliationMetrics:
+    """The metrics of `run`, on a registry of their own beside the process's; or the command's end."""
+    try:
+        from reconciliation.metrics import ReconciliationMetrics  # noqa: PLC0415 - the optional metrics extra
+    except ImportError as exc:
+        _fail(f"--metrics-port: {exc}", code=ExitCode.USAGE)
+    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    return ReconciliationMetrics(registry)
+
+
+def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
+    """/metrics served on host:port, or the command's end with exit 4."""
+    from reconciliation.metrics import serve_metrics  # noqa: PLC0415 - the optional metrics extra
+
+    try:
+        return serve_metrics(registry, port=port, host=host)
+    except OSError as exc:
+        _fail(
+            f"--metrics-host/--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            code=ExitCode.START_FAILED,
+        )
 
 
 @main.command(epilog=EXIT_CODES_HELP)

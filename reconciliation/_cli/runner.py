@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     import redis
 
+    from reconciliation.metrics import ReconciliationMetrics
+
 __all__ = [
     "AccountSpec",
     "ConfigError",
@@ -463,8 +465,11 @@ async def run_until_stopped(
     *,
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
+    metrics: ReconciliationMetrics | None = None,
 ) -> None:
     """Start every account together, wait for SIGINT/SIGTERM (or `stop`), stop them all.
+
+    `metrics`, if given, watch the accounts from before their startup runs until they stop.
 
     A second SIGINT or SIGTERM while stopping ends the process at once (exit code 130),
     saying what was left: the operator asked twice.
@@ -478,6 +483,8 @@ async def run_until_stopped(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _on_signal, signum, stop)
     runtime = build_runtime(config, client)
+    if metrics is not None:
+        metrics.watch(runtime)
     started = False
     try:
         try:
@@ -507,6 +514,8 @@ async def run_until_stopped(
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+            if metrics is not None:
+                metrics.unwatch(runtime)
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:
