@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
 import time
 from decimal import Decimal
 from typing import Any
@@ -108,3 +109,46 @@ def test_runs_made_while_redis_is_down_arrive_once_each_and_in_order_when_it_is_
 def first_seen(identities: Any) -> list[Any]:
     """The identities in the order they first appear: what a de-duplicating consumer keeps."""
     return list(dict.fromkeys(identities))
+
+
+def test_a_stalled_redis_is_an_unreachable_one_and_stop_ends_every_thread(
+    redis_server: Any, real_redis: redis.Redis
+) -> None:
+    """The README's client, without a socket timeout, against a Redis that stopped answering
+    (SIGSTOP): runs go on and are queued, within the bound; stop() ends every thread, so
+    nothing more is sent. A round trip already sent to the stalled server stays in its
+    socket buffer and is executed when it resumes (no client can recall it): only runs
+    that were queued, in order, can appear then."""
+    book, broker = books_with_a_missed_fill()
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    config = ReconciliationConfig(ACCOUNT, outbox_max_runs=3, publish_retry_max_seconds=0.5)
+    service = ReconciliationService(book, broker, client, config)
+    startup = asyncio.run(service.start())
+    assert startup is not None
+    eventually(lambda: len(stream(real_redis, RESULT_STREAM)) == 1, what="the startup run published")
+    redis_server.pause()
+    try:
+        made = []
+        for _ in range(6):
+            started = time.monotonic()
+            made.append(asyncio.run(service.reconcile()))
+            assert made[-1].status == "ok"
+            assert time.monotonic() - started < 2, "a run waited on the stalled Redis"
+        eventually(lambda: not service.publisher_health().reachable, timeout=15, what="the stall noticed")
+        health = service.publisher_health()
+        assert health.queued_runs <= 3
+        assert health.dropped_runs >= 2
+        started = time.monotonic()
+        report = asyncio.run(service.stop())
+        assert report.clean, report
+        assert time.monotonic() - started < 15
+        eventually(
+            lambda: not [t for t in threading.enumerate() if t.name.startswith(("reconciliation", "Delivery"))],
+            what="every thread of the service ended",
+        )
+    finally:
+        redis_server.resume()
+    published = [r["run_id"] for r in stream(redis_server.client(), RESULT_STREAM)]
+    assert published[0] == str(startup.run_id)
+    assert set(published[1:]) <= {str(r.run_id) for r in made}
+    assert published[1:] == sorted(published[1:], key=[str(r.run_id) for r in made].index)

@@ -103,7 +103,9 @@ def publishing_client(client: object) -> redis.Redis | redis.RedisCluster:
         )
     kwargs["retry"] = publishing_retry()
     return redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=connection_class, max_connections=4, **kwargs)
+        connection_pool=redis.ConnectionPool(
+            connection_class=connection_class, max_connections=4, **kwargs
+        )
     )
 
 

@@ -201,6 +201,10 @@ class RedisSink:
             return self._send_by_transaction(items)
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException, OSError) as error:
             raise SinkUnavailableError(describe_error(error)) from error
+        except ValueError as error:
+            if self._closed:  # the socket was closed under the call, at stop: not the run's fault
+                raise SinkUnavailableError(describe_error(error)) from error
+            raise
 
     def close(self) -> None:
         """Close our connections; a call stalled on one of them ends with an error, and
