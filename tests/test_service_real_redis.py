@@ -119,6 +119,7 @@ def test_a_stalled_redis_is_an_unreachable_one_and_stop_ends_every_thread(
     nothing more is sent. A round trip already sent to the stalled server stays in its
     socket buffer and is executed when it resumes (no client can recall it): only runs
     that were queued, in order, can appear then."""
+    before = set(threading.enumerate())
     book, broker = books_with_a_missed_fill()
     client = redis.Redis(host="127.0.0.1", port=redis_server.port)
     config = ReconciliationConfig(ACCOUNT, outbox_max_runs=3, publish_retry_max_seconds=0.5)
@@ -142,10 +143,7 @@ def test_a_stalled_redis_is_an_unreachable_one_and_stop_ends_every_thread(
         report = asyncio.run(service.stop())
         assert report.clean, report
         assert time.monotonic() - started < 15
-        eventually(
-            lambda: not [t for t in threading.enumerate() if t.name.startswith(("reconciliation", "Delivery"))],
-            what="every thread of the service ended",
-        )
+        eventually(lambda: not set(threading.enumerate()) - before, what="every thread of the service ended")
     finally:
         redis_server.resume()
     published = [r["run_id"] for r in stream(redis_server.client(), RESULT_STREAM)]

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import attrs
 
+from reconciliation._domain.error_text import shown
 from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
     decimal_mapping,
@@ -27,6 +28,7 @@ from reconciliation._domain.values import (
     name_text,
     non_empty_text,
     non_negative,
+    of_type,
     optional_decimal,
     optional_decimal_mapping,
     optional_finite_decimal,
@@ -261,7 +263,7 @@ class Discrepancy:
     def _symbol_matches_type(self, field: attrs.Attribute[Any], value: str | None) -> None:
         if self.type.is_account_level:
             if value is not None:
-                msg = f"symbol must be None for an account-level {self.type.value}, got {value!r}"
+                msg = f"symbol must be None for an account-level {self.type.value}, got {shown(value)}"
                 raise ValueError(msg)
         else:
             non_empty_text(self, field, value)
@@ -270,10 +272,10 @@ class Discrepancy:
     def _asset_type_matches_type(self, _field: attrs.Attribute[Any], value: object) -> None:
         if self.type.is_account_level:
             if value is not None:
-                msg = f"asset_type must be None for an account-level {self.type.value}, got {value!r}"
+                msg = f"asset_type must be None for an account-level {self.type.value}, got {shown(value)}"
                 raise ValueError(msg)
         elif not isinstance(value, AssetType):
-            msg = f"asset_type of a {self.type.value} must be an AssetType, not {type(value).__name__} {value!r}"
+            msg = f"asset_type of a {self.type.value} must be an AssetType, not {type(value).__name__} {shown(value)}"
             raise TypeError(msg)
 
     @currency.validator
@@ -281,7 +283,7 @@ class Discrepancy:
         if value is None:
             return
         if self.type is not DiscrepancyType.CASH_MISMATCH:
-            msg = f"currency is only given for a cash_mismatch, not a {self.type.value} (got {value!r})"
+            msg = f"currency is only given for a cash_mismatch, not a {self.type.value} (got {shown(value)})"
             raise ValueError(msg)
         non_empty_text(self, field, value)
 
@@ -357,19 +359,22 @@ class ReconciliationResult:
 
 def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, DiscrepancySeverity]:
     """Accept enum members or their string values (as a TOML file gives them)."""
+    if not isinstance(value, Mapping):
+        msg = f"severity_overrides must be a mapping of discrepancy type to severity, not {type(value).__name__}"
+        raise TypeError(msg)
     table: dict[DiscrepancyType, DiscrepancySeverity] = {}
     for key, severity in value.items():
         try:
             kind = key if isinstance(key, DiscrepancyType) else DiscrepancyType(key)
         except ValueError:
             known = ", ".join(t.value for t in DiscrepancyType)
-            msg = f"severity_overrides: unknown discrepancy type {key!r}; known: {known}"
+            msg = f"severity_overrides: unknown discrepancy type {shown(key)}; known: {known}"
             raise ValueError(msg) from None
         try:
             level = severity if isinstance(severity, DiscrepancySeverity) else DiscrepancySeverity(severity)
         except ValueError:
             known = ", ".join(s.value for s in DiscrepancySeverity)
-            msg = f"severity_overrides[{kind.value!r}]: unknown severity {severity!r}; known: {known}"
+            msg = f"severity_overrides[{kind.value!r}]: unknown severity {shown(severity)}; known: {known}"
             raise ValueError(msg) from None
         table[kind] = level
     return frozen_mapping(table)
@@ -382,7 +387,7 @@ def _optional_whole_number(_instance: object, field: attrs.Attribute[Any], value
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{field.name} must be a whole number of runs or None, not {type(value).__name__} {value!r}"
+        msg = f"{field.name} must be a whole number of runs or None, not {type(value).__name__} {shown(value)}"
         raise TypeError(msg)
     if value < 1:
         msg = f"{field.name} must be at least 1 run, got {value}"
@@ -405,7 +410,7 @@ def _optional_severity(value: DiscrepancySeverity | str | None) -> DiscrepancySe
         return DiscrepancySeverity(value)
     except ValueError:
         known = ", ".join(s.value for s in DiscrepancySeverity)
-        msg = f"escalate_to: unknown severity {value!r}; known: {known}"
+        msg = f"escalate_to: unknown severity {shown(value)}; known: {known}"
         raise ValueError(msg) from None
 
 
@@ -467,7 +472,7 @@ def _non_negative_amounts(
     optional_decimal_mapping(instance, field, value)
     for currency, amount in value.items():
         if amount < 0:
-            msg = f"{field.name}[{currency!r}] must not be negative, got {amount}"
+            msg = f"{field.name}[{shown(currency)}] must not be negative, got {amount}"
             raise ValueError(msg)
 
 
@@ -512,7 +517,7 @@ class ReconciliationConfig:
         factory=dict, converter=_tolerances, validator=_non_negative_amounts, kw_only=True
     )
     """When cash is compared per currency, the tolerance of a currency (in it); others use `cash_tolerance`."""
-    enabled: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    enabled: bool = attrs.field(default=True, validator=of_type(bool))
     broker_timeout_seconds: float = attrs.field(default=30.0, converter=seconds, validator=positive_seconds)
     severity_overrides: Mapping[DiscrepancyType, DiscrepancySeverity] = attrs.field(
         factory=dict, converter=_severity_table
@@ -533,7 +538,7 @@ class ReconciliationConfig:
     )
     """The longest pause between two attempts to reach an unreachable Redis."""
     ageing: AgeingPolicy = attrs.field(
-        factory=AgeingPolicy, validator=attrs.validators.instance_of(AgeingPolicy)
+        factory=AgeingPolicy, validator=of_type(AgeingPolicy)
     )
     """When a persisting break is escalated, and when it halts trading (off by default)."""
     audit_store: str | None = attrs.field(default=None, validator=attrs.validators.optional(_audit_target))

@@ -39,6 +39,7 @@ __all__ = [
     "name_text",
     "non_empty_text",
     "non_negative",
+    "of_type",
     "optional_decimal",
     "optional_decimal_mapping",
     "optional_finite_decimal",
@@ -247,9 +248,18 @@ def non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal 
 
 
 def seconds(value: float | Decimal) -> float:
-    """A duration in (possibly fractional) seconds, as a float: time, not money."""
+    """A duration in (possibly fractional) seconds, as a float: time, not money.
+
+    A number too large for a float becomes infinity and a signalling NaN a NaN, for
+    `finite_seconds` to refuse with the field's name.
+    """
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+        except ValueError:
+            return math.nan
     return cast("float", value)
 
 
@@ -323,6 +333,25 @@ def frozen_context(value: Mapping[str, str]) -> Mapping[str, str]:
     return FrozenMapping(value)
 
 
+def of_type(kind: type[Any]) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """`attrs.validators.instance_of`, with a message that quotes the value bounded (a config
+    read from outside may hold anything, of any size)."""
+
+    def check(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kind):
+            msg = f"{field.name} must be a {kind.__name__}, not {type(value).__name__} {value!r:.100}"
+            raise TypeError(msg)
+
+    return check
+
+
+def _magnitude(value: int) -> str:
+    """A whole number as text, or its order of magnitude when it is too long to show."""
+    if abs(value) < 10**15:
+        return str(value)
+    return f"about 10**{int(value.bit_length() * math.log10(2))}"
+
+
 def whole_number(
     minimum: int, maximum: int | None = None
 ) -> Callable[[object, attrs.Attribute[Any], object], None]:
@@ -336,7 +365,7 @@ def whole_number(
             msg = f"{field.name} must be at least {minimum}, got {value}"
             raise ValueError(msg)
         if maximum is not None and value > maximum:
-            msg = f"{field.name} must be at most {maximum}, got {value:.6g}"
+            msg = f"{field.name} must be at most {maximum}, got {_magnitude(value)}"
             raise ValueError(msg)
 
     return check
