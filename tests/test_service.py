@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pykka
 import pytest
 from helpers import eventually
@@ -300,3 +302,26 @@ def test_a_failed_run_is_logged_at_error(harness_factory: Any, caplog: pytest.Lo
         eventually(lambda: any(r.levelno == logging.ERROR for r in caplog.records), what="the error log")
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any(str(result.run_id) in e and "gateway down" in e and "on_demand" in e for e in errors)
+
+
+def test_fills_for_accounts_the_service_does_not_reconcile_are_refused_without_a_run_or_state(
+    harness_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    harness = harness_factory(clock=clock, post_fill_delay_seconds=1, interval_seconds=86_400)
+    harness.start()
+    before = threading.active_count()
+    with caplog.at_level(logging.WARNING, logger="reconciliation"):
+        for n in range(20_000):
+            harness.service.ref.tell(attrs.evolve(make_fill(n), account_id=f"OTHER-{n}"))
+        harness.settle()
+        clock.advance(3600)
+        harness.settle()
+    assert harness.triggers() == ["startup"]
+    assert harness.service.health().refused_fills == 20_000
+    assert threading.active_count() <= before
+    refusals = [r for r in caplog.records if "Refused fill" in r.getMessage()]
+    assert len(refusals) == 100
+    entry = harness.service.ref._actor_weakref()
+    assert entry is not None
+    assert entry._windows == {}
