@@ -63,3 +63,76 @@ def test_submitting_after_close_is_an_error() -> None:
     workers.close()
     with pytest.raises(RuntimeError, match="closed"):
         workers.submit(lambda: None)
+
+
+def test_no_more_calls_run_at_once_than_the_pool_size() -> None:
+    workers = DaemonWorkers("test-bounded", size=2)
+    gate = threading.Event()
+    running = []
+    lock = threading.Lock()
+    peak = [0]
+
+    def call() -> None:
+        with lock:
+            running.append(1)
+            peak[0] = max(peak[0], len(running))
+        gate.wait(5)
+        with lock:
+            running.pop()
+
+    futures = [workers.submit(call) for _ in range(10)]
+    time.sleep(0.05)
+    assert workers.threads == 2
+    gate.set()
+    for future in futures:
+        future.result(timeout=5)
+    assert peak[0] == 2
+    workers.close()
+
+
+def test_a_released_hung_call_gives_its_turn_to_the_calls_waiting_behind_it() -> None:
+    workers = DaemonWorkers("test-release", size=1)
+    hang = threading.Event()
+    hung = workers.submit(lambda: hang.wait(10))
+    waiting = workers.submit(lambda: "served")
+    eventually(hung.running, what="the hung call running")
+    assert not waiting.done()
+    workers.release(hung)
+    assert waiting.result(timeout=5) == "served"
+    assert workers.threads == 2
+    hang.set()
+    hung.result(timeout=5)
+    deadline = time.monotonic() + 5
+    while workers.threads > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers.threads == 1
+    workers.close()
+
+
+def test_releasing_a_call_that_has_returned_changes_nothing() -> None:
+    workers = DaemonWorkers("test-release-done", size=1)
+    done = workers.submit(lambda: 1)
+    done.result(timeout=5)
+    workers.release(done)
+    assert workers.submit(lambda: 2).result(timeout=5) == 2
+    assert workers.threads == 1
+    workers.close()
+
+
+def test_a_pool_needs_a_thread() -> None:
+    with pytest.raises(ValueError, match="at least one thread"):
+        DaemonWorkers("test", size=0)
+
+
+def test_a_call_released_before_it_started_is_not_made() -> None:
+    workers = DaemonWorkers("test-release-waiting", size=1)
+    hang = threading.Event()
+    workers.submit(lambda: hang.wait(10))
+    made = []
+    waiting = workers.submit(lambda: made.append(1))
+    workers.release(waiting)
+    assert waiting.cancelled()
+    hang.set()
+    assert workers.submit(lambda: "next").result(timeout=5) == "next"
+    assert made == []
+    workers.close()

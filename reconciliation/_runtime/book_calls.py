@@ -74,6 +74,8 @@ class BookCalls:
         self._tokens = itertools.count()
         self._hung: set[tuple[str, str]] = set()
         self._bound: set[tuple[str, str]] = set()
+        self._threads: dict[tuple[str, str], concurrent.futures.Future[Any]] = {}
+        """The worker running each plain call in progress, to release it if it hangs."""
 
     @property
     def hung(self) -> int:
@@ -131,6 +133,9 @@ class BookCalls:
                 hanging = key in self._outstanding
                 if hanging:
                     self._hung.add(key)
+                thread = self._threads.get(key)
+            if thread is not None:
+                self._workers.release(thread)
             if hanging:
                 self._on_hung(len(self._hung))
             elsewhere = self._loop_of(method, key) is not None
@@ -187,6 +192,7 @@ class BookCalls:
             if self._outstanding.get(key, (None,))[0] != token:
                 return
             del self._outstanding[key]
+            self._threads.pop(key, None)
             was_hung = key in self._hung
             self._hung.discard(key)
         if was_hung:
@@ -205,7 +211,7 @@ class BookCalls:
         target = self._loop_of(method, key)
         if inspect.iscoroutinefunction(method):
             return _run_on(_contained(method(account_id), release), target, loop)
-        return self._start_plain(method, account_id, name, release, target)
+        return self._start_plain(method, account_id, name, release, target, key)
 
     def _start_plain(
         self,
@@ -214,45 +220,15 @@ class BookCalls:
         name: str,
         release: Callable[[], None],
         target: asyncio.AbstractEventLoop | None,
+        key: tuple[str, str],
     ) -> asyncio.Future[Any]:
         """A plain method on a worker thread (and, if it returns an awaitable, that awaited)."""
-        loop = asyncio.get_running_loop()
-        answered: asyncio.Future[Any] = loop.create_future()
-
-        async def then_await() -> Any:
-            answer = await answered
-            if inspect.isawaitable(answer):
-                logger.debug("%s returned an awaitable; awaiting it", name)
-                return await _run_on(_contained(answer, release), target, loop)
-            return answer
-
-        waiting = asyncio.ensure_future(then_await())
-
-        def returned(done: concurrent.futures.Future[Any]) -> None:
-            """On the loop thread, once the worker's call has returned or raised."""
-            error = done.exception()
-            answer = None if error is not None else done.result()
-            if waiting.done():
-                if inspect.iscoroutine(answer):
-                    answer.close()
-                release()
-                return
-            if not inspect.isawaitable(answer):
-                release()
-            if error is not None:
-                answered.set_exception(error)
-            else:
-                answered.set_result(answer)
-
-        def finished(done: concurrent.futures.Future[Any]) -> None:
-            """In the worker's thread: a plain answer frees the gate at once, whatever the loop is doing."""
-            if done.exception() is not None or not inspect.isawaitable(done.result()):
-                release()
-            _call_soon(loop, returned, done)
-
+        call = _PlainCall(name, release, target)
         worker = self._workers.submit(lambda: _contained_call(method, account_id))
-        worker.add_done_callback(finished)
-        return waiting
+        with self._lock:
+            self._threads[key] = worker
+        worker.add_done_callback(call.finished)
+        return call.waiting
 
     def _loop_of(self, method: Callable[[str], Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
         """The loop the method's coroutines belong to, when it is not ours."""
@@ -280,6 +256,48 @@ def _on_another_loop(error: BaseException | None) -> bool:
     """asyncio's complaint when a coroutine awaits a future of another loop."""
     cause = error.__cause__ if isinstance(error, _HostRaised) else error
     return isinstance(cause, RuntimeError) and "attached to a different loop" in str(cause)
+
+
+class _PlainCall:
+    """A plain call's way back from its worker thread to the loop that awaits it."""
+
+    def __init__(self, name: str, release: Callable[[], None], target: asyncio.AbstractEventLoop | None) -> None:
+        self._name = name
+        self._release = release
+        self._target = target
+        self._loop = asyncio.get_running_loop()
+        self._answered: asyncio.Future[Any] = self._loop.create_future()
+        self.waiting: asyncio.Future[Any] = asyncio.ensure_future(self._then_await())
+
+    async def _then_await(self) -> Any:
+        answer = await self._answered
+        if inspect.isawaitable(answer):
+            logger.debug("%s returned an awaitable; awaiting it", self._name)
+            return await _run_on(_contained(answer, self._release), self._target, self._loop)
+        return answer
+
+    def finished(self, done: concurrent.futures.Future[Any]) -> None:
+        """In the worker's thread: a plain answer frees the gate at once, whatever the loop is doing."""
+        if done.cancelled() or done.exception() is not None or not inspect.isawaitable(done.result()):
+            self._release()
+        _call_soon(self._loop, self._returned, done)
+
+    def _returned(self, done: concurrent.futures.Future[Any]) -> None:
+        """On the loop: hand the answer over, or drop it if nobody waits any more."""
+        answer = None if done.cancelled() or done.exception() is not None else done.result()
+        if done.cancelled() or self.waiting.done():
+            if inspect.iscoroutine(answer):
+                answer.close()
+            self._release()
+            if not self._answered.done():
+                self._answered.cancel()
+            return
+        if inspect.isawaitable(answer):
+            self._answered.set_result(answer)
+        elif done.exception() is not None:
+            self._answered.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            self._answered.set_result(answer)
 
 
 class _HostRaised(Exception):  # noqa: N818 - a carrier, never seen outside this module
