@@ -23,12 +23,14 @@ from reconciliation._domain.models import (
 )
 from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 from reconciliation._publishing.redis_sink import (
+    CLUSTER_KEYS,
     DISCREPANCY_STREAM,
     MAX_PAYLOAD_BYTES,
     PUBLISH_SCRIPT,
     PUBLISHED_KEY_PREFIX,
     PUBLISHED_TTL_SECONDS,
     RESULT_STREAM,
+    STANDALONE_KEYS,
     PendingRun,
     RedisSink,
 )
@@ -300,3 +302,98 @@ def test_a_client_that_cannot_be_made_makes_the_sink_unavailable() -> None:
 
     with pytest.raises(SinkUnavailableError, match="cannot be connected"):
         RedisSink(connect, stream_maxlen=10).send(pending(run()))
+
+
+class CountingScripts(fakeredis.FakeRedis):
+    """Counts the payloads of each script call the sink makes."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.calls: list[int] = []
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        inner = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        original = inner.evalsha
+        calls = self.calls
+
+        def evalsha(sha: str, numkeys: int, *rest: Any) -> Any:
+            calls.append(numkeys - 2)
+            return original(sha, numkeys, *rest)
+
+        inner.evalsha = evalsha  # type: ignore[method-assign]
+        return inner
+
+
+def test_a_large_run_is_published_in_bounded_parts_in_order_and_once(server: fakeredis.FakeServer) -> None:
+    client = CountingScripts(server=server, decode_responses=True)
+    subscriber = Subscriber(client)
+    sink = RedisSink(lambda: client, stream_maxlen=100_000)
+    big = run(*(discrepancy(f"S{i:05d}", i) for i in range(1_234)))
+    items = pending(big)
+    assert sink.send(items) == Sent(1)
+    assert client.calls == [500, 500, 235]
+    assert subscriber.received() == iter_payloads(big)
+    assert sink.send(items) == Sent(1)
+    assert client.xlen(RESULT_STREAM) == 1
+    assert client.xlen(DISCREPANCY_STREAM) == 1_234
+
+
+class DropsConnectionAfter(fakeredis.FakeRedis):
+    """Executes `parts` publishing calls (script calls or transactions), then loses the
+    connection once: the calls after it in the same round trip never reach the server."""
+
+    def __init__(self, parts: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.remaining: int | None = parts
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        inner = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        original = inner.execute
+        owner = self
+
+        def execute(raise_on_error: bool = True) -> Any:
+            if owner.remaining is None:
+                return original(raise_on_error)
+            if transaction:
+                if owner.remaining == 0:
+                    owner.remaining = None
+                    raise redis.ConnectionError("connection lost")
+                owner.remaining -= 1
+                return original(raise_on_error)
+            del inner.command_stack[owner.remaining :]
+            original(raise_on_error)
+            owner.remaining = None
+            raise redis.ConnectionError("connection lost")
+
+        inner.execute = execute
+        return inner
+
+
+@pytest.mark.parametrize("scripting", [True, False], ids=["script", "transaction"])
+def test_a_large_run_cut_off_part_way_is_finished_later_in_order_without_doubles(
+    server: fakeredis.FakeServer, scripting: bool
+) -> None:
+    client = DropsConnectionAfter(1, server=server, decode_responses=True)
+    if not scripting:
+        client.script_load = WithoutScripting.script_load.__get__(client)  # type: ignore[method-assign]
+    subscriber = Subscriber(client)
+    sink = RedisSink(lambda: client, stream_maxlen=100_000)
+    big = run(*(discrepancy(f"S{i:05d}", i) for i in range(1_200)))
+    items = pending(big)
+    with pytest.raises(SinkUnavailableError):
+        sink.send(items)
+    assert client.xlen(DISCREPANCY_STREAM) == 499
+    assert not client.exists(PUBLISHED_KEY_PREFIX + str(big.run_id))
+    assert sink.send(items) == Sent(1)
+    assert subscriber.received() == iter_payloads(big)
+    assert client.xlen(DISCREPANCY_STREAM) == 1_200
+    assert client.exists(PUBLISHED_KEY_PREFIX + str(big.run_id))
+
+
+def test_on_a_cluster_every_key_carries_one_hash_tag_so_one_script_may_touch_them_all() -> None:
+    for channel in (RESULT_CHANNEL, DISCREPANCY_CHANNEL):
+        assert CLUSTER_KEYS.stream_of(channel).startswith("{reconciliation}:stream:")
+    assert CLUSTER_KEYS.marker("r") == "{reconciliation}:published:r"
+    assert CLUSTER_KEYS.part_marker("r", 2).startswith("{reconciliation}:")
+    assert STANDALONE_KEYS.stream_of(RESULT_CHANNEL) == RESULT_STREAM
+    assert STANDALONE_KEYS.marker("r") == PUBLISHED_KEY_PREFIX + "r"

@@ -1,7 +1,7 @@
 """Publishing runs to Redis: once each, in order, and never half a run.
 
 Every run goes to pub/sub for the subscribers listening now and to a capped stream for
-those that were away (spec/contract.md). A run is published as one unit that:
+those that were away (spec/contract.md). A run is published as a unit that:
 
 - does nothing when `reconciliation:published:<run_id>` exists: a re-send (redis-py's
   retry after a lost reply, the queue's retry after a failed round trip) publishes
@@ -12,7 +12,12 @@ those that were away (spec/contract.md). A run is published as one unit that:
 - checks everything that could fail (each stream's type, a stream with no IDs left)
   before it writes anything, and sets the marker only after the last payload is in.
 
-When the server runs Lua, each run is one script call (many per pipeline round trip);
+A run of more than `MAX_PAYLOADS_PER_SCRIPT` payloads is published in parts, chained the
+same way (each waits for the part before it, and the run's own marker is the last part's),
+so that no single call holds Redis up for long; if a part fails, the parts already in are
+not sent again and the rest follow, in order, at the next attempt.
+
+When the server runs Lua, each part is one script call (many per pipeline round trip);
 otherwise (fakeredis without `lupa`, scripting disabled by ACL) each run is one
 WATCH/MULTI/EXEC transaction. Which one is found at the first round trip.
 """
@@ -20,6 +25,7 @@ WATCH/MULTI/EXEC transaction. Which one is found at the first round trip.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -42,16 +48,21 @@ if TYPE_CHECKING:
     from reconciliation._runtime.messages import FinishedRun
 
 __all__ = [
+    "CLUSTER_HASH_TAG",
+    "CLUSTER_KEYS",
     "DISCREPANCY_STREAM",
     "HALT_STREAM",
     "MAX_PAYLOADS_PER_ROUND_TRIP",
+    "MAX_PAYLOADS_PER_SCRIPT",
     "MAX_PAYLOAD_BYTES",
     "PUBLISHED_KEY_PREFIX",
     "PUBLISHED_TTL_SECONDS",
     "PUBLISH_SCRIPT",
     "RESOLVED_STREAM",
     "RESULT_STREAM",
+    "STANDALONE_KEYS",
     "STREAM_FIELD",
+    "KeySpace",
     "PendingRun",
     "RedisSink",
 ]
@@ -68,6 +79,13 @@ PUBLISHED_TTL_SECONDS = 7 * 24 * 3600
 """How long a published run is remembered: re-sends within this window are no-ops."""
 MAX_PAYLOADS_PER_ROUND_TRIP = 1_000
 """A round trip takes whole runs up to this many payloads (always at least one run)."""
+MAX_PAYLOADS_PER_SCRIPT = 500
+"""A run of more payloads is published in parts of at most this many, one script call
+each (about 1 ms of the server's time), so that no call keeps Redis from its other
+clients for more than a few milliseconds; the parts are chained, in order and once."""
+CLUSTER_HASH_TAG = "{reconciliation}"
+"""On a Redis Cluster, every key of ours carries this hash tag: they all live in one slot,
+so one script may touch them all. Channel names do not change."""
 
 STREAM_OF = {
     RESULT_CHANNEL: RESULT_STREAM,
@@ -75,6 +93,37 @@ STREAM_OF = {
     RESOLVED_CHANNEL: RESOLVED_STREAM,
     HALT_CHANNEL: HALT_STREAM,
 }
+
+
+@attrs.frozen
+class KeySpace:
+    """The names of our keys: as spec/contract.md gives them, or under one cluster hash tag."""
+
+    prefix: str = "reconciliation:"
+
+    @classmethod
+    def for_client(cls, client: object) -> KeySpace:
+        return CLUSTER_KEYS if isinstance(client, redis.RedisCluster) else STANDALONE_KEYS
+
+    def stream_of(self, channel: str) -> str:
+        return self.prefix + STREAM_OF[channel].removeprefix("reconciliation:")
+
+    @property
+    def streams(self) -> dict[str, str]:
+        """Each stream, by its channel."""
+        return {channel: self.stream_of(channel) for channel in STREAM_OF}
+
+    def marker(self, run_id: str) -> str:
+        """The key that says the whole of run `run_id` is published."""
+        return f"{self.prefix}published:{run_id}"
+
+    def part_marker(self, run_id: str, part: int) -> str:
+        """The key that says part `part` (not the last) of a large run is published."""
+        return f"{self.marker(run_id)}:part:{part}"
+
+
+STANDALONE_KEYS = KeySpace()
+CLUSTER_KEYS = KeySpace(f"{CLUSTER_HASH_TAG}:")
 
 _LAST_POSSIBLE_ID = "18446744073709551615-18446744073709551615"
 
@@ -170,6 +219,7 @@ class RedisSink:
         self._stream_maxlen = stream_maxlen
         self._scripting: bool | None = None
         self._closed = False
+        self._keys = STANDALONE_KEYS
 
     @property
     def scripting(self) -> bool | None:
@@ -194,6 +244,7 @@ class RedisSink:
         try:
             if self._connection is None:
                 self._connection = self._connect()
+                self._keys = KeySpace.for_client(self._connection)
             if self._scripting is None:
                 self._scripting = self._detect_scripting()
             if self._scripting:
@@ -247,40 +298,58 @@ class RedisSink:
             sent = self._script_round_trip(items)
         return sent or Sent(0)
 
+    def _parts(self, run: PendingRun) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+        """The run's payloads in parts of at most `MAX_PAYLOADS_PER_SCRIPT`, each with its
+        marker: the run's own for the last part."""
+        payloads = run.payloads
+        size = MAX_PAYLOADS_PER_SCRIPT
+        starts = range(0, max(len(payloads), 1), size)
+        return [
+            (
+                self._keys.marker(run.run_id) if part == len(starts) - 1 else self._keys.part_marker(run.run_id, part),
+                payloads[start : start + size],
+            )
+            for part, start in enumerate(starts)
+        ]
+
     def _script_round_trip(self, items: Sequence[PendingRun]) -> Sent | None:
-        """One pipeline of script calls; None when Redis did not know the script."""
+        """One pipeline of script calls, a part each; None when Redis did not know the script."""
         pipeline = self._client().pipeline(transaction=False)
         previous: str | None = None
+        parts_per_run = []
         for run in items:
-            marker = PUBLISHED_KEY_PREFIX + run.run_id
-            keys = [marker, previous or marker, *(STREAM_OF[channel] for channel, _ in run.payloads)]
-            args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen]
-            args.extend(part for pair in run.payloads for part in pair)
-            pipeline.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-            previous = marker
-        replies = pipeline.execute(raise_on_error=False)
+            parts = self._parts(run)
+            parts_per_run.append(len(parts))
+            for marker, payloads in parts:
+                keys = [marker, previous or marker, *(self._keys.stream_of(channel) for channel, _ in payloads)]
+                args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen]
+                args.extend(part for pair in payloads for part in pair)
+                pipeline.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                previous = marker
+        replies = iter(pipeline.execute(raise_on_error=False))
         delivered = 0
-        for reply in replies:
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                return Sent(delivered) if delivered else None
-            if isinstance(reply, Exception):
-                return self._refused_or_unavailable(delivered, reply)
-            if reply not in {_PUBLISHED, _ALREADY_PUBLISHED}:
-                break
+        for count in parts_per_run:
+            for reply in itertools.islice(replies, count):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    return Sent(delivered) if delivered else None
+                if isinstance(reply, Exception):
+                    return self._refused_or_unavailable(delivered, reply)
+                if reply not in {_PUBLISHED, _ALREADY_PUBLISHED}:
+                    return Sent(delivered)
             delivered += 1
         return Sent(delivered)
 
     def _send_by_transaction(self, items: Sequence[PendingRun]) -> Sent:
         for index, run in enumerate(items):
             try:
-                self._publish_in_transaction(run)
+                for marker, payloads in self._parts(run):
+                    self._publish_in_transaction(marker, payloads)
             except redis.ResponseError as error:
                 return self._refused_or_unavailable(index, error)
         return Sent(len(items))
 
-    def _publish_in_transaction(self, run: PendingRun) -> None:
-        marker = PUBLISHED_KEY_PREFIX + run.run_id
-        streams = sorted({STREAM_OF[channel] for channel, _ in run.payloads})
+    def _publish_in_transaction(self, marker: str, payloads: tuple[tuple[str, str], ...]) -> None:
+        streams = sorted({self._keys.stream_of(channel) for channel, _ in payloads})
         with self._client().pipeline(transaction=True) as pipeline:
             while True:
                 try:
@@ -290,10 +359,10 @@ class RedisSink:
                     for stream in streams:
                         _check_stream(pipeline, stream)
                     pipeline.multi()
-                    for channel, payload in run.payloads:
+                    for channel, payload in payloads:
                         pipeline.publish(channel, payload)
                         pipeline.xadd(
-                            STREAM_OF[channel],
+                            self._keys.stream_of(channel),
                             {STREAM_FIELD: payload},
                             maxlen=self._stream_maxlen,
                             approximate=True,
