@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
@@ -44,6 +45,7 @@ class Session:
         redis: Any = None,
         audit_store: str | None = None,
         broker_cash: int = 1000,
+        broker_timeout: float = 30.0,
         **policy: Any,
     ) -> None:
         self.redis = redis if redis is not None else fakeredis.FakeRedis()
@@ -54,6 +56,7 @@ class Session:
         config = ReconciliationConfig(
             ACCOUNT,
             equity_tolerance_pct=Decimal(100),
+            broker_timeout_seconds=broker_timeout,
             audit_store=audit_store,
             correction=CorrectionPolicy(**policy),
         )
@@ -275,3 +278,56 @@ def test_a_break_a_correction_did_not_resolve_stays_uncorrected_and_critical_aft
 
         assert again.given == []
         assert session.severities("cash_mismatch") == ["critical", "critical", "critical"]
+
+
+class BlockingBook(InMemoryPortfolio):
+    """A book whose apply_correction hangs until released."""
+
+    def __init__(self) -> None:
+        super().__init__(ACCOUNT, Decimal(1000))
+        self.release = threading.Event()
+
+    def apply_correction(self, correction: Correction) -> None:
+        self.release.wait(timeout=30)
+        super().apply_correction(correction)
+
+
+def test_an_apply_correction_that_hangs_fails_at_the_broker_timeout_and_runs_go_on() -> None:
+    book = BlockingBook()
+    with Session(book, mode="apply", broker_timeout=0.2) as session:
+        session.run()
+        failed = session.events()[-1]
+        session.run()
+        book.release.set()
+
+        assert (failed["status"], failed["reason"]) == (
+            "failed",
+            "BookCallError: local.apply_correction did not answer within 0.2 s",
+        )
+        assert session.capture.runs()[-1].error is None
+
+
+def test_several_breaks_of_one_run_are_applied_one_after_another_and_checked_by_one_run() -> None:
+    with Session(mode="apply", broker_cash=1005) as session:
+        session.run()
+
+        assert session.statuses()[-2:] == ["verified", "verified"]
+        assert [r.context.get("requested_by") for r in session.capture.runs()].count("correction") == 1
+        assert session.capture.runs()[-1].is_clean
+
+
+def test_the_corrector_is_a_component_of_health() -> None:
+    with Session(mode="propose") as session:
+        assert session.service.health().components["corrector"].state.value == "running"
+
+
+def test_a_correction_still_being_applied_when_the_service_stops_is_reported_failed() -> None:
+    book = BlockingBook()
+    session = Session(book, mode="apply", confirm_after_runs=1)
+    asyncio.run(session.service.start())
+    session.__exit__(None, None, None)
+    book.release.set()
+
+    last = session.events()[-1]
+    assert last["status"] == "failed"
+    assert "the service stopped" in last["reason"]

@@ -336,7 +336,7 @@ class Runtime:
         reply: concurrent.futures.Future[None] = concurrent.futures.Future()
         fetcher = self._fetcher
         if fetcher is None or not fetcher.is_alive():
-            reply.set_exception(RuntimeError("the reconciliation runtime is stopping"))
+            reply.set_exception(RuntimeError("the service stopped before it was applied"))
         else:
             tell(fetcher, ApplyCorrection(correction, reply))
         return reply
