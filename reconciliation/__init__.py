@@ -1,7 +1,8 @@
 """Keeps a trading engine honest: compares its book with the broker's, raises every break.
 
 The package root exports the public contract (spec/contract.md) and the types a host
-needs around it: break states for the kill switch, its callback type, health, and
+needs around it: break states for the kill switch, its callback type, health,
+auto-correction (`CorrectionPolicy`, `CorrectableBook`, `Correction`), and
 `ReconciliationRuntime` (with `Account`) for many accounts in one process.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 import logging
 
 from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.correction import Correction, CorrectionEvent, CorrectionStatus
 from reconciliation._domain.models import (
     DEFAULT_SEVERITY,
     AgeingPolicy,
     AssetType,
     BrokerAccount,
     BrokerPosition,
+    CorrectionPolicy,
     Discrepancy,
     DiscrepancySeverity,
     DiscrepancyType,
@@ -25,7 +28,7 @@ from reconciliation._domain.models import (
     ReconciliationConfig,
     ReconciliationResult,
 )
-from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.debouncer_actor import EntryRef
 from reconciliation._runtime.delivery import DeliveryHealth
@@ -51,6 +54,11 @@ __all__ = [
     "BrokerQuery",
     "ComponentHealth",
     "ComponentState",
+    "CorrectableBook",
+    "Correction",
+    "CorrectionEvent",
+    "CorrectionPolicy",
+    "CorrectionStatus",
     "DeliveryHealth",
     "Discrepancy",
     "DiscrepancySeverity",

@@ -1,4 +1,4 @@
-"""Well-formed payloads of the four channels (docs/payloads.md), and appending them to the streams."""
+"""Well-formed payloads of the channels (docs/payloads.md), and appending them to the streams."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STREAM_OF",
     "append",
+    "correction",
     "discrepancy",
     "halt",
     "now_text",
@@ -25,6 +26,7 @@ STREAM_OF = {
     "discrepancy": "reconciliation:stream:discrepancy",
     "resolved": "reconciliation:stream:resolved",
     "halt": "reconciliation:stream:halt",
+    "correction": "reconciliation:stream:correction",
 }
 
 AT = "2026-11-25T10:00:00.123456+00:00"
@@ -100,6 +102,38 @@ def halt(account_id: str = "ACC-1", symbol: str | None = "AAPL", **changes: Any)
         "break_id": str(uuid.uuid4()),
         "first_seen": AT,
         "consecutive_runs": 3,
+        **changes,
+    }
+
+
+def correction(account_id: str = "ACC-1", symbol: str | None = "AAPL", **changes: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "correction_id": str(uuid.uuid4()),
+        "status": "applied",
+        "mode": "apply",
+        "account_id": account_id,
+        "break_id": str(uuid.uuid4()),
+        "run_id": str(uuid.uuid4()),
+        "type": "quantity_mismatch",
+        "symbol": symbol,
+        "asset_type": "stock",
+        "currency": None,
+        "local_value": "100",
+        "broker_value": "150",
+        "quantity": "50",
+        "price": "187.50",
+        "avg_cost": "187.50",
+        "cash": None,
+        "notional": "9375.00",
+        "consecutive_runs": 2,
+        "confirm_after_runs": 2,
+        "severity": "critical",
+        "reason": None,
+        "verification_run_id": None,
+        "observed_at": AT,
+        "timestamp": AT,
+        "actor": "reconciliation@host:1",
         **changes,
     }
 

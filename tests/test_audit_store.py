@@ -661,7 +661,7 @@ class TestMigrationToAssetTypes:
 
         (open_break,) = version_1.load_open_breaks(ACC)
         (recorded,) = version_1.list_runs(ACC)
-        assert version_1.schema_version() == SCHEMA_VERSION == 2
+        assert version_1.schema_version() == SCHEMA_VERSION
         assert open_break.asset_type is AssetType.STOCK
         assert [(d.discrepancy.asset_type, d.discrepancy.currency) for d in recorded.discrepancies] == [
             (AssetType.STOCK, None),

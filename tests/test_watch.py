@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
-from stream_payloads import STREAM_OF, append, discrepancy, halt, resolved, result
+from stream_payloads import STREAM_OF, append, correction, discrepancy, halt, resolved, result
 
 from reconciliation._cli.inbound import MAX_DEPTH, MAX_ENTRY_BYTES, Message, decode
 from reconciliation._cli.main import main
@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from redis_server import RedisServer
 
 
-_BUILDERS = {"result": result, "discrepancy": discrepancy, "resolved": resolved, "halt": halt}
+_BUILDERS = {
+    "result": result,
+    "discrepancy": discrepancy,
+    "resolved": resolved,
+    "halt": halt,
+    "correction": correction,
+}
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ service's ref, as a real engine's execution actor would. Along the way the scrip
 injects the faults that happen in real trading, and the demo shows every run as it is
 published to Redis, then a summary of which run caught which fault and how fast.
 
+Auto-correction is on for one type, `missing_local`, in `apply` mode: a position
+transferred in at the broker, for which no fill will ever reach the engine, is
+proposed, confirmed by a second run, applied to the engine's book, and resolved.
+
 The example configuration of `reconciliation run` (docs/example-config.toml) uses the
 same paper books, through `reconciliation.paper`'s factories.
 """
@@ -26,19 +30,33 @@ import attrs
 import pykka
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from reconciliation._cli.inbound import Message, decode
 from reconciliation._cli.render import (
+    CORRECTION_STYLES,
     SEVERITY_STYLES,
+    correction_line,
     describe_trigger,
     discrepancy_line,
     halt_line,
     resolved_line,
     result_line,
 )
+from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.streams import Backoff, RedisLostError, StreamFollower
-from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
-from reconciliation._publishing.payloads import HALT_CHANNEL, RESOLVED_CHANNEL, RESULT_CHANNEL
+from reconciliation._domain.models import (
+    CorrectionPolicy,
+    OrderFill,
+    ReconciliationConfig,
+    ReconciliationResult,
+)
+from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
+    HALT_CHANNEL,
+    RESOLVED_CHANNEL,
+    RESULT_CHANNEL,
+)
 from reconciliation._runtime.messages import ReconcileRequest
 from reconciliation._runtime.service import ReconciliationService
 from reconciliation.paper import InMemoryPortfolio, PaperBroker, paper_broker, paper_portfolio
@@ -62,6 +80,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TRIGGERS = ("startup", "post_fill", "periodic", "on_demand")
+CORRECTION = CorrectionPolicy(mode="apply", confirm_after_runs=2, types=["missing_local"])
+"""The demo's auto-correction: positions the engine lacks, applied once two runs agree."""
+CORRECTION_LIFE = ("proposed", "confirmed", "applied", "verified")
 
 _INDENT = " " * 18
 """Where a run's details start: under its trigger, past the time and the label."""
@@ -155,6 +176,7 @@ class RunFeed:
         self._started = started
         self._pending: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self._runs: list[Run] = []
+        self._corrections: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self.last_message = time.monotonic()
 
@@ -162,6 +184,12 @@ class RunFeed:
     def runs(self) -> list[Run]:
         with self._changed:
             return list(self._runs)
+
+    @property
+    def corrections(self) -> list[dict[str, Any]]:
+        """Every correction step received, in order."""
+        with self._changed:
+            return list(self._corrections)
 
     def receive(self, message: Message) -> None:
         if message.payload is None or message.payload.get("account_id") != self._account_id:
@@ -174,6 +202,14 @@ class RunFeed:
             return
         if message.channel == HALT_CHANNEL:
             self._console.print(halt_line(payload, prefix=_INDENT))
+            return
+        if message.channel == CORRECTION_CHANNEL:
+            self._console.print(
+                correction_line(payload, prefix=f"{time.monotonic() - self._started:5.1f}s {'[correct]':<11}")
+            )
+            with self._changed:
+                self._corrections.append(payload)
+                self._changed.notify_all()
             return
         if message.channel == RESULT_CHANNEL:
             self._pending[run_id] = (payload, [])
@@ -212,6 +248,20 @@ class RunFeed:
         with self._changed:
             return len(self._runs)
 
+    def wait_for_correction(self, status: str, symbol: str, timeout: float) -> dict[str, Any] | None:
+        """The first correction step `status` of `symbol`'s break, waiting up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next(
+                    (c for c in self._corrections if (c.get("status"), c.get("symbol")) == (status, symbol)),
+                    None,
+                )
+                remaining = deadline - time.monotonic()
+                if found is not None or remaining <= 0:
+                    return found
+                self._changed.wait(remaining)
+
 
 @attrs.frozen
 class Fault:
@@ -243,6 +293,8 @@ class DemoReport:
 
     runs: tuple[Run, ...]
     detections: tuple[Detection, ...]
+    corrections: tuple[dict[str, Any], ...] = ()
+    """Every correction step published, in order."""
 
     @property
     def triggers_seen(self) -> set[str]:
@@ -253,12 +305,21 @@ class DemoReport:
         return sum(run.result.get("status") == "failed" for run in self.runs)
 
     @property
+    def corrected(self) -> bool:
+        """A break was proposed, confirmed, applied and verified (resolved) by auto-correction."""
+        lives: dict[str, list[str]] = collections.defaultdict(list)
+        for step in self.corrections:
+            lives[str(step.get("break_id"))].append(str(step.get("status")))
+        return any(life == list(CORRECTION_LIFE) for life in lives.values())
+
+    @property
     def succeeded(self) -> bool:
-        """Every fault caught, every trigger fired, no run failed."""
+        """Every fault caught, every trigger fired, no run failed, one break corrected."""
         return (
             all(d.caught for d in self.detections)
             and set(TRIGGERS) <= self.triggers_seen
             and not self.failed_runs
+            and self.corrected
         )
 
 
@@ -346,6 +407,16 @@ class Session:
             if run is None:
                 self.say(f"[bold red]{fault.name}: no run caught it[/bold red]", who="check")
 
+    async def corrected(self, symbol: str) -> None:
+        """Wait until the correction of `symbol`'s break has been checked by the run after it."""
+        verified = await asyncio.to_thread(
+            self.feed.wait_for_correction, "verified", symbol, self.pace.wait_seconds * 2
+        )
+        if verified is None:
+            self.say(f"[bold red]the correction of {symbol} was not verified[/bold red]", who="check")
+        else:
+            self.say(f"{symbol}: corrected, and the run after it found the break resolved.", who="correct")
+
     async def until_run(self, trigger: str, since: int) -> Run | None:
         return await asyncio.to_thread(
             self.feed.wait_for, since, lambda run: run.trigger == trigger, self.pace.wait_seconds
@@ -397,12 +468,13 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     s.say(f"No fills now; the service reconciles every {interval} regardless.")
     await s.until_run("periodic", s.feed.count())
 
-    s.act("4. Fills the engine never saw")
+    s.act("4. Positions the engine never saw")
     since = s.feed.count()
     lost = s.fill("ORD-2", "MSFT", 10, "415.30")
-    outside = s.fill("ORD-X", "NVDA", 40, "120.00")
     await s.execute(lost, None)
-    await s.execute(outside, None)
+    transfer = s.fill("ACATS-1", "NVDA", 40, "120.00", commission="0")
+    s.broker.apply_fill(transfer)
+    s.broker.adjust_cash(Decimal("4800.00"), "ACATS transfer in: the shares came without a cash movement")
     faults = [
         s.inject(
             "lost partial fill",
@@ -411,8 +483,8 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
             "MSFT",
         ),
         s.inject(
-            "trade outside the engine",
-            "Someone bought 40 NVDA in the broker's web terminal",
+            "position outside the engine",
+            "40 NVDA were transferred in from another broker: no fill will ever reach the engine",
             "missing_local",
             "NVDA",
         ),
@@ -420,11 +492,15 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     s.say("The engine saw no fill, so no post-fill check runs: the periodic check must catch these.")
     await s.caught(faults, since)
     await s.pause()
-    s.say("The drop copy arrives late; the engine books both fills.", who="repair")
+    s.say("The drop copy arrives late; the engine books the MSFT fill.", who="repair")
     since = s.feed.count()
     await s.execute(None, lost)
-    await s.execute(None, outside)
     await s.until_run("post_fill", since)
+    s.say(
+        "Auto-correction is on for missing_local (apply mode, confirmed by 2 runs): the service "
+        "proposed booking 40 NVDA at the broker's average cost, and applies it once a second run agrees."
+    )
+    await s.corrected("NVDA")
     await s.pause()
 
     s.act("5. A trade the broker busted")
@@ -540,6 +616,7 @@ async def run_demo(
         post_fill_delay_seconds=pace.post_fill_delay_seconds,
         post_fill_max_wait_seconds=pace.post_fill_delay_seconds * 4,
         broker_timeout_seconds=5.0,
+        correction=CORRECTION,
     )
     service = ReconciliationService(portfolio, broker, client, config)
     session = Session(
@@ -561,7 +638,7 @@ async def run_demo(
         await asyncio.to_thread(_drain, feed)
         stop_listening.set()
         await asyncio.to_thread(listener.join, 5.0)
-    report = DemoReport(tuple(feed.runs), tuple(session.detections))
+    report = DemoReport(tuple(feed.runs), tuple(session.detections), tuple(feed.corrections))
     show_summary(console, report)
     return report
 
@@ -587,7 +664,7 @@ def _drain(feed: RunFeed, quiet: float = 0.5, limit: float = 5.0) -> None:
 
 
 def show_summary(console: Console, report: DemoReport) -> None:
-    """Two tables: the runs by trigger, and each fault with the run that caught it."""
+    """Three tables: the runs by trigger, each fault with the run that caught it, the corrections."""
     console.print()
     by_trigger: dict[str, list[Run]] = collections.defaultdict(list)
     for run in report.runs:
@@ -626,3 +703,33 @@ def show_summary(console: Console, report: DemoReport) -> None:
             f"{caught_by.received - fault.injected:.1f} s",
         )
     console.print(faults)
+    console.print(_corrections_table(report))
+
+
+def _corrections_table(report: DemoReport) -> Table:
+    """Each corrected break and the steps its correction went through."""
+    table = Table(title="Corrections (missing_local, apply mode)", title_justify="left")
+    for column in ("break", "steps", "change"):
+        table.add_column(column, overflow="fold")
+    lives: dict[str, list[dict[str, Any]]] = {}
+    for step in report.corrections:
+        lives.setdefault(str(step.get("break_id")), []).append(step)
+    for steps in lives.values():
+        last = steps[-1]
+        life = Text()
+        for n, step in enumerate(steps):
+            status = safe_text(step.get("status"))
+            life.append(("" if n == 0 else " → ") + status, style=CORRECTION_STYLES.get(status, ""))
+        change = (
+            f"fill {last.get('quantity')} at {last.get('price')}"
+            if last.get("quantity")
+            else f"cash {last.get('cash')}"
+        )
+        table.add_row(
+            Text(safe_text(f"{last.get('type')} {last.get('symbol') or ''}".strip())),
+            life,
+            Text(safe_text(change)),
+        )
+    if not lives:
+        table.add_row(Text("none", "bold red"), "-", "-")
+    return table

@@ -1,4 +1,5 @@
-"""`reconciliation history` for people: an account's runs and breaks as terminal tables.
+"""`reconciliation history` for people: an account's runs and breaks (or its corrections) as
+terminal tables.
 
 Nothing is cut: a money or symbol column folds onto a second line before it loses a
 digit, and when the output is not a terminal the tables take the width they need.
@@ -17,15 +18,16 @@ from rich.text import Text
 
 from reconciliation._cli.render import subject
 from reconciliation._cli.safe_text import safe_text
+from reconciliation._domain.correction import CorrectionStatus
 from reconciliation._domain.models import DiscrepancySeverity
 from reconciliation._publishing.payloads import asset_type_text
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from reconciliation.audit._history import AccountHistory
+    from reconciliation.audit._history import AccountCorrections, AccountHistory
 
-__all__ = ["UNBOUNDED_WIDTH", "parse_moment", "render_history"]
+__all__ = ["UNBOUNDED_WIDTH", "parse_moment", "render_corrections", "render_history"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,15 @@ _SEVERITY_STYLE = {
     DiscrepancySeverity.INFO: "cyan",
     DiscrepancySeverity.WARNING: "yellow",
     DiscrepancySeverity.CRITICAL: "bold red",
+}
+_STATUS_STYLE = {
+    CorrectionStatus.PROPOSED: "cyan",
+    CorrectionStatus.CONFIRMED: "cyan",
+    CorrectionStatus.APPLIED: "yellow",
+    CorrectionStatus.VERIFIED: "green",
+    CorrectionStatus.FAILED: "bold red",
+    CorrectionStatus.REFUSED: "bold red",
+    CorrectionStatus.UNRESOLVED: "bold red",
 }
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -131,3 +142,36 @@ def render_history(console: Console, history: AccountHistory, *, open_only: bool
             "open" if state.is_open else "resolved",
         )
     console.print(breaks if history.breaks else Text(f"No {kind.lower()} match.", "dim"))
+
+
+def render_corrections(console: Console, found: AccountCorrections) -> None:
+    """Every step of the account's corrections, newest first, then the reasons given."""
+    account = safe_text(found.account_id)
+    table = Table(title=f"Corrections of {account} (newest first)", title_justify="left", highlight=False)
+    for column in ("time (UTC)", "step", "mode", "type", "symbol", "change", "value", "runs", "break", "by"):
+        table.add_column(column, justify="right" if column in {"value", "runs"} else "left", overflow="fold")
+    for event in found.corrections:
+        correction = event.correction
+        table.add_row(
+            _when(event.timestamp),
+            _text(event.status.value, _STATUS_STYLE[event.status]),
+            event.mode,
+            correction.type.value,
+            _text(correction.subject or "(account)"),
+            _text(correction.describe()),
+            "?" if correction.notional is None else format(correction.notional, "f"),
+            str(correction.consecutive_runs),
+            str(correction.break_id)[:8],
+            _text(event.actor),
+        )
+    if not found.corrections:
+        console.print(Text("No corrections recorded for this account in that window.", "dim"))
+        return
+    console.print(table)
+    for event in found.corrections:
+        if event.reason is not None:
+            console.print(
+                Text(f"  {event.status.value} {str(event.correction.break_id)[:8]}: {safe_text(event.reason)}"),
+                highlight=False,
+                soft_wrap=True,
+            )

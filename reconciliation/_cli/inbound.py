@@ -20,6 +20,7 @@ import attrs
 
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
@@ -163,6 +164,32 @@ _RULES: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "consecutive_runs": _count,
         },
         {},
+    ),
+    CORRECTION_CHANNEL: (
+        {
+            "event_id": _text,
+            "status": _text,
+            "mode": _text,
+            "account_id": _text,
+            "break_id": _text,
+            "run_id": _text,
+            "type": _text,
+            "symbol": _optional_text,
+            "severity": _severity,
+            "timestamp": _time,
+            "actor": _text,
+        },
+        {
+            "local_value": _optional_text,
+            "broker_value": _optional_text,
+            "quantity": _optional_text,
+            "price": _optional_text,
+            "avg_cost": _optional_text,
+            "cash": _optional_text,
+            "notional": _optional_text,
+            "reason": _optional_text,
+            "consecutive_runs": _count,
+        },
     ),
 }
 """Per channel: the keys every payload has (docs/payloads.md) and the keys some have, with their rules."""

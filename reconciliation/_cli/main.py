@@ -567,7 +567,14 @@ def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Metrics
     help=f"The most recent runs (at most {MAX_HISTORY_RUNS:,}).",
 )
 @click.option("--all-breaks", is_flag=True, help="Resolved breaks too, not only the open ones.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document: runs and breaks, for scripts.")
+@click.option(
+    "--corrections",
+    is_flag=True,
+    help="The account's corrections instead: every step (proposed, confirmed, applied, ...), who and when.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document: runs and breaks (or corrections), for scripts."
+)
 @click.pass_obj
 def history(  # noqa: PLR0913 - one parameter per command-line option
     verbose: int,
@@ -580,21 +587,38 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     limit: int,
     *,
     all_breaks: bool,
+    corrections: bool,
     as_json: bool,
 ) -> None:
     """Show an account's recorded runs and its open (or all) breaks, from the audit store.
+
+    With --corrections, the steps of its corrections instead (--since, --until, --limit
+    and --type apply to them), newest first.
 
     \b
     Examples:
       reconciliation history --store audit.db --account ACC-1
       reconciliation history --store audit.db --account ACC-1 --since 2h --severity critical
       reconciliation history --store postgresql://db/recon --account ACC-1 --all-breaks --json | jq .
+      reconciliation history --store audit.db --account ACC-1 --corrections --since 1d
     """
     import datetime as dt  # noqa: PLC0415 - the other commands do not need these
     import json  # noqa: PLC0415
 
-    from reconciliation._cli.history_view import UNBOUNDED_WIDTH, parse_moment, render_history  # noqa: PLC0415
-    from reconciliation.audit import AuditStoreError, NoAuditTablesError, load_history  # noqa: PLC0415
+    from reconciliation._cli.history_view import (  # noqa: PLC0415
+        UNBOUNDED_WIDTH,
+        parse_moment,
+        render_corrections,
+        render_history,
+    )
+    from reconciliation.audit import (  # noqa: PLC0415
+        AccountCorrections,
+        AccountHistory,
+        AuditStoreError,
+        NoAuditTablesError,
+        load_corrections,
+        load_history,
+    )
 
     _configure_logging(verbose, logging.WARNING)
     now = dt.datetime.now(dt.UTC)
@@ -605,17 +629,28 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
         except ValueError as exc:
             _fail(f"--{name}: {exc}", code=ExitCode.USAGE)
     audit = _open_audit_store(store)
+    found: AccountHistory | AccountCorrections
     try:
-        found = load_history(
-            audit,
-            account,
-            since=window["since"],
-            until=window["until"],
-            limit=limit,
-            types=[DiscrepancyType(t) for t in types],
-            severities=[DiscrepancySeverity(s) for s in severities],
-            open_only=not all_breaks,
-        )
+        if corrections:
+            found = load_corrections(
+                audit,
+                account,
+                since=window["since"],
+                until=window["until"],
+                limit=limit,
+                types=[DiscrepancyType(t) for t in types],
+            )
+        else:
+            found = load_history(
+                audit,
+                account,
+                since=window["since"],
+                until=window["until"],
+                limit=limit,
+                types=[DiscrepancyType(t) for t in types],
+                severities=[DiscrepancySeverity(s) for s in severities],
+                open_only=not all_breaks,
+            )
     except NoAuditTablesError as exc:
         _fail(str(exc), code=ExitCode.STORE_UNAVAILABLE)
     except AuditStoreError as exc:
@@ -626,9 +661,11 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
         click.echo(json.dumps(found.to_dict(), indent=2))
         return
     console = Console()
-    render_history(
-        console if console.is_terminal else Console(width=UNBOUNDED_WIDTH), found, open_only=not all_breaks
-    )
+    shown_on = console if console.is_terminal else Console(width=UNBOUNDED_WIDTH)
+    if isinstance(found, AccountCorrections):
+        render_corrections(shown_on, found)
+    else:
+        render_history(shown_on, found, open_only=not all_breaks)
 
 
 @main.command(epilog=EXIT_CODES_HELP)

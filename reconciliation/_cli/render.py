@@ -21,13 +21,16 @@ from rich.text import Text
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import describe_subject
 from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
 )
 
 __all__ = [
+    "CORRECTION_STYLES",
     "SEVERITY_STYLES",
+    "correction_line",
     "describe_trigger",
     "discrepancy_line",
     "halt_line",
@@ -40,6 +43,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+CORRECTION_STYLES = {
+    "proposed": "cyan",
+    "confirmed": "cyan",
+    "applied": "bold yellow",
+    "verified": "green",
+    "failed": "bold red",
+    "refused": "bold red",
+    "unresolved": "bold red",
+}
 
 _TYPE_WIDTH = len("quantity_mismatch")
 
@@ -61,7 +73,9 @@ def subject(payload: Mapping[str, Any]) -> str:
 
 
 def message_line(channel: str, payload: Mapping[str, Any], *, prefix: str = "") -> Text:
-    """The line for a payload of any of the four channels."""
+    """The line for a payload of any channel."""
+    if channel == CORRECTION_CHANNEL:
+        return correction_line(payload, prefix=f"{prefix}{_field(payload, 'account_id')}  ")
     if channel == DISCREPANCY_CHANNEL:
         return discrepancy_line(payload, prefix=f"{prefix}{_field(payload, 'account_id')}  ")
     if channel == RESOLVED_CHANNEL:
@@ -149,6 +163,36 @@ def halt_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
         style="bold red",
     )
     return line
+
+
+def correction_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
+    """A step of a correction: `APPLIED  quantity_mismatch MSFT  fill +10 at 415.30 (apply)`."""
+    status = _field(payload, "status")
+    style = CORRECTION_STYLES.get(status, "")
+    line = Text(prefix)
+    line.append(f"{status.upper():<10} ", style=style)
+    line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style=style)
+    line.append(f"{subject(payload):<9} ")
+    line.append(_change(payload))
+    line.append(f"  ({_field(payload, 'mode')} mode)", style="dim")
+    if isinstance(payload.get("reason"), str):
+        line.append(f": {_field(payload, 'reason')}", style=style)
+    return line
+
+
+def _change(payload: Mapping[str, Any]) -> str:
+    """The change a correction makes, from its payload's figures."""
+    if payload.get("quantity") is not None:
+        quantity = _field(payload, "quantity")
+        change = f"fill {quantity if quantity.startswith('-') else f'+{quantity}'}"
+        if payload.get("price") is not None:
+            change += f" at {_field(payload, 'price')}"
+        if payload.get("avg_cost") is not None:
+            change += f", average cost {_field(payload, 'avg_cost')}"
+        return change
+    if payload.get("cash") is not None:
+        return f"cash {_field(payload, 'cash')}"
+    return f"average cost {_field(payload, 'avg_cost')}"
 
 
 def _clock(timestamp: object) -> str:

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -63,20 +64,23 @@ _SECONDS = (
 )
 _MONEY = ("cash_tolerance", "equity_tolerance_pct", "cost_tolerance_pct")
 _COUNTS = ("stream_maxlen", "outbox_max_runs")
+_NESTED_MONEY = frozenset({"max_notional"})
+"""Amounts inside a sub-table, read like the top level's (`_decimal`)."""
 _CONFIG_KEYS = tuple(field.name for field in attrs.fields(ReconciliationConfig))
 
 
 def _nested_options() -> dict[str, type]:
     nested: dict[str, type] = {}
-    for field in attrs.fields(ReconciliationConfig):
-        factory = getattr(field.default, "factory", None)
-        if isinstance(factory, type) and attrs.has(factory):
-            nested[field.name] = factory
+    for field in attrs.fields(attrs.resolve_types(ReconciliationConfig)):
+        for kind in (field.type, *typing.get_args(field.type)):
+            if isinstance(kind, type) and attrs.has(kind):
+                nested[field.name] = kind
     return nested
 
 
 _NESTED = _nested_options()
-"""Options that are attrs classes themselves (e.g. `ageing`): a sub-table of keyword arguments."""
+"""Options that are attrs classes themselves, or None (`ageing`, `correction`): a sub-table
+of keyword arguments."""
 _ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS, _ADAPTER_KEY)
 _DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
 
@@ -332,8 +336,13 @@ def _convert(problems: _Problems, path: str, key: str, value: Any) -> Any:
             _fail(path, f"expected a table [{path}], got {_describe(value)}")
         known = tuple(field.name for field in attrs.fields(nested))
         _check_keys(problems, value, known, f"[{path}]", where=path)
+        arguments = {
+            name: _decimal(f"{path}.{name}", item) if name in _NESTED_MONEY and item is not None else item
+            for name, item in value.items()
+            if name in known
+        }
         try:
-            return nested(**{name: item for name, item in value.items() if name in known})
+            return nested(**arguments)
         except (TypeError, ValueError) as exc:
             _fail(path, str(exc))
     return value

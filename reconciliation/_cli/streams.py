@@ -1,17 +1,18 @@
-"""Following the four Redis streams in publish order, through Redis restarts.
+"""Following the Redis streams in publish order, through Redis restarts.
 
 Every payload is appended to a capped stream (docs/payloads.md). A reader keeps, per
 stream, the ID of the last entry it handed on (its cursor) and asks Redis with one
-`XREAD BLOCK` on all four streams for what came after: no polling, and after Redis
+`XREAD BLOCK` on all the streams for what came after: no polling, and after Redis
 drops and comes back it resumes right after the last entry it handed on.
 
-The four streams are merged in publish order. An entry ID is a millisecond time stamp
+The streams are merged in publish order. An entry ID is a millisecond time stamp
 and a sequence number counted per stream, and one run's payloads are appended by one
 script call (during which Redis's clock stands still) in the order result,
 discrepancies, resolved breaks, halts. So entries are ordered by millisecond, then by
 that stream rank, then by sequence: a run's payloads come out in the order they were
 published. (Two runs published within the same millisecond come out results first,
-then discrepancies, and so on.) When `XREAD` returns a full batch for a stream, the
+then discrepancies, and so on; a correction's step, published on its own after the run
+it came from, comes last.) When `XREAD` returns a full batch for a stream, the
 entries past that batch's last one are left for the next read, so a backlog is still
 handed on in order.
 """
@@ -26,12 +27,14 @@ import attrs
 import redis
 
 from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
 )
 from reconciliation._publishing.redis_sink import (
+    CORRECTION_STREAM,
     DISCREPANCY_STREAM,
     HALT_STREAM,
     RESOLVED_STREAM,
@@ -61,6 +64,7 @@ STREAMS: dict[str, str] = {
     DISCREPANCY_STREAM: DISCREPANCY_CHANNEL,
     RESOLVED_STREAM: RESOLVED_CHANNEL,
     HALT_STREAM: HALT_CHANNEL,
+    CORRECTION_STREAM: CORRECTION_CHANNEL,
 }
 """Each stream and the pub/sub channel that carries the same payloads, in publish order."""
 
@@ -88,7 +92,7 @@ class StreamEntry:
 
     @property
     def order(self) -> tuple[int, int, int]:
-        """Publish order across the four streams: (millisecond, stream rank, sequence)."""
+        """Publish order across the streams: (millisecond, stream rank, sequence)."""
         millis, sequence = entry_order(self.entry_id)
         return (millis, _RANK[self.stream], sequence)
 
@@ -121,7 +125,7 @@ def _entries(stream: str, rows: Iterable[Any], *, replayed: bool) -> list[Stream
 
 
 class StreamCursor:
-    """Where a reader is in each of the four streams, and the reads that move it on.
+    """Where a reader is in each of the streams, and the reads that move it on.
 
     Not thread-safe: one reader owns it.
     """

@@ -1,6 +1,6 @@
 """`reconciliation watch`: the streams' entries as they arrive, for people or for scripts.
 
-The watcher follows the four streams (`streams.follow`: `XREAD BLOCK`, resumed after
+The watcher follows the streams (`streams.follow`: `XREAD BLOCK`, resumed after
 the last entry shown when Redis comes back), decodes each entry (`inbound.decode`),
 keeps those the filters admit and shows each on one line: coloured for people, or as a
 JSON object for scripts (`json_line`, its shape documented in docs/payloads.md).

@@ -180,6 +180,7 @@ class BreakTracker:
         """
         self._policy = policy or AgeingPolicy()
         self._open: dict[BreakKey, Sighting] = {}
+        self._escalated: set[UUID] = set()
         for state in open_breaks:
             if not state.is_open:
                 msg = (
@@ -194,6 +195,11 @@ class BreakTracker:
     @property
     def policy(self) -> AgeingPolicy:
         return self._policy
+
+    def escalate(self, break_id: UUID) -> None:
+        """Hold the open break `break_id` at CRITICAL from its next sighting on, until it
+        resolves (a correction did not resolve it, or was refused)."""
+        self._escalated.add(break_id)
 
     def open_breaks(self, account_id: str) -> tuple[BreakState, ...]:
         return tuple(s.state() for s in self._open.values() if s.discrepancy.account_id == account_id)
@@ -228,6 +234,7 @@ class BreakTracker:
         )
         for sighting in ended:
             del opened[sighting.discrepancy.key]
+            self._escalated.discard(sighting.break_id)
         opened.update(current)
         return AgeingUpdate(
             run_id=result.run_id,
@@ -255,6 +262,8 @@ class BreakTracker:
             break_id = previous.break_id
             seen_at = max(result.timestamp, previous.last_seen)
         severity = self._policy.severity_after(discrepancy.severity, consecutive, seen_at - first_seen)
+        if self._escalated and break_id in self._escalated:
+            severity = DiscrepancySeverity.CRITICAL
         if halted_run_id is None and self._policy.halts(severity, consecutive):
             halted_run_id = result.run_id
         return Sighting(

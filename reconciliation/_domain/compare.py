@@ -38,7 +38,16 @@ if TYPE_CHECKING:
         Snapshot,
     )
 
-__all__ = ["CHUNK_SIZE", "Comparison", "compare", "compare_accounts", "compare_positions"]
+__all__ = [
+    "CHUNK_SIZE",
+    "Comparison",
+    "compare",
+    "compare_accounts",
+    "compare_positions",
+    "net_broker",
+    "net_local",
+    "position_key",
+]
 
 _T = TypeVar("_T")
 
@@ -154,8 +163,8 @@ def compare_positions(
         positions (symbol and asset type) on either side, flat entries included.
     """
     netted: list[NettedSymbol] = []
-    local_by_key = _index(local, "local", _net_local, netted, pause)
-    broker_by_key = _index(broker, "broker", _net_broker, netted, pause)
+    local_by_key = _index(local, "local", net_local, netted, pause)
+    broker_by_key = _index(broker, "broker", net_broker, netted, pause)
     found: list[_Found] = []
     _classify_held(local_by_key, broker_by_key, found, config.cost_tolerance_pct, pause)
     broker_only = _classify_broker_only(local_by_key, broker_by_key, found, pause)
@@ -357,6 +366,11 @@ def _key(entry: Position | BrokerPosition) -> _Key:
     return entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)
 
 
+def position_key(symbol: str, asset_type: AssetType) -> str | tuple[str, AssetType]:
+    """How the comparison identifies a position: a stock by its bare symbol, others with their type."""
+    return symbol if asset_type is _STOCK else (symbol, asset_type)
+
+
 def _netted_order(entry: NettedSymbol) -> tuple[bool, str, str]:
     return (entry.side == "broker", entry.symbol, entry.asset_type.value)
 
@@ -384,13 +398,15 @@ def _net_quantity_and_cost(group: Sequence[Position | BrokerPosition]) -> tuple[
     return quantity, _AVERAGE.divide(cost_sum, weight)
 
 
-def _net_local(group: Sequence[Position]) -> Position:
+def net_local(group: Sequence[Position]) -> Position:
+    """One side's entries for one position, netted as the comparison nets them."""
     quantity, avg_cost = _net_quantity_and_cost(group)
     first = group[0]
     return Position(first.symbol, quantity, avg_cost, first.asset_type)
 
 
-def _net_broker(group: Sequence[BrokerPosition]) -> BrokerPosition:
+def net_broker(group: Sequence[BrokerPosition]) -> BrokerPosition:
+    """The broker's entries for one position, netted as the comparison nets them."""
     quantity, avg_cost = _net_quantity_and_cost(group)
     market_value = Decimal(0)
     for entry in group:

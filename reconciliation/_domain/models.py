@@ -40,11 +40,13 @@ from reconciliation._domain.values import (
 )
 
 __all__ = [
+    "CORRECTABLE_TYPES",
     "DEFAULT_SEVERITY",
     "AgeingPolicy",
     "AssetType",
     "BrokerAccount",
     "BrokerPosition",
+    "CorrectionPolicy",
     "Discrepancy",
     "DiscrepancySeverity",
     "DiscrepancyType",
@@ -461,6 +463,79 @@ class AgeingPolicy:
         )
 
 
+CORRECTABLE_TYPES: frozenset[DiscrepancyType] = frozenset(
+    {
+        DiscrepancyType.MISSING_LOCAL,
+        DiscrepancyType.MISSING_BROKER,
+        DiscrepancyType.QUANTITY_MISMATCH,
+        DiscrepancyType.COST_MISMATCH,
+        DiscrepancyType.CASH_MISMATCH,
+    }
+)
+"""What a correction may change: the position types and cash. Never equity, which is
+derived from them (and from prices): correct its causes, not the figure."""
+
+
+def _correction_types(value: Iterable[DiscrepancyType | str]) -> frozenset[DiscrepancyType]:
+    """Accept enum members or their string values (as a TOML file gives them)."""
+    if isinstance(value, str | DiscrepancyType):
+        value = (value,)
+    kinds: set[DiscrepancyType] = set()
+    for kind in value:
+        try:
+            kinds.add(kind if isinstance(kind, DiscrepancyType) else DiscrepancyType(kind))
+        except ValueError:
+            known = ", ".join(sorted(t.value for t in CORRECTABLE_TYPES))
+            msg = f"types: unknown discrepancy type {kind!r}; correctable: {known}"
+            raise ValueError(msg) from None
+    return frozenset(kinds)
+
+
+def _only_correctable(_instance: object, _field: attrs.Attribute[Any], value: frozenset[DiscrepancyType]) -> None:
+    if not value:
+        msg = "types must name at least one discrepancy type; to turn correction off, set correction=None"
+        raise ValueError(msg)
+    refused = sorted(kind.value for kind in value - CORRECTABLE_TYPES)
+    if refused:
+        msg = (
+            f"types: {', '.join(refused)} cannot be corrected: equity is derived from the positions, "
+            "cash and prices, so correct those instead"
+        )
+        raise ValueError(msg)
+
+
+def _optional_non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal | None) -> None:
+    if value is not None and value < 0:
+        msg = f"{field.name} must not be negative, got {value}"
+        raise ValueError(msg)
+
+
+@attrs.frozen
+class CorrectionPolicy:
+    """When the service corrects the local book, and how far. See docs/configuration.md.
+
+    A break of one of `types` gets a correction (see `reconciliation.Correction`) that
+    is published and recorded. Once `confirm_after_runs` consecutive runs have seen the
+    break, `mode="apply"` hands the correction to the book's `apply_correction` and
+    runs a reconciliation at once to check it; `mode="propose"` (a dry run) changes
+    nothing. A correction whose absolute value exceeds `max_notional` is never applied:
+    the break is escalated to critical instead.
+    """
+
+    mode: Literal["propose", "apply"] = attrs.field(
+        default="propose", validator=attrs.validators.in_(("propose", "apply"))
+    )
+    confirm_after_runs: int = attrs.field(default=2, validator=whole_number(1))
+    types: frozenset[DiscrepancyType] = attrs.field(
+        default=CORRECTABLE_TYPES, converter=_correction_types, validator=_only_correctable
+    )
+    max_notional: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=[optional_finite_decimal, _optional_non_negative]
+    )
+    """The largest absolute value a correction may have: |quantity| x price for a
+    position, the amount for cash, |quantity| x the cost change for a cost. None: no limit."""
+
+
 def _tolerances(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
     converted = decimal_mapping(value)
     return frozen_mapping({}) if converted is None else converted
@@ -545,6 +620,10 @@ class ReconciliationConfig:
     """Where runs and breaks are recorded: a SQLite file path or a postgresql:// URL; None: nowhere."""
     audit_backlog_max_runs: int = attrs.field(default=10_000, validator=whole_number(1, MAX_QUEUED_RUNS))
     """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
+    correction: CorrectionPolicy | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(CorrectionPolicy))
+    )
+    """Auto-correction of the local book (off: None). See `CorrectionPolicy`."""
 
     @post_fill_max_wait_seconds.validator
     def _max_wait_covers_delay(self, _field: attrs.Attribute[Any], value: float) -> None:

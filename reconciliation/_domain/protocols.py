@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
 
+    from reconciliation._domain.correction import Correction
     from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position
 
-__all__ = ["BrokerQuery", "PortfolioManager"]
+__all__ = ["BrokerQuery", "CorrectableBook", "PortfolioManager"]
 
 
 @runtime_checkable
@@ -38,3 +39,22 @@ class PortfolioManager(Protocol):
     def get_positions(self, account_id: str) -> Sequence[Position] | Awaitable[Sequence[Position]]: ...
 
     def get_account(self, account_id: str) -> LocalAccount | Awaitable[LocalAccount]: ...
+
+
+@runtime_checkable
+class CorrectableBook(Protocol):
+    """A local book the service may correct (`CorrectionPolicy(mode="apply")`).
+
+    The service calls nothing else to change the book, and calls this only with a
+    correction that enough runs have confirmed and that is within the policy's limits;
+    what applying means (a booking, a journal entry, a synthetic fill) is the host's
+    to decide. The method may be plain or `async`; it is called off the engine's
+    threads, bounded by `broker_timeout_seconds`, and whatever it raises is reported
+    and leaves the break open.
+
+    A book should refuse (raise) a correction whose `local_value` is no longer what it
+    holds: it moved since the run that computed the correction, and the next run will
+    compute a fresh one.
+    """
+
+    def apply_correction(self, correction: Correction) -> object | Awaitable[object]: ...

@@ -3,8 +3,9 @@
 `result_payload` and `discrepancy_payload` turn the domain's values into plain JSON
 objects (decimals as exact plain-notation strings, timestamps as ISO-8601 UTC), `encode`
 makes the bytes deterministic, and `iter_payloads` lists one run's messages in the order
-they are published: the result first, then each discrepancy.
-docs/payloads.schema.json describes both payloads for consumers.
+they are published: the result first, then each discrepancy. `correction_payload` is a
+step of a correction (proposed, applied, ...), published on its own.
+docs/payloads.schema.json describes every payload for consumers.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.ageing import AgeingUpdate, Sighting
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._domain.models import AssetType, Discrepancy, ReconciliationResult
 
 __all__ = [
+    "CORRECTION_CHANNEL",
     "DISCREPANCY_CHANNEL",
     "HALT_CHANNEL",
     "RESOLVED_CHANNEL",
     "RESULT_CHANNEL",
     "asset_type_text",
     "break_facts",
+    "correction_payload",
     "decimal_text",
     "discrepancy_payload",
     "encode",
@@ -44,6 +48,7 @@ RESULT_CHANNEL = "reconciliation:result"
 DISCREPANCY_CHANNEL = "reconciliation:discrepancy"
 RESOLVED_CHANNEL = "reconciliation:resolved"
 HALT_CHANNEL = "reconciliation:halt"
+CORRECTION_CHANNEL = "reconciliation:correction"
 
 
 def decimal_text(value: Decimal | None) -> str | None:
@@ -216,3 +221,36 @@ def iter_payloads(result: ReconciliationResult, ageing: AgeingUpdate | None = No
         payloads.extend((RESOLVED_CHANNEL, encode(_resolved(run, result, s))) for s in ageing.ended)
         payloads.extend((HALT_CHANNEL, encode(halt_payload(result, s))) for s in ageing.halts)
     return payloads
+
+
+def correction_payload(event: CorrectionEvent) -> dict[str, Any]:
+    """A step of a correction: the break it corrects, the change, what happened, when and by whom."""
+    correction = event.correction
+    return {
+        "event_id": str(event.event_id),
+        "correction_id": str(correction.correction_id),
+        "status": event.status.value,
+        "mode": event.mode,
+        "account_id": correction.account_id,
+        "break_id": str(correction.break_id),
+        "run_id": str(correction.run_id),
+        "type": correction.type.value,
+        "symbol": correction.symbol,
+        "asset_type": asset_type_text(correction.asset_type),
+        "currency": correction.currency,
+        "local_value": decimal_text(correction.local_value),
+        "broker_value": decimal_text(correction.broker_value),
+        "quantity": decimal_text(correction.quantity),
+        "price": decimal_text(correction.price),
+        "avg_cost": decimal_text(correction.avg_cost),
+        "cash": decimal_text(correction.cash),
+        "notional": decimal_text(correction.notional),
+        "consecutive_runs": correction.consecutive_runs,
+        "confirm_after_runs": event.confirm_after_runs,
+        "severity": event.severity.value,
+        "reason": event.reason,
+        "verification_run_id": None if event.verification_run_id is None else str(event.verification_run_id),
+        "observed_at": timestamp_text(correction.observed_at),
+        "timestamp": timestamp_text(event.timestamp),
+        "actor": event.actor,
+    }

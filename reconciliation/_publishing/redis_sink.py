@@ -32,12 +32,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import redis
 
+from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
+    correction_payload,
+    encode,
     iter_payloads,
 )
 from reconciliation._runtime.delivery import Sent, SinkUnavailableError
@@ -45,11 +49,12 @@ from reconciliation._runtime.delivery import Sent, SinkUnavailableError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._runtime.messages import Delivery
 
 __all__ = [
     "CLUSTER_HASH_TAG",
     "CLUSTER_KEYS",
+    "CORRECTION_STREAM",
     "DISCREPANCY_STREAM",
     "HALT_STREAM",
     "MAX_PAYLOADS_PER_ROUND_TRIP",
@@ -73,6 +78,7 @@ RESULT_STREAM = "reconciliation:stream:result"
 DISCREPANCY_STREAM = "reconciliation:stream:discrepancy"
 RESOLVED_STREAM = "reconciliation:stream:resolved"
 HALT_STREAM = "reconciliation:stream:halt"
+CORRECTION_STREAM = "reconciliation:stream:correction"
 STREAM_FIELD = "payload"
 PUBLISHED_KEY_PREFIX = "reconciliation:published:"
 PUBLISHED_TTL_SECONDS = 7 * 24 * 3600
@@ -92,6 +98,7 @@ STREAM_OF = {
     DISCREPANCY_CHANNEL: DISCREPANCY_STREAM,
     RESOLVED_CHANNEL: RESOLVED_STREAM,
     HALT_CHANNEL: HALT_STREAM,
+    CORRECTION_CHANNEL: CORRECTION_STREAM,
 }
 
 
@@ -195,7 +202,8 @@ def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 
 @attrs.frozen
 class PendingRun:
-    """One run's encoded payloads, (channel, JSON) in publish order."""
+    """One run's encoded payloads, (channel, JSON) in publish order; or a correction
+    event's one payload, identified (`run_id`, its marker) by its event id."""
 
     run_id: str
     payloads: tuple[tuple[str, str], ...] = attrs.field(converter=_pairs)
@@ -226,7 +234,9 @@ class RedisSink:
         """Whether runs go by Lua script (True) or transaction (False); None before the first try."""
         return self._scripting
 
-    def prepare(self, run: FinishedRun) -> PendingRun:
+    def prepare(self, run: Delivery) -> PendingRun:
+        if isinstance(run, CorrectionEvent):
+            return PendingRun(str(run.event_id), ((CORRECTION_CHANNEL, encode(correction_payload(run))),))
         return PendingRun(str(run.result.run_id), iter_payloads(run.result, run.ageing))
 
     def weight(self, item: PendingRun) -> int:

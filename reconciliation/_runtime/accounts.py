@@ -8,9 +8,9 @@ from typing import Any
 import attrs
 
 from reconciliation._domain.models import ReconciliationConfig
-from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
+from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
 
-__all__ = ["Account", "check_books"]
+__all__ = ["Account", "check_books", "check_correctable"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,26 @@ def check_books(portfolio: object, broker: object) -> None:
         raise TypeError(msg)
 
 
+def check_correctable(config: ReconciliationConfig, portfolio: object) -> None:
+    """Refuse `CorrectionPolicy(mode="apply")` for a book that cannot be corrected.
+
+    Raises:
+        TypeError: the portfolio has no `apply_correction`, naming both ways out.
+    """
+    policy = config.correction
+    if policy is None or policy.mode != "apply" or isinstance(portfolio, CorrectableBook):
+        return
+    msg = (
+        f"account {config.account_id}: correction mode 'apply' needs a portfolio that implements "
+        f"apply_correction(correction) (reconciliation.CorrectableBook); {type(portfolio).__name__} does not. "
+        "Implement it, or use CorrectionPolicy(mode='propose') to only propose corrections"
+    )
+    raise TypeError(msg)
+
+
 def _books(instance: Account, _field: attrs.Attribute[Any], _value: object) -> None:
     check_books(instance.portfolio, instance.broker)
+    check_correctable(instance.config, instance.portfolio)
 
 
 @attrs.frozen

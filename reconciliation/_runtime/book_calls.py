@@ -102,8 +102,17 @@ class BookCalls:
             ]
         return sorted(calls, key=lambda call: -call[1])
 
-    async def call(self, method: Callable[[str], Any], account_id: str, *, name: str, limit: float) -> Any:
-        """`method(account_id)`, awaited if it is a coroutine, within `limit` seconds.
+    async def call(
+        self,
+        method: Callable[..., Any],
+        account_id: str,
+        *,
+        name: str,
+        limit: float,
+        arguments: tuple[object, ...] | None = None,
+    ) -> Any:
+        """`method(account_id)` — or `method(*arguments)` — awaited if it is a coroutine,
+        within `limit` seconds.
 
         Raises:
             BookCallError: it raised, did not answer in time, or still hangs from an earlier run.
@@ -120,10 +129,11 @@ class BookCalls:
             raise BookCallError(msg)
         started = self._monotonic()
         waited_from = time.perf_counter()
-        running = self._begin(method, account_id, name, key)
+        args = (account_id,) if arguments is None else arguments
+        running = self._begin(method, args, name, key)
         done, _ = await asyncio.wait({running}, timeout=limit)
         if done and self._belongs_to_home_loop(running, key):
-            running = self._begin(method, account_id, name, key)
+            running = self._begin(method, args, name, key)
             done, _ = await asyncio.wait({running}, timeout=max(limit - (self._monotonic() - started), 0.0))
         waited = time.perf_counter() - waited_from
         if not done:
@@ -171,7 +181,7 @@ class BookCalls:
         return True
 
     def _begin(
-        self, method: Callable[[str], Any], account_id: str, name: str, key: tuple[str, str]
+        self, method: Callable[..., Any], args: tuple[object, ...], name: str, key: tuple[str, str]
     ) -> asyncio.Future[Any]:
         """Mark the call outstanding and start it; the mark goes when the host's code returns."""
         token = next(self._tokens)
@@ -182,7 +192,7 @@ class BookCalls:
             self._returned(key, token)
 
         try:
-            return self._start(method, account_id, name, release, key)
+            return self._start(method, args, name, release, key)
         except BaseException:
             self._returned(key, token)
             raise
@@ -200,8 +210,8 @@ class BookCalls:
 
     def _start(
         self,
-        method: Callable[[str], Any],
-        account_id: str,
+        method: Callable[..., Any],
+        args: tuple[object, ...],
         name: str,
         release: Callable[[], None],
         key: tuple[str, str],
@@ -210,13 +220,13 @@ class BookCalls:
         loop = asyncio.get_running_loop()
         target = self._loop_of(method, key)
         if inspect.iscoroutinefunction(method):
-            return _run_on(_contained(method(account_id), release), target, loop)
-        return self._start_plain(method, account_id, name, release, target, key)
+            return _run_on(_contained(method(*args), release), target, loop)
+        return self._start_plain(method, args, name, release, target, key)
 
     def _start_plain(
         self,
-        method: Callable[[str], Any],
-        account_id: str,
+        method: Callable[..., Any],
+        args: tuple[object, ...],
         name: str,
         release: Callable[[], None],
         target: asyncio.AbstractEventLoop | None,
@@ -224,13 +234,13 @@ class BookCalls:
     ) -> asyncio.Future[Any]:
         """A plain method on a worker thread (and, if it returns an awaitable, that awaited)."""
         call = _PlainCall(name, release, target)
-        worker = self._workers.submit(lambda: _contained_call(method, account_id))
+        worker = self._workers.submit(lambda: _contained_call(method, args))
         with self._lock:
             self._threads[key] = worker
         worker.add_done_callback(call.finished)
         return call.waiting
 
-    def _loop_of(self, method: Callable[[str], Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
+    def _loop_of(self, method: Callable[..., Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
         """The loop the method's coroutines belong to, when it is not ours."""
         declared = getattr(getattr(method, "__self__", None), "event_loop", None)
         if isinstance(declared, asyncio.AbstractEventLoop):
@@ -320,8 +330,8 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _contained_call(method: Callable[[str], Any], account_id: str) -> Any:
+def _contained_call(method: Callable[..., Any], args: tuple[object, ...]) -> Any:
     try:
-        return method(account_id)
+        return method(*args)
     except BaseException as error:
         raise _HostRaised from error

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
 from reconciliation._runtime.actor_base import ResilientActor, ticket_of
-from reconciliation._runtime.messages import AbandonRun, FinishedRun, SnapshotFailed, SnapshotTaken
+from reconciliation._runtime.messages import (
+    AbandonRun,
+    EscalateBreak,
+    FinishedRun,
+    SnapshotFailed,
+    SnapshotTaken,
+)
 from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 from reconciliation._runtime.results import completed_result, failed_result
 
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
     import pykka
 
     from reconciliation._domain.breaks import BreakState
-    from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult
+    from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
     from reconciliation._runtime.messages import HaltCallback, RunTicket
@@ -92,7 +98,8 @@ class ComparatorActor(ResilientActor):
         on_halt: HaltCallback | None = None,
         observers: Observers | None = None,
     ) -> None:
-        """`sinks` maps each account to the delivery actors its runs go to."""
+        """`sinks` maps each account to the actors its finished runs go to: its delivery
+        actors and, when it has a `CorrectionPolicy`, the corrector."""
         super().__init__(board=board, clock=clock)
         self._observers = observers or Observers()
         self._accounts = accounts
@@ -111,19 +118,22 @@ class ComparatorActor(ResilientActor):
                     snapshot, self._accounts[snapshot.account_id], pause=GilBudget() if large else None
                 )
                 result = completed_result(message.ticket, comparison, snapshot.taken_at, self._clock.monotonic())
-                self._finish(message.ticket, result)
+                self._finish(message.ticket, result, snapshot)
         elif isinstance(message, SnapshotFailed | AbandonRun):
             if message.ticket.outcome.done():
                 return
             self._finish(message.ticket, failed_result(message.ticket, message.reason, self._clock.monotonic()))
+        elif isinstance(message, EscalateBreak):
+            self._trackers[message.account_id].escalate(message.break_id)
         else:
             logger.warning("The comparator ignored an unexpected %s", type(message).__name__)
 
-    def _finish(self, ticket: RunTicket, result: ReconciliationResult) -> None:
+    def _finish(self, ticket: RunTicket, result: ReconciliationResult, snapshot: Snapshot | None = None) -> None:
         """The one way out of the pipeline: age, hand to every sink, answer, halt."""
         ageing = self._trackers[result.account_id].observe(result)
         result = ageing.escalate(result)
-        self._emit(ticket, FinishedRun(result, ageing))
+        corrected = self._accounts[result.account_id].correction is not None
+        self._emit(ticket, FinishedRun(result, ageing, snapshot if corrected else None))
         for confirmed in ageing.halts:
             self._halt(confirmed, result)
 

@@ -1,9 +1,10 @@
 """Getting finished runs to a destination that may be down: one queue and one backoff for every sink.
 
-A *sink* is a destination of finished runs: Redis, the audit store. Each is fed by its
-own `DeliveryActor` (see `delivery_actor`), which keeps the runs the sink has not taken
-yet in a `BoundedQueue` and, while the sink is unavailable, retries after a `Backoff`.
-Both are plain objects owned by one actor; neither is thread-safe.
+A *sink* is a destination of finished runs — and of the steps of corrections
+(`CorrectionEvent`), which take the same way: the log, Redis, the audit store. Each is
+fed by its own `DeliveryActor` (see `delivery_actor`), which keeps what the sink has not
+taken yet in a `BoundedQueue` and, while the sink is unavailable, retries after a
+`Backoff`. Both are plain objects owned by one actor; neither is thread-safe.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._runtime.messages import Delivery
 
 __all__ = [
     "Backoff",
@@ -57,15 +58,16 @@ class Sent:
 
 
 class Sink(Protocol[Item]):
-    """A destination of finished runs. Called only from its delivery actor's thread."""
+    """A destination of finished runs and correction events. Called only from its delivery actor's thread."""
 
     @property
     def name(self) -> str:
         """Short, for logs and health: `redis`, `audit`."""
         ...
 
-    def prepare(self, run: FinishedRun) -> Item:
-        """What to keep queued for `run` (encoded once, sent perhaps many times)."""
+    def prepare(self, run: Delivery) -> Item:
+        """What to keep queued for `run` — a `FinishedRun` or a `CorrectionEvent` — (encoded
+        once, sent perhaps many times)."""
         ...
 
     def weight(self, item: Item) -> int:

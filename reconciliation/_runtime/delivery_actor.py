@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.delivery import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
+    from reconciliation._runtime.messages import Delivery
 
 __all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor"]
 
@@ -74,7 +76,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._post_delivery()
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, FinishedRun):
+        if isinstance(message, FinishedRun | CorrectionEvent):
             self._accept(message)
             if self._retry is None:
                 self._attempt()
@@ -85,12 +87,10 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             logger.warning("The %s actor ignored an unexpected %s", self.component, type(message).__name__)
         self._post_delivery()
 
-    def _accept(self, run: FinishedRun) -> None:
+    def _accept(self, run: Delivery) -> None:
         item = self._sink.prepare(run)
-        result = run.result
-        dropped = self._queue.append(
-            Queued(str(result.run_id), result.account_id, item, max(1, self._sink.weight(item)))
-        )
+        identity, account_id = _identity(run)
+        dropped = self._queue.append(Queued(identity, account_id, item, max(1, self._sink.weight(item))))
         if dropped is not None:
             logger.error(
                 "The %s queue is full (%d runs): dropped run %s of %s undelivered; %d runs lost so far",
@@ -155,14 +155,11 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._recovered()
 
     def fail_run(self, message: Any, reason: str) -> None:
-        if isinstance(message, FinishedRun):
+        if isinstance(message, FinishedRun | CorrectionEvent):
             self._set_aside += 1
+            identity, account_id = _identity(message)
             logger.error(
-                "Run %s of %s could not be queued for %s: %s",
-                message.result.run_id,
-                message.result.account_id,
-                self._sink.name,
-                reason,
+                "Run %s of %s could not be queued for %s: %s", identity, account_id, self._sink.name, reason
             )
         self._post_delivery()
 
@@ -219,3 +216,11 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 reachable=self._reachable,
             )
         )
+
+
+def _identity(item: Delivery) -> tuple[str, str]:
+    """How the queue and the logs name an item: its run id (a correction's: `correction <event id>`)
+    and its account."""
+    if isinstance(item, CorrectionEvent):
+        return f"correction {item.event_id}", item.account_id
+    return str(item.result.run_id), item.result.account_id

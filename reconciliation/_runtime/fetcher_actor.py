@@ -11,6 +11,10 @@ also holds each read to its deadline from outside the loop: when one is late and
 loop has stopped beating, the run fails naming the call that froze it, and later reads
 go to a fresh loop. The frozen call stays counted (it is not called again until it
 returns), so one bad method cannot freeze loop after loop.
+
+It is the one actor that calls the host's books: when the corrector asks
+(`ApplyCorrection`), it calls the portfolio's `apply_correction` the same way, bounded
+by `broker_timeout_seconds`, and answers through the message's `reply`.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.book_calls import BookCalls
-from reconciliation._runtime.messages import FetchSnapshot, RunTicket, SnapshotFailed, SnapshotTaken
+from reconciliation._runtime.book_calls import BookCallError, BookCalls
+from reconciliation._runtime.messages import (
+    ApplyCorrection,
+    FetchSnapshot,
+    RunTicket,
+    SnapshotFailed,
+    SnapshotTaken,
+)
 from reconciliation._runtime.observers import Observers
 from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
 
     import pykka
 
+    from reconciliation._domain.protocols import CorrectableBook
     from reconciliation._runtime.accounts import Account
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
@@ -156,6 +167,8 @@ class FetcherActor(ResilientActor):
             self._fetch(message.ticket)
         elif isinstance(message, _ReadDue):
             self._read_due(message)
+        elif isinstance(message, ApplyCorrection):
+            self._apply(message)
         else:
             logger.warning("The fetcher ignored an unexpected %s", type(message).__name__)
 
@@ -215,9 +228,28 @@ class FetcherActor(ResilientActor):
         self._loops += 1
         return _FetchLoop(self._loops)
 
+    def _apply(self, message: ApplyCorrection) -> None:
+        if self._current.frozen:
+            self._replace_frozen_loop()
+        correction = message.correction
+        account = self._accounts[correction.account_id]
+        applying = asyncio.run_coroutine_threadsafe(
+            self._calls.call(
+                cast("CorrectableBook", account.portfolio).apply_correction,
+                correction.account_id,
+                name="local.apply_correction",
+                limit=account.config.broker_timeout_seconds,
+                arguments=(correction,),
+            ),
+            self._current.loop,
+        )
+        applying.add_done_callback(lambda done: _answer(message.reply, done))
+
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FetchSnapshot):
             self._comparator.tell(SnapshotFailed(message.ticket, reason))
+        elif isinstance(message, ApplyCorrection) and not message.reply.done():
+            message.reply.set_exception(BookCallError(reason))
 
     def stopping(self) -> None:
         """Cancel the reads in progress (their runs are abandoned by the scheduler), end the loop."""
@@ -239,3 +271,14 @@ def _outcome(ticket: RunTicket, done: concurrent.futures.Future[Snapshot]) -> Sn
     if isinstance(error, SnapshotError):
         return SnapshotFailed(ticket, str(error))
     return SnapshotFailed(ticket, f"reading the snapshot failed: {describe_error(error)}")
+
+
+def _answer(reply: concurrent.futures.Future[None], done: concurrent.futures.Future[Any]) -> None:
+    if reply.done():
+        return
+    if done.cancelled():
+        reply.set_exception(BookCallError("the service stopped before apply_correction answered"))
+    elif (error := done.exception()) is not None:
+        reply.set_exception(error)
+    else:
+        reply.set_result(None)

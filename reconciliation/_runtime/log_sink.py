@@ -1,4 +1,5 @@
-"""The run log: every run at INFO (a failed one at ERROR), every discrepancy at WARNING.
+"""The run log: every run at INFO (a failed one at ERROR), every discrepancy at WARNING,
+every step of a correction (`log_correction`).
 
 A sink like Redis and the audit store, fed by a delivery actor of its own, so that
 logging the 100,000 breaks of a bad day delays neither the askers nor the Redis alerts,
@@ -11,15 +12,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from reconciliation._domain.correction import CorrectionEvent, CorrectionStatus
 from reconciliation._runtime.delivery import Sent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from reconciliation._domain.models import ReconciliationResult
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._runtime.messages import Delivery
 
-__all__ = ["RUN_LOGGER", "LogSink", "log_result"]
+__all__ = ["RUN_LOGGER", "LogSink", "log_correction", "log_result"]
 
 RUN_LOGGER = "reconciliation.runs"
 
@@ -66,13 +68,54 @@ def log_result(result: ReconciliationResult) -> None:
     )
 
 
+_CORRECTION_LEVEL = {
+    CorrectionStatus.PROPOSED: logging.INFO,
+    CorrectionStatus.CONFIRMED: logging.INFO,
+    CorrectionStatus.VERIFIED: logging.INFO,
+    CorrectionStatus.APPLIED: logging.WARNING,
+    CorrectionStatus.FAILED: logging.ERROR,
+    CorrectionStatus.REFUSED: logging.ERROR,
+    CorrectionStatus.UNRESOLVED: logging.CRITICAL,
+}
+"""A change to the book is worth a warning; one that could not be made or did not work, more."""
+
+
+def log_correction(event: CorrectionEvent) -> None:
+    """`Correction applied to ACC-1: buy 10 MSFT at 415.30 (quantity_mismatch, break ..., run ...)`."""
+    correction = event.correction
+    logger.log(
+        _CORRECTION_LEVEL[event.status],
+        "Correction %s%s to %s: %s (%s, break %s, run %s, %s mode)%s",
+        event.status.value,
+        " (not applied)" if event.mode == "propose" and event.status is CorrectionStatus.CONFIRMED else "",
+        correction.account_id,
+        correction.describe(),
+        correction.type.value,
+        correction.break_id,
+        correction.run_id,
+        event.mode,
+        "" if event.reason is None else f": {event.reason}",
+        extra={
+            "run_id": str(correction.run_id),
+            "account_id": correction.account_id,
+            "type": correction.type.value,
+            "symbol": correction.symbol,
+            "break_id": str(correction.break_id),
+            "correction": event.status.value,
+        },
+    )
+
+
 class LogSink:
-    """Logs each run as it is queued; there is nothing to deliver afterwards."""
+    """Logs each run and each correction event as it is queued; there is nothing to deliver afterwards."""
 
     name = "log"
 
-    def prepare(self, run: FinishedRun) -> None:
-        log_result(run.result)
+    def prepare(self, run: Delivery) -> None:
+        if isinstance(run, CorrectionEvent):
+            log_correction(run)
+        else:
+            log_result(run.result)
 
     def weight(self, item: None) -> int:  # noqa: ARG002 - the protocol's signature
         return 1

@@ -15,14 +15,18 @@ import attrs
 
 from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.correction import Correction, CorrectionEvent
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
 from reconciliation._domain.values import name_text, non_empty_text
 
 __all__ = [
     "AbandonRun",
+    "ApplyCorrection",
     "Barrier",
     "DebounceDue",
+    "Delivery",
+    "EscalateBreak",
     "FetchSnapshot",
     "FinishedRun",
     "HaltCallback",
@@ -118,10 +122,36 @@ class RunEnded:
 @attrs.frozen
 class FinishedRun:
     """A run as it leaves the pipeline for every sink: its result (severities after
-    escalation) and how old its breaks are (empty for a failed run)."""
+    escalation) and how old its breaks are (empty for a failed run).
+
+    `snapshot` is the books it compared, for the corrector: set only for an account
+    with a `CorrectionPolicy`, and never for a failed run.
+    """
 
     result: ReconciliationResult
     ageing: AgeingUpdate
+    snapshot: Snapshot | None = attrs.field(default=None, eq=False, repr=False)
+
+
+Delivery = FinishedRun | CorrectionEvent
+"""What a sink delivers: a finished run, or a step of a correction (see `corrector_actor`)."""
+
+
+@attrs.frozen
+class ApplyCorrection:
+    """Told to the fetcher, which calls the book's `apply_correction` as it calls every
+    book method; `reply` receives None, or what it raised (or that it did not answer)."""
+
+    correction: Correction
+    reply: Future[None] = attrs.field(eq=False, repr=False)
+
+
+@attrs.frozen
+class EscalateBreak:
+    """Told to the comparator: hold an open break at CRITICAL (a correction did not resolve it)."""
+
+    account_id: str
+    break_id: UUID
 
 
 @attrs.frozen

@@ -2,11 +2,15 @@
 
     fill ─▶ debouncer ─▶ scheduler ─▶ fetcher ─▶ comparator ─┬─▶ delivery:log
     (entry,  (1)          (2)          (3)        (4)         ├─▶ delivery:redis (5)
-    service.ref)                                              └─▶ delivery:audit
+    service.ref)                                              ├─▶ delivery:audit
+                                                              └─▶ corrector ─▶ the same delivery actors
 
 Every actor is started once and never restarted: none of them dies (see `actor_base`).
 Each knows only the actors downstream of it, given at construction. A run's end flows
-back through its ticket's `outcome` future, not through a message cycle.
+back through its ticket's `outcome` future, not through a message cycle. The corrector
+(started only when an account has a `CorrectionPolicy`) reaches upstream — the fetcher
+to apply a correction, the scheduler for the run that checks it, the comparator to
+escalate a break — through `CorrectionLinks` bound to this runtime after start.
 
 Stopping goes downstream in order, so every run still held upstream is finished as
 failed and delivered: the entry, the scheduler (which abandons its runs to the
@@ -17,23 +21,35 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from reconciliation._domain.ageing import BreakTracker
+from reconciliation._domain.triggers import OnDemand
 from reconciliation._publishing.connection import check_client, publishing_client
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
+from reconciliation._runtime.actor_base import tell
 from reconciliation._runtime.clock import SystemClock
 from reconciliation._runtime.comparator_actor import ComparatorActor
+from reconciliation._runtime.corrector_actor import CorrectionLinks, CorrectorActor
 from reconciliation._runtime.debouncer_actor import DebouncerActor, EntryRef, check_request
 from reconciliation._runtime.delivery_actor import DeliveryActor
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.log_sink import LogSink
-from reconciliation._runtime.messages import Barrier, InFlight, ReconcileRequest, RunRequested
+from reconciliation._runtime.messages import (
+    ApplyCorrection,
+    Barrier,
+    EscalateBreak,
+    InFlight,
+    ReconcileRequest,
+    RunRequested,
+)
 from reconciliation._runtime.observers import Observers
 from reconciliation._runtime.scheduler_actor import SchedulerActor
 from reconciliation.audit._errors import AuditStoreError
@@ -44,9 +60,11 @@ if TYPE_CHECKING:
     import asyncio
     import threading
     from collections.abc import Sequence
+    from uuid import UUID
 
     import pykka
 
+    from reconciliation._domain.correction import Correction
     from reconciliation._domain.models import ReconciliationResult
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.accounts import Account
@@ -117,6 +135,9 @@ class Runtime:
         self._actors: list[pykka.ActorRef[Any]] = []
         self._entry: EntryRef | None = None
         self._scheduler: pykka.ActorRef[Any] | None = None
+        self._fetcher: pykka.ActorRef[Any] | None = None
+        self._comparator: pykka.ActorRef[Any] | None = None
+        self._corrector: pykka.ActorRef[Any] | None = None
 
     @property
     def entry(self) -> EntryRef:
@@ -144,7 +165,8 @@ class Runtime:
         clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
-        audit_sinks = self._open_audit(trackers)
+        blocked: dict[str, list[UUID]] = {}
+        audit_sinks = self._open_audit(trackers, blocked)
         board = self._board
 
         def delivery(sink: Any, max_runs: int) -> pykka.ActorRef[Any]:
@@ -161,10 +183,23 @@ class Runtime:
         redis_sink = RedisSink(lambda: publishing_client(self._redis), stream_maxlen=first.stream_maxlen)
         publisher = delivery(redis_sink, first.outbox_max_runs)
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
-        sinks = {
+        sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
             account_id: (log, publisher, *((audits[config.audit_store],) if config.audit_store else ()))
             for account_id, config in self._configs.items()
         }
+        corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
+        corrector = None
+        if corrected:
+            corrector = CorrectorActor.start(
+                accounts=corrected,
+                sinks={account_id: sinks[account_id] for account_id in corrected},
+                links=CorrectionLinks(apply=self._apply, verify=self._verify, escalate=self._escalate),
+                board=board,
+                clock=clock,
+                actor=f"reconciliation@{socket.gethostname()}:{os.getpid()}",
+                blocked=blocked,
+            )
+            sinks = {a: (*refs, corrector) if a in corrected else refs for a, refs in sinks.items()}
         comparator = ComparatorActor.start(
             accounts=self._configs,
             trackers=trackers,
@@ -186,9 +221,19 @@ class Runtime:
             accounts=self._configs, fetcher=fetcher, comparator=comparator, board=board, clock=clock
         )
         entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
-        self._actors = [entry, scheduler, fetcher, comparator, log, publisher, *audits.values()]
+        self._actors = [
+            entry,
+            scheduler,
+            fetcher,
+            comparator,
+            *((corrector,) if corrector else ()),
+            log,
+            publisher,
+            *audits.values(),
+        ]
         self._entry = entry  # type: ignore[assignment]  # DebouncerActor's ref is an EntryRef
         self._scheduler = scheduler
+        self._fetcher, self._comparator, self._corrector = fetcher, comparator, corrector
         logger.info("Reconciliation started for %s", ", ".join(self._configs))
 
     def request(self, account_id: str, trigger: Trigger) -> concurrent.futures.Future[ReconciliationResult]:
@@ -208,7 +253,8 @@ class Runtime:
 
     def settle(self, timeout: float = 5.0) -> None:
         """Wait until every trigger fired so far (fills told, timers due) has given its run,
-        and every actor has handled what followed from it (health posted, sinks fed).
+        and every actor has handled what followed from it (health posted, sinks fed,
+        corrections applied and the runs that check them finished).
 
         For tests that move a `ManualClock`: after `settle()`, what has not been
         published will not be, until something else fires.
@@ -221,10 +267,13 @@ class Runtime:
         scheduler = self._scheduler
         if scheduler is None:
             return
+        corrector = self._corrector
         while True:
-            outcomes: tuple[concurrent.futures.Future[ReconciliationResult], ...] = scheduler.ask(
+            outcomes: tuple[concurrent.futures.Future[Any], ...] = scheduler.ask(
                 InFlight(), block=True, timeout=max(deadline - time.monotonic(), 0.001)
             )
+            if corrector is not None:
+                outcomes += corrector.ask(InFlight(), block=True, timeout=max(deadline - time.monotonic(), 0.001))
             if not outcomes:
                 break
             _, waiting = concurrent.futures.wait(outcomes, timeout=max(deadline - time.monotonic(), 0.0))
@@ -241,6 +290,7 @@ class Runtime:
         has its connections closed and gets as long again.
         """
         actors, self._actors, self._entry, self._scheduler = self._actors, [], None, None
+        self._fetcher = self._comparator = self._corrector = None
         still_running: list[str] = []
         for ref in actors:
             name = _component(ref)
@@ -281,8 +331,31 @@ class Runtime:
             health = attrs.evolve(health, components=components)
         return health
 
-    def _open_audit(self, trackers: dict[str, BreakTracker]) -> dict[str, tuple[Any, int]]:
-        """Open each audit store once, and seed each account's ageing from its open breaks.
+    def _apply(self, correction: Correction) -> concurrent.futures.Future[None]:
+        """A `CorrectionLinks.apply`: the fetcher calls the book's `apply_correction`."""
+        reply: concurrent.futures.Future[None] = concurrent.futures.Future()
+        fetcher = self._fetcher
+        if fetcher is None or not fetcher.is_alive():
+            reply.set_exception(RuntimeError("the service stopped before it was applied"))
+        else:
+            tell(fetcher, ApplyCorrection(correction, reply))
+        return reply
+
+    def _verify(self, account_id: str) -> concurrent.futures.Future[ReconciliationResult]:
+        """A `CorrectionLinks.verify`: a run of the account now, asked for by the corrector."""
+        return self.request(account_id, OnDemand("correction"))
+
+    def _escalate(self, account_id: str, break_id: UUID) -> None:
+        """A `CorrectionLinks.escalate`: the comparator holds the break at CRITICAL."""
+        comparator = self._comparator
+        if comparator is not None:
+            tell(comparator, EscalateBreak(account_id, break_id))
+
+    def _open_audit(
+        self, trackers: dict[str, BreakTracker], blocked: dict[str, list[UUID]]
+    ) -> dict[str, tuple[Any, int]]:
+        """Open each audit store once, seed each account's ageing from its open breaks, and
+        read back (into `blocked`) the breaks a correction did not resolve, held at CRITICAL.
 
         A store that cannot be read now does not stop the service: ageing starts afresh
         (logged), and its delivery actor keeps trying to record.
@@ -297,7 +370,12 @@ class Runtime:
             store = stores[target][0]
             try:
                 store.migrate()
-                trackers[account_id] = BreakTracker(config.ageing, store.load_open_breaks(account_id))
+                tracker = BreakTracker(config.ageing, store.load_open_breaks(account_id))
+                if config.correction is not None:
+                    blocked[account_id] = store.load_blocked_breaks(account_id)
+                    for break_id in blocked[account_id]:
+                        tracker.escalate(break_id)
+                trackers[account_id] = tracker
             except (AuditStoreError, ValueError) as error:
                 logger.error(  # noqa: TRY400 - the reason is enough; the service goes on
                     "The audit store %s could not be read (%s): break ageing of %s starts afresh",

@@ -1,8 +1,9 @@
 """Audit history and break ageing: what every run found, and how long each break has lasted.
 
 `BreakTracker` ages breaks across runs (pure logic); an `AuditStore` (SQLite or
-PostgreSQL, chosen by `open_store`) keeps runs, discrepancies and break states, so
-ageing survives a restart and people can read the history back.
+PostgreSQL, chosen by `open_store`) keeps runs, discrepancies, break states and every
+step of every correction, so ageing survives a restart and people can read the history
+back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from reconciliation.audit._errors import (
     AuditStoreUnavailableError,
     NoAuditTablesError,
 )
-from reconciliation.audit._history import AccountHistory, load_history
+from reconciliation.audit._history import AccountCorrections, AccountHistory, load_corrections, load_history
 from reconciliation.audit._postgres import PostgresAuditStore
 from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 from reconciliation.audit._sql import SCHEMA_VERSION
@@ -24,6 +25,7 @@ from reconciliation.audit._store import AuditStore, open_store
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AccountCorrections",
     "AccountHistory",
     "AgeingPolicy",
     "AgeingUpdate",
@@ -40,6 +42,7 @@ __all__ = [
     "RecordedDiscrepancy",
     "RunRecord",
     "SqliteAuditStore",
+    "load_corrections",
     "load_history",
     "open_store",
 ]

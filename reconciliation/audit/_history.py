@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._publishing.payloads import (
     asset_type_text,
+    correction_payload,
     decimal_text,
     discrepancy_payload,
     result_payload,
@@ -30,7 +32,14 @@ if TYPE_CHECKING:
     from reconciliation.audit._records import RecordedDiscrepancy
     from reconciliation.audit._store import AuditStore
 
-__all__ = ["AccountHistory", "break_to_dict", "load_history", "run_to_dict"]
+__all__ = [
+    "AccountCorrections",
+    "AccountHistory",
+    "break_to_dict",
+    "load_corrections",
+    "load_history",
+    "run_to_dict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +94,36 @@ def load_history(
         runs=tuple(_only(run, types, severities) for run in runs),
         breaks=tuple(b for b in breaks if until is None or b.first_seen < until),
     )
+
+
+@attrs.frozen
+class AccountCorrections:
+    """An account's correction steps (newest first), as they were asked for."""
+
+    account_id: str
+    corrections: tuple[CorrectionEvent, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Each step as its reconciliation:correction payload."""
+        return {"account_id": self.account_id, "corrections": [correction_payload(e) for e in self.corrections]}
+
+
+def load_corrections(
+    store: AuditStore,
+    account_id: str,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 50,
+    types: Collection[DiscrepancyType] | None = None,
+) -> AccountCorrections:
+    """Read an account's correction steps in [since, until) from `store`, the latest `limit`.
+
+    Raises:
+        AuditStoreError: the store could not be read.
+    """
+    found = store.list_corrections(account_id, since=since, until=until, limit=limit, types=types)
+    return AccountCorrections(account_id=account_id, corrections=tuple(found))
 
 
 def _only(

@@ -1,4 +1,5 @@
-"""The audit store as a sink: every finished run, recorded in order by a delivery actor.
+"""The audit store as a sink: every finished run and every correction event, recorded in
+order by a delivery actor.
 
 The store's transient failures (a locked file, a server that is down) make the sink
 unavailable, so the delivery actor keeps the runs and retries; any other store error is
@@ -10,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import attrs
+
+from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._runtime.delivery import Sent, SinkUnavailableError
 from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError
@@ -17,7 +21,7 @@ from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._runtime.messages import Delivery
     from reconciliation.audit._store import AuditStore
 
 __all__ = ["AuditSink"]
@@ -34,19 +38,25 @@ class AuditSink:
         self._store = store
         self._migrated = False
 
-    def prepare(self, run: FinishedRun) -> FinishedRun:
-        return run
+    def prepare(self, run: Delivery) -> Delivery:
+        """The run itself, without the books it compared (not recorded, and large)."""
+        if isinstance(run, CorrectionEvent) or run.snapshot is None:
+            return run
+        return attrs.evolve(run, snapshot=None)
 
-    def weight(self, item: FinishedRun) -> int:
-        return 1 + len(item.result.discrepancies)
+    def weight(self, item: Delivery) -> int:
+        return 1 if isinstance(item, CorrectionEvent) else 1 + len(item.result.discrepancies)
 
-    def send(self, items: Sequence[FinishedRun]) -> Sent:
+    def send(self, items: Sequence[Delivery]) -> Sent:
         for index, run in enumerate(items):
             try:
                 if not self._migrated:
                     self._store.migrate()
                     self._migrated = True
-                self._store.record_run(run.result, run.ageing)
+                if isinstance(run, CorrectionEvent):
+                    self._store.record_correction(run)
+                else:
+                    self._store.record_run(run.result, run.ageing)
             except AuditStoreUnavailableError as error:
                 if index:
                     return Sent(index)

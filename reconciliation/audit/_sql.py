@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.correction import Correction, CorrectionEvent, CorrectionStatus
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -119,6 +120,43 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 WHERE resolved_at IS NULL""",
         ),
     ),
+    (
+        3,
+        (
+            # Every step of every correction (proposed, confirmed, applied, ...): what the
+            # change was, when it happened (event_at) and who made it (actor).
+            """CREATE TABLE corrections (
+                event_id TEXT PRIMARY KEY,
+                correction_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                mode TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                break_id TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                discrepancy_type TEXT NOT NULL,
+                symbol TEXT,
+                asset_type TEXT,
+                currency TEXT,
+                local_value TEXT,
+                broker_value TEXT,
+                quantity TEXT,
+                price TEXT,
+                avg_cost TEXT,
+                cash TEXT,
+                notional TEXT,
+                consecutive_runs INTEGER NOT NULL,
+                confirm_after_runs INTEGER NOT NULL,
+                severity TEXT NOT NULL,
+                reason TEXT,
+                verification_run_id TEXT,
+                observed_at TEXT NOT NULL,
+                event_at TEXT NOT NULL,
+                actor TEXT NOT NULL
+            )""",
+            "CREATE INDEX corrections_by_account_time ON corrections (account_id, event_at)",
+            "CREATE INDEX corrections_by_break ON corrections (break_id)",
+        ),
+    ),
 )
 """Ordered schema versions; each is applied once, in one transaction, and recorded."""
 
@@ -179,6 +217,50 @@ _DISCREPANCY_COLUMNS = (
     "run_id, account_id, discrepancy_type, symbol, severity, aged_severity, local_value, "
     "broker_value, observed_at, break_id, first_seen, consecutive_runs, asset_type, currency"
 )
+
+
+_CORRECTION_COLUMNS = (
+    "event_id",
+    "correction_id",
+    "status",
+    "mode",
+    "account_id",
+    "break_id",
+    "run_id",
+    "discrepancy_type",
+    "symbol",
+    "asset_type",
+    "currency",
+    "local_value",
+    "broker_value",
+    "quantity",
+    "price",
+    "avg_cost",
+    "cash",
+    "notional",
+    "consecutive_runs",
+    "confirm_after_runs",
+    "severity",
+    "reason",
+    "verification_run_id",
+    "observed_at",
+    "event_at",
+    "actor",
+)
+
+_INSERT_CORRECTION = f"""
+    INSERT INTO corrections ({", ".join(_CORRECTION_COLUMNS)})
+    VALUES ({", ".join("?" for _ in _CORRECTION_COLUMNS)})
+    ON CONFLICT (event_id) DO NOTHING"""  # noqa: S608
+
+_SELECT_CORRECTIONS = f"SELECT {', '.join(_CORRECTION_COLUMNS)} FROM corrections"  # noqa: S608
+
+_NEWEST_CORRECTIONS_FIRST = (
+    "ORDER BY event_at DESC, CASE status "
+    + " ".join(f"WHEN '{status.value}' THEN {rank}" for rank, status in enumerate(CorrectionStatus))
+    + " END DESC, event_id DESC"
+)
+"""Steps made at one moment (proposed and confirmed by one run) in the order of a correction's life."""
 
 
 def to_text(value: dt.datetime) -> str:
@@ -314,6 +396,70 @@ def _run(row: Row, discrepancies: Sequence[RecordedDiscrepancy]) -> RunRecord:
         netted=tuple(NettedSymbol(**entry) for entry in json.loads(row[7])),
         discrepancies=tuple(discrepancies),
         discrepancy_count=row[8],
+    )
+
+
+def _correction_row(event: CorrectionEvent) -> tuple[object, ...]:
+    correction = event.correction
+    return (
+        str(event.event_id),
+        str(correction.correction_id),
+        event.status.value,
+        event.mode,
+        correction.account_id,
+        str(correction.break_id),
+        str(correction.run_id),
+        correction.type.value,
+        correction.symbol,
+        _asset_type_text(correction.asset_type),
+        correction.currency,
+        _decimal_text(correction.local_value),
+        _decimal_text(correction.broker_value),
+        _decimal_text(correction.quantity),
+        _decimal_text(correction.price),
+        _decimal_text(correction.avg_cost),
+        _decimal_text(correction.cash),
+        _decimal_text(correction.notional),
+        correction.consecutive_runs,
+        event.confirm_after_runs,
+        event.severity.value,
+        event.reason,
+        _optional_str(event.verification_run_id),
+        to_text(correction.observed_at),
+        to_text(event.timestamp),
+        event.actor,
+    )
+
+
+def _correction_event(row: Row) -> CorrectionEvent:
+    correction = Correction(
+        break_id=UUID(row[5]),
+        run_id=UUID(row[6]),
+        account_id=row[4],
+        type=DiscrepancyType(row[7]),
+        symbol=row[8],
+        asset_type=_asset_type(row[9]),
+        currency=row[10],
+        local_value=_decimal(row[11]),
+        broker_value=_decimal(row[12]),
+        observed_at=_time(row[23]),
+        consecutive_runs=row[18],
+        quantity=_decimal(row[13]),
+        price=_decimal(row[14]),
+        avg_cost=_decimal(row[15]),
+        cash=_decimal(row[16]),
+        notional=_decimal(row[17]),
+    )
+    return CorrectionEvent(
+        status=CorrectionStatus(row[2]),
+        correction=correction,
+        mode=row[3],
+        timestamp=_time(row[24]),
+        actor=row[25],
+        confirm_after_runs=row[19],
+        severity=DiscrepancySeverity(row[20]),
+        reason=row[21],
+        verification_run_id=_optional_uuid(row[22]),
     )
 
 
@@ -539,3 +685,51 @@ class SqlAuditStore(abc.ABC):
             )
             for row in reversed(rows)
         ]
+
+    def record_correction(self, event: CorrectionEvent) -> None:
+        """Write one step of a correction; recording the same step again changes nothing."""
+        with self._transaction(write=True) as execute:
+            execute(_INSERT_CORRECTION, _correction_row(event))
+
+    def list_corrections(
+        self,
+        account_id: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 100,
+        types: Collection[DiscrepancyType] | None = None,
+    ) -> list[CorrectionEvent]:
+        """The account's correction events in [since, until), newest first, at most `limit`."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            msg = f"limit must be a whole number of at least 1, got {limit!r}"
+            raise ValueError(msg)
+        conditions = ["account_id = ?"]
+        params: list[object] = [account_id]
+        if since is not None:
+            conditions.append("event_at >= ?")
+            params.append(to_text(since))
+        if until is not None:
+            conditions.append("event_at < ?")
+            params.append(to_text(until))
+        if types:
+            conditions.append(_in("discrepancy_type", types))
+            params.extend(t.value for t in types)
+        params.append(limit)
+        with self._transaction(write=False) as execute:
+            rows = execute(
+                f"{_SELECT_CORRECTIONS} WHERE {' AND '.join(conditions)} {_NEWEST_CORRECTIONS_FIRST} LIMIT ?",
+                params,
+            )
+        return [_correction_event(row) for row in rows]
+
+    def load_blocked_breaks(self, account_id: str) -> list[UUID]:
+        """The account's open breaks that a correction did not resolve: never to be corrected
+        again automatically (read at start, with the open breaks)."""
+        with self._transaction(write=False) as execute:
+            rows = execute(
+                "SELECT DISTINCT c.break_id FROM corrections c JOIN breaks b ON b.break_id = c.break_id "
+                "WHERE c.account_id = ? AND c.status = ? AND b.resolved_at IS NULL ORDER BY c.break_id",
+                (account_id, CorrectionStatus.UNRESOLVED.value),
+            )
+        return [UUID(row[0]) for row in rows]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType, ReconciliationResult
     from reconciliation.audit._records import BreakSighting, RunRecord
 
@@ -48,6 +49,26 @@ class AuditStore(Protocol):
 
     def load_open_breaks(self, account_id: str) -> list[BreakState]:
         """The account's open breaks, to seed a `BreakTracker` after a restart."""
+        ...
+
+    def record_correction(self, event: CorrectionEvent) -> None:
+        """Write one step of a correction (who, when, what); recording it twice changes nothing."""
+        ...
+
+    def list_corrections(
+        self,
+        account_id: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 100,
+        types: Collection[DiscrepancyType] | None = None,
+    ) -> list[CorrectionEvent]:
+        """The account's correction events in [since, until), newest first, at most `limit`."""
+        ...
+
+    def load_blocked_breaks(self, account_id: str) -> list[UUID]:
+        """The account's open breaks a correction did not resolve: never corrected again automatically."""
         ...
 
     def list_runs(

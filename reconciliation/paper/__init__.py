@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from reconciliation.paper._booking import Book, BookState, CashAdjustment, Holding, WrongAccountError
+from reconciliation.paper._booking import (
+    Book,
+    BookState,
+    CashAdjustment,
+    Holding,
+    StaleCorrectionError,
+    WrongAccountError,
+    correct_holding,
+)
 from reconciliation.paper._books import InMemoryPortfolio, PaperBroker
 
 __all__ = [
@@ -20,7 +28,9 @@ __all__ = [
     "Holding",
     "InMemoryPortfolio",
     "PaperBroker",
+    "StaleCorrectionError",
     "WrongAccountError",
+    "correct_holding",
     "paper_broker",
     "paper_portfolio",
 ]

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from reconciliation._domain.models import AssetType
+from reconciliation._domain.models import AssetType, OrderFill
 from reconciliation._domain.values import exact_decimal, finite_decimal, non_empty_text
 
 if TYPE_CHECKING:
-    from reconciliation._domain.models import OrderFill
+    from reconciliation._domain.correction import Correction
 
 __all__ = [
     "Book",
@@ -47,8 +47,10 @@ __all__ = [
     "CashAdjustment",
     "Holding",
     "Mark",
+    "StaleCorrectionError",
     "WrongAccountError",
     "book_fill",
+    "correct_holding",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ _ZERO = Decimal(0)
 
 class WrongAccountError(LookupError):
     """A book was asked about, or given a fill for, an account it does not keep."""
+
+
+class StaleCorrectionError(ValueError):
+    """A correction was derived from a figure the book no longer holds: it moved since."""
 
 
 def _not_zero(_instance: object, field: attrs.Attribute[Any], value: Decimal) -> None:
@@ -131,6 +137,46 @@ def book_fill(holding: Holding | None, fill: OrderFill) -> Booking:
         if (after > 0) == (before > 0):
             return _booking(fill, attrs.evolve(holding, quantity=after), realised)
         return _booking(fill, attrs.evolve(holding, quantity=after, avg_cost=fill.price), realised)
+
+
+def correct_holding(holding: Holding | None, correction: Correction) -> Holding | None:
+    """The holding after a position or cost correction (None: no position any more).
+
+    A position correction is its synthetic fill, booked by `book_fill` into the holding
+    (its own asset type and multiplier; a new one has the correction's, multiplier 1),
+    priced at the correction's price or, when it has none (a close whose cost is
+    unknown), at the holding's average cost; then the position takes the broker's
+    average cost, when the correction gives it. A cost correction sets the average
+    cost. Neither moves cash nor realises P&L: cash has its own correction.
+
+    Raises:
+        ValueError: a cost correction without a holding, a fill without a price, or one
+            that contradicts the holding's asset type.
+    """
+    if correction.quantity is None:
+        if holding is None or correction.avg_cost is None:
+            msg = f"there is no position in {correction.subject} to set the average cost of"
+            raise ValueError(msg)
+        return attrs.evolve(holding, avg_cost=correction.avg_cost)
+    price = correction.price if correction.price is not None else None if holding is None else holding.avg_cost
+    if price is None:
+        msg = f"a correction opening {correction.subject} needs a price"
+        raise ValueError(msg)
+    fill = OrderFill(
+        order_id=f"correction:{correction.break_id}",
+        fill_id=str(correction.correction_id),
+        account_id=correction.account_id,
+        symbol=correction.symbol or "",
+        quantity=correction.quantity,
+        price=price,
+        timestamp=correction.observed_at,
+        asset_type=holding.asset_type if holding is not None else correction.asset_type or AssetType.STOCK,
+        multiplier=holding.multiplier if holding is not None else Decimal(1),
+    )
+    after = book_fill(holding, fill).holding
+    if after is None or correction.avg_cost is None:
+        return after
+    return attrs.evolve(after, avg_cost=correction.avg_cost)
 
 
 def _booking(fill: OrderFill, holding: Holding | None, realised: Decimal) -> Booking:

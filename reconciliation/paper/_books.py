@@ -10,16 +10,28 @@ real engine would show. Every method is thread-safe. `PaperBroker`'s queries are
 from __future__ import annotations
 
 import decimal
+import logging
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position
+from reconciliation._domain.models import (
+    BrokerAccount,
+    BrokerPosition,
+    DiscrepancyType,
+    LocalAccount,
+    Position,
+)
 from reconciliation._domain.values import exact_decimal, finite_decimal
-from reconciliation.paper._booking import Book
+from reconciliation.paper._booking import Book, StaleCorrectionError, correct_holding
+
+if TYPE_CHECKING:
+    from reconciliation._domain.correction import Correction
 
 __all__ = ["InMemoryPortfolio", "PaperBroker"]
+
+logger = logging.getLogger(__name__)
 
 _EXACT = decimal.Context(
     prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation]
@@ -48,6 +60,66 @@ class InMemoryPortfolio(Book):
         self._check_account(account_id)
         state = self.state()
         return LocalAccount(account_id, cash=state.cash, total_equity=state.total_equity)
+
+    def apply_correction(self, correction: Correction) -> None:
+        """Bring one figure in line with the broker's (a `CorrectableBook`).
+
+        A position is corrected by its synthetic fill and a cost by the broker's average
+        cost (see `reconciliation.paper.correct_holding`), neither moving cash; cash by
+        the difference. Nothing changes unless the book still holds the correction's
+        `local_value`.
+
+        Raises:
+            WrongAccountError: the correction is for another account.
+            StaleCorrectionError: the figure moved since the run that derived the correction.
+            ValueError: a per-currency cash correction (this book keeps one cash balance),
+                or a fill that contradicts the held instrument.
+        """
+        self._check_account(correction.account_id)
+        if correction.type is DiscrepancyType.CASH_MISMATCH:
+            self._correct_cash(correction)
+        else:
+            self._correct_position(correction)
+        logger.info(
+            "%s %s corrected %s of run %s: %s",
+            type(self).__name__,
+            self.account_id,
+            correction.type.value,
+            correction.run_id,
+            correction.describe(),
+        )
+
+    def _correct_cash(self, correction: Correction) -> None:
+        if correction.currency is not None or correction.cash is None:
+            msg = f"{type(self).__name__} keeps one cash balance; it cannot correct {correction.currency} cash"
+            raise ValueError(msg)
+        with self._lock:
+            if self._cash != correction.local_value:
+                msg = f"cash is {self._cash}, not the {correction.local_value} the correction was derived from"
+                raise StaleCorrectionError(msg)
+            self._cash = _EXACT.add(self._cash, correction.cash)
+
+    def _correct_position(self, correction: Correction) -> None:
+        symbol = correction.symbol or ""
+        with self._lock:
+            holding = self._holdings.get(symbol)
+            if holding is not None and holding.asset_type is not correction.asset_type:
+                msg = f"{symbol} is held as a {holding.asset_type.value}, not a {correction.subject}"
+                raise ValueError(msg)
+            held: Decimal | None
+            if correction.type is DiscrepancyType.COST_MISMATCH:
+                what, held, derived_from = "the average cost", None if holding is None else holding.avg_cost, correction.local_value
+            else:
+                what, held = "the quantity", Decimal(0) if holding is None else holding.quantity
+                derived_from = Decimal(0) if correction.local_value is None else correction.local_value
+            if held != derived_from:
+                msg = f"{what} of {correction.subject} is {held}, not the {derived_from} the correction was derived from"
+                raise StaleCorrectionError(msg)
+            after = correct_holding(holding, correction)
+            if after is None:
+                self._holdings.pop(symbol, None)
+            else:
+                self._holdings[symbol] = after
 
 
 def _margin_rate(_instance: object, field: attrs.Attribute[Any], value: Decimal) -> None:

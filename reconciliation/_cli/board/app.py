@@ -10,7 +10,7 @@ Routes, all GET (anything else is answered 405):
     /api/breaks/{break_id}   JSON: a break and the runs that saw it
     /static/board.css, /static/board.js
 
-A thread follows the four streams (`streams.StreamFollower`, never giving up while the
+A thread follows the streams (`streams.StreamFollower`, never giving up while the
 board runs) and hands each decoded entry to the event loop, where `BoardState` takes it
 and every open `/events` stream is told. Store reads run in the thread pool.
 """

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
@@ -189,6 +190,7 @@ class BoardState:
             DISCREPANCY_CHANNEL: self._discrepancy,
             RESOLVED_CHANNEL: self._resolved,
             HALT_CHANNEL: self._halt,
+            CORRECTION_CHANNEL: self._correction,
         }[message.channel](account, payload)
         if changed:
             self.version += 1
@@ -252,6 +254,11 @@ class BoardState:
             return False
         del account.breaks[key]
         return True
+
+    @staticmethod
+    def _correction(_account: _Account, _payload: Mapping[str, Any]) -> bool:
+        """A correction changes the board only through the runs that follow it."""
+        return False
 
     @staticmethod
     def _halt(account: _Account, payload: Mapping[str, Any]) -> bool:

@@ -1,0 +1,375 @@
+"""What a correction of the local book is, and how one is derived from a break: pure, no I/O.
+
+A correction brings one figure of the local book in line with the broker's:
+
+- a position (`missing_local`, `missing_broker`, `quantity_mismatch`): a synthetic fill
+  of the quantity difference (broker - local) at the broker's average cost, which opens
+  the position for `missing_local` and closes it for `missing_broker` (at the local
+  average cost, so that closing realises nothing); afterwards the position should have
+  the broker's average cost (`avg_cost`). When the broker gives no average cost, the
+  fill is priced at the broker's mark (market value / quantity) and `avg_cost` is None.
+- an average cost (`cost_mismatch`): the broker's average cost.
+- cash (`cash_mismatch`): the difference, broker - local, to add to the local cash.
+
+A position correction moves no cash: a fill the engine missed shows as a position break
+*and* a cash break, and each has its own correction. Equity is never corrected.
+
+Corrections are derived only from a run that completed: a failed run says nothing
+about either book.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import logging
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from uuid import UUID
+
+import attrs
+
+from reconciliation._domain.compare import net_broker, net_local, position_key
+from reconciliation._domain.models import (
+    CORRECTABLE_TYPES,
+    AssetType,
+    BrokerPosition,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    Position,
+    describe_subject,
+)
+from reconciliation._domain.values import (
+    non_empty_text,
+    optional_decimal,
+    optional_finite_decimal,
+    utc_datetime,
+    utc_only,
+    whole_number,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from reconciliation._domain.models import Discrepancy, Snapshot
+
+__all__ = [
+    "POSITION_TYPES",
+    "Correction",
+    "CorrectionEvent",
+    "CorrectionStatus",
+    "derive_correction",
+    "propose_corrections",
+]
+
+logger = logging.getLogger(__name__)
+
+POSITION_TYPES = frozenset(
+    {DiscrepancyType.MISSING_LOCAL, DiscrepancyType.MISSING_BROKER, DiscrepancyType.QUANTITY_MISMATCH}
+)
+"""The breaks a synthetic fill corrects."""
+
+_EXACT = decimal.Context(
+    prec=decimal.MAX_PREC,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.Overflow],
+)
+"""Sums, differences and products of finite decimals come out exact."""
+
+_MARK = decimal.Context(prec=34)
+"""A mark (market value / quantity) is a division: rounded to 34 significant digits."""
+
+_PositionKey = str | tuple[str, AssetType]
+_Side = TypeVar("_Side", Position, BrokerPosition)
+
+
+def _correctable(_instance: object, _field: attrs.Attribute[Any], value: object) -> None:
+    if value not in CORRECTABLE_TYPES:
+        shown = value.value if isinstance(value, DiscrepancyType) else repr(value)
+        msg = f"a {shown} cannot be corrected; correctable: {', '.join(sorted(t.value for t in CORRECTABLE_TYPES))}"
+        raise ValueError(msg)
+
+
+def _correction_id(correction: Correction) -> UUID:
+    return uuid.uuid5(correction.break_id, str(correction.run_id))
+
+
+@attrs.frozen
+class Correction:
+    """One change to the local book that would bring one break's figure in line with the broker's.
+
+    Identified by the break and the run it was derived from (`correction_id`, derived, so
+    recording it twice writes it once). `local_value` and `broker_value` are the break's
+    figures in that run; the change is `quantity` at `price` (a position: the synthetic
+    fill, signed, buy > 0), then `avg_cost` (the average cost the position should have
+    afterwards; None: keep what the fill gives), or `avg_cost` alone (a cost), or `cash`
+    (the amount to add to the local cash; in `currency` when cash is kept per currency).
+    """
+
+    break_id: UUID
+    run_id: UUID
+    account_id: str = attrs.field(validator=non_empty_text)
+    type: DiscrepancyType = attrs.field(validator=_correctable)
+    symbol: str | None
+    asset_type: AssetType | None
+    currency: str | None
+    local_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
+    broker_value: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
+    observed_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    """When the run that found the break read both books."""
+    consecutive_runs: int = attrs.field(validator=whole_number(1))
+    """How many runs in a row had seen the break, this one included."""
+    quantity: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=optional_finite_decimal, kw_only=True
+    )
+    price: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=optional_finite_decimal, kw_only=True
+    )
+    avg_cost: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=optional_finite_decimal, kw_only=True
+    )
+    cash: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=optional_finite_decimal, kw_only=True
+    )
+    notional: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=optional_finite_decimal, kw_only=True
+    )
+    """The change's absolute value, what `CorrectionPolicy.max_notional` limits:
+    |quantity| x price, |held quantity| x |cost change|, or |cash|; None when unknown."""
+    correction_id: UUID = attrs.field(init=False, default=attrs.Factory(_correction_id, takes_self=True))
+
+    def __attrs_post_init__(self) -> None:
+        position = self.type in POSITION_TYPES
+        if position != (self.quantity is not None):
+            msg = f"a {self.type.value} correction {'needs' if position else 'has no'} a fill quantity"
+            raise ValueError(msg)
+        if (self.type is DiscrepancyType.CASH_MISMATCH) != (self.cash is not None):
+            msg = f"a {self.type.value} correction {'needs' if self.cash is None else 'has no'} a cash amount"
+            raise ValueError(msg)
+        if self.type is DiscrepancyType.COST_MISMATCH and self.avg_cost is None:
+            msg = "a cost_mismatch correction needs the broker's average cost"
+            raise ValueError(msg)
+
+    @property
+    def key(self) -> tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]:
+        """The key of the break it corrects (see `Discrepancy.key`)."""
+        return (self.account_id, self.type, self.symbol, self.asset_type, self.currency)
+
+    @property
+    def subject(self) -> str | None:
+        """`AAPL`, `AAPL (option)`, `EUR`; None for the account's cash."""
+        return describe_subject(
+            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
+        )
+
+    def exceeds(self, max_notional: Decimal | None) -> bool:
+        """Whether the limit forbids it: its value is above `max_notional`, or unknown under a limit."""
+        if max_notional is None:
+            return False
+        return self.notional is None or self.notional > max_notional
+
+    def describe(self) -> str:
+        """The change, for people: `buy 50 AAPL at 189.50, average cost 189.50`, `add -4.95 to cash`."""
+        if self.quantity is not None:
+            side = "buy" if self.quantity > 0 else "sell"
+            text = f"{side} {self.quantity.copy_abs():f} {self.subject}"
+            if self.price is not None:
+                text += f" at {self.price:f}"
+            if self.avg_cost is not None:
+                text += f", average cost {self.avg_cost:f}"
+            return text
+        if self.cash is not None:
+            return f"add {self.cash:f} to {'cash' if self.currency is None else f'{self.currency} cash'}"
+        return f"set the average cost of {self.subject} to {self.avg_cost:f}"
+
+
+class CorrectionStatus(enum.Enum):
+    """What happened to a correction; each is published and recorded once per correction."""
+
+    PROPOSED = "proposed"
+    """Derived for a break of a correctable type (again whenever the break's figures change)."""
+    CONFIRMED = "confirmed"
+    """`confirm_after_runs` runs in a row have seen the break: `apply` applies it now;
+    `propose` changes nothing (this is what it would apply)."""
+    REFUSED = "refused"
+    """Confirmed, but its value exceeds `max_notional` (or is unknown under it): never
+    applied; the break is escalated to critical."""
+    APPLIED = "applied"
+    """The book's `apply_correction` returned."""
+    FAILED = "failed"
+    """`apply_correction` raised or did not answer in time: the break stays open, and a
+    later run that still confirms it tries again."""
+    VERIFIED = "verified"
+    """The run after the application no longer saw the break."""
+    UNRESOLVED = "unresolved"
+    """The run after the application still saw it: escalated to critical, and never
+    corrected again automatically."""
+
+
+def _event_id(event: CorrectionEvent) -> UUID:
+    return uuid.uuid5(event.correction.correction_id, event.status.value)
+
+
+@attrs.frozen
+class CorrectionEvent:
+    """A step in a correction's life, as it is published and recorded: what, when, by whom."""
+
+    status: CorrectionStatus = attrs.field(validator=attrs.validators.instance_of(CorrectionStatus))
+    correction: Correction = attrs.field(validator=attrs.validators.instance_of(Correction))
+    mode: Literal["propose", "apply"] = attrs.field(validator=attrs.validators.in_(("propose", "apply")))
+    timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    actor: str = attrs.field(validator=non_empty_text)
+    """Who: the process that derived or applied it (`reconciliation@host:pid`)."""
+    confirm_after_runs: int = attrs.field(validator=whole_number(1))
+    severity: DiscrepancySeverity = attrs.field(validator=attrs.validators.instance_of(DiscrepancySeverity))
+    """The break's severity then; critical for a refused or unresolved correction."""
+    reason: str | None = None
+    """Why it was refused, failed or did not resolve."""
+    verification_run_id: UUID | None = None
+    """The run that checked an applied correction (verified, unresolved)."""
+    event_id: UUID = attrs.field(init=False, default=attrs.Factory(_event_id, takes_self=True))
+
+    @property
+    def account_id(self) -> str:
+        return self.correction.account_id
+
+
+def derive_correction(
+    discrepancy: Discrepancy,
+    *,
+    break_id: UUID,
+    run_id: UUID,
+    consecutive_runs: int,
+    local: Position | None,
+    broker: BrokerPosition | None,
+) -> Correction:
+    """The correction of one break; `local` and `broker` are its position on each side, netted
+    (None where a side holds none; not needed for cash).
+
+    Raises:
+        ValueError: the type cannot be corrected (equity), or a side's position is missing.
+    """
+    values: dict[str, Any] = {}
+    kind = discrepancy.type
+    if kind is DiscrepancyType.CASH_MISMATCH:
+        if discrepancy.local_value is None or discrepancy.broker_value is None:
+            msg = "a cash_mismatch has both figures"
+            raise ValueError(msg)
+        cash = _EXACT.subtract(discrepancy.broker_value, discrepancy.local_value)
+        values = {"cash": cash, "notional": cash.copy_abs()}
+    elif kind is DiscrepancyType.COST_MISMATCH:
+        held, reported = _both(discrepancy, local, broker)
+        if held.avg_cost is None or reported.avg_cost is None:
+            msg = f"a cost_mismatch of {discrepancy.subject} has both average costs"
+            raise ValueError(msg)
+        change = _EXACT.subtract(reported.avg_cost, held.avg_cost).copy_abs()
+        values = {
+            "avg_cost": reported.avg_cost,
+            "notional": _EXACT.multiply(held.quantity.copy_abs(), change),
+        }
+    elif kind is DiscrepancyType.MISSING_BROKER:
+        if local is None:
+            msg = f"the local position of {discrepancy.subject} is missing"
+            raise ValueError(msg)
+        values = _fill(-local.quantity, local.avg_cost, None)
+    elif kind in POSITION_TYPES:
+        if broker is None:
+            msg = f"the broker's position of {discrepancy.subject} is missing"
+            raise ValueError(msg)
+        held_quantity = Decimal(0) if local is None else local.quantity
+        quantity = _EXACT.subtract(broker.quantity, held_quantity)
+        values = _fill(quantity, _broker_price(broker), broker.avg_cost)
+    return Correction(
+        break_id=break_id,
+        run_id=run_id,
+        account_id=discrepancy.account_id,
+        type=kind,
+        symbol=discrepancy.symbol,
+        asset_type=discrepancy.asset_type,
+        currency=discrepancy.currency,
+        local_value=discrepancy.local_value,
+        broker_value=discrepancy.broker_value,
+        observed_at=discrepancy.timestamp,
+        consecutive_runs=consecutive_runs,
+        **values,
+    )
+
+
+def _fill(quantity: Decimal, price: Decimal | None, avg_cost: Decimal | None) -> dict[str, Any]:
+    notional = None if price is None else _EXACT.multiply(quantity.copy_abs(), price.copy_abs())
+    return {"quantity": quantity, "price": price, "avg_cost": avg_cost, "notional": notional}
+
+
+def _broker_price(broker: BrokerPosition) -> Decimal:
+    """The broker's average cost, or its mark when it gives none."""
+    if broker.avg_cost is not None:
+        return broker.avg_cost
+    return _MARK.divide(broker.market_value, broker.quantity)
+
+
+def _both(
+    discrepancy: Discrepancy, local: Position | None, broker: BrokerPosition | None
+) -> tuple[Position, BrokerPosition]:
+    if local is None or broker is None:
+        msg = f"both sides' positions of {discrepancy.subject} are needed"
+        raise ValueError(msg)
+    return local, broker
+
+
+def propose_corrections(
+    snapshot: Snapshot,
+    breaks: Iterable[tuple[Discrepancy, UUID, int]],
+    *,
+    run_id: UUID,
+) -> tuple[Correction, ...]:
+    """The correction of each break (discrepancy, break id, consecutive runs) of a correctable
+    type, from the books the run compared; other types are left out.
+
+    Linear in the snapshot's positions, read once for all the breaks.
+    """
+    wanted = [entry for entry in breaks if entry[0].type in CORRECTABLE_TYPES]
+    keys = {
+        position_key(d.symbol, d.asset_type)
+        for d, _, _ in wanted
+        if d.symbol is not None and d.asset_type is not None
+    }
+    local = _netted(snapshot.local_positions, keys, net_local)
+    broker = _netted(snapshot.broker_positions, keys, net_broker)
+    corrections = []
+    for discrepancy, break_id, consecutive_runs in wanted:
+        key = (
+            None
+            if discrepancy.symbol is None or discrepancy.asset_type is None
+            else position_key(discrepancy.symbol, discrepancy.asset_type)
+        )
+        corrections.append(
+            derive_correction(
+                discrepancy,
+                break_id=break_id,
+                run_id=run_id,
+                consecutive_runs=consecutive_runs,
+                local=None if key is None else local.get(key),
+                broker=None if key is None else broker.get(key),
+            )
+        )
+    return tuple(corrections)
+
+
+def _netted(
+    entries: Sequence[_Side], keys: set[_PositionKey], net: Callable[[Sequence[_Side]], _Side]
+) -> dict[_PositionKey, _Side]:
+    """The positions of `keys` on one side, netted; a flat one is no position."""
+    groups: dict[_PositionKey, list[_Side]] = {}
+    for entry in entries:
+        key = position_key(entry.symbol, entry.asset_type)
+        if key in keys:
+            groups.setdefault(key, []).append(entry)
+    netted: dict[_PositionKey, _Side] = {}
+    for key, group in groups.items():
+        merged = group[0] if len(group) == 1 else net(group)
+        if merged.quantity:
+            netted[key] = merged
+    return netted

@@ -1,0 +1,267 @@
+"""The corrector: proposes, applies and checks corrections of the local book.
+
+It sits downstream of the comparator, which tells it every finished run of the accounts
+that have a `CorrectionPolicy` (exactly as it tells their delivery actors). For each run
+its account's `CorrectionTracker` decides (see `_domain/correcting.py`); the corrector
+carries the decisions out:
+
+- every event (proposed, confirmed, applied, ...) is told to the account's delivery
+  actors, so it reaches the log, Redis and the audit store the way runs do, after the
+  run it came from;
+- confirmed corrections are applied one at a time per account, through `links.apply`:
+  the fetcher calls the book's `apply_correction` as it calls every book method
+  (bounded, contained, never on this thread);
+- once an account's applications are done, one reconciliation is asked for at once
+  through `links.verify` (an on-demand run, `requested_by="correction"`), and its result
+  judges each applied correction;
+- breaks to escalate are told to the comparator through `links.escalate`.
+
+The links reach actors upstream of this one; the runtime binds them after every actor
+has started, so no actor is given one upstream of it at construction and no message
+cycle is wired. A link that fails (the service is stopping) fails the application or
+leaves the verdict to the next completed run; nothing here waits on another actor.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import attrs
+
+from reconciliation._domain.correcting import CorrectionTracker, Decisions
+from reconciliation._domain.correction import Correction
+from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.models import ReconciliationResult
+from reconciliation._runtime.actor_base import ResilientActor, tell
+from reconciliation._runtime.messages import FinishedRun, InFlight
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    import pykka
+
+    from reconciliation._domain.models import ReconciliationConfig
+    from reconciliation._runtime.clock import Clock
+    from reconciliation._runtime.health import HealthBoard
+
+__all__ = ["CorrectionLinks", "CorrectorActor"]
+
+logger = logging.getLogger(__name__)
+
+STOPPED_BEFORE = "the service stopped before it was applied"
+STOPPED_DURING = "the service stopped before apply_correction answered: whether it changed the book, the next run will show"
+
+
+@attrs.frozen
+class CorrectionLinks:
+    """How the corrector reaches upstream: apply a correction to its account's book (the
+    future receives None or what went wrong), ask for a run of an account now, hold a
+    break at CRITICAL."""
+
+    apply: Callable[[Correction], Future[None]]
+    verify: Callable[[str], Future[ReconciliationResult]]
+    escalate: Callable[[str, UUID], None]
+
+
+@attrs.frozen
+class _Applied:
+    correction: Correction
+    error: str | None
+
+
+@attrs.frozen
+class _Verified:
+    account_id: str
+    corrections: tuple[Correction, ...]
+    result: ReconciliationResult | None
+
+
+@attrs.define
+class _Applications:
+    """One account's corrections on their way to the book: one at a time, then one check."""
+
+    waiting: collections.deque[Correction] = attrs.Factory(collections.deque)
+    applying: Correction | None = None
+    applied: list[Correction] = attrs.Factory(list)
+    """Applied since the last check was asked for."""
+
+    @property
+    def busy(self) -> bool:
+        return self.applying is not None or bool(self.waiting)
+
+
+class CorrectorActor(ResilientActor):
+    component = "corrector"
+
+    def __init__(
+        self,
+        *,
+        accounts: Mapping[str, ReconciliationConfig],
+        sinks: Mapping[str, Sequence[pykka.ActorRef[Any]]],
+        links: CorrectionLinks,
+        board: HealthBoard,
+        clock: Clock,
+        actor: str,
+        blocked: Mapping[str, Iterable[UUID]] | None = None,
+    ) -> None:
+        """Corrects the `accounts` that have a `CorrectionPolicy`; `sinks` are each account's
+        delivery actors; `actor` names this process in the events; `blocked` are the breaks
+        each account must never correct again (from the audit store)."""
+        super().__init__(board=board, clock=clock)
+        blocked = blocked or {}
+        self._trackers = {
+            account_id: CorrectionTracker(config.correction, actor=actor, blocked=blocked.get(account_id, ()))
+            for account_id, config in accounts.items()
+            if config.correction is not None
+        }
+        self._applications = {account_id: _Applications() for account_id in self._trackers}
+        self._sinks = sinks
+        self._links = links
+        self._checks = 0
+        """Runs asked for to check applied corrections, whose verdict is not in yet."""
+        self._idle: Future[None] | None = None
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, FinishedRun):
+            self._run_finished(message)
+        elif isinstance(message, _Applied):
+            self._applied(message)
+        elif isinstance(message, _Verified):
+            self._verified(message)
+        elif isinstance(message, InFlight):
+            return self._in_flight()
+        else:
+            logger.warning("The corrector ignored an unexpected %s", type(message).__name__)
+        return None
+
+    def _run_finished(self, run: FinishedRun) -> None:
+        account_id = run.result.account_id
+        tracker = self._trackers.get(account_id)
+        if tracker is None:
+            return
+        self._carry_out(account_id, tracker.observe(run.result, run.ageing, run.snapshot, self._clock.now()))
+
+    def _applied(self, message: _Applied) -> None:
+        correction = message.correction
+        account_id = correction.account_id
+        applications = self._applications[account_id]
+        if applications.applying == correction:
+            applications.applying = None
+        if message.error is None:
+            applications.applied.append(correction)
+        try:
+            self._carry_out(
+                account_id, self._trackers[account_id].applied(correction, message.error, self._clock.now())
+            )
+        finally:
+            self._next(account_id)
+
+    def _verified(self, message: _Verified) -> None:
+        self._checks -= 1
+        tracker = self._trackers[message.account_id]
+        try:
+            self._carry_out(
+                message.account_id, tracker.verified(message.corrections, message.result, self._clock.now())
+            )
+        finally:
+            self._settle_if_idle()
+
+    def _carry_out(self, account_id: str, decisions: Decisions) -> None:
+        for event in decisions.events:
+            for sink in self._sinks[account_id]:
+                sink.tell(event)
+        for break_id in decisions.escalate:
+            self._links.escalate(account_id, break_id)
+        if decisions.apply:
+            self._applications[account_id].waiting.extend(decisions.apply)
+            self._next(account_id)
+
+    def _next(self, account_id: str) -> None:
+        """Apply the account's next waiting correction; when none waits, ask for the check."""
+        applications = self._applications[account_id]
+        if applications.applying is not None:
+            return
+        if not applications.waiting:
+            if applications.applied:
+                batch = tuple(applications.applied)
+                applications.applied.clear()
+                self._verify(account_id, batch)
+            self._settle_if_idle()
+            return
+        correction = applications.waiting.popleft()
+        applications.applying = correction
+        if self._idle is None or self._idle.done():
+            self._idle = Future()
+        try:
+            reply = self._links.apply(correction)
+        except Exception as error:  # noqa: BLE001 - the application failed; the break stays open
+            reply = Future()
+            reply.set_exception(error)
+        me = self.actor_ref
+        reply.add_done_callback(lambda done: tell(me, _Applied(correction, _failure(done))))
+
+    def _verify(self, account_id: str, batch: tuple[Correction, ...]) -> None:
+        self._checks += 1
+        try:
+            reply = self._links.verify(account_id)
+        except Exception as error:  # noqa: BLE001 - no run now: the next completed run decides
+            logger.warning(
+                "The run checking %d corrections of %s could not be asked for (%s); the next run decides",
+                len(batch),
+                account_id,
+                describe_error(error),
+            )
+            self._verified(_Verified(account_id, batch, None))
+            return
+        me = self.actor_ref
+        reply.add_done_callback(
+            lambda done: tell(me, _Verified(account_id, batch, None if _failure(done) else done.result()))
+        )
+
+    def _in_flight(self) -> tuple[Future[None], ...]:
+        """What `Runtime.settle` waits for: the applications in progress and the checks of
+        those applied (the future is set once their verdicts have been told to the sinks)."""
+        return () if self._idle is None or self._idle.done() else (self._idle,)
+
+    def _settle_if_idle(self) -> None:
+        idle = self._idle
+        busy = self._checks or any(a.busy for a in self._applications.values())
+        if idle is not None and not idle.done() and not busy:
+            idle.set_result(None)
+
+    def fail_run(self, message: Any, reason: str) -> None:
+        """Handling failed: an application still ends (failed), so the next one can go."""
+        if isinstance(message, _Applied):
+            applications = self._applications[message.correction.account_id]
+            if applications.applying == message.correction:
+                applications.applying = None
+            self._next(message.correction.account_id)
+        logger.error("The corrector could not handle %s: %s", type(message).__name__, reason)
+
+    def stopping(self) -> None:
+        """The corrections not applied yet are reported failed; nothing is applied any more."""
+        now = self._clock.now()
+        for account_id, applications in self._applications.items():
+            tracker = self._trackers[account_id]
+            unapplied = [(correction, STOPPED_BEFORE) for correction in applications.waiting]
+            if applications.applying is not None:
+                unapplied.insert(0, (applications.applying, STOPPED_DURING))
+            applications.waiting.clear()
+            applications.applying = None
+            for correction, reason in unapplied:
+                self._carry_out(account_id, tracker.applied(correction, reason, now))
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+
+def _failure(done: Future[Any]) -> str | None:
+    """What went wrong with a link's future, or None when it succeeded."""
+    if done.cancelled():
+        return "cancelled: the service is stopping"
+    error = done.exception()
+    return None if error is None else describe_error(error)
