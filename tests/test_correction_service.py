@@ -24,6 +24,7 @@ from reconciliation import (
     ReconciliationService,
 )
 from reconciliation._publishing.redis_sink import CORRECTION_STREAM
+from reconciliation._runtime.clock import SystemClock
 from reconciliation.audit import open_store
 from reconciliation.testing import ManualClock, ScriptedBroker, capture_published, settle
 
@@ -46,6 +47,7 @@ class Session:
         audit_store: str | None = None,
         broker_cash: int = 1000,
         broker_timeout: float = 30.0,
+        clock: Any = None,
         **policy: Any,
     ) -> None:
         self.redis = redis if redis is not None else fakeredis.FakeRedis()
@@ -60,7 +62,9 @@ class Session:
             audit_store=audit_store,
             correction=CorrectionPolicy(**policy),
         )
-        self.service = ReconciliationService(self.book, self.broker, self.redis, config, clock=ManualClock())
+        self.service = ReconciliationService(
+            self.book, self.broker, self.redis, config, clock=clock if clock is not None else ManualClock()
+        )
 
     def __enter__(self) -> Self:
         asyncio.run(self.service.start())
@@ -112,6 +116,18 @@ class AsyncBook(InMemoryPortfolio):
         super().apply_correction(correction)
 
 
+class LoopBlockingBook(InMemoryPortfolio):
+    """An async apply_correction that blocks its event loop until released."""
+
+    def __init__(self) -> None:
+        super().__init__(ACCOUNT, Decimal(1000))
+        self.release = threading.Event()
+
+    async def apply_correction(self, correction: Correction) -> None:  # type: ignore[override]
+        self.release.wait(30)
+        super().apply_correction(correction)
+
+
 class ReadOnlyBook:
     """A local book without apply_correction."""
 
@@ -158,6 +174,23 @@ def test_an_async_apply_correction_is_awaited() -> None:
         session.run()
 
         assert session.statuses()[-2:] == ["applied", "verified"]
+
+
+def test_an_async_apply_correction_that_freezes_its_loop_fails_within_the_limit_and_later_runs_go_on() -> None:
+    book = LoopBlockingBook()
+    try:
+        with Session(book, mode="apply", broker_timeout=0.3, clock=SystemClock()) as session:
+            session.run()
+            failed = session.events()[-1]
+            assert failed["status"] == "failed"
+            assert "frozen by a blocking call inside an async method (local.apply_correction" in failed["reason"]
+            book.release.set()
+
+            session.run()
+
+            assert session.capture.runs()[-1].error is None
+    finally:
+        book.release.set()
 
 
 def test_a_correction_above_max_notional_is_never_applied_and_its_break_escalated() -> None:

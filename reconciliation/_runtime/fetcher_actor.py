@@ -126,6 +126,15 @@ class _ReadDue:
     loop: _FetchLoop = attrs.field(eq=False)
 
 
+@attrs.frozen
+class _ApplyDue:
+    """An `apply_correction` call's deadline, as `_ReadDue` is a read's."""
+
+    message: ApplyCorrection
+    applying: concurrent.futures.Future[Any] = attrs.field(eq=False)
+    loop: _FetchLoop = attrs.field(eq=False)
+
+
 class FetcherActor(ResilientActor):
     component = "fetcher"
 
@@ -169,6 +178,8 @@ class FetcherActor(ResilientActor):
             self._read_due(message)
         elif isinstance(message, ApplyCorrection):
             self._apply(message)
+        elif isinstance(message, _ApplyDue):
+            self._apply_due(message)
         else:
             logger.warning("The fetcher ignored an unexpected %s", type(message).__name__)
 
@@ -196,21 +207,22 @@ class FetcherActor(ResilientActor):
             me = self.actor_ref
             self._clock.call_later(DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
             return
+        self._comparator.tell(SnapshotFailed(due.ticket, self._given_up_on(due.ticket.account_id, due.loop)))
+
+    def _given_up_on(self, account_id: str, loop: _FetchLoop) -> str:
+        """Count the account's calls on the frozen `loop` as hung, move on to a fresh loop,
+        and say why the call is given up on."""
         stuck = ", ".join(
-            f"{name}, called {age:.0f} s ago"
-            for name, age in self._calls.in_progress(due.ticket.account_id, coroutines_only=True)
+            f"{name}, called {age:.0f} s ago" for name, age in self._calls.in_progress(account_id, coroutines_only=True)
         )
-        self._calls.hang(due.ticket.account_id)
-        if due.loop is self._current:
+        self._calls.hang(account_id)
+        if loop is self._current:
             self._replace_frozen_loop()
-        limit = self._accounts[due.ticket.account_id].config.broker_timeout_seconds
-        self._comparator.tell(
-            SnapshotFailed(
-                due.ticket,
-                f"no answer within {limit:g} s: the event loop of the async book methods is frozen by a "
-                f"blocking call inside an async method ({stuck or 'the call could not be named'}); "
-                "it is not called again until it returns",
-            )
+        limit = self._accounts[account_id].config.broker_timeout_seconds
+        return (
+            f"no answer within {limit:g} s: the event loop of the async book methods is frozen by a "
+            f"blocking call inside an async method ({stuck or 'the call could not be named'}); "
+            "it is not called again until it returns"
         )
 
     def _replace_frozen_loop(self) -> None:
@@ -233,6 +245,7 @@ class FetcherActor(ResilientActor):
             self._replace_frozen_loop()
         correction = message.correction
         account = self._accounts[correction.account_id]
+        current = self._current
         applying = asyncio.run_coroutine_threadsafe(
             self._calls.call(
                 cast("CorrectableBook", account.portfolio).apply_correction,
@@ -241,9 +254,25 @@ class FetcherActor(ResilientActor):
                 limit=account.config.broker_timeout_seconds,
                 arguments=(correction,),
             ),
-            self._current.loop,
+            current.loop,
         )
         applying.add_done_callback(lambda done: _answer(message.reply, done))
+        me = self.actor_ref
+        self._clock.call_later(
+            account.config.broker_timeout_seconds + DEADLINE_GRACE_SECONDS,
+            lambda: tell(me, _ApplyDue(message, applying, current)),
+        )
+
+    def _apply_due(self, due: _ApplyDue) -> None:
+        """An `apply_correction` outlived its limit: as `_read_due`, for a correction."""
+        if due.applying.done() or due.message.reply.done():
+            return
+        if not due.loop.frozen:
+            me = self.actor_ref
+            self._clock.call_later(DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
+            return
+        reason = self._given_up_on(due.message.correction.account_id, due.loop)
+        due.message.reply.set_exception(BookCallError(reason))
 
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FetchSnapshot):
