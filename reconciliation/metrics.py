@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from reconciliation._domain.ageing import Sighting
+from reconciliation._domain.correction import CorrectionStatus
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation._runtime.health import ComponentState
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
     from prometheus_client import Metric
 
+    from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._runtime.health import ServiceHealth
     from reconciliation._runtime.messages import FinishedRun
     from reconciliation._runtime.observers import BookCallTiming
@@ -343,25 +345,13 @@ class ReconciliationMetrics:
                 self._open_breaks.pop(account, None)
         target.remove_observer(self)
 
-    def correction(self, account_id: str, discrepancy_type: DiscrepancyType, *, applied: bool) -> None:
-        """Count one correction proposed for a break of `discrepancy_type`, and, if `applied`, applied.
-
-        Called once per proposal by the code that corrects breaks: `applied` says
-        whether it was carried out, so applied never exceeds proposed.
-
-        Raises:
-            TypeError: `discrepancy_type` is not a `DiscrepancyType`.
-            ValueError: `account_id` is empty.
-        """
-        if not isinstance(discrepancy_type, DiscrepancyType):
-            msg = f"a correction's type is a DiscrepancyType, not {discrepancy_type!r:.100}"
-            raise TypeError(msg)
-        if not account_id:
-            msg = "a correction's account_id must not be empty"
-            raise ValueError(msg)
-        self._corrections_proposed.labels(account_id, discrepancy_type.value).inc()
-        if applied:
-            self._corrections_applied.labels(account_id, discrepancy_type.value).inc()
+    def correction_event(self, event: CorrectionEvent) -> None:
+        """Count a correction when it is proposed, and again when it is applied."""
+        labels = (event.account_id, event.correction.type.value)
+        if event.status is CorrectionStatus.PROPOSED:
+            self._corrections_proposed.labels(*labels).inc()
+        elif event.status is CorrectionStatus.APPLIED:
+            self._corrections_applied.labels(*labels).inc()
 
     def run_finished(self, run: FinishedRun) -> None:
         """Count the run; a completed one also sets its account's open breaks (a failed one says nothing of them)."""

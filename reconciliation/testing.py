@@ -32,10 +32,13 @@ import attrs
 
 from reconciliation._domain.models import BrokerAccount, BrokerPosition
 from reconciliation._publishing.payloads import (
+    CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
+    correction_payload,
+    encode,
     iter_payloads,
 )
 from reconciliation._runtime.clock import ManualClock
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
     import redis
 
+    from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._domain.models import ReconciliationResult
     from reconciliation._runtime.messages import FinishedRun
     from reconciliation._runtime.observers import BookCallTiming
@@ -195,6 +199,12 @@ class PublishedCapture:
             self.run_results.append(run.result)
             self._arrived.notify_all()
 
+    def correction_event(self, event: CorrectionEvent) -> None:
+        decoded = (CORRECTION_CHANNEL, json.loads(encode(correction_payload(event))))
+        with self._arrived:
+            self.messages.append(decoded)
+            self._arrived.notify_all()
+
     @property
     def results(self) -> list[dict[str, Any]]:
         return self.on(RESULT_CHANNEL)
@@ -210,6 +220,10 @@ class PublishedCapture:
     @property
     def halts(self) -> list[dict[str, Any]]:
         return self.on(HALT_CHANNEL)
+
+    @property
+    def corrections(self) -> list[dict[str, Any]]:
+        return self.on(CORRECTION_CHANNEL)
 
     def on(self, channel: str) -> list[dict[str, Any]]:
         """Every payload published on `channel`, in order."""
@@ -274,7 +288,7 @@ class RedisCapture:
 
     def __init__(self, client: redis.Redis) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL, RESOLVED_CHANNEL, HALT_CHANNEL)
+        self._pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL, RESOLVED_CHANNEL, HALT_CHANNEL, CORRECTION_CHANNEL)
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._arrived = threading.Condition()
         self._stopping = threading.Event()
@@ -296,6 +310,10 @@ class RedisCapture:
     @property
     def halts(self) -> list[dict[str, Any]]:
         return self.on(HALT_CHANNEL)
+
+    @property
+    def corrections(self) -> list[dict[str, Any]]:
+        return self.on(CORRECTION_CHANNEL)
 
     def on(self, channel: str) -> list[dict[str, Any]]:
         """Every payload that arrived on `channel`, in order."""

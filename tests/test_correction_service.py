@@ -364,3 +364,10 @@ def test_a_correction_still_being_applied_when_the_service_stops_is_reported_fai
     last = session.events()[-1]
     assert last["status"] == "failed"
     assert "the service stopped" in last["reason"]
+
+
+def test_every_correction_event_is_captured_in_process_as_it_is_published() -> None:
+    with Session(mode="apply") as session:
+        session.run()
+
+        assert [event["status"] for event in session.capture.corrections] == session.statuses()

@@ -26,7 +26,7 @@ from reconciliation import (
     Account,
     AgeingPolicy,
     BrokerPosition,
-    DiscrepancyType,
+    CorrectionPolicy,
     InMemoryPortfolio,
     ReconciliationConfig,
     ReconciliationRuntime,
@@ -463,29 +463,19 @@ def test_fills_for_an_account_the_service_does_not_reconcile_are_counted_as_refu
 # Corrections
 
 
-def test_a_correction_is_counted_as_proposed_and_when_applied_as_applied(registry: CollectorRegistry) -> None:
-    metrics = ReconciliationMetrics(registry)
-
-    metrics.correction(ACCOUNT, DiscrepancyType.QUANTITY_MISMATCH, applied=False)
-    metrics.correction(ACCOUNT, DiscrepancyType.QUANTITY_MISMATCH, applied=True)
-    metrics.correction(ACCOUNT, DiscrepancyType.CASH_MISMATCH, applied=True)
-
-    labels = {"account": ACCOUNT, "type": "quantity_mismatch"}
-    assert value(registry, "reconciliation_corrections_proposed_total", **labels) == 2
-    assert value(registry, "reconciliation_corrections_applied_total", **labels) == 1
-    assert (
-        value(registry, "reconciliation_corrections_applied_total", account=ACCOUNT, type="cash_mismatch")
-        == 1
-    )
-
-
-def test_a_correction_of_a_type_that_is_not_a_discrepancy_type_is_refused(
-    registry: CollectorRegistry,
+@pytest.mark.parametrize(("mode", "applied"), [("apply", 1), ("propose", 0)])
+def test_a_correction_is_counted_when_proposed_and_again_when_applied(
+    watched: Any, registry: CollectorRegistry, mode: str, applied: int
 ) -> None:
-    metrics = ReconciliationMetrics(registry)
+    harness = watched(correction=CorrectionPolicy(mode=mode))
+    open_a_break(harness)
+    harness.start()
+    harness.reconcile()
+    harness.settle()
 
-    with pytest.raises(TypeError, match="DiscrepancyType"):
-        metrics.correction(ACCOUNT, "quantity_mismatch", applied=True)  # type: ignore[arg-type]
+    labels = {"account": ACCOUNT, "type": "missing_local"}
+    assert value(registry, "reconciliation_corrections_proposed_total", **labels) == 1
+    assert (value(registry, "reconciliation_corrections_applied_total", **labels) or 0) == applied
 
 
 # Watching

@@ -39,6 +39,7 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.models import ReconciliationResult
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.messages import FinishedRun, InFlight
+from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -108,10 +109,12 @@ class CorrectorActor(ResilientActor):
         clock: Clock,
         actor: str,
         blocked: Mapping[str, Iterable[UUID]] | None = None,
+        observers: Observers | None = None,
     ) -> None:
         """Corrects the `accounts` that have a `CorrectionPolicy`; `sinks` are each account's
         delivery actors; `actor` names this process in the events; `blocked` are the breaks
-        each account must never correct again (from the audit store)."""
+        each account must never correct again (from the audit store); `observers` are told
+        every event, after `PROCESS_OBSERVERS`."""
         super().__init__(board=board, clock=clock)
         blocked = blocked or {}
         self._trackers = {
@@ -122,6 +125,7 @@ class CorrectorActor(ResilientActor):
         self._applications = {account_id: _Applications() for account_id in self._trackers}
         self._sinks = sinks
         self._links = links
+        self._observers = observers or Observers()
         self._checks = 0
         """Runs asked for to check applied corrections, whose verdict is not in yet."""
         self._idle: Future[None] | None = None
@@ -173,6 +177,8 @@ class CorrectorActor(ResilientActor):
 
     def _carry_out(self, account_id: str, decisions: Decisions) -> None:
         for event in decisions.events:
+            PROCESS_OBSERVERS.correction_event(event)
+            self._observers.correction_event(event)
             for sink in self._sinks[account_id]:
                 sink.tell(event)
         for break_id in decisions.escalate:

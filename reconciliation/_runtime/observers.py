@@ -4,10 +4,14 @@ A host's metrics (`reconciliation.metrics`) or test capture (`reconciliation.tes
 implements `RuntimeObserver` and is added to a runtime (`add_observer`) or to every
 runtime of the process (`PROCESS_OBSERVERS`, what `capture_published` uses).
 
+An observer may also have `correction_event(event)`: each step of an auto-correction
+(`CorrectionEvent`), told as it is handed to the sinks. It is optional, so an observer
+written before corrections existed keeps working.
+
 Observers are called synchronously in the runtime's own threads — `run_finished` in the
 emit step, before anyone waiting for the run is answered; `book_call_ended` on the
-fetch loop — so they must be quick and must not block. One that raises is logged and
-skipped; it never costs a run.
+fetch loop; `correction_event` in the corrector — so they must be quick and must not
+block. One that raises is logged and skipped; it never costs a run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import attrs
 
 if TYPE_CHECKING:
+    from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._runtime.messages import FinishedRun
 
 __all__ = ["PROCESS_OBSERVERS", "BookCallTiming", "Observers", "RuntimeObserver"]
@@ -81,6 +86,16 @@ class Observers:
                 observer.book_call_ended(timing)
             except BaseException:
                 logger.exception("An observer failed on a %s call", timing.call)
+
+    def correction_event(self, event: CorrectionEvent) -> None:
+        for observer in self._observers:
+            told = getattr(observer, "correction_event", None)
+            if told is None:
+                continue
+            try:
+                told(event)
+            except BaseException:
+                logger.exception("An observer failed on a %s correction event", event.status.value)
 
 
 PROCESS_OBSERVERS = Observers()

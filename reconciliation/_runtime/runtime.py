@@ -198,6 +198,7 @@ class Runtime:
                 clock=clock,
                 actor=f"reconciliation@{socket.gethostname()}:{os.getpid()}",
                 blocked=blocked,
+                observers=self.observers,
             )
             sinks = {a: (*refs, corrector) if a in corrected else refs for a, refs in sinks.items()}
         comparator = ComparatorActor.start(
