@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["RedisServer", "real_redis", "redis_server"]
+__all__ = ["RedisServer", "free_port", "real_redis", "redis_executable", "redis_server"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ START_TIMEOUT_SECONDS = 5.0
 CLIENT_TIMEOUT_SECONDS = 0.5
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -40,13 +40,15 @@ def _free_port() -> int:
 class RedisServer:
     """One `redis-server` process without persistence, always on the same port."""
 
-    def __init__(self, executable: str, directory: Path) -> None:
-        self.port = _free_port()
+    def __init__(self, executable: str, directory: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
         self._executable = executable
         self._directory = directory
+        self._extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self._directory.mkdir(parents=True, exist_ok=True)
         log = self._directory / "redis.log"
         self._process = subprocess.Popen(  # noqa: S603 (a fixed command line)
             [
@@ -63,6 +65,7 @@ class RedisServer:
                 str(self._directory),
                 "--logfile",
                 str(log),
+                *self._extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
@@ -119,17 +122,22 @@ class RedisServer:
         )
 
 
+def redis_executable(name: str = "redis-server") -> str:
+    """The path of `name`, or the test's failure saying how to install it."""
+    executable = shutil.which(name)
+    if executable is None:
+        pytest.fail(
+            f"{name} is not on PATH: the real_redis tests start private servers "
+            "(install it, e.g. `apt-get install redis-server redis-tools`, as .ci/run does)",
+            pytrace=False,
+        )
+    return executable
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A started private redis-server, killed after the test."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail(
-            "redis-server is not on PATH: the real_redis tests start a private one "
-            "(install it, e.g. `apt-get install redis-server`, as .ci/run does)",
-            pytrace=False,
-        )
-    server = RedisServer(executable, tmp_path)
+    server = RedisServer(redis_executable(), tmp_path)
     server.start()
     yield server
     server.kill()

@@ -13,6 +13,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from redis._parsers.base import BaseParser
 
 from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.models import (
@@ -397,3 +398,59 @@ def test_on_a_cluster_every_key_carries_one_hash_tag_so_one_script_may_touch_the
     assert CLUSTER_KEYS.part_marker("r", 2).startswith("{reconciliation}:")
     assert STANDALONE_KEYS.stream_of(RESULT_CHANNEL) == RESULT_STREAM
     assert STANDALONE_KEYS.marker("r") == PUBLISHED_KEY_PREFIX + "r"
+
+
+class Answering(fakeredis.FakeRedis):
+    """A server whose every publishing call gets `reply`, parsed as redis-py parses a real one."""
+
+    def __init__(self, reply: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.reply = reply
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        inner = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        error = BaseParser.parse_error(self.reply)
+
+        def execute(raise_on_error: bool = True) -> Any:
+            count = len(inner.command_stack)
+            inner.reset()
+            if raise_on_error:
+                raise error
+            return [error] * count
+
+        inner.execute = execute
+        return inner
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "LOADING Redis is loading the dataset in memory",
+        "CLUSTERDOWN The cluster is down",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        "READONLY You can't write against a read only replica.",
+        "OOM command not allowed when used memory > 'maxmemory'.",
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        "NOPERM User reconciliation has no permissions to run the 'evalsha' command",
+    ],
+    ids=lambda reply: reply.split()[0],
+)
+def test_a_reply_that_holds_up_every_run_keeps_the_run_queued_rather_than_setting_it_aside(
+    server: fakeredis.FakeServer, reply: str
+) -> None:
+    client = Answering(reply, server=server)
+    sink = RedisSink(lambda: client, stream_maxlen=10)
+
+    with pytest.raises(SinkUnavailableError):
+        sink.send(pending(run()))
+
+
+def test_a_reply_about_the_run_itself_sets_it_aside(server: fakeredis.FakeServer) -> None:
+    client = Answering("ERR Error running script: user_script:1: something about this run", server=server)
+    sink = RedisSink(lambda: client, stream_maxlen=10)
+
+    sent = sink.send(pending(run()))
+
+    assert sent.delivered == 0
+    assert sent.refused is not None

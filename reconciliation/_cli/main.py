@@ -43,6 +43,7 @@ from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.redis_clients import (
     COMMAND_TIMEOUT_SECONDS,
     DEFAULT_REDIS_URL,
+    AnyRedis,
     InvalidRedisUrlError,
     RedisUnreachableError,
     answers,
@@ -53,7 +54,6 @@ from reconciliation._publishing.redis_clients import (
 )
 
 if TYPE_CHECKING:
-    import redis
     from prometheus_client import CollectorRegistry
 
     from reconciliation.audit import AuditStore
@@ -151,10 +151,10 @@ def _fail(*messages: str, code: ExitCode) -> NoReturn:
     sys.exit(code)
 
 
-def _connect(url: str, *, retry_commands: bool = True) -> redis.Redis:
+def _connect(url: str, *, retry_commands: bool = True, cluster: bool = False) -> AnyRedis:
     """A connected client, or the command's end: a malformed URL is a usage error, no answer exit 3."""
     try:
-        return connect(url, socket_timeout=COMMAND_TIMEOUT_SECONDS, retry_commands=retry_commands)
+        return connect(url, socket_timeout=COMMAND_TIMEOUT_SECONDS, retry_commands=retry_commands, cluster=cluster)
     except InvalidRedisUrlError as exc:
         _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
     except RedisUnreachableError as exc:
@@ -184,6 +184,15 @@ redis_url_option = click.option(
     show_default=True,
     show_envvar=True,
     help="Where the runs are published.",
+)
+
+
+cluster_option = click.option(
+    "--cluster",
+    is_flag=True,
+    envvar="REDIS_CLUSTER",
+    show_envvar=True,
+    help="--redis-url is a node of a Redis Cluster (the keys carry the {reconciliation} hash tag; docs/payloads.md).",
 )
 
 
@@ -326,6 +335,7 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
     metavar="SECONDS",
     help="When Redis goes away, keep reconnecting this long before giving up (exit 3).",
 )
+@cluster_option
 @click.pass_obj
 def watch(  # noqa: PLR0913 - one parameter per command-line option
     verbose: int,
@@ -338,6 +348,7 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
     retry_for: float,
     *,
     as_json: bool,
+    cluster: bool,
 ) -> None:
     """Show runs, breaks, resolved breaks and halts as they are published, coloured by severity.
 
@@ -353,6 +364,7 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
       reconciliation watch --account ACC-1 --severity critical
       reconciliation watch --json | jq 'select(.channel == "reconciliation:discrepancy" and .severity == "critical")'
       reconciliation watch --count 1 --timeout 30     # wait for the next message
+      reconciliation watch --cluster --redis-url redis://node-1:7000
     """
     import redis as redis_py  # noqa: PLC0415 - keeps --help fast
 
@@ -361,7 +373,7 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
     from reconciliation._cli.watch import watch as follow  # noqa: PLC0415
 
     _configure_logging(verbose, logging.WARNING)
-    client = _connect(redis_url, retry_commands=False)
+    client = _connect(redis_url, retry_commands=False, cluster=cluster)
     console = Console(highlight=False, soft_wrap=True)
     where = redacted(redis_url)
     backoff = Backoff(give_up_after_seconds=retry_for)
@@ -386,6 +398,11 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
         return
     except RedisLostError as exc:
         _fail(f"lost Redis at {where}: {exc}", code=ExitCode.REDIS_UNREACHABLE)
+    except redis_py.exceptions.MovedError as exc:
+        _fail(
+            f"Redis at {where} is a Redis Cluster node: add --cluster (it answered MOVED {exc})",
+            code=ExitCode.REDIS_REFUSED,
+        )
     except redis_py.ResponseError as exc:
         _fail(f"Redis at {where} refused to read the streams: {exc}", code=ExitCode.REDIS_REFUSED)
     finally:
@@ -431,6 +448,7 @@ def _quiet_stdout() -> None:
     metavar="HOST",
     help="The address the metrics are served on; anything but the loopback exposes them to the network.",
 )
+@cluster_option
 @click.pass_obj
 def run(
     verbose: int,
@@ -440,6 +458,7 @@ def run(
     metrics_host: str,
     *,
     check: bool,
+    cluster: bool,
 ) -> None:
     """Reconcile the configured accounts as a standalone process, until SIGINT or SIGTERM.
 
@@ -455,6 +474,7 @@ def run(
       reconciliation run --config prod.toml --check        # validate, start nothing
       REDIS_URL=redis://redis:6379/0 reconciliation run --config prod.toml
       reconciliation run --config prod.toml --metrics-port 9108
+      reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
     """
     from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped  # noqa: PLC0415
 
@@ -480,9 +500,11 @@ def run(
         )
         return
     try:
-        client = client_for(url)
+        client = client_for(url, cluster=cluster)
     except InvalidRedisUrlError as exc:
         _fail(f"redis_url: {exc}", code=ExitCode.USAGE)
+    except RedisUnreachableError as exc:
+        _fail(f"{exc} (a cluster client learns the cluster's slots at start: start again once it answers)", code=ExitCode.REDIS_UNREACHABLE)
     server = None
     try:
         if metrics is not None and metrics_port is not None:
@@ -693,8 +715,11 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     metavar="N",
     help="Stream entries applied at start, to catch up with runs the store had not recorded yet.",
 )
+@cluster_option
 @click.pass_obj
-def serve(verbose: int, store: str, redis_url: str, host: str, port: int, replay: int) -> None:
+def serve(
+    verbose: int, store: str, redis_url: str, host: str, port: int, replay: int, *, cluster: bool
+) -> None:
     """Serve the live break board: every account's last run and open breaks, in the browser.
 
     The page starts from the audit store and follows the Redis streams, so a new break
@@ -718,9 +743,11 @@ def serve(verbose: int, store: str, redis_url: str, host: str, port: int, replay
     from reconciliation.audit import AuditStoreError, NoAuditTablesError  # noqa: PLC0415
 
     try:
-        client = client_for(redis_url, retry_commands=False)
+        client = client_for(redis_url, retry_commands=False, cluster=cluster)
     except InvalidRedisUrlError as exc:
         _fail(f"--redis-url: {exc}", code=ExitCode.USAGE)
+    except RedisUnreachableError as exc:
+        _fail(str(exc), code=ExitCode.REDIS_UNREACHABLE)
     audit = _open_audit_store(store)
     try:
         state = seed(audit)

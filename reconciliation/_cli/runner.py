@@ -435,7 +435,7 @@ def _fail(key: str, problem: str) -> NoReturn:
     raise _MistakeError(msg)
 
 
-def build_runtime(config: RunnerConfig, client: redis.Redis) -> ReconciliationRuntime:
+def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster) -> ReconciliationRuntime:
     """One runtime for every account, their books made by the configured factories.
 
     Raises:
@@ -470,7 +470,7 @@ SECOND_SIGNAL_EXIT_CODE = 130
 
 async def run_until_stopped(
     config: RunnerConfig,
-    client: redis.Redis,
+    client: redis.Redis | redis.RedisCluster,
     *,
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,

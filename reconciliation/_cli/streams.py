@@ -7,14 +7,17 @@ drops and comes back it resumes right after the last entry it handed on.
 
 The streams are merged in publish order. An entry ID is a millisecond time stamp
 and a sequence number counted per stream, and one run's payloads are appended by one
-script call (during which Redis's clock stands still) in the order result,
-discrepancies, resolved breaks, halts. So entries are ordered by millisecond, then by
-that stream rank, then by sequence: a run's payloads come out in the order they were
-published. (Two runs published within the same millisecond come out results first,
+script call (during which Redis's clock stands still; a run of more than 500 payloads
+by several, one after the other) in the order result, discrepancies, resolved breaks,
+halts. So entries are ordered by millisecond, then by that stream rank, then by
+sequence: a run's payloads come out in the order they were published. (Two runs published within the same millisecond come out results first,
 then discrepancies, and so on; a correction's step, published on its own after the run
 it came from, comes last.) When `XREAD` returns a full batch for a stream, the
 entries past that batch's last one are left for the next read, so a backlog is still
 handed on in order.
+
+On a Redis Cluster (a `redis.RedisCluster` client) the streams carry the `{reconciliation}`
+hash tag, so that one `XREAD` reads them all from the one master that holds them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from reconciliation._publishing.redis_sink import (
     RESOLVED_STREAM,
     RESULT_STREAM,
     STREAM_FIELD,
+    KeySpace,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +72,7 @@ STREAMS: dict[str, str] = {
 }
 """Each stream and the pub/sub channel that carries the same payloads, in publish order."""
 
-_RANK = {stream: rank for rank, stream in enumerate(STREAMS)}
+_RANK = {channel: rank for rank, channel in enumerate(STREAMS.values())}
 _BEFORE_EVERYTHING = "0-0"
 
 READ_COUNT = 500
@@ -85,16 +89,20 @@ class StreamEntry:
     entry_id: str
     raw: bytes | None
     replayed: bool
-
-    @property
-    def channel(self) -> str:
-        return STREAMS[self.stream]
+    channel: str = attrs.field(default=attrs.Factory(lambda entry: channel_of(entry.stream), takes_self=True))
+    """The pub/sub channel that carries the same payloads."""
 
     @property
     def order(self) -> tuple[int, int, int]:
         """Publish order across the streams: (millisecond, stream rank, sequence)."""
         millis, sequence = entry_order(self.entry_id)
-        return (millis, _RANK[self.stream], sequence)
+        return (millis, _RANK[self.channel], sequence)
+
+
+def channel_of(stream: str) -> str:
+    """`reconciliation:stream:result` (or `{reconciliation}:stream:result`) as `reconciliation:result`."""
+    _, _, kind = stream.rpartition(":stream:")
+    return f"reconciliation:{kind}"
 
 
 def entry_order(entry_id: str) -> tuple[int, int]:
@@ -116,9 +124,9 @@ def _payload_field(fields: Any) -> bytes | None:
     return raw if isinstance(raw, bytes) else None
 
 
-def _entries(stream: str, rows: Iterable[Any], *, replayed: bool) -> list[StreamEntry]:
+def _entries(stream: str, channel: str, rows: Iterable[Any], *, replayed: bool) -> list[StreamEntry]:
     return [
-        StreamEntry(stream, _text(entry_id), _payload_field(fields), replayed)
+        StreamEntry(stream, _text(entry_id), _payload_field(fields), replayed, channel)
         for entry_id, fields in rows or ()
         if entry_id is not None
     ]
@@ -130,9 +138,11 @@ class StreamCursor:
     Not thread-safe: one reader owns it.
     """
 
-    def __init__(self, client: redis.Redis, *, count: int = READ_COUNT) -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster, *, count: int = READ_COUNT) -> None:
         self._client = client
         self._count = count
+        self._channels = {stream: channel for channel, stream in KeySpace.for_client(client).streams.items()}
+        """Each stream we read, by its name on this server, and its channel."""
         self._positions: dict[str, str] | None = None
 
     @property
@@ -152,9 +162,9 @@ class StreamCursor:
             redis.RedisError: Redis could not answer; nothing has moved.
         """
         tails: dict[str, list[StreamEntry]] = {}
-        for stream in STREAMS:
+        for stream, channel in self._channels.items():
             rows = self._client.xrevrange(stream, count=max(replay_last, 1))
-            tails[stream] = _entries(stream, reversed(rows or ()), replayed=True)
+            tails[stream] = _entries(stream, channel, reversed(rows or ()), replayed=True)
         positions = {stream: (rows[-1].entry_id if rows else _BEFORE_EVERYTHING) for stream, rows in tails.items()}
         merged = sorted((entry for rows in tails.values() for entry in rows), key=lambda entry: entry.order)
         self._positions = positions
@@ -176,9 +186,10 @@ class StreamCursor:
         horizon: tuple[int, int, int] | None = None
         for name, rows in batches:
             stream = _text(name)
-            if stream not in STREAMS:
+            channel = self._channels.get(stream)
+            if channel is None:
                 continue
-            batch = _entries(stream, rows, replayed=False)
+            batch = _entries(stream, channel, rows, replayed=False)
             entries.extend(batch)
             if len(batch) >= self._count:
                 last = batch[-1].order
@@ -239,7 +250,7 @@ class StreamFollower:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         backoff: Backoff = Backoff(),
         reconnection: Reconnection | None = None,

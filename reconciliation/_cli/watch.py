@@ -132,7 +132,7 @@ class StderrNarrator:
 
 
 def watch(  # noqa: PLR0913 - the command's options, each a keyword
-    client: redis.Redis,
+    client: redis.Redis | redis.RedisCluster,
     show: Callable[[Message], object],
     *,
     replay_last: int = 0,

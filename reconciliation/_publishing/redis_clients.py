@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from typing import Literal, overload
 
 import redis
 from redis.backoff import NoBackoff
@@ -18,11 +19,13 @@ from reconciliation._domain.redaction import redact_text, redact_url
 
 __all__ = [
     "DEFAULT_REDIS_URL",
+    "AnyRedis",
     "InvalidRedisUrlError",
     "RedisUnreachableError",
     "answers",
     "client_for",
     "connect",
+    "disconnect",
     "fake_redis",
     "redacted",
     "redis_url_from_env",
@@ -34,6 +37,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 COMMAND_TIMEOUT_SECONDS = 10.0
+
+
+AnyRedis = redis.Redis | redis.RedisCluster
+"""A client of one Redis server or of a Redis Cluster: the CLI's readers take either."""
 
 
 class RedisUnreachableError(Exception):
@@ -52,9 +59,21 @@ redacted = redact_url
 """The URL without its password, fit for a message or a log line (see `redaction`)."""
 
 
+@overload
 def client_for(
-    url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS, retry_commands: bool = True
-) -> redis.Redis:
+    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: Literal[False] = ...
+) -> redis.Redis: ...
+@overload
+def client_for(
+    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: bool
+) -> redis.Redis | redis.RedisCluster: ...
+def client_for(
+    url: str,
+    *,
+    socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS,
+    retry_commands: bool = True,
+    cluster: bool = False,
+) -> redis.Redis | redis.RedisCluster:
     """A client for `url` that has not talked to Redis yet (it connects at its first command).
 
     Args:
@@ -63,12 +82,17 @@ def client_for(
             (what a pub/sub subscriber wants).
         retry_commands: let redis-py retry a failed command itself (its default); False
             for a caller that waits for Redis with its own backoff and says so.
+        cluster: `url` is any node of a Redis Cluster: a `redis.RedisCluster` that finds
+            the others (it talks to the cluster at once, to learn its slots).
 
     Raises:
         InvalidRedisUrlError: the URL is malformed.
+        RedisUnreachableError: `cluster`, and no node answered at `url`.
     """
     options: dict[str, object] = {} if retry_commands else {"retry": Retry(NoBackoff(), 0)}
     try:
+        if cluster:
+            return _cluster_client(url, socket_timeout, options)
         return redis.Redis.from_url(
             url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout, **options
         )
@@ -77,7 +101,18 @@ def client_for(
         raise InvalidRedisUrlError(msg) from None
 
 
-def answers(client: redis.Redis) -> str | None:
+def _cluster_client(url: str, socket_timeout: float | None, options: dict[str, object]) -> redis.RedisCluster:
+    try:
+        client = redis.RedisCluster.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout, **options
+        )
+    except (redis.RedisError, OSError) as exc:
+        msg = f"no Redis Cluster answered at {redact_url(url)}: {redact_text(str(exc))}"
+        raise RedisUnreachableError(msg) from None
+    return client
+
+
+def answers(client: redis.Redis | redis.RedisCluster) -> str | None:
     """None when Redis answers a PING; otherwise why it does not, for an operator."""
     try:
         client.ping()
@@ -86,22 +121,42 @@ def answers(client: redis.Redis) -> str | None:
     return None
 
 
+@overload
 def connect(
-    url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS, retry_commands: bool = True
-) -> redis.Redis:
+    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: Literal[False] = ...
+) -> redis.Redis: ...
+@overload
+def connect(
+    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: bool
+) -> redis.Redis | redis.RedisCluster: ...
+def connect(
+    url: str,
+    *,
+    socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS,
+    retry_commands: bool = True,
+    cluster: bool = False,
+) -> redis.Redis | redis.RedisCluster:
     """A client for `url` (see `client_for`) that has answered a PING.
 
     Raises:
         InvalidRedisUrlError: the URL is malformed.
         RedisUnreachableError: nothing answered.
     """
-    client = client_for(url, socket_timeout=socket_timeout, retry_commands=retry_commands)
+    client = client_for(url, socket_timeout=socket_timeout, retry_commands=retry_commands, cluster=cluster)
     problem = answers(client)
     if problem is not None:
         client.close()
         msg = f"no Redis answered at {redact_url(url)}: {problem}"
         raise RedisUnreachableError(msg)
     return client
+
+
+def disconnect(client: AnyRedis) -> None:
+    """Close every pooled connection of `client` now: a read blocked on one ends with an error."""
+    if isinstance(client, redis.RedisCluster):
+        client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
+    else:
+        client.connection_pool.disconnect()
 
 
 def fake_redis() -> redis.Redis:

@@ -175,21 +175,23 @@ return 1
 SCRIPT_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _PUBLISHED, _ALREADY_PUBLISHED = 1, 0
 
-_BLOCKING_REPLIES = (
-    "LOADING",
-    "BUSY",
-    "OOM",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "MASTERDOWN",
-    "READONLY",
-    "NOSCRIPT",
-    "WRONGTYPE",
-    "the stream",
+_BLOCKING_ERRORS = (
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.NoScriptError,
+    redis.exceptions.NoPermissionError,
 )
-"""Error replies that hold up every run, not just this one: the server is not ready, or a
-stream key is unusable (not a stream, no IDs left) until an operator fixes it. The runs
-stay queued, in order, and the error is reported."""
+_BLOCKING_REPLIES = ("BUSY", "WRONGTYPE", "the stream")
+"""Error replies that hold up every run, not just this one: the server is not ready
+(loading, out of memory, a cluster without all its slots, a replica, a busy script), the
+service may not write (an ACL), or a stream key is unusable (not a stream, no IDs left)
+until an operator fixes it. The runs stay queued, in order, and the error is reported.
+redis-py turns most of these into their own exception classes and strips the code from
+the text, so they are told by class; the others by the start of the reply."""
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 """A payload larger than this is refused before it is sent (Redis would drop the connection
@@ -228,6 +230,9 @@ class RedisSink:
         self._scripting: bool | None = None
         self._closed = False
         self._keys = STANDALONE_KEYS
+        self._find_slot_again = False
+        """On a cluster: ask it again which master holds our slot before the next send
+        (after a master went away, a failover may have moved the slot)."""
 
     @property
     def scripting(self) -> bool | None:
@@ -252,20 +257,27 @@ class RedisSink:
         if oversized is not None:
             items = items[:oversized]
         try:
-            if self._connection is None:
-                self._connection = self._connect()
-                self._keys = KeySpace.for_client(self._connection)
+            self._ready_connection()
             if self._scripting is None:
                 self._scripting = self._detect_scripting()
             if self._scripting:
                 return self._send_by_script(items)
             return self._send_by_transaction(items)
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException, OSError) as error:
+            self._find_slot_again = True
             raise SinkUnavailableError(describe_error(error)) from error
         except ValueError as error:
             if self._closed:  # the socket was closed under the call, at stop: not the run's fault
                 raise SinkUnavailableError(describe_error(error)) from error
             raise
+
+    def _ready_connection(self) -> None:
+        if self._connection is None:
+            self._connection = self._connect()
+            self._keys = KeySpace.for_client(self._connection)
+        elif self._find_slot_again and isinstance(self._connection, redis.RedisCluster):
+            self._connection.nodes_manager.initialize()
+        self._find_slot_again = False
 
     def close(self) -> None:
         """Close our connections; a call stalled on one of them ends with an error, and
@@ -282,11 +294,17 @@ class RedisSink:
         except (redis.RedisError, OSError) as error:
             logger.debug("Closing the publishing connection: %s", describe_error(error))
 
-    def _client(self) -> redis.Redis | redis.RedisCluster:
-        if self._connection is None:
+    def _client(self) -> redis.Redis:
+        """Who publishes: our client, or on a cluster the connection to the master that
+        holds our keys' slot (one slot, so one master takes every call of a run)."""
+        connection = self._connection
+        if connection is None:
             msg = "not connected"
             raise redis.ConnectionError(msg)
-        return self._connection
+        if isinstance(connection, redis.RedisCluster):
+            node = connection.get_node_from_key(self._keys.marker(""))  # type: ignore[no-untyped-call]
+            return connection.get_redis_connection(node)
+        return connection
 
     def _detect_scripting(self) -> bool:
         try:
@@ -363,7 +381,7 @@ class RedisSink:
         with self._client().pipeline(transaction=True) as pipeline:
             while True:
                 try:
-                    pipeline.watch(marker, *streams)
+                    pipeline.watch(marker, *streams)  # type: ignore[no-untyped-call]
                     if pipeline.exists(marker):
                         return
                     for stream in streams:
@@ -383,10 +401,15 @@ class RedisSink:
                     continue
                 return
 
-    @staticmethod
-    def _refused_or_unavailable(delivered: int, error: Exception) -> Sent:
+    def _refused_or_unavailable(self, delivered: int, error: Exception) -> Sent:
         text = describe_error(error)
-        if str(error).startswith(_BLOCKING_REPLIES):
+        if isinstance(error, redis.exceptions.MovedError | redis.exceptions.AskError):
+            self._find_slot_again = True
+            if delivered:
+                return Sent(delivered)
+            msg = f"the cluster moved the slot of our keys to another master ({text}): following it"
+            raise SinkUnavailableError(msg) from error
+        if isinstance(error, _BLOCKING_ERRORS) or str(error).startswith(_BLOCKING_REPLIES):
             if delivered:
                 return Sent(delivered)
             raise SinkUnavailableError(text) from error

@@ -41,6 +41,7 @@ from reconciliation._cli.inbound import decode
 from reconciliation._cli.streams import Backoff, StreamFollower
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
+from reconciliation._publishing.redis_clients import disconnect
 from reconciliation.audit import AuditStoreError
 from reconciliation.audit._history import break_to_dict
 
@@ -113,7 +114,7 @@ class Board:
     """
 
     def __init__(
-        self, state: BoardState, store: AuditStore, client: redis.Redis | None, *, where: str, replay: int
+        self, state: BoardState, store: AuditStore, client: redis.Redis | redis.RedisCluster | None, *, where: str, replay: int
     ) -> None:
         self.state = state
         self.store = store
@@ -144,7 +145,7 @@ class Board:
         """End the stream reader (its blocked read is cut short by closing its connection), close Redis."""
         self._stop.set()
         if self._client is not None:
-            self._client.connection_pool.disconnect()
+            disconnect(self._client)
         if self._thread is not None:
             await run_in_threadpool(self._thread.join, _FEED_BLOCK_SECONDS * 5)
             if self._thread.is_alive():
