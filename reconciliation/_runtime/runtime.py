@@ -19,6 +19,7 @@ comparator), the fetcher, the comparator, then the sinks, each given a bounded t
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import os
@@ -121,7 +122,9 @@ class Runtime:
             raise ValueError(msg)
         by_id = {account.account_id: account for account in accounts}
         if len(by_id) != len(accounts):
-            msg = "each account may be reconciled once: an account id appears twice"
+            counts = collections.Counter(account.account_id for account in accounts)
+            twice = sorted(account_id for account_id, count in counts.items() if count > 1)
+            msg = f"each account may be reconciled once: {', '.join(map(repr, twice))} appears twice"
             raise ValueError(msg)
         self._accounts = by_id
         self._configs = {account_id: account.config for account_id, account in by_id.items()}

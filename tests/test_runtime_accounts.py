@@ -1,0 +1,170 @@
+"""Many accounts in one `ReconciliationRuntime`: one set of threads, each account on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from decimal import Decimal
+from typing import Any
+
+import fakeredis
+import pytest
+
+from reconciliation import (
+    Account,
+    BrokerPosition,
+    InMemoryPortfolio,
+    OrderFill,
+    ReconciliationConfig,
+    ReconciliationRuntime,
+)
+from reconciliation._runtime.clock import ManualClock
+from reconciliation.testing import PublishedCapture, ScriptedBroker, capture_published, settle
+
+WORKER_POOL = 16
+
+
+def account(account_id: str, broker: Any = None, **config: Any) -> Account:
+    return Account(
+        ReconciliationConfig(account_id, **config),
+        InMemoryPortfolio(account_id, Decimal(1000)),
+        broker if broker is not None else ScriptedBroker(account_id, cash=Decimal(1000)),
+    )
+
+
+def runs_of(capture: PublishedCapture, account_id: str) -> list[str]:
+    return [result.trigger for result in capture.runs() if result.account_id == account_id]
+
+
+class HangingBroker(ScriptedBroker):
+    """get_positions blocks its thread until `release` is set, as a broker stuck on a socket does."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id, cash=Decimal(1000))
+        self.release = threading.Event()
+        self.hanging = False
+
+    def get_positions(self, account_id: str) -> list[BrokerPosition]:  # type: ignore[override]
+        self.hanging = True
+        self.release.wait(30)
+        return []
+
+
+def thread_growth(accounts: int) -> int:
+    """How many threads a started runtime of `accounts` accounts adds, after every startup run."""
+    before = threading.active_count()
+    runtime = ReconciliationRuntime([account(f"ACC-{n}") for n in range(accounts)], fakeredis.FakeRedis())
+    asyncio.run(runtime.start())
+    try:
+        return threading.active_count() - before
+    finally:
+        asyncio.run(runtime.stop())
+
+
+def test_fifty_accounts_run_on_the_threads_of_one_plus_at_most_the_shared_worker_pool() -> None:
+    one, fifty = thread_growth(1), thread_growth(50)
+
+    assert fifty <= one + WORKER_POOL
+    assert fifty <= 40
+
+
+def test_every_accounts_startup_run_is_returned_by_start() -> None:
+    runtime = ReconciliationRuntime([account("A"), account("B")], fakeredis.FakeRedis(), clock=ManualClock())
+
+    results = asyncio.run(runtime.start())
+    asyncio.run(runtime.stop())
+
+    assert {account_id: result.trigger for account_id, result in results.items()} == {
+        "A": "startup",
+        "B": "startup",
+    }
+
+
+def test_a_hung_broker_fails_only_its_own_accounts_runs_and_never_delays_the_others() -> None:
+    hanging = HangingBroker("SLOW")
+    runtime = ReconciliationRuntime(
+        [account("SLOW", hanging, broker_timeout_seconds=0.3), account("FAST")], fakeredis.FakeRedis()
+    )
+
+    async def scenario() -> tuple[Any, Any]:
+        await runtime.start()
+        fast = await runtime.reconcile("FAST")
+        slow = await runtime.reconcile("SLOW")
+        return fast, slow
+
+    try:
+        fast, slow = asyncio.run(scenario())
+        still_hanging = not hanging.release.is_set()
+    finally:
+        hanging.release.set()
+        asyncio.run(runtime.stop())
+
+    assert still_hanging
+    assert fast.error is None
+    assert slow.error is not None
+    assert "still running from an earlier run" in slow.error
+
+
+def test_each_account_runs_at_its_own_interval() -> None:
+    clock = ManualClock()
+    runtime = ReconciliationRuntime(
+        [account("EVERY-10", interval_seconds=10), account("EVERY-30", interval_seconds=30)],
+        fakeredis.FakeRedis(),
+        clock=clock,
+    )
+    with capture_published() as capture:
+        asyncio.run(runtime.start())
+        settle(runtime)
+        for _ in range(3):
+            clock.advance(10)
+            settle(runtime)
+        asyncio.run(runtime.stop())
+
+    assert runs_of(capture, "EVERY-10") == ["startup", "periodic", "periodic", "periodic"]
+    assert runs_of(capture, "EVERY-30") == ["startup", "periodic"]
+
+
+def test_a_fill_starts_a_run_of_its_own_account_only_after_that_accounts_debounce_window() -> None:
+    clock = ManualClock()
+    runtime = ReconciliationRuntime(
+        [account("QUICK", post_fill_delay_seconds=1), account("PATIENT", post_fill_delay_seconds=5)],
+        fakeredis.FakeRedis(),
+        clock=clock,
+    )
+    with capture_published() as capture:
+        asyncio.run(runtime.start())
+        for account_id in ("QUICK", "PATIENT"):
+            asyncio.run(runtime.on_fill(fill(account_id)))
+        settle(runtime)
+        clock.advance(1)
+        settle(runtime)
+        after_one_second = (runs_of(capture, "QUICK"), runs_of(capture, "PATIENT"))
+        clock.advance(4)
+        settle(runtime)
+        asyncio.run(runtime.stop())
+
+    assert after_one_second == (["startup", "post_fill"], ["startup"])
+    assert runs_of(capture, "PATIENT") == ["startup", "post_fill"]
+
+
+def test_an_account_the_runtime_does_not_reconcile_is_refused_by_name() -> None:
+    runtime = ReconciliationRuntime([account("A")], fakeredis.FakeRedis(), clock=ManualClock())
+    asyncio.run(runtime.start())
+    try:
+        with pytest.raises(ValueError, match="B"):
+            asyncio.run(runtime.reconcile("B"))
+    finally:
+        asyncio.run(runtime.stop())
+
+
+def test_one_account_id_given_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="'A' appears twice"):
+        ReconciliationRuntime([account("A"), account("B"), account("A")], fakeredis.FakeRedis())
+
+
+def fill(account_id: str) -> OrderFill:
+    import datetime as dt  # noqa: PLC0415
+
+    return OrderFill(
+        "ORD-1", "FILL-1", account_id, "AAPL", Decimal(1), Decimal(100), dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    )
