@@ -1,0 +1,109 @@
+"""One side's positions as validated columns, for books too large for one object per position.
+
+A `PositionColumns` is what a columnar answer (an Arrow table, a polars DataFrame, a
+position statement read from CSV or Parquet) becomes once it has been checked as
+strictly as `Position` objects are: the symbols as an Arrow string array, the asset
+types as small integer codes, and each decimal column as exact scaled integers
+(`DecimalColumn`). Nothing in it is a binary float.
+
+This module only defines the shapes and needs neither pyarrow nor numpy at import time,
+so the models can name `PositionColumns`; building one (`columnar_input`) and comparing
+two (`columnar_compare`) need the `fast` extra.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from reconciliation._domain.models import AssetType, BrokerPosition, Position
+
+if TYPE_CHECKING:
+    import numpy as np  # noqa: TC004 - attrs does not evaluate annotations; numpy is the optional extra's
+    import numpy.typing as npt  # noqa: TC004
+
+__all__ = [
+    "ASSET_TYPE_ORDER",
+    "FAST_EXTRA",
+    "DecimalColumn",
+    "PositionColumns",
+    "fast_available",
+    "is_columnar_batch",
+]
+
+logger = logging.getLogger(__name__)
+
+FAST_EXTRA = "pip install 'reconciliation[fast]'"
+"""How to install what the columnar path needs (pyarrow and numpy)."""
+
+ASSET_TYPE_ORDER: tuple[AssetType, ...] = tuple(sorted(AssetType, key=lambda kind: kind.value))
+"""The asset types in the order of their values: a column's codes index this tuple, so
+sorting by code sorts by value, as the pure comparator orders its discrepancies."""
+
+
+@functools.cache
+def fast_available() -> bool:
+    """Whether pyarrow and numpy are installed (the `fast` extra)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("pyarrow", "numpy"))
+
+
+def is_columnar_batch(raw: object) -> bool:
+    """Whether a book answered with columns: a `PositionColumns`, or anything that exports an
+    Arrow stream (`__arrow_c_stream__`: a pyarrow Table or RecordBatch, a polars DataFrame)."""
+    return isinstance(raw, PositionColumns) or hasattr(type(raw), "__arrow_c_stream__")
+
+
+@attrs.frozen(eq=False)
+class DecimalColumn:
+    """A column of exact decimals as integers scaled by 10**`scale`.
+
+    `scaled[i]` is the value at row i times 10**scale, where it fits within
+    ±`columnar_input.LIMIT` (2**62, so that a difference of two still fits in 64 bits);
+    `fits` is False where it does not (those rows are compared by the exact path) and
+    None when every row fits. `known` is False where the value is missing (an unknown
+    average cost) and None when none is. `exact` gives the original `Decimal`s of some
+    rows (None where unknown), digits and exponent as they were given.
+    """
+
+    scaled: npt.NDArray[np.int64]
+    scale: int
+    exact: Callable[[npt.NDArray[np.intp]], list[Decimal | None]] = attrs.field(repr=False)
+    fits: npt.NDArray[np.bool_] | None = None
+    known: npt.NDArray[np.bool_] | None = None
+
+
+@attrs.frozen(eq=False)
+class PositionColumns:
+    """One side's positions, validated, as columns: row i is one entry of the book.
+
+    Like a list of positions it may hold a symbol more than once (netted by the
+    comparison) and flat entries (quantity 0). `market_value` is the broker's, when
+    given; it is never compared.
+
+    Attributes:
+        side: "local" (the engine's book) or "broker".
+        symbols: an Arrow string array without nulls or empty symbols.
+        asset_types: each row's asset type, as an index into `ASSET_TYPE_ORDER` (int8).
+        quantity: signed quantities; every row known.
+        avg_cost: average costs; unknown (None) where `known` is False.
+        market_value: the broker's market values, or None when the batch has none.
+        source: the objects the columns were made from, if they were; building
+            `Position` objects back then returns these very objects.
+    """
+
+    side: Literal["local", "broker"]
+    symbols: Any = attrs.field(repr=False)
+    asset_types: npt.NDArray[np.int8] = attrs.field(repr=False)
+    quantity: DecimalColumn = attrs.field(repr=False)
+    avg_cost: DecimalColumn = attrs.field(repr=False)
+    market_value: DecimalColumn | None = attrs.field(default=None, repr=False)
+    source: Sequence[Position | BrokerPosition] | None = attrs.field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.asset_types)
