@@ -43,7 +43,12 @@ small = st.one_of(
     st.decimals(min_value=-1, max_value=1, places=8, allow_nan=False, allow_infinity=False),
 )
 huge = st.sampled_from(
-    [Decimal(9223372036854775807), Decimal(-4611686018427387905), Decimal("1E+30"), Decimal("1.000000000000000000001")]
+    [
+        Decimal(9223372036854775807),
+        Decimal(-4611686018427387905),
+        Decimal("1E+30"),
+        Decimal("1.000000000000000000001"),
+    ]
 )
 """Values that do not fit in 62 bits at the common scale: compared by the exact path."""
 quantities = st.one_of(small, huge)
@@ -62,16 +67,22 @@ money = st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=Fal
 cash_books = st.none() | st.dictionaries(st.sampled_from(["USD", "EUR", "JPY"]), money, max_size=3)
 
 local_books = st.lists(st.builds(Position, symbols, quantities, costs, asset_types), max_size=10)
-broker_books = st.lists(st.builds(BrokerPosition, symbols, quantities, costs, money, asset_types), max_size=10)
+broker_books = st.lists(
+    st.builds(BrokerPosition, symbols, quantities, costs, money, asset_types), max_size=10
+)
 
 
 @st.composite
-def tolerance_boundaries(draw: st.DrawFn) -> tuple[list[Position], list[BrokerPosition], ReconciliationConfig]:
+def tolerance_boundaries(
+    draw: st.DrawFn,
+) -> tuple[list[Position], list[BrokerPosition], ReconciliationConfig]:
     """Costs exactly at the tolerance, or one unit of their last digit inside or outside it."""
     tolerance = draw(st.sampled_from([Decimal("0.01"), Decimal("0.5"), Decimal(1), Decimal("0.0125")]))
     books: tuple[list[Position], list[BrokerPosition]] = ([], [])
     for index in range(draw(st.integers(1, 6))):
-        reported = draw(st.decimals(min_value=1, max_value=10_000, places=2, allow_nan=False, allow_infinity=False))
+        reported = draw(
+            st.decimals(min_value=1, max_value=10_000, places=2, allow_nan=False, allow_infinity=False)
+        )
         edge = reported + reported * tolerance / 100
         nudge = draw(st.sampled_from([Decimal(0), Decimal("1E-8"), Decimal("-1E-8")]))
         quantity = draw(st.integers(1, 100).map(Decimal))
@@ -105,7 +116,9 @@ def in_columns(
     )
 
 
-def as_objects(local: list[Position], broker: list[BrokerPosition], config: ReconciliationConfig) -> Comparison:
+def as_objects(
+    local: list[Position], broker: list[BrokerPosition], config: ReconciliationConfig
+) -> Comparison:
     return compare_positions(local, broker, account_id=ACCOUNT, timestamp=NOW, config=config)
 
 
@@ -183,7 +196,9 @@ def test_costs_at_the_tolerance_boundary_are_judged_alike(
 
 accounts = st.tuples(
     st.builds(LocalAccount, st.just(ACCOUNT), money, money, cash_by_currency=cash_books),
-    st.builds(BrokerAccount, st.just(ACCOUNT), money, st.just(0), money, st.just(0), cash_by_currency=cash_books),
+    st.builds(
+        BrokerAccount, st.just(ACCOUNT), money, st.just(0), money, st.just(0), cash_by_currency=cash_books
+    ),
 )
 
 
@@ -195,7 +210,9 @@ def test_a_snapshot_in_columns_compares_exactly_as_in_objects(
     balances: tuple[LocalAccount, BrokerAccount],
     tolerance: Decimal,
 ) -> None:
-    config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=tolerance, cash_tolerance_by_currency={"JPY": 100})
+    config = ReconciliationConfig(
+        ACCOUNT, cost_tolerance_pct=tolerance, cash_tolerance_by_currency={"JPY": 100}
+    )
     objects = Snapshot(ACCOUNT, local, balances[0], broker, balances[1], NOW)
     columns = Snapshot(
         ACCOUNT,

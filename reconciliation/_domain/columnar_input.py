@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconciliation._domain.columns import ASSET_TYPE_ORDER, DecimalColumn, PositionColumns
+from reconciliation._domain.columns import ASSET_TYPE_ORDER, ColumnsError, DecimalColumn, PositionColumns
 from reconciliation._domain.compare import CHUNK_SIZE
 from reconciliation._domain.models import AssetType, BrokerPosition, Position
 from reconciliation._domain.values import check_exact
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LIMIT",
-    "ColumnsError",
     "NotColumnarError",
     "columns_from_batch",
     "columns_from_objects",
@@ -70,10 +69,6 @@ _VISIBLE_ASCII = "[!-~]"
 _POWERS = np.array([10**k for k in range(19)], dtype=np.int64)
 _CODE_OF: dict[AssetType, int] = {kind: code for code, kind in enumerate(ASSET_TYPE_ORDER)}
 _ASSET_TYPE_VALUES = pa.array([kind.value for kind in ASSET_TYPE_ORDER], pa.string())
-
-
-class ColumnsError(ValueError):
-    """A columnar batch is malformed; the message names the row and the column."""
 
 
 class NotColumnarError(Exception):
@@ -273,16 +268,22 @@ class _Checker:
         signed = pc.or_(pc.starts_with(array, "-"), pc.starts_with(array, "+"))
         signs = pc.cast(signed, pa.int32())
         digits = pc.subtract(pc.subtract(length, signs), pc.cast(pc.greater_equal(dot, 0), pa.int32()))
+        own = pc.fill_null(pc.greater(digits, MAX_DIGITS), pa.scalar(value=False))
+        if pc.any(own).as_py():
+            row = _first_true(own)
+            raise self.fail(
+                row, column, f"{array[row].as_py()!r} has too many digits: a value may have at most {MAX_DIGITS}"
+            )
         whole = pc.subtract(digits, fraction)
         needed = pc.add(whole, scale)
-        too_long = pc.fill_null(pc.greater(needed, MAX_DIGITS), pa.scalar(value=False))
-        if pc.any(too_long).as_py():
-            row = int(np.flatnonzero(too_long.to_numpy(zero_copy_only=False))[0])
+        if (pc.max(needed).as_py() or 0) > MAX_DIGITS:
+            longest, largest = _first_true(pc.equal(fraction, scale)), _first_true(pc.equal(needed, pc.max(needed)))
             raise self.fail(
-                row,
+                longest,
                 column,
-                f"{array[row].as_py()!r} has too many digits: a column holds at most {MAX_DIGITS} "
-                f"(with {scale} after the point, as its longest fraction has)",
+                f"{array[longest].as_py()!r} has {scale} digits after the point and "
+                f"{self._row_label(largest)} ({array[largest].as_py()!r}) {pc.max(whole).as_py()} before it: "
+                f"together more than the {MAX_DIGITS} digits a column holds",
             )
         precision = max(1, pc.max(needed).as_py() or 1)
         target = pa.decimal128(38, scale) if precision <= 38 else pa.decimal256(MAX_DIGITS, scale)
@@ -322,6 +323,10 @@ def _at_most_digits(
 
 def _known_types() -> str:
     return ", ".join(kind.value for kind in ASSET_TYPE_ORDER)
+
+
+def _first_true(mask: Any) -> int:
+    return int(np.flatnonzero(pc.fill_null(mask, pa.scalar(value=False)).to_numpy(zero_copy_only=False))[0])
 
 
 def _first_null(array: Any) -> int:

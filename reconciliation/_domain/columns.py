@@ -31,10 +31,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSET_TYPE_ORDER",
     "FAST_EXTRA",
+    "ColumnsError",
     "DecimalColumn",
     "PositionColumns",
     "fast_available",
     "is_columnar_batch",
+    "parse_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,24 @@ sorting by code sorts by value, as the pure comparator orders its discrepancies.
 def fast_available() -> bool:
     """Whether pyarrow and numpy are installed (the `fast` extra)."""
     return all(importlib.util.find_spec(name) is not None for name in ("pyarrow", "numpy"))
+
+
+class ColumnsError(ValueError):
+    """A columnar batch is malformed; the message names the row and the column."""
+
+
+def parse_columns(raw: object, side: Literal["local", "broker"], *, call: str) -> PositionColumns:
+    """A book's columnar answer, checked as strictly as objects are (see `columnar_input`).
+
+    Raises:
+        ColumnsError: a bad value, named by call, row and column; or the `fast` extra is missing.
+    """
+    if not fast_available():
+        msg = f"{call} answered with columns ({type(raw).__name__}), which need the fast extra: {FAST_EXTRA}"
+        raise ColumnsError(msg)
+    from reconciliation._domain.columnar_input import columns_from_batch  # noqa: PLC0415 - the fast extra's
+
+    return columns_from_batch(raw, side, call=call)
 
 
 def is_columnar_batch(raw: object) -> bool:
