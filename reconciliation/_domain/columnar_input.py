@@ -33,19 +33,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconciliation._domain.columns import ASSET_TYPE_ORDER, ColumnsError, DecimalColumn, PositionColumns
+from reconciliation._domain.columns import (
+    ASSET_TYPE_ORDER,
+    PLAIN_DECIMAL,
+    ColumnsError,
+    DecimalColumn,
+    PositionColumns,
+)
 from reconciliation._domain.compare import CHUNK_SIZE
 from reconciliation._domain.models import AssetType, BrokerPosition, Position
 from reconciliation._domain.values import check_exact
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     import numpy.typing as npt
 
 __all__ = [
     "LIMIT",
     "NotColumnarError",
+    "as_table",
     "columns_from_batch",
     "columns_from_objects",
     "columns_from_table",
@@ -64,7 +71,6 @@ _FLOAT_DIGITS = 15
 """A decimal of at most 15 significant digits cannot be a Decimal made from a float (see
 `values.made_from_float`): only values with more are checked one by one."""
 
-_PLAIN_DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)$"
 _VISIBLE_ASCII = "[!-~]"
 _POWERS = np.array([10**k for k in range(19)], dtype=np.int64)
 _CODE_OF: dict[AssetType, int] = {kind: code for code, kind in enumerate(ASSET_TYPE_ORDER)}
@@ -102,6 +108,8 @@ def columns_from_batch(
             raw.quantity,
             raw.avg_cost,
             raw.market_value if side == "broker" else None,
+            raw.source,
+            raw.table,
         )
     try:
         table = pa.table(raw)
@@ -117,8 +125,12 @@ def columns_from_table(
     *,
     call: str,
     row_label: Callable[[int], str] = _row,
+    column_names: Mapping[str, str] | None = None,
 ) -> PositionColumns:
     """A pyarrow Table with the columns documented above, checked and made `PositionColumns`.
+
+    `column_names` gives, for an error message, the name a column had where it came from
+    (a statement's `Qty` for `quantity`).
 
     Raises:
         ColumnsError: naming the call, the row and the column of the first bad value.
@@ -135,7 +147,7 @@ def columns_from_table(
             f"(the columns are {', '.join(map(repr, names)) or 'none'}; see docs/configuration.md)"
         )
         raise ColumnsError(msg)
-    checker = _Checker(call, row_label)
+    checker = _Checker(call, row_label, column_names or {})
     symbols = checker.symbols(_one_chunk(table.column("symbol")))
     checker.symbols_known = symbols
     asset_types = (
@@ -150,7 +162,7 @@ def columns_from_table(
         if side == "broker" and "market_value" in names
         else None
     )
-    return PositionColumns(side, symbols, asset_types, quantity, avg_cost, market_value)
+    return PositionColumns(side, symbols, asset_types, quantity, avg_cost, market_value, table=table)
 
 
 def _one_chunk(column: Any) -> Any:
@@ -161,9 +173,10 @@ def _one_chunk(column: Any) -> Any:
 class _Checker:
     """Checks one batch's columns, naming the call, the row and the column of what it refuses."""
 
-    def __init__(self, call: str, row_label: Callable[[int], str]) -> None:
+    def __init__(self, call: str, row_label: Callable[[int], str], column_names: Mapping[str, str]) -> None:
         self._call = call
         self._row_label = row_label
+        self._column_names = column_names
         self.symbols_known: Any = None
 
     def fail(self, row: int | None, column: str, problem: str) -> ColumnsError:
@@ -172,7 +185,7 @@ class _Checker:
             where += f" {self._row_label(row)}"
             if self.symbols_known is not None:
                 where += f" (symbol {self.symbols_known[row].as_py()!r})"
-        return ColumnsError(f"{where}, column {column!r}: {problem}")
+        return ColumnsError(f"{where}, column {self._column_names.get(column, column)!r}: {problem}")
 
     def symbols(self, array: Any) -> Any:
         if not len(array):
@@ -251,7 +264,7 @@ class _Checker:
         """Plain decimal text (`-12.50`, `.5`, `+3`) parsed exactly; anything else refused."""
         if pa.types.is_string_view(array.type):
             array = array.cast(pa.large_string())
-        plain = pc.match_substring_regex(array, _PLAIN_DECIMAL)
+        plain = pc.match_substring_regex(array, f"^{PLAIN_DECIMAL}$")
         bad = pc.invert(pc.fill_null(plain, pa.scalar(value=True)))
         if pc.any(bad).as_py():
             row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
@@ -272,12 +285,17 @@ class _Checker:
         if pc.any(own).as_py():
             row = _first_true(own)
             raise self.fail(
-                row, column, f"{array[row].as_py()!r} has too many digits: a value may have at most {MAX_DIGITS}"
+                row,
+                column,
+                f"{array[row].as_py()!r} has too many digits: a value may have at most {MAX_DIGITS}",
             )
         whole = pc.subtract(digits, fraction)
         needed = pc.add(whole, scale)
         if (pc.max(needed).as_py() or 0) > MAX_DIGITS:
-            longest, largest = _first_true(pc.equal(fraction, scale)), _first_true(pc.equal(needed, pc.max(needed)))
+            longest, largest = (
+                _first_true(pc.equal(fraction, scale)),
+                _first_true(pc.equal(needed, pc.max(needed))),
+            )
             raise self.fail(
                 longest,
                 column,
@@ -541,6 +559,26 @@ def _one_by_one(
         fits=None if fits.all() else fits,
         known=None if known.all() else known,
     )
+
+
+def as_table(columns: PositionColumns) -> Any:
+    """The columns as an Arrow table under the documented names: the table they were read
+    from, or one made from their objects (exact decimal text)."""
+    if columns.table is not None:
+        return columns.table
+    entries = rows_as_objects(columns, np.arange(len(columns), dtype=np.intp))
+    table = {
+        "symbol": pa.array([entry.symbol for entry in entries], pa.string()),
+        "quantity": pa.array([format(entry.quantity, "f") for entry in entries], pa.string()),
+        "avg_cost": pa.array(
+            [None if entry.avg_cost is None else format(entry.avg_cost, "f") for entry in entries],
+            pa.string(),
+        ),
+        "asset_type": pa.array([entry.asset_type.value for entry in entries], pa.string()),
+    }
+    if columns.side == "broker":
+        table["market_value"] = pa.array([format(entry.market_value, "f") for entry in entries], pa.string())
+    return pa.table(table)
 
 
 def rows_as_objects(columns: PositionColumns, rows: npt.NDArray[np.intp]) -> list[Any]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSET_TYPE_ORDER",
     "FAST_EXTRA",
+    "PLAIN_DECIMAL",
     "ColumnsError",
     "DecimalColumn",
     "PositionColumns",
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 FAST_EXTRA = "pip install 'reconciliation[fast]'"
 """How to install what the columnar path needs (pyarrow and numpy)."""
+
+PLAIN_DECIMAL = r"[+-]?(\d+\.?\d*|\.\d+)"
+"""The decimal text a column may hold: digits with an optional sign and decimal point
+(`-12.50`, `.5`, `+3`); no exponent, no separators, no spaces."""
 
 ASSET_TYPE_ORDER: tuple[AssetType, ...] = tuple(sorted(AssetType, key=lambda kind: kind.value))
 """The asset types in the order of their values: a column's codes index this tuple, so
@@ -115,6 +120,9 @@ class PositionColumns:
         market_value: the broker's market values, or None when the batch has none.
         source: the objects the columns were made from, if they were; building
             `Position` objects back then returns these very objects.
+        table: the checked Arrow table the columns were read from, if they were,
+            under the documented column names; `__arrow_c_stream__` exports it, so the
+            columns are themselves a batch a book may answer with.
     """
 
     side: Literal["local", "broker"]
@@ -124,6 +132,13 @@ class PositionColumns:
     avg_cost: DecimalColumn = attrs.field(repr=False)
     market_value: DecimalColumn | None = attrs.field(default=None, repr=False)
     source: Sequence[Position | BrokerPosition] | None = attrs.field(default=None, repr=False)
+    table: Any = attrs.field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.asset_types)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The columns as an Arrow stream (the PyCapsule interface), under the documented names."""
+        from reconciliation._domain.columnar_input import as_table  # noqa: PLC0415 - the fast extra's
+
+        return as_table(self).__arrow_c_stream__(requested_schema)
