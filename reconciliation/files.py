@@ -348,7 +348,11 @@ def _header_checked(path: Path, names: list[str], wanted: Mapping[str, str], wha
     if repeated:
         msg = f"{path}: the header names column {repeated[0]!r} {names.count(repeated[0])} times; each column once"
         raise StatementError(msg)
-    missing = [f"{source!r} ({column})" for column, source in wanted.items() if source not in names]
+    missing = [
+        repr(source) if source == column else f"{source!r} ({column})"
+        for column, source in wanted.items()
+        if source not in names
+    ]
     if missing:
         msg = (
             f"{path}: no column {', '.join(missing)} in this {what} file; its columns are "
