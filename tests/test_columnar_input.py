@@ -233,7 +233,7 @@ def test_a_local_book_may_leave_market_values_out() -> None:
 
 
 def test_a_broker_batch_may_leave_market_values_out() -> None:
-    assert parse(batch(market_value=None)).market_value is None
+    assert parse(batch(market_value=None)).market_values is None
 
 
 def test_a_snapshot_of_a_checked_batch_compares_with_the_values_as_given() -> None:

@@ -122,8 +122,11 @@ def as_objects(
     return compare_positions(local, broker, account_id=ACCOUNT, timestamp=NOW, config=config)
 
 
-def arrow_table(entries: list[Position] | list[BrokerPosition], *, scale: int | None) -> object:
-    """The book as an Arrow batch: decimal columns of that scale, or decimal text (scale None).
+def arrow_table(
+    entries: list[Position] | list[BrokerPosition], *, scale: int | None, rows_per_chunk: int
+) -> object:
+    """The book as an Arrow batch: decimal columns of that scale, or decimal text (scale None),
+    in chunks of `rows_per_chunk` rows (as a Parquet file is read).
 
     At scale 25 most values do not fit in 62 bits and take the exact path."""
 
@@ -140,7 +143,8 @@ def arrow_table(entries: list[Position] | list[BrokerPosition], *, scale: int | 
     }
     if entries and isinstance(entries[0], BrokerPosition):
         columns["market_value"] = column([e.market_value for e in entries])
-    return pa.table(columns)
+    table = pa.table(columns)
+    return pa.Table.from_batches(table.to_batches(max_chunksize=rows_per_chunk), schema=table.schema)
 
 
 fits_arrow = st.builds(
@@ -168,14 +172,23 @@ def test_columns_made_from_objects_compare_exactly_as_the_objects(
     st.lists(fits_arrow, max_size=10),
     cost_percentages,
     st.sampled_from([None, 8, 25]),
+    st.integers(1, 4),
 )
 def test_an_arrow_batch_compares_exactly_as_the_positions_it_holds(
-    local: list[Position], broker_like: list[Position], tolerance: Decimal, scale: int | None
+    local: list[Position],
+    broker_like: list[Position],
+    tolerance: Decimal,
+    scale: int | None,
+    rows_per_chunk: int,
 ) -> None:
     broker = [BrokerPosition(p.symbol, p.quantity, p.avg_cost, Decimal(0), p.asset_type) for p in broker_like]
     config = ReconciliationConfig(ACCOUNT, cost_tolerance_pct=tolerance)
-    local_columns = columns_from_table(arrow_table(local, scale=scale), "local", call="local")
-    broker_columns = columns_from_table(arrow_table(broker, scale=scale), "broker", call="broker")
+    local_columns = columns_from_table(
+        arrow_table(local, scale=scale, rows_per_chunk=rows_per_chunk), "local", call="local"
+    )
+    broker_columns = columns_from_table(
+        arrow_table(broker, scale=scale, rows_per_chunk=rows_per_chunk), "broker", call="broker"
+    )
     held = rows_as_objects(local_columns, np.arange(len(local_columns)))
     reported = rows_as_objects(broker_columns, np.arange(len(broker_columns)))
 

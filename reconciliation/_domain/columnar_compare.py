@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,7 @@ from reconciliation._domain.columnar_input import (
     aligned,
     columns_from_objects,
     rows_as_objects,
+    taken,
 )
 from reconciliation._domain.columns import ASSET_TYPE_ORDER, PositionColumns
 from reconciliation._domain.compare import CHUNK_SIZE, Comparison, Found, compare_positions, discrepancies_of
@@ -88,13 +89,13 @@ def compare_columns(
     work (building the discrepancies), as the pure comparator calls it.
     """
     pause = pause or _no_pause
-    keys, count = _position_ids(local, broker)
+    local_ids, broker_ids, count = _position_ids(local, broker)
     pause()
-    found = _Classified.of(local, broker, keys, count, config.cost_tolerance_pct)
+    found = _Classified.of(local, broker, (local_ids, broker_ids), count, config.cost_tolerance_pct)
     pause()
     exact = compare_positions(
-        rows_as_objects(local, np.flatnonzero(found.exact_key[keys[: len(local)]])),
-        rows_as_objects(broker, np.flatnonzero(found.exact_key[keys[len(local) :]])),
+        rows_as_objects(local, np.flatnonzero(found.exact_key[local_ids])),
+        rows_as_objects(broker, np.flatnonzero(found.exact_key[broker_ids])),
         account_id=account_id,
         timestamp=timestamp,
         config=config,
@@ -120,21 +121,55 @@ def _position_order(discrepancy: Discrepancy) -> tuple[str, str]:
     return (discrepancy.symbol or "", discrepancy.asset_type.value if discrepancy.asset_type else "")
 
 
-def _position_ids(local: PositionColumns, broker: PositionColumns) -> tuple[npt.NDArray[np.intp], int]:
-    """A dense id per distinct (symbol, asset type) for every row, local rows first, and how many."""
+def _position_ids(
+    local: PositionColumns, broker: PositionColumns
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int]:
+    """A dense id per distinct (symbol, asset type), for each side's rows, and how many ids.
+
+    Both sides are encoded as two chunks of one array: the chunks share one growing
+    dictionary, so the symbols are hashed once and never copied into one array."""
     symbols = [local.symbols, broker.symbols]
     if local.symbols.type != broker.symbols.type:
         symbols = [array.cast(pa.large_string()) for array in symbols]
-    encoded = pc.dictionary_encode(pa.concat_arrays(symbols))
-    ids = encoded.indices.to_numpy().astype(np.intp, copy=False)
-    count = len(encoded.dictionary)
-    codes = np.concatenate([local.asset_types, broker.asset_types])
-    if codes.size and (codes != codes[0]).any():
-        combined = ids.astype(np.int64) * len(ASSET_TYPE_ORDER) + codes
-        encoded = pc.dictionary_encode(pa.array(combined, pa.int64()))
-        ids = encoded.indices.to_numpy().astype(np.intp, copy=False)
-        count = len(encoded.dictionary)
+    ids, count = _encoded(pa.chunked_array([*symbols[0].chunks, *symbols[1].chunks], type=symbols[0].type))
+    if not _one_asset_type(local, broker):
+        kinds = len(ASSET_TYPE_ORDER)
+        codes = np.concatenate([local.asset_types, broker.asset_types])
+        ids, count = _encoded(
+            pa.chunked_array([pa.array(ids.astype(np.int64) * kinds + codes)], type=pa.int64())
+        )
+    return ids[: len(local)], ids[len(local) :], count
+
+
+def _encoded(values: Any) -> tuple[npt.NDArray[np.int32], int]:
+    """Each value's index in the dictionary of the distinct values, and how many there are.
+
+    Arrow gives each chunk the dictionary grown so far, so the last one holds them all.
+    Its hash table (about 50 bytes a symbol) is freed at once, and the memory handed back:
+    Arrow's allocator would otherwise keep it from the numpy arrays that follow."""
+    encoded = pc.dictionary_encode(values)
+    if not encoded.num_chunks:
+        return np.zeros(0, np.int32), 0
+    ids: npt.NDArray[np.int32] = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks])
+    count = len(encoded.chunks[-1].dictionary)
+    del encoded
+    pa.default_memory_pool().release_unused()
     return ids, count
+
+
+def _one_asset_type(local: PositionColumns, broker: PositionColumns) -> bool:
+    codes = [side.asset_types for side in (local, broker) if len(side)]
+    return not codes or all(bool((side == codes[0][0]).all()) for side in codes)
+
+
+def _rows(ids: npt.NDArray[np.int32], count: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
+    """For each id, a row of this side that has it (-1: none), and whether it has several."""
+    rows = np.full(count, -1, np.int32)
+    order = np.arange(len(ids), dtype=np.int32)
+    rows[ids] = order
+    several = np.zeros(count, np.bool_)
+    several[ids[rows[ids] != order]] = True
+    return rows, several
 
 
 class _Classified:
@@ -159,55 +194,50 @@ class _Classified:
         cls,
         local: PositionColumns,
         broker: PositionColumns,
-        keys: npt.NDArray[np.intp],
+        ids: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]],
         count: int,
         tolerance_pct: Decimal,
     ) -> _Classified:
-        held = len(local)
-        local_keys, broker_keys = keys[:held], keys[held:]
-        local_count = np.bincount(local_keys, minlength=count)
-        broker_count = np.bincount(broker_keys, minlength=count)
+        local_row, exact_key = _rows(ids[0], count)
+        broker_row, several = _rows(ids[1], count)
+        exact_key |= several
+        del several
         local_quantity, broker_quantity = aligned(local.quantity, broker.quantity)
         local_cost, broker_cost = aligned(local.avg_cost, broker.avg_cost)
-        exact_key = (local_count > 1) | (broker_count > 1)
-        for column, side_keys in (
-            (local_quantity, local_keys),
-            (local_cost, local_keys),
-            (broker_quantity, broker_keys),
-            (broker_cost, broker_keys),
+        for column, side_ids in (
+            (local_quantity, ids[0]),
+            (local_cost, ids[0]),
+            (broker_quantity, ids[1]),
+            (broker_cost, ids[1]),
         ):
             if column.fits is not None:
-                exact_key[side_keys[~column.fits]] = True
-        local_row = _row_of(local_keys, count)
-        broker_row = _row_of(broker_keys, count)
+                exact_key[side_ids[~column.fits]] = True
         simple = ~exact_key
-        both = np.flatnonzero(simple & (local_count == 1) & (broker_count == 1))
+        held = local_row >= 0
+        reported = broker_row >= 0
+        both = simple & held & reported
         li, bi = local_row[both], broker_row[both]
-        lq, bq = local_quantity.scaled[li], broker_quantity.scaled[bi]
+        both_at = np.flatnonzero(both)
+        local_only = local_row[simple & held & ~reported]
+        broker_only = broker_row[simple & ~held & reported]
+        del simple, held, reported, both, local_row, broker_row
+        lq, bq = local_quantity.gather(li), broker_quantity.gather(bi)
         equal = lq == bq
-        kinds = np.full(len(both), -1, np.int8)
+        kinds = np.full(len(li), -1, np.int8)
         kinds[~equal & (bq == 0)] = _MISSING_BROKER
         kinds[~equal & (lq == 0) & (bq != 0)] = _MISSING_LOCAL
         kinds[~equal & (lq != 0) & (bq != 0)] = _QUANTITY
-        candidates = np.flatnonzero(
-            equal
-            & (lq != 0)
-            & _known(local_cost, li)
-            & _known(broker_cost, bi)
-            & (local_cost.scaled[li] != broker_cost.scaled[bi])
-        )
-        breaks, overflow = _costs_differ(
-            local_cost.scaled[li[candidates]], broker_cost.scaled[bi[candidates]], tolerance_pct
-        )
+        candidates = np.flatnonzero(equal & (lq != 0) & _known(local_cost, li) & _known(broker_cost, bi))
+        del lq, bq, equal
+        local_costs, broker_costs = local_cost.gather(li[candidates]), broker_cost.gather(bi[candidates])
+        differ = local_costs != broker_costs
+        candidates = candidates[differ]
+        breaks, overflow = _costs_differ(local_costs[differ], broker_costs[differ], tolerance_pct)
         kinds[candidates[breaks]] = _COST
-        exact_key[both[candidates[overflow]]] = True
+        exact_key[both_at[candidates[overflow]]] = True
         flagged = kinds >= 0
-        local_only = local_row[np.flatnonzero(simple & (local_count == 1) & (broker_count == 0))]
-        local_only = local_only[local_quantity.scaled[local_only] != 0]
-        broker_only = broker_row[np.flatnonzero(simple & (local_count == 0) & (broker_count == 1))]
-        broker_only = broker_only[broker_quantity.scaled[broker_only] != 0]
-        none_l = np.full(len(broker_only), -1, np.intp)
-        none_b = np.full(len(local_only), -1, np.intp)
+        local_only = local_only[local_quantity.gather(local_only) != 0]
+        broker_only = broker_only[broker_quantity.gather(broker_only) != 0]
         return cls(
             exact_key,
             np.concatenate(
@@ -217,8 +247,12 @@ class _Classified:
                     np.full(len(broker_only), _MISSING_LOCAL, np.int8),
                 ]
             ),
-            np.concatenate([li[flagged], local_only, none_l]),
-            np.concatenate([bi[flagged], none_b, broker_only]),
+            np.concatenate([li[flagged], local_only, np.full(len(broker_only), -1, np.int32)]).astype(
+                np.intp
+            ),
+            np.concatenate([bi[flagged], np.full(len(local_only), -1, np.int32), broker_only]).astype(
+                np.intp
+            ),
         )
 
     def discrepancies(
@@ -242,11 +276,9 @@ class _Classified:
     def _sorted(self, local: PositionColumns, broker: PositionColumns) -> npt.NDArray[np.intp]:
         on_local = self.local_rows >= 0
         symbols = [
-            local.symbols.take(pa.array(self.local_rows[on_local])),
-            broker.symbols.take(pa.array(self.broker_rows[~on_local])),
+            pa.array(taken(local.symbols, self.local_rows[on_local]), pa.large_string()),
+            pa.array(taken(broker.symbols, self.broker_rows[~on_local]), pa.large_string()),
         ]
-        if symbols[0].type != symbols[1].type:
-            symbols = [array.cast(pa.large_string()) for array in symbols]
         position = np.concatenate([np.flatnonzero(on_local), np.flatnonzero(~on_local)])
         codes = np.concatenate(
             [local.asset_types[self.local_rows[on_local]], broker.asset_types[self.broker_rows[~on_local]]]
@@ -268,8 +300,7 @@ class _Classified:
         for mask, side, side_rows in ((on_local, local, local_rows), (~on_local, broker, broker_rows)):
             where = np.flatnonzero(mask)
             codes[where] = side.asset_types[side_rows[where]]
-            taken = side.symbols.take(pa.array(side_rows[where], pa.int64())).to_pylist()
-            for index, symbol in zip(where.tolist(), taken, strict=True):
+            for index, symbol in zip(where.tolist(), taken(side.symbols, side_rows[where]), strict=True):
                 symbols[index] = symbol
         cost = kinds == _COST
         local_values = _values(
@@ -302,14 +333,7 @@ def _values(
     return values
 
 
-def _row_of(keys: npt.NDArray[np.intp], count: int) -> npt.NDArray[np.intp]:
-    """For each id, a row of this side that has it (the last), or -1."""
-    rows = np.full(count, -1, np.intp)
-    rows[keys] = np.arange(len(keys), dtype=np.intp)
-    return rows
-
-
-def _known(column: DecimalColumn, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_] | bool:
+def _known(column: DecimalColumn, rows: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_] | bool:
     return True if column.known is None else column.known[rows]
 
 

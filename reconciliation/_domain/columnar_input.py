@@ -52,11 +52,13 @@ if TYPE_CHECKING:
 __all__ = [
     "LIMIT",
     "NotColumnarError",
+    "aligned",
     "as_table",
     "columns_from_batch",
     "columns_from_objects",
     "columns_from_table",
     "rows_as_objects",
+    "taken",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ def columns_from_batch(
             raw.asset_types,
             raw.quantity,
             raw.avg_cost,
-            raw.market_value if side == "broker" else None,
+            raw.market_values if side == "broker" else None,
             raw.source,
             raw.table,
         )
@@ -148,26 +150,21 @@ def columns_from_table(
         )
         raise ColumnsError(msg)
     checker = _Checker(call, row_label, column_names or {})
-    symbols = checker.symbols(_one_chunk(table.column("symbol")))
+    symbols = checker.symbols(table.column("symbol"))
     checker.symbols_known = symbols
     asset_types = (
-        checker.asset_types(_one_chunk(table.column("asset_type")))
+        checker.asset_types(table.column("asset_type"))
         if "asset_type" in names
         else np.full(len(symbols), _CODE_OF[AssetType.STOCK], dtype=np.int8)
     )
-    quantity = checker.decimals(_one_chunk(table.column("quantity")), "quantity", nullable=False)
-    avg_cost = checker.decimals(_one_chunk(table.column("avg_cost")), "avg_cost", nullable=True)
-    market_value = (
-        checker.decimals(_one_chunk(table.column("market_value")), "market_value", nullable=False)
+    quantity = checker.decimals(table.column("quantity"), "quantity", nullable=False)
+    avg_cost = checker.decimals(table.column("avg_cost"), "avg_cost", nullable=True)
+    market_values = (
+        checker.decimals(table.column("market_value"), "market_value", nullable=False, keep=False).exact
         if side == "broker" and "market_value" in names
         else None
     )
-    return PositionColumns(side, symbols, asset_types, quantity, avg_cost, market_value, table=table)
-
-
-def _one_chunk(column: Any) -> Any:
-    """A table column as one contiguous array."""
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return PositionColumns(side, symbols, asset_types, quantity, avg_cost, market_values, table=table)
 
 
 class _Checker:
@@ -189,10 +186,10 @@ class _Checker:
 
     def symbols(self, array: Any) -> Any:
         if not len(array):
-            return pa.array([], pa.string())
+            return pa.chunked_array([], pa.string())
         kind = array.type
         if pa.types.is_dictionary(kind):
-            array = array.dictionary_decode()
+            array = array.cast(kind.value_type)
             kind = array.type
         if pa.types.is_string_view(kind):
             array = array.cast(pa.large_string())
@@ -232,11 +229,13 @@ class _Checker:
             raise self.fail(row, "asset_type", f"{problem}; known: {_known_types()}")
         return np.asarray(codes.to_numpy(), dtype=np.int8)
 
-    def decimals(self, array: Any, column: str, *, nullable: bool) -> DecimalColumn:
+    def decimals(self, array: Any, column: str, *, nullable: bool, keep: bool = True) -> DecimalColumn:
+        """`array` checked as exact numbers; `keep=False` drops the scaled integers (for a
+        column only ever read back exactly, such as market values) once they are checked."""
         kind = array.type
         if pa.types.is_null(kind) and (nullable or not len(array)):
             return DecimalColumn(
-                np.zeros(len(array), np.int64), 0, _nones, known=np.zeros(len(array), np.bool_)
+                (np.zeros(len(array), np.int64),), 0, _nones, known=np.zeros(len(array), np.bool_)
             )
         if not nullable:
             self._no_nulls(array, column, "missing: every position needs one")
@@ -247,20 +246,20 @@ class _Checker:
             except (TypeError, ValueError) as exc:
                 raise self.fail(row, column, f"a {kind} column: {exc}") from exc
         if pa.types.is_decimal(kind):
-            return self._checked(_decimal_column(array, kind.scale, _arrow_exact(array)), column)
+            return self._checked(_decimal_column(array, kind.scale, _arrow_exact(array)), column, keep=keep)
         if pa.types.is_integer(kind):
             return _integer_column(array)
         if pa.types.is_dictionary(kind):
-            return self.decimals(array.dictionary_decode(), column, nullable=nullable)
+            return self.decimals(array.cast(kind.value_type), column, nullable=nullable, keep=keep)
         if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-            return self._text(array, column)
+            return self._text(array, column, keep=keep)
         raise self.fail(None, column, f"expected decimals, integers or decimal text, got a {kind} column")
 
     def _no_nulls(self, array: Any, column: str, problem: str) -> None:
         if array.null_count:
             raise self.fail(_first_null(array), column, problem)
 
-    def _text(self, array: Any, column: str) -> DecimalColumn:
+    def _text(self, array: Any, column: str, *, keep: bool) -> DecimalColumn:
         """Plain decimal text (`-12.50`, `.5`, `+3`) parsed exactly; anything else refused."""
         if pa.types.is_string_view(array.type):
             array = array.cast(pa.large_string())
@@ -305,24 +304,35 @@ class _Checker:
             )
         precision = max(1, pc.max(needed).as_py() or 1)
         target = pa.decimal128(38, scale) if precision <= 38 else pa.decimal256(MAX_DIGITS, scale)
-        return self._checked(_decimal_column(pc.cast(array, target), scale, _text_exact(array)), column)
+        return self._checked(
+            _decimal_column(pc.cast(array, target), scale, _text_exact(array)), column, keep=keep
+        )
 
-    def _checked(self, column_data: DecimalColumn, column: str) -> DecimalColumn:
+    def _checked(self, column_data: DecimalColumn, column: str, *, keep: bool = True) -> DecimalColumn:
         """`column_data`, once every value that could be a Decimal made from a float is checked."""
-        scaled = column_data.scaled
-        fits = column_data.fits if column_data.fits is not None else np.ones(len(scaled), np.bool_)
-        known = column_data.known if column_data.known is not None else np.ones(len(scaled), np.bool_)
-        long = known & (~fits | (np.abs(scaled) >= _POWERS[_FLOAT_DIGITS]))
-        rows = np.flatnonzero(long)
+        rows = np.concatenate(
+            [
+                start + np.flatnonzero(np.abs(part) >= _POWERS[_FLOAT_DIGITS])
+                for part, start in zip(column_data.parts, column_data.starts, strict=False)
+            ]
+            or [np.zeros(0, np.intp)]
+        )
+        if column_data.fits is not None:
+            rows = np.union1d(rows, np.flatnonzero(~column_data.fits))
+        if column_data.known is not None:
+            rows = rows[column_data.known[rows]]
         if rows.size:
-            rows = rows[~_at_most_digits(scaled[rows], fits[rows], _FLOAT_DIGITS)]
+            fits = np.ones(len(rows), np.bool_) if column_data.fits is None else column_data.fits[rows]
+            rows = rows[~_at_most_digits(column_data.gather(rows), fits, _FLOAT_DIGITS)]
         for chunk in _batches(rows.tolist()):
             for row, value in zip(chunk, column_data.exact(np.asarray(chunk, np.intp)), strict=True):
                 try:
                     check_exact(column, value)
                 except (TypeError, ValueError) as exc:
                     raise self.fail(row, column, str(exc)) from exc
-        return column_data
+        if keep:
+            return column_data
+        return DecimalColumn((), column_data.scale, column_data.exact)
 
 
 def _at_most_digits(
@@ -366,11 +376,33 @@ def _batches(rows: list[int]) -> Iterator[list[int]]:
         yield chunk
 
 
+def taken(array: Any, rows: npt.NDArray[np.integer[Any]]) -> list[Any]:
+    """The Python values of `array` (an Array or ChunkedArray) at `rows`, in their order.
+
+    Taken chunk by chunk: Arrow's take on a ChunkedArray of decimals first joins the
+    chunks, which costs a copy of the whole column for every call."""
+    chunks = _chunks(array)
+    if len(chunks) == 1:
+        values: list[Any] = chunks[0].take(pa.array(rows, pa.int64())).to_pylist()
+        return values
+    found: list[Any] = [None] * len(rows)
+    start = 0
+    for chunk in chunks:
+        end = start + len(chunk)
+        inside = np.flatnonzero((rows >= start) & (rows < end))
+        if inside.size:
+            picked = chunk.take(pa.array(rows[inside] - start, pa.int64())).to_pylist()
+            for index, value in zip(inside.tolist(), picked, strict=True):
+                found[index] = value
+        start = end
+    return found
+
+
 def _arrow_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | None]]:
     def exact(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
         return [
             None if value is None else value if type(value) is Decimal else Decimal(value)
-            for value in array.take(pa.array(rows, pa.int64())).to_pylist()
+            for value in taken(array, rows)
         ]
 
     return exact
@@ -378,10 +410,7 @@ def _arrow_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | 
 
 def _text_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | None]]:
     def exact(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
-        return [
-            None if text is None else Decimal(text)
-            for text in array.take(pa.array(rows, pa.int64())).to_pylist()
-        ]
+        return [None if text is None else Decimal(text) for text in taken(array, rows)]
 
     return exact
 
@@ -389,51 +418,74 @@ def _text_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | N
 def _decimal_column(
     array: Any, scale: int, exact: Callable[[npt.NDArray[np.intp]], list[Decimal | None]]
 ) -> DecimalColumn:
-    """An Arrow decimal array's unscaled integers, read from its buffer (little-endian
-    two's complement, 32 to 256 bits), as int64 where they fit within `LIMIT`."""
-    width = array.type.byte_width // 8
-    count = len(array)
-    known = None if not array.null_count else array.is_valid().to_numpy(zero_copy_only=False)
-    if width == 0:
-        words = np.frombuffer(array.buffers()[1], dtype="<i4", count=array.offset + count)[array.offset :]
-        scaled = words.astype(np.int64)
-        fits = None
-    else:
-        words = np.frombuffer(array.buffers()[1], dtype="<i8", count=(array.offset + count) * width)
-        words = words[array.offset * width :].reshape(count, width)
-        scaled = words[:, 0].copy()
-        fitting = (scaled <= LIMIT) & (scaled >= -LIMIT)
-        if width > 1:
-            fitting &= (words[:, 1:] == (scaled >> 63)[:, None]).all(axis=1)
-        fits = None if fitting.all() else fitting
-    if known is not None:
-        scaled[~known] = 0
-        if fits is not None:
-            fits = fits | ~known
-    if fits is not None:
-        scaled[~fits] = 0
-    column = DecimalColumn(scaled, scale, exact, fits=fits, known=known)
+    """An Arrow decimal column's unscaled integers, read in place from each chunk's buffer
+    (little-endian two's complement, 32 to 256 bits): the low 64 bits of each value, which
+    are the value where it fits."""
+    parts = [_decimal_words(chunk) for chunk in _chunks(array)]
+    lengths = [len(part[0]) for part in parts]
+    fits = _joined([part[1] for part in parts], lengths)
+    known = _joined([part[2] for part in parts], lengths)
+    if fits is not None and known is not None:
+        fits = fits | ~known
+    column = DecimalColumn(tuple(part[0] for part in parts), scale, exact, fits=fits, known=known)
     return _rescaled(column, 0) if scale < 0 else column
+
+
+def _chunks(array: Any) -> list[Any]:
+    return list(array.chunks) if isinstance(array, pa.ChunkedArray) else [array]
+
+
+def _decimal_words(
+    chunk: Any,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None]:
+    """One chunk's low words, where they hold the value (None: everywhere), where it is known."""
+    width = chunk.type.byte_width // 8
+    count = len(chunk)
+    known = None if not chunk.null_count else chunk.is_valid().to_numpy(zero_copy_only=False)
+    if width == 0:
+        words = np.frombuffer(chunk.buffers()[1], dtype="<i4", count=chunk.offset + count)[chunk.offset :]
+        return words.astype(np.int64), None, known
+    words = np.frombuffer(chunk.buffers()[1], dtype="<i8", count=(chunk.offset + count) * width)
+    words = words[chunk.offset * width :].reshape(count, width)
+    scaled = words[:, 0]
+    fitting = (scaled <= LIMIT) & (scaled >= -LIMIT)
+    if width > 1:
+        sign = scaled >> 63
+        for word in range(1, width):
+            fitting &= words[:, word] == sign
+    return scaled, None if fitting.all() else fitting, known
+
+
+def _joined(masks: list[npt.NDArray[np.bool_] | None], lengths: list[int]) -> npt.NDArray[np.bool_] | None:
+    """Per-chunk masks (None: all True) as one mask, or None if it is all True."""
+    if all(mask is None for mask in masks):
+        return None
+    return np.concatenate(
+        [
+            np.ones(length, np.bool_) if mask is None else mask
+            for mask, length in zip(masks, lengths, strict=True)
+        ]
+    )
 
 
 def _integer_column(array: Any) -> DecimalColumn:
     known = None if not array.null_count else array.is_valid().to_numpy(zero_copy_only=False)
-    values = array.fill_null(0) if array.null_count else array
-    fits = None
-    if pa.types.is_uint64(array.type):
-        unsigned = values.to_numpy()
-        fitting = unsigned <= LIMIT
-        fits = None if fitting.all() else fitting
-        scaled = np.where(fitting, unsigned, 0).astype(np.int64)
-    else:
-        scaled = values.cast(pa.int64()).to_numpy().copy()
-        fitting = (scaled <= LIMIT) & (scaled >= -LIMIT)
-        if not fitting.all():
-            fits = fitting
-            scaled[~fitting] = 0
-    if known is not None and fits is not None:
+    parts: list[npt.NDArray[np.int64]] = []
+    masks: list[npt.NDArray[np.bool_] | None] = []
+    for chunk in _chunks(array.fill_null(0)):
+        if pa.types.is_uint64(chunk.type):
+            unsigned = chunk.to_numpy()
+            fitting = unsigned <= LIMIT
+            scaled = unsigned.view(np.int64)
+        else:
+            scaled = chunk.cast(pa.int64()).to_numpy()
+            fitting = (scaled <= LIMIT) & (scaled >= -LIMIT)
+        parts.append(scaled)
+        masks.append(None if fitting.all() else fitting)
+    fits = _joined(masks, [len(part) for part in parts])
+    if fits is not None and known is not None:
         fits = fits | ~known
-    return DecimalColumn(scaled, 0, _arrow_exact(array), fits=fits, known=known)
+    return DecimalColumn(tuple(parts), 0, _arrow_exact(array), fits=fits, known=known)
 
 
 def _rescaled(column: DecimalColumn, scale: int) -> DecimalColumn:
@@ -441,17 +493,22 @@ def _rescaled(column: DecimalColumn, scale: int) -> DecimalColumn:
     shift = scale - column.scale
     if shift == 0:
         return column
-    fits = np.ones(len(column.scaled), np.bool_) if column.fits is None else column.fits.copy()
-    if shift >= len(_POWERS):
-        fits &= column.scaled == 0
-        scaled = np.zeros_like(column.scaled)
-    else:
-        factor = _POWERS[shift]
-        fits &= np.abs(column.scaled) <= LIMIT // factor
-        scaled = np.where(fits, column.scaled, 0) * factor
+    fits = np.ones(len(column), np.bool_) if column.fits is None else column.fits.copy()
+    parts = []
+    for part, start in zip(column.parts, column.starts, strict=False):
+        part_fits = fits[start : start + len(part)]
+        if shift >= len(_POWERS):
+            part_fits &= part == 0
+            parts.append(np.zeros_like(part))
+        else:
+            factor = _POWERS[shift]
+            part_fits &= (part <= LIMIT // factor) & (part >= -(LIMIT // factor))
+            parts.append(np.where(part_fits, part, 0) * factor)
     if column.known is not None:
         fits |= ~column.known
-    return DecimalColumn(scaled, scale, column.exact, fits=None if fits.all() else fits, known=column.known)
+    return DecimalColumn(
+        tuple(parts), scale, column.exact, fits=None if fits.all() else fits, known=column.known
+    )
 
 
 def aligned(first: DecimalColumn, second: DecimalColumn) -> tuple[DecimalColumn, DecimalColumn]:
@@ -483,7 +540,7 @@ def columns_from_objects(
         quantities.extend([entry.quantity for entry in chunk])
         costs.extend([entry.avg_cost for entry in chunk])
     try:
-        symbol_array = pa.array(symbols, pa.string())
+        symbol_array = pa.chunked_array([pa.array(symbols, pa.string())])
     except (UnicodeEncodeError, pa.ArrowException) as exc:
         msg = f"a symbol cannot be held in an Arrow column: {exc}"
         raise NotColumnarError(msg) from exc
@@ -553,7 +610,7 @@ def _one_by_one(
         else:
             scaled[row] = whole
     return DecimalColumn(
-        scaled,
+        (scaled,),
         scale,
         exact,
         fits=None if fits.all() else fits,
@@ -589,7 +646,7 @@ def rows_as_objects(columns: PositionColumns, rows: npt.NDArray[np.intp]) -> lis
     if columns.source is not None:
         source = columns.source
         return [source[row] for row in rows.tolist()]
-    symbols = columns.symbols.take(pa.array(rows, pa.int64())).to_pylist()
+    symbols = taken(columns.symbols, rows)
     kinds = [ASSET_TYPE_ORDER[code] for code in columns.asset_types[rows].tolist()]
     quantities = cast("list[Decimal]", columns.quantity.exact(rows))
     costs = columns.avg_cost.exact(rows)
@@ -600,7 +657,7 @@ def rows_as_objects(columns: PositionColumns, rows: npt.NDArray[np.intp]) -> lis
         ]
     values = cast(
         "list[Decimal]",
-        columns.market_value.exact(rows) if columns.market_value is not None else [Decimal(0)] * len(rows),
+        columns.market_values(rows) if columns.market_values is not None else [Decimal(0)] * len(rows),
     )
     return [
         BrokerPosition(symbol, quantity, cost, value, kind)

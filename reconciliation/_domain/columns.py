@@ -84,23 +84,52 @@ def is_columnar_batch(raw: object) -> bool:
     return isinstance(raw, PositionColumns) or hasattr(type(raw), "__arrow_c_stream__")
 
 
+def _starts(column: DecimalColumn) -> tuple[int, ...]:
+    starts = [0]
+    for part in column.parts:
+        starts.append(starts[-1] + len(part))
+    return tuple(starts)
+
+
 @attrs.frozen(eq=False)
 class DecimalColumn:
-    """A column of exact decimals as integers scaled by 10**`scale`.
+    """A column of exact decimals as integers scaled by 10**`scale`, in parts (Arrow's chunks).
 
-    `scaled[i]` is the value at row i times 10**scale, where it fits within
-    ±`columnar_input.LIMIT` (2**62, so that a difference of two still fits in 64 bits);
-    `fits` is False where it does not (those rows are compared by the exact path) and
+    Row i's scaled integer is the value times 10**scale where it fits within
+    ±`columnar_input.LIMIT` (2**62, so that a difference of two still fits in 64 bits)
+    and is known; elsewhere it means nothing. The parts are often views of the Arrow
+    buffers, never written to, so a column read from a file is not copied. `fits` is
+    False where the value does not fit (those rows are compared by the exact path) and
     None when every row fits. `known` is False where the value is missing (an unknown
     average cost) and None when none is. `exact` gives the original `Decimal`s of some
     rows (None where unknown), digits and exponent as they were given.
     """
 
-    scaled: npt.NDArray[np.int64]
+    parts: tuple[npt.NDArray[np.int64], ...]
     scale: int
     exact: Callable[[npt.NDArray[np.intp]], list[Decimal | None]] = attrs.field(repr=False)
     fits: npt.NDArray[np.bool_] | None = None
     known: npt.NDArray[np.bool_] | None = None
+    starts: tuple[int, ...] = attrs.field(
+        init=False, default=attrs.Factory(_starts, takes_self=True), repr=False
+    )
+    """Where each part begins, and the length after the last."""
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def gather(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+        """The scaled integers at `rows`, in their order."""
+        import numpy as np  # noqa: PLC0415 - the fast extra's
+
+        if len(self.parts) == 1:
+            gathered: npt.NDArray[np.int64] = self.parts[0][rows]
+            return gathered
+        out = np.zeros(len(rows), np.int64)
+        for part, start, end in zip(self.parts, self.starts, self.starts[1:], strict=False):
+            inside = np.flatnonzero((rows >= start) & (rows < end))
+            out[inside] = part[rows[inside] - start]
+        return out
 
 
 @attrs.frozen(eq=False)
@@ -113,11 +142,12 @@ class PositionColumns:
 
     Attributes:
         side: "local" (the engine's book) or "broker".
-        symbols: an Arrow string array without nulls or empty symbols.
+        symbols: an Arrow string ChunkedArray without nulls or empty symbols.
         asset_types: each row's asset type, as an index into `ASSET_TYPE_ORDER` (int8).
         quantity: signed quantities; every row known.
         avg_cost: average costs; unknown (None) where `known` is False.
-        market_value: the broker's market values, or None when the batch has none.
+        market_values: the broker's market values at some rows, exact, or None when the
+            batch has none (checked like the other figures, but never compared).
         source: the objects the columns were made from, if they were; building
             `Position` objects back then returns these very objects.
         table: the checked Arrow table the columns were read from, if they were,
@@ -130,7 +160,9 @@ class PositionColumns:
     asset_types: npt.NDArray[np.int8] = attrs.field(repr=False)
     quantity: DecimalColumn = attrs.field(repr=False)
     avg_cost: DecimalColumn = attrs.field(repr=False)
-    market_value: DecimalColumn | None = attrs.field(default=None, repr=False)
+    market_values: Callable[[npt.NDArray[np.intp]], list[Decimal | None]] | None = attrs.field(
+        default=None, repr=False
+    )
     source: Sequence[Position | BrokerPosition] | None = attrs.field(default=None, repr=False)
     table: Any = attrs.field(default=None, repr=False)
 
