@@ -191,3 +191,18 @@ def test_a_bad_file_publishes_nothing(
 
     assert ran.exit_code == 2
     assert result_payloads(real_redis) == []
+
+
+def test_the_documented_example_config_reads_a_statement(tmp_path: Path) -> None:
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    section = documented.split("## `reconciliation check`", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = write(tmp_path, "eod.toml", example)
+    write(tmp_path, "eod-balances.csv", "Cash,NetLiq", "1000.00,25000.00")
+    statement = write(tmp_path, "eod.csv", "Symbol,Qty,AvgPx,SecType,MktVal", "AAPL,10,187.50,STK,1875")
+    book = write(tmp_path, "book.csv", "symbol,quantity,avg_cost", "AAPL,10,187.50")
+
+    ran = check("--local", book, "--broker", statement, "--config", config)
+
+    assert ran.exit_code == 0, ran.output
+    assert "Clean: 1 position(s) agree" in ran.output
