@@ -1,21 +1,26 @@
-"""How the columnar comparison's library was chosen: the same join and classification, four ways.
+"""How the columnar comparison's library was chosen: the same work, four ways.
 
     python bench/choose_columnar.py [positions] [repeats]     # default 1,000,000 and 5
 
-Each candidate joins two books of string symbols with decimal128 quantities and costs
-(1 % breaks, the broker's rows shuffled) and classifies every position, starting from
-Arrow tables (as read from Parquet); each is timed next to the bare Python dict join
-over the same positions as objects (the floor), interleaved, with a 1 ms ticker thread
-measuring how late it wakes. Prints one line per candidate: median ms, ratio to the
-floor, the ticker's p99. The results are in docs/architecture.md. Needs pyarrow, numpy
-and polars (the test extra).
+Each candidate does what any columnar comparison must, from two books of string symbols
+with decimal128 quantities and costs (1 % breaks, the broker's rows shuffled): find the
+symbols a side lists twice (to net them), join both sides by symbol, and classify every
+position. The checking of the batches and the building of the discrepancies are the
+same whichever library joins, and left out. Each is timed next to the bare Python dict
+join over the same positions as objects (the floor), interleaved, with a 1 ms ticker
+thread measuring how late it wakes; then, each in a fresh interpreter, how far its
+resident set rises above the input tables. The results are in docs/architecture.md.
+Needs pyarrow, numpy and polars (the test extra).
 """
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from _harness import interleave, percentile
 from baselines import floor_join
-from books import ACCOUNT, NOW, make_books
+from books import ACCOUNT, make_books
+from fig_columnar import _status_bytes
 from fig_gc import Ticker
 
-from reconciliation._domain.columnar_compare import compare_columns
+from reconciliation._domain.columnar_compare import _Classified, _position_ids
 from reconciliation._domain.columnar_input import columns_from_table
 from reconciliation._domain.models import ReconciliationConfig
 
@@ -52,14 +58,13 @@ def classify(lq: np.ndarray, bq: np.ndarray, lc: np.ndarray, bc: np.ndarray) -> 
 
 
 def arrow_numpy(local: Any, broker: Any) -> object:
-    """The package's way: checked columns, one dictionary encoding, numpy scatter (compare_columns)."""
-    return compare_columns(
-        columns_from_table(local, "local", call="local"),
-        columns_from_table(broker, "broker", call="broker"),
-        account_id=ACCOUNT,
-        timestamp=NOW,
-        config=CONFIG,
-    )
+    """The package's way: one dictionary encoding of both sides (Arrow), numpy scatter."""
+    return _Classified.of(local, broker, *_ids(local, broker), CONFIG.cost_tolerance_pct)
+
+
+def _ids(local: Any, broker: Any) -> tuple[tuple[Any, Any], int]:
+    local_ids, broker_ids, count = _position_ids(local, broker)
+    return (local_ids, broker_ids), count
 
 
 def polars_join(local: Any, broker: Any) -> object:
@@ -96,7 +101,11 @@ def polars_hash(local: Any, broker: Any) -> object:
         ]
     )
     order = pl.Series(keys).arg_sort().to_numpy()
-    ordered = keys[order] >> np.uint64(1)
+    ordered = keys[order]
+    if (ordered[1:] == ordered[:-1]).any():
+        msg = "a symbol listed twice: the benchmark's books have none"
+        raise AssertionError(msg)
+    ordered >>= np.uint64(1)
     pair = np.flatnonzero(ordered[1:] == ordered[:-1])
     li, bi = order[pair], order[pair + 1] - held
     same = pc.equal(symbols[0].take(pa.array(li)), symbols[1].take(pa.array(bi)))
@@ -117,6 +126,11 @@ def numpy_unique(local: Any, broker: Any) -> object:
     _, ids = np.unique(symbols, return_inverse=True)
     held = len(local)
     count = int(ids.max()) + 1
+    if (np.bincount(ids[:held], minlength=count) > 1).any() or (
+        np.bincount(ids[held:], minlength=count) > 1
+    ).any():
+        msg = "a symbol listed twice: the benchmark's books have none"
+        raise AssertionError(msg)
     rows = np.full((2, count), -1, np.int64)
     rows[0, ids[:held]] = np.arange(held)
     rows[1, ids[held:]] = np.arange(len(ids) - held)
@@ -130,9 +144,7 @@ def numpy_unique(local: Any, broker: Any) -> object:
     )
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+def books(n: int) -> tuple[list[Any], list[Any], tuple[Any, Any]]:
     local, broker = make_books(n, 1.0)
     broker = list(broker)
     random.Random(7).shuffle(broker)
@@ -146,23 +158,64 @@ def main() -> None:
             }
         )
 
-    tables = (table(local), table(broker))
-    candidates = {
+    return local, broker, (table(local), table(broker))
+
+
+def candidates(local: list[Any], broker: list[Any], tables: tuple[Any, Any]) -> dict[str, Any]:
+    checked = (
+        columns_from_table(tables[0], "local", call="local"),
+        columns_from_table(tables[1], "broker", call="broker"),
+    )
+    return {
         "floor (dict join over objects)": lambda: floor_join(local, broker),
-        "pyarrow dictionary_encode + numpy (chosen)": lambda: arrow_numpy(*tables),
+        "pyarrow dictionary_encode + numpy (chosen)": lambda: arrow_numpy(*checked),
         "polars full join + expressions": lambda: polars_join(*tables),
         "polars hash + sort + numpy": lambda: polars_hash(*tables),
         "numpy alone (np.unique on strings)": lambda: numpy_unique(*tables),
     }
-    times = interleave(candidates, repeats)
+
+
+def memory(name: str, n: int) -> int:
+    """How far the resident set rises above the inputs while `name` runs, in a fresh interpreter."""
+    run = subprocess.run(
+        [sys.executable, __file__, "--memory", name, str(n)], capture_output=True, text=True, check=True
+    )
+    return int(run.stdout)
+
+
+def measure_memory(name: str, n: int) -> int:
+    local, broker, tables = books(n)
+    call = candidates(local, broker, tables)[name]
+    pa.default_memory_pool().release_unused()
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_bytes("VmRSS")
+    call()
+    return _status_bytes("VmHWM") - before
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--memory"]:
+        print(measure_memory(sys.argv[2], int(sys.argv[3])))
+        return
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    local, broker, tables = books(n)
+    inputs = sum(table.nbytes for table in tables)
+    ways = candidates(local, broker, tables)
+    times = interleave(ways, repeats)
     ticker = Ticker()
-    late = {name: percentile(ticker.measure(call), 99) for name, call in candidates.items()}
+    late = {name: percentile(ticker.measure(call), 99) for name, call in ways.items()}
     ticker.close()
     floor = statistics.median(times["floor (dict join over objects)"])
-    print(f"{n:,} positions a side, 1 % breaks, medians of {repeats}:")
+    print(f"{n:,} positions a side, 1 % breaks, medians of {repeats}; input tables {inputs / 2**20:.0f} MiB:")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:45s} {median:8.0f} ms  {median / floor:5.2f}x floor  ticker p99 {late[name]:6.1f} ms")
+        rise = memory(name, n) / 2**20
+        print(
+            f"  {name:45s} {median:6.0f} ms  {median / floor:5.2f}x floor  ticker p99 {late[name]:5.1f} ms"
+            f"  resident +{rise:4.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from reconciliation._domain.columnar_input import (
     rows_as_objects,
     taken,
 )
-from reconciliation._domain.columns import ASSET_TYPE_ORDER, PositionColumns
+from reconciliation._domain.columns import ASSET_TYPE_ORDER, Picks, PositionColumns
 from reconciliation._domain.compare import CHUNK_SIZE, Comparison, Found, compare_positions, discrepancies_of
 from reconciliation._domain.models import BrokerPosition, DiscrepancyType, Position
 
@@ -61,6 +61,9 @@ __all__ = ["compare_any_positions", "compare_columns"]
 logger = logging.getLogger(__name__)
 
 _INT64_MAX = 2**63 - 1
+
+_BATCH = 10 * CHUNK_SIZE
+"""How many discrepancies' values are read from the columns at once (Arrow calls, each short)."""
 
 _Side = TypeVar("_Side", Position, BrokerPosition)
 
@@ -221,7 +224,8 @@ class _Classified:
         local_only = local_row[simple & held & ~reported]
         broker_only = broker_row[simple & ~held & reported]
         del simple, held, reported, both, local_row, broker_row
-        lq, bq = local_quantity.gather(li), broker_quantity.gather(bi)
+        local_picks, broker_picks = Picks.of(li, local_quantity.starts), Picks.of(bi, broker_quantity.starts)
+        lq, bq = local_quantity.gather(li, local_picks), broker_quantity.gather(bi, broker_picks)
         equal = lq == bq
         kinds = np.full(len(li), -1, np.int8)
         kinds[~equal & (bq == 0)] = _MISSING_BROKER
@@ -229,7 +233,9 @@ class _Classified:
         kinds[~equal & (lq != 0) & (bq != 0)] = _QUANTITY
         candidates = np.flatnonzero(equal & (lq != 0) & _known(local_cost, li) & _known(broker_cost, bi))
         del lq, bq, equal
-        local_costs, broker_costs = local_cost.gather(li[candidates]), broker_cost.gather(bi[candidates])
+        local_costs = local_cost.gather(li, local_picks)[candidates]
+        broker_costs = broker_cost.gather(bi, broker_picks)[candidates]
+        del local_picks, broker_picks
         differ = local_costs != broker_costs
         candidates = candidates[differ]
         breaks, overflow = _costs_differ(local_costs[differ], broker_costs[differ], tolerance_pct)
@@ -264,44 +270,51 @@ class _Classified:
         config: ReconciliationConfig,
         pause: Callable[[], object],
     ) -> Iterator[Discrepancy]:
-        """The discrepancies, sorted by symbol and asset type, built a chunk at a time."""
+        """The discrepancies, sorted by symbol and asset type: their values read from the
+        columns `_BATCH` at a time, built `CHUNK_SIZE` at a time, pausing after each."""
         if not len(self.kinds):
             return
-        order = self._sorted(local, broker)
-        for start in range(0, len(order), CHUNK_SIZE):
-            rows = order[start : start + CHUNK_SIZE]
-            yield from discrepancies_of(self._entries(local, broker, rows), account_id, timestamp, config)
+        order, symbols = self._sorted(local, broker)
+        pause()
+        for start in range(0, len(order), _BATCH):
+            entries = self._entries(
+                local, broker, order[start : start + _BATCH], symbols[start : start + _BATCH]
+            )
             pause()
+            for first in range(0, len(entries), CHUNK_SIZE):
+                yield from discrepancies_of(
+                    entries[first : first + CHUNK_SIZE], account_id, timestamp, config
+                )
+                pause()
 
-    def _sorted(self, local: PositionColumns, broker: PositionColumns) -> npt.NDArray[np.intp]:
+    def _sorted(
+        self, local: PositionColumns, broker: PositionColumns
+    ) -> tuple[npt.NDArray[np.intp], list[str]]:
+        """The discrepancies' order (by symbol, then asset type), and their symbols in it."""
         on_local = self.local_rows >= 0
-        symbols = [
-            pa.array(taken(local.symbols, self.local_rows[on_local]), pa.large_string()),
-            pa.array(taken(broker.symbols, self.broker_rows[~on_local]), pa.large_string()),
-        ]
+        symbols: list[str] = taken(local.symbols, self.local_rows[on_local])
+        symbols += taken(broker.symbols, self.broker_rows[~on_local])
         position = np.concatenate([np.flatnonzero(on_local), np.flatnonzero(~on_local)])
         codes = np.concatenate(
             [local.asset_types[self.local_rows[on_local]], broker.asset_types[self.broker_rows[~on_local]]]
         )
-        table = pa.table({"symbol": pa.concat_arrays(symbols), "asset_type": codes})
-        order = pc.sort_indices(table, sort_keys=[("symbol", "ascending"), ("asset_type", "ascending")])
-        sorted_rows: npt.NDArray[np.intp] = position[order.to_numpy()]
-        return sorted_rows
+        table = pa.table({"symbol": pa.array(symbols, pa.large_string()), "asset_type": codes})
+        order = pc.sort_indices(
+            table, sort_keys=[("symbol", "ascending"), ("asset_type", "ascending")]
+        ).to_numpy()
+        sorted_rows: npt.NDArray[np.intp] = position[order]
+        return sorted_rows, [symbols[index] for index in order.tolist()]
 
     def _entries(
-        self, local: PositionColumns, broker: PositionColumns, rows: npt.NDArray[np.intp]
+        self, local: PositionColumns, broker: PositionColumns, rows: npt.NDArray[np.intp], symbols: list[str]
     ) -> list[Found]:
         kinds = self.kinds[rows]
         local_rows = self.local_rows[rows]
         broker_rows = self.broker_rows[rows]
         on_local = local_rows >= 0
-        symbols: list[str] = [""] * len(rows)
         codes = np.zeros(len(rows), np.int8)
         for mask, side, side_rows in ((on_local, local, local_rows), (~on_local, broker, broker_rows)):
-            where = np.flatnonzero(mask)
-            codes[where] = side.asset_types[side_rows[where]]
-            for index, symbol in zip(where.tolist(), taken(side.symbols, side_rows[where]), strict=True):
-                symbols[index] = symbol
+            codes[mask] = side.asset_types[side_rows[mask]]
         cost = kinds == _COST
         local_values = _values(
             len(rows),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -34,6 +35,7 @@ __all__ = [
     "PLAIN_DECIMAL",
     "ColumnsError",
     "DecimalColumn",
+    "Picks",
     "PositionColumns",
     "fast_available",
     "is_columnar_batch",
@@ -118,18 +120,39 @@ class DecimalColumn:
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def gather(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
-        """The scaled integers at `rows`, in their order."""
+    def gather(self, rows: npt.NDArray[np.integer[Any]], picks: Picks | None = None) -> npt.NDArray[np.int64]:
+        """The scaled integers at `rows`, in their order; `picks` (of `rows`, from a column in
+        the same parts) saves finding each row's part again."""
         import numpy as np  # noqa: PLC0415 - the fast extra's
 
         if len(self.parts) == 1:
             gathered: npt.NDArray[np.int64] = self.parts[0][rows]
             return gathered
+        if picks is None or picks.starts != self.starts:
+            picks = Picks.of(rows, self.starts)
         out = np.zeros(len(rows), np.int64)
-        for part, start, end in zip(self.parts, self.starts, self.starts[1:], strict=False):
-            inside = np.flatnonzero((rows >= start) & (rows < end))
-            out[inside] = part[rows[inside] - start]
+        for part, (inside, offsets) in zip(self.parts, picks.per_part, strict=True):
+            out[inside] = part[offsets]
         return out
+
+
+@attrs.frozen(eq=False)
+class Picks:
+    """Where some rows are in a column's parts: for each part, which of the rows fall in it
+    and their offsets there."""
+
+    starts: tuple[int, ...]
+    per_part: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.integer[Any]]], ...]
+
+    @classmethod
+    def of(cls, rows: npt.NDArray[np.integer[Any]], starts: tuple[int, ...]) -> Picks:
+        import numpy as np  # noqa: PLC0415 - the fast extra's
+
+        per_part: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.integer[Any]]]] = []
+        for start, end in itertools.pairwise(starts):
+            inside = np.flatnonzero((rows >= start) & (rows < end))
+            per_part.append((inside, rows[inside] - start))
+        return cls(starts, tuple(per_part))
 
 
 @attrs.frozen(eq=False)
