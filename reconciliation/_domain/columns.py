@@ -59,7 +59,10 @@ sorting by code sorts by value, as the pure comparator orders its discrepancies.
 @functools.cache
 def fast_available() -> bool:
     """Whether pyarrow and numpy are installed (the `fast` extra)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("pyarrow", "numpy"))
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("pyarrow", "numpy"))
+    except (ImportError, ValueError):  # a module set to None in sys.modules, as a host may to keep it out
+        return False
 
 
 class ColumnsError(ValueError):
