@@ -254,3 +254,11 @@ def test_a_snapshot_of_a_checked_batch_compares_with_the_values_as_given() -> No
         ("quantity_mismatch", "AAPL", "12", "10.0"),
         ("missing_local", "MSFT", "None", "-5"),
     ]
+
+
+def test_columns_checked_for_one_side_are_taken_by_the_other_as_its_own_kind_of_position() -> None:
+    reported = parse(batch())
+
+    held = parse(reported, Position)
+
+    assert as_objects(held) == [Position("AAPL", 10, Decimal("187.50")), Position("MSFT", -5, None)]

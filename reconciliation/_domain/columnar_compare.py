@@ -10,8 +10,8 @@ How:
 
 1. Both sides' symbols are dictionary-encoded together (Arrow), so each position
    (symbol and asset type) gets one dense integer id shared by both sides.
-2. Each side's rows are scattered into arrays indexed by id, and the counts per id
-   show which positions a side reported more than once.
+2. Each side's row numbers are scattered into an array indexed by id; a row that finds
+   another in its place shows a position that side reported more than once.
 3. Quantities and costs are compared as integers at a common scale (`DecimalColumn`),
    costs against `cost_tolerance_pct` as `|l - b| * 100 * d > |b| * n` for the tolerance
    n / d, all exact.

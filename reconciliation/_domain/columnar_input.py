@@ -110,8 +110,7 @@ def columns_from_batch(
             raw.quantity,
             raw.avg_cost,
             raw.market_values if side == "broker" else None,
-            raw.source,
-            raw.table,
+            table=raw.table,
         )
     try:
         table = pa.table(raw)
