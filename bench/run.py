@@ -28,6 +28,7 @@ from _redis import bench_redis
 from _service import quiet_logging
 from books import make_books
 from fig_breaks import breaks_rows
+from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_fills import fills_rows
 from fig_gc import gc_row
@@ -61,11 +62,31 @@ class Mode:
     breaks_repeats: int
     gc_n: int
     gc_runs: int
+    columnar_n: int
+    columnar_repeats: int
 
 
 MODES = {
     "smoke": Mode(
-        "smoke", 2_000, 3, (500, 1_000, 2_000, 4_000), 3, 500, 5, 2_000, 2, 200, 3, 2_000, 3, (1_000, 2_000), 2, 5_000, 2
+        "smoke",
+        2_000,
+        3,
+        (500, 1_000, 2_000, 4_000),
+        3,
+        500,
+        5,
+        2_000,
+        2,
+        200,
+        3,
+        2_000,
+        3,
+        (1_000, 2_000),
+        2,
+        5_000,
+        2,
+        2_000,
+        2,
     ),
     "quick": Mode(
         "quick",
@@ -82,6 +103,8 @@ MODES = {
         100_000,
         5,
         (10_000, 100_000),
+        3,
+        100_000,
         3,
         100_000,
         3,
@@ -104,6 +127,8 @@ MODES = {
         7,
         1_000_000,
         5,
+        1_000_000,
+        7,
     ),
 }
 
@@ -144,6 +169,8 @@ def measure(
     rows.append(scaling_row)
     del books
     step("scaling")
+    rows += columnar_rows(mode.columnar_n, mode.columnar_repeats)
+    step("columnar")
     with bench_redis(redis_url) as (client, server):
         rows.append(pipeline_row(mode.pipeline_n, mode.pipeline_repeats, client))
         step("pipeline")

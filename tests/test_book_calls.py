@@ -199,7 +199,13 @@ class LoopBoundBroker:
         self.loops: list[asyncio.AbstractEventLoop] = []
 
     async def get_positions(self, account_id: str) -> list[str]:
-        self.loops.append(asyncio.get_running_loop())
+        running = asyncio.get_running_loop()
+        self.loops.append(running)
+        if running is not self._loop:
+            # What awaiting one of its futures from another loop raises, whether or not the
+            # answer happened to arrive first.
+            msg = f"Task got Future {account_id!r} attached to a different loop"
+            raise RuntimeError(msg)
         answer: asyncio.Future[list[str]] = self._loop.create_future()
         self._loop.call_soon_threadsafe(answer.set_result, [account_id])
         return await answer

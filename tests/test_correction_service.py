@@ -371,3 +371,21 @@ def test_every_correction_event_is_captured_in_process_as_it_is_published() -> N
         session.run()
 
         assert [event["status"] for event in session.capture.corrections] == session.statuses()
+
+
+def test_a_break_found_in_a_broker_book_answered_as_columns_is_corrected_from_its_row() -> None:
+    pa = pytest.importorskip("pyarrow")
+    columns = pa.table(
+        {
+            "symbol": ["AAPL", "NVDA"],
+            "quantity": pa.array([Decimal(0), Decimal(40)], pa.decimal128(18, 0)),
+            "avg_cost": pa.array([Decimal("187.50"), Decimal("120.00")], pa.decimal128(18, 2)),
+            "market_value": pa.array([Decimal(0), Decimal(4800)], pa.decimal128(18, 2)),
+        }
+    )
+    with Session(mode="apply") as session:
+        session.broker.get_positions = lambda _account_id: columns  # type: ignore[method-assign]
+        session.run(2)
+
+        assert session.book.get_positions(ACCOUNT) == [Position("NVDA", 40, Decimal("120.00"))]
+        assert session.statuses()[-2:] == ["applied", "verified"]

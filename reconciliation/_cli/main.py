@@ -1,15 +1,17 @@
-"""The `reconciliation` command: `demo`, `watch`, `run`, `history` and `serve`.
+"""The `reconciliation` command: `demo`, `watch`, `run`, `check`, `history` and `serve`.
 
 The library configures no logging; this command does (to stderr, `-v` for DEBUG), so
 an actor that dies or a run that fails is always on screen.
 
 Exit codes, for scripts:
 
-    0  done: the demo caught every fault, watch got its messages, run stopped cleanly
+    0  done: the demo caught every fault, watch got its messages, run stopped cleanly,
+       check found the two files agree
     1  done, but not as asked: a demo fault went uncaught or a trigger never fired;
-       watch timed out before --count messages
-    2  usage or configuration error (the message names the option or key)
-    3  Redis unreachable
+       watch timed out before --count messages; check found breaks
+    2  usage or configuration error (the message names the option or key); check: a
+       bad file (the message names the row and the column)
+    3  Redis unreachable (check: the run could not be published)
     4  run: a service could not be built or started (a factory raised), or the
        metrics could not be served on --metrics-host/--metrics-port
     4  serve: the board could not listen on its host and port
@@ -35,6 +37,7 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.text import Text
 
 from reconciliation._cli.inbound import SEVERITIES
 from reconciliation._cli.safe_text import safe_text
@@ -56,6 +59,7 @@ from reconciliation._publishing.redis_clients import (
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from reconciliation._domain.models import ReconciliationResult
     from reconciliation.audit import AuditStore
     from reconciliation.metrics import MetricsServer, ReconciliationMetrics
 
@@ -92,9 +96,9 @@ class ExitCode(enum.IntEnum):
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  done as asked
-  1  done, but not as asked (a demo fault uncaught, watch timed out before --count)
-  2  usage or configuration error
+  0  done as asked (check: the files agree)
+  1  done, but not as asked (a demo fault uncaught, watch timed out before --count; check: breaks)
+  2  usage or configuration error (check: a bad file, its row named)
   3  Redis unreachable
   4  a service could not be started or its metrics served (run), the board could not listen (serve)
   5  the audit store could not be read (history, serve)
@@ -211,6 +215,7 @@ def main(ctx: click.Context, verbose: int) -> None:
       reconciliation demo                   a 30-second paper-trading session
       reconciliation watch --replay 20      in a second terminal: the alerts, live
       reconciliation run --config FILE      reconcile accounts as a standalone process
+      reconciliation check --local F --broker F   reconcile two position files, once
       reconciliation history --store F --account ACC   what was found, and what is still open
       reconciliation serve --store F        the open breaks of every account, live in the browser
     """
@@ -551,6 +556,152 @@ def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Metrics
             f"--metrics-host/--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}",
             code=ExitCode.START_FAILED,
         )
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@verbose_option
+@click.option(
+    "--local",
+    "local_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The engine's positions: a CSV or Parquet file.",
+)
+@click.option(
+    "--broker",
+    "broker_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The broker's statement: a CSV or Parquet file.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TOML file: tolerances, severities, and how each file is read (docs/configuration.md).",
+)
+@click.option("--local-balances", type=click.Path(dir_okay=False, path_type=Path), help="A balances file of the local side.")
+@click.option("--broker-balances", type=click.Path(dir_okay=False, path_type=Path), help="A balances file of the broker.")
+@click.option("--local-cash", metavar="AMOUNT", help="The local cash (with --local-equity).")
+@click.option("--local-equity", metavar="AMOUNT", help="The local total equity (with --local-cash).")
+@click.option("--broker-cash", metavar="AMOUNT", help="The broker's cash (with --broker-equity).")
+@click.option("--broker-equity", metavar="AMOUNT", help="The broker's total equity (with --broker-cash).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON: its result and discrepancy payloads.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per break.")
+@click.option(
+    "--redis-url",
+    help="Also publish the run here, as a service publishes every run (not read from $REDIS_URL).",
+)
+@click.pass_obj
+def check(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
+    *,
+    local_path: Path,
+    broker_path: Path,
+    config_path: Path | None,
+    local_balances: Path | None,
+    broker_balances: Path | None,
+    local_cash: str | None,
+    local_equity: str | None,
+    broker_cash: str | None,
+    broker_equity: str | None,
+    redis_url: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Reconcile two position files once, print the breaks; exit 0 if they agree, 1 if not.
+
+    Both files (CSV with a header row, or Parquet) are read and checked whole first: a bad
+    row ends the command (exit 2) with one line naming the file, the row and the column.
+    Balances come from --SIDE-balances files or --SIDE-cash and --SIDE-equity; without
+    any, only positions are compared. With --redis-url the run is also published to Redis
+    (a service runs it: trigger on_demand, requested_by check).
+
+    \b
+    Examples:
+      reconciliation check --local book.csv --broker eod-statement.csv
+      reconciliation check --local book.parquet --broker eod.parquet --config eod.toml --json
+      reconciliation check --local book.csv --broker eod.csv --local-cash 1000 --local-equity 25000 \\
+          --broker-balances eod-cash.csv --csv > breaks.csv
+      reconciliation check --local book.csv --broker eod.csv --redis-url redis://127.0.0.1:6379/0
+    """
+    import datetime as dt  # noqa: PLC0415 - the other commands do not need these
+
+    from reconciliation._cli.check import (  # noqa: PLC0415
+        PublishError,
+        csv_document,
+        figures,
+        json_document,
+        load_check_config,
+        read_statements,
+        reconcile_once,
+        sides_with_balances,
+    )
+    from reconciliation._cli.runner import ConfigError  # noqa: PLC0415
+    from reconciliation.files import StatementError  # noqa: PLC0415
+
+    _configure_logging(verbose, logging.WARNING, below_error=("reconciliation.runs",))
+    if as_json and as_csv:
+        _fail("--json and --csv: choose one output", code=ExitCode.USAGE)
+    try:
+        spec = sides_with_balances(
+            load_check_config(config_path),
+            local_balances or figures(local_cash, local_equity, "local"),
+            broker_balances or figures(broker_cash, broker_equity, "broker"),
+        )
+    except ConfigError as exc:
+        where = f"{config_path}: " if config_path is not None else ""
+        _fail(*(f"{where}{problem}" for problem in exc.problems), code=ExitCode.USAGE)
+    try:
+        book, broker = read_statements(spec, local_path, broker_path)
+    except StatementError as exc:
+        _fail(str(exc), code=ExitCode.USAGE)
+    client = _connect(redis_url) if redis_url is not None else None
+    try:
+        result = reconcile_once(spec, book, broker, client=client, now=dt.datetime.now(dt.UTC))
+    except PublishError as exc:
+        _fail(f"{redacted(redis_url or '')}: {exc}", code=ExitCode.REDIS_UNREACHABLE)
+    finally:
+        if client is not None:
+            client.close()
+    if as_json:
+        click.echo(json_document(result))
+    elif as_csv:
+        click.echo(csv_document(result), nl=False)
+    else:
+        _show_breaks(result, local_path, broker_path)
+    if result.error is not None:
+        _fail(f"the run failed: {result.error}", code=ExitCode.NOT_AS_ASKED)
+    if not result.is_clean:
+        sys.exit(ExitCode.NOT_AS_ASKED)
+
+
+def _show_breaks(result: ReconciliationResult, local_path: Path, broker_path: Path) -> None:
+    """The breaks as a table, then one line: how many, of how many positions."""
+    from rich.table import Table  # noqa: PLC0415 - only this command draws one
+
+    from reconciliation._cli.render import SEVERITY_STYLES  # noqa: PLC0415
+    from reconciliation._publishing.payloads import decimal_text  # noqa: PLC0415
+
+    console = Console(highlight=False, soft_wrap=True)
+    if result.discrepancies:
+        table = Table("severity", "type", "position", "local", "broker", title=None, box=None)
+        for found in result.discrepancies:
+            style = SEVERITY_STYLES.get(found.severity.value, "")
+            table.add_row(
+                Text(found.severity.value, style=style),
+                Text(found.type.value),
+                Text(safe_text(found.subject or "(account)")),
+                Text(decimal_text(found.local_value) or "-"),
+                Text(decimal_text(found.broker_value) or "-"),
+            )
+        console.print(table)
+    checked = f"{result.positions_checked:,} position(s)"
+    files = f"{safe_text(str(local_path))} against {safe_text(str(broker_path))}"
+    if result.is_clean:
+        console.print(Text(f"Clean: {checked} agree ({files}).", style="green"))
+    else:
+        console.print(Text(f"{len(result.discrepancies):,} break(s) in {checked} ({files}).", style="bold red"))
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -44,6 +44,7 @@ __all__ = [
     "ConfigError",
     "RunnerConfig",
     "StartError",
+    "config_from_table",
     "load_config",
     "resolve_factory",
     "run_until_stopped",
@@ -196,6 +197,29 @@ def load_config(path: Path) -> RunnerConfig:
         specs.append(spec)
     problems.raise_any()
     return RunnerConfig(redis_url=redis_url, accounts=tuple(specs))
+
+
+def config_from_table(table: Mapping[str, Any], *, where: str, ignore: tuple[str, ...] = ()) -> ReconciliationConfig:
+    """A `ReconciliationConfig` from a TOML table of its options, checked as `load_config`
+    checks an [[accounts]] table (`where` prefixes each key in the messages); the keys in
+    `ignore` belong to the caller.
+
+    Raises:
+        ConfigError: every mistake, each naming its key.
+    """
+    problems = _Problems()
+    _check_keys(problems, table, (*_CONFIG_KEYS, *ignore), where or "the top level")
+    options: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _CONFIG_KEYS:
+            with problems.collecting():
+                options[key] = _convert(problems, key, key, value)
+    config = _config(problems, where, options, lambda key: key)
+    problems.raise_any()
+    if config is None:  # pragma: no cover - _config records a problem whenever it returns None
+        msg = f"{where}: not a configuration"
+        raise ConfigError(msg)
+    return config
 
 
 class _Problems:

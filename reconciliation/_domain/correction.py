@@ -31,6 +31,7 @@ from uuid import UUID
 
 import attrs
 
+from reconciliation._domain.columns import PositionColumns
 from reconciliation._domain.compare import net_broker, net_local, position_key
 from reconciliation._domain.models import (
     CORRECTABLE_TYPES,
@@ -336,8 +337,8 @@ def propose_corrections(
         for d, _, _ in wanted
         if d.symbol is not None and d.asset_type is not None
     }
-    local = _netted(snapshot.local_positions, keys, net_local)
-    broker = _netted(snapshot.broker_positions, keys, net_broker)
+    local = _netted(_entries_at(snapshot.local_positions, keys), keys, net_local)
+    broker = _netted(_entries_at(snapshot.broker_positions, keys), keys, net_broker)
     corrections = []
     for discrepancy, break_id, consecutive_runs in wanted:
         key = (
@@ -356,6 +357,15 @@ def propose_corrections(
             )
         )
     return tuple(corrections)
+
+
+def _entries_at(side: Sequence[_Side] | PositionColumns, keys: set[_PositionKey]) -> Sequence[_Side]:
+    """One side's entries, or for a side given as columns those of the symbols in `keys`."""
+    if not isinstance(side, PositionColumns):
+        return side
+    from reconciliation._domain.columnar_input import rows_of_symbols  # noqa: PLC0415 - the fast extra's
+
+    return rows_of_symbols(side, {key if isinstance(key, str) else key[0] for key in keys})
 
 
 def _netted(

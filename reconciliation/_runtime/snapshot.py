@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from reconciliation._domain.columns import ColumnsError, PositionColumns, is_columnar_batch, parse_columns
 from reconciliation._domain.error_text import MAX_VALUE_TEXT, bounded, describe_error, shown
 from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
 from reconciliation._runtime.book_calls import BookCallError
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._runtime.book_calls import BookCalls
 
-__all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one"]
+__all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one", "parse_positions"]
 
 T = TypeVar("T")
 
@@ -72,6 +73,17 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
     )
 
 
+def parse_positions(cls: type[T], raw: object, *, call: str) -> tuple[T, ...] | PositionColumns:
+    """`parse_entries`, or a columnar batch (an Arrow table, a polars DataFrame) checked as
+    strictly, into `PositionColumns` (see `reconciliation._domain.columnar_input`)."""
+    if not is_columnar_batch(raw):
+        return parse_entries(cls, raw, call=call)
+    try:
+        return parse_columns(raw, "local" if cls is Position else "broker", call=call)
+    except ColumnsError as exc:
+        raise SnapshotError(str(exc)) from exc
+
+
 def _entry_label(index: int, entry: object) -> str:
     try:
         symbol = entry.get("symbol") if isinstance(entry, dict) else getattr(entry, "symbol", None)
@@ -117,10 +129,10 @@ async def fetch_snapshot(
     local_positions, local_account, broker_positions, broker_account = answers
     problems: list[str] = []
     parsed = [
-        _collect(problems, lambda: parse_entries(Position, local_positions, call="local.get_positions")),
+        _collect(problems, lambda: parse_positions(Position, local_positions, call="local.get_positions")),
         _collect(problems, lambda: _account(LocalAccount, local_account, "local.get_account", account_id)),
         _collect(
-            problems, lambda: parse_entries(BrokerPosition, broker_positions, call="broker.get_positions")
+            problems, lambda: parse_positions(BrokerPosition, broker_positions, call="broker.get_positions")
         ),
         _collect(problems, lambda: _account(BrokerAccount, broker_account, "broker.get_account", account_id)),
     ]
