@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import time
-import tomllib
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from reconciliation._cli.runner import ConfigError, config_from_table
+from reconciliation._cli.runner import ConfigError, config_from_table, read_toml
 from reconciliation._domain.compare import compare
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
 from reconciliation._publishing.payloads import decimal_text, discrepancy_payload, result_payload
@@ -95,15 +94,7 @@ def load_check_config(path: Path | None) -> CheckConfig:
     """
     if path is None:
         return CheckConfig(ReconciliationConfig(DEFAULT_ACCOUNT))
-    try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as exc:
-        msg = f"cannot read {path}: {exc.strerror or exc}"
-        raise ConfigError(msg) from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"{path} is not valid TOML: {exc}"
-        raise ConfigError(msg) from None
+    document = read_toml(path)
     problems: list[str] = []
     options = {"account_id": DEFAULT_ACCOUNT, **document}
     config: ReconciliationConfig | None = None

@@ -46,6 +46,7 @@ __all__ = [
     "StartError",
     "config_from_table",
     "load_config",
+    "read_toml",
     "resolve_factory",
     "run_until_stopped",
 ]
@@ -150,21 +151,30 @@ def resolve_factory(path: str) -> Factory:
     return factory
 
 
-def load_config(path: Path) -> RunnerConfig:
-    """Read and check the runner's TOML file.
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at `path`, parsed.
 
     Raises:
-        ConfigError: anything wrong, every mistake with the key it is about; nothing has started.
+        ConfigError: it cannot be read, or it is not TOML.
     """
     try:
         with path.open("rb") as file:
-            document = tomllib.load(file)
+            return tomllib.load(file)
     except OSError as exc:
         msg = f"cannot read {path}: {exc.strerror or exc}"
         raise ConfigError(msg) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path} is not valid TOML: {exc}"
         raise ConfigError(msg) from None
+
+
+def load_config(path: Path) -> RunnerConfig:
+    """Read and check the runner's TOML file.
+
+    Raises:
+        ConfigError: anything wrong, every mistake with the key it is about; nothing has started.
+    """
+    document = read_toml(path)
     problems = _Problems()
     _check_keys(problems, document, _TOP_LEVEL, "the top level")
     redis_url = document.get("redis_url")
