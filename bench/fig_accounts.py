@@ -6,20 +6,20 @@ so every run is clean and reads, copies and compares every position). The books 
 built before anything is measured.
 
 The periodic interval is the same for every account of a size: long enough that the
-whole set's runs take at most `LOAD` of one core on average, that the startup sweep
-ends before the first periodic run is due (leaving a window to measure idle CPU), and
+startup sweep ends before the first periodic run is due (leaving a window to measure idle CPU), and
 that each account runs `RUNS_PER_WINDOW` times in `seconds` where that allows. The
-accounts are started together, so their periodic runs come due in the order their
-startup runs ended: a wave at the rate the runtime can run them, then a pause.
+measurement lasts `seconds`, or until every account has had a periodic run. The
+accounts are started together, so their periodic runs come due together, as their
+startup runs ended: a wave of N runs sharing the CPU, then a pause.
 
 - threads: `threading.active_count()` minus the count before start, right after
   start and at its highest while the periodic runs go on;
 - memory: resident set size (`/proc/self/statm`, after `gc.collect()` and
   `malloc_trim`) after start and each account's startup run, minus the same with the
   books built and no runtime, divided by N;
-- idle CPU: process CPU time (every thread) over a window after the startup runs and
-  before the first periodic one is due, against the same process for as long with no
-  runtime;
+- idle CPU: process CPU time (every thread) over a window after the startup runs have
+  been delivered to every sink and before the first periodic run is due, against the
+  same process for as long with no runtime;
 - latency: for each periodic run, from when it was due (its account's previous run
   ended, plus the interval) to its result reaching the runtime's observers.
 """
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
     from reconciliation._runtime.observers import BookCallTiming
 
 __all__ = ["accounts_rows"]
-
-LOAD = 0.5
-"""The share of one core the whole set's periodic runs take on average."""
 
 RUNS_PER_WINDOW = 3
 """Periodic runs per account in `seconds`, where the load allows it."""
@@ -98,19 +95,30 @@ class PeriodicLateness:
         self._last_end: dict[str, float] = {}
         self.lateness_ms: list[float] = []
         self.duration_ms: list[float] = []
-        self.failed = 0
+        self.failed: collections.Counter[str] = collections.Counter()
+        self.stopping = False
+        self._periodic: set[str] = set()
+        """Set before `stop()`: runs it ends are not counted."""
 
     def run_finished(self, run: FinishedRun) -> None:
         ended = time.monotonic()
         result = run.result
+        if self.stopping:
+            return
         with self._lock:
             last = self._last_end.get(result.account_id)
             self._last_end[result.account_id] = ended
             if result.error is not None:
-                self.failed += 1
+                self.failed[f"{result.trigger}: {result.error[:120]}"] += 1
             elif result.trigger == "periodic" and last is not None:
                 self.lateness_ms.append((ended - last - self._interval) * 1000)
+                self._periodic.add(result.account_id)
                 self.duration_ms.append(result.duration_ms)
+
+    @property
+    def accounts_run(self) -> int:
+        """Accounts with at least one periodic run."""
+        return len(self._periodic)
 
     def book_call_ended(self, timing: BookCallTiming) -> None:
         pass
@@ -132,7 +140,7 @@ class Measurement:
     window_seconds: float
     lateness_ms: list[float] = field(default_factory=list)
     duration_ms: list[float] = field(default_factory=list)
-    failed: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_account_mib(self) -> float:
@@ -194,8 +202,17 @@ def _run_cost(positions: int, client: redis.Redis) -> float:
 
 def _plan(accounts: int, run_cost: float, seconds: float, idle: float) -> float:
     """The periodic interval for `accounts` accounts (see the module docstring)."""
-    sweep = accounts * run_cost
-    return max(seconds / RUNS_PER_WINDOW, sweep / LOAD, 1.5 * sweep + idle + 0.5)
+    return max(seconds / RUNS_PER_WINDOW, 1.5 * accounts * run_cost + idle + 1.0)
+
+
+def _delivered(runtime: ReconciliationRuntime) -> int:
+    return min(sink.delivered_runs + sink.set_aside_runs for sink in runtime.health().delivery.values())
+
+
+async def _drained(runtime: ReconciliationRuntime, runs: int, deadline: float) -> None:
+    """Until every sink has delivered `runs` runs (or `deadline`, a `time.monotonic()`, has passed)."""
+    while _delivered(runtime) < runs and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the runtime's health
+        await asyncio.sleep(0.01)
 
 
 def _measure(n: int, positions: int, seconds: float, run_cost: float, client: redis.Redis) -> Measurement:
@@ -215,17 +232,19 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
         await runtime.start()
         startup = time.monotonic() - began
         threads_started = threading.active_count() - threads_before
+        await _drained(runtime, n, deadline=began + interval / 2)
         runtime_bytes = _settled_rss() - with_books
         window = min(idle, began + interval - time.monotonic() - 0.1)
         idle_cpu = await _cpu_pct_async(window) if window > 0.05 else float("nan")
-        end = began + max(seconds, interval + 1.5 * startup + 0.5)
+        least, most = began + seconds, began + startup + interval + 3 * startup + 2.0
         threads_max, names = threads_started, collections.Counter[str]()
-        while time.monotonic() < end:
+        while time.monotonic() < least or (lateness.accounts_run < n and time.monotonic() < most):
             await asyncio.sleep(SAMPLE_SECONDS)
             now = threading.active_count() - threads_before
             if now >= threads_max:
                 threads_max = now
                 names = collections.Counter(thread.name for thread in threading.enumerate())
+        lateness.stopping = True
         report = await runtime.stop()
         if not report.clean:
             print(f"{n} accounts: still running after stop: {report.still_running}", file=sys.stderr)
@@ -244,7 +263,7 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
             window_seconds=time.monotonic() - began,
             lateness_ms=lateness.lateness_ms,
             duration_ms=lateness.duration_ms,
-            failed=lateness.failed,
+            failed=dict(lateness.failed),
         )
 
     return asyncio.run(session())
@@ -258,9 +277,16 @@ def _own_threads(names: dict[str, int]) -> str:
 def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
     size = f"{m.accounts:,} accounts of {positions:,} positions"
     alone = m is base
-    baseline = (lambda text: "—") if alone else (lambda text: f"1 account: {text}")  # noqa: E731
-    ratio = (lambda _a, _b: "—") if alone else (lambda a, b: f"{a / b:.2f}x" if b else "n/a")  # noqa: E731
-    marginal = (m.runtime_mib - base.runtime_mib) / (m.accounts - base.accounts) if not alone else m.runtime_mib
+
+    def baseline(text: str) -> str:
+        return "—" if alone else f"{base.accounts:,} account{'s' if base.accounts > 1 else ''}: {text}"
+
+    def ratio(a: float, b: float) -> str:
+        return "—" if alone else f"{a / b:.2f}x" if b else "n/a"
+
+    marginal = (
+        (m.runtime_mib - base.runtime_mib) / (m.accounts - base.accounts) if not alone else m.runtime_mib
+    )
     lateness_p50 = percentile(m.lateness_ms, 50)
     threads = Row(
         figure=f"runtime threads, {size}",
@@ -301,7 +327,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
         ratio=ratio(m.p99_ms, base.p99_ms),
         target="—",
         met=None,
-        notes=[f"{m.failed} failed runs"] if m.failed else [],
+        notes=[f"{count} failed runs ({reason})" for reason, count in m.failed.items()],
     )
     return [threads, memory, cpu, latency]
 
