@@ -200,9 +200,12 @@ def _run_cost(positions: int, client: redis.Redis) -> float:
     return asyncio.run(measure())
 
 
-def _plan(accounts: int, run_cost: float, seconds: float, idle: float) -> float:
-    """The periodic interval for `accounts` accounts (see the module docstring)."""
-    return max(seconds / RUNS_PER_WINDOW, 1.5 * accounts * run_cost + idle + 1.0)
+def _plan(accounts: int, positions: int, run_cost: float, seconds: float, idle: float) -> float:
+    """The periodic interval for `accounts` accounts (see the module docstring); the last
+    term is time for `gc.collect()` over the books before the idle window."""
+    return max(
+        seconds / RUNS_PER_WINDOW, 1.5 * accounts * run_cost + idle + 0.25 + accounts * positions * 1e-6
+    )
 
 
 def _delivered(runtime: ReconciliationRuntime) -> int:
@@ -217,7 +220,7 @@ async def _drained(runtime: ReconciliationRuntime, runs: int, deadline: float) -
 
 def _measure(n: int, positions: int, seconds: float, run_cost: float, client: redis.Redis) -> Measurement:
     idle = min(max(seconds / 5, 0.4), 2.0)
-    interval = _plan(n, run_cost, seconds, idle)
+    interval = _plan(n, positions, run_cost, seconds, idle)
     empty = _settled_rss()
     accounts = [paper_account(f"BENCH-ACC-{n}-{i:04d}", positions, interval) for i in range(n)]
     with_books = _settled_rss()
@@ -275,7 +278,7 @@ def _own_threads(names: dict[str, int]) -> str:
 
 
 def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
-    size = f"{m.accounts:,} accounts of {positions:,} positions"
+    size = f"{m.accounts:,} account{'s' if m.accounts > 1 else ''} of {positions:,} positions"
     alone = m is base
 
     def baseline(text: str) -> str:
