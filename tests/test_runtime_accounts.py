@@ -124,6 +124,46 @@ def test_each_account_runs_at_its_own_interval() -> None:
     assert runs_of(capture, "EVERY-30") == ["startup", "periodic"]
 
 
+def test_accounts_started_together_have_their_periodic_runs_spread_over_the_interval() -> None:
+    clock = ManualClock()
+    ids = ["A", "B", "C", "D"]
+    runtime = ReconciliationRuntime(
+        [account(account_id, interval_seconds=40) for account_id in ids], fakeredis.FakeRedis(), clock=clock
+    )
+    periodic_at: dict[int, list[str]] = {}
+    with capture_published() as capture:
+        asyncio.run(runtime.start())
+        settle(runtime)
+        seen = len(capture.runs())
+        for second in range(10, 90, 10):
+            clock.advance(10)
+            settle(runtime)
+            periodic_at[second] = [result.account_id for result in capture.runs()[seen:]]
+            seen = len(capture.runs())
+        asyncio.run(runtime.stop())
+
+    assert periodic_at == {
+        10: ["D"], 20: ["C"], 30: ["B"], 40: ["A"], 50: ["D"], 60: ["C"], 70: ["B"], 80: ["A"],
+    }
+
+
+def test_a_single_account_runs_a_whole_interval_after_its_startup_run() -> None:
+    clock = ManualClock()
+    runtime = ReconciliationRuntime([account("ONLY", interval_seconds=40)], fakeredis.FakeRedis(), clock=clock)
+    with capture_published() as capture:
+        asyncio.run(runtime.start())
+        settle(runtime)
+        clock.advance(39)
+        settle(runtime)
+        before_the_interval = runs_of(capture, "ONLY")
+        clock.advance(1)
+        settle(runtime)
+        asyncio.run(runtime.stop())
+
+    assert before_the_interval == ["startup"]
+    assert runs_of(capture, "ONLY") == ["startup", "periodic"]
+
+
 def test_a_fill_starts_a_run_of_its_own_account_only_after_that_accounts_debounce_window() -> None:
     clock = ManualClock()
     runtime = ReconciliationRuntime(

@@ -1,7 +1,9 @@
 """The trigger scheduler: decides when each account runs, one run at a time.
 
 It starts runs, coalesces the triggers that arrive while one is in flight into a single
-follow-up, arms each account's periodic timer and each run's watchdog. It never finishes
+follow-up, arms each account's periodic timer and each run's watchdog. With several
+accounts, their first periodic runs are spread over the interval (see `spread_phases`),
+so that accounts started together do not come due together for good. It never finishes
 a run itself: a run ends at the comparator (see `comparator_actor`), which sets the
 ticket's `outcome`; that wakes the askers and tells the scheduler `RunEnded`.
 """
@@ -57,6 +59,20 @@ class _AccountRuns:
     follow_up_waiters: list[Future[ReconciliationResult]] = attrs.Factory(list)
     periodic: TimerHandle | None = None
     generation: int = 0
+    advance: float = 0.0
+    """How much sooner than `interval_seconds` the first periodic run is due (its phase)."""
+
+
+def spread_phases(accounts: Mapping[str, ReconciliationConfig]) -> dict[str, float]:
+    """How much sooner each account's first periodic run is due: the k-th of n accounts
+    with periodic runs (by id) by k/n of its interval, so their periodic runs are spread
+    evenly over the interval instead of coming due together, as all would after the
+    startup runs. One account is never advanced: its runs are `interval_seconds` apart."""
+    periodic = sorted(account_id for account_id, config in accounts.items() if config.enabled)
+    return {
+        account_id: accounts[account_id].interval_seconds * k / len(periodic)
+        for k, account_id in enumerate(periodic)
+    }
 
 
 class SchedulerActor(ResilientActor):
@@ -72,7 +88,11 @@ class SchedulerActor(ResilientActor):
         clock: Clock,
     ) -> None:
         super().__init__(board=board, clock=clock)
-        self._accounts = {account_id: _AccountRuns(config) for account_id, config in accounts.items()}
+        phases = spread_phases(accounts)
+        self._accounts = {
+            account_id: _AccountRuns(config, advance=phases.get(account_id, 0.0))
+            for account_id, config in accounts.items()
+        }
         self._fetcher = fetcher
         self._comparator = comparator
 
@@ -90,6 +110,7 @@ class SchedulerActor(ResilientActor):
         elif isinstance(message, PeriodicDue):
             runs = self._accounts[message.account_id]
             if message.generation == runs.generation:
+                runs.advance = 0.0
                 self._request(RunRequested(message.account_id, Periodic()))
         elif isinstance(message, InFlight):
             return self._in_flight()
@@ -176,7 +197,8 @@ class SchedulerActor(ResilientActor):
 
     def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
         """The next periodic run `interval_seconds` after `since` (the end of the last run;
-        by default now): runs never pile up."""
+        by default now), less the account's phase until its first periodic run: runs never
+        pile up."""
         if runs.periodic is not None:
             runs.periodic.cancel()
             runs.periodic = None
@@ -185,7 +207,7 @@ class SchedulerActor(ResilientActor):
         runs.generation += 1
         message = PeriodicDue(account_id, runs.generation)
         me = self.actor_ref
-        delay = runs.config.interval_seconds
+        delay = runs.config.interval_seconds - runs.advance
         if since is not None:
             delay -= self._clock.monotonic() - since
         runs.periodic = self._clock.call_later(delay, lambda: tell(me, message))
