@@ -5,23 +5,22 @@ Each size N gets a fresh `ReconciliationRuntime` over N paper accounts (an
 so every run is clean and reads, copies and compares every position). The books are
 built before anything is measured.
 
-The periodic interval is the same for every account of a size: long enough that the
-startup sweep ends before the first periodic run is due (leaving a window to measure idle CPU), and
-that each account runs `RUNS_PER_WINDOW` times in `seconds` where that allows. The
-measurement lasts `seconds`, or until every account has had a periodic run. The
-accounts are started together, so their periodic runs come due together, as their
-startup runs ended: a wave of N runs sharing the CPU, then a pause.
+Each size is measured in two sessions, so that one does not disturb the other:
 
-- threads: `threading.active_count()` minus the count before start, right after
-  start and at its highest while the periodic runs go on;
-- memory: resident set size (`/proc/self/statm`, after `gc.collect()` and
-  `malloc_trim`) after start and each account's startup run, minus the same with the
-  books built and no runtime, divided by N;
-- idle CPU: process CPU time (every thread) over a window after the startup runs have
-  been delivered to every sink and before the first periodic run is due, against the
-  same process for as long with no runtime;
-- latency: for each periodic run, from when it was due (its account's previous run
-  ended, plus the interval) to its result reaching the runtime's observers.
+- at rest (interval one hour, so no periodic run comes due while it lasts): threads,
+  `threading.active_count()` minus the count before start; memory, resident set size
+  (`/proc/self/statm`, after `gc.collect()` and `malloc_trim`) after start and each
+  account's startup run, minus the same with the books built and no runtime, divided
+  by N; idle CPU, process CPU time (every thread) over a window after the startup runs
+  have been delivered to every sink, against the same process for as long with no
+  runtime;
+- under periodic load (an interval long enough for N runs, and for `RUNS_PER_WINDOW`
+  runs per account in `seconds` where that allows), until every account has had a
+  periodic run started one interval after the startup runs: the highest thread count,
+  and each periodic run's latency from its start to its result reaching the runtime's
+  observers (`duration_ms`), in that steady state and, apart, in the first interval. The runtime
+  spreads the accounts' first periodic runs over the interval, so the load is a steady
+  stream of runs, not a wave of N at once.
 """
 
 from __future__ import annotations
@@ -58,12 +57,19 @@ __all__ = ["accounts_rows"]
 RUNS_PER_WINDOW = 3
 """Periodic runs per account in `seconds`, where the load allows it."""
 
+LOAD = 1 / 3
+"""The share of the interval the accounts' runs take, as one run alone costs: a steady
+load with room to spare (runs sharing the CPU cost more each), not a saturated one."""
+
 THREAD_TARGET = 40
 MEMORY_TARGET_MIB = 0.5
 MIB = 1024 * 1024
 CASH = Decimal(1_000_000_000)
 BOOKED_AT = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 SAMPLE_SECONDS = 0.05
+REST_INTERVAL = 3600.0
+"""The at-rest session's interval: the first periodic run of the last of 500 accounts
+is due 7.2 s after start, after the idle window."""
 WARM_UP_RUNS = 5
 
 
@@ -86,39 +92,36 @@ def paper_account(account_id: str, positions: int, interval: float) -> Account:
     return Account(ReconciliationConfig(account_id, interval_seconds=interval), portfolio, broker)
 
 
-class PeriodicLateness:
-    """A `RuntimeObserver`: how long after it was due each periodic run gave its result."""
+class PeriodicRuns:
+    """A `RuntimeObserver`: how long each periodic run took, from its start to its result."""
 
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last_end: dict[str, float] = {}
-        self.lateness_ms: list[float] = []
+        self.steady_since: dt.datetime | None = None
+        """One interval after every startup run has ended: the runs started before are
+        the first of their accounts, still among the startup runs' after-effects."""
+        self.settling_ms: list[float] = []
+        self.steady: set[str] = set()
         self.duration_ms: list[float] = []
         self.failed: collections.Counter[str] = collections.Counter()
+        self.accounts: set[str] = set()
         self.stopping = False
-        self._periodic: set[str] = set()
         """Set before `stop()`: runs it ends are not counted."""
 
     def run_finished(self, run: FinishedRun) -> None:
-        ended = time.monotonic()
         result = run.result
         if self.stopping:
             return
         with self._lock:
-            last = self._last_end.get(result.account_id)
-            self._last_end[result.account_id] = ended
             if result.error is not None:
                 self.failed[f"{result.trigger}: {result.error[:120]}"] += 1
-            elif result.trigger == "periodic" and last is not None:
-                self.lateness_ms.append((ended - last - self._interval) * 1000)
-                self._periodic.add(result.account_id)
-                self.duration_ms.append(result.duration_ms)
-
-    @property
-    def accounts_run(self) -> int:
-        """Accounts with at least one periodic run."""
-        return len(self._periodic)
+            elif result.trigger == "periodic":
+                self.accounts.add(result.account_id)
+                if self.steady_since is None or result.timestamp < self.steady_since:
+                    self.settling_ms.append(result.duration_ms)
+                else:
+                    self.steady.add(result.account_id)
+                    self.duration_ms.append(result.duration_ms)
 
     def book_call_ended(self, timing: BookCallTiming) -> None:
         pass
@@ -137,9 +140,9 @@ class Measurement:
     idle_cpu_pct: float
     baseline_cpu_pct: float
     startup_seconds: float
-    window_seconds: float
-    lateness_ms: list[float] = field(default_factory=list)
     duration_ms: list[float] = field(default_factory=list)
+    settling_ms: list[float] = field(default_factory=list)
+    busy_cpu_pct: float = float("nan")
     failed: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -148,7 +151,7 @@ class Measurement:
 
     @property
     def p99_ms(self) -> float:
-        return percentile(self.lateness_ms, 99)
+        return percentile(self.duration_ms, 99)
 
 
 def _rss_bytes() -> int:
@@ -200,12 +203,11 @@ def _run_cost(positions: int, client: redis.Redis) -> float:
     return asyncio.run(measure())
 
 
-def _plan(accounts: int, positions: int, run_cost: float, seconds: float, idle: float) -> float:
-    """The periodic interval for `accounts` accounts (see the module docstring); the last
-    term is time for `gc.collect()` over the books before the idle window."""
-    return max(
-        seconds / RUNS_PER_WINDOW, 1.5 * accounts * run_cost + idle + 0.25 + accounts * positions * 1e-6
-    )
+def _plan(accounts: int, run_cost: float, seconds: float) -> float:
+    """The periodic interval for `accounts` accounts: `LOAD` of it taken by their runs
+    (one run alone takes `run_cost` s), and `RUNS_PER_WINDOW` runs per account in
+    `seconds` where that allows."""
+    return max(seconds / RUNS_PER_WINDOW, accounts * run_cost / LOAD)
 
 
 def _delivered(runtime: ReconciliationRuntime) -> int:
@@ -218,55 +220,90 @@ async def _drained(runtime: ReconciliationRuntime, runs: int, deadline: float) -
         await asyncio.sleep(0.01)
 
 
-def _measure(n: int, positions: int, seconds: float, run_cost: float, client: redis.Redis) -> Measurement:
-    idle = min(max(seconds / 5, 0.4), 2.0)
-    interval = _plan(n, positions, run_cost, seconds, idle)
+@dataclass
+class AtRest:
+    books_mib: float
+    runtime_mib: float
+    threads_started: int
+    idle_seconds: float
+    idle_cpu_pct: float
+    baseline_cpu_pct: float
+    startup_seconds: float
+
+
+def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest:
     empty = _settled_rss()
-    accounts = [paper_account(f"BENCH-ACC-{n}-{i:04d}", positions, interval) for i in range(n)]
+    accounts = [paper_account(f"BENCH-REST-{n}-{i:04d}", positions, REST_INTERVAL) for i in range(n)]
     with_books = _settled_rss()
     baseline_cpu = _cpu_pct(idle)
     threads_before = threading.active_count()
-    lateness = PeriodicLateness(interval)
     runtime = ReconciliationRuntime(accounts, client)
-    runtime.add_observer(lateness)
 
-    async def session() -> Measurement:
+    async def session() -> AtRest:
         began = time.monotonic()
         await runtime.start()
         startup = time.monotonic() - began
         threads_started = threading.active_count() - threads_before
-        await _drained(runtime, n, deadline=began + interval / 2)
+        await _drained(runtime, n, deadline=began + 60)
         runtime_bytes = _settled_rss() - with_books
-        window = min(idle, began + interval - time.monotonic() - 0.1)
-        idle_cpu = await _cpu_pct_async(window) if window > 0.05 else float("nan")
-        least, most = began + seconds, began + startup + interval + 3 * startup + 2.0
-        threads_max, names = threads_started, collections.Counter[str]()
-        while time.monotonic() < least or (lateness.accounts_run < n and time.monotonic() < most):
+        idle_cpu = await _cpu_pct_async(idle)
+        await runtime.stop()
+        return AtRest(
+            books_mib=(with_books - empty) / MIB / n,
+            runtime_mib=runtime_bytes / MIB,
+            threads_started=threads_started,
+            idle_seconds=idle,
+            idle_cpu_pct=idle_cpu,
+            baseline_cpu_pct=baseline_cpu,
+            startup_seconds=startup,
+        )
+
+    return asyncio.run(session())
+
+
+def _measure(n: int, positions: int, seconds: float, run_cost: float, client: redis.Redis) -> Measurement:
+    rest = _at_rest(n, positions, min(max(seconds / 5, 0.4), 2.0), client)
+    interval = _plan(n, run_cost, seconds)
+    accounts = [paper_account(f"BENCH-LOAD-{n}-{i:04d}", positions, interval) for i in range(n)]
+    threads_before = threading.active_count()
+    periodic = PeriodicRuns()
+    runtime = ReconciliationRuntime(accounts, client)
+    runtime.add_observer(periodic)
+
+    async def session() -> Measurement:
+        began = time.monotonic()
+        await runtime.start()
+        periodic.steady_since = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=interval)
+        cpu, wall = time.process_time(), time.perf_counter()
+        least, most = began + seconds, time.monotonic() + 2 * interval + 2.0
+        threads_max, names = 0, collections.Counter[str]()
+        while time.monotonic() < least or (len(periodic.steady) < n and time.monotonic() < most):
             await asyncio.sleep(SAMPLE_SECONDS)
             now = threading.active_count() - threads_before
             if now >= threads_max:
                 threads_max = now
                 names = collections.Counter(thread.name for thread in threading.enumerate())
-        lateness.stopping = True
+        periodic.stopping = True
+        busy_pct = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
         report = await runtime.stop()
         if not report.clean:
             print(f"{n} accounts: still running after stop: {report.still_running}", file=sys.stderr)
         return Measurement(
             accounts=n,
             interval=interval,
-            books_mib=(with_books - empty) / MIB / n,
-            runtime_mib=runtime_bytes / MIB,
-            threads_started=threads_started,
-            threads_max=threads_max,
+            books_mib=rest.books_mib,
+            runtime_mib=rest.runtime_mib,
+            threads_started=rest.threads_started,
+            threads_max=max(threads_max, rest.threads_started),
             thread_names=dict(names),
-            idle_seconds=max(window, 0.0),
-            idle_cpu_pct=idle_cpu,
-            baseline_cpu_pct=baseline_cpu,
-            startup_seconds=startup,
-            window_seconds=time.monotonic() - began,
-            lateness_ms=lateness.lateness_ms,
-            duration_ms=lateness.duration_ms,
-            failed=dict(lateness.failed),
+            idle_seconds=rest.idle_seconds,
+            idle_cpu_pct=rest.idle_cpu_pct,
+            baseline_cpu_pct=rest.baseline_cpu_pct,
+            startup_seconds=rest.startup_seconds,
+            duration_ms=periodic.duration_ms,
+            settling_ms=periodic.settling_ms,
+            busy_cpu_pct=busy_pct,
+            failed=dict(periodic.failed),
         )
 
     return asyncio.run(session())
@@ -290,7 +327,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
     marginal = (
         (m.runtime_mib - base.runtime_mib) / (m.accounts - base.accounts) if not alone else m.runtime_mib
     )
-    lateness_p50 = percentile(m.lateness_ms, 50)
+    p50 = percentile(m.duration_ms, 50)
     threads = Row(
         figure=f"runtime threads, {size}",
         measured=f"{m.threads_max} at most while runs were periodic ({m.threads_started} after start)",
@@ -312,7 +349,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
         met=m.per_account_mib <= MEMORY_TARGET_MIB,
     )
     cpu = Row(
-        figure=f"idle CPU between periodic runs, {size}",
+        figure=f"idle CPU at rest (no run due), {size}",
         measured=f"{m.idle_cpu_pct:.2f} % of one core over {m.idle_seconds:.1f} s",
         baseline=f"no runtime, same process: {m.baseline_cpu_pct:.2f} %",
         ratio=f"+{m.idle_cpu_pct - m.baseline_cpu_pct:.2f} points",
@@ -320,11 +357,13 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
         met=None,
     )
     latency = Row(
-        figure=f"periodic runs, due to result, p99, {size}",
+        figure=f"periodic runs, start to result, p99, {size}",
         measured=(
-            f"{m.p99_ms:.1f} ms (median {lateness_p50:.1f} ms, n={len(m.lateness_ms)} runs, "
-            f"each {statistics.median(m.duration_ms) if m.duration_ms else float('nan'):.1f} ms median; "
-            f"interval {m.interval:.1f} s, startup {m.startup_seconds:.1f} s)"
+            f"{m.p99_ms:.1f} ms (median {p50:.1f} ms, n={len(m.duration_ms)} runs started from one interval "
+            f"after the startup runs; the {len(m.settling_ms)} runs before: p99 "
+            f"{percentile(m.settling_ms, 99):.1f} ms; "
+            f"interval {m.interval:.1f} s; process CPU meanwhile {m.busy_cpu_pct:.0f} % of one core; "
+            f"startup of all accounts {m.startup_seconds:.1f} s)"
         ),
         baseline=baseline(f"p99 {base.p99_ms:.1f} ms"),
         ratio=ratio(m.p99_ms, base.p99_ms),
