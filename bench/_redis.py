@@ -12,14 +12,16 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
+from _harness import percentile
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["PRIVATE", "SlowLog", "bench_redis", "delete_bench_keys"]
+__all__ = ["PRIVATE", "Longest", "SlowLog", "bench_redis", "delete_bench_keys"]
 
 PRIVATE = "private redis-server"
 """How `bench_redis` describes its own server: one whose configuration the benchmarks may change."""
@@ -98,8 +100,8 @@ class SlowLog:
     def reset(self) -> None:
         self._client.slowlog_reset()
 
-    def longest(self) -> tuple[int, str, int]:
-        """The longest duration (µs), that command's name, and how many were logged.
+    def longest(self) -> Longest:
+        """The longest command, and the spread of the script calls (`EVALSHA`), since `reset`.
 
         Raises:
             RuntimeError: the log filled up, so the longest may have been dropped.
@@ -108,13 +110,26 @@ class SlowLog:
         if len(entries) >= self._capacity:
             msg = f"the slow log overflowed its {self._capacity} entries"
             raise RuntimeError(msg)
-        if not entries:
-            return 0, "none", 0
-        worst = max(entries, key=lambda entry: entry["duration"])
-        command = worst["command"]
-        name = (command.decode() if isinstance(command, bytes) else str(command)).split(" ", 1)[0]
-        return int(worst["duration"]), name.upper(), len(entries)
+        named = [(int(entry["duration"]), _command_name(entry["command"])) for entry in entries]
+        duration, name = max(named, default=(0, "none"))
+        scripts = [d for d, command in named if command == "EVALSHA"]
+        return Longest(duration, name, len(named), percentile(scripts, 50), percentile(scripts, 99))
 
     def close(self) -> None:
         for name, value in self._saved.items():
             self._client.config_set(name, value)
+
+
+def _command_name(command: bytes | str) -> str:
+    return (command.decode() if isinstance(command, bytes) else command).split(" ", 1)[0].upper()
+
+
+@dataclass(frozen=True)
+class Longest:
+    """What the slow log says: durations in µs."""
+
+    duration: int
+    command: str
+    logged: int
+    script_median: float
+    script_p99: float

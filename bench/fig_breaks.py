@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from _harness import Row, Sample, interleave
 from _landed import Landings
-from _redis import SlowLog
+from _redis import Longest, SlowLog
 from _service import start_service, stop_service
 from books import ACCOUNT, NOW, make_books, make_snapshot
 
@@ -132,7 +132,7 @@ def _end_to_end(n: int, repeats: int, client: redis.Redis, landings: Landings, s
 
 
 def _end_to_end_table(
-    n: int, times: dict[str, list[tuple[float, float]]], found: dict[str, int], longest: tuple[int, str, int] | None
+    n: int, times: dict[str, list[tuple[float, float]]], found: dict[str, int], longest: Longest | None
 ) -> list[Row]:
     def sample(name: str, which: int) -> Sample:
         return Sample([t[which] for t in times[name]], "ms")
@@ -154,15 +154,18 @@ def _end_to_end_table(
             )
         )
     if longest is not None:
-        duration, command, count = longest
         rows.append(
             Row(
                 figure=f"longest single Redis command of the {n:,}-position runs above (slow log)",
-                measured=f"{duration / 1000:.2f} ms ({command}; {count:,} commands took ≥ {SlowLog.THRESHOLD_US} µs)",
+                measured=(
+                    f"{longest.duration / 1000:.2f} ms ({longest.command}; {longest.logged:,} commands took "
+                    f"≥ {SlowLog.THRESHOLD_US} µs; script calls: median {longest.script_median / 1000:.2f} ms, "
+                    f"p99 {longest.script_p99 / 1000:.2f} ms)"
+                ),
                 baseline="—",
                 ratio="—",
                 target="≤ 5 ms",
-                met=duration <= 5000,
+                met=longest.duration <= 5000,
             )
         )
     return rows
