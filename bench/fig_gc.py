@@ -1,8 +1,9 @@
 """GC stalls: how late a 1 ms ticker thread wakes while a large comparison runs.
 
-The books are built the way a real system builds them (`books.make_books`). The comparator actor's path (collector paused, GIL
-released on a budget) is measured against the same path with the collector left on,
-so the figure isolates what pausing the collector buys. Full (generation 2) collections
+The books are built the way a real system builds them (`books.make_books`). The
+comparator actor's path (collector paused, GIL released on a budget) is measured against
+the same path with the collector left on, so the figure isolates what pausing the
+collector buys. Full (generation 2) collections
 during each run are counted through `gc.callbacks`.
 """
 
