@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     import redis
 
     from reconciliation._domain.models import BrokerPosition, Position
+    from reconciliation._domain.protocols import BrokerQuery
 
-__all__ = ["FixedBook", "quiet_logging", "start_service", "stop_service"]
+__all__ = ["CASH", "FixedBook", "quiet_logging", "start_service", "stop_service"]
 
 CASH = Decimal("1000000.00")
 
@@ -43,13 +44,19 @@ def quiet_logging() -> None:
 
 
 def start_service(
-    local: list[Position], broker: list[BrokerPosition], client: redis.Redis, **config: object
+    local: list[Position],
+    broker: list[BrokerPosition],
+    client: redis.Redis,
+    *,
+    broker_query: BrokerQuery | None = None,
+    **config: object,
 ) -> ReconciliationService:
+    """A started service over `local`, asking `broker_query`, or a broker answering `broker`."""
     settings: dict[str, object] = {"enabled": False, "interval_seconds": 3600}
     settings.update(config)
     service = ReconciliationService(
         FixedBook(local),
-        ScriptedBroker(ACCOUNT, broker, cash=CASH, total_equity=CASH),
+        broker_query or ScriptedBroker(ACCOUNT, broker, cash=CASH, total_equity=CASH),
         client,
         ReconciliationConfig(account_id=ACCOUNT, **settings),  # type: ignore[arg-type]
     )

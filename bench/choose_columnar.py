@@ -28,10 +28,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from _harness import interleave, percentile
+from _ticker import Ticker
 from baselines import floor_join
 from books import ACCOUNT, make_books
 from fig_columnar import _status_bytes
-from fig_gc import Ticker
 
 from reconciliation._domain.columnar_compare import _Classified, _position_ids
 from reconciliation._domain.columnar_input import columns_from_table

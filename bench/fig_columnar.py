@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from _harness import Row, Sample, interleave, percentile, render_table
+from _ticker import Ticker
 from baselines import floor_join
 from books import ACCOUNT, NOW, make_books
-from fig_gc import Ticker
 
 from reconciliation._domain.compare import compare, compare_positions
 from reconciliation._domain.models import (

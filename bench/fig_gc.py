@@ -1,21 +1,19 @@
 """GC stalls: how late a 1 ms ticker thread wakes while a large comparison runs.
 
-The books are built the way a real system builds them: each side's objects allocated
-separately, the broker's shuffled. The comparator actor's path (collector paused, GIL
-released on a budget) is measured against the same path with the collector left on,
-so the figure isolates what pausing the collector buys. Full (generation 2) collections
+The books are built the way a real system builds them (`books.make_books`). The
+comparator actor's path (collector paused, GIL released on a budget) is measured against
+the same path with the collector left on, so the figure isolates what pausing the
+collector buys. Full (generation 2) collections
 during each run are counted through `gc.callbacks`.
 """
 
 from __future__ import annotations
 
 import gc
-import random
-import threading
-import time
 import uuid
 
 from _harness import Row, Sample, percentile
+from _ticker import Ticker
 from books import ACCOUNT, NOW, make_books, make_snapshot
 
 from reconciliation import ReconciliationConfig, ReconciliationResult
@@ -26,42 +24,9 @@ from reconciliation._runtime.comparator_actor import GilBudget, paused_gc
 
 __all__ = ["gc_row"]
 
-TICK_SECONDS = 0.001
-
-
-class Ticker:
-    """A thread that sleeps 1 ms at a time and records how late each wake-up is (ms)."""
-
-    def __init__(self) -> None:
-        self.late: list[float] = []
-        self._running = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, name="bench-ticker", daemon=True)
-        self._thread.start()
-
-    def _tick(self) -> None:
-        while not self._stop.is_set():
-            before = time.perf_counter()
-            time.sleep(TICK_SECONDS)
-            if self._running.is_set():
-                self.late.append((time.perf_counter() - before - TICK_SECONDS) * 1000)
-
-    def measure(self, work: object) -> list[float]:
-        self.late = []
-        self._running.set()
-        work()  # type: ignore[operator]
-        self._running.clear()
-        return self.late
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
 
 def gc_row(n: int, runs: int) -> Row:
     local, broker = make_books(n, 1.0)
-    broker = [type(p)(str(p.symbol), p.quantity, p.avg_cost, p.market_value) for p in broker]
-    random.Random(7).shuffle(broker)
     snapshot = make_snapshot(local, broker)
     config = ReconciliationConfig(ACCOUNT)
     full_collections = [0]

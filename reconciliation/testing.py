@@ -126,8 +126,10 @@ class ScriptedBroker:
         self._add(call, _Return(raw))
 
     def account(self) -> BrokerAccount:
-        market_value = sum((p.market_value for p in self.positions), Decimal(0))
-        equity = self.cash + market_value if self.total_equity is None else self.total_equity
+        if self.total_equity is None:
+            equity = self.cash + sum((p.market_value for p in self.positions), Decimal(0))
+        else:
+            equity = self.total_equity
         return BrokerAccount(self.account_id, self.cash, equity, equity, Decimal(0))
 
     def get_positions(self, account_id: str) -> Any:

@@ -174,3 +174,29 @@ def test_a_look_alike_entry_with_a_decimal_made_from_a_float_is_malformed_data_n
         SnapshotError, match=r"entry 0 \(symbol 'BTC'\): quantity is 0\.1000.*made from the float 0\.1"
     ):
         fetch(broker)
+
+
+def test_dict_entries_with_fields_the_service_does_not_read_are_read_and_still_checked() -> None:
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(
+        [
+            {"symbol": "TSLA", "quantity": "2", "avg_cost": "3.5", "market_value": "7.0", "currency": "USD"},
+            {"symbol": "MSFT", "quantity": 1, "avg_cost": None, "market_value": 1.5, "exchange": "NASDAQ"},
+        ]
+    )
+
+    with pytest.raises(SnapshotError, match=r"entry 1 \(symbol 'MSFT'\): market_value must be a Decimal.*float 1\.5"):
+        fetch(broker)
+
+
+def test_dict_entries_become_the_same_positions_as_objects() -> None:
+    positions = [BrokerPosition(f"S{i}", Decimal(i) - 2, Decimal(i).scaleb(-2), Decimal(i * 3)) for i in range(5)]
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return(
+        [
+            {"symbol": p.symbol, "quantity": str(p.quantity), "avg_cost": str(p.avg_cost), "market_value": str(p.market_value)}
+            for p in positions
+        ]
+    )
+
+    assert fetch(broker).broker_positions == tuple(positions)

@@ -67,10 +67,21 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
     entries = tuple(raw)
     if set(map(type, entries)) <= {cls}:
         return entries
-    return tuple(
-        parse_one(cls, entry, call=call, where=_entry_label(index, entry))
-        for index, entry in enumerate(entries)
-    )
+    names = frozenset(field.name for field in attrs.fields(cls))  # type: ignore[arg-type]
+    return tuple(_parse_entry(cls, entry, index, call, names) for index, entry in enumerate(entries))
+
+
+def _parse_entry(cls: type[T], entry: object, index: int, call: str, names: frozenset[str]) -> T:
+    """`parse_one` for entry `index`; a plain dict (a broker's JSON) is given to `cls` at
+    once, with the same fields and the same checks, and only one that fails them is taken
+    through `parse_one`, for its message."""
+    if type(entry) is dict:
+        fields = entry if entry.keys() <= names else {name: entry[name] for name in names if name in entry}
+        try:
+            return cls(**fields)
+        except (TypeError, ValueError):
+            pass
+    return parse_one(cls, entry, call=call, where=_entry_label(index, entry))
 
 
 def parse_positions(cls: type[T], raw: object, *, call: str) -> tuple[T, ...] | PositionColumns:
