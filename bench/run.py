@@ -27,6 +27,7 @@ from _harness import Row, render_table
 from _redis import PRIVATE, bench_redis
 from _service import quiet_logging
 from books import make_books
+from fig_accounts import accounts_rows
 from fig_breaks import breaks_rows, end_to_end_rows
 from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
@@ -214,18 +215,9 @@ def measure(
         step("publish")
         rows += jitter_rows(mode.jitter_n, mode.jitter_runs, client, private=private)
         step("jitter")
-    rows += _accounts(mode)
-    step("accounts")
+        rows += accounts_rows(mode.accounts_sizes, mode.accounts_positions, mode.accounts_seconds, client)
+        step("accounts")
     return rows, curves, server
-
-
-def _accounts(mode: Mode) -> list[Row]:
-    try:
-        from fig_accounts import accounts_rows  # noqa: PLC0415 - written in another branch
-    except ImportError:
-        print("  fig_accounts.py is not here yet: the accounts figures were skipped", file=sys.stderr)
-        return []
-    return accounts_rows(mode.accounts_sizes, mode.accounts_positions, mode.accounts_seconds)
 
 
 class _Progress:

@@ -35,6 +35,10 @@ FIGURES = (
     "| publish {n} discrepancies",
     "| engine jitter: 1 ms ticker's oversleep during a {n}-position run with 1 % breaks, ask → last payload in Redis |",
     "| engine jitter: p99 round trip to an unrelated actor",
+    "| runtime threads, {n} account",
+    "| memory per account beyond its books, {n} account",
+    "| idle CPU at rest (no run due), {n} account",
+    "| periodic runs, start to result, p99, {n} account",
 )
 """The start of each row; `{n}` stands for a book size."""
 
