@@ -314,6 +314,13 @@ def _own_threads(names: dict[str, int]) -> str:
     return ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(own.items()))
 
 
+def _settling(durations_ms: list[float]) -> str:
+    """The runs of the first interval, apart."""
+    if not durations_ms:
+        return ""
+    return f"; the {len(durations_ms)} runs before: p99 {percentile(durations_ms, 99):.1f} ms"
+
+
 def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
     size = f"{m.accounts:,} account{'s' if m.accounts > 1 else ''} of {positions:,} positions"
     alone = m is base
@@ -360,8 +367,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
         figure=f"periodic runs, start to result, p99, {size}",
         measured=(
             f"{m.p99_ms:.1f} ms (median {p50:.1f} ms, n={len(m.duration_ms)} runs started from one interval "
-            f"after the startup runs; the {len(m.settling_ms)} runs before: p99 "
-            f"{percentile(m.settling_ms, 99):.1f} ms; "
+            f"after the startup runs{_settling(m.settling_ms)}; "
             f"interval {m.interval:.1f} s; process CPU meanwhile {m.busy_cpu_pct:.0f} % of one core; "
             f"startup of all accounts {m.startup_seconds:.1f} s)"
         ),

@@ -24,6 +24,6 @@ def test_accounts_rows_give_every_figure_for_every_size(monkeypatch: pytest.Monk
     for size in ("1 account of 20 positions", "3 accounts of 20 positions"):
         assert f"runtime threads, {size}" in figures
         assert f"memory per account beyond its books, {size}" in figures
-        assert f"idle CPU between periodic runs, {size}" in figures
-        assert f"periodic runs, due to result, p99, {size}" in figures
-    assert all("n/a" not in row.measured for row in rows if row.figure.startswith("periodic runs"))
+        assert f"idle CPU at rest (no run due), {size}" in figures
+        assert f"periodic runs, start to result, p99, {size}" in figures
+    assert all("nan" not in row.measured for row in rows if row.figure.startswith("periodic runs"))
