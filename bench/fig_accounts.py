@@ -8,8 +8,8 @@ built before anything is measured.
 Each size is measured in two sessions, so that one does not disturb the other:
 
 - at rest (interval one hour, so no periodic run comes due while it lasts): threads,
-  `threading.active_count()` minus the count before start; memory, resident set size
-  (`/proc/self/statm`, after `gc.collect()` and `malloc_trim`) after start and each
+  `threading.active_count()` minus the count before start; memory, what the Python heap holds
+  (tracemalloc, after `gc.collect()`) after start and each
   account's startup run, minus the same with the books built and no runtime, divided
   by N; idle CPU, process CPU time (every thread) over a window after the startup runs
   have been delivered to every sink, against the same process for as long with no
@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import ctypes
-import ctypes.util
 import datetime as dt
 import gc
-import os
 import statistics
 import sys
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -154,26 +151,6 @@ class Measurement:
         return percentile(self.duration_ms, 99)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:  # noqa: PTH123 - a proc file, read once
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _trim() -> None:
-    """Hand freed heap back to the system (glibc), so RSS follows what is still held."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).malloc_trim(0)
-
-
-def _settled_rss() -> int:
-    gc.collect()
-    _trim()
-    return _rss_bytes()
-
-
 def _cpu_pct(seconds: float) -> float:
     """Process CPU (every thread) over `seconds` of wall time, in % of one core."""
     cpu, wall = time.process_time(), time.perf_counter()
@@ -232,9 +209,11 @@ class AtRest:
 
 
 def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest:
-    empty = _settled_rss()
+    gc.collect()
+    tracemalloc.start()
     accounts = [paper_account(f"BENCH-REST-{n}-{i:04d}", positions, REST_INTERVAL) for i in range(n)]
-    with_books = _settled_rss()
+    gc.collect()
+    with_books = tracemalloc.get_traced_memory()[0]
     baseline_cpu = _cpu_pct(idle)
     threads_before = threading.active_count()
     runtime = ReconciliationRuntime(accounts, client)
@@ -245,11 +224,13 @@ def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest
         startup = time.monotonic() - began
         threads_started = threading.active_count() - threads_before
         await _drained(runtime, n, deadline=began + 60)
-        runtime_bytes = _settled_rss() - with_books
+        gc.collect()
+        runtime_bytes = tracemalloc.get_traced_memory()[0] - with_books
+        tracemalloc.stop()
         idle_cpu = await _cpu_pct_async(idle)
         await runtime.stop()
         return AtRest(
-            books_mib=(with_books - empty) / MIB / n,
+            books_mib=with_books / MIB / n,
             runtime_mib=runtime_bytes / MIB,
             threads_started=threads_started,
             idle_seconds=idle,
@@ -347,7 +328,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
     memory = Row(
         figure=f"memory per account beyond its books, {size}",
         measured=(
-            f"{m.per_account_mib:.3f} MiB/account (RSS +{m.runtime_mib:.1f} MiB after start and each "
+            f"{m.per_account_mib:.3f} MiB/account (Python heap +{m.runtime_mib:.1f} MiB after start and each "
             f"account's startup run; marginal {marginal:.3f} MiB/account; books {m.books_mib:.2f} MiB/account)"
         ),
         baseline=baseline(f"{base.per_account_mib:.2f} MiB"),
@@ -393,7 +374,7 @@ if __name__ == "__main__":
     from _service import quiet_logging
 
     quiet_logging()
-    modes = {"--smoke": ((1, 5), 100, 2.0), "--quick": ((1, 50, 500), 1000, 5.0)}
+    modes = {"--smoke": ((1, 5), 100, 2.0), "--quick": ((1, 50, 500), 200, 5.0)}
     chosen = modes.get(sys.argv[1] if len(sys.argv) > 1 else "", ((1, 50, 500), 1000, 20.0))
     started = time.perf_counter()
     with bench_redis(None) as (bench_client, server):
