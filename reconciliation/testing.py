@@ -178,7 +178,39 @@ class AsyncScriptedBroker(ScriptedBroker):
         return self._answer(step, self.account())
 
 
-class PublishedCapture:
+class _ChannelViews:
+    """The payloads a capture holds, by channel: `messages` under the `_arrived` lock."""
+
+    messages: list[tuple[str, dict[str, Any]]]
+    _arrived: threading.Condition
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return self.on(RESULT_CHANNEL)
+
+    @property
+    def discrepancies(self) -> list[dict[str, Any]]:
+        return self.on(DISCREPANCY_CHANNEL)
+
+    @property
+    def resolved(self) -> list[dict[str, Any]]:
+        return self.on(RESOLVED_CHANNEL)
+
+    @property
+    def halts(self) -> list[dict[str, Any]]:
+        return self.on(HALT_CHANNEL)
+
+    @property
+    def corrections(self) -> list[dict[str, Any]]:
+        return self.on(CORRECTION_CHANNEL)
+
+    def on(self, channel: str) -> list[dict[str, Any]]:
+        """Every payload captured on `channel`, in order."""
+        with self._arrived:
+            return [payload for published_on, payload in self.messages if published_on == channel]
+
+
+class PublishedCapture(_ChannelViews):
     """Every payload the services of this process publish, decoded, in publish order.
 
     Fed in-process and synchronously by the step every run leaves through (see
@@ -206,31 +238,6 @@ class PublishedCapture:
         with self._arrived:
             self.messages.append(decoded)
             self._arrived.notify_all()
-
-    @property
-    def results(self) -> list[dict[str, Any]]:
-        return self.on(RESULT_CHANNEL)
-
-    @property
-    def discrepancies(self) -> list[dict[str, Any]]:
-        return self.on(DISCREPANCY_CHANNEL)
-
-    @property
-    def resolved(self) -> list[dict[str, Any]]:
-        return self.on(RESOLVED_CHANNEL)
-
-    @property
-    def halts(self) -> list[dict[str, Any]]:
-        return self.on(HALT_CHANNEL)
-
-    @property
-    def corrections(self) -> list[dict[str, Any]]:
-        return self.on(CORRECTION_CHANNEL)
-
-    def on(self, channel: str) -> list[dict[str, Any]]:
-        """Every payload published on `channel`, in order."""
-        with self._arrived:
-            return [payload for published_on, payload in self.messages if published_on == channel]
 
     def triggers(self) -> list[str]:
         """The trigger of each run, in order: `["startup", "post_fill", ...]`."""
@@ -282,7 +289,7 @@ def settle(service: ReconciliationService | ReconciliationRuntime, timeout: floa
     service._runtime.settle(timeout)  # noqa: SLF001 - the test helper's own view of the service
 
 
-class RedisCapture:
+class RedisCapture(_ChannelViews):
     """Subscribes to every channel and keeps each payload, decoded, in arrival order.
 
     Use as a context manager; `wait_for_results(n)` blocks until n results arrived.
@@ -296,31 +303,6 @@ class RedisCapture:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="redis-capture", daemon=True)
         self._thread.start()
-
-    @property
-    def results(self) -> list[dict[str, Any]]:
-        return self.on(RESULT_CHANNEL)
-
-    @property
-    def discrepancies(self) -> list[dict[str, Any]]:
-        return self.on(DISCREPANCY_CHANNEL)
-
-    @property
-    def resolved(self) -> list[dict[str, Any]]:
-        return self.on(RESOLVED_CHANNEL)
-
-    @property
-    def halts(self) -> list[dict[str, Any]]:
-        return self.on(HALT_CHANNEL)
-
-    @property
-    def corrections(self) -> list[dict[str, Any]]:
-        return self.on(CORRECTION_CHANNEL)
-
-    def on(self, channel: str) -> list[dict[str, Any]]:
-        """Every payload that arrived on `channel`, in order."""
-        with self._arrived:
-            return [payload for arrived_on, payload in self.messages if arrived_on == channel]
 
     def wait_for_results(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The first `count` results; raises TimeoutError if they do not all arrive in time."""
