@@ -581,6 +581,13 @@ MAX_QUEUED_RUNS = 1_000_000
 """The most runs a delivery queue may be asked to hold while its sink is down."""
 
 
+
+def _correction_policy(_instance: object, _field: attrs.Attribute[Any], value: object) -> None:
+    """attrs' `instance_of`, with the value shown bounded (it may come from a hostile config)."""
+    if value is not None and not isinstance(value, CorrectionPolicy):
+        msg = f"correction must be a CorrectionPolicy or None, got {type(value).__name__} {shown(value)}"
+        raise TypeError(msg)
+
 @attrs.frozen
 class ReconciliationConfig:
     """How, when and how strictly one account is reconciled. See docs/configuration.md."""
@@ -631,9 +638,7 @@ class ReconciliationConfig:
     """Where runs and breaks are recorded: a SQLite file path or a postgresql:// URL; None: nowhere."""
     audit_backlog_max_runs: int = attrs.field(default=10_000, validator=whole_number(1, MAX_QUEUED_RUNS))
     """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
-    correction: CorrectionPolicy | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(CorrectionPolicy))
-    )
+    correction: CorrectionPolicy | None = attrs.field(default=None, validator=_correction_policy)
     """Auto-correction of the local book (off: None). See `CorrectionPolicy`."""
 
     @post_fill_max_wait_seconds.validator
