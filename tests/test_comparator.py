@@ -272,6 +272,14 @@ class TestDuplicateSymbols:
         assert found.type is DiscrepancyType.COST_MISMATCH
         assert found.local_value == Decimal("12.5")
 
+    def test_a_netted_cost_finer_than_a_position_may_carry_is_rounded_not_refused(self) -> None:
+        legs = [(1, Decimal("0.0001")), (Decimal("9E+28"), 0)]
+
+        result = positions([local("AAPL", q, c) for q, c in legs], [broker("AAPL", q, c) for q, c in legs])
+
+        assert result.discrepancies == ()
+        assert len(result.netted) == 2
+
     def test_hedge_legs_netting_to_flat_are_not_a_position(self) -> None:
         result = positions([], [broker("AAPL", 50, 10), broker("AAPL", -50, 11)])
 

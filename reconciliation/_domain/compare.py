@@ -27,6 +27,7 @@ from reconciliation._domain.models import (
     NettedSymbol,
     Position,
 )
+from reconciliation._domain.values import MAX_DECIMAL_PLACES
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -74,7 +75,10 @@ _EXACT = decimal.Context(
 """Sums, differences and products of finite decimals come out exact: no rounding."""
 
 _AVERAGE = decimal.Context(prec=34)
-"""A weighted average is a division, so it is rounded, to 34 significant digits."""
+"""A weighted average is a division, so it is rounded, to 34 significant digits..."""
+_AVERAGE_PLACES = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
+"""... and to the decimal places a position may carry, so that netting a tiny cost among
+huge quantities gives a position, not a refused one (a failed run)."""
 
 _Side = TypeVar("_Side", Position, BrokerPosition)
 
@@ -431,7 +435,10 @@ def _net_quantity_and_cost(group: Sequence[Position | BrokerPosition]) -> tuple[
         return quantity, None
     if not weight:
         return quantity, group[0].avg_cost
-    return quantity, _AVERAGE.divide(cost_sum, weight)
+    average = _AVERAGE.divide(cost_sum, weight)
+    if average.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
+        average = average.quantize(_AVERAGE_PLACES, context=_AVERAGE)
+    return quantity, average
 
 
 def net_local(group: Sequence[Position]) -> Position:
