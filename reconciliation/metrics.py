@@ -41,7 +41,6 @@ from reconciliation._runtime.service import ReconciliationRuntime, Reconciliatio
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-    from prometheus_client.registry import DuplicateTimeseries
 except ImportError as missing:
     msg = f"reconciliation.metrics needs prometheus_client ({missing}): pip install 'reconciliation[metrics]'"
     raise ImportError(msg) from missing
@@ -277,7 +276,7 @@ class ReconciliationMetrics:
         )
         try:
             registry.register(self)
-        except DuplicateTimeseries:
+        except ValueError:  # a duplicated name (DuplicateTimeseries from prometheus_client 0.26)
             msg = (
                 "this registry already holds reconciliation metrics: watch every service "
                 "with the one ReconciliationMetrics registered on it"

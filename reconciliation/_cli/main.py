@@ -403,12 +403,14 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
         return
     except RedisLostError as exc:
         _fail(f"lost Redis at {where}: {exc}", code=ExitCode.REDIS_UNREACHABLE)
-    except redis_py.exceptions.MovedError as exc:
-        _fail(
-            f"Redis at {where} is a Redis Cluster node: add --cluster (it answered MOVED {exc})",
-            code=ExitCode.REDIS_REFUSED,
-        )
     except redis_py.ResponseError as exc:
+        # redis-py 6 raises MovedError; before it, a plain ResponseError that keeps the code
+        if isinstance(exc, redis_py.exceptions.MovedError) or str(exc).startswith("MOVED "):
+            _fail(
+                f"Redis at {where} is a Redis Cluster node: add --cluster "
+                f"(it answered MOVED {str(exc).removeprefix('MOVED ')})",
+                code=ExitCode.REDIS_REFUSED,
+            )
         _fail(f"Redis at {where} refused to read the streams: {exc}", code=ExitCode.REDIS_REFUSED)
     finally:
         client.close()

@@ -185,13 +185,14 @@ _BLOCKING_ERRORS = (
     redis.exceptions.NoScriptError,
     redis.exceptions.NoPermissionError,
 )
-_BLOCKING_REPLIES = ("BUSY", "WRONGTYPE", "the stream")
+_BLOCKING_REPLIES = ("BUSY", "WRONGTYPE", "the stream", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN")
 """Error replies that hold up every run, not just this one: the server is not ready
 (loading, out of memory, a cluster without all its slots, a replica, a busy script), the
 service may not write (an ACL), or a stream key is unusable (not a stream, no IDs left)
 until an operator fixes it. The runs stay queued, in order, and the error is reported.
 redis-py turns most of these into their own exception classes and strips the code from
-the text, so they are told by class; the others by the start of the reply."""
+the text, so they are told by class; the others, and the cluster codes that redis-py
+before 6.0 leaves in a plain ResponseError, by the start of the reply."""
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 """A payload larger than this is refused before it is sent (Redis would drop the connection
@@ -302,7 +303,7 @@ class RedisSink:
             msg = "not connected"
             raise redis.ConnectionError(msg)
         if isinstance(connection, redis.RedisCluster):
-            node = connection.get_node_from_key(self._keys.marker(""))  # type: ignore[no-untyped-call]
+            node = connection.get_node_from_key(self._keys.marker(""))  # type: ignore[no-untyped-call,unused-ignore]
             return connection.get_redis_connection(node)
         return connection
 
@@ -381,7 +382,7 @@ class RedisSink:
         with self._client().pipeline(transaction=True) as pipeline:
             while True:
                 try:
-                    pipeline.watch(marker, *streams)  # type: ignore[no-untyped-call]
+                    pipeline.watch(marker, *streams)  # type: ignore[no-untyped-call,unused-ignore]
                     if pipeline.exists(marker):
                         return
                     for stream in streams:
