@@ -296,7 +296,7 @@ class RedisCapture(_ChannelViews):
     """
 
     def __init__(self, client: redis.Redis) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8.2
         self._pubsub.subscribe(RESULT_CHANNEL, DISCREPANCY_CHANNEL, RESOLVED_CHANNEL, HALT_CHANNEL, CORRECTION_CHANNEL)
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._arrived = threading.Condition()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class RedisServer:
             decode_responses=True,
             socket_connect_timeout=CLIENT_TIMEOUT_SECONDS,
             socket_timeout=CLIENT_TIMEOUT_SECONDS,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), retries=2),
+            retry=Retry(EqualJitterBackoff(cap=0.05, base=0.01), retries=2),
         )
 
 

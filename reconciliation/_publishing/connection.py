@@ -140,7 +140,7 @@ _CLUSTER_SETTINGS = frozenset(
 def _sync_cluster(client: redis.RedisCluster | redis.asyncio.RedisCluster) -> redis.RedisCluster:
     """A cluster client of our own, from the nodes and credentials of the host's."""
     nodes = [
-        redis.cluster.ClusterNode(node.host, node.port)  # type: ignore[no-untyped-call]
+        redis.cluster.ClusterNode(node.host, node.port)  # type: ignore[no-untyped-call,unused-ignore]
         for node in client.nodes_manager.startup_nodes.values()
     ]
     settings = getattr(client, "connection_kwargs", None) or client.nodes_manager.connection_kwargs

@@ -154,7 +154,7 @@ def connect(
 def disconnect(client: AnyRedis) -> None:
     """Close every pooled connection of `client` now: a read blocked on one ends with an error."""
     if isinstance(client, redis.RedisCluster):
-        client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
+        client.disconnect_connection_pools()  # type: ignore[no-untyped-call,unused-ignore]
     else:
         client.connection_pool.disconnect()
 
