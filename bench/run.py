@@ -1,7 +1,7 @@
 """Run the benchmarks: one table, printed and written with a plot.
 
     python bench/run.py             # the full table (1M positions), under ten minutes: docs/benchmarks.md
-    python bench/run.py --quick     # about a minute, smaller books: build/bench/benchmarks.md (CI runs it)
+    python bench/run.py --quick     # 90 s on an idle 2-core machine, smaller books: build/bench/benchmarks.md (CI runs it)
     python bench/run.py --smoke --out /tmp/bench   # tiny sizes, for the smoke test
 
 Only the full run writes the tracked docs/benchmarks.md; a quick or smoke run writes
