@@ -12,6 +12,7 @@ import pytest
 
 from reconciliation._domain.models import (
     DEFAULT_SEVERITY,
+    KINDS,
     AssetType,
     BrokerAccount,
     BrokerPosition,
@@ -753,3 +754,19 @@ def test_an_audit_store_url_with_an_unknown_scheme_is_refused_without_its_passwo
     with pytest.raises(ValueError, match="unknown URL scheme 'mysql'") as refused:
         ReconciliationConfig("ACC-1", audit_store="mysql://auditor:hunter2@db/recon")
     assert "hunter2" not in str(refused.value)
+
+
+class TestDiscrepancyKinds:
+    def test_every_discrepancy_type_has_a_row(self) -> None:
+        assert set(KINDS) == set(DiscrepancyType)
+
+    def test_a_kinds_tolerance_is_a_config_option(self) -> None:
+        options = {field.name for field in attrs.fields(ReconciliationConfig)}
+
+        assert {row.tolerance for row in KINDS.values()} - {None} <= options
+
+    def test_only_account_level_kinds_have_no_symbol(self) -> None:
+        assert {kind for kind in DiscrepancyType if kind.is_account_level} == {
+            DiscrepancyType.CASH_MISMATCH,
+            DiscrepancyType.EQUITY_MISMATCH,
+        }

@@ -67,9 +67,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-POSITION_TYPES = frozenset(
-    {DiscrepancyType.MISSING_LOCAL, DiscrepancyType.MISSING_BROKER, DiscrepancyType.QUANTITY_MISMATCH}
-)
+POSITION_TYPES = frozenset(kind for kind in DiscrepancyType if kind.kind.correction == "fill")
 """The breaks a synthetic fill corrects."""
 
 _EXACT = decimal.Context(

@@ -47,12 +47,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CORRECTABLE_TYPES",
     "DEFAULT_SEVERITY",
+    "KINDS",
     "AgeingPolicy",
     "AssetType",
     "BrokerAccount",
     "BrokerPosition",
     "CorrectionPolicy",
     "Discrepancy",
+    "DiscrepancyKind",
     "DiscrepancySeverity",
     "DiscrepancyType",
     "LocalAccount",
@@ -80,6 +82,8 @@ class AssetType(enum.Enum):
 
 
 class DiscrepancyType(enum.Enum):
+    """What kind of difference a discrepancy is; `KINDS` says everything else about each."""
+
     MISSING_LOCAL = "missing_local"
     """The broker holds a position the local book does not know."""
     MISSING_BROKER = "missing_broker"
@@ -91,11 +95,12 @@ class DiscrepancyType(enum.Enum):
     EQUITY_MISMATCH = "equity_mismatch"
 
     @property
+    def kind(self) -> DiscrepancyKind:
+        return KINDS[self]
+
+    @property
     def is_account_level(self) -> bool:
-        return self in _ACCOUNT_LEVEL
-
-
-_ACCOUNT_LEVEL = frozenset({DiscrepancyType.CASH_MISMATCH, DiscrepancyType.EQUITY_MISMATCH})
+        return KINDS[self].level == "account"
 
 
 class DiscrepancySeverity(enum.Enum):
@@ -115,15 +120,53 @@ _SEVERITY_RANK = {
     DiscrepancySeverity.CRITICAL: 2,
 }
 
-DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping(
+
+@attrs.frozen
+class DiscrepancyKind:
+    """One row of `KINDS`: what the service knows of a kind of discrepancy.
+
+    .. versionadded:: 0.1
+    """
+
+    level: Literal["position", "account"]
+    """A position's (the payload names its symbol and asset type) or the account's (symbol null;
+    cash per currency names its currency)."""
+    default_severity: DiscrepancySeverity
+    values: Literal["quantity", "avg_cost", "cash", "total_equity"]
+    """What its `local_value` and `broker_value` are."""
+    tolerance: Literal["cost_tolerance_pct", "cash_tolerance", "equity_tolerance_pct"] | None
+    """The `ReconciliationConfig` option within which a difference is no break; None: exact."""
+    correction: Literal["fill", "avg_cost", "cash"] | None
+    """What a correction books: a synthetic fill, the broker's average cost, the cash difference;
+    None: never corrected."""
+
+
+KINDS: Mapping[DiscrepancyType, DiscrepancyKind] = frozen_mapping(
     {
-        DiscrepancyType.COST_MISMATCH: DiscrepancySeverity.INFO,
-        DiscrepancyType.CASH_MISMATCH: DiscrepancySeverity.WARNING,
-        DiscrepancyType.EQUITY_MISMATCH: DiscrepancySeverity.WARNING,
-        DiscrepancyType.QUANTITY_MISMATCH: DiscrepancySeverity.CRITICAL,
-        DiscrepancyType.MISSING_LOCAL: DiscrepancySeverity.CRITICAL,
-        DiscrepancyType.MISSING_BROKER: DiscrepancySeverity.CRITICAL,
+        DiscrepancyType.MISSING_LOCAL: DiscrepancyKind(
+            "position", DiscrepancySeverity.CRITICAL, "quantity", None, "fill"
+        ),
+        DiscrepancyType.MISSING_BROKER: DiscrepancyKind(
+            "position", DiscrepancySeverity.CRITICAL, "quantity", None, "fill"
+        ),
+        DiscrepancyType.QUANTITY_MISMATCH: DiscrepancyKind(
+            "position", DiscrepancySeverity.CRITICAL, "quantity", None, "fill"
+        ),
+        DiscrepancyType.COST_MISMATCH: DiscrepancyKind(
+            "position", DiscrepancySeverity.INFO, "avg_cost", "cost_tolerance_pct", "avg_cost"
+        ),
+        DiscrepancyType.CASH_MISMATCH: DiscrepancyKind(
+            "account", DiscrepancySeverity.WARNING, "cash", "cash_tolerance", "cash"
+        ),
+        DiscrepancyType.EQUITY_MISMATCH: DiscrepancyKind(
+            "account", DiscrepancySeverity.WARNING, "total_equity", "equity_tolerance_pct", None
+        ),
     }
+)
+"""Every kind of discrepancy, one row each: adding a kind is a row here and its classifier."""
+
+DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping(
+    {kind: row.default_severity for kind, row in KINDS.items()}
 )
 """The design's severity table; `ReconciliationConfig.severity_overrides` changes it."""
 
@@ -474,15 +517,7 @@ class AgeingPolicy:
         )
 
 
-CORRECTABLE_TYPES: frozenset[DiscrepancyType] = frozenset(
-    {
-        DiscrepancyType.MISSING_LOCAL,
-        DiscrepancyType.MISSING_BROKER,
-        DiscrepancyType.QUANTITY_MISMATCH,
-        DiscrepancyType.COST_MISMATCH,
-        DiscrepancyType.CASH_MISMATCH,
-    }
-)
+CORRECTABLE_TYPES: frozenset[DiscrepancyType] = frozenset(kind for kind, row in KINDS.items() if row.correction)
 """What a correction may change: the position types and cash. Never equity, which is
 derived from them (and from prices): correct its causes, not the figure."""
 
