@@ -46,7 +46,7 @@ from reconciliation.paper import InMemoryPortfolio, PaperBroker
 if TYPE_CHECKING:
     import redis
 
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._domain.sinks import FinishedRun
     from reconciliation._runtime.observers import BookCallTiming
 
 __all__ = ["accounts_rows"]

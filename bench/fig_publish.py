@@ -23,6 +23,7 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     ReconciliationResult,
 )
+from reconciliation._domain.sinks import FinishedRun
 from reconciliation._publishing.connection import publishing_client
 from reconciliation._publishing.payloads import iter_payloads
 from reconciliation._publishing.redis_sink import (
@@ -36,7 +37,6 @@ from reconciliation._publishing.redis_sink import (
     RedisSink,
 )
 from reconciliation._runtime.delivery import BoundedQueue, Queued
-from reconciliation._runtime.messages import FinishedRun
 
 if TYPE_CHECKING:
     import redis

@@ -29,11 +29,12 @@ from reconciliation._domain.models import (
     ReconciliationResult,
 )
 from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
+from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.debouncer_actor import EntryRef
 from reconciliation._runtime.delivery import DeliveryHealth
 from reconciliation._runtime.health import ComponentHealth, ComponentState, ServiceHealth
-from reconciliation._runtime.messages import FinishedRun, HaltCallback, ReconcileRequest
+from reconciliation._runtime.messages import HaltCallback, ReconcileRequest
 from reconciliation._runtime.observers import BookCallTiming, RuntimeObserver
 from reconciliation._runtime.runtime import StopReport
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService

@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from prometheus_client import Metric
 
     from reconciliation._domain.correction import CorrectionEvent
+    from reconciliation._domain.sinks import FinishedRun
     from reconciliation._runtime.health import ServiceHealth
-    from reconciliation._runtime.messages import FinishedRun
     from reconciliation._runtime.observers import BookCallTiming
 
 __all__ = [

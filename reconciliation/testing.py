@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._domain.models import ReconciliationResult
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._domain.sinks import FinishedRun
     from reconciliation._runtime.observers import BookCallTiming
     from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 

@@ -16,18 +16,13 @@ import redis
 
 from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.models import ReconciliationResult
+from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.redis_sink import RESULT_STREAM, RedisSink
 from reconciliation._runtime.clock import ManualClock
-from reconciliation._runtime.delivery import (
-    Backoff,
-    BoundedQueue,
-    Queued,
-    Sent,
-    SinkUnavailableError,
-)
+from reconciliation._runtime.delivery import Backoff, BoundedQueue, Queued
 from reconciliation._runtime.delivery_actor import RETRY_BASE_SECONDS, DeliveryActor
 from reconciliation._runtime.health import ComponentState, HealthBoard
-from reconciliation._runtime.messages import Barrier, FinishedRun
+from reconciliation._runtime.messages import Barrier
 from reconciliation.audit import AuditStoreUnavailableError, open_store
 from reconciliation.audit._sink import AuditSink
 

@@ -18,6 +18,7 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     ReconciliationResult,
 )
+from reconciliation._domain.sinks import Sent, SinkUnavailableError
 from reconciliation._publishing.connection import publishing_retry
 from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 from reconciliation._publishing.redis_sink import (
@@ -29,7 +30,6 @@ from reconciliation._publishing.redis_sink import (
     PendingRun,
     RedisSink,
 )
-from reconciliation._runtime.delivery import Sent, SinkUnavailableError
 
 if TYPE_CHECKING:
     from redis_server import RedisServer

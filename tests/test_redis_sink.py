@@ -22,6 +22,7 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     ReconciliationResult,
 )
+from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 from reconciliation._publishing.redis_sink import (
     CLUSTER_KEYS,
@@ -35,8 +36,6 @@ from reconciliation._publishing.redis_sink import (
     PendingRun,
     RedisSink,
 )
-from reconciliation._runtime.delivery import Sent, SinkUnavailableError
-from reconciliation._runtime.messages import FinishedRun
 
 AT = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 LAST_ID = "18446744073709551615-18446744073709551615"

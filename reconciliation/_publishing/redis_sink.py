@@ -34,6 +34,7 @@ import redis
 
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.sinks import Sent, SinkUnavailableError
 from reconciliation._publishing.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
@@ -44,12 +45,11 @@ from reconciliation._publishing.payloads import (
     encode,
     iter_payloads,
 )
-from reconciliation._runtime.delivery import Sent, SinkUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from reconciliation._runtime.messages import Delivery
+    from reconciliation._domain.sinks import Delivery
 
 __all__ = [
     "CLUSTER_HASH_TAG",

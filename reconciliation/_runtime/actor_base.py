@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.health import ComponentHealth, ComponentState
 from reconciliation._runtime.messages import (
     AbandonRun,
     Barrier,
     FetchSnapshot,
-    FinishedRun,
     RunTicket,
     SnapshotFailed,
     SnapshotTaken,

@@ -23,14 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
+from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.actor_base import ResilientActor, ticket_of
-from reconciliation._runtime.messages import (
-    AbandonRun,
-    EscalateBreak,
-    FinishedRun,
-    SnapshotFailed,
-    SnapshotTaken,
-)
+from reconciliation._runtime.messages import AbandonRun, EscalateBreak, SnapshotFailed, SnapshotTaken
 from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 from reconciliation._runtime.results import completed_result, failed_result
 

@@ -37,8 +37,9 @@ from reconciliation._domain.correcting import CorrectionTracker, Decisions
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.models import ReconciliationResult
+from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.messages import FinishedRun, InFlight
+from reconciliation._runtime.messages import InFlight
 from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """Getting finished runs to a destination that may be down: one queue and one backoff for every sink.
 
-A *sink* is a destination of finished runs — and of the steps of corrections
-(`CorrectionEvent`), which take the same way: the log, Redis, the audit store. Each is
-fed by its own `DeliveryActor` (see `delivery_actor`), which keeps what the sink has not
+A *sink* (its contract is in `_domain.sinks`) is a destination of finished runs — and of the
+steps of corrections (`CorrectionEvent`), which take the same way: the log, Redis, the audit
+store. Each is fed by its own `DeliveryActor` (see `delivery_actor`), which keeps what the sink has not
 taken yet in a `BoundedQueue` and, while the sink is unavailable, retries after a
 `Backoff`. Both are plain objects owned by one actor; neither is thread-safe.
 """
@@ -13,78 +13,26 @@ import collections
 import datetime as dt
 import logging
 import random
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-
-    from reconciliation._runtime.messages import Delivery
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "Backoff",
     "BoundedQueue",
     "DeliveryHealth",
-    "Sent",
-    "Sink",
-    "SinkUnavailableError",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Item = TypeVar("Item")
 
 MAX_BACKOFF_EXPONENT = 30
 """2**30 times the base is past any sensible cap: the exponent stops growing there, so a
 days-long outage cannot overflow the delay."""
-
-
-class SinkUnavailableError(Exception):
-    """The sink cannot take anything now (unreachable, locked, timed out): try again later."""
-
-
-@attrs.frozen
-class Sent:
-    """What one attempt achieved: the first `delivered` items are in.
-
-    When `refused` is set, the item after them was refused for its content (retrying
-    cannot help): it is set aside so that the items behind it still get through.
-    """
-
-    delivered: int
-    refused: str | None = None
-
-
-class Sink(Protocol[Item]):
-    """A destination of finished runs and correction events. Called only from its delivery actor's thread."""
-
-    @property
-    def name(self) -> str:
-        """Short, for logs and health: `redis`, `audit`."""
-        ...
-
-    def prepare(self, run: Delivery) -> Item:
-        """What to keep queued for `run` — a `FinishedRun` or a `CorrectionEvent` — (encoded
-        once, sent perhaps many times)."""
-        ...
-
-    def weight(self, item: Item) -> int:
-        """How much of a round trip the item takes (payloads, rows); at least 1."""
-        ...
-
-    def send(self, items: Sequence[Item]) -> Sent:
-        """Deliver `items`, oldest first, as far as possible in one attempt.
-
-        Raises:
-            SinkUnavailableError: nothing more can be delivered now.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release connections; also called from another thread to unblock a stalled `send`."""
-        ...
 
 
 @attrs.frozen

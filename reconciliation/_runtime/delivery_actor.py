@@ -14,23 +14,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.sinks import FinishedRun, Sink, SinkUnavailableError
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.delivery import (
-    Backoff,
-    BoundedQueue,
-    DeliveryHealth,
-    Queued,
-    Sink,
-    SinkUnavailableError,
-)
-from reconciliation._runtime.messages import FinishedRun, RetryDue
+from reconciliation._runtime.delivery import Backoff, BoundedQueue, DeliveryHealth, Queued
+from reconciliation._runtime.messages import RetryDue
 
 if TYPE_CHECKING:
     import datetime as dt
 
+    from reconciliation._domain.sinks import Delivery
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
-    from reconciliation._runtime.messages import Delivery
 
 __all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor"]
 

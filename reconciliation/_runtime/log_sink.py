@@ -13,13 +13,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from reconciliation._domain.correction import CorrectionEvent, CorrectionStatus
-from reconciliation._runtime.delivery import Sent
+from reconciliation._domain.sinks import Sent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from reconciliation._domain.models import ReconciliationResult
-    from reconciliation._runtime.messages import Delivery
+    from reconciliation._domain.sinks import Delivery
 
 __all__ = ["RUN_LOGGER", "LogSink", "log_correction", "log_result"]
 

@@ -13,9 +13,8 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.breaks import BreakState
-from reconciliation._domain.correction import Correction, CorrectionEvent
+from reconciliation._domain.correction import Correction
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
 from reconciliation._domain.values import name_text, non_empty_text
@@ -25,10 +24,8 @@ __all__ = [
     "ApplyCorrection",
     "Barrier",
     "DebounceDue",
-    "Delivery",
     "EscalateBreak",
     "FetchSnapshot",
-    "FinishedRun",
     "HaltCallback",
     "InFlight",
     "PeriodicDue",
@@ -117,24 +114,6 @@ class RunEnded:
     account_id: str
     run_id: UUID
     ended: float
-
-
-@attrs.frozen
-class FinishedRun:
-    """A run as it leaves the pipeline for every sink: its result (severities after
-    escalation) and how old its breaks are (empty for a failed run).
-
-    `snapshot` is the books it compared, for the corrector: set only for an account
-    with a `CorrectionPolicy`, and never for a failed run.
-    """
-
-    result: ReconciliationResult
-    ageing: AgeingUpdate
-    snapshot: Snapshot | None = attrs.field(default=None, eq=False, repr=False)
-
-
-Delivery = FinishedRun | CorrectionEvent
-"""What a sink delivers: a finished run, or a step of a correction (see `corrector_actor`)."""
 
 
 @attrs.frozen

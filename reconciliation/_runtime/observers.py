@@ -24,7 +24,7 @@ import attrs
 
 if TYPE_CHECKING:
     from reconciliation._domain.correction import CorrectionEvent
-    from reconciliation._runtime.messages import FinishedRun
+    from reconciliation._domain.sinks import FinishedRun
 
 __all__ = ["PROCESS_OBSERVERS", "BookCallTiming", "Observers", "RuntimeObserver"]
 

@@ -15,13 +15,13 @@ import attrs
 
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
-from reconciliation._runtime.delivery import Sent, SinkUnavailableError
+from reconciliation._domain.sinks import Sent, SinkUnavailableError
 from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from reconciliation._runtime.messages import Delivery
+    from reconciliation._domain.sinks import Delivery
     from reconciliation.audit._store import AuditStore
 
 __all__ = ["AuditSink"]
