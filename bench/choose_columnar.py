@@ -33,8 +33,8 @@ from baselines import floor_join
 from books import ACCOUNT, make_books
 from fig_columnar import _status_bytes
 
-from reconciliation._domain.columnar_compare import _Classified, _position_ids
-from reconciliation._domain.columnar_input import columns_from_table
+from reconciliation._columnar.compare import _Classified, _position_ids
+from reconciliation._columnar.input import columns_from_table
 from reconciliation._domain.models import ReconciliationConfig
 
 CONFIG = ReconciliationConfig(ACCOUNT)

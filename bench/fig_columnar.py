@@ -253,9 +253,9 @@ def _status_bytes(key: str) -> int:
 
 
 def _objects_row(n: int, local: list[Position], broker: list[BrokerPosition], repeats: int) -> Row:
-    """What decides `compare.COLUMNAR_THRESHOLD`: books of objects put in columns and compared
-    there, against comparing the objects."""
-    from reconciliation._domain.columnar_compare import compare_any_positions  # noqa: PLC0415
+    """Why objects stay objects: books of objects put in columns and compared there, against
+    comparing the objects."""
+    from reconciliation._columnar.compare import compare_any_positions  # noqa: PLC0415
 
     times = interleave(
         {
@@ -274,7 +274,7 @@ def _objects_row(n: int, local: list[Position], broker: list[BrokerPosition], re
         measured=columns.text(),
         baseline=f"compared as objects (the package) {objects.text()}",
         ratio=f"{columns.median / objects.median:.2f}x",
-        target="informs COLUMNAR_THRESHOLD (None: objects stay objects)",
+        target="objects stay objects unless this is below 1x",
         met=None,
     )
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from reconciliation._domain.columns import (
+from reconciliation._columnar import (
     FAST_EXTRA,
     PLAIN_DECIMAL,
     ColumnsError,
@@ -189,7 +189,7 @@ def read_positions(
     sources = mapping.sources(side)
     table, row_label = _read_csv(where, sources) if kind == "csv" else _read_parquet(where, sources)
     canonical = _canonical(table, mapping, sources, where, row_label)
-    from reconciliation._domain.columnar_input import columns_from_table  # noqa: PLC0415 - needs pyarrow
+    from reconciliation._columnar.input import columns_from_table  # noqa: PLC0415 - needs pyarrow
 
     try:
         return columns_from_table(canonical, side, call=str(where), row_label=row_label, column_names=sources)

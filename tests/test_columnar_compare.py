@@ -10,8 +10,9 @@ import pytest
 
 pa = pytest.importorskip("pyarrow")
 
-from reconciliation._domain import columnar_compare, compare  # noqa: E402 - after the extra's check
-from reconciliation._domain.columnar_input import columns_from_objects  # noqa: E402
+from reconciliation._columnar import compare as columnar_compare  # noqa: E402 - after the extra's check
+from reconciliation._columnar.input import columns_from_objects  # noqa: E402
+from reconciliation._domain import compare  # noqa: E402
 from reconciliation._domain.models import (  # noqa: E402
     AssetType,
     BrokerAccount,
@@ -156,30 +157,12 @@ def test_a_snapshot_with_one_side_in_columns_compares_the_other_side_too() -> No
     assert [(d.local_value, d.broker_value) for d in found.discrepancies] == [(Decimal(4), Decimal(5))]
 
 
-def test_books_of_objects_are_compared_in_columns_from_the_threshold_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    spy = ExactPathSpy(monkeypatch)
-    monkeypatch.setattr(compare, "COLUMNAR_THRESHOLD", 4)
-    netted = [held("AAPL", 1), held("AAPL", 1)]
-
-    below = compare.compare(snapshot(netted, [reported("AAPL", 2)]), CONFIG)
-    at = compare.compare(snapshot(netted, [reported("AAPL", 2), reported("MSFT", 1)]), CONFIG)
-
-    assert (below.netted, at.netted) == (
-        (NettedSymbol("local", "AAPL", 2),),
-        (NettedSymbol("local", "AAPL", 2),),
-    )
-    assert spy.given == [(["AAPL", "AAPL"], ["AAPL"])]
-
-
-def test_books_of_objects_stay_objects_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_books_of_objects_are_compared_as_objects(monkeypatch: pytest.MonkeyPatch) -> None:
     spy = ExactPathSpy(monkeypatch)
     book = [held(f"S{i}", i) for i in range(1, 50)]
 
     compare.compare(snapshot(book, [reported(p.symbol, p.quantity) for p in book]), CONFIG)
 
-    assert compare.COLUMNAR_THRESHOLD is None
     assert spy.given == []
 
 

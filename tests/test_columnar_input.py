@@ -12,8 +12,8 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 np = pytest.importorskip("numpy")
 
-from reconciliation._domain.columnar_input import rows_as_objects  # noqa: E402 - after the extra's check
-from reconciliation._domain.columns import PositionColumns  # noqa: E402
+from reconciliation._columnar.columns import PositionColumns  # noqa: E402
+from reconciliation._columnar.input import rows_as_objects  # noqa: E402 - after the extra's check
 from reconciliation._domain.compare import compare  # noqa: E402
 from reconciliation._domain.models import (  # noqa: E402
     AssetType,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 pa = pytest.importorskip("pyarrow")
 np = pytest.importorskip("numpy")
 
-from reconciliation._domain.columnar_compare import compare_columns  # noqa: E402 - after the extra's check
-from reconciliation._domain.columnar_input import (  # noqa: E402
+from reconciliation._columnar.compare import compare_columns  # noqa: E402 - after the extra's check
+from reconciliation._columnar.input import (  # noqa: E402
     columns_from_objects,
     columns_from_table,
     rows_as_objects,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation._domain import columns
+from reconciliation._columnar import columns
 from reconciliation._domain.models import BrokerPosition
 from reconciliation._runtime.snapshot import SnapshotError, parse_positions
 

@@ -13,7 +13,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 np = pytest.importorskip("numpy")
 
 from reconciliation import AssetType, BrokerAccount, BrokerPosition, LocalAccount, Position  # noqa: E402
-from reconciliation._domain.columnar_input import rows_as_objects  # noqa: E402 - after the extra's check
+from reconciliation._columnar.input import rows_as_objects  # noqa: E402 - after the extra's check
 from reconciliation.files import (  # noqa: E402
     BalanceColumns,
     Balances,

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 import attrs
 
-from reconciliation._domain.columns import PositionColumns, fast_available
 from reconciliation._domain.models import (
     AssetType,
     BrokerPosition,
@@ -27,6 +26,7 @@ from reconciliation._domain.models import (
     NettedSymbol,
     Position,
 )
+from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.values import MAX_DECIMAL_PLACES
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_SIZE",
-    "COLUMNAR_THRESHOLD",
     "Comparison",
     "Found",
     "compare",
@@ -58,13 +57,6 @@ _T = TypeVar("_T")
 
 CHUNK_SIZE = 1_000
 """With a `pause`, how many entries are handled between two calls to it (about 0.1 ms)."""
-
-COLUMNAR_THRESHOLD: int | None = None
-"""Positions (both sides together) from which books of objects are put in columns to be
-compared there, when the `fast` extra is installed; None: never. Measured, putting the
-objects in columns costs about as much as comparing them (1.3 s against 1.5 s for 1M
-positions a side), so columns never paid for objects up to 1M a side: see
-docs/architecture.md. Books that answer with columns are compared in columns anyway."""
 
 _EXACT = decimal.Context(
     prec=decimal.MAX_PREC,
@@ -120,19 +112,14 @@ def compare(
 ) -> Comparison:
     """Compare both sides of a snapshot: positions first, then cash, then equity.
 
-    The positions are compared in columns (`columnar_compare`, the `fast` extra) when a
-    side arrived as columns, or when both sides together hold at least
-    `COLUMNAR_THRESHOLD` positions and the extra is installed; otherwise as objects.
-    Either way the result is the same. `pause`, if given, is called between chunks of
-    `CHUNK_SIZE` entries (see `compare_positions`).
+    When a side arrived as columns (`ColumnarPositions`, the `fast` extra), the columns
+    compare the positions, with the same result as objects would give. `pause`, if given,
+    is called between chunks of `CHUNK_SIZE` entries (see `compare_positions`).
     """
     local, broker = snapshot.local_positions, snapshot.broker_positions
-    if _in_columns(local, broker):
-        from reconciliation._domain.columnar_compare import (  # noqa: PLC0415 - needs the fast extra
-            compare_any_positions,
-        )
-
-        positions = compare_any_positions(
+    columns = local if isinstance(local, ColumnarPositions) else broker
+    if isinstance(columns, ColumnarPositions):
+        positions = columns.compare_sides(
             local, broker, account_id=snapshot.account_id, timestamp=snapshot.taken_at, config=config, pause=pause
         )
     else:
@@ -154,17 +141,6 @@ def compare(
     if not accounts:
         return positions
     return attrs.evolve(positions, discrepancies=positions.discrepancies + accounts)
-
-
-def _in_columns(local: object, broker: object) -> bool:
-    if isinstance(local, PositionColumns) or isinstance(broker, PositionColumns):
-        return True
-    return (
-        COLUMNAR_THRESHOLD is not None
-        and len(cast("Sequence[Position]", local)) + len(cast("Sequence[BrokerPosition]", broker))
-        >= COLUMNAR_THRESHOLD
-        and fast_available()
-    )
 
 
 def compare_positions(

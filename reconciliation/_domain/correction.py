@@ -26,12 +26,11 @@ import enum
 import logging
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.columns import PositionColumns
 from reconciliation._domain.compare import net_broker, net_local, position_key
 from reconciliation._domain.models import (
     CORRECTABLE_TYPES,
@@ -42,6 +41,7 @@ from reconciliation._domain.models import (
     Position,
     describe_subject,
 )
+from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.values import (
     non_empty_text,
     optional_decimal,
@@ -357,13 +357,11 @@ def propose_corrections(
     return tuple(corrections)
 
 
-def _entries_at(side: Sequence[_Side] | PositionColumns, keys: set[_PositionKey]) -> Sequence[_Side]:
+def _entries_at(side: Sequence[_Side] | ColumnarPositions, keys: set[_PositionKey]) -> Sequence[_Side]:
     """One side's entries, or for a side given as columns those of the symbols in `keys`."""
-    if not isinstance(side, PositionColumns):
+    if not isinstance(side, ColumnarPositions):
         return side
-    from reconciliation._domain.columnar_input import rows_of_symbols  # noqa: PLC0415 - the fast extra's
-
-    return rows_of_symbols(side, {key if isinstance(key, str) else key[0] for key in keys})
+    return cast("Sequence[_Side]", side.entries_of({key if isinstance(key, str) else key[0] for key in keys}))
 
 
 def _netted(

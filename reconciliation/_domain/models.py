@@ -11,12 +11,13 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import attrs
 
 from reconciliation._domain.error_text import shown
+from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
     decimal_mapping,
@@ -38,11 +39,6 @@ from reconciliation._domain.values import (
     utc_only,
     whole_number,
 )
-
-if TYPE_CHECKING:
-    from reconciliation._domain.columns import (  # noqa: TC004 - attrs does not evaluate annotations; it imports this module
-        PositionColumns,
-    )
 
 __all__ = [
     "CORRECTABLE_TYPES",
@@ -370,18 +366,14 @@ def _netted(value: Iterable[NettedSymbol]) -> tuple[NettedSymbol, ...]:
     return tuple(value)
 
 
-def _positions(value: Iterable[Position] | PositionColumns) -> tuple[Position, ...] | PositionColumns:
-    from reconciliation._domain.columns import PositionColumns  # noqa: PLC0415 - it imports this module
-
-    return value if isinstance(value, PositionColumns) else tuple(value)
+def _positions(value: Iterable[Position] | ColumnarPositions) -> tuple[Position, ...] | ColumnarPositions:
+    return value if isinstance(value, ColumnarPositions) else tuple(value)
 
 
 def _broker_positions(
-    value: Iterable[BrokerPosition] | PositionColumns,
-) -> tuple[BrokerPosition, ...] | PositionColumns:
-    from reconciliation._domain.columns import PositionColumns  # noqa: PLC0415 - it imports this module
-
-    return value if isinstance(value, PositionColumns) else tuple(value)
+    value: Iterable[BrokerPosition] | ColumnarPositions,
+) -> tuple[BrokerPosition, ...] | ColumnarPositions:
+    return value if isinstance(value, ColumnarPositions) else tuple(value)
 
 
 @attrs.frozen
@@ -697,12 +689,12 @@ class Snapshot:
     """Both sides of one account, read at (about) the same moment, already validated.
 
     Either side's positions are objects, or columns when the book answered with a
-    columnar batch (`PositionColumns`).
+    columnar batch (`ColumnarPositions`).
     """
 
     account_id: str = attrs.field(validator=name_text)
-    local_positions: tuple[Position, ...] | PositionColumns = attrs.field(converter=_positions)
+    local_positions: tuple[Position, ...] | ColumnarPositions = attrs.field(converter=_positions)
     local_account: LocalAccount
-    broker_positions: tuple[BrokerPosition, ...] | PositionColumns = attrs.field(converter=_broker_positions)
+    broker_positions: tuple[BrokerPosition, ...] | ColumnarPositions = attrs.field(converter=_broker_positions)
     broker_account: BrokerAccount
     taken_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)

@@ -11,12 +11,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    import datetime as dt
+    from collections.abc import Awaitable, Callable, Collection, Sequence
 
+    from reconciliation._domain.compare import Comparison
     from reconciliation._domain.correction import Correction
-    from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position
+    from reconciliation._domain.models import (
+        BrokerAccount,
+        BrokerPosition,
+        LocalAccount,
+        Position,
+        ReconciliationConfig,
+    )
 
-__all__ = ["ArrowBatch", "BrokerQuery", "CorrectableBook", "PortfolioManager"]
+__all__ = ["ArrowBatch", "BrokerQuery", "ColumnarPositions", "CorrectableBook", "PortfolioManager"]
 
 
 class ArrowBatch(Protocol):
@@ -70,3 +78,28 @@ class CorrectableBook(Protocol):
     """
 
     def apply_correction(self, correction: Correction) -> object | Awaitable[object]: ...
+
+
+@runtime_checkable
+class ColumnarPositions(Protocol):
+    """One side's positions held as validated columns (the columnar wing's `PositionColumns`,
+    the `fast` extra). The domain never reads the columns: it asks them these two things."""
+
+    def __len__(self) -> int: ...
+
+    def compare_sides(
+        self,
+        local: Sequence[Position] | ColumnarPositions,
+        broker: Sequence[BrokerPosition] | ColumnarPositions,
+        *,
+        account_id: str,
+        timestamp: dt.datetime,
+        config: ReconciliationConfig,
+        pause: Callable[[], object] | None = None,
+    ) -> Comparison:
+        """Compare both sides (this one among them), exactly as `compare_positions` would."""
+        ...
+
+    def entries_of(self, symbols: Collection[str]) -> Sequence[Position] | Sequence[BrokerPosition]:
+        """The entries whose symbol is one of `symbols`, as objects."""
+        ...

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from reconciliation._domain.columns import ColumnsError, PositionColumns, is_columnar_batch, parse_columns
+from reconciliation._columnar import ColumnsError, PositionColumns, is_columnar_batch, parse_columns
 from reconciliation._domain.error_text import MAX_VALUE_TEXT, bounded, describe_error, shown
 from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
 from reconciliation._runtime.book_calls import BookCallError
@@ -86,7 +86,7 @@ def _parse_entry(cls: type[T], entry: object, index: int, call: str, names: froz
 
 def parse_positions(cls: type[T], raw: object, *, call: str) -> tuple[T, ...] | PositionColumns:
     """`parse_entries`, or a columnar batch (an Arrow table, a polars DataFrame) checked as
-    strictly, into `PositionColumns` (see `reconciliation._domain.columnar_input`)."""
+    strictly, into `PositionColumns` (see `reconciliation._columnar.input`)."""
     if not is_columnar_batch(raw):
         return parse_entries(cls, raw, call=call)
     try:

@@ -35,14 +35,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconciliation._domain.columnar_input import (
+from reconciliation._columnar.columns import ASSET_TYPE_ORDER, Picks, PositionColumns
+from reconciliation._columnar.input import (
     NotColumnarError,
     aligned,
     columns_from_objects,
     rows_as_objects,
     taken,
 )
-from reconciliation._domain.columns import ASSET_TYPE_ORDER, Picks, PositionColumns
 from reconciliation._domain.compare import CHUNK_SIZE, Comparison, Found, compare_positions, discrepancies_of
 from reconciliation._domain.models import BrokerPosition, DiscrepancyType, Position
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-    from reconciliation._domain.columns import DecimalColumn
+    from reconciliation._columnar.columns import DecimalColumn
     from reconciliation._domain.models import Discrepancy, ReconciliationConfig
 
 __all__ = ["compare_any_positions", "compare_columns"]

@@ -6,9 +6,9 @@ strictly as `Position` objects are: the symbols as an Arrow string array, the as
 types as small integer codes, and each decimal column as exact scaled integers
 (`DecimalColumn`). Nothing in it is a binary float.
 
-This module only defines the shapes and needs neither pyarrow nor numpy at import time,
-so the models can name `PositionColumns`; building one (`columnar_input`) and comparing
-two (`columnar_compare`) need the `fast` extra.
+This module only defines the shapes and needs neither pyarrow nor numpy at import time;
+building one (`input`) and comparing two (`compare`) need the `fast` extra. The domain
+knows a `PositionColumns` only as `ColumnarPositions`: what it asks of one is here.
 """
 
 from __future__ import annotations
@@ -19,15 +19,22 @@ import itertools
 import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
 from reconciliation._domain.models import AssetType, BrokerPosition, Position
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Collection
+
     import numpy as np  # noqa: TC004 - attrs does not evaluate annotations; numpy is the optional extra's
     import numpy.typing as npt  # noqa: TC004
+
+    from reconciliation._domain.compare import Comparison
+    from reconciliation._domain.models import ReconciliationConfig
+    from reconciliation._domain.protocols import ColumnarPositions
 
 __all__ = [
     "ASSET_TYPE_ORDER",
@@ -70,7 +77,7 @@ class ColumnsError(ValueError):
 
 
 def parse_columns(raw: object, side: Literal["local", "broker"], *, call: str) -> PositionColumns:
-    """A book's columnar answer, checked as strictly as objects are (see `columnar_input`).
+    """A book's columnar answer, checked as strictly as objects are (see `input`).
 
     Raises:
         ColumnsError: a bad value, named by call, row and column; or the `fast` extra is missing.
@@ -78,7 +85,7 @@ def parse_columns(raw: object, side: Literal["local", "broker"], *, call: str) -
     if not fast_available():
         msg = f"{call} answered with columns ({type(raw).__name__}), which need the fast extra: {FAST_EXTRA}"
         raise ColumnsError(msg)
-    from reconciliation._domain.columnar_input import columns_from_batch  # noqa: PLC0415 - the fast extra's
+    from reconciliation._columnar.input import columns_from_batch  # noqa: PLC0415 - the fast extra's
 
     return columns_from_batch(raw, side, call=call)
 
@@ -101,7 +108,7 @@ class DecimalColumn:
     """A column of exact decimals as integers scaled by 10**`scale`, in parts (Arrow's chunks).
 
     Row i's scaled integer is the value times 10**scale where it fits within
-    ±`columnar_input.LIMIT` (2**62, so that a difference of two still fits in 64 bits)
+    ±`input.LIMIT` (2**62, so that a difference of two still fits in 64 bits)
     and is known; elsewhere it means nothing. The parts are often views of the Arrow
     buffers, never written to, so a column read from a file is not copied. `fits` is
     False where the value does not fit (those rows are compared by the exact path) and
@@ -197,6 +204,33 @@ class PositionColumns:
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         """The columns as an Arrow stream (the PyCapsule interface), under the documented names."""
-        from reconciliation._domain.columnar_input import as_table  # noqa: PLC0415 - the fast extra's
+        from reconciliation._columnar.input import as_table  # noqa: PLC0415 - the fast extra's
 
         return as_table(self).__arrow_c_stream__(requested_schema)
+
+    def compare_sides(
+        self,
+        local: Sequence[Position] | ColumnarPositions,
+        broker: Sequence[BrokerPosition] | ColumnarPositions,
+        *,
+        account_id: str,
+        timestamp: dt.datetime,
+        config: ReconciliationConfig,
+        pause: Callable[[], object] | None = None,
+    ) -> Comparison:
+        from reconciliation._columnar.compare import compare_any_positions  # noqa: PLC0415 - the fast extra's
+
+        return compare_any_positions(  # the one implementation of ColumnarPositions is this class
+            cast("Sequence[Position] | PositionColumns", local),
+            cast("Sequence[BrokerPosition] | PositionColumns", broker),
+            account_id=account_id,
+            timestamp=timestamp,
+            config=config,
+            pause=pause,
+        )
+
+    def entries_of(self, symbols: Collection[str]) -> Sequence[Position] | Sequence[BrokerPosition]:
+        from reconciliation._columnar.input import rows_of_symbols  # noqa: PLC0415 - the fast extra's
+
+        entries: list[Position] | list[BrokerPosition] = rows_of_symbols(self, symbols)
+        return entries

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconciliation._domain.columns import (
+from reconciliation._columnar.columns import (
     ASSET_TYPE_ORDER,
     PLAIN_DECIMAL,
     ColumnsError,
