@@ -143,10 +143,8 @@ class Runtime:
         self._corrector: pykka.ActorRef[Any] | None = None
 
     @property
-    def entry(self) -> EntryRef:
-        if self._entry is None:
-            msg = "the reconciliation runtime is not started"
-            raise RuntimeError(msg)
+    def entry(self) -> EntryRef | None:
+        """The entry actor; None when not started."""
         return self._entry
 
     @property
@@ -267,10 +265,11 @@ class Runtime:
             TimeoutError: runs still in flight after `timeout` seconds.
         """
         deadline = time.monotonic() + timeout
-        self.entry.ask(Barrier(), timeout=timeout)
         scheduler = self._scheduler
-        if scheduler is None:
-            return
+        if self._entry is None or scheduler is None:
+            msg = "the reconciliation runtime is not started"
+            raise RuntimeError(msg)
+        self._entry.ask(Barrier(), timeout=timeout)
         corrector = self._corrector
         while True:
             outcomes: tuple[concurrent.futures.Future[Any], ...] = scheduler.ask(

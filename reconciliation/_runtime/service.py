@@ -35,69 +35,37 @@ __all__ = ["ReconciliationRuntime", "ReconciliationService"]
 logger = logging.getLogger(__name__)
 
 
-class ReconciliationRuntime:
-    """Reconciles many accounts in one process, sharing one set of actors and threads.
+class _Facade:
+    """What both facades do the same way, on the `Runtime` below them: start its actors off
+    the event loop, tell fills, stop, report health and take observers."""
 
-    Each account keeps its own config, triggers, debounce window, ageing and run order;
-    a slow or hung broker delays only its own account's runs. Redis publishing settings
-    (`stream_maxlen`, `outbox_max_runs`, `publish_retry_max_seconds`) are shared and
-    taken from the first account's config; an audit store is shared by the accounts
-    that name it.
-
-    Args:
-        accounts: each account's config and books (`Account`); account ids are distinct.
-        redis: a redis-py client, as for `ReconciliationService`.
-        clock: time and timers; a `ManualClock` in tests.
-        on_halt: the kill switch, as for `ReconciliationService`.
-
-    Raises:
-        TypeError: a book that does not implement its protocol, or a `redis` that is
-            not a redis-py client.
-        ValueError: no account, or one account id twice.
-    """
-
-    def __init__(
-        self,
-        accounts: Sequence[Account],
-        redis: object,
-        *,
-        clock: Clock | None = None,
-        on_halt: HaltCallback | None = None,
-    ) -> None:
-        self._accounts = {account.account_id: account for account in accounts}
-        self._runtime = Runtime(accounts, redis, clock=clock, on_halt=on_halt)
+    def __init__(self, runtime: Runtime, described: str) -> None:
+        self._runtime = runtime
+        self._described = described
+        """`the reconciliation runtime`, `the reconciliation service for ACC-1`: in messages."""
         self._started = False
 
     @property
-    def accounts(self) -> Mapping[str, Account]:
-        return self._accounts
-
-    @property
     def ref(self) -> EntryRef:
-        """The entry actor: tell it `OrderFill`s of any account, ask it `ReconcileRequest`s.
+        """The entry actor: tell it `OrderFill`s, ask it `ReconcileRequest`s.
 
         Raises:
             RuntimeError: not started.
         """
-        return self._runtime.entry
+        entry = self._runtime.entry
+        if entry is None:
+            msg = f"{self._described} is not started"
+            raise RuntimeError(msg)
+        return entry
 
     @property
     def is_running(self) -> bool:
         return self._runtime.is_running
 
-    async def start(self) -> dict[str, ReconciliationResult]:
-        """Start the actors and run every enabled account's startup reconciliation, together.
-
-        `async` book methods that belong to this event loop are run on it.
-
-        Returns:
-            Each enabled account's startup result.
-
-        Raises:
-            RuntimeError: already started.
-        """
+    async def _start(self, enabled: Sequence[str]) -> dict[str, ReconciliationResult]:
+        """Start the actors, then run the startup reconciliation of `enabled` accounts, together."""
         if self._started:
-            msg = "the reconciliation runtime is already started; call stop() first"
+            msg = f"{self._described} is already started; call stop() first"
             raise RuntimeError(msg)
         self._started = True
         home_loop = asyncio.get_running_loop()
@@ -106,20 +74,8 @@ class ReconciliationRuntime:
         except BaseException:
             self._started = False
             raise
-        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
         results = await asyncio.gather(*(self._run(account_id, Startup()) for account_id in enabled))
         return dict(zip(enabled, results, strict=True))
-
-    async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
-        """Run `account_id` now; the result of a run whose snapshot was taken after this call.
-
-        Raises:
-            TypeError, ValueError: an account id or requester that is not a non-empty str,
-                or an account this runtime does not reconcile.
-            RuntimeError: not started.
-        """
-        request = ReconcileRequest(account_id, requested_by)
-        return await self._run(request.account_id, OnDemand(request.requested_by))
 
     async def on_fill(self, fill: OrderFill) -> None:
         """A fill was booked: its account is reconciled once the burst has settled."""
@@ -163,7 +119,69 @@ class ReconciliationRuntime:
         return await asyncio.wrap_future(self._runtime.request(account_id, trigger))
 
 
-class ReconciliationService:
+class ReconciliationRuntime(_Facade):
+    """Reconciles many accounts in one process, sharing one set of actors and threads.
+
+    Each account keeps its own config, triggers, debounce window, ageing and run order;
+    a slow or hung broker delays only its own account's runs. Redis publishing settings
+    (`stream_maxlen`, `outbox_max_runs`, `publish_retry_max_seconds`) are shared and
+    taken from the first account's config; an audit store is shared by the accounts
+    that name it.
+
+    Args:
+        accounts: each account's config and books (`Account`); account ids are distinct.
+        redis: a redis-py client, as for `ReconciliationService`.
+        clock: time and timers; a `ManualClock` in tests.
+        on_halt: the kill switch, as for `ReconciliationService`.
+
+    Raises:
+        TypeError: a book that does not implement its protocol, or a `redis` that is
+            not a redis-py client.
+        ValueError: no account, or one account id twice.
+    """
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        redis: object,
+        *,
+        clock: Clock | None = None,
+        on_halt: HaltCallback | None = None,
+    ) -> None:
+        super().__init__(Runtime(accounts, redis, clock=clock, on_halt=on_halt), "the reconciliation runtime")
+        self._accounts = {account.account_id: account for account in accounts}
+
+    @property
+    def accounts(self) -> Mapping[str, Account]:
+        return self._accounts
+
+    async def start(self) -> dict[str, ReconciliationResult]:
+        """Start the actors and run every enabled account's startup reconciliation, together.
+
+        `async` book methods that belong to this event loop are run on it.
+
+        Returns:
+            Each enabled account's startup result.
+
+        Raises:
+            RuntimeError: already started.
+        """
+        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
+        return await self._start(enabled)
+
+    async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
+        """Run `account_id` now; the result of a run whose snapshot was taken after this call.
+
+        Raises:
+            TypeError, ValueError: an account id or requester that is not a non-empty str,
+                or an account this runtime does not reconcile.
+            RuntimeError: not started.
+        """
+        request = ReconcileRequest(account_id, requested_by)
+        return await self._run(request.account_id, OnDemand(request.requested_by))
+
+
+class ReconciliationService(_Facade):
     """Reconciles `config.account_id` at startup, periodically, after fills and on demand.
 
     Args:
@@ -199,32 +217,13 @@ class ReconciliationService:
         if not isinstance(config, ReconciliationConfig):
             msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
             raise TypeError(msg)
+        runtime = Runtime([Account(config, portfolio, broker_query)], redis, clock=clock, on_halt=on_halt)
+        super().__init__(runtime, f"the reconciliation service for {config.account_id}")
         self._config = config
-        self._accounts = ReconciliationRuntime(
-            [Account(config, portfolio, broker_query)], redis, clock=clock, on_halt=on_halt
-        )
-        self._runtime = self._accounts._runtime  # noqa: SLF001 - the one-account form of the same runtime
 
     @property
     def config(self) -> ReconciliationConfig:
         return self._config
-
-    @property
-    def ref(self) -> EntryRef:
-        """The entry actor: tell it `OrderFill`s, ask it `ReconcileRequest`s.
-
-        Raises:
-            RuntimeError: the service is not started.
-        """
-        try:
-            return self._accounts.ref
-        except RuntimeError:
-            msg = f"the reconciliation service for {self._config.account_id} is not started"
-            raise RuntimeError(msg) from None
-
-    @property
-    def is_running(self) -> bool:
-        return self._accounts.is_running
 
     async def start(self) -> ReconciliationResult | None:
         """Start the actors and run the startup reconciliation.
@@ -235,13 +234,7 @@ class ReconciliationService:
         Raises:
             RuntimeError: if the service is already started.
         """
-        try:
-            results = await self._accounts.start()
-        except RuntimeError as error:
-            if "already started" not in str(error):
-                raise
-            msg = f"the reconciliation service for {self._config.account_id} is already started; call stop() first"
-            raise RuntimeError(msg) from None
+        results = await self._start([self._config.account_id] if self._config.enabled else [])
         return results.get(self._config.account_id)
 
     async def reconcile(
@@ -258,33 +251,7 @@ class ReconciliationService:
         if request.account_id != self._config.account_id:
             msg = f"this service reconciles {self._config.account_id!r}, not {request.account_id!r}"
             raise ValueError(msg)
-        return await self._accounts.reconcile(request.account_id, requested_by=request.requested_by)
-
-    async def on_fill(self, fill: OrderFill) -> None:
-        """A fill was booked: reconcile once the burst it belongs to has settled."""
-        await self._accounts.on_fill(fill)
-
-    async def stop(self) -> StopReport:
-        """Stop every actor, timer and thread the service started. Idempotent.
-
-        A run in flight is reported failed ("the service stopped"), delivered like any
-        other, and nothing is published after this returns.
-
-        Returns:
-            What did not end in time (normally nothing), also logged at ERROR.
-        """
-        return await self._accounts.stop()
-
-    def health(self) -> ServiceHealth:
-        """Each component's state (running / degraded / stopped), each sink's queue and errors."""
-        return self._accounts.health()
-
-    def add_observer(self, observer: RuntimeObserver) -> None:
-        """Hear of every finished run and every book call (see `ReconciliationRuntime.add_observer`)."""
-        self._accounts.add_observer(observer)
-
-    def remove_observer(self, observer: RuntimeObserver) -> None:
-        self._accounts.remove_observer(observer)
+        return await self._run(request.account_id, OnDemand(request.requested_by))
 
     def publisher_health(self) -> DeliveryHealth:
         """The way to Redis: queued, delivered, dropped and set-aside runs, the last error."""
