@@ -31,8 +31,8 @@ from reconciliation._domain.models import (
 from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.accounts import Account
-from reconciliation._runtime.debouncer_actor import EntryRef
 from reconciliation._runtime.delivery import DeliveryHealth
+from reconciliation._runtime.entry import EntryRef
 from reconciliation._runtime.health import ComponentHealth, ComponentState, ServiceHealth
 from reconciliation._runtime.messages import HaltCallback, ReconcileRequest
 from reconciliation._runtime.observers import BookCallTiming, RuntimeObserver

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -35,9 +36,19 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["ResilientActor", "run_id_of", "tell"]
+__all__ = ["ResilientActor", "actor_of", "run_id_of", "tell"]
 
 logger = logging.getLogger(__name__)
+
+
+_ACTORS: weakref.WeakValueDictionary[str, ResilientActor] = weakref.WeakValueDictionary()
+"""Our actors by URN, while they exist."""
+
+
+def actor_of(ref: pykka.ActorRef[Any]) -> ResilientActor | None:
+    """The actor behind one of our refs, while it exists: the runtime reaches its threads and
+    cuts off a stalled sink from outside it."""
+    return _ACTORS.get(ref.actor_urn)
 
 
 def ticket_of(message: object) -> RunTicket | None:
@@ -78,6 +89,7 @@ class ResilientActor(pykka.ThreadingActor):
 
     def __init__(self, *, board: HealthBoard, clock: Clock) -> None:
         super().__init__()
+        _ACTORS[self.actor_urn] = self
         self.thread: threading.Thread | None = None
         self._board = board
         self._clock = clock

@@ -1,39 +1,34 @@
-"""The fill debouncer, and the service's entry actor (`service.ref`).
+"""The fill debouncer, the actor behind the service's entry (`service.ref`, see `entry`).
 
 Fills are the one hot message: the execution engine tells every one. They stop here,
 one actor hop from the engine, and a burst of them becomes one post-fill run request
 (the rule is `_domain.debounce`). An on-demand `ReconcileRequest` is handed to the
 scheduler, and the asker gets the run's result.
-
-`service.ref` is an `EntryRef`: its `ask` refuses, in the caller's thread, a request
-for an account the service does not reconcile or a message the entry does not
-understand, and is typed so that `ask(ReconcileRequest(...))` is a `ReconciliationResult`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-import time
-from typing import TYPE_CHECKING, Any, Literal, overload
-
-import attrs
-import pykka
+from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.debounce import DebounceWindow
 from reconciliation._domain.models import OrderFill, ReconciliationResult
 from reconciliation._domain.triggers import OnDemand, PostFill
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.messages import Barrier, DebounceDue, ReconcileRequest, RunRequested
+from reconciliation._runtime.entry import Refusal, check_request
+from reconciliation._runtime.messages import DebounceDue, RunRequested
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import pykka
 
     from reconciliation._domain.models import ReconciliationConfig
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["DebouncerActor", "EntryRef", "check_request"]
+__all__ = ["DebouncerActor"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,98 +36,8 @@ MAX_LOGGED_UNKNOWN_ACCOUNTS = 100
 """Fills for unknown accounts are logged once per account, for this many accounts."""
 
 
-def check_request(message: object, accounts: Mapping[str, object]) -> None:
-    """Refuse what the entry cannot answer, with what to send instead.
-
-    Raises:
-        TypeError: not a `ReconcileRequest` or an `OrderFill`.
-        ValueError: a request for an account the service does not reconcile.
-    """
-    if isinstance(message, ReconcileRequest):
-        if message.account_id not in accounts:
-            known = ", ".join(sorted(accounts)[:5]) + (", ..." if len(accounts) > 5 else "")
-            msg = f"this service reconciles {known}, not {message.account_id!r}"
-            raise ValueError(msg)
-        return
-    if not isinstance(message, OrderFill):
-        msg = (
-            f"the reconciliation service takes ReconcileRequest (ask) and OrderFill (tell), "
-            f"not {type(message).__name__}"
-        )
-        raise TypeError(msg)
-
-
-@attrs.frozen
-class Refusal:
-    """What the entry answers to a message it refuses: raised to an asker by `FollowingFuture`."""
-
-    error: Exception
-
-
-class FollowingFuture(pykka.ThreadingFuture[Any]):
-    """The entry's reply: when it is a run's future, waits for that run's result.
-
-    The entry answers at once with the run's `concurrent.futures.Future` and goes on;
-    the asker waits on it here. pykka lets an actor choose its futures' class
-    (`_create_future`), as its gevent and eventlet actors do.
-    """
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        value = super().get(timeout=timeout)
-        if isinstance(value, Refusal):
-            raise value.error
-        if isinstance(value, concurrent.futures.Future):
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            try:
-                return value.result(timeout=remaining)
-            except concurrent.futures.TimeoutError:
-                msg = f"{timeout} seconds"
-                raise pykka.Timeout(msg) from None
-        return value
-
-
-class EntryRef(pykka.ActorRef["DebouncerActor"]):
-    """`service.ref`: tell it `OrderFill`s, ask it `ReconcileRequest`s."""
-
-    @overload  # type: ignore[override]
-    def ask(
-        self, message: ReconcileRequest, *, block: Literal[True] = True, timeout: float | None = None
-    ) -> ReconciliationResult: ...
-
-    @overload
-    def ask(
-        self, message: ReconcileRequest, *, block: Literal[False], timeout: float | None = None
-    ) -> pykka.Future[ReconciliationResult]: ...
-
-    @overload
-    def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any: ...
-
-    def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
-        """Ask for an on-demand run; the answer is its `ReconciliationResult`.
-
-        Raises:
-            TypeError: the message is not a `ReconcileRequest`.
-            ValueError: it is for an account the service does not reconcile.
-            pykka.Timeout: no result within `timeout` seconds.
-        """
-        actor = self._actor_weakref()
-        if actor is not None and not _is_pykka_message(message):
-            check_request(message, actor.accounts)
-        return super().ask(message, block=block, timeout=timeout)
-
-
-def _is_pykka_message(message: object) -> bool:
-    """pykka's own messages (a stop, a proxy call) go through `ask` too, and so does our `Barrier`."""
-    return isinstance(message, Barrier) or type(message).__module__.split(".")[0] == "pykka"
-
-
 class DebouncerActor(ResilientActor):
     component = "debouncer"
-
-    @staticmethod
-    def _create_future() -> pykka.Future[Any]:
-        return FollowingFuture()
 
     def __init__(
         self,
@@ -143,7 +48,6 @@ class DebouncerActor(ResilientActor):
         clock: Clock,
     ) -> None:
         super().__init__(board=board, clock=clock)
-        self._actor_ref = EntryRef(self)
         self.accounts = accounts
         self._scheduler = scheduler
         self._monotonic = clock.monotonic

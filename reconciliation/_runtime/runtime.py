@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -34,12 +34,13 @@ from reconciliation._domain.triggers import OnDemand
 from reconciliation._publishing.connection import check_client, publishing_client
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
-from reconciliation._runtime.actor_base import tell
+from reconciliation._runtime.actor_base import actor_of, tell
 from reconciliation._runtime.clock import SystemClock
 from reconciliation._runtime.comparator_actor import ComparatorActor
 from reconciliation._runtime.corrector_actor import CorrectionLinks, CorrectorActor
-from reconciliation._runtime.debouncer_actor import DebouncerActor, EntryRef, check_request
+from reconciliation._runtime.debouncer_actor import DebouncerActor
 from reconciliation._runtime.delivery_actor import DeliveryActor
+from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.log_sink import LogSink
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
     from reconciliation._domain.models import ReconciliationResult
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.accounts import Account
-    from reconciliation._runtime.actor_base import ResilientActor
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.messages import HaltCallback
 
@@ -233,7 +233,7 @@ class Runtime:
             publisher,
             *audits.values(),
         ]
-        self._entry = entry  # type: ignore[assignment]  # DebouncerActor's ref is an EntryRef
+        self._entry = EntryRef(cast("DebouncerActor", actor_of(entry)))
         self._scheduler = scheduler
         self._fetcher, self._comparator, self._corrector = fetcher, comparator, corrector
         logger.info("Reconciliation started for %s", ", ".join(self._configs))
@@ -392,7 +392,7 @@ class Runtime:
     def _stop_fetch_threads(actors: Sequence[pykka.ActorRef[Any]], timeout: float) -> list[str]:
         still: list[str] = []
         for ref in actors:
-            actor = ref._actor_weakref()  # noqa: SLF001 - our own actors' threads
+            actor = actor_of(ref)
             for thread in getattr(actor, "threads", ()):
                 thread.join(timeout)
                 if thread.is_alive():
@@ -417,23 +417,18 @@ def _thread_finished(ref: pykka.ActorRef[Any], deadline: float) -> bool:
     return not thread.is_alive()
 
 
-def _actor(ref: pykka.ActorRef[Any]) -> ResilientActor | None:
-    actor: ResilientActor | None = ref._actor_weakref()  # noqa: SLF001 - our own actors
-    return actor
-
-
 def _thread_of(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
-    actor = _actor(ref)
+    actor = actor_of(ref)
     return None if actor is None else actor.thread
 
 
 def _component(ref: pykka.ActorRef[Any]) -> str:
-    actor = _actor(ref)
+    actor = actor_of(ref)
     return ref.actor_class.__name__ if actor is None else actor.component
 
 
 def _close_sink(ref: pykka.ActorRef[Any]) -> None:
     """Unblock a delivery actor stuck in a send, from outside its thread."""
-    actor = _actor(ref)
+    actor = actor_of(ref)
     if isinstance(actor, DeliveryActor):
         actor.cut_off()

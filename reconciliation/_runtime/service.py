@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.clock import Clock
-    from reconciliation._runtime.debouncer_actor import EntryRef
     from reconciliation._runtime.delivery import DeliveryHealth
+    from reconciliation._runtime.entry import EntryRef
     from reconciliation._runtime.health import ServiceHealth
     from reconciliation._runtime.messages import HaltCallback
     from reconciliation._runtime.observers import RuntimeObserver
