@@ -144,25 +144,31 @@ class ResilientActor(pykka.ThreadingActor):
             self.stopping()
         except BaseException as error:  # noqa: BLE001 - see the module docstring
             self._failed(error, "while stopping")
-        self._state = ComponentState.STOPPED
-        self._post()
+        self._become(ComponentState.STOPPED)
 
     def on_failure(self, *exc_info: Any) -> None:  # pragma: no cover - on_receive lets nothing escape
         logger.error("The %s actor stopped on an unexpected error", self.component, exc_info=exc_info)
-        self._state = ComponentState.STOPPED
-        self._post()
+        self._become(ComponentState.STOPPED)
 
     def degrade(self, reason: str) -> None:
         """Mark the component degraded for a failure it handled itself (a sink that is down)."""
         self._errors += 1
         self._last_error = reason
         self._last_error_at = self._clock.now()
-        self._state = ComponentState.DEGRADED
-        self._post()
+        self._become(ComponentState.DEGRADED)
 
     def _recovered(self) -> None:
         logger.info("The %s works again after %d errors", self.component, self._errors)
-        self._state = ComponentState.RUNNING
+        self._become(ComponentState.RUNNING)
+
+    def _become(self, state: ComponentState) -> None:
+        """Go to `state` and post it, if `TRANSITIONS` allows; an invalid transition is refused and logged."""
+        if not self._state.may_become(state):
+            logger.warning(
+                "The %s refused to go from %s to %s", self.component, self._state.value, state.value
+            )
+            return
+        self._state = state
         self._post()
 
     def _failed(self, error: BaseException, where: str) -> None:

@@ -18,7 +18,7 @@ import attrs
 from reconciliation._domain.values import FrozenMapping
 from reconciliation._runtime.delivery import DeliveryHealth
 
-__all__ = ["ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
+__all__ = ["TRANSITIONS", "ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,23 @@ class ComponentState(enum.Enum):
     DEGRADED = "degraded"
     """It failed on something (see `last_error`) and went on; back to running after a clean run."""
     STOPPED = "stopped"
+
+    def may_become(self, state: ComponentState) -> bool:
+        """Whether a component in this state may go to `state` (`TRANSITIONS`)."""
+        return state in TRANSITIONS[self]
+
+
+TRANSITIONS: Mapping[ComponentState, frozenset[ComponentState]] = FrozenMapping(
+    {
+        ComponentState.RUNNING: frozenset({ComponentState.DEGRADED, ComponentState.STOPPED}),
+        ComponentState.DEGRADED: frozenset(
+            {ComponentState.DEGRADED, ComponentState.RUNNING, ComponentState.STOPPED}
+        ),
+        ComponentState.STOPPED: frozenset(),
+    }
+)
+"""Where each state may go: a failure degrades a component (again, while degraded), a clean
+run brings it back, and stopped is final — a late failure or recovery is refused, not shown."""
 
 
 @attrs.frozen
