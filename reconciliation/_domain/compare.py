@@ -11,7 +11,6 @@ module returns.
 
 from __future__ import annotations
 
-import decimal
 import itertools
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
@@ -27,7 +26,7 @@ from reconciliation._domain.models import (
     Position,
 )
 from reconciliation._domain.protocols import ColumnarPositions
-from reconciliation._domain.values import MAX_DECIMAL_PLACES
+from reconciliation._domain.values import EXACT, MAX_DECIMAL_PLACES, ROUNDED
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -58,19 +57,9 @@ _T = TypeVar("_T")
 CHUNK_SIZE = 1_000
 """With a `pause`, how many entries are handled between two calls to it (about 0.1 ms)."""
 
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.Overflow],
-)
-"""Sums, differences and products of finite decimals come out exact: no rounding."""
-
-_AVERAGE = decimal.Context(prec=34)
-"""A weighted average is a division, so it is rounded, to 34 significant digits..."""
 _AVERAGE_PLACES = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
-"""... and to the decimal places a position may carry, so that netting a tiny cost among
-huge quantities gives a position, not a refused one (a failed run)."""
+"""A weighted average is rounded (`ROUNDED`), and to the decimal places a position may carry,
+so that netting a tiny cost among huge quantities gives a position, not a refused one."""
 
 _Side = TypeVar("_Side", Position, BrokerPosition)
 
@@ -251,8 +240,8 @@ def _costs_differ(local: Decimal | None, broker: Decimal | None, tolerance_pct: 
         return False
     if not tolerance_pct:
         return True
-    gap = _EXACT.subtract(local, broker).copy_abs()
-    return _EXACT.multiply(gap, _HUNDRED) > _EXACT.multiply(broker.copy_abs(), tolerance_pct)
+    gap = EXACT.subtract(local, broker).copy_abs()
+    return EXACT.multiply(gap, _HUNDRED) > EXACT.multiply(broker.copy_abs(), tolerance_pct)
 
 
 def _classify_broker_only(
@@ -306,11 +295,11 @@ def compare_accounts(
     found: list[Found] = []
     if local.cash_by_currency is not None and broker.cash_by_currency is not None:
         _compare_cash_by_currency(local.cash_by_currency, broker.cash_by_currency, config, found)
-    elif _EXACT.subtract(local.cash, broker.cash).copy_abs() > config.cash_tolerance:
+    elif EXACT.subtract(local.cash, broker.cash).copy_abs() > config.cash_tolerance:
         found.append((None, None, DiscrepancyType.CASH_MISMATCH, local.cash, broker.cash, None))
-    equity_gap = _EXACT.subtract(local.total_equity, broker.total_equity).copy_abs()
-    allowed_times_100 = _EXACT.multiply(broker.total_equity.copy_abs(), config.equity_tolerance_pct)
-    if _EXACT.multiply(equity_gap, _HUNDRED) > allowed_times_100:
+    equity_gap = EXACT.subtract(local.total_equity, broker.total_equity).copy_abs()
+    allowed_times_100 = EXACT.multiply(broker.total_equity.copy_abs(), config.equity_tolerance_pct)
+    if EXACT.multiply(equity_gap, _HUNDRED) > allowed_times_100:
         found.append(
             (None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None)
         )
@@ -326,7 +315,7 @@ def _compare_cash_by_currency(
     for currency in sorted(set(local) | set(broker)):
         held = local.get(currency, _ZERO)
         reported = broker.get(currency, _ZERO)
-        if _EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
+        if EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
             found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
 
 
@@ -398,22 +387,22 @@ def _net_quantity_and_cost(group: Sequence[Position | BrokerPosition]) -> tuple[
     weight = _ZERO
     cost_sum: Decimal | None = _ZERO
     for entry in group:
-        quantity = _EXACT.add(quantity, entry.quantity)
+        quantity = EXACT.add(quantity, entry.quantity)
         size = entry.quantity.copy_abs()
-        weight = _EXACT.add(weight, size)
+        weight = EXACT.add(weight, size)
         if cost_sum is not None:
             cost_sum = (
                 None
                 if entry.avg_cost is None
-                else _EXACT.add(cost_sum, _EXACT.multiply(size, entry.avg_cost))
+                else EXACT.add(cost_sum, EXACT.multiply(size, entry.avg_cost))
             )
     if cost_sum is None:
         return quantity, None
     if not weight:
         return quantity, group[0].avg_cost
-    average = _AVERAGE.divide(cost_sum, weight)
+    average = ROUNDED.divide(cost_sum, weight)
     if average.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
-        average = average.quantize(_AVERAGE_PLACES, context=_AVERAGE)
+        average = average.quantize(_AVERAGE_PLACES, context=ROUNDED)
     return quantity, average
 
 
@@ -429,6 +418,6 @@ def net_broker(group: Sequence[BrokerPosition]) -> BrokerPosition:
     quantity, avg_cost = _net_quantity_and_cost(group)
     market_value = Decimal(0)
     for entry in group:
-        market_value = _EXACT.add(market_value, entry.market_value)
+        market_value = EXACT.add(market_value, entry.market_value)
     first = group[0]
     return BrokerPosition(first.symbol, quantity, avg_cost, market_value, first.asset_type)

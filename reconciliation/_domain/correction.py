@@ -21,7 +21,6 @@ about either book.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import enum
 import logging
 import uuid
@@ -43,6 +42,8 @@ from reconciliation._domain.models import (
 )
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.values import (
+    EXACT,
+    ROUNDED,
     non_empty_text,
     optional_decimal,
     optional_finite_decimal,
@@ -69,17 +70,6 @@ logger = logging.getLogger(__name__)
 
 POSITION_TYPES = frozenset(kind for kind in DiscrepancyType if kind.kind.correction == "fill")
 """The breaks a synthetic fill corrects."""
-
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.Overflow],
-)
-"""Sums, differences and products of finite decimals come out exact."""
-
-_MARK = decimal.Context(prec=34)
-"""A mark (market value / quantity) is a division: rounded to 34 significant digits."""
 
 _PositionKey = str | tuple[str, AssetType]
 _Side = TypeVar("_Side", Position, BrokerPosition)
@@ -257,17 +247,17 @@ def derive_correction(
         if discrepancy.local_value is None or discrepancy.broker_value is None:
             msg = "a cash_mismatch has both figures"
             raise ValueError(msg)
-        cash = _EXACT.subtract(discrepancy.broker_value, discrepancy.local_value)
+        cash = EXACT.subtract(discrepancy.broker_value, discrepancy.local_value)
         values = {"cash": cash, "notional": cash.copy_abs()}
     elif kind is DiscrepancyType.COST_MISMATCH:
         held, reported = _both(discrepancy, local, broker)
         if held.avg_cost is None or reported.avg_cost is None:
             msg = f"a cost_mismatch of {discrepancy.subject} has both average costs"
             raise ValueError(msg)
-        change = _EXACT.subtract(reported.avg_cost, held.avg_cost).copy_abs()
+        change = EXACT.subtract(reported.avg_cost, held.avg_cost).copy_abs()
         values = {
             "avg_cost": reported.avg_cost,
-            "notional": _EXACT.multiply(held.quantity.copy_abs(), change),
+            "notional": EXACT.multiply(held.quantity.copy_abs(), change),
         }
     elif kind is DiscrepancyType.MISSING_BROKER:
         if local is None:
@@ -279,7 +269,7 @@ def derive_correction(
             msg = f"the broker's position of {discrepancy.subject} is missing"
             raise ValueError(msg)
         held_quantity = Decimal(0) if local is None else local.quantity
-        quantity = _EXACT.subtract(broker.quantity, held_quantity)
+        quantity = EXACT.subtract(broker.quantity, held_quantity)
         values = _fill(quantity, _broker_price(broker), broker.avg_cost)
     return Correction(
         break_id=break_id,
@@ -298,7 +288,7 @@ def derive_correction(
 
 
 def _fill(quantity: Decimal, price: Decimal | None, avg_cost: Decimal | None) -> dict[str, Any]:
-    notional = None if price is None else _EXACT.multiply(quantity.copy_abs(), price.copy_abs())
+    notional = None if price is None else EXACT.multiply(quantity.copy_abs(), price.copy_abs())
     return {"quantity": quantity, "price": price, "avg_cost": avg_cost, "notional": notional}
 
 
@@ -306,7 +296,7 @@ def _broker_price(broker: BrokerPosition) -> Decimal:
     """The broker's average cost, or its mark when it gives none."""
     if broker.avg_cost is not None:
         return broker.avg_cost
-    return _MARK.divide(broker.market_value, broker.quantity)
+    return ROUNDED.divide(broker.market_value, broker.quantity)
 
 
 def _both(

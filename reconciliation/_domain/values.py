@@ -9,6 +9,7 @@ where the mistake was made.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import logging
 import math
 import threading
@@ -23,10 +24,12 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 __all__ = [
+    "EXACT",
     "MAX_DECIMAL_PLACES",
     "MAX_INTEGER_DIGITS",
     "MAX_NAME_LENGTH",
     "MAX_SECONDS",
+    "ROUNDED",
     "FrozenMapping",
     "check_exact",
     "decimal_mapping",
@@ -51,6 +54,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+EXACT = decimal.Context(
+    prec=decimal.MAX_PREC,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.Overflow],
+)
+"""Sums, differences and products of finite decimals come out exact: no rounding."""
+
+ROUNDED = decimal.Context(prec=34)
+"""A division (an average, a mark, a per-unit cost) cannot always be exact: it is rounded to 34
+significant digits, as IEEE decimal128 holds them."""
 
 _EXACT_KINDS = "a Decimal, an int or an exact decimal string"
 

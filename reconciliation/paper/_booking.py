@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from reconciliation._domain.models import AssetType, OrderFill
-from reconciliation._domain.values import exact_decimal, finite_decimal, non_empty_text
+from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_decimal, non_empty_text
 
 if TYPE_CHECKING:
     from reconciliation._domain.correction import Correction
@@ -54,17 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
-)
-"""Sums and products of finite decimals come out exact. Never divide in it."""
-
-_AVERAGE = decimal.Context(prec=34)
-"""Divisions (average costs, buying power) are rounded to 34 significant digits."""
 
 _ZERO = Decimal(0)
 
@@ -114,7 +103,7 @@ def book_fill(holding: Holding | None, fill: OrderFill) -> Booking:
     Raises:
         ValueError: the fill's asset type or multiplier contradicts the holding's.
     """
-    with decimal.localcontext(_EXACT):
+    with decimal.localcontext(EXACT):
         if holding is None:
             return _booking(
                 fill,
@@ -126,7 +115,7 @@ def book_fill(holding: Holding | None, fill: OrderFill) -> Booking:
         after = before + fill.quantity
         if (before > 0) == (fill.quantity > 0):
             weighted = abs(before) * holding.avg_cost + abs(fill.quantity) * fill.price
-            added = attrs.evolve(holding, quantity=after, avg_cost=_AVERAGE.divide(weighted, abs(after)))
+            added = attrs.evolve(holding, quantity=after, avg_cost=ROUNDED.divide(weighted, abs(after)))
             return _booking(fill, added, _ZERO)
         closed = min(abs(before), abs(fill.quantity))
         realised = closed * (fill.price - holding.avg_cost) * holding.multiplier
@@ -230,10 +219,10 @@ class BookState:
 
     def market_value(self, holding: Holding) -> Decimal:
         """quantity * mark * multiplier: negative for a short."""
-        return _EXACT.multiply(_EXACT.multiply(holding.quantity, self.mark(holding)), holding.multiplier)
+        return EXACT.multiply(EXACT.multiply(holding.quantity, self.mark(holding)), holding.multiplier)
 
     def unrealised_pnl(self, holding: Holding) -> Decimal:
-        with decimal.localcontext(_EXACT):
+        with decimal.localcontext(EXACT):
             return holding.quantity * (self.mark(holding) - holding.avg_cost) * holding.multiplier
 
     @property
@@ -242,9 +231,9 @@ class BookState:
         total = self.cash
         for holding in self.holdings:
             if holding.asset_type is AssetType.FUTURE:
-                total = _EXACT.add(total, self.unrealised_pnl(holding))
+                total = EXACT.add(total, self.unrealised_pnl(holding))
             else:
-                total = _EXACT.add(total, self.market_value(holding))
+                total = EXACT.add(total, self.market_value(holding))
         return total
 
 
@@ -281,8 +270,8 @@ class Book:
                 del self._holdings[fill.symbol]
             else:
                 self._holdings[fill.symbol] = booking.holding
-            self._cash = _EXACT.add(self._cash, booking.cash_change)
-            self._realised_pnl = _EXACT.add(self._realised_pnl, booking.realised_pnl)
+            self._cash = EXACT.add(self._cash, booking.cash_change)
+            self._realised_pnl = EXACT.add(self._realised_pnl, booking.realised_pnl)
 
     def set_price(self, symbol: str, price: Decimal | int) -> None:
         """Mark `symbol` at `price` from now on; a symbol never marked is valued at its cost."""
@@ -294,7 +283,7 @@ class Book:
         """Move cash without a fill (a fee < 0, a dividend > 0) and say why."""
         adjustment = CashAdjustment(amount, reason)
         with self._lock:
-            self._cash = _EXACT.add(self._cash, adjustment.amount)
+            self._cash = EXACT.add(self._cash, adjustment.amount)
         logger.info(
             "%s %s: cash adjusted by %s (%s)",
             type(self).__name__,

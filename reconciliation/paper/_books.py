@@ -9,7 +9,6 @@ real engine would show. Every method is thread-safe. `PaperBroker`'s queries are
 
 from __future__ import annotations
 
-import decimal
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from reconciliation._domain.models import (
     LocalAccount,
     Position,
 )
-from reconciliation._domain.values import exact_decimal, finite_decimal
+from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_decimal
 from reconciliation.paper._booking import Book, StaleCorrectionError, correct_holding
 
 if TYPE_CHECKING:
@@ -32,11 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["InMemoryPortfolio", "PaperBroker"]
 
 logger = logging.getLogger(__name__)
-
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation]
-)
-_DIVISION = decimal.Context(prec=34)
 
 
 @attrs.define(eq=False)
@@ -97,7 +91,7 @@ class InMemoryPortfolio(Book):
             if self._cash != correction.local_value:
                 msg = f"cash is {self._cash}, not the {correction.local_value} the correction was derived from"
                 raise StaleCorrectionError(msg)
-            self._cash = _EXACT.add(self._cash, correction.cash)
+            self._cash = EXACT.add(self._cash, correction.cash)
 
     def _correct_position(self, correction: Correction) -> None:
         symbol = correction.symbol or ""
@@ -178,13 +172,13 @@ class PaperBroker(Book):
         equity = state.total_equity
         exposure = Decimal(0)
         for holding in state.holdings:
-            exposure = _EXACT.add(exposure, state.market_value(holding).copy_abs())
-        margin_used = _EXACT.multiply(exposure, self.margin_rate)
-        free = max(_EXACT.subtract(equity, margin_used), Decimal(0))
+            exposure = EXACT.add(exposure, state.market_value(holding).copy_abs())
+        margin_used = EXACT.multiply(exposure, self.margin_rate)
+        free = max(EXACT.subtract(equity, margin_used), Decimal(0))
         return BrokerAccount(
             account_id,
             cash=state.cash,
-            buying_power=_DIVISION.divide(free, self.margin_rate),
+            buying_power=ROUNDED.divide(free, self.margin_rate),
             total_equity=equity,
             margin_used=margin_used,
         )
