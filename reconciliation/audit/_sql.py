@@ -195,9 +195,14 @@ def _time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
 
 
+_AS_IS = frozenset({str, int, float})
+
+
 def _stored(value: object) -> object:
     """`value` as its column holds it: a time as `to_text`, an enum as its value, a UUID or
     a decimal as its text; None, text and numbers as they are."""
+    if value is None or type(value) in _AS_IS:
+        return value
     if isinstance(value, dt.datetime):
         return to_text(value)
     if isinstance(value, enum.Enum):
