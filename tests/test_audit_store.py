@@ -168,6 +168,18 @@ class TestMigrate:
             stores().list_runs(ACC)
         assert not isinstance(caught.value, AuditStoreUnavailableError)
 
+    @pytest.mark.parametrize(
+        "table",
+        [audit_sql._RUNS, audit_sql._DISCREPANCIES, audit_sql._BREAKS, audit_sql._CORRECTIONS],
+        ids=lambda table: table.name,
+    )
+    def test_each_tables_column_list_is_its_schema(self, store, table):
+        """Every column is written and read back: none is left to its default by an INSERT."""
+        store.list_accounts()  # connects
+        described = store._connection.execute(f"SELECT * FROM {table.name} LIMIT 0").description  # noqa: S608
+
+        assert [column[0] for column in described] == list(table.columns)
+
 
 class TestRecordRun:
     def test_a_run_round_trips_exactly(self, store):

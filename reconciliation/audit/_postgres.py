@@ -18,9 +18,11 @@ from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableE
 from reconciliation.audit._sql import SqlAuditStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
     import psycopg
+
+    from reconciliation.audit._sql import Execute, Row
 
 __all__ = ["PostgresAuditStore"]
 
@@ -49,10 +51,12 @@ class PostgresAuditStore(SqlAuditStore):
         super().__init__()
         try:
             import psycopg  # noqa: PLC0415 - an optional dependency, needed only here
+            from psycopg.rows import dict_row  # noqa: PLC0415
         except ModuleNotFoundError as exc:
             msg = "the PostgreSQL audit store needs psycopg 3: pip install 'psycopg[binary]'"
             raise AuditStoreError(msg) from exc
         self._psycopg = psycopg
+        self._dict_row = dict_row
         self._url = url
         self._where = _where(url)
         self._timeout_seconds = timeout_seconds
@@ -91,16 +95,14 @@ class PostgresAuditStore(SqlAuditStore):
         return connection
 
     @contextlib.contextmanager
-    def _transaction(
-        self, *, write: bool
-    ) -> Iterator[Callable[[str, Sequence[object]], list[tuple[Any, ...]]]]:
+    def _transaction(self, *, write: bool) -> Iterator[Execute]:
         del write
         with self._lock:
             connection = self._connect()
             try:
-                with connection.transaction(), connection.cursor() as cursor:
+                with connection.transaction(), connection.cursor(row_factory=self._dict_row) as cursor:
 
-                    def execute(sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+                    def execute(sql: str, params: Sequence[object]) -> Sequence[Row]:
                         cursor.execute(sql.replace("?", "%s"), params or None)
                         return cursor.fetchall() if cursor.description is not None else []
 
@@ -110,7 +112,7 @@ class PostgresAuditStore(SqlAuditStore):
                     self._discard()
                 raise self._translate(exc) from exc
 
-    def _lock_schema(self, execute: Callable[[str, Sequence[object]], list[tuple[Any, ...]]]) -> None:
+    def _lock_schema(self, execute: Execute) -> None:
         execute("SELECT pg_advisory_xact_lock(hashtext('reconciliation.audit:' || current_schema()))", ())
 
     def _translate(self, exc: psycopg.Error) -> AuditStoreError:

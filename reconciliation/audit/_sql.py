@@ -2,19 +2,25 @@
 
 One schema for SQLite and PostgreSQL: exact decimals as TEXT (a NUMERIC column would
 lose a Decimal's exponent), times as fixed-width ISO 8601 UTC TEXT (so text order is
-time order), UUIDs as TEXT. A backend only supplies transactions and its lock.
+time order), UUIDs as TEXT. Each table's columns are listed once (`_Table`); they make
+its INSERT and its SELECT, and rows are read back by column name. A backend only
+supplies transactions and its lock.
 """
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
+import enum
 import json
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from uuid import UUID
+
+import attrs
 
 from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.correction import Correction, CorrectionEvent, CorrectionStatus
@@ -29,20 +35,25 @@ from reconciliation.audit._errors import AuditSchemaError
 from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import Collection, Sequence
     from contextlib import AbstractContextManager
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.models import ReconciliationResult
 
-    Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
+    class Row(Protocol):
+        """A row read by column name: a `sqlite3.Row` or a psycopg `dict_row`."""
+
+        def __getitem__(self, column: str, /) -> Any: ...
+
+    Execute = Callable[[str, Sequence[object]], Sequence[Row]]
     """Run one statement (``?`` placeholders) in the current transaction; its rows, if any."""
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqlAuditStore", "to_text"]
 
 logger = logging.getLogger(__name__)
 
-Row = tuple[Any, ...]
+_T = TypeVar("_T", bound=attrs.AttrsInstance)
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -160,107 +171,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 """Ordered schema versions; each is applied once, in one transaction, and recorded."""
 
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _CREATE_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
-
-_INSERT_RUN = """
-    INSERT INTO runs (run_id, account_id, run_at, status, error, positions_checked, duration_ms,
-                      context, netted, discrepancy_count)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (run_id) DO NOTHING"""
-
-_INSERT_DISCREPANCY = """
-    INSERT INTO discrepancies (run_id, ordinal, account_id, discrepancy_type, symbol, severity,
-                               aged_severity, local_value, broker_value, observed_at, break_id,
-                               first_seen, consecutive_runs, asset_type, currency)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (run_id, ordinal) DO NOTHING"""
-
-_BREAK_COLUMNS = (
-    "break_id",
-    "account_id",
-    "discrepancy_type",
-    "symbol",
-    "severity",
-    "local_value",
-    "broker_value",
-    "first_seen",
-    "last_seen",
-    "consecutive_runs",
-    "first_run_id",
-    "last_run_id",
-    "halted_run_id",
-    "resolved_at",
-    "resolved_run_id",
-    "asset_type",
-    "currency",
-)
-
-_UPSERT_BREAK = f"""
-    INSERT INTO breaks ({", ".join(_BREAK_COLUMNS)})
-    VALUES ({", ".join("?" for _ in _BREAK_COLUMNS)})
-    ON CONFLICT (break_id) DO UPDATE SET
-    {", ".join(f"{c} = excluded.{c}" for c in _BREAK_COLUMNS[1:])}"""  # noqa: S608
-
-_SELECT_BREAKS = f"SELECT {', '.join(_BREAK_COLUMNS)} FROM breaks"  # noqa: S608
-
-_BREAK_ORDER = " ORDER BY first_seen, discrepancy_type, symbol, asset_type, currency, break_id"
-
-_RUN_COLUMNS = (
-    "run_id, account_id, run_at, error, positions_checked, duration_ms, context, netted, discrepancy_count"
-)
-
-_DISCREPANCY_COLUMNS = (
-    "run_id, account_id, discrepancy_type, symbol, severity, aged_severity, local_value, "
-    "broker_value, observed_at, break_id, first_seen, consecutive_runs, asset_type, currency"
-)
-
-
-_CORRECTION_COLUMNS = (
-    "event_id",
-    "correction_id",
-    "status",
-    "mode",
-    "account_id",
-    "break_id",
-    "run_id",
-    "discrepancy_type",
-    "symbol",
-    "asset_type",
-    "currency",
-    "local_value",
-    "broker_value",
-    "quantity",
-    "price",
-    "avg_cost",
-    "cash",
-    "notional",
-    "consecutive_runs",
-    "confirm_after_runs",
-    "severity",
-    "reason",
-    "verification_run_id",
-    "observed_at",
-    "event_at",
-    "actor",
-)
-
-_INSERT_CORRECTION = f"""
-    INSERT INTO corrections ({", ".join(_CORRECTION_COLUMNS)})
-    VALUES ({", ".join("?" for _ in _CORRECTION_COLUMNS)})
-    ON CONFLICT (event_id) DO NOTHING"""  # noqa: S608
-
-_SELECT_CORRECTIONS = f"SELECT {', '.join(_CORRECTION_COLUMNS)} FROM corrections"  # noqa: S608
-
-_NEWEST_CORRECTIONS_FIRST = (
-    "ORDER BY event_at DESC, CASE status "
-    + " ".join(f"WHEN '{status.value}' THEN {rank}" for rank, status in enumerate(CorrectionStatus))
-    + " END DESC, event_id DESC"
-)
-"""Steps made at one moment (proposed and confirmed by one run) in the order of a correction's life."""
 
 
 def to_text(value: dt.datetime) -> str:
@@ -275,32 +191,217 @@ def to_text(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def _optional_time_text(value: dt.datetime | None) -> str | None:
-    return None if value is None else to_text(value)
-
-
 def _time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
 
 
-def _optional_time(text: str | None) -> dt.datetime | None:
-    return None if text is None else _time(text)
+_AS_IS = frozenset({str, int, float})
 
 
-def _decimal_text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+def _stored(value: object) -> object:
+    """`value` as its column holds it: a time as `to_text`, an enum as its value, a UUID or
+    a decimal as its text; None, text and numbers as they are."""
+    if value is None or type(value) in _AS_IS:
+        return value
+    if isinstance(value, dt.datetime):
+        return to_text(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    return value
 
 
-def _decimal(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
+def _insert_sql(table: _Table) -> str:
+    values = ", ".join("?" for _ in table.columns)
+    if table.update:
+        changed = ", ".join(f"{c} = excluded.{c}" for c in table.columns if c not in table.key)
+        on_conflict = f"DO UPDATE SET {changed}"
+    else:
+        on_conflict = "DO NOTHING"
+    return (
+        f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({values}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(table.key)}) {on_conflict}"
+    )
 
 
-def _asset_type_text(value: AssetType | None) -> str | None:
-    return None if value is None else value.value
+@attrs.frozen
+class _Table:
+    """A table's columns, each with how its stored text or number is read back (NULL is None).
+
+    A row is written from a mapping that holds a value under each column's name (see
+    `_stored`) and read back as such a mapping.
+    """
+
+    name: str
+    key: tuple[str, ...]
+    """The primary key: a row already there under it is kept, or updated if `update`."""
+    columns: Mapping[str, Callable[[Any], object]]
+    update: bool = False
+    _insert: str = attrs.field(init=False, default=attrs.Factory(_insert_sql, takes_self=True))
+
+    def insert(self, execute: Execute, values: Mapping[str, object]) -> None:
+        execute(self._insert, tuple(_stored(values[column]) for column in self.columns))
+
+    def select(self, execute: Execute, clause: str, params: Sequence[object]) -> list[dict[str, Any]]:
+        """The rows `clause` (WHERE, ORDER BY, LIMIT) selects, each read back."""
+        rows = execute(f"SELECT {', '.join(self.columns)} FROM {self.name} {clause}", params)  # noqa: S608
+        return [
+            {column: None if row[column] is None else read(row[column]) for column, read in self.columns.items()}
+            for row in rows
+        ]
 
 
-def _asset_type(text: str | None) -> AssetType | None:
-    return None if text is None else AssetType(text)
+_RUNS = _Table(
+    "runs",
+    key=("run_id",),
+    columns={
+        "run_id": UUID,
+        "account_id": str,
+        "run_at": _time,
+        "status": str,
+        "error": str,
+        "positions_checked": int,
+        "duration_ms": float,
+        "context": json.loads,
+        "netted": json.loads,
+        "discrepancy_count": int,
+    },
+)
+
+_DISCREPANCIES = _Table(
+    "discrepancies",
+    key=("run_id", "ordinal"),
+    columns={
+        "run_id": UUID,
+        "ordinal": int,
+        "account_id": str,
+        "discrepancy_type": DiscrepancyType,
+        "symbol": str,
+        "severity": DiscrepancySeverity,
+        "aged_severity": DiscrepancySeverity,
+        "local_value": Decimal,
+        "broker_value": Decimal,
+        "observed_at": _time,
+        "break_id": UUID,
+        "first_seen": _time,
+        "consecutive_runs": int,
+        "asset_type": AssetType,
+        "currency": str,
+    },
+)
+
+_BREAKS = _Table(
+    "breaks",
+    key=("break_id",),
+    update=True,
+    columns={
+        "break_id": UUID,
+        "account_id": str,
+        "discrepancy_type": DiscrepancyType,
+        "symbol": str,
+        "severity": DiscrepancySeverity,
+        "local_value": Decimal,
+        "broker_value": Decimal,
+        "first_seen": _time,
+        "last_seen": _time,
+        "consecutive_runs": int,
+        "first_run_id": UUID,
+        "last_run_id": UUID,
+        "halted_run_id": UUID,
+        "resolved_at": _time,
+        "resolved_run_id": UUID,
+        "asset_type": AssetType,
+        "currency": str,
+    },
+)
+
+_CORRECTIONS = _Table(
+    "corrections",
+    key=("event_id",),
+    columns={
+        "event_id": UUID,
+        "correction_id": UUID,
+        "status": CorrectionStatus,
+        "mode": str,
+        "account_id": str,
+        "break_id": UUID,
+        "run_id": UUID,
+        "discrepancy_type": DiscrepancyType,
+        "symbol": str,
+        "asset_type": AssetType,
+        "currency": str,
+        "local_value": Decimal,
+        "broker_value": Decimal,
+        "quantity": Decimal,
+        "price": Decimal,
+        "avg_cost": Decimal,
+        "cash": Decimal,
+        "notional": Decimal,
+        "consecutive_runs": int,
+        "confirm_after_runs": int,
+        "severity": DiscrepancySeverity,
+        "reason": str,
+        "verification_run_id": UUID,
+        "observed_at": _time,
+        "event_at": _time,
+        "actor": str,
+    },
+)
+
+_BREAK_ORDER = "ORDER BY first_seen, discrepancy_type, symbol, asset_type, currency, break_id"
+
+_NEWEST_RUNS_FIRST = "ORDER BY run_at DESC, run_id DESC"
+
+_NEWEST_CORRECTIONS_FIRST = (
+    "ORDER BY event_at DESC, CASE status "
+    + " ".join(f"WHEN '{status.value}' THEN {rank}" for rank, status in enumerate(CorrectionStatus))
+    + " END DESC, event_id DESC"
+)
+"""Steps made at one moment (proposed and confirmed by one run) in the order of a correction's life."""
+
+
+def _where(
+    account_id: str,
+    *,
+    time: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    types: Collection[DiscrepancyType] | None = None,
+    severities: Collection[DiscrepancySeverity] | None = None,
+    open_only: bool = False,
+) -> tuple[str, list[object]]:
+    """The condition on an account's rows, and its parameters: `time` in [since, until),
+    of these types and severities (None or empty: all), not resolved if `open_only`."""
+    conditions = ["account_id = ?"]
+    params: list[object] = [account_id]
+
+    def add(condition: str, *values: object) -> None:
+        conditions.append(condition)
+        params.extend(_stored(value) for value in values)
+
+    if open_only:
+        add("resolved_at IS NULL")
+    if since is not None:
+        add(f"{time} >= ?", since)
+    if until is not None:
+        add(f"{time} < ?", until)
+    if types:
+        add(f"discrepancy_type IN ({', '.join('?' for _ in types)})", *types)
+    if severities:
+        add(f"severity IN ({', '.join('?' for _ in severities)})", *severities)
+    return " AND ".join(conditions), params
+
+
+def _limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        msg = f"limit must be a whole number of at least 1, got {limit!r}"
+        raise ValueError(msg)
+    return limit
+
+
+def _version(execute: Execute) -> int:
+    return int(execute("SELECT MAX(version) AS version FROM schema_version", ())[0]["version"] or 0)
 
 
 def _netted_text(netted: Sequence[NettedSymbol]) -> str:
@@ -312,159 +413,37 @@ def _netted_text(netted: Sequence[NettedSymbol]) -> str:
     )
 
 
-def _optional_uuid(text: str | None) -> UUID | None:
-    return None if text is None else UUID(text)
+def _build(cls: type[_T], values: Mapping[str, Any], **given: Any) -> _T:
+    """A `cls` from `given` and, for each of its other arguments, the value of that name in `values`."""
+    return cls(**given, **{f.name: values[f.name] for f in attrs.fields(cls) if f.init and f.name not in given})
 
 
-def _optional_str(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _break_row(state: BreakState) -> tuple[object, ...]:
-    return (
-        str(state.break_id),
-        state.account_id,
-        state.type.value,
-        state.symbol,
-        state.severity.value,
-        _decimal_text(state.local_value),
-        _decimal_text(state.broker_value),
-        to_text(state.first_seen),
-        to_text(state.last_seen),
-        state.consecutive_runs,
-        str(state.first_run_id),
-        str(state.last_run_id),
-        _optional_str(state.halted_run_id),
-        _optional_time_text(state.resolved_at),
-        _optional_str(state.resolved_run_id),
-        _asset_type_text(state.asset_type),
-        state.currency,
-    )
-
-
-def _break(row: Row) -> BreakState:
-    return BreakState(
-        break_id=UUID(row[0]),
-        account_id=row[1],
-        type=DiscrepancyType(row[2]),
-        symbol=row[3],
-        severity=DiscrepancySeverity(row[4]),
-        local_value=_decimal(row[5]),
-        broker_value=_decimal(row[6]),
-        first_seen=_time(row[7]),
-        last_seen=_time(row[8]),
-        consecutive_runs=row[9],
-        first_run_id=UUID(row[10]),
-        last_run_id=UUID(row[11]),
-        halted_run_id=_optional_uuid(row[12]),
-        resolved_at=_optional_time(row[13]),
-        resolved_run_id=_optional_uuid(row[14]),
-        asset_type=_asset_type(row[15]),
-        currency=row[16],
-    )
-
-
-def _recorded_discrepancy(row: Row) -> RecordedDiscrepancy:
-    return RecordedDiscrepancy(
-        discrepancy=Discrepancy(
-            type=DiscrepancyType(row[2]),
-            severity=DiscrepancySeverity(row[4]),
-            symbol=row[3],
-            local_value=_decimal(row[6]),
-            broker_value=_decimal(row[7]),
-            timestamp=_time(row[8]),
-            account_id=row[1],
-            asset_type=_asset_type(row[12]),
-            currency=row[13],
-        ),
-        severity=DiscrepancySeverity(row[5]),
-        break_id=UUID(row[9]),
-        first_seen=_time(row[10]),
-        consecutive_runs=row[11],
-    )
-
-
-def _run(row: Row, discrepancies: Sequence[RecordedDiscrepancy]) -> RunRecord:
-    return RunRecord(
-        run_id=UUID(row[0]),
-        account_id=row[1],
-        timestamp=_time(row[2]),
-        error=row[3],
-        positions_checked=row[4],
-        duration_ms=row[5],
-        context=json.loads(row[6]),
-        netted=tuple(NettedSymbol(**entry) for entry in json.loads(row[7])),
+def _run(values: Mapping[str, Any], discrepancies: Sequence[RecordedDiscrepancy]) -> RunRecord:
+    return _build(
+        RunRecord,
+        values,
+        timestamp=values["run_at"],
+        netted=tuple(NettedSymbol(**entry) for entry in values["netted"]),
         discrepancies=tuple(discrepancies),
-        discrepancy_count=row[8],
     )
 
 
-def _correction_row(event: CorrectionEvent) -> tuple[object, ...]:
-    correction = event.correction
-    return (
-        str(event.event_id),
-        str(correction.correction_id),
-        event.status.value,
-        event.mode,
-        correction.account_id,
-        str(correction.break_id),
-        str(correction.run_id),
-        correction.type.value,
-        correction.symbol,
-        _asset_type_text(correction.asset_type),
-        correction.currency,
-        _decimal_text(correction.local_value),
-        _decimal_text(correction.broker_value),
-        _decimal_text(correction.quantity),
-        _decimal_text(correction.price),
-        _decimal_text(correction.avg_cost),
-        _decimal_text(correction.cash),
-        _decimal_text(correction.notional),
-        correction.consecutive_runs,
-        event.confirm_after_runs,
-        event.severity.value,
-        event.reason,
-        _optional_str(event.verification_run_id),
-        to_text(correction.observed_at),
-        to_text(event.timestamp),
-        event.actor,
-    )
+def _recorded_discrepancy(values: Mapping[str, Any]) -> RecordedDiscrepancy:
+    discrepancy = _build(Discrepancy, values, type=values["discrepancy_type"], timestamp=values["observed_at"])
+    return _build(RecordedDiscrepancy, values, discrepancy=discrepancy, severity=values["aged_severity"])
 
 
-def _correction_event(row: Row) -> CorrectionEvent:
-    correction = Correction(
-        break_id=UUID(row[5]),
-        run_id=UUID(row[6]),
-        account_id=row[4],
-        type=DiscrepancyType(row[7]),
-        symbol=row[8],
-        asset_type=_asset_type(row[9]),
-        currency=row[10],
-        local_value=_decimal(row[11]),
-        broker_value=_decimal(row[12]),
-        observed_at=_time(row[23]),
-        consecutive_runs=row[18],
-        quantity=_decimal(row[13]),
-        price=_decimal(row[14]),
-        avg_cost=_decimal(row[15]),
-        cash=_decimal(row[16]),
-        notional=_decimal(row[17]),
-    )
-    return CorrectionEvent(
-        status=CorrectionStatus(row[2]),
-        correction=correction,
-        mode=row[3],
-        timestamp=_time(row[24]),
-        actor=row[25],
-        confirm_after_runs=row[19],
-        severity=DiscrepancySeverity(row[20]),
-        reason=row[21],
-        verification_run_id=_optional_uuid(row[22]),
-    )
+def _sighting(values: Mapping[str, Any]) -> BreakSighting:
+    return _build(BreakSighting, values, seen_at=values["observed_at"], severity=values["aged_severity"])
 
 
-def _in(column: str, values: Collection[object]) -> str:
-    return f"{column} IN ({', '.join('?' for _ in values)})"
+def _break(values: Mapping[str, Any]) -> BreakState:
+    return _build(BreakState, values, type=values["discrepancy_type"])
+
+
+def _correction_event(values: Mapping[str, Any]) -> CorrectionEvent:
+    correction = _build(Correction, values, type=values["discrepancy_type"])
+    return _build(CorrectionEvent, values, correction=correction, timestamp=values["event_at"])
 
 
 class SqlAuditStore(abc.ABC):
@@ -501,7 +480,7 @@ class SqlAuditStore(abc.ABC):
         with self._transaction(write=True) as execute:
             self._lock_schema(execute)
             execute(_CREATE_VERSION_TABLE, ())
-            current = execute("SELECT MAX(version) FROM schema_version", ())[0][0] or 0
+            current = _version(execute)
             if current > SCHEMA_VERSION:
                 msg = (
                     f"the audit database has schema version {current}; this code knows up to {SCHEMA_VERSION}"
@@ -522,7 +501,7 @@ class SqlAuditStore(abc.ABC):
         """The schema version of the database; 0 before the first `migrate`."""
         with self._transaction(write=True) as execute:
             execute(_CREATE_VERSION_TABLE, ())
-            return int(execute("SELECT MAX(version) FROM schema_version", ())[0][0] or 0)
+            return _version(execute)
 
     def record_run(self, result: ReconciliationResult, aged: AgeingUpdate) -> None:
         """Write the run, its discrepancies and the break states after it, atomically.
@@ -535,58 +514,43 @@ class SqlAuditStore(abc.ABC):
         if aged.run_id != result.run_id:
             msg = f"the ageing update is for run {aged.run_id}, not {result.run_id}"
             raise ValueError(msg)
-        run_id = str(result.run_id)
-        discrepancy_rows = []
+        discrepancies = []
         for ordinal, discrepancy in enumerate(result.discrepancies):
             try:
                 state = aged.state_of(discrepancy)
             except KeyError:
-                msg = f"the ageing update of run {run_id} has no break for {discrepancy.key}"
+                msg = f"the ageing update of run {result.run_id} has no break for {discrepancy.key}"
                 raise ValueError(msg) from None
-            discrepancy_rows.append(
-                (
-                    run_id,
-                    ordinal,
-                    discrepancy.account_id,
-                    discrepancy.type.value,
-                    discrepancy.symbol,
-                    discrepancy.severity.value,
-                    state.severity.value,
-                    _decimal_text(discrepancy.local_value),
-                    _decimal_text(discrepancy.broker_value),
-                    to_text(discrepancy.timestamp),
-                    str(state.break_id),
-                    to_text(state.first_seen),
-                    state.consecutive_runs,
-                    _asset_type_text(discrepancy.asset_type),
-                    discrepancy.currency,
-                )
+            discrepancies.append(
+                {
+                    **attrs.asdict(discrepancy, recurse=False),
+                    "run_id": result.run_id,
+                    "ordinal": ordinal,
+                    "discrepancy_type": discrepancy.type,
+                    "aged_severity": state.severity,
+                    "observed_at": discrepancy.timestamp,
+                    "break_id": state.break_id,
+                    "first_seen": state.first_seen,
+                    "consecutive_runs": state.consecutive_runs,
+                }
             )
-        run_row = (
-            run_id,
-            result.account_id,
-            to_text(result.timestamp),
-            result.status,
-            result.error,
-            result.positions_checked,
-            result.duration_ms,
-            json.dumps(dict(result.context), sort_keys=True),
-            _netted_text(result.netted),
-            len(result.discrepancies),
-        )
+        run = {
+            **attrs.asdict(result, recurse=False),
+            "run_at": result.timestamp,
+            "status": result.status,
+            "context": json.dumps(dict(result.context), sort_keys=True),
+            "netted": _netted_text(result.netted),
+            "discrepancy_count": len(result.discrepancies),
+        }
         with self._transaction(write=True) as execute:
-            execute(_INSERT_RUN, run_row)
-            for row in discrepancy_rows:
-                execute(_INSERT_DISCREPANCY, row)
+            _RUNS.insert(execute, run)
+            for values in discrepancies:
+                _DISCREPANCIES.insert(execute, values)
             for state in (*aged.resolved, *aged.breaks):
-                execute(_UPSERT_BREAK, _break_row(state))
+                _BREAKS.insert(execute, {**attrs.asdict(state, recurse=False), "discrepancy_type": state.type})
 
     def load_open_breaks(self, account_id: str) -> list[BreakState]:
-        with self._transaction(write=False) as execute:
-            rows = execute(
-                f"{_SELECT_BREAKS} WHERE account_id = ? AND resolved_at IS NULL{_BREAK_ORDER}", (account_id,)
-            )
-        return [_break(row) for row in rows]
+        return self.list_breaks(account_id, open_only=True)
 
     def list_breaks(
         self,
@@ -597,22 +561,17 @@ class SqlAuditStore(abc.ABC):
         severities: Collection[DiscrepancySeverity] | None = None,
         since: dt.datetime | None = None,
     ) -> list[BreakState]:
-        conditions = ["account_id = ?"]
-        params: list[object] = [account_id]
-        if open_only:
-            conditions.append("resolved_at IS NULL")
-        if types:
-            conditions.append(_in("discrepancy_type", types))
-            params.extend(t.value for t in types)
-        if severities:
-            conditions.append(_in("severity", severities))
-            params.extend(s.value for s in severities)
-        if since is not None:
-            conditions.append("COALESCE(resolved_at, last_seen) >= ?")
-            params.append(to_text(since))
+        where, params = _where(
+            account_id,
+            time="COALESCE(resolved_at, last_seen)",
+            since=since,
+            types=types,
+            severities=severities,
+            open_only=open_only,
+        )
         with self._transaction(write=False) as execute:
-            rows = execute(f"{_SELECT_BREAKS} WHERE {' AND '.join(conditions)}{_BREAK_ORDER}", params)
-        return [_break(row) for row in rows]
+            found = _BREAKS.select(execute, f"WHERE {where} {_BREAK_ORDER}", params)
+        return [_break(values) for values in found]
 
     def list_runs(
         self,
@@ -622,32 +581,17 @@ class SqlAuditStore(abc.ABC):
         until: dt.datetime | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            msg = f"limit must be a whole number of at least 1, got {limit!r}"
-            raise ValueError(msg)
-        conditions = ["account_id = ?"]
-        params: list[object] = [account_id]
-        if since is not None:
-            conditions.append("run_at >= ?")
-            params.append(to_text(since))
-        if until is not None:
-            conditions.append("run_at < ?")
-            params.append(to_text(until))
-        selected = f"SELECT run_id FROM runs WHERE {' AND '.join(conditions)} ORDER BY run_at DESC, run_id DESC LIMIT ?"  # noqa: S608
+        _limit(limit)
+        where, params = _where(account_id, time="run_at", since=since, until=until)
+        latest = f"SELECT run_id FROM runs WHERE {where} {_NEWEST_RUNS_FIRST} LIMIT ?"  # noqa: S608
         params.append(limit)
         with self._transaction(write=False) as execute:
-            runs = execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({selected}) ORDER BY run_at DESC, run_id DESC",  # noqa: S608
-                params,
-            )
-            found = execute(
-                f"SELECT {_DISCREPANCY_COLUMNS} FROM discrepancies WHERE run_id IN ({selected}) ORDER BY run_id, ordinal",  # noqa: S608
-                params,
-            )
-        by_run: dict[str, list[RecordedDiscrepancy]] = {}
-        for row in found:
-            by_run.setdefault(row[0], []).append(_recorded_discrepancy(row))
-        return [_run(row, by_run.get(row[0], ())) for row in runs]
+            runs = _RUNS.select(execute, f"WHERE run_id IN ({latest}) {_NEWEST_RUNS_FIRST}", params)
+            found = _DISCREPANCIES.select(execute, f"WHERE run_id IN ({latest}) ORDER BY run_id, ordinal", params)
+        by_run: dict[UUID, list[RecordedDiscrepancy]] = {}
+        for values in found:
+            by_run.setdefault(values["run_id"], []).append(_recorded_discrepancy(values))
+        return [_run(values, by_run.get(values["run_id"], ())) for values in runs]
 
     def list_accounts(self) -> list[str]:
         """Every account with a recorded run or break, in order."""
@@ -655,41 +599,34 @@ class SqlAuditStore(abc.ABC):
             rows = execute(
                 "SELECT account_id FROM runs UNION SELECT account_id FROM breaks ORDER BY account_id", ()
             )
-        return [row[0] for row in rows]
+        return [row["account_id"] for row in rows]
 
     def find_break(self, break_id: UUID) -> BreakState | None:
         """The break with this id, open or resolved; None if there is none."""
         with self._transaction(write=False) as execute:
-            rows = execute(f"{_SELECT_BREAKS} WHERE break_id = ?", (str(break_id),))
-        return _break(rows[0]) if rows else None
+            found = _BREAKS.select(execute, "WHERE break_id = ?", (str(break_id),))
+        return _break(found[0]) if found else None
 
     def break_history(self, break_id: UUID, *, limit: int = 1000) -> list[BreakSighting]:
         """The runs that saw the break, oldest first: the latest `limit` of them."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            msg = f"limit must be a whole number of at least 1, got {limit!r}"
-            raise ValueError(msg)
         with self._transaction(write=False) as execute:
-            rows = execute(
-                "SELECT run_id, observed_at, aged_severity, local_value, broker_value, consecutive_runs "
-                "FROM discrepancies WHERE break_id = ? ORDER BY consecutive_runs DESC LIMIT ?",
-                (str(break_id), limit),
+            found = _DISCREPANCIES.select(
+                execute,
+                "WHERE break_id = ? ORDER BY consecutive_runs DESC LIMIT ?",
+                (str(break_id), _limit(limit)),
             )
-        return [
-            BreakSighting(
-                run_id=UUID(row[0]),
-                seen_at=_time(row[1]),
-                severity=DiscrepancySeverity(row[2]),
-                local_value=_decimal(row[3]),
-                broker_value=_decimal(row[4]),
-                consecutive_runs=row[5],
-            )
-            for row in reversed(rows)
-        ]
+        return [_sighting(values) for values in reversed(found)]
 
     def record_correction(self, event: CorrectionEvent) -> None:
         """Write one step of a correction; recording the same step again changes nothing."""
+        values = {
+            **attrs.asdict(event.correction, recurse=False),
+            **attrs.asdict(event, recurse=False),
+            "discrepancy_type": event.correction.type,
+            "event_at": event.timestamp,
+        }
         with self._transaction(write=True) as execute:
-            execute(_INSERT_CORRECTION, _correction_row(event))
+            _CORRECTIONS.insert(execute, values)
 
     def list_corrections(
         self,
@@ -701,35 +638,20 @@ class SqlAuditStore(abc.ABC):
         types: Collection[DiscrepancyType] | None = None,
     ) -> list[CorrectionEvent]:
         """The account's correction events in [since, until), newest first, at most `limit`."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            msg = f"limit must be a whole number of at least 1, got {limit!r}"
-            raise ValueError(msg)
-        conditions = ["account_id = ?"]
-        params: list[object] = [account_id]
-        if since is not None:
-            conditions.append("event_at >= ?")
-            params.append(to_text(since))
-        if until is not None:
-            conditions.append("event_at < ?")
-            params.append(to_text(until))
-        if types:
-            conditions.append(_in("discrepancy_type", types))
-            params.extend(t.value for t in types)
+        _limit(limit)
+        where, params = _where(account_id, time="event_at", since=since, until=until, types=types)
         params.append(limit)
         with self._transaction(write=False) as execute:
-            rows = execute(
-                f"{_SELECT_CORRECTIONS} WHERE {' AND '.join(conditions)} {_NEWEST_CORRECTIONS_FIRST} LIMIT ?",
-                params,
-            )
-        return [_correction_event(row) for row in rows]
+            found = _CORRECTIONS.select(execute, f"WHERE {where} {_NEWEST_CORRECTIONS_FIRST} LIMIT ?", params)
+        return [_correction_event(values) for values in found]
 
     def load_blocked_breaks(self, account_id: str) -> list[UUID]:
         """The account's open breaks that a correction did not resolve: never to be corrected
         again automatically (read at start, with the open breaks)."""
         with self._transaction(write=False) as execute:
             rows = execute(
-                "SELECT DISTINCT c.break_id FROM corrections c JOIN breaks b ON b.break_id = c.break_id "
+                "SELECT DISTINCT c.break_id AS break_id FROM corrections c JOIN breaks b ON b.break_id = c.break_id "
                 "WHERE c.account_id = ? AND c.status = ? AND b.resolved_at IS NULL ORDER BY c.break_id",
                 (account_id, CorrectionStatus.UNRESOLVED.value),
             )
-        return [UUID(row[0]) for row in rows]
+        return [UUID(row["break_id"]) for row in rows]

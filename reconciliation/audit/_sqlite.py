@@ -11,13 +11,15 @@ import contextlib
 import logging
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciliation.audit._errors import AuditStoreError, AuditStoreUnavailableError, no_tables
 from reconciliation.audit._sql import SqlAuditStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
+
+    from reconciliation.audit._sql import Execute, Row
 
 __all__ = ["SqliteAuditStore"]
 
@@ -65,7 +67,8 @@ class SqliteAuditStore(SqlAuditStore):
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         try:
-            (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            connection.row_factory = sqlite3.Row
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             connection.close()
@@ -76,13 +79,11 @@ class SqliteAuditStore(SqlAuditStore):
         return connection
 
     @contextlib.contextmanager
-    def _transaction(
-        self, *, write: bool
-    ) -> Iterator[Callable[[str, Sequence[object]], list[tuple[Any, ...]]]]:
+    def _transaction(self, *, write: bool) -> Iterator[Execute]:
         with self._lock:
             connection = self._connect()
 
-            def execute(sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+            def execute(sql: str, params: Sequence[object]) -> Sequence[Row]:
                 return connection.execute(sql, params).fetchall()
 
             try:
@@ -97,7 +98,7 @@ class SqliteAuditStore(SqlAuditStore):
                     raise self._translate(exc) from exc
                 raise
 
-    def _lock_schema(self, execute: Callable[[str, Sequence[object]], list[tuple[Any, ...]]]) -> None:
+    def _lock_schema(self, execute: Execute) -> None:
         """`BEGIN IMMEDIATE` already holds the database's one write lock."""
 
     def _translate(self, exc: sqlite3.Error) -> AuditStoreError:
