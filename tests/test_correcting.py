@@ -12,7 +12,7 @@ import pytest
 from reconciliation import CorrectionPolicy, CorrectionStatus, ReconciliationConfig
 from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
-from reconciliation._domain.correcting import CorrectionTracker, Decisions
+from reconciliation._domain.correcting import ApplyOutcome, CorrectionTracker, Decisions
 from reconciliation._domain.models import (
     BrokerAccount,
     BrokerPosition,
@@ -55,7 +55,8 @@ class Scenario:
         return START + dt.timedelta(minutes=self.minute)
 
     def result(self, snapshot: Snapshot) -> ReconciliationResult:
-        snapshot = attrs.evolve(snapshot, taken_at=self.now())
+        read = self.now()
+        snapshot = attrs.evolve(snapshot, taken_at=read, read_started_at=read)
         found = compare(snapshot, CONFIG)
         result = ReconciliationResult(uuid.uuid4(), ACCOUNT, snapshot.taken_at, found.discrepancies)
         self.last = (result, self.ageing.observe(result))
@@ -74,7 +75,7 @@ class Scenario:
 
     def apply(self, decisions: Decisions, error: str | None = None) -> Decisions:
         (correction,) = decisions.apply
-        return self.tracker.applied(correction, error, self.now())
+        return self.tracker.applied(correction, ApplyOutcome(error=error), self.now())
 
     def verify(self, applied: Decisions, snapshot: Snapshot | None) -> Decisions:
         (event,) = applied.events
@@ -224,7 +225,7 @@ class TestApplying:
     def test_after_a_failed_application_the_next_run_tries_again_afresh(self, applying: Scenario) -> None:
         applying.run(books([NVDA]))
         first = applying.run(books([NVDA])).apply[0]
-        applying.tracker.applied(first, "RuntimeError: book locked", applying.now())
+        applying.tracker.applied(first, ApplyOutcome(error="RuntimeError: book locked"), applying.now())
 
         decisions = applying.run(books([NVDA]))
 

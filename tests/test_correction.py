@@ -168,11 +168,11 @@ class TestDerivation:
 
         assert only(books).correction_id == only(books).correction_id
 
-    def test_a_correction_without_a_known_value_exceeds_any_limit(self) -> None:
+    def test_a_correction_without_a_known_value_is_refused_under_any_policy(self) -> None:
         correction = only(snapshot(local=[Position("GOOG", 25, None)]))
 
-        assert correction.exceeds(Decimal(10**9))
-        assert not correction.exceeds(None)
+        assert "its value is unknown" in (correction.refusal(CorrectionPolicy()) or "")
+        assert "its value is unknown" in (correction.refusal(CorrectionPolicy(max_notional=10**9)) or "")
 
     def test_a_correction_describes_its_change(self) -> None:
         correction = only(snapshot(broker=[BrokerPosition("NVDA", 40, "120.00", "4800")]))

@@ -42,7 +42,10 @@ _SEVERITY_STYLE = {
 _STATUS_STYLE = {
     CorrectionStatus.PROPOSED: "cyan",
     CorrectionStatus.CONFIRMED: "cyan",
+    CorrectionStatus.HELD: "yellow",
     CorrectionStatus.APPLIED: "yellow",
+    CorrectionStatus.APPLIED_LATE: "yellow",
+    CorrectionStatus.UNKNOWN: "bold red",
     CorrectionStatus.VERIFIED: "green",
     CorrectionStatus.FAILED: "bold red",
     CorrectionStatus.REFUSED: "bold red",

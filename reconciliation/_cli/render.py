@@ -46,7 +46,10 @@ SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 CORRECTION_STYLES = {
     "proposed": "cyan",
     "confirmed": "cyan",
+    "held": "yellow",
     "applied": "bold yellow",
+    "applied_late": "bold yellow",
+    "unknown": "bold red",
     "verified": "green",
     "failed": "bold red",
     "refused": "bold red",

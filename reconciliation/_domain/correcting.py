@@ -3,15 +3,20 @@
 `CorrectionTracker` is fed each finished run of one account, in order, with its break
 ageing and the books it compared, and answers what to do (`Decisions`): the events to
 publish and record, the corrections to apply, the breaks to escalate. It is told how
-each application went (`applied`) and what the run after it found (`verified`).
+each application went (`applied`, and `landed` for one that answered late) and what
+the run after it found (`verified`).
 
 The rules, for a break of a type the policy corrects:
 
 - its correction is *proposed* when the break is first seen, and again whenever its
   figures change;
 - once `confirm_after_runs` runs in a row have seen it, the correction is *confirmed*
-  (once per figures): in `apply` mode it is then applied, unless its value exceeds
-  `max_notional` — then it is *refused* and the break escalated to critical;
+  (once per figures); it is *refused*, and the break escalated to critical, when its
+  value is unknown (no positive price on either side) or over its limit; in `apply`
+  mode it is then applied, unless a limit on applied corrections (`CorrectionBudget`)
+  or another runtime's lease holds it — *held*, applied later if the break persists;
+- an application that does not answer in time is *unknown*: nothing more is applied
+  for that break until the call returns (*applied_late*, or *failed*);
 - an application that fails leaves the break open: a later run that still confirms it
   tries again, with a fresh correction;
 - an applied correction is checked by the next completed run: *verified* when that run
@@ -19,14 +24,19 @@ The rules, for a break of a type the policy corrects:
   critical and never corrected again automatically (until it resolves; a break that
   comes back is a new one).
 
-A failed run decides nothing: it proposes nothing and checks nothing.
+Exactly one application per break: once an application starts, a break is decided
+only by runs whose read of the books started after the application ended — a run read
+before then may show the book as it was. A failed run decides nothing, and a suspect
+one (`ReconciliationResult.suspect`) derives, confirms and checks nothing.
 """
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import enum
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 import attrs
@@ -38,29 +48,108 @@ from reconciliation._domain.correction import (
     propose_corrections,
 )
 from reconciliation._domain.models import DiscrepancySeverity
+from reconciliation._domain.values import EXACT
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Iterable, Mapping
     from decimal import Decimal
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.breaks import BreakKey
-    from reconciliation._domain.models import CorrectionPolicy, Discrepancy, ReconciliationResult, Snapshot
+    from reconciliation._domain.models import (
+        CorrectionLimits,
+        CorrectionPolicy,
+        Discrepancy,
+        ReconciliationResult,
+        Snapshot,
+    )
 
-__all__ = ["CorrectionTracker", "Decisions", "Stage"]
+__all__ = ["ApplyOutcome", "Budget", "CorrectionBudget", "CorrectionTracker", "Decisions", "Stage"]
 
 logger = logging.getLogger(__name__)
 
 _Figures = tuple["Decimal | None", "Decimal | None"]
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
+_DAY = dt.timedelta(days=1)
 
 
 class Stage(enum.Enum):
     OPEN = "open"
     APPLYING = "applying"
+    UNKNOWN = "unknown"
+    """Its application did not answer in time: whether it changed the book is not known."""
     VERIFYING = "verifying"
     BLOCKED = "blocked"
     """A correction did not resolve it: never corrected again automatically."""
+
+
+@attrs.frozen
+class ApplyOutcome:
+    """How a call of the book's `apply_correction` ended.
+
+    `error` is None when it returned. `timed_out`: it did not answer in time (`error` says
+    so), and it may still land (`CorrectionTracker.landed`). `changed` is what a book that
+    raised reports it changed anyway (a half-way application), if it says.
+    """
+
+    error: str | None = None
+    timed_out: bool = False
+    changed: str | None = None
+
+
+class Budget(Protocol):
+    """What may still be applied: asked before each application, told of each one made."""
+
+    def refusal(self, correction: Correction, now: dt.datetime) -> str | None: ...
+
+    def spend(self, correction: Correction, now: dt.datetime) -> None: ...
+
+
+class CorrectionBudget:
+    """Applied corrections under `CorrectionLimits`: per run and per rolling 24 hours, a count
+    and a total notional, for one account or for a whole runtime (`scope` names which).
+    Not thread-safe: the corrector owns it."""
+
+    def __init__(self, limits: CorrectionLimits, *, scope: str) -> None:
+        self._limits = limits
+        self._scope = scope
+        self._day: collections.deque[tuple[dt.datetime, Decimal]] = collections.deque()
+        self._runs: dict[UUID, tuple[int, Decimal]] = {}
+
+    def refusal(self, correction: Correction, now: dt.datetime) -> str | None:
+        limits, notional = self._limits, correction.notional or EXACT.add(0, 0)
+        while self._day and self._day[0][0] <= now - _DAY:
+            self._day.popleft()
+        count, total = self._runs.get(correction.run_id, (0, EXACT.add(0, 0)))
+        day_total = sum((amount for _, amount in self._day), EXACT.add(0, 0))
+        for reached, name, limit in (
+            (limits.per_run is not None and count + 1 > limits.per_run, "per_run", limits.per_run),
+            (limits.per_day is not None and len(self._day) + 1 > limits.per_day, "per_day", limits.per_day),
+            (
+                limits.notional_per_run is not None and total + notional > limits.notional_per_run,
+                "notional_per_run",
+                limits.notional_per_run,
+            ),
+            (
+                limits.notional_per_day is not None and day_total + notional > limits.notional_per_day,
+                "notional_per_day",
+                limits.notional_per_day,
+            ),
+        ):
+            if reached:
+                frees = ""
+                if name.endswith("per_day") and self._day:
+                    frees = f"; room again from {(self._day[0][0] + _DAY).isoformat(timespec='seconds')}"
+                return f"{self._scope}'s limit {name} ({limit}) on applied corrections is reached{frees}"
+        return None
+
+    def spend(self, correction: Correction, now: dt.datetime) -> None:
+        notional = correction.notional or EXACT.add(0, 0)
+        self._day.append((now, notional))
+        count, total = self._runs.get(correction.run_id, (0, EXACT.add(0, 0)))
+        self._runs[correction.run_id] = (count + 1, total + notional)
+        while len(self._runs) > 16:
+            del self._runs[next(iter(self._runs))]
 
 
 @attrs.define
@@ -78,6 +167,10 @@ class _Memory:
     """Its verification run failed: the next completed run decides."""
     ended: bool = False
     """It resolved while its correction was being applied."""
+    read_after: dt.datetime | None = None
+    """Only a run whose read started after this decides the break (an application ended then)."""
+    held: str | None = None
+    """Why its confirmed correction is held (a limit, another runtime's lease)."""
 
 
 @attrs.frozen
@@ -90,6 +183,19 @@ class Decisions:
     escalate: tuple[UUID, ...] = ()
 
 
+def _read_after(memory: _Memory, read: dt.datetime) -> bool:
+    """Whether a run whose read started at `read` may decide the break (see the module's rules)."""
+    return memory.read_after is None or read >= memory.read_after
+
+
+class _NoBudget:
+    def refusal(self, correction: Correction, now: dt.datetime) -> str | None:  # noqa: ARG002 - the protocol's
+        return None
+
+    def spend(self, correction: Correction, now: dt.datetime) -> None:
+        """Nothing to count."""
+
+
 class CorrectionTracker:
     """Follows the corrections of one account. Not thread-safe: one owner (an actor) feeds it.
 
@@ -97,13 +203,22 @@ class CorrectionTracker:
         policy: what may be corrected, when and how far.
         actor: who, in the events: the process deriving and applying them.
         blocked: breaks that a correction did not resolve (read back from the audit store).
+        budget: the limits on applied corrections (the account's, and the runtime's).
     """
 
-    def __init__(self, policy: CorrectionPolicy, *, actor: str, blocked: Iterable[UUID] = ()) -> None:
+    def __init__(
+        self,
+        policy: CorrectionPolicy,
+        *,
+        actor: str,
+        blocked: Iterable[UUID] = (),
+        budget: Budget | None = None,
+    ) -> None:
         self._policy = policy
         self._actor = actor
         self._memory: dict[UUID, _Memory] = {}
         self._blocked = set(blocked)
+        self._budget = budget or _NoBudget()
 
     @property
     def policy(self) -> CorrectionPolicy:
@@ -114,54 +229,75 @@ class CorrectionTracker:
         """The open breaks never to be corrected again automatically."""
         return frozenset(self._blocked)
 
+    @property
+    def held(self) -> str | None:
+        """Why confirmed corrections are held now, if any is."""
+        return next((memory.held for memory in self._memory.values() if memory.held), None)
+
     def observe(
-        self, result: ReconciliationResult, ageing: AgeingUpdate, snapshot: Snapshot | None, now: dt.datetime
+        self,
+        result: ReconciliationResult,
+        ageing: AgeingUpdate,
+        snapshot: Snapshot | None,
+        now: dt.datetime,
+        *,
+        withheld: str | None = None,
     ) -> Decisions:
         """A run finished: propose, confirm, refuse and judge what it shows.
 
-        `ageing` is the run's `BreakTracker` update; `snapshot` the books it compared.
+        `ageing` is the run's `BreakTracker` update; `snapshot` the books it compared;
+        `withheld` why this runtime may not apply now (another holds the account's lease).
         """
         if result.error is not None or snapshot is None:
             return Decisions()
-        events: list[CorrectionEvent] = []
-        escalate: list[UUID] = []
         for sighting in ageing.ended:
             self._blocked.discard(sighting.break_id)
             memory = self._memory.get(sighting.break_id)
-            if memory is not None and memory.stage in {Stage.APPLYING, Stage.VERIFYING}:
+            if memory is not None and memory.stage in {Stage.APPLYING, Stage.UNKNOWN, Stage.VERIFYING}:
                 memory.ended = True
             else:
                 self._memory.pop(sighting.break_id, None)
+        if result.suspect is not None:
+            return Decisions()
+        read = snapshot.read_started_at
+        events: list[CorrectionEvent] = []
+        escalate: list[UUID] = []
         found = {d.key: d for d in result.discrepancies}
-        for memory in [m for m in self._memory.values() if m.awaiting_run]:
+        for memory in [m for m in self._memory.values() if m.awaiting_run and _read_after(m, read)]:
             self._judge(memory, found, result.run_id, now, events, escalate)
-        pending = self._to_derive(result, ageing)
+        pending = self._to_derive(result, ageing, read)
         apply: list[Correction] = []
         for correction in propose_corrections(snapshot, pending, run_id=result.run_id):
-            self._decide(correction, now, events, apply, escalate)
+            self._decide(correction, now, withheld, events, apply, escalate)
         return Decisions(tuple(events), tuple(apply), tuple(escalate))
 
-    def applied(self, correction: Correction, error: str | None, now: dt.datetime) -> Decisions:
-        """The book's `apply_correction` returned (`error` None) or failed (`error` says how)."""
+    def applied(self, correction: Correction, outcome: ApplyOutcome, now: dt.datetime) -> Decisions:
+        """The book's `apply_correction` returned, failed, or did not answer in time."""
         memory = self._memory.get(correction.break_id)
-        if memory is None or memory.applied != correction:
+        if memory is None or memory.applied != correction or memory.stage is not Stage.APPLYING:
             logger.warning("An application of correction %s was not expected", correction.correction_id)
             return Decisions()
-        if error is None:
-            memory.stage = Stage.VERIFYING
-            return Decisions((self._event(CorrectionStatus.APPLIED, correction, now, memory.severity),))
-        event = self._event(CorrectionStatus.FAILED, correction, now, memory.severity, reason=error)
-        if memory.ended:
-            del self._memory[correction.break_id]
-        else:
-            memory.stage, memory.applied, memory.confirmed = Stage.OPEN, None, None
-        return Decisions((event,))
+        if outcome.timed_out:
+            memory.stage, memory.read_after = Stage.UNKNOWN, _NEVER
+            reason = f"{outcome.error}: whether it changed the book is unknown until it returns"
+            return Decisions((self._event(CorrectionStatus.UNKNOWN, correction, now, memory.severity, reason=reason),))
+        return self._ended(memory, correction, outcome.error, outcome.changed, now, CorrectionStatus.APPLIED)
+
+    def landed(self, correction: Correction, error: str | None, now: dt.datetime) -> Decisions:
+        """An application that had not answered in time returned after all (`error` None) or raised."""
+        memory = self._memory.get(correction.break_id)
+        if memory is None or memory.applied != correction or memory.stage is not Stage.UNKNOWN:
+            logger.warning("A late answer of correction %s was not expected", correction.correction_id)
+            return Decisions()
+        reason = None if error is None else f"it answered late: {error}"
+        return self._ended(memory, correction, reason, None, now, CorrectionStatus.APPLIED_LATE)
 
     def verified(
         self, corrections: Iterable[Correction], result: ReconciliationResult | None, now: dt.datetime
     ) -> Decisions:
         """The run asked for after applying `corrections` ended with `result` (None: it could
-        not be asked for). A run that failed leaves the verdict to the next completed run."""
+        not be asked for). A run that failed, or is suspect, leaves the verdict to the next
+        completed run."""
         events: list[CorrectionEvent] = []
         escalate: list[UUID] = []
         found = {} if result is None else {d.key: d for d in result.discrepancies}
@@ -169,14 +305,36 @@ class CorrectionTracker:
             memory = self._memory.get(correction.break_id)
             if memory is None or memory.stage is not Stage.VERIFYING or memory.applied != correction:
                 continue
-            if result is None or result.error is not None:
+            if result is None or result.error is not None or result.suspect is not None:
                 memory.awaiting_run = True
                 continue
             self._judge(memory, found, result.run_id, now, events, escalate)
         return Decisions(tuple(events), escalate=tuple(escalate))
 
+    def _ended(
+        self,
+        memory: _Memory,
+        correction: Correction,
+        error: str | None,
+        changed: str | None,
+        now: dt.datetime,
+        applied: CorrectionStatus,
+    ) -> Decisions:
+        """An application ended: applied (then verified by a run read after now) or failed."""
+        memory.read_after = now
+        if error is None:
+            memory.stage = Stage.VERIFYING
+            return Decisions((self._event(applied, correction, now, memory.severity),))
+        reason = error if changed is None else f"{error}; the book reports it changed: {changed}"
+        event = self._event(CorrectionStatus.FAILED, correction, now, memory.severity, reason=reason)
+        if memory.ended:
+            del self._memory[correction.break_id]
+        else:
+            memory.stage, memory.applied, memory.confirmed = Stage.OPEN, None, None
+        return Decisions((event,))
+
     def _to_derive(
-        self, result: ReconciliationResult, ageing: AgeingUpdate
+        self, result: ReconciliationResult, ageing: AgeingUpdate, read: dt.datetime
     ) -> list[tuple[Discrepancy, UUID, int]]:
         """The breaks whose correction is to be proposed or confirmed now."""
         pending = []
@@ -188,11 +346,11 @@ class CorrectionTracker:
             if memory is None:
                 memory = self._memory[sighting.break_id] = _Memory(sighting.severity)
             memory.severity = sighting.severity
-            if memory.stage is not Stage.OPEN:
+            if memory.stage is not Stage.OPEN or not _read_after(memory, read):
                 continue
             figures = (discrepancy.local_value, discrepancy.broker_value)
             confirmed = sighting.consecutive_runs >= confirm_after
-            if memory.proposed != figures or (confirmed and memory.confirmed != figures):
+            if memory.proposed != figures or (confirmed and (memory.confirmed != figures or memory.held)):
                 pending.append((discrepancy, sighting.break_id, sighting.consecutive_runs))
         return pending
 
@@ -200,6 +358,7 @@ class CorrectionTracker:
         self,
         correction: Correction,
         now: dt.datetime,
+        withheld: str | None,
         events: list[CorrectionEvent],
         apply: list[Correction],
         escalate: list[UUID],
@@ -209,24 +368,31 @@ class CorrectionTracker:
         if memory.proposed != figures:
             memory.proposed = figures
             events.append(self._event(CorrectionStatus.PROPOSED, correction, now, memory.severity))
-        if correction.consecutive_runs < self._policy.confirm_after_runs or memory.confirmed == figures:
+        if correction.consecutive_runs < self._policy.confirm_after_runs:
             return
-        memory.confirmed = figures
-        limit = self._policy.max_notional
-        if correction.exceeds(limit):
-            value = "unknown" if correction.notional is None else f"{correction.notional:f}"
-            reason = f"its value ({value}) exceeds max_notional ({limit:f}): never applied"
-            events.append(
-                self._event(
-                    CorrectionStatus.REFUSED, correction, now, DiscrepancySeverity.CRITICAL, reason=reason
+        if memory.confirmed != figures:
+            memory.confirmed, memory.held = figures, None
+            refusal = correction.refusal(self._policy)
+            if refusal is not None:
+                events.append(
+                    self._event(CorrectionStatus.REFUSED, correction, now, DiscrepancySeverity.CRITICAL, reason=refusal)
                 )
-            )
-            escalate.append(correction.break_id)
+                escalate.append(correction.break_id)
+                return
+            events.append(self._event(CorrectionStatus.CONFIRMED, correction, now, memory.severity))
+        elif memory.held is None:
             return
-        events.append(self._event(CorrectionStatus.CONFIRMED, correction, now, memory.severity))
-        if self._policy.mode == "apply":
-            memory.stage, memory.applied = Stage.APPLYING, correction
-            apply.append(correction)
+        if self._policy.mode == "propose":
+            return
+        held = withheld or self._budget.refusal(correction, now)
+        if held is not None:
+            if memory.held is None:
+                events.append(self._event(CorrectionStatus.HELD, correction, now, memory.severity, reason=held))
+            memory.held = held
+            return
+        self._budget.spend(correction, now)
+        memory.stage, memory.applied, memory.held, memory.read_after = Stage.APPLYING, correction, None, _NEVER
+        apply.append(correction)
 
     def _judge(
         self,

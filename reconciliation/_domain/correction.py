@@ -55,7 +55,7 @@ from reconciliation._domain.values import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from reconciliation._domain.models import Discrepancy, Snapshot
+    from reconciliation._domain.models import CorrectionPolicy, Discrepancy, Snapshot
 
 __all__ = [
     "POSITION_TYPES",
@@ -154,11 +154,22 @@ class Correction:
             self.symbol, self.asset_type.value if self.asset_type else None, self.currency
         )
 
-    def exceeds(self, max_notional: Decimal | None) -> bool:
-        """Whether the limit forbids it: its value is above `max_notional`, or unknown under a limit."""
-        if max_notional is None:
-            return False
-        return self.notional is None or self.notional > max_notional
+    def refusal(self, policy: CorrectionPolicy) -> str | None:
+        """Why `policy` never lets it be applied (its value unknown, or over its limit), or None."""
+        if self.notional is None:
+            return "no positive price on either side, so its value is unknown: proposed, never applied"
+        name, limit = "max_notional", policy.max_notional
+        if self.currency is not None and self.cash is not None:
+            name = f"max_notional_by_currency[{self.currency}]"
+            limit = policy.max_notional_by_currency.get(self.currency)
+            if limit is None and policy.max_notional is not None:
+                return (
+                    f"max_notional is in the account's currency and {self.currency} has no entry in "
+                    "max_notional_by_currency: never applied"
+                )
+        if limit is not None and self.notional > limit:
+            return f"its value ({self.notional:f}) exceeds {name} ({limit:f}): never applied"
+        return None
 
     def describe(self) -> str:
         """The change, for people: `buy 50 AAPL at 189.50, average cost 189.50`, `add -4.95 to cash`."""
@@ -186,11 +197,21 @@ class CorrectionStatus(enum.Enum):
     REFUSED = "refused"
     """Confirmed, but its value exceeds `max_notional` (or is unknown under it): never
     applied; the break is escalated to critical."""
+    HELD = "held"
+    """Confirmed, but not applied: a limit on applied corrections was reached, or another
+    runtime holds the account's lease. Proposals go on; it is applied once allowed, if its
+    break persists."""
     APPLIED = "applied"
     """The book's `apply_correction` returned."""
+    UNKNOWN = "unknown"
+    """`apply_correction` did not answer in time: whether it changed the book is unknown, so
+    nothing more is applied for the break until the call returns and a run read after it."""
+    APPLIED_LATE = "applied_late"
+    """An `apply_correction` that had not answered in time returned after all."""
     FAILED = "failed"
-    """`apply_correction` raised or did not answer in time: the break stays open, and a
-    later run that still confirms it tries again."""
+    """`apply_correction` raised (what the book reports it changed, if anything, is in the
+    reason): the break stays open, and a later run, read after the failure, that still
+    confirms it tries again."""
     VERIFIED = "verified"
     """The run after the application no longer saw the break."""
     UNRESOLVED = "unresolved"
@@ -263,14 +284,16 @@ def derive_correction(
         if local is None:
             msg = f"the local position of {discrepancy.subject} is missing"
             raise ValueError(msg)
-        values = _fill(-local.quantity, local.avg_cost, None)
+        values = _fill(-local.quantity, local.avg_cost, None, (local.avg_cost,))
     elif kind in POSITION_TYPES:
         if broker is None:
             msg = f"the broker's position of {discrepancy.subject} is missing"
             raise ValueError(msg)
         held_quantity = Decimal(0) if local is None else local.quantity
         quantity = EXACT.subtract(broker.quantity, held_quantity)
-        values = _fill(quantity, _broker_price(broker), broker.avg_cost)
+        mark = ROUNDED.divide(broker.market_value, broker.quantity) if broker.quantity else None
+        evidence = (broker.avg_cost, mark, None if local is None else local.avg_cost)
+        values = _fill(quantity, broker.avg_cost if broker.avg_cost is not None else mark, broker.avg_cost, evidence)
     return Correction(
         break_id=break_id,
         run_id=run_id,
@@ -287,16 +310,15 @@ def derive_correction(
     )
 
 
-def _fill(quantity: Decimal, price: Decimal | None, avg_cost: Decimal | None) -> dict[str, Any]:
-    notional = None if price is None else EXACT.multiply(quantity.copy_abs(), price.copy_abs())
+def _fill(
+    quantity: Decimal, price: Decimal | None, avg_cost: Decimal | None, evidence: tuple[Decimal | None, ...]
+) -> dict[str, Any]:
+    """A synthetic fill of `quantity` at `price`, valued at the largest positive price of the
+    `evidence` (the book's and the broker's costs and marks): a zero or missing price never
+    makes a large change look small. With no positive price, its value is unknown (None)."""
+    prices = [value for value in evidence if value is not None and value > 0]
+    notional = EXACT.multiply(quantity.copy_abs(), max(prices)) if prices else None
     return {"quantity": quantity, "price": price, "avg_cost": avg_cost, "notional": notional}
-
-
-def _broker_price(broker: BrokerPosition) -> Decimal:
-    """The broker's average cost, or its mark when it gives none."""
-    if broker.avg_cost is not None:
-        return broker.avg_cost
-    return ROUNDED.divide(broker.market_value, broker.quantity)
 
 
 def _both(

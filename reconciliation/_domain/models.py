@@ -17,6 +17,7 @@ from uuid import UUID
 import attrs
 
 from reconciliation._domain.error_text import shown
+from reconciliation._domain.plausibility import PlausibilityPolicy
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
@@ -48,6 +49,7 @@ __all__ = [
     "AssetType",
     "BrokerAccount",
     "BrokerPosition",
+    "CorrectionLimits",
     "CorrectionPolicy",
     "Discrepancy",
     "DiscrepancyKind",
@@ -391,6 +393,12 @@ class ReconciliationResult:
     error: str | None = None
     """None when the run completed; otherwise why it could not, for an operator."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
+    suspect: str | None = None
+    """Why the broker's answer was implausible against the account's recent history (see
+    `PlausibilityPolicy`), or None: no correction acts on a suspect run.
+
+    .. versionadded:: 0.1
+    """
     is_clean: bool = attrs.field(
         init=False, default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
     )
@@ -549,6 +557,30 @@ def _optional_non_negative(_instance: object, field: attrs.Attribute[Any], value
 
 
 @attrs.frozen
+class CorrectionLimits:
+    """How much corrections may change the book in all: per run and per rolling 24 hours, a
+    count and a total notional of applied corrections (None: no such limit). Reaching one
+    stops applying — proposals go on — until the window moves past it.
+
+    .. versionadded:: 0.1
+    """
+
+    per_run: int | None = attrs.field(default=10, validator=_optional_whole_number)
+    per_day: int | None = attrs.field(default=50, validator=_optional_whole_number)
+    notional_per_run: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=[optional_finite_decimal, _optional_non_negative]
+    )
+    notional_per_day: Decimal | None = attrs.field(
+        default=None, converter=optional_decimal, validator=[optional_finite_decimal, _optional_non_negative]
+    )
+
+
+def _currency_limits(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
+    converted = decimal_mapping(value)
+    return frozen_mapping({}) if converted is None else converted
+
+
+@attrs.frozen
 class CorrectionPolicy:
     """When the service corrects the local book, and how far. See docs/configuration.md.
 
@@ -556,8 +588,10 @@ class CorrectionPolicy:
     is published and recorded. Once `confirm_after_runs` consecutive runs have seen the
     break, `mode="apply"` hands the correction to the book's `apply_correction` and
     runs a reconciliation at once to check it; `mode="propose"` (a dry run) changes
-    nothing. A correction whose absolute value exceeds `max_notional` is never applied:
-    the break is escalated to critical instead.
+    nothing. A correction whose absolute value exceeds `max_notional`, or is unknown (no
+    positive price on either side), is never applied: the break is escalated to critical
+    instead. Nothing is applied from a suspect run, beyond the `limits`, or by a runtime
+    that does not hold the account's lease.
     """
 
     mode: Literal["propose", "apply"] = attrs.field(
@@ -570,8 +604,17 @@ class CorrectionPolicy:
     max_notional: Decimal | None = attrs.field(
         default=None, converter=optional_decimal, validator=[optional_finite_decimal, _optional_non_negative]
     )
-    """The largest absolute value a correction may have: |quantity| x price for a
-    position, the amount for cash, |quantity| x the cost change for a cost. None: no limit."""
+    """The largest absolute value a correction may have, in the account's currency: |quantity|
+    x the larger of the book's and the broker's price for a position, the amount for cash,
+    |quantity| x the cost change for a cost. None: no limit."""
+    max_notional_by_currency: Mapping[str, Decimal] = attrs.field(
+        factory=dict, converter=_currency_limits, validator=optional_decimal_mapping, kw_only=True
+    )
+    """For cash kept per currency: the largest correction of a currency's cash, in it. Under
+    `max_notional`, a currency without an entry is never corrected (its value in the
+    account's currency is unknown)."""
+    limits: CorrectionLimits = attrs.field(factory=CorrectionLimits, validator=of_type(CorrectionLimits), kw_only=True)
+    """How much the account's corrections may change its book in all."""
 
 
 def _tolerances(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
@@ -667,6 +710,10 @@ class ReconciliationConfig:
     """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
     correction: CorrectionPolicy | None = attrs.field(default=None, validator=_correction_policy)
     """Auto-correction of the local book (off: None). See `CorrectionPolicy`."""
+    plausibility: PlausibilityPolicy = attrs.field(
+        factory=PlausibilityPolicy, validator=of_type(PlausibilityPolicy), kw_only=True
+    )
+    """When a broker's answer is suspect: too unlike the account's recent ones to act on."""
 
     @post_fill_max_wait_seconds.validator
     def _max_wait_covers_delay(self, _field: attrs.Attribute[Any], value: float) -> None:
@@ -698,3 +745,11 @@ class Snapshot:
     broker_positions: tuple[BrokerPosition, ...] | ColumnarPositions = attrs.field(converter=_broker_positions)
     broker_account: BrokerAccount
     taken_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
+    read_started_at: dt.datetime = attrs.field(
+        default=attrs.Factory(lambda self: self.taken_at, takes_self=True),
+        converter=utc_datetime,
+        validator=utc_only,
+        kw_only=True,
+    )
+    """When the first of its reads began (`taken_at`: when the last ended): a correction is
+    judged only by runs whose reads began after it was applied."""

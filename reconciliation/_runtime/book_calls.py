@@ -40,13 +40,42 @@ if TYPE_CHECKING:
 
     from reconciliation._runtime.workers import DaemonWorkers
 
-__all__ = ["BookCallError", "BookCalls"]
+__all__ = ["BookCallError", "BookCallTimeoutError", "BookCalls"]
 
 logger = logging.getLogger(__name__)
 
 
 class BookCallError(Exception):
     """A call failed, timed out, or could not be made; the message is for an operator."""
+
+
+class BookCallTimeoutError(BookCallError):
+    """A call did not answer within its limit; it runs on, and may still return."""
+
+
+class _Returned:
+    """When the host's code of one call really returned, and with what error (None: it
+    returned a value): told to whoever watches, even if it returned before they looked."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._error: BaseException | None = None
+        self._watcher: Callable[[BaseException | None], object] | None = None
+
+    def finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done, self._error, watcher = True, error, self._watcher
+        if watcher is not None:
+            watcher(error)
+
+    def watch(self, watcher: Callable[[BaseException | None], object]) -> None:
+        with self._lock:
+            self._watcher, done, error = watcher, self._done, self._error
+        if done:
+            watcher(error)
 
 
 class BookCalls:
@@ -110,12 +139,16 @@ class BookCalls:
         name: str,
         limit: float,
         arguments: tuple[object, ...] | None = None,
+        on_late: Callable[[BaseException | None], object] | None = None,
     ) -> Any:
         """`method(account_id)` — or `method(*arguments)` — awaited if it is a coroutine,
-        within `limit` seconds.
+        within `limit` seconds. `on_late`, for a call that did not answer in time, is told
+        (from any thread) what it ended with once the host's code returns, if it ever does
+        (a coroutine is cancelled at its limit: it ends then, with `CancelledError`).
 
         Raises:
-            BookCallError: it raised, did not answer in time, or still hangs from an earlier run.
+            BookCallTimeoutError: it did not answer in time.
+            BookCallError: it raised, or still hangs from an earlier run.
         """
         key = (account_id, name)
         with self._lock:
@@ -130,10 +163,12 @@ class BookCalls:
         started = self._monotonic()
         waited_from = time.perf_counter()
         args = (account_id,) if arguments is None else arguments
-        running = self._begin(method, args, name, key)
+        returned = _Returned()
+        running = self._begin(method, args, name, key, returned)
         done, _ = await asyncio.wait({running}, timeout=limit)
         if done and self._belongs_to_home_loop(running, key):
-            running = self._begin(method, args, name, key)
+            returned = _Returned()
+            running = self._begin(method, args, name, key, returned)
             done, _ = await asyncio.wait({running}, timeout=max(limit - (self._monotonic() - started), 0.0))
         waited = time.perf_counter() - waited_from
         if not done:
@@ -150,8 +185,10 @@ class BookCalls:
                 self._on_hung(len(self._hung))
             elsewhere = self._loop_of(method, key) is not None
             where = " (on the event loop it belongs to: is that loop blocked?)" if elsewhere else ""
+            if on_late is not None:
+                returned.watch(on_late)
             msg = f"{name} did not answer within {limit:g} s{where}"
-            raise BookCallError(msg)
+            raise BookCallTimeoutError(msg)
         if running.cancelled():
             self._on_call(BookCallTiming(account_id, name, waited, "failed"))
             msg = f"{name} was cancelled"
@@ -181,20 +218,26 @@ class BookCalls:
         return True
 
     def _begin(
-        self, method: Callable[..., Any], args: tuple[object, ...], name: str, key: tuple[str, str]
+        self,
+        method: Callable[..., Any],
+        args: tuple[object, ...],
+        name: str,
+        key: tuple[str, str],
+        returned: _Returned,
     ) -> asyncio.Future[Any]:
         """Mark the call outstanding and start it; the mark goes when the host's code returns."""
         token = next(self._tokens)
         with self._lock:
             self._outstanding[key] = (token, self._monotonic(), inspect.iscoroutinefunction(method))
 
-        def release() -> None:
+        def release(error: BaseException | None = None) -> None:
             self._returned(key, token)
+            returned.finish(error)
 
         try:
             return self._start(method, args, name, release, key)
-        except BaseException:
-            self._returned(key, token)
+        except BaseException as error:
+            release(error)
             raise
 
     def _returned(self, key: tuple[str, str], token: int) -> None:
@@ -213,7 +256,7 @@ class BookCalls:
         method: Callable[..., Any],
         args: tuple[object, ...],
         name: str,
-        release: Callable[[], None],
+        release: Callable[[BaseException | None], None],
         key: tuple[str, str],
     ) -> asyncio.Future[Any]:
         """Start the call; `release` runs once the host's code has really returned (or raised)."""
@@ -228,7 +271,7 @@ class BookCalls:
         method: Callable[..., Any],
         args: tuple[object, ...],
         name: str,
-        release: Callable[[], None],
+        release: Callable[[BaseException | None], None],
         target: asyncio.AbstractEventLoop | None,
         key: tuple[str, str],
     ) -> asyncio.Future[Any]:
@@ -271,7 +314,9 @@ def _on_another_loop(error: BaseException | None) -> bool:
 class _PlainCall:
     """A plain call's way back from its worker thread to the loop that awaits it."""
 
-    def __init__(self, name: str, release: Callable[[], None], target: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(
+        self, name: str, release: Callable[[BaseException | None], None], target: asyncio.AbstractEventLoop | None
+    ) -> None:
         self._name = name
         self._release = release
         self._target = target
@@ -288,8 +333,12 @@ class _PlainCall:
 
     def finished(self, done: concurrent.futures.Future[Any]) -> None:
         """In the worker's thread: a plain answer frees the gate at once, whatever the loop is doing."""
-        if done.cancelled() or done.exception() is not None or not inspect.isawaitable(done.result()):
-            self._release()
+        if done.cancelled():
+            self._release(asyncio.CancelledError())
+        elif (error := done.exception()) is not None:
+            self._release(error.__cause__ if isinstance(error, _HostRaised) else error)
+        elif not inspect.isawaitable(done.result()):
+            self._release(None)
         _call_soon(self._loop, self._returned, done)
 
     def _returned(self, done: concurrent.futures.Future[Any]) -> None:
@@ -298,7 +347,7 @@ class _PlainCall:
         if done.cancelled() or self.waiting.done():
             if inspect.iscoroutine(answer):
                 answer.close()
-            self._release()
+            self._release(asyncio.CancelledError() if inspect.isawaitable(answer) else None)
             if not self._answered.done():
                 self._answered.cancel()
             return
@@ -314,15 +363,18 @@ class _HostRaised(Exception):  # noqa: N818 - a carrier, never seen outside this
     """A `BaseException` of the host's, carried as an ordinary exception (its `__cause__`)."""
 
 
-async def _contained(awaitable: Any, release: Callable[[], None]) -> Any:
+async def _contained(awaitable: Any, release: Callable[[BaseException | None], None]) -> Any:
+    ended: BaseException | None = None
     try:
         return await awaitable
-    except (asyncio.CancelledError, GeneratorExit):
+    except (asyncio.CancelledError, GeneratorExit) as error:
+        ended = error
         raise
     except BaseException as error:
+        ended = error
         raise _HostRaised from error
     finally:
-        release()
+        release(ended)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
+from reconciliation._domain.plausibility import AnswerHistory
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.actor_base import ResilientActor, ticket_of
 from reconciliation._runtime.messages import AbandonRun, EscalateBreak, SnapshotFailed, SnapshotTaken
@@ -101,6 +102,7 @@ class ComparatorActor(ResilientActor):
         self._trackers = trackers
         self._sinks = sinks
         self._on_halt = on_halt
+        self._answers = {account_id: AnswerHistory(config.plausibility) for account_id, config in accounts.items()}
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, SnapshotTaken):
@@ -112,7 +114,10 @@ class ComparatorActor(ResilientActor):
                 comparison = compare(
                     snapshot, self._accounts[snapshot.account_id], pause=GilBudget() if large else None
                 )
-                result = completed_result(message.ticket, comparison, snapshot.taken_at, self._clock.monotonic())
+                suspect = self._answers[snapshot.account_id].judge(snapshot, clean=not comparison.discrepancies)
+                result = completed_result(
+                    message.ticket, comparison, snapshot.taken_at, self._clock.monotonic(), suspect=suspect
+                )
                 self._finish(message.ticket, result, snapshot)
         elif isinstance(message, SnapshotFailed | AbandonRun):
             if message.ticket.outcome.done():

@@ -10,7 +10,9 @@ carries the decisions out:
   run it came from;
 - confirmed corrections are applied one at a time per account, through `links.apply`:
   the fetcher calls the book's `apply_correction` as it calls every book method
-  (bounded, contained, never on this thread);
+  (bounded, contained, never on this thread); only within the account's and the
+  runtime's limits (`CorrectionBudget`), and only while `links.may_apply` says this
+  runtime is the account's one writer;
 - once an account's applications are done, one reconciliation is asked for at once
   through `links.verify` (an on-demand run, `requested_by="correction"`), and its result
   judges each applied correction;
@@ -33,21 +35,22 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.correcting import CorrectionTracker, Decisions
+from reconciliation._domain.correcting import ApplyOutcome, CorrectionBudget, CorrectionTracker, Decisions
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.models import ReconciliationResult
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.messages import InFlight
+from reconciliation._runtime.messages import Application, InFlight
 from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Iterable, Mapping, Sequence
 
     import pykka
 
-    from reconciliation._domain.models import ReconciliationConfig
+    from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
 
@@ -56,22 +59,29 @@ __all__ = ["CorrectionLinks", "CorrectorActor"]
 logger = logging.getLogger(__name__)
 
 STOPPED_BEFORE = "the service stopped before it was applied"
-STOPPED_DURING = "the service stopped before apply_correction answered: whether it changed the book, the next run will show"
+STOPPED_DURING = "the service stopped before apply_correction answered"
 
 
 @attrs.frozen
 class CorrectionLinks:
-    """How the corrector reaches upstream: apply a correction to its account's book (the
-    future receives None or what went wrong), ask for a run of an account now, hold a
-    break at CRITICAL."""
+    """How the corrector reaches upstream: apply a correction to its account's book, ask for
+    a run of an account now, hold a break at CRITICAL; and whether this runtime may apply to
+    an account now (None: it may; else why not: another runtime holds its lease)."""
 
-    apply: Callable[[Correction], Future[None]]
+    apply: Callable[[Correction], Application]
     verify: Callable[[str], Future[ReconciliationResult]]
     escalate: Callable[[str, UUID], None]
+    may_apply: Callable[[str], str | None] = lambda _account_id: None
 
 
 @attrs.frozen
 class _Applied:
+    correction: Correction
+    outcome: ApplyOutcome
+
+
+@attrs.frozen
+class _Landed:
     correction: Correction
     error: str | None
 
@@ -97,10 +107,24 @@ class _Applications:
         return self.applying is not None or bool(self.waiting)
 
 
+class _Budgets:
+    """An account's budget and, when the runtime has limits of its own, the runtime's."""
+
+    def __init__(self, account: CorrectionBudget, runtime: CorrectionBudget | None) -> None:
+        self._budgets = (account,) if runtime is None else (account, runtime)
+
+    def refusal(self, correction: Correction, now: dt.datetime) -> str | None:
+        return next((why for budget in self._budgets if (why := budget.refusal(correction, now))), None)
+
+    def spend(self, correction: Correction, now: dt.datetime) -> None:
+        for budget in self._budgets:
+            budget.spend(correction, now)
+
+
 class CorrectorActor(ResilientActor):
     component = "corrector"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its collaborators, each a keyword
         self,
         *,
         accounts: Mapping[str, ReconciliationConfig],
@@ -111,15 +135,22 @@ class CorrectorActor(ResilientActor):
         actor: str,
         blocked: Mapping[str, Iterable[UUID]] | None = None,
         observers: Observers | None = None,
+        limits: CorrectionLimits | None = None,
     ) -> None:
         """Corrects the `accounts` that have a `CorrectionPolicy`; `sinks` are each account's
         delivery actors; `actor` names this process in the events; `blocked` are the breaks
         each account must never correct again (from the audit store); `observers` are told
-        every event, after `PROCESS_OBSERVERS`."""
+        every event, after `PROCESS_OBSERVERS`; `limits` bound what all accounts apply together."""
         super().__init__(board=board, clock=clock)
         blocked = blocked or {}
+        shared = None if limits is None else CorrectionBudget(limits, scope="the runtime")
         self._trackers = {
-            account_id: CorrectionTracker(config.correction, actor=actor, blocked=blocked.get(account_id, ()))
+            account_id: CorrectionTracker(
+                config.correction,
+                actor=actor,
+                blocked=blocked.get(account_id, ()),
+                budget=_Budgets(CorrectionBudget(config.correction.limits, scope=f"account {account_id}"), shared),
+            )
             for account_id, config in accounts.items()
             if config.correction is not None
         }
@@ -136,6 +167,8 @@ class CorrectorActor(ResilientActor):
             self._run_finished(message)
         elif isinstance(message, _Applied):
             self._applied(message)
+        elif isinstance(message, _Landed):
+            self._landed(message)
         elif isinstance(message, _Verified):
             self._verified(message)
         elif isinstance(message, InFlight):
@@ -149,22 +182,38 @@ class CorrectorActor(ResilientActor):
         tracker = self._trackers.get(account_id)
         if tracker is None:
             return
-        self._carry_out(account_id, tracker.observe(run.result, run.ageing, run.snapshot, self._clock.now()))
+        withheld = self._links.may_apply(account_id) if tracker.policy.mode == "apply" else None
+        decisions = tracker.observe(run.result, run.ageing, run.snapshot, self._clock.now(), withheld=withheld)
+        self._carry_out(account_id, decisions)
+        self._post_held()
 
     def _applied(self, message: _Applied) -> None:
-        correction = message.correction
+        correction, outcome = message.correction, message.outcome
         account_id = correction.account_id
         applications = self._applications[account_id]
         if applications.applying == correction:
             applications.applying = None
-        if message.error is None:
+        if outcome.error is None:
             applications.applied.append(correction)
         try:
+            self._carry_out(account_id, self._trackers[account_id].applied(correction, outcome, self._clock.now()))
+        finally:
+            self._next(account_id)
+
+    def _landed(self, message: _Landed) -> None:
+        correction = message.correction
+        account_id = correction.account_id
+        if message.error is None:
+            self._applications[account_id].applied.append(correction)
+        try:
             self._carry_out(
-                account_id, self._trackers[account_id].applied(correction, message.error, self._clock.now())
+                account_id, self._trackers[account_id].landed(correction, message.error, self._clock.now())
             )
         finally:
             self._next(account_id)
+
+    def _post_held(self) -> None:
+        self._board.note("corrections_held", {a: t.held for a, t in self._trackers.items() if t.held})
 
     def _verified(self, message: _Verified) -> None:
         self._checks -= 1
@@ -205,12 +254,13 @@ class CorrectorActor(ResilientActor):
         if self._idle is None or self._idle.done():
             self._idle = Future()
         try:
-            reply = self._links.apply(correction)
+            application = self._links.apply(correction)
         except Exception as error:  # noqa: BLE001 - the application failed; the break stays open
-            reply = Future()
-            reply.set_exception(error)
+            application = Application()
+            application.outcome.set_result(ApplyOutcome(error=describe_error(error)))
         me = self.actor_ref
-        reply.add_done_callback(lambda done: tell(me, _Applied(correction, _failure(done))))
+        application.outcome.add_done_callback(lambda done: tell(me, _Applied(correction, done.result())))
+        application.landed.add_done_callback(lambda done: tell(me, _Landed(correction, done.result())))
 
     def _verify(self, account_id: str, batch: tuple[Correction, ...]) -> None:
         self._checks += 1
@@ -243,7 +293,7 @@ class CorrectorActor(ResilientActor):
 
     def fail_run(self, message: Any, reason: str) -> None:
         """Handling failed: an application still ends (failed), so the next one can go."""
-        if isinstance(message, _Applied):
+        if isinstance(message, _Applied | _Landed):
             applications = self._applications[message.correction.account_id]
             if applications.applying == message.correction:
                 applications.applying = None
@@ -255,13 +305,13 @@ class CorrectorActor(ResilientActor):
         now = self._clock.now()
         for account_id, applications in self._applications.items():
             tracker = self._trackers[account_id]
-            unapplied = [(correction, STOPPED_BEFORE) for correction in applications.waiting]
+            unapplied = [(correction, ApplyOutcome(error=STOPPED_BEFORE)) for correction in applications.waiting]
             if applications.applying is not None:
-                unapplied.insert(0, (applications.applying, STOPPED_DURING))
+                unapplied.insert(0, (applications.applying, ApplyOutcome(error=STOPPED_DURING, timed_out=True)))
             applications.waiting.clear()
             applications.applying = None
-            for correction, reason in unapplied:
-                self._carry_out(account_id, tracker.applied(correction, reason, now))
+            for correction, outcome in unapplied:
+                self._carry_out(account_id, tracker.applied(correction, outcome, now))
         if self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 

@@ -14,7 +14,7 @@ returns), so one bad method cannot freeze loop after loop.
 
 It is the one actor that calls the host's books: when the corrector asks
 (`ApplyCorrection`), it calls the portfolio's `apply_correction` the same way, bounded
-by `broker_timeout_seconds`, and answers through the message's `reply`.
+by `broker_timeout_seconds`, and answers through the message's `application`.
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.correcting import ApplyOutcome
+from reconciliation._domain.error_text import bounded, describe_error
 from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.book_calls import BookCallError, BookCalls
+from reconciliation._runtime.book_calls import BookCalls, BookCallTimeoutError
 from reconciliation._runtime.messages import (
+    Application,
     ApplyCorrection,
     FetchSnapshot,
     RunTicket,
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["DEADLINE_GRACE_SECONDS", "LOOP_STALL_SECONDS", "LOOP_STOP_TIMEOUT_SECONDS", "FetcherActor"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LOOP_STOP_TIMEOUT_SECONDS = 5.0
 LOOP_BEAT_SECONDS = 0.1
@@ -243,7 +247,7 @@ class FetcherActor(ResilientActor):
     def _apply(self, message: ApplyCorrection) -> None:
         if self._current.frozen:
             self._replace_frozen_loop()
-        correction = message.correction
+        correction, application = message.correction, message.application
         account = self._accounts[correction.account_id]
         current = self._current
         applying = asyncio.run_coroutine_threadsafe(
@@ -253,10 +257,11 @@ class FetcherActor(ResilientActor):
                 name="local.apply_correction",
                 limit=account.config.broker_timeout_seconds,
                 arguments=(correction,),
+                on_late=lambda error: _settle(application.landed, None if error is None else _ended_with(error)),
             ),
             current.loop,
         )
-        applying.add_done_callback(lambda done: _answer(message.reply, done))
+        applying.add_done_callback(lambda done: _answer(application, done))
         me = self.actor_ref
         self._clock.call_later(
             account.config.broker_timeout_seconds + DEADLINE_GRACE_SECONDS,
@@ -265,20 +270,20 @@ class FetcherActor(ResilientActor):
 
     def _apply_due(self, due: _ApplyDue) -> None:
         """An `apply_correction` outlived its limit: as `_read_due`, for a correction."""
-        if due.applying.done() or due.message.reply.done():
+        if due.applying.done() or due.message.application.outcome.done():
             return
         if not due.loop.frozen:
             me = self.actor_ref
             self._clock.call_later(DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
             return
         reason = self._given_up_on(due.message.correction.account_id, due.loop)
-        due.message.reply.set_exception(BookCallError(reason))
+        _settle(due.message.application.outcome, ApplyOutcome(error=reason, timed_out=True))
 
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FetchSnapshot):
             self._comparator.tell(SnapshotFailed(message.ticket, reason))
-        elif isinstance(message, ApplyCorrection) and not message.reply.done():
-            message.reply.set_exception(BookCallError(reason))
+        elif isinstance(message, ApplyCorrection):
+            _settle(message.application.outcome, ApplyOutcome(error=reason))
 
     def stopping(self) -> None:
         """Cancel the reads in progress (their runs are abandoned by the scheduler), end the loop."""
@@ -302,12 +307,36 @@ def _outcome(ticket: RunTicket, done: concurrent.futures.Future[Snapshot]) -> Sn
     return SnapshotFailed(ticket, f"reading the snapshot failed: {describe_error(error)}")
 
 
-def _answer(reply: concurrent.futures.Future[None], done: concurrent.futures.Future[Any]) -> None:
-    if reply.done():
-        return
+def _answer(application: Application, done: concurrent.futures.Future[Any]) -> None:
+    """The call ended: its outcome, unless one was given already (its loop froze, and the
+    fetcher gave up on it) — then this is its late landing."""
+    outcome = _outcome_of_apply(done)
+    if not application.outcome.done():
+        _settle(application.outcome, outcome)
+    elif not outcome.timed_out:
+        _settle(application.landed, outcome.error)
+
+
+def _outcome_of_apply(done: concurrent.futures.Future[Any]) -> ApplyOutcome:
+    """How an `apply_correction` call ended, for the corrector."""
     if done.cancelled():
-        reply.set_exception(BookCallError("the service stopped before apply_correction answered"))
-    elif (error := done.exception()) is not None:
-        reply.set_exception(error)
-    else:
-        reply.set_result(None)
+        return ApplyOutcome(error="the service stopped before apply_correction answered", timed_out=True)
+    error = done.exception()
+    if error is None:
+        return ApplyOutcome()
+    if isinstance(error, BookCallTimeoutError):
+        return ApplyOutcome(error=str(error), timed_out=True)
+    changed = getattr(error.__cause__, "changed", None)
+    return ApplyOutcome(error=str(error), changed=None if changed is None else bounded(str(changed)))
+
+
+def _ended_with(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "it was cancelled at its deadline, part way perhaps"
+    return describe_error(error)
+
+
+def _settle(future: concurrent.futures.Future[T], value: T) -> None:
+    """Set `future` once; a second answer (a stop racing the call) is dropped."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(value)

@@ -67,6 +67,10 @@ def _delivery(value: Mapping[str, DeliveryHealth]) -> Mapping[str, DeliveryHealt
     return FrozenMapping(value)
 
 
+def _notes(value: Mapping[str, str]) -> Mapping[str, str]:
+    return FrozenMapping(value)
+
+
 @attrs.frozen
 class ServiceHealth:
     """The whole service: healthy when every component runs and every sink is reachable."""
@@ -77,6 +81,9 @@ class ServiceHealth:
     """Fills told for accounts the service does not reconcile (refused, counted)."""
     hung_broker_calls: int = 0
     """Broker or book calls still running past their timeout."""
+    corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    """Accounts whose confirmed corrections are held, and why (a limit reached, another
+    runtime's lease); proposals go on."""
 
     @property
     def healthy(self) -> bool:
@@ -97,6 +104,7 @@ class ServiceHealth:
             for d in self.delivery.values()
             if not d.reachable
         )
+        lines.extend(f"corrections of {account} held: {why}" for account, why in self.corrections_held.items())
         return tuple(lines)
 
 
@@ -108,6 +116,7 @@ class HealthBoard:
         self._components: dict[str, ComponentHealth] = {}
         self._delivery: dict[str, DeliveryHealth] = {}
         self._counters: dict[str, int] = {}
+        self._notes: dict[str, Mapping[str, str]] = {}
 
     def post(self, health: ComponentHealth) -> None:
         with self._lock:
@@ -121,6 +130,10 @@ class HealthBoard:
         with self._lock:
             self._counters[counter] = value
 
+    def note(self, name: str, value: Mapping[str, str]) -> None:
+        with self._lock:
+            self._notes[name] = dict(value)
+
     def component(self, name: str) -> ComponentHealth | None:
         with self._lock:
             return self._components.get(name)
@@ -132,4 +145,5 @@ class HealthBoard:
                 delivery=dict(self._delivery),
                 refused_fills=self._counters.get("refused_fills", 0),
                 hung_broker_calls=self._counters.get("hung_broker_calls", 0),
+                corrections_held=self._notes.get("corrections_held", {}),
             )

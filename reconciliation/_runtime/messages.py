@@ -14,6 +14,7 @@ from uuid import UUID
 import attrs
 
 from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
@@ -21,6 +22,7 @@ from reconciliation._domain.values import name_text, non_empty_text
 
 __all__ = [
     "AbandonRun",
+    "Application",
     "ApplyCorrection",
     "Barrier",
     "DebounceDue",
@@ -117,12 +119,22 @@ class RunEnded:
 
 
 @attrs.frozen
+class Application:
+    """How one call of the book's `apply_correction` goes: `outcome` receives how it ended
+    (in time or not); `landed`, for a call that did not answer in time, what it ended with
+    when it returned after all (None: it returned; else what it raised) — if it ever does."""
+
+    outcome: Future[ApplyOutcome] = attrs.field(factory=Future, eq=False, repr=False)
+    landed: Future[str | None] = attrs.field(factory=Future, eq=False, repr=False)
+
+
+@attrs.frozen
 class ApplyCorrection:
     """Told to the fetcher, which calls the book's `apply_correction` as it calls every
-    book method; `reply` receives None, or what it raised (or that it did not answer)."""
+    book method, and answers through `application`."""
 
     correction: Correction
-    reply: Future[None] = attrs.field(eq=False, repr=False)
+    application: Application = attrs.field(eq=False, repr=False)
 
 
 @attrs.frozen

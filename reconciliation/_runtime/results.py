@@ -20,9 +20,10 @@ def _duration_ms(ticket: RunTicket, now: float) -> float:
 
 
 def completed_result(
-    ticket: RunTicket, comparison: Comparison, taken_at: dt.datetime, now: float
+    ticket: RunTicket, comparison: Comparison, taken_at: dt.datetime, now: float, *, suspect: str | None = None
 ) -> ReconciliationResult:
-    """A compared run, stamped with the time its snapshot was taken, like its discrepancies."""
+    """A compared run, stamped with the time its snapshot was taken, like its discrepancies;
+    `suspect` says why the broker's answer was implausible, if it was."""
     return ReconciliationResult(
         run_id=ticket.run_id,
         account_id=ticket.account_id,
@@ -32,6 +33,7 @@ def completed_result(
         duration_ms=_duration_ms(ticket, now),
         context=ticket.trigger.context(),
         netted=comparison.netted,
+        suspect=suspect,
     )
 
 

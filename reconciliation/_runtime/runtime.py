@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 
 from reconciliation._domain.ageing import BreakTracker
+from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.triggers import OnDemand
 from reconciliation._publishing.connection import check_client, publishing_client
 from reconciliation._publishing.redis_clients import redacted
@@ -45,6 +46,7 @@ from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
+    Application,
     ApplyCorrection,
     Barrier,
     EscalateBreak,
@@ -334,15 +336,15 @@ class Runtime:
             health = attrs.evolve(health, components=components)
         return health
 
-    def _apply(self, correction: Correction) -> concurrent.futures.Future[None]:
+    def _apply(self, correction: Correction) -> Application:
         """A `CorrectionLinks.apply`: the fetcher calls the book's `apply_correction`."""
-        reply: concurrent.futures.Future[None] = concurrent.futures.Future()
+        application = Application()
         fetcher = self._fetcher
         if fetcher is None or not fetcher.is_alive():
-            reply.set_exception(RuntimeError("the service stopped before it was applied"))
+            application.outcome.set_result(ApplyOutcome(error="the service stopped before it was applied"))
         else:
-            tell(fetcher, ApplyCorrection(correction, reply))
-        return reply
+            tell(fetcher, ApplyCorrection(correction, application))
+        return application
 
     def _verify(self, account_id: str) -> concurrent.futures.Future[ReconciliationResult]:
         """A `CorrectionLinks.verify`: a run of the account now, asked for by the corrector."""

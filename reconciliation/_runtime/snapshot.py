@@ -125,6 +125,7 @@ async def fetch_snapshot(
         ("broker.get_positions", broker.get_positions),
         ("broker.get_account", broker.get_account),
     ]
+    started_at = now()
     answers = await asyncio.gather(
         *(calls.call(method, account_id, name=name, limit=limit) for name, method in methods),
         return_exceptions=True,
@@ -149,7 +150,7 @@ async def fetch_snapshot(
     ]
     if problems:
         raise SnapshotError(bounded("; ".join(problems)))
-    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at)
+    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
 
 
 def _collect(problems: list[str], parse: Callable[[], Any]) -> Any:
