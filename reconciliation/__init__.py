@@ -18,6 +18,7 @@ from reconciliation._domain.models import (
     AssetType,
     BrokerAccount,
     BrokerPosition,
+    CorrectionLimits,
     CorrectionPolicy,
     Discrepancy,
     DiscrepancySeverity,
@@ -28,6 +29,7 @@ from reconciliation._domain.models import (
     ReconciliationConfig,
     ReconciliationResult,
 )
+from reconciliation._domain.plausibility import PlausibilityPolicy
 from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.accounts import Account
@@ -58,6 +60,7 @@ __all__ = [
     "CorrectableBook",
     "Correction",
     "CorrectionEvent",
+    "CorrectionLimits",
     "CorrectionPolicy",
     "CorrectionStatus",
     "DeliveryHealth",
@@ -71,6 +74,7 @@ __all__ = [
     "LocalAccount",
     "OrderFill",
     "PaperBroker",
+    "PlausibilityPolicy",
     "PortfolioManager",
     "Position",
     "ReconcileRequest",

@@ -330,9 +330,11 @@ class BlockingBook(InMemoryPortfolio):
 
     def __init__(self) -> None:
         super().__init__(ACCOUNT, Decimal(1000))
+        self.entered = threading.Event()
         self.release = threading.Event()
 
     def apply_correction(self, correction: Correction) -> None:
+        self.entered.set()
         self.release.wait(timeout=30)
         super().apply_correction(correction)
 
@@ -375,6 +377,7 @@ def test_a_correction_still_being_applied_when_the_service_stops_is_reported_unk
     book = BlockingBook()
     session = Session(book, mode="apply", confirm_after_runs=1)
     asyncio.run(session.service.start())
+    assert book.entered.wait(5)
     session.__exit__(None, None, None)
     book.release.set()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import logging
 import os
 import socket
@@ -33,6 +34,7 @@ from reconciliation._domain.ageing import BreakTracker
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.triggers import OnDemand
 from reconciliation._publishing.connection import check_client, publishing_client
+from reconciliation._publishing.leases import AccountLeases, Lease
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
 from reconciliation._runtime.actor_base import actor_of, tell
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
     import pykka
 
     from reconciliation._domain.correction import Correction
-    from reconciliation._domain.models import ReconciliationResult
+    from reconciliation._domain.models import CorrectionLimits, ReconciliationResult
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.accounts import Account
     from reconciliation._runtime.clock import Clock
@@ -83,6 +85,9 @@ ACTOR_STOP_TIMEOUT_SECONDS = 5.0
 """How long each actor has to stop; a sink that is stuck on a stalled server is then cut off."""
 
 LOG_QUEUE_MAX_RUNS = 10_000
+LEASE_INTERVALS = 3
+"""An account's correction lease outlives this many of its periodic intervals: renewed at every
+run, it passes to another runtime that long after its holder died."""
 
 
 @attrs.frozen
@@ -104,6 +109,8 @@ class Runtime:
         redis: a redis-py client (see `connection.check_client`).
         clock: time and timers; by default a `SystemClock` of the runtime's own.
         on_halt: the kill switch (see `HaltCallback`).
+        correction_limits: what the accounts' corrections may apply together (besides each
+            account's own `CorrectionPolicy.limits`); None: no limit of the runtime's own.
 
     Raises:
         TypeError: `redis` is not a redis-py client.
@@ -117,6 +124,7 @@ class Runtime:
         *,
         clock: Clock | None = None,
         on_halt: HaltCallback | None = None,
+        correction_limits: CorrectionLimits | None = None,
     ) -> None:
         check_client(redis)
         if not accounts:
@@ -134,6 +142,7 @@ class Runtime:
         self._given_clock = clock
         self._clock: Clock | None = None
         self._on_halt = on_halt
+        self._correction_limits = correction_limits
         self._board = HealthBoard()
         self.observers = Observers()
         """Who hears of each finished run and each book call (see `RuntimeObserver`)."""
@@ -183,7 +192,8 @@ class Runtime:
             )
 
         log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
-        redis_sink = RedisSink(lambda: publishing_client(self._redis), stream_maxlen=first.stream_maxlen)
+        publishing = functools.cache(lambda: publishing_client(self._redis))  # the sink's and the leases'
+        redis_sink = RedisSink(publishing, stream_maxlen=first.stream_maxlen)
         publisher = delivery(redis_sink, first.outbox_max_runs)
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
         sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
@@ -193,15 +203,27 @@ class Runtime:
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
         corrector = None
         if corrected:
+            name = f"reconciliation@{socket.gethostname()}:{os.getpid()}"
+            leases = AccountLeases(
+                publishing,
+                owner=name,
+                ttl_seconds=LEASE_INTERVALS * max(c.interval_seconds for c in corrected.values()),
+            )
             corrector = CorrectorActor.start(
                 accounts=corrected,
                 sinks={account_id: sinks[account_id] for account_id in corrected},
-                links=CorrectionLinks(apply=self._apply, verify=self._verify, escalate=self._escalate),
+                links=CorrectionLinks(
+                    apply=self._apply,
+                    verify=self._verify,
+                    escalate=self._escalate,
+                    may_apply=lambda account_id: _refusal(leases.claim(account_id)),
+                ),
                 board=board,
                 clock=clock,
-                actor=f"reconciliation@{socket.gethostname()}:{os.getpid()}",
+                actor=name,
                 blocked=blocked,
                 observers=self.observers,
+                limits=self._correction_limits,
             )
             sinks = {a: (*refs, corrector) if a in corrected else refs for a, refs in sinks.items()}
         comparator = ComparatorActor.start(
@@ -400,6 +422,10 @@ class Runtime:
                 if thread.is_alive():
                     still.append(thread.name)
         return still
+
+
+def _refusal(claimed: Lease | str) -> str | None:
+    return claimed if isinstance(claimed, str) else None
 
 
 def _stop(ref: pykka.ActorRef[Any], timeout: float) -> bool:

@@ -21,6 +21,7 @@ from reconciliation._runtime.workers import call_in_daemon_thread
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from reconciliation._domain.models import CorrectionLimits
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.clock import Clock
@@ -133,6 +134,8 @@ class ReconciliationRuntime(_Facade):
         redis: a redis-py client, as for `ReconciliationService`.
         clock: time and timers; a `ManualClock` in tests.
         on_halt: the kill switch, as for `ReconciliationService`.
+        correction_limits: what the accounts' corrections may apply together, besides each
+            account's own limits (`CorrectionPolicy.limits`); None: no limit of its own.
 
     Raises:
         TypeError: a book that does not implement its protocol, or a `redis` that is
@@ -147,8 +150,10 @@ class ReconciliationRuntime(_Facade):
         *,
         clock: Clock | None = None,
         on_halt: HaltCallback | None = None,
+        correction_limits: CorrectionLimits | None = None,
     ) -> None:
-        super().__init__(Runtime(accounts, redis, clock=clock, on_halt=on_halt), "the reconciliation runtime")
+        runtime = Runtime(accounts, redis, clock=clock, on_halt=on_halt, correction_limits=correction_limits)
+        super().__init__(runtime, "the reconciliation runtime")
         self._accounts = {account.account_id: account for account in accounts}
 
     @property
