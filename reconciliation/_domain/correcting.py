@@ -24,9 +24,9 @@ The rules, for a break of a type the policy corrects:
   critical and never corrected again automatically (until it resolves; a break that
   comes back is a new one).
 
-Exactly one application per break: once an application starts, a break is decided
-only by runs whose read of the books started after the application ended — a run read
-before then may show the book as it was. A failed run decides nothing, and a suspect
+Exactly one application per break: while one is in flight or unknown its break is not
+corrected again, and once one has ended the account is decided only by runs whose read of
+the books started after it ended — a run read before then may show the book as it was. A failed run decides nothing, and a suspect
 one (`ReconciliationResult.suspect`) derives, confirms and checks nothing.
 """
 
@@ -69,7 +69,6 @@ __all__ = ["ApplyOutcome", "Budget", "CorrectionBudget", "CorrectionTracker", "D
 logger = logging.getLogger(__name__)
 
 _Figures = tuple["Decimal | None", "Decimal | None"]
-_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 _DAY = dt.timedelta(days=1)
 
 
@@ -167,8 +166,6 @@ class _Memory:
     """Its verification run failed: the next completed run decides."""
     ended: bool = False
     """It resolved while its correction was being applied."""
-    read_after: dt.datetime | None = None
-    """Only a run whose read started after this decides the break (an application ended then)."""
     held: str | None = None
     """Why its confirmed correction is held (a limit, another runtime's lease)."""
 
@@ -181,11 +178,6 @@ class Decisions:
     events: tuple[CorrectionEvent, ...] = ()
     apply: tuple[Correction, ...] = ()
     escalate: tuple[UUID, ...] = ()
-
-
-def _read_after(memory: _Memory, read: dt.datetime) -> bool:
-    """Whether a run whose read started at `read` may decide the break (see the module's rules)."""
-    return memory.read_after is None or read >= memory.read_after
 
 
 class _NoBudget:
@@ -219,6 +211,8 @@ class CorrectionTracker:
         self._memory: dict[UUID, _Memory] = {}
         self._blocked = set(blocked)
         self._budget = budget or _NoBudget()
+        self._settled_at: dt.datetime | None = None
+        """When the account's last application ended: a run read before then decides nothing."""
 
     @property
     def policy(self) -> CorrectionPolicy:
@@ -257,15 +251,15 @@ class CorrectionTracker:
                 memory.ended = True
             else:
                 self._memory.pop(sighting.break_id, None)
-        if result.suspect is not None:
-            return Decisions()
         read = snapshot.read_started_at
+        if result.suspect is not None or (self._settled_at is not None and read < self._settled_at):
+            return Decisions()
         events: list[CorrectionEvent] = []
         escalate: list[UUID] = []
         found = {d.key: d for d in result.discrepancies}
-        for memory in [m for m in self._memory.values() if m.awaiting_run and _read_after(m, read)]:
+        for memory in [m for m in self._memory.values() if m.awaiting_run]:
             self._judge(memory, found, result.run_id, now, events, escalate)
-        pending = self._to_derive(result, ageing, read)
+        pending = self._to_derive(result, ageing)
         apply: list[Correction] = []
         for correction in propose_corrections(snapshot, pending, run_id=result.run_id):
             self._decide(correction, now, withheld, events, apply, escalate)
@@ -278,7 +272,7 @@ class CorrectionTracker:
             logger.warning("An application of correction %s was not expected", correction.correction_id)
             return Decisions()
         if outcome.timed_out:
-            memory.stage, memory.read_after = Stage.UNKNOWN, _NEVER
+            memory.stage = Stage.UNKNOWN
             reason = f"{outcome.error}: whether it changed the book is unknown until it returns"
             return Decisions((self._event(CorrectionStatus.UNKNOWN, correction, now, memory.severity, reason=reason),))
         return self._ended(memory, correction, outcome.error, outcome.changed, now, CorrectionStatus.APPLIED)
@@ -321,7 +315,7 @@ class CorrectionTracker:
         applied: CorrectionStatus,
     ) -> Decisions:
         """An application ended: applied (then verified by a run read after now) or failed."""
-        memory.read_after = now
+        self._settled_at = now if self._settled_at is None else max(self._settled_at, now)
         if error is None:
             memory.stage = Stage.VERIFYING
             return Decisions((self._event(applied, correction, now, memory.severity),))
@@ -333,9 +327,7 @@ class CorrectionTracker:
             memory.stage, memory.applied, memory.confirmed = Stage.OPEN, None, None
         return Decisions((event,))
 
-    def _to_derive(
-        self, result: ReconciliationResult, ageing: AgeingUpdate, read: dt.datetime
-    ) -> list[tuple[Discrepancy, UUID, int]]:
+    def _to_derive(self, result: ReconciliationResult, ageing: AgeingUpdate) -> list[tuple[Discrepancy, UUID, int]]:
         """The breaks whose correction is to be proposed or confirmed now."""
         pending = []
         confirm_after = self._policy.confirm_after_runs
@@ -346,7 +338,7 @@ class CorrectionTracker:
             if memory is None:
                 memory = self._memory[sighting.break_id] = _Memory(sighting.severity)
             memory.severity = sighting.severity
-            if memory.stage is not Stage.OPEN or not _read_after(memory, read):
+            if memory.stage is not Stage.OPEN:
                 continue
             figures = (discrepancy.local_value, discrepancy.broker_value)
             confirmed = sighting.consecutive_runs >= confirm_after
@@ -391,7 +383,7 @@ class CorrectionTracker:
             memory.held = held
             return
         self._budget.spend(correction, now)
-        memory.stage, memory.applied, memory.held, memory.read_after = Stage.APPLYING, correction, None, _NEVER
+        memory.stage, memory.applied, memory.held = Stage.APPLYING, correction, None
         apply.append(correction)
 
     def _judge(
