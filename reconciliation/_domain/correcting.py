@@ -14,7 +14,8 @@ The rules, for a break of a type the policy corrects:
   (once per figures); it is *refused*, and the break escalated to critical, when its
   value is unknown (no positive price on either side) or over its limit; in `apply`
   mode it is then applied, unless a limit on applied corrections (`CorrectionBudget`)
-  or another runtime's lease holds it — *held*, applied later if the break persists;
+  or another runtime's lease holds it — applied later if the break persists; the first
+  correction held in a spell is published as *held*, with why (the alert, once);
 - an application that does not answer in time is *unknown*: nothing more is applied
   for that break until the call returns (*applied_late*, or *failed*);
 - an application that fails leaves the break open: a later run that still confirms it
@@ -211,6 +212,10 @@ class CorrectionTracker:
         self._memory: dict[UUID, _Memory] = {}
         self._blocked = set(blocked)
         self._budget = budget or _NoBudget()
+        self._held: str | None = None
+        """Why applications are held, through a spell of runs that each hold one: the first held
+        correction of the spell says it (once)."""
+        self._holding = False
         self._settled_at: dt.datetime | None = None
         """When the account's last application ended: a run read before then decides nothing."""
 
@@ -225,8 +230,8 @@ class CorrectionTracker:
 
     @property
     def held(self) -> str | None:
-        """Why confirmed corrections are held now, if any is."""
-        return next((memory.held for memory in self._memory.values() if memory.held), None)
+        """Why confirmed corrections are held now (a limit, another runtime's lease), if they are."""
+        return self._held
 
     def observe(
         self,
@@ -261,8 +266,11 @@ class CorrectionTracker:
             self._judge(memory, found, result.run_id, now, events, escalate)
         pending = self._to_derive(result, ageing)
         apply: list[Correction] = []
+        self._holding = False
         for correction in propose_corrections(snapshot, pending, run_id=result.run_id):
             self._decide(correction, now, withheld, events, apply, escalate)
+        if not self._holding:
+            self._held = None
         return Decisions(tuple(events), tuple(apply), tuple(escalate))
 
     def applied(self, correction: Correction, outcome: ApplyOutcome, now: dt.datetime) -> Decisions:
@@ -378,9 +386,10 @@ class CorrectionTracker:
             return
         held = withheld or self._budget.refusal(correction, now)
         if held is not None:
-            if memory.held is None:
+            if self._held is None:
                 events.append(self._event(CorrectionStatus.HELD, correction, now, memory.severity, reason=held))
-            memory.held = held
+            memory.held = self._held = held
+            self._holding = True
             return
         self._budget.spend(correction, now)
         memory.stage, memory.applied, memory.held = Stage.APPLYING, correction, None

@@ -199,8 +199,9 @@ class CorrectionStatus(enum.Enum):
     applied; the break is escalated to critical."""
     HELD = "held"
     """Confirmed, but not applied: a limit on applied corrections was reached, or another
-    runtime holds the account's lease. Proposals go on; it is applied once allowed, if its
-    break persists."""
+    runtime holds the account's lease. Published for the first correction held in a spell
+    (the alert, once; health says it for as long as it lasts). Proposals go on; a held
+    correction is applied once allowed, if its break persists."""
     APPLIED = "applied"
     """The book's `apply_correction` returned."""
     UNKNOWN = "unknown"

@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -206,7 +207,7 @@ class Runtime:
             name = f"reconciliation@{socket.gethostname()}:{os.getpid()}"
             leases = AccountLeases(
                 publishing,
-                owner=name,
+                owner=f"{name}/{uuid.uuid4().hex[:8]}",  # two runtimes of one process are two writers
                 ttl_seconds=LEASE_INTERVALS * max(c.interval_seconds for c in corrected.values()),
             )
             corrector = CorrectorActor.start(
