@@ -50,6 +50,7 @@ SCHEMA: Mapping[str, Any] = json.loads(
 )
 """The JSON Schema of every payload: `$defs/result` for reconciliation:result, and so on (docs/payloads.md)."""
 SEVERITIES: tuple[str, ...] = tuple(SCHEMA["$defs"]["severity"]["enum"])
+"""The severities a payload may carry, least severe first."""
 
 _PREVIEW_BYTES = 200
 _KINDS = {
