@@ -39,10 +39,10 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.text import Text
 
-from reconciliation._cli.inbound import SEVERITIES
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation._domain.redaction import redact_text
+from reconciliation._publishing.inbound import SEVERITIES
 from reconciliation._publishing.redis_clients import (
     COMMAND_TIMEOUT_SECONDS,
     DEFAULT_REDIS_URL,
@@ -373,9 +373,9 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
     """
     import redis as redis_py  # noqa: PLC0415 - keeps --help fast
 
-    from reconciliation._cli.streams import Backoff, RedisLostError  # noqa: PLC0415
     from reconciliation._cli.watch import Filters, StderrNarrator, human_line, json_line  # noqa: PLC0415
     from reconciliation._cli.watch import watch as follow  # noqa: PLC0415
+    from reconciliation._publishing.streams import Backoff, RedisLostError  # noqa: PLC0415
 
     _configure_logging(verbose, logging.WARNING)
     client = _connect(redis_url, retry_commands=False, cluster=cluster)

@@ -5,7 +5,8 @@ objects (decimals as exact plain-notation strings, timestamps as ISO-8601 UTC), 
 makes the bytes deterministic, and `iter_payloads` lists one run's messages in the order
 they are published: the result first, then each discrepancy. `correction_payload` is a
 step of a correction (proposed, applied, ...), published on its own.
-docs/payloads.schema.json describes every payload for consumers.
+payloads.schema.json, beside this module, describes every payload for consumers; the
+readers check each stream entry against it (`inbound`), and the tests hold these builders to it.
 """
 
 from __future__ import annotations

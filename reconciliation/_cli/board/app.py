@@ -37,11 +37,11 @@ from starlette.staticfiles import StaticFiles
 
 from reconciliation._cli.board.page import board_fragment, history_fragment, page
 from reconciliation._cli.board.state import BoardState, FeedStatus
-from reconciliation._cli.inbound import decode
-from reconciliation._cli.streams import Backoff, StreamFollower
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
+from reconciliation._publishing.inbound import decode
 from reconciliation._publishing.redis_clients import disconnect
+from reconciliation._publishing.streams import Backoff, StreamFollower
 from reconciliation.audit import AuditStoreError
 from reconciliation.audit._history import break_to_dict
 
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from reconciliation._cli.board.state import AccountView, BreakView, RunView
-    from reconciliation._cli.streams import StreamEntry
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._publishing.streams import StreamEntry
     from reconciliation.audit import AuditStore, BreakSighting
 
 __all__ = ["FEED_BACKOFF", "LOOPBACK_HOSTS", "Board", "create_app", "seed"]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from reconciliation._cli.safe_text import safe_text
 from reconciliation._publishing.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
@@ -29,8 +30,8 @@ from reconciliation._publishing.payloads import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from reconciliation._cli.inbound import Message
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._publishing.inbound import Message
     from reconciliation.audit import RunRecord
 
 __all__ = ["SEVERITY_ORDER", "AccountView", "BoardState", "BreakView", "FeedStatus", "RunView"]
@@ -179,7 +180,7 @@ class BoardState:
             self.feed = attrs.evolve(
                 self.feed,
                 malformed=self.feed.malformed + 1,
-                last_malformed=f"{message.stream} {message.entry_id}: {message.problem}",
+                last_malformed=f"{message.stream} {message.entry_id}: {safe_text(message.problem)}",
             )
             self.version += 1
             return True
