@@ -33,12 +33,12 @@ from fake_tws import FakeTws
 from recorded_alpaca import RecordedAlpaca
 from recorded_ccxt import RecordedVenue, binanceusdm_routes
 
-from reconciliation._cli.broker_adapters import MissingCredentialError, close_connections
 from reconciliation._cli.main import main
 from reconciliation._cli.runner import StartError, build_runtime, load_config
+from reconciliation.adapters._common import MissingCredentialError
 from reconciliation.adapters.alpaca import AlpacaBroker
 from reconciliation.adapters.ccxt import CcxtBroker
-from reconciliation.adapters.ib import IBBroker
+from reconciliation.adapters.ib import IBBroker, close_connections
 
 if TYPE_CHECKING:
     import redis

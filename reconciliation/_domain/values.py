@@ -153,7 +153,7 @@ def check_exact(name: str, value: object, key: str | None = None) -> None:
         raise FieldTypeError(msg, name, key)
     if isinstance(value, str):
         msg = f"{subject} must be {_EXACT_KINDS}, not the text {value!r:.100}, which is not a number"
-        raise FieldValueError(msg, name, key)  # noqa: TRY004 - text is accepted; this text is not a number
+        raise FieldValueError(msg, name, key)
     if not isinstance(value, Decimal):
         msg = f"{subject} must be {_EXACT_KINDS}, not {type(value).__name__} {value!r:.100}"
         raise FieldTypeError(msg, name, key)
