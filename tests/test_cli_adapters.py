@@ -328,7 +328,7 @@ def test_a_missing_sdk_is_a_config_error_saying_which_extra_to_install(
             raise ModuleNotFoundError(msg)
         return real_import(name, *args)
 
-    monkeypatch.setattr("reconciliation._cli.broker_adapters.importlib.import_module", without_alpaca)
+    monkeypatch.setattr("reconciliation._cli.runner.importlib.import_module", without_alpaca)
     body = (
         BINANCE + 'adapter = "alpaca"\nvenue = "paper"\ncredentials = { api_key = "K", secret_key = "S" }\n'
     )

@@ -2,9 +2,8 @@
 
 `load_config` reads and checks the whole file before anything starts, and refuses it
 with one `ConfigError` that lists every mistake, each naming its key
-(`accounts[1].interval_seconds: ...`). The file's tables are structured by cattrs into
-the attrs classes they describe (`ReconciliationConfig`, its policies, each broker
-adapter's `Settings`), which are the only description of each table's keys and values.
+(`accounts[1].interval_seconds: ...`); cattrs structures each table into the attrs class
+that is its only description (`ReconciliationConfig`, an adapter's `Settings`).
 `run_until_stopped` starts every service, waits for SIGINT or SIGTERM, and stops them
 all. The format is documented in docs/configuration.md; docs/example-config.toml is
 a complete example.
@@ -24,19 +23,12 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import cattrs
 from cattrs.cols import is_mapping
-from cattrs.errors import (
-    AttributeValidationNote,
-    BaseValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationNote,
-)
 
-from reconciliation._cli.broker_adapters import ADAPTERS, settings_class
 from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import ReconciliationConfig
 from reconciliation._domain.values import FieldError
@@ -52,6 +44,7 @@ if TYPE_CHECKING:
     from reconciliation.metrics import ReconciliationMetrics
 
 __all__ = [
+    "ADAPTERS",
     "AccountSpec",
     "ConfigError",
     "RunnerConfig",
@@ -65,14 +58,23 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 _TOP_LEVEL = ("redis_url", "defaults", "accounts")
 _BOOKS = ("broker", "portfolio", "broker_adapter")
 """Where an account's two books come from: factories, or a broker adapter's table instead of `broker`."""
 _CONFIG_KEYS = tuple(attrs.fields_dict(ReconciliationConfig))
 _ACCOUNT_KEYS = (*_CONFIG_KEYS, *_BOOKS)
 _DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
+
+ADAPTERS: Mapping[str, str] = {
+    "ccxt": "reconciliation.adapters.ccxt",
+    "alpaca": "reconciliation.adapters.alpaca",
+    "ib": "reconciliation.adapters.ib",
+}
+"""The broker adapters an `[accounts.broker_adapter]` table can name (`adapter = "ccxt"`): each
+name, also that of its extra, to its module. The module's frozen attrs `Settings` is the rest of
+the table, and makes the broker (`broker(account_id)`) when the service starts; its `SDK` is
+imported when the file is read, so a missing extra is a configuration error. A new adapter is
+its module, its extra and one entry here."""
 
 
 class ConfigError(Exception):
@@ -222,9 +224,6 @@ class _Problems:
     def __init__(self) -> None:
         self._found: dict[str, None] = {}
 
-    def __len__(self) -> int:
-        return len(self._found)
-
     def add(self, key: str, problem: str) -> None:
         self._found[f"{key}: {problem}"] = None
 
@@ -241,11 +240,9 @@ def _account(
     def key_path(key: str) -> str:
         return f"defaults.{key}" if key in in_defaults else f"{where}.{key}"
 
-    found_before = len(problems)
     books = _books(problems, where, merged, in_defaults, key_path)
-    options = {key: value for key, value in merged.items() if key not in _BOOKS}
-    config = _config(problems, where, options, key_path)
-    if config is None or len(problems) > found_before:
+    config = _config(problems, where, {key: value for key, value in merged.items() if key not in _BOOKS}, key_path)
+    if config is None or books.keys() != {"broker", "portfolio"}:
         return None
     broker, broker_factory = books["broker"]
     portfolio, portfolio_factory = books["portfolio"]
@@ -265,7 +262,7 @@ def _config(
     while True:
         try:
             config = _CONVERTER.structure(remaining, ReconciliationConfig)
-        except BaseValidationError as error:
+        except cattrs.BaseValidationError as error:
             refused = set()
             for steps, problem in _mistakes(error, remaining):
                 problems.add(".".join((key_path(steps[0]), *steps[1:])) if steps else where, problem)
@@ -286,9 +283,18 @@ def _books(
     key_path: Callable[[str], str],
 ) -> dict[str, tuple[str, Factory]]:
     """Where the account's broker and portfolio come from: a description and a factory each,
-    or the mistakes recorded in `problems`."""
+    or the mistakes recorded in `problems`.
+
+    A `broker_adapter` replaces the `broker` factory; an account's own key wins over one from
+    [defaults]; both at one level is an error.
+    """
+    both = {"broker", "broker_adapter"} <= merged.keys()
+    if both and ("broker" in in_defaults) == ("broker_adapter" in in_defaults):
+        problems.add(key_path("broker_adapter"), "give either broker (a factory) or broker_adapter, not both")
+    adapter = "broker_adapter" in merged and (
+        "broker" not in merged or ("broker" in in_defaults and "broker_adapter" not in in_defaults)
+    )
     books: dict[str, tuple[str, Factory]] = {}
-    adapter = _uses_adapter(problems, merged, in_defaults, key_path)
     for key in ("broker", "portfolio"):
         book = (
             _adapter(problems, key_path("broker_adapter"), merged["broker_adapter"])
@@ -298,24 +304,6 @@ def _books(
         if book is not None:
             books[key] = book
     return books
-
-
-def _uses_adapter(
-    problems: _Problems, merged: dict[str, Any], in_defaults: set[str], key_path: Callable[[str], str]
-) -> bool:
-    """Whether the broker comes from `broker_adapter` rather than a `broker` factory.
-
-    An account's own key wins over one from [defaults]; both at one level is an error.
-    """
-    if "broker_adapter" not in merged:
-        return False
-    if "broker" not in merged:
-        return True
-    adapter_from_defaults, factory_from_defaults = "broker_adapter" in in_defaults, "broker" in in_defaults
-    if adapter_from_defaults == factory_from_defaults:
-        problems.add(key_path("broker_adapter"), "give either broker (a factory) or broker_adapter, not both")
-        return False
-    return factory_from_defaults
 
 
 def _factory(problems: _Problems, where: str, key: str, value: Any, path: str) -> tuple[str, Factory] | None:
@@ -334,21 +322,23 @@ def _factory(problems: _Problems, where: str, key: str, value: Any, path: str) -
 def _adapter(problems: _Problems, path: str, table: Any) -> tuple[str, Factory] | None:
     """The broker of an adapter's table (`ccxt`, `alpaca`, `ib`): its description and its factory."""
     if not isinstance(table, Mapping):
-        example = '{ adapter = "ccxt", venue = "binanceusdm", ... }'
-        problems.add(path, f"expected a table such as {example}, got {_describe(table)}")
+        problems.add(path, f'expected a table such as {{ adapter = "ccxt", venue = "binanceusdm", ... }}, got {_describe(table)}')
         return None
     name = table.get("adapter")
     if not isinstance(name, str) or name not in ADAPTERS:
         problems.add(f"{path}.adapter", f"expected one of {', '.join(map(repr, ADAPTERS))}, got {shown(name)}")
         return None
+    adapter = importlib.import_module(ADAPTERS[name])
     try:
-        kind = settings_class(name)
+        importlib.import_module(adapter.SDK)
     except ImportError as exc:
-        problems.add(f"{path}.adapter", str(exc))
+        problems.add(f"{path}.adapter", f"the {name} adapter needs its SDK: pip install 'reconciliation[{name}]' ({exc})")
         return None
     try:
-        settings = _CONVERTER.structure({key: value for key, value in table.items() if key != "adapter"}, kind)
-    except BaseValidationError as error:
+        settings = _CONVERTER.structure(
+            {key: value for key, value in table.items() if key != "adapter"}, adapter.Settings
+        )
+    except cattrs.BaseValidationError as error:
         for steps, problem in _mistakes(error, table):
             problems.add(".".join((path, *steps)), problem)
         return None
@@ -363,38 +353,28 @@ def _unknown_keys(
             problems.add(f"{where}.{key}" if where else key, unknown_key(key, known, what))
 
 
-def _mistakes(error: BaseException, table: object) -> Iterator[tuple[tuple[str, ...], str]]:
+def _mistakes(error: BaseException, table: Any) -> Iterator[tuple[tuple[str, ...], str]]:
     """Each mistake in a cattrs error (a tree of them, for a table of tables), with the keys that
     lead to it from `table`: unknown keys first, then the rest in the order of the fields."""
-    if isinstance(error, ForbiddenExtraKeysError):
-        known = tuple(attrs.fields_dict(error.cl))
-        for key in table if isinstance(table, Mapping) else sorted(error.extra_fields):
+    if isinstance(error, cattrs.ForbiddenExtraKeysError):
+        for key in table:
             if key in error.extra_fields:
-                yield (key,), unknown_key(key, known)
-    elif isinstance(error, BaseValidationError):
-        for inner in sorted(error.exceptions, key=lambda inner: not isinstance(inner, ForbiddenExtraKeysError)):
-            note = next(
-                (n for n in getattr(inner, "__notes__", ()) if isinstance(n, AttributeValidationNote | IterableValidationNote)),
-                None,
-            )
-            if note is None:
+                yield (key,), unknown_key(key, tuple(attrs.fields_dict(error.cl)))
+    elif isinstance(error, cattrs.BaseValidationError):
+        for inner in sorted(error.exceptions, key=lambda inner: not isinstance(inner, cattrs.ForbiddenExtraKeysError)):
+            note = getattr(inner, "__notes__", [None])[-1]
+            if isinstance(note, cattrs.AttributeValidationNote) and isinstance(inner, KeyError):
+                yield (note.name,), f"missing: expected {_expected(note.type)}"
+            elif isinstance(note, cattrs.AttributeValidationNote | cattrs.IterableValidationNote):
+                key = note.name if isinstance(note, cattrs.AttributeValidationNote) else str(note.index)
+                for steps, problem in _mistakes(inner, table.get(key)):
+                    yield (key, *steps), problem
+            else:
                 yield from _mistakes(inner, table)
-                continue
-            key = note.name if isinstance(note, AttributeValidationNote) else str(note.index)
-            if isinstance(inner, KeyError):
-                yield (key,), f"missing: expected {_expected(note.type)}"
-                continue
-            value = table.get(key) if isinstance(table, Mapping) else None
-            for steps, problem in _mistakes(inner, value):
-                yield (key, *steps), problem
     elif isinstance(error, FieldError):
         yield (error.field,) if error.key is None else (error.field, error.key), str(error)
     else:
         yield (), str(error)
-
-
-class _MistakeError(ValueError):
-    """A TOML value of the wrong kind for its field; the message says what the field expects."""
 
 
 _PLAIN: Mapping[type, tuple[str, Callable[[object], bool]]] = {
@@ -422,17 +402,11 @@ def _is_literal(kind: object) -> bool:
     return typing.get_origin(kind) is Literal
 
 
-def _plain(value: object, kind: type) -> object:
-    if not _PLAIN[kind][1](value):
+def _plain(value: object, kind: Any) -> object:
+    """Text, true or false, a number, or one of a `Literal`'s options, as its field's type says."""
+    if not (value in typing.get_args(kind) if _is_literal(kind) else _PLAIN[kind][1](value)):
         msg = f"expected {_expected(kind)}, got {_describe(value)}"
-        raise _MistakeError(msg)
-    return value
-
-
-def _one_of(value: object, kind: object) -> object:
-    if not any(type(value) is type(option) and value == option for option in typing.get_args(kind)):
-        msg = f"expected {_expected(kind)}, got {_describe(value)}"
-        raise _MistakeError(msg)
+        raise TypeError(msg)
     return value
 
 
@@ -440,15 +414,15 @@ def _money(value: object, _kind: object) -> Decimal:
     """An int, a string of digits (kept exactly), or a TOML float, taken as the digits written."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         msg = f"expected {_MONEY}, got {_describe(value)}"
-        raise _MistakeError(msg)
+        raise TypeError(msg)
     try:
         number = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
         msg = f'expected a number such as "1.00", got {_describe(value)}'
-        raise _MistakeError(msg) from None
+        raise ValueError(msg) from None
     if not number.is_finite():
         msg = f"expected a finite number, got {_describe(value)}"
-        raise _MistakeError(msg)
+        raise ValueError(msg)
     return number
 
 
@@ -459,7 +433,7 @@ def _table(kind: Any, converter: cattrs.Converter) -> Callable[[object, object],
     def table(value: object, _kind: object) -> object:
         if not isinstance(value, Mapping):
             msg = f"expected a table, got {_describe(value)}"
-            raise _MistakeError(msg)
+            raise TypeError(msg)
         return structure(value, kind)
 
     return table
@@ -471,20 +445,15 @@ def _read_by_the_model(kind: object) -> bool:
     return any(isinstance(part, type) and issubclass(part, enum.Enum) for part in (kind, *typing.get_args(kind)))
 
 
-def _converter() -> cattrs.Converter:
-    """TOML to the attrs classes: a table's unknown key refused; a plain value checked for its
-    field's type here, then by the class's own converters and validators."""
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook_factory(lambda kind: attrs.has(kind) or is_mapping(kind), _table)
-    for kind in _PLAIN:
-        converter.register_structure_hook(kind, _plain)
-    converter.register_structure_hook_func(_is_literal, _one_of)
-    converter.register_structure_hook(Decimal, _money)
-    converter.register_structure_hook_func(_read_by_the_model, lambda value, _kind: value)
-    return converter
-
-
-_CONVERTER = _converter()
+_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
+"""TOML to the attrs classes: a table's unknown key refused; a plain value checked for its
+field's type here, then by the class's own converters and validators."""
+_CONVERTER.register_structure_hook_factory(lambda kind: attrs.has(kind) or is_mapping(kind), _table)
+for _kind in _PLAIN:
+    _CONVERTER.register_structure_hook(_kind, _plain)
+_CONVERTER.register_structure_hook_func(_is_literal, _plain)
+_CONVERTER.register_structure_hook(Decimal, _money)
+_CONVERTER.register_structure_hook_func(_read_by_the_model, lambda value, _kind: value)
 
 
 def _describe(value: Any) -> str:

@@ -7,10 +7,6 @@ broker raised or answered is in them, so each is cut to a documented size.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 __all__ = ["MAX_ERROR_TEXT", "MAX_VALUE_TEXT", "bounded", "describe_error", "shown", "unknown_key"]
 
@@ -48,7 +44,7 @@ def describe_error(error: BaseException | None) -> str:
     return bounded(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 
-def unknown_key(key: str, known: Sequence[str], where: str = "") -> str:
+def unknown_key(key: str, known: tuple[str, ...], where: str = "") -> str:
     """The problem with a key of a table (`where`) that is none of `known`: the closest one
     suggested, else all of them listed, so a typo never silently leaves a default in place."""
     close = difflib.get_close_matches(key, known, n=1)

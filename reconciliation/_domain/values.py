@@ -92,9 +92,6 @@ class FieldError(Exception):
         self.field = field
         self.key = key
 
-    def __reduce__(self) -> tuple[type[FieldError], tuple[str, str, str | None]]:
-        return type(self), (str(self), self.field, self.key)
-
 
 class FieldTypeError(FieldError, TypeError):
     """The field's value is of the wrong type."""

@@ -14,7 +14,7 @@ from reconciliation._domain.error_text import unknown_key
 from reconciliation._domain.values import FieldValueError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     import attrs
 
@@ -114,18 +114,13 @@ _ENVIRONMENT_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
 def check_credentials(
-    field: attrs.Attribute[Any],
-    credentials: Mapping[str, Any],
-    *,
-    known: Sequence[str],
-    required: Sequence[str],
+    field: attrs.Attribute[Any], credentials: Mapping[str, Any], *, known: tuple[str, ...], required: tuple[str, ...]
 ) -> None:
-    """Validate a `credentials` field: each SDK credential to the NAME of the environment variable
-    holding it, never the credential itself.
+    """Validate a `credentials` field: each SDK credential (one of `known`, every one of `required`)
+    to the NAME of the environment variable holding it, never the credential itself.
 
     Raises:
-        FieldValueError: naming the credential: not one of `known`, `required` and missing, or
-            a value that is no environment variable's name.
+        FieldValueError: naming the credential that is unknown, missing or not such a name.
     """
     for key in credentials:
         if key not in known:
@@ -136,10 +131,7 @@ def check_credentials(
             raise FieldValueError(msg, field.name, key)
     for key, name in credentials.items():
         if not isinstance(name, str) or not _ENVIRONMENT_NAME.match(name):
-            msg = (
-                "expected the NAME of an environment variable (capitals, digits and _), never the "
-                "credential itself"
-            )
+            msg = "expected the NAME of an environment variable (capitals, digits and _), never the credential itself"
             raise FieldValueError(msg, field.name, key)
 
 

@@ -9,8 +9,7 @@ price, and its quantity in contracts. The account is named by its account number
 
 `TradingClient` is synchronous (requests): each call runs on a worker thread, so the
 service's event loop never waits on the network. Needs the `alpaca` extra:
-``pip install 'reconciliation[alpaca]'``. docs/brokers.md has the field mapping. `Settings`
-is the `[accounts.broker_adapter]` table of `reconciliation run` (docs/configuration.md).
+``pip install 'reconciliation[alpaca]'``. docs/brokers.md has the field mapping.
 """
 
 from __future__ import annotations
@@ -159,8 +158,7 @@ def _position(index: int, entry: Any) -> BrokerPosition | None:
     )
 
 
-SDK = "alpaca.trading.client"
-"""The module `Settings` needs: the `alpaca` extra."""
+SDK = "alpaca.trading.client"  # what Settings needs: pip install 'reconciliation[alpaca]'
 
 _CREDENTIALS = ("api_key", "secret_key")
 

@@ -9,8 +9,7 @@ the venue's own balance fields (`VENUE_FIELDS`), because ccxt's unified `total` 
 different things on different venues: on Binance USDⓈ-M it includes unrealised P&L.
 
 Needs the `ccxt` extra: ``pip install 'reconciliation[ccxt]'``. docs/brokers.md has the
-field-by-field mapping. `Settings` is the `[accounts.broker_adapter]` table of `reconciliation
-run` (docs/configuration.md).
+field-by-field mapping.
 """
 
 from __future__ import annotations
@@ -334,8 +333,7 @@ def _rows(balance: Mapping[str, Any], fields: VenueFields, venue: str) -> Sequen
     return node
 
 
-SDK = "ccxt"
-"""The module `Settings` needs: the `ccxt` extra."""
+SDK = "ccxt"  # what Settings needs: pip install 'reconciliation[ccxt]'
 
 
 @attrs.frozen(kw_only=True)
@@ -365,7 +363,7 @@ class Settings:
     @credentials.validator
     def _the_venues_credentials(self, field: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
         needed = getattr(importlib.import_module(SDK), self.venue)().requiredCredentials
-        required = [key for key, needs in needed.items() if needs]
+        required = tuple(key for key, needs in needed.items() if needs)
         check_credentials(field, value, known=tuple(needed), required=required)
 
     def broker(self, account_id: str) -> CcxtBroker:

@@ -18,8 +18,7 @@ Interactive Brokers' conventions, and what the adapter does with each:
   from whichever loop calls.
 
 Needs the `ib` extra: ``pip install 'reconciliation[ib]'``. docs/brokers.md has the
-field mapping. `Settings` is the `[accounts.broker_adapter]` table of `reconciliation run`
-(docs/configuration.md).
+field mapping.
 """
 
 from __future__ import annotations
@@ -343,8 +342,7 @@ class IBThread:
         return ib
 
 
-SDK = "ib_async"
-"""The module `Settings` needs: the `ib` extra."""
+SDK = "ib_async"  # what Settings needs: pip install 'reconciliation[ib]'
 
 _connections: list[IBThread] = []
 """The connections `Settings.broker` opened, closed at exit (or by `close_connections`)."""
