@@ -20,6 +20,8 @@ from reconciliation._domain.error_text import shown
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
+    FieldTypeError,
+    FieldValueError,
     decimal_mapping,
     exact_decimal,
     finite_decimal,
@@ -409,7 +411,7 @@ def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, Discre
     """Accept enum members or their string values (as a TOML file gives them)."""
     if not isinstance(value, Mapping):
         msg = f"severity_overrides must be a mapping of discrepancy type to severity, not {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, "severity_overrides")
     table: dict[DiscrepancyType, DiscrepancySeverity] = {}
     for key, severity in value.items():
         try:
@@ -417,13 +419,13 @@ def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, Discre
         except ValueError:
             known = ", ".join(t.value for t in DiscrepancyType)
             msg = f"severity_overrides: unknown discrepancy type {shown(key)}; known: {known}"
-            raise ValueError(msg) from None
+            raise FieldValueError(msg, "severity_overrides") from None
         try:
             level = severity if isinstance(severity, DiscrepancySeverity) else DiscrepancySeverity(severity)
         except ValueError:
             known = ", ".join(s.value for s in DiscrepancySeverity)
             msg = f"severity_overrides[{kind.value!r}]: unknown severity {shown(severity)}; known: {known}"
-            raise ValueError(msg) from None
+            raise FieldValueError(msg, "severity_overrides") from None
         table[kind] = level
     return frozen_mapping(table)
 
@@ -586,7 +588,7 @@ def _non_negative_amounts(
     for currency, amount in value.items():
         if amount < 0:
             msg = f"{field.name}[{shown(currency)}] must not be negative, got {amount}"
-            raise ValueError(msg)
+            raise FieldValueError(msg, field.name, currency)
 
 
 def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) -> None:
@@ -598,7 +600,7 @@ def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) 
             f"{field.name}: unknown URL scheme {scheme[:40]!r} in {redact_url(str(value))!r:.200}; "
             "use a file path, sqlite:/// or postgresql://"
         )
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 REDIS_MAX_INTEGER = 2**63 - 1
@@ -609,11 +611,11 @@ MAX_QUEUED_RUNS = 1_000_000
 
 
 
-def _correction_policy(_instance: object, _field: attrs.Attribute[Any], value: object) -> None:
+def _correction_policy(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs' `instance_of`, with the value shown bounded (it may come from a hostile config)."""
     if value is not None and not isinstance(value, CorrectionPolicy):
         msg = f"correction must be a CorrectionPolicy or None, got {type(value).__name__} {shown(value)}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, field.name)
 
 @attrs.frozen
 class ReconciliationConfig:
@@ -669,13 +671,13 @@ class ReconciliationConfig:
     """Auto-correction of the local book (off: None). See `CorrectionPolicy`."""
 
     @post_fill_max_wait_seconds.validator
-    def _max_wait_covers_delay(self, _field: attrs.Attribute[Any], value: float) -> None:
+    def _max_wait_covers_delay(self, field: attrs.Attribute[Any], value: float) -> None:
         if value < self.post_fill_delay_seconds:
             msg = (
                 f"post_fill_max_wait_seconds ({value}) must be at least "
                 f"post_fill_delay_seconds ({self.post_fill_delay_seconds})"
             )
-            raise ValueError(msg)
+            raise FieldValueError(msg, field.name)
 
     def severity_of(self, kind: DiscrepancyType) -> DiscrepancySeverity:
         return self.severity_overrides.get(kind, DEFAULT_SEVERITY[kind])
