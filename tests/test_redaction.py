@@ -7,7 +7,8 @@ import logging
 import pytest
 from click.testing import CliRunner
 
-from reconciliation._cli.main import _RedactingFormatter, main
+from reconciliation._cli.main import main
+from reconciliation._cli.shared import _RedactingFormatter
 from reconciliation._domain.redaction import redact_text, redact_url
 from reconciliation._publishing import redis_clients
 
