@@ -86,34 +86,21 @@ __all__ = [
 ]
 
 _HOMES = {
-    "_domain.breaks": ("BreakState",),
-    "_domain.correction": ("Correction", "CorrectionEvent", "CorrectionStatus"),
-    "_domain.models": (
-        "DEFAULT_SEVERITY",
-        "AgeingPolicy",
-        "AssetType",
-        "BrokerAccount",
-        "BrokerPosition",
-        "CorrectionPolicy",
-        "Discrepancy",
-        "DiscrepancySeverity",
-        "DiscrepancyType",
-        "LocalAccount",
-        "OrderFill",
-        "Position",
-        "ReconciliationConfig",
-        "ReconciliationResult",
-    ),
-    "_domain.protocols": ("BrokerQuery", "CorrectableBook", "PortfolioManager"),
-    "_runtime.accounts": ("Account",),
-    "_runtime.debouncer_actor": ("EntryRef",),
-    "_runtime.delivery": ("DeliveryHealth",),
-    "_runtime.health": ("ComponentHealth", "ComponentState", "ServiceHealth"),
-    "_runtime.messages": ("FinishedRun", "HaltCallback", "ReconcileRequest"),
-    "_runtime.observers": ("BookCallTiming", "RuntimeObserver"),
-    "_runtime.runtime": ("StopReport",),
-    "_runtime.service": ("ReconciliationRuntime", "ReconciliationService"),
-    "paper": ("InMemoryPortfolio", "PaperBroker"),
+    "_domain.breaks": "BreakState",
+    "_domain.correction": "Correction CorrectionEvent CorrectionStatus",
+    "_domain.models": "DEFAULT_SEVERITY AgeingPolicy AssetType BrokerAccount BrokerPosition CorrectionPolicy "
+    "Discrepancy DiscrepancySeverity DiscrepancyType LocalAccount OrderFill Position ReconciliationConfig "
+    "ReconciliationResult",
+    "_domain.protocols": "BrokerQuery CorrectableBook PortfolioManager",
+    "_runtime.accounts": "Account",
+    "_runtime.debouncer_actor": "EntryRef",
+    "_runtime.delivery": "DeliveryHealth",
+    "_runtime.health": "ComponentHealth ComponentState ServiceHealth",
+    "_runtime.messages": "FinishedRun HaltCallback ReconcileRequest",
+    "_runtime.observers": "BookCallTiming RuntimeObserver",
+    "_runtime.runtime": "StopReport",
+    "_runtime.service": "ReconciliationRuntime ReconciliationService",
+    "paper": "InMemoryPortfolio PaperBroker",
 }
 """The module of each public name, imported at the name's first use: `reconciliation --help` starts no runtime."""
 
@@ -121,7 +108,7 @@ if not TYPE_CHECKING:  # a type checker sees the imports above, and no attribute
 
     def __getattr__(name: str) -> object:
         for home, names in _HOMES.items():
-            if name in names:
+            if name in names.split():
                 value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
                 globals()[name] = value
                 return value

@@ -81,6 +81,7 @@ def test_the_public_names_are_imported_at_their_first_use_each_from_its_module()
     )
 
     assert shown.stdout.splitlines() == ["[]", "[]"], shown.stderr
+    assert sorted(" ".join(reconciliation._HOMES.values()).split()) == sorted(reconciliation.__all__)
     assert reconciliation.ReconciliationService is ReconciliationService
     assert "ReconciliationService" in dir(reconciliation)
     with pytest.raises(AttributeError, match="has no attribute 'ReconciliationServce'"):

@@ -5,23 +5,9 @@ when the command runs or its help is asked: `reconciliation --help` imports clic
 module, nothing else of the package (no runtime, no Redis client, no pyarrow).
 
 The library configures no logging; the commands do (to stderr, `-v` for DEBUG), so
-an actor that dies or a run that fails is always on screen.
-
-Exit codes, for scripts:
-
-    0  done: the demo caught every fault, watch got its messages, run stopped cleanly,
-       check found the two files agree
-    1  done, but not as asked: a demo fault went uncaught or a trigger never fired;
-       watch timed out before --count messages; check found breaks
-    2  usage or configuration error (the message names the option or key); check: a
-       bad file (the message names the row and the column)
-    3  Redis unreachable (check: the run could not be published)
-    4  run: a service could not be built or started (a factory raised), or the
-       metrics could not be served on --metrics-host/--metrics-port
-    4  serve: the board could not listen on its host and port
-    5  history, serve: the audit store could not be read
-    6  watch: Redis refused a command (a stream key holds another type, an ACL)
-    130  interrupted (Ctrl-C) during the demo
+an actor that dies or a run that fails is always on screen. The exit codes are `ExitCode`,
+summed up under every command's help (`EXIT_CODES_HELP`) and explained in
+docs/configuration.md.
 """
 
 from __future__ import annotations

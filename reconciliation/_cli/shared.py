@@ -77,9 +77,7 @@ class CommandError(click.ClickException):
 def redis_errors(option: str = "--redis-url", *, unreachable: str = "") -> Iterator[None]:
     """Connecting to Redis: a malformed URL is a usage error naming `option`, no answer exit 3.
 
-    Args:
-        option: where the URL came from.
-        unreachable: said after the client's own message when no Redis answers.
+    `unreachable` is said after the client's own message when no Redis answers.
     """
     try:
         yield
@@ -118,31 +116,25 @@ def audit_store(store: str) -> Iterator[AuditStore]:
 def configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...] = ()) -> None:
     """Log to stderr: through rich on a terminal, one plain line per record otherwise.
 
+    The handler replaces (not doubles) the one of a command run before in the same process.
     -v shows DEBUG from every logger, pykka's included; without it, the loggers named in
     `below_error` show only errors (the demo shows their runs itself).
     """
     handler: logging.Handler
     if sys.stderr.isatty():
-        handler = _RichCliHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
         handler.setFormatter(_RedactingFormatter("%(name)s: %(message)s"))
     else:
-        handler = _PlainCliHandler(sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if below_error and not verbose:
         handler.addFilter(lambda record: record.levelno >= logging.ERROR or record.name not in below_error)
+    handler.set_name(__name__)
     root = logging.getLogger()
-    for previous in [h for h in root.handlers if isinstance(h, _RichCliHandler | _PlainCliHandler)]:
+    for previous in [h for h in root.handlers if h.get_name() == __name__]:
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else level)
-
-
-class _RichCliHandler(RichHandler):
-    """The command's own handler, replaced (not doubled) when a command runs again in-process."""
-
-
-class _PlainCliHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The command's own handler when stderr is a file or a pipe (a service's log)."""
 
 
 class _RedactingFormatter(logging.Formatter):
