@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+import click
 import pytest
 from click.testing import CliRunner
 
-from reconciliation._cli.main import main
+from reconciliation._cli.main import COMMANDS, main
 from reconciliation._cli.runner import ConfigError, load_config
 from reconciliation._domain.models import ReconciliationConfig
 
@@ -390,6 +391,36 @@ def test_every_command_has_help_with_examples() -> None:
         assert outcome.exit_code == 0
         assert "Examples:" in outcome.output
         assert "Exit codes:" in outcome.output
+
+
+HEAVY = ("pyarrow", "numpy", "ccxt", "starlette", "uvicorn", "prometheus_client", "psycopg", "pykka", "redis", "rich")
+
+
+def test_the_help_imports_no_command_and_nothing_heavy() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reconciliation", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    imported = {line.rsplit("|", 1)[1].strip() for line in shown.stderr.splitlines() if line.startswith("import time:")}
+    assert "Commands:" in shown.stdout
+    assert "click" in imported
+    assert sorted(m for m in imported if m.split(".")[0] in HEAVY or m.startswith("reconciliation._cli.commands")) == []
+
+
+def test_the_help_lists_each_command_with_its_own_summary() -> None:
+    ctx = click.Context(main, info_name="reconciliation")
+    listed, loaded = click.HelpFormatter(), click.HelpFormatter()
+
+    main.format_commands(ctx, listed)
+    click.Group.format_commands(main, ctx, loaded)
+
+    assert listed.getvalue() == loaded.getvalue()
+    assert "watch    Show runs, breaks" in listed.getvalue()
+    assert [main.get_command(ctx, name).name for name in COMMANDS] == list(COMMANDS)
 
 
 def test_demo_without_redis_or_fakeredis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
