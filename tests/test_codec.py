@@ -27,7 +27,8 @@ from reconciliation._domain.models import (
 )
 from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
 from reconciliation._publishing.inbound import SCHEMA, decode
-from reconciliation._publishing.payloads import (
+from reconciliation._publishing.streams import STREAMS, StreamEntry
+from reconciliation._wire.payloads import (
     DISCREPANCY_CHANNEL,
     RESULT_CHANNEL,
     discrepancy_payload,
@@ -35,7 +36,6 @@ from reconciliation._publishing.payloads import (
     iter_payloads,
     result_payload,
 )
-from reconciliation._publishing.streams import STREAMS, StreamEntry
 
 RUN_ID = uuid.UUID("6f1c2a7e-3d4b-4c5a-9e8f-0123456789ab")
 AT = dt.datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=dt.UTC)

@@ -26,8 +26,8 @@ from reconciliation import (
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
 from reconciliation._publishing.inbound import SCHEMA
-from reconciliation._publishing.payloads import CORRECTION_CHANNEL, correction_payload, encode
 from reconciliation._publishing.redis_sink import CORRECTION_STREAM, RedisSink
+from reconciliation._wire.payloads import CORRECTION_CHANNEL, correction_payload, encode
 from reconciliation.testing import ManualClock, ScriptedBroker, settle
 
 VALIDATOR = jsonschema.Draft202012Validator(

@@ -23,9 +23,9 @@ from reconciliation._cli.watch import human_line, watch
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
 from reconciliation._publishing.inbound import Message, decode
-from reconciliation._publishing.payloads import CORRECTION_CHANNEL, correction_payload, encode
 from reconciliation._publishing.redis_sink import CORRECTION_STREAM
 from reconciliation._publishing.streams import StreamEntry
+from reconciliation._wire.payloads import CORRECTION_CHANNEL, correction_payload, encode
 
 if TYPE_CHECKING:
     import redis

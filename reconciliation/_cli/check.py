@@ -17,7 +17,6 @@ import asyncio
 import csv
 import io
 import json
-import logging
 import time
 import uuid
 from decimal import Decimal
@@ -30,7 +29,7 @@ from reconciliation._cli.runner import ConfigError, config_from_table, read_toml
 from reconciliation._domain.compare import compare
 from reconciliation._domain.error_text import unknown_key
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
-from reconciliation._publishing.payloads import decimal_text, discrepancy_payload, result_payload
+from reconciliation._wire.payloads import decimal_text, discrepancy_payload, result_payload
 from reconciliation.files import BalanceColumns, Balances, ColumnMap, StatementBook, StatementBroker
 
 if TYPE_CHECKING:
@@ -51,8 +50,6 @@ __all__ = [
     "reconcile_once",
     "sides_with_balances",
 ]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT = "statement"
 """The account id of a check whose configuration names none."""

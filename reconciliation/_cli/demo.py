@@ -43,6 +43,7 @@ from reconciliation._cli.render import (
     result_line,
 )
 from reconciliation._cli.safe_text import safe_text
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.models import (
     CorrectionPolicy,
     OrderFill,
@@ -50,15 +51,15 @@ from reconciliation._domain.models import (
     ReconciliationResult,
 )
 from reconciliation._publishing.inbound import Message, decode
-from reconciliation._publishing.payloads import (
+from reconciliation._publishing.streams import RedisLostError, StreamFollower
+from reconciliation._runtime.messages import ReconcileRequest
+from reconciliation._runtime.service import ReconciliationService
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
 )
-from reconciliation._publishing.streams import Backoff, RedisLostError, StreamFollower
-from reconciliation._runtime.messages import ReconcileRequest
-from reconciliation._runtime.service import ReconciliationService
 from reconciliation.paper import InMemoryPortfolio, PaperBroker, paper_broker, paper_portfolio
 
 if TYPE_CHECKING:

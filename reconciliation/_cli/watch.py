@@ -19,10 +19,11 @@ from rich.text import Text
 
 from reconciliation._cli.render import message_line
 from reconciliation._cli.safe_text import safe_text
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.inbound import Message, decode
-from reconciliation._publishing.streams import Backoff, StreamFollower
+from reconciliation._publishing.streams import StreamFollower
 
 if TYPE_CHECKING:
     import threading

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["BreakKey", "BreakState", "break_id_for", "break_ids_of", "describe_key"]
-
-logger = logging.getLogger(__name__)
 
 BreakKey = tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]
 """(account_id, type, symbol, asset_type, currency): the same as `Discrepancy.key`."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import logging
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -65,8 +64,6 @@ __all__ = [
     "derive_correction",
     "propose_corrections",
 ]
-
-logger = logging.getLogger(__name__)
 
 POSITION_TYPES = frozenset(kind for kind in DiscrepancyType if kind.kind.correction == "fill")
 """The breaks a synthetic fill corrects."""

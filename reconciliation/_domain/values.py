@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -55,8 +54,6 @@ __all__ = [
     "utc_only",
     "whole_number",
 ]
-
-logger = logging.getLogger(__name__)
 
 EXACT = decimal.Context(
     prec=decimal.MAX_PREC,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -38,15 +37,13 @@ __all__ = [
     "problem_with",
 ]
 
-logger = logging.getLogger(__name__)
-
 MAX_ENTRY_BYTES = 1 << 20
 """An entry's `payload` field larger than this (1 MiB) is malformed; real payloads are a few hundred bytes."""
 MAX_DEPTH = 8
 """Objects and arrays nested deeper than this are malformed; real payloads nest 3 deep."""
 
 SCHEMA: Mapping[str, Any] = json.loads(
-    resources.files("reconciliation._publishing").joinpath("payloads.schema.json").read_text(encoding="utf-8")
+    resources.files("reconciliation._wire").joinpath("payloads.schema.json").read_text(encoding="utf-8")
 )
 """The JSON Schema of every payload: `$defs/result` for reconciliation:result, and so on (docs/payloads.md)."""
 SEVERITIES: tuple[str, ...] = tuple(SCHEMA["$defs"]["severity"]["enum"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import logging
 import threading
 from collections.abc import Mapping
 
@@ -19,8 +18,6 @@ from reconciliation._domain.values import FrozenMapping
 from reconciliation._runtime.delivery import DeliveryHealth
 
 __all__ = ["TRANSITIONS", "ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
-
-logger = logging.getLogger(__name__)
 
 
 class ComponentState(enum.Enum):

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from reconciliation._runtime.observers import RuntimeObserver
 
 __all__ = ["ReconciliationRuntime", "ReconciliationService"]
-
-logger = logging.getLogger(__name__)
 
 
 class _Facade:

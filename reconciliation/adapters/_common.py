@@ -3,7 +3,6 @@ credentials named by environment variables in its `Settings`."""
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -29,8 +28,6 @@ __all__ = [
     "optional_exact",
     "read_environment",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class BrokerDataError(ValueError):

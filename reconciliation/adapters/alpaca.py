@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
@@ -34,8 +33,6 @@ from reconciliation.adapters._common import (
 )
 
 __all__ = ["CRYPTO_QUOTES", "SDK", "AlpacaBroker", "Settings", "crypto_symbol"]
-
-logger = logging.getLogger(__name__)
 
 _FLOAT_CURE = (
     "alpaca-py gives exact text; build the client with its defaults (not a float-converting wrapper)"

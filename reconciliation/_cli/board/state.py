@@ -12,13 +12,12 @@ It is plain logic, no I/O: the web app owns one and calls it from its event loop
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from reconciliation._cli.safe_text import safe_text
-from reconciliation._publishing.payloads import (
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from reconciliation.audit import RunRecord
 
 __all__ = ["SEVERITY_ORDER", "AccountView", "BoardState", "BreakView", "FeedStatus", "RunView"]
-
-logger = logging.getLogger(__name__)
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 """How breaks are sorted: the most severe first."""

@@ -28,8 +28,8 @@ from reconciliation._cli.render import SEVERITY_STYLES
 from reconciliation._cli.runner import ConfigError
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import CommandError, configure_logging, redis_errors, verbose_option
-from reconciliation._publishing.payloads import decimal_text
 from reconciliation._publishing.redis_clients import connect, redacted
+from reconciliation._wire.payloads import decimal_text
 from reconciliation.files import StatementError
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from reconciliation._cli.shared import (
     verbose_option,
 )
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
-from reconciliation._publishing.payloads import asset_type_text
+from reconciliation._wire.payloads import asset_type_text
 from reconciliation.audit import AccountCorrections, AccountHistory, load_corrections, load_history
 
 __all__ = ["history"]

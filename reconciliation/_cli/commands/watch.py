@@ -22,9 +22,10 @@ from reconciliation._cli.shared import (
 )
 from reconciliation._cli.watch import Filters, StderrNarrator, human_line, json_line
 from reconciliation._cli.watch import watch as follow
+from reconciliation._domain.backoff import Backoff
 from reconciliation._publishing.inbound import SEVERITIES
 from reconciliation._publishing.redis_clients import connect, redacted
-from reconciliation._publishing.streams import Backoff, RedisLostError
+from reconciliation._publishing.streams import RedisLostError
 
 __all__ = ["watch"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,8 +41,6 @@ __all__ = [
     "result_payload",
     "timestamp_text",
 ]
-
-logger = logging.getLogger(__name__)
 
 RESULT_CHANNEL = "reconciliation:result"
 DISCREPANCY_CHANNEL = "reconciliation:discrepancy"
