@@ -74,6 +74,8 @@ class BreakState:
     `severity` is the severity after escalation by age; `local_value` and
     `broker_value` are those of the latest sighting. `halted_run_id` is the run that
     confirmed the break for the kill switch, None while it has not fired for it.
+
+    .. versionadded:: 0.1
     """
 
     break_id: UUID

@@ -93,6 +93,8 @@ class Correction:
     fill, signed, buy > 0), then `avg_cost` (the average cost the position should have
     afterwards; None: keep what the fill gives), or `avg_cost` alone (a cost), or `cash`
     (the amount to add to the local cash; in `currency` when cash is kept per currency).
+
+    .. versionadded:: 0.1
     """
 
     break_id: UUID
@@ -173,7 +175,10 @@ class Correction:
 
 
 class CorrectionStatus(enum.Enum):
-    """What happened to a correction; each is published and recorded once per correction."""
+    """What happened to a correction; each is published and recorded once per correction.
+
+    .. versionadded:: 0.1
+    """
 
     PROPOSED = "proposed"
     """Derived for a break of a correctable type (again whenever the break's figures change)."""
@@ -201,7 +206,10 @@ def _event_id(event: CorrectionEvent) -> UUID:
 
 @attrs.frozen
 class CorrectionEvent:
-    """A step in a correction's life, as it is published and recorded: what, when, by whom."""
+    """A step in a correction's life, as it is published and recorded: what, when, by whom.
+
+    .. versionadded:: 0.1
+    """
 
     status: CorrectionStatus = attrs.field(validator=attrs.validators.instance_of(CorrectionStatus))
     correction: Correction = attrs.field(validator=attrs.validators.instance_of(Correction))

@@ -67,7 +67,10 @@ __all__ = [
 
 
 class AssetType(enum.Enum):
-    """What kind of instrument a position is in; with the symbol, it identifies the position."""
+    """What kind of instrument a position is in; with the symbol, it identifies the position.
+
+    .. versionadded:: 0.1
+    """
 
     STOCK = "stock"
     OPTION = "option"
@@ -80,7 +83,10 @@ class AssetType(enum.Enum):
 
 
 class DiscrepancyType(enum.Enum):
-    """What kind of difference a discrepancy is; `KINDS` says everything else about each."""
+    """What kind of difference a discrepancy is; `KINDS` says everything else about each.
+
+    .. versionadded:: 0.1
+    """
 
     MISSING_LOCAL = "missing_local"
     """The broker holds a position the local book does not know."""
@@ -175,6 +181,8 @@ class Position:
 
     `avg_cost` is the average cost per unit, or None when it is unknown (a spot holding
     transferred in, a venue that does not say): an unknown cost is never compared.
+
+    .. versionadded:: 0.1
     """
 
     symbol: str = attrs.field(validator=name_text)
@@ -190,6 +198,8 @@ class BrokerPosition:
     """A position as the broker reports it. `quantity` is signed: short is negative.
 
     `avg_cost` is None when the broker gives none (then it is not compared).
+
+    .. versionadded:: 0.1
     """
 
     symbol: str = attrs.field(validator=name_text)
@@ -207,6 +217,8 @@ class LocalAccount:
 
     `cash_by_currency`, if given, is the cash held in each currency (in that currency);
     when the broker gives it too, cash is compared per currency instead of as one figure.
+
+    .. versionadded:: 0.1
     """
 
     account_id: str = attrs.field(validator=name_text)
@@ -220,7 +232,10 @@ class LocalAccount:
 @attrs.frozen
 class BrokerAccount:
     """The broker's balances. `cash` is the account's cash in its currency, `total_equity`
-    its net liquidation value; `cash_by_currency` as in `LocalAccount`."""
+    its net liquidation value; `cash_by_currency` as in `LocalAccount`.
+
+    .. versionadded:: 0.1
+    """
 
     account_id: str = attrs.field(validator=name_text)
     cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
@@ -250,6 +265,8 @@ class OrderFill:
 
     `multiplier` is the contract size of options and futures (100 for a US equity
     option): notional = quantity * price * multiplier.
+
+    .. versionadded:: 0.1
     """
 
     order_id: str = attrs.field(validator=name_text)
@@ -293,6 +310,8 @@ class Discrepancy:
     types (cash, equity). `currency` is set on a `cash_mismatch` found comparing cash
     per currency, None otherwise. `local_value` and `broker_value` are the compared
     figures (quantity, average cost, cash or equity); None where that side has nothing.
+
+    .. versionadded:: 0.1
     """
 
     type: DiscrepancyType = attrs.field(validator=attrs.validators.instance_of(DiscrepancyType))
@@ -380,7 +399,10 @@ def _broker_positions(
 
 @attrs.frozen
 class ReconciliationResult:
-    """The outcome of one run: what was compared, what differed, or why it could not run."""
+    """The outcome of one run: what was compared, what differed, or why it could not run.
+
+    .. versionadded:: 0.1
+    """
 
     run_id: UUID
     account_id: str = attrs.field(validator=name_text)
@@ -475,6 +497,8 @@ class AgeingPolicy:
     The kill switch (`halt_after_runs`, None = off) fires once for a break whose
     severity, after escalation, is CRITICAL and that has persisted that many
     consecutive runs; again only if the break resolves and comes back.
+
+    .. versionadded:: 0.1
     """
 
     escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
@@ -560,6 +584,8 @@ class CorrectionPolicy:
     runs a reconciliation at once to check it; `mode="propose"` (a dry run) changes
     nothing. A correction whose absolute value exceeds `max_notional` is never applied:
     the break is escalated to critical instead.
+
+    .. versionadded:: 0.1
     """
 
     mode: Literal["propose", "apply"] = attrs.field(
@@ -619,7 +645,10 @@ def _correction_policy(_instance: object, field: attrs.Attribute[Any], value: ob
 
 @attrs.frozen
 class ReconciliationConfig:
-    """How, when and how strictly one account is reconciled. See docs/configuration.md."""
+    """How, when and how strictly one account is reconciled. See docs/configuration.md.
+
+    .. versionadded:: 0.1
+    """
 
     account_id: str = attrs.field(validator=name_text)
     interval_seconds: float = attrs.field(default=300, converter=seconds, validator=positive_seconds)

@@ -50,7 +50,10 @@ def _books(instance: Account, _field: attrs.Attribute[Any], _value: object) -> N
 
 @attrs.frozen
 class Account:
-    """An account, its local book (`portfolio`) and its broker's view (`broker`)."""
+    """An account, its local book (`portfolio`) and its broker's view (`broker`).
+
+    .. versionadded:: 0.1
+    """
 
     config: ReconciliationConfig = attrs.field(validator=attrs.validators.instance_of(ReconciliationConfig))
     portfolio: PortfolioManager = attrs.field(eq=False)

@@ -27,7 +27,10 @@ T = TypeVar("T")
 
 @attrs.frozen
 class DeliveryHealth:
-    """The way to one sink, as an operator needs to see it."""
+    """The way to one sink, as an operator needs to see it.
+
+    .. versionadded:: 0.1
+    """
 
     sink: str
     queued_runs: int

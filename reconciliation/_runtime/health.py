@@ -46,7 +46,10 @@ run brings it back, and stopped is final — a late failure or recovery is refus
 
 @attrs.frozen
 class ComponentHealth:
-    """One component (an actor, the timer) as it last reported itself."""
+    """One component (an actor, the timer) as it last reported itself.
+
+    .. versionadded:: 0.1
+    """
 
     name: str
     state: ComponentState
@@ -66,7 +69,10 @@ def _delivery(value: Mapping[str, DeliveryHealth]) -> Mapping[str, DeliveryHealt
 
 @attrs.frozen
 class ServiceHealth:
-    """The whole service: healthy when every component runs and every sink is reachable."""
+    """The whole service: healthy when every component runs and every sink is reachable.
+
+    .. versionadded:: 0.1
+    """
 
     components: Mapping[str, ComponentHealth] = attrs.field(converter=_components)
     delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=_delivery)

@@ -85,7 +85,10 @@ LOG_QUEUE_MAX_RUNS = 10_000
 
 @attrs.frozen
 class StopReport:
-    """What `Runtime.stop` could not end in time (empty: everything ended)."""
+    """What `Runtime.stop` could not end in time (empty: everything ended).
+
+    .. versionadded:: 0.1
+    """
 
     still_running: tuple[str, ...] = ()
 

@@ -135,6 +135,8 @@ class ReconciliationRuntime(_Facade):
         TypeError: a book that does not implement its protocol, or a `redis` that is
             not a redis-py client.
         ValueError: no account, or one account id twice.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
@@ -198,6 +200,8 @@ class ReconciliationService(_Facade):
     Raises:
         TypeError: a book that does not implement its protocol, a `redis` that is not a
             redis-py client (a URL, say), or a `config` that is not a `ReconciliationConfig`.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
