@@ -23,8 +23,8 @@ from books import ACCOUNT, NOW, make_books, make_snapshot
 from reconciliation import ReconcileRequest, ReconciliationConfig, ReconciliationResult
 from reconciliation._domain.ageing import BreakTracker
 from reconciliation._domain.compare import Comparison, compare
-from reconciliation._publishing.payloads import iter_payloads
 from reconciliation._runtime.comparator_actor import LARGE_RUN, GilBudget, paused_gc
+from reconciliation._wire.payloads import iter_payloads
 
 if TYPE_CHECKING:
     import redis

@@ -19,8 +19,8 @@ from books import ACCOUNT, NOW, make_books, make_snapshot
 from reconciliation import ReconciliationConfig, ReconciliationResult
 from reconciliation._domain.ageing import BreakTracker
 from reconciliation._domain.compare import compare
-from reconciliation._publishing.payloads import iter_payloads
 from reconciliation._runtime.comparator_actor import GilBudget, paused_gc
+from reconciliation._wire.payloads import iter_payloads
 
 __all__ = ["gc_row"]
 

@@ -25,7 +25,6 @@ from reconciliation._domain.models import (
 )
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._publishing.connection import publishing_client
-from reconciliation._publishing.payloads import iter_payloads
 from reconciliation._publishing.redis_sink import (
     MAX_PAYLOADS_PER_ROUND_TRIP,
     MAX_PAYLOADS_PER_SCRIPT,
@@ -37,6 +36,7 @@ from reconciliation._publishing.redis_sink import (
     RedisSink,
 )
 from reconciliation._runtime.delivery import BoundedQueue, Queued
+from reconciliation._wire.payloads import iter_payloads
 
 if TYPE_CHECKING:
     import redis

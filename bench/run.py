@@ -37,6 +37,7 @@ from fig_gc import gc_row
 from fig_jitter import jitter_rows
 from fig_pipeline import pipeline_row
 from fig_publish import publish_row
+from fig_startup import startup_row
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "notes.md"
@@ -73,6 +74,7 @@ class Mode:
     accounts_sizes: tuple[int, ...]
     accounts_positions: int
     accounts_seconds: float
+    startup_repeats: int
 
 
 MODES = {
@@ -103,6 +105,7 @@ MODES = {
         (1, 5),
         100,
         2.0,
+        5,
     ),
     "quick": Mode(
         "quick",
@@ -131,6 +134,7 @@ MODES = {
         (1, 50, 500),
         200,
         5.0,
+        30,
     ),
     "full": Mode(
         "full",
@@ -159,6 +163,7 @@ MODES = {
         (1, 50, 500),
         1_000,
         20.0,
+        100,
     ),
 }
 
@@ -184,6 +189,8 @@ def measure(
     quiet_logging()
     rows: list[Row] = []
     step = _Progress()
+    rows.append(startup_row(mode.startup_repeats))
+    step("reconciliation --help start-up")
     rows.append(gc_row(mode.gc_n, mode.gc_runs))
     step("gc stalls (before any gc.freeze)")
     rows += breaks_rows(mode.breaks_sizes, mode.breaks_repeats)

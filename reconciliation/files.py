@@ -21,7 +21,6 @@ arguments (`Balances`). Needs the `fast` extra (pyarrow).
 from __future__ import annotations
 
 import csv
-import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -63,8 +62,6 @@ __all__ = [
     "read_balances",
     "read_positions",
 ]
-
-logger = logging.getLogger(__name__)
 
 Format = Literal["csv", "parquet"]
 _SUFFIXES: dict[str, Format] = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}

@@ -35,6 +35,7 @@ import attrs
 from reconciliation._domain.ageing import Sighting
 from reconciliation._domain.correction import CorrectionStatus
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._domain.triggers import TRIGGER_NAMES
 from reconciliation._runtime.health import ComponentState
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 
@@ -73,7 +74,6 @@ RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 """From a small book compared in milliseconds to a run that waited out a 30 s broker timeout."""
 BOOK_CALL_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-_TRIGGERS = ("startup", "periodic", "post_fill", "on_demand")
 _STATUSES = ("ok", "failed")
 _BOOK_CALLS = ("local.get_positions", "local.get_account", "broker.get_positions", "broker.get_account")
 
@@ -320,7 +320,7 @@ class ReconciliationMetrics:
                 raise ValueError(msg)
             self._watched[target] = (label, accounts)
         for account in accounts:
-            for trigger in _TRIGGERS:
+            for trigger in TRIGGER_NAMES:
                 for status in _STATUSES:
                     self._runs.labels(account, trigger, status)
             for call in _BOOK_CALLS:

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import attrs
 
 from reconciliation._domain.models import BrokerAccount, BrokerPosition
-from reconciliation._publishing.payloads import (
+from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.observers import PROCESS_OBSERVERS
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -41,8 +43,6 @@ from reconciliation._publishing.payloads import (
     encode,
     iter_payloads,
 )
-from reconciliation._runtime.clock import ManualClock
-from reconciliation._runtime.observers import PROCESS_OBSERVERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator

@@ -13,7 +13,7 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     ReconciliationResult,
 )
-from reconciliation._publishing.payloads import discrepancy_payload, result_payload
+from reconciliation._wire.payloads import discrepancy_payload, result_payload
 from reconciliation.audit import AgeingPolicy, BreakTracker, open_store
 from reconciliation.audit._history import load_history, run_to_dict
 

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = (
+    "| `reconciliation --help` start-up, a whole process |",
     "| compare {n} positions, clean |",
     "| compare {n} positions, 1 % breaks",
     "| peak memory of the {n}-position comparison",

@@ -23,10 +23,10 @@ from stream_payloads import STREAM_OF, append, discrepancy, halt, now_text, reso
 
 from reconciliation._cli.board.app import Board, create_app, seed
 from reconciliation._cli.board.state import BoardState
-from reconciliation._cli.inbound import Message, decode
 from reconciliation._cli.main import main
-from reconciliation._cli.streams import StreamEntry
+from reconciliation._publishing.inbound import Message, decode
 from reconciliation._publishing.redis_clients import client_for
+from reconciliation._publishing.streams import StreamEntry
 from reconciliation.audit import open_store
 
 if TYPE_CHECKING:

@@ -11,17 +11,21 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import urllib.request
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+import click
 import pytest
 from click.testing import CliRunner
 
-from reconciliation._cli.main import main
+from reconciliation._cli.main import COMMANDS, main
+from reconciliation._cli.runner import ConfigError, load_config
 from reconciliation._domain.models import ReconciliationConfig
 
 if TYPE_CHECKING:
@@ -329,12 +333,94 @@ def test_every_config_option_is_documented_and_settable_from_toml(tmp_path: Path
     assert outcome.exit_code == 0, outcome.output
 
 
+def _money_fields(kind: type) -> list[str]:
+    """The options of `kind` (and of the policies it holds, as `table.key`) that hold Decimals."""
+    found = []
+    for field in attrs.fields(attrs.resolve_types(kind)):
+        parts = (field.type, *typing.get_args(field.type))
+        found.extend(field.name for part in parts if part is Decimal)
+        found.extend(f"{field.name}.{name}" for part in parts if attrs.has(part) for name in _money_fields(part))
+    return found
+
+
+def test_a_toml_float_is_read_as_the_digits_written_wherever_money_belongs(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path,
+        f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\ncash_tolerance = 0.1\nequity_tolerance_pct = 0.25\n'
+        "cost_tolerance_pct = 0.01\ncash_tolerance_by_currency = { EUR = 0.3 }\n"
+        "[accounts.correction]\nmax_notional = 2500.75\n",
+    )
+
+    (spec,) = load_config(config).accounts
+
+    assert set(_money_fields(ReconciliationConfig)) == {
+        "cash_tolerance",
+        "equity_tolerance_pct",
+        "cost_tolerance_pct",
+        "cash_tolerance_by_currency",
+        "correction.max_notional",
+    }, "a new money option: add it to this file, which proves a TOML float is read exactly for it"
+    assert spec.config.correction is not None
+    assert [
+        str(spec.config.cash_tolerance),
+        str(spec.config.equity_tolerance_pct),
+        str(spec.config.cost_tolerance_pct),
+        str(spec.config.cash_tolerance_by_currency["EUR"]),
+        str(spec.config.correction.max_notional),
+    ] == ["0.1", "0.25", "0.01", "0.3", "2500.75"]
+
+
+def test_a_mistake_in_a_table_of_amounts_names_the_entry(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path,
+        f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n'
+        '[accounts.cash_tolerance_by_currency]\nEUR = "0.50"\nJPY = "a hundred"\nCHF = -1\n',
+    )
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+
+    assert refused.value.problems == (
+        "accounts[0].cash_tolerance_by_currency.JPY: expected a number such as \"1.00\", got a string 'a hundred'",
+    )
+
+
 def test_every_command_has_help_with_examples() -> None:
     for command in ("demo", "watch", "run", "history", "serve"):
         outcome = CliRunner().invoke(main, [command, "--help"])
         assert outcome.exit_code == 0
         assert "Examples:" in outcome.output
         assert "Exit codes:" in outcome.output
+
+
+HEAVY = ("pyarrow", "numpy", "ccxt", "starlette", "uvicorn", "prometheus_client", "psycopg", "pykka", "redis", "rich")
+
+
+def test_the_help_imports_no_command_and_nothing_heavy() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reconciliation", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    imported = {line.rsplit("|", 1)[1].strip() for line in shown.stderr.splitlines() if line.startswith("import time:")}
+    assert "Commands:" in shown.stdout
+    assert "click" in imported
+    assert sorted(m for m in imported if m.split(".")[0] in HEAVY or m.startswith("reconciliation._cli.commands")) == []
+
+
+def test_the_help_lists_each_command_with_its_own_summary() -> None:
+    ctx = click.Context(main, info_name="reconciliation")
+    listed, loaded = click.HelpFormatter(), click.HelpFormatter()
+
+    main.format_commands(ctx, listed)
+    click.Group.format_commands(main, ctx, loaded)
+
+    assert listed.getvalue() == loaded.getvalue()
+    assert "watch    Show runs, breaks" in listed.getvalue()
+    assert [main.get_command(ctx, name).name for name in COMMANDS] == list(COMMANDS)
 
 
 def test_demo_without_redis_or_fakeredis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

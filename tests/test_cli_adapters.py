@@ -8,16 +8,19 @@ TWS on localhost that answers the recorded wire messages.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import fakeredis
 import pytest
 from click.testing import CliRunner
@@ -33,12 +36,12 @@ from fake_tws import FakeTws
 from recorded_alpaca import RecordedAlpaca
 from recorded_ccxt import RecordedVenue, binanceusdm_routes
 
-from reconciliation._cli.broker_adapters import MissingCredentialError, close_connections
 from reconciliation._cli.main import main
-from reconciliation._cli.runner import StartError, build_runtime, load_config
+from reconciliation._cli.runner import ADAPTERS, ConfigError, StartError, build_runtime, load_config
+from reconciliation.adapters._common import MissingCredentialError
 from reconciliation.adapters.alpaca import AlpacaBroker
 from reconciliation.adapters.ccxt import CcxtBroker
-from reconciliation.adapters.ib import IBBroker
+from reconciliation.adapters.ib import IBBroker, close_connections
 
 if TYPE_CHECKING:
     import redis
@@ -274,6 +277,11 @@ portfolio = "reconciliation.paper:paper_portfolio"
         ),
         ('adapter = "ib"\nclient_id = 1\n', "accounts[0].broker_adapter.port", "expected a whole number"),
         (
+            'adapter = "ccxt"\nvenue = "binanceusdm"\ncurrency = "USDT"\ncredentials = { apiKey = 5, secret = "S" }\n',
+            "accounts[0].broker_adapter.credentials.apiKey",
+            "expected a non-empty string, got an integer 5",
+        ),
+        (
             'adapter = "ib"\nport = 4002\nclient_id = 1\nclientId = 2\n',
             "accounts[0].broker_adapter.clientId",
             "unknown key",
@@ -288,6 +296,31 @@ def test_a_bad_broker_adapter_table_gives_one_line_naming_the_key(
     assert outcome.exit_code == 2, outcome.output
     assert outcome.output.startswith(f"Error: {tmp_path / 'brokers.toml'}: {named}: "), outcome.output
     assert problem in outcome.output
+
+
+def test_every_mistake_in_a_broker_adapter_table_is_reported_at_once(tmp_path: Path) -> None:
+    body = BINANCE + 'adapter = "ib"\nhost = 7\nport = "4002"\ntimeout_seconds = "ten"\n'
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, body))
+
+    assert refused.value.problems == (
+        "accounts[0].broker_adapter.host: expected a non-empty string, got an integer 7",
+        "accounts[0].broker_adapter.port: expected a whole number, got a string '4002'",
+        "accounts[0].broker_adapter.client_id: missing: expected a whole number",
+        "accounts[0].broker_adapter.timeout_seconds: expected a number of seconds, got a string 'ten'",
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_an_adapter_is_its_module_with_settings_and_an_extra_of_its_name(name: str) -> None:
+    adapter = importlib.import_module(ADAPTERS[name])
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    importlib.import_module(adapter.SDK)
+
+    assert attrs.has(adapter.Settings)
+    assert callable(adapter.Settings.broker)
+    assert name in extras["optional-dependencies"]
 
 
 def test_a_broker_factory_and_a_broker_adapter_in_one_account_are_refused(tmp_path: Path) -> None:
@@ -328,7 +361,7 @@ def test_a_missing_sdk_is_a_config_error_saying_which_extra_to_install(
             raise ModuleNotFoundError(msg)
         return real_import(name, *args)
 
-    monkeypatch.setattr("reconciliation._cli.broker_adapters.importlib.import_module", without_alpaca)
+    monkeypatch.setattr("reconciliation._cli.runner.importlib.import_module", without_alpaca)
     body = (
         BINANCE + 'adapter = "alpaca"\nvenue = "paper"\ncredentials = { api_key = "K", secret_key = "S" }\n'
     )

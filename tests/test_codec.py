@@ -7,7 +7,6 @@ import json
 import re
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -17,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciliation._domain.ageing import AgeingUpdate, Sighting
+from reconciliation._domain.correction import CorrectionStatus
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -26,7 +26,9 @@ from reconciliation._domain.models import (
     ReconciliationResult,
 )
 from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
-from reconciliation._publishing.payloads import (
+from reconciliation._publishing.inbound import SCHEMA, decode
+from reconciliation._publishing.streams import STREAMS, StreamEntry
+from reconciliation._wire.payloads import (
     DISCREPANCY_CHANNEL,
     RESULT_CHANNEL,
     discrepancy_payload,
@@ -35,7 +37,6 @@ from reconciliation._publishing.payloads import (
     result_payload,
 )
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "payloads.schema.json").read_text())
 RUN_ID = uuid.UUID("6f1c2a7e-3d4b-4c5a-9e8f-0123456789ab")
 AT = dt.datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=dt.UTC)
 PLAIN_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
@@ -404,6 +405,32 @@ def test_every_result_payload_satisfies_the_schema(run: ReconciliationResult) ->
 def test_every_discrepancy_payload_satisfies_the_schema(run: ReconciliationResult) -> None:
     for discrepancy in run.discrepancies:
         validator("discrepancy").validate(json.loads(encode(discrepancy_payload(run, discrepancy))))
+
+
+def test_the_schemas_lists_are_the_models_values() -> None:
+    defs = SCHEMA["$defs"]
+
+    assert defs["discrepancy_type"]["enum"] == [kind.value for kind in DiscrepancyType]
+    assert defs["severity"]["enum"] == [severity.value for severity in DiscrepancySeverity]
+    assert defs["asset_type"]["enum"] == [asset.value for asset in AssetType]
+    assert defs["correction"]["properties"]["status"]["enum"] == [status.value for status in CorrectionStatus]
+    account_level = defs["subject"]["allOf"][0]["if"]["properties"]["type"]["enum"]
+    assert account_level == [kind.value for kind in DiscrepancyType if kind.is_account_level]
+
+
+@given(results())
+def test_the_readers_accept_every_payload_a_run_publishes(run: ReconciliationResult) -> None:
+    sightings = tuple(
+        Sighting(uuid.uuid4(), d.timestamp, d.timestamp, 1, run.run_id, run.run_id, None, d.severity, d)
+        for d in run.discrepancies
+    )
+    halts = tuple(s.state() for s in sightings if s.severity is DiscrepancySeverity.CRITICAL)
+    ageing = AgeingUpdate(run.run_id, run.account_id, sightings, ended=sightings, halts=halts, timestamp=run.timestamp)
+    stream_of = {channel: stream for stream, channel in STREAMS.items()}
+
+    for channel, text in iter_payloads(run, ageing):
+        message = decode(StreamEntry(stream_of[channel], "1-0", text.encode(), replayed=False))
+        assert message.problem is None, (channel, text)
 
 
 @given(results())

@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -26,11 +25,11 @@ from reconciliation import (
 )
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
-from reconciliation._publishing.payloads import CORRECTION_CHANNEL, correction_payload, encode
+from reconciliation._publishing.inbound import SCHEMA
 from reconciliation._publishing.redis_sink import CORRECTION_STREAM, RedisSink
+from reconciliation._wire.payloads import CORRECTION_CHANNEL, correction_payload, encode
 from reconciliation.testing import ManualClock, ScriptedBroker, settle
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "payloads.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(
     {**SCHEMA, "$ref": "#/$defs/correction"}, format_checker=jsonschema.FormatChecker()
 )

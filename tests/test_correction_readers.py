@@ -17,15 +17,15 @@ from rich.console import Console
 from reconciliation import CorrectionEvent, CorrectionStatus
 from reconciliation._cli.board.state import BoardState
 from reconciliation._cli.demo import DemoReport
-from reconciliation._cli.inbound import Message, decode
 from reconciliation._cli.main import main
 from reconciliation._cli.render import correction_line
-from reconciliation._cli.streams import StreamEntry
 from reconciliation._cli.watch import human_line, watch
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
-from reconciliation._publishing.payloads import CORRECTION_CHANNEL, correction_payload, encode
+from reconciliation._publishing.inbound import Message, decode
 from reconciliation._publishing.redis_sink import CORRECTION_STREAM
+from reconciliation._publishing.streams import StreamEntry
+from reconciliation._wire.payloads import CORRECTION_CHANNEL, correction_payload, encode
 
 if TYPE_CHECKING:
     import redis

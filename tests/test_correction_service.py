@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Self
 
 import fakeredis
@@ -25,6 +24,7 @@ from reconciliation import (
     ReconciliationConfig,
     ReconciliationService,
 )
+from reconciliation._publishing.inbound import SCHEMA
 from reconciliation._publishing.redis_sink import CORRECTION_STREAM
 from reconciliation._runtime.clock import SystemClock
 from reconciliation.audit import open_store
@@ -32,7 +32,6 @@ from reconciliation.testing import ManualClock, ScriptedBroker, capture_publishe
 
 ACCOUNT = "ACC-1"
 NVDA = BrokerPosition("NVDA", 40, "120.00", "4800")
-SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "payloads.schema.json").read_text())
 CORRECTION_SCHEMA = jsonschema.Draft202012Validator(
     {**SCHEMA, "$ref": "#/$defs/correction"}, format_checker=jsonschema.FormatChecker()
 )

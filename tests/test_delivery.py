@@ -15,11 +15,12 @@ import pytest
 import redis
 
 from reconciliation._domain.ageing import AgeingUpdate
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.models import ReconciliationResult
 from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.redis_sink import RESULT_STREAM, RedisSink
 from reconciliation._runtime.clock import ManualClock
-from reconciliation._runtime.delivery import Backoff, BoundedQueue, Queued
+from reconciliation._runtime.delivery import BoundedQueue, Queued
 from reconciliation._runtime.delivery_actor import RETRY_BASE_SECONDS, DeliveryActor
 from reconciliation._runtime.health import ComponentState, HealthBoard
 from reconciliation._runtime.messages import Barrier
@@ -88,29 +89,19 @@ class TestBoundedQueue:
 
 
 class TestBackoff:
-    def test_the_ceiling_doubles_from_the_base_up_to_the_cap(self) -> None:
-        backoff = Backoff(0.1, 1.0, uniform=lambda _low, high: high)
-        assert [backoff.next_delay() for _ in range(6)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+    def test_the_pause_doubles_from_the_base_up_to_the_cap(self) -> None:
+        backoff = Backoff(0.1, 1.0)
+        assert [backoff.delay(attempt) for attempt in range(1, 7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
 
-    def test_each_delay_is_drawn_from_the_upper_half_of_its_ceiling(self) -> None:
+    def test_a_jittered_pause_is_drawn_from_the_upper_half(self) -> None:
         drawn: list[tuple[float, float]] = []
-        backoff = Backoff(0.1, 30.0, uniform=lambda low, high: drawn.append((low, high)) or low)
-        backoff.next_delay()
-        backoff.next_delay()
+        backoff = Backoff(0.1, 30.0)
+        backoff.delay(1, uniform=lambda low, high: drawn.append((low, high)) or low)
+        backoff.delay(2, uniform=lambda low, high: drawn.append((low, high)) or low)
         assert drawn == [(0.05, 0.1), (0.1, 0.2)]
 
     def test_a_days_long_outage_neither_overflows_nor_passes_the_cap(self) -> None:
-        backoff = Backoff(0.1, 30.0, uniform=lambda _low, high: high)
-        for _ in range(100_000):
-            delay = backoff.next_delay()
-        assert delay == 30.0
-
-    def test_reset_starts_over_and_says_how_many_failures_there_were(self) -> None:
-        backoff = Backoff(0.1, 30.0, uniform=lambda _low, high: high)
-        for _ in range(3):
-            backoff.next_delay()
-        assert backoff.reset() == 3
-        assert backoff.next_delay() == pytest.approx(0.1)
+        assert Backoff(0.1, 30.0).delay(100_000) == 30.0
 
 
 class FakeSink:

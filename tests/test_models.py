@@ -26,6 +26,7 @@ from reconciliation._domain.models import (
     ReconciliationResult,
     Snapshot,
 )
+from reconciliation._domain.values import FieldError
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 
@@ -551,6 +552,32 @@ class TestConfig:
     def test_max_wait_shorter_than_the_delay_refused(self) -> None:
         with pytest.raises(ValueError, match="post_fill_max_wait_seconds"):
             ReconciliationConfig("ACC-1", post_fill_delay_seconds=10, post_fill_max_wait_seconds=5)
+
+    @pytest.mark.parametrize(
+        ("options", "field", "key"),
+        [
+            ({"account_id": ""}, "account_id", None),
+            ({"interval_seconds": -1}, "interval_seconds", None),
+            ({"cash_tolerance": 0.1}, "cash_tolerance", None),
+            ({"cash_tolerance_by_currency": {"EUR": "-1"}}, "cash_tolerance_by_currency", "EUR"),
+            ({"cash_tolerance_by_currency": {"JPY": 0.5}}, "cash_tolerance_by_currency", "JPY"),
+            ({"enabled": 0}, "enabled", None),
+            ({"severity_overrides": {"cash_mismatch": "loud"}}, "severity_overrides", None),
+            ({"post_fill_delay_seconds": 10, "post_fill_max_wait_seconds": 5}, "post_fill_max_wait_seconds", None),
+            ({"stream_maxlen": 0}, "stream_maxlen", None),
+            ({"ageing": None}, "ageing", None),
+            ({"audit_store": "mysql://h/db"}, "audit_store", None),
+            ({"correction": "apply"}, "correction", None),
+        ],
+    )
+    def test_a_refusal_carries_the_field_it_refuses(
+        self, options: dict[str, object], field: str, key: str | None
+    ) -> None:
+        with pytest.raises(FieldError) as refused:
+            ReconciliationConfig(**{"account_id": "ACC-1", **options})  # type: ignore[arg-type]
+
+        assert (refused.value.field, refused.value.key) == (field, key)
+        assert isinstance(refused.value, TypeError | ValueError)
 
     @pytest.mark.parametrize("name", ["stream_maxlen", "outbox_max_runs"])
     def test_counts_must_be_positive_whole_numbers(self, name: str) -> None:

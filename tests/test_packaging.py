@@ -10,7 +10,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import reconciliation
+from reconciliation._runtime.service import ReconciliationService
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,3 +64,25 @@ def test_a_hosts_mypy_sees_the_installed_package_and_its_types(tmp_path: Path) -
         in checked.stdout
     )
     assert checked.stdout.count("error:") == 1, checked.stdout
+
+
+FIRST_USE = """\
+import sys
+import reconciliation
+print(sorted(m for m in sys.modules if m.split(".")[0] in {"pykka", "redis"}))
+from reconciliation import *
+print(sorted(set(reconciliation.__all__) - set(globals())))
+"""
+
+
+def test_the_public_names_are_imported_at_their_first_use_each_from_its_module() -> None:
+    shown = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-c", FIRST_USE], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert shown.stdout.splitlines() == ["[]", "[]"], shown.stderr
+    assert sorted(" ".join(reconciliation._HOMES.values()).split()) == sorted(reconciliation.__all__)
+    assert reconciliation.ReconciliationService is ReconciliationService
+    assert "ReconciliationService" in dir(reconciliation)
+    with pytest.raises(AttributeError, match="has no attribute 'ReconciliationServce'"):
+        _ = reconciliation.ReconciliationServce

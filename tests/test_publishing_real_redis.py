@@ -20,7 +20,6 @@ from reconciliation._domain.models import (
 )
 from reconciliation._domain.sinks import Sent, SinkUnavailableError
 from reconciliation._publishing.connection import publishing_retry
-from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 from reconciliation._publishing.redis_sink import (
     DISCREPANCY_STREAM,
     PUBLISH_SCRIPT,
@@ -30,6 +29,7 @@ from reconciliation._publishing.redis_sink import (
     PendingRun,
     RedisSink,
 )
+from reconciliation._wire.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 
 if TYPE_CHECKING:
     from redis_server import RedisServer

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from reconciliation._cli.main import _RedactingFormatter, main
+from reconciliation._cli.main import ExitCode, main
+from reconciliation._cli.shared import ERROR_LIMIT, CommandError, _RedactingFormatter
 from reconciliation._domain.redaction import redact_text, redact_url
 from reconciliation._publishing import redis_clients
 
@@ -72,6 +74,24 @@ def test_the_commands_log_lines_are_redacted_and_escaped() -> None:
     line = _RedactingFormatter("%(message)s").format(record)
 
     assert line == "store postgresql://u:***@h/db failed: \\x1b]0;t\\x07"
+
+
+def test_a_commands_error_lines_are_redacted_escaped_bounded_and_end_it_with_their_code() -> None:
+    @click.command()
+    def failing() -> None:
+        raise CommandError(
+            "store postgresql://u:pw@h/db failed: \x1b]0;t\x07 [bold]not markup[/bold]",
+            "x" * (ERROR_LIMIT + 10),
+            exit_code=ExitCode.STORE_UNAVAILABLE,
+        )
+
+    outcome = CliRunner().invoke(failing)
+
+    assert outcome.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert outcome.output.splitlines() == [
+        "Error: store postgresql://u:***@h/db failed: \\x1b]0;t\\x07 [bold]not markup[/bold]",
+        f"Error: {'x' * ERROR_LIMIT}… (10 more characters)",
+    ]
 
 
 def test_an_audit_url_of_an_unknown_scheme_is_not_echoed_by_history() -> None:

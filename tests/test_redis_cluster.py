@@ -25,11 +25,11 @@ from reconciliation import (
     ReconciliationService,
 )
 from reconciliation._cli.main import ExitCode, main
-from reconciliation._cli.streams import StreamFollower
 from reconciliation._domain.sinks import Sent
-from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL
 from reconciliation._publishing.redis_sink import CLUSTER_KEYS, STREAM_FIELD, PendingRun, RedisSink
 from reconciliation._publishing.redis_sink import RESULT_STREAM as STANDALONE_RESULT_STREAM
+from reconciliation._publishing.streams import StreamFollower
+from reconciliation._wire.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL
 from reconciliation.testing import ScriptedBroker, capture_published, settle
 
 if TYPE_CHECKING:

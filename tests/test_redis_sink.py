@@ -23,7 +23,6 @@ from reconciliation._domain.models import (
     ReconciliationResult,
 )
 from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
-from reconciliation._publishing.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 from reconciliation._publishing.redis_sink import (
     CLUSTER_KEYS,
     DISCREPANCY_STREAM,
@@ -36,6 +35,7 @@ from reconciliation._publishing.redis_sink import (
     PendingRun,
     RedisSink,
 )
+from reconciliation._wire.payloads import DISCREPANCY_CHANNEL, RESULT_CHANNEL, iter_payloads
 
 AT = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 LAST_ID = "18446744073709551615-18446744073709551615"

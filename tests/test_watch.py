@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from rich.console import Console
 from stream_payloads import STREAM_OF, append, correction, discrepancy, halt, resolved, result
 
-from reconciliation._cli.inbound import MAX_DEPTH, MAX_ENTRY_BYTES, Message, decode
 from reconciliation._cli.main import main
-from reconciliation._cli.streams import StreamCursor, StreamEntry
 from reconciliation._cli.watch import Filters, human_line, json_line, watch
+from reconciliation._publishing.inbound import MAX_DEPTH, MAX_ENTRY_BYTES, Message, decode
+from reconciliation._publishing.streams import StreamCursor, StreamEntry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -188,6 +188,16 @@ MALFORMED = {
     "a huge value": ("result", json.dumps(result(error="x" * (MAX_ENTRY_BYTES + 1))).encode(), "bytes, more than"),
     "an array": ("halt", b"[1, 2, 3]", "not a JSON object but list"),
     "an unknown severity": ("discrepancy", json.dumps(discrepancy(severity="apocalyptic")).encode(), "severity: not one of"),
+    "an unknown discrepancy type": (
+        "discrepancy",
+        json.dumps(discrepancy(type="margin_mismatch")).encode(),
+        "type: not one of missing_local, missing_broker,",
+    ),
+    "a netted position of no side": (
+        "result",
+        json.dumps(result(netted=[{"side": "both", "symbol": "AAPL", "asset_type": "stock", "entries": 2}])).encode(),
+        "netted[0].side: not one of local, broker",
+    ),
     "a time that is not one": ("halt", json.dumps(halt(first_seen="yesterday")).encode(), "first_seen: not an ISO-8601"),
     "a count below zero": (
         "resolved",

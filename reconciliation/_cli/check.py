@@ -17,7 +17,6 @@ import asyncio
 import csv
 import io
 import json
-import logging
 import time
 import uuid
 from decimal import Decimal
@@ -28,8 +27,9 @@ import attrs
 
 from reconciliation._cli.runner import ConfigError, config_from_table, read_toml
 from reconciliation._domain.compare import compare
+from reconciliation._domain.error_text import unknown_key
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
-from reconciliation._publishing.payloads import decimal_text, discrepancy_payload, result_payload
+from reconciliation._wire.payloads import decimal_text, discrepancy_payload, result_payload
 from reconciliation.files import BalanceColumns, Balances, ColumnMap, StatementBook, StatementBroker
 
 if TYPE_CHECKING:
@@ -50,8 +50,6 @@ __all__ = [
     "reconcile_once",
     "sides_with_balances",
 ]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT = "statement"
 """The account id of a check whose configuration names none."""
@@ -117,18 +115,14 @@ def _side(table: Any, side: Side, base: Path) -> SideSpec:
     if not isinstance(table, dict):
         msg = f"{side}: expected a table [{side}], got {table!r}"
         raise ConfigError(msg)
-    unknown = [key for key in table if key not in _SIDE_KEYS]
+    unknown = [f"{side}.{key}: {unknown_key(key, _SIDE_KEYS)}" for key in table if key not in _SIDE_KEYS]
     if unknown:
-        msg = f"{side}.{unknown[0]}: unknown key; known keys: {', '.join(_SIDE_KEYS)}"
-        raise ConfigError(msg)
-    columns: dict[str, Any] = {}
-    for key in _COLUMN_KEYS:
-        if key not in table:
-            continue
-        value = table[key]
-        if value is False and key in _OPTIONAL_COLUMNS:
-            value = None
-        columns[key] = value
+        raise ConfigError(*unknown)
+    columns: dict[str, Any] = {
+        key: None if value is False and key in _OPTIONAL_COLUMNS else value
+        for key, value in table.items()
+        if key in _COLUMN_KEYS
+    }
     try:
         column_map = ColumnMap(**columns)
         balance_columns = BalanceColumns(

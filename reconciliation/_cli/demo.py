@@ -32,7 +32,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from reconciliation._cli.inbound import Message, decode
 from reconciliation._cli.render import (
     CORRECTION_STYLES,
     SEVERITY_STYLES,
@@ -44,21 +43,23 @@ from reconciliation._cli.render import (
     result_line,
 )
 from reconciliation._cli.safe_text import safe_text
-from reconciliation._cli.streams import Backoff, RedisLostError, StreamFollower
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.models import (
     CorrectionPolicy,
     OrderFill,
     ReconciliationConfig,
     ReconciliationResult,
 )
-from reconciliation._publishing.payloads import (
+from reconciliation._publishing.inbound import Message, decode
+from reconciliation._publishing.streams import RedisLostError, StreamFollower
+from reconciliation._runtime.messages import ReconcileRequest
+from reconciliation._runtime.service import ReconciliationService
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     HALT_CHANNEL,
     RESOLVED_CHANNEL,
     RESULT_CHANNEL,
 )
-from reconciliation._runtime.messages import ReconcileRequest
-from reconciliation._runtime.service import ReconciliationService
 from reconciliation.paper import InMemoryPortfolio, PaperBroker, paper_broker, paper_portfolio
 
 if TYPE_CHECKING:

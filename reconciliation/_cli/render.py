@@ -12,7 +12,6 @@ move or rewrite the terminal.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +19,7 @@ from rich.text import Text
 
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.models import describe_subject
-from reconciliation._publishing.payloads import (
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -39,8 +38,6 @@ __all__ = [
     "result_line",
     "subject",
 ]
-
-logger = logging.getLogger(__name__)
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 CORRECTION_STYLES = {

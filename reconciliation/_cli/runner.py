@@ -2,7 +2,8 @@
 
 `load_config` reads and checks the whole file before anything starts, and refuses it
 with one `ConfigError` that lists every mistake, each naming its key
-(`accounts[1].interval_seconds: ...`).
+(`accounts[1].interval_seconds: ...`); cattrs structures each table into the attrs class
+that is its only description (`ReconciliationConfig`, an adapter's `Settings`).
 `run_until_stopped` starts every service, waits for SIGINT or SIGTERM, and stops them
 all. The format is documented in docs/configuration.md; docs/example-config.toml is
 a complete example.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
+import enum
 import importlib
 import logging
 import os
@@ -22,12 +23,15 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
+import cattrs
+from cattrs.cols import is_mapping
 
-from reconciliation._cli.broker_adapters import AdapterConfigError, adapter_factory
+from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import ReconciliationConfig
+from reconciliation._domain.values import FieldError
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.service import ReconciliationRuntime
 
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from reconciliation.metrics import ReconciliationMetrics
 
 __all__ = [
+    "ADAPTERS",
     "AccountSpec",
     "ConfigError",
     "RunnerConfig",
@@ -54,37 +59,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TOP_LEVEL = ("redis_url", "defaults", "accounts")
-_FACTORY_KEYS = ("broker", "portfolio")
-_ADAPTER_KEY = "broker_adapter"
-"""A table naming a broker adapter (docs/configuration.md), instead of a `broker` factory."""
-_SECONDS = (
-    "interval_seconds",
-    "post_fill_delay_seconds",
-    "broker_timeout_seconds",
-    "post_fill_max_wait_seconds",
-    "publish_retry_max_seconds",
-)
-_MONEY = ("cash_tolerance", "equity_tolerance_pct", "cost_tolerance_pct")
-_COUNTS = ("stream_maxlen", "outbox_max_runs")
-_NESTED_MONEY = frozenset({"max_notional"})
-"""Amounts inside a sub-table, read like the top level's (`_decimal`)."""
-_CONFIG_KEYS = tuple(field.name for field in attrs.fields(ReconciliationConfig))
-
-
-def _nested_options() -> dict[str, type]:
-    nested: dict[str, type] = {}
-    for field in attrs.fields(attrs.resolve_types(ReconciliationConfig)):
-        for kind in (field.type, *typing.get_args(field.type)):
-            if isinstance(kind, type) and attrs.has(kind):
-                nested[field.name] = kind
-    return nested
-
-
-_NESTED = _nested_options()
-"""Options that are attrs classes themselves, or None (`ageing`, `correction`): a sub-table
-of keyword arguments."""
-_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_FACTORY_KEYS, _ADAPTER_KEY)
+_BOOKS = ("broker", "portfolio", "broker_adapter")
+"""Where an account's two books come from: factories, or a broker adapter's table instead of `broker`."""
+_CONFIG_KEYS = tuple(attrs.fields_dict(ReconciliationConfig))
+_ACCOUNT_KEYS = (*_CONFIG_KEYS, *_BOOKS)
 _DEFAULT_KEYS = tuple(key for key in _ACCOUNT_KEYS if key != "account_id")
+
+ADAPTERS: Mapping[str, str] = {
+    "ccxt": "reconciliation.adapters.ccxt",
+    "alpaca": "reconciliation.adapters.alpaca",
+    "ib": "reconciliation.adapters.ib",
+}
+"""The broker adapters an `[accounts.broker_adapter]` table can name (`adapter = "ccxt"`): each
+name, also that of its extra, to its module. The module's frozen attrs `Settings` is the rest of
+the table, and makes the broker (`broker(account_id)`) when the service starts; its `SDK` is
+imported when the file is read, so a missing extra is a configuration error. A new adapter is
+its module, its extra and one entry here."""
 
 
 class ConfigError(Exception):
@@ -176,7 +166,7 @@ def load_config(path: Path) -> RunnerConfig:
     """
     document = read_toml(path)
     problems = _Problems()
-    _check_keys(problems, document, _TOP_LEVEL, "the top level")
+    _unknown_keys(problems, document, _TOP_LEVEL, "the top level")
     redis_url = document.get("redis_url")
     if redis_url is not None and (not isinstance(redis_url, str) or not redis_url.strip()):
         problems.add("redis_url", f"expected a Redis URL string, got {_describe(redis_url)}")
@@ -184,7 +174,7 @@ def load_config(path: Path) -> RunnerConfig:
     if not isinstance(defaults, dict):
         problems.add("defaults", f"expected a table [defaults], got {_describe(defaults)}")
         defaults = {}
-    _check_keys(problems, defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
+    _unknown_keys(problems, defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
     accounts = document.get("accounts")
     if not isinstance(accounts, list) or not accounts:
         problems.add("accounts", "expected at least one [[accounts]] table with an account_id")
@@ -196,7 +186,7 @@ def load_config(path: Path) -> RunnerConfig:
         if not isinstance(account, dict):
             problems.add(where, f"expected an [[accounts]] table, got {_describe(account)}")
             continue
-        _check_keys(problems, account, _ACCOUNT_KEYS, f"[[accounts]] #{index + 1}", where=where)
+        _unknown_keys(problems, account, _ACCOUNT_KEYS, f"[[accounts]] #{index + 1}", where=where)
         known = {key: value for key, value in {**defaults, **account}.items() if key in _ACCOUNT_KEYS}
         spec = _account(problems, where, known, in_defaults=set(defaults) - set(account))
         if spec is None:
@@ -211,19 +201,15 @@ def load_config(path: Path) -> RunnerConfig:
 
 def config_from_table(table: Mapping[str, Any], *, where: str, ignore: tuple[str, ...] = ()) -> ReconciliationConfig:
     """A `ReconciliationConfig` from a TOML table of its options, checked as `load_config`
-    checks an [[accounts]] table (`where` prefixes each key in the messages); the keys in
+    checks an [[accounts]] table (`where` names the table in the messages); the keys in
     `ignore` belong to the caller.
 
     Raises:
         ConfigError: every mistake, each naming its key.
     """
     problems = _Problems()
-    _check_keys(problems, table, (*_CONFIG_KEYS, *ignore), where or "the top level")
-    options: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in _CONFIG_KEYS:
-            with problems.collecting():
-                options[key] = _convert(problems, key, key, value)
+    _unknown_keys(problems, table, (*_CONFIG_KEYS, *ignore), where or "the top level")
+    options = {key: value for key, value in table.items() if key in _CONFIG_KEYS}
     config = _config(problems, where, options, lambda key: key)
     problems.raise_any()
     if config is None:  # pragma: no cover - _config records a problem whenever it returns None
@@ -238,19 +224,8 @@ class _Problems:
     def __init__(self) -> None:
         self._found: dict[str, None] = {}
 
-    def __len__(self) -> int:
-        return len(self._found)
-
     def add(self, key: str, problem: str) -> None:
         self._found[f"{key}: {problem}"] = None
-
-    @contextlib.contextmanager
-    def collecting(self) -> Iterator[None]:
-        """Record a `_fail` inside the block as one problem, and go on after the block."""
-        try:
-            yield
-        except _MistakeError as problem:
-            self._found[str(problem)] = None
 
     def raise_any(self) -> None:
         if self._found:
@@ -265,60 +240,42 @@ def _account(
     def key_path(key: str) -> str:
         return f"defaults.{key}" if key in in_defaults else f"{where}.{key}"
 
-    found_before = len(problems)
-    if "account_id" not in merged:
-        problems.add(f"{where}.account_id", "missing: every [[accounts]] table needs an account_id")
-    factories = _factories(problems, where, merged, in_defaults, key_path)
-    options: dict[str, Any] = {}
-    for key, value in merged.items():
-        if key in _FACTORY_KEYS or key == _ADAPTER_KEY:
-            continue
-        with problems.collecting():
-            options[key] = _convert(problems, key_path(key), key, value)
-    config = _config(problems, where, options, key_path) if "account_id" in options else None
-    if config is None or len(problems) > found_before:
+    books = _books(problems, where, merged, in_defaults, key_path)
+    config = _config(problems, where, {key: value for key, value in merged.items() if key not in _BOOKS}, key_path)
+    if config is None or books.keys() != {"broker", "portfolio"}:
         return None
-    broker, broker_factory = factories["broker"]
-    portfolio, portfolio_factory = factories["portfolio"]
+    broker, broker_factory = books["broker"]
+    portfolio, portfolio_factory = books["portfolio"]
     return AccountSpec(config, broker, portfolio, broker_factory, portfolio_factory)
 
 
-def _factory(where: str, key: str, value: Any, path: str) -> tuple[str, Factory]:
-    if value is None:
-        _fail(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
-    if not isinstance(value, str):
-        _fail(path, f"expected a 'module:factory' string, got {_describe(value)}")
-    try:
-        return value, resolve_factory(value)
-    except (TypeError, ValueError) as exc:
-        _fail(path, str(exc))
-
-
 def _config(
-    problems: _Problems, where: str, options: dict[str, Any], key_path: Callable[[str], str]
+    problems: _Problems, where: str, options: Mapping[str, Any], key_path: Callable[[str], str]
 ) -> ReconciliationConfig | None:
-    """The account's config; else record why, blaming one option at a time until the rest are fine.
+    """The account's config; else None, after recording every mistake in its options.
 
-    `ReconciliationConfig` stops at its first invalid option: leaving that option out
-    and building again finds the next one.
+    cattrs reports every option of the wrong kind at once; the config's validators stop at
+    the first they refuse, whose error names its field: that option is left out and the
+    rest built again, until they pass.
     """
     remaining = dict(options)
     while True:
         try:
-            config = ReconciliationConfig(**remaining)
-        except (TypeError, ValueError) as exc:
-            blamed = next(
-                (key for key in sorted(remaining, key=len, reverse=True) if str(exc).startswith(key)), None
-            )
-            problems.add(key_path(blamed) if blamed else where, str(exc))
-            if blamed is None or blamed == "account_id":
+            config = _CONVERTER.structure(remaining, ReconciliationConfig)
+        except cattrs.BaseValidationError as error:
+            refused = set()
+            for steps, problem in _mistakes(error, remaining):
+                problems.add(".".join((key_path(steps[0]), *steps[1:])) if steps else where, problem)
+                refused.add(steps[0] if steps else "")
+            if "account_id" in refused or not refused <= remaining.keys():
                 return None
-            del remaining[blamed]
+            for key in refused:
+                del remaining[key]
         else:
             return config if remaining == options else None
 
 
-def _factories(
+def _books(
     problems: _Problems,
     where: str,
     merged: dict[str, Any],
@@ -326,147 +283,182 @@ def _factories(
     key_path: Callable[[str], str],
 ) -> dict[str, tuple[str, Factory]]:
     """Where the account's broker and portfolio come from: a description and a factory each,
-    or the mistakes recorded in `problems`."""
-    factories: dict[str, tuple[str, Factory]] = {}
-    adapter = False
-    with problems.collecting():
-        adapter = _uses_adapter(merged, in_defaults, key_path)
-        if adapter:
-            try:
-                factories["broker"] = adapter_factory(key_path(_ADAPTER_KEY), merged[_ADAPTER_KEY])
-            except AdapterConfigError as exc:
-                _fail(exc.key, exc.problem)
-    for key in _FACTORY_KEYS:
-        if key == "broker" and adapter:
-            continue
-        with problems.collecting():
-            factories[key] = _factory(where, key, merged.get(key), key_path(key))
-    return factories
+    or the mistakes recorded in `problems`.
 
-
-def _uses_adapter(merged: dict[str, Any], in_defaults: set[str], key_path: Callable[[str], str]) -> bool:
-    """Whether the broker comes from `broker_adapter` rather than a `broker` factory.
-
-    An account's own key wins over one from [defaults]; both at one level is an error.
+    A `broker_adapter` replaces the `broker` factory; an account's own key wins over one from
+    [defaults]; both at one level is an error.
     """
-    if _ADAPTER_KEY not in merged:
-        return False
-    if "broker" not in merged:
-        return True
-    adapter_from_defaults, factory_from_defaults = _ADAPTER_KEY in in_defaults, "broker" in in_defaults
-    if adapter_from_defaults == factory_from_defaults:
-        _fail(key_path(_ADAPTER_KEY), "give either broker (a factory) or broker_adapter, not both")
-    return factory_from_defaults
+    both = {"broker", "broker_adapter"} <= merged.keys()
+    if both and ("broker" in in_defaults) == ("broker_adapter" in in_defaults):
+        problems.add(key_path("broker_adapter"), "give either broker (a factory) or broker_adapter, not both")
+    adapter = "broker_adapter" in merged and (
+        "broker" not in merged or ("broker" in in_defaults and "broker_adapter" not in in_defaults)
+    )
+    books: dict[str, tuple[str, Factory]] = {}
+    for key in ("broker", "portfolio"):
+        book = (
+            _adapter(problems, key_path("broker_adapter"), merged["broker_adapter"])
+            if key == "broker" and adapter
+            else _factory(problems, where, key, merged.get(key), key_path(key))
+        )
+        if book is not None:
+            books[key] = book
+    return books
 
 
-def _convert(problems: _Problems, path: str, key: str, value: Any) -> Any:
-    """A TOML value as `ReconciliationConfig` takes it; the config then validates it."""
-    check = _CHECKS.get(key)
-    if check is not None:
-        return check(path, value)
-    nested = _NESTED.get(key)
-    if nested is not None:
-        if not isinstance(value, dict):
-            _fail(path, f"expected a table [{path}], got {_describe(value)}")
-        known = tuple(field.name for field in attrs.fields(nested))
-        _check_keys(problems, value, known, f"[{path}]", where=path)
-        arguments = {
-            name: _decimal(f"{path}.{name}", item) if name in _NESTED_MONEY and item is not None else item
-            for name, item in value.items()
-            if name in known
-        }
+def _factory(problems: _Problems, where: str, key: str, value: Any, path: str) -> tuple[str, Factory] | None:
+    if value is None:
+        problems.add(f"{where}.{key}", "missing: give a 'module:factory' import path here or in [defaults]")
+    elif not isinstance(value, str):
+        problems.add(path, f"expected a 'module:factory' string, got {_describe(value)}")
+    else:
         try:
-            return nested(**arguments)
+            return value, resolve_factory(value)
         except (TypeError, ValueError) as exc:
-            _fail(path, str(exc))
-    return value
+            problems.add(path, str(exc))
+    return None
 
 
-def _text(path: str, value: Any) -> str:
-    if not isinstance(value, str):
-        _fail(path, f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _flag(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        _fail(path, f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _seconds(path: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(path, f"expected a number of seconds, got {_describe(value)}")
-    return value
-
-
-def _count(path: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(path, f"expected a whole number, got {_describe(value)}")
-    return value
-
-
-def _table(path: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        _fail(path, f"expected a table of type = severity, got {_describe(value)}")
-    return value
-
-
-def _amounts(path: str, value: Any) -> dict[str, Decimal]:
-    """A table of currency = amount, each amount read like `_decimal`."""
-    if not isinstance(value, dict):
-        _fail(path, f'expected a table of currency = amount such as EUR = "0.50", got {_describe(value)}')
-    return {currency: _decimal(f"{path}.{currency}", amount) for currency, amount in value.items()}
-
-
-def _decimal(path: str, value: Any) -> Decimal:
-    """An int, a string of digits, or a TOML float taken as the digits written."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        _fail(path, f'expected a number or a string of digits such as "1.00", got {_describe(value)}')
+def _adapter(problems: _Problems, path: str, table: Any) -> tuple[str, Factory] | None:
+    """The broker of an adapter's table (`ccxt`, `alpaca`, `ib`): its description and its factory."""
+    if not isinstance(table, Mapping):
+        problems.add(path, f'expected a table such as {{ adapter = "ccxt", venue = "binanceusdm", ... }}, got {_describe(table)}')
+        return None
+    name = table.get("adapter")
+    if not isinstance(name, str) or name not in ADAPTERS:
+        problems.add(f"{path}.adapter", f"expected one of {', '.join(map(repr, ADAPTERS))}, got {shown(name)}")
+        return None
+    adapter = importlib.import_module(ADAPTERS[name])
     try:
-        number = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        _fail(path, f'expected a number such as "1.00", got {_describe(value)}')
-    if not number.is_finite():
-        _fail(path, f"expected a finite number, got {_describe(value)}")
-    return number
+        importlib.import_module(adapter.SDK)
+    except ImportError as exc:
+        problems.add(f"{path}.adapter", f"the {name} adapter needs its SDK: pip install 'reconciliation[{name}]' ({exc})")
+        return None
+    try:
+        settings = _CONVERTER.structure(
+            {key: value for key, value in table.items() if key != "adapter"}, adapter.Settings
+        )
+    except cattrs.BaseValidationError as error:
+        for steps, problem in _mistakes(error, table):
+            problems.add(".".join((path, *steps)), problem)
+        return None
+    return str(settings), settings.broker
 
 
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "account_id": _text,
-    "enabled": _flag,
-    "severity_overrides": _table,
-    **dict.fromkeys(_SECONDS, _seconds),
-    **dict.fromkeys(_COUNTS, _count),
-    **dict.fromkeys(_MONEY, _decimal),
-    "cash_tolerance_by_currency": _amounts,
-}
-
-
-def _check_keys(
+def _unknown_keys(
     problems: _Problems, table: Mapping[str, Any], known: tuple[str, ...], what: str, *, where: str = ""
 ) -> None:
     for key in table:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
-            problems.add(f"{where}.{key}" if where else key, f"unknown key in {what}{hint}")
+            problems.add(f"{where}.{key}" if where else key, unknown_key(key, known, what))
+
+
+def _mistakes(error: BaseException, table: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Each mistake in a cattrs error (a tree of them, for a table of tables), with the keys that
+    lead to it from `table`: unknown keys first, then the rest in the order of the fields."""
+    if isinstance(error, cattrs.ForbiddenExtraKeysError):
+        for key in table:
+            if key in error.extra_fields:
+                yield (key,), unknown_key(key, tuple(attrs.fields_dict(error.cl)))
+    elif isinstance(error, cattrs.BaseValidationError):
+        for inner in sorted(error.exceptions, key=lambda inner: not isinstance(inner, cattrs.ForbiddenExtraKeysError)):
+            note = getattr(inner, "__notes__", [None])[-1]
+            if isinstance(note, cattrs.AttributeValidationNote) and isinstance(inner, KeyError):
+                yield (note.name,), f"missing: expected {_expected(note.type)}"
+            elif isinstance(note, cattrs.AttributeValidationNote | cattrs.IterableValidationNote):
+                key = note.name if isinstance(note, cattrs.AttributeValidationNote) else str(note.index)
+                for steps, problem in _mistakes(inner, table.get(key)):
+                    yield (key, *steps), problem
+            else:
+                yield from _mistakes(inner, table)
+    elif isinstance(error, FieldError):
+        yield (error.field,) if error.key is None else (error.field, error.key), str(error)
+    else:
+        yield (), str(error)
+
+
+_PLAIN: Mapping[type, tuple[str, Callable[[object], bool]]] = {
+    str: ("a non-empty string", lambda value: isinstance(value, str) and bool(value.strip())),
+    bool: ("true or false", lambda value: isinstance(value, bool)),
+    int: ("a whole number", lambda value: type(value) is int),
+    float: ("a number of seconds", lambda value: type(value) in {int, float}),
+}
+"""What a TOML value must be for a field of each plain type (a float is a duration: money is a Decimal)."""
+
+_MONEY = 'a number or a string of digits such as "1.00"'
+
+
+def _expected(kind: object) -> str:
+    if kind in _PLAIN:
+        return _PLAIN[kind][0]  # type: ignore[index]
+    if kind is Decimal:
+        return _MONEY
+    if _is_literal(kind):
+        return " or ".join(map(repr, typing.get_args(kind)))
+    return "a table"
+
+
+def _is_literal(kind: object) -> bool:
+    return typing.get_origin(kind) is Literal
+
+
+def _plain(value: object, kind: Any) -> object:
+    """Text, true or false, a number, or one of a `Literal`'s options, as its field's type says."""
+    if not (value in typing.get_args(kind) if _is_literal(kind) else _PLAIN[kind][1](value)):
+        msg = f"expected {_expected(kind)}, got {_describe(value)}"
+        raise TypeError(msg)
+    return value
+
+
+def _money(value: object, _kind: object) -> Decimal:
+    """An int, a string of digits (kept exactly), or a TOML float, taken as the digits written."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        msg = f"expected {_MONEY}, got {_describe(value)}"
+        raise TypeError(msg)
+    try:
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        msg = f'expected a number such as "1.00", got {_describe(value)}'
+        raise ValueError(msg) from None
+    if not number.is_finite():
+        msg = f"expected a finite number, got {_describe(value)}"
+        raise ValueError(msg)
+    return number
+
+
+def _table(kind: Any, converter: cattrs.Converter) -> Callable[[object, object], object]:
+    """A table (an attrs class, or a mapping such as currency = amount): cattrs' own hook, for a table only."""
+    structure = converter.gen_structure_attrs_fromdict(kind) if attrs.has(kind) else converter.gen_structure_mapping(kind)
+
+    def table(value: object, _kind: object) -> object:
+        if not isinstance(value, Mapping):
+            msg = f"expected a table, got {_describe(value)}"
+            raise TypeError(msg)
+        return structure(value, kind)
+
+    return table
+
+
+def _read_by_the_model(kind: object) -> bool:
+    """Enums, and collections or options of them: the model's own converter reads their TOML text
+    ("critical") and names the field when it refuses one."""
+    return any(isinstance(part, type) and issubclass(part, enum.Enum) for part in (kind, *typing.get_args(kind)))
+
+
+_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
+"""TOML to the attrs classes: a table's unknown key refused; a plain value checked for its
+field's type here, then by the class's own converters and validators."""
+_CONVERTER.register_structure_hook_factory(lambda kind: attrs.has(kind) or is_mapping(kind), _table)
+for _kind in _PLAIN:
+    _CONVERTER.register_structure_hook(_kind, _plain)
+_CONVERTER.register_structure_hook_func(_is_literal, _plain)
+_CONVERTER.register_structure_hook(Decimal, _money)
+_CONVERTER.register_structure_hook_func(_read_by_the_model, lambda value, _kind: value)
 
 
 def _describe(value: Any) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array"}
-    return (
-        f"{kinds.get(type(value), 'a table' if isinstance(value, dict) else type(value).__name__)} {value!r}"
-    )
-
-
-class _MistakeError(Exception):
-    """One mistake in the file, raised where it is found and collected by `_Problems`."""
-
-
-def _fail(key: str, problem: str) -> NoReturn:
-    msg = f"{key}: {problem}"
-    raise _MistakeError(msg)
+    return f"{kinds.get(type(value), 'a table' if isinstance(value, dict) else type(value).__name__)} {shown(value)}"
 
 
 def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster) -> ReconciliationRuntime:

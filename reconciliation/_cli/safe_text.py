@@ -10,11 +10,7 @@ and bounds the length.
 
 from __future__ import annotations
 
-import logging
-
 __all__ = ["DEFAULT_LIMIT", "safe_text"]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 500
 """The longest text a command shows for one field, in characters."""

@@ -1,6 +1,6 @@
 """`reconciliation watch`: the streams' entries as they arrive, for people or for scripts.
 
-The watcher follows the streams (`streams.follow`: `XREAD BLOCK`, resumed after
+The watcher follows the streams (`StreamFollower`: `XREAD BLOCK`, resumed after
 the last entry shown when Redis comes back), decodes each entry (`inbound.decode`),
 keeps those the filters admit and shows each on one line: coloured for people, or as a
 JSON object for scripts (`json_line`, its shape documented in docs/payloads.md).
@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from rich.text import Text
 
-from reconciliation._cli.inbound import Message, decode
 from reconciliation._cli.render import message_line
 from reconciliation._cli.safe_text import safe_text
-from reconciliation._cli.streams import Backoff, StreamFollower
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
+from reconciliation._publishing.inbound import Message, decode
+from reconciliation._publishing.streams import StreamFollower
 
 if TYPE_CHECKING:
     import threading
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     import redis
     from rich.console import Console
 
-    from reconciliation._cli.streams import StreamEntry
+    from reconciliation._publishing.streams import StreamEntry
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -80,8 +81,8 @@ def json_line(message: Message) -> str:
         "replayed": message.replayed,
     }
     if message.payload is None:
-        line["malformed"] = message.problem
-        line["raw"] = message.preview
+        line["malformed"] = safe_text(message.problem)
+        line["raw"] = safe_text(message.preview)
     else:
         line.update((key, value) for key, value in message.payload.items() if key not in ENVELOPE_KEYS)
     return json.dumps(line, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
@@ -93,9 +94,9 @@ def human_line(message: Message) -> Text:
     if message.payload is None:
         line = Text(prefix)
         line.append("MALFORMED ", style="bold magenta")
-        line.append(f"{message.stream} entry {message.entry_id}: {message.problem}", style="magenta")
+        line.append(f"{message.stream} entry {message.entry_id}: {safe_text(message.problem)}", style="magenta")
         if message.preview:
-            line.append(f"  {message.preview}", style="dim")
+            line.append(f"  {safe_text(message.preview)}", style="dim")
         return line
     stamp = message.payload.get("timestamp") or message.payload.get("resolved_at")
     clock = safe_text(stamp[11:23]) if isinstance(stamp, str) else ""
@@ -103,7 +104,7 @@ def human_line(message: Message) -> Text:
 
 
 def _unshowable(message: Message, error: Exception) -> Message:
-    return attrs.evolve(message, payload=None, problem=f"cannot be shown: {safe_text(describe_error(error))}")
+    return attrs.evolve(message, payload=None, problem=f"cannot be shown: {describe_error(error)}")
 
 
 class StderrNarrator:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import itertools
-import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -48,8 +47,6 @@ __all__ = [
     "is_columnar_batch",
     "parse_columns",
 ]
-
-logger = logging.getLogger(__name__)
 
 FAST_EXTRA = "pip install 'reconciliation[fast]'"
 """How to install what the columnar path needs (pyarrow and numpy)."""

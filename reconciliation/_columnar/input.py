@@ -23,7 +23,6 @@ included (the text of a text column, the `Decimal` of an object).
 from __future__ import annotations
 
 import itertools
-import logging
 import sys
 from collections import Counter
 from decimal import Decimal
@@ -60,8 +59,6 @@ __all__ = [
     "rows_as_objects",
     "taken",
 ]
-
-logger = logging.getLogger(__name__)
 
 LIMIT = 2**62
 """The largest magnitude a scaled integer may have: the difference of two still fits in 64 bits."""

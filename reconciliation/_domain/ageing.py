@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import logging
 from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from reconciliation._domain.models import ReconciliationResult
 
 __all__ = ["AgeingPolicy", "AgeingUpdate", "BreakTracker", "Sighting"]
-
-logger = logging.getLogger(__name__)
 
 
 class Sighting(NamedTuple):

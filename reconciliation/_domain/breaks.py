@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["BreakKey", "BreakState", "break_id_for", "break_ids_of", "describe_key"]
-
-logger = logging.getLogger(__name__)
 
 BreakKey = tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]
 """(account_id, type, symbol, asset_type, currency): the same as `Discrepancy.key`."""
@@ -77,6 +74,8 @@ class BreakState:
     `severity` is the severity after escalation by age; `local_value` and
     `broker_value` are those of the latest sighting. `halted_run_id` is the run that
     confirmed the break for the kill switch, None while it has not fired for it.
+
+    .. versionadded:: 0.1
     """
 
     break_id: UUID

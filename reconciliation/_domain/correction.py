@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import logging
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -66,8 +65,6 @@ __all__ = [
     "propose_corrections",
 ]
 
-logger = logging.getLogger(__name__)
-
 POSITION_TYPES = frozenset(kind for kind in DiscrepancyType if kind.kind.correction == "fill")
 """The breaks a synthetic fill corrects."""
 
@@ -96,6 +93,8 @@ class Correction:
     fill, signed, buy > 0), then `avg_cost` (the average cost the position should have
     afterwards; None: keep what the fill gives), or `avg_cost` alone (a cost), or `cash`
     (the amount to add to the local cash; in `currency` when cash is kept per currency).
+
+    .. versionadded:: 0.1
     """
 
     break_id: UUID
@@ -187,7 +186,10 @@ class Correction:
 
 
 class CorrectionStatus(enum.Enum):
-    """What happened to a correction; each is published and recorded once per correction."""
+    """What happened to a correction; each is published and recorded once per correction.
+
+    .. versionadded:: 0.1
+    """
 
     PROPOSED = "proposed"
     """Derived for a break of a correctable type (again whenever the break's figures change)."""
@@ -226,7 +228,10 @@ def _event_id(event: CorrectionEvent) -> UUID:
 
 @attrs.frozen
 class CorrectionEvent:
-    """A step in a correction's life, as it is published and recorded: what, when, by whom."""
+    """A step in a correction's life, as it is published and recorded: what, when, by whom.
+
+    .. versionadded:: 0.1
+    """
 
     status: CorrectionStatus = attrs.field(validator=attrs.validators.instance_of(CorrectionStatus))
     correction: Correction = attrs.field(validator=attrs.validators.instance_of(Correction))

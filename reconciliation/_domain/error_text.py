@@ -6,7 +6,9 @@ broker raised or answered is in them, so each is cut to a documented size.
 
 from __future__ import annotations
 
-__all__ = ["MAX_ERROR_TEXT", "MAX_VALUE_TEXT", "bounded", "describe_error", "shown"]
+import difflib
+
+__all__ = ["MAX_ERROR_TEXT", "MAX_VALUE_TEXT", "bounded", "describe_error", "shown", "unknown_key"]
 
 MAX_ERROR_TEXT = 2_000
 """The longest error text a run carries (docs/configuration.md, Limits)."""
@@ -40,3 +42,11 @@ def describe_error(error: BaseException | None) -> str:
     except Exception:  # noqa: BLE001 - an exception whose __str__ raises is still named
         text = "(its message could not be read)"
     return bounded(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def unknown_key(key: str, known: tuple[str, ...], where: str = "") -> str:
+    """The problem with a key of a table (`where`) that is none of `known`: the closest one
+    suggested, else all of them listed, so a typo never silently leaves a default in place."""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
+    return f"unknown key{f' in {where}' if where else ''}{hint}"

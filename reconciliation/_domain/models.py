@@ -21,6 +21,8 @@ from reconciliation._domain.plausibility import PlausibilityPolicy
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
+    FieldTypeError,
+    FieldValueError,
     decimal_mapping,
     exact_decimal,
     finite_decimal,
@@ -67,7 +69,10 @@ __all__ = [
 
 
 class AssetType(enum.Enum):
-    """What kind of instrument a position is in; with the symbol, it identifies the position."""
+    """What kind of instrument a position is in; with the symbol, it identifies the position.
+
+    .. versionadded:: 0.1
+    """
 
     STOCK = "stock"
     OPTION = "option"
@@ -80,7 +85,10 @@ class AssetType(enum.Enum):
 
 
 class DiscrepancyType(enum.Enum):
-    """What kind of difference a discrepancy is; `KINDS` says everything else about each."""
+    """What kind of difference a discrepancy is; `KINDS` says everything else about each.
+
+    .. versionadded:: 0.1
+    """
 
     MISSING_LOCAL = "missing_local"
     """The broker holds a position the local book does not know."""
@@ -175,6 +183,8 @@ class Position:
 
     `avg_cost` is the average cost per unit, or None when it is unknown (a spot holding
     transferred in, a venue that does not say): an unknown cost is never compared.
+
+    .. versionadded:: 0.1
     """
 
     symbol: str = attrs.field(validator=name_text)
@@ -190,6 +200,8 @@ class BrokerPosition:
     """A position as the broker reports it. `quantity` is signed: short is negative.
 
     `avg_cost` is None when the broker gives none (then it is not compared).
+
+    .. versionadded:: 0.1
     """
 
     symbol: str = attrs.field(validator=name_text)
@@ -207,6 +219,8 @@ class LocalAccount:
 
     `cash_by_currency`, if given, is the cash held in each currency (in that currency);
     when the broker gives it too, cash is compared per currency instead of as one figure.
+
+    .. versionadded:: 0.1
     """
 
     account_id: str = attrs.field(validator=name_text)
@@ -220,7 +234,10 @@ class LocalAccount:
 @attrs.frozen
 class BrokerAccount:
     """The broker's balances. `cash` is the account's cash in its currency, `total_equity`
-    its net liquidation value; `cash_by_currency` as in `LocalAccount`."""
+    its net liquidation value; `cash_by_currency` as in `LocalAccount`.
+
+    .. versionadded:: 0.1
+    """
 
     account_id: str = attrs.field(validator=name_text)
     cash: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
@@ -250,6 +267,8 @@ class OrderFill:
 
     `multiplier` is the contract size of options and futures (100 for a US equity
     option): notional = quantity * price * multiplier.
+
+    .. versionadded:: 0.1
     """
 
     order_id: str = attrs.field(validator=name_text)
@@ -293,6 +312,8 @@ class Discrepancy:
     types (cash, equity). `currency` is set on a `cash_mismatch` found comparing cash
     per currency, None otherwise. `local_value` and `broker_value` are the compared
     figures (quantity, average cost, cash or equity); None where that side has nothing.
+
+    .. versionadded:: 0.1
     """
 
     type: DiscrepancyType = attrs.field(validator=attrs.validators.instance_of(DiscrepancyType))
@@ -380,7 +401,10 @@ def _broker_positions(
 
 @attrs.frozen
 class ReconciliationResult:
-    """The outcome of one run: what was compared, what differed, or why it could not run."""
+    """The outcome of one run: what was compared, what differed, or why it could not run.
+
+    .. versionadded:: 0.1
+    """
 
     run_id: UUID
     account_id: str = attrs.field(validator=name_text)
@@ -417,7 +441,7 @@ def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, Discre
     """Accept enum members or their string values (as a TOML file gives them)."""
     if not isinstance(value, Mapping):
         msg = f"severity_overrides must be a mapping of discrepancy type to severity, not {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, "severity_overrides")
     table: dict[DiscrepancyType, DiscrepancySeverity] = {}
     for key, severity in value.items():
         try:
@@ -425,13 +449,13 @@ def _severity_table(value: Mapping[Any, Any]) -> Mapping[DiscrepancyType, Discre
         except ValueError:
             known = ", ".join(t.value for t in DiscrepancyType)
             msg = f"severity_overrides: unknown discrepancy type {shown(key)}; known: {known}"
-            raise ValueError(msg) from None
+            raise FieldValueError(msg, "severity_overrides") from None
         try:
             level = severity if isinstance(severity, DiscrepancySeverity) else DiscrepancySeverity(severity)
         except ValueError:
             known = ", ".join(s.value for s in DiscrepancySeverity)
             msg = f"severity_overrides[{kind.value!r}]: unknown severity {shown(severity)}; known: {known}"
-            raise ValueError(msg) from None
+            raise FieldValueError(msg, "severity_overrides") from None
         table[kind] = level
     return frozen_mapping(table)
 
@@ -481,6 +505,8 @@ class AgeingPolicy:
     The kill switch (`halt_after_runs`, None = off) fires once for a break whose
     severity, after escalation, is CRITICAL and that has persisted that many
     consecutive runs; again only if the break resolves and comes back.
+
+    .. versionadded:: 0.1
     """
 
     escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
@@ -592,6 +618,8 @@ class CorrectionPolicy:
     positive price on either side), is never applied: the break is escalated to critical
     instead. Nothing is applied from a suspect run, beyond the `limits`, or by a runtime
     that does not hold the account's lease.
+
+    .. versionadded:: 0.1
     """
 
     mode: Literal["propose", "apply"] = attrs.field(
@@ -629,7 +657,7 @@ def _non_negative_amounts(
     for currency, amount in value.items():
         if amount < 0:
             msg = f"{field.name}[{shown(currency)}] must not be negative, got {amount}"
-            raise ValueError(msg)
+            raise FieldValueError(msg, field.name, currency)
 
 
 def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) -> None:
@@ -641,7 +669,7 @@ def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) 
             f"{field.name}: unknown URL scheme {scheme[:40]!r} in {redact_url(str(value))!r:.200}; "
             "use a file path, sqlite:/// or postgresql://"
         )
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 REDIS_MAX_INTEGER = 2**63 - 1
@@ -652,15 +680,18 @@ MAX_QUEUED_RUNS = 1_000_000
 
 
 
-def _correction_policy(_instance: object, _field: attrs.Attribute[Any], value: object) -> None:
+def _correction_policy(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs' `instance_of`, with the value shown bounded (it may come from a hostile config)."""
     if value is not None and not isinstance(value, CorrectionPolicy):
         msg = f"correction must be a CorrectionPolicy or None, got {type(value).__name__} {shown(value)}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, field.name)
 
 @attrs.frozen
 class ReconciliationConfig:
-    """How, when and how strictly one account is reconciled. See docs/configuration.md."""
+    """How, when and how strictly one account is reconciled. See docs/configuration.md.
+
+    .. versionadded:: 0.1
+    """
 
     account_id: str = attrs.field(validator=name_text)
     interval_seconds: float = attrs.field(default=300, converter=seconds, validator=positive_seconds)
@@ -716,13 +747,13 @@ class ReconciliationConfig:
     """When a broker's answer is suspect: too unlike the account's recent ones to act on."""
 
     @post_fill_max_wait_seconds.validator
-    def _max_wait_covers_delay(self, _field: attrs.Attribute[Any], value: float) -> None:
+    def _max_wait_covers_delay(self, field: attrs.Attribute[Any], value: float) -> None:
         if value < self.post_fill_delay_seconds:
             msg = (
                 f"post_fill_max_wait_seconds ({value}) must be at least "
                 f"post_fill_delay_seconds ({self.post_fill_delay_seconds})"
             )
-            raise ValueError(msg)
+            raise FieldValueError(msg, field.name)
 
     def severity_of(self, kind: DiscrepancyType) -> DiscrepancySeverity:
         return self.severity_overrides.get(kind, DEFAULT_SEVERITY[kind])

@@ -36,7 +36,10 @@ class ArrowBatch(Protocol):
 
 @runtime_checkable
 class BrokerQuery(Protocol):
-    """Read-only access to what the broker reports for an account."""
+    """Read-only access to what the broker reports for an account.
+
+    .. versionadded:: 0.1
+    """
 
     def get_positions(
         self, account_id: str
@@ -51,7 +54,10 @@ class BrokerQuery(Protocol):
 
 @runtime_checkable
 class PortfolioManager(Protocol):
-    """Read-only access to what the trading engine believes it holds."""
+    """Read-only access to what the trading engine believes it holds.
+
+    .. versionadded:: 0.1
+    """
 
     def get_positions(
         self, account_id: str
@@ -75,6 +81,8 @@ class CorrectableBook(Protocol):
     A book should refuse (raise) a correction whose `local_value` is no longer what it
     holds: it moved since the run that computed the correction, and the next run will
     compute a fresh one.
+
+    .. versionadded:: 0.1
     """
 
     def apply_correction(self, correction: Correction) -> object | Awaitable[object]: ...

@@ -10,12 +10,9 @@ there: `redis://user@host` stays as it is, `redis://user:pw@host` becomes
 
 from __future__ import annotations
 
-import logging
 import re
 
 __all__ = ["MASK", "redact_text", "redact_url"]
-
-logger = logging.getLogger(__name__)
 
 MASK = "***"
 

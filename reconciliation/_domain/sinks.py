@@ -27,6 +27,8 @@ class FinishedRun:
 
     `snapshot` is the books it compared, for the corrector: set only for an account
     with a `CorrectionPolicy`, and never for a failed run.
+
+    .. versionadded:: 0.1
     """
 
     result: ReconciliationResult

@@ -8,32 +8,35 @@ import attrs
 
 from reconciliation._domain.values import non_empty_text
 
-__all__ = ["OnDemand", "Periodic", "PostFill", "Startup", "Trigger", "most_specific"]
+__all__ = ["TRIGGER_NAMES", "OnDemand", "Periodic", "PostFill", "Startup", "Trigger", "most_specific"]
 
 
 @attrs.frozen
 class Startup:
+    name: ClassVar[str] = "startup"
     specificity: ClassVar[int] = 1
 
     def context(self) -> dict[str, str]:
-        return {"trigger": "startup"}
+        return {"trigger": self.name}
 
 
 @attrs.frozen
 class Periodic:
+    name: ClassVar[str] = "periodic"
     specificity: ClassVar[int] = 0
 
     def context(self) -> dict[str, str]:
-        return {"trigger": "periodic"}
+        return {"trigger": self.name}
 
 
 @attrs.frozen
 class OnDemand:
     requested_by: str = attrs.field(default="api", validator=non_empty_text)
+    name: ClassVar[str] = "on_demand"
     specificity: ClassVar[int] = 3
 
     def context(self) -> dict[str, str]:
-        return {"trigger": "on_demand", "requested_by": self.requested_by}
+        return {"trigger": self.name, "requested_by": self.requested_by}
 
 
 @attrs.frozen
@@ -43,11 +46,12 @@ class PostFill:
     order_id: str
     fill_id: str
     symbol: str
+    name: ClassVar[str] = "post_fill"
     specificity: ClassVar[int] = 2
 
     def context(self) -> dict[str, str]:
         return {
-            "trigger": "post_fill",
+            "trigger": self.name,
             "order_id": self.order_id,
             "fill_id": self.fill_id,
             "symbol": self.symbol,
@@ -55,6 +59,9 @@ class PostFill:
 
 
 Trigger = Startup | Periodic | OnDemand | PostFill
+
+TRIGGER_NAMES: tuple[str, ...] = tuple(kind.name for kind in (Startup, Periodic, PostFill, OnDemand))
+"""Every trigger's name, as a run's context gives it."""
 
 
 def most_specific(held: Trigger | None, arriving: Trigger) -> Trigger:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +29,9 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_SECONDS",
     "ROUNDED",
+    "FieldError",
+    "FieldTypeError",
+    "FieldValueError",
     "FrozenMapping",
     "check_exact",
     "decimal_mapping",
@@ -52,8 +54,6 @@ __all__ = [
     "utc_only",
     "whole_number",
 ]
-
-logger = logging.getLogger(__name__)
 
 EXACT = decimal.Context(
     prec=decimal.MAX_PREC,
@@ -94,6 +94,25 @@ _EXACT_TEXT_CURE = (
 )
 
 
+class FieldError(Exception):
+    """What a validator raises: the message, and the field it refuses (`field`, and `key` for an
+    entry of a mapping field), as attrs' own `instance_of` hands its `Attribute` along, so a
+    reader of outside data (the TOML file) names the key without parsing the message."""
+
+    def __init__(self, message: str, field: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.key = key
+
+
+class FieldTypeError(FieldError, TypeError):
+    """The field's value is of the wrong type."""
+
+
+class FieldValueError(FieldError, ValueError):
+    """The field's value has the right type, but is refused."""
+
+
 def exact_decimal(value: Decimal | int | str) -> Decimal:
     """An `int` or a decimal string becomes the exact `Decimal`; anything else (a float,
     text that is not a number) is left for `finite_decimal` to refuse."""
@@ -131,38 +150,39 @@ def _short_and_plain(value: Decimal) -> bool:
     return len(text) <= _FLOAT_DIGITS and "E" not in text
 
 
-def check_exact(name: str, value: object) -> None:
-    """`finite_decimal` for a value called `name` (a field, or an entry of a mapping field)."""
+def check_exact(name: str, value: object, key: str | None = None) -> None:
+    """`finite_decimal` for the field `name`, or its entry `key` (of a mapping field)."""
+    subject = name if key is None else f"{name}[{key!r}]"
     if isinstance(value, float):
         msg = (
-            f"{name} must be {_EXACT_KINDS}, not the float {value!r:.100}: a float cannot hold most "
+            f"{subject} must be {_EXACT_KINDS}, not the float {value!r:.100}: a float cannot hold most "
             f"decimal fractions (0.1 is really 0.1000000000000000055...), so a number that went "
             f"through one may already be off; {_EXACT_TEXT_CURE}"
         )
-        raise TypeError(msg)
+        raise FieldTypeError(msg, name, key)
     if isinstance(value, str):
-        msg = f"{name} must be {_EXACT_KINDS}, not the text {value!r:.100}, which is not a number"
-        raise ValueError(msg)  # noqa: TRY004 - text is accepted; this text is not a number
+        msg = f"{subject} must be {_EXACT_KINDS}, not the text {value!r:.100}, which is not a number"
+        raise FieldValueError(msg, name, key)
     if not isinstance(value, Decimal):
-        msg = f"{name} must be {_EXACT_KINDS}, not {type(value).__name__} {value!r:.100}"
-        raise TypeError(msg)
+        msg = f"{subject} must be {_EXACT_KINDS}, not {type(value).__name__} {value!r:.100}"
+        raise FieldTypeError(msg, name, key)
     if not value.is_finite():
-        msg = f"{name} must be a finite number, not {value!r:.100}"
-        raise ValueError(msg)
+        msg = f"{subject} must be a finite number, not {value!r:.100}"
+        raise FieldValueError(msg, name, key)
     source = made_from_float(value)
     if source is not None:
         msg = (
-            f"{name} is {value}, a Decimal made from the float {source!r}: Decimal(float) keeps "
+            f"{subject} is {value}, a Decimal made from the float {source!r}: Decimal(float) keeps "
             f"the float's binary error, so it differs from the decimal you meant and never compares "
             f"equal to the venue's exact figure; {_EXACT_TEXT_CURE}"
         )
-        raise ValueError(msg)
+        raise FieldValueError(msg, name, key)
     if value.adjusted() >= MAX_INTEGER_DIGITS or value.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
         msg = (
-            f"{name} is {value:.6E}, beyond what this service accepts: less than 10**{MAX_INTEGER_DIGITS} "
+            f"{subject} is {value:.6E}, beyond what this service accepts: less than 10**{MAX_INTEGER_DIGITS} "
             f"in magnitude and at most {MAX_DECIMAL_PLACES} decimal places (docs/configuration.md, Limits)"
         )
-        raise ValueError(msg)
+        raise FieldValueError(msg, name, key)
 
 
 def optional_finite_decimal(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
@@ -184,12 +204,12 @@ def optional_decimal_mapping(_instance: object, field: attrs.Attribute[Any], val
         return
     if not isinstance(value, Mapping):
         msg = f"{field.name} must be a mapping of currency to amount, or None, not {type(value).__name__} {value!r:.100}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, field.name)
     for key, amount in value.items():
         if not isinstance(key, str) or not key.strip():
             msg = f"{field.name} has the key {key!r}: each key must be a non-empty currency code"
-            raise ValueError(msg)
-        check_exact(f"{field.name}[{key!r}]", amount)
+            raise FieldValueError(msg, field.name)
+        check_exact(field.name, amount, key)
 
 
 def made_from_float(value: Decimal) -> float | None:
@@ -226,20 +246,20 @@ def utc_datetime(value: dt.datetime) -> dt.datetime:
 def utc_only(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, dt.datetime):
         msg = f"{field.name} must be a timezone-aware datetime, not {type(value).__name__} {value!r:.100}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, field.name)
     if value.utcoffset() is None:
         msg = f"{field.name} must be timezone-aware (UTC), not the naive datetime {value.isoformat()}"
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 def non_empty_text(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """Refuse anything but a string with visible characters."""
     if not isinstance(value, str):
         msg = f"{field.name} must be a str, not {type(value).__name__} {value!r:.100}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, field.name)
     if not value.strip():
         msg = f"{field.name} must not be empty, got {value!r:.100}"
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 def name_text(instance: object, field: attrs.Attribute[Any], value: object) -> None:
@@ -252,14 +272,14 @@ def name_text(instance: object, field: attrs.Attribute[Any], value: object) -> N
             f"{field.name} is {len(value)} characters long ({value[:40]!r}...): at most "  # type: ignore[arg-type, index]
             f"{MAX_NAME_LENGTH} are accepted (docs/configuration.md, Limits)"
         )
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 def non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal | float) -> None:
     """Refuse a negative tolerance or duration."""
     if value < 0:
         msg = f"{field.name} must not be negative, got {value}"
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 def seconds(value: float | Decimal) -> float:
@@ -285,19 +305,19 @@ MAX_SECONDS = float(int(threading.TIMEOUT_MAX))
 def finite_seconds(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, float):
         msg = f"{field.name} must be a number of seconds, not {type(value).__name__} {value!r:.100}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg, field.name)
     if not math.isfinite(value):
         msg = f"{field.name} must be a finite number of seconds, not {value!r:.100}"
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
     if value < 0:
         msg = f"{field.name} must not be negative, got {value} seconds"
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
     if value > MAX_SECONDS:
         msg = (
             f"{field.name} must be at most {MAX_SECONDS:.0f} seconds (the platform's longest timer), "
             f"got {value:g}; to turn the automatic runs off, set enabled=False"
         )
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 def positive_seconds(instance: object, field: attrs.Attribute[Any], value: object) -> None:
@@ -305,7 +325,7 @@ def positive_seconds(instance: object, field: attrs.Attribute[Any], value: objec
     finite_seconds(instance, field, value)
     if value == 0:
         msg = f"{field.name} must be more than 0 seconds, got 0"
-        raise ValueError(msg)
+        raise FieldValueError(msg, field.name)
 
 
 class FrozenMapping(Mapping[K, V]):
@@ -355,7 +375,7 @@ def of_type(kind: type[Any]) -> Callable[[object, attrs.Attribute[Any], object],
     def check(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
         if not isinstance(value, kind):
             msg = f"{field.name} must be a {kind.__name__}, not {type(value).__name__} {value!r:.100}"
-            raise TypeError(msg)
+            raise FieldTypeError(msg, field.name)
 
     return check
 
@@ -375,12 +395,12 @@ def whole_number(
     def check(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             msg = f"{field.name} must be a whole number, not {type(value).__name__} {value!r:.100}"
-            raise TypeError(msg)
+            raise FieldTypeError(msg, field.name)
         if value < minimum:
             msg = f"{field.name} must be at least {minimum}, got {value}"
-            raise ValueError(msg)
+            raise FieldValueError(msg, field.name)
         if maximum is not None and value > maximum:
             msg = f"{field.name} must be at most {maximum}, got {_magnitude(value)}"
-            raise ValueError(msg)
+            raise FieldValueError(msg, field.name)
 
     return check

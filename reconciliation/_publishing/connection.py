@@ -15,7 +15,6 @@ stop — to unblock a stalled call — must not close the host's connections.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -35,8 +34,6 @@ __all__ = [
     "publishing_client",
     "publishing_retry",
 ]
-
-logger = logging.getLogger(__name__)
 
 PUBLISH_SOCKET_TIMEOUT_SECONDS = 5.0
 """The longest one publishing round trip may wait on Redis before Redis counts as unreachable."""

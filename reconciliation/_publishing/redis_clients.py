@@ -7,7 +7,6 @@ plainly that nobody is listening instead of failing later in a thread.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 from typing import Literal, overload
 
@@ -30,8 +29,6 @@ __all__ = [
     "redacted",
     "redis_url_from_env",
 ]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -35,7 +35,7 @@ import redis
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.sinks import Sent, SinkUnavailableError
-from reconciliation._publishing.payloads import (
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import attrs
@@ -11,8 +10,6 @@ from reconciliation._domain.models import ReconciliationConfig
 from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
 
 __all__ = ["Account", "check_books", "check_correctable"]
-
-logger = logging.getLogger(__name__)
 
 
 def check_books(portfolio: object, broker: object) -> None:
@@ -53,7 +50,10 @@ def _books(instance: Account, _field: attrs.Attribute[Any], _value: object) -> N
 
 @attrs.frozen
 class Account:
-    """An account, its local book (`portfolio`) and its broker's view (`broker`)."""
+    """An account, its local book (`portfolio`) and its broker's view (`broker`).
+
+    .. versionadded:: 0.1
+    """
 
     config: ReconciliationConfig = attrs.field(validator=attrs.validators.instance_of(ReconciliationConfig))
     portfolio: PortfolioManager = attrs.field(eq=False)

@@ -3,41 +3,34 @@
 A *sink* (its contract is in `_domain.sinks`) is a destination of finished runs — and of the
 steps of corrections (`CorrectionEvent`), which take the same way: the log, Redis, the audit
 store. Each is fed by its own `DeliveryActor` (see `delivery_actor`), which keeps what the sink has not
-taken yet in a `BoundedQueue` and, while the sink is unavailable, retries after a
-`Backoff`. Both are plain objects owned by one actor; neither is thread-safe.
+taken yet in a `BoundedQueue` and, while the sink is unavailable, retries after a jittered
+`Backoff` (`_domain.backoff`). The queue is a plain object owned by one actor, not thread-safe.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import logging
-import random
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
 __all__ = [
-    "Backoff",
     "BoundedQueue",
     "DeliveryHealth",
 ]
 
-logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
-
-MAX_BACKOFF_EXPONENT = 30
-"""2**30 times the base is past any sensible cap: the exponent stops growing there, so a
-days-long outage cannot overflow the delay."""
-
 
 @attrs.frozen
 class DeliveryHealth:
-    """The way to one sink, as an operator needs to see it."""
+    """The way to one sink, as an operator needs to see it.
+
+    .. versionadded:: 0.1
+    """
 
     sink: str
     queued_runs: int
@@ -121,34 +114,3 @@ class BoundedQueue(Generic[T]):
         taken = [self._entries.popleft() for _ in range(min(count, len(self._entries)))]
         self._weight -= sum(entry.weight for entry in taken)
         return taken
-
-
-class Backoff:
-    """Delays between attempts at an unavailable sink: exponential, capped, jittered.
-
-    The n-th delay in a row is drawn from [c/2, c], c = min(`cap`, `base` * 2**(n-1)),
-    so many services retrying one Redis do not retry in step.
-    """
-
-    def __init__(
-        self,
-        base: float,
-        cap: float,
-        *,
-        uniform: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        self._base = base
-        self._cap = cap
-        self._uniform = uniform
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        """Count a failure; the seconds to wait before the next attempt."""
-        self.failures += 1
-        ceiling = min(self._cap, self._base * 2 ** min(self.failures - 1, MAX_BACKOFF_EXPONENT))
-        return self._uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> int:
-        """Forget the failures (the sink answered); returns how many there were."""
-        failures, self.failures = self.failures, 0
-        return failures

@@ -10,13 +10,15 @@ run id, counted) so that the runs behind it are still delivered.
 from __future__ import annotations
 
 import logging
+import random
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.sinks import FinishedRun, Sink, SinkUnavailableError
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.delivery import Backoff, BoundedQueue, DeliveryHealth, Queued
+from reconciliation._runtime.delivery import BoundedQueue, DeliveryHealth, Queued
 from reconciliation._runtime.messages import RetryDue
 
 if TYPE_CHECKING:
@@ -57,7 +59,9 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._sink = sink
         self._queue: BoundedQueue[Item] = BoundedQueue(max_runs)
         self._max_batch_weight = max_batch_weight
-        self._backoff = Backoff(RETRY_BASE_SECONDS, retry_max_seconds)
+        self._backoff = Backoff(RETRY_BASE_SECONDS, retry_max_seconds, give_up_after_seconds=None)
+        self._failures = 0
+        """Attempts in a row the sink refused."""
         self._retry: TimerHandle | None = None
         self._delivered = 0
         self._set_aside = 0
@@ -129,11 +133,12 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         )
 
     def _unavailable(self, reason: str) -> None:
-        delay = self._backoff.next_delay()
+        self._failures += 1
+        delay = self._backoff.delay(self._failures, uniform=random.uniform)
         self._reachable = False
         self._last_error = f"{reason} ({len(self._queue)} runs waiting)"
         self._last_error_at = self._clock.now()
-        if self._backoff.failures == 1:
+        if self._failures == 1:
             logger.warning("%s is unavailable: %s; retrying with backoff", self._sink.name, self._last_error)
             self.degrade(self._last_error)
         else:
@@ -143,7 +148,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
 
     def _available(self) -> None:
         self._reachable = True
-        failures = self._backoff.reset()
+        failures, self._failures = self._failures, 0
         if failures:
             logger.info("%s is available again after %d failed attempts", self._sink.name, failures)
             self._recovered()

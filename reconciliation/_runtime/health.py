@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import logging
 import threading
 from collections.abc import Mapping
 
@@ -19,8 +18,6 @@ from reconciliation._domain.values import FrozenMapping
 from reconciliation._runtime.delivery import DeliveryHealth
 
 __all__ = ["TRANSITIONS", "ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
-
-logger = logging.getLogger(__name__)
 
 
 class ComponentState(enum.Enum):
@@ -49,7 +46,10 @@ run brings it back, and stopped is final — a late failure or recovery is refus
 
 @attrs.frozen
 class ComponentHealth:
-    """One component (an actor, the timer) as it last reported itself."""
+    """One component (an actor, the timer) as it last reported itself.
+
+    .. versionadded:: 0.1
+    """
 
     name: str
     state: ComponentState
@@ -73,7 +73,10 @@ def _notes(value: Mapping[str, str]) -> Mapping[str, str]:
 
 @attrs.frozen
 class ServiceHealth:
-    """The whole service: healthy when every component runs and every sink is reachable."""
+    """The whole service: healthy when every component runs and every sink is reachable.
+
+    .. versionadded:: 0.1
+    """
 
     components: Mapping[str, ComponentHealth] = attrs.field(converter=_components)
     delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=_delivery)

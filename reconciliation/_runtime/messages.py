@@ -48,7 +48,10 @@ It runs on the comparator's thread, so it must be quick (tell the engine's risk 
 
 @attrs.frozen
 class ReconcileRequest:
-    """Ask the service's ref for an on-demand run; the reply is a ReconciliationResult."""
+    """Ask the service's ref for an on-demand run; the reply is a ReconciliationResult.
+
+    .. versionadded:: 0.1
+    """
 
     account_id: str = attrs.field(validator=name_text)
     requested_by: str = attrs.field(default="api", validator=non_empty_text)

@@ -40,6 +40,8 @@ class BookCallTiming:
     `outcome` is `ok`, `failed` (it raised or answered malformed data is not judged
     here), `timeout` (it outlived the run's limit) or `still_hung` (not made: the
     previous call of it has not returned); `seconds` is how long the run waited.
+
+    .. versionadded:: 0.1
     """
 
     account_id: str

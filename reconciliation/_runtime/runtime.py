@@ -93,7 +93,10 @@ run, it passes to another runtime that long after its holder died."""
 
 @attrs.frozen
 class StopReport:
-    """What `Runtime.stop` could not end in time (empty: everything ended)."""
+    """What `Runtime.stop` could not end in time (empty: everything ended).
+
+    .. versionadded:: 0.1
+    """
 
     still_running: tuple[str, ...] = ()
 

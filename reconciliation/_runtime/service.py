@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
     from reconciliation._runtime.observers import RuntimeObserver
 
 __all__ = ["ReconciliationRuntime", "ReconciliationService"]
-
-logger = logging.getLogger(__name__)
 
 
 class _Facade:
@@ -141,6 +138,8 @@ class ReconciliationRuntime(_Facade):
         TypeError: a book that does not implement its protocol, or a `redis` that is
             not a redis-py client.
         ValueError: no account, or one account id twice.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
@@ -206,6 +205,8 @@ class ReconciliationService(_Facade):
     Raises:
         TypeError: a book that does not implement its protocol, a `redis` that is not a
             redis-py client (a URL, say), or a `config` that is not a `ReconciliationConfig`.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

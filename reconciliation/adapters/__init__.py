@@ -12,10 +12,7 @@ which SDK call gives what, and how each adapter handles each SDK's pitfalls.
 
 from __future__ import annotations
 
-import logging
-
 from reconciliation.adapters._common import BrokerDataError
 
 __all__ = ["BrokerDataError"]
 
-logger = logging.getLogger(__name__)

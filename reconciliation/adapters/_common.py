@@ -1,14 +1,33 @@
-"""What every adapter needs: exact numbers from an SDK's values, and errors that name the entry."""
+"""What every adapter needs: exact numbers from an SDK's values, errors that name the entry, and
+credentials named by environment variables in its `Settings`."""
 
 from __future__ import annotations
 
-import logging
 import math
+import os
+import re
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BrokerDataError", "check_account", "exact", "exact_float", "optional_exact"]
+from reconciliation._domain.error_text import unknown_key
+from reconciliation._domain.values import FieldValueError
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import attrs
+
+__all__ = [
+    "BrokerDataError",
+    "MissingCredentialError",
+    "check_account",
+    "check_credentials",
+    "described",
+    "exact",
+    "exact_float",
+    "optional_exact",
+    "read_environment",
+]
 
 
 class BrokerDataError(ValueError):
@@ -81,3 +100,53 @@ def check_account(asked: str, served: str, adapter: str) -> None:
     if asked != served:
         msg = f"this {adapter} reads account {served!r}, not {asked!r}"
         raise BrokerDataError(msg)
+
+
+class MissingCredentialError(LookupError):
+    """An environment variable that an adapter's settings name is not set when its broker is made."""
+
+
+_ENVIRONMENT_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+"""An environment variable's name, in capitals: a pasted key or secret never looks like one."""
+
+
+def check_credentials(
+    field: attrs.Attribute[Any], credentials: Mapping[str, Any], *, known: tuple[str, ...], required: tuple[str, ...]
+) -> None:
+    """Validate a `credentials` field: each SDK credential (one of `known`, every one of `required`)
+    to the NAME of the environment variable holding it, never the credential itself.
+
+    Raises:
+        FieldValueError: naming the credential that is unknown, missing or not such a name.
+    """
+    for key in credentials:
+        if key not in known:
+            raise FieldValueError(unknown_key(key, known), field.name, key)
+    for key in required:
+        if key not in credentials:
+            msg = "missing: name the environment variable that holds it"
+            raise FieldValueError(msg, field.name, key)
+    for key, name in credentials.items():
+        if not isinstance(name, str) or not _ENVIRONMENT_NAME.match(name):
+            msg = "expected the NAME of an environment variable (capitals, digits and _), never the credential itself"
+            raise FieldValueError(msg, field.name, key)
+
+
+def read_environment(credentials: Mapping[str, str]) -> dict[str, str]:
+    """Each credential's value, from the environment variable it names.
+
+    Raises:
+        MissingCredentialError: naming the variable (never a value).
+    """
+    secrets = {}
+    for key, name in credentials.items():
+        value = os.environ.get(name)
+        if not value:
+            msg = f"the environment variable {name} (credentials.{key}) is not set"
+            raise MissingCredentialError(msg)
+        secrets[key] = value
+    return secrets
+
+
+def described(credentials: Mapping[str, str]) -> str:
+    return f"credentials from {', '.join(credentials.values())}" if credentials else "no credentials"

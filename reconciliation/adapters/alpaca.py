@@ -15,17 +15,24 @@ service's event loop never waits on the network. Needs the `alpaca` extra:
 from __future__ import annotations
 
 import asyncio
-import logging
+import importlib
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
+
+import attrs
 
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
-from reconciliation.adapters._common import BrokerDataError, check_account, exact
+from reconciliation.adapters._common import (
+    BrokerDataError,
+    check_account,
+    check_credentials,
+    described,
+    exact,
+    read_environment,
+)
 
-__all__ = ["CRYPTO_QUOTES", "AlpacaBroker", "crypto_symbol"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["CRYPTO_QUOTES", "SDK", "AlpacaBroker", "Settings", "crypto_symbol"]
 
 _FLOAT_CURE = (
     "alpaca-py gives exact text; build the client with its defaults (not a float-converting wrapper)"
@@ -146,3 +153,37 @@ def _position(index: int, entry: Any) -> BrokerPosition | None:
         exact(_field(entry, "market_value"), f"{where} market_value", float_cure=_FLOAT_CURE),
         asset_type,
     )
+
+
+SDK = "alpaca.trading.client"  # what Settings needs: pip install 'reconciliation[alpaca]'
+
+_CREDENTIALS = ("api_key", "secret_key")
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """An `AlpacaBroker` as a TOML table names it (`adapter = "alpaca"`): paper or live trading,
+    and the environment variables holding the API key and secret."""
+
+    venue: Literal["paper", "live"]
+    credentials: Mapping[str, str] = attrs.field(factory=dict)
+    """`api_key` and `secret_key`, each to an environment variable's name."""
+
+    @credentials.validator
+    def _key_and_secret(self, field: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
+        check_credentials(field, value, known=_CREDENTIALS, required=_CREDENTIALS)
+
+    def broker(self, account_id: str) -> AlpacaBroker:
+        """The account's broker, logged in with the credentials read from the environment now.
+
+        Raises:
+            MissingCredentialError: a variable is not set.
+        """
+        secrets = read_environment(self.credentials)
+        client = importlib.import_module(SDK).TradingClient(
+            secrets["api_key"], secrets["secret_key"], paper=self.venue == "paper"
+        )
+        return AlpacaBroker(client, account_id)
+
+    def __str__(self) -> str:
+        return f"alpaca {self.venue} ({described(self.credentials)})"

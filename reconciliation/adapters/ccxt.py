@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import difflib
+import importlib
 import inspect
 import logging
 import threading
@@ -26,9 +28,18 @@ from typing import Any, Literal
 import attrs
 
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
-from reconciliation.adapters._common import BrokerDataError, check_account, exact, optional_exact
+from reconciliation._domain.values import FieldValueError
+from reconciliation.adapters._common import (
+    BrokerDataError,
+    check_account,
+    check_credentials,
+    described,
+    exact,
+    optional_exact,
+    read_environment,
+)
 
-__all__ = ["VENUE_FIELDS", "CcxtBroker", "VenueFields"]
+__all__ = ["SDK", "VENUE_FIELDS", "CcxtBroker", "Settings", "VenueFields"]
 
 logger = logging.getLogger(__name__)
 
@@ -320,3 +331,53 @@ def _rows(balance: Mapping[str, Any], fields: VenueFields, venue: str) -> Sequen
         msg = f"{venue} balance rows are {type(node).__name__}, not a list of currency rows"
         raise BrokerDataError(msg)
     return node
+
+
+SDK = "ccxt"  # what Settings needs: pip install 'reconciliation[ccxt]'
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """A `CcxtBroker` as a TOML table names it (`adapter = "ccxt"`): the venue's ccxt exchange id,
+    the currency cash and equity are read in, and the environment variables holding the
+    credentials the venue requires, all checked against ccxt when the settings are made."""
+
+    venue: str = attrs.field()
+    currency: str
+    credentials: Mapping[str, str] = attrs.field(factory=dict)
+    """Each ccxt credential field (`apiKey`, `secret`, `password`, ...) to an environment variable's name."""
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    """Passed to the exchange's constructor (non-secret settings, such as `recvWindow`)."""
+    sandbox: bool = False
+    units: Literal["base", "contracts"] = "base"
+
+    @venue.validator
+    def _an_exchange_id(self, field: attrs.Attribute[Any], value: str) -> None:
+        exchanges = importlib.import_module(SDK).exchanges
+        if value not in exchanges:
+            close = difflib.get_close_matches(value, exchanges, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            msg = f"{value!r} is not a ccxt exchange id{hint}"
+            raise FieldValueError(msg, field.name)
+
+    @credentials.validator
+    def _the_venues_credentials(self, field: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
+        needed = getattr(importlib.import_module(SDK), self.venue)().requiredCredentials
+        required = tuple(key for key, needs in needed.items() if needs)
+        check_credentials(field, value, known=tuple(needed), required=required)
+
+    def broker(self, account_id: str) -> CcxtBroker:
+        """The account's broker, its exchange logged in with the credentials read from the environment now.
+
+        Raises:
+            MissingCredentialError: a variable is not set.
+        """
+        secrets = read_environment(self.credentials)
+        exchange = getattr(importlib.import_module(SDK), self.venue)({**self.options, **secrets})
+        exchange.number = Decimal
+        if self.sandbox:
+            exchange.set_sandbox_mode(True)
+        return CcxtBroker(exchange, account_id, currency=self.currency, units=self.units)
+
+    def __str__(self) -> str:
+        return f"ccxt {self.venue}{' sandbox' if self.sandbox else ''} ({described(self.credentials)})"

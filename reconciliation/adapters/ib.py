@@ -24,6 +24,7 @@ field mapping.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import decimal
 import importlib
 import logging
@@ -32,13 +33,16 @@ import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
+
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
+from reconciliation._domain.values import positive_seconds, seconds, whole_number
 from reconciliation.adapters._common import BrokerDataError, check_account, exact, exact_float
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
 
-__all__ = ["SEC_TYPES", "IBBroker", "IBThread"]
+__all__ = ["SDK", "SEC_TYPES", "IBBroker", "IBThread", "Settings", "close_connections"]
 
 logger = logging.getLogger(__name__)
 
@@ -336,3 +340,47 @@ class IBThread:
             account=self._account,
         )
         return ib
+
+
+SDK = "ib_async"  # what Settings needs: pip install 'reconciliation[ib]'
+
+_connections: list[IBThread] = []
+"""The connections `Settings.broker` opened, closed at exit (or by `close_connections`)."""
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """An `IBBroker` as a TOML table names it (`adapter = "ib"`): where TWS or IB Gateway listens,
+    this connection's client id and the account's base currency. TWS holds the login."""
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(validator=whole_number(0))
+    client_id: int = attrs.field(validator=whole_number(0))
+    """Unique per API connection to this TWS."""
+    currency: str = "USD"
+    timeout_seconds: float = attrs.field(default=10.0, converter=seconds, validator=positive_seconds)
+    """How long to wait for TWS to accept the connection."""
+
+    def broker(self, account_id: str) -> IBBroker:
+        """The account's broker, over a connection of its own (an `IBThread`) that is closed at exit.
+
+        Raises:
+            ConnectionError: TWS did not accept the connection in time.
+        """
+        connection = IBThread(
+            self.host, self.port, self.client_id, account=account_id, timeout=self.timeout_seconds
+        )
+        ib = connection.start()
+        if not _connections:
+            atexit.register(close_connections)
+        _connections.append(connection)
+        return IBBroker(ib, account_id, currency=self.currency, loop=connection.loop)
+
+    def __str__(self) -> str:
+        return f"ib {self.host}:{self.port} client {self.client_id}"
+
+
+def close_connections() -> None:
+    """Disconnect every IB connection that `Settings.broker` opened, and stop its thread."""
+    while _connections:
+        _connections.pop().stop()

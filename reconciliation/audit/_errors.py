@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 __all__ = ["AuditSchemaError", "AuditStoreError", "AuditStoreUnavailableError", "NoAuditTablesError", "no_tables"]
-
-logger = logging.getLogger(__name__)
 
 
 class AuditStoreError(Exception):

@@ -6,14 +6,13 @@ payloads' own keys and encodings, plus the age facts of each break.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.correction import CorrectionEvent
-from reconciliation._publishing.payloads import (
+from reconciliation._wire.payloads import (
     asset_type_text,
     correction_payload,
     decimal_text,
@@ -40,8 +39,6 @@ __all__ = [
     "load_history",
     "run_to_dict",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 @attrs.frozen

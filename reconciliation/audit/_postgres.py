@@ -9,7 +9,6 @@ statement is bounded by `timeout_seconds`, so a stalled server fails a call with
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from reconciliation.audit._sql import Execute, Row
 
 __all__ = ["PostgresAuditStore"]
-
-logger = logging.getLogger(__name__)
 
 _LIBPQ_MIN_CONNECT_TIMEOUT = 2
 _UNDEFINED_TABLE = "42P01"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
@@ -20,8 +19,6 @@ from reconciliation._domain.models import (
 from reconciliation._domain.values import frozen_context, non_empty_text, utc_datetime, utc_only, whole_number
 
 __all__ = ["BreakSighting", "RecordedDiscrepancy", "RunRecord"]
-
-logger = logging.getLogger(__name__)
 
 
 @attrs.frozen

@@ -8,7 +8,6 @@ a refusal of that one run, which is set aside so the runs behind it are recorded
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import attrs
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from reconciliation.audit._store import AuditStore
 
 __all__ = ["AuditSink"]
-
-logger = logging.getLogger(__name__)
 
 
 class AuditSink:

@@ -7,7 +7,6 @@ written and the same call can be retried later.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from reconciliation.audit._records import BreakSighting, RunRecord
 
 __all__ = ["AuditStore", "open_store"]
-
-logger = logging.getLogger(__name__)
 
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 

@@ -40,6 +40,8 @@ class InMemoryPortfolio(Book):
     `apply_fill(fill)` books an `OrderFill`; `set_price(symbol, price)` marks a symbol,
     which moves `total_equity` (an unmarked symbol is valued at its average cost).
     Asking for another account raises `WrongAccountError` (a `LookupError`).
+
+    .. versionadded:: 0.1
     """
 
     def get_positions(self, account_id: str) -> list[Position]:
@@ -141,6 +143,8 @@ class PaperBroker(Book):
 
     With the default `margin_rate` of 0.5 (Reg T style), 10,000 of equity and nothing
     held gives 20,000 of buying power.
+
+    .. versionadded:: 0.1
     """
 
     margin_rate: Decimal = attrs.field(

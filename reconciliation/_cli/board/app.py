@@ -37,11 +37,12 @@ from starlette.staticfiles import StaticFiles
 
 from reconciliation._cli.board.page import board_fragment, history_fragment, page
 from reconciliation._cli.board.state import BoardState, FeedStatus
-from reconciliation._cli.inbound import decode
-from reconciliation._cli.streams import Backoff, StreamFollower
+from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
+from reconciliation._publishing.inbound import decode
 from reconciliation._publishing.redis_clients import disconnect
+from reconciliation._publishing.streams import StreamFollower
 from reconciliation.audit import AuditStoreError
 from reconciliation.audit._history import break_to_dict
 
@@ -52,15 +53,15 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from reconciliation._cli.board.state import AccountView, BreakView, RunView
-    from reconciliation._cli.streams import StreamEntry
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._publishing.streams import StreamEntry
     from reconciliation.audit import AuditStore, BreakSighting
 
 __all__ = ["FEED_BACKOFF", "LOOPBACK_HOSTS", "Board", "create_app", "seed"]
 
 logger = logging.getLogger(__name__)
 
-FEED_BACKOFF = Backoff(first_seconds=0.1, max_seconds=5.0, give_up_after_seconds=None)
+FEED_BACKOFF = Backoff(0.1, 5.0, give_up_after_seconds=None)
 """The board waits for Redis as long as it runs, retrying at least every 5 s."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 """The Host headers a board bound to the loopback interface answers (no DNS rebinding)."""

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import logging
 from typing import TYPE_CHECKING
 
 from reconciliation._cli.safe_text import safe_text
-from reconciliation._publishing.payloads import decimal_text
+from reconciliation._wire.payloads import decimal_text
 
 if TYPE_CHECKING:
     from reconciliation._cli.board.state import AccountView, BreakView, FeedStatus, RunView
     from reconciliation.audit import BreakSighting
 
 __all__ = ["board_fragment", "history_fragment", "page"]
-
-logger = logging.getLogger(__name__)
 
 
 def _text(value: object, *, limit: int | None = 200) -> str:

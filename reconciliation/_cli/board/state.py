@@ -12,12 +12,12 @@ It is plain logic, no I/O: the web app owns one and calls it from its event loop
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from reconciliation._publishing.payloads import (
+from reconciliation._cli.safe_text import safe_text
+from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
     HALT_CHANNEL,
@@ -29,13 +29,11 @@ from reconciliation._publishing.payloads import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from reconciliation._cli.inbound import Message
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._publishing.inbound import Message
     from reconciliation.audit import RunRecord
 
 __all__ = ["SEVERITY_ORDER", "AccountView", "BoardState", "BreakView", "FeedStatus", "RunView"]
-
-logger = logging.getLogger(__name__)
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 """How breaks are sorted: the most severe first."""
@@ -179,7 +177,7 @@ class BoardState:
             self.feed = attrs.evolve(
                 self.feed,
                 malformed=self.feed.malformed + 1,
-                last_malformed=f"{message.stream} {message.entry_id}: {message.problem}",
+                last_malformed=f"{message.stream} {message.entry_id}: {safe_text(message.problem)}",
             )
             self.version += 1
             return True

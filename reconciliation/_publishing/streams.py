@@ -22,20 +22,13 @@ hash tag, so that one `XREAD` reads them all from the one master that holds them
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import redis
 
-from reconciliation._publishing.payloads import (
-    CORRECTION_CHANNEL,
-    DISCREPANCY_CHANNEL,
-    HALT_CHANNEL,
-    RESOLVED_CHANNEL,
-    RESULT_CHANNEL,
-)
+from reconciliation._domain.backoff import Backoff
 from reconciliation._publishing.redis_sink import (
     CORRECTION_STREAM,
     DISCREPANCY_STREAM,
@@ -44,6 +37,13 @@ from reconciliation._publishing.redis_sink import (
     RESULT_STREAM,
     STREAM_FIELD,
     KeySpace,
+)
+from reconciliation._wire.payloads import (
+    CORRECTION_CHANNEL,
+    DISCREPANCY_CHANNEL,
+    HALT_CHANNEL,
+    RESOLVED_CHANNEL,
+    RESULT_CHANNEL,
 )
 
 if TYPE_CHECKING:
@@ -54,14 +54,11 @@ __all__ = [
     "BLOCK_SECONDS",
     "READ_COUNT",
     "STREAMS",
-    "Backoff",
     "RedisLostError",
     "StreamCursor",
     "StreamEntry",
     "StreamFollower",
 ]
-
-logger = logging.getLogger(__name__)
 
 STREAMS: dict[str, str] = {
     RESULT_STREAM: RESULT_CHANNEL,
@@ -202,20 +199,6 @@ class StreamCursor:
         return entries
 
 
-@attrs.frozen
-class Backoff:
-    """How a reader waits for a Redis that went away: doubling pauses, and when to give up."""
-
-    first_seconds: float = 0.1
-    max_seconds: float = 5.0
-    give_up_after_seconds: float | None = 300.0
-    """Counted from the first failure of the outage; None: never give up."""
-
-    def delay(self, attempt: int) -> float:
-        """The pause after the `attempt`-th failure in a row (1-based)."""
-        return float(min(self.max_seconds, self.first_seconds * 2 ** min(attempt - 1, 32)))
-
-
 class RedisLostError(Exception):
     """Redis went away and did not come back within the reader's `Backoff.give_up_after_seconds`."""
 
@@ -252,7 +235,7 @@ class StreamFollower:
         self,
         client: redis.Redis | redis.RedisCluster,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = Backoff(),  # noqa: B008 - a frozen value
         reconnection: Reconnection | None = None,
         wake: threading.Event | None = None,
         block_seconds: float = BLOCK_SECONDS,

@@ -1,61 +1,154 @@
-"""`reconciliation history` for people: an account's runs and breaks (or its corrections) as
-terminal tables.
+"""`reconciliation history`: an account's recorded runs and breaks (or corrections), from the audit store.
 
-Nothing is cut: a money or symbol column folds onto a second line before it loses a
-digit, and when the output is not a terminal the tables take the width they need.
-Every text from the store goes through `safe_text`, into a rich `Text` (never markup).
+Shown as terminal tables, and nothing is cut: a money or symbol column folds onto a second
+line before it loses a digit, and when the output is not a terminal the tables take the
+width they need. Every text from the store goes through `safe_text`, into a rich `Text`
+(never markup).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
-from typing import TYPE_CHECKING
 
+import click
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from reconciliation._cli.render import subject
+from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
+from reconciliation._cli.render import CORRECTION_STYLES, SEVERITY_STYLES, subject
 from reconciliation._cli.safe_text import safe_text
-from reconciliation._domain.correction import CorrectionStatus
-from reconciliation._domain.models import DiscrepancySeverity
-from reconciliation._publishing.payloads import asset_type_text
+from reconciliation._cli.shared import (
+    CommandError,
+    audit_store,
+    configure_logging,
+    store_option,
+    verbose_option,
+)
+from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
+from reconciliation._wire.payloads import asset_type_text
+from reconciliation.audit import AccountCorrections, AccountHistory, load_corrections, load_history
 
-if TYPE_CHECKING:
-    from rich.console import Console
+__all__ = ["history"]
 
-    from reconciliation.audit._history import AccountCorrections, AccountHistory
-
-__all__ = ["UNBOUNDED_WIDTH", "parse_moment", "render_corrections", "render_history"]
-
-logger = logging.getLogger(__name__)
-
+MAX_HISTORY_RUNS = 100_000
 UNBOUNDED_WIDTH = 10_000
 """The console width for output that is not a terminal: wide enough that no table shrinks."""
-
-_SEVERITY_STYLE = {
-    DiscrepancySeverity.INFO: "cyan",
-    DiscrepancySeverity.WARNING: "yellow",
-    DiscrepancySeverity.CRITICAL: "bold red",
-}
-_STATUS_STYLE = {
-    CorrectionStatus.PROPOSED: "cyan",
-    CorrectionStatus.CONFIRMED: "cyan",
-    CorrectionStatus.HELD: "yellow",
-    CorrectionStatus.APPLIED: "yellow",
-    CorrectionStatus.APPLIED_LATE: "yellow",
-    CorrectionStatus.UNKNOWN: "bold red",
-    CorrectionStatus.VERIFIED: "green",
-    CorrectionStatus.FAILED: "bold red",
-    CorrectionStatus.REFUSED: "bold red",
-    CorrectionStatus.UNRESOLVED: "bold red",
-}
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_moment(text: str, now: dt.datetime) -> dt.datetime:
+@click.command(epilog=EXIT_CODES_HELP)
+@verbose_option
+@store_option
+@click.option("--account", required=True, help="The account whose history to show.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice([t.value for t in DiscrepancyType]),
+    help="Only breaks (and discrepancies) of this type; repeat for several.",
+)
+@click.option(
+    "--severity",
+    "severities",
+    multiple=True,
+    type=click.Choice([s.value for s in DiscrepancySeverity]),
+    help="Only breaks of this severity (after escalation); repeat for several.",
+)
+@click.option(
+    "--since", metavar="WHEN", help="Runs from then on: 30m, 2h, 7d ago, or an ISO-8601 time (UTC)."
+)
+@click.option("--until", metavar="WHEN", help="Runs before then (same forms as --since).")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_HISTORY_RUNS),
+    help=f"The most recent runs (at most {MAX_HISTORY_RUNS:,}).",
+)
+@click.option("--all-breaks", is_flag=True, help="Resolved breaks too, not only the open ones.")
+@click.option(
+    "--corrections",
+    is_flag=True,
+    help="The account's corrections instead: every step (proposed, confirmed, applied, ...), who and when.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document: runs and breaks (or corrections), for scripts."
+)
+@click.pass_obj
+def history(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
+    store: str,
+    account: str,
+    types: tuple[str, ...],
+    severities: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    *,
+    all_breaks: bool,
+    corrections: bool,
+    as_json: bool,
+) -> None:
+    """Show an account's recorded runs and its open (or all) breaks, from the audit store.
+
+    With --corrections, the steps of its corrections instead (--since, --until, --limit
+    and --type apply to them), newest first.
+
+    \b
+    Examples:
+      reconciliation history --store audit.db --account ACC-1
+      reconciliation history --store audit.db --account ACC-1 --since 2h --severity critical
+      reconciliation history --store postgresql://db/recon --account ACC-1 --all-breaks --json | jq .
+      reconciliation history --store audit.db --account ACC-1 --corrections --since 1d
+    """
+    configure_logging(verbose, logging.WARNING)
+    now = dt.datetime.now(dt.UTC)
+    window: dict[str, dt.datetime | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            window[name] = _parse_moment(text, now) if text else None
+        except ValueError as exc:
+            msg = f"--{name}: {exc}"
+            raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+    found: AccountHistory | AccountCorrections
+    with audit_store(store) as audit:
+        if corrections:
+            found = load_corrections(
+                audit,
+                account,
+                since=window["since"],
+                until=window["until"],
+                limit=limit,
+                types=[DiscrepancyType(t) for t in types],
+            )
+        else:
+            found = load_history(
+                audit,
+                account,
+                since=window["since"],
+                until=window["until"],
+                limit=limit,
+                types=[DiscrepancyType(t) for t in types],
+                severities=[DiscrepancySeverity(s) for s in severities],
+                open_only=not all_breaks,
+            )
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2))
+        return
+    console = Console()
+    shown_on = console if console.is_terminal else Console(width=UNBOUNDED_WIDTH)
+    if isinstance(found, AccountCorrections):
+        _render_corrections(shown_on, found)
+    else:
+        _render_history(shown_on, found, open_only=not all_breaks)
+
+
+def _parse_moment(text: str, now: dt.datetime) -> dt.datetime:
     """`2h`, `30m`, `7d` (that long before `now`) or an ISO-8601 time (UTC if it has no offset).
 
     Raises:
@@ -84,7 +177,7 @@ def _text(value: object, style: str = "") -> Text:
     return Text(safe_text(value), style=style)
 
 
-def render_history(console: Console, history: AccountHistory, *, open_only: bool) -> None:
+def _render_history(console: Console, history: AccountHistory, *, open_only: bool) -> None:
     account = safe_text(history.account_id)
     runs = Table(title=f"Runs of {account} (newest first)", title_justify="left", highlight=False)
     for column in ("time (UTC)", "trigger", "status", "discrepancies", "checked", "duration", "run"):
@@ -127,7 +220,7 @@ def render_history(console: Console, history: AccountHistory, *, open_only: bool
             min_width=money_width if column in {"local", "broker"} else None,
         )
     for state in history.breaks:
-        style = _SEVERITY_STYLE[state.severity]
+        style = SEVERITY_STYLES[state.severity.value]
         breaks.add_row(
             _text(state.severity.value.upper(), style),
             state.type.value,
@@ -147,7 +240,7 @@ def render_history(console: Console, history: AccountHistory, *, open_only: bool
     console.print(breaks if history.breaks else Text(f"No {kind.lower()} match.", "dim"))
 
 
-def render_corrections(console: Console, found: AccountCorrections) -> None:
+def _render_corrections(console: Console, found: AccountCorrections) -> None:
     """Every step of the account's corrections, newest first, then the reasons given."""
     account = safe_text(found.account_id)
     table = Table(title=f"Corrections of {account} (newest first)", title_justify="left", highlight=False)
@@ -157,7 +250,7 @@ def render_corrections(console: Console, found: AccountCorrections) -> None:
         correction = event.correction
         table.add_row(
             _when(event.timestamp),
-            _text(event.status.value, _STATUS_STYLE[event.status]),
+            _text(event.status.value, CORRECTION_STYLES[event.status.value]),
             event.mode,
             correction.type.value,
             _text(correction.subject or "(account)"),

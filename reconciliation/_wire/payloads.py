@@ -5,14 +5,14 @@ objects (decimals as exact plain-notation strings, timestamps as ISO-8601 UTC), 
 makes the bytes deterministic, and `iter_payloads` lists one run's messages in the order
 they are published: the result first, then each discrepancy. `correction_payload` is a
 step of a correction (proposed, applied, ...), published on its own.
-docs/payloads.schema.json describes every payload for consumers.
+payloads.schema.json, beside this module, describes every payload for consumers; the
+readers check each stream entry against it (`inbound`), and the tests hold these builders to it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ __all__ = [
     "result_payload",
     "timestamp_text",
 ]
-
-logger = logging.getLogger(__name__)
 
 RESULT_CHANNEL = "reconciliation:result"
 DISCREPANCY_CHANNEL = "reconciliation:discrepancy"

@@ -1,0 +1,171 @@
+"""`reconciliation run`: the configured accounts reconciled by a standalone process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
+from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped
+from reconciliation._cli.safe_text import safe_text
+from reconciliation._cli.shared import (
+    CommandError,
+    cluster_option,
+    configure_logging,
+    redis_errors,
+    verbose_option,
+)
+from reconciliation._publishing.redis_clients import DEFAULT_REDIS_URL, answers, client_for, redacted
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from reconciliation.metrics import MetricsServer, ReconciliationMetrics
+
+__all__ = ["run"]
+
+logger = logging.getLogger(__name__)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@verbose_option
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The TOML file (see docs/configuration.md).",
+)
+@click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    show_envvar=True,
+    help=f"Overrides the file's redis_url.  [default: {DEFAULT_REDIS_URL}]",
+)
+@click.option("--check", is_flag=True, help="Check the configuration and its import paths, then exit.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs the metrics extra).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="The address the metrics are served on; anything but the loopback exposes them to the network.",
+)
+@cluster_option
+@click.pass_obj
+def run(
+    verbose: int,
+    config_path: Path,
+    redis_url: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    *,
+    check: bool,
+    cluster: bool,
+) -> None:
+    """Reconcile the configured accounts as a standalone process, until SIGINT or SIGTERM.
+
+    One service per account: a startup run, then periodic runs, each published to Redis
+    and logged here. The broker and the local book of each account come from factories
+    named by import path (`package.module:function`, called with the account id).
+    With --metrics-port, Prometheus can scrape the runs, breaks and health of every
+    account from /metrics (docs/operations.md lists the metrics).
+
+    \b
+    Examples:
+      reconciliation run --config docs/example-config.toml
+      reconciliation run --config prod.toml --check        # validate, start nothing
+      REDIS_URL=redis://redis:6379/0 reconciliation run --config prod.toml
+      reconciliation run --config prod.toml --metrics-port 9108
+      reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
+    """
+    configure_logging(verbose, logging.INFO)
+    _import_from_the_working_directory()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise CommandError(*(f"{config_path}: {problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
+    metrics = None if metrics_port is None else _run_metrics()
+    url = redis_url or config.redis_url or DEFAULT_REDIS_URL
+    if check:
+        accounts = ", ".join(
+            spec.config.account_id
+            + (f" (audit store {redacted(spec.config.audit_store)})" if spec.config.audit_store else "")
+            for spec in config.accounts
+        )
+        click.echo(
+            safe_text(
+                f"{config_path}: OK ({len(config.accounts)} account(s): {accounts}; Redis {redacted(url)})",
+                limit=None,
+            )
+        )
+        return
+    with redis_errors(
+        "redis_url", unreachable=" (a cluster client learns the cluster's slots at start: start again once it answers)"
+    ):
+        client = client_for(url, cluster=cluster)
+    server = None
+    try:
+        if metrics is not None and metrics_port is not None:
+            server = _serve_metrics(metrics.registry, metrics_host, metrics_port)
+        problem = answers(client)
+        if problem is not None:
+            logger.warning(
+                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
+                "and published, in order, when it answers",
+                redacted(url),
+                problem,
+            )
+        asyncio.run(run_until_stopped(config, client, metrics=metrics))
+    except StartError as exc:
+        raise CommandError(str(exc), exit_code=ExitCode.START_FAILED) from exc
+    finally:
+        if server is not None:
+            server.close()
+        client.close()
+
+
+def _import_from_the_working_directory() -> None:
+    """Let `module:factory` name a module of the current directory, as `python -m` would.
+
+    The `reconciliation` script's own directory, not the current one, starts `sys.path`.
+    """
+    here = str(Path.cwd())
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
+def _run_metrics() -> ReconciliationMetrics:
+    """The metrics of `run`, on a registry of their own beside the process's."""
+    try:
+        from reconciliation.metrics import ReconciliationMetrics  # noqa: PLC0415 - the optional metrics extra
+    except ImportError as exc:
+        msg = f"--metrics-port: {exc}"
+        raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    return ReconciliationMetrics(registry)
+
+
+def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
+    """/metrics served on host:port (the metrics extra is there: `_run_metrics` imported it)."""
+    from reconciliation.metrics import serve_metrics  # noqa: PLC0415 - the optional metrics extra
+
+    try:
+        return serve_metrics(registry, port=port, host=host)
+    except OSError as exc:
+        msg = f"--metrics-host/--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise CommandError(msg, exit_code=ExitCode.START_FAILED) from exc

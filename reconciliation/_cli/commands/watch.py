@@ -1,0 +1,168 @@
+"""`reconciliation watch`: runs, breaks, resolved breaks and halts as they are published."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+import redis
+from rich.console import Console
+
+from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
+from reconciliation._cli.shared import (
+    MAX_REPLAY,
+    CommandError,
+    cluster_option,
+    configure_logging,
+    redis_errors,
+    redis_url_option,
+    verbose_option,
+)
+from reconciliation._cli.watch import Filters, StderrNarrator, human_line, json_line
+from reconciliation._cli.watch import watch as follow
+from reconciliation._domain.backoff import Backoff
+from reconciliation._publishing.inbound import SEVERITIES
+from reconciliation._publishing.redis_clients import connect, redacted
+from reconciliation._publishing.streams import RedisLostError
+
+__all__ = ["watch"]
+
+MAX_COUNT = 1_000_000_000
+MAX_SECONDS = 366 * 24 * 3600.0
+"""A year: the longest --timeout or --retry-for."""
+DEFAULT_RETRY_FOR_SECONDS = 300.0
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@verbose_option
+@redis_url_option
+@click.option(
+    "--replay",
+    type=click.IntRange(min=0, max=MAX_REPLAY),
+    default=0,
+    metavar="N",
+    help=f"First show the last N entries kept in the streams (what you missed; at most {MAX_REPLAY:,}).",
+)
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ID",
+    help="Only this account's runs and breaks; repeat for several.",
+)
+@click.option(
+    "--severity",
+    "severities",
+    multiple=True,
+    type=click.Choice(SEVERITIES),
+    help="Only breaks, resolved breaks and halts of this severity (runs have none); repeat for several.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: channel, stream, stream_id, replayed, then the payload's keys.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=1, max=MAX_COUNT), metavar="N", help="Exit after N live messages."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=MAX_SECONDS),
+    metavar="SECONDS",
+    help="Exit after SECONDS.",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(min=0, max=MAX_SECONDS),
+    default=DEFAULT_RETRY_FOR_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="When Redis goes away, keep reconnecting this long before giving up (exit 3).",
+)
+@cluster_option
+@click.pass_obj
+def watch(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
+    redis_url: str,
+    replay: int,
+    accounts: tuple[str, ...],
+    severities: tuple[str, ...],
+    count: int | None,
+    timeout: float | None,
+    retry_for: float,
+    *,
+    as_json: bool,
+    cluster: bool,
+) -> None:
+    """Show runs, breaks, resolved breaks and halts as they are published, coloured by severity.
+
+    Reads the streams reconciliation:stream:result, :discrepancy, :resolved and :halt
+    (XREAD BLOCK, merged in publish order). With --replay N it first shows the N latest
+    entries. If Redis goes away it says so on stderr, reconnects with backoff and resumes
+    right after the last entry it showed; it gives up (exit 3) after --retry-for seconds.
+    An entry that is not a well-formed payload is shown as MALFORMED with its stream ID.
+
+    \b
+    Examples:
+      reconciliation watch --replay 20
+      reconciliation watch --account ACC-1 --severity critical
+      reconciliation watch --json | jq 'select(.channel == "reconciliation:discrepancy" and .severity == "critical")'
+      reconciliation watch --count 1 --timeout 30     # wait for the next message
+      reconciliation watch --cluster --redis-url redis://node-1:7000
+    """
+    configure_logging(verbose, logging.WARNING)
+    with redis_errors():
+        client = connect(redis_url, retry_commands=False, cluster=cluster)
+    console = Console(highlight=False, soft_wrap=True)
+    where = redacted(redis_url)
+    backoff = Backoff(give_up_after_seconds=retry_for)
+    show = (lambda m: click.echo(json_line(m))) if as_json else (lambda m: console.print(human_line(m)))
+    if not as_json:
+        console.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
+    try:
+        received = follow(
+            client,
+            show,
+            replay_last=replay,
+            count=count,
+            timeout=timeout,
+            filters=Filters(frozenset(accounts), frozenset(severities)),
+            backoff=backoff,
+            narrator=StderrNarrator(Console(stderr=True, highlight=False, soft_wrap=True), where, backoff),
+        )
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:
+        _quiet_stdout()
+        return
+    except RedisLostError as exc:
+        msg = f"lost Redis at {where}: {exc}"
+        raise CommandError(msg, exit_code=ExitCode.REDIS_UNREACHABLE) from exc
+    except redis.ResponseError as exc:
+        raise CommandError(_refused(where, exc), exit_code=ExitCode.REDIS_REFUSED) from exc
+    finally:
+        client.close()
+    if count is not None and received < count:
+        Console(stderr=True).print(f"Timed out after {timeout:g} s with {received} of {count} messages.")
+        sys.exit(ExitCode.NOT_AS_ASKED)
+
+
+def _refused(where: str, exc: redis.ResponseError) -> str:
+    """What Redis refused; a cluster node's MOVED means --cluster is missing."""
+    # redis-py 6 raises MovedError; before it, a plain ResponseError that keeps the code
+    if isinstance(exc, redis.exceptions.MovedError) or str(exc).startswith("MOVED "):
+        return (
+            f"Redis at {where} is a Redis Cluster node: add --cluster "
+            f"(it answered MOVED {str(exc).removeprefix('MOVED ')})"
+        )
+    return f"Redis at {where} refused to read the streams: {exc}"
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`| head`): write nothing more, not even at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -1,0 +1,188 @@
+"""What the commands share: their error, their common options, their logging, and their stores.
+
+`CommandError` ends a command: one `Error:` line per message on stderr, without secrets or
+terminal control sequences, and the command's exit code. The failures several commands
+meet (a Redis URL, the audit store) become one here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from reconciliation._cli.main import ExitCode
+from reconciliation._cli.safe_text import safe_text
+from reconciliation._domain.redaction import redact_text
+from reconciliation._publishing.redis_clients import (
+    DEFAULT_REDIS_URL,
+    InvalidRedisUrlError,
+    RedisUnreachableError,
+    redacted,
+)
+from reconciliation.audit import AuditStoreError, NoAuditTablesError, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from reconciliation.audit import AuditStore
+
+__all__ = [
+    "ERROR_LIMIT",
+    "MAX_REPLAY",
+    "CommandError",
+    "audit_store",
+    "cluster_option",
+    "configure_logging",
+    "redis_errors",
+    "redis_url_option",
+    "store_option",
+    "verbose_option",
+]
+
+MAX_REPLAY = 100_000
+"""More entries than the streams keep by default (10,000 each)."""
+LOG_LINE_LIMIT = 20_000
+"""The longest log line a command writes, in characters."""
+ERROR_LIMIT = 2_000
+"""The longest error line a command writes, in characters."""
+
+
+class CommandError(click.ClickException):
+    """The command's end: each message on its own `Error:` line on stderr, then `exit_code`."""
+
+    def __init__(self, *messages: str, exit_code: ExitCode) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = messages
+        self.exit_code = exit_code  # type: ignore[misc] # click reads it from the instance
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        console = Console(file=file or sys.stderr)
+        for message in self.messages:
+            console.print(
+                f"[bold red]Error:[/bold red] {escape(safe_text(redact_text(message), limit=ERROR_LIMIT))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@contextlib.contextmanager
+def redis_errors(option: str = "--redis-url", *, unreachable: str = "") -> Iterator[None]:
+    """Connecting to Redis: a malformed URL is a usage error naming `option`, no answer exit 3.
+
+    `unreachable` is said after the client's own message when no Redis answers.
+    """
+    try:
+        yield
+    except InvalidRedisUrlError as exc:
+        msg = f"{option}: {exc}"
+        raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+    except RedisUnreachableError as exc:
+        msg = f"{exc}{unreachable}"
+        raise CommandError(msg, exit_code=ExitCode.REDIS_UNREACHABLE) from exc
+
+
+@contextlib.contextmanager
+def audit_store(store: str) -> Iterator[AuditStore]:
+    """The audit store at `store`, closed after the block; a usage error (2) or an unusable store (5)."""
+    if "://" not in store and not Path(store).is_file():
+        msg = f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)"
+        raise CommandError(msg, exit_code=ExitCode.USAGE)
+    try:
+        audit = open_store(store)
+    except ValueError as exc:
+        msg = f"--store: {exc}"
+        raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+    except AuditStoreError as exc:
+        raise CommandError(str(exc), exit_code=ExitCode.STORE_UNAVAILABLE) from exc
+    try:
+        yield audit
+    except NoAuditTablesError as exc:
+        raise CommandError(str(exc), exit_code=ExitCode.STORE_UNAVAILABLE) from exc
+    except AuditStoreError as exc:
+        msg = f"the audit store {redacted(store)} could not be read: {exc}"
+        raise CommandError(msg, exit_code=ExitCode.STORE_UNAVAILABLE) from exc
+    finally:
+        audit.close()
+
+
+def configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...] = ()) -> None:
+    """Log to stderr: through rich on a terminal, one plain line per record otherwise.
+
+    The handler replaces (not doubles) the one of a command run before in the same process.
+    -v shows DEBUG from every logger, pykka's included; without it, the loggers named in
+    `below_error` show only errors (the demo shows their runs itself).
+    """
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler.setFormatter(_RedactingFormatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if below_error and not verbose:
+        handler.addFilter(lambda record: record.levelno >= logging.ERROR or record.name not in below_error)
+    handler.set_name(__name__)
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if h.get_name() == __name__]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else level)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Every log line the command writes, traceback included, without passwords or escape sequences."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(redact_text(super().format(record)), limit=LOG_LINE_LIMIT, keep_newlines=True)
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    """`-v` after the command name counts as much as before it."""
+    if value:
+        ctx.obj = (ctx.obj or 0) + value
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    callback=_more_verbose,
+    help="Log at DEBUG level (also accepted before the command).",
+)
+
+
+redis_url_option = click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    default=DEFAULT_REDIS_URL,
+    show_default=True,
+    show_envvar=True,
+    help="Where the runs are published.",
+)
+
+
+cluster_option = click.option(
+    "--cluster",
+    is_flag=True,
+    envvar="REDIS_CLUSTER",
+    show_envvar=True,
+    help="--redis-url is a node of a Redis Cluster (the keys carry the {reconciliation} hash tag; docs/payloads.md).",
+)
+
+
+store_option = click.option(
+    "--store",
+    envvar="RECONCILIATION_AUDIT_STORE",
+    show_envvar=True,
+    required=True,
+    help="The audit store: a SQLite file or a postgresql:// URL (the config's audit_store).",
+)
