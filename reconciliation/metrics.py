@@ -15,7 +15,8 @@ Per account (label `account`): `reconciliation_runs_total`,
 `reconciliation_book_call_timeouts_total`, `reconciliation_book_calls_refused_total`,
 `reconciliation_open_breaks`, `reconciliation_oldest_open_break_age_seconds`,
 `reconciliation_last_clean_run_timestamp_seconds`,
-`reconciliation_corrections_proposed_total`, `reconciliation_corrections_applied_total`.
+`reconciliation_corrections_proposed_total`, `reconciliation_corrections_applied_total`,
+`reconciliation_corrections_held`, `reconciliation_suspect_runs_total`.
 Per watched service or runtime (label `runtime`): `reconciliation_delivery_*`,
 `reconciliation_book_calls_hung`, `reconciliation_refused_fills_total`,
 `reconciliation_component_state`, `reconciliation_component_errors_total`.
@@ -155,6 +156,11 @@ class _Families:
             "Failures a component reported and went on from.",
             labels=[*runtime, "component"],
         )
+        self.corrections_held = GaugeMetricFamily(
+            "reconciliation_corrections_held",
+            "1 while an account's confirmed corrections are held (a limit reached, another runtime's lease).",
+            labels=[*runtime, "account"],
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -170,6 +176,7 @@ class _Families:
             self.refused_fills,
             self.component_state,
             self.component_errors,
+            self.corrections_held,
         ]
 
     def add_account(self, account: str, breaks: _OpenBreaks, now: dt.datetime) -> None:
@@ -203,6 +210,8 @@ class _Families:
                     [runtime, name, state.value], 1 if component.state is state else 0
                 )
             self.component_errors.add_metric([runtime, name], component.errors)
+        for account in sorted(health.corrections_held):
+            self.corrections_held.add_metric([runtime, account], 1)
 
 
 class ReconciliationMetrics:
@@ -274,6 +283,13 @@ class ReconciliationMetrics:
             [*account, "type"],
             registry=None,
         )
+        self._suspect_runs = Counter(
+            "reconciliation_suspect_runs",
+            "Completed runs whose broker answer was implausible against the account's recent history "
+            "(no correction acts on them).",
+            account,
+            registry=None,
+        )
         try:
             registry.register(self)
         except ValueError:  # a duplicated name (DuplicateTimeseries from prometheus_client 0.26)
@@ -323,6 +339,7 @@ class ReconciliationMetrics:
             for trigger in TRIGGER_NAMES:
                 for status in _STATUSES:
                     self._runs.labels(account, trigger, status)
+            self._suspect_runs.labels(account)
             for call in _BOOK_CALLS:
                 self._call_timeouts.labels(account, call)
                 self._calls_refused.labels(account, call)
@@ -360,6 +377,8 @@ class ReconciliationMetrics:
         self._run_seconds.labels(account).observe(result.duration_ms / 1000)
         if result.error is not None:
             return
+        if result.suspect is not None:
+            self._suspect_runs.labels(account).inc()
         breaks = _OpenBreaks(run.ageing.sightings, result.timestamp if result.is_clean else None)
         with self._lock:
             if not any(account in accounts for _, accounts in self._watched.values()):
@@ -410,6 +429,7 @@ class ReconciliationMetrics:
             self._calls_refused,
             self._corrections_proposed,
             self._corrections_applied,
+            self._suspect_runs,
         ):
             yield from metric.describe() if describe else metric.collect()
 

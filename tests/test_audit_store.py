@@ -125,6 +125,33 @@ class TestMigrate:
         store.migrate()
         assert store.schema_version() == SCHEMA_VERSION
 
+    def test_a_suspect_run_is_recorded_with_its_reason(self, store):
+        suspect = run(0, quantity(), suspect="it holds 0 positions where recent answers held 200")
+        record(store, BreakTracker(), suspect)
+
+        (recorded,) = store.list_runs(ACC)
+
+        assert recorded.suspect == "it holds 0 positions where recent answers held 200"
+        assert recorded.to_result().suspect == recorded.suspect
+
+    def test_a_store_of_schema_version_3_keeps_its_runs_and_gains_the_suspect_column(
+        self, stores, monkeypatch
+    ):
+        monkeypatch.setattr(audit_sql, "MIGRATIONS", audit_sql.MIGRATIONS[:3])
+        monkeypatch.setattr(audit_sql, "SCHEMA_VERSION", 3)
+        columns = {c: read for c, read in audit_sql._RUNS.columns.items() if c != "suspect"}
+        monkeypatch.setattr(audit_sql, "_RUNS", attrs.evolve(audit_sql._RUNS, columns=columns))
+        old = stores()
+        old.migrate()
+        before = run(0, quantity())
+        record(old, BreakTracker(), before)
+        monkeypatch.undo()
+
+        old.migrate()
+
+        (recorded,) = old.list_runs(ACC)
+        assert (old.schema_version(), recorded.run_id, recorded.suspect) == (SCHEMA_VERSION, before.run_id, None)
+
     def test_migrate_is_idempotent(self, store):
         first = run(0, quantity())
         record(store, BreakTracker(), first)

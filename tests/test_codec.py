@@ -90,8 +90,20 @@ def test_a_clean_run_gives_exactly_the_contract_result() -> None:
         "context": {"trigger": "periodic"},
         "status": "ok",
         "error": None,
+        "suspect": False,
+        "suspect_reason": None,
         "netted": [],
     }
+
+
+def test_a_suspect_run_says_so_and_why() -> None:
+    payload = result_payload(result(suspect="it holds 0 positions where recent answers held 200"))
+
+    assert (payload["suspect"], payload["suspect_reason"]) == (
+        True,
+        "it holds 0 positions where recent answers held 200",
+    )
+    validator("result").validate(payload)
 
 
 def test_a_run_with_discrepancies_is_not_clean_and_counts_them() -> None:
@@ -325,7 +337,7 @@ def test_the_schema_requires_every_contract_key(kind: str) -> None:
     run = result()
     payload = result_payload(run) if kind == "result" else discrepancy_payload(run, quantity_mismatch())
 
-    for key in payload.keys() - {"netted", "asset_type", "currency"}:
+    for key in payload.keys() - {"netted", "asset_type", "currency", "suspect", "suspect_reason"}:
         with pytest.raises(jsonschema.ValidationError):
             validator(kind).validate({k: v for k, v in payload.items() if k != key})
 

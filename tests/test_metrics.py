@@ -26,6 +26,7 @@ from reconciliation import (
     Account,
     AgeingPolicy,
     BrokerPosition,
+    CorrectionLimits,
     CorrectionPolicy,
     InMemoryPortfolio,
     ReconciliationConfig,
@@ -476,6 +477,26 @@ def test_a_correction_is_counted_when_proposed_and_again_when_applied(
     labels = {"account": ACCOUNT, "type": "missing_local"}
     assert value(registry, "reconciliation_corrections_proposed_total", **labels) == 1
     assert (value(registry, "reconciliation_corrections_applied_total", **labels) or 0) == applied
+
+
+def test_a_suspect_run_is_counted_from_zero(watched: Any, registry: CollectorRegistry) -> None:
+    harness = watched()
+    harness.start()
+    before = value(registry, "reconciliation_suspect_runs_total", account=ACCOUNT)
+    harness.broker.then_return([BrokerPosition(f"S{i}", 1, 10, 10) for i in range(10)])
+    harness.reconcile()
+
+    assert (before, value(registry, "reconciliation_suspect_runs_total", account=ACCOUNT)) == (0, 1)
+
+
+def test_an_account_whose_corrections_are_held_shows_it(watched: Any, registry: CollectorRegistry) -> None:
+    limits = CorrectionLimits(per_run=None, per_day=0)
+    harness = watched(correction=CorrectionPolicy(mode="apply", confirm_after_runs=1, limits=limits))
+    open_a_break(harness)
+    harness.start()
+    harness.settle()
+
+    assert value(registry, "reconciliation_corrections_held", runtime=ACCOUNT, account=ACCOUNT) == 1
 
 
 # Watching

@@ -582,6 +582,11 @@ def _optional_non_negative(_instance: object, field: attrs.Attribute[Any], value
         raise ValueError(msg)
 
 
+def _optional_count(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        whole_number(0)(instance, field, value)
+
+
 @attrs.frozen
 class CorrectionLimits:
     """How much corrections may change the book in all: per run and per rolling 24 hours, a
@@ -591,8 +596,8 @@ class CorrectionLimits:
     .. versionadded:: 0.1
     """
 
-    per_run: int | None = attrs.field(default=10, validator=_optional_whole_number)
-    per_day: int | None = attrs.field(default=50, validator=_optional_whole_number)
+    per_run: int | None = attrs.field(default=10, validator=_optional_count)
+    per_day: int | None = attrs.field(default=50, validator=_optional_count)
     notional_per_run: Decimal | None = attrs.field(
         default=None, converter=optional_decimal, validator=[optional_finite_decimal, _optional_non_negative]
     )

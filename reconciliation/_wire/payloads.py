@@ -76,6 +76,8 @@ def result_payload(result: ReconciliationResult) -> dict[str, Any]:
         "context": dict(result.context),
         "status": result.status,
         "error": result.error,
+        "suspect": result.suspect is not None,
+        "suspect_reason": result.suspect,
         "netted": [
             {
                 "side": netted.side,

@@ -49,6 +49,8 @@ class RunRecord:
     """All the run found; fewer when `history.load_history` filtered them."""
     discrepancy_count: int
     """How many the run found, filtered or not."""
+    suspect: str | None = None
+    """Why the broker's answer was implausible, if it was (`ReconciliationResult.suspect`)."""
 
     @property
     def status(self) -> Literal["ok", "failed"]:
@@ -73,6 +75,7 @@ class RunRecord:
             context=self.context,
             error=self.error,
             netted=self.netted,
+            suspect=self.suspect,
         )
 
 

@@ -168,6 +168,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX corrections_by_break ON corrections (break_id)",
         ),
     ),
+    (
+        4,
+        (
+            # Why a run's broker answer was implausible (PlausibilityPolicy); NULL: it was not.
+            "ALTER TABLE runs ADD COLUMN suspect TEXT",
+        ),
+    ),
 )
 """Ordered schema versions; each is applied once, in one transaction, and recorded."""
 
@@ -266,6 +273,7 @@ _RUNS = _Table(
         "context": json.loads,
         "netted": json.loads,
         "discrepancy_count": int,
+        "suspect": str,
     },
 )
 
