@@ -348,7 +348,9 @@ def test_a_toml_float_is_read_as_the_digits_written_wherever_money_belongs(tmp_p
         tmp_path,
         f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\ncash_tolerance = 0.1\nequity_tolerance_pct = 0.25\n'
         "cost_tolerance_pct = 0.01\ncash_tolerance_by_currency = { EUR = 0.3 }\n"
-        "[accounts.correction]\nmax_notional = 2500.75\n",
+        "[accounts.correction]\nmax_notional = 2500.75\nmax_notional_by_currency = { EUR = 99.95 }\n"
+        "[accounts.correction.limits]\nnotional_per_run = 100.5\nnotional_per_day = 1000.25\n"
+        "[accounts.plausibility]\nmax_position_change = 0.3\nmax_notional_change = 0.4\nmax_cash_change = 0.6\n",
     )
 
     (spec,) = load_config(config).accounts
@@ -359,15 +361,49 @@ def test_a_toml_float_is_read_as_the_digits_written_wherever_money_belongs(tmp_p
         "cost_tolerance_pct",
         "cash_tolerance_by_currency",
         "correction.max_notional",
+        "correction.max_notional_by_currency",
+        "correction.limits.notional_per_run",
+        "correction.limits.notional_per_day",
+        "plausibility.max_position_change",
+        "plausibility.max_notional_change",
+        "plausibility.max_cash_change",
     }, "a new money option: add it to this file, which proves a TOML float is read exactly for it"
     assert spec.config.correction is not None
+    limits, plausibility = spec.config.correction.limits, spec.config.plausibility
     assert [
         str(spec.config.cash_tolerance),
         str(spec.config.equity_tolerance_pct),
         str(spec.config.cost_tolerance_pct),
         str(spec.config.cash_tolerance_by_currency["EUR"]),
         str(spec.config.correction.max_notional),
-    ] == ["0.1", "0.25", "0.01", "0.3", "2500.75"]
+        str(spec.config.correction.max_notional_by_currency["EUR"]),
+        str(limits.notional_per_run),
+        str(limits.notional_per_day),
+        str(plausibility.max_position_change),
+        str(plausibility.max_notional_change),
+        str(plausibility.max_cash_change),
+    ] == ["0.1", "0.25", "0.01", "0.3", "2500.75", "99.95", "100.5", "1000.25", "0.3", "0.4", "0.6"]
+
+
+def test_the_runtimes_own_correction_limits_are_read_from_their_table(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path,
+        f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n[correction_limits]\nper_day = 200\nnotional_per_day = "1000000"\n',
+    )
+
+    limits = load_config(config).correction_limits
+
+    assert limits is not None
+    assert (limits.per_day, limits.notional_per_day) == (200, Decimal(1_000_000))
+
+
+def test_a_mistake_in_the_runtimes_correction_limits_is_named_with_its_table(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, f'{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n[correction_limits]\nper_dya = 200\n')
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+
+    assert refused.value.problems == ("correction_limits.per_dya: unknown key (did you mean 'per_day'?)",)
 
 
 def test_a_mistake_in_a_table_of_amounts_names_the_entry(tmp_path: Path) -> None:

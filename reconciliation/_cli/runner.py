@@ -30,7 +30,7 @@ import cattrs
 from cattrs.cols import is_mapping
 
 from reconciliation._domain.error_text import shown, unknown_key
-from reconciliation._domain.models import ReconciliationConfig
+from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.service import ReconciliationRuntime
@@ -58,7 +58,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TOP_LEVEL = ("redis_url", "defaults", "accounts")
+_TOP_LEVEL = ("redis_url", "defaults", "accounts", "correction_limits")
 _BOOKS = ("broker", "portfolio", "broker_adapter")
 """Where an account's two books come from: factories, or a broker adapter's table instead of `broker`."""
 _CONFIG_KEYS = tuple(attrs.fields_dict(ReconciliationConfig))
@@ -110,6 +110,8 @@ class AccountSpec:
 class RunnerConfig:
     redis_url: str | None
     accounts: tuple[AccountSpec, ...]
+    correction_limits: CorrectionLimits | None = None
+    """What all the accounts' corrections may apply together (`[correction_limits]`)."""
 
 
 def resolve_factory(path: str) -> Factory:
@@ -195,8 +197,21 @@ def load_config(path: Path) -> RunnerConfig:
             problems.add(f"{where}.account_id", f"account {spec.config.account_id!r} is configured twice")
         seen.add(spec.config.account_id)
         specs.append(spec)
+    limits = _limits(problems, document.get("correction_limits"))
     problems.raise_any()
-    return RunnerConfig(redis_url=redis_url, accounts=tuple(specs))
+    return RunnerConfig(redis_url=redis_url, accounts=tuple(specs), correction_limits=limits)
+
+
+def _limits(problems: _Problems, table: object) -> CorrectionLimits | None:
+    """The `[correction_limits]` of the whole runtime, if given; else None, after recording why not."""
+    if table is None:
+        return None
+    try:
+        return _CONVERTER.structure(table, CorrectionLimits)
+    except cattrs.BaseValidationError as error:
+        for steps, problem in _mistakes(error, table if isinstance(table, dict) else {}):
+            problems.add(".".join(("correction_limits", *steps)), problem)
+    return None
 
 
 def config_from_table(table: Mapping[str, Any], *, where: str, ignore: tuple[str, ...] = ()) -> ReconciliationConfig:
@@ -486,7 +501,7 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
             msg = f"account {account_id}: {exc}"
             raise StartError(msg) from exc
     try:
-        return ReconciliationRuntime(accounts, client)
+        return ReconciliationRuntime(accounts, client, correction_limits=config.correction_limits)
     except (TypeError, ValueError) as exc:
         raise StartError(str(exc)) from exc
 
