@@ -151,6 +151,8 @@ def test_both_payloads_arrive_on_the_real_server_with_every_field(sink: RedisSin
                 "context": {"trigger": "on_demand", "requested_by": "api"},
                 "status": "ok",
                 "error": None,
+                "suspect": False,
+                "suspect_reason": None,
                 "netted": [],
             },
         ),

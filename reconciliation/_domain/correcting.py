@@ -37,6 +37,7 @@ import collections
 import datetime as dt
 import enum
 import logging
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
@@ -53,7 +54,6 @@ from reconciliation._domain.values import EXACT
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from decimal import Decimal
 
     from reconciliation._domain.ageing import AgeingUpdate
     from reconciliation._domain.breaks import BreakKey
@@ -71,6 +71,9 @@ logger = logging.getLogger(__name__)
 
 _Figures = tuple["Decimal | None", "Decimal | None"]
 _DAY = dt.timedelta(days=1)
+_ZERO = Decimal(0)
+_RUNS_KEPT = 16
+"""Runs whose applications a budget still counts: an account's runs come one after another."""
 
 
 class Stage(enum.Enum):
@@ -117,21 +120,23 @@ class CorrectionBudget:
         self._runs: dict[UUID, tuple[int, Decimal]] = {}
 
     def refusal(self, correction: Correction, now: dt.datetime) -> str | None:
-        limits, notional = self._limits, correction.notional or EXACT.add(0, 0)
+        limits, notional = self._limits, correction.notional or _ZERO
         while self._day and self._day[0][0] <= now - _DAY:
             self._day.popleft()
-        count, total = self._runs.get(correction.run_id, (0, EXACT.add(0, 0)))
-        day_total = sum((amount for _, amount in self._day), EXACT.add(0, 0))
+        count, total = self._runs.get(correction.run_id, (0, _ZERO))
+        day_total = _ZERO
+        for _, amount in self._day:
+            day_total = EXACT.add(day_total, amount)
         for reached, name, limit in (
             (limits.per_run is not None and count + 1 > limits.per_run, "per_run", limits.per_run),
             (limits.per_day is not None and len(self._day) + 1 > limits.per_day, "per_day", limits.per_day),
             (
-                limits.notional_per_run is not None and total + notional > limits.notional_per_run,
+                limits.notional_per_run is not None and EXACT.add(total, notional) > limits.notional_per_run,
                 "notional_per_run",
                 limits.notional_per_run,
             ),
             (
-                limits.notional_per_day is not None and day_total + notional > limits.notional_per_day,
+                limits.notional_per_day is not None and EXACT.add(day_total, notional) > limits.notional_per_day,
                 "notional_per_day",
                 limits.notional_per_day,
             ),
@@ -144,11 +149,11 @@ class CorrectionBudget:
         return None
 
     def spend(self, correction: Correction, now: dt.datetime) -> None:
-        notional = correction.notional or EXACT.add(0, 0)
+        notional = correction.notional or _ZERO
         self._day.append((now, notional))
-        count, total = self._runs.get(correction.run_id, (0, EXACT.add(0, 0)))
-        self._runs[correction.run_id] = (count + 1, total + notional)
-        while len(self._runs) > 16:
+        count, total = self._runs.get(correction.run_id, (0, _ZERO))
+        self._runs[correction.run_id] = (count + 1, EXACT.add(total, notional))
+        while len(self._runs) > _RUNS_KEPT:
             del self._runs[next(iter(self._runs))]
 
 
