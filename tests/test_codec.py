@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciliation._domain.ageing import AgeingUpdate, Sighting
+from reconciliation._domain.ageing import AgeingUpdate, BreakTracker, Sighting
 from reconciliation._domain.correction import CorrectionStatus
+from reconciliation._domain.fills import Fill, explain
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -234,6 +235,33 @@ def test_a_run_is_published_result_first_then_each_discrepancy_in_order() -> Non
         (DISCREPANCY_CHANNEL, encode(discrepancy_payload(run, first))),
         (DISCREPANCY_CHANNEL, encode(discrepancy_payload(run, second))),
     ]
+
+
+def test_an_explained_break_carries_its_fills_in_canonical_text_the_schema_admits() -> None:
+    missed = Fill("E-123", "O-1", "AAPL", 50, "412.30", AT, fee=Decimal("0.50"))
+    explained = attrs.evolve(quantity_mismatch(), explanation=explain(Decimal(50), [], [missed]))
+    run = result(discrepancies=[explained])
+    ageing = BreakTracker().observe(run)
+
+    for (_, text) in [iter_payloads(run)[1], iter_payloads(run, ageing)[1]]:
+        payload = json.loads(text)
+        assert text == encode(payload)
+        validator("discrepancy").validate(payload)
+        assert payload["explanation"]["verdict"] == "explained"
+        assert payload["explanation"]["missing_locally"] == [
+            {
+                "fill_id": "E-123",
+                "order_id": "O-1",
+                "venue_fill_id": None,
+                "symbol": "AAPL",
+                "asset_type": "stock",
+                "side": "buy",
+                "quantity": "50",
+                "price": "412.30",
+                "fee": "0.50",
+                "timestamp": "2026-11-25T10:00:00.123456+00:00",
+            }
+        ]
 
 
 def test_the_channels_are_the_contract_names() -> None:

@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import attrs
@@ -42,6 +42,9 @@ from reconciliation._domain.values import (
     utc_only,
     whole_number,
 )
+
+if TYPE_CHECKING:
+    from reconciliation._domain.fills import Explanation  # noqa: TC004 - attrs does not evaluate annotations
 
 __all__ = [
     "CORRECTABLE_TYPES",
@@ -327,6 +330,12 @@ class Discrepancy:
         default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
     )
     currency: str | None = attrs.field(default=None, kw_only=True)
+    explanation: Explanation | None = attrs.field(default=None, kw_only=True)
+    """The fills behind a position break and a verdict, when both books could say
+    (`get_fills`); None otherwise.
+
+    .. versionadded:: 0.1
+    """
 
     @symbol.validator
     def _symbol_matches_type(self, field: attrs.Attribute[Any], value: str | None) -> None:
@@ -355,6 +364,19 @@ class Discrepancy:
             msg = f"currency is only given for a cash_mismatch, not a {self.type.value} (got {shown(value)})"
             raise ValueError(msg)
         non_empty_text(self, field, value)
+
+    @explanation.validator
+    def _explains_a_position(self, _field: attrs.Attribute[Any], value: object) -> None:
+        if value is None:
+            return
+        from reconciliation._domain.fills import Explanation  # noqa: PLC0415 - it imports this module
+
+        if not isinstance(value, Explanation):
+            msg = f"explanation must be an Explanation or None, not {type(value).__name__}"
+            raise TypeError(msg)
+        if self.type.is_account_level:
+            msg = f"a {self.type.value} has no fills to explain it"
+            raise ValueError(msg)
 
     @property
     def subject(self) -> str | None:

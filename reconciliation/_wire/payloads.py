@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reconciliation._domain.ageing import AgeingUpdate, Sighting
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.correction import CorrectionEvent
+    from reconciliation._domain.fills import Explanation, Fill
     from reconciliation._domain.models import AssetType, Discrepancy, ReconciliationResult
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "decimal_text",
     "discrepancy_payload",
     "encode",
+    "explanation_payload",
+    "fill_payload",
     "halt_payload",
     "iter_payloads",
     "resolved_payload",
@@ -121,18 +124,56 @@ class _RunText:
         currency = "null" if discrepancy.currency is None else _quoted(discrepancy.currency)
         local, broker = _decimal_json(discrepancy.local_value), _decimal_json(discrepancy.broker_value)
         kind, severity, timestamp = discrepancy.type.value, discrepancy.severity.value, self.time(discrepancy.timestamp)
+        explained = (
+            ""
+            if discrepancy.explanation is None
+            else f'"explanation":{encode(explanation_payload(discrepancy.explanation))},'
+        )
         if sighting is None:
             return (
                 f'{{"account_id":{account},"asset_type":{asset_type},"broker_value":{broker},'
-                f'"currency":{currency},"local_value":{local},"run_id":"{self.run_id}",'
+                f'"currency":{currency},{explained}"local_value":{local},"run_id":"{self.run_id}",'
                 f'"severity":"{severity}","symbol":{symbol},"timestamp":"{timestamp}","type":"{kind}"}}'
             )
         return (
             f'{{"account_id":{account},"asset_type":{asset_type},"break_id":"{sighting.break_id}",'
             f'"broker_value":{broker},"consecutive_runs":{sighting.consecutive_runs},"currency":{currency},'
-            f'"first_seen":"{self.time(sighting.first_seen)}","local_value":{local},"run_id":"{self.run_id}",'
-            f'"severity":"{severity}","symbol":{symbol},"timestamp":"{timestamp}","type":"{kind}"}}'
+            f'{explained}"first_seen":"{self.time(sighting.first_seen)}","local_value":{local},'
+            f'"run_id":"{self.run_id}","severity":"{severity}","symbol":{symbol},"timestamp":"{timestamp}",'
+            f'"type":"{kind}"}}'
         )
+
+
+def fill_payload(fill: Fill) -> dict[str, Any]:
+    """One fill of an explanation, as the payloads carry it."""
+    return {
+        "fill_id": fill.fill_id,
+        "order_id": fill.order_id,
+        "venue_fill_id": fill.venue_fill_id,
+        "symbol": fill.symbol,
+        "asset_type": fill.asset_type.value,
+        "side": fill.side,
+        "quantity": decimal_text(fill.quantity),
+        "price": decimal_text(fill.price),
+        "fee": decimal_text(fill.fee),
+        "timestamp": timestamp_text(fill.timestamp),
+    }
+
+
+def explanation_payload(explanation: Explanation) -> dict[str, Any]:
+    """What explains a position break: the fills behind it and a verdict (docs/payloads.md)."""
+    return {
+        "verdict": explanation.verdict,
+        "gap": decimal_text(explanation.gap),
+        "explained": decimal_text(explanation.explained),
+        "missing_locally": [fill_payload(fill) for fill in explanation.missing_locally],
+        "missing_at_broker": [fill_payload(fill) for fill in explanation.missing_at_broker],
+        "differing": [
+            {"local": fill_payload(pair.local), "broker": fill_payload(pair.broker)} for pair in explanation.differing
+        ],
+        "note": explanation.note,
+        "summary": explanation.summary(),
+    }
 
 
 def _decimal_json(value: Decimal | None) -> str:
