@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import attrs
 
@@ -28,9 +28,24 @@ from reconciliation._domain.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["MATCH_WINDOW", "Explanation", "Fill", "FillPair", "Verdict", "explain", "fill_of"]
+    from reconciliation._domain.ageing import AgeingUpdate
+    from reconciliation._domain.breaks import BreakKey
+    from reconciliation._domain.compare import Comparison
+    from reconciliation._domain.models import Discrepancy, ExplanationPolicy, Snapshot
+
+__all__ = [
+    "MATCH_WINDOW",
+    "Explanation",
+    "Fill",
+    "FillPair",
+    "FillWindows",
+    "Verdict",
+    "explain",
+    "explained",
+    "fill_of",
+]
 
 Verdict = Literal["explained", "partly_explained", "unexplained"]
 
@@ -227,3 +242,79 @@ def _match(
         pairs.append((fill, theirs))
     broker_left = sorted((f for group in candidates.values() for f in group), key=lambda f: f.timestamp)
     return pairs, local_left, broker_left
+
+
+def _explainable(discrepancy: Discrepancy) -> bool:
+    """A break of a position's quantity: what fills can explain (not cost, cash or equity)."""
+    return discrepancy.type.kind.values == "quantity" and discrepancy.symbol is not None
+
+
+class FillWindows:
+    """From when to read each break's fills, for one account: from the read of the run before
+    the break was first seen (the last that saw its position clean), less the match window
+    (clocks differ), and never further back than the policy's lookback. Not thread-safe:
+    its actor owns it."""
+
+    def __init__(self) -> None:
+        self._last_read: dt.datetime | None = None
+        self._since: dict[BreakKey, dt.datetime] = {}
+
+    def wanted(
+        self, discrepancies: Iterable[Discrepancy], snapshot: Snapshot, policy: ExplanationPolicy
+    ) -> tuple[tuple[str, AssetType, dt.datetime], ...]:
+        """(symbol, asset type, since) of the breaks to explain, the most severe first, at most
+        `policy.max_breaks`."""
+        floor = snapshot.read_started_at - dt.timedelta(seconds=policy.lookback_seconds)
+        margin = dt.timedelta(seconds=policy.match_window_seconds)
+        breaks = sorted(filter(_explainable, discrepancies), key=lambda d: -d.severity.rank)[: policy.max_breaks]
+        wanted = []
+        for discrepancy in breaks:
+            since = self._since.get(discrepancy.key, self._last_read)
+            wanted.append(
+                (
+                    cast("str", discrepancy.symbol),
+                    cast("AssetType", discrepancy.asset_type),
+                    floor if since is None else max(since - margin, floor),
+                )
+            )
+        return tuple(wanted)
+
+    def seen(self, ageing: AgeingUpdate, read_started_at: dt.datetime) -> None:
+        """A run was aged: its new breaks date from the run before; ended ones are forgotten."""
+        for sighting in ageing.ended:
+            self._since.pop(sighting.discrepancy.key, None)
+        if self._last_read is not None:
+            for sighting in ageing.sightings:
+                if sighting.consecutive_runs == 1:
+                    self._since[sighting.discrepancy.key] = self._last_read
+        self._last_read = read_started_at
+
+
+def explained(
+    comparison: Comparison,
+    positions: Iterable[tuple[str, AssetType, dt.datetime]],
+    local: Mapping[tuple[str, AssetType], Sequence[Fill]],
+    broker: Mapping[tuple[str, AssetType], Sequence[Fill]],
+    note: str | None,
+    *,
+    window: dt.timedelta,
+) -> Comparison:
+    """`comparison` with an explanation on the break of each of `positions` (those whose fills
+    were asked for): from both sides' fills, or, where a side could not say, unexplained with
+    `note`."""
+    asked = {(symbol, asset_type) for symbol, asset_type, _ in positions}
+    changed = []
+    for discrepancy in comparison.discrepancies:
+        position = (cast("str", discrepancy.symbol), cast("AssetType", discrepancy.asset_type))
+        if position not in asked or not _explainable(discrepancy):
+            changed.append(discrepancy)
+            continue
+        gap = EXACT.subtract(discrepancy.broker_value or _ZERO, discrepancy.local_value or _ZERO)
+        mine, theirs = local.get(position), broker.get(position)
+        explanation = (
+            Explanation.unread(gap, note or "a book could not say its fills")
+            if mine is None or theirs is None
+            else explain(gap, mine, theirs, window=window, note=note)
+        )
+        changed.append(attrs.evolve(discrepancy, explanation=explanation))
+    return attrs.evolve(comparison, discrepancies=tuple(changed))

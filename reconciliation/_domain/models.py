@@ -60,6 +60,7 @@ __all__ = [
     "DiscrepancyKind",
     "DiscrepancySeverity",
     "DiscrepancyType",
+    "ExplanationPolicy",
     "LocalAccount",
     "NettedSymbol",
     "OrderFill",
@@ -672,6 +673,27 @@ class CorrectionPolicy:
     """How much the account's corrections may change its book in all."""
 
 
+@attrs.frozen
+class ExplanationPolicy:
+    """How the fills behind a position break are read, when both books implement `get_fills`
+    (docs/configuration.md).
+
+    .. versionadded:: 0.1
+    """
+
+    enabled: bool = attrs.field(default=True, validator=of_type(bool))
+    lookback_seconds: float = attrs.field(default=86_400.0, converter=seconds, validator=positive_seconds)
+    """Fills are read from the run before the break was first seen, but never further back than this."""
+    max_fills: int = attrs.field(default=1_000, validator=whole_number(1, 1_000_000))
+    """Fills read per side and position; more are left out, and the explanation says so."""
+    max_breaks: int = attrs.field(default=1_000, validator=whole_number(1, 1_000_000))
+    """Position breaks explained per run, the most severe first."""
+    timeout_seconds: float = attrs.field(default=5.0, converter=seconds, validator=positive_seconds)
+    """The longest a run waits for both books' fills; then its breaks go out unexplained, saying so."""
+    match_window_seconds: float = attrs.field(default=60.0, converter=seconds, validator=finite_seconds)
+    """Fills without a shared execution id are one if side, quantity and price agree within this."""
+
+
 def _tolerances(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
     converted = decimal_mapping(value)
     return frozen_mapping({}) if converted is None else converted
@@ -768,6 +790,10 @@ class ReconciliationConfig:
     """How many runs wait for an unavailable audit store before the oldest is dropped (and logged)."""
     correction: CorrectionPolicy | None = attrs.field(default=None, validator=_correction_policy)
     """Auto-correction of the local book (off: None). See `CorrectionPolicy`."""
+    explanations: ExplanationPolicy = attrs.field(
+        factory=ExplanationPolicy, validator=of_type(ExplanationPolicy), kw_only=True
+    )
+    """How the fills behind a position break are read and matched (books with `get_fills`)."""
     plausibility: PlausibilityPolicy = attrs.field(
         factory=PlausibilityPolicy, validator=of_type(PlausibilityPolicy), kw_only=True
     )

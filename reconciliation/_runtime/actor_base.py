@@ -24,6 +24,8 @@ from reconciliation._runtime.messages import (
     AbandonRun,
     Barrier,
     FetchSnapshot,
+    FillsRead,
+    FillsWanted,
     RunTicket,
     SnapshotFailed,
     SnapshotTaken,
@@ -53,8 +55,10 @@ def actor_of(ref: pykka.ActorRef[Any]) -> ResilientActor | None:
 
 def ticket_of(message: object) -> RunTicket | None:
     """The run a message is about, if it carries one's ticket."""
-    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed | AbandonRun):
+    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed | AbandonRun | FillsWanted):
         return message.ticket
+    if isinstance(message, FillsRead):
+        return message.wanted.ticket
     return None
 
 

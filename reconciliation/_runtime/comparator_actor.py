@@ -16,6 +16,7 @@ for 50-60 ms, and the run's own allocations would trigger it. See docs/benchmark
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 import logging
 import time
@@ -23,19 +24,28 @@ from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
+from reconciliation._domain.fills import FillWindows, explained
 from reconciliation._domain.plausibility import AnswerHistory
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.actor_base import ResilientActor, ticket_of
-from reconciliation._runtime.messages import AbandonRun, EscalateBreak, SnapshotFailed, SnapshotTaken
+from reconciliation._runtime.messages import (
+    AbandonRun,
+    EscalateBreak,
+    FillsRead,
+    FillsWanted,
+    SnapshotFailed,
+    SnapshotTaken,
+)
 from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 from reconciliation._runtime.results import completed_result, failed_result
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
     import pykka
 
     from reconciliation._domain.breaks import BreakState
+    from reconciliation._domain.compare import Comparison
     from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
@@ -83,7 +93,7 @@ def paused_gc(pause: bool) -> Iterator[None]:
 class ComparatorActor(ResilientActor):
     component = "comparator"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its collaborators, each a keyword
         self,
         *,
         accounts: Mapping[str, ReconciliationConfig],
@@ -93,9 +103,13 @@ class ComparatorActor(ResilientActor):
         clock: Clock,
         on_halt: HaltCallback | None = None,
         observers: Observers | None = None,
+        read_fills: Callable[[FillsWanted], None] | None = None,
+        explained: Collection[str] = (),
     ) -> None:
         """`sinks` maps each account to the actors its finished runs go to: its delivery
-        actors and, when it has a `CorrectionPolicy`, the corrector."""
+        actors and, when it has a `CorrectionPolicy`, the corrector. The `explained`
+        accounts' books both say their fills: `read_fills` has them read (the fetcher
+        answers `FillsRead`) before a run with position breaks is finished."""
         super().__init__(board=board, clock=clock)
         self._observers = observers or Observers()
         self._accounts = accounts
@@ -103,6 +117,8 @@ class ComparatorActor(ResilientActor):
         self._sinks = sinks
         self._on_halt = on_halt
         self._answers = {account_id: AnswerHistory(config.plausibility) for account_id, config in accounts.items()}
+        self._read_fills = read_fills
+        self._since = {account_id: FillWindows() for account_id in explained if accounts[account_id].explanations.enabled}
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, SnapshotTaken):
@@ -115,10 +131,25 @@ class ComparatorActor(ResilientActor):
                     snapshot, self._accounts[snapshot.account_id], pause=GilBudget() if large else None
                 )
                 suspect = self._answers[snapshot.account_id].judge(snapshot, clean=not comparison.discrepancies)
-                result = completed_result(
-                    message.ticket, comparison, snapshot.taken_at, self._clock.monotonic(), suspect=suspect
-                )
-                self._finish(message.ticket, result, snapshot)
+                wanted = self._fills_wanted(message.ticket, snapshot, comparison, suspect)
+                if wanted is not None and self._read_fills is not None:
+                    self._read_fills(wanted)
+                    return
+                self._complete(message.ticket, snapshot, comparison, suspect)
+        elif isinstance(message, FillsRead):
+            wanted = message.wanted
+            if wanted.ticket.outcome.done():
+                return
+            config = self._accounts[wanted.ticket.account_id].explanations
+            comparison = explained(
+                wanted.comparison,
+                wanted.positions,
+                message.local,
+                message.broker,
+                message.note,
+                window=dt.timedelta(seconds=config.match_window_seconds),
+            )
+            self._complete(wanted.ticket, wanted.snapshot, comparison, wanted.suspect)
         elif isinstance(message, SnapshotFailed | AbandonRun):
             if message.ticket.outcome.done():
                 return
@@ -128,9 +159,29 @@ class ComparatorActor(ResilientActor):
         else:
             logger.warning("The comparator ignored an unexpected %s", type(message).__name__)
 
+    def _fills_wanted(
+        self, ticket: RunTicket, snapshot: Snapshot, comparison: Comparison, suspect: str | None
+    ) -> FillsWanted | None:
+        """What to read to explain the run's position breaks, if its account's books say their fills."""
+        windows = self._since.get(snapshot.account_id)
+        if windows is None:
+            return None
+        policy = self._accounts[snapshot.account_id].explanations
+        positions = windows.wanted(comparison.discrepancies, snapshot, policy)
+        return FillsWanted(ticket, snapshot, comparison, suspect, positions) if positions else None
+
+    def _complete(
+        self, ticket: RunTicket, snapshot: Snapshot, comparison: Comparison, suspect: str | None
+    ) -> None:
+        result = completed_result(ticket, comparison, snapshot.taken_at, self._clock.monotonic(), suspect=suspect)
+        self._finish(ticket, result, snapshot)
+
     def _finish(self, ticket: RunTicket, result: ReconciliationResult, snapshot: Snapshot | None = None) -> None:
         """The one way out of the pipeline: age, hand to every sink, answer, halt."""
         ageing = self._trackers[result.account_id].observe(result)
+        windows = self._since.get(result.account_id)
+        if windows is not None and snapshot is not None:
+            windows.seen(ageing, snapshot.read_started_at)
         result = ageing.escalate(result)
         corrected = self._accounts[result.account_id].correction is not None
         self._emit(ticket, FinishedRun(result, ageing, snapshot if corrected else None))

@@ -34,10 +34,13 @@ from reconciliation._domain.error_text import bounded, describe_error
 from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.book_calls import BookCalls, BookCallTimeoutError
+from reconciliation._runtime.fills_reader import read_fills
 from reconciliation._runtime.messages import (
     Application,
     ApplyCorrection,
     FetchSnapshot,
+    FillsRead,
+    FillsWanted,
     RunTicket,
     SnapshotFailed,
     SnapshotTaken,
@@ -180,6 +183,8 @@ class FetcherActor(ResilientActor):
             self._fetch(message.ticket)
         elif isinstance(message, _ReadDue):
             self._read_due(message)
+        elif isinstance(message, FillsWanted):
+            self._read_fills(message)
         elif isinstance(message, ApplyCorrection):
             self._apply(message)
         elif isinstance(message, _ApplyDue):
@@ -202,6 +207,44 @@ class FetcherActor(ResilientActor):
         comparator, me = self._comparator, self.actor_ref
         reading.add_done_callback(lambda done: tell(comparator, _outcome(ticket, done)))
         self._clock.call_later(limit + DEADLINE_GRACE_SECONDS, lambda: tell(me, _ReadDue(ticket, reading, current)))
+
+    def _read_fills(self, wanted: FillsWanted) -> None:
+        """Both books' fills of the run's position breaks, told to the comparator within the
+        explanation policy's time (and its grace): then without them, if need be."""
+        if self._current.frozen:
+            self._replace_frozen_loop()
+        account = self._accounts[wanted.ticket.account_id]
+        policy = account.config.explanations
+        reading = asyncio.run_coroutine_threadsafe(
+            read_fills(
+                (account.portfolio, account.broker),
+                account.account_id,
+                wanted.positions,
+                calls=self._calls,
+                policy=policy,
+            ),
+            self._current.loop,
+        )
+        answered = threading.Lock()
+        comparator = self._comparator
+
+        def answer(read: FillsRead) -> None:
+            if answered.acquire(blocking=False):
+                tell(comparator, read)
+
+        def done(future: concurrent.futures.Future[tuple[Any, Any, str | None]]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                error = "cancelled" if future.cancelled() else describe_error(future.exception())
+                answer(FillsRead(wanted, {}, {}, f"the fills could not be read: {error}"))
+            else:
+                local, broker, note = future.result()
+                answer(FillsRead(wanted, local, broker, note))
+
+        reading.add_done_callback(done)
+        self._clock.call_later(
+            policy.timeout_seconds + DEADLINE_GRACE_SECONDS,
+            lambda: answer(FillsRead(wanted, {}, {}, f"the fills were not read within {policy.timeout_seconds:g} s")),
+        )
 
     def _read_due(self, due: _ReadDue) -> None:
         """A read outlived its limit: a live loop fails it itself, a frozen one cannot."""

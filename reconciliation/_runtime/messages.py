@@ -7,16 +7,18 @@ All immutable. The one mutable thing a message may carry is a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from uuid import UUID
 
 import attrs
 
 from reconciliation._domain.breaks import BreakState
+from reconciliation._domain.compare import Comparison
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.correction import Correction
-from reconciliation._domain.models import ReconciliationResult, Snapshot
+from reconciliation._domain.fills import Fill
+from reconciliation._domain.models import AssetType, ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
 from reconciliation._domain.values import name_text, non_empty_text
 
@@ -28,6 +30,8 @@ __all__ = [
     "DebounceDue",
     "EscalateBreak",
     "FetchSnapshot",
+    "FillsRead",
+    "FillsWanted",
     "HaltCallback",
     "InFlight",
     "PeriodicDue",
@@ -92,6 +96,30 @@ class FetchSnapshot:
 class SnapshotTaken:
     ticket: RunTicket
     snapshot: Snapshot
+
+
+@attrs.frozen
+class FillsWanted:
+    """Read the fills behind a compared run's position breaks (told to the fetcher): for each
+    break's position, both books' fills since `since`. The run is finished when they are in."""
+
+    ticket: RunTicket
+    snapshot: Snapshot
+    comparison: Comparison
+    suspect: str | None
+    positions: tuple[tuple[str, AssetType, dt.datetime], ...]
+    """(symbol, asset type, since) of each break to explain."""
+
+
+@attrs.frozen
+class FillsRead:
+    """Told back to the comparator: each position's fills, per side (absent: that side could not
+    say), and what was not read."""
+
+    wanted: FillsWanted
+    local: Mapping[tuple[str, AssetType], tuple[Fill, ...]]
+    broker: Mapping[tuple[str, AssetType], tuple[Fill, ...]]
+    note: str | None = None
 
 
 @attrs.frozen

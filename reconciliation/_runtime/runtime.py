@@ -46,6 +46,7 @@ from reconciliation._runtime.debouncer_actor import DebouncerActor
 from reconciliation._runtime.delivery_actor import DeliveryActor
 from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
+from reconciliation._runtime.fills_reader import has_fills
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
@@ -53,6 +54,7 @@ from reconciliation._runtime.messages import (
     ApplyCorrection,
     Barrier,
     EscalateBreak,
+    FillsWanted,
     InFlight,
     ReconcileRequest,
     RunRequested,
@@ -238,6 +240,8 @@ class Runtime:
             clock=clock,
             on_halt=self._on_halt,
             observers=self.observers,
+            read_fills=self._read_fills,
+            explained=[a.account_id for a in self._accounts.values() if has_fills(a.portfolio) and has_fills(a.broker)],
         )
         fetcher = FetcherActor.start(
             accounts=self._accounts,
@@ -371,6 +375,14 @@ class Runtime:
         else:
             tell(fetcher, ApplyCorrection(correction, application))
         return application
+
+    def _read_fills(self, wanted: FillsWanted) -> None:
+        """The comparator's way to the fetcher: read the fills behind a run's breaks."""
+        fetcher = self._fetcher
+        if fetcher is None or not fetcher.is_alive():
+            msg = "the service is stopping"
+            raise RuntimeError(msg)
+        tell(fetcher, wanted)
 
     def _verify(self, account_id: str) -> concurrent.futures.Future[ReconciliationResult]:
         """A `CorrectionLinks.verify`: a run of the account now, asked for by the corrector."""

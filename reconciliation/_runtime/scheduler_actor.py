@@ -151,8 +151,9 @@ class SchedulerActor(ResilientActor):
         ticket.outcome.add_done_callback(lambda _: tell(me, RunEnded(account_id, ticket.run_id, monotonic())))
         _answer_with(ticket, waiters)
         runs.in_flight = ticket
+        explaining = runs.config.explanations.timeout_seconds if runs.config.explanations.enabled else 0.0
         runs.watchdog = self._clock.call_later(
-            runs.config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS,
+            runs.config.broker_timeout_seconds + explaining + WATCHDOG_GRACE_SECONDS,
             lambda: tell(me, WatchdogDue(account_id, ticket.run_id)),
         )
         logger.debug(

@@ -24,6 +24,7 @@ is rounded, to 34 significant digits.
 
 from __future__ import annotations
 
+import collections
 import decimal
 import logging
 import threading
@@ -34,10 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from reconciliation._domain.fills import Fill, fill_of
 from reconciliation._domain.models import AssetType, OrderFill
 from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_decimal, non_empty_text
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from reconciliation._domain.correction import Correction
 
 __all__ = [
@@ -56,6 +60,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
+FILLS_KEPT = 100_000
+"""The fills a paper book remembers, to say which it booked (`get_fills`)."""
 
 
 class WrongAccountError(LookupError):
@@ -250,6 +256,9 @@ class Book:
     _holdings: dict[str, Holding] = attrs.field(factory=dict, init=False, repr=False)
     _marks: dict[str, Decimal] = attrs.field(factory=dict, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _fills: collections.deque[OrderFill] = attrs.field(
+        factory=lambda: collections.deque(maxlen=FILLS_KEPT), init=False, repr=False
+    )
 
     def apply_fill(self, fill: OrderFill) -> None:
         """Book an execution into positions, cash and realised P&L.
@@ -272,6 +281,12 @@ class Book:
                 self._holdings[fill.symbol] = booking.holding
             self._cash = EXACT.add(self._cash, booking.cash_change)
             self._realised_pnl = EXACT.add(self._realised_pnl, booking.realised_pnl)
+            self._fills.append(fill)
+
+    def fills(self, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The fills booked in `symbol` at or after `since`, oldest first (the last `FILLS_KEPT`)."""
+        with self._lock:
+            return [fill_of(fill) for fill in self._fills if fill.symbol == symbol and fill.timestamp >= since]
 
     def set_price(self, symbol: str, price: Decimal | int) -> None:
         """Mark `symbol` at `price` from now on; a symbol never marked is valued at its cost."""

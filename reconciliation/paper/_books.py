@@ -26,7 +26,10 @@ from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_
 from reconciliation.paper._booking import Book, StaleCorrectionError, correct_holding
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from reconciliation._domain.correction import Correction
+    from reconciliation._domain.fills import Fill
 
 __all__ = ["InMemoryPortfolio", "PaperBroker"]
 
@@ -56,6 +59,11 @@ class InMemoryPortfolio(Book):
         self._check_account(account_id)
         state = self.state()
         return LocalAccount(account_id, cash=state.cash, total_equity=state.total_equity)
+
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The fills booked in `symbol` since `since`, oldest first: what explains a break."""
+        self._check_account(account_id)
+        return self.fills(symbol, since)
 
     def apply_correction(self, correction: Correction) -> None:
         """Bring one figure in line with the broker's (a `CorrectableBook`).
@@ -169,6 +177,11 @@ class PaperBroker(Book):
             )
             for holding in state.holdings
         ]
+
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The executions in `symbol` since `since`, oldest first, as a broker's trade history gives them."""
+        self._check_account(account_id)
+        return self.fills(symbol, since)
 
     async def get_account(self, account_id: str) -> BrokerAccount:
         self._check_account(account_id)

@@ -1,0 +1,117 @@
+"""Reading the fills behind a run's position breaks from both books, bounded in time and count.
+
+Each book's `get_fills(account_id, symbol, since)` (plain or `async`) is called once per
+position, one position after another, through `BookCalls` like every book call; both
+books are read together. Whatever a book answers is checked: the fills of other
+positions, fills reported beyond `max_fills`, and answers that are not fills are left
+out, and the note says so. A book that raises, hangs or runs out the time leaves the
+positions it did not answer without fills; their breaks go out unexplained, saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from reconciliation._domain.error_text import bounded, describe_error
+from reconciliation._domain.fills import Fill, fill_of
+from reconciliation._runtime.book_calls import BookCallError
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from reconciliation._domain.models import AssetType, ExplanationPolicy
+    from reconciliation._runtime.book_calls import BookCalls
+
+__all__ = ["Side", "has_fills", "read_fills"]
+
+Position = tuple[str, "AssetType"]
+Side = dict[Position, tuple[Fill, ...]]
+"""Each position's fills as one book reported them; a position it could not say is absent."""
+
+
+def has_fills(book: object) -> bool:
+    """Whether a book can say which fills it holds (`get_fills`)."""
+    return callable(getattr(book, "get_fills", None))
+
+
+async def read_fills(
+    books: tuple[object, object],
+    account_id: str,
+    positions: Iterable[tuple[str, AssetType, dt.datetime]],
+    *,
+    calls: BookCalls,
+    policy: ExplanationPolicy,
+) -> tuple[Side, Side, str | None]:
+    """Both books' fills of `positions` (symbol, asset type, since): (local, broker, note)."""
+    wanted = tuple(positions)
+    deadline = time.monotonic() + policy.timeout_seconds
+    notes: list[str] = []
+    local, broker = await asyncio.gather(
+        _side(books[0], "local", account_id, wanted, calls, deadline, policy.max_fills, notes),
+        _side(books[1], "broker", account_id, wanted, calls, deadline, policy.max_fills, notes),
+    )
+    return local, broker, bounded("; ".join(notes)) if notes else None
+
+
+async def _side(
+    book: object,
+    side: str,
+    account_id: str,
+    wanted: tuple[tuple[str, AssetType, dt.datetime], ...],
+    calls: BookCalls,
+    deadline: float,
+    max_fills: int,
+    notes: list[str],
+) -> Side:
+    name = f"{side}.get_fills"
+    fills: Side = {}
+    for read, (symbol, asset_type, since) in enumerate(wanted):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            notes.append(f"{name} ran out of time after {read} of {len(wanted)} positions")
+            break
+        try:
+            answer = await calls.call(
+                book.get_fills,  # type: ignore[attr-defined]
+                account_id,
+                name=name,
+                limit=remaining,
+                arguments=(account_id, symbol, since),
+            )
+        except BookCallError as error:
+            notes.append(f"{error} (after {read} of {len(wanted)} positions)")
+            break
+        fills[(symbol, asset_type)] = _checked(answer, symbol, asset_type, name, max_fills, notes)
+    return fills
+
+
+def _checked(
+    answer: Any, symbol: str, asset_type: AssetType, name: str, max_fills: int, notes: list[str]
+) -> tuple[Fill, ...]:
+    """The fills of the position in `answer`, at most `max_fills`; what was left out goes to `notes`."""
+    if isinstance(answer, str | bytes) or not isinstance(answer, Iterable):
+        notes.append(f"{name}({symbol}) answered {type(answer).__name__}, not a list of fills")
+        return ()
+    kept: list[Fill] = []
+    others = refused = 0
+    for count, record in enumerate(answer):
+        if count >= max_fills:
+            notes.append(f"{name}({symbol}) gave more than {max_fills} fills: the first {max_fills} were read")
+            break
+        try:
+            fill = fill_of(record)
+        except (TypeError, ValueError) as error:
+            refused += 1
+            if refused == 1:
+                notes.append(f"{name}({symbol}) gave a fill that is not one: {describe_error(error)}")
+            continue
+        if (fill.symbol, fill.asset_type) != (symbol, asset_type):
+            others += 1
+            continue
+        kept.append(fill)
+    if others:
+        notes.append(f"{name}({symbol}) gave {others} fills of other positions, left out")
+    return tuple(kept)

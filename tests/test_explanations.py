@@ -1,0 +1,185 @@
+"""Every position break is published with the fills behind it, when both books can say them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from decimal import Decimal
+from typing import Any, Self
+
+import fakeredis
+import pytest
+
+from reconciliation import (
+    DiscrepancyType,
+    InMemoryPortfolio,
+    OrderFill,
+    PaperBroker,
+    ReconciliationConfig,
+    ReconciliationService,
+)
+from reconciliation._domain.fills import Fill
+from reconciliation._domain.models import ExplanationPolicy
+from reconciliation.testing import ManualClock, capture_published, settle
+
+ACCOUNT = "ACC-1"
+NOW = dt.datetime(2026, 12, 7, 10, 0, tzinfo=dt.UTC)
+
+
+def order_fill(fill_id: str, symbol: str, quantity: int, price: str, *, minutes: int = 0) -> OrderFill:
+    return OrderFill(f"O-{fill_id}", fill_id, ACCOUNT, symbol, quantity, price, NOW + dt.timedelta(minutes=minutes))
+
+
+class Session:
+    def __init__(self, book: Any = None, broker: Any = None, **explanations: Any) -> None:
+        self.clock = ManualClock(start=NOW)
+        self.book = book if book is not None else InMemoryPortfolio(ACCOUNT, Decimal(100_000))
+        self.broker = broker if broker is not None else PaperBroker(ACCOUNT, Decimal(100_000))
+        config = ReconciliationConfig(
+            ACCOUNT, equity_tolerance_pct=Decimal(100), explanations=ExplanationPolicy(**explanations)
+        )
+        self.service = ReconciliationService(self.book, self.broker, fakeredis.FakeRedis(), config, clock=self.clock)
+
+    def __enter__(self) -> Self:
+        self._capturing = capture_published()
+        self.capture = self._capturing.__enter__()
+        asyncio.run(self.service.start())
+        settle(self.service)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run(self.service.stop())
+        self._capturing.__exit__(None, None, None)
+
+    def run(self) -> list[dict[str, Any]]:
+        """The position breaks of a run made now (cash and equity breaks left out)."""
+        self.clock.advance(60)
+        asyncio.run(self.service.reconcile())
+        settle(self.service)
+        latest = self.capture.results[-1]["run_id"]
+        return [d for d in self.capture.discrepancies if d["run_id"] == latest and d["symbol"] is not None]
+
+    def both(self, fill: OrderFill) -> None:
+        self.book.apply_fill(fill)
+        self.broker.apply_fill(fill)
+
+
+def test_a_fill_the_engine_never_booked_explains_its_quantity_mismatch() -> None:
+    with Session() as session:
+        session.both(order_fill("E-1", "MSFT", 100, "410.00", minutes=1))
+        session.run()
+        session.broker.apply_fill(order_fill("E-2", "MSFT", 10, "412.30", minutes=2))
+        (found,) = session.run()
+
+    explanation = found["explanation"]
+    assert (found["type"], explanation["verdict"]) == ("quantity_mismatch", "explained")
+    assert [fill["fill_id"] for fill in explanation["missing_locally"]] == ["E-2"]
+    assert explanation["summary"] == "explained: broker fill E-2 BUY 10 @ 412.30 10:02:00 not booked"
+
+
+def test_a_fill_the_broker_does_not_have_explains_a_position_missing_at_the_broker() -> None:
+    with Session() as session:
+        session.book.apply_fill(order_fill("L-1", "GOOG", 5, "170.00", minutes=1))
+        (found,) = session.run()
+
+    assert (found["type"], found["explanation"]["verdict"]) == ("missing_broker", "explained")
+    assert [fill["fill_id"] for fill in found["explanation"]["missing_at_broker"]] == ["L-1"]
+
+
+def test_fills_booked_before_the_last_clean_run_are_not_read() -> None:
+    with Session() as session:
+        session.both(order_fill("E-1", "MSFT", 100, "410.00", minutes=1))
+        session.run()
+        session.book.apply_fill(order_fill("L-2", "MSFT", -30, "411.00", minutes=3))
+        (found,) = session.run()
+
+    assert [fill["fill_id"] for fill in found["explanation"]["missing_at_broker"]] == ["L-2"]
+    assert found["explanation"]["missing_locally"] == []
+
+
+def test_a_break_without_fills_on_either_side_is_published_unexplained() -> None:
+    book = InMemoryPortfolio(ACCOUNT, Decimal(100_000))
+    book.apply_fill(order_fill("L-1", "GOOG", 5, "170.00", minutes=-6000))
+    with Session(book=book) as session:
+        (found,) = session.run()
+
+    assert (found["type"], found["explanation"]["verdict"]) == ("missing_broker", "unexplained")
+
+
+class HangingBroker(PaperBroker):
+    """A broker whose trade history never answers until released."""
+
+    def __init__(self) -> None:
+        super().__init__(ACCOUNT, Decimal(100_000))
+        self.release = threading.Event()
+
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return await super().get_fills(account_id, symbol, since)
+
+
+def test_a_trade_history_that_hangs_never_holds_the_break_back_it_goes_out_saying_so() -> None:
+    broker = HangingBroker()
+    try:
+        with Session(broker=broker, timeout_seconds=0.3) as session:
+            broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
+            session.clock.advance(60)
+            asyncio.run(session.service.reconcile())
+            session.clock.advance(2)
+            settle(session.service)
+            (found,) = [d for d in session.capture.discrepancies if d["symbol"] == "MSFT"]
+    finally:
+        broker.release.set()
+
+    assert found["explanation"]["verdict"] == "unexplained"
+    assert "did not answer within" in found["explanation"]["note"]
+
+
+class HostileBroker(PaperBroker):
+    """A broker whose trade history is full of rubbish around the one real fill."""
+
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Any]:
+        real = await super().get_fills(account_id, symbol, since)
+        other = Fill("X-1", "O-X", "AAPL", 1, "1", since)
+        return [*real, *real, other, "NaN", {"fill_id": "nope"}]
+
+
+def test_hostile_fills_give_a_clear_outcome_and_never_lose_the_break() -> None:
+    broker = HostileBroker(ACCOUNT, Decimal(100_000))
+    with Session(broker=broker) as session:
+        broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
+        (found,) = session.run()
+
+    explanation = found["explanation"]
+    assert (explanation["verdict"], [f["fill_id"] for f in explanation["missing_locally"]]) == ("explained", ["E-1"])
+    assert "1 fills of other positions, left out" in explanation["note"]
+    assert "1 fills reported twice were taken once" in explanation["note"]
+    assert "gave a fill that is not one" in explanation["note"]
+
+
+class FloodingBroker(PaperBroker):
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> Any:
+        return (Fill(f"F-{i}", "O", symbol, 1, "1", since) for i in range(1_000_000))
+
+
+def test_a_million_fills_are_read_up_to_the_cap() -> None:
+    broker = FloodingBroker(ACCOUNT, Decimal(100_000))
+    with Session(broker=broker, max_fills=100) as session:
+        broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
+        (found,) = session.run()
+
+    explanation = found["explanation"]
+    assert len(explanation["missing_locally"]) == 100
+    assert explanation["verdict"] == "partly_explained"
+    assert "gave more than 100 fills: the first 100 were read" in explanation["note"]
+
+
+@pytest.mark.parametrize("enabled", [False])
+def test_explanations_can_be_turned_off(enabled: bool) -> None:
+    with Session(enabled=enabled) as session:
+        session.broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
+        (found,) = session.run()
+
+    assert "explanation" not in found
+    assert found["type"] == DiscrepancyType.MISSING_LOCAL.value
