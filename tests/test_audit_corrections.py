@@ -179,6 +179,6 @@ def test_a_store_of_schema_version_2_gains_the_corrections_table(
     old.migrate()
     old.record_correction(event(CorrectionStatus.PROPOSED))
 
-    assert old.schema_version() == SCHEMA_VERSION == 4  # type: ignore[attr-defined]
+    assert old.schema_version() == SCHEMA_VERSION == 5  # type: ignore[attr-defined]
     assert len(old.list_corrections(ACC)) == 1
     old.close()

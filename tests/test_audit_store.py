@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from reconciliation._domain.fills import Fill, explain
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -139,8 +140,10 @@ class TestMigrate:
     ):
         monkeypatch.setattr(audit_sql, "MIGRATIONS", audit_sql.MIGRATIONS[:3])
         monkeypatch.setattr(audit_sql, "SCHEMA_VERSION", 3)
-        columns = {c: read for c, read in audit_sql._RUNS.columns.items() if c != "suspect"}
-        monkeypatch.setattr(audit_sql, "_RUNS", attrs.evolve(audit_sql._RUNS, columns=columns))
+        for table, newer in (("_RUNS", "suspect"), ("_DISCREPANCIES", "explanation")):
+            old_table = getattr(audit_sql, table)
+            columns = {c: read for c, read in old_table.columns.items() if c != newer}
+            monkeypatch.setattr(audit_sql, table, attrs.evolve(old_table, columns=columns))
         old = stores()
         old.migrate()
         before = run(0, quantity())
@@ -151,6 +154,17 @@ class TestMigrate:
 
         (recorded,) = old.list_runs(ACC)
         assert (old.schema_version(), recorded.run_id, recorded.suspect) == (SCHEMA_VERSION, before.run_id, None)
+
+    def test_an_explained_break_is_recorded_with_its_fills(self, store):
+        missed = Fill("E-2", "O-2", "AAPL", 10, "412.30", at(0))
+        explained = attrs.evolve(quantity(), explanation=explain(Decimal(10), [], [missed]))
+        record(store, BreakTracker(), run(0, explained))
+
+        (recorded,) = store.list_runs(ACC)
+        (history,) = store.break_history(recorded.discrepancies[0].break_id)
+
+        assert recorded.discrepancies[0].discrepancy.explanation == explained.explanation
+        assert history.explanation == explained.explanation
 
     def test_migrate_is_idempotent(self, store):
         first = run(0, quantity())

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from decimal import Decimal
+    from collections.abc import Mapping
 
     from reconciliation._domain.ageing import AgeingUpdate, Sighting
     from reconciliation._domain.breaks import BreakState
@@ -36,6 +37,7 @@ __all__ = [
     "decimal_text",
     "discrepancy_payload",
     "encode",
+    "explanation_from",
     "explanation_payload",
     "fill_payload",
     "halt_payload",
@@ -174,6 +176,42 @@ def explanation_payload(explanation: Explanation) -> dict[str, Any]:
         "note": explanation.note,
         "summary": explanation.summary(),
     }
+
+
+def explanation_from(payload: Mapping[str, Any]) -> Explanation:
+    """An explanation back from its payload (`explanation_payload`), as the audit store keeps it.
+
+    Raises:
+        KeyError, TypeError, ValueError: it is not one.
+    """
+    from reconciliation._domain.fills import Explanation, FillPair  # noqa: PLC0415 - the codec's one reader
+
+    return Explanation(
+        payload["verdict"],
+        Decimal(payload["gap"]),
+        Decimal(payload["explained"]),
+        tuple(_fill_from(fill) for fill in payload["missing_locally"]),
+        tuple(_fill_from(fill) for fill in payload["missing_at_broker"]),
+        tuple(FillPair(_fill_from(pair["local"]), _fill_from(pair["broker"])) for pair in payload["differing"]),
+        payload["note"],
+    )
+
+
+def _fill_from(payload: Mapping[str, Any]) -> Fill:
+    from reconciliation._domain.fills import Fill  # noqa: PLC0415 - the codec's one reader
+    from reconciliation._domain.models import AssetType  # noqa: PLC0415
+
+    return Fill(
+        payload["fill_id"],
+        payload["order_id"],
+        payload["symbol"],
+        payload["quantity"],
+        payload["price"],
+        dt.datetime.fromisoformat(payload["timestamp"]),
+        AssetType(payload["asset_type"]),
+        fee=payload["fee"],
+        venue_fill_id=payload["venue_fill_id"],
+    )
 
 
 def _decimal_json(value: Decimal | None) -> str:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import attrs
 
+from reconciliation._domain.fills import Explanation
 from reconciliation._domain.models import (
     Discrepancy,
     DiscrepancySeverity,
@@ -90,3 +91,5 @@ class BreakSighting:
     local_value: Decimal | None
     broker_value: Decimal | None
     consecutive_runs: int = attrs.field(validator=whole_number(1))
+    explanation: Explanation | None = None
+    """The fills behind it at that run, when both books said them."""

@@ -24,6 +24,7 @@ import attrs
 
 from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.correction import Correction, CorrectionEvent, CorrectionStatus
+from reconciliation._domain.fills import Explanation
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -31,6 +32,7 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     NettedSymbol,
 )
+from reconciliation._wire.payloads import encode, explanation_from, explanation_payload
 from reconciliation.audit._errors import AuditSchemaError
 from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 
@@ -175,6 +177,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE runs ADD COLUMN suspect TEXT",
         ),
     ),
+    (
+        5,
+        (
+            # The fills behind a position break, as its payload carries them (JSON); NULL: none read.
+            "ALTER TABLE discrepancies ADD COLUMN explanation TEXT",
+        ),
+    ),
 )
 """Ordered schema versions; each is applied once, in one transaction, and recorded."""
 
@@ -216,6 +225,8 @@ def _stored(value: object) -> object:
         return value.value
     if isinstance(value, UUID | Decimal):
         return str(value)
+    if isinstance(value, Explanation):
+        return encode(explanation_payload(value))
     return value
 
 
@@ -296,6 +307,7 @@ _DISCREPANCIES = _Table(
         "consecutive_runs": int,
         "asset_type": AssetType,
         "currency": str,
+        "explanation": lambda text: explanation_from(json.loads(text)),
     },
 )
 
