@@ -16,7 +16,8 @@ Per account (label `account`): `reconciliation_runs_total`,
 `reconciliation_open_breaks`, `reconciliation_oldest_open_break_age_seconds`,
 `reconciliation_last_clean_run_timestamp_seconds`,
 `reconciliation_corrections_proposed_total`, `reconciliation_corrections_applied_total`,
-`reconciliation_corrections_held`, `reconciliation_suspect_runs_total`.
+`reconciliation_corrections_held`, `reconciliation_suspect_runs_total`,
+`reconciliation_explained_breaks_total`.
 Per watched service or runtime (label `runtime`): `reconciliation_delivery_*`,
 `reconciliation_book_calls_hung`, `reconciliation_refused_fills_total`,
 `reconciliation_component_state`, `reconciliation_component_errors_total`.
@@ -76,6 +77,7 @@ RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 BOOK_CALL_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 _STATUSES = ("ok", "failed")
+_VERDICTS = ("explained", "partly_explained", "unexplained")
 _BOOK_CALLS = ("local.get_positions", "local.get_account", "broker.get_positions", "broker.get_account")
 
 
@@ -283,6 +285,13 @@ class ReconciliationMetrics:
             [*account, "type"],
             registry=None,
         )
+        self._explanations = Counter(
+            "reconciliation_explained_breaks",
+            "Position breaks published with the fills behind them, by verdict (explained, partly_explained, "
+            "unexplained).",
+            [*account, "verdict"],
+            registry=None,
+        )
         self._suspect_runs = Counter(
             "reconciliation_suspect_runs",
             "Completed runs whose broker answer was implausible against the account's recent history "
@@ -340,6 +349,8 @@ class ReconciliationMetrics:
                 for status in _STATUSES:
                     self._runs.labels(account, trigger, status)
             self._suspect_runs.labels(account)
+            for verdict in _VERDICTS:
+                self._explanations.labels(account, verdict)
             for call in _BOOK_CALLS:
                 self._call_timeouts.labels(account, call)
                 self._calls_refused.labels(account, call)
@@ -379,6 +390,9 @@ class ReconciliationMetrics:
             return
         if result.suspect is not None:
             self._suspect_runs.labels(account).inc()
+        for discrepancy in result.discrepancies:
+            if discrepancy.explanation is not None:
+                self._explanations.labels(account, discrepancy.explanation.verdict).inc()
         breaks = _OpenBreaks(run.ageing.sightings, result.timestamp if result.is_clean else None)
         with self._lock:
             if not any(account in accounts for _, accounts in self._watched.values()):
@@ -430,6 +444,7 @@ class ReconciliationMetrics:
             self._corrections_proposed,
             self._corrections_applied,
             self._suspect_runs,
+            self._explanations,
         ):
             yield from metric.describe() if describe else metric.collect()
 

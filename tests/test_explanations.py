@@ -183,3 +183,20 @@ def test_explanations_can_be_turned_off(enabled: bool) -> None:
 
     assert "explanation" not in found
     assert found["type"] == DiscrepancyType.MISSING_LOCAL.value
+
+
+def test_explained_breaks_are_counted_by_verdict() -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 - the metrics extra
+
+    from reconciliation.metrics import ReconciliationMetrics  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    with Session() as session:
+        ReconciliationMetrics(registry).watch(session.service)
+        session.broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
+        session.run()
+
+    count = registry.get_sample_value(
+        "reconciliation_explained_breaks_total", {"account": ACCOUNT, "verdict": "explained"}
+    )
+    assert count == 1

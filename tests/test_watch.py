@@ -597,3 +597,20 @@ def test_watch_values_out_of_range_are_usage_errors(option: str, value: str) -> 
     assert outcome.exit_code == 2, outcome.output
     assert "Traceback" not in outcome.output
     assert option in outcome.output
+
+
+def test_an_explained_break_shows_its_fills_under_it() -> None:
+    from reconciliation._cli.render import discrepancy_line  # noqa: PLC0415 - the line alone
+
+    payload = {
+        "severity": "critical",
+        "type": "quantity_mismatch",
+        "symbol": "MSFT",
+        "local_value": "100",
+        "broker_value": "110",
+        "explanation": {"summary": "explained: broker fill E-123 BUY 10 @ 412.30 10:31:02 not booked"},
+    }
+
+    lines = discrepancy_line(payload).plain.splitlines()
+
+    assert lines[1].strip() == "explained: broker fill E-123 BUY 10 @ 412.30 10:31:02 not booked"

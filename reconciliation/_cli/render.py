@@ -132,6 +132,9 @@ def discrepancy_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     runs = payload.get("consecutive_runs")
     if isinstance(runs, int) and not isinstance(runs, bool) and 1 < runs < 10**15:
         line.append(f"  ({_ordinal(runs)} run in a row)", style="dim")
+    explanation = payload.get("explanation")
+    if isinstance(explanation, Mapping) and explanation.get("summary"):
+        line.append(f"\n{' ' * len(prefix)}    {_field(explanation, 'summary')}", style="dim")
     return line
 
 

@@ -43,6 +43,7 @@ from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.inbound import decode
 from reconciliation._publishing.redis_clients import disconnect
 from reconciliation._publishing.streams import StreamFollower
+from reconciliation._wire.payloads import explanation_payload
 from reconciliation.audit import AuditStoreError
 from reconciliation.audit._history import break_to_dict
 
@@ -280,6 +281,7 @@ def _sighting_json(sighting: BreakSighting) -> dict[str, Any]:
         "local_value": None if sighting.local_value is None else format(sighting.local_value, "f"),
         "broker_value": None if sighting.broker_value is None else format(sighting.broker_value, "f"),
         "consecutive_runs": sighting.consecutive_runs,
+        "explanation": None if sighting.explanation is None else explanation_payload(sighting.explanation),
     }
 
 

@@ -150,12 +150,13 @@ def history_fragment(
             f'<td class="severity">{_text(s.severity.value)}</td>'
             f'<td class="num">{_value(decimal_text(s.local_value))}</td>'
             f'<td class="num">{_value(decimal_text(s.broker_value))}</td>'
-            f'<td class="num">{s.consecutive_runs}</td><td>{_text(str(s.run_id)[:8])}</td></tr>'
+            f'<td class="num">{s.consecutive_runs}</td><td>{_text(str(s.run_id)[:8])}</td>'
+            f"<td>{_text(s.explanation.summary()) if s.explanation else ''}</td></tr>"
             for s in sightings
         )
         table = (
             '<table class="breaks"><thead><tr><th>seen (UTC)</th><th>severity</th><th>local</th><th>broker</th>'
-            f"<th>in a row</th><th>run</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<th>in a row</th><th>run</th><th>the fills behind it</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     else:
         table = '<p class="none">The audit store has no run of this break yet.</p>'

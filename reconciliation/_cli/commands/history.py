@@ -203,6 +203,15 @@ def _render_history(console: Console, history: AccountHistory, *, open_only: boo
             console.print(
                 Text(f"  run {str(run.run_id)[:8]} failed: {safe_text(run.error)}"), highlight=False, soft_wrap=True
             )
+        for recorded in run.discrepancies:
+            explanation = recorded.discrepancy.explanation
+            if explanation is not None:
+                console.print(
+                    Text(f"  run {str(run.run_id)[:8]} {safe_text(recorded.discrepancy.subject)}: ")
+                    + _text(explanation.summary(), "dim"),
+                    highlight=False,
+                    soft_wrap=True,
+                )
     kind = "Open breaks" if open_only else "Breaks"
     breaks = Table(title=f"{kind} of {account} (oldest first)", title_justify="left", highlight=False)
     values = [
