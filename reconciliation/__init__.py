@@ -2,7 +2,8 @@
 
 The package root exports the public contract (spec/contract.md) and the types a host
 needs around it: break states for the kill switch, its callback type, health,
-auto-correction (`CorrectionPolicy`, `CorrectableBook`, `Correction`), and
+auto-correction (`CorrectionPolicy`, `CorrectableBook`, `Correction`), the fills behind a
+break (`FillHistory`, `Fill`, `Explanation`, `ExplanationPolicy`), and
 `ReconciliationRuntime` (with `Account`) for many accounts in one process.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.correction import Correction, CorrectionEvent, CorrectionStatus
+    from reconciliation._domain.fills import Explanation, Fill
     from reconciliation._domain.models import (
         DEFAULT_SEVERITY,
         AgeingPolicy,
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
         Discrepancy,
         DiscrepancySeverity,
         DiscrepancyType,
+        ExplanationPolicy,
         LocalAccount,
         OrderFill,
         Position,
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
         ReconciliationResult,
     )
     from reconciliation._domain.plausibility import PlausibilityPolicy
-    from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
+    from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, FillHistory, PortfolioManager
     from reconciliation._domain.sinks import FinishedRun
     from reconciliation._runtime.accounts import Account
     from reconciliation._runtime.delivery import DeliveryHealth
@@ -71,6 +74,10 @@ __all__ = [
     "DiscrepancySeverity",
     "DiscrepancyType",
     "EntryRef",
+    "Explanation",
+    "ExplanationPolicy",
+    "Fill",
+    "FillHistory",
     "FinishedRun",
     "HaltCallback",
     "InMemoryPortfolio",
@@ -94,10 +101,11 @@ _HOMES = {
     "_domain.breaks": "BreakState",
     "_domain.correction": "Correction CorrectionEvent CorrectionStatus",
     "_domain.models": "DEFAULT_SEVERITY AgeingPolicy AssetType BrokerAccount BrokerPosition CorrectionLimits CorrectionPolicy "
-    "Discrepancy DiscrepancySeverity DiscrepancyType LocalAccount OrderFill Position ReconciliationConfig "
+    "Discrepancy DiscrepancySeverity DiscrepancyType ExplanationPolicy LocalAccount OrderFill Position ReconciliationConfig "
     "ReconciliationResult",
+    "_domain.fills": "Explanation Fill",
     "_domain.plausibility": "PlausibilityPolicy",
-    "_domain.protocols": "BrokerQuery CorrectableBook PortfolioManager",
+    "_domain.protocols": "BrokerQuery CorrectableBook FillHistory PortfolioManager",
     "_domain.sinks": "FinishedRun",
     "_runtime.accounts": "Account",
     "_runtime.delivery": "DeliveryHealth",

@@ -11,6 +11,7 @@ import pytest
 
 from reconciliation import CorrectionEvent, CorrectionStatus
 from reconciliation._domain.correction import Correction
+from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -75,6 +76,15 @@ def store(audit_target: str) -> Iterator[AuditStore]:
 
 def test_a_recorded_step_reads_back_exactly(store: AuditStore) -> None:
     applied = event(CorrectionStatus.APPLIED, reason=None)
+
+    store.record_correction(applied)
+
+    assert store.list_corrections(ACC) == [applied]
+
+
+def test_a_correction_that_books_the_brokers_fills_reads_back_with_them(store: AuditStore) -> None:
+    missed = Fill("E-2", "O-2", "MSFT", 10, "415.30", at(-3), fee="0.35", venue_fill_id="V-9")
+    applied = event(CorrectionStatus.APPLIED, correction(avg_cost=None, fills=[missed]))
 
     store.record_correction(applied)
 

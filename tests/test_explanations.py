@@ -12,6 +12,7 @@ import fakeredis
 import pytest
 
 from reconciliation import (
+    CorrectionPolicy,
     DiscrepancyType,
     InMemoryPortfolio,
     OrderFill,
@@ -32,12 +33,17 @@ def order_fill(fill_id: str, symbol: str, quantity: int, price: str, *, minutes:
 
 
 class Session:
-    def __init__(self, book: Any = None, broker: Any = None, **explanations: Any) -> None:
+    def __init__(
+        self, book: Any = None, broker: Any = None, correction: CorrectionPolicy | None = None, **explanations: Any
+    ) -> None:
         self.clock = ManualClock(start=NOW)
         self.book = book if book is not None else InMemoryPortfolio(ACCOUNT, Decimal(100_000))
         self.broker = broker if broker is not None else PaperBroker(ACCOUNT, Decimal(100_000))
         config = ReconciliationConfig(
-            ACCOUNT, equity_tolerance_pct=Decimal(100), explanations=ExplanationPolicy(**explanations)
+            ACCOUNT,
+            equity_tolerance_pct=Decimal(100),
+            explanations=ExplanationPolicy(**explanations),
+            correction=correction,
         )
         self.service = ReconciliationService(self.book, self.broker, fakeredis.FakeRedis(), config, clock=self.clock)
 
@@ -200,3 +206,62 @@ def test_explained_breaks_are_counted_by_verdict() -> None:
         "reconciliation_explained_breaks_total", {"account": ACCOUNT, "verdict": "explained"}
     )
     assert count == 1
+
+
+def test_an_exactly_explained_break_is_corrected_by_booking_the_missed_fill() -> None:
+    policy = CorrectionPolicy(mode="apply", confirm_after_runs=1, types=["quantity_mismatch"])
+    with Session(correction=policy) as session:
+        session.both(order_fill("E-1", "MSFT", 100, "410.00", minutes=1))
+        session.run()
+        session.broker.apply_fill(order_fill("E-2", "MSFT", 10, "421.00", minutes=2))
+        session.run()
+        events = session.capture.corrections
+        (held,) = session.book.get_positions(ACCOUNT)
+        after = session.run()
+
+    assert [e["status"] for e in events] == ["proposed", "confirmed", "applied", "verified"]
+    assert [f["fill_id"] for f in events[-1]["fills"]] == ["E-2"]
+    assert events[-1]["avg_cost"] is None
+    assert (held.quantity, held.avg_cost) == (110, Decimal(4521) / 11)  # (100 x 410 + 10 x 421) / 110
+    assert after == []
+
+
+def test_booking_a_missed_fill_is_refused_above_max_notional_valued_at_its_price() -> None:
+    policy = CorrectionPolicy(mode="apply", confirm_after_runs=1, types=["quantity_mismatch"], max_notional=4200)
+    with Session(correction=policy) as session:
+        session.both(order_fill("E-1", "MSFT", 100, "410.00", minutes=1))
+        session.run()
+        session.broker.apply_fill(order_fill("E-2", "MSFT", 10, "421.00", minutes=2))  # 4210 at its own price
+        session.run()
+        (held,) = session.book.get_positions(ACCOUNT)
+
+    assert [e["status"] for e in session.capture.corrections] == ["proposed", "refused"]
+    assert session.capture.corrections[-1]["notional"] == "4210.00"
+    assert held.quantity == 100
+
+
+def unexplained_break(unexplained: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A break no fill in the lookback explains, under a policy that corrects quantity breaks at once."""
+    policy = CorrectionPolicy(mode="apply", confirm_after_runs=1, types=["quantity_mismatch"], unexplained=unexplained)
+    with Session(correction=policy) as session:
+        session.both(order_fill("E-1", "MSFT", 100, "410.00", minutes=1))
+        session.run()
+        session.broker.apply_fill(order_fill("E-2", "MSFT", 10, "421.00", minutes=-6000))  # before the lookback
+        session.run()
+    (found, *_) = (d for d in session.capture.discrepancies if d["symbol"] == "MSFT")
+    return found, session.capture.corrections
+
+
+def test_a_break_its_fills_do_not_explain_is_left_alone_when_the_policy_says_so() -> None:
+    found, corrections = unexplained_break("leave")
+
+    assert found["explanation"]["verdict"] == "unexplained"
+    assert corrections == []
+
+
+def test_a_break_its_fills_do_not_explain_is_corrected_to_the_broker_by_default() -> None:
+    found, corrections = unexplained_break("correct")
+
+    assert found["explanation"]["verdict"] == "unexplained"
+    assert [c["status"] for c in corrections] == ["proposed", "confirmed", "applied", "verified"]
+    assert corrections[-1]["fills"] == []

@@ -347,6 +347,9 @@ class CorrectionTracker:
         for discrepancy, sighting in zip(result.discrepancies, ageing.sightings, strict=True):
             if discrepancy.type not in self._policy.types or sighting.break_id in self._blocked:
                 continue
+            explanation = discrepancy.explanation
+            if self._policy.unexplained == "leave" and explanation is not None and explanation.verdict != "explained":
+                continue
             memory = self._memory.get(sighting.break_id)
             if memory is None:
                 memory = self._memory[sighting.break_id] = _Memory(sighting.severity)

@@ -30,6 +30,7 @@ from uuid import UUID
 import attrs
 
 from reconciliation._domain.compare import net_broker, net_local, position_key
+from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import (
     CORRECTABLE_TYPES,
     AssetType,
@@ -54,6 +55,7 @@ from reconciliation._domain.values import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
+    from reconciliation._domain.fills import Explanation
     from reconciliation._domain.models import CorrectionPolicy, Discrepancy, Snapshot
 
 __all__ = [
@@ -77,6 +79,10 @@ def _correctable(_instance: object, _field: attrs.Attribute[Any], value: object)
         shown = value.value if isinstance(value, DiscrepancyType) else repr(value)
         msg = f"a {shown} cannot be corrected; correctable: {', '.join(sorted(t.value for t in CORRECTABLE_TYPES))}"
         raise ValueError(msg)
+
+
+def _fills(value: Iterable[Fill] | None) -> tuple[Fill, ...]:
+    return () if value is None else tuple(value)
 
 
 def _correction_id(correction: Correction) -> UUID:
@@ -127,6 +133,9 @@ class Correction:
     )
     """The change's absolute value, what `CorrectionPolicy.max_notional` limits:
     |quantity| x price, |held quantity| x |cost change|, or |cash|; None when unknown."""
+    fills: tuple[Fill, ...] = attrs.field(default=(), converter=_fills, kw_only=True)
+    """For a break its fills explain exactly: the broker's fills the engine never booked, to book
+    instead of the synthetic fill (their prices give the cost basis); empty otherwise."""
     correction_id: UUID = attrs.field(init=False, default=attrs.Factory(_correction_id, takes_self=True))
 
     def __attrs_post_init__(self) -> None:
@@ -172,6 +181,8 @@ class Correction:
 
     def describe(self) -> str:
         """The change, for people: `buy 50 AAPL at 189.50, average cost 189.50`, `add -4.95 to cash`."""
+        if self.fills:
+            return "book " + ", ".join(f"broker fill {fill.describe()}" for fill in self.fills)
         if self.quantity is not None:
             side = "buy" if self.quantity > 0 else "sell"
             text = f"{side} {self.quantity.copy_abs():f} {self.subject}"
@@ -299,7 +310,14 @@ def derive_correction(
         quantity = EXACT.subtract(broker.quantity, held_quantity)
         mark = ROUNDED.divide(broker.market_value, broker.quantity) if broker.quantity else None
         evidence = (broker.avg_cost, mark, None if local is None else local.avg_cost)
-        values = _fill(quantity, broker.avg_cost if broker.avg_cost is not None else mark, broker.avg_cost, evidence)
+        fills = _bookable(discrepancy.explanation)
+        values = _fill(
+            quantity,
+            broker.avg_cost if broker.avg_cost is not None else mark,
+            None if fills else broker.avg_cost,
+            (*evidence, *(fill.price for fill in fills)),
+        )
+        values["fills"] = fills
     return Correction(
         break_id=break_id,
         run_id=run_id,
@@ -314,6 +332,19 @@ def derive_correction(
         consecutive_runs=consecutive_runs,
         **values,
     )
+
+
+def _bookable(explanation: Explanation | None) -> tuple[Fill, ...]:
+    """The fills to book to correct a break by its cause: those of an exactly explained break
+    that only the broker has; none otherwise (then a synthetic fill corrects it)."""
+    if (
+        explanation is None
+        or explanation.verdict != "explained"
+        or explanation.missing_at_broker
+        or explanation.differing
+    ):
+        return ()
+    return explanation.missing_locally
 
 
 def _fill(

@@ -671,6 +671,12 @@ class CorrectionPolicy:
     account's currency is unknown)."""
     limits: CorrectionLimits = attrs.field(factory=CorrectionLimits, validator=of_type(CorrectionLimits), kw_only=True)
     """How much the account's corrections may change its book in all."""
+    unexplained: Literal["correct", "leave"] = attrs.field(
+        default="correct", validator=attrs.validators.in_(("correct", "leave")), kw_only=True
+    )
+    """A position break its fills do not explain exactly (when both books say their fills):
+    `correct` it by a synthetic fill, as any break; or `leave` it to a person. An exactly
+    explained one is corrected by booking the fills the engine missed."""
 
 
 @attrs.frozen

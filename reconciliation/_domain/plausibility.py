@@ -46,12 +46,14 @@ class PlausibilityPolicy:
     max_notional_change: Decimal = attrs.field(
         default=Decimal("0.5"), converter=exact_decimal, validator=[finite_decimal, non_negative]
     )
-    """The largest fraction of the usual gross notional (the sum of |market value|) that may move at once."""
+    """The largest move of the gross notional (the sum of |market value|) at once, as a fraction
+    of the account's usual size (|cash| plus gross notional): a new account's first purchases
+    are not suspect."""
     max_cash_change: Decimal = attrs.field(
         default=Decimal("0.5"), converter=exact_decimal, validator=[finite_decimal, non_negative]
     )
-    """The largest move of cash at once, as a fraction of the account's size (the larger of its
-    usual |cash| and gross notional)."""
+    """The largest move of cash at once, as a fraction of the account's usual size (|cash| plus
+    gross notional)."""
     history_runs: int = attrs.field(default=5, validator=whole_number(1, 1000))
     """How many recent plausible answers the usual figures are the median of."""
 
@@ -64,6 +66,11 @@ class AnswerFigures:
     gross_notional: Decimal | None
     """None when not known (the engine's book has no market values; a columnar answer)."""
     cash: Decimal
+
+    @property
+    def size(self) -> Decimal:
+        """The account's size as this answer shows it: |cash| plus the gross notional when known."""
+        return EXACT.add(self.cash.copy_abs(), self.gross_notional or Decimal(0))
 
     @classmethod
     def of_broker(cls, snapshot: Snapshot) -> AnswerFigures:
@@ -95,34 +102,26 @@ class AnswerHistory:
     def judge(self, snapshot: Snapshot, *, clean: bool) -> str | None:
         """Why the run's broker answer is suspect, or None when it is plausible (and then kept)."""
         figures = AnswerFigures.of_broker(snapshot)
-        reason = None if clean else self._implausible(figures, self._usual() or AnswerFigures.of_book(snapshot))
+        reason = None if clean else self._implausible(figures, list(self._recent) or [AnswerFigures.of_book(snapshot)])
         if reason is None:
             self._recent.append(figures)
         return reason
 
-    def _usual(self) -> AnswerFigures | None:
-        if not self._recent:
-            return None
-        notionals = [f.gross_notional for f in self._recent if f.gross_notional is not None]
-        return AnswerFigures(
-            positions=int(statistics.median_low(f.positions for f in self._recent)),
-            gross_notional=statistics.median_low(notionals) if notionals else None,
-            cash=statistics.median_low(f.cash for f in self._recent),
-        )
-
-    def _implausible(self, now: AnswerFigures, usual: AnswerFigures) -> str | None:
+    def _implausible(self, now: AnswerFigures, recent: list[AnswerFigures]) -> str | None:
         policy = self._policy
-        moved = abs(now.positions - usual.positions)
-        if moved >= max(policy.min_position_change, 1) and moved > policy.max_position_change * usual.positions:
-            return f"it holds {now.positions} positions where recent answers held {usual.positions}"
-        if now.gross_notional is not None and usual.gross_notional is not None:
-            change = EXACT.subtract(now.gross_notional, usual.gross_notional).copy_abs()
-            if change > EXACT.multiply(policy.max_notional_change, usual.gross_notional):
-                return (
-                    f"its gross notional is {now.gross_notional:f} where recent answers had "
-                    f"{usual.gross_notional:f}"
-                )
-        size = max(usual.cash.copy_abs(), usual.gross_notional or Decimal(0))
-        if EXACT.subtract(now.cash, usual.cash).copy_abs() > EXACT.multiply(policy.max_cash_change, size):
-            return f"its cash is {now.cash:f} where recent answers had {usual.cash:f}"
+        usual_positions = statistics.median_low(f.positions for f in recent)
+        moved = abs(now.positions - usual_positions)
+        if moved >= max(policy.min_position_change, 1) and moved > policy.max_position_change * usual_positions:
+            return f"it holds {now.positions} positions where recent answers held {usual_positions}"
+        size = statistics.median_low(f.size for f in recent)
+        notionals = [f.gross_notional for f in recent if f.gross_notional is not None]
+        if now.gross_notional is not None and notionals:
+            usual_notional = statistics.median_low(notionals)
+            if EXACT.subtract(now.gross_notional, usual_notional).copy_abs() > EXACT.multiply(
+                policy.max_notional_change, size
+            ):
+                return f"its gross notional is {now.gross_notional:f} where recent answers had {usual_notional:f}"
+        usual_cash = statistics.median_low(f.cash for f in recent)
+        if EXACT.subtract(now.cash, usual_cash).copy_abs() > EXACT.multiply(policy.max_cash_change, size):
+            return f"its cash is {now.cash:f} where recent answers had {usual_cash:f}"
         return None

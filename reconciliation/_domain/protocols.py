@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.compare import Comparison
     from reconciliation._domain.correction import Correction
+    from reconciliation._domain.fills import Fill
     from reconciliation._domain.models import (
         BrokerAccount,
         BrokerPosition,
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
         ReconciliationConfig,
     )
 
-__all__ = ["ArrowBatch", "BrokerQuery", "ColumnarPositions", "CorrectableBook", "PortfolioManager"]
+__all__ = ["ArrowBatch", "BrokerQuery", "ColumnarPositions", "CorrectableBook", "FillHistory", "PortfolioManager"]
 
 
 class ArrowBatch(Protocol):
@@ -86,6 +87,24 @@ class CorrectableBook(Protocol):
     """
 
     def apply_correction(self, correction: Correction) -> object | Awaitable[object]: ...
+
+
+@runtime_checkable
+class FillHistory(Protocol):
+    """A book that can say which fills it holds: either side may implement it, and when both
+    do, every position break is published with the fills behind it (`ExplanationPolicy`).
+
+    The method may be plain or `async`; it is called off the engine's threads, once per
+    position break, bounded by `ExplanationPolicy.timeout_seconds`, and whatever it raises
+    leaves the break unexplained, never unpublished. The engine's fills should carry the
+    venue's execution id (`venue_fill_id`) when it has it: fills are matched by it first.
+
+    .. versionadded:: 0.1
+    """
+
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> Sequence[Fill] | Awaitable[Sequence[Fill]]:
+        """The executions in `symbol` at or after `since`, oldest first."""
+        ...
 
 
 @runtime_checkable

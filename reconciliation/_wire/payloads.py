@@ -39,6 +39,7 @@ __all__ = [
     "encode",
     "explanation_from",
     "explanation_payload",
+    "fill_from",
     "fill_payload",
     "halt_payload",
     "iter_payloads",
@@ -190,14 +191,14 @@ def explanation_from(payload: Mapping[str, Any]) -> Explanation:
         payload["verdict"],
         Decimal(payload["gap"]),
         Decimal(payload["explained"]),
-        tuple(_fill_from(fill) for fill in payload["missing_locally"]),
-        tuple(_fill_from(fill) for fill in payload["missing_at_broker"]),
-        tuple(FillPair(_fill_from(pair["local"]), _fill_from(pair["broker"])) for pair in payload["differing"]),
+        tuple(fill_from(fill) for fill in payload["missing_locally"]),
+        tuple(fill_from(fill) for fill in payload["missing_at_broker"]),
+        tuple(FillPair(fill_from(pair["local"]), fill_from(pair["broker"])) for pair in payload["differing"]),
         payload["note"],
     )
 
 
-def _fill_from(payload: Mapping[str, Any]) -> Fill:
+def fill_from(payload: Mapping[str, Any]) -> Fill:
     from reconciliation._domain.fills import Fill  # noqa: PLC0415 - the codec's one reader
     from reconciliation._domain.models import AssetType  # noqa: PLC0415
 
@@ -332,4 +333,5 @@ def correction_payload(event: CorrectionEvent) -> dict[str, Any]:
         "observed_at": timestamp_text(correction.observed_at),
         "timestamp": timestamp_text(event.timestamp),
         "actor": event.actor,
+        "fills": [fill_payload(fill) for fill in correction.fills],
     }

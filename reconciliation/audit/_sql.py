@@ -32,7 +32,13 @@ from reconciliation._domain.models import (
     DiscrepancyType,
     NettedSymbol,
 )
-from reconciliation._wire.payloads import encode, explanation_from, explanation_payload
+from reconciliation._wire.payloads import (
+    encode,
+    explanation_from,
+    explanation_payload,
+    fill_from,
+    fill_payload,
+)
 from reconciliation.audit._errors import AuditSchemaError
 from reconciliation.audit._records import BreakSighting, RecordedDiscrepancy, RunRecord
 
@@ -182,6 +188,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         (
             # The fills behind a position break, as its payload carries them (JSON); NULL: none read.
             "ALTER TABLE discrepancies ADD COLUMN explanation TEXT",
+            # The broker's fills a correction books (JSON); NULL: a synthetic fill or no fill.
+            "ALTER TABLE corrections ADD COLUMN fills TEXT",
         ),
     ),
 )
@@ -214,9 +222,10 @@ def _time(text: str) -> dt.datetime:
 _AS_IS = frozenset({str, int, float})
 
 
-def _stored(value: object) -> object:
+def _stored(value: object) -> object:  # noqa: PLR0911 - one answer per kind of value
     """`value` as its column holds it: a time as `to_text`, an enum as its value, a UUID or
-    a decimal as its text; None, text and numbers as they are."""
+    a decimal as its text, an explanation or fills as their payloads' JSON; None, text and
+    numbers as they are."""
     if value is None or type(value) in _AS_IS:
         return value
     if isinstance(value, dt.datetime):
@@ -227,6 +236,8 @@ def _stored(value: object) -> object:
         return str(value)
     if isinstance(value, Explanation):
         return encode(explanation_payload(value))
+    if isinstance(value, tuple):
+        return json.dumps([fill_payload(fill) for fill in value], sort_keys=True) if value else None
     return value
 
 
@@ -366,6 +377,7 @@ _CORRECTIONS = _Table(
         "observed_at": _time,
         "event_at": _time,
         "actor": str,
+        "fills": lambda text: tuple(fill_from(fill) for fill in json.loads(text)),
     },
 )
 

@@ -20,10 +20,11 @@ from reconciliation._domain.models import (
     BrokerPosition,
     DiscrepancyType,
     LocalAccount,
+    OrderFill,
     Position,
 )
 from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_decimal
-from reconciliation.paper._booking import Book, StaleCorrectionError, correct_holding
+from reconciliation.paper._booking import Book, Holding, StaleCorrectionError, book_fill, correct_holding
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -68,9 +69,10 @@ class InMemoryPortfolio(Book):
     def apply_correction(self, correction: Correction) -> None:
         """Bring one figure in line with the broker's (a `CorrectableBook`).
 
-        A position is corrected by its synthetic fill and a cost by the broker's average
-        cost (see `reconciliation.paper.correct_holding`), neither moving cash; cash by
-        the difference. Nothing changes unless the book still holds the correction's
+        A position is corrected by booking the broker's fills it missed, when the break's
+        fills explain it exactly, else by its synthetic fill; a cost by the broker's average
+        cost (see `reconciliation.paper.correct_holding`); neither moves cash. Cash by the
+        difference. Nothing changes unless the book still holds the correction's
         `local_value`.
 
         Raises:
@@ -119,11 +121,31 @@ class InMemoryPortfolio(Book):
             if held != derived_from:
                 msg = f"{what} of {correction.subject} is {held}, not the {derived_from} the correction was derived from"
                 raise StaleCorrectionError(msg)
-            after = correct_holding(holding, correction)
+            after = self._book_fills(holding, correction) if correction.fills else correct_holding(holding, correction)
             if after is None:
                 self._holdings.pop(symbol, None)
             else:
                 self._holdings[symbol] = after
+
+    def _book_fills(self, holding: Holding | None, correction: Correction) -> Holding | None:
+        """Book the broker's fills the engine missed into the position (their prices give its
+        cost), and remember them; like every position correction, cash does not move."""
+        for fill in correction.fills:
+            booked = OrderFill(
+                fill.order_id,
+                fill.fill_id,
+                self.account_id,
+                fill.symbol,
+                fill.quantity,
+                fill.price,
+                fill.timestamp,
+                commission=fill.fee,
+                asset_type=fill.asset_type,
+                multiplier=holding.multiplier if holding is not None else Decimal(1),
+            )
+            holding = book_fill(holding, booked).holding
+            self._fills.append(booked)
+        return holding
 
 
 def _margin_rate(_instance: object, field: attrs.Attribute[Any], value: Decimal) -> None:
