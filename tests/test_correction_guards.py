@@ -165,6 +165,32 @@ def test_a_cash_glitch_is_suspect_and_never_booked() -> None:
         assert book.cash == 100_000
 
 
+def test_a_new_accounts_first_purchases_are_not_suspect() -> None:
+    book = Book(cash=100_000)
+    broker = ScriptedBroker(ACCOUNT, [], cash=Decimal(100_000))
+    with Session(book, broker, types=["missing_local"]) as session:
+        broker.positions = [BrokerPosition("NVDA", 300, "150", "45000")]  # booked by the broker alone
+        broker.cash = Decimal(55_000)
+        session.run()
+        broker.positions = [*broker.positions, BrokerPosition("AAPL", 25, "200", "5000")]
+        broker.cash = Decimal(50_000)
+        session.run()
+
+        assert [run.suspect for run in session.capture.runs()] == [None] * len(session.capture.runs())
+        assert [e["symbol"] for e in session.events() if e["status"] == "verified"] == ["NVDA", "AAPL"]
+
+
+def test_a_notional_ten_times_the_usual_is_suspect_and_never_booked() -> None:
+    book = Book(book_of(20))
+    broker = ScriptedBroker(ACCOUNT, broker_of(20), cash=Decimal(100_000))
+    with Session(book, broker) as session:
+        broker.positions = [BrokerPosition(f"S{i:03d}", 100, "100", "10000") for i in range(20)]
+        session.run(2)
+
+        assert "its gross notional is 200000 where recent answers had 20000" in (session.capture.runs()[-1].suspect or "")
+        assert book.given == []
+
+
 def test_the_aggregate_limits_stop_a_thousand_corrections_just_under_max_notional() -> None:
     book = Book()
     broker = ScriptedBroker(ACCOUNT, [BrokerPosition(f"S{i:04d}", 1, "24950", "24950") for i in range(1000)])
