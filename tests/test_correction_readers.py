@@ -120,11 +120,24 @@ def test_the_board_is_not_changed_by_a_correction() -> None:
 
 
 def test_the_demo_succeeds_only_with_a_break_corrected_through_its_whole_life() -> None:
-    first = payload(CorrectionStatus.PROPOSED)
+    first = payload(CorrectionStatus.PROPOSED) | {"fills": [{"fill_id": "FILL-5"}]}
     applied = [first | {"status": status} for status in ("proposed", "confirmed", "applied")]
 
     assert not DemoReport((), (), tuple(applied)).corrected
     assert DemoReport((), (), (*applied, first | {"status": "verified"})).corrected
+
+
+def test_the_demo_succeeds_only_with_a_break_corrected_by_booking_the_fill_that_explains_it() -> None:
+    synthetic = payload(CorrectionStatus.PROPOSED) | {"fills": []}
+    life = [synthetic | {"status": status} for status in ("proposed", "confirmed", "applied", "verified")]
+
+    assert not DemoReport((), (), tuple(life)).corrected
+
+
+def test_a_correction_that_books_fills_names_them() -> None:
+    fill = {"fill_id": "E-2", "side": "buy", "quantity": "10", "price": "421.00"}
+
+    assert "book broker fill E-2 BUY 10 @ 421.00" in text(correction_line(payload() | {"fills": [fill]}))
 
 
 @pytest.mark.real_redis

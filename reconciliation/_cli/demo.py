@@ -6,9 +6,11 @@ service's ref, as a real engine's execution actor would. Along the way the scrip
 injects the faults that happen in real trading, and the demo shows every run as it is
 published to Redis, then a summary of which run caught which fault and how fast.
 
+Both books keep their fills, so every position break is shown with the fills behind it.
 Auto-correction is on for one type, `missing_local`, in `apply` mode: a position
 transferred in at the broker, for which no fill will ever reach the engine, is
-proposed, confirmed by a second run, applied to the engine's book, and resolved.
+explained by the broker's record of it, which is proposed, confirmed by a second run,
+booked into the engine's book, and resolved.
 
 The example configuration of `reconciliation run` (docs/example-config.toml) uses the
 same paper books, through `reconciliation.paper`'s factories.
@@ -35,6 +37,7 @@ from rich.text import Text
 from reconciliation._cli.render import (
     CORRECTION_STYLES,
     SEVERITY_STYLES,
+    correction_change,
     correction_line,
     describe_trigger,
     discrepancy_line,
@@ -307,11 +310,13 @@ class DemoReport:
 
     @property
     def corrected(self) -> bool:
-        """A break was proposed, confirmed, applied and verified (resolved) by auto-correction."""
+        """A break was proposed, confirmed, applied and verified (resolved) by auto-correction,
+        by booking the broker's fill that explains it."""
         lives: dict[str, list[str]] = collections.defaultdict(list)
         for step in self.corrections:
             lives[str(step.get("break_id"))].append(str(step.get("status")))
-        return any(life == list(CORRECTION_LIFE) for life in lives.values())
+        booked = {str(step.get("break_id")) for step in self.corrections if step.get("fills")}
+        return any(life == list(CORRECTION_LIFE) and key in booked for key, life in lives.items())
 
     @property
     def succeeded(self) -> bool:
@@ -485,12 +490,16 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
         ),
         s.inject(
             "position outside the engine",
-            "40 NVDA were transferred in from another broker: no fill will ever reach the engine",
+            "40 NVDA were transferred in from another broker (at the broker: ACATS-1): "
+            "no fill will ever reach the engine",
             "missing_local",
             "NVDA",
         ),
     ]
-    s.say("The engine saw no fill, so no post-fill check runs: the periodic check must catch these.")
+    s.say(
+        "The engine saw no fill, so no post-fill check runs: the periodic check must catch these, "
+        "and both books' fills explain each break (the line under it)."
+    )
     await s.caught(faults, since)
     await s.pause()
     s.say("The drop copy arrives late; the engine books the MSFT fill.", who="repair")
@@ -498,8 +507,9 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.execute(None, lost)
     await s.until_run("post_fill", since)
     s.say(
-        "Auto-correction is on for missing_local (apply mode, confirmed by 2 runs): the service "
-        "proposed booking 40 NVDA at the broker's average cost, and applies it once a second run agrees."
+        "Auto-correction is on for missing_local (apply mode, confirmed by 2 runs): the break is "
+        "explained exactly by the broker's record of the transfer, so the service books that "
+        "record in the engine once a second run agrees."
     )
     await s.corrected("NVDA")
     await s.pause()
@@ -721,15 +731,11 @@ def _corrections_table(report: DemoReport) -> Table:
         for n, step in enumerate(steps):
             status = safe_text(step.get("status"))
             life.append(("" if n == 0 else " → ") + status, style=CORRECTION_STYLES.get(status, ""))
-        change = (
-            f"fill {last.get('quantity')} at {last.get('price')}"
-            if last.get("quantity")
-            else f"cash {last.get('cash')}"
-        )
+        change = correction_change(last)
         table.add_row(
             Text(safe_text(f"{last.get('type')} {last.get('symbol') or ''}".strip())),
             life,
-            Text(safe_text(change)),
+            Text(change),
         )
     if not lives:
         table.add_row(Text("none", "bold red"), "-", "-")

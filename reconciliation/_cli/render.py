@@ -29,6 +29,7 @@ from reconciliation._wire.payloads import (
 __all__ = [
     "CORRECTION_STYLES",
     "SEVERITY_STYLES",
+    "correction_change",
     "correction_line",
     "describe_trigger",
     "discrepancy_line",
@@ -176,15 +177,22 @@ def correction_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     line.append(f"{status.upper():<10} ", style=style)
     line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style=style)
     line.append(f"{subject(payload):<9} ")
-    line.append(_change(payload))
+    line.append(correction_change(payload))
     line.append(f"  ({_field(payload, 'mode')} mode)", style="dim")
     if isinstance(payload.get("reason"), str):
         line.append(f": {_field(payload, 'reason')}", style=style)
     return line
 
 
-def _change(payload: Mapping[str, Any]) -> str:
+def correction_change(payload: Mapping[str, Any]) -> str:
     """The change a correction makes, from its payload's figures."""
+    fills = payload.get("fills")
+    if isinstance(fills, list) and fills and all(isinstance(fill, Mapping) for fill in fills):
+        return "book " + ", ".join(
+            f"broker fill {_field(fill, 'fill_id')} {_field(fill, 'side').upper()} "
+            f"{_field(fill, 'quantity').lstrip('-')} @ {_field(fill, 'price')}"
+            for fill in fills
+        )
     if payload.get("quantity") is not None:
         quantity = _field(payload, "quantity")
         change = f"fill {quantity if quantity.startswith('-') else f'+{quantity}'}"
