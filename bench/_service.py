@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import redis
 
     from reconciliation._domain.models import BrokerPosition, Position
-    from reconciliation._domain.protocols import BrokerQuery
+    from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
 
 __all__ = ["CASH", "FixedBook", "quiet_logging", "start_service", "stop_service"]
 
@@ -49,13 +49,15 @@ def start_service(
     client: redis.Redis,
     *,
     broker_query: BrokerQuery | None = None,
+    portfolio: PortfolioManager | None = None,
     **config: object,
 ) -> ReconciliationService:
-    """A started service over `local`, asking `broker_query`, or a broker answering `broker`."""
+    """A started service over `portfolio`, or a book answering `local`, asking `broker_query`,
+    or a broker answering `broker`."""
     settings: dict[str, object] = {"enabled": False, "interval_seconds": 3600}
     settings.update(config)
     service = ReconciliationService(
-        FixedBook(local),
+        portfolio or FixedBook(local),
         broker_query or ScriptedBroker(ACCOUNT, broker, cash=CASH, total_equity=CASH),
         client,
         ReconciliationConfig(account_id=ACCOUNT, **settings),  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from fig_breaks import breaks_rows, end_to_end_rows
 from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_dicts import dicts_row
+from fig_explain import explain_rows
 from fig_fills import fills_rows
 from fig_gc import gc_row
 from fig_jitter import jitter_rows
@@ -168,6 +169,10 @@ MODES = {
 }
 
 
+EXPLAIN = {"smoke": (100, 10, 2), "quick": (1_000, 100, 5), "full": (1_000, 100, 9)}
+"""Per mode: position breaks, fills a side per break, repeats of the explanation figures."""
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -218,6 +223,8 @@ def measure(
         step("end to end, 0 / 1 / 100 % breaks")
         rows += fills_rows(mode.fills_n, mode.fills_repeats, client)
         step("fills")
+        rows += explain_rows(*EXPLAIN[mode.name], client)
+        step("the fills behind the breaks")
         rows.append(publish_row(mode.publish_n, mode.publish_repeats, client))
         step("publish")
         rows += jitter_rows(mode.jitter_n, mode.jitter_runs, client, private=private)

@@ -33,6 +33,8 @@ FIGURES = (
     "| longest single Redis command of the {n}-position runs above (slow log) | ",
     "| {n} fills told by an execution actor while debouncing",
     "| the same {n} fills, until the debouncer has handled the last",
+    "| explaining {n} position breaks, {n} fills at the broker and {n} in the book each",
+    "| a whole run of {n} position breaks with their fills read through both books' get_fills",
     "| publish {n} discrepancies",
     "| engine jitter: 1 ms ticker's oversleep during a {n}-position run with 1 % breaks, ask → last payload in Redis |",
     "| engine jitter: p99 round trip to an unrelated actor",

@@ -125,8 +125,19 @@ class HangingBroker(PaperBroker):
         return await super().get_fills(account_id, symbol, since)
 
 
-def test_a_trade_history_that_hangs_never_holds_the_break_back_it_goes_out_saying_so() -> None:
-    broker = HangingBroker()
+class PlainHangingBroker(HangingBroker):
+    """The same, with a plain (blocking) `get_fills`."""
+
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:  # type: ignore[override]
+        self.release.wait(30)
+        return self.fills(symbol, since)
+
+
+@pytest.mark.parametrize("hanging", [HangingBroker, PlainHangingBroker], ids=["async", "plain"])
+def test_a_trade_history_that_hangs_never_holds_the_break_back_it_goes_out_saying_so(
+    hanging: type[HangingBroker],
+) -> None:
+    broker = hanging()
     try:
         with Session(broker=broker, timeout_seconds=0.3) as session:
             broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
@@ -181,9 +192,8 @@ def test_a_million_fills_are_read_up_to_the_cap() -> None:
     assert "gave more than 100 fills: the first 100 were read" in explanation["note"]
 
 
-@pytest.mark.parametrize("enabled", [False])
-def test_explanations_can_be_turned_off(enabled: bool) -> None:
-    with Session(enabled=enabled) as session:
+def test_explanations_can_be_turned_off() -> None:
+    with Session(enabled=False) as session:
         session.broker.apply_fill(order_fill("E-1", "MSFT", 10, "410.00", minutes=1))
         (found,) = session.run()
 
@@ -265,3 +275,20 @@ def test_a_break_its_fills_do_not_explain_is_corrected_to_the_broker_by_default(
     assert found["explanation"]["verdict"] == "unexplained"
     assert [c["status"] for c in corrections] == ["proposed", "confirmed", "applied", "verified"]
     assert corrections[-1]["fills"] == []
+
+
+class _DeferredBroker(PaperBroker):
+    """A broker whose plain `get_fills` hands back a coroutine (a sync wrapper over an async client)."""
+
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> Any:  # type: ignore[override]
+        return PaperBroker.get_fills(self, account_id, symbol, since)
+
+
+def test_a_plain_get_fills_that_answers_coroutines_is_read_all_the_same() -> None:
+    with Session(broker=_DeferredBroker(ACCOUNT, Decimal(100_000))) as session:
+        session.both(order_fill("E-1", "MSFT", 100, "410.00", minutes=1))
+        session.run()
+        session.broker.apply_fill(order_fill("E-2", "MSFT", 10, "412.30", minutes=2))
+        (found,) = session.run()
+
+    assert found["explanation"]["verdict"] == "explained"

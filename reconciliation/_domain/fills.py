@@ -198,9 +198,12 @@ def explain(
 
 def _unique(fills: Iterable[Fill]) -> tuple[list[Fill], int]:
     """The fills with each id once, in their order, and how many copies were left out."""
+    given = list(fills)
+    if len({fill.fill_id for fill in given}) == len(given):
+        return given, 0
     kept: dict[str, Fill] = {}
     copies = 0
-    for fill in fills:
+    for fill in given:
         if fill.fill_id in kept:
             copies += 1
         else:

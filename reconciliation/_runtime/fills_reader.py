@@ -1,8 +1,9 @@
 """Reading the fills behind a run's position breaks from both books, bounded in time and count.
 
 Each book's `get_fills(account_id, symbol, since)` (plain or `async`) is called once per
-position, one position after another, through `BookCalls` like every book call; both
-books are read together. Whatever a book answers is checked: the fills of other
+position, one position after another, through `BookCalls` like every book call; a plain
+one for all the positions in one worker job (a thread hop per position would cost more
+than the matching), an `async` one call by call. Both books are read together. Whatever a book answers is checked: the fills of other
 positions, fills reported beyond `max_fills`, and answers that are not fills are left
 out, and the note says so. A book that raises, hangs or runs out the time leaves the
 positions it did not answer without fills; their breaks go out unexplained, saying why.
@@ -11,6 +12,8 @@ positions it did not answer without fills; their breaks go out unexplained, sayi
 from __future__ import annotations
 
 import asyncio
+import inspect
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -67,25 +70,79 @@ async def _side(
     notes: list[str],
 ) -> Side:
     name = f"{side}.get_fills"
-    fills: Side = {}
+    method = book.get_fills  # type: ignore[attr-defined]
+    if inspect.iscoroutinefunction(method):
+        answers = await _one_by_one(method, name, account_id, wanted, calls, deadline, notes)
+    else:
+        answers = await _in_one_job(method, name, account_id, wanted, calls, deadline, notes)
+    return {
+        (symbol, asset_type): _checked(answer, symbol, asset_type, name, max_fills, notes)
+        for (symbol, asset_type), answer in answers
+    }
+
+
+async def _one_by_one(
+    method: Any,
+    name: str,
+    account_id: str,
+    wanted: tuple[tuple[str, AssetType, dt.datetime], ...],
+    calls: BookCalls,
+    deadline: float,
+    notes: list[str],
+) -> list[tuple[Position, Any]]:
+    answers: list[tuple[Position, Any]] = []
     for read, (symbol, asset_type, since) in enumerate(wanted):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             notes.append(f"{name} ran out of time after {read} of {len(wanted)} positions")
             break
         try:
-            answer = await calls.call(
-                book.get_fills,  # type: ignore[attr-defined]
-                account_id,
-                name=name,
-                limit=remaining,
-                arguments=(account_id, symbol, since),
-            )
+            answer = await calls.call(method, account_id, name=name, limit=remaining, arguments=(account_id, symbol, since))
         except BookCallError as error:
             notes.append(f"{error} (after {read} of {len(wanted)} positions)")
             break
-        fills[(symbol, asset_type)] = _checked(answer, symbol, asset_type, name, max_fills, notes)
-    return fills
+        answers.append(((symbol, asset_type), answer))
+    return answers
+
+
+async def _in_one_job(
+    method: Any,
+    name: str,
+    account_id: str,
+    wanted: tuple[tuple[str, AssetType, dt.datetime], ...],
+    calls: BookCalls,
+    deadline: float,
+    notes: list[str],
+) -> list[tuple[Position, Any]]:
+    """A plain `get_fills` for every position on one worker; what it answered before a
+    timeout or an error is kept, and it is asked nothing more after. One that turns out to
+    answer awaitables (a plain function returning a coroutine) is read call by call."""
+    answers: list[tuple[Position, Any]] = []
+    stop = threading.Event()
+    awaitable = threading.Event()
+
+    def read_all() -> None:
+        for symbol, asset_type, since in wanted:
+            if stop.is_set():
+                return
+            answer = method(account_id, symbol, since)
+            if inspect.isawaitable(answer):
+                close = getattr(answer, "close", None)
+                if callable(close):
+                    close()
+                awaitable.set()
+                return
+            answers.append(((symbol, asset_type), answer))
+
+    try:
+        await calls.call(read_all, account_id, name=name, limit=max(deadline - time.monotonic(), 0.0), arguments=())
+    except BookCallError as error:
+        stop.set()
+        notes.append(f"{error} (after {len(answers)} of {len(wanted)} positions)")
+    read = list(answers)
+    if awaitable.is_set():
+        read += await _one_by_one(method, name, account_id, wanted[len(read) :], calls, deadline, notes)
+    return read
 
 
 def _checked(
