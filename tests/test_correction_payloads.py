@@ -120,6 +120,7 @@ def test_an_applied_fill_gives_every_key_with_exact_plain_decimals() -> None:
         "observed_at": "2026-11-25T10:00:00.123456+00:00",
         "timestamp": "2026-11-25T10:00:00.123456+00:00",
         "actor": "reconciliation@host:42",
+        "fills": [],
     }
 
 

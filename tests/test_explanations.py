@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Self
 
 import fakeredis
+import pykka
 import pytest
 
 from reconciliation import (
@@ -292,3 +293,24 @@ def test_a_plain_get_fills_that_answers_coroutines_is_read_all_the_same() -> Non
         (found,) = session.run()
 
     assert found["explanation"]["verdict"] == "explained"
+
+
+
+def test_the_watchdog_gives_a_run_that_reads_fills_their_time_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import eventually  # noqa: PLC0415 - the tests' own helper
+
+    from reconciliation import ReconcileRequest  # noqa: PLC0415
+    from reconciliation._runtime import fetcher_actor  # noqa: PLC0415
+
+    with Session(timeout_seconds=7) as session:  # book calls 30 s, the fills 7 s, the grace 10 s
+        fetching: list[object] = []
+        monkeypatch.setattr(fetcher_actor.FetcherActor, "_fetch", lambda _self, ticket: fetching.append(ticket))
+        pending = session.service.ref.ask(ReconcileRequest(ACCOUNT), block=False)
+        eventually(lambda: bool(fetching), what="the run reaching the fetcher")
+        session.clock.advance(40)
+        with pytest.raises(pykka.Timeout):
+            pending.get(timeout=0.3)
+        session.clock.advance(7)
+        result = pending.get(timeout=5)
+
+    assert result.error == "the run produced no result within 47 s and was abandoned"

@@ -232,6 +232,7 @@ class Runtime:
                 limits=self._correction_limits,
             )
             sinks = {a: (*refs, corrector) if a in corrected else refs for a, refs in sinks.items()}
+        explained = [a.account_id for a in self._accounts.values() if has_fills(a.portfolio) and has_fills(a.broker)]
         comparator = ComparatorActor.start(
             accounts=self._configs,
             trackers=trackers,
@@ -241,7 +242,7 @@ class Runtime:
             on_halt=self._on_halt,
             observers=self.observers,
             read_fills=self._read_fills,
-            explained=[a.account_id for a in self._accounts.values() if has_fills(a.portfolio) and has_fills(a.broker)],
+            explained=explained,
         )
         fetcher = FetcherActor.start(
             accounts=self._accounts,
@@ -252,7 +253,12 @@ class Runtime:
             observers=self.observers,
         )
         scheduler = SchedulerActor.start(
-            accounts=self._configs, fetcher=fetcher, comparator=comparator, board=board, clock=clock
+            accounts=self._configs,
+            fetcher=fetcher,
+            comparator=comparator,
+            board=board,
+            clock=clock,
+            explained=explained,
         )
         entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
         self._actors = [

@@ -33,7 +33,7 @@ from reconciliation._runtime.messages import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Collection, Mapping
 
     import pykka
 
@@ -61,6 +61,15 @@ class _AccountRuns:
     generation: int = 0
     advance: float = 0.0
     """How much sooner than `interval_seconds` the first periodic run is due (its phase)."""
+    explained: bool = False
+    """Whether its runs read the fills behind their breaks (both books say them)."""
+
+    @property
+    def limit(self) -> float:
+        """How long a run may take before the watchdog abandons it: the book calls' limit,
+        the fills' when they are read, and the grace."""
+        explaining = self.config.explanations.timeout_seconds if self.explained else 0.0
+        return self.config.broker_timeout_seconds + explaining + WATCHDOG_GRACE_SECONDS
 
 
 def spread_phases(accounts: Mapping[str, ReconciliationConfig]) -> dict[str, float]:
@@ -86,11 +95,17 @@ class SchedulerActor(ResilientActor):
         comparator: pykka.ActorRef[Any],
         board: HealthBoard,
         clock: Clock,
+        explained: Collection[str] = (),
     ) -> None:
+        """`explained`: the accounts whose runs read the fills behind their breaks."""
         super().__init__(board=board, clock=clock)
         phases = spread_phases(accounts)
         self._accounts = {
-            account_id: _AccountRuns(config, advance=phases.get(account_id, 0.0))
+            account_id: _AccountRuns(
+                config,
+                advance=phases.get(account_id, 0.0),
+                explained=account_id in explained and config.explanations.enabled,
+            )
             for account_id, config in accounts.items()
         }
         self._fetcher = fetcher
@@ -151,11 +166,7 @@ class SchedulerActor(ResilientActor):
         ticket.outcome.add_done_callback(lambda _: tell(me, RunEnded(account_id, ticket.run_id, monotonic())))
         _answer_with(ticket, waiters)
         runs.in_flight = ticket
-        explaining = runs.config.explanations.timeout_seconds if runs.config.explanations.enabled else 0.0
-        runs.watchdog = self._clock.call_later(
-            runs.config.broker_timeout_seconds + explaining + WATCHDOG_GRACE_SECONDS,
-            lambda: tell(me, WatchdogDue(account_id, ticket.run_id)),
-        )
+        runs.watchdog = self._clock.call_later(runs.limit, lambda: tell(me, WatchdogDue(account_id, ticket.run_id)))
         logger.debug(
             "Run %s for %s started (%s)",
             ticket.run_id,
@@ -191,9 +202,8 @@ class SchedulerActor(ResilientActor):
         runs = self._accounts[due.account_id]
         if runs.in_flight is None or runs.in_flight.run_id != due.run_id:
             return
-        limit = runs.config.broker_timeout_seconds + WATCHDOG_GRACE_SECONDS
         self._comparator.tell(
-            AbandonRun(runs.in_flight, f"the run produced no result within {limit:g} s and was abandoned")
+            AbandonRun(runs.in_flight, f"the run produced no result within {runs.limit:g} s and was abandoned")
         )
 
     def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
