@@ -80,6 +80,9 @@ class ServiceHealth:
     """Fills told for accounts the service does not reconcile (refused, counted)."""
     hung_broker_calls: int = 0
     """Broker or book calls still running past their timeout."""
+    warnings: tuple[str, ...] = ()
+    """What a broker says to distrust about itself, one line per account (a ccxt venue whose answers
+    were never verified against recorded payloads); it does not make the service unhealthy."""
 
     @property
     def healthy(self) -> bool:
