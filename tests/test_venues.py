@@ -13,6 +13,7 @@ import asyncio
 import copy
 import logging
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -45,6 +46,14 @@ WITH_NOTIONAL = [venue for venue in VENUES if venue.notional_field is not None]
 
 def test_every_venue_of_the_table_has_recorded_answers() -> None:
     assert sorted(venue.id for venue in VENUES) == sorted(PROFILES)
+
+
+def test_docs_brokers_lists_every_venue_of_the_table_with_the_source_of_its_answers() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "brokers.md").read_text()
+    sources = text[text.index("### Where each venue's recorded answers come from") :]
+
+    assert [venue for venue in PROFILES if f"(`{venue}`" not in text] == []
+    assert [venue for venue in PROFILES if f"| `{venue}` |" not in sources] == []
 
 
 def run(venue: Venue, book: Any = None, **options: Any) -> Any:
@@ -482,3 +491,21 @@ class TestUnverifiedVenues:
                 credentials={"apiKey": "BYBIT_KEY", "secret": "BYBIT_SECRET"},
                 position_queries=[{"category": "linear"}],
             )
+
+
+class TestWhatIsNotComparedNeverFailsARun:
+    def test_a_coinbase_future_without_a_mark_price_reports_its_cost_value(self) -> None:
+        coinbase = venue("coinbase")
+        broker, routes = venue_broker(coinbase)
+
+        def without_mark(answer: Any) -> Any:
+            del answer["positions"][0]["current_price"]
+            return answer
+
+        routes.replace("brokerage_cfm_positions.json", without_mark)
+
+        result = reconcile_once(coinbase.book(broker.account_id), broker)
+        (held,) = asyncio.run(broker.get_positions(broker.account_id))
+
+        assert (result.error, result.discrepancies) == (None, ())
+        assert held.market_value == Decimal("0.02") * Decimal(70980)

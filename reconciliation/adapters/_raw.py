@@ -102,9 +102,11 @@ class Figure:
 
     @terms.default
     def _parsed(self) -> tuple[tuple[int, Path], ...]:
-        parts = re.split(r"\s+([+-])\s+", f" {self.text.strip()}")
+        parts = re.split(r"\s+([+-])\s+", self.text.strip())
         terms = [(1, Path(parts[0]))]
-        terms.extend((1 if sign == "+" else -1, Path(path)) for sign, path in zip(parts[1::2], parts[2::2], strict=True))
+        terms.extend(
+            (1 if sign == "+" else -1, Path(path)) for sign, path in zip(parts[1::2], parts[2::2], strict=True)
+        )
         return tuple(terms)
 
     @property
