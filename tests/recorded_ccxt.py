@@ -230,10 +230,12 @@ def recorded_exchange(
 ) -> tuple[Any, RecordedRoutes]:
     """ccxt's `venue` answering from its recorded directory; markets not loaded (the adapter loads them).
 
-    `config` replaces the default credentials (an API key and secret the venue never sees).
+    `config` replaces the default credentials (an API key and secret the venue never sees). ccxt's
+    rate limiter is off: nothing leaves the process, so there is nothing to pace.
     """
     sdk = importlib.import_module("ccxt.async_support" if asynchronous else "ccxt")
-    exchange = getattr(sdk, venue)(config or {"apiKey": "recorded-key", "secret": "recorded-secret"})
+    credentials = config or {"apiKey": "recorded-key", "secret": "recorded-secret"}
+    exchange = getattr(sdk, venue)({**credentials, "enableRateLimit": False})
     if decimal_mode:
         exchange.number = Decimal
     routes = RecordedRoutes(venue, exchange)

@@ -245,9 +245,12 @@ class TestHyperliquid:
         with pytest.raises(ValueError, match=r"reads with walletAddress alone, .* privateKey, .* approveBuilderFee"):
             CcxtBroker(exchange, "hl", currency="USDC")
 
-    def test_the_writes_ccxt_sends_while_loading_markets_are_refused_and_fail_the_run(self) -> None:
+    @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async_support"])
+    def test_the_writes_ccxt_sends_while_loading_markets_are_refused_and_fail_the_run(self, asynchronous: bool) -> None:
         hyperliquid = venue("hyperliquid")
-        exchange, routes = recorded_exchange("hyperliquid", walletAddress=self.WALLET, privateKey=self.KEY)
+        exchange, routes = recorded_exchange(
+            "hyperliquid", asynchronous=asynchronous, walletAddress=self.WALLET, privateKey=self.KEY
+        )
         trusting = attrs.evolve(PROFILES["hyperliquid"], credentials=None)
         broker = CcxtBroker(exchange, "hl", currency="USDC", profile=trusting)
 
