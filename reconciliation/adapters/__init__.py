@@ -14,7 +14,8 @@ what, and how each adapter handles each SDK's pitfalls.
 
 from __future__ import annotations
 
-from reconciliation.adapters._common import BrokerDataError
+from reconciliation.adapters._common import BrokerDataError, InconsistentVenueDataError
+from reconciliation.adapters.read_only import WriteRefusedError
 
-__all__ = ["BrokerDataError"]
+__all__ = ["BrokerDataError", "InconsistentVenueDataError", "WriteRefusedError"]
 
