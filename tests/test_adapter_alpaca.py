@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 pytest.importorskip("alpaca")
 
-from adapter_fixtures import Book, found, reconcile_once, recorded
+from adapter_fixtures import FIXTURES, Book, found, reconcile_once, recorded
 from recorded_alpaca import alpaca_client
 
 from reconciliation import AssetType, BrokerPosition, DiscrepancyType, Position
@@ -175,13 +177,23 @@ def test_a_server_error_fails_the_run_instead_of_reporting_an_empty_book(book: B
     assert "internal server error" in (result.error or "")
 
 
-def test_an_unknown_asset_class_is_refused_naming_the_entry() -> None:
+def test_an_unknown_asset_class_is_compared_by_its_symbol_as_other_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     payloads = recorded("alpaca")
     payloads["positions"][0]["asset_class"] = "us_bond"
     client, _ = alpaca_client(payloads, raw_data=True)
+    broker = AlpacaBroker(client, ACCOUNT)
 
-    with pytest.raises(BrokerDataError, match="Alpaca position AAPL is of asset class 'us_bond'"):
-        positions_of(AlpacaBroker(client, ACCOUNT))
+    with caplog.at_level(logging.WARNING, logger="reconciliation.adapters.alpaca"):
+        first, second = positions_of(broker), positions_of(broker)
+
+    assert (first["AAPL"].asset_type, first["AAPL"].quantity) == (AssetType.OTHER, Decimal(10))
+    assert first == second
+    assert [r.getMessage() for r in caplog.records].count(
+        "Alpaca position AAPL is of asset class 'us_bond', which the adapter does not know: it is compared "
+        "by its symbol as asset type 'other' (this is logged once per class)"
+    ) == 1
 
 
 def test_requests_carry_the_clients_credentials(broker: AlpacaBroker) -> None:
@@ -196,3 +208,57 @@ def test_requests_carry_the_clients_credentials(broker: AlpacaBroker) -> None:
 def test_a_call_for_another_account_is_refused(broker: Any) -> None:
     with pytest.raises(BrokerDataError, match="reads account 'PA3T8N36NVJK', not 'other'"):
         asyncio.run(broker.get_positions("other"))
+
+
+class TestAnswersRecordedByAlpacaPy:
+    """alpaca-py's own test data (tests/fixtures/brokers/alpaca/): one AAPL long, a margin account."""
+
+    RECORDED_ACCOUNT = "010203ABCD"
+
+    @pytest.fixture
+    def recorded_client(self) -> Any:
+        answers = {
+            "positions": json.loads((FIXTURES / "alpaca" / "v2_positions.json").read_text()),
+            "account": json.loads((FIXTURES / "alpaca" / "v2_account.json").read_text()),
+        }
+        return alpaca_client(answers)
+
+    @pytest.fixture
+    def recorded_book(self) -> Book:
+        return Book(self.RECORDED_ACCOUNT, [Position("AAPL", "5", "100.0")], cash="-23140.2", total_equity="103820.56")
+
+    def test_a_correct_book_is_clean(self, recorded_client: Any, recorded_book: Book) -> None:
+        client, _ = recorded_client
+
+        result = reconcile_once(recorded_book, AlpacaBroker(client, self.RECORDED_ACCOUNT))
+
+        assert (result.error, result.discrepancies) == (None, ())
+
+    @pytest.mark.parametrize(
+        ("held", "expected"),
+        [
+            ("3", [(QUANTITY, "AAPL", "3", "5")]),
+            ("-5", [(QUANTITY, "AAPL", "-5", "5")]),
+            (None, [(MISSING_LOCAL, "AAPL", None, "5")]),
+        ],
+        ids=["a missed fill", "a wrong sign", "a missing position"],
+    )
+    def test_a_broken_book_gives_exactly_the_expected_break(
+        self, recorded_client: Any, recorded_book: Book, held: str | None, expected: list[Any]
+    ) -> None:
+        client, _ = recorded_client
+        book = recorded_book.replacing("AAPL", *([Position("AAPL", held, "100.0")] if held else []))
+
+        assert found(reconcile_once(book, AlpacaBroker(client, self.RECORDED_ACCOUNT))) == expected
+
+    def test_a_full_read_sends_no_write(self, recorded_client: Any) -> None:
+        client, transport = recorded_client
+        broker = AlpacaBroker(client, self.RECORDED_ACCOUNT)
+
+        asyncio.run(broker.get_positions(self.RECORDED_ACCOUNT))
+        asyncio.run(broker.get_account(self.RECORDED_ACCOUNT))
+
+        assert [(method, path) for method, path, _ in transport.requests] == [
+            ("GET", "/v2/positions"),
+            ("GET", "/v2/account"),
+        ]

@@ -1,4 +1,6 @@
-"""CcxtBroker against ccxt's own parsers, fed recorded Binance USDⓈ-M, OKX and Bybit payloads."""
+"""CcxtBroker against ccxt's own parsers, fed Binance USDⓈ-M, OKX and Bybit answers hand-made from
+the venues' documentation (several positions each: shorts, fractions, options, inverse contracts).
+The answers recorded from each supported venue are in tests/test_venues.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
 ccxt = pytest.importorskip("ccxt")
@@ -16,8 +19,8 @@ from recorded_ccxt import binanceusdm, bybit, okx  # noqa: E402
 
 from reconciliation import AssetType, BrokerPosition, DiscrepancyType, Position  # noqa: E402
 from reconciliation.adapters import BrokerDataError  # noqa: E402
-from reconciliation.adapters import ccxt as adapter  # noqa: E402
-from reconciliation.adapters.ccxt import CcxtBroker, VenueFields  # noqa: E402
+from reconciliation.adapters.ccxt import CcxtBroker  # noqa: E402
+from reconciliation.adapters.venues import VENUES, BalanceRows, unverified  # noqa: E402
 
 SWAP, OPTION = AssetType.SWAP, AssetType.OPTION
 QUANTITY, MISSING_LOCAL, MISSING_BROKER = (
@@ -353,43 +356,44 @@ class TestBybit:
 
 
 class TestExactNumbers:
-    def test_an_exchange_that_parses_floats_is_refused_naming_the_cure(self) -> None:
-        with pytest.raises(ValueError, match=r"exchange\.number = Decimal"):
-            CcxtBroker(ccxt.binanceusdm(), "binance-main", currency="USDT")
+    @pytest.mark.parametrize("venue", [binanceusdm, okx, bybit])
+    def test_ccxts_floats_give_the_same_exact_figures_as_its_decimal_mode(self, venue: Any) -> None:
+        exact_exchange, _ = venue()
+        float_exchange, _ = venue(number=float)
 
-    def test_an_exchange_switched_back_to_floats_fails_the_run_naming_the_cure(self) -> None:
-        exchange, _ = okx()
-        broker = CcxtBroker(exchange, "okx-main", currency="USDT")
-        exchange.number = float
+        brokers = [CcxtBroker(e, "a", currency="USDT") for e in (exact_exchange, float_exchange)]
+        positions = [
+            [(p.symbol, p.quantity, p.avg_cost, p.asset_type) for p in positions_of(broker)] for broker in brokers
+        ]
+        accounts = [asyncio.run(broker.get_account("a")) for broker in brokers]
 
-        with pytest.raises(
-            BrokerDataError, match=r"contracts is the float 5\.0, .*exchange\.number = Decimal"
-        ):
-            positions_of(broker)
+        assert positions[0] == positions[1]
+        assert accounts[0] == accounts[1]
 
 
 class TestBalanceFields:
-    def test_fields_given_replace_the_venues(self) -> None:
+    def test_a_profile_given_replaces_the_venues(self) -> None:
         exchange, _ = binanceusdm()
-        fields = VenueFields(
-            rows=("assets",), currency="asset", cash="crossWalletBalance", equity="marginBalance"
+        profile = attrs.evolve(
+            VENUES["binanceusdm"],
+            balances=(BalanceRows(path="assets", currency="asset", cash="crossWalletBalance", equity="marginBalance"),),
         )
 
-        account = asyncio.run(CcxtBroker(exchange, "b", currency="USDT", fields=fields).get_account("b"))
+        account = asyncio.run(CcxtBroker(exchange, "b", currency="USDT", profile=profile).get_account("b"))
 
         assert account.cash == Decimal("10011.99567890")
 
-    def test_a_venue_without_fields_falls_back_to_the_unified_total_with_a_warning(
-        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    def test_a_venue_without_a_profile_falls_back_to_the_unified_total_with_a_warning(
+        self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        monkeypatch.delitem(adapter.VENUE_FIELDS, "binanceusdm")  # type: ignore[arg-type]
         exchange, _ = binanceusdm()
 
         with caplog.at_level(logging.WARNING, logger="reconciliation.adapters.ccxt"):
-            broker = CcxtBroker(exchange, "b", currency="USDT")
+            broker = CcxtBroker(exchange, "b", currency="USDT", profile=unverified("binanceusdm"))
         account = asyncio.run(broker.get_account("b"))
 
-        assert "no known balance fields" in caplog.text
+        assert "not in the venue table" in caplog.text
+        assert broker.health_warning is not None
         assert (account.cash, account.total_equity, account.cash_by_currency) == (
             Decimal("10026.01142890"),
             Decimal("10026.01142890"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -12,11 +14,19 @@ import pytest
 
 pytest.importorskip("ib_async")
 
-from adapter_fixtures import Book, found, reconcile_once, recorded
+from adapter_fixtures import FIXTURES, Book, found, reconcile_once, recorded
 from fake_tws import FakeTws
 from ib_async import IB
 
-from reconciliation import AssetType, BrokerAccount, BrokerPosition, DiscrepancyType, Position
+from reconciliation import (
+    Account,
+    AssetType,
+    BrokerAccount,
+    BrokerPosition,
+    DiscrepancyType,
+    Position,
+    ReconciliationConfig,
+)
 from reconciliation.adapters import BrokerDataError
 from reconciliation.adapters.ib import IBBroker, IBThread
 
@@ -260,8 +270,8 @@ def test_a_currency_ib_does_not_report_totals_in_is_refused_naming_the_one_it_do
         account_of(in_euros)
 
 
-def test_a_sec_type_the_adapter_does_not_map_is_refused_naming_the_contract(
-    tws: FakeTws, broker: IBBroker
+def test_a_sec_type_the_adapter_does_not_know_is_compared_by_local_symbol_as_other(
+    tws: FakeTws, broker: IBBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     bond = [
         "61",
@@ -283,10 +293,13 @@ def test_a_sec_type_the_adapter_does_not_map_is_refused_naming_the_contract(
     ]
     tws.positions.insert(0, bond)
 
-    with pytest.raises(
-        BrokerDataError, match=r"IB position T 4 1/4 11/15/34 \(conId 9999\) has secType 'BOND'"
-    ):
-        positions_of(broker)
+    with caplog.at_level(logging.WARNING, logger="reconciliation.adapters.ib"):
+        held, again = positions_of(broker), positions_of(broker)
+
+    bond = held["T 4 1/4 11/15/34"]
+    assert (bond.asset_type, bond.quantity, bond.avg_cost) == (AssetType.OTHER, Decimal(10), Decimal("99.5"))
+    assert held == again
+    assert sum("has secType 'BOND'" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_a_position_without_a_portfolio_value_reports_its_cost_value(tws: FakeTws, broker: IBBroker) -> None:
@@ -318,3 +331,85 @@ def test_a_position_without_a_portfolio_value_reports_its_cost_value(tws: FakeTw
 def test_a_call_for_another_account_is_refused(broker: Any) -> None:
     with pytest.raises(BrokerDataError, match="reads account 'DU7654321', not 'U1234567'"):
         asyncio.run(broker.get_positions("U1234567"))
+
+
+READ_REQUESTS = {
+    "71": "startApi",
+    "61": "reqPositions",
+    "62": "reqAccountSummary",
+    "6": "reqAccountUpdates",
+    "5": "reqOpenOrders",
+    "7": "reqExecutions",
+    "99": "reqCompletedOrders",
+    "76": "reqAccountUpdatesMulti",
+}
+"""The TWS API requests (outgoing message ids) a connection and a full read send: none places,
+changes or cancels an order (3, 4, 58) or exercises an option (21)."""
+
+
+class TestAnswersRecordedFromTws:
+    """A three-currency, AUD-based paper account as NautilusTrader recorded its account values
+    (tests/fixtures/brokers/ib/account_values.json), served as TWS account-summary messages.
+    No recorded IB positions were found: the account holds none here."""
+
+    RECORDED_ACCOUNT = "DU123456"
+
+    @pytest.fixture
+    def recorded_tws(self) -> Iterator[FakeTws]:
+        rows = json.loads((FIXTURES / "ib" / "account_values.json").read_text())
+        server = FakeTws(
+            {
+                "account": self.RECORDED_ACCOUNT,
+                "position_msgs": [["62", "1"]],
+                "portfolio_msgs": [],
+                "account_summary_msgs": [
+                    ["63", "1", "9001", row["account"], row["tag"], row["value"], row["currency"]]
+                    for row in rows
+                    if row["currency"] or row["tag"] == "AccountType"
+                ]
+                + [["64", "1", "9001"]],
+            }
+        )
+        server.start()
+        yield server
+        server.stop()
+
+    @pytest.fixture
+    def recorded_broker(self, recorded_tws: FakeTws) -> Iterator[IBBroker]:
+        thread = IBThread("127.0.0.1", recorded_tws.port, client_id=7, account=self.RECORDED_ACCOUNT, timeout=5)
+        thread.start()
+        yield IBBroker(thread.ib, self.RECORDED_ACCOUNT, currency="AUD", loop=thread.loop)
+        thread.stop()
+
+    def recorded_book(self, **cash: str) -> Book:
+        return Book(
+            self.RECORDED_ACCOUNT,
+            [],
+            cash="51463.78",
+            total_equity="1000000.24",
+            cash_by_currency={"AUD": "-100000.79", "EUR": "429.72", "USD": "100000.27", **cash},
+        )
+
+    def test_a_correct_book_is_clean(self, recorded_broker: IBBroker) -> None:
+        result = reconcile_once(self.recorded_book(), recorded_broker, cash_tolerance="1.00")
+
+        assert (result.error, result.discrepancies) == (None, ())
+
+    def test_the_cash_of_each_currency_is_compared_in_it(self, recorded_broker: IBBroker) -> None:
+        result = reconcile_once(self.recorded_book(EUR="431.72"), recorded_broker, cash_tolerance="1.00")
+
+        assert [(d.type, d.currency, d.local_value, d.broker_value) for d in result.discrepancies] == [
+            (CASH, "EUR", Decimal("431.72"), Decimal("429.72"))
+        ]
+
+    def test_an_aud_account_with_the_default_usd_tolerance_is_refused_at_start(self, recorded_broker: IBBroker) -> None:
+        with pytest.raises(ValueError, match=r"reconciled in AUD .* cash_tolerance_by_currency\.AUD"):
+            Account(ReconciliationConfig(self.RECORDED_ACCOUNT), self.recorded_book(), recorded_broker)
+
+    def test_a_full_read_sends_only_read_requests(self, recorded_tws: FakeTws, recorded_broker: IBBroker) -> None:
+        asyncio.run(recorded_broker.get_positions(self.RECORDED_ACCOUNT))
+        asyncio.run(recorded_broker.get_account(self.RECORDED_ACCOUNT))
+
+        sent = {fields[0] for fields in recorded_tws.requests}
+        assert sent <= READ_REQUESTS.keys(), sent - READ_REQUESTS.keys()
+        assert {"61", "62"} <= sent

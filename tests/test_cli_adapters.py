@@ -382,3 +382,54 @@ def test_the_documented_binance_alpaca_and_ib_example_is_valid(tmp_path: Path) -
 
     assert outcome.exit_code == 0, outcome.output
     assert "3 account(s): binance-main, PA3T8N36NVJK, DU7654321" in outcome.output
+
+
+def test_an_account_in_btc_without_a_tolerance_in_btc_fails_the_start_naming_the_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DERIBIT_KEY", "recorded-key")
+    monkeypatch.setenv("DERIBIT_SECRET", "recorded-secret")
+    config = load_config(
+        write(
+            tmp_path,
+            """
+[[accounts]]
+account_id = "deribit-main"
+portfolio = "recorded_books:binance_book"
+[accounts.broker_adapter]
+adapter = "ccxt"
+venue = "deribit"
+currency = "BTC"
+credentials = { apiKey = "DERIBIT_KEY", secret = "DERIBIT_SECRET" }
+""",
+        )
+    )
+
+    with pytest.raises(
+        StartError, match=r"^account deribit-main is reconciled in BTC .* cash_tolerance_by_currency\.BTC$"
+    ):
+        build_runtime(config, fakeredis.FakeRedis())
+
+
+HYPERLIQUID = """
+[[accounts]]
+account_id = "hl-main"
+portfolio = "recorded_books:binance_book"
+[accounts.broker_adapter]
+adapter = "ccxt"
+venue = "hyperliquid"
+currency = "USDC"
+"""
+
+
+def test_hyperliquid_is_configured_with_its_wallet_address_alone(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, HYPERLIQUID + 'credentials = { walletAddress = "HL_WALLET" }\n'))
+
+    assert config.accounts[0].broker == "ccxt hyperliquid (credentials from HL_WALLET)"
+
+
+def test_a_hyperliquid_private_key_is_refused_in_the_file(tmp_path: Path) -> None:
+    body = HYPERLIQUID + 'credentials = { walletAddress = "HL_WALLET", privateKey = "HL_KEY" }\n'
+
+    with pytest.raises(ConfigError, match=r"credentials\.privateKey: hyperliquid reads with walletAddress alone"):
+        load_config(write(tmp_path, body))

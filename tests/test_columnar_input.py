@@ -154,7 +154,7 @@ def test_an_unknown_asset_type_is_refused_listing_the_known_ones() -> None:
 
     assert message == (
         f"{CALL} row 1 (symbol 'MSFT'), column 'asset_type': unknown asset type 'bond'; "
-        "known: crypto, future, option, stock, swap"
+        "known: crypto, future, option, other, stock, swap"
     )
 
 

@@ -484,8 +484,15 @@ class TestCashByCurrency:
 
         assert (bnb.currency, bnb.local_value, bnb.broker_value) == ("BNB", 0, 2)
 
-    def test_dust_in_an_unlisted_currency_within_the_tolerance_is_not_a_break(self) -> None:
-        assert balances_by_currency({"USDT": "100"}, {"USDT": "100", "BNB": "0.01"}) == ()
+    def test_dust_in_an_unlisted_currency_within_a_tolerance_set_for_the_account_is_not_a_break(self) -> None:
+        config = ReconciliationConfig(ACCOUNT, cash_tolerance="0.05")
+
+        assert balances_by_currency({"USDT": "100"}, {"USDT": "100", "BNB": "0.01"}, config=config) == ()
+
+    def test_the_default_tolerance_is_in_usd_so_another_currency_is_compared_exactly(self) -> None:
+        (bnb,) = balances_by_currency({"USDT": "100.50", "BNB": "0"}, {"USDT": "100", "BNB": "0.01"})
+
+        assert (bnb.currency, bnb.local_value, bnb.broker_value) == ("BNB", 0, Decimal("0.01"))
 
     def test_a_currencys_own_tolerance_replaces_cash_tolerance(self) -> None:
         config = ReconciliationConfig(ACCOUNT, cash_tolerance_by_currency={"JPY": 150})

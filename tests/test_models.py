@@ -528,6 +528,30 @@ class TestConfig:
 
         assert (config.cash_tolerance_of("JPY"), config.cash_tolerance_of("EUR")) == (150, Decimal("1.00"))
 
+    def test_the_default_cash_tolerance_is_in_usd_and_its_stablecoins(self) -> None:
+        config = ReconciliationConfig("ACC-1")
+
+        assert config.cash_tolerance_is_default
+        assert [config.cash_tolerance_of(c) for c in ("USD", "USDT", "USDC", "BTC", "EUR")] == [
+            Decimal("1.00"),
+            Decimal("1.00"),
+            Decimal("1.00"),
+            0,
+            0,
+        ]
+        assert (config.has_cash_tolerance_in("USDT"), config.has_cash_tolerance_in("BTC")) == (True, False)
+
+    def test_a_cash_tolerance_given_even_at_the_default_amount_applies_to_every_currency(self) -> None:
+        config = ReconciliationConfig("ACC-1", cash_tolerance=Decimal("1.00"))
+
+        assert not config.cash_tolerance_is_default
+        assert (config.has_cash_tolerance_in("BTC"), config.cash_tolerance_of("BTC")) == (True, Decimal("1.00"))
+
+    def test_a_changed_copy_keeps_the_default_cash_tolerance(self) -> None:
+        config = attrs.evolve(ReconciliationConfig("ACC-1"), interval_seconds=60)
+
+        assert config.cash_tolerance_is_default
+
     def test_negative_cash_tolerance_of_a_currency_refused_naming_it(self) -> None:
         with pytest.raises(ValueError, match=r"^cash_tolerance_by_currency\['EUR'\] must not be negative"):
             ReconciliationConfig("ACC-1", cash_tolerance_by_currency={"EUR": "-1"})

@@ -500,6 +500,8 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
         except TypeError as exc:
             msg = f"account {account_id}: {exc}"
             raise StartError(msg) from exc
+        except ValueError as exc:
+            raise StartError(str(exc)) from exc
     try:
         return ReconciliationRuntime(accounts, client, correction_limits=config.correction_limits)
     except (TypeError, ValueError) as exc:

@@ -50,6 +50,7 @@ __all__ = [
     "CORRECTABLE_TYPES",
     "DEFAULT_SEVERITY",
     "KINDS",
+    "USD_EQUIVALENTS",
     "AgeingPolicy",
     "AssetType",
     "BrokerAccount",
@@ -86,6 +87,9 @@ class AssetType(enum.Enum):
     """A perpetual swap (a future without expiry), as crypto derivatives venues list them."""
     CRYPTO = "crypto"
     """A spot crypto-currency holding."""
+    OTHER = "other"
+    """An instrument of a class the adapter does not know (a venue's newer asset class): compared
+    by its venue symbol, neither dropped nor refused. See docs/brokers.md."""
 
 
 class DiscrepancyType(enum.Enum):
@@ -741,6 +745,16 @@ def _correction_policy(_instance: object, field: attrs.Attribute[Any], value: ob
         msg = f"correction must be a CorrectionPolicy or None, got {type(value).__name__} {shown(value)}"
         raise FieldTypeError(msg, field.name)
 
+USD_EQUIVALENTS: frozenset[str] = frozenset(
+    {"USD", "USDT", "USDC", "FDUSD", "BUSD", "DAI", "TUSD", "USDP", "PYUSD", "USDE", "USDS"}
+)
+"""The currencies the default `cash_tolerance` (in USD) applies to: USD and its stablecoins, 1:1."""
+
+_DEFAULT_CASH_TOLERANCE = Decimal("1.00")
+"""The design's default cash tolerance, in USD. Kept as this very object, so that a config can tell
+it from a tolerance it was given (even the same amount): `cash_tolerance_is_default`."""
+
+
 @attrs.frozen
 class ReconciliationConfig:
     """How, when and how strictly one account is reconciled. See docs/configuration.md.
@@ -752,8 +766,10 @@ class ReconciliationConfig:
     interval_seconds: float = attrs.field(default=300, converter=seconds, validator=positive_seconds)
     post_fill_delay_seconds: float = attrs.field(default=5.0, converter=seconds, validator=finite_seconds)
     cash_tolerance: Decimal = attrs.field(
-        default=Decimal("1.00"), converter=exact_decimal, validator=[finite_decimal, non_negative]
+        default=_DEFAULT_CASH_TOLERANCE, converter=exact_decimal, validator=[finite_decimal, non_negative]
     )
+    """The default, 1.00, is in USD (and USD stablecoins); set, it is in the account's currency and
+    applies to every currency of the account that `cash_tolerance_by_currency` does not name."""
     equity_tolerance_pct: Decimal = attrs.field(
         default=Decimal("0.1"), converter=exact_decimal, validator=[finite_decimal, non_negative]
     )
@@ -817,8 +833,27 @@ class ReconciliationConfig:
     def severity_of(self, kind: DiscrepancyType) -> DiscrepancySeverity:
         return self.severity_overrides.get(kind, DEFAULT_SEVERITY[kind])
 
+    @property
+    def cash_tolerance_is_default(self) -> bool:
+        """`cash_tolerance` was not given: it is the design's 1.00 USD."""
+        return self.cash_tolerance is _DEFAULT_CASH_TOLERANCE
+
+    def has_cash_tolerance_in(self, currency: str) -> bool:
+        """Whether the config names a cash tolerance in `currency`: its own entry, a `cash_tolerance`
+        set explicitly, or the default for USD and its stablecoins."""
+        return (
+            currency in self.cash_tolerance_by_currency
+            or not self.cash_tolerance_is_default
+            or currency in USD_EQUIVALENTS
+        )
+
     def cash_tolerance_of(self, currency: str) -> Decimal:
-        return self.cash_tolerance_by_currency.get(currency, self.cash_tolerance)
+        """The cash tolerance in `currency`: its entry in `cash_tolerance_by_currency`, else
+        `cash_tolerance`; 0 (compared exactly) for a currency the config names none in
+        (`has_cash_tolerance_in`), as the default 1.00 is in USD."""
+        if currency in self.cash_tolerance_by_currency:
+            return self.cash_tolerance_by_currency[currency]
+        return self.cash_tolerance if self.has_cash_tolerance_in(currency) else Decimal(0)
 
 
 @attrs.frozen

@@ -87,6 +87,9 @@ class ServiceHealth:
     corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
     """Accounts whose confirmed corrections are held, and why (a limit reached, another
     runtime's lease); proposals go on."""
+    warnings: tuple[str, ...] = ()
+    """What a broker says to distrust about itself, one line per account (a ccxt venue whose answers
+    were never verified against recorded payloads); it does not make the service unhealthy."""
 
     @property
     def healthy(self) -> bool:

@@ -358,8 +358,16 @@ class Runtime:
         return StopReport(tuple(still_running))
 
     def health(self) -> ServiceHealth:
-        """Each component's state, the way to each sink, and the counters; never blocks on an actor."""
+        """Each component's state, the way to each sink, the counters and the brokers' warnings;
+        never blocks on an actor."""
         health = self._board.read()
+        warnings = tuple(
+            f"account {account_id}: {warning}"
+            for account_id, account in self._accounts.items()
+            if isinstance(warning := getattr(account.broker, "health_warning", None), str)
+        )
+        if warnings:
+            health = attrs.evolve(health, warnings=warnings)
         clock = self._clock
         if clock is not None and self._actors:
             timer = ComponentHealth(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +14,15 @@ from reconciliation._domain.error_text import unknown_key
 from reconciliation._domain.values import FieldValueError
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Mapping
 
     import attrs
 
 __all__ = [
     "BrokerDataError",
+    "InconsistentVenueDataError",
+    "LoggedOnce",
     "MissingCredentialError",
     "check_account",
     "check_credentials",
@@ -32,6 +36,29 @@ __all__ = [
 
 class BrokerDataError(ValueError):
     """The broker answered something an adapter cannot map; the message names the entry and field."""
+
+
+class InconsistentVenueDataError(BrokerDataError):
+    """Two figures the venue gives for one thing disagree (contracts x size and a base size,
+    notional and mark price): the run fails naming both, rather than report a break that the
+    engine's book cannot fix."""
+
+
+class LoggedOnce:
+    """Logs each message once per key for the life of the adapter (an unknown asset class is
+    worth one WARNING, not one per run)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._seen: set[object] = set()
+        self._lock = threading.Lock()
+
+    def warning(self, key: object, msg: str, *args: object) -> None:
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        self._logger.warning(msg, *args)
 
 
 def exact(value: object, what: str, *, float_cure: str) -> Decimal:

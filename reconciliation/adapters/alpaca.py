@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
@@ -25,6 +26,7 @@ import attrs
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
 from reconciliation.adapters._common import (
     BrokerDataError,
+    LoggedOnce,
     check_account,
     check_credentials,
     described,
@@ -33,6 +35,8 @@ from reconciliation.adapters._common import (
 )
 
 __all__ = ["CRYPTO_QUOTES", "SDK", "AlpacaBroker", "Settings", "crypto_symbol"]
+
+logger = logging.getLogger(__name__)
 
 _FLOAT_CURE = (
     "alpaca-py gives exact text; build the client with its defaults (not a float-converting wrapper)"
@@ -77,10 +81,16 @@ class AlpacaBroker:
             raise ValueError(msg)
         self._client = client
         self._account_id = account_id
+        self._unknown = LoggedOnce(logger)
 
     @property
     def account_id(self) -> str:
         return self._account_id
+
+    @property
+    def currency(self) -> str:
+        """Alpaca accounts are in USD."""
+        return "USD"
 
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         """Every open position, signed; crypto as `BASE/QUOTE`, options per share.
@@ -90,7 +100,7 @@ class AlpacaBroker:
         """
         check_account(account_id, self._account_id, "AlpacaBroker")
         entries = await asyncio.to_thread(self._client.get_all_positions)
-        positions = (_position(index, entry) for index, entry in enumerate(entries))
+        positions = (self._position(index, entry) for index, entry in enumerate(entries))
         return [position for position in positions if position is not None]
 
     async def get_account(self, account_id: str) -> BrokerAccount:
@@ -122,37 +132,43 @@ class AlpacaBroker:
         )
 
 
+    def _position(self, index: int, entry: Any) -> BrokerPosition | None:
+        symbol = _field(entry, "symbol")
+        if not isinstance(symbol, str) or not symbol:
+            msg = f"Alpaca position {index} has no symbol"
+            raise BrokerDataError(msg)
+        where = f"Alpaca position {symbol}"
+        quantity = exact(_field(entry, "qty"), f"{where} qty", float_cure=_FLOAT_CURE)
+        if not quantity:
+            return None
+        side = _field(entry, "side")
+        if side not in _SIGNS:
+            msg = f"{where} has side {side!r}, neither 'long' nor 'short'"
+            raise BrokerDataError(msg)
+        asset_class = str(_field(entry, "asset_class"))
+        asset_type = _ASSET_TYPES.get(asset_class)
+        if asset_type is None:
+            self._unknown.warning(
+                asset_class,
+                "%s is of asset class %r, which the adapter does not know: it is compared by its symbol as "
+                "asset type 'other' (this is logged once per class)",
+                where,
+                asset_class,
+            )
+            asset_type = AssetType.OTHER
+        return BrokerPosition(
+            crypto_symbol(symbol) if asset_type is AssetType.CRYPTO else symbol,
+            quantity.copy_abs().copy_sign(Decimal(_SIGNS[side])),
+            exact(_field(entry, "avg_entry_price"), f"{where} avg_entry_price", float_cure=_FLOAT_CURE),
+            exact(_field(entry, "market_value"), f"{where} market_value", float_cure=_FLOAT_CURE),
+            asset_type,
+        )
+
+
 def _field(entry: Any, name: str) -> Any:
     """A field of an alpaca-py model or of its raw dict; an enum as its value."""
     value = entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name, None)
     return getattr(value, "value", value)
-
-
-def _position(index: int, entry: Any) -> BrokerPosition | None:
-    symbol = _field(entry, "symbol")
-    if not isinstance(symbol, str) or not symbol:
-        msg = f"Alpaca position {index} has no symbol"
-        raise BrokerDataError(msg)
-    where = f"Alpaca position {symbol}"
-    quantity = exact(_field(entry, "qty"), f"{where} qty", float_cure=_FLOAT_CURE)
-    if not quantity:
-        return None
-    side = _field(entry, "side")
-    if side not in _SIGNS:
-        msg = f"{where} has side {side!r}, neither 'long' nor 'short'"
-        raise BrokerDataError(msg)
-    asset_class = _field(entry, "asset_class")
-    asset_type = _ASSET_TYPES.get(str(asset_class))
-    if asset_type is None:
-        msg = f"{where} is of asset class {asset_class!r}, which the adapter does not map ({', '.join(_ASSET_TYPES)})"
-        raise BrokerDataError(msg)
-    return BrokerPosition(
-        crypto_symbol(symbol) if asset_type is AssetType.CRYPTO else symbol,
-        quantity.copy_abs().copy_sign(Decimal(_SIGNS[side])),
-        exact(_field(entry, "avg_entry_price"), f"{where} avg_entry_price", float_cure=_FLOAT_CURE),
-        exact(_field(entry, "market_value"), f"{where} market_value", float_cure=_FLOAT_CURE),
-        asset_type,
-    )
 
 
 SDK = "alpaca.trading.client"  # what Settings needs: pip install 'reconciliation[alpaca]'

@@ -37,7 +37,7 @@ import attrs
 
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
 from reconciliation._domain.values import positive_seconds, seconds, whole_number
-from reconciliation.adapters._common import BrokerDataError, check_account, exact, exact_float
+from reconciliation.adapters._common import BrokerDataError, LoggedOnce, check_account, exact, exact_float
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
@@ -56,7 +56,8 @@ SEC_TYPES: Mapping[str, AssetType] = {
     "CONTFUT": AssetType.FUTURE,
     "CRYPTO": AssetType.CRYPTO,
 }
-"""IB's `secType` to the asset type of a position; `CASH` positions are cash and left out."""
+"""IB's `secType` to the asset type of a position; `CASH` positions are cash and left out; any
+other (BOND, WAR, ...) is `AssetType.OTHER`, by its `localSymbol`."""
 
 _CASH_SEC_TYPE = "CASH"
 
@@ -115,10 +116,16 @@ class IBBroker:
         self._currency = currency
         self._loop = loop if loop is not None else _current_loop()
         self._lock: asyncio.Lock | None = None
+        self._unknown = LoggedOnce(logger)
 
     @property
     def account_id(self) -> str:
         return self._account_id
+
+    @property
+    def currency(self) -> str:
+        """The account's base currency: the config's `cash_tolerance` must be in it."""
+        return self._currency
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -183,11 +190,14 @@ class IBBroker:
             return None
         asset_type = SEC_TYPES.get(contract.secType)
         if asset_type is None:
-            msg = (
-                f"{where} has secType {contract.secType!r}, which the adapter does not map "
-                f"({', '.join(SEC_TYPES)}; CASH is cash)"
+            self._unknown.warning(
+                contract.secType,
+                "%s has secType %r, which the adapter does not know: it is compared by its localSymbol as "
+                "asset type 'other' (this is logged once per secType)",
+                where,
+                contract.secType,
             )
-            raise BrokerDataError(msg)
+            asset_type = AssetType.OTHER
         if not contract.localSymbol:
             msg = f"{where} has no localSymbol to tell it from other contracts on {contract.symbol}"
             raise BrokerDataError(msg)
