@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from reconciliation._cli.runner import ConfigError, config_from_table, read_toml
+from reconciliation._cli.spreadsheet import spreadsheet_cell
 from reconciliation._domain.compare import compare
 from reconciliation._domain.error_text import unknown_key
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
@@ -300,13 +301,17 @@ def json_document(result: ReconciliationResult) -> str:
 
 
 def csv_document(result: ReconciliationResult) -> str:
-    """One row per break: type, severity, symbol, asset type, currency, both values (exact)."""
+    """One row per break: type, severity, symbol, asset type, currency, both values (exact).
+
+    Every field is quoted, and a cell a spreadsheet would evaluate is neutralised
+    (`spreadsheet_cell`: a symbol such as `=HYPERLINK(...)` opens as text)."""
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(_CSV_FIELDS)
     for found in result.discrepancies:
         writer.writerow(
-            (
+            spreadsheet_cell(cell)
+            for cell in (
                 found.type.value,
                 found.severity.value,
                 found.symbol or "",

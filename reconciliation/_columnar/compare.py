@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 
 from reconciliation._columnar.columns import ASSET_TYPE_ORDER, Picks, PositionColumns
 from reconciliation._columnar.input import (
-    NotColumnarError,
     aligned,
     columns_from_objects,
     rows_as_objects,
@@ -64,8 +63,6 @@ _INT64_MAX = 2**63 - 1
 
 _BATCH = 10 * CHUNK_SIZE
 """How many discrepancies' values are read from the columns at once (Arrow calls, each short)."""
-
-_Side = TypeVar("_Side", Position, BrokerPosition)
 
 _MISSING_LOCAL, _MISSING_BROKER, _QUANTITY, _COST = 0, 1, 2, 3
 _KINDS = (
@@ -380,36 +377,13 @@ def compare_any_positions(
     config: ReconciliationConfig,
     pause: Callable[[], object] | None = None,
 ) -> Comparison:
-    """`compare_columns` for books given as columns or as objects (put in columns first).
-
-    Objects that cannot be put in columns (a symbol that is not valid Unicode) are
-    compared as objects, the columns side turned into objects too.
-    """
-    try:
-        local_columns = (
-            local if isinstance(local, PositionColumns) else columns_from_objects(local, "local", pause=pause)
-        )
-        broker_columns = (
-            broker
-            if isinstance(broker, PositionColumns)
-            else columns_from_objects(broker, "broker", pause=pause)
-        )
-    except NotColumnarError as exc:
-        logger.debug("Compared as objects: %s", exc, extra={"account_id": account_id})
-        return compare_positions(
-            _as_objects(local),
-            _as_objects(broker),
-            account_id=account_id,
-            timestamp=timestamp,
-            config=config,
-            pause=pause,
-        )
+    """`compare_columns` for books given as columns or as objects (put in columns first)."""
+    local_columns = (
+        local if isinstance(local, PositionColumns) else columns_from_objects(local, "local", pause=pause)
+    )
+    broker_columns = (
+        broker if isinstance(broker, PositionColumns) else columns_from_objects(broker, "broker", pause=pause)
+    )
     return compare_columns(
         local_columns, broker_columns, account_id=account_id, timestamp=timestamp, config=config, pause=pause
     )
-
-
-def _as_objects(side: Sequence[_Side] | PositionColumns) -> list[_Side]:
-    if isinstance(side, PositionColumns):
-        return rows_as_objects(side, np.arange(len(side), dtype=np.intp))
-    return list(side)

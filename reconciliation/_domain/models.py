@@ -32,6 +32,7 @@ from reconciliation._domain.values import (
     non_empty_text,
     non_negative,
     of_type,
+    optional_carriable,
     optional_decimal,
     optional_decimal_mapping,
     optional_finite_decimal,
@@ -333,7 +334,7 @@ class Discrepancy:
                 msg = f"symbol must be None for an account-level {self.type.value}, got {shown(value)}"
                 raise ValueError(msg)
         else:
-            non_empty_text(self, field, value)
+            name_text(self, field, value)
 
     @asset_type.validator
     def _asset_type_matches_type(self, _field: attrs.Attribute[Any], value: object) -> None:
@@ -352,7 +353,7 @@ class Discrepancy:
         if self.type is not DiscrepancyType.CASH_MISMATCH:
             msg = f"currency is only given for a cash_mismatch, not a {self.type.value} (got {shown(value)})"
             raise ValueError(msg)
-        non_empty_text(self, field, value)
+        name_text(self, field, value)
 
     @property
     def subject(self) -> str | None:
@@ -412,8 +413,9 @@ class ReconciliationResult:
     duration_ms: float = attrs.field(default=0.0, converter=seconds, validator=finite_seconds)
     """How long the run took, from its trigger to its result, in milliseconds."""
     context: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_context)
-    error: str | None = None
-    """None when the run completed; otherwise why it could not, for an operator."""
+    error: str | None = attrs.field(default=None, converter=optional_carriable)
+    """None when the run completed; otherwise why it could not, for an operator (its control
+    characters written as visible escapes, `\\x00`, so that every sink carries it)."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
     is_clean: bool = attrs.field(
         init=False, default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
