@@ -16,7 +16,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.error_text import shown
+from reconciliation._domain.error_text import outside_text, shown
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.redaction import redact_url
 from reconciliation._domain.values import (
@@ -32,7 +32,6 @@ from reconciliation._domain.values import (
     non_empty_text,
     non_negative,
     of_type,
-    optional_carriable,
     optional_decimal,
     optional_decimal_mapping,
     optional_finite_decimal,
@@ -413,7 +412,7 @@ class ReconciliationResult:
     duration_ms: float = attrs.field(default=0.0, converter=seconds, validator=finite_seconds)
     """How long the run took, from its trigger to its result, in milliseconds."""
     context: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_context)
-    error: str | None = attrs.field(default=None, converter=optional_carriable)
+    error: str | None = attrs.field(default=None, converter=outside_text)
     """None when the run completed; otherwise why it could not, for an operator (its control
     characters written as visible escapes, `\\x00`, so that every sink carries it)."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)

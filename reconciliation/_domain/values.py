@@ -50,7 +50,6 @@ __all__ = [
     "non_empty_text",
     "non_negative",
     "of_type",
-    "optional_carriable",
     "optional_decimal",
     "optional_decimal_mapping",
     "optional_finite_decimal",
@@ -351,11 +350,6 @@ def _escaped(match: re.Match[str]) -> str:
         return character
     code = ord(character)
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def optional_carriable(value: str | None) -> str | None:
-    """`carriable` for an optional text field (a run's error); anything else is left to a validator."""
-    return carriable(value) if isinstance(value, str) else value
 
 
 def non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal | float) -> None:
