@@ -114,12 +114,13 @@ def redis_errors(option: str = "--redis-url", *, unreachable: str = "") -> Itera
 
 @contextlib.contextmanager
 def audit_store(store: str) -> Iterator[AuditStore]:
-    """The audit store at `store`, closed after the block; a usage error (2) or an unusable store (5)."""
+    """The audit store at `store`, opened read-only (a SQLite file is left as it is) and closed
+    after the block; a usage error (2) or an unusable store (5)."""
     if "://" not in store and not Path(store).is_file():
         msg = f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)"
         raise CommandError(msg, exit_code=ExitCode.USAGE)
     try:
-        audit = open_store(store)
+        audit = open_store(store, read_only=True)
     except ValueError as exc:
         msg = f"--store: {exc}"
         raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
