@@ -42,7 +42,14 @@ from reconciliation._columnar.input import (
     rows_as_objects,
     taken,
 )
-from reconciliation._domain.compare import CHUNK_SIZE, Comparison, Found, compare_positions, discrepancies_of
+from reconciliation._domain.compare import (
+    CHUNK_SIZE,
+    Comparison,
+    Found,
+    compare_positions,
+    discrepancies_of,
+    net_in_chunks,
+)
 from reconciliation._domain.models import BrokerPosition, DiscrepancyType, Position
 
 if TYPE_CHECKING:
@@ -93,14 +100,21 @@ def compare_columns(
     pause()
     found = _Classified.of(local, broker, (local_ids, broker_ids), count, config.cost_tolerance_pct)
     pause()
+    local_exact, local_netted = net_in_chunks(
+        _objects(local, np.flatnonzero(found.exact_key[local_ids]), pause), "local"
+    )
+    broker_exact, broker_netted = net_in_chunks(
+        _objects(broker, np.flatnonzero(found.exact_key[broker_ids]), pause), "broker"
+    )
     exact = compare_positions(
-        rows_as_objects(local, np.flatnonzero(found.exact_key[local_ids])),
-        rows_as_objects(broker, np.flatnonzero(found.exact_key[broker_ids])),
+        list(local_exact.values()),
+        list(broker_exact.values()),
         account_id=account_id,
         timestamp=timestamp,
         config=config,
         pause=pause,
     )
+    del local_exact, broker_exact
     if found.exact_key.any():
         logger.debug(
             "%d of %d positions compared by the exact path (netted, or too large for 62 bits)",
@@ -110,11 +124,21 @@ def compare_columns(
         )
     simple = list(found.discrepancies(local, broker, account_id, timestamp, config, pause))
     discrepancies = tuple(heapq.merge(simple, exact.discrepancies, key=_position_order))
-    return Comparison(discrepancies=discrepancies, positions_checked=count, netted=exact.netted)
+    return Comparison(
+        discrepancies=discrepancies, positions_checked=count, netted=(*local_netted, *broker_netted)
+    )
 
 
 def _no_pause() -> None:
     return None
+
+
+def _objects(columns: PositionColumns, rows: npt.NDArray[np.intp], pause: Callable[[], object]) -> Iterator[list[Any]]:
+    """The positions at `rows` as objects, `_BATCH` at a time: a position reported a million
+    times is netted without a million objects alive at once."""
+    for start in range(0, len(rows), _BATCH):
+        yield rows_as_objects(columns, rows[start : start + _BATCH])
+        pause()
 
 
 def _position_order(discrepancy: Discrepancy) -> tuple[str, str]:
