@@ -36,6 +36,7 @@ from fig_explain import explain_rows
 from fig_fills import fills_rows
 from fig_gc import gc_row
 from fig_jitter import jitter_rows
+from fig_metrics import metrics_row
 from fig_pipeline import pipeline_row
 from fig_publish import publish_row
 from fig_startup import startup_row
@@ -76,6 +77,7 @@ class Mode:
     accounts_positions: int
     accounts_seconds: float
     startup_repeats: int
+    metrics_scrapes: int = 9
 
 
 MODES = {
@@ -231,6 +233,8 @@ def measure(
         step("jitter")
         rows += accounts_rows(mode.accounts_sizes, mode.accounts_positions, mode.accounts_seconds, client)
         step("accounts")
+        rows.append(metrics_row(max(mode.accounts_sizes), mode.accounts_positions, mode.metrics_scrapes, client))
+        step("/metrics scrape")
     return rows, curves, server
 
 

@@ -37,6 +37,7 @@ from reconciliation._columnar import (
     PositionColumns,
     fast_available,
 )
+from reconciliation._domain.error_text import shown
 from reconciliation._domain.models import AssetType, BrokerAccount, LocalAccount
 from reconciliation._domain.values import (
     check_exact,
@@ -46,6 +47,7 @@ from reconciliation._domain.values import (
     frozen_mapping,
     non_empty_text,
     optional_decimal_mapping,
+    whole_number,
 )
 
 if TYPE_CHECKING:
@@ -53,12 +55,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "MAX_CELL_BYTES",
     "BalanceColumns",
     "Balances",
     "ColumnMap",
     "StatementBook",
     "StatementBroker",
     "StatementError",
+    "StatementLimits",
     "read_balances",
     "read_positions",
 ]
@@ -67,8 +71,45 @@ Format = Literal["csv", "parquet"]
 _SUFFIXES: dict[str, Format] = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
+MAX_CELL_BYTES = 1_024
+"""The longest value a statement's cell may hold, in bytes of UTF-8: a 256-character symbol in any
+script fits, and so does any number; a longer one is refused before it is expanded."""
+
+_LIMITS_DOC = "docs/configuration.md, Limits"
+_BALANCE_ROWS_READ = 1_000
+"""How many rows of a balances file are read to say how many it has (it should have one)."""
+
+
 class StatementError(ValueError):
     """A statement file cannot be used; the message names the file, the row and the column."""
+
+
+@attrs.frozen
+class StatementLimits:
+    """How large a position statement may be. Each is far beyond a real statement, and each is
+    checked before the rows it would cost are read or compared: a file past one is refused
+    (`StatementError`, naming the limit), so a short file cannot expand into gigabytes.
+
+    Attributes:
+        max_rows: rows (positions, before netting) in one file. A Parquet file's count is read
+            from its metadata, before any row; a CSV file is read a block at a time and
+            refused at the first row past it.
+        max_symbols: distinct symbols in one file.
+        max_entries_per_symbol: rows one symbol may have in one file (lots, legs, venues,
+            netted into one position).
+    """
+
+    max_rows: int = attrs.field(default=2_000_000, validator=whole_number(1))
+    max_symbols: int = attrs.field(default=1_000_000, validator=whole_number(1))
+    max_entries_per_symbol: int = attrs.field(default=1_000, validator=whole_number(1))
+
+
+class _TooManyRowsError(Exception):
+    """A file has more rows than its reader was asked to read (`count`: at least that many)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
 
 
 def _asset_type(value: AssetType | str) -> AssetType:
@@ -167,6 +208,7 @@ def read_positions(
     *,
     columns: ColumnMap | None = None,
     file_format: Format | None = None,
+    limits: StatementLimits | None = None,
 ) -> PositionColumns:
     """A statement's positions, checked: every row, or an error naming the first bad one.
 
@@ -175,16 +217,32 @@ def read_positions(
         side: "local" (the engine's book) or "broker" (which also reads market values).
         columns: which column holds what; by default the documented names.
         file_format: "csv" or "parquet"; by default from the suffix (.csv, .txt, .parquet, .pq).
+        limits: how large the file may be; by default `StatementLimits()`.
 
     Raises:
-        StatementError: the file cannot be read, a column is missing or given twice, or a
-            value is bad; the message names the file, the row and the column.
+        StatementError: the file cannot be read, is larger than `limits` allow, a column is
+            missing or given twice, or a value is bad; the message names the file, the row
+            and the column.
     """
     mapping = columns or ColumnMap()
+    bounds = limits or StatementLimits()
     where = Path(path)
     kind = _format_of(where, file_format)
     sources = mapping.sources(side)
-    table, row_label = _read_csv(where, sources) if kind == "csv" else _read_parquet(where, sources)
+    try:
+        table, row_label = (
+            _read_csv(where, sources, max_rows=bounds.max_rows)
+            if kind == "csv"
+            else _read_parquet(where, sources, max_rows=bounds.max_rows)
+        )
+    except _TooManyRowsError as exc:
+        count = f"{exc.count:,} rows" if kind == "parquet" else f"more than {bounds.max_rows:,} rows"
+        msg = (
+            f"{where}: {count}: a statement may have at most {bounds.max_rows:,} "
+            f"(limits.max_rows; {_LIMITS_DOC})"
+        )
+        raise StatementError(msg) from None
+    _symbols_within(table.column(sources["symbol"]), bounds, where)
     canonical = _canonical(table, mapping, sources, where, row_label)
     from reconciliation._columnar.input import columns_from_table  # noqa: PLC0415 - needs pyarrow
 
@@ -210,7 +268,16 @@ def read_balances(
     kind = _format_of(where, file_format)
     wanted = {"cash": mapping.cash, "total_equity": mapping.total_equity}
     optional = {"buying_power": mapping.buying_power, "margin_used": mapping.margin_used}
-    table, _ = _read_csv(where, wanted, optional) if kind == "csv" else _read_parquet(where, wanted, optional)
+    try:
+        table, _ = (
+            _read_csv(where, wanted, optional, max_rows=_BALANCE_ROWS_READ)
+            if kind == "csv"
+            else _read_parquet(where, wanted, optional, max_rows=_BALANCE_ROWS_READ)
+        )
+    except _TooManyRowsError as exc:
+        count = f"{exc.count:,}" if kind == "parquet" else f"more than {_BALANCE_ROWS_READ:,}"
+        msg = f"{where}: a balances file has exactly one data row, this one has {count}"
+        raise StatementError(msg) from None
     if table.num_rows != 1:
         msg = f"{where}: a balances file has exactly one data row, this one has {table.num_rows}"
         raise StatementError(msg)
@@ -259,9 +326,10 @@ class _Statement:
         *,
         columns: ColumnMap | None = None,
         balance_columns: BalanceColumns | None = None,
+        limits: StatementLimits | None = None,
     ) -> None:
         self.account_id = account_id
-        self.positions = read_positions(positions, self.side, columns=columns)
+        self.positions = read_positions(positions, self.side, columns=columns, limits=limits)
         self.balances = (
             balances if isinstance(balances, Balances) else read_balances(balances, columns=balance_columns)
         )
@@ -309,9 +377,10 @@ class StatementBook(_Statement):
         balances: the balances, or a file of them (see `read_balances`).
         columns: which column of the position file holds what.
         balance_columns: which column of the balances file holds what.
+        limits: how large the position file may be (`StatementLimits`).
 
     Raises:
-        StatementError: a file is unreadable or has a bad row (named).
+        StatementError: a file is unreadable, too large or has a bad row (named).
     """
 
     side = "local"
@@ -359,10 +428,16 @@ def _header_checked(path: Path, names: list[str], wanted: Mapping[str, str], wha
 
 
 def _read_csv(
-    path: Path, wanted: Mapping[str, str], optional: Mapping[str, str] | None = None
+    path: Path, wanted: Mapping[str, str], optional: Mapping[str, str] | None = None, *, max_rows: int
 ) -> tuple[Any, Callable[[int], str]]:
-    """Every column as text (so that numbers are parsed exactly), empty cells as nulls; each
-    data row labelled with its line (the header is line 1)."""
+    """The columns named in `wanted` and `optional`, every one as text (so that numbers are
+    parsed exactly), empty cells as nulls; each data row labelled with its line (the header
+    is line 1). Read a block at a time: past `max_rows`, or at a cell longer than
+    `MAX_CELL_BYTES`, nothing more is read.
+
+    Raises:
+        _TooManyRowsError: more than `max_rows` data rows.
+    """
     import pyarrow as pa  # noqa: PLC0415 - the fast extra's
     import pyarrow.csv as pacsv  # noqa: PLC0415
 
@@ -381,25 +456,37 @@ def _read_csv(
         msg = f"{path}: empty: a statement starts with a header row naming its columns"
         raise StatementError(msg)
     _header_checked(path, header, wanted, "position" if optional is None else "balances")
-    text_columns = {name: pa.string() for name in header}
-
-    def read(*, threads: bool) -> Any:
-        return pacsv.read_csv(
+    kept = [name for name in header if name in {*wanted.values(), *(optional or {}).values()}]
+    batches = []
+    rows = 0
+    try:
+        reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=threads),
+            read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=refuse),
             convert_options=pacsv.ConvertOptions(
-                column_types=text_columns, strings_can_be_null=True, quoted_strings_can_be_null=False
+                column_types=dict.fromkeys(kept, pa.string()),
+                include_columns=kept,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
             ),
         )
-
-    try:
-        table = read(threads=True)
-        if invalid and invalid[0].number is None:
-            invalid.clear()
-            table = read(threads=False)  # only a single-threaded read tells the line of a malformed row
+        for batch in reader:
+            _invalid_row(path, invalid)
+            _cells_within(batch, rows, path, _csv_row)
+            rows += batch.num_rows
+            if rows > max_rows:
+                raise _TooManyRowsError(rows)
+            batches.append(batch)
+        _invalid_row(path, invalid)
+        table = pa.Table.from_batches(batches, schema=reader.schema)
     except (OSError, pa.ArrowInvalid) as exc:
         raise StatementError(_unreadable(path, exc)) from exc
+    return table, _csv_row
+
+
+def _invalid_row(path: Path, invalid: list[Any]) -> None:
+    """Refuse the first row with more or fewer fields than the header, naming its line."""
     if invalid:
         row = invalid[0]
         line = f"line {row.number}" if row.number is not None else "a row"
@@ -407,7 +494,46 @@ def _read_csv(
             f"{path}: {line} has {row.actual_columns} fields, the header {row.expected_columns}: {row.text!r}"
         )
         raise StatementError(msg)
-    return table, _csv_row
+
+
+def _cells_within(batch: Any, first_row: int, path: Path, row_label: Callable[[int], str]) -> None:
+    """Refuse a text cell of more than `MAX_CELL_BYTES` (a dictionary column: its values, before
+    they are expanded), naming its row and column."""
+    import numpy as np  # noqa: PLC0415 - the fast extra's
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        for chunk, start in _chunks_with_starts(column, first_row):
+            values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) or not len(values):
+                continue
+            lengths = pc.binary_length(values)
+            if (pc.max(lengths).as_py() or 0) <= MAX_CELL_BYTES:
+                continue
+            longest = int(np.argmax(lengths.to_numpy(zero_copy_only=False)))
+            row = longest if values is chunk else _first(pc.equal(chunk.indices, longest))
+            msg = (
+                f"{path} {row_label(start + row)}, column {name!r}: a value of {lengths[longest].as_py():,} "
+                f"bytes ({values[longest].as_py()[:40]!r}...): at most {MAX_CELL_BYTES:,} are read ({_LIMITS_DOC})"
+            )
+            raise StatementError(msg)
+
+
+def _first(mask: Any) -> int:
+    import numpy as np  # noqa: PLC0415 - the fast extra's
+
+    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+
+
+def _chunks_with_starts(column: Any, first_row: int) -> list[tuple[Any, int]]:
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    found = []
+    start = first_row
+    for chunk in chunks:
+        found.append((chunk, start))
+        start += len(chunk)
+    return found
 
 
 def _csv_row(index: int) -> str:
@@ -419,22 +545,67 @@ def _parquet_row(index: int) -> str:
 
 
 def _read_parquet(
-    path: Path, wanted: Mapping[str, str], optional: Mapping[str, str] | None = None
+    path: Path, wanted: Mapping[str, str], optional: Mapping[str, str] | None = None, *, max_rows: int
 ) -> tuple[Any, Callable[[int], str]]:
+    """The columns named in `wanted` and `optional`: the row count is read from the file's
+    metadata first, and text columns are read dictionary-encoded, their values checked
+    against `MAX_CELL_BYTES` before anything expands them.
+
+    Raises:
+        _TooManyRowsError: more than `max_rows` rows.
+    """
     import pyarrow as pa  # noqa: PLC0415 - the fast extra's
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     try:
-        names = pq.read_schema(path).names
+        metadata = pq.read_metadata(path)
+        schema = metadata.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
         raise StatementError(_unreadable(path, exc)) from exc
+    names = schema.names
     _header_checked(path, names, wanted, "position" if optional is None else "balances")
+    if metadata.num_rows > max_rows:
+        raise _TooManyRowsError(metadata.num_rows)
     present = [source for source in {**wanted, **(optional or {})}.values() if source in names]
+    text = [
+        name
+        for name in present
+        if pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)
+    ]
     try:
-        table = pq.read_table(path, columns=present)
+        table = pq.read_table(path, columns=present, read_dictionary=text)
     except (OSError, pa.ArrowException) as exc:
         raise StatementError(_unreadable(path, exc)) from exc
-    return table, _parquet_row
+    _cells_within(table, 0, path, _parquet_row)
+    expanded = {
+        name: column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    }
+    return pa.table(expanded), _parquet_row
+
+
+def _symbols_within(symbols: Any, limits: StatementLimits, path: Path) -> None:
+    """Refuse a file with more distinct symbols, or more rows of one symbol, than `limits` allow."""
+    import pyarrow.compute as pc  # noqa: PLC0415 - the fast extra's
+
+    if not len(symbols):
+        return
+    counted = pc.value_counts(pc.drop_null(symbols))
+    if len(counted) > limits.max_symbols:
+        msg = (
+            f"{path}: {len(counted):,} distinct symbols: a statement may have at most "
+            f"{limits.max_symbols:,} (limits.max_symbols; {_LIMITS_DOC})"
+        )
+        raise StatementError(msg)
+    counts = counted.field("counts")
+    most = pc.max(counts).as_py() or 0
+    if most > limits.max_entries_per_symbol:
+        symbol = counted.field("values")[pc.index(counts, most).as_py()].as_py()
+        msg = (
+            f"{path}: symbol {shown(symbol)} has {most:,} rows: a statement may list one symbol at most "
+            f"{limits.max_entries_per_symbol:,} times (limits.max_entries_per_symbol; {_LIMITS_DOC})"
+        )
+        raise StatementError(msg)
 
 
 def _unreadable(path: Path, exc: BaseException) -> str:

@@ -11,39 +11,49 @@ Prometheus scrapes, which never waits on an actor. One `ReconciliationMetrics` p
 registry watches any number of services and runtimes.
 
 Per account (label `account`): `reconciliation_runs_total`,
-`reconciliation_run_duration_seconds`, `reconciliation_book_call_duration_seconds`,
+`reconciliation_run_duration_seconds`,
 `reconciliation_book_call_timeouts_total`, `reconciliation_book_calls_refused_total`,
-`reconciliation_open_breaks`, `reconciliation_oldest_open_break_age_seconds`,
+`reconciliation_open_breaks` (only the type and severity pairs with a break),
+`reconciliation_oldest_open_break_age_seconds`,
 `reconciliation_last_clean_run_timestamp_seconds`,
 `reconciliation_corrections_proposed_total`, `reconciliation_corrections_applied_total`,
-`reconciliation_corrections_held`, `reconciliation_suspect_runs_total`,
-`reconciliation_explained_breaks_total`.
-Per watched service or runtime (label `runtime`): `reconciliation_delivery_*`,
-`reconciliation_book_calls_hung`, `reconciliation_refused_fills_total`,
-`reconciliation_component_state`, `reconciliation_component_errors_total`.
+`reconciliation_suspect_runs_total`, `reconciliation_explained_breaks_total`.
+Per watched service or runtime (label `runtime`): `reconciliation_book_call_duration_seconds`,
+`reconciliation_delivery_*`, `reconciliation_book_calls_hung`,
+`reconciliation_refused_fills_total`, `reconciliation_component_state`,
+`reconciliation_component_errors_total`, `reconciliation_corrections_held` (with `account`). No `_created` series: 39 series for an account
+that ran clean, each account's samples built again only after it ran.
 docs/operations.md describes each, and docs/grafana-dashboard.json charts them.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import datetime as dt
+import gzip
+import itertools
 import logging
+import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import attrs
 
 from reconciliation._domain.ageing import Sighting
 from reconciliation._domain.correction import CorrectionStatus
-from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation._domain.triggers import TRIGGER_NAMES
 from reconciliation._runtime.health import ComponentState
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.exposition import ThreadingWSGIServer
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.samples import Sample
+    from prometheus_client.utils import floatToGoString
 except ImportError as missing:
     msg = f"reconciliation.metrics needs prometheus_client ({missing}): pip install 'reconciliation[metrics]'"
     raise ImportError(msg) from missing
@@ -51,8 +61,6 @@ except ImportError as missing:
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from wsgiref.simple_server import WSGIServer
-
-    from prometheus_client import Metric
 
     from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._domain.sinks import FinishedRun
@@ -65,6 +73,7 @@ __all__ = [
     "MetricsServer",
     "ReconciliationMetrics",
     "Watchable",
+    "scrape",
     "serve_metrics",
 ]
 
@@ -87,36 +96,232 @@ def _utc_now() -> dt.datetime:
 
 @attrs.frozen
 class _OpenBreaks:
-    """An account's open breaks as of its last completed run, and when it last ran clean.
-
-    The run's sightings are kept as they are and counted when scraped, so a run with
-    many breaks costs the runtime's thread nothing more.
-    """
+    """An account's open breaks as of its last completed run, and when it last ran clean."""
 
     sightings: tuple[Sighting, ...]
     last_clean_at: dt.datetime | None
 
 
+class _Histogram:
+    """Cumulative bucket counts, a sum and a count: one labelled child of a histogram."""
+
+    __slots__ = ("bounds", "buckets", "count", "counts", "total")
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.bounds = (*(repr(float(bound)) for bound in buckets), "+Inf")
+        """Each bucket's `le` label, as prometheus_client writes it."""
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def samples(self, name: str, labels: dict[str, str]) -> list[Sample]:
+        found = []
+        cumulative = 0
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            cumulative += count
+            found.append(Sample(f"{name}_bucket", {**labels, "le": bound}, cumulative))
+        found.append(Sample(f"{name}_count", labels, self.count))
+        found.append(Sample(f"{name}_sum", labels, self.total))
+        return found
+
+
+class _Account:
+    """One account's series: kept as numbers as they change, and as samples as last built.
+
+    A scrape takes each account's samples as they were built (`samples`), and builds them
+    again only for an account whose numbers changed since: the scrape of many accounts
+    walks the few that ran, not all of them.
+    """
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self.runs = {(trigger, status): 0 for trigger in TRIGGER_NAMES for status in _STATUSES}
+        self.run_seconds = _Histogram(RUN_SECONDS_BUCKETS)
+        self.timeouts = dict.fromkeys(_BOOK_CALLS, 0)
+        self.refused = dict.fromkeys(_BOOK_CALLS, 0)
+        self.proposed: dict[str, int] = {}
+        self.applied: dict[str, int] = {}
+        self.suspect = 0
+        self.explained = dict.fromkeys(_VERDICTS, 0)
+        self.breaks: _OpenBreaks | None = None
+        self.built: dict[str, list[Sample]] | None = None
+        self.written: dict[str, str] | None = None
+
+    def changed(self) -> None:
+        self.built = self.written = None
+
+    def samples(self) -> dict[str, list[Sample]]:
+        if self.built is None:
+            self.built = self._build()
+        return self.built
+
+    def text(self) -> dict[str, str]:
+        """Each family's lines in Prometheus' text format, as last written."""
+        if self.written is None:
+            self.written = {family: _lines(samples) for family, samples in self.samples().items()}
+        return self.written
+
+    def _build(self) -> dict[str, list[Sample]]:
+        account = self.account
+        built: dict[str, list[Sample]] = {
+            "reconciliation_runs": [
+                Sample("reconciliation_runs_total", {"account": account, "trigger": trigger, "status": status}, count)
+                for (trigger, status), count in self.runs.items()
+            ],
+            "reconciliation_run_duration_seconds": self.run_seconds.samples(
+                "reconciliation_run_duration_seconds", {"account": account}
+            ),
+        }
+        for family, counts in (
+            ("reconciliation_book_call_timeouts", self.timeouts),
+            ("reconciliation_book_calls_refused", self.refused),
+        ):
+            built[family] = [
+                Sample(f"{family}_total", {"account": account, "call": call}, count) for call, count in counts.items()
+            ]
+        for family, counts in (
+            ("reconciliation_corrections_proposed", self.proposed),
+            ("reconciliation_corrections_applied", self.applied),
+        ):
+            built[family] = [
+                Sample(f"{family}_total", {"account": account, "type": kind}, count) for kind, count in counts.items()
+            ]
+        built["reconciliation_suspect_runs"] = [
+            Sample("reconciliation_suspect_runs_total", {"account": account}, self.suspect)
+        ]
+        built["reconciliation_explained_breaks"] = [
+            Sample("reconciliation_explained_breaks_total", {"account": account, "verdict": verdict}, count)
+            for verdict, count in self.explained.items()
+        ]
+        built["reconciliation_open_breaks"] = []
+        built["reconciliation_last_clean_run_timestamp_seconds"] = []
+        if self.breaks is not None:
+            by_kind = collections.Counter(
+                (sighting.discrepancy.type.value, sighting.severity.value) for sighting in self.breaks.sightings
+            )
+            built["reconciliation_open_breaks"] = [
+                Sample("reconciliation_open_breaks", {"account": account, "type": kind, "severity": severity}, count)
+                for (kind, severity), count in sorted(by_kind.items())
+            ]
+            if self.breaks.last_clean_at is not None:
+                built["reconciliation_last_clean_run_timestamp_seconds"] = [
+                    Sample(
+                        "reconciliation_last_clean_run_timestamp_seconds",
+                        {"account": account},
+                        self.breaks.last_clean_at.timestamp(),
+                    )
+                ]
+        return built
+
+    def oldest_age(self, now: dt.datetime) -> list[Sample]:
+        """The age of the oldest open break now (0 without one); none before a completed run."""
+        if self.breaks is None:
+            return []
+        oldest = min((sighting.first_seen for sighting in self.breaks.sightings), default=None)
+        age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+        return [Sample("reconciliation_oldest_open_break_age_seconds", {"account": self.account}, age)]
+
+
+_ACCOUNT_FAMILIES = (
+    ("reconciliation_runs", "counter", "Runs finished, by trigger (startup, periodic, post_fill, on_demand) and status (ok, failed)."),
+    ("reconciliation_run_duration_seconds", "histogram", "How long each run took, from its trigger to its result."),
+    ("reconciliation_book_call_timeouts", "counter", "Book calls that did not answer within broker_timeout_seconds."),
+    (
+        "reconciliation_book_calls_refused",
+        "counter",
+        "Book calls not made because the previous call of the same method still hangs.",
+    ),
+    ("reconciliation_corrections_proposed", "counter", "Corrections proposed for breaks, by break type."),
+    ("reconciliation_corrections_applied", "counter", "Corrections applied to a book, by break type."),
+    (
+        "reconciliation_suspect_runs",
+        "counter",
+        (
+            "Completed runs whose broker answer was implausible against the account's recent history "
+            "(no correction acts on them)."
+        ),
+    ),
+    (
+        "reconciliation_explained_breaks",
+        "counter",
+        (
+            "Position breaks published with the fills behind them, by verdict (explained, partly_explained, "
+            "unexplained)."
+        ),
+    ),
+    (
+        "reconciliation_open_breaks",
+        "gauge",
+        (
+            "Open breaks after the account's last completed run, by type and severity (after escalation); "
+            "only the type and severity pairs with a break."
+        ),
+    ),
+    (
+        "reconciliation_last_clean_run_timestamp_seconds",
+        "gauge",
+        "When the account last reconciled without a break or an error (unix time of its snapshot).",
+    ),
+)
+_OLDEST_AGE = (
+    "reconciliation_oldest_open_break_age_seconds",
+    "gauge",
+    "How long the oldest open break has been open (since its first_seen); 0 without one.",
+)
+_CALL_SECONDS = (
+    "reconciliation_book_call_duration_seconds",
+    "histogram",
+    "How long each call to a book (broker.get_positions, local.get_account, ...) was waited for.",
+)
+
+
+_exposing = threading.local()
+"""`found`, while this thread serves a scrape (`serve_metrics`): the `ReconciliationMetrics`
+the registry holds, each of which then writes its `exposition` instead of being collected."""
+
+
+def _lines(samples: list[Sample]) -> str:
+    """`samples` in Prometheus' text format, as prometheus_client's `generate_latest` writes them."""
+    return "".join(f"{sample.name}{_labels(sample.labels)} {_number(sample.value)}\n" for sample in samples)
+
+
+_LABEL_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    pairs = ",".join(f'{name}="{value.translate(_LABEL_ESCAPES)}"' for name, value in sorted(labels.items()))
+    return f"{{{pairs}}}"
+
+
+def _number(value: float) -> str:
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _header(name: str, kind: str, documentation: str) -> str:
+    shown = f"{name}_total" if kind == "counter" else name
+    text = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {shown} {text}\n# TYPE {shown} {kind}\n"
+
+
+def _family(name: str, kind: str, documentation: str, samples: list[Sample]) -> Metric:
+    family = Metric(name, documentation, kind)
+    family.samples = samples
+    return family
+
+
 class _Families:
-    """The metric families read at scrape time, empty until filled (also what `describe` names)."""
+    """The health families read at scrape time, empty until filled (also what `describe` names)."""
 
     def __init__(self) -> None:
-        account, runtime, sink = ["account"], ["runtime"], ["runtime", "sink"]
-        self.open_breaks = GaugeMetricFamily(
-            "reconciliation_open_breaks",
-            "Open breaks after the account's last completed run, by type and severity (after escalation).",
-            labels=[*account, "type", "severity"],
-        )
-        self.oldest_age = GaugeMetricFamily(
-            "reconciliation_oldest_open_break_age_seconds",
-            "How long the oldest open break has been open (since its first_seen); 0 without one.",
-            labels=account,
-        )
-        self.last_clean = GaugeMetricFamily(
-            "reconciliation_last_clean_run_timestamp_seconds",
-            "When the account last reconciled without a break or an error (unix time of its snapshot).",
-            labels=account,
-        )
+        runtime, sink = ["runtime"], ["runtime", "sink"]
         self.queued = GaugeMetricFamily(
             "reconciliation_delivery_queued_runs", "Runs waiting to be delivered to the sink.", labels=sink
         )
@@ -166,9 +371,6 @@ class _Families:
 
     def all(self) -> list[Metric]:
         return [
-            self.open_breaks,
-            self.oldest_age,
-            self.last_clean,
             self.queued,
             self.delivered,
             self.dropped,
@@ -180,21 +382,6 @@ class _Families:
             self.component_errors,
             self.corrections_held,
         ]
-
-    def add_account(self, account: str, breaks: _OpenBreaks, now: dt.datetime) -> None:
-        sightings = breaks.sightings
-        by_kind = collections.Counter(
-            (sighting.discrepancy.type, sighting.severity) for sighting in sightings
-        )
-        for kind in DiscrepancyType:
-            for severity in DiscrepancySeverity:
-                self.open_breaks.add_metric([account, kind.value, severity.value], by_kind[kind, severity])
-        oldest = min((sighting.first_seen for sighting in sightings), default=None)
-        self.oldest_age.add_metric(
-            [account], 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
-        )
-        if breaks.last_clean_at is not None:
-            self.last_clean.add_metric([account], breaks.last_clean_at.timestamp())
 
     def add_health(self, runtime: str, health: ServiceHealth) -> None:
         for sink, delivery in sorted(health.delivery.items()):
@@ -223,6 +410,10 @@ class ReconciliationMetrics:
     thread-safe: it is called in their threads) and a collector that reads their
     health when scraped. `registry.unregister(metrics)` takes every metric away again.
 
+    Per account it keeps numbers, and the samples last built from them: a scrape builds
+    again only the accounts that changed since the one before, so its cost grows with the
+    accounts that ran, not with all of them (docs/benchmarks.md measures 500 accounts).
+
     Args:
         registry: where to register; prometheus_client's default registry if not given.
         now: the wall clock break ages are measured against (a test's `ManualClock.now`).
@@ -239,66 +430,11 @@ class ReconciliationMetrics:
         self._now = now
         self._lock = threading.Lock()
         self._watched: dict[Watchable, tuple[str, tuple[str, ...]]] = {}
-        self._open_breaks: dict[str, _OpenBreaks] = {}
-        account, call = ["account"], ["account", "call"]
-        self._runs = Counter(
-            "reconciliation_runs",
-            "Runs finished, by trigger (startup, periodic, post_fill, on_demand) and status (ok, failed).",
-            [*account, "trigger", "status"],
-            registry=None,
-        )
-        self._run_seconds = Histogram(
-            "reconciliation_run_duration_seconds",
-            "How long each run took, from its trigger to its result.",
-            account,
-            buckets=RUN_SECONDS_BUCKETS,
-            registry=None,
-        )
-        self._call_seconds = Histogram(
-            "reconciliation_book_call_duration_seconds",
-            "How long each call to a book (broker.get_positions, local.get_account, ...) was waited for.",
-            call,
-            buckets=BOOK_CALL_SECONDS_BUCKETS,
-            registry=None,
-        )
-        self._call_timeouts = Counter(
-            "reconciliation_book_call_timeouts",
-            "Book calls that did not answer within broker_timeout_seconds.",
-            call,
-            registry=None,
-        )
-        self._calls_refused = Counter(
-            "reconciliation_book_calls_refused",
-            "Book calls not made because the previous call of the same method still hangs.",
-            call,
-            registry=None,
-        )
-        self._corrections_proposed = Counter(
-            "reconciliation_corrections_proposed",
-            "Corrections proposed for breaks, by break type.",
-            [*account, "type"],
-            registry=None,
-        )
-        self._corrections_applied = Counter(
-            "reconciliation_corrections_applied",
-            "Corrections applied to a book, by break type.",
-            [*account, "type"],
-            registry=None,
-        )
-        self._explanations = Counter(
-            "reconciliation_explained_breaks",
-            "Position breaks published with the fills behind them, by verdict (explained, partly_explained, "
-            "unexplained).",
-            [*account, "verdict"],
-            registry=None,
-        )
-        self._suspect_runs = Counter(
-            "reconciliation_suspect_runs",
-            "Completed runs whose broker answer was implausible against the account's recent history "
-            "(no correction acts on them).",
-            account,
-            registry=None,
-        )
+        self._accounts: dict[str, _Account] = {}
+        self._with_breaks: set[str] = set()
+        """The accounts whose open breaks are reported (their oldest age is measured at each scrape)."""
+        self._runtime_of: dict[str, str] = {}
+        self._call_seconds: dict[tuple[str, str], _Histogram] = {}
         try:
             registry.register(self)
         except ValueError:  # a duplicated name (DuplicateTimeseries from prometheus_client 0.26)
@@ -344,16 +480,9 @@ class ReconciliationMetrics:
                 msg = f"another watched runtime is named {label!r}: give this one another name"
                 raise ValueError(msg)
             self._watched[target] = (label, accounts)
-        for account in accounts:
-            for trigger in TRIGGER_NAMES:
-                for status in _STATUSES:
-                    self._runs.labels(account, trigger, status)
-            self._suspect_runs.labels(account)
-            for verdict in _VERDICTS:
-                self._explanations.labels(account, verdict)
-            for call in _BOOK_CALLS:
-                self._call_timeouts.labels(account, call)
-                self._calls_refused.labels(account, call)
+            for account in accounts:
+                self._accounts.setdefault(account, _Account(account))
+                self._runtime_of[account] = label
         target.add_observer(self)
         return self
 
@@ -369,62 +498,130 @@ class ReconciliationMetrics:
                 msg = "that runtime is not watched"
                 raise ValueError(msg)
             for account in watched[1]:
-                self._open_breaks.pop(account, None)
+                series = self._accounts[account]
+                series.breaks = None
+                series.changed()
+                self._with_breaks.discard(account)
         target.remove_observer(self)
 
     def correction_event(self, event: CorrectionEvent) -> None:
         """Count a correction when it is proposed, and again when it is applied."""
-        labels = (event.account_id, event.correction.type.value)
-        if event.status is CorrectionStatus.PROPOSED:
-            self._corrections_proposed.labels(*labels).inc()
-        elif event.status is CorrectionStatus.APPLIED:
-            self._corrections_applied.labels(*labels).inc()
+        kind = event.correction.type.value
+        with self._lock:
+            series = self._accounts.get(event.account_id)
+            if series is None:
+                return
+            if event.status is CorrectionStatus.PROPOSED:
+                series.proposed[kind] = series.proposed.get(kind, 0) + 1
+            elif event.status is CorrectionStatus.APPLIED:
+                series.applied[kind] = series.applied.get(kind, 0) + 1
+            else:
+                return
+            series.changed()
 
     def run_finished(self, run: FinishedRun) -> None:
         """Count the run; a completed one also sets its account's open breaks (a failed one says nothing of them)."""
         result = run.result
         account = result.account_id
-        self._runs.labels(account, result.trigger, result.status).inc()
-        self._run_seconds.labels(account).observe(result.duration_ms / 1000)
-        if result.error is not None:
-            return
-        if result.suspect is not None:
-            self._suspect_runs.labels(account).inc()
-        for discrepancy in result.discrepancies:
-            if discrepancy.explanation is not None:
-                self._explanations.labels(account, discrepancy.explanation.verdict).inc()
-        breaks = _OpenBreaks(run.ageing.sightings, result.timestamp if result.is_clean else None)
         with self._lock:
-            if not any(account in accounts for _, accounts in self._watched.values()):
+            series = self._accounts.get(account)
+            if series is None:
                 return
-            previous = self._open_breaks.get(account)
-            if breaks.last_clean_at is None and previous is not None:
-                breaks = attrs.evolve(breaks, last_clean_at=previous.last_clean_at)
-            self._open_breaks[account] = breaks
+            key = (result.trigger, result.status)
+            series.runs[key] = series.runs.get(key, 0) + 1
+            series.run_seconds.observe(result.duration_ms / 1000)
+            if result.suspect is not None:
+                series.suspect += 1
+            for discrepancy in result.discrepancies:
+                if discrepancy.explanation is not None:
+                    series.explained[discrepancy.explanation.verdict] += 1
+            series.changed()
+            if result.error is not None or not any(account in accounts for _, accounts in self._watched.values()):
+                return
+            last_clean = result.timestamp if result.is_clean else None
+            if last_clean is None and series.breaks is not None:
+                last_clean = series.breaks.last_clean_at
+            series.breaks = _OpenBreaks(run.ageing.sightings, last_clean)
+            self._with_breaks.add(account)
 
     def book_call_ended(self, timing: BookCallTiming) -> None:
-        labels = (timing.account_id, timing.call)
-        if timing.outcome == "still_hung":
-            self._calls_refused.labels(*labels).inc()
-            return
-        self._call_seconds.labels(*labels).observe(timing.seconds)
-        if timing.outcome == "timeout":
-            self._call_timeouts.labels(*labels).inc()
+        with self._lock:
+            series = self._accounts.get(timing.account_id)
+            if series is None:
+                return
+            if timing.outcome == "still_hung":
+                series.refused[timing.call] = series.refused.get(timing.call, 0) + 1
+                series.changed()
+                return
+            if timing.outcome == "timeout":
+                series.timeouts[timing.call] = series.timeouts.get(timing.call, 0) + 1
+                series.changed()
+            runtime = self._runtime_of.get(timing.account_id)
+            if runtime is not None:
+                histogram = self._call_seconds.get((runtime, timing.call))
+                if histogram is None:
+                    histogram = self._call_seconds[runtime, timing.call] = _Histogram(BOOK_CALL_SECONDS_BUCKETS)
+                histogram.observe(timing.seconds)
 
     def describe(self) -> list[Metric]:
         """The metric families, empty: how the registry knows their names."""
-        return [*self._counted(describe=True), *_Families().all()]
+        return [
+            *(_family(name, kind, text, []) for name, kind, text in (*_ACCOUNT_FAMILIES, _OLDEST_AGE, _CALL_SECONDS)),
+            *_Families().all(),
+        ]
 
     def collect(self) -> Iterator[Metric]:
-        """Every metric, the health of each watched runtime read now."""
-        yield from self._counted(describe=False)
-        now = self._now()
+        """Every metric: each account's samples as last built, the health of each watched runtime read now.
+
+        Nothing while `serve_metrics` answers a scrape in this thread: it asks `exposition`."""
+        found = getattr(_exposing, "found", None)
+        if found is not None:
+            found.append(self)
+            return
         with self._lock:
-            watched = [(target, label) for target, (label, _) in self._watched.items()]
-            open_breaks = sorted(self._open_breaks.items())
+            accounts = [self._accounts[account] for account in sorted(self._accounts)]
+            built = [series.samples() for series in accounts]
+            ages, calls, watched = self._read_now()
+        for name, kind, text in _ACCOUNT_FAMILIES:
+            yield _family(name, kind, text, list(itertools.chain.from_iterable(samples[name] for samples in built)))
+        yield _family(*_OLDEST_AGE, ages)
+        yield _family(*_CALL_SECONDS, calls)
+        yield from self._health(watched)
+
+    def exposition(self) -> str:
+        """These metrics in Prometheus' text format, as `collect` gives them: each account's
+        lines as last written (written again only for an account that changed), so a scrape
+        of many accounts joins text rather than formatting every sample."""
+        with self._lock:
+            written = [self._accounts[account].text() for account in sorted(self._accounts)]
+            ages, calls, watched = self._read_now()
+        parts: list[str] = []
+        for name, kind, text in _ACCOUNT_FAMILIES:
+            parts.append(_header(name, kind, text))
+            parts.extend(lines[name] for lines in written)
+        parts.extend((_header(*_OLDEST_AGE), _lines(ages), _header(*_CALL_SECONDS), _lines(calls)))
+        for family in self._health(watched):
+            parts.extend((_header(family.name, family.type, family.documentation), _lines(family.samples)))
+        return "".join(parts)
+
+    def _read_now(self) -> tuple[list[Sample], list[Sample], list[tuple[Watchable, str]]]:
+        """The oldest break ages, the book-call histograms and the watched runtimes (with the lock held)."""
+        now = self._now()
+        ages = [
+            sample
+            for account in sorted(self._with_breaks)
+            for sample in self._accounts[account].oldest_age(now)
+        ]
+        calls = [
+            sample
+            for (runtime, call), histogram in sorted(self._call_seconds.items())
+            for sample in histogram.samples(_CALL_SECONDS[0], {"runtime": runtime, "call": call})
+        ]
+        return ages, calls, [(target, label) for target, (label, _) in self._watched.items()]
+
+    @staticmethod
+    def _health(watched: list[tuple[Watchable, str]]) -> list[Metric]:
         families = _Families()
-        for account, breaks in open_breaks:
-            families.add_account(account, breaks, now)
         for target, label in watched:
             try:
                 health = target.health()
@@ -432,21 +629,7 @@ class ReconciliationMetrics:
                 logger.exception("The health of %s could not be read for its metrics", label)
                 continue
             families.add_health(label, health)
-        yield from families.all()
-
-    def _counted(self, *, describe: bool) -> Iterator[Metric]:
-        for metric in (
-            self._runs,
-            self._run_seconds,
-            self._call_seconds,
-            self._call_timeouts,
-            self._calls_refused,
-            self._corrections_proposed,
-            self._corrections_applied,
-            self._suspect_runs,
-            self._explanations,
-        ):
-            yield from metric.describe() if describe else metric.collect()
+        return families.all()
 
 
 def _accounts_of(target: Watchable) -> tuple[str, ...]:
@@ -489,6 +672,49 @@ def serve_metrics(
     Raises:
         OSError: it cannot listen there (the port is in use, the host is not this machine's).
     """
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    server = make_server(host, port, _metrics_app(registry), _Server6 if ":" in host else _Server, _Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="reconciliation-metrics", daemon=True)
+    thread.start()
     logger.info("Serving Prometheus metrics on http://%s:%d/metrics", host, server.server_address[1])
     return MetricsServer(server, thread)
+
+
+def scrape(registry: CollectorRegistry) -> bytes:
+    """What /metrics answers: `registry` in Prometheus' text format, the reconciliation metrics
+    on it written from their accounts' text (`ReconciliationMetrics.exposition`)."""
+    _exposing.found = []
+    try:
+        others = generate_latest(registry)
+        found: list[ReconciliationMetrics] = _exposing.found
+    finally:
+        del _exposing.found
+    return others + "".join(metrics.exposition() for metrics in found).encode()
+
+
+def _metrics_app(registry: CollectorRegistry) -> Callable[..., list[bytes]]:
+    def app(environ: dict[str, Any], start_response: Callable[..., object]) -> list[bytes]:
+        if environ.get("REQUEST_METHOD") not in {"GET", "HEAD"}:
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
+            return [b""]
+        body = scrape(registry)
+        headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
+    return app
+
+
+class _Server(ThreadingWSGIServer):
+    """A thread per scrape, daemon threads (prometheus_client's own server class)."""
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Log no request."""

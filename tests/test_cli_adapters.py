@@ -155,8 +155,8 @@ def test_each_broker_is_built_from_the_file_alone(
 
     assert [type(account.broker) for account in runtime.accounts.values()] == [CcxtBroker, AlpacaBroker, IBBroker]
     assert [spec.broker for spec in config.accounts] == [
-        "ccxt binanceusdm (credentials from BINANCE_API_KEY, BINANCE_API_SECRET)",
-        "alpaca paper (credentials from ALPACA_API_KEY, ALPACA_SECRET_KEY)",
+        "ccxt binanceusdm (credentials apiKey, secret from the environment)",
+        "alpaca paper (credentials api_key, secret_key from the environment)",
         f"ib 127.0.0.1:{tws.port} client 17",
     ]
 
@@ -215,19 +215,20 @@ def test_reconciliation_run_reconciles_binance_alpaca_and_ib_from_toml_alone(
     assert not [p for p in published if p["account_id"] not in ACCOUNTS]
 
 
-def test_a_credential_missing_from_the_environment_fails_the_start_naming_the_variable(
+def test_a_credential_missing_from_the_environment_fails_the_start_naming_the_credential(
     tmp_path: Path, tws: FakeTws, recorded_venues: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BINANCE_API_SECRET")
     config = load_config(write(tmp_path, three_brokers(tws.port)))
 
     with pytest.raises(
-        StartError, match=r"account binance-main: the broker factory .*BINANCE_API_SECRET"
+        StartError, match=r"account binance-main: the broker factory .*credentials.secret: the environment variable"
     ) as failed:
         build_runtime(config, fakeredis.FakeRedis())
 
     assert isinstance(failed.value.__cause__, MissingCredentialError)
     assert "recorded-binance-key" not in str(failed.value)
+    assert "BINANCE_API_SECRET" not in str(failed.value)
 
 
 BINANCE = """

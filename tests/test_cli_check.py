@@ -101,7 +101,7 @@ def test_balances_given_on_the_command_line_are_compared(files: dict[str, Path])
     )  # fmt: skip
 
     assert ran.exit_code == 1
-    assert ran.output.splitlines()[1] == "cash_mismatch,warning,,,,1000.00,998.99"
+    assert ran.output.splitlines()[1] == '"cash_mismatch","warning","","","","1000.00","998.99"'
 
 
 def test_balances_from_a_file_on_one_side_and_figures_on_the_other(files: dict[str, Path], tmp_path: Path) -> None:

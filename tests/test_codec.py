@@ -26,7 +26,7 @@ from reconciliation._domain.models import (
     NettedSymbol,
     ReconciliationResult,
 )
-from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
+from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS, uncarriable_at
 from reconciliation._publishing.inbound import SCHEMA, decode
 from reconciliation._publishing.streams import STREAMS, StreamEntry
 from reconciliation._wire.payloads import (
@@ -383,7 +383,10 @@ exact_decimals = st.one_of(
         st.integers(-12, 12),
     ),
 )
-names = st.text(min_size=1, max_size=12).filter(str.strip)
+_NAME_CHARACTERS = st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp"))
+"""What a name may hold (values.UNCARRIABLE: no control character, surrogate or line separator; the
+few bidirectional controls left are filtered out)."""
+names = st.text(_NAME_CHARACTERS, min_size=1, max_size=12).filter(lambda s: s.strip() and uncarriable_at(s) is None)
 utc_times = st.datetimes(
     min_value=dt.datetime(2000, 1, 1),  # noqa: DTZ001 (hypothesis bounds are naive)
     max_value=dt.datetime(2100, 1, 1),  # noqa: DTZ001
@@ -509,7 +512,7 @@ def test_every_run_gives_one_result_then_one_payload_per_discrepancy(run: Reconc
     assert channels == [RESULT_CHANNEL] + [DISCREPANCY_CHANNEL] * len(run.discrepancies)
 
 
-_SYMBOLS = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
+_SYMBOLS = st.text(_NAME_CHARACTERS, min_size=1, max_size=40).filter(lambda s: s.strip() and uncarriable_at(s) is None)
 _VALUES = st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(within_bounds)
 
 

@@ -166,17 +166,6 @@ def test_books_of_objects_are_compared_as_objects(monkeypatch: pytest.MonkeyPatc
     assert spy.given == []
 
 
-def test_a_symbol_arrow_cannot_hold_is_compared_as_objects() -> None:
-    columns = columns_from_objects([reported("AAPL", 5)], "broker")
-    unpaired_surrogate = "\udc80"
-
-    found = compare.compare(snapshot([held(unpaired_surrogate, 1), held("AAPL", 5)], columns), CONFIG)
-
-    assert [(d.type, d.symbol) for d in found.discrepancies] == [
-        (DiscrepancyType.MISSING_BROKER, unpaired_surrogate)
-    ]
-
-
 def test_a_large_comparison_pauses_between_chunks_of_discrepancies() -> None:
     book = [held(f"S{i:05d}", 1) for i in range(3 * compare.CHUNK_SIZE)]
     pauses: list[None] = []

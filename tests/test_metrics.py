@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import gzip
 import importlib
 import json
 import re
@@ -18,7 +20,7 @@ from typing import Any
 import attrs
 import fakeredis
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from service_fixtures import ACCOUNT, Harness, make_fill
 
@@ -146,12 +148,12 @@ def test_each_runs_duration_is_observed_in_seconds(watched: Any, registry: Colle
 # Book calls
 
 
-def test_each_book_call_is_timed_under_its_own_name(watched: Any, registry: CollectorRegistry) -> None:
+def test_each_book_call_is_timed_under_its_own_name_per_runtime(watched: Any, registry: CollectorRegistry) -> None:
     harness = watched()
     harness.start()
 
     timed = {
-        call: value(registry, "reconciliation_book_call_duration_seconds_count", account=ACCOUNT, call=call)
+        call: value(registry, "reconciliation_book_call_duration_seconds_count", runtime=ACCOUNT, call=call)
         for call in BOOK_CALLS
     }
     assert timed == dict.fromkeys(BOOK_CALLS, 1)
@@ -186,7 +188,10 @@ def test_a_broker_call_that_times_out_is_counted(
 
     labels = {"account": ACCOUNT, "call": "broker.get_positions"}
     assert value(registry, "reconciliation_book_call_timeouts_total", **labels) == 1
-    assert value(registry, "reconciliation_book_call_duration_seconds_count", **labels) == 2
+    assert (
+        value(registry, "reconciliation_book_call_duration_seconds_count", runtime=ACCOUNT, call="broker.get_positions")
+        == 2
+    )
     assert (
         value(registry, "reconciliation_book_call_timeouts_total", account=ACCOUNT, call="broker.get_account")
         == 0
@@ -206,7 +211,10 @@ def test_a_call_refused_because_the_previous_one_still_hangs_is_counted_but_not_
     labels = {"account": ACCOUNT, "call": "broker.get_positions"}
     assert value(registry, "reconciliation_book_calls_refused_total", **labels) == 1
     assert value(registry, "reconciliation_book_call_timeouts_total", **labels) == 1
-    assert value(registry, "reconciliation_book_call_duration_seconds_count", **labels) == 2
+    assert (
+        value(registry, "reconciliation_book_call_duration_seconds_count", runtime=ACCOUNT, call="broker.get_positions")
+        == 2
+    )
 
 
 def test_a_call_still_hanging_past_its_timeout_shows_as_hung(
@@ -226,7 +234,7 @@ def test_a_call_still_hanging_past_its_timeout_shows_as_hung(
 # Breaks
 
 
-def test_open_breaks_are_counted_by_type_and_severity(watched: Any, registry: CollectorRegistry) -> None:
+def test_open_breaks_are_counted_by_type_and_severity_only_where_there_is_one(watched: Any, registry: CollectorRegistry) -> None:
     harness = watched()
     open_a_break(harness)
 
@@ -237,7 +245,7 @@ def test_open_breaks_are_counted_by_type_and_severity(watched: Any, registry: Co
         value(
             registry, "reconciliation_open_breaks", account=ACCOUNT, type="cash_mismatch", severity="warning"
         )
-        == 0
+        is None
     )
 
 
@@ -257,8 +265,9 @@ def test_a_break_the_next_run_no_longer_sees_leaves_the_open_breaks(
         value(
             registry, "reconciliation_open_breaks", account=ACCOUNT, type="missing_local", severity="critical"
         )
-        == 0
+        is None
     )
+    assert value(registry, "reconciliation_oldest_open_break_age_seconds", account=ACCOUNT) == 0
 
 
 def test_a_failed_run_leaves_the_open_breaks_as_they_were(watched: Any, registry: CollectorRegistry) -> None:
@@ -502,6 +511,39 @@ def test_an_account_whose_corrections_are_held_shows_it(watched: Any, registry: 
 # Watching
 
 
+def test_an_account_that_ran_clean_has_39_series(watched: Any, registry: CollectorRegistry) -> None:
+    harness = watched()
+    harness.start()
+
+    series = [
+        (family.name, sample.name)
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.labels.get("account") == ACCOUNT
+    ]
+
+    assert len(series) == 39
+    assert collections.Counter(family for family, _ in series) == {
+        "reconciliation_runs": 8,
+        "reconciliation_run_duration_seconds": 17,
+        "reconciliation_book_call_timeouts": 4,
+        "reconciliation_book_calls_refused": 4,
+        "reconciliation_suspect_runs": 1,
+        "reconciliation_explained_breaks": 3,
+        "reconciliation_oldest_open_break_age_seconds": 1,
+        "reconciliation_last_clean_run_timestamp_seconds": 1,
+    }
+
+
+def test_no_created_series_are_exported(watched: Any, registry: CollectorRegistry) -> None:
+    harness = watched()
+    harness.start()
+
+    names = {sample.name for family in registry.collect() for sample in family.samples}
+
+    assert [name for name in names if name.endswith("_created")] == []
+
+
 def test_a_runtime_of_many_accounts_is_counted_by_account_and_its_health_reported_once(
     registry: CollectorRegistry,
 ) -> None:
@@ -650,6 +692,50 @@ def test_serve_metrics_serves_the_registry_over_http_until_closed(
     )
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+
+
+def samples_of(text: str) -> set[tuple[str, frozenset[tuple[str, str]], float]]:
+    return {
+        (sample.name, frozenset(sample.labels.items()), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_served_metrics_are_the_registrys_samples_written_from_each_accounts_text(
+    watched: Any, registry: CollectorRegistry
+) -> None:
+    harness = watched(severity_overrides={"missing_local": "info"})
+    open_a_break(harness)
+    harness.start()
+    harness.broker.then_raise(ConnectionError("gateway down"))
+    harness.reconcile()
+    ProcessCollector(registry=registry)
+    server = serve_metrics(registry, port=0)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - a loopback http URL we built
+            assert response.headers["Content-Encoding"] == "gzip"
+            served = gzip.decompress(response.read()).decode()
+    finally:
+        server.close()
+
+    collected = samples_of(generate_latest(registry).decode())
+    assert {name for name, _, _ in samples_of(served)} == {name for name, _, _ in collected}
+    unchanging = {sample for sample in collected if not sample[0].startswith(("process_", "reconciliation_oldest"))}
+    assert unchanging <= samples_of(served)
+
+
+def test_serve_metrics_answers_only_get(watched: Any, registry: CollectorRegistry) -> None:
+    server = serve_metrics(registry, port=0)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)  # noqa: S310 - a loopback http URL we built
+    finally:
+        server.close()
+
+    assert refused.value.code == 405
 
 
 def test_serve_metrics_on_a_port_in_use_raises_os_error(registry: CollectorRegistry) -> None:

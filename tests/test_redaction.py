@@ -130,3 +130,27 @@ def test_run_check_shows_the_redis_and_audit_urls_without_passwords(tmp_path) ->
     assert "s3cr3t" not in outcome.output
     assert "redis://:***@127.0.0.1:6379/0?password=***" in outcome.output
     assert "postgresql://u:***@h/db?sslpassword=***" in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "binanceusdm GET https://fapi.binance.com/fapi/v3/account?timestamp=1&signature=9f8e 503 down",
+            "binanceusdm GET https://fapi.binance.com/fapi/v3/account?*** 503 down",
+        ),
+        ("wss://stream.example/ws?listenKey=abc#top", "wss://stream.example/ws?***#top"),
+        ("http://u:pw@h/p?a=1", "http://u:***@h/p?***"),
+        ("https://h/p", "https://h/p"),
+    ],
+)
+def test_a_web_url_in_a_message_loses_its_query_string(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+
+
+def test_a_signature_setting_in_a_message_is_masked() -> None:
+    assert redact_text("body: symbol=BTC&signature=9f8e7d") == "body: symbol=BTC&signature=***"
+
+
+def test_a_redis_url_keeps_its_settings_but_not_its_password() -> None:
+    assert redact_text("redis://h/0?db=1&password=pw") == "redis://h/0?db=1&password=***"

@@ -7,8 +7,8 @@ compared in-process, exactly as a service compares (`compare`); with it, a
 (requested by `check`) and publishes it like any other run.
 
 The optional TOML file holds any `ReconciliationConfig` option (as an [[accounts]] table of
-`reconciliation run` does, `account_id` included) and, in [local] and [broker], how each
-file is read; see docs/configuration.md.
+`reconciliation run` does, `account_id` included), in [local] and [broker] how each file is
+read, and in [limits] how large each may be (`StatementLimits`); see docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -26,11 +26,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from reconciliation._cli.runner import ConfigError, config_from_table, read_toml
+from reconciliation._cli.spreadsheet import spreadsheet_cell
 from reconciliation._domain.compare import compare
 from reconciliation._domain.error_text import unknown_key
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
 from reconciliation._wire.payloads import decimal_text, discrepancy_payload, result_payload
-from reconciliation.files import BalanceColumns, Balances, ColumnMap, StatementBook, StatementBroker
+from reconciliation.files import (
+    BalanceColumns,
+    Balances,
+    ColumnMap,
+    StatementBook,
+    StatementBroker,
+    StatementLimits,
+)
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -82,6 +90,8 @@ class CheckConfig:
     config: ReconciliationConfig
     local: SideSpec = attrs.Factory(SideSpec)
     broker: SideSpec = attrs.Factory(SideSpec)
+    limits: StatementLimits = attrs.Factory(StatementLimits)
+    """How large each position file may be: the [limits] table."""
 
 
 def load_check_config(path: Path | None) -> CheckConfig:
@@ -97,7 +107,12 @@ def load_check_config(path: Path | None) -> CheckConfig:
     options = {"account_id": DEFAULT_ACCOUNT, **document}
     config: ReconciliationConfig | None = None
     try:
-        config = config_from_table(options, where="the top level", ignore=_SIDES)
+        config = config_from_table(options, where="the top level", ignore=(*_SIDES, "limits"))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    limits = StatementLimits()
+    try:
+        limits = _limits(document.get("limits", {}))
     except ConfigError as exc:
         problems.extend(exc.problems)
     sides: dict[str, SideSpec] = {}
@@ -108,7 +123,20 @@ def load_check_config(path: Path | None) -> CheckConfig:
             problems.extend(exc.problems)
     if problems or config is None:
         raise ConfigError(*problems)
-    return CheckConfig(config, sides["local"], sides["broker"])
+    return CheckConfig(config, sides["local"], sides["broker"], limits)
+
+
+def _limits(table: Any) -> StatementLimits:
+    known = tuple(field.name for field in attrs.fields(StatementLimits))
+    values = _table(table, "limits")
+    unknown = [f"limits.{key}: {unknown_key(key, known)}" for key in values if key not in known]
+    if unknown:
+        raise ConfigError(*unknown)
+    try:
+        return StatementLimits(**values)
+    except (TypeError, ValueError) as exc:
+        msg = f"limits.{getattr(exc, 'field', '')}: {exc}"
+        raise ConfigError(msg) from None
 
 
 def _side(table: Any, side: Side, base: Path) -> SideSpec:
@@ -222,6 +250,7 @@ def read_statements(check: CheckConfig, local: Path, broker: Path) -> tuple[Stat
         check.local.balances or zero,
         columns=check.local.columns,
         balance_columns=check.local.balance_columns,
+        limits=check.limits,
     )
     reported = StatementBroker(
         account_id,
@@ -229,6 +258,7 @@ def read_statements(check: CheckConfig, local: Path, broker: Path) -> tuple[Stat
         check.broker.balances or zero,
         columns=check.broker.columns,
         balance_columns=check.broker.balance_columns,
+        limits=check.limits,
     )
     return book, reported
 
@@ -300,13 +330,17 @@ def json_document(result: ReconciliationResult) -> str:
 
 
 def csv_document(result: ReconciliationResult) -> str:
-    """One row per break: type, severity, symbol, asset type, currency, both values (exact)."""
+    """One row per break: type, severity, symbol, asset type, currency, both values (exact).
+
+    Every field is quoted, and a cell a spreadsheet would evaluate is neutralised
+    (`spreadsheet_cell`: a symbol such as `=HYPERLINK(...)` opens as text)."""
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(_CSV_FIELDS)
     for found in result.discrepancies:
         writer.writerow(
-            (
+            spreadsheet_cell(cell)
+            for cell in (
                 found.type.value,
                 found.severity.value,
                 found.symbol or "",

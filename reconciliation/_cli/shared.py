@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR_LIMIT",
     "MAX_REPLAY",
+    "SDK_LOGGERS",
     "CommandError",
     "audit_store",
     "cluster_option",
@@ -53,6 +54,28 @@ LOG_LINE_LIMIT = 20_000
 """The longest log line a command writes, in characters."""
 ERROR_LIMIT = 2_000
 """The longest error line a command writes, in characters."""
+SDK_LOGGERS = (
+    "ccxt",
+    "alpaca",
+    "ib_async",
+    "ibapi",
+    "urllib3",
+    "requests",
+    "aiohttp",
+    "httpx",
+    "httpcore",
+    "hpack",
+    "h2",
+    "websockets",
+    "websocket",
+    "psycopg",
+    "redis",
+)
+"""The SDKs' loggers and those of the HTTP, WebSocket and database clients under them: at DEBUG
+they log request headers (ccxt's with the API key), signed URLs and connection strings, so -v
+shows them at INFO and above; `run --debug-sdk` lifts it."""
+
+_SDK_PREFIXES = tuple(f"{name}." for name in SDK_LOGGERS)
 
 
 class CommandError(click.ClickException):
@@ -91,12 +114,13 @@ def redis_errors(option: str = "--redis-url", *, unreachable: str = "") -> Itera
 
 @contextlib.contextmanager
 def audit_store(store: str) -> Iterator[AuditStore]:
-    """The audit store at `store`, closed after the block; a usage error (2) or an unusable store (5)."""
+    """The audit store at `store`, opened read-only (a SQLite file is left as it is) and closed
+    after the block; a usage error (2) or an unusable store (5)."""
     if "://" not in store and not Path(store).is_file():
         msg = f"--store: no audit store at {store} (a SQLite file written by a service with audit_store set)"
         raise CommandError(msg, exit_code=ExitCode.USAGE)
     try:
-        audit = open_store(store)
+        audit = open_store(store, read_only=True)
     except ValueError as exc:
         msg = f"--store: {exc}"
         raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
@@ -113,12 +137,16 @@ def audit_store(store: str) -> Iterator[AuditStore]:
         audit.close()
 
 
-def configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...] = ()) -> None:
+def configure_logging(
+    verbose: int, level: int, *, below_error: tuple[str, ...] = (), debug_sdk: bool = False
+) -> None:
     """Log to stderr: through rich on a terminal, one plain line per record otherwise.
 
     The handler replaces (not doubles) the one of a command run before in the same process.
-    -v shows DEBUG from every logger, pykka's included; without it, the loggers named in
-    `below_error` show only errors (the demo shows their runs itself).
+    -v shows DEBUG from every logger, pykka's included, but never below INFO from the
+    `SDK_LOGGERS`, whose DEBUG lines carry credentials, unless `debug_sdk` (which also says
+    so, at WARNING); without -v, the loggers named in `below_error` show only errors (the
+    demo shows their runs itself).
     """
     handler: logging.Handler
     if sys.stderr.isatty():
@@ -129,12 +157,28 @@ def configure_logging(verbose: int, level: int, *, below_error: tuple[str, ...] 
         handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if below_error and not verbose:
         handler.addFilter(lambda record: record.levelno >= logging.ERROR or record.name not in below_error)
+    if not debug_sdk:
+        handler.addFilter(_not_sdk_debug)
     handler.set_name(__name__)
     root = logging.getLogger()
     for previous in [h for h in root.handlers if h.get_name() == __name__]:
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else level)
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug_sdk else logging.INFO)
+    if debug_sdk:
+        logging.getLogger(__name__).warning(
+            "--debug-sdk: the SDKs log at DEBUG, with their request headers, signed URLs and bodies: "
+            "API keys and signatures are in this log; keep it private, and delete it when done"
+        )
+
+
+def _not_sdk_debug(record: logging.LogRecord) -> bool:
+    """False for a record below INFO from one of the `SDK_LOGGERS`."""
+    return record.levelno >= logging.INFO or not (
+        record.name in SDK_LOGGERS or record.name.startswith(_SDK_PREFIXES)
+    )
 
 
 class _RedactingFormatter(logging.Formatter):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,13 +37,19 @@ import pyarrow.compute as pc
 
 from reconciliation._columnar.columns import ASSET_TYPE_ORDER, Picks, PositionColumns
 from reconciliation._columnar.input import (
-    NotColumnarError,
     aligned,
     columns_from_objects,
     rows_as_objects,
     taken,
 )
-from reconciliation._domain.compare import CHUNK_SIZE, Comparison, Found, compare_positions, discrepancies_of
+from reconciliation._domain.compare import (
+    CHUNK_SIZE,
+    Comparison,
+    Found,
+    compare_positions,
+    discrepancies_of,
+    net_in_chunks,
+)
 from reconciliation._domain.models import BrokerPosition, DiscrepancyType, Position
 
 if TYPE_CHECKING:
@@ -64,8 +70,6 @@ _INT64_MAX = 2**63 - 1
 
 _BATCH = 10 * CHUNK_SIZE
 """How many discrepancies' values are read from the columns at once (Arrow calls, each short)."""
-
-_Side = TypeVar("_Side", Position, BrokerPosition)
 
 _MISSING_LOCAL, _MISSING_BROKER, _QUANTITY, _COST = 0, 1, 2, 3
 _KINDS = (
@@ -96,14 +100,21 @@ def compare_columns(
     pause()
     found = _Classified.of(local, broker, (local_ids, broker_ids), count, config.cost_tolerance_pct)
     pause()
+    local_exact, local_netted = net_in_chunks(
+        _objects(local, np.flatnonzero(found.exact_key[local_ids]), pause), "local"
+    )
+    broker_exact, broker_netted = net_in_chunks(
+        _objects(broker, np.flatnonzero(found.exact_key[broker_ids]), pause), "broker"
+    )
     exact = compare_positions(
-        rows_as_objects(local, np.flatnonzero(found.exact_key[local_ids])),
-        rows_as_objects(broker, np.flatnonzero(found.exact_key[broker_ids])),
+        list(local_exact.values()),
+        list(broker_exact.values()),
         account_id=account_id,
         timestamp=timestamp,
         config=config,
         pause=pause,
     )
+    del local_exact, broker_exact
     if found.exact_key.any():
         logger.debug(
             "%d of %d positions compared by the exact path (netted, or too large for 62 bits)",
@@ -113,11 +124,21 @@ def compare_columns(
         )
     simple = list(found.discrepancies(local, broker, account_id, timestamp, config, pause))
     discrepancies = tuple(heapq.merge(simple, exact.discrepancies, key=_position_order))
-    return Comparison(discrepancies=discrepancies, positions_checked=count, netted=exact.netted)
+    return Comparison(
+        discrepancies=discrepancies, positions_checked=count, netted=(*local_netted, *broker_netted)
+    )
 
 
 def _no_pause() -> None:
     return None
+
+
+def _objects(columns: PositionColumns, rows: npt.NDArray[np.intp], pause: Callable[[], object]) -> Iterator[list[Any]]:
+    """The positions at `rows` as objects, `_BATCH` at a time: a position reported a million
+    times is netted without a million objects alive at once."""
+    for start in range(0, len(rows), _BATCH):
+        yield rows_as_objects(columns, rows[start : start + _BATCH])
+        pause()
 
 
 def _position_order(discrepancy: Discrepancy) -> tuple[str, str]:
@@ -380,36 +401,13 @@ def compare_any_positions(
     config: ReconciliationConfig,
     pause: Callable[[], object] | None = None,
 ) -> Comparison:
-    """`compare_columns` for books given as columns or as objects (put in columns first).
-
-    Objects that cannot be put in columns (a symbol that is not valid Unicode) are
-    compared as objects, the columns side turned into objects too.
-    """
-    try:
-        local_columns = (
-            local if isinstance(local, PositionColumns) else columns_from_objects(local, "local", pause=pause)
-        )
-        broker_columns = (
-            broker
-            if isinstance(broker, PositionColumns)
-            else columns_from_objects(broker, "broker", pause=pause)
-        )
-    except NotColumnarError as exc:
-        logger.debug("Compared as objects: %s", exc, extra={"account_id": account_id})
-        return compare_positions(
-            _as_objects(local),
-            _as_objects(broker),
-            account_id=account_id,
-            timestamp=timestamp,
-            config=config,
-            pause=pause,
-        )
+    """`compare_columns` for books given as columns or as objects (put in columns first)."""
+    local_columns = (
+        local if isinstance(local, PositionColumns) else columns_from_objects(local, "local", pause=pause)
+    )
+    broker_columns = (
+        broker if isinstance(broker, PositionColumns) else columns_from_objects(broker, "broker", pause=pause)
+    )
     return compare_columns(
         local_columns, broker_columns, account_id=account_id, timestamp=timestamp, config=config, pause=pause
     )
-
-
-def _as_objects(side: Sequence[_Side] | PositionColumns) -> list[_Side]:
-    if isinstance(side, PositionColumns):
-        return rows_as_objects(side, np.arange(len(side), dtype=np.intp))
-    return list(side)

@@ -41,7 +41,7 @@ from reconciliation._columnar.columns import (
 )
 from reconciliation._domain.compare import CHUNK_SIZE
 from reconciliation._domain.models import AssetType, BrokerPosition, Position
-from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_NAME_LENGTH, check_exact
+from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_NAME_LENGTH, check_exact, check_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LIMIT",
-    "NotColumnarError",
     "aligned",
     "as_table",
     "columns_from_batch",
@@ -71,14 +70,11 @@ _FLOAT_DIGITS = 15
 `values.made_from_float`): only values with more are checked one by one."""
 
 _VISIBLE_ASCII = "[!-~]"
+_UNCARRIABLE = r"[\x00-\x1f\x7f-\x{9f}\x{2028}\x{2029}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
+"""`values.UNCARRIABLE` in RE2's syntax (valid UTF-8 holds no surrogate)."""
 _POWERS = np.array([10**k for k in range(19)], dtype=np.int64)
 _CODE_OF: dict[AssetType, int] = {kind: code for code, kind in enumerate(ASSET_TYPE_ORDER)}
 _ASSET_TYPE_VALUES = pa.array([kind.value for kind in ASSET_TYPE_ORDER], pa.string())
-
-
-class NotColumnarError(Exception):
-    """Objects that cannot be put in columns (a symbol that is not valid Unicode text):
-    the caller compares them as objects instead."""
 
 
 def _row(index: int) -> str:
@@ -202,6 +198,7 @@ class _Checker:
         for row in blank_candidates.tolist():
             if not array[row].as_py().strip():
                 raise self.fail(row, "symbol", f"must not be empty, got {array[row].as_py()!r}")
+        self._carriable(array)
         too_long = pc.greater(pc.utf8_length(array), MAX_NAME_LENGTH)
         if pc.any(too_long).as_py():
             row = _first_true(too_long)
@@ -213,6 +210,16 @@ class _Checker:
                 "are accepted (docs/configuration.md, Limits)",
             )
         return array
+
+    def _carriable(self, symbols: Any) -> None:
+        """Refuse the first symbol with a character of `values.UNCARRIABLE` (a NUL, an ESC, ...)."""
+        uncarriable = pc.match_substring_regex(symbols, _UNCARRIABLE)
+        if pc.any(uncarriable).as_py():
+            row = _first_true(uncarriable)
+            try:
+                check_name("symbol", symbols[row].as_py())
+            except ValueError as exc:
+                raise self.fail(row, "symbol", str(exc).removeprefix("symbol ")) from exc
 
     def asset_types(self, array: Any) -> npt.NDArray[np.int8]:
         if not len(array):
@@ -533,12 +540,8 @@ def columns_from_objects(
     *,
     pause: Callable[[], object] | None = None,
 ) -> PositionColumns:
-    """Validated position objects as columns; `source` keeps the objects for their exact values.
-
-    Raises:
-        NotColumnarError: a symbol is not valid Unicode text (a lone surrogate), which
-            Arrow cannot hold.
-    """
+    """Validated position objects as columns; `source` keeps the objects for their exact values
+    (a validated symbol is Unicode text, which Arrow holds: `values.UNCARRIABLE`)."""
     symbols: list[str] = []
     codes: list[int] = []
     quantities: list[Decimal | None] = []
@@ -549,14 +552,9 @@ def columns_from_objects(
         codes.extend([code_of[entry.asset_type] for entry in chunk])
         quantities.extend([entry.quantity for entry in chunk])
         costs.extend([entry.avg_cost for entry in chunk])
-    try:
-        symbol_array = pa.chunked_array([pa.array(symbols, pa.string())])
-    except (UnicodeEncodeError, pa.ArrowException) as exc:
-        msg = f"a symbol cannot be held in an Arrow column: {exc}"
-        raise NotColumnarError(msg) from exc
     return PositionColumns(
         side,
-        symbol_array,
+        pa.chunked_array([pa.array(symbols, pa.string())]),
         np.asarray(codes, dtype=np.int8),
         _from_decimals(quantities),
         _from_decimals(costs),

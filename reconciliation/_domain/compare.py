@@ -48,6 +48,7 @@ __all__ = [
     "compare_positions",
     "discrepancies_of",
     "net_broker",
+    "net_in_chunks",
     "net_local",
     "position_key",
 ]
@@ -168,8 +169,8 @@ def compare_positions(
         positions (symbol and asset type) on either side, flat entries included.
     """
     netted: list[NettedSymbol] = []
-    local_by_key = _index(local, "local", net_local, netted, pause)
-    broker_by_key = _index(broker, "broker", net_broker, netted, pause)
+    local_by_key = _index(local, "local", netted, pause)
+    broker_by_key = _index(broker, "broker", netted, pause)
     found: list[Found] = []
     _classify_held(local_by_key, broker_by_key, found, config.cost_tolerance_pct, pause)
     broker_only = _classify_broker_only(local_by_key, broker_by_key, found, pause)
@@ -187,7 +188,6 @@ def compare_positions(
 def _index(
     entries: Sequence[_Side],
     side: Literal["local", "broker"],
-    merge: Callable[[Sequence[_Side]], _Side],
     netted: list[NettedSymbol],
     pause: Callable[[], object] | None,
 ) -> dict[_Key, _Side]:
@@ -200,7 +200,7 @@ def _index(
             }
         )
     if len(by_key) < len(entries):
-        return _net(entries, side, merge, netted)
+        return _net(entries, side, netted)
     return by_key
 
 
@@ -343,28 +343,89 @@ def _by_position(entry: Found) -> tuple[str, str]:
     return (entry[0] or "", entry[1].value if entry[1] else "")
 
 
-def _net(
-    entries: Iterable[_Side],
-    side: Literal["local", "broker"],
-    merge: Callable[[Sequence[_Side]], _Side],
-    netted: list[NettedSymbol],
-) -> dict[_Key, _Side]:
+def _net(entries: Iterable[_Side], side: Literal["local", "broker"], netted: list[NettedSymbol]) -> dict[_Key, _Side]:
     """Index `entries` by symbol and asset type, merging the positions that occur more than once."""
-    groups: dict[_Key, list[_Side]] = {}
-    for entry in entries:
-        groups.setdefault(_key(entry), []).append(entry)
-    by_key: dict[_Key, _Side] = {}
-    for key, group in groups.items():
-        first = group[0]
-        if len(group) == 1:
-            by_key[key] = first
-        else:
-            by_key[key] = merge(group)
-            netted.append(
-                NettedSymbol(side=side, symbol=first.symbol, entries=len(group), asset_type=first.asset_type)
-            )
+    by_key, found = net_in_chunks((entries,), side)
+    netted.extend(found)
     netted.sort(key=_netted_order)
     return by_key
+
+
+class _Netting:
+    """One position's entries netted as they come, holding only running sums: what `net_local`
+    and `net_broker` make of the whole group, exactly (sums are exact; the one division,
+    the weighted average cost, is made at the end)."""
+
+    __slots__ = ("cost_sum", "entries", "first", "market_value", "quantity", "weight")
+
+    def __init__(self, first: Position | BrokerPosition) -> None:
+        self.first = first
+        self.entries = 0
+        self.quantity = _ZERO
+        self.weight = _ZERO
+        self.cost_sum: Decimal | None = _ZERO
+        self.market_value = _ZERO
+        self.add(first)
+
+    def add(self, entry: Position | BrokerPosition) -> None:
+        self.entries += 1
+        self.quantity = EXACT.add(self.quantity, entry.quantity)
+        size = entry.quantity.copy_abs()
+        self.weight = EXACT.add(self.weight, size)
+        if self.cost_sum is not None:
+            self.cost_sum = (
+                None if entry.avg_cost is None else EXACT.add(self.cost_sum, EXACT.multiply(size, entry.avg_cost))
+            )
+        if isinstance(entry, BrokerPosition):
+            self.market_value = EXACT.add(self.market_value, entry.market_value)
+
+    def average_cost(self) -> Decimal | None:
+        """The absolute-quantity-weighted average cost (None, unknown, if any entry's cost is)."""
+        if self.cost_sum is None:
+            return None
+        if not self.weight:
+            return self.first.avg_cost
+        average = ROUNDED.divide(self.cost_sum, self.weight)
+        if average.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
+            average = average.quantize(_AVERAGE_PLACES, context=ROUNDED)
+        return average
+
+    def position(self) -> Position | BrokerPosition:
+        """The netted position (the first entry itself when there was one)."""
+        first = self.first
+        if self.entries == 1:
+            return first
+        if isinstance(first, BrokerPosition):
+            return BrokerPosition(first.symbol, self.quantity, self.average_cost(), self.market_value, first.asset_type)
+        return Position(first.symbol, self.quantity, self.average_cost(), first.asset_type)
+
+
+def net_in_chunks(
+    chunks: Iterable[Iterable[_Side]], side: Literal["local", "broker"]
+) -> tuple[dict[_Key, _Side], list[NettedSymbol]]:
+    """One side's entries, given a chunk at a time, indexed by symbol and asset type, each
+    position reported several times netted as `compare_positions` nets it (and listed, in
+    the order of `Comparison.netted`). Only one running sum per position is kept, so the
+    memory is that of the positions, however many entries they had.
+    """
+    nettings: dict[_Key, _Netting] = {}
+    for chunk in chunks:
+        for entry in chunk:
+            key = _key(entry)
+            found = nettings.get(key)
+            if found is None:
+                nettings[key] = _Netting(entry)
+            else:
+                found.add(entry)
+    netted = sorted(
+        (
+            NettedSymbol(side=side, symbol=each.first.symbol, entries=each.entries, asset_type=each.first.asset_type)
+            for each in nettings.values()
+            if each.entries > 1
+        ),
+        key=_netted_order,
+    )
+    return {key: cast("_Side", each.position()) for key, each in nettings.items()}, netted
 
 
 def _key(entry: Position | BrokerPosition) -> _Key:
@@ -380,44 +441,18 @@ def _netted_order(entry: NettedSymbol) -> tuple[bool, str, str]:
     return (entry.side == "broker", entry.symbol, entry.asset_type.value)
 
 
-def _net_quantity_and_cost(group: Sequence[Position | BrokerPosition]) -> tuple[Decimal, Decimal | None]:
-    """The summed quantity and the absolute-quantity-weighted average cost of `group`
-    (None, unknown, if any entry's cost is)."""
-    quantity = _ZERO
-    weight = _ZERO
-    cost_sum: Decimal | None = _ZERO
-    for entry in group:
-        quantity = EXACT.add(quantity, entry.quantity)
-        size = entry.quantity.copy_abs()
-        weight = EXACT.add(weight, size)
-        if cost_sum is not None:
-            cost_sum = (
-                None
-                if entry.avg_cost is None
-                else EXACT.add(cost_sum, EXACT.multiply(size, entry.avg_cost))
-            )
-    if cost_sum is None:
-        return quantity, None
-    if not weight:
-        return quantity, group[0].avg_cost
-    average = ROUNDED.divide(cost_sum, weight)
-    if average.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
-        average = average.quantize(_AVERAGE_PLACES, context=ROUNDED)
-    return quantity, average
-
-
 def net_local(group: Sequence[Position]) -> Position:
     """One side's entries for one position, netted as the comparison nets them."""
-    quantity, avg_cost = _net_quantity_and_cost(group)
-    first = group[0]
-    return Position(first.symbol, quantity, avg_cost, first.asset_type)
+    return cast("Position", _netted_group(group))
 
 
 def net_broker(group: Sequence[BrokerPosition]) -> BrokerPosition:
     """The broker's entries for one position, netted as the comparison nets them."""
-    quantity, avg_cost = _net_quantity_and_cost(group)
-    market_value = Decimal(0)
-    for entry in group:
-        market_value = EXACT.add(market_value, entry.market_value)
-    first = group[0]
-    return BrokerPosition(first.symbol, quantity, avg_cost, market_value, first.asset_type)
+    return cast("BrokerPosition", _netted_group(group))
+
+
+def _netted_group(group: Sequence[Position | BrokerPosition]) -> Position | BrokerPosition:
+    netting = _Netting(group[0])
+    for entry in group[1:]:
+        netting.add(entry)
+    return netting.position()

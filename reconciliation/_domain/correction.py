@@ -30,6 +30,7 @@ from uuid import UUID
 import attrs
 
 from reconciliation._domain.compare import net_broker, net_local, position_key
+from reconciliation._domain.error_text import outside_text
 from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import (
     CORRECTABLE_TYPES,
@@ -253,7 +254,7 @@ class CorrectionEvent:
     confirm_after_runs: int = attrs.field(validator=whole_number(1))
     severity: DiscrepancySeverity = attrs.field(validator=attrs.validators.instance_of(DiscrepancySeverity))
     """The break's severity then; critical for a refused or unresolved correction."""
-    reason: str | None = None
+    reason: str | None = attrs.field(default=None, converter=outside_text)
     """Why it was refused, failed or did not resolve."""
     verification_run_id: UUID | None = None
     """The run that checked an applied correction (verified, unresolved)."""

@@ -1,14 +1,26 @@
 """How an exception or other outside data is told to an operator: on one line, bounded.
 
 Error texts end up in results, Redis payloads, the audit store and the log; whatever a
-broker raised or answered is in them, so each is cut to a documented size.
+broker raised or answered is in them, so each is cut to a documented size, and a run's
+error keeps no secret and no control character (`outside_text`).
 """
 
 from __future__ import annotations
 
 import difflib
 
-__all__ = ["MAX_ERROR_TEXT", "MAX_VALUE_TEXT", "bounded", "describe_error", "shown", "unknown_key"]
+from reconciliation._domain.redaction import redact_text
+from reconciliation._domain.values import carriable
+
+__all__ = [
+    "MAX_ERROR_TEXT",
+    "MAX_VALUE_TEXT",
+    "bounded",
+    "describe_error",
+    "outside_text",
+    "shown",
+    "unknown_key",
+]
 
 MAX_ERROR_TEXT = 2_000
 """The longest error text a run carries (docs/configuration.md, Limits)."""
@@ -42,6 +54,16 @@ def describe_error(error: BaseException | None) -> str:
     except Exception:  # noqa: BLE001 - an exception whose __str__ raises is still named
         text = "(its message could not be read)"
     return bounded(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def outside_text(value: str | None) -> str | None:
+    """An error text as every sink may carry it: secrets out (`redact_text`: passwords, and the
+    query strings of web URLs, where a signed request keeps its signature) and control
+    characters written as escapes (`values.carriable`). A converter: anything but a str
+    is left for a validator."""
+    if not isinstance(value, str):
+        return value
+    return carriable(redact_text(value))
 
 
 def unknown_key(key: str, known: tuple[str, ...], where: str = "") -> str:

@@ -16,7 +16,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.error_text import shown
+from reconciliation._domain.error_text import outside_text, shown
 from reconciliation._domain.plausibility import PlausibilityPolicy
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.redaction import redact_url
@@ -349,7 +349,7 @@ class Discrepancy:
                 msg = f"symbol must be None for an account-level {self.type.value}, got {shown(value)}"
                 raise ValueError(msg)
         else:
-            non_empty_text(self, field, value)
+            name_text(self, field, value)
 
     @asset_type.validator
     def _asset_type_matches_type(self, _field: attrs.Attribute[Any], value: object) -> None:
@@ -368,7 +368,7 @@ class Discrepancy:
         if self.type is not DiscrepancyType.CASH_MISMATCH:
             msg = f"currency is only given for a cash_mismatch, not a {self.type.value} (got {shown(value)})"
             raise ValueError(msg)
-        non_empty_text(self, field, value)
+        name_text(self, field, value)
 
     @explanation.validator
     def _explains_a_position(self, _field: attrs.Attribute[Any], value: object) -> None:
@@ -441,8 +441,9 @@ class ReconciliationResult:
     duration_ms: float = attrs.field(default=0.0, converter=seconds, validator=finite_seconds)
     """How long the run took, from its trigger to its result, in milliseconds."""
     context: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_context)
-    error: str | None = None
-    """None when the run completed; otherwise why it could not, for an operator."""
+    error: str | None = attrs.field(default=None, converter=outside_text)
+    """None when the run completed; otherwise why it could not, for an operator (its control
+    characters written as visible escapes, `\\x00`, so that every sink carries it)."""
     netted: tuple[NettedSymbol, ...] = attrs.field(default=(), converter=_netted)
     suspect: str | None = None
     """Why the broker's answer was implausible against the account's recent history (see

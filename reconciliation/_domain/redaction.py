@@ -6,6 +6,11 @@ error, a log line). Both replace a password with `***` where one was given, and 
 there: `redis://user@host` stays as it is, `redis://user:pw@host` becomes
 `redis://user:***@host`, `postgresql://h/db?sslpassword=pw` becomes
 `postgresql://h/db?sslpassword=***`. Any scheme is treated alike.
+
+`redact_text` also drops the query string of every web URL (http, https, ws, wss) it
+quotes: `https://fapi.binance.com/fapi/v3/account?***`. An SDK's error quotes the request
+it made, and a signed request carries its timestamp and signature (with some venues, the
+key) in its query string.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ __all__ = ["MASK", "redact_text", "redact_url"]
 
 MASK = "***"
 
-_SECRET_KEY = r"[\w.-]*(?:password|passwd|passphrase|secret|token|apikey|api_key)|pass|pwd|auth"  # noqa: S105 - the names of secrets, not one
+_SECRET_KEY = r"[\w.-]*(?:password|passwd|passphrase|secret|token|apikey|api_key|signature)|pass|pwd|auth"  # noqa: S105 - the names of secrets, not one
 _SECRET_PARAM = re.compile(
     rf"(?i)(?<![\w.-])({_SECRET_KEY})(\s*=\s*)('[^']*'|\"[^\"]*\"|[^&\s'\"#;,]+)",
 )
@@ -25,6 +30,8 @@ _SECRET_PARAM = re.compile(
 _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*)://([^\s'\"<>`]*)")
 
 _AUTHORITY_END = re.compile(r"[/?#]")
+
+_WEB_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 
 
 def _masked_value(match: re.Match[str]) -> str:
@@ -65,6 +72,17 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """`text` with every URL's password, and every `password=…`-like setting, masked."""
-    text = _URL.sub(lambda match: f"{match.group(1)}://{_redact_userinfo(match.group(2))}", text)
+    """`text` with every URL's password, every web URL's query string, and every
+    `password=…`-like setting masked."""
+    text = _URL.sub(_redacted_url, text)
     return _SECRET_PARAM.sub(_masked_value, text)
+
+
+def _redacted_url(match: re.Match[str]) -> str:
+    scheme, rest = match.group(1), _redact_userinfo(match.group(2))
+    if scheme.lower() in _WEB_SCHEMES:
+        before, question, _ = rest.partition("?")
+        if question:
+            fragment = rest.find("#", len(before))
+            rest = f"{before}?{MASK}{rest[fragment:] if fragment >= 0 else ''}"
+    return f"{scheme}://{rest}"

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import attrs
 
-from reconciliation._domain.values import non_empty_text
+from reconciliation._domain.values import carriable_text
 
 __all__ = ["TRIGGER_NAMES", "OnDemand", "Periodic", "PostFill", "Startup", "Trigger", "most_specific"]
 
@@ -31,7 +31,7 @@ class Periodic:
 
 @attrs.frozen
 class OnDemand:
-    requested_by: str = attrs.field(default="api", validator=non_empty_text)
+    requested_by: str = attrs.field(default="api", validator=carriable_text)
     name: ClassVar[str] = "on_demand"
     specificity: ClassVar[int] = 3
 

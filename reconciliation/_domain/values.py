@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
@@ -29,11 +30,15 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_SECONDS",
     "ROUNDED",
+    "UNCARRIABLE",
     "FieldError",
     "FieldTypeError",
     "FieldValueError",
     "FrozenMapping",
+    "carriable",
+    "carriable_text",
     "check_exact",
+    "check_name",
     "decimal_mapping",
     "exact_decimal",
     "finite_decimal",
@@ -50,6 +55,7 @@ __all__ = [
     "optional_finite_decimal",
     "positive_seconds",
     "seconds",
+    "uncarriable_at",
     "utc_datetime",
     "utc_only",
     "whole_number",
@@ -83,6 +89,15 @@ significant digits of a tiny price, fits with room to spare."""
 
 MAX_NAME_LENGTH = 256
 """The longest symbol, account, order, fill or currency name accepted."""
+
+UNCARRIABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters that a name from outside may not hold: C0 and C1 controls and DEL (a NUL is refused
+by PostgreSQL; an ESC rewrites a terminal; a line break splits a log line), lone surrogates (not
+Unicode text: no UTF-8 store or file holds them), the line and paragraph separators, and the
+bidirectional embeddings, overrides and isolates (they reorder what an operator reads)."""
+
+_KEPT_IN_FREE_TEXT = frozenset("\n\t")
+"""What free text (an error's message, a traceback) keeps of `UNCARRIABLE`: its lines and tabs."""
 
 _SPURIOUS_DIGITS = 3
 """How many digits beyond a float's shortest text betray a Decimal made from that float."""
@@ -209,6 +224,7 @@ def optional_decimal_mapping(_instance: object, field: attrs.Attribute[Any], val
         if not isinstance(key, str) or not key.strip():
             msg = f"{field.name} has the key {key!r}: each key must be a non-empty currency code"
             raise FieldValueError(msg, field.name)
+        check_name(field.name, key, key)
         check_exact(field.name, amount, key)
 
 
@@ -263,8 +279,9 @@ def non_empty_text(_instance: object, field: attrs.Attribute[Any], value: object
 
 
 def name_text(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    """A name (symbol, account, order, fill, currency): visible, at most `MAX_NAME_LENGTH` long."""
-    if type(value) is str and 0 < len(value) <= MAX_NAME_LENGTH and not value.isspace():
+    """A name (symbol, account, order, fill, currency): visible, at most `MAX_NAME_LENGTH` long,
+    without a character of `UNCARRIABLE`."""
+    if type(value) is str and 0 < len(value) <= MAX_NAME_LENGTH and value.isprintable() and not value.isspace():
         return
     non_empty_text(instance, field, value)
     if len(value) > MAX_NAME_LENGTH:  # type: ignore[arg-type]
@@ -273,6 +290,66 @@ def name_text(instance: object, field: attrs.Attribute[Any], value: object) -> N
             f"{MAX_NAME_LENGTH} are accepted (docs/configuration.md, Limits)"
         )
         raise FieldValueError(msg, field.name)
+    check_name(field.name, value)  # type: ignore[arg-type]
+
+
+def carriable_text(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """Visible text of any length without a character of `UNCARRIABLE` (who asked for a run)."""
+    non_empty_text(instance, field, value)
+    check_name(field.name, value)  # type: ignore[arg-type]
+
+
+def uncarriable_at(text: str) -> int | None:
+    """Where `text` holds its first character of `UNCARRIABLE`, or None."""
+    if text.isprintable():
+        return None
+    found = UNCARRIABLE.search(text)
+    return None if found is None else found.start()
+
+
+def check_name(name: str, text: str, key: str | None = None) -> None:
+    """Refuse `text` (the field `name`, or its entry `key`) if it holds a character of `UNCARRIABLE`.
+
+    Raises:
+        FieldValueError: naming the field, the character (as U+XXXX) and where it is.
+    """
+    at = uncarriable_at(text)
+    if at is None:
+        return
+    subject = name if key is None else f"{name}[{key!r}]"
+    quoted = repr(text) if len(text) <= 80 else f"{text[:80]!r}..."
+    msg = (
+        f"{subject} holds U+{ord(text[at]):04X}, {_kind_of(text[at])}, at position {at} ({quoted}): "
+        "no store, terminal or log carries it safely (docs/configuration.md, Limits)"
+    )
+    raise FieldValueError(msg, name, key)
+
+
+def _kind_of(character: str) -> str:
+    code = ord(character)
+    if 0xD800 <= code <= 0xDFFF:
+        return "a lone surrogate (not Unicode text)"
+    if code in {0x2028, 0x2029}:
+        return "a line separator"
+    if code > 0x9F:
+        return "a bidirectional control"
+    return "a control character"
+
+
+def carriable(text: str) -> str:
+    """Free text (an error's message) with each character of `UNCARRIABLE` but line feeds and
+    tabs written as a visible escape (`\\x00`, `\\u202e`): every sink carries it as it is."""
+    if text.isprintable():
+        return text
+    return UNCARRIABLE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    character = match.group(0)
+    if character in _KEPT_IN_FREE_TEXT:
+        return character
+    code = ord(character)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal | float) -> None:

@@ -20,7 +20,7 @@ from reconciliation._domain.correction import Correction
 from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import AssetType, ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
-from reconciliation._domain.values import name_text, non_empty_text
+from reconciliation._domain.values import carriable_text, name_text
 
 __all__ = [
     "AbandonRun",
@@ -58,7 +58,7 @@ class ReconcileRequest:
     """
 
     account_id: str = attrs.field(validator=name_text)
-    requested_by: str = attrs.field(default="api", validator=non_empty_text)
+    requested_by: str = attrs.field(default="api", validator=carriable_text)
 
 
 @attrs.frozen

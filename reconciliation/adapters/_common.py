@@ -134,7 +134,12 @@ class MissingCredentialError(LookupError):
 
 
 _ENVIRONMENT_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-"""An environment variable's name, in capitals: a pasted key or secret never looks like one."""
+"""An environment variable's name, in capitals: most pasted keys and secrets (mixed case, `-`,
+`/`, `+`, `=`) never look like one."""
+
+_KEY_LIKE_WORD = re.compile(r"(?=[A-Z0-9]*[0-9])(?=[A-Z0-9]*[A-Z])[A-Z0-9]{12,}|[A-Z0-9]{20,}")
+"""A word (between underscores) as an API key is written, not as a name is: twelve or more
+capitals mixed with digits (Alpaca's `PKTE5T1D0000EXAMPLE0`), or twenty characters or more."""
 
 
 def check_credentials(
@@ -157,23 +162,33 @@ def check_credentials(
         if not isinstance(name, str) or not _ENVIRONMENT_NAME.match(name):
             msg = "expected the NAME of an environment variable (capitals, digits and _), never the credential itself"
             raise FieldValueError(msg, field.name, key)
+        if any(_KEY_LIKE_WORD.fullmatch(word) for word in name.split("_")):
+            msg = (
+                f"this looks like a key itself ({len(name)} characters), not the name of an environment "
+                "variable: put the credential in an environment variable and name that variable here "
+                "(if it is a key, it is in this file now: rotate it)"
+            )
+            raise FieldValueError(msg, field.name, key)
 
 
 def read_environment(credentials: Mapping[str, str]) -> dict[str, str]:
     """Each credential's value, from the environment variable it names.
 
     Raises:
-        MissingCredentialError: naming the variable (never a value).
+        MissingCredentialError: naming the credential (`credentials.secret`): never a value, nor
+            the variable's name, which could be a pasted credential of any shape.
     """
     secrets = {}
     for key, name in credentials.items():
         value = os.environ.get(name)
         if not value:
-            msg = f"the environment variable {name} (credentials.{key}) is not set"
+            msg = f"credentials.{key}: the environment variable it names is not set (or is empty)"
             raise MissingCredentialError(msg)
         secrets[key] = value
     return secrets
 
 
 def described(credentials: Mapping[str, str]) -> str:
-    return f"credentials from {', '.join(credentials.values())}" if credentials else "no credentials"
+    """Which credentials are read from the environment: their keys, never the variables' names
+    (a name may be a pasted credential of any shape)."""
+    return f"credentials {', '.join(credentials)} from the environment" if credentials else "no credentials"

@@ -550,7 +550,8 @@ class Settings:
     credentials: Mapping[str, str] = attrs.field(factory=dict)
     """Each ccxt credential field (`apiKey`, `secret`, `password`, `walletAddress`, ...) to an environment variable's name."""
     options: Mapping[str, Any] = attrs.field(factory=dict)
-    """Passed to the exchange's constructor (non-secret settings, such as `recvWindow`)."""
+    """Passed to the exchange's constructor (non-secret settings, such as `recvWindow`); a
+    credential's key (`apiKey`, `secret`, ...) is refused here."""
     sandbox: bool = False
     units: Literal["base", "contracts"] = "base"
     position_queries: tuple[Mapping[str, Any], ...] | None = attrs.field(default=None, converter=_params_list)
@@ -599,6 +600,16 @@ class Settings:
         return VENUES.get(self.venue) or unverified(
             self.venue, position_queries=self.position_queries or ({},), balance_params=self.balance_params
         )
+    @options.validator
+    def _no_credential_in_options(self, field: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+        credentials = getattr(importlib.import_module(SDK), self.venue)().requiredCredentials
+        for key in value:
+            if key in credentials:
+                msg = (
+                    f"a credential, never an option: name the environment variable holding it in "
+                    f'credentials = {{ {key} = "..." }} (if the value is a secret, it is in this file now: rotate it)'
+                )
+                raise FieldValueError(msg, field.name, key)
 
     def broker(self, account_id: str) -> CcxtBroker:
         """The account's broker, its exchange logged in with the credentials read from the environment now.

@@ -113,7 +113,9 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(target: str | os.PathLike[str], *, timeout_seconds: float = 5.0) -> AuditStore:
+def open_store(
+    target: str | os.PathLike[str], *, timeout_seconds: float = 5.0, read_only: bool = False
+) -> AuditStore:
     """The store at `target`: ``postgresql://...`` (or ``postgres://``), or a SQLite file.
 
     A SQLite file is a bare path or a ``sqlite:///relative/path`` or
@@ -123,16 +125,18 @@ def open_store(target: str | os.PathLike[str], *, timeout_seconds: float = 5.0) 
     Args:
         timeout_seconds: the longest a call waits for a lock or a server before it
             raises `AuditStoreUnavailableError`.
+        read_only: only read (`history`, the board): a SQLite file is opened without
+            changing it or creating a file beside it (see `SqliteAuditStore`).
 
     Raises:
         ValueError: an unknown URL scheme, or a sqlite URL without a path.
         AuditStoreError: a PostgreSQL URL, and psycopg is not installed.
     """
     if isinstance(target, os.PathLike):
-        return SqliteAuditStore(target, timeout_seconds=timeout_seconds)
+        return SqliteAuditStore(target, timeout_seconds=timeout_seconds, read_only=read_only)
     scheme, separator, rest = target.partition("://")
     if not separator:
-        return SqliteAuditStore(target, timeout_seconds=timeout_seconds)
+        return SqliteAuditStore(target, timeout_seconds=timeout_seconds, read_only=read_only)
     if scheme.lower() in _POSTGRES_SCHEMES:
         return PostgresAuditStore(target, timeout_seconds=timeout_seconds)
     if scheme.lower() == "sqlite":
@@ -140,6 +144,6 @@ def open_store(target: str | os.PathLike[str], *, timeout_seconds: float = 5.0) 
         if path == rest or not path:
             msg = f"a sqlite URL is sqlite:///relative/path or sqlite:////absolute/path, not {redact_url(target)!r}"
             raise ValueError(msg)
-        return SqliteAuditStore(path, timeout_seconds=timeout_seconds)
+        return SqliteAuditStore(path, timeout_seconds=timeout_seconds, read_only=read_only)
     msg = f"unknown audit store URL scheme {scheme!r} in {redact_url(target)!r}: use postgresql://, sqlite:/// or a file path"
     raise ValueError(msg)

@@ -61,6 +61,11 @@ logger = logging.getLogger(__name__)
     metavar="HOST",
     help="The address the metrics are served on; anything but the loopback exposes them to the network.",
 )
+@click.option(
+    "--debug-sdk",
+    is_flag=True,
+    help="Log the SDKs' DEBUG lines (ccxt, alpaca, ib_async, urllib3, ...), which -v leaves out: they carry API keys and signatures.",
+)
 @cluster_option
 @click.pass_obj
 def run(
@@ -72,6 +77,7 @@ def run(
     *,
     check: bool,
     cluster: bool,
+    debug_sdk: bool,
 ) -> None:
     """Reconcile the configured accounts as a standalone process, until SIGINT or SIGTERM.
 
@@ -89,7 +95,7 @@ def run(
       reconciliation run --config prod.toml --metrics-port 9108
       reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
     """
-    configure_logging(verbose, logging.INFO)
+    configure_logging(verbose, logging.INFO, debug_sdk=debug_sdk)
     _import_from_the_working_directory()
     try:
         config = load_config(config_path)

@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BOARD_PORT = 8765
 DEFAULT_BOARD_REPLAY = 2_000
+DEFAULT_MAX_CONNECTIONS = 100
+"""Open connections, for a board a few people keep open (`board.guard`)."""
+DEFAULT_REQUEST_TIMEOUT = 10.0
+"""Seconds a connection has to send its request (`board.guard`)."""
+_OWN_DESCRIPTORS = 64
+"""File descriptors the board keeps for itself: the store, Redis, its listening socket, Python's own."""
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -52,10 +58,35 @@ DEFAULT_BOARD_REPLAY = 2_000
     metavar="N",
     help="Stream entries applied at start, to catch up with runs the store had not recorded yet.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 10_000),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    metavar="N",
+    help="Open connections; past it, the one that has waited longest without sending a request is closed.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=DEFAULT_REQUEST_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a connection has to send a whole request (its headers) before it is closed.",
+)
 @cluster_option
 @click.pass_obj
-def serve(
-    verbose: int, store: str, redis_url: str, host: str, port: int, replay: int, *, cluster: bool
+def serve(  # noqa: PLR0913 - one parameter per command-line option
+    verbose: int,
+    store: str,
+    redis_url: str,
+    host: str,
+    port: int,
+    replay: int,
+    max_connections: int,
+    request_timeout: float,
+    *,
+    cluster: bool,
 ) -> None:
     """Serve the live break board: every account's last run and open breaks, in the browser.
 
@@ -75,14 +106,17 @@ def serve(
         import uvicorn  # noqa: PLC0415 - the optional board extra
 
         from reconciliation._cli.board.app import LOOPBACK_HOSTS, Board, create_app, seed  # noqa: PLC0415
+        from reconciliation._cli.board.guard import ACCEPT_BACKLOG, ConnectionGuard, guarded_protocol  # noqa: PLC0415
     except ImportError as exc:
         msg = f"serve needs the board extra ({exc}): pip install 'reconciliation[board]'"
         raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+    _enough_descriptors(max_connections + ACCEPT_BACKLOG)
+    guard = ConnectionGuard(max_connections=max_connections, request_timeout=request_timeout)
     with redis_errors():
         client = client_for(redis_url, retry_commands=False, cluster=cluster)
     with audit_store(store) as audit:
         state = seed(audit)
-        listening = _listen(host, port)
+        listening = _listen(host, port, ACCEPT_BACKLOG)
         where = f"{redacted(store)} · {redacted(redis_url)}"
         board = Board(state, audit, client, where=redacted(redis_url), replay=replay)
         app = create_app(board, where=where, allowed_hosts=LOOPBACK_HOSTS if _is_loopback(host) else None)
@@ -91,7 +125,15 @@ def serve(
             f"Serving the break board on http://{shown_host}:{port}/ (Ctrl-C to stop)", markup=False
         )
         server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=bool(verbose), timeout_graceful_shutdown=2, lifespan="on")
+            uvicorn.Config(
+                app,
+                http=guarded_protocol(guard),
+                backlog=ACCEPT_BACKLOG,
+                log_config=None,
+                access_log=bool(verbose),
+                timeout_graceful_shutdown=2,
+                lifespan="on",
+            )
         )
         previous = signal.signal(signal.SIGTERM, _stopped)
         try:
@@ -108,14 +150,31 @@ def _stopped(_signum: int, _frame: object) -> None:
     sys.exit(ExitCode.OK)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _enough_descriptors(connections: int) -> None:
+    """Refuse a connection cap this process could not open (each connection is a file descriptor)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = connections + _OWN_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        msg = (
+            f"--max-connections: this process may open {soft} files, and the board would need {needed} "
+            f"(its connections, {connections - _OWN_DESCRIPTORS} queued ones and its own): lower it, or raise "
+            "the limit (ulimit -n)"
+        )
+        raise CommandError(msg, exit_code=ExitCode.USAGE)
+
+
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
     """A socket listening on host:port."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.socket(family, socket.SOCK_STREAM)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind((host, port))
-        listening.listen(128)
+        listening.listen(backlog)
     except OSError as exc:
         msg = f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}"
         raise CommandError(msg, exit_code=ExitCode.START_FAILED) from exc
