@@ -426,7 +426,7 @@ currency = "USDC"
 def test_hyperliquid_is_configured_with_its_wallet_address_alone(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, HYPERLIQUID + 'credentials = { walletAddress = "HL_WALLET" }\n'))
 
-    assert config.accounts[0].broker == "ccxt hyperliquid (credentials from HL_WALLET)"
+    assert config.accounts[0].broker == "ccxt hyperliquid (credentials walletAddress from the environment)"
 
 
 def test_a_hyperliquid_private_key_is_refused_in_the_file(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from reconciliation import (
 from reconciliation.testing import ManualClock, ScriptedBroker, capture_published, settle
 
 ACCOUNT = "ACC-1"
+SETTLE_SECONDS = 60.0
+"""Generous: a run of a thousand breaks on a shared, loaded machine (settling returns as soon as it is done)."""
 
 
 class Book:
@@ -77,7 +79,7 @@ class Session:
         self._capturing = capture_published()
         self.capture = self._capturing.__enter__()
         asyncio.run(self.service.start())
-        settle(self.service)
+        settle(self.service, SETTLE_SECONDS)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -87,7 +89,7 @@ class Session:
     def run(self, times: int = 1) -> None:
         for _ in range(times):
             asyncio.run(self.service.reconcile())
-            settle(self.service)
+            settle(self.service, SETTLE_SECONDS)
 
     def events(self) -> list[dict[str, Any]]:
         return list(self.capture.corrections)
