@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fakeredis
 
 from reconciliation import (
     BrokerQuery,
     DiscrepancyType,
+    Fill,
     LocalAccount,
     Position,
     ReconciliationConfig,
     ReconciliationResult,
     ReconciliationService,
 )
+
+if TYPE_CHECKING:
+    from reconciliation._runtime.clock import Clock
 
 FIXTURES = Path(__file__).parent / "fixtures" / "brokers"
 
@@ -31,7 +36,8 @@ def recorded(name: str) -> dict[str, Any]:
 
 
 class Book:
-    """The engine's side: a `PortfolioManager` holding exactly what a test gives it."""
+    """The engine's side: a `PortfolioManager` holding exactly what a test gives it, and the fills
+    it booked (`get_fills`: none unless a test gives them)."""
 
     def __init__(
         self,
@@ -45,6 +51,7 @@ class Book:
         self.account_id = account_id
         self.positions = list(positions)
         self.account = LocalAccount(account_id, cash, total_equity, cash_by_currency=cash_by_currency)
+        self.fills: list[Fill] = []
 
     def get_positions(self, account_id: str) -> list[Position]:
         assert account_id == self.account_id
@@ -54,6 +61,15 @@ class Book:
         assert account_id == self.account_id
         return self.account
 
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        assert account_id == self.account_id
+        return [fill for fill in self.fills if fill.symbol == symbol and fill.timestamp >= since]
+
+    def booking(self, *fills: Fill) -> Book:
+        """This book, having booked `fills` too."""
+        self.fills.extend(fills)
+        return self
+
     def without(self, symbol: str) -> Book:
         """This book with `symbol` left out."""
         return self.replacing(symbol)
@@ -62,6 +78,7 @@ class Book:
         """This book with `symbol`'s position replaced by `replacements` (none: left out)."""
         book = Book(self.account_id, [], cash=self.account.cash, total_equity=self.account.total_equity)
         book.account = self.account
+        book.fills = list(self.fills)
         book.positions = [p for p in self.positions if p.symbol != symbol] + list(replacements)
         return book
 
@@ -69,10 +86,11 @@ class Book:
         return self.replacing("", *positions)
 
 
-def reconcile_once(book: Book, broker: BrokerQuery, **config: Any) -> ReconciliationResult:
-    """One on-demand run of a service over `book` and `broker`, started and stopped around it."""
+def reconcile_once(book: Book, broker: BrokerQuery, *, clock: Clock | None = None, **config: Any) -> ReconciliationResult:
+    """One on-demand run of a service over `book` and `broker`, started and stopped around it (at
+    `clock`'s time: a `ManualClock` runs it when recorded fills were fresh)."""
     settings = ReconciliationConfig(book.account_id, enabled=False, **config)
-    service = ReconciliationService(book, broker, fakeredis.FakeRedis(), settings)
+    service = ReconciliationService(book, broker, fakeredis.FakeRedis(), settings, clock=clock)
 
     async def session() -> ReconciliationResult:
         await service.start()

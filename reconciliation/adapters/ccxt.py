@@ -31,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -46,6 +46,7 @@ from reconciliation.adapters._common import (
     described,
     read_environment,
 )
+from reconciliation.adapters._fills import DEFAULT_MAX_FILLS, Executions, execution, from_milliseconds, signed
 from reconciliation.adapters._raw import Figure, Path, optional_number
 from reconciliation.adapters.read_only import WriteRefusedError, reading
 from reconciliation.adapters.venues import (
@@ -56,6 +57,11 @@ from reconciliation.adapters.venues import (
     VenueProfile,
     unverified,
 )
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from reconciliation._domain.fills import Fill
 
 __all__ = ["SDK", "CcxtBroker", "Settings", "WriteRefusedError"]
 
@@ -82,6 +88,9 @@ _DROPPED = (
 
 _HUNDRED = Decimal(100)
 
+_PAGE = 100
+"""Trades asked for per `fetch_my_trades` call (OKX and Bybit give at most 100)."""
+
 
 class CcxtBroker:
     """The broker side of one account at a ccxt venue.
@@ -95,7 +104,8 @@ class CcxtBroker:
         profile: the venue's profile; default: its entry in `venues.VENUES`, else a
             generic one (`venues.unverified`), with a WARNING and a health warning.
         units: "base" (default) for quantities as the venue table sizes them, "contracts"
-            to keep ccxt's contracts (for a book kept in contracts).
+            to keep ccxt's contracts (for a book kept in contracts); fills are sized the same.
+        max_fills: the most executions `get_fills` reads for one symbol (page after page).
 
     Raises:
         ValueError: an argument is invalid, the profile is another venue's, or the
@@ -111,6 +121,7 @@ class CcxtBroker:
         currency: str,
         profile: VenueProfile | None = None,
         units: Literal["base", "contracts"] = "base",
+        max_fills: int = DEFAULT_MAX_FILLS,
     ) -> None:
         if not isinstance(account_id, str) or not account_id.strip():
             msg = f"account_id must be a non-empty str, not {account_id!r}"
@@ -120,6 +131,9 @@ class CcxtBroker:
             raise ValueError(msg)
         if units not in {"base", "contracts"}:
             msg = f"units must be 'base' or 'contracts', not {units!r}"
+            raise ValueError(msg)
+        if isinstance(max_fills, bool) or not isinstance(max_fills, int) or max_fills < 1:
+            msg = f"max_fills must be a whole number of at least 1, not {max_fills!r}"
             raise ValueError(msg)
         venue = exchange.id
         profile = profile or VENUES.get(venue) or unverified(venue)
@@ -131,6 +145,7 @@ class CcxtBroker:
         self._account_id = account_id
         self._currency = currency
         self._units = units
+        self._max_fills = max_fills
         self._profile = profile
         self._unknown = LoggedOnce(logger)
         self._is_async = inspect.iscoroutinefunction(exchange.fetch_positions)
@@ -199,6 +214,66 @@ class CcxtBroker:
                     params = self._filled(rows.params)
                     answers[rows.params] = await self._optional(rows.optional, exchange.fetch_balance, params) or {}
         return self._account(answers)
+
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The account's executions in `symbol` (ccxt's unified symbol) at or after `since`, oldest
+        first, at most `max_fills`: ccxt's `fetch_my_trades`, a page at a time from `since`, each
+        signed by its side and sized and typed as the positions in its market are.
+
+        Raises:
+            BrokerDataError: no such market, or an execution that cannot be mapped (the message
+                names it).
+            InconsistentVenueDataError: one execution id given twice with different figures.
+            WriteRefusedError: the read tried to send a request that is not a declared read.
+        """
+        check_account(account_id, self._account_id, "CcxtBroker")
+        exchange = self._exchange
+        where = f"{exchange.id} fills of {symbol}"
+        start = int(since.timestamp() * 1000)
+        with reading(exchange, exchange.id, self._profile.reads):
+            if not exchange.markets:
+                await self._call(exchange.load_markets)
+            market = self._market(symbol, where)
+            asset_type = self._asset_type(market, where)
+            size = Decimal(1) if self._units == "contracts" else self._contract_size(market, asset_type, where)
+            fills = Executions(where)
+            while len(fills) < self._max_fills:
+                page = await self._call(exchange.fetch_my_trades, symbol, start, _PAGE)
+                added = [
+                    fill
+                    for fill in (self._fill(trade, symbol, asset_type, size, where) for trade in page or ())
+                    if fill is not None and fills.add(fill)
+                ]
+                if not added:
+                    break
+                start = max(int(fill.timestamp.timestamp() * 1000) for fill in added)
+        return fills.oldest_first(self._max_fills)
+
+    def _fill(
+        self, trade: Mapping[str, Any], symbol: str, asset_type: AssetType, size: Decimal, where: str
+    ) -> Fill | None:
+        """One of ccxt's trades as a `Fill`; None for another symbol's."""
+        if trade.get("symbol") != symbol:
+            logger.debug("%s: a trade in %r left out", where, trade.get("symbol"))
+            return None
+        row = f"{where}: execution {trade.get('id')!r}"
+        amount = optional_number(trade.get("amount"), f"{row} amount")
+        price = optional_number(trade.get("price"), f"{row} price")
+        if amount is None or price is None:
+            msg = f"{row} has no {'amount' if amount is None else 'price'} ({trade.get('info')!r:.200})"
+            raise BrokerDataError(msg)
+        fee = trade.get("fee") or {}
+        cost = optional_number(fee.get("cost") if isinstance(fee, Mapping) else None, f"{row} fee")
+        return execution(
+            row,
+            fill_id=trade.get("id"),
+            order_id=trade.get("order"),
+            position=(symbol, asset_type),
+            quantity=signed(trade.get("side"), EXACT.multiply(amount, size), row),
+            price=price,
+            timestamp=from_milliseconds(trade.get("timestamp"), row),
+            fee=Decimal(0) if cost is None else cost,
+        )
 
     async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         """Await an async ccxt method; run a sync one on a worker thread, one at a time."""
