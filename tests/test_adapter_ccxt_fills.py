@@ -115,6 +115,21 @@ class TestBybitRecorded:
 
         assert {fill.symbol for fill in fills_of(broker, "ETH/USDT:USDT")} == {"ETH/USDT:USDT"}
 
+    def test_a_row_of_another_instrument_that_ccxt_labels_with_the_asked_symbol_is_left_out(self) -> None:
+        broker, _ = venue_broker(venue("bybit"))
+        exchange = broker._exchange
+        fetch_my_trades = exchange.fetch_my_trades
+        answer = RecordedRoutes("bybit", exchange)
+        raw = exchange.parse_json(answer.directory.joinpath(BYBIT_EXECUTIONS).read_text())["result"]["list"]
+
+        def labelling_every_row_as_asked(symbol: str, *args: Any) -> Any:
+            (trade,) = fetch_my_trades(symbol, *args) or [{}]
+            return [{**trade, "info": row, "id": row["execId"]} for row in raw]
+
+        exchange.fetch_my_trades = labelling_every_row_as_asked
+
+        assert [fill.fill_id for fill in fills_of(broker, "ETH/USDT:USDT")] == ["f1dce92e-1g29-6977-a526-dg420c6ecb4c"]
+
     def test_the_venue_is_asked_for_the_symbols_executions_from_since(self) -> None:
         broker, routes = venue_broker(venue("bybit"))
 

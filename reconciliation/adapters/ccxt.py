@@ -241,7 +241,7 @@ class CcxtBroker:
                 page = await self._call(exchange.fetch_my_trades, symbol, start, _PAGE)
                 added = [
                     fill
-                    for fill in (self._fill(trade, symbol, asset_type, size, where) for trade in page or ())
+                    for fill in (self._fill(trade, market, asset_type, size, where) for trade in page or ())
                     if fill is not None and fills.add(fill)
                 ]
                 if not added:
@@ -250,11 +250,14 @@ class CcxtBroker:
         return fills.oldest_first(self._max_fills)
 
     def _fill(
-        self, trade: Mapping[str, Any], symbol: str, asset_type: AssetType, size: Decimal, where: str
+        self, trade: Mapping[str, Any], market: Mapping[str, Any], asset_type: AssetType, size: Decimal, where: str
     ) -> Fill | None:
-        """One of ccxt's trades as a `Fill`; None for another symbol's."""
-        if trade.get("symbol") != symbol:
-            logger.debug("%s: a trade in %r left out", where, trade.get("symbol"))
+        """One of ccxt's trades as a `Fill`; None for another instrument's (by ccxt's symbol, and by
+        the venue's instrument id in the raw row where the profile says where it is)."""
+        symbol = market["symbol"]
+        named = Path(self._profile.fill_instrument).values(trade.get("info")) if self._profile.fill_instrument else []
+        if trade.get("symbol") != symbol or (named and str(named[0]).casefold() != str(market.get("id")).casefold()):
+            logger.debug("%s: a trade in %r (%r) left out", where, trade.get("symbol"), named)
             return None
         row = f"{where}: execution {trade.get('id')!r}"
         amount = optional_number(trade.get("amount"), f"{row} amount")
