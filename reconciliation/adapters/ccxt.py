@@ -16,6 +16,10 @@ venue's profile and trusts nothing else:
   data, naming both, instead of reporting a break the engine's book cannot fix;
 - cash and equity are the venue's own per-currency figures, never ccxt's unified
   `total` (which on Binance includes unrealised P&L), and never a missing row read as 0.
+- fills (`get_fills`, what explains a position break) are ccxt's `fetch_my_trades`,
+  read under the same guard, sized and typed as the positions of their market, a page at
+  a time from `since` up to `max_fills`; a row the venue names another instrument in is
+  left out, one it gives twice with other figures is inconsistent venue data.
 
 Needs the `ccxt` extra: ``pip install 'reconciliation[ccxt]'``. docs/brokers.md has the
 venue table and the field-by-field mapping.
