@@ -94,8 +94,9 @@ class TestBybitRecorded:
         assert (found["type"], found["explanation"]["verdict"]) == ("quantity_mismatch", "unexplained")
         assert found["explanation"]["missing_locally"] == []
 
-    def test_an_execution_is_signed_by_its_side_with_its_ids_fee_and_time_in_utc(self) -> None:
-        broker, _ = venue_broker(venue("bybit"))
+    @pytest.mark.parametrize("decimal_mode", [False, True], ids=["ccxt floats", "exchange.number = Decimal"])
+    def test_an_execution_is_signed_by_its_side_with_its_ids_fee_and_time_in_utc(self, decimal_mode: bool) -> None:
+        broker, _ = venue_broker(venue("bybit"), decimal_mode=decimal_mode)
 
         assert fills_of(broker, "ETH/USDT:USDT") == [
             Fill(
@@ -289,8 +290,9 @@ class TestBinanceRecorded:
 
     SOLD = dt.datetime(2019, 9, 26, 16, 22, 58, 20_000, tzinfo=dt.UTC)
 
-    def test_the_sell_is_negative_in_base_units_with_its_rebate_as_a_negative_fee(self) -> None:
-        broker, _ = venue_broker(venue("binanceusdm"))
+    @pytest.mark.parametrize("decimal_mode", [False, True], ids=["ccxt floats", "exchange.number = Decimal"])
+    def test_the_sell_is_negative_in_base_units_with_its_rebate_as_a_negative_fee(self, decimal_mode: bool) -> None:
+        broker, _ = venue_broker(venue("binanceusdm"), decimal_mode=decimal_mode)
 
         assert fills_of(broker, "BTC/USDT:USDT", self.SOLD - dt.timedelta(hours=1)) == [
             Fill("698759", "25851813", "BTC/USDT:USDT", "-0.002", "7819.01", self.SOLD, SWAP, fee="-0.0781901")
@@ -333,8 +335,9 @@ class TestOkxContracts:
 
         assert sold.quantity == Decimal(-3)
 
-    def test_the_fee_is_what_the_account_paid_as_ccxt_signs_it(self) -> None:
-        exchange, _ = okx(number=float)
+    @pytest.mark.parametrize("number", [float, Decimal], ids=["ccxt floats", "exchange.number = Decimal"])
+    def test_the_fee_is_what_the_account_paid_as_ccxt_signs_it(self, number: type) -> None:
+        exchange, _ = okx(number=number)
         broker = CcxtBroker(exchange, "okx-main", currency="USDT")
 
         (sold,) = fills_of(broker, "ETH/USDT:USDT", self.SINCE)

@@ -271,6 +271,9 @@ class CcxtBroker:
             raise BrokerDataError(msg)
         fee = trade.get("fee") or {}
         cost = optional_number(fee.get("cost") if isinstance(fee, Mapping) else None, f"{row} fee")
+        if cost is None and self._profile.fill_fee is not None:
+            raw = self._profile.fill_fee.read(trade.get("info"), row)
+            cost = None if raw is None else raw.copy_negate() if self._profile.fill_fee_sign < 0 else raw
         return execution(
             row,
             fill_id=trade.get("id"),

@@ -174,6 +174,10 @@ class VenueProfile:
     """Where a trade's raw row (`info`) names the venue's instrument id: ccxt labels some venues'
     trades with the symbol asked for whatever instrument the row is in (Kraken Futures, Binance
     COIN-M), so a row naming another instrument is left out (None: ccxt's symbol is trusted)."""
+    fill_fee: Figure | None = attrs.field(default=None, converter=_optional_figure)
+    """Where a trade's raw row keeps its fee, read where ccxt gives none (its Decimal mode drops
+    fees); `fill_fee_sign` makes it what the account paid (OKX sends a fee paid as negative)."""
+    fill_fee_sign: Literal[1, -1] = 1
     verified: bool = True
     """Its answers were checked against payloads recorded from the venue (tests/fixtures/brokers/)."""
 
@@ -202,6 +206,7 @@ _PROFILES = (
         balances=(_BINANCE_BALANCE,),
         reads=("GET /fapi/*", *_BINANCE_CURRENCIES),
         fill_instrument="symbol",
+        fill_fee="commission",
     ),
     VenueProfile(
         exchange_id="binancecoinm",
@@ -215,6 +220,7 @@ _PROFILES = (
         balances=(_BINANCE_BALANCE,),
         reads=("GET /dapi/*", *_BINANCE_CURRENCIES),
         fill_instrument="symbol",
+        fill_fee="commission",
     ),
     VenueProfile(
         exchange_id="okx",
@@ -237,6 +243,8 @@ _PROFILES = (
         ),
         reads=("GET /api/v5/*",),
         fill_instrument="instId",
+        fill_fee="fee",
+        fill_fee_sign=-1,
     ),
     VenueProfile(
         exchange_id="bybit",
@@ -274,6 +282,7 @@ _PROFILES = (
         ),
         reads=("GET /v5/*",),
         fill_instrument="symbol",
+        fill_fee="execFee",
     ),
     VenueProfile(
         exchange_id="deribit",
