@@ -199,6 +199,35 @@ class TestBybitRecorded:
         with pytest.raises(BrokerDataError, match=r"bybit fills of ETH/USDT:USDT: execution 'f1dce92e-1g29-6977-a526-dg420c6ecb4c'"):
             fills_of(broker, "ETH/USDT:USDT")
 
+    def test_a_row_without_its_order_is_refused_naming_it(self) -> None:
+        def without(answer: Any) -> Any:
+            eth_row(answer)["orderId"] = ""
+            return answer
+
+        broker, _ = bybit_changing(without)
+
+        with pytest.raises(BrokerDataError, match="execution 'f1dce92e-1g29-6977-a526-dg420c6ecb4c' has no order id"):
+            fills_of(broker, "ETH/USDT:USDT")
+
+    def test_a_row_without_its_time_that_ccxt_cannot_sort_is_refused_as_the_venues_not_a_crash(self) -> None:
+        def without(answer: Any) -> Any:
+            eth_row(answer)["execTime"] = ""
+            return answer
+
+        broker, _ = bybit_changing(without)
+
+        with pytest.raises(BrokerDataError, match=r"bybit fills of ETH/USDT:USDT: ccxt could not read the venue's trades \(TypeError"):
+            fills_of(broker, "ETH/USDT:USDT")
+
+    def test_a_trade_without_its_time_is_refused_naming_it(self) -> None:
+        broker, _ = venue_broker(venue("bybit"))
+        exchange = broker._exchange
+        fetch_my_trades = exchange.fetch_my_trades
+        exchange.fetch_my_trades = lambda *args: [{**trade, "timestamp": None} for trade in fetch_my_trades(*args)]
+
+        with pytest.raises(BrokerDataError, match="execution 'f1dce92e-1g29-6977-a526-dg420c6ecb4c' has the time None"):
+            fills_of(broker, "ETH/USDT:USDT")
+
     def test_a_bad_row_leaves_the_break_published_unexplained_saying_why(self) -> None:
         def nan(answer: Any) -> Any:
             eth_row(answer)["execQty"] = "NaN"

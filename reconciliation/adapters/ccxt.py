@@ -242,7 +242,7 @@ class CcxtBroker:
             size = Decimal(1) if self._units == "contracts" else self._contract_size(market, asset_type, where)
             fills = Executions(where)
             while len(fills) < self._max_fills:
-                page = await self._call(exchange.fetch_my_trades, symbol, start, _PAGE)
+                page = await self._trades(symbol, start, where)
                 added = [
                     fill
                     for fill in (self._fill(trade, market, asset_type, size, where) for trade in page or ())
@@ -252,6 +252,15 @@ class CcxtBroker:
                     break
                 start = max(int(fill.timestamp.timestamp() * 1000) for fill in added)
         return fills.oldest_first(self._max_fills)
+
+    async def _trades(self, symbol: str, start: int, where: str) -> Any:
+        """A page of ccxt's trades; ccxt failing on a row it cannot parse (a trade without a time
+        fails ccxt's own sort) is the venue's bad row, named, not an SDK crash."""
+        try:
+            return await self._call(self._exchange.fetch_my_trades, symbol, start, _PAGE)
+        except (TypeError, ArithmeticError, KeyError, IndexError) as error:
+            msg = f"{where}: ccxt could not read the venue's trades ({type(error).__name__}: {error})"
+            raise BrokerDataError(msg) from error
 
     def _fill(
         self, trade: Mapping[str, Any], market: Mapping[str, Any], asset_type: AssetType, size: Decimal, where: str
