@@ -273,12 +273,33 @@ class TestBybitRecorded:
         starts = [q["startTime"] for _, path, q in routes.requests if path == "/v5/execution/list"]
         assert starts[1:] == [str(int(SOLD_AT.timestamp() * 1000) + n) for n in (99, 199)]
 
-    def test_reading_stops_when_a_page_brings_nothing_new(self) -> None:
+    def test_a_short_page_is_the_whole_window(self) -> None:
         broker, routes = venue_broker(venue("bybit"))
 
         fills_of(broker, "ETH/USDT:USDT")
 
-        assert routes.paths().count("/v5/execution/list") == 2
+        assert routes.paths().count("/v5/execution/list") == 1
+
+    def test_a_venue_that_answers_the_newest_trades_first_is_read_whole(self) -> None:
+        first = int(SOLD_AT.timestamp() * 1000)
+        held = [first + 1000 * n for n in range(250)]
+        broker, routes = venue_broker(venue("bybit"))
+
+        def the_newest_hundred_of_the_window(answer: Any) -> Any:
+            query = routes.requests[-1][2]
+            low, high = int(query["startTime"]), int(query.get("endTime", 2**62))
+            template = eth_row(answer)
+            inside = [stamp for stamp in held if low <= stamp <= high]
+            answer["result"]["list"] = [
+                {**template, "execId": f"E-{stamp}", "execTime": str(stamp)} for stamp in sorted(inside)[-100:][::-1]
+            ]
+            return answer
+
+        routes.replace(BYBIT_EXECUTIONS, the_newest_hundred_of_the_window)
+
+        fills = fills_of(broker, "ETH/USDT:USDT", SOLD_AT)
+
+        assert [fill.fill_id for fill in fills] == [f"E-{stamp}" for stamp in held]
 
     def test_a_symbol_with_no_market_is_refused_naming_it(self) -> None:
         broker, _ = venue_broker(venue("bybit"))

@@ -96,6 +96,10 @@ _PAGE = 100
 """Trades asked for per `fetch_my_trades` call (OKX and Bybit give at most 100)."""
 
 
+def _milliseconds(fill: Fill) -> int:
+    return int(fill.timestamp.timestamp() * 1000)
+
+
 class CcxtBroker:
     """The broker side of one account at a ccxt venue.
 
@@ -221,8 +225,14 @@ class CcxtBroker:
 
     async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
         """The account's executions in `symbol` (ccxt's unified symbol) at or after `since`, oldest
-        first, at most `max_fills`: ccxt's `fetch_my_trades`, a page at a time from `since`, each
-        signed by its side and sized and typed as the positions in its market are.
+        first, at most `max_fills`: ccxt's `fetch_my_trades`, each signed by its side and sized and
+        typed as the positions in its market are.
+
+        A page (100 trades) is asked for from `since`; a full one is followed by pages of the
+        times it does not cover, after its newest fill and (until) before its oldest, so a venue
+        answering the oldest trades of a window first (Binance) and one answering the newest
+        first (OKX, Bybit) are both read whole; a short page, or one bringing nothing new, ends
+        its stretch of time.
 
         Raises:
             BrokerDataError: no such market, or an execution that cannot be mapped (the message
@@ -241,23 +251,32 @@ class CcxtBroker:
             asset_type = self._asset_type(market, where)
             size = Decimal(1) if self._units == "contracts" else self._contract_size(market, asset_type, where)
             fills = Executions(where)
-            while len(fills) < self._max_fills:
-                page = await self._trades(symbol, start, where)
-                added = [
+            windows: list[tuple[int, int | None]] = [(start, None)]
+            while windows and len(fills) < self._max_fills:
+                low, high = windows.pop()
+                page = [
                     fill
-                    for fill in (self._fill(trade, market, asset_type, size, where) for trade in page or ())
-                    if fill is not None and fills.add(fill)
+                    for fill in (
+                        self._fill(trade, market, asset_type, size, where)
+                        for trade in await self._trades(symbol, low, high, where) or ()
+                    )
+                    if fill is not None
                 ]
-                if not added:
-                    break
-                start = max(int(fill.timestamp.timestamp() * 1000) for fill in added)
+                added = [fill for fill in page if fills.add(fill)]
+                if len(page) < _PAGE or not added:
+                    continue
+                stamps = [_milliseconds(fill) for fill in page]
+                if min(stamps) > low:
+                    windows.append((low, min(stamps) + 1))
+                windows.append((max(stamps), high))
         return fills.oldest_first(self._max_fills)
 
-    async def _trades(self, symbol: str, start: int, where: str) -> Any:
-        """A page of ccxt's trades; ccxt failing on a row it cannot parse (a trade without a time
-        fails ccxt's own sort) is the venue's bad row, named, not an SDK crash."""
+    async def _trades(self, symbol: str, low: int, high: int | None, where: str) -> Any:
+        """A page of ccxt's trades from `low` (until `high`); ccxt failing on a row it cannot parse
+        (a trade without a time fails ccxt's own sort) is the venue's bad row, named, not an SDK crash."""
+        params = {} if high is None else {"until": high}
         try:
-            return await self._call(self._exchange.fetch_my_trades, symbol, start, _PAGE)
+            return await self._call(self._exchange.fetch_my_trades, symbol, low, _PAGE, params)
         except (TypeError, ArithmeticError, KeyError, IndexError) as error:
             msg = f"{where}: ccxt could not read the venue's trades ({type(error).__name__}: {error})"
             raise BrokerDataError(msg) from error
