@@ -122,6 +122,25 @@ def test_the_recorded_execution_of_another_account_is_left_out(tws: FakeTws, bro
     assert recorded_fx[16] == "DU5524716"
 
 
+def test_the_recorded_execution_is_read_with_its_us_eastern_time_in_utc_and_its_order(
+    tws: FakeTws, connection: IBThread
+) -> None:
+    execution_of(tws, "EUR.USD")[5] = "STK"
+    recorded_account = IBBroker(connection.ib, "DU5524716", loop=connection.loop)
+
+    (fill,) = fills_of(recorded_account, "EUR.USD", dt.datetime(2023, 12, 1, tzinfo=dt.UTC))
+
+    assert fill == Fill(
+        "0000e215.656d0000.01.01",
+        "1351823368",
+        "EUR.USD",
+        "1000",
+        "1.08735",
+        dt.datetime(2023, 12, 4, 1, 15, 20, tzinfo=dt.UTC),
+        AssetType.STOCK,
+    )
+
+
 def test_the_executions_of_other_symbols_and_before_since_are_left_out(broker: IBBroker) -> None:
     assert [f.symbol for f in fills_of(broker, "AAPL", BOUGHT_AT + dt.timedelta(seconds=1))] == []
     assert [f.symbol for f in fills_of(broker, "MSFT")] == []
