@@ -36,8 +36,8 @@ def recorded(name: str) -> dict[str, Any]:
 
 
 class Book:
-    """The engine's side: a `PortfolioManager` holding exactly what a test gives it, and the fills
-    it booked (`get_fills`: none unless a test gives them)."""
+    """The engine's side: a `PortfolioManager` holding exactly what a test gives it (`booking`
+    makes it say its fills too)."""
 
     def __init__(
         self,
@@ -61,14 +61,12 @@ class Book:
         assert account_id == self.account_id
         return self.account
 
-    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
-        assert account_id == self.account_id
-        return [fill for fill in self.fills if fill.symbol == symbol and fill.timestamp >= since]
-
-    def booking(self, *fills: Fill) -> Book:
-        """This book, having booked `fills` too."""
-        self.fills.extend(fills)
-        return self
+    def booking(self, *fills: Fill) -> FillBook:
+        """This book as one that also says which fills it booked: `fills` (none: it booked none)."""
+        book = FillBook(self.account_id, self.positions, cash=self.account.cash, total_equity=self.account.total_equity)
+        book.account = self.account
+        book.fills = [*self.fills, *fills]
+        return book
 
     def without(self, symbol: str) -> Book:
         """This book with `symbol` left out."""
@@ -76,7 +74,7 @@ class Book:
 
     def replacing(self, symbol: str, *replacements: Position) -> Book:
         """This book with `symbol`'s position replaced by `replacements` (none: left out)."""
-        book = Book(self.account_id, [], cash=self.account.cash, total_equity=self.account.total_equity)
+        book = type(self)(self.account_id, [], cash=self.account.cash, total_equity=self.account.total_equity)
         book.account = self.account
         book.fills = list(self.fills)
         book.positions = [p for p in self.positions if p.symbol != symbol] + list(replacements)
@@ -84,6 +82,14 @@ class Book:
 
     def adding(self, *positions: Position) -> Book:
         return self.replacing("", *positions)
+
+
+class FillBook(Book):
+    """A `Book` that is also a `FillHistory`: it says the fills it booked."""
+
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        assert account_id == self.account_id
+        return [fill for fill in self.fills if fill.symbol == symbol and fill.timestamp >= since]
 
 
 def reconcile_once(book: Book, broker: BrokerQuery, *, clock: Clock | None = None, **config: Any) -> ReconciliationResult:

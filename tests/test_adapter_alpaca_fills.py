@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("alpaca")
 
-from adapter_fixtures import FIXTURES, Book, reconcile_once
+from adapter_fixtures import FIXTURES, Book, FillBook, reconcile_once
 from recorded_alpaca import RecordedAlpaca, alpaca_client
 
 from reconciliation import AssetType, ExplanationPolicy, Fill, Position
@@ -57,13 +57,13 @@ def fills_of(broker: AlpacaBroker, symbol: str = "GOOGL") -> list[Fill]:
     return asyncio.run(broker.get_fills(ACCOUNT, symbol, SINCE))
 
 
-def engine(googl: str) -> Book:
+def engine(googl: str) -> FillBook:
     return Book(
         ACCOUNT,
         [Position("AAPL", "5", "100.0"), Position("GOOGL", googl, "2630.95")],
         cash="-23140.2",
         total_equity="103820.56",
-    )
+    ).booking()
 
 
 def test_a_fill_the_engine_missed_is_published_explained_with_alpacas_activity() -> None:

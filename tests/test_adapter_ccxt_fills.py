@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("ccxt")
 
-from adapter_fixtures import reconcile_once
+from adapter_fixtures import FillBook, reconcile_once
 from recorded_ccxt import RecordedRoutes, okx
 from recorded_venues import VENUES, Venue, venue_broker
 
@@ -52,6 +52,12 @@ def eth_row(answer: Any) -> dict[str, Any]:
     return row  # type: ignore[no-any-return]
 
 
+def eth_book(broker: CcxtBroker, quantity: str) -> FillBook:
+    """The book that agrees with Bybit's recording but for its ETH, and says its fills (none)."""
+    book = venue("bybit").book(broker.account_id)
+    return book.replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", quantity, "1073.85", SWAP)).booking()
+
+
 def published_breaks(book: Any, broker: CcxtBroker, **config: Any) -> list[dict[str, Any]]:
     """The position breaks one run publishes, made ten minutes after Bybit's recorded sell."""
     with capture_published() as capture:
@@ -67,7 +73,7 @@ class TestBybitRecorded:
     def test_a_sell_the_engine_missed_is_published_explained_with_the_venues_fill(self, asynchronous: bool) -> None:
         bybit = venue("bybit")
         broker, _ = venue_broker(bybit, asynchronous=asynchronous)
-        book = bybit.book(broker.account_id).replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", "1.0", "1073.85", SWAP))
+        book = eth_book(broker, "1.0")
 
         (found,) = published_breaks(book, broker, **bybit.config)
 
@@ -87,7 +93,7 @@ class TestBybitRecorded:
         booked = Fill(
             "L-7", "O-7", "ETH/USDT:USDT", "-0.5", "3000", SOLD_AT, SWAP, venue_fill_id="f1dce92e-1g29-6977-a526-dg420c6ecb4c"
         )
-        book = bybit.book(broker.account_id).replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", "0.4", "1073.85", SWAP))
+        book = eth_book(broker, "0.4")
 
         (found,) = published_breaks(book.booking(booked), broker, **bybit.config)
 
@@ -235,7 +241,7 @@ class TestBybitRecorded:
 
         bybit = venue("bybit")
         broker, _ = bybit_changing(nan)
-        book = bybit.book(broker.account_id).replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", "1.0", "1073.85", SWAP))
+        book = eth_book(broker, "1.0")
 
         (found,) = published_breaks(book, broker, **bybit.config)
 
@@ -320,7 +326,7 @@ def test_a_venue_that_hangs_on_the_trade_endpoint_does_not_delay_the_break() -> 
         return await answer(url, method, headers, body)
 
     broker._exchange.fetch = hanging_on_executions
-    book = bybit.book(broker.account_id).replacing("ETH/USDT:USDT", Position("ETH/USDT:USDT", "1.0", "1073.85", SWAP))
+    book = eth_book(broker, "1.0")
     policy = ExplanationPolicy(timeout_seconds=0.5, lookback_seconds=10 * 365 * 86_400)
 
     with capture_published() as capture:
@@ -351,7 +357,7 @@ class TestBinanceRecorded:
     def test_a_position_the_broker_closed_and_the_engine_did_not_is_explained_by_the_sell(self) -> None:
         binance = venue("binanceusdm")
         broker, _ = venue_broker(binance)
-        book = binance.book(broker.account_id).adding(Position("BTC/USDT:USDT", "0.002", "7500", SWAP))
+        book = binance.book(broker.account_id).adding(Position("BTC/USDT:USDT", "0.002", "7500", SWAP)).booking()
 
         with capture_published() as capture:
             result = reconcile_once(book, broker, clock=ManualClock(start=self.SOLD + dt.timedelta(minutes=5)))

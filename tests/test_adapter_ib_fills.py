@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("ib_async")
 
-from adapter_fixtures import FIXTURES, Book, reconcile_once, recorded
+from adapter_fixtures import FIXTURES, Book, FillBook, reconcile_once, recorded
 from fake_tws import FakeTws
 
 from reconciliation import AssetType, ExplanationPolicy, Fill, Position
@@ -67,7 +67,7 @@ def execution_of(tws: FakeTws, local_symbol: str) -> list[str]:
     return message
 
 
-def engine(aapl: str) -> Book:
+def engine(aapl: str) -> FillBook:
     return Book(
         ACCOUNT,
         [
@@ -79,7 +79,7 @@ def engine(aapl: str) -> Book:
         ],
         cash="92021.08",
         total_equity="100003.74",
-    )
+    ).booking()
 
 
 def test_a_buy_the_engine_missed_is_published_explained_with_the_execution(broker: IBBroker) -> None:
