@@ -54,22 +54,32 @@ class Queued(Generic[T]):
     account_id: str
     item: T
     weight: int
+    size: int = 0
+    """Its bytes, as the queue's byte bound counts them (0: not counted)."""
+    seq: int | None = None
+    """Its entry in the outbox journal; None when it is not journaled."""
 
 
 class BoundedQueue(Generic[T]):
-    """Items waiting for a sink, oldest first; when full, the oldest is dropped (and counted).
+    """Items waiting for a sink, oldest first; when full (in runs, or in bytes), the oldest
+    are dropped (and counted).
 
     The newest state of the book is what an operator needs most, so a full queue keeps
-    the newest runs.
+    the newest runs — always at least the newest one, whatever its size.
     """
 
-    def __init__(self, max_runs: int) -> None:
+    def __init__(self, max_runs: int, max_bytes: int | None = None) -> None:
         if max_runs < 1:
             msg = f"max_runs must be at least 1, got {max_runs}"
             raise ValueError(msg)
+        if max_bytes is not None and max_bytes < 1:
+            msg = f"max_bytes must be at least 1, got {max_bytes}"
+            raise ValueError(msg)
         self._max_runs = max_runs
+        self._max_bytes = max_bytes
         self._entries: collections.deque[Queued[T]] = collections.deque()
         self._weight = 0
+        self._size = 0
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -87,15 +97,22 @@ class BoundedQueue(Generic[T]):
         """The items' total weight (payloads, rows)."""
         return self._weight
 
-    def append(self, entry: Queued[T]) -> Queued[T] | None:
-        """Queue `entry` last; returns the oldest entry if it had to be dropped for room."""
-        dropped = None
-        if len(self._entries) >= self._max_runs:
-            dropped = self._entries.popleft()
-            self._weight -= dropped.weight
-            self.dropped += 1
+    @property
+    def size(self) -> int:
+        """The items' total bytes."""
+        return self._size
+
+    def append(self, entry: Queued[T]) -> list[Queued[T]]:
+        """Queue `entry` last; returns the oldest entries dropped to make room, oldest first."""
         self._entries.append(entry)
         self._weight += entry.weight
+        self._size += entry.size
+        dropped: list[Queued[T]] = []
+        while len(self._entries) > 1 and (
+            len(self._entries) > self._max_runs or (self._max_bytes is not None and self._size > self._max_bytes)
+        ):
+            dropped.extend(self.pop(1))
+            self.dropped += 1
         return dropped
 
     def head(self, max_weight: int) -> list[Queued[T]]:
@@ -113,4 +130,5 @@ class BoundedQueue(Generic[T]):
         """Take the `count` oldest entries off the queue."""
         taken = [self._entries.popleft() for _ in range(min(count, len(self._entries)))]
         self._weight -= sum(entry.weight for entry in taken)
+        self._size -= sum(entry.size for entry in taken)
         return taken

@@ -5,12 +5,17 @@ at once if the sink answers, and otherwise kept — the queue bounded, the oldes
 and counted when full — while a jittered, capped backoff timer brings the actor back to
 try again. A run the sink refuses for its content is set aside (logged at ERROR with its
 run id, counted) so that the runs behind it are still delivered.
+
+Given a `Journal` (the Redis sink, with a `state_dir`), a run is written to it before it
+counts as queued and deleted from it once the sink has it, was dropped or set aside; at
+start, what the journal holds is queued first, in order, as it was encoded.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reconciliation._domain.backoff import Backoff
@@ -23,10 +28,12 @@ from reconciliation._runtime.messages import RetryDue
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Iterable
 
-    from reconciliation._domain.sinks import Delivery
+    from reconciliation._domain.sinks import Delivery, ItemCodec
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
+    from reconciliation._runtime.journal import Journal
 
 __all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor"]
 
@@ -53,11 +60,14 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         retry_max_seconds: float,
         board: HealthBoard,
         clock: Clock,
+        max_bytes: int | None = None,
+        journal: tuple[Journal, ItemCodec[Item]] | None = None,
     ) -> None:
         super().__init__(board=board, clock=clock)
         self.component = f"delivery:{sink.name}"
         self._sink = sink
-        self._queue: BoundedQueue[Item] = BoundedQueue(max_runs)
+        self._queue: BoundedQueue[Item] = BoundedQueue(max_runs, max_bytes)
+        self._journal = journal
         self._max_batch_weight = max_batch_weight
         self._backoff = Backoff(RETRY_BASE_SECONDS, retry_max_seconds, give_up_after_seconds=None)
         self._failures = 0
@@ -71,7 +81,42 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._reachable = True
 
     def started(self) -> None:
+        if self._journal is not None:
+            self._replay(*self._journal)
         self._post_delivery()
+        if self._queue:
+            self._attempt()
+            self._post_delivery()
+
+    def _replay(self, journal: Journal, codec: ItemCodec[Item]) -> None:
+        """Queue what the journal kept from before (a crash, a stop with Redis away), in order."""
+        if journal.problem is not None:
+            self.degrade(journal.problem)
+        unreadable: list[int] = []
+        for entry in journal.entries():
+            try:
+                item = codec.decode(entry.data)
+            except ValueError as error:
+                self._set_aside += 1
+                unreadable.append(entry.seq)
+                logger.error(  # noqa: TRY400 - the reason is enough; the runs behind it go on
+                    "Run %s of %s in the outbox journal %s is unreadable (%s): set aside",
+                    entry.run_id,
+                    entry.account_id,
+                    journal.path,
+                    error,
+                    extra={"run_id": entry.run_id, "account_id": entry.account_id, "sink": self._sink.name},
+                )
+                continue
+            self._enqueue(Queued(entry.run_id, entry.account_id, item, self._weight(item), len(entry.data), entry.seq))
+        self._forget(unreadable)
+        if self._queue:
+            logger.info(
+                "%d runs kept in the outbox journal %s are delivered to %s first, in order",
+                len(self._queue),
+                journal.path,
+                self._sink.name,
+            )
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, FinishedRun | CorrectionEvent):
@@ -88,17 +133,50 @@ class DeliveryActor(ResilientActor, Generic[Item]):
     def _accept(self, run: Delivery) -> None:
         item = self._sink.prepare(run)
         identity, account_id = _identity(run)
-        dropped = self._queue.append(Queued(identity, account_id, item, max(1, self._sink.weight(item))))
-        if dropped is not None:
+        size, seq = 0, None
+        if self._journal is not None:
+            journal, codec = self._journal
+            data = codec.encode(item)
+            size = len(data)
+            try:
+                seq = journal.append(identity, account_id, data)
+            except sqlite3.Error as error:
+                self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
+        self._enqueue(Queued(identity, account_id, item, self._weight(item), size, seq))
+
+    def _weight(self, item: Item) -> int:
+        return max(1, self._sink.weight(item))
+
+    def _enqueue(self, entry: Queued[Item]) -> None:
+        dropped = self._queue.append(entry)
+        for lost in dropped:
             logger.error(
-                "The %s queue is full (%d runs): dropped run %s of %s undelivered; %d runs lost so far",
+                "The %s queue is full (%d runs or %d bytes): dropped run %s of %s undelivered; %d runs lost so far",
                 self._sink.name,
                 self._queue.max_runs,
-                dropped.run_id,
-                dropped.account_id,
+                self._queue.size,
+                lost.run_id,
+                lost.account_id,
                 self._queue.dropped,
-                extra={"run_id": dropped.run_id, "account_id": dropped.account_id, "sink": self._sink.name},
+                extra={"run_id": lost.run_id, "account_id": lost.account_id, "sink": self._sink.name},
             )
+        self._forget(lost.seq for lost in dropped if lost.seq is not None)
+
+    def _forget(self, seqs: Iterable[int]) -> None:
+        """Delete journal entries the queue is done with (delivered, dropped, set aside)."""
+        seqs = list(seqs)
+        if self._journal is None or not seqs:
+            return
+        try:
+            self._journal[0].remove(seqs)
+        except sqlite3.Error as error:
+            self._journal_failed(f"{len(seqs)} entries done with stay in it (a re-send is a no-op)", error)
+
+    def _journal_failed(self, consequence: str, error: sqlite3.Error) -> None:
+        journal = self._journal[0] if self._journal is not None else None
+        text = f"the outbox journal {journal.path if journal else ''} failed ({describe_error(error)}): {consequence}"
+        logger.error("%s", text)
+        self.degrade(text)
 
     def _attempt(self) -> None:
         """Deliver what is queued, oldest first, until the queue is empty or the sink fails."""
@@ -111,7 +189,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 return
             self._delivered += sent.delivered
             if sent.delivered:
-                self._queue.pop(sent.delivered)
+                self._done(self._queue.pop(sent.delivered))
                 self._last_delivery_at = self._clock.now()
             if sent.refused is not None:
                 self._refuse(sent.refused)
@@ -122,6 +200,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
 
     def _refuse(self, reason: str) -> None:
         (refused,) = self._queue.pop(1)
+        self._done([refused])
         self._set_aside += 1
         logger.error(
             "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
@@ -131,6 +210,9 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             reason,
             extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
         )
+
+    def _done(self, entries: list[Queued[Item]]) -> None:
+        self._forget(entry.seq for entry in entries if entry.seq is not None)
 
     def _unavailable(self, reason: str) -> None:
         self._failures += 1
@@ -170,16 +252,28 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         for _ in range(STOP_FLUSH_ATTEMPTS):
             if not self._queue or not self._flush_once():
                 break
-        if self._queue:
+        kept = sum(1 for entry in self._queue if entry.seq is not None)
+        if kept:
+            logger.warning(
+                "Stopping with %d runs not delivered to %s (%s): kept in the outbox journal %s, "
+                "they are delivered first at the next start",
+                kept,
+                self._sink.name,
+                self._last_error,
+                self._journal[0].path if self._journal else "",
+            )
+        if len(self._queue) > kept:
             logger.error(
                 "Stopping with %d runs (%d items) not delivered to %s: %s",
-                len(self._queue),
+                len(self._queue) - kept,
                 self._queue.weight,
                 self._sink.name,
                 self._last_error,
             )
         self._post_delivery()
         self._sink.close()
+        if self._journal is not None:
+            self._journal[0].close()
 
     def _flush_once(self) -> bool:
         """One round trip at stop; False when the sink cannot take more."""
@@ -190,7 +284,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._last_error = describe_error(error)
             return False
         self._delivered += sent.delivered
-        self._queue.pop(sent.delivered)
+        self._done(self._queue.pop(sent.delivered))
         if sent.refused is not None:
             self._refuse(sent.refused)
         return bool(sent.delivered or sent.refused)

@@ -48,6 +48,7 @@ from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.fills_reader import has_fills
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
+from reconciliation._runtime.journal import Journal
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
     Application,
@@ -120,7 +121,7 @@ class Runtime:
 
     Raises:
         TypeError: `redis` is not a redis-py client.
-        ValueError: no account, or one account id twice.
+        ValueError: no account, one account id twice, or accounts with different `state_dir`s.
     """
 
     def __init__(
@@ -141,6 +142,13 @@ class Runtime:
             counts = collections.Counter(account.account_id for account in accounts)
             twice = sorted(account_id for account_id, count in counts.items() if count > 1)
             msg = f"each account may be reconciled once: {', '.join(map(repr, twice))} appears twice"
+            raise ValueError(msg)
+        state_dirs = {account.config.state_dir for account in accounts}
+        if len(state_dirs) > 1:
+            msg = (
+                "every account of a runtime has the same state_dir (one outbox journal per process), "
+                f"got {', '.join(sorted(map(repr, state_dirs)))}"
+            )
             raise ValueError(msg)
         self._accounts = by_id
         self._configs = {account_id: account.config for account_id, account in by_id.items()}
@@ -176,18 +184,20 @@ class Runtime:
 
         Raises:
             RuntimeError: already started.
+            JournalError: the `state_dir` cannot hold the outbox journal (the message says why).
         """
         if self._actors:
             msg = "the reconciliation runtime is already started; stop it first"
             raise RuntimeError(msg)
-        clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
+        journal = None if first.state_dir is None else Journal.open(first.state_dir)  # first: it may refuse
+        clock = self._clock = self._given_clock or SystemClock()
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
         blocked: dict[str, list[UUID]] = {}
         audit_sinks = self._open_audit(trackers, blocked)
         board = self._board
 
-        def delivery(sink: Any, max_runs: int) -> pykka.ActorRef[Any]:
+        def delivery(sink: Any, max_runs: int, **durable: Any) -> pykka.ActorRef[Any]:
             return DeliveryActor.start(
                 sink=sink,
                 max_runs=max_runs,
@@ -195,12 +205,18 @@ class Runtime:
                 retry_max_seconds=first.publish_retry_max_seconds,
                 board=board,
                 clock=clock,
+                **durable,
             )
 
-        log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
         publishing = functools.cache(lambda: publishing_client(self._redis))  # the sink's and the leases'
         redis_sink = RedisSink(publishing, stream_maxlen=first.stream_maxlen)
-        publisher = delivery(redis_sink, first.outbox_max_runs)
+        log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
+        publisher = delivery(
+            redis_sink,
+            first.outbox_max_runs,
+            max_bytes=first.outbox_max_bytes,
+            journal=None if journal is None else (journal, redis_sink),
+        )
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
         sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
             account_id: (log, publisher, *((audits[config.audit_store],) if config.audit_store else ()))
