@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
+    "DEFAULT_BUSY_LIMIT_SECONDS",
     "BoundedQueue",
     "DeliveryHealth",
 ]
 
 T = TypeVar("T")
+
+DEFAULT_BUSY_LIMIT_SECONDS = 5.0
+"""How long one call to a sink may take before health reports it unreachable (stalled),
+unless the sink's actor is given its own limit (the Redis socket timeout, the audit store's)."""
 
 @attrs.frozen
 class DeliveryHealth:
@@ -45,7 +50,32 @@ class DeliveryHealth:
     last_error_at: dt.datetime | None
     last_delivery_at: dt.datetime | None
     reachable: bool
-    """False from a failed attempt until one that worked."""
+    """False from a failed attempt until one that worked, and while one call has been
+    busy longer than `busy_limit_seconds` (then `last_error` says since when)."""
+    busy_since: dt.datetime | None = None
+    """When the call in progress began; None between calls."""
+    busy_limit_seconds: float = DEFAULT_BUSY_LIMIT_SECONDS
+    """The longest one call to the sink should take (its own timeout); busy longer, it is unreachable."""
+    incoming_runs: int = 0
+    """Runs handed to the sink's actor that it has not taken yet, because it is busy on a call
+    (its inbox, counted as it stands: a retry tick in it counts too)."""
+
+    def judged_at(self, now: dt.datetime) -> DeliveryHealth:
+        """This health as it stands at `now`: unreachable if one call has been busy past its limit."""
+        if self.busy_since is None:
+            return self
+        busy = (now - self.busy_since).total_seconds()
+        if busy <= self.busy_limit_seconds:
+            return self
+        return attrs.evolve(
+            self,
+            reachable=False,
+            last_error=(
+                f"busy since {self.busy_since:%Y-%m-%d %H:%M:%S} UTC on one call ({busy:.0f} s, "
+                f"past its {self.busy_limit_seconds:g} s limit): stalled"
+            ),
+            last_error_at=now,
+        )
 
 
 @attrs.frozen

@@ -14,6 +14,7 @@ start, what the journal holds is queued first, in order, as it was encoded.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import sqlite3
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
-from reconciliation._domain.sinks import FinishedRun, Sink, SinkUnavailableError
+from reconciliation._domain.sinks import FinishedRun, Sent, Sink, SinkUnavailableError
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.delivery import BoundedQueue, DeliveryHealth, Queued
+from reconciliation._runtime.delivery import DEFAULT_BUSY_LIMIT_SECONDS, BoundedQueue, DeliveryHealth, Queued
 from reconciliation._runtime.messages import RetryDue
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
 
     recovers_after_clean_run = False
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its sink, bounds and collaborators, each a keyword
         self,
         *,
         sink: Sink[Item],
@@ -62,6 +63,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         clock: Clock,
         max_bytes: int | None = None,
         journal: tuple[Journal, ItemCodec[Item]] | None = None,
+        busy_limit_seconds: float = DEFAULT_BUSY_LIMIT_SECONDS,
     ) -> None:
         super().__init__(board=board, clock=clock)
         self.component = f"delivery:{sink.name}"
@@ -79,6 +81,8 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._last_error_at: dt.datetime | None = None
         self._last_delivery_at: dt.datetime | None = None
         self._reachable = True
+        self._busy_since: dt.datetime | None = None
+        self._busy_limit_seconds = busy_limit_seconds
 
     def started(self) -> None:
         if self._journal is not None:
@@ -183,7 +187,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         while self._queue:
             batch = self._queue.head(self._max_batch_weight)
             try:
-                sent = self._sink.send([entry.item for entry in batch])
+                sent = self._send(batch)
             except SinkUnavailableError as error:
                 self._unavailable(str(error))
                 return
@@ -197,6 +201,16 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 self._unavailable(f"{self._sink.name} took nothing of {len(batch)} runs")
                 return
         self._available()
+
+    def _send(self, batch: list[Queued[Item]]) -> Sent:
+        """One call to the sink, posted as busy while it lasts: a call stalled past the limit
+        shows in health as unreachable though this actor cannot say so (it is in the call)."""
+        self._busy_since = self._clock.now()
+        self._post_delivery()
+        try:
+            return self._sink.send([entry.item for entry in batch])
+        finally:
+            self._busy_since = None
 
     def _refuse(self, reason: str) -> None:
         (refused,) = self._queue.pop(1)
@@ -279,7 +293,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         """One round trip at stop; False when the sink cannot take more."""
         batch = self._queue.head(self._max_batch_weight)
         try:
-            sent = self._sink.send([entry.item for entry in batch])
+            sent = self._send(batch)
         except SinkUnavailableError as error:
             self._last_error = describe_error(error)
             return False
@@ -289,10 +303,23 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._refuse(sent.refused)
         return bool(sent.delivered or sent.refused)
 
+    @property
+    def sink_name(self) -> str:
+        return self._sink.name
+
+    def incoming(self) -> int:
+        """Messages waiting in this actor's inbox (runs, mostly), read from another thread."""
+        inbox = self.actor_inbox
+        return inbox.qsize() if isinstance(inbox, queue.Queue) else 0
+
     def cut_off(self) -> None:
         """Close the sink from another thread (stop gave up waiting): a send stalled on it
-        ends with an error, and nothing is sent afterwards."""
-        self._sink.close()
+        ends with an error, and nothing is sent afterwards. Never raises: whatever closing
+        raises is logged, and stop goes on to the next actor."""
+        try:
+            self._sink.close()
+        except Exception as error:  # noqa: BLE001 - stop() must not raise
+            logger.warning("Cutting off %s raised %s; the stop goes on", self._sink.name, describe_error(error))
 
     def _post_delivery(self) -> None:
         self._board.post_delivery(
@@ -307,6 +334,8 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 last_error_at=self._last_error_at,
                 last_delivery_at=self._last_delivery_at,
                 reachable=self._reachable,
+                busy_since=self._busy_since,
+                busy_limit_seconds=self._busy_limit_seconds,
             )
         )
 

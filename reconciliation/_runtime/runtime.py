@@ -34,7 +34,11 @@ import attrs
 from reconciliation._domain.ageing import BreakTracker
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.triggers import OnDemand
-from reconciliation._publishing.connection import check_client, publishing_client
+from reconciliation._publishing.connection import (
+    PUBLISH_SOCKET_TIMEOUT_SECONDS,
+    check_client,
+    publishing_client,
+)
 from reconciliation._publishing.leases import AccountLeases, Lease
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
@@ -216,6 +220,7 @@ class Runtime:
             first.outbox_max_runs,
             max_bytes=first.outbox_max_bytes,
             journal=None if journal is None else (journal, redis_sink),
+            busy_limit_seconds=PUBLISH_SOCKET_TIMEOUT_SECONDS,
         )
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
         sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
@@ -376,7 +381,14 @@ class Runtime:
     def health(self) -> ServiceHealth:
         """Each component's state, the way to each sink, the counters and the brokers' warnings;
         never blocks on an actor."""
-        health = self._board.read()
+        clock = self._clock
+        health = self._board.read(None if clock is None else clock.now())
+        incoming = self._incoming_runs()
+        if incoming:
+            delivery = {
+                sink: attrs.evolve(d, incoming_runs=incoming.get(sink, 0)) for sink, d in health.delivery.items()
+            }
+            health = attrs.evolve(health, delivery=delivery)
         warnings = tuple(
             f"account {account_id}: {warning}"
             for account_id, account in self._accounts.items()
@@ -384,7 +396,6 @@ class Runtime:
         )
         if warnings:
             health = attrs.evolve(health, warnings=warnings)
-        clock = self._clock
         if clock is not None and self._actors:
             timer = ComponentHealth(
                 "timer",
@@ -395,6 +406,15 @@ class Runtime:
             components["timer"] = timer
             health = attrs.evolve(health, components=components)
         return health
+
+    def _incoming_runs(self) -> dict[str, int]:
+        """Per sink, the runs its delivery actor has been handed and not taken yet."""
+        incoming = {}
+        for ref in self._actors:
+            actor = actor_of(ref)
+            if isinstance(actor, DeliveryActor):
+                incoming[actor.sink_name] = actor.incoming()
+        return incoming
 
     def _apply(self, correction: Correction) -> Application:
         """A `CorrectionLinks.apply`: the fetcher calls the book's `apply_correction`."""
