@@ -12,9 +12,9 @@ beat. A loop is frozen only when it has missed its beats *while the pulse kept b
 (`STALL_BEATS` of the pulse since the loop's last beat): the process ran, the loop did
 not. A starved process holds both back, and nothing is called frozen until it runs again.
 
-A frozen loop that is replaced is retired, not abandoned: it is asked to cancel what runs
-on it and stop, which it does as soon as the blocking call returns — its thread ends and
-its file descriptors (selector, self-pipe) are closed.
+A frozen loop that is replaced is retired, not abandoned: it is asked to stop once what
+runs on it has ended, which it does soon after the blocking call returns — its thread
+ends and its file descriptors (selector, self-pipe) are closed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ import asyncio
 import contextlib
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["LOOP_BEAT_SECONDS", "LOOP_STALL_SECONDS", "LOOP_STOP_TIMEOUT_SECONDS", "STALL_BEATS", "FetchLoop", "Pulse"]
 
@@ -93,18 +97,30 @@ class FetchLoop:
         self.loop.call_later(LOOP_BEAT_SECONDS, self._beat)
 
     def retire(self) -> None:
-        """Have it cancel what runs on it and end, once it runs again (from another thread;
-        does not wait)."""
-        if self.loop.is_closed() or not self.thread.is_alive():
-            return
-        with contextlib.suppress(RuntimeError):  # closed meanwhile
-            self.loop.call_soon_threadsafe(self._cancel_all)
+        """Have it end once what runs on it has ended — the frozen call included, which is
+        left to finish (a correction it applies is then reported late, not lost). From
+        another thread; does not wait."""
+        self._call_soon(self._stop_when_idle)
 
     def stop(self) -> None:
         """Cancel what runs on it, then end it (from another thread)."""
-        self.retire()
+        self._call_soon(self._cancel_all)
         if self.thread.is_alive():
             self.thread.join(timeout=LOOP_STOP_TIMEOUT_SECONDS)
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            self.loop.call_soon_threadsafe(callback)
+
+    def _stop_when_idle(self) -> None:
+        async def idle() -> None:
+            while others := asyncio.all_tasks(self.loop) - {asyncio.current_task(self.loop)}:
+                await asyncio.wait(others)
+            self.loop.stop()
+
+        self.loop.create_task(idle())
 
     def _cancel_all(self) -> None:
         tasks = asyncio.all_tasks(self.loop)
