@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
+import threading
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +26,7 @@ from reconciliation._domain.models import ReconciliationResult
 from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.redis_sink import PendingRun, RedisSink
 from reconciliation._runtime.clock import ManualClock
-from reconciliation._runtime.delivery_actor import DeliveryActor
+from reconciliation._runtime.delivery_actor import Accepted, DeliveryActor, JournalingRef
 from reconciliation._runtime.health import ComponentState, HealthBoard
 from reconciliation._runtime.journal import JOURNAL_FILE, Journal, JournalError
 from reconciliation._runtime.messages import Barrier
@@ -338,3 +341,73 @@ def test_run_takes_the_state_dir_from_the_top_of_its_file(tmp_path: Path) -> Non
         'portfolio = "reconciliation.paper:paper_portfolio"\n\n[[accounts]]\naccount_id = "A"\n'
     )
     assert load_config(config).accounts[0].config.state_dir == str(tmp_path / "state")
+
+
+class FakeRef:
+    """A ref that records what it is told, and what the journal held at that moment."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self.told: list[tuple[object, int]] = []
+
+    def tell(self, message: object) -> None:
+        try:
+            held = len(self._journal.entries())
+        except sqlite3.ProgrammingError:  # closed
+            held = -1
+        self.told.append((message, held))
+
+
+class TestJournalingRef:
+    def test_a_run_is_in_the_journal_before_it_is_told(self, journal: Journal) -> None:
+        sink = TextSink()
+        ref = FakeRef(journal)
+        JournalingRef(ref, sink, journal, sink).tell(finished(3))  # type: ignore[arg-type]
+        ((message, held),) = ref.told
+        assert isinstance(message, Accepted)
+        assert (message.entry.item, message.entry.seq, held) == ("3", journal.entries()[0].seq, 1)
+
+    def test_other_messages_pass_as_they_are(self, journal: Journal) -> None:
+        ref = FakeRef(journal)
+        JournalingRef(ref, TextSink(), journal, TextSink()).tell(Barrier())  # type: ignore[arg-type]
+        assert [type(message) for message, _ in ref.told] == [Barrier]
+        assert journal.entries() == []
+
+    def test_a_run_the_journal_cannot_take_is_told_as_it_is(self, journal: Journal) -> None:
+        ref = FakeRef(journal)
+        journal.close()
+        run = finished(1)
+        JournalingRef(ref, TextSink(), journal, TextSink()).tell(run)  # type: ignore[arg-type]
+        assert ref.told[0][0] is run
+
+
+def test_runs_finished_while_redis_is_stalled_are_journaled_though_the_publisher_is_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Redis delivery actor stuck in a call (a stalled server) takes nothing from its
+    inbox; the runs that finish meanwhile are on disk all the same."""
+    released, stalled = threading.Event(), threading.Event()
+
+    def stalled_send(self: RedisSink, items: object) -> Sent:
+        stalled.set()
+        released.wait(30)
+        msg = "released"
+        raise SinkUnavailableError(msg)
+
+    monkeypatch.setattr(RedisSink, "send", stalled_send)
+    config = ReconciliationConfig("ACC-1", interval_seconds=0.05, state_dir=str(tmp_path))
+    runtime = ReconciliationRuntime([account(config)], fakeredis.FakeRedis())
+    asyncio.run(runtime.start())
+    try:
+        assert stalled.wait(10)
+        deadline = time.monotonic() + 10
+        while runtime.health().delivery["redis"].incoming_runs < 3:
+            assert time.monotonic() < deadline, "no runs waited for the stuck publisher"
+            time.sleep(0.02)
+        journal = sqlite3.connect(f"file:{tmp_path / JOURNAL_FILE}?mode=ro", uri=True)
+        (held,) = journal.execute("SELECT count(*) FROM outbox").fetchone()
+        journal.close()
+        assert held >= 1 + 3, "the run in the stuck call and those waiting behind it"
+    finally:
+        released.set()
+        asyncio.run(runtime.stop())

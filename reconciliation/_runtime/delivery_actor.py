@@ -8,7 +8,10 @@ run id, counted) so that the runs behind it are still delivered.
 
 Given a `Journal` (the Redis sink, with a `state_dir`), a run is written to it before it
 counts as queued and deleted from it once the sink has it, was dropped or set aside; at
-start, what the journal holds is queued first, in order, as it was encoded.
+start, what the journal holds is queued first, in order, as it was encoded. Those who
+finish runs tell them through a `JournalingRef`, which writes each down on the teller's
+thread before telling it: a run is on disk before it waits in this actor's inbox (while
+the actor is stuck in a call to a stalled server, say), and before its result is answered.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import logging
 import queue
 import random
 import sqlite3
+import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
 
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.correction import CorrectionEvent
@@ -31,12 +37,14 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Iterable
 
+    import pykka
+
     from reconciliation._domain.sinks import Delivery, ItemCodec
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
     from reconciliation._runtime.journal import Journal
 
-__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor"]
+__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "Accepted", "DeliveryActor", "JournalingRef"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,54 @@ STOP_FLUSH_ATTEMPTS = 20
 """At stop, how many round trips may drain the queue before what is left is reported lost."""
 
 Item = TypeVar("Item")
+
+
+@attrs.frozen
+class Accepted(Generic[Item]):
+    """A run already prepared and written to the journal by its teller (`JournalingRef`):
+    the actor only queues it."""
+
+    entry: Queued[Item]
+
+
+def journaled(run: Delivery, sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> Queued[Item]:
+    """`run` prepared for `sink` and committed to `journal`, as the queue keeps it.
+
+    Raises:
+        sqlite3.Error: the journal could not be written.
+    """
+    item = sink.prepare(run)
+    identity, account_id = _identity(run)
+    data = codec.encode(item)
+    seq = journal.append(identity, account_id, data)
+    return Queued(identity, account_id, item, max(1, sink.weight(item)), len(data), seq)
+
+
+class JournalingRef(Generic[Item]):
+    """Stands for a journaled delivery actor's ref to the actors that finish runs (the
+    comparator, the corrector): each run or correction step is written to the journal on
+    the teller's thread, then told, as one step (so the journal's order is the inbox's).
+    A run the journal cannot take is told as it is, and the actor tries again (and says so)."""
+
+    def __init__(self, ref: pykka.ActorRef[Any], sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> None:
+        self._ref = ref
+        self._sink = sink
+        self._journal = journal
+        self._codec = codec
+        self._telling = threading.Lock()
+
+    def tell(self, message: Any) -> None:
+        if not isinstance(message, FinishedRun | CorrectionEvent):
+            self._ref.tell(message)
+            return
+        with self._telling:
+            try:
+                entry = journaled(message, self._sink, self._journal, self._codec)
+            except sqlite3.Error as error:
+                logger.warning("The outbox journal did not take a run (%s): its actor tries again", describe_error(error))
+                self._ref.tell(message)
+            else:
+                self._ref.tell(Accepted(entry))
 
 
 class DeliveryActor(ResilientActor, Generic[Item]):
@@ -123,8 +179,11 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             )
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, FinishedRun | CorrectionEvent):
-            self._accept(message)
+        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
+            if isinstance(message, Accepted):
+                self._enqueue(message.entry)
+            else:
+                self._accept(message)
             if self._retry is None:
                 self._attempt()
         elif isinstance(message, RetryDue):
@@ -135,18 +194,17 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._post_delivery()
 
     def _accept(self, run: Delivery) -> None:
+        if self._journal is not None:
+            try:
+                self._enqueue(journaled(run, self._sink, *self._journal))
+            except sqlite3.Error as error:
+                identity, account_id = _identity(run)
+                self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
+            else:
+                return
         item = self._sink.prepare(run)
         identity, account_id = _identity(run)
-        size, seq = 0, None
-        if self._journal is not None:
-            journal, codec = self._journal
-            data = codec.encode(item)
-            size = len(data)
-            try:
-                seq = journal.append(identity, account_id, data)
-            except sqlite3.Error as error:
-                self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
-        self._enqueue(Queued(identity, account_id, item, self._weight(item), size, seq))
+        self._enqueue(Queued(identity, account_id, item, self._weight(item)))
 
     def _weight(self, item: Item) -> int:
         return max(1, self._sink.weight(item))
@@ -250,9 +308,11 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._recovered()
 
     def fail_run(self, message: Any, reason: str) -> None:
-        if isinstance(message, FinishedRun | CorrectionEvent):
+        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
             self._set_aside += 1
-            identity, account_id = _identity(message)
+            identity, account_id = (
+                (message.entry.run_id, message.entry.account_id) if isinstance(message, Accepted) else _identity(message)
+            )
             logger.error(
                 "Run %s of %s could not be queued for %s: %s", identity, account_id, self._sink.name, reason
             )

@@ -27,6 +27,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,12 +72,14 @@ class JournalEntry:
 
 
 class Journal:
-    """The open journal; used by one thread at a time (the Redis delivery actor's after start)."""
+    """The open journal; thread-safe: runs are written on the threads that finish them (the
+    comparator's, the corrector's), and deleted on the Redis delivery actor's."""
 
     def __init__(self, directory: Path, connection: sqlite3.Connection, lock: int, problem: str | None) -> None:
         self.directory = directory
         self._connection = connection
         self._lock = lock
+        self._using = threading.Lock()
         self.problem = problem
         """Set when the journal found at start was unusable and was moved aside."""
 
@@ -116,7 +119,8 @@ class Journal:
 
     def entries(self) -> list[JournalEntry]:
         """What the journal holds, oldest first."""
-        rows = self._connection.execute("SELECT seq, run_id, account_id, data FROM outbox ORDER BY seq").fetchall()
+        with self._using:
+            rows = self._connection.execute("SELECT seq, run_id, account_id, data FROM outbox ORDER BY seq").fetchall()
         return [JournalEntry(seq, run_id, account_id, bytes(data)) for seq, run_id, account_id, data in rows]
 
     def append(self, run_id: str, account_id: str, data: bytes) -> int:
@@ -125,7 +129,7 @@ class Journal:
         Raises:
             sqlite3.Error: it could not be written (disk full, file damaged).
         """
-        with self._connection:
+        with self._using, self._connection:
             cursor = self._connection.execute(
                 "INSERT INTO outbox (run_id, account_id, data) VALUES (?, ?, ?)", (run_id, account_id, data)
             )
@@ -137,12 +141,12 @@ class Journal:
 
     def remove(self, seqs: Iterable[int]) -> None:
         """Delete entries (delivered, dropped or set aside), committed before this returns."""
-        with self._connection:
+        with self._using, self._connection:
             self._connection.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
 
     def close(self) -> None:
         """Close the database and release the directory. Idempotent."""
-        with contextlib.suppress(sqlite3.Error):
+        with self._using, contextlib.suppress(sqlite3.Error):
             self._connection.close()
         if self._lock >= 0:
             lock, self._lock = self._lock, -1

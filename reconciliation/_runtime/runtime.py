@@ -47,7 +47,7 @@ from reconciliation._runtime.clock import SystemClock
 from reconciliation._runtime.comparator_actor import ComparatorActor
 from reconciliation._runtime.corrector_actor import CorrectionLinks, CorrectorActor
 from reconciliation._runtime.debouncer_actor import DebouncerActor
-from reconciliation._runtime.delivery_actor import DeliveryActor
+from reconciliation._runtime.delivery_actor import DeliveryActor, JournalingRef
 from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.fills_reader import has_fills
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from reconciliation._domain.models import CorrectionLimits, ReconciliationResult
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.accounts import Account
+    from reconciliation._runtime.actor_base import Teller
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.messages import HaltCallback
 
@@ -223,8 +224,9 @@ class Runtime:
             busy_limit_seconds=PUBLISH_SOCKET_TIMEOUT_SECONDS,
         )
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
-        sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
-            account_id: (log, publisher, *((audits[config.audit_store],) if config.audit_store else ()))
+        to_redis: Teller = publisher if journal is None else JournalingRef(publisher, redis_sink, journal, redis_sink)
+        sinks: dict[str, tuple[Teller, ...]] = {
+            account_id: (log, to_redis, *((audits[config.audit_store],) if config.audit_store else ()))
             for account_id, config in self._configs.items()
         }
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
