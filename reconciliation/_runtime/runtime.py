@@ -199,7 +199,12 @@ class Runtime:
         clock = self._clock = self._given_clock or SystemClock()
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
         blocked: dict[str, list[UUID]] = {}
-        audit_sinks = self._open_audit(trackers, blocked)
+        try:
+            audit_sinks = self._open_audit(trackers, blocked)
+        except BaseException:
+            if journal is not None:  # released, so that a start again may take it
+                journal.close()
+            raise
         board = self._board
 
         def delivery(sink: Any, max_runs: int, **durable: Any) -> pykka.ActorRef[Any]:
