@@ -63,9 +63,13 @@ def wait_for(condition: object, what: str, process: subprocess.Popen[str], timeo
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("outage", ["down", "stalled"])
 def test_runs_queued_during_an_outage_survive_a_kill_9_and_are_published_first_once_in_order(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisServer, outage: str
 ) -> None:
+    """Down: the server killed (connections refused), back empty. Stalled: the server
+    paused (SIGSTOP) with a round trip of ours stuck in it, back with its data — so that
+    round trip may land after the kill, and the restarted process re-sends it: a no-op."""
     account = f"TEST-{uuid.uuid4().hex[:8]}"
     state_dir = tmp_path / "state"
     config = tmp_path / "reconciliation.toml"
@@ -81,7 +85,10 @@ def test_runs_queued_during_an_outage_survive_a_kill_9_and_are_published_first_o
     first = start_run(config, state_dir)
     try:
         wait_for(lambda: published_run_ids(client, account), "a first run published", first)
-        redis_server.kill()  # the outage: runs pile up in the outbox
+        if outage == "down":  # runs pile up in the outbox
+            redis_server.kill()
+        else:
+            redis_server.pause()
         wait_for(
             lambda: len(journaled_run_ids(state_dir)) >= RUNS_QUEUED_DURING_THE_OUTAGE,
             f"{RUNS_QUEUED_DURING_THE_OUTAGE} runs journaled",
@@ -93,8 +100,11 @@ def test_runs_queued_during_an_outage_survive_a_kill_9_and_are_published_first_o
     queued = journaled_run_ids(state_dir)
     assert len(queued) >= RUNS_QUEUED_DURING_THE_OUTAGE
 
-    redis_server.start()  # back, empty
-    client = redis_server.client()
+    if outage == "down":
+        redis_server.start()  # back, empty
+        client = redis_server.client()
+    else:
+        redis_server.resume()
     second = start_run(config, state_dir)
     try:
         wait_for(lambda: len(published_run_ids(client, account)) > len(queued), "the queued runs published", second)
@@ -104,7 +114,10 @@ def test_runs_queued_during_an_outage_survive_a_kill_9_and_are_published_first_o
         second.kill()
 
     published = published_run_ids(client, account)
-    assert published[: len(queued)] == queued, "the queued runs came first, in the order they finished"
     assert len(set(published)) == len(published), "no run was published twice"
+    first = published.index(queued[0])
+    assert published[first : first + len(queued)] == queued, "the queued runs came first, in the order they finished"
+    if outage == "down":
+        assert first == 0, "Redis came back empty: nothing precedes the queued runs"
     assert "delivered to redis first, in order" in err
     assert journaled_run_ids(state_dir) == []
