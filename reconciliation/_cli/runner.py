@@ -33,6 +33,7 @@ from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
 from reconciliation._runtime.accounts import Account
+from reconciliation._runtime.journal import JournalError
 from reconciliation._runtime.service import ReconciliationRuntime
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
     import redis
 
+    from reconciliation._domain.models import ReconciliationResult
     from reconciliation.metrics import ReconciliationMetrics
 
 __all__ = [
@@ -54,11 +56,12 @@ __all__ = [
     "read_toml",
     "resolve_factory",
     "run_until_stopped",
+    "with_state_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
-_TOP_LEVEL = ("redis_url", "defaults", "accounts", "correction_limits")
+_TOP_LEVEL = ("redis_url", "state_dir", "defaults", "accounts", "correction_limits")
 _BOOKS = ("broker", "portfolio", "broker_adapter")
 """Where an account's two books come from: factories, or a broker adapter's table instead of `broker`."""
 _CONFIG_KEYS = tuple(attrs.fields_dict(ReconciliationConfig))
@@ -112,6 +115,22 @@ class RunnerConfig:
     accounts: tuple[AccountSpec, ...]
     correction_limits: CorrectionLimits | None = None
     """What all the accounts' corrections may apply together (`[correction_limits]`)."""
+
+
+def with_state_dir(config: RunnerConfig, state_dir: str) -> RunnerConfig:
+    """`config` with every account's outbox journal in `state_dir` (the `--state-dir` flag).
+
+    Raises:
+        ConfigError: `state_dir` is not a usable path text.
+    """
+    try:
+        accounts = tuple(
+            attrs.evolve(spec, config=attrs.evolve(spec.config, state_dir=state_dir)) for spec in config.accounts
+        )
+    except (TypeError, ValueError) as error:
+        msg = f"--state-dir: {error}"
+        raise ConfigError(msg) from error
+    return attrs.evolve(config, accounts=accounts)
 
 
 def resolve_factory(path: str) -> Factory:
@@ -176,6 +195,10 @@ def load_config(path: Path) -> RunnerConfig:
     if not isinstance(defaults, dict):
         problems.add("defaults", f"expected a table [defaults], got {_describe(defaults)}")
         defaults = {}
+    if "state_dir" in document:
+        if "state_dir" in defaults:
+            problems.add("state_dir", "given both at the top level and in [defaults]: keep one")
+        defaults = {**defaults, "state_dir": document["state_dir"]}
     _unknown_keys(problems, defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
     accounts = document.get("accounts")
     if not isinstance(accounts, list) or not accounts:
@@ -539,11 +562,7 @@ async def run_until_stopped(
         metrics.watch(runtime)
     started = False
     try:
-        try:
-            results = await runtime.start()
-        except Exception as exc:
-            msg = f"the accounts did not start: {exc!r}"
-            raise StartError(msg) from exc
+        results = await _start(runtime)
         started = True
         failed = [account_id for account_id, result in results.items() if result.error is not None]
         logger.info(
@@ -568,6 +587,16 @@ async def run_until_stopped(
                 loop.remove_signal_handler(signum)
             if metrics is not None:
                 metrics.unwatch(runtime)
+
+
+async def _start(runtime: ReconciliationRuntime) -> dict[str, ReconciliationResult]:
+    try:
+        return await runtime.start()
+    except JournalError as exc:
+        raise StartError(str(exc)) from exc
+    except Exception as exc:
+        msg = f"the accounts did not start: {exc!r}"
+        raise StartError(msg) from exc
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

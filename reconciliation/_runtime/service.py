@@ -137,7 +137,7 @@ class ReconciliationRuntime(_Facade):
     Raises:
         TypeError: a book that does not implement its protocol, or a `redis` that is
             not a redis-py client.
-        ValueError: no account, or one account id twice.
+        ValueError: no account, one account id twice, or accounts with different `state_dir`s.
 
     .. versionadded:: 0.1
     """

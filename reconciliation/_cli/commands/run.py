@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
-from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped
+from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped, with_state_dir
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import (
     CommandError,
@@ -47,6 +47,11 @@ logger = logging.getLogger(__name__)
     show_envvar=True,
     help=f"Overrides the file's redis_url.  [default: {DEFAULT_REDIS_URL}]",
 )
+@click.option(
+    "--state-dir",
+    metavar="DIR",
+    help="Where runs waiting for Redis are journaled, so a crash loses none (overrides the file's state_dir).",
+)
 @click.option("--check", is_flag=True, help="Check the configuration and its import paths, then exit.")
 @click.option(
     "--metrics-port",
@@ -68,10 +73,11 @@ logger = logging.getLogger(__name__)
 )
 @cluster_option
 @click.pass_obj
-def run(
+def run(  # noqa: PLR0913 - one parameter per command-line option
     verbose: int,
     config_path: Path,
     redis_url: str | None,
+    state_dir: str | None,
     metrics_port: int | None,
     metrics_host: str,
     *,
@@ -93,6 +99,7 @@ def run(
       reconciliation run --config prod.toml --check        # validate, start nothing
       REDIS_URL=redis://redis:6379/0 reconciliation run --config prod.toml
       reconciliation run --config prod.toml --metrics-port 9108
+      reconciliation run --config prod.toml --state-dir /var/lib/reconciliation
       reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
     """
     configure_logging(verbose, logging.INFO, debug_sdk=debug_sdk)
@@ -101,6 +108,11 @@ def run(
         config = load_config(config_path)
     except ConfigError as exc:
         raise CommandError(*(f"{config_path}: {problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
+    if state_dir is not None:
+        try:
+            config = with_state_dir(config, state_dir)
+        except ConfigError as exc:
+            raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
     metrics = None if metrics_port is None else _run_metrics()
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
@@ -127,10 +139,13 @@ def run(
         problem = answers(client)
         if problem is not None:
             logger.warning(
-                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
+                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs, %s) "
                 "and published, in order, when it answers",
                 redacted(url),
                 problem,
+                "journaled in the state directory"
+                if config.accounts[0].config.state_dir
+                else "in memory only: give --state-dir so that a crash loses none",
             )
         asyncio.run(run_until_stopped(config, client, metrics=metrics))
     except StartError as exc:
