@@ -591,7 +591,7 @@ def test_run_serves_metrics_that_prometheus_parses(tmp_path: Path, redis_server:
     )
     port = _closed_port()
     runner = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-        _command("run", "--config", str(config), "--metrics-port", str(port)),
+        _command("run", "--config", str(config), "--metrics-port", str(port), "--name", "edge-1"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -619,14 +619,17 @@ def test_run_serves_metrics_that_prometheus_parses(tmp_path: Path, redis_server:
     assert sample("reconciliation_open_breaks", account=account, type="cash_mismatch", severity="warning") is None
     assert sample("reconciliation_oldest_open_break_age_seconds", account=account) is not None
     assert sample(
-        "reconciliation_book_call_duration_seconds_count", runtime=account, call="broker.get_positions"
+        "reconciliation_book_call_duration_seconds_count", runtime="edge-1", call="broker.get_positions"
     ) == 1
     assert sample("reconciliation_book_call_timeouts_total", account=account, call="broker.get_positions") == 0
-    assert sample("reconciliation_delivery_queued_runs", runtime=account, sink="redis") is not None
-    assert sample("reconciliation_delivery_dropped_runs_total", runtime=account, sink="redis") == 0
-    assert sample("reconciliation_book_calls_hung", runtime=account) == 0
-    assert sample("reconciliation_component_state", runtime=account, component="comparator", state="running") == 1
+    assert sample("reconciliation_delivery_queued_runs", runtime="edge-1", sink="redis") is not None
+    assert sample("reconciliation_delivery_dropped_runs_total", runtime="edge-1", sink="redis") == 0
+    assert sample("reconciliation_book_calls_hung", runtime="edge-1") == 0
+    assert sample("reconciliation_component_state", runtime="edge-1", component="comparator", state="running") == 1
     assert sample("process_resident_memory_bytes") is not None
+    assert sample("reconciliation_last_clean_run_timestamp_seconds", account=account) == 0
+    assert sample("reconciliation_account_stale", account=account) == 0
+    assert [labels for name, labels in samples if name == "reconciliation_build_info"] != []
 
 
 def test_run_with_its_metrics_port_in_use_says_so_in_one_line_and_exits_4(tmp_path: Path) -> None:

@@ -518,10 +518,12 @@ async def run_until_stopped(
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
     metrics: ReconciliationMetrics | None = None,
+    name: str | None = None,
 ) -> None:
     """Start every account together, wait for SIGINT/SIGTERM (or `stop`), stop them all.
 
-    `metrics`, if given, watch the accounts from before their startup runs until they stop.
+    `metrics`, if given, watch the accounts from before their startup runs until they stop,
+    `name` their `runtime` label (by default the account ids, joined).
 
     A second SIGINT or SIGTERM while stopping ends the process at once (exit code 130),
     saying what was left: the operator asked twice.
@@ -536,7 +538,7 @@ async def run_until_stopped(
         loop.add_signal_handler(signum, _on_signal, signum, stop)
     runtime = build_runtime(config, client)
     if metrics is not None:
-        metrics.watch(runtime)
+        metrics.watch(runtime, name=name)
     started = False
     try:
         try:

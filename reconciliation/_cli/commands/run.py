@@ -66,14 +66,21 @@ logger = logging.getLogger(__name__)
     is_flag=True,
     help="Log the SDKs' DEBUG lines (ccxt, alpaca, ib_async, urllib3, ...), which -v leaves out: they carry API keys and signatures.",
 )
+@click.option(
+    "--name",
+    default="reconciliation",
+    show_default=True,
+    help="This process's name: the `runtime` label of its health metrics (one per process, whatever its accounts).",
+)
 @cluster_option
 @click.pass_obj
-def run(
+def run(  # noqa: PLR0913 - one parameter per command-line option
     verbose: int,
     config_path: Path,
     redis_url: str | None,
     metrics_port: int | None,
     metrics_host: str,
+    name: str,
     *,
     check: bool,
     cluster: bool,
@@ -132,7 +139,7 @@ def run(
                 redacted(url),
                 problem,
             )
-        asyncio.run(run_until_stopped(config, client, metrics=metrics))
+        asyncio.run(run_until_stopped(config, client, metrics=metrics, name=name))
     except StartError as exc:
         raise CommandError(str(exc), exit_code=ExitCode.START_FAILED) from exc
     finally:
