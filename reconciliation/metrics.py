@@ -40,6 +40,7 @@ import functools
 import gzip
 import importlib.metadata
 import itertools
+import json
 import logging
 import socket
 import threading
@@ -755,14 +756,22 @@ class MetricsServer:
 
 
 def serve_metrics(
-    registry: CollectorRegistry = REGISTRY, *, port: int, host: str = "127.0.0.1"
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    healthz: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
 ) -> MetricsServer:
     """Serve `registry` at http://host:port/metrics (port 0: any free port, see `MetricsServer.port`).
+
+    Args:
+        healthz: if given, also serve /healthz: 200 when it answers (True, details), 503
+            when (False, details); the details as a JSON object.
 
     Raises:
         OSError: it cannot listen there (the port is in use, the host is not this machine's).
     """
-    server = make_server(host, port, _metrics_app(registry), _Server6 if ":" in host else _Server, _Quiet)
+    server = make_server(host, port, _metrics_app(registry, healthz), _Server6 if ":" in host else _Server, _Quiet)
     thread = threading.Thread(target=server.serve_forever, name="reconciliation-metrics", daemon=True)
     thread.start()
     logger.info("Serving Prometheus metrics on http://%s:%d/metrics", host, server.server_address[1])
@@ -781,11 +790,17 @@ def scrape(registry: CollectorRegistry) -> bytes:
     return others + "".join(metrics.exposition() for metrics in found).encode()
 
 
-def _metrics_app(registry: CollectorRegistry) -> Callable[..., list[bytes]]:
+def _metrics_app(
+    registry: CollectorRegistry, healthz: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+) -> Callable[..., list[bytes]]:
     def app(environ: dict[str, Any], start_response: Callable[..., object]) -> list[bytes]:
         if environ.get("REQUEST_METHOD") not in {"GET", "HEAD"}:
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
+        if healthz is not None and environ.get("PATH_INFO") == "/healthz":
+            ok, details = healthz()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [json.dumps(details).encode()]
         body = scrape(registry)
         headers = [("Content-Type", CONTENT_TYPE_LATEST)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
