@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.real_redis
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS_SCREENSHOT = ROOT / "docs" / "board.png"
-"""Refreshed by the screenshot test only when RECONCILIATION_UPDATE_DOCS=1: a test run
-must not change a tracked file."""
 WAIT_SECONDS = 15.0
 
 
@@ -249,7 +245,7 @@ def test_a_resolved_break_disappears_without_a_reload(browser: Any, board_url: s
     assert _not_reloaded(browser)
 
 
-def test_clicking_a_break_shows_its_history_and_the_screenshot_in_the_docs(
+def test_clicking_a_break_shows_its_history(
     browser: Any, board_url: str, real_redis: redis.Redis, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By  # noqa: PLC0415
@@ -287,8 +283,6 @@ def test_clicking_a_break_shows_its_history_and_the_screenshot_in_the_docs(
     screenshot = tmp_path / "board.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 0
-    if os.environ.get("RECONCILIATION_UPDATE_DOCS") == "1":
-        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
 
 
 def _status(browser: Any, account: str) -> str | None:
