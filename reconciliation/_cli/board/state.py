@@ -318,11 +318,13 @@ class BoardState:
     def judge(self, now: dt.datetime) -> bool:
         """Look again at which accounts are stale and which one-offs expired: True (and a
         new version) if that changed since the last look, so that the page shows it."""
-        views = self._views(now)
+        runs = [(account_id, account.last_run) for account_id, account in self._accounts.items()]
         judged = (
-            frozenset(view.account_id for view in views if view.liveness.stale),
+            frozenset(account_id for account_id, run in runs if Liveness.of(run, now, self.stale_grace).stale),
             frozenset(
-                view.account_id for view in views if _one_off(view) and now - _ran_at(view) > self.one_off_shown_for
+                account_id
+                for account_id, run in runs
+                if run is not None and run.one_off and now - run.timestamp > self.one_off_shown_for
             ),
         )
         if judged == self._judged:
