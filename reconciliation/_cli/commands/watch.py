@@ -146,7 +146,8 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
     backoff = Backoff(give_up_after_seconds=retry_for)
     show = (lambda m: click.echo(json_line(m))) if as_json else (lambda m: console.print(human_line(m)))
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    errors.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
+    if not as_json:
+        errors.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
     try:
         received = follow(
             client,
