@@ -33,6 +33,7 @@ from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
 from reconciliation._runtime.accounts import Account
+from reconciliation._runtime.health import ComponentState
 from reconciliation._runtime.journal import JournalError
 from reconciliation._runtime.service import ReconciliationRuntime
 
@@ -534,6 +535,30 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
 SECOND_SIGNAL_EXIT_CODE = 130
 
 
+class Readiness:
+    """What `/healthz` of `reconciliation run` answers: ready (200) once every account's
+    startup run has finished and while every component runs; 503 while starting, stopping,
+    or when a component stopped (naming it)."""
+
+    def __init__(self) -> None:
+        self.runtime: ReconciliationRuntime | None = None
+        self.ready = False
+        self.stopping = False
+
+    def __call__(self) -> tuple[bool, dict[str, Any]]:
+        if self.stopping:
+            return False, {"status": "stopping"}
+        if self.runtime is None or not self.ready:
+            return False, {"status": "starting", "detail": "the accounts' startup runs have not all finished"}
+        health = self.runtime.health()
+        stopped = sorted(
+            name for name, component in health.components.items() if component.state is ComponentState.STOPPED
+        )
+        if stopped:
+            return False, {"status": "failing", "stopped": stopped, "problems": list(health.problems)}
+        return True, {"status": "ok", "accounts": len(self.runtime.accounts), "problems": list(health.problems)}
+
+
 async def run_until_stopped(
     config: RunnerConfig,
     client: redis.Redis | redis.RedisCluster,
@@ -541,10 +566,14 @@ async def run_until_stopped(
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
     metrics: ReconciliationMetrics | None = None,
+    name: str | None = None,
+    readiness: Readiness | None = None,
 ) -> None:
     """Start every account together, wait for SIGINT/SIGTERM (or `stop`), stop them all.
 
-    `metrics`, if given, watch the accounts from before their startup runs until they stop.
+    `metrics`, if given, watch the accounts from before their startup runs until they stop,
+    `name` their `runtime` label (by default the account ids, joined). `readiness`, if
+    given, is told of the runtime, of the end of its startup runs and of its stop (/healthz).
 
     A second SIGINT or SIGTERM while stopping ends the process at once (exit code 130),
     saying what was left: the operator asked twice.
@@ -559,11 +588,13 @@ async def run_until_stopped(
         loop.add_signal_handler(signum, _on_signal, signum, stop)
     runtime = build_runtime(config, client)
     if metrics is not None:
-        metrics.watch(runtime)
+        metrics.watch(runtime, name=name)
+    readiness = readiness or Readiness()
+    readiness.runtime = runtime
     started = False
     try:
         results = await _start(runtime)
-        started = True
+        started = readiness.ready = True
         failed = [account_id for account_id, result in results.items() if result.error is not None]
         logger.info(
             "Reconciling %d account(s): %s; stop with Ctrl-C or SIGTERM",
@@ -576,6 +607,7 @@ async def run_until_stopped(
             on_started()
         await stop.wait()
     finally:
+        readiness.ready, readiness.stopping = False, True
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, _on_second_signal, signum)
         try:

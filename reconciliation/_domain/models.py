@@ -452,6 +452,16 @@ class ReconciliationResult:
 
     .. versionadded:: 0.1
     """
+    next_run_due: dt.datetime | None = attrs.field(
+        default=None, converter=attrs.converters.optional(utc_datetime), validator=attrs.validators.optional(utc_only)
+    )
+    """When the account's next periodic run is due, as of this run's end; None when it has
+    none (periodic runs disabled, or a one-off run such as `reconciliation check`). A
+    reader that sees this time pass by a margin without a newer result knows the account
+    is stale: its service stopped or hangs.
+
+    .. versionadded:: 0.2
+    """
     is_clean: bool = attrs.field(
         init=False, default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
     )
