@@ -236,15 +236,18 @@ def test_a_half_way_application_is_recorded_with_what_the_book_changed() -> None
         assert "the book reports it changed: booked 20 of the 40 NVDA" in failed["reason"]
 
 
-def test_a_second_runtime_for_the_same_account_proposes_only_and_says_why() -> None:
+def test_a_second_runtime_for_the_same_account_is_standby_and_neither_reads_nor_corrects_it() -> None:
     server = fakeredis.FakeServer()
     first_book, second_book = Book(), Book()
     nvda = [BrokerPosition("NVDA", 1, "120", "120")]
-    with Session(first_book, ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server)):
-        second = Session(second_book, ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server))
-        with second:
-            held = [e for e in second.events() if e["status"] == "held"]
+    second_broker = ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000))
+    first = Session(first_book, ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server))
+    with first, Session(second_book, second_broker, redis=fakeredis.FakeRedis(server=server)) as second:
+        standby = second.service.health().standby
+        answer = asyncio.run(second.service.reconcile())
 
     assert len(first_book.given) == 1
-    assert second_book.given == []
-    assert "holds ACC-1's lease" in held[0]["reason"]
+    assert (second_book.given, second_broker.calls) == ([], [])
+    assert standby[ACCOUNT].startswith("standby (owned by reconciliation@")
+    assert answer.status == "failed"
+    assert f"not reconciled here: {standby[ACCOUNT]}" == answer.error

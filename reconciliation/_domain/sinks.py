@@ -15,9 +15,18 @@ from reconciliation._domain.models import ReconciliationResult, Snapshot
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Delivery", "FinishedRun", "Sent", "Sink", "SinkUnavailableError"]
+__all__ = ["Delivery", "Fence", "FinishedRun", "Sent", "Sink", "SinkUnavailableError"]
 
 Item = TypeVar("Item")
+
+
+@attrs.frozen
+class Fence:
+    """Under which lease a run was made: the runtime that owned its account and the lease's
+    fencing token, which grows with every new owner (see `_publishing/leases.py`)."""
+
+    runtime: str
+    token: int
 
 
 @attrs.frozen
@@ -34,6 +43,8 @@ class FinishedRun:
     result: ReconciliationResult
     ageing: AgeingUpdate
     snapshot: Snapshot | None = attrs.field(default=None, eq=False, repr=False)
+    fence: Fence | None = None
+    """The lease it was made under; None for a run made without one (a runtime given no leases)."""
 
 
 Delivery = FinishedRun | CorrectionEvent

@@ -87,6 +87,10 @@ class ServiceHealth:
     corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
     """Accounts whose confirmed corrections are held, and why (a limit reached, another
     runtime's lease); proposals go on."""
+    standby: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    """Accounts this runtime does not reconcile, and why: `standby (owned by NAME)` while another
+    runtime holds the account's lease, or `standby (lease unconfirmed: ...)` while Redis cannot
+    say. Normal for the second of two processes; not a problem by itself."""
     warnings: tuple[str, ...] = ()
     """What a broker says to distrust about itself, one line per account (a ccxt venue whose answers
     were never verified against recorded payloads); it does not make the service unhealthy."""
@@ -152,4 +156,5 @@ class HealthBoard:
                 refused_fills=self._counters.get("refused_fills", 0),
                 hung_broker_calls=self._counters.get("hung_broker_calls", 0),
                 corrections_held=self._notes.get("corrections_held", {}),
+                standby=self._notes.get("standby", {}),
             )

@@ -19,6 +19,7 @@ from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import AssetType, ReconciliationResult, Snapshot
+from reconciliation._domain.sinks import Fence
 from reconciliation._domain.triggers import Trigger
 from reconciliation._domain.values import carriable_text, name_text
 
@@ -34,6 +35,9 @@ __all__ = [
     "FillsWanted",
     "HaltCallback",
     "InFlight",
+    "LeaseHeld",
+    "LeaseNotHeld",
+    "LeaseTick",
     "PeriodicDue",
     "ReconcileRequest",
     "RetryDue",
@@ -85,6 +89,8 @@ class RunTicket:
     started_at: dt.datetime
     started: float
     outcome: Future[ReconciliationResult] = attrs.field(factory=Future, eq=False, repr=False)
+    fence: Fence | None = None
+    """The lease this runtime held on the account when the run started (see `lease_actor`)."""
 
 
 @attrs.frozen
@@ -191,6 +197,28 @@ class DebounceDue:
 class WatchdogDue:
     account_id: str
     run_id: UUID
+
+
+@attrs.frozen
+class LeaseHeld:
+    """Told to the scheduler: this runtime owns the account, under `fence`."""
+
+    account_id: str
+    fence: Fence
+
+
+@attrs.frozen
+class LeaseNotHeld:
+    """Told to the scheduler: the account is held as standby, and `why` (owned by another
+    runtime, or Redis cannot confirm the lease): it is not reconciled here."""
+
+    account_id: str
+    why: str
+
+
+@attrs.frozen
+class LeaseTick:
+    """The lease actor's timer: renew the leases, try for the others."""
 
 
 @attrs.frozen

@@ -38,6 +38,7 @@ from reconciliation._publishing.connection import check_client, publishing_clien
 from reconciliation._publishing.leases import AccountLeases, Lease
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
+from reconciliation._publishing.runtime_names import RuntimeName, new_instance
 from reconciliation._runtime.actor_base import actor_of, tell
 from reconciliation._runtime.clock import SystemClock
 from reconciliation._runtime.comparator_actor import ComparatorActor
@@ -48,6 +49,7 @@ from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.fills_reader import has_fills
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
+from reconciliation._runtime.lease_actor import RENEWALS_PER_LEASE, LeaseActor, first_claim
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
     Application,
@@ -80,7 +82,14 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.messages import HaltCallback
 
-__all__ = ["ACTOR_STOP_TIMEOUT_SECONDS", "Runtime", "StopReport"]
+__all__ = [
+    "ACTOR_STOP_TIMEOUT_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "Runtime",
+    "StopReport",
+    "check_lease_seconds",
+    "check_runtime_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +97,39 @@ ACTOR_STOP_TIMEOUT_SECONDS = 5.0
 """How long each actor has to stop; a sink that is stuck on a stalled server is then cut off."""
 
 LOG_QUEUE_MAX_RUNS = 10_000
-LEASE_INTERVALS = 3
-"""An account's correction lease outlives this many of its periodic intervals: renewed at every
-run, it passes to another runtime that long after its holder died."""
+DEFAULT_LEASE_SECONDS = 30.0
+"""How long an account's lease outlives its holder's last renewal: a standby takes a dead
+owner's accounts over within this long."""
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 1.0, 3600.0
+
+
+def check_runtime_name(name: object) -> str | None:
+    """A runtime's name as given (None: a name of its own, unique to the process).
+
+    Raises:
+        TypeError, ValueError: not a non-empty text of printable characters.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        msg = f"the runtime name must be text, not {type(name).__name__}"
+        raise TypeError(msg)
+    if not name.strip() or not name.isprintable() or len(name) > 200:
+        msg = "the runtime name must be 1 to 200 printable characters, not blank"
+        raise ValueError(msg)
+    return name
+
+
+def check_lease_seconds(seconds: object) -> float:
+    """Raises:
+    TypeError, ValueError: not a number of seconds from 1 to 3600."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        msg = f"lease_seconds must be a number of seconds, not {type(seconds).__name__}"
+        raise TypeError(msg)
+    if not MIN_LEASE_SECONDS <= seconds <= MAX_LEASE_SECONDS:
+        msg = f"lease_seconds must be from {MIN_LEASE_SECONDS:g} to {MAX_LEASE_SECONDS:g} s, not {seconds}"
+        raise ValueError(msg)
+    return float(seconds)
 
 
 @attrs.frozen
@@ -117,6 +156,11 @@ class Runtime:
         on_halt: the kill switch (see `HaltCallback`).
         correction_limits: what the accounts' corrections may apply together (besides each
             account's own `CorrectionPolicy.limits`); None: no limit of the runtime's own.
+        name: the runtime's name, which holds its accounts' leases: unique to one live
+            process, kept across restarts (a restarted process takes its leases back at
+            once). None: `reconciliation@HOST:PID/RANDOM`, new at every start.
+        lease_seconds: how long a lease outlives its holder's last renewal (renewed three
+            times as often): the longest a dead owner's accounts wait for a standby.
 
     Raises:
         TypeError: `redis` is not a redis-py client.
@@ -131,8 +175,12 @@ class Runtime:
         clock: Clock | None = None,
         on_halt: HaltCallback | None = None,
         correction_limits: CorrectionLimits | None = None,
+        name: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         check_client(redis)
+        self._name = check_runtime_name(name)
+        self._lease_seconds = check_lease_seconds(lease_seconds)
         if not accounts:
             msg = "a runtime needs at least one account"
             raise ValueError(msg)
@@ -176,10 +224,25 @@ class Runtime:
 
         Raises:
             RuntimeError: already started.
+            NameInUseError: another live process runs under this runtime's name.
         """
         if self._actors:
             msg = "the reconciliation runtime is already started; stop it first"
             raise RuntimeError(msg)
+        owner = self._name or f"reconciliation@{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        own_client = functools.partial(
+            publishing_client, self._redis
+        )  # a pool of its own: closed on an error
+        lease = self._lease_seconds
+        names = RuntimeName(
+            own_client,
+            name=owner,
+            instance=new_instance(),
+            ttl_seconds=lease,
+            renew_seconds=lease / RENEWALS_PER_LEASE,
+        )
+        account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease)
+        name_held, ownership = first_claim(names, account_leases, list(self._configs))
         clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
@@ -198,8 +261,7 @@ class Runtime:
             )
 
         log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
-        publishing = functools.cache(lambda: publishing_client(self._redis))  # the sink's and the leases'
-        redis_sink = RedisSink(publishing, stream_maxlen=first.stream_maxlen)
+        redis_sink = RedisSink(own_client, stream_maxlen=first.stream_maxlen)
         publisher = delivery(redis_sink, first.outbox_max_runs)
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
         sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
@@ -209,12 +271,7 @@ class Runtime:
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
         corrector = None
         if corrected:
-            name = f"reconciliation@{socket.gethostname()}:{os.getpid()}"
-            leases = AccountLeases(
-                publishing,
-                owner=f"{name}/{uuid.uuid4().hex[:8]}",  # two runtimes of one process are two writers
-                ttl_seconds=LEASE_INTERVALS * max(c.interval_seconds for c in corrected.values()),
-            )
+            leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease)
             corrector = CorrectorActor.start(
                 accounts=corrected,
                 sinks={account_id: sinks[account_id] for account_id in corrected},
@@ -226,7 +283,7 @@ class Runtime:
                 ),
                 board=board,
                 clock=clock,
-                actor=name,
+                actor=owner,
                 blocked=blocked,
                 observers=self.observers,
                 limits=self._correction_limits,
@@ -259,6 +316,17 @@ class Runtime:
             board=board,
             clock=clock,
             explained=explained,
+            ownership=ownership,
+        )
+        leaseholder = LeaseActor.start(
+            leases=account_leases,
+            name=names,
+            name_held=name_held,
+            ownership=ownership,
+            scheduler=scheduler,
+            board=board,
+            clock=clock,
+            lease_seconds=lease,
         )
         entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
         self._actors = [
@@ -270,6 +338,7 @@ class Runtime:
             log,
             publisher,
             *audits.values(),
+            leaseholder,  # last: the leases are released once the runs made under them are delivered
         ]
         self._entry = EntryRef(cast("DebouncerActor", actor_of(entry)))
         self._scheduler = scheduler
@@ -333,11 +402,15 @@ class Runtime:
         actors, self._actors, self._entry, self._scheduler = self._actors, [], None, None
         self._fetcher = self._comparator = self._corrector = None
         still_running: list[str] = []
+        redis_stalled = False
         for ref in actors:
             name = _component(ref)
+            if redis_stalled and name == LeaseActor.component:
+                _close_sink(ref)  # the same stalled Redis: its leases are left to expire
             if not _stop(ref, timeout):
                 logger.warning("The %s did not stop within %g s; closing its connections", name, timeout)
                 _close_sink(ref)
+                redis_stalled = redis_stalled or name == "delivery:redis"
                 if not _stop(ref, timeout):
                     still_running.append(name)
         for ref in actors:
@@ -486,7 +559,7 @@ def _component(ref: pykka.ActorRef[Any]) -> str:
 
 
 def _close_sink(ref: pykka.ActorRef[Any]) -> None:
-    """Unblock a delivery actor stuck in a send, from outside its thread."""
+    """Unblock a delivery or lease actor stuck on Redis, from outside its thread."""
     actor = actor_of(ref)
-    if isinstance(actor, DeliveryActor):
+    if isinstance(actor, DeliveryActor | LeaseActor):
         actor.cut_off()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import click
 
 from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
@@ -21,6 +22,7 @@ from reconciliation._cli.shared import (
     verbose_option,
 )
 from reconciliation._publishing.redis_clients import DEFAULT_REDIS_URL, answers, client_for, redacted
+from reconciliation._runtime.runtime import check_runtime_name
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -47,6 +49,15 @@ logger = logging.getLogger(__name__)
     show_envvar=True,
     help=f"Overrides the file's redis_url.  [default: {DEFAULT_REDIS_URL}]",
 )
+@click.option(
+    "--name",
+    "runtime_name",
+    envvar="RECONCILIATION_NAME",
+    show_envvar=True,
+    metavar="NAME",
+    help="This process's runtime name, which holds its accounts' leases (overrides the file's runtime_name): "
+    "unique to one live process, the same across its restarts.",
+)
 @click.option("--check", is_flag=True, help="Check the configuration and its import paths, then exit.")
 @click.option(
     "--metrics-port",
@@ -68,10 +79,11 @@ logger = logging.getLogger(__name__)
 )
 @cluster_option
 @click.pass_obj
-def run(
+def run(  # noqa: PLR0913 - click passes each option
     verbose: int,
     config_path: Path,
     redis_url: str | None,
+    runtime_name: str | None,
     metrics_port: int | None,
     metrics_host: str,
     *,
@@ -101,6 +113,12 @@ def run(
         config = load_config(config_path)
     except ConfigError as exc:
         raise CommandError(*(f"{config_path}: {problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
+    if runtime_name is not None:
+        try:
+            config = attrs.evolve(config, runtime_name=check_runtime_name(runtime_name))
+        except ValueError as exc:
+            msg = f"--name: {exc}"
+            raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
     metrics = None if metrics_port is None else _run_metrics()
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
@@ -127,8 +145,8 @@ def run(
         problem = answers(client)
         if problem is not None:
             logger.warning(
-                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
-                "and published, in order, when it answers",
+                "No Redis answers at %s (%s): starting anyway, every account standby: no account is "
+                "reconciled until its lease can be claimed, when Redis answers",
                 redacted(url),
                 problem,
             )

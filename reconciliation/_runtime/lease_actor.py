@@ -1,0 +1,225 @@
+"""The lease actor: keeps this runtime's leases on its accounts, and tells the scheduler
+which accounts it owns.
+
+    start ─ claim the runtime's name, then each account's lease (in `Runtime.start`)
+      │
+      ▼            renewed every lease period / 3, in one round trip
+    owner ◀──────────────────────────────────────────────┐
+      │  another runtime holds it; Redis unanswered past   │ the holder's lease expired
+      │  the lease's last safe moment; the name was taken  │ (retried when it expires)
+      ▼                                                    │
+    standby (owned by NAME | lease unconfirmed) ───────────┘
+
+An owned account's runs carry its `Fence` (runtime name, token). The scheduler starts
+runs only for owned accounts; standby accounts are shown in health (`standby`) and
+retried at the moment the holder's lease would expire, so a dead owner's accounts are
+taken over within one lease period. When Redis does not answer, an owned account is
+given up at the last renewal before its lease could have expired (a renewal's call is
+bounded by the connection's timeouts, shorter than a renewal interval): by then another
+runtime may take it, and this one has stopped starting runs. At a clean stop, the leases
+and the name are released, so a standby takes over at its next attempt.
+
+The Redis calls are made here, not in the scheduler, so that a stalled Redis never
+holds up the starting of runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.sinks import Fence
+from reconciliation._publishing.leases import Lease
+from reconciliation._publishing.runtime_names import NameInUseError
+from reconciliation._runtime.actor_base import ResilientActor, tell
+from reconciliation._runtime.health import ComponentState
+from reconciliation._runtime.messages import LeaseHeld, LeaseNotHeld, LeaseTick
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
+    import pykka
+
+    from reconciliation._publishing.leases import AccountLeases, Claimed
+    from reconciliation._publishing.runtime_names import RuntimeName
+    from reconciliation._runtime.clock import Clock, TimerHandle
+    from reconciliation._runtime.health import HealthBoard
+
+__all__ = ["RENEWALS_PER_LEASE", "LeaseActor", "Ownership", "first_claim"]
+
+logger = logging.getLogger(__name__)
+
+RENEWALS_PER_LEASE = 3
+"""A lease is renewed this many times per lease period."""
+RETRY_MARGIN_SECONDS = 0.05
+"""A standby tries again this long after the holder's lease was due to expire."""
+
+Ownership = Fence | str
+"""An account's lease as this runtime knows it: the fence it owns it under, or why it is standby."""
+
+
+def first_claim(
+    name: RuntimeName, leases: AccountLeases, accounts: Collection[str]
+) -> tuple[bool, dict[str, Ownership]]:
+    """At start: claim the runtime's name, then each account's lease. Whether the name is
+    held, and each account's ownership; without Redis, every account is standby (its lease
+    unconfirmed) until Redis answers.
+
+    Raises:
+        NameInUseError: another live process runs under this runtime's name.
+    """
+    try:
+        name.claim()
+        claimed = leases.claim_all(accounts)
+    except redis.RedisError as error:
+        why = f"standby (lease unconfirmed: Redis does not answer: {describe_error(error)})"
+        logger.warning(
+            "No account is reconciled until Redis answers: their leases cannot be claimed (%s)", why
+        )
+        return False, dict.fromkeys(accounts, why)
+    return True, {a: _ownership(leases.owner, c) for a, c in claimed.items()}
+
+
+class LeaseActor(ResilientActor):
+    component = "leases"
+    recovers_after_clean_run = False
+
+    def __init__(
+        self,
+        *,
+        leases: AccountLeases,
+        name: RuntimeName,
+        name_held: bool,
+        ownership: Mapping[str, Ownership],
+        scheduler: pykka.ActorRef[Any],
+        board: HealthBoard,
+        clock: Clock,
+        lease_seconds: float,
+    ) -> None:
+        super().__init__(board=board, clock=clock)
+        self._leases = leases
+        self._name = name
+        self._name_held = name_held
+        self._ownership = dict(ownership)
+        self._scheduler = scheduler
+        self._lease_seconds = lease_seconds
+        self._renew_seconds = lease_seconds / RENEWALS_PER_LEASE
+        self._confirmed_at: float | None = clock.monotonic() if name_held else None
+        self._timer: TimerHandle | None = None
+        self._cut_off = False
+
+    def started(self) -> None:
+        if not self._name_held:
+            self.degrade("the leases are not claimed yet: Redis did not answer at start")
+        self._post_standby()
+        self._arm(self._next_delay(()))
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, LeaseTick):
+            self._tick()
+        else:
+            logger.warning("The lease actor ignored an unexpected %s", type(message).__name__)
+
+    def cut_off(self) -> None:
+        """Close the connections from another thread (stop gave up waiting on a stalled
+        Redis): the call stalled on one ends, and the leases are left to expire."""
+        self._cut_off = True
+        self._leases.shut()
+        self._name.shut()
+
+    def stopping(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._cut_off:
+            return
+        owned = [a for a, o in self._ownership.items() if isinstance(o, Fence)]
+        if owned:
+            self._leases.release_all(owned)
+        if self._name_held:
+            self._name.release()
+        self._leases.close()
+
+    def _tick(self) -> None:
+        sent = self._clock.monotonic()
+        try:
+            if not self._hold_name():
+                self._arm(self._renew_seconds)
+                return
+            claimed = self._leases.claim_all(self._ownership)
+        except redis.RedisError as error:
+            self._unanswered(sent, describe_error(error))
+            self._arm(self._renew_seconds)
+            return
+        if self._state is ComponentState.DEGRADED:
+            self._recovered()
+        self._confirmed_at = sent
+        for account_id, claim in claimed.items():
+            self._set(account_id, _ownership(self._leases.owner, claim))
+        self._post_standby()
+        self._arm(self._next_delay(claimed.values()))
+
+    def _hold_name(self) -> bool:
+        """Claim or renew the runtime's name; False (every account standby) when another
+        live process holds it."""
+        try:
+            if self._name_held:
+                other = self._name.renew()
+                if other is None:
+                    return True
+                problem = f"another process ({other}) took the runtime name {self._name.name!r}"
+            else:
+                self._name.claim()
+                self._name_held = True
+                return True
+        except NameInUseError as error:
+            problem = str(error)
+        self._name_held = False
+        logger.error("%s: this runtime owns no account", problem)
+        self.degrade(problem)
+        for account_id in self._ownership:
+            self._set(account_id, f"standby ({problem})")
+        self._post_standby()
+        return False
+
+    def _unanswered(self, sent: float, error: str) -> None:
+        """Redis did not answer: an owned account is given up when its lease could expire
+        before the next renewal's answer."""
+        self.degrade(f"the leases cannot be renewed: Redis does not answer: {error}")
+        expires = (self._confirmed_at if self._confirmed_at is not None else sent) + self._lease_seconds
+        if sent + self._renew_seconds < expires:
+            return
+        for account_id, ownership in self._ownership.items():
+            if isinstance(ownership, Fence):
+                self._set(account_id, f"standby (lease unconfirmed: Redis does not answer: {error})")
+        self._post_standby()
+
+    def _set(self, account_id: str, ownership: Ownership) -> None:
+        before = self._ownership[account_id]
+        if ownership == before:
+            return
+        self._ownership[account_id] = ownership
+        if isinstance(ownership, Fence):
+            tell(self._scheduler, LeaseHeld(account_id, ownership))
+        else:
+            tell(self._scheduler, LeaseNotHeld(account_id, ownership))
+
+    def _next_delay(self, claimed: Collection[Claimed]) -> float:
+        """A renewal interval, or sooner: when the first lease held elsewhere expires."""
+        expiries = [c.ttl_ms / 1000 + RETRY_MARGIN_SECONDS for c in claimed if not isinstance(c, Lease)]
+        return min([self._renew_seconds, *expiries])
+
+    def _arm(self, delay: float) -> None:
+        me = self.actor_ref
+        self._timer = self._clock.call_later(delay, lambda: tell(me, LeaseTick()))
+
+    def _post_standby(self) -> None:
+        self._board.note("standby", {a: o for a, o in self._ownership.items() if isinstance(o, str)})
+
+
+def _ownership(owner: str, claimed: Claimed) -> Ownership:
+    return (
+        Fence(owner, claimed.token) if isinstance(claimed, Lease) else f"standby (owned by {claimed.holder})"
+    )
