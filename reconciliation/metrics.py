@@ -21,7 +21,8 @@ Per account (label `account`): `reconciliation_runs_total`,
 Per watched service or runtime (label `runtime`): `reconciliation_book_call_duration_seconds`,
 `reconciliation_delivery_*`, `reconciliation_book_calls_hung`,
 `reconciliation_refused_fills_total`, `reconciliation_component_state`,
-`reconciliation_component_errors_total`, `reconciliation_corrections_held` (with `account`). No `_created` series: 39 series for an account
+`reconciliation_component_errors_total`, `reconciliation_corrections_held` and
+`reconciliation_account_standby` (with `account`; the latter with the `owner`). No `_created` series: 39 series for an account
 that ran clean, each account's samples built again only after it ran.
 docs/operations.md describes each, and docs/grafana-dashboard.json charts them.
 """
@@ -44,7 +45,7 @@ import attrs
 from reconciliation._domain.ageing import Sighting
 from reconciliation._domain.correction import CorrectionStatus
 from reconciliation._domain.triggers import TRIGGER_NAMES
-from reconciliation._runtime.health import ComponentState
+from reconciliation._runtime.health import ComponentState, owner_of
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 
 try:
@@ -368,6 +369,12 @@ class _Families:
             "1 while an account's confirmed corrections are held (a limit reached, another runtime's lease).",
             labels=[*runtime, "account"],
         )
+        self.standby = GaugeMetricFamily(
+            "reconciliation_account_standby",
+            "1 while an account is held as standby here: not reconciled, published or corrected by this "
+            "runtime; owner is the runtime that holds its lease (empty: unconfirmed, Redis does not answer).",
+            labels=[*runtime, "account", "owner"],
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -381,6 +388,7 @@ class _Families:
             self.component_state,
             self.component_errors,
             self.corrections_held,
+            self.standby,
         ]
 
     def add_health(self, runtime: str, health: ServiceHealth) -> None:
@@ -401,6 +409,8 @@ class _Families:
             self.component_errors.add_metric([runtime, name], component.errors)
         for account in sorted(health.corrections_held):
             self.corrections_held.add_metric([runtime, account], 1)
+        for account, why in sorted(health.standby.items()):
+            self.standby.add_metric([runtime, account, owner_of(why)], 1)
 
 
 class ReconciliationMetrics:

@@ -17,7 +17,16 @@ import attrs
 from reconciliation._domain.values import FrozenMapping
 from reconciliation._runtime.delivery import DeliveryHealth
 
-__all__ = ["TRANSITIONS", "ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
+__all__ = [
+    "OWNED_BY",
+    "TRANSITIONS",
+    "ComponentHealth",
+    "ComponentState",
+    "HealthBoard",
+    "ServiceHealth",
+    "owned_by",
+    "owner_of",
+]
 
 
 class ComponentState(enum.Enum):
@@ -116,6 +125,20 @@ class ServiceHealth:
         )
         lines.extend(f"corrections of {account} held: {why}" for account, why in self.corrections_held.items())
         return tuple(lines)
+
+
+OWNED_BY = "standby (owned by "
+
+
+def owned_by(holder: str) -> str:
+    """What health says of an account another runtime holds."""
+    return f"{OWNED_BY}{holder})"
+
+
+def owner_of(standby: str) -> str:
+    """The runtime that holds an account held as standby here; empty when not known
+    (its lease unconfirmed while Redis does not answer)."""
+    return standby.removeprefix(OWNED_BY).removesuffix(")") if standby.startswith(OWNED_BY) else ""
 
 
 class HealthBoard:

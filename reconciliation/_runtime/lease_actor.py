@@ -26,8 +26,10 @@ holds up the starting of runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import redis
 
 from reconciliation._domain.error_text import describe_error
@@ -35,11 +37,11 @@ from reconciliation._domain.sinks import Fence
 from reconciliation._publishing.leases import Lease
 from reconciliation._publishing.runtime_names import NameInUseError
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.health import ComponentState
+from reconciliation._runtime.health import ComponentState, owned_by
 from reconciliation._runtime.messages import LeaseHeld, LeaseNotHeld, LeaseTick
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection
 
     import pykka
 
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["RENEWALS_PER_LEASE", "LeaseActor", "Ownership", "first_claim"]
+__all__ = ["RENEWALS_PER_LEASE", "FirstClaim", "LeaseActor", "Ownership", "first_claim"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +63,19 @@ Ownership = Fence | str
 """An account's lease as this runtime knows it: the fence it owns it under, or why it is standby."""
 
 
-def first_claim(
-    name: RuntimeName, leases: AccountLeases, accounts: Collection[str]
-) -> tuple[bool, dict[str, Ownership]]:
-    """At start: claim the runtime's name, then each account's lease. Whether the name is
-    held, and each account's ownership; without Redis, every account is standby (its lease
-    unconfirmed) until Redis answers.
+@attrs.frozen
+class FirstClaim:
+    """What start found: whether the name is held, each account's ownership, and when to
+    try again first (a lease held elsewhere may expire sooner than a renewal interval)."""
+
+    name_held: bool
+    ownership: Mapping[str, Ownership]
+    retry_seconds: float | None = None
+
+
+def first_claim(name: RuntimeName, leases: AccountLeases, accounts: Collection[str]) -> FirstClaim:
+    """At start: claim the runtime's name, then each account's lease; without Redis, every
+    account is standby (its lease unconfirmed) until Redis answers.
 
     Raises:
         NameInUseError: another live process runs under this runtime's name.
@@ -79,8 +88,10 @@ def first_claim(
         logger.warning(
             "No account is reconciled until Redis answers: their leases cannot be claimed (%s)", why
         )
-        return False, dict.fromkeys(accounts, why)
-    return True, {a: _ownership(leases.owner, c) for a, c in claimed.items()}
+        return FirstClaim(name_held=False, ownership=dict.fromkeys(accounts, why))
+    expiries = [c.ttl_ms / 1000 + RETRY_MARGIN_SECONDS for c in claimed.values() if not isinstance(c, Lease)]
+    ownership = {a: _ownership(leases.owner, c) for a, c in claimed.items()}
+    return FirstClaim(name_held=True, ownership=ownership, retry_seconds=min(expiries, default=None))
 
 
 class LeaseActor(ResilientActor):
@@ -92,8 +103,7 @@ class LeaseActor(ResilientActor):
         *,
         leases: AccountLeases,
         name: RuntimeName,
-        name_held: bool,
-        ownership: Mapping[str, Ownership],
+        first: FirstClaim,
         scheduler: pykka.ActorRef[Any],
         board: HealthBoard,
         clock: Clock,
@@ -102,12 +112,13 @@ class LeaseActor(ResilientActor):
         super().__init__(board=board, clock=clock)
         self._leases = leases
         self._name = name
-        self._name_held = name_held
-        self._ownership = dict(ownership)
+        self._name_held = first.name_held
+        self._ownership = dict(first.ownership)
+        self._first_retry = first.retry_seconds
         self._scheduler = scheduler
         self._lease_seconds = lease_seconds
         self._renew_seconds = lease_seconds / RENEWALS_PER_LEASE
-        self._confirmed_at: float | None = clock.monotonic() if name_held else None
+        self._confirmed_at: float | None = clock.monotonic() if first.name_held else None
         self._timer: TimerHandle | None = None
         self._cut_off = False
 
@@ -115,7 +126,7 @@ class LeaseActor(ResilientActor):
         if not self._name_held:
             self.degrade("the leases are not claimed yet: Redis did not answer at start")
         self._post_standby()
-        self._arm(self._next_delay(()))
+        self._arm(min(self._renew_seconds, self._first_retry or self._renew_seconds))
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, LeaseTick):
@@ -221,5 +232,5 @@ class LeaseActor(ResilientActor):
 
 def _ownership(owner: str, claimed: Claimed) -> Ownership:
     return (
-        Fence(owner, claimed.token) if isinstance(claimed, Lease) else f"standby (owned by {claimed.holder})"
+        Fence(owner, claimed.token) if isinstance(claimed, Lease) else owned_by(claimed.holder)
     )

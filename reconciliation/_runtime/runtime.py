@@ -206,6 +206,7 @@ class Runtime:
         self._fetcher: pykka.ActorRef[Any] | None = None
         self._comparator: pykka.ActorRef[Any] | None = None
         self._corrector: pykka.ActorRef[Any] | None = None
+        self._leaseholder: pykka.ActorRef[Any] | None = None
 
     @property
     def entry(self) -> EntryRef | None:
@@ -242,7 +243,7 @@ class Runtime:
             renew_seconds=lease / RENEWALS_PER_LEASE,
         )
         account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease)
-        name_held, ownership = first_claim(names, account_leases, list(self._configs))
+        first_claimed = first_claim(names, account_leases, list(self._configs))
         clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
@@ -316,13 +317,12 @@ class Runtime:
             board=board,
             clock=clock,
             explained=explained,
-            ownership=ownership,
+            ownership=first_claimed.ownership,
         )
         leaseholder = LeaseActor.start(
             leases=account_leases,
             name=names,
-            name_held=name_held,
-            ownership=ownership,
+            first=first_claimed,
             scheduler=scheduler,
             board=board,
             clock=clock,
@@ -343,6 +343,7 @@ class Runtime:
         self._entry = EntryRef(cast("DebouncerActor", actor_of(entry)))
         self._scheduler = scheduler
         self._fetcher, self._comparator, self._corrector = fetcher, comparator, corrector
+        self._leaseholder = leaseholder
         logger.info("Reconciliation started for %s", ", ".join(self._configs))
 
     def request(self, account_id: str, trigger: Trigger) -> concurrent.futures.Future[ReconciliationResult]:
@@ -376,6 +377,8 @@ class Runtime:
         if self._entry is None or scheduler is None:
             msg = "the reconciliation runtime is not started"
             raise RuntimeError(msg)
+        if self._leaseholder is not None:  # an account taken over is told to the scheduler first
+            self._leaseholder.ask(Barrier(), timeout=timeout)
         self._entry.ask(Barrier(), timeout=timeout)
         corrector = self._corrector
         while True:
@@ -400,7 +403,7 @@ class Runtime:
         has its connections closed and gets as long again.
         """
         actors, self._actors, self._entry, self._scheduler = self._actors, [], None, None
-        self._fetcher = self._comparator = self._corrector = None
+        self._fetcher = self._comparator = self._corrector = self._leaseholder = None
         still_running: list[str] = []
         redis_stalled = False
         for ref in actors:
