@@ -50,12 +50,16 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["RENEWALS_PER_LEASE", "FirstClaim", "LeaseActor", "Ownership", "first_claim"]
+__all__ = ["KEY_SHARE_OF_LEASE", "RENEWALS_PER_LEASE", "FirstClaim", "LeaseActor", "Ownership", "first_claim"]
 
 logger = logging.getLogger(__name__)
 
 RENEWALS_PER_LEASE = 3
 """A lease is renewed this many times per lease period."""
+KEY_SHARE_OF_LEASE = 0.8
+"""A lease key expires this share of the lease period after its last renewal (2.4 renewal
+intervals: one renewal may fail unnoticed), so that a standby, retrying when it expires,
+has taken the account over and started its first run within the lease period."""
 RETRY_MARGIN_SECONDS = 0.05
 """A standby tries again this long after the holder's lease was due to expire."""
 
@@ -116,7 +120,7 @@ class LeaseActor(ResilientActor):
         self._ownership = dict(first.ownership)
         self._first_retry = first.retry_seconds
         self._scheduler = scheduler
-        self._lease_seconds = lease_seconds
+        self._key_seconds = lease_seconds * KEY_SHARE_OF_LEASE
         self._renew_seconds = lease_seconds / RENEWALS_PER_LEASE
         self._confirmed_at: float | None = clock.monotonic() if first.name_held else None
         self._timer: TimerHandle | None = None
@@ -199,7 +203,7 @@ class LeaseActor(ResilientActor):
         """Redis did not answer: an owned account is given up when its lease could expire
         before the next renewal's answer."""
         self.degrade(f"the leases cannot be renewed: Redis does not answer: {error}")
-        expires = (self._confirmed_at if self._confirmed_at is not None else sent) + self._lease_seconds
+        expires = (self._confirmed_at if self._confirmed_at is not None else sent) + self._key_seconds
         if sent + self._renew_seconds < expires:
             return
         for account_id, ownership in self._ownership.items():

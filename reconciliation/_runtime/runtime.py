@@ -49,7 +49,12 @@ from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.fills_reader import has_fills
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
-from reconciliation._runtime.lease_actor import RENEWALS_PER_LEASE, LeaseActor, first_claim
+from reconciliation._runtime.lease_actor import (
+    KEY_SHARE_OF_LEASE,
+    RENEWALS_PER_LEASE,
+    LeaseActor,
+    first_claim,
+)
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
     Application,
@@ -159,8 +164,9 @@ class Runtime:
         name: the runtime's name, which holds its accounts' leases: unique to one live
             process, kept across restarts (a restarted process takes its leases back at
             once). None: `reconciliation@HOST:PID/RANDOM`, new at every start.
-        lease_seconds: how long a lease outlives its holder's last renewal (renewed three
-            times as often): the longest a dead owner's accounts wait for a standby.
+        lease_seconds: the longest a dead owner's accounts wait for a standby to take them
+            over and run them (a lease is renewed three times a period, and its key kept on
+            Redis for 80 % of it after each renewal).
 
     Raises:
         TypeError: `redis` is not a redis-py client.
@@ -239,10 +245,10 @@ class Runtime:
             own_client,
             name=owner,
             instance=new_instance(),
-            ttl_seconds=lease,
+            ttl_seconds=lease * KEY_SHARE_OF_LEASE,
             renew_seconds=lease / RENEWALS_PER_LEASE,
         )
-        account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease)
+        account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease * KEY_SHARE_OF_LEASE)
         first_claimed = first_claim(names, account_leases, list(self._configs))
         clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
@@ -272,7 +278,7 @@ class Runtime:
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
         corrector = None
         if corrected:
-            leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease)
+            leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease * KEY_SHARE_OF_LEASE)
             corrector = CorrectorActor.start(
                 accounts=corrected,
                 sinks={account_id: sinks[account_id] for account_id in corrected},
