@@ -7,6 +7,7 @@ run, whose broker answers what an attacker or a glitch would make it answer.
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any, Self
 
@@ -251,3 +252,35 @@ def test_a_second_runtime_for_the_same_account_is_standby_and_neither_reads_nor_
     assert standby[ACCOUNT].startswith("standby (owned by reconciliation@")
     assert answer.status == "failed"
     assert f"not reconciled here: {standby[ACCOUNT]}" == answer.error
+
+
+def test_each_correction_step_in_the_stream_names_the_runtime_and_lease_token_it_was_taken_under() -> None:
+    server = fakeredis.FakeServer()
+    book = Book()
+    with Session(book, ScriptedBroker(ACCOUNT, [BrokerPosition("NVDA", 1, "120", "120")], cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server)):
+        entries = fakeredis.FakeRedis(server=server, decode_responses=True).xrange("reconciliation:stream:correction")
+
+    assert len(book.given) == 1
+    assert entries
+    assert {fields["fencing_token"] for _, fields in entries} == {"1"}
+    assert {fields["runtime"] for _, fields in entries} == {json_actor(fields) for _, fields in entries}
+
+
+def json_actor(fields: dict[str, str]) -> str:
+    return str(json.loads(fields["payload"])["actor"])
+
+
+def test_a_correction_confirmed_under_an_older_lease_is_held_not_applied() -> None:
+    server = fakeredis.FakeServer()
+    book = Book()
+    nvda = [BrokerPosition("NVDA", 1, "120", "120")]
+    reader = fakeredis.FakeRedis(server=server, decode_responses=True)
+    with Session(book, ScriptedBroker(ACCOUNT, [], cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server)) as session:
+        owner = reader.get("reconciliation:lease:ACC-1").rpartition("|")[0]
+        reader.set("reconciliation:lease:ACC-1", f"{owner}|7", px=30_000)  # the lease changed hands and came back
+        session.broker.positions = nvda
+        session.run()
+        held = [e for e in session.events() if e["status"] == "held"]
+
+    assert book.given == []
+    assert "made under lease token 1 of ACC-1, and this runtime now holds token 7" in held[0]["reason"]

@@ -10,23 +10,15 @@ import attrs
 
 from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.correction import CorrectionEvent
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Delivery", "Fence", "FinishedRun", "Sent", "Sink", "SinkUnavailableError"]
+__all__ = ["Delivery", "FinishedRun", "Sent", "Sink", "SinkUnavailableError"]
 
 Item = TypeVar("Item")
-
-
-@attrs.frozen
-class Fence:
-    """Under which lease a run was made: the runtime that owned its account and the lease's
-    fencing token, which grows with every new owner (see `_publishing/leases.py`)."""
-
-    runtime: str
-    token: int
 
 
 @attrs.frozen

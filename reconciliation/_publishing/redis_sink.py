@@ -34,7 +34,8 @@ import redis
 
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
-from reconciliation._domain.sinks import Fence, Sent, SinkUnavailableError
+from reconciliation._domain.fencing import Fence
+from reconciliation._domain.sinks import Sent, SinkUnavailableError
 from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
@@ -257,7 +258,7 @@ class RedisSink:
 
     def prepare(self, run: Delivery) -> PendingRun:
         if isinstance(run, CorrectionEvent):
-            return PendingRun(str(run.event_id), ((CORRECTION_CHANNEL, encode(correction_payload(run))),))
+            return PendingRun(str(run.event_id), ((CORRECTION_CHANNEL, encode(correction_payload(run))),), run.fence)
         return PendingRun(str(run.result.run_id), iter_payloads(run.result, run.ageing), run.fence)
 
     def weight(self, item: PendingRun) -> int:

@@ -33,7 +33,7 @@ import attrs
 import redis
 
 from reconciliation._domain.error_text import describe_error
-from reconciliation._domain.sinks import Fence
+from reconciliation._domain.fencing import Fence
 from reconciliation._publishing.leases import Lease
 from reconciliation._publishing.runtime_names import NameInUseError
 from reconciliation._runtime.actor_base import ResilientActor, tell

@@ -17,9 +17,9 @@ from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.compare import Comparison
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.correction import Correction
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import AssetType, ReconciliationResult, Snapshot
-from reconciliation._domain.sinks import Fence
 from reconciliation._domain.triggers import Trigger
 from reconciliation._domain.values import carriable_text, name_text
 

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     import pykka
 
     from reconciliation._domain.correction import Correction
+    from reconciliation._domain.fencing import Fence
     from reconciliation._domain.models import CorrectionLimits, ReconciliationResult
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.accounts import Account
@@ -286,7 +287,7 @@ class Runtime:
                     apply=self._apply,
                     verify=self._verify,
                     escalate=self._escalate,
-                    may_apply=lambda account_id: _refusal(leases.claim(account_id)),
+                    may_apply=lambda account_id, fence: _refusal(account_id, leases.claim(account_id), fence),
                 ),
                 board=board,
                 clock=clock,
@@ -536,8 +537,16 @@ class Runtime:
         return still
 
 
-def _refusal(claimed: Lease | str) -> str | None:
-    return claimed if isinstance(claimed, str) else None
+def _refusal(account_id: str, claimed: Lease | str, fence: Fence | None) -> str | None:
+    """Why a correction confirmed by a run made under `fence` may not be applied now, if it may not."""
+    if isinstance(claimed, str):
+        return claimed
+    if fence is not None and fence.token != claimed.token:
+        return (
+            f"the run that confirmed it was made under lease token {fence.token} of {account_id}, and this "
+            f"runtime now holds token {claimed.token}: another runtime may have corrected it meanwhile"
+        )
+    return None
 
 
 def _stop(ref: pykka.ActorRef[Any], timeout: float) -> bool:

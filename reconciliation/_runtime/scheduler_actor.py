@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult
-from reconciliation._domain.sinks import Fence
 from reconciliation._domain.triggers import Periodic, Startup, Trigger, most_specific
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.clock import TimerHandle
