@@ -10,6 +10,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from decimal import Decimal
@@ -357,3 +358,40 @@ def test_a_lease_shorter_than_a_second_is_refused() -> None:
             lease_seconds=0.5,
         )
 
+
+
+def test_without_lua_the_same_claims_are_made_by_transaction() -> None:
+    """fakeredis where lupa is not installed: WATCH/MULTI instead of the script."""
+    script = textwrap.dedent(
+        """
+        import sys
+
+        class NoLupa:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "lupa":
+                    raise ImportError("lupa is not installed")
+
+        sys.meta_path.insert(0, NoLupa())
+        import fakeredis
+        from reconciliation._publishing.leases import AccountLeases
+
+        server = fakeredis.FakeServer()
+        owner = AccountLeases(lambda: fakeredis.FakeRedis(server=server), owner="eu-1", ttl_seconds=30)
+        other = AccountLeases(lambda: fakeredis.FakeRedis(server=server), owner="eu-2", ttl_seconds=30)
+        print(owner.claim_all(["ACC-1"]), owner.claim_all(["ACC-1"]))
+        held = other.claim_all(["ACC-1"])["ACC-1"]
+        print(held.holder, 0 < held.ttl_ms <= 30000)
+        owner.release_all(["ACC-1"])
+        print(other.claim_all(["ACC-1"]))
+        """
+    )
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
+        "{'ACC-1': Lease(account_id='ACC-1', token=1, ttl_ms=30000)} {'ACC-1': Lease(account_id='ACC-1', token=1, ttl_ms=30000)}",
+        "eu-1 True",
+        "{'ACC-1': Lease(account_id='ACC-1', token=2, ttl_ms=30000)}",
+    ]

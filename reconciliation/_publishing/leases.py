@@ -171,12 +171,13 @@ class AccountLeases:
                     pipe.watch(key, tokens)  # type: ignore[no-untyped-call,unused-ignore]
                     owner, _, token = _text(pipe.get(key) or b"").rpartition("|")
                     if token and owner != self._owner:
-                        return HeldElsewhere(account_id, owner, max(int(pipe.pttl(key)), 0))
+                        return HeldElsewhere(account_id, owner, int(pipe.pttl(key)))
+                    last = int(pipe.get(tokens) or 0)  # read while watched, before MULTI buffers
                     pipe.multi()
                     if token:
                         pipe.pexpire(key, self._ttl_ms)
                     else:
-                        token = str(int(pipe.get(tokens) or 0) + 1)
+                        token = str(last + 1)
                         pipe.set(tokens, token)
                         pipe.set(key, f"{self._owner}|{token}", px=self._ttl_ms)
                     pipe.execute()

@@ -93,9 +93,8 @@ def first_claim(name: RuntimeName, leases: AccountLeases, accounts: Collection[s
             "No account is reconciled until Redis answers: their leases cannot be claimed (%s)", why
         )
         return FirstClaim(name_held=False, ownership=dict.fromkeys(accounts, why))
-    expiries = [c.ttl_ms / 1000 + RETRY_MARGIN_SECONDS for c in claimed.values() if not isinstance(c, Lease)]
     ownership = {a: _ownership(leases.owner, c) for a, c in claimed.items()}
-    return FirstClaim(name_held=True, ownership=ownership, retry_seconds=min(expiries, default=None))
+    return FirstClaim(name_held=True, ownership=ownership, retry_seconds=_first_expiry(claimed.values()))
 
 
 class LeaseActor(ResilientActor):
@@ -223,8 +222,7 @@ class LeaseActor(ResilientActor):
 
     def _next_delay(self, claimed: Collection[Claimed]) -> float:
         """A renewal interval, or sooner: when the first lease held elsewhere expires."""
-        expiries = [c.ttl_ms / 1000 + RETRY_MARGIN_SECONDS for c in claimed if not isinstance(c, Lease)]
-        return min([self._renew_seconds, *expiries])
+        return min(self._renew_seconds, _first_expiry(claimed) or self._renew_seconds)
 
     def _arm(self, delay: float) -> None:
         me = self.actor_ref
@@ -235,6 +233,11 @@ class LeaseActor(ResilientActor):
 
 
 def _ownership(owner: str, claimed: Claimed) -> Ownership:
-    return (
-        Fence(owner, claimed.token) if isinstance(claimed, Lease) else owned_by(claimed.holder)
-    )
+    return Fence(owner, claimed.token) if isinstance(claimed, Lease) else owned_by(claimed.holder)
+
+
+def _first_expiry(claimed: Collection[Claimed]) -> float | None:
+    """When the first lease held elsewhere expires (a little after), in seconds; None: none
+    will (a key set without an expiry is retried at the renewal interval)."""
+    expiries = [c.ttl_ms / 1000 for c in claimed if not isinstance(c, Lease) and c.ttl_ms > 0]
+    return min(expiries) + RETRY_MARGIN_SECONDS if expiries else None
