@@ -12,9 +12,14 @@ back through its ticket's `outcome` future, not through a message cycle. The cor
 to apply a correction, the scheduler for the run that checks it, the comparator to
 escalate a break — through `CorrectionLinks` bound to this runtime after start.
 
+The lease actor (`lease_actor`) keeps this runtime's leases on its accounts and tells the
+scheduler which it owns: at start the runtime claims its name and the leases itself, so
+that the startup runs know; a standby account is not run here.
+
 Stopping goes downstream in order, so every run still held upstream is finished as
 failed and delivered: the entry, the scheduler (which abandons its runs to the
-comparator), the fetcher, the comparator, then the sinks, each given a bounded time.
+comparator), the fetcher, the comparator, then the sinks, each given a bounded time,
+and last the lease actor, which releases the leases once their runs are delivered.
 """
 
 from __future__ import annotations

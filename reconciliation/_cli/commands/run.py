@@ -94,7 +94,8 @@ def run(  # noqa: PLR0913 - click passes each option
     """Reconcile the configured accounts as a standalone process, until SIGINT or SIGTERM.
 
     One service per account: a startup run, then periodic runs, each published to Redis
-    and logged here. The broker and the local book of each account come from factories
+    and logged here. An account whose lease another process holds is standby here until
+    that process dies (docs/configuration.md, runtime_name and lease_seconds). The broker and the local book of each account come from factories
     named by import path (`package.module:function`, called with the account id).
     With --metrics-port, Prometheus can scrape the runs, breaks and health of every
     account from /metrics (docs/operations.md lists the metrics).
@@ -106,6 +107,7 @@ def run(  # noqa: PLR0913 - click passes each option
       REDIS_URL=redis://redis:6379/0 reconciliation run --config prod.toml
       reconciliation run --config prod.toml --metrics-port 9108
       reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
+      reconciliation run --config prod.toml --name eu-1    # and --name eu-2 elsewhere: a standby
     """
     configure_logging(verbose, logging.INFO, debug_sdk=debug_sdk)
     _import_from_the_working_directory()
