@@ -3,15 +3,20 @@ is Redis's own clock, and on a Cluster every lease key carries the `{reconciliat
 
 from __future__ import annotations
 
+import asyncio
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import eventually
 from redis_cluster import LocalCluster, redis_cluster
 
+from reconciliation import InMemoryPortfolio, ReconciliationConfig, ReconciliationService
 from reconciliation._publishing.connection import publishing_client
 from reconciliation._publishing.leases import AccountLeases, HeldElsewhere, Lease
 from reconciliation._publishing.runtime_names import RuntimeName, new_instance
+from reconciliation.testing import ScriptedBroker
 
 if TYPE_CHECKING:
     import redis
@@ -65,4 +70,33 @@ def test_on_a_cluster_every_lease_and_name_key_carries_the_hash_tag(redis_cluste
     assert client.get("{reconciliation}:runtime:eu-1") is not None
     name.release()
     leases.close()
+    client.close()
+
+
+def test_on_a_cluster_a_second_runtime_of_the_account_stands_by_and_the_owners_entries_carry_its_fence(
+    redis_cluster: LocalCluster,
+) -> None:
+    client = redis_cluster.client()
+    services = [
+        ReconciliationService(
+            InMemoryPortfolio("ACC-1", cash=Decimal(1000)),
+            ScriptedBroker("ACC-1", cash=Decimal(1000)),
+            client,
+            ReconciliationConfig("ACC-1"),
+            name=name,
+        )
+        for name in ("eu-1", "eu-2")
+    ]
+    try:
+        for service in services:
+            asyncio.run(service.start())
+        standby = services[1].health().standby
+        eventually(lambda: client.xlen("{reconciliation}:stream:result") == 1, what="the owner's startup run")
+    finally:
+        for service in services:
+            asyncio.run(service.stop())
+
+    assert standby == {"ACC-1": "standby (owned by eu-1)"}
+    ((_, fields),) = client.xrange("{reconciliation}:stream:result")
+    assert (fields[b"runtime"], fields[b"fencing_token"]) == (b"eu-1", b"1")
     client.close()
