@@ -109,8 +109,7 @@ ACTOR_STOP_TIMEOUT_SECONDS = 5.0
 
 LOG_QUEUE_MAX_RUNS = 10_000
 DEFAULT_LEASE_SECONDS = 30.0
-"""How long an account's lease outlives its holder's last renewal: a standby takes a dead
-owner's accounts over within this long."""
+"""The longest a dead owner's accounts wait for a standby to take them over and run them."""
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 1.0, 3600.0
 
 
@@ -132,8 +131,11 @@ def check_runtime_name(name: object) -> str | None:
 
 
 def check_lease_seconds(seconds: object) -> float:
-    """Raises:
-    TypeError, ValueError: not a number of seconds from 1 to 3600."""
+    """A lease period as given, in seconds.
+
+    Raises:
+        TypeError, ValueError: not a number of seconds from 1 to 3600.
+    """
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         msg = f"lease_seconds must be a number of seconds, not {type(seconds).__name__}"
         raise TypeError(msg)
@@ -243,9 +245,7 @@ class Runtime:
             msg = "the reconciliation runtime is already started; stop it first"
             raise RuntimeError(msg)
         owner = self._name or f"reconciliation@{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        own_client = functools.partial(
-            publishing_client, self._redis
-        )  # a pool of its own: closed on an error
+        own_client = functools.partial(publishing_client, self._redis)  # each user, a pool of its own
         lease = self._lease_seconds
         names = RuntimeName(
             own_client,
