@@ -133,8 +133,7 @@ class SchedulerActor(ResilientActor):
 
     def started(self) -> None:
         for account_id, runs in self._accounts.items():
-            if runs.standby is None:
-                self._arm_periodic(account_id, runs)
+            self._arm_periodic(account_id, runs)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, RunRequested):
@@ -170,8 +169,6 @@ class SchedulerActor(ResilientActor):
             )
             if runs.config.enabled:
                 self._request(RunRequested(held.account_id, Startup()))
-            else:
-                self._arm_periodic(held.account_id, runs)
 
     def _lease_not_held(self, lost: LeaseNotHeld) -> None:
         runs = self._accounts[lost.account_id]
@@ -280,11 +277,11 @@ class SchedulerActor(ResilientActor):
     def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
         """The next periodic run `interval_seconds` after `since` (the end of the last run;
         by default now), less the account's phase until its first periodic run: runs never
-        pile up."""
+        pile up. None for an account held as standby: its owner runs it."""
         if runs.periodic is not None:
             runs.periodic.cancel()
             runs.periodic = None
-        if not runs.config.enabled:
+        if not runs.config.enabled or runs.standby is not None:
             return
         runs.generation += 1
         message = PeriodicDue(account_id, runs.generation)
