@@ -25,6 +25,7 @@ from reconciliation._publishing.leases import AccountLeases, HeldElsewhere, Leas
 from reconciliation._publishing.runtime_names import NameInUseError, RuntimeName, new_instance
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.comparator_actor import ComparatorActor
 from reconciliation._runtime.service import ReconciliationRuntime
 from reconciliation.testing import ScriptedBroker, capture_published, settle
 
@@ -395,3 +396,23 @@ def test_without_lua_the_same_claims_are_made_by_transaction() -> None:
         "eu-1 True",
         "{'ACC-1': Lease(account_id='ACC-1', token=2, ttl_ms=30000)}",
     ]
+
+
+def test_a_start_that_fails_after_claiming_gives_the_name_and_the_leases_back(
+    nodes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fakeredis.FakeServer()
+
+    def refuse(*_: object, **__: object) -> None:
+        msg = "the comparator could not start"
+        raise RuntimeError(msg)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ComparatorActor, "start", refuse)
+        with pytest.raises(RuntimeError, match="comparator could not start"):
+            nodes(server, "eu-1").start()
+    again = nodes(server, "eu-1")
+    again.start()
+
+    assert again.runtime.health().standby == {}
+    assert [(e["runtime"], e["fencing_token"]) for e in stream_fields(server)] == [("eu-1", "2")]

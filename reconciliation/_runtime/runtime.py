@@ -57,6 +57,7 @@ from reconciliation._runtime.health import ComponentHealth, ComponentState, Heal
 from reconciliation._runtime.lease_actor import (
     KEY_SHARE_OF_LEASE,
     RENEWALS_PER_LEASE,
+    FirstClaim,
     LeaseActor,
     first_claim,
 )
@@ -80,10 +81,11 @@ from reconciliation.audit._store import open_store
 if TYPE_CHECKING:
     import asyncio
     import threading
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from uuid import UUID
 
     import pykka
+    import redis
 
     from reconciliation._domain.correction import Correction
     from reconciliation._domain.fencing import Fence
@@ -256,6 +258,24 @@ class Runtime:
         )
         account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease * KEY_SHARE_OF_LEASE)
         first_claimed = first_claim(names, account_leases, list(self._configs))
+        try:
+            self._start_actors(home_loop, owner, own_client, names, account_leases, first_claimed)
+        except BaseException:
+            account_leases.release_all(a for a, held in first_claimed.ownership.items() if not isinstance(held, str))
+            names.release()
+            raise
+
+    def _start_actors(
+        self,
+        home_loop: asyncio.AbstractEventLoop | None,
+        owner: str,
+        own_client: Callable[[], redis.Redis | redis.RedisCluster],
+        names: RuntimeName,
+        account_leases: AccountLeases,
+        first_claimed: FirstClaim,
+    ) -> None:
+        """Open the audit stores and start every actor, under the leases `start` claimed."""
+        lease = self._lease_seconds
         clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
