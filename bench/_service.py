@@ -50,17 +50,21 @@ def start_service(
     *,
     broker_query: BrokerQuery | None = None,
     portfolio: PortfolioManager | None = None,
+    account_id: str = ACCOUNT,
     **config: object,
 ) -> ReconciliationService:
-    """A started service over `portfolio`, or a book answering `local`, asking `broker_query`,
-    or a broker answering `broker`."""
+    """A started service of `account_id` over `portfolio`, or a book answering `local`,
+    asking `broker_query`, or a broker answering `broker`.
+
+    The services a figure runs side by side each need an account of their own: a second
+    service of an account is standby for it (its lease is held by the first)."""
     settings: dict[str, object] = {"enabled": False, "interval_seconds": 3600}
     settings.update(config)
     service = ReconciliationService(
         portfolio or FixedBook(local),
-        broker_query or ScriptedBroker(ACCOUNT, broker, cash=CASH, total_equity=CASH),
+        broker_query or ScriptedBroker(account_id, broker, cash=CASH, total_equity=CASH),
         client,
-        ReconciliationConfig(account_id=ACCOUNT, **settings),  # type: ignore[arg-type]
+        ReconciliationConfig(account_id=account_id, **settings),  # type: ignore[arg-type]
     )
     asyncio.run(service.start())
     return service

@@ -101,13 +101,13 @@ def _end_to_end(n: int, repeats: int, client: redis.Redis, landings: Landings, s
     services = {}
     try:
         for name, pct in BREAK_LEVELS.items():
-            services[name] = start_service(*_books(n, pct), client)
+            services[name] = start_service(*_books(n, pct), client, account_id=f"{ACCOUNT}-{name}")
         found: dict[str, int] = {}
 
         def run(name: str) -> tuple[float, float]:
             """Milliseconds from the ask to the last payload in Redis, and to the answer."""
             start = time.perf_counter()
-            result = services[name].ref.ask(ReconcileRequest(ACCOUNT, requested_by="bench"), timeout=600)
+            result = services[name].ref.ask(ReconcileRequest(f"{ACCOUNT}-{name}", requested_by="bench"), timeout=600)
             answered = time.perf_counter()
             if result.error is not None:
                 msg = f"the {name} run failed: {result.error}"

@@ -53,15 +53,17 @@ class DictBroker:
 def dicts_row(n: int, repeats: int, client: redis.Redis) -> Row:
     local, broker = make_books(n)
     services = {
-        "objects": start_service(local, broker, client),
-        "dicts": start_service(local, [], client, broker_query=DictBroker(as_dicts(broker))),
+        "objects": start_service(local, broker, client, account_id=f"{ACCOUNT}-objects"),
+        "dicts": start_service(
+            local, [], client, broker_query=DictBroker(as_dicts(broker)), account_id=f"{ACCOUNT}-dicts"
+        ),
     }
     results = []
     try:
         times = interleave(
             {
                 name: lambda service=service: results.append(
-                    service.ref.ask(ReconcileRequest(ACCOUNT, requested_by="bench"), timeout=60)
+                    service.ref.ask(ReconcileRequest(service.config.account_id, requested_by="bench"), timeout=60)
                 )
                 for name, service in services.items()
             },

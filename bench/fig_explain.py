@@ -69,8 +69,10 @@ class _FillingBook(FixedBook):
 
 
 class _FillingBroker(ScriptedBroker):
-    def __init__(self, positions: list[BrokerPosition], fills: dict[str, list[Fill]]) -> None:
-        super().__init__(ACCOUNT, positions, cash=CASH, total_equity=CASH)
+    def __init__(
+        self, positions: list[BrokerPosition], fills: dict[str, list[Fill]], account_id: str = ACCOUNT
+    ) -> None:
+        super().__init__(account_id, positions, cash=CASH, total_equity=CASH)
         self.fills = fills
 
     def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:  # noqa: ARG002
@@ -140,8 +142,9 @@ def _run_row(
             broker,
             client,
             portfolio=_FillingBook(local, local_fills),
-            broker_query=_FillingBroker(broker, broker_fills),
+            broker_query=_FillingBroker(broker, broker_fills, f"{ACCOUNT}-{name}"),
             explanations=explanations,
+            account_id=f"{ACCOUNT}-{name}",
         )
         for name, explanations in (("on", policy), ("off", ExplanationPolicy(enabled=False)))
     }
@@ -150,7 +153,7 @@ def _run_row(
 
         def run(name: str) -> float:
             start = time.perf_counter()
-            result = services[name].ref.ask(ReconcileRequest(ACCOUNT, requested_by="bench"), timeout=600)
+            result = services[name].ref.ask(ReconcileRequest(f"{ACCOUNT}-{name}", requested_by="bench"), timeout=600)
             took = (time.perf_counter() - start) * 1000
             if result.error is not None:
                 msg = f"the {name} run failed: {result.error}"

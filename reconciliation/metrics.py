@@ -25,7 +25,8 @@ start so that "no clean run for an hour" fires for an account never clean),
 Per watched service or runtime (label `runtime`): `reconciliation_book_call_duration_seconds`,
 `reconciliation_delivery_*`, `reconciliation_book_calls_hung`,
 `reconciliation_refused_fills_total`, `reconciliation_component_state`,
-`reconciliation_component_errors_total`, `reconciliation_corrections_held` (with `account`).
+`reconciliation_component_errors_total`, `reconciliation_corrections_held` and
+`reconciliation_account_standby` (with `account`; the latter with the `owner`).
 `reconciliation_build_info{version}` is 1. No `_created` series: 42 series for an account
 that ran clean, each account's samples built again only after it ran.
 docs/operations.md describes each, and docs/grafana-dashboard.json charts them.
@@ -52,7 +53,7 @@ import attrs
 from reconciliation._domain.ageing import Sighting
 from reconciliation._domain.correction import CorrectionStatus
 from reconciliation._domain.triggers import TRIGGER_NAMES
-from reconciliation._runtime.health import ComponentState
+from reconciliation._runtime.health import ComponentState, owner_of
 from reconciliation._runtime.service import ReconciliationRuntime, ReconciliationService
 
 try:
@@ -415,6 +416,12 @@ class _Families:
             "1 while an account's confirmed corrections are held (a limit reached, another runtime's lease).",
             labels=[*runtime, "account"],
         )
+        self.standby = GaugeMetricFamily(
+            "reconciliation_account_standby",
+            "1 while an account is held as standby here: not reconciled, published or corrected by this "
+            "runtime; owner is the runtime that holds its lease (empty: this runtime may own none, its name was taken).",
+            labels=[*runtime, "account", "owner"],
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -428,6 +435,7 @@ class _Families:
             self.component_state,
             self.component_errors,
             self.corrections_held,
+            self.standby,
         ]
 
     def add_health(self, runtime: str, health: ServiceHealth) -> None:
@@ -448,6 +456,8 @@ class _Families:
             self.component_errors.add_metric([runtime, name], component.errors)
         for account in sorted(health.corrections_held):
             self.corrections_held.add_metric([runtime, account], 1)
+        for account, why in sorted(health.standby.items()):
+            self.standby.add_metric([runtime, account, owner_of(why)], 1)
 
 
 class ReconciliationMetrics:

@@ -407,6 +407,30 @@ def test_a_mistake_in_the_runtimes_correction_limits_is_named_with_its_table(tmp
     assert refused.value.problems == ("correction_limits.per_dya: unknown key (did you mean 'per_day'?)",)
 
 
+def test_the_runtime_name_and_lease_period_are_read_from_the_top_of_the_file(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path, f'runtime_name = "eu-1"\nlease_seconds = 12.5\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n'
+    )
+
+    loaded = load_config(config)
+
+    assert (loaded.runtime_name, loaded.lease_seconds) == ("eu-1", 12.5)
+
+
+def test_a_blank_runtime_name_and_a_lease_too_short_are_each_named(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path, f'runtime_name = " "\nlease_seconds = 0.2\n{_FACTORIES}\n[[accounts]]\naccount_id = "A"\n'
+    )
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+
+    assert refused.value.problems == (
+        "runtime_name: the runtime name must be 1 to 200 printable characters, not blank",
+        "lease_seconds: lease_seconds must be from 1 to 3600 s, not 0.2",
+    )
+
+
 def test_a_mistake_in_a_table_of_amounts_names_the_entry(tmp_path: Path) -> None:
     config = _write_config(
         tmp_path,

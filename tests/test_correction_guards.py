@@ -7,6 +7,7 @@ run, whose broker answers what an attacker or a glitch would make it answer.
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any, Self
 
@@ -24,6 +25,8 @@ from reconciliation import (
     ReconciliationConfig,
     ReconciliationService,
 )
+from reconciliation._publishing.leases import Lease
+from reconciliation._runtime.runtime import _refusal
 from reconciliation.testing import ManualClock, ScriptedBroker, capture_published, settle
 
 ACCOUNT = "ACC-1"
@@ -236,15 +239,71 @@ def test_a_half_way_application_is_recorded_with_what_the_book_changed() -> None
         assert "the book reports it changed: booked 20 of the 40 NVDA" in failed["reason"]
 
 
-def test_a_second_runtime_for_the_same_account_proposes_only_and_says_why() -> None:
+def test_a_second_runtime_for_the_same_account_is_standby_and_neither_reads_nor_corrects_it() -> None:
     server = fakeredis.FakeServer()
     first_book, second_book = Book(), Book()
     nvda = [BrokerPosition("NVDA", 1, "120", "120")]
-    with Session(first_book, ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server)):
-        second = Session(second_book, ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server))
-        with second:
-            held = [e for e in second.events() if e["status"] == "held"]
+    second_broker = ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000))
+    first = Session(first_book, ScriptedBroker(ACCOUNT, nvda, cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server))
+    with first, Session(second_book, second_broker, redis=fakeredis.FakeRedis(server=server)) as second:
+        standby = second.service.health().standby
+        answer = asyncio.run(second.service.reconcile())
 
     assert len(first_book.given) == 1
-    assert second_book.given == []
-    assert "holds ACC-1's lease" in held[0]["reason"]
+    assert (second_book.given, second_broker.calls) == ([], [])
+    assert standby[ACCOUNT].startswith("standby (owned by reconciliation@")
+    assert answer.status == "failed"
+    assert f"not reconciled here: {standby[ACCOUNT]}" == answer.error
+
+
+def test_each_correction_step_in_the_stream_names_the_runtime_and_lease_token_it_was_taken_under() -> None:
+    server = fakeredis.FakeServer()
+    book = Book()
+    with Session(book, ScriptedBroker(ACCOUNT, [BrokerPosition("NVDA", 1, "120", "120")], cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server)):
+        entries = fakeredis.FakeRedis(server=server, decode_responses=True).xrange("reconciliation:stream:correction")
+
+    assert len(book.given) == 1
+    assert entries
+    assert {fields["fencing_token"] for _, fields in entries} == {"1"}
+    assert {fields["runtime"] for _, fields in entries} == {json_actor(fields) for _, fields in entries}
+
+
+def json_actor(fields: dict[str, str]) -> str:
+    return str(json.loads(fields["payload"])["actor"])
+
+
+def test_a_correction_confirmed_under_an_older_lease_is_held_not_applied() -> None:
+    server = fakeredis.FakeServer()
+    book = Book()
+    nvda = [BrokerPosition("NVDA", 1, "120", "120")]
+    reader = fakeredis.FakeRedis(server=server, decode_responses=True)
+    with Session(book, ScriptedBroker(ACCOUNT, [], cash=Decimal(100_000)), redis=fakeredis.FakeRedis(server=server)) as session:
+        owner = reader.get("reconciliation:lease:ACC-1").rpartition("|")[0]
+        reader.set("reconciliation:lease:ACC-1", f"{owner}|7", px=30_000)  # the lease changed hands and came back
+        session.broker.positions = nvda
+        session.run()
+        held = [e for e in session.events() if e["status"] == "held"]
+
+    assert book.given == []
+    assert "made under lease token 1 of ACC-1, and this runtime now holds token 7" in held[0]["reason"]
+
+
+def test_nothing_is_corrected_while_redis_cannot_confirm_the_lease_though_the_account_is_reconciled() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    book = Book()
+    broker = ScriptedBroker(ACCOUNT, [BrokerPosition("NVDA", 1, "120", "120")], cash=Decimal(100_000))
+    with Session(book, broker, redis=fakeredis.FakeRedis(server=server)) as session:
+        session.run()
+        held = [e for e in session.events() if e["status"] == "held"]
+
+    assert broker.calls != []
+    assert book.given == []
+    assert held
+
+
+def test_a_correction_confirmed_by_a_run_made_without_a_lease_is_not_applied_under_one() -> None:
+    why = _refusal(ACCOUNT, Lease(ACCOUNT, 1, 30_000), None)
+
+    assert why is not None
+    assert "could not confirm this runtime's lease" in why

@@ -866,3 +866,20 @@ def test_every_query_of_the_grafana_dashboard_closes_what_it_opens() -> None:
                 assert opened[-1:] == [pairs[char]], query
                 opened.pop()
         assert opened == [], query
+
+
+def test_an_account_held_as_standby_is_one_with_the_runtime_that_owns_it(
+    harness_factory: Any, registry: CollectorRegistry
+) -> None:
+    server = fakeredis.FakeServer()
+    owner = harness_factory(redis_server=server)
+    owner.start()
+    standby = harness_factory(redis_server=server)
+    ReconciliationMetrics(registry).watch(standby.service, name="second")
+
+    standby.start()
+
+    (holder,) = standby.service.health().standby.values()
+    owner_name = holder.removeprefix("standby (owned by ").removesuffix(")")
+    assert owner_name.startswith("reconciliation@")
+    assert value(registry, "reconciliation_account_standby", runtime="second", account=ACCOUNT, owner=owner_name) == 1

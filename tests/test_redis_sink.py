@@ -259,7 +259,7 @@ def test_the_script_re_sent_for_a_published_run_is_a_no_op(server: fakeredis.Fak
     sink.send([item])
     marker = PUBLISHED_KEY_PREFIX + item.run_id
     keys = [marker, marker, RESULT_STREAM]
-    assert client.eval(PUBLISH_SCRIPT, len(keys), *keys, 60, 100, *item.payloads[0]) == 0
+    assert client.eval(PUBLISH_SCRIPT, len(keys), *keys, 60, 100, "", "", *item.payloads[0]) == 0
     assert len(subscriber.received()) == 1
 
 

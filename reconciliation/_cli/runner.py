@@ -32,9 +32,11 @@ from cattrs.cols import is_mapping
 from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
+from reconciliation._publishing.runtime_names import NameInUseError
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.health import ComponentState
 from reconciliation._runtime.journal import JournalError
+from reconciliation._runtime.runtime import DEFAULT_LEASE_SECONDS, check_lease_seconds, check_runtime_name
 from reconciliation._runtime.service import ReconciliationRuntime
 
 if TYPE_CHECKING:
@@ -43,7 +45,6 @@ if TYPE_CHECKING:
 
     import redis
 
-    from reconciliation._domain.models import ReconciliationResult
     from reconciliation.metrics import ReconciliationMetrics
 
 __all__ = [
@@ -62,7 +63,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TOP_LEVEL = ("redis_url", "state_dir", "defaults", "accounts", "correction_limits")
+_TOP_LEVEL = ("redis_url", "state_dir", "runtime_name", "lease_seconds", "defaults", "accounts", "correction_limits")
 _BOOKS = ("broker", "portfolio", "broker_adapter")
 """Where an account's two books come from: factories, or a broker adapter's table instead of `broker`."""
 _CONFIG_KEYS = tuple(attrs.fields_dict(ReconciliationConfig))
@@ -116,6 +117,9 @@ class RunnerConfig:
     accounts: tuple[AccountSpec, ...]
     correction_limits: CorrectionLimits | None = None
     """What all the accounts' corrections may apply together (`[correction_limits]`)."""
+    runtime_name: str | None = None
+    """The name this process holds its accounts' leases under (`runtime_name`, or `run --name`)."""
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
 
 def with_state_dir(config: RunnerConfig, state_dir: str) -> RunnerConfig:
@@ -222,8 +226,29 @@ def load_config(path: Path) -> RunnerConfig:
         seen.add(spec.config.account_id)
         specs.append(spec)
     limits = _limits(problems, document.get("correction_limits"))
+    runtime_name, lease_seconds = _lease_settings(problems, document)
     problems.raise_any()
-    return RunnerConfig(redis_url=redis_url, accounts=tuple(specs), correction_limits=limits)
+    return RunnerConfig(
+        redis_url=redis_url,
+        accounts=tuple(specs),
+        correction_limits=limits,
+        runtime_name=runtime_name,
+        lease_seconds=lease_seconds,
+    )
+
+
+def _lease_settings(problems: _Problems, document: Mapping[str, Any]) -> tuple[str | None, float]:
+    """The top level's `runtime_name` and `lease_seconds`, after recording what is wrong with them."""
+    runtime_name, lease_seconds = None, DEFAULT_LEASE_SECONDS
+    try:
+        runtime_name = check_runtime_name(document.get("runtime_name"))
+    except (TypeError, ValueError) as exc:
+        problems.add("runtime_name", str(exc))
+    try:
+        lease_seconds = check_lease_seconds(document.get("lease_seconds", DEFAULT_LEASE_SECONDS))
+    except (TypeError, ValueError) as exc:
+        problems.add("lease_seconds", str(exc))
+    return runtime_name, lease_seconds
 
 
 def _limits(problems: _Problems, table: object) -> CorrectionLimits | None:
@@ -527,7 +552,13 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
         except ValueError as exc:
             raise StartError(str(exc)) from exc
     try:
-        return ReconciliationRuntime(accounts, client, correction_limits=config.correction_limits)
+        return ReconciliationRuntime(
+            accounts,
+            client,
+            correction_limits=config.correction_limits,
+            name=config.runtime_name,
+            lease_seconds=config.lease_seconds,
+        )
     except (TypeError, ValueError) as exc:
         raise StartError(str(exc)) from exc
 
@@ -593,16 +624,8 @@ async def run_until_stopped(
     readiness.runtime = runtime
     started = False
     try:
-        results = await _start(runtime)
+        await _start(runtime)
         started = readiness.ready = True
-        failed = [account_id for account_id, result in results.items() if result.error is not None]
-        logger.info(
-            "Reconciling %d account(s): %s; stop with Ctrl-C or SIGTERM",
-            len(runtime.accounts),
-            ", ".join(runtime.accounts),
-        )
-        if failed:
-            logger.warning("The startup run failed for %s (see above); they are retried periodically", ", ".join(failed))
         if on_started is not None:
             on_started()
         await stop.wait()
@@ -621,14 +644,30 @@ async def run_until_stopped(
                 metrics.unwatch(runtime)
 
 
-async def _start(runtime: ReconciliationRuntime) -> dict[str, ReconciliationResult]:
+async def _start(runtime: ReconciliationRuntime) -> None:
+    """Start the accounts and say how each startup went (a standby account did not run here).
+
+    Raises:
+        StartError: they could not start (another live process runs under this name, say).
+    """
     try:
-        return await runtime.start()
-    except JournalError as exc:
+        results = await runtime.start()
+    except (JournalError, NameInUseError) as exc:
         raise StartError(str(exc)) from exc
     except Exception as exc:
         msg = f"the accounts did not start: {exc!r}"
         raise StartError(msg) from exc
+    standby = runtime.health().standby
+    logger.info(
+        "Reconciling %d account(s): %s; stop with Ctrl-C or SIGTERM",
+        len(runtime.accounts) - len(standby),
+        ", ".join(a for a in runtime.accounts if a not in standby) or "none for now",
+    )
+    for account_id, why in standby.items():
+        logger.info("%s is not reconciled here for now: %s", account_id, why)
+    failed = [a for a, result in results.items() if result.error is not None and a not in standby]
+    if failed:
+        logger.warning("The startup run failed for %s (see above); they are retried periodically", ", ".join(failed))
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

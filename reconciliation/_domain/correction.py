@@ -31,6 +31,7 @@ import attrs
 
 from reconciliation._domain.compare import net_broker, net_local, position_key
 from reconciliation._domain.error_text import outside_text
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import (
     CORRECTABLE_TYPES,
@@ -258,6 +259,9 @@ class CorrectionEvent:
     """Why it was refused, failed or did not resolve."""
     verification_run_id: UUID | None = None
     """The run that checked an applied correction (verified, unresolved)."""
+    fence: Fence | None = attrs.field(default=None, eq=False)
+    """The lease the step was taken under (its account's owner and token then), when known;
+    carried by the stream entry, not recorded by the audit store."""
     event_id: UUID = attrs.field(init=False, default=attrs.Factory(_event_id, takes_self=True))
 
     @property

@@ -10,6 +10,7 @@ import attrs
 
 from reconciliation._domain.ageing import AgeingUpdate
 from reconciliation._domain.correction import CorrectionEvent
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.models import ReconciliationResult, Snapshot
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class FinishedRun:
     result: ReconciliationResult
     ageing: AgeingUpdate
     snapshot: Snapshot | None = attrs.field(default=None, eq=False, repr=False)
+    fence: Fence | None = None
+    """The lease it was made under; None for a run made without one (a runtime given no leases)."""
 
 
 Delivery = FinishedRun | CorrectionEvent

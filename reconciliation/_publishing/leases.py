@@ -1,15 +1,17 @@
-"""One writer per account across processes: a lease per account on Redis.
+"""One owner per account across processes: a lease per account on Redis.
 
-Two runtimes configured with the same account would both correct its book. Before a
-runtime applies a correction it *claims* the account's lease: a key holding the
-runtime's name and a fencing token, set only if absent (`SET NX PX`), renewed by its
-holder at every claim and left to expire when the holder dies. A runtime that finds
-another holder proposes only, and says who holds the account; a runtime that cannot
-reach Redis cannot know, so it does not apply either. The token grows with every new
-holder, so a step taken under an older one can be told from a newer holder's.
+Two runtimes configured with the same account would both reconcile, publish and correct
+it. Each runtime therefore *claims* a lease per account: a key holding the runtime's
+name and a fencing token, set only if absent (`SET NX PX`), renewed by its holder and
+left to expire when the holder dies. A runtime that finds another holder is told who
+holds it, and for how much longer (the moment to try again); a runtime that cannot
+reach Redis cannot know, so the caller treats the account as not held. The token grows
+with every new holder, so what was done under an older one can be told from a newer
+holder's (it travels with every stream entry, see `redis_sink`).
 
-The claim is one Lua script (on a Cluster the two keys share the hash tag); on a server
-without scripting (fakeredis without Lua) a WATCH/MULTI transaction does the same.
+The claim is one Lua script (on a Cluster every key carries the one hash tag, so a
+pipeline of claims goes to one master); on a server without scripting (fakeredis without
+Lua) a WATCH/MULTI transaction does the same.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._publishing.redis_sink import KeySpace
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "Lease"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "close_client", "node_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,47 +42,128 @@ class Lease:
     ttl_ms: int
 
 
+@attrs.frozen
+class HeldElsewhere:
+    """Runtime `holder` holds `account_id`'s lease, for `ttl_ms` more unless it renews it."""
+
+    account_id: str
+    holder: str
+    ttl_ms: int
+
+
+Claimed = Lease | HeldElsewhere
+
+
 class AccountLeases:
-    """Claims accounts' leases for one runtime (`owner`, unique per process). Not thread-safe:
-    one actor owns it."""
+    """Claims and releases accounts' leases for one runtime (`owner`, unique per live
+    process). Not thread-safe: one actor owns each instance."""
 
     def __init__(
         self, connect: Callable[[], redis.Redis | redis.RedisCluster], *, owner: str, ttl_seconds: float
     ) -> None:
         self._connect = connect
         self._client: redis.Redis | redis.RedisCluster | None = None
+        self._shut = False
         self._owner = owner
         self._ttl_ms = max(int(ttl_seconds * 1000), 1)
         self._scripting: bool | None = None
 
+    @property
+    def owner(self) -> str:
+        return self._owner
+
     def claim(self, account_id: str) -> Lease | str:
         """Take or renew the account's lease: the `Lease`, or why this runtime does not hold it."""
         try:
-            client = self._client = self._client or self._connect()
-            keys = KeySpace.for_client(client)
-            lease_keys = (f"{keys.prefix}lease:{account_id}", f"{keys.prefix}lease-token:{account_id}")
-            held, value = self._claim(client, *lease_keys)
+            claimed = self.claim_all((account_id,))[account_id]
         except redis.RedisError as error:
+            return (
+                f"this runtime cannot confirm it holds {account_id}'s lease: Redis: {describe_error(error)}"
+            )
+        if isinstance(claimed, Lease):
+            return claimed
+        return f"{claimed.holder} holds {account_id}'s lease: one runtime reconciles an account"
+
+    def claim_all(self, account_ids: Iterable[str]) -> dict[str, Claimed]:
+        """Take or renew each account's lease, in one round trip when the server runs Lua.
+
+        Raises:
+            redis.RedisError: Redis did not answer (the connection is closed, and made again
+                at the next call): whether the leases are held is not known.
+        """
+        try:
+            client = self._connected()
+            keys = KeySpace.for_client(client)
+            wanted = [(a, f"{keys.prefix}lease:{a}", f"{keys.prefix}lease-token:{a}") for a in account_ids]
+            node = node_for(client, keys)
+            if self._scripting is not False:
+                claimed = self._claim_by_script(node, wanted)
+                if claimed is not None:
+                    return claimed
+            return {a: self._claim_in_transaction(node, a, key, tokens) for a, key, tokens in wanted}
+        except redis.RedisError:
             self.close()
-            return f"this runtime cannot confirm it holds {account_id}'s lease: Redis: {describe_error(error)}"
-        if held:
-            return Lease(account_id, int(value), self._ttl_ms)
-        return f"{value} holds {account_id}'s lease: one runtime corrects an account"
+            raise
 
-    def _claim(self, client: redis.Redis | redis.RedisCluster, key: str, tokens: str) -> tuple[bool, str]:
-        if self._scripting is not False:
-            try:
-                held, value = client.eval(_CLAIM, 2, key, tokens, self._owner, self._ttl_ms)  # type: ignore[no-untyped-call,unused-ignore]
-            except redis.ResponseError as error:
-                if self._scripting or "unknown command" not in str(error).lower():
-                    raise
+    def release_all(self, account_ids: Iterable[str]) -> None:
+        """Give up the leases this runtime holds (at a clean stop), so that a standby takes
+        them at once instead of when they expire. A lease held by another is left alone."""
+        try:
+            client = self._connected()
+            keys = KeySpace.for_client(client)
+            node = node_for(client, keys)
+            for account_id in account_ids:
+                key = f"{keys.prefix}lease:{account_id}"
+                with node.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
+                        owner = _text(pipe.get(key) or b"").rpartition("|")[0]
+                        if owner != self._owner:
+                            continue
+                        pipe.multi()
+                        pipe.delete(key)
+                        pipe.execute()
+                    except redis.WatchError:
+                        continue  # it changed hands meanwhile: not ours to delete
+        except redis.RedisError as error:
+            logger.warning(
+                "The account leases could not be released (%s): they expire on their own",
+                describe_error(error),
+            )
+            self.close()
+
+    def _connected(self) -> redis.Redis | redis.RedisCluster:
+        if self._shut:
+            msg = "the lease connections are shut: the runtime is stopping"
+            raise redis.ConnectionError(msg)
+        client = self._client = self._client or self._connect()
+        return client
+
+    def _claim_by_script(
+        self, node: redis.Redis, wanted: list[tuple[str, str, str]]
+    ) -> dict[str, Claimed] | None:
+        """The claims as one pipeline of script calls; None when this server runs no Lua."""
+        pipe = node.pipeline(transaction=False)
+        for _, key, tokens in wanted:
+            pipe.eval(_CLAIM, 2, key, tokens, self._owner, self._ttl_ms)  # type: ignore[no-untyped-call,unused-ignore]
+        replies = pipe.execute(raise_on_error=False)
+        claimed: dict[str, Claimed] = {}
+        for (account_id, _, _), reply in zip(wanted, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                if self._scripting or "unknown command" not in str(reply).lower():
+                    raise reply
                 self._scripting = False
-            else:
-                self._scripting = True
-                return bool(held), _text(value)
-        return self._claim_in_transaction(client, key, tokens)
+                return None
+            held, value, ttl_ms = reply
+            claimed[account_id] = (
+                Lease(account_id, int(value), int(ttl_ms))
+                if held
+                else HeldElsewhere(account_id, _text(value), int(ttl_ms))
+            )
+        self._scripting = True
+        return claimed
 
-    def _claim_in_transaction(self, client: redis.Redis | redis.RedisCluster, key: str, tokens: str) -> tuple[bool, str]:
+    def _claim_in_transaction(self, client: redis.Redis, account_id: str, key: str, tokens: str) -> Claimed:
         """`_CLAIM`, as WATCH/MULTI: retried while another client changes the keys meanwhile."""
         with client.pipeline(transaction=True) as pipe:
             while True:
@@ -88,23 +171,50 @@ class AccountLeases:
                     pipe.watch(key, tokens)  # type: ignore[no-untyped-call,unused-ignore]
                     owner, _, token = _text(pipe.get(key) or b"").rpartition("|")
                     if token and owner != self._owner:
-                        return False, owner
+                        return HeldElsewhere(account_id, owner, int(pipe.pttl(key)))
+                    last = int(pipe.get(tokens) or 0)  # read while watched, before MULTI buffers
                     pipe.multi()
                     if token:
                         pipe.pexpire(key, self._ttl_ms)
                     else:
-                        token = str(int(pipe.get(tokens) or 0) + 1)
+                        token = str(last + 1)
                         pipe.set(tokens, token)
                         pipe.set(key, f"{self._owner}|{token}", px=self._ttl_ms)
                     pipe.execute()
                 except redis.WatchError:
                     continue
-                return True, token
+                return Lease(account_id, int(token), self._ttl_ms)
+
+    def shut(self) -> None:
+        """Close our connections for good (from another thread, at stop): nothing is sent afterwards."""
+        self._shut = True
+        self.close()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close our connections (from any thread: a call stalled on one ends with an error)."""
+        client, self._client = self._client, None
+        close_client(client)
+
+
+def close_client(client: redis.Redis | redis.RedisCluster | None) -> None:
+    """Close a client of our own and its pool's connections."""
+    if client is None:
+        return
+    try:
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+        client.close()
+    except (redis.RedisError, OSError) as error:
+        logger.debug("Closing a lease connection: %s", describe_error(error))
+
+
+def node_for(client: redis.Redis | redis.RedisCluster, keys: KeySpace) -> redis.Redis:
+    """Who to ask: the client, or on a cluster the master holding our keys' one slot."""
+    if isinstance(client, redis.RedisCluster):
+        node = client.get_node_from_key(keys.marker(""))  # type: ignore[no-untyped-call,unused-ignore]
+        return client.get_redis_connection(node)
+    return client
 
 
 _CLAIM = """
@@ -112,16 +222,17 @@ local value = redis.call('GET', KEYS[1])
 if value then
   local owner, token = string.match(value, '^(.*)|([^|]*)$')
   if owner ~= ARGV[1] then
-    return {0, owner}
+    return {0, owner, redis.call('PTTL', KEYS[1])}
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, token}
+  return {1, token, tonumber(ARGV[2])}
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
-return {1, tostring(token)}
+return {1, tostring(token), tonumber(ARGV[2])}
 """
-"""Renew our lease, or take a lease nobody holds under the next token; else name its holder."""
+"""Renew our lease, or take a lease nobody holds under the next token; else name its
+holder and how long its lease has left."""
 
 
 def _text(value: bytes | str) -> str:

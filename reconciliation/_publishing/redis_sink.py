@@ -35,6 +35,7 @@ import redis
 
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.sinks import Sent, SinkUnavailableError
 from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
@@ -57,6 +58,7 @@ __all__ = [
     "CLUSTER_KEYS",
     "CORRECTION_STREAM",
     "DISCREPANCY_STREAM",
+    "FENCING_FIELD",
     "HALT_STREAM",
     "MAX_PAYLOADS_PER_ROUND_TRIP",
     "MAX_PAYLOADS_PER_SCRIPT",
@@ -66,6 +68,7 @@ __all__ = [
     "PUBLISH_SCRIPT",
     "RESOLVED_STREAM",
     "RESULT_STREAM",
+    "RUNTIME_FIELD",
     "STANDALONE_KEYS",
     "STREAM_FIELD",
     "KeySpace",
@@ -81,6 +84,11 @@ RESOLVED_STREAM = "reconciliation:stream:resolved"
 HALT_STREAM = "reconciliation:stream:halt"
 CORRECTION_STREAM = "reconciliation:stream:correction"
 STREAM_FIELD = "payload"
+RUNTIME_FIELD = "runtime"
+"""The stream entry's field naming the runtime that owned the account when the run was made."""
+FENCING_FIELD = "fencing_token"
+"""The stream entry's field holding that runtime's lease token on the account: it grows with
+every change of owner, so a consumer can drop what a deposed owner sent late."""
 PUBLISHED_KEY_PREFIX = "reconciliation:published:"
 PUBLISHED_TTL_SECONDS = 7 * 24 * 3600
 """How long a published run is remembered: re-sends within this window are no-ops."""
@@ -138,7 +146,8 @@ _LAST_POSSIBLE_ID = "18446744073709551615-18446744073709551615"
 PUBLISH_SCRIPT = f"""
 -- KEYS[1]: this run's published marker; KEYS[2]: the marker of the run sent just before
 -- it in the same round trip, or KEYS[1] again for the first; KEYS[3..]: each payload's
--- stream. ARGV[1]: marker TTL (s); ARGV[2]: stream MAXLEN; then channel, payload pairs.
+-- stream. ARGV[1]: marker TTL (s); ARGV[2]: stream MAXLEN; ARGV[3], ARGV[4]: the runtime
+-- and fencing token the run was made under ('' without a lease); then channel, payload pairs.
 -- Returns 1 when published, 0 when already published, -1 when the run before it was not.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -165,9 +174,14 @@ for i = 3, #KEYS do
   end
 end
 for i = 3, #KEYS do
-  local channel, payload = ARGV[2 * i - 3], ARGV[2 * i - 2]
+  local channel, payload = ARGV[2 * i - 1], ARGV[2 * i]
   redis.call('PUBLISH', channel, payload)
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', '{STREAM_FIELD}', payload)
+  if ARGV[3] == '' then
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', '{STREAM_FIELD}', payload)
+  else
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', '{STREAM_FIELD}', payload,
+      '{RUNTIME_FIELD}', ARGV[3], '{FENCING_FIELD}', ARGV[4])
+  end
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
@@ -211,6 +225,8 @@ class PendingRun:
 
     run_id: str
     payloads: tuple[tuple[str, str], ...] = attrs.field(converter=_pairs)
+    fence: Fence | None = None
+    """The lease the run was made under, added to each of its stream entries."""
 
 
 class RedisSink:
@@ -243,15 +259,16 @@ class RedisSink:
 
     def prepare(self, run: Delivery) -> PendingRun:
         if isinstance(run, CorrectionEvent):
-            return PendingRun(str(run.event_id), ((CORRECTION_CHANNEL, encode(correction_payload(run))),))
-        return PendingRun(str(run.result.run_id), iter_payloads(run.result, run.ageing))
+            return PendingRun(str(run.event_id), ((CORRECTION_CHANNEL, encode(correction_payload(run))),), run.fence)
+        return PendingRun(str(run.result.run_id), iter_payloads(run.result, run.ageing), run.fence)
 
     def weight(self, item: PendingRun) -> int:
         return len(item.payloads)
 
     def encode(self, item: PendingRun) -> bytes:
-        """For the outbox journal: the run id and every (channel, payload), as JSON."""
-        return json.dumps({"run_id": item.run_id, "payloads": item.payloads}, ensure_ascii=False).encode()
+        """For the outbox journal: the run id, every (channel, payload) and the lease's fence, as JSON."""
+        fence = None if item.fence is None else [item.fence.runtime, item.fence.token]
+        return json.dumps({"run_id": item.run_id, "payloads": item.payloads, "fence": fence}, ensure_ascii=False).encode()
 
     def decode(self, data: bytes) -> PendingRun:
         """A run `encode` wrote, exactly as it was queued.
@@ -261,14 +278,19 @@ class RedisSink:
         """
         try:
             document = json.loads(data)
-            run_id, payloads = document["run_id"], document["payloads"]
-        except (TypeError, KeyError, ValueError) as error:
+            run_id, payloads, fence = document["run_id"], document["payloads"], document.get("fence")
+        except (TypeError, KeyError, ValueError, AttributeError) as error:
             msg = f"not a queued run ({describe_error(error)})"
             raise ValueError(msg) from error
         if not isinstance(run_id, str) or not isinstance(payloads, list) or not all(map(_is_pair, payloads)):
             msg = "not a queued run (a run id and a list of channel, payload pairs)"
             raise ValueError(msg)
-        return PendingRun(run_id, ((channel, payload) for channel, payload in payloads))
+        if fence is not None and not _is_fence(fence):
+            msg = "not a queued run (its fence is not a runtime name and a token)"
+            raise ValueError(msg)
+        return PendingRun(
+            run_id, ((channel, payload) for channel, payload in payloads), None if fence is None else Fence(*fence)
+        )
 
     def send(self, items: Sequence[PendingRun]) -> Sent:
         if self._closed:
@@ -374,7 +396,7 @@ class RedisSink:
             parts_per_run.append(len(parts))
             for marker, payloads in parts:
                 keys = [marker, previous or marker, *(self._keys.stream_of(channel) for channel, _ in payloads)]
-                args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen]
+                args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen, *_fence_args(run.fence)]
                 args.extend(part for pair in payloads for part in pair)
                 pipeline.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 previous = marker
@@ -395,12 +417,14 @@ class RedisSink:
         for index, run in enumerate(items):
             try:
                 for marker, payloads in self._parts(run):
-                    self._publish_in_transaction(marker, payloads)
+                    self._publish_in_transaction(marker, payloads, run.fence)
             except redis.ResponseError as error:
                 return self._refused_or_unavailable(index, error)
         return Sent(len(items))
 
-    def _publish_in_transaction(self, marker: str, payloads: tuple[tuple[str, str], ...]) -> None:
+    def _publish_in_transaction(
+        self, marker: str, payloads: tuple[tuple[str, str], ...], fence: Fence | None
+    ) -> None:
         streams = sorted({self._keys.stream_of(channel) for channel, _ in payloads})
         with self._client().pipeline(transaction=True) as pipeline:
             while True:
@@ -415,7 +439,7 @@ class RedisSink:
                         pipeline.publish(channel, payload)
                         pipeline.xadd(
                             self._keys.stream_of(channel),
-                            {STREAM_FIELD: payload},
+                            _entry(payload, fence),
                             maxlen=self._stream_maxlen,
                             approximate=True,
                         )
@@ -442,6 +466,27 @@ class RedisSink:
 
 def _is_pair(value: object) -> bool:
     return isinstance(value, list) and len(value) == len(("channel", "payload")) and all(isinstance(v, str) for v in value)
+
+
+def _is_fence(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == len(("runtime", "token"))
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
+
+
+def _fence_args(fence: Fence | None) -> tuple[str, str]:
+    return ("", "") if fence is None else (fence.runtime, str(fence.token))
+
+
+def _entry(payload: str, fence: Fence | None) -> dict[Any, Any]:
+    """A stream entry's fields: the payload, and the lease it was made under when there is one."""
+    if fence is None:
+        return {STREAM_FIELD: payload}
+    return {STREAM_FIELD: payload, RUNTIME_FIELD: fence.runtime, FENCING_FIELD: str(fence.token)}
 
 
 def _too_large(run: PendingRun) -> bool:

@@ -183,7 +183,7 @@ class ComparatorActor(ResilientActor):
             windows.seen(ageing, snapshot.read_started_at)
         result = ageing.escalate(result)
         corrected = self._accounts[result.account_id].correction is not None
-        self._emit(ticket, FinishedRun(result, ageing, snapshot if corrected else None))
+        self._emit(ticket, FinishedRun(result, ageing, snapshot if corrected else None, ticket.fence))
         for confirmed in ageing.halts:
             self._halt(confirmed, result)
 
@@ -201,7 +201,12 @@ class ComparatorActor(ResilientActor):
         if ticket is None or ticket.outcome.done():
             return
         result = failed_result(ticket, reason, self._clock.monotonic())
-        self._emit(ticket, FinishedRun(result, AgeingUpdate(run_id=result.run_id, account_id=result.account_id)))
+        self._emit(
+            ticket,
+            FinishedRun(
+                result, AgeingUpdate(run_id=result.run_id, account_id=result.account_id), fence=ticket.fence
+            ),
+        )
 
     def _halt(self, confirmed: BreakState, result: ReconciliationResult) -> None:
         logger.critical(

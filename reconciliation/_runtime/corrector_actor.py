@@ -38,6 +38,7 @@ import attrs
 from reconciliation._domain.correcting import ApplyOutcome, CorrectionBudget, CorrectionTracker, Decisions
 from reconciliation._domain.correction import Correction
 from reconciliation._domain.error_text import describe_error
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.models import ReconciliationResult
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.actor_base import ResilientActor, tell
@@ -65,12 +66,13 @@ STOPPED_DURING = "the service stopped before apply_correction answered"
 class CorrectionLinks:
     """How the corrector reaches upstream: apply a correction to its account's book, ask for
     a run of an account now, hold a break at CRITICAL; and whether this runtime may apply to
-    an account now (None: it may; else why not: another runtime holds its lease)."""
+    an account now, given the lease the run that confirmed it was made under (None: it may;
+    else why not: another runtime holds its lease, or this one holds a newer lease)."""
 
     apply: Callable[[Correction], Application]
     verify: Callable[[str], Future[ReconciliationResult]]
     escalate: Callable[[str, UUID], None]
-    may_apply: Callable[[str], str | None] = lambda _account_id: None
+    may_apply: Callable[[str, Fence | None], str | None] = lambda _account_id, _fence: None
 
 
 @attrs.frozen
@@ -160,6 +162,8 @@ class CorrectorActor(ResilientActor):
         self._checks = 0
         """Runs asked for to check applied corrections, whose verdict is not in yet."""
         self._idle: Future[None] | None = None
+        self._fences: dict[str, Fence | None] = {}
+        """The lease each account's last run was made under: its steps carry it."""
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, FinishedRun):
@@ -181,7 +185,8 @@ class CorrectorActor(ResilientActor):
         tracker = self._trackers.get(account_id)
         if tracker is None:
             return
-        withheld = self._links.may_apply(account_id) if tracker.policy.mode == "apply" else None
+        self._fences[account_id] = run.fence
+        withheld = self._links.may_apply(account_id, run.fence) if tracker.policy.mode == "apply" else None
         decisions = tracker.observe(run.result, run.ageing, run.snapshot, self._clock.now(), withheld=withheld)
         self._carry_out(account_id, decisions)
         self._post_held()
@@ -225,7 +230,9 @@ class CorrectorActor(ResilientActor):
             self._settle_if_idle()
 
     def _carry_out(self, account_id: str, decisions: Decisions) -> None:
+        fence = self._fences.get(account_id)
         for event in decisions.events:
+            event = attrs.evolve(event, fence=fence)  # noqa: PLW2901 - the step as it leaves, under its lease
             PROCESS_OBSERVERS.correction_event(event)
             self._observers.correction_event(event)
             for sink in self._sinks[account_id]:

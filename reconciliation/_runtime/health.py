@@ -17,7 +17,16 @@ import attrs
 from reconciliation._domain.values import FrozenMapping
 from reconciliation._runtime.delivery import DeliveryHealth
 
-__all__ = ["TRANSITIONS", "ComponentHealth", "ComponentState", "HealthBoard", "ServiceHealth"]
+__all__ = [
+    "OWNED_BY",
+    "TRANSITIONS",
+    "ComponentHealth",
+    "ComponentState",
+    "HealthBoard",
+    "ServiceHealth",
+    "owned_by",
+    "owner_of",
+]
 
 
 class ComponentState(enum.Enum):
@@ -87,6 +96,12 @@ class ServiceHealth:
     corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
     """Accounts whose confirmed corrections are held, and why (a limit reached, another
     runtime's lease); proposals go on."""
+    standby: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    """Accounts this runtime does not reconcile, and why: `standby (owned by NAME)` while another
+    runtime holds the account's lease, or `standby (...)` naming why this runtime may own none
+    (another live process took its name). Normal for the second of two processes; not a
+    problem by itself. An account whose lease Redis cannot confirm is not standby: it is
+    reconciled without a lease and not corrected (`leases` degraded says so)."""
     warnings: tuple[str, ...] = ()
     """What a broker says to distrust about itself, one line per account (a ccxt venue whose answers
     were never verified against recorded payloads); it does not make the service unhealthy."""
@@ -114,6 +129,20 @@ class ServiceHealth:
         )
         lines.extend(f"corrections of {account} held: {why}" for account, why in self.corrections_held.items())
         return tuple(lines)
+
+
+OWNED_BY = "standby (owned by "
+
+
+def owned_by(holder: str) -> str:
+    """What health says of an account another runtime holds."""
+    return f"{OWNED_BY}{holder})"
+
+
+def owner_of(standby: str) -> str:
+    """The runtime that holds an account held as standby here; empty when not known
+    (another live process took this runtime's name)."""
+    return standby.removeprefix(OWNED_BY).removesuffix(")") if standby.startswith(OWNED_BY) else ""
 
 
 class HealthBoard:
@@ -159,4 +188,5 @@ class HealthBoard:
                 refused_fills=self._counters.get("refused_fills", 0),
                 hung_broker_calls=self._counters.get("hung_broker_calls", 0),
                 corrections_held=self._notes.get("corrections_held", {}),
+                standby=self._notes.get("standby", {}),
             )

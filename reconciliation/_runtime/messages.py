@@ -17,6 +17,7 @@ from reconciliation._domain.breaks import BreakState
 from reconciliation._domain.compare import Comparison
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.correction import Correction
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.fills import Fill
 from reconciliation._domain.models import AssetType, ReconciliationResult, Snapshot
 from reconciliation._domain.triggers import Trigger
@@ -34,6 +35,9 @@ __all__ = [
     "FillsWanted",
     "HaltCallback",
     "InFlight",
+    "LeaseHeld",
+    "LeaseNotHeld",
+    "LeaseTick",
     "PeriodicDue",
     "ReconcileRequest",
     "RetryDue",
@@ -87,6 +91,8 @@ class RunTicket:
     next_periodic_seconds: float | None = None
     """How long after the run's end its account's next periodic run is due; None without one."""
     outcome: Future[ReconciliationResult] = attrs.field(factory=Future, eq=False, repr=False)
+    fence: Fence | None = None
+    """The lease this runtime held on the account when the run started (see `lease_actor`)."""
 
 
 @attrs.frozen
@@ -193,6 +199,30 @@ class DebounceDue:
 class WatchdogDue:
     account_id: str
     run_id: UUID
+
+
+@attrs.frozen
+class LeaseHeld:
+    """Told to the scheduler: this runtime reconciles the account, under `fence` — or, None,
+    without one while Redis cannot confirm the lease (runs are logged and journaled, and
+    nothing is corrected: the corrector claims the lease before each apply)."""
+
+    account_id: str
+    fence: Fence | None
+
+
+@attrs.frozen
+class LeaseNotHeld:
+    """Told to the scheduler: the account is held as standby, and `why` (owned by another
+    runtime, or Redis cannot confirm the lease): it is not reconciled here."""
+
+    account_id: str
+    why: str
+
+
+@attrs.frozen
+class LeaseTick:
+    """The lease actor's timer: renew the leases, try for the others."""
 
 
 @attrs.frozen

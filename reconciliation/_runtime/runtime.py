@@ -12,9 +12,14 @@ back through its ticket's `outcome` future, not through a message cycle. The cor
 to apply a correction, the scheduler for the run that checks it, the comparator to
 escalate a break — through `CorrectionLinks` bound to this runtime after start.
 
+The lease actor (`lease_actor`) keeps this runtime's leases on its accounts and tells the
+scheduler which it owns: at start the runtime claims its name and the leases itself, so
+that the startup runs know; a standby account is not run here.
+
 Stopping goes downstream in order, so every run still held upstream is finished as
 failed and delivered: the entry, the scheduler (which abandons its runs to the
-comparator), the fetcher, the comparator, then the sinks, each given a bounded time.
+comparator), the fetcher, the comparator, then the sinks, each given a bounded time,
+and last the lease actor, which releases the leases once their runs are delivered.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import attrs
 
 from reconciliation._domain.ageing import BreakTracker
 from reconciliation._domain.correcting import ApplyOutcome
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.triggers import OnDemand
 from reconciliation._publishing.connection import (
     PUBLISH_SOCKET_TIMEOUT_SECONDS,
@@ -42,6 +48,7 @@ from reconciliation._publishing.connection import (
 from reconciliation._publishing.leases import AccountLeases, Lease
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
+from reconciliation._publishing.runtime_names import RuntimeName, new_instance
 from reconciliation._runtime.actor_base import actor_of, tell
 from reconciliation._runtime.clock import SystemClock
 from reconciliation._runtime.comparator_actor import ComparatorActor
@@ -53,6 +60,13 @@ from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.fills_reader import has_fills
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
 from reconciliation._runtime.journal import Journal
+from reconciliation._runtime.lease_actor import (
+    KEY_SHARE_OF_LEASE,
+    RENEWALS_PER_LEASE,
+    FirstClaim,
+    LeaseActor,
+    first_claim,
+)
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
     Application,
@@ -73,10 +87,11 @@ from reconciliation.audit._store import open_store
 if TYPE_CHECKING:
     import asyncio
     import threading
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from uuid import UUID
 
     import pykka
+    import redis
 
     from reconciliation._domain.correction import Correction
     from reconciliation._domain.models import CorrectionLimits, ReconciliationResult
@@ -86,7 +101,14 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.messages import HaltCallback
 
-__all__ = ["ACTOR_STOP_TIMEOUT_SECONDS", "Runtime", "StopReport"]
+__all__ = [
+    "ACTOR_STOP_TIMEOUT_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "Runtime",
+    "StopReport",
+    "check_lease_seconds",
+    "check_runtime_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +116,41 @@ ACTOR_STOP_TIMEOUT_SECONDS = 5.0
 """How long each actor has to stop; a sink that is stuck on a stalled server is then cut off."""
 
 LOG_QUEUE_MAX_RUNS = 10_000
-LEASE_INTERVALS = 3
-"""An account's correction lease outlives this many of its periodic intervals: renewed at every
-run, it passes to another runtime that long after its holder died."""
+DEFAULT_LEASE_SECONDS = 30.0
+"""The longest a dead owner's accounts wait for a standby to take them over and run them."""
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 1.0, 3600.0
+
+
+def check_runtime_name(name: object) -> str | None:
+    """A runtime's name as given (None: a name of its own, unique to the process).
+
+    Raises:
+        TypeError, ValueError: not a non-empty text of printable characters.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        msg = f"the runtime name must be text, not {type(name).__name__}"
+        raise TypeError(msg)
+    if not name.strip() or not name.isprintable() or len(name) > 200:
+        msg = "the runtime name must be 1 to 200 printable characters, not blank"
+        raise ValueError(msg)
+    return name
+
+
+def check_lease_seconds(seconds: object) -> float:
+    """A lease period as given, in seconds.
+
+    Raises:
+        TypeError, ValueError: not a number of seconds from 1 to 3600.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        msg = f"lease_seconds must be a number of seconds, not {type(seconds).__name__}"
+        raise TypeError(msg)
+    if not MIN_LEASE_SECONDS <= seconds <= MAX_LEASE_SECONDS:
+        msg = f"lease_seconds must be from {MIN_LEASE_SECONDS:g} to {MAX_LEASE_SECONDS:g} s, not {seconds}"
+        raise ValueError(msg)
+    return float(seconds)
 
 
 @attrs.frozen
@@ -123,6 +177,12 @@ class Runtime:
         on_halt: the kill switch (see `HaltCallback`).
         correction_limits: what the accounts' corrections may apply together (besides each
             account's own `CorrectionPolicy.limits`); None: no limit of the runtime's own.
+        name: the runtime's name, which holds its accounts' leases: unique to one live
+            process, kept across restarts (a restarted process takes its leases back at
+            once). None: `reconciliation@HOST:PID/RANDOM`, new at every start.
+        lease_seconds: the longest a dead owner's accounts wait for a standby to take them
+            over and run them (a lease is renewed three times a period, and its key kept on
+            Redis for 80 % of it after each renewal).
 
     Raises:
         TypeError: `redis` is not a redis-py client.
@@ -137,8 +197,12 @@ class Runtime:
         clock: Clock | None = None,
         on_halt: HaltCallback | None = None,
         correction_limits: CorrectionLimits | None = None,
+        name: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         check_client(redis)
+        self._name = check_runtime_name(name)
+        self._lease_seconds = check_lease_seconds(lease_seconds)
         if not accounts:
             msg = "a runtime needs at least one account"
             raise ValueError(msg)
@@ -171,6 +235,7 @@ class Runtime:
         self._fetcher: pykka.ActorRef[Any] | None = None
         self._comparator: pykka.ActorRef[Any] | None = None
         self._corrector: pykka.ActorRef[Any] | None = None
+        self._leaseholder: pykka.ActorRef[Any] | None = None
 
     @property
     def entry(self) -> EntryRef | None:
@@ -190,13 +255,44 @@ class Runtime:
         Raises:
             RuntimeError: already started.
             JournalError: the `state_dir` cannot hold the outbox journal (the message says why).
+            NameInUseError: another live process runs under this runtime's name.
         """
         if self._actors:
             msg = "the reconciliation runtime is already started; stop it first"
             raise RuntimeError(msg)
+        owner = self._name or f"reconciliation@{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        own_client = functools.partial(publishing_client, self._redis)  # each user, a pool of its own
+        lease = self._lease_seconds
+        names = RuntimeName(
+            own_client,
+            name=owner,
+            instance=new_instance(),
+            ttl_seconds=lease * KEY_SHARE_OF_LEASE,
+            renew_seconds=lease / RENEWALS_PER_LEASE,
+        )
+        account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease * KEY_SHARE_OF_LEASE)
+        first_claimed = first_claim(names, account_leases, list(self._configs))
+        try:
+            self._start_actors(home_loop, owner, own_client, names, account_leases, first_claimed)
+        except BaseException:
+            account_leases.release_all(a for a, held in first_claimed.ownership.items() if isinstance(held, Fence))
+            names.release()
+            raise
+
+    def _start_actors(
+        self,
+        home_loop: asyncio.AbstractEventLoop | None,
+        owner: str,
+        own_client: Callable[[], redis.Redis | redis.RedisCluster],
+        names: RuntimeName,
+        account_leases: AccountLeases,
+        first_claimed: FirstClaim,
+    ) -> None:
+        """Open the audit stores and start every actor, under the leases `start` claimed."""
+        lease = self._lease_seconds
+        clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
         journal = None if first.state_dir is None else Journal.open(first.state_dir)  # first: it may refuse
-        clock = self._clock = self._given_clock or SystemClock()
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
         blocked: dict[str, list[UUID]] = {}
         try:
@@ -218,8 +314,7 @@ class Runtime:
                 **durable,
             )
 
-        publishing = functools.cache(lambda: publishing_client(self._redis))  # the sink's and the leases'
-        redis_sink = RedisSink(publishing, stream_maxlen=first.stream_maxlen)
+        redis_sink = RedisSink(own_client, stream_maxlen=first.stream_maxlen)
         log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
         publisher = delivery(
             redis_sink,
@@ -237,12 +332,7 @@ class Runtime:
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
         corrector = None
         if corrected:
-            name = f"reconciliation@{socket.gethostname()}:{os.getpid()}"
-            leases = AccountLeases(
-                publishing,
-                owner=f"{name}/{uuid.uuid4().hex[:8]}",  # two runtimes of one process are two writers
-                ttl_seconds=LEASE_INTERVALS * max(c.interval_seconds for c in corrected.values()),
-            )
+            leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease * KEY_SHARE_OF_LEASE)
             corrector = CorrectorActor.start(
                 accounts=corrected,
                 sinks={account_id: sinks[account_id] for account_id in corrected},
@@ -250,11 +340,11 @@ class Runtime:
                     apply=self._apply,
                     verify=self._verify,
                     escalate=self._escalate,
-                    may_apply=lambda account_id: _refusal(leases.claim(account_id)),
+                    may_apply=lambda account_id, fence: _refusal(account_id, leases.claim(account_id), fence),
                 ),
                 board=board,
                 clock=clock,
-                actor=name,
+                actor=owner,
                 blocked=blocked,
                 observers=self.observers,
                 limits=self._correction_limits,
@@ -287,6 +377,16 @@ class Runtime:
             board=board,
             clock=clock,
             explained=explained,
+            ownership=first_claimed.ownership,
+        )
+        leaseholder = LeaseActor.start(
+            leases=account_leases,
+            name=names,
+            first=first_claimed,
+            scheduler=scheduler,
+            board=board,
+            clock=clock,
+            lease_seconds=lease,
         )
         entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
         self._actors = [
@@ -298,10 +398,12 @@ class Runtime:
             log,
             publisher,
             *audits.values(),
+            leaseholder,  # last: the leases are released once the runs made under them are delivered
         ]
         self._entry = EntryRef(cast("DebouncerActor", actor_of(entry)))
         self._scheduler = scheduler
         self._fetcher, self._comparator, self._corrector = fetcher, comparator, corrector
+        self._leaseholder = leaseholder
         logger.info("Reconciliation started for %s", ", ".join(self._configs))
 
     def request(self, account_id: str, trigger: Trigger) -> concurrent.futures.Future[ReconciliationResult]:
@@ -335,6 +437,8 @@ class Runtime:
         if self._entry is None or scheduler is None:
             msg = "the reconciliation runtime is not started"
             raise RuntimeError(msg)
+        if self._leaseholder is not None:  # an account taken over is told to the scheduler first
+            self._leaseholder.ask(Barrier(), timeout=timeout)
         self._entry.ask(Barrier(), timeout=timeout)
         corrector = self._corrector
         while True:
@@ -359,13 +463,17 @@ class Runtime:
         has its connections closed and gets as long again.
         """
         actors, self._actors, self._entry, self._scheduler = self._actors, [], None, None
-        self._fetcher = self._comparator = self._corrector = None
+        self._fetcher = self._comparator = self._corrector = self._leaseholder = None
         still_running: list[str] = []
+        redis_stalled = False
         for ref in actors:
             name = _component(ref)
+            if redis_stalled and name == LeaseActor.component:
+                _close_sink(ref)  # the same stalled Redis: its leases are left to expire
             if not _stop(ref, timeout):
                 logger.warning("The %s did not stop within %g s; closing its connections", name, timeout)
                 _close_sink(ref)
+                redis_stalled = redis_stalled or name == "delivery:redis"
                 if not _stop(ref, timeout):
                     still_running.append(name)
         for ref in actors:
@@ -497,8 +605,21 @@ class Runtime:
         return still
 
 
-def _refusal(claimed: Lease | str) -> str | None:
-    return claimed if isinstance(claimed, str) else None
+def _refusal(account_id: str, claimed: Lease | str, fence: Fence | None) -> str | None:
+    """Why a correction confirmed by a run made under `fence` may not be applied now, if it may not."""
+    if isinstance(claimed, str):
+        return claimed
+    if fence is None:
+        return (
+            f"the run that confirmed it was made while Redis could not confirm this runtime's lease on "
+            f"{account_id}: another runtime may have owned it then; a run under the lease confirms it again"
+        )
+    if fence.token != claimed.token:
+        return (
+            f"the run that confirmed it was made under lease token {fence.token} of {account_id}, and this "
+            f"runtime now holds token {claimed.token}: another runtime may have corrected it meanwhile"
+        )
+    return None
 
 
 def _stop(ref: pykka.ActorRef[Any], timeout: float) -> bool:
@@ -529,7 +650,7 @@ def _component(ref: pykka.ActorRef[Any]) -> str:
 
 
 def _close_sink(ref: pykka.ActorRef[Any]) -> None:
-    """Unblock a delivery actor stuck in a send, from outside its thread."""
+    """Unblock a delivery or lease actor stuck on Redis, from outside its thread."""
     actor = actor_of(ref)
-    if isinstance(actor, DeliveryActor):
+    if isinstance(actor, DeliveryActor | LeaseActor):
         actor.cut_off()

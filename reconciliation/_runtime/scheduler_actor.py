@@ -6,6 +6,12 @@ accounts, their first periodic runs are spread over the interval (see `spread_ph
 so that accounts started together do not come due together for good. It never finishes
 a run itself: a run ends at the comparator (see `comparator_actor`), which sets the
 ticket's `outcome`; that wakes the askers and tells the scheduler `RunEnded`.
+
+It starts a run only for an account this runtime owns (the lease actor tells it
+`LeaseHeld` / `LeaseNotHeld`); the run carries the lease's fence to every sink. An
+account held as standby is not reconciled: its triggers are answered with a failed
+result that says who owns it, published nowhere (the owner publishes the account). When
+the account is taken over, its startup run starts at once.
 """
 
 from __future__ import annotations
@@ -17,20 +23,24 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult
-from reconciliation._domain.triggers import Periodic, Trigger, most_specific
+from reconciliation._domain.triggers import Periodic, Startup, Trigger, most_specific
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.clock import TimerHandle
 from reconciliation._runtime.messages import (
     AbandonRun,
     FetchSnapshot,
     InFlight,
+    LeaseHeld,
+    LeaseNotHeld,
     PeriodicDue,
     RunEnded,
     RunRequested,
     RunTicket,
     WatchdogDue,
 )
+from reconciliation._runtime.results import failed_result
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
 
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
+    from reconciliation._runtime.lease_actor import Ownership
 
 __all__ = ["WATCHDOG_GRACE_SECONDS", "SchedulerActor"]
 
@@ -63,6 +74,10 @@ class _AccountRuns:
     """How much sooner than `interval_seconds` the first periodic run is due (its phase)."""
     explained: bool = False
     """Whether its runs read the fills behind their breaks (both books say them)."""
+    fence: Fence | None = None
+    """The lease its runs are made under (None: runs without a lease, as a runtime given none)."""
+    standby: str | None = None
+    """Why the account is not reconciled here (`standby (owned by NAME)`); None: it is."""
 
     @property
     def next_periodic_seconds(self) -> float | None:
@@ -101,18 +116,25 @@ class SchedulerActor(ResilientActor):
         board: HealthBoard,
         clock: Clock,
         explained: Collection[str] = (),
+        ownership: Mapping[str, Ownership] | None = None,
     ) -> None:
-        """`explained`: the accounts whose runs read the fills behind their breaks."""
+        """`explained`: the accounts whose runs read the fills behind their breaks.
+        `ownership`: each account's lease at start — owned, unconfirmed (reconciled without a
+        fence) or why it is held as standby (None: every account is reconciled here, without
+        a lease)."""
         super().__init__(board=board, clock=clock)
         phases = spread_phases(accounts)
-        self._accounts = {
-            account_id: _AccountRuns(
+        owned = ownership or {}
+        self._accounts: dict[str, _AccountRuns] = {}
+        for account_id, config in accounts.items():
+            lease = owned.get(account_id)
+            self._accounts[account_id] = _AccountRuns(
                 config,
                 advance=phases.get(account_id, 0.0),
                 explained=account_id in explained and config.explanations.enabled,
+                fence=lease if isinstance(lease, Fence) else None,
+                standby=lease if isinstance(lease, str) else None,
             )
-            for account_id, config in accounts.items()
-        }
         self._fetcher = fetcher
         self._comparator = comparator
 
@@ -132,11 +154,51 @@ class SchedulerActor(ResilientActor):
             if message.generation == runs.generation:
                 runs.advance = 0.0
                 self._request(RunRequested(message.account_id, Periodic()))
+        elif isinstance(message, LeaseHeld):
+            self._lease_held(message)
+        elif isinstance(message, LeaseNotHeld):
+            self._lease_not_held(message)
         elif isinstance(message, InFlight):
             return self._in_flight()
         else:
             logger.warning("The scheduler ignored an unexpected %s", type(message).__name__)
         return None
+
+    def _lease_held(self, held: LeaseHeld) -> None:
+        runs = self._accounts[held.account_id]
+        taken_over, was_owned = runs.standby is not None, runs.fence is not None
+        runs.fence, runs.standby = held.fence, None
+        if held.fence is None:
+            if was_owned or taken_over:
+                logger.warning(
+                    "The lease of %s cannot be confirmed (Redis does not answer): it is reconciled "
+                    "without one, and nothing of it is corrected, until Redis answers",
+                    held.account_id,
+                    extra={"account_id": held.account_id},
+                )
+        elif taken_over or not was_owned:
+            logger.info(
+                "This runtime now owns %s (lease token %d): reconciling it",
+                held.account_id,
+                held.fence.token,
+                extra={"account_id": held.account_id},
+            )
+        if taken_over and runs.config.enabled:
+            self._request(RunRequested(held.account_id, Startup()))
+
+    def _lease_not_held(self, lost: LeaseNotHeld) -> None:
+        runs = self._accounts[lost.account_id]
+        if runs.standby is None:
+            logger.warning(
+                "%s is held as standby: %s; it is not reconciled here",
+                lost.account_id,
+                lost.why,
+                extra={"account_id": lost.account_id},
+            )
+            if runs.periodic is not None:
+                runs.periodic.cancel()
+                runs.periodic = None
+        runs.standby, runs.fence = lost.why, None
 
     def _in_flight(self) -> tuple[Future[ReconciliationResult], ...]:
         """The outcomes to wait for: each run in flight, and each follow-up's first waiter
@@ -164,7 +226,10 @@ class SchedulerActor(ResilientActor):
         trigger: Trigger,
         waiters: list[Future[ReconciliationResult]],
     ) -> None:
-        ticket = self._ticket(account_id, trigger)
+        if runs.standby is not None:
+            self._answer_standby(account_id, runs.standby, trigger, waiters)
+            return
+        ticket = self._ticket(account_id, trigger, runs.fence)
         me = self.actor_ref
         monotonic = self._clock.monotonic
         # Before the waiters: whoever waited on the run and acts next finds RunEnded queued first.
@@ -181,7 +246,7 @@ class SchedulerActor(ResilientActor):
         )
         self._fetcher.tell(FetchSnapshot(ticket))
 
-    def _ticket(self, account_id: str, trigger: Trigger) -> RunTicket:
+    def _ticket(self, account_id: str, trigger: Trigger, fence: Fence | None = None) -> RunTicket:
         runs = self._accounts.get(account_id)
         return RunTicket(
             run_id=uuid.uuid4(),
@@ -190,7 +255,21 @@ class SchedulerActor(ResilientActor):
             started_at=self._clock.now(),
             started=self._clock.monotonic(),
             next_periodic_seconds=None if runs is None else runs.next_periodic_seconds,
+            fence=fence,
         )
+
+    def _answer_standby(
+        self, account_id: str, why: str, trigger: Trigger, waiters: list[Future[ReconciliationResult]]
+    ) -> None:
+        """A trigger of an account held as standby: no run; an asker hears why, nobody else."""
+        if not waiters:
+            return
+        result = failed_result(
+            self._ticket(account_id, trigger), f"not reconciled here: {why}", self._clock.monotonic()
+        )
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(result)
 
     def _ended(self, ended: RunEnded) -> None:
         runs = self._accounts[ended.account_id]
@@ -216,11 +295,11 @@ class SchedulerActor(ResilientActor):
     def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
         """The next periodic run `interval_seconds` after `since` (the end of the last run;
         by default now), less the account's phase until its first periodic run: runs never
-        pile up."""
+        pile up. None for an account held as standby: its owner runs it."""
         if runs.periodic is not None:
             runs.periodic.cancel()
             runs.periodic = None
-        if not runs.config.enabled:
+        if not runs.config.enabled or runs.standby is not None:
             return
         runs.generation += 1
         message = PeriodicDue(account_id, runs.generation)

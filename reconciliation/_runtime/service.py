@@ -20,7 +20,7 @@ from reconciliation._domain.models import OrderFill, ReconciliationConfig, Recon
 from reconciliation._domain.triggers import OnDemand, Startup
 from reconciliation._runtime.accounts import Account, check_books
 from reconciliation._runtime.messages import ReconcileRequest
-from reconciliation._runtime.runtime import Runtime, StopReport
+from reconciliation._runtime.runtime import DEFAULT_LEASE_SECONDS, Runtime, StopReport
 from reconciliation._runtime.workers import call_in_daemon_thread
 
 if TYPE_CHECKING:
@@ -185,6 +185,10 @@ class ReconciliationRuntime(_Facade):
         on_halt: the kill switch, as for `ReconciliationService`.
         correction_limits: what the accounts' corrections may apply together, besides each
             account's own limits (`CorrectionPolicy.limits`); None: no limit of its own.
+        name: the runtime's name, which holds its accounts' leases (see `Runtime`): unique
+            to one live process, kept across its restarts. None: a new name at each start.
+        lease_seconds: how long an account's lease outlives its holder (30 s): a second
+            process given the same accounts takes a dead owner's over within this long.
 
     Raises:
         TypeError: a book that does not implement its protocol, or a `redis` that is
@@ -202,8 +206,18 @@ class ReconciliationRuntime(_Facade):
         clock: Clock | None = None,
         on_halt: HaltCallback | None = None,
         correction_limits: CorrectionLimits | None = None,
+        name: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
-        runtime = Runtime(accounts, redis, clock=clock, on_halt=on_halt, correction_limits=correction_limits)
+        runtime = Runtime(
+            accounts,
+            redis,
+            clock=clock,
+            on_halt=on_halt,
+            correction_limits=correction_limits,
+            name=name,
+            lease_seconds=lease_seconds,
+        )
         super().__init__(runtime, "the reconciliation runtime")
         self._accounts = {account.account_id: account for account in accounts}
 
@@ -262,6 +276,7 @@ class ReconciliationService(_Facade):
             CRITICAL break confirmed by `config.ageing.halt_after_runs` consecutive runs
             (off unless that is set). It runs on the comparator's thread: keep it quick,
             e.g. tell the engine's risk actor.
+        name, lease_seconds: the account's lease, as for `ReconciliationRuntime`.
 
     Raises:
         TypeError: a book that does not implement its protocol, a `redis` that is not a
@@ -279,12 +294,21 @@ class ReconciliationService(_Facade):
         *,
         clock: Clock | None = None,
         on_halt: HaltCallback | None = None,
+        name: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         check_books(portfolio, broker_query)
         if not isinstance(config, ReconciliationConfig):
             msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
             raise TypeError(msg)
-        runtime = Runtime([Account(config, portfolio, broker_query)], redis, clock=clock, on_halt=on_halt)
+        runtime = Runtime(
+            [Account(config, portfolio, broker_query)],
+            redis,
+            clock=clock,
+            on_halt=on_halt,
+            name=name,
+            lease_seconds=lease_seconds,
+        )
         super().__init__(runtime, f"the reconciliation service for {config.account_id}")
         self._config = config
 

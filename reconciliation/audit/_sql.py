@@ -475,7 +475,7 @@ def _break(values: Mapping[str, Any]) -> BreakState:
 
 def _correction_event(values: Mapping[str, Any]) -> CorrectionEvent:
     correction = _build(Correction, values, type=values["discrepancy_type"])
-    return _build(CorrectionEvent, values, correction=correction, timestamp=values["event_at"])
+    return _build(CorrectionEvent, values, correction=correction, timestamp=values["event_at"], fence=None)
 
 
 class SqlAuditStore(abc.ABC):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import click
 
 from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
@@ -30,15 +31,20 @@ from reconciliation._cli.shared import (
     verbose_option,
 )
 from reconciliation._publishing.redis_clients import DEFAULT_REDIS_URL, answers, client_for, redacted
+from reconciliation._runtime.runtime import check_runtime_name
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from reconciliation._cli.runner import RunnerConfig
     from reconciliation.metrics import MetricsServer, ReconciliationMetrics
 
 __all__ = ["run"]
 
 logger = logging.getLogger(__name__)
+
+UNNAMED_RUNTIME_LABEL = "reconciliation"
+"""The metrics' `runtime` label of a process run without a name (one per process, whatever its accounts)."""
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -61,6 +67,15 @@ logger = logging.getLogger(__name__)
     metavar="DIR",
     help="Where runs waiting for Redis are journaled, so a crash loses none (overrides the file's state_dir).",
 )
+@click.option(
+    "--name",
+    "runtime_name",
+    envvar="RECONCILIATION_NAME",
+    show_envvar=True,
+    metavar="NAME",
+    help="This process's runtime name, which holds its accounts' leases and is the `runtime` label of its "
+    "metrics (overrides the file's runtime_name): unique to one live process, the same across its restarts.",
+)
 @click.option("--check", is_flag=True, help="Check the configuration and its import paths, then exit.")
 @click.option(
     "--metrics-port",
@@ -82,12 +97,6 @@ logger = logging.getLogger(__name__)
 )
 @log_level_option
 @log_format_option
-@click.option(
-    "--name",
-    default="reconciliation",
-    show_default=True,
-    help="This process's name: the `runtime` label of its health metrics (one per process, whatever its accounts).",
-)
 @cluster_option
 @click.pass_obj
 def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
@@ -95,9 +104,9 @@ def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
     config_path: Path,
     redis_url: str | None,
     state_dir: str | None,
+    runtime_name: str | None,
     metrics_port: int | None,
     metrics_host: str,
-    name: str,
     log_level: str,
     log_format: str,
     *,
@@ -108,7 +117,8 @@ def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
     """Reconcile the configured accounts as a standalone process, until SIGINT or SIGTERM.
 
     One service per account: a startup run, then periodic runs, each published to Redis
-    and logged here. The broker and the local book of each account come from factories
+    and logged here. An account whose lease another process holds is standby here until
+    that process dies (docs/configuration.md, runtime_name and lease_seconds). The broker and the local book of each account come from factories
     named by import path (`package.module:function`, called with the account id).
     With --metrics-port, Prometheus can scrape the runs, breaks and health of every
     account from /metrics (docs/operations.md lists the metrics), and /healthz answers 200
@@ -125,6 +135,7 @@ def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
       reconciliation run --config prod.toml --metrics-port 9108 --name edge-1
       reconciliation run --config prod.toml --log-format json --log-level warning
       reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
+      reconciliation run --config prod.toml --name eu-1    # and --name eu-2 elsewhere: a standby
     """
     configure_logging(
         verbose, logging.getLevelNamesMapping()[log_level.upper()], debug_sdk=debug_sdk, log_format=log_format
@@ -134,11 +145,7 @@ def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
         config = load_config(config_path)
     except ConfigError as exc:
         raise CommandError(*(f"{config_path}: {problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
-    if state_dir is not None:
-        try:
-            config = with_state_dir(config, state_dir)
-        except ConfigError as exc:
-            raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
+    config = _overridden(config, state_dir, runtime_name)
     metrics = None if metrics_port is None else _run_metrics()
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
@@ -166,14 +173,16 @@ def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
         problem = answers(client)
         if problem is not None:
             logger.warning(
-                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs, %s) "
-                "and published, in order, when it answers",
+                "No Redis answers at %s (%s): starting anyway; the accounts are reconciled without a lease "
+                "(nothing is corrected) and their runs are queued (up to outbox_max_runs, %s) and published, "
+                "in order, when it answers",
                 redacted(url),
                 problem,
                 "journaled in the state directory"
                 if config.accounts[0].config.state_dir
                 else "in memory only: give --state-dir so that a crash loses none",
             )
+        name = config.runtime_name or UNNAMED_RUNTIME_LABEL
         asyncio.run(run_until_stopped(config, client, metrics=metrics, name=name, readiness=readiness))
     except StartError as exc:
         raise CommandError(str(exc), exit_code=ExitCode.START_FAILED) from exc
@@ -181,6 +190,26 @@ def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
         if server is not None:
             server.close()
         client.close()
+
+
+def _overridden(config: RunnerConfig, state_dir: str | None, runtime_name: str | None) -> RunnerConfig:
+    """`config` with what `--state-dir` and `--name` say instead of the file.
+
+    Raises:
+        CommandError: either is not usable (exit code 2).
+    """
+    if state_dir is not None:
+        try:
+            config = with_state_dir(config, state_dir)
+        except ConfigError as exc:
+            raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
+    if runtime_name is not None:
+        try:
+            config = attrs.evolve(config, runtime_name=check_runtime_name(runtime_name))
+        except ValueError as exc:
+            msg = f"--name: {exc}"
+            raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+    return config
 
 
 def _import_from_the_working_directory() -> None:
