@@ -22,6 +22,7 @@ from reconciliation import Account, InMemoryPortfolio, ReconciliationConfig, Rec
 from reconciliation._cli.main import main
 from reconciliation._cli.runner import load_config
 from reconciliation._domain.ageing import AgeingUpdate
+from reconciliation._domain.fencing import Fence
 from reconciliation._domain.models import ReconciliationResult
 from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.redis_sink import PendingRun, RedisSink
@@ -286,7 +287,22 @@ class TestRedisCodec:
         run = PendingRun("4f1c-run", (("reconciliation:result", '{"run_id": "4f1c-run", "note": "é\\u2028"}'),))
         assert sink.decode(sink.encode(run)) == run
 
-    @pytest.mark.parametrize("data", [b"", b"{", b"[]", b'{"run_id": 1, "payloads": []}', b'{"run_id": "r", "payloads": [["a"]]}'])
+    def test_a_run_keeps_the_lease_it_was_made_under(self) -> None:
+        sink = RedisSink(fakeredis.FakeRedis, stream_maxlen=100)
+        run = PendingRun("4f1c-run", (("reconciliation:result", "{}"),), Fence("eu-1", 7))
+        assert sink.decode(sink.encode(run)).fence == Fence("eu-1", 7)
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b"",
+            b"{",
+            b"[]",
+            b'{"run_id": 1, "payloads": []}',
+            b'{"run_id": "r", "payloads": [["a"]]}',
+            b'{"run_id": "r", "payloads": [], "fence": ["eu-1", "7"]}',
+        ],
+    )
     def test_anything_else_is_a_value_error(self, data: bytes) -> None:
         with pytest.raises(ValueError, match="not a queued run"):
             RedisSink(fakeredis.FakeRedis, stream_maxlen=100).decode(data)
