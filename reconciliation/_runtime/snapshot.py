@@ -8,7 +8,8 @@ which would flag every local position as missing at the broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -112,7 +113,8 @@ async def fetch_snapshot(
     limit: float,
     now: Callable[[], dt.datetime],
 ) -> Snapshot:
-    """Read the four figures concurrently, each bounded by `limit` seconds, then check them.
+    """Read the four figures (the plain methods in one worker job, see `BookCalls.call_all`),
+    each bounded by `limit` seconds from its start, then check them.
 
     See `BookCalls` for where each call runs and how a hung one is handled.
 
@@ -126,10 +128,7 @@ async def fetch_snapshot(
         ("broker.get_account", broker.get_account),
     ]
     started_at = now()
-    answers = await asyncio.gather(
-        *(calls.call(method, account_id, name=name, limit=limit) for name, method in methods),
-        return_exceptions=True,
-    )
+    answers = await _read(methods, account_id, calls, limit)
     taken_at = now()
     failures = [
         str(a) if isinstance(a, BookCallError) else describe_error(a)
@@ -151,6 +150,33 @@ async def fetch_snapshot(
     if problems:
         raise SnapshotError(bounded("; ".join(problems)))
     return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
+
+
+async def _read(
+    methods: list[tuple[str, Callable[[str], Any]]], account_id: str, calls: BookCalls, limit: float
+) -> list[Any]:
+    """Each method's answer, or what it failed with: the plain ones in one worker job
+    (`BookCalls.call_all`), the `async` ones concurrently with it."""
+    plain = [index for index, (_, method) in enumerate(methods) if not inspect.iscoroutinefunction(method)]
+    coroutines = [index for index in range(len(methods)) if index not in plain]
+    answers: list[Any] = [None] * len(methods)
+    jobs: list[Awaitable[Any]] = [
+        calls.call(methods[index][1], account_id, name=methods[index][0], limit=limit) for index in coroutines
+    ]
+    if plain:
+        jobs.append(
+            calls.call_all(account_id, [(*methods[index], (account_id,)) for index in plain], limit=limit)
+        )
+    done = await asyncio.gather(*jobs, return_exceptions=True)
+    for index, answer in zip(coroutines, done, strict=False):
+        answers[index] = answer
+    if plain:
+        together = done[-1]
+        for index, answer in zip(
+            plain, together if isinstance(together, list) else [together] * len(plain), strict=True
+        ):
+            answers[index] = answer
+    return answers
 
 
 def _collect(problems: list[str], parse: Callable[[], Any]) -> Any:
