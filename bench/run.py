@@ -35,6 +35,7 @@ from fig_dicts import dicts_row
 from fig_explain import explain_rows
 from fig_fills import fill_path_row, fills_rows
 from fig_gc import gc_row
+from fig_isolation import ISOLATION, isolation_rows
 from fig_jitter import jitter_rows
 from fig_metrics import metrics_row
 from fig_pipeline import pipeline_row
@@ -238,6 +239,8 @@ def measure(
         step("jitter")
         rows += accounts_rows(mode.accounts_sizes, mode.accounts_positions, mode.accounts_seconds, client)
         step("accounts")
+        rows += isolation_rows(ISOLATION[mode.name], client)
+        step("isolation: slow brokers, large books")
         rows.append(metrics_row(max(mode.accounts_sizes), mode.accounts_positions, mode.metrics_scrapes, client))
         step("/metrics scrape")
     return rows, curves, server

@@ -310,7 +310,7 @@ def test_an_async_method_that_blocks_its_loop_fails_the_run_naming_it_and_later_
 
 
 def test_time_waiting_for_a_worker_is_not_charged_to_the_call_nor_blamed_on_the_book() -> None:
-    workers = DaemonWorkers("test-queued", size=1)
+    workers = DaemonWorkers("test-queued", size=1, slow_seconds=60)
     timings: list[BookCallTiming] = []
     caller = Caller(workers)
     caller.calls = BookCalls(workers, monotonic=time.monotonic, on_call=timings.append)

@@ -158,6 +158,8 @@ async def _read(
     """Each method's answer, or what it failed with: the plain ones in one worker job
     (`BookCalls.call_all`), the `async` ones concurrently with it."""
     plain = [index for index, (_, method) in enumerate(methods) if not inspect.iscoroutinefunction(method)]
+    if len(plain) == len(methods):  # the usual books: one job, awaited without a task around it
+        return await calls.call_all(account_id, [(*method, (account_id,)) for method in methods], limit=limit)
     coroutines = [index for index in range(len(methods)) if index not in plain]
     answers: list[Any] = [None] * len(methods)
     jobs: list[Awaitable[Any]] = [

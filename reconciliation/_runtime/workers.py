@@ -50,7 +50,7 @@ T = TypeVar("T")
 DEFAULT_POOL_SIZE = 16
 """Plain book calls running at once, across every account of a runtime."""
 
-SLOW_CALL_SECONDS = 1.0
+SLOW_CALL_SECONDS = 0.25
 """How long a call may keep a counted worker while others wait for one."""
 
 DEFAULT_MAX_THREADS = 128
