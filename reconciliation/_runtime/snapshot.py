@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._runtime.book_calls import BookCalls
 
-__all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one", "parse_positions"]
+__all__ = ["CHECK_CHUNK", "SnapshotError", "fetch_snapshot", "parse_entries", "parse_one", "parse_positions"]
 
 T = TypeVar("T")
+
+CHECK_CHUNK = 20_000
+"""Entries checked at a time before the other threads may run."""
 
 
 class SnapshotError(Exception):
@@ -66,10 +70,23 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
         msg = f"{call} returned {type(raw).__name__} {shown(raw)}, expected a list of {cls.__name__}"
         raise SnapshotError(msg)
     entries = tuple(raw)
-    if set(map(type, entries)) <= {cls}:
+    if _all_of(cls, entries):
         return entries
     names = frozenset(field.name for field in attrs.fields(cls))  # type: ignore[arg-type]
     return tuple(_parse_entry(cls, entry, index, call, names) for index, entry in enumerate(entries))
+
+
+def _all_of(cls: type, entries: tuple[object, ...]) -> bool:
+    """Whether every entry is exactly a `cls`: a C-level pass over each `CHECK_CHUNK` entries,
+    letting the other threads run between two (a large book read must not hold the
+    other accounts' runs for its whole length)."""
+    if len(entries) <= CHECK_CHUNK:
+        return set(map(type, entries)) <= {cls}
+    for start in range(0, len(entries), CHECK_CHUNK):
+        if not set(map(type, entries[start : start + CHECK_CHUNK])) <= {cls}:
+            return False
+        time.sleep(0)
+    return True
 
 
 def _parse_entry(cls: type[T], entry: object, index: int, call: str, names: frozenset[str]) -> T:
