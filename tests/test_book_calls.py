@@ -388,3 +388,25 @@ def test_a_call_that_fails_in_the_job_fails_alone(caller: Caller) -> None:
     ).result(timeout=30)
     assert str(answers[0]) == "broker.get_positions failed: ConnectionError: gateway down"
     assert answers[1] is None
+
+
+def test_a_call_no_worker_takes_within_its_limit_is_not_made_and_the_book_is_not_blamed() -> None:
+    workers = DaemonWorkers("test-capped", size=1, slow_seconds=60, max_threads=1)
+    timings: list[BookCallTiming] = []
+    caller = Caller(workers)
+    caller.calls = BookCalls(workers, monotonic=time.monotonic, on_call=timings.append)
+    hold = threading.Event()
+    busy = workers.submit(lambda: hold.wait(10), "ACC-OTHER")
+    made: list[str] = []
+    try:
+        eventually(busy.running, what="another account's call holding the only worker")
+        with pytest.raises(BookCallError, match=r"^local.get_account was not called: no worker was free for 0.1 s"):
+            caller.call(made.append, name="local.get_account", limit=0.1)
+        hold.set()
+        assert caller.call(lambda account_id: account_id, name="local.get_account") == "ACC-1"
+        assert made == []
+        assert [(t.call, t.outcome) for t in timings] == [("local.get_account", "ok")]
+    finally:
+        hold.set()
+        caller.close()
+        workers.close()

@@ -17,7 +17,8 @@ bookkeeping right across the two):
   loop thread on `ref.ask(...)` would deadlock against its own broker;
 - the run waits at most its limit for each call, counted from when the call starts:
   time spent waiting for a worker is not the book's (see `DaemonWorkers`, which serves
-  the accounts in turn). A call that has not returned by then is not
+  the accounts in turn). Only when the pool is at its cap of threads and a call has
+  waited its limit for one is it given up on, not made, with an error that says so. A call that has not returned by then is not
   cancelled (a thread cannot be) but left to finish, and until it does no second call
   of that method for that account is made: the next run fails at once, saying so. So a
   broker that hangs holds one thread per method, never one per run;
@@ -304,6 +305,8 @@ class BookCalls:
         for job in list(waiting):
             current = job.current()
             if current is None or current.started is None:
+                if job.queued_for(now) >= limit and self._workers.at_cap:
+                    self._not_called(job, waiting, limit)
                 continue
             age = now - current.started
             if age >= limit:
@@ -320,6 +323,22 @@ class BookCalls:
                 jobs += alone
                 waiting.update(alone)
         return max(wake, 0.0)
+
+    def _not_called(self, job: _Job, waiting: set[_Job], limit: float) -> None:
+        """No worker took the job within the limit, and the pool is at its cap of threads (so
+        none will be started for it): its calls are not made, and the run is told why — not
+        a fault of the book's."""
+        for plain in job.detach():
+            plain.release(None)
+            plain.result = BookCallError(
+                f"{plain.key[1]} was not called: no worker was free for {limit:g} s (every one was busy "
+                "with other calls, the pool at its cap); the book was not asked"
+            )
+            plain.settled = True
+        if job.queued_for(self._monotonic()) > 0:  # it did not start after all: nothing to wait for
+            waiting.discard(job)
+            if job.worker is not None:
+                self._workers.release(job.worker)
 
     def _submit(self, calls: list[_Plain], loop: asyncio.AbstractEventLoop) -> _Job:
         job = _Job(calls, self._monotonic, loop)
@@ -514,6 +533,12 @@ class _Job:
         """The calls from it on are not this job's (moved, or given up on)."""
         self.finished: asyncio.Future[None] = loop.create_future()
         self.worker: concurrent.futures.Future[None] | None = None
+        self._submitted = monotonic()
+
+    def queued_for(self, now: float) -> float:
+        """How long the job has waited for a worker; 0 once it has started a call."""
+        with self._lock:
+            return 0.0 if self._next else now - self._submitted
 
     def run(self) -> None:
         while True:

@@ -102,6 +102,12 @@ class DaemonWorkers:
         with self._lock:
             return self._counted + len(self._released)
 
+    @property
+    def at_cap(self) -> bool:
+        """Whether the pool has `max_threads` threads: a call waiting gets no new one."""
+        with self._lock:
+            return self._threads_locked() >= self._max_threads
+
     def submit(self, call: Callable[[], T], key: str = "") -> concurrent.futures.Future[T]:
         """Run `call` on a worker when one is free and it is `key`'s turn.
 
