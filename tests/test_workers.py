@@ -184,3 +184,15 @@ def test_slow_calls_never_take_the_pool_past_its_thread_cap() -> None:
 def test_a_pool_capped_below_its_size_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot be capped at 1"):
         DaemonWorkers("test", size=2, max_threads=1)
+
+
+def test_closing_cancels_the_calls_still_waiting() -> None:
+    workers = DaemonWorkers("test-close-waiting", size=1)
+    hold = threading.Event()
+    running = workers.submit(lambda: hold.wait(10))
+    eventually(running.running, what="the first call running")
+    waiting = workers.submit(lambda: "never")
+    workers.close()
+    assert waiting.cancelled()
+    hold.set()
+    assert running.result(timeout=5) is True

@@ -141,9 +141,13 @@ class DaemonWorkers:
             self._grow()
 
     def close(self) -> None:
-        """No more calls; idle threads end, busy ones when their call returns."""
+        """No more calls: those waiting are cancelled; idle threads end, busy ones when their
+        call returns."""
         with self._lock:
             self._closed = True
+            for queue in self._queues.values():
+                for _, future in queue:
+                    future.cancel()
             self._queues.clear()
             self._turns.clear()
             self._waiting = 0
