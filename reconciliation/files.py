@@ -142,20 +142,26 @@ class ColumnMap:
             CSV file, a decimal or integer column in a Parquet file.
         avg_cost: the average cost per unit; None when the statement gives none (then
             costs are not compared). An empty cell is an unknown cost.
-        asset_type: the column naming each position's asset type; None: every position
-            is `default_asset_type`.
+        asset_type: the column naming each position's asset type: by default
+            `asset_type`, read when the file has it; None: never read, every position is
+            `default_asset_type`.
         asset_types: the statement's own codes for asset types (`{"STK": "stock"}`);
             empty: the column holds `stock`, `option`, `future`, `swap` or `crypto`.
-        market_value: a broker statement's market value; optional, never compared.
+        market_value: a broker statement's market value: by default `market_value`,
+            read when a broker's file has it; never compared.
+
+    A file with a column that looks like a figure this map does not read (`AssetType`,
+    `SecType`, `MktVal`, ...) is refused, naming the column and the mapping that reads
+    it: an option silently read as a stock would be a false break.
     """
 
     symbol: str = attrs.field(default="symbol", validator=non_empty_text)
     quantity: str = attrs.field(default="quantity", validator=non_empty_text)
     avg_cost: str | None = attrs.field(default="avg_cost", validator=_optional_name)
-    asset_type: str | None = attrs.field(default=None, validator=_optional_name)
+    asset_type: str | None = attrs.field(default="asset_type", validator=_optional_name)
     asset_types: Mapping[str, AssetType] = attrs.field(factory=dict, converter=_asset_codes)
     default_asset_type: AssetType = attrs.field(default=AssetType.STOCK, converter=_asset_type)
-    market_value: str | None = attrs.field(default=None, validator=_optional_name)
+    market_value: str | None = attrs.field(default="market_value", validator=_optional_name)
 
     def sources(self, side: Literal["local", "broker"]) -> dict[str, str]:
         """The file's column for each documented column that this map reads."""
@@ -167,6 +173,58 @@ class ColumnMap:
             "market_value": self.market_value if side == "broker" else None,
         }
         return {column: source for column, source in named.items() if source is not None}
+
+    def sources_in(self, side: Literal["local", "broker"], header: list[str], path: Path) -> dict[str, str]:
+        """The columns to read from a file with this header: an optional column left at its
+        documented name is read when the file has it.
+
+        Raises:
+            StatementError: the file has a column that looks like a figure this map does not
+                read; the message names it and the mapping to use.
+        """
+        sources = {
+            column: source
+            for column, source in self.sources(side).items()
+            if not (column in _OPTIONAL_AT_DEFAULT and source == column and source not in header)
+        }
+        read = set(sources.values())
+        for name in header:
+            field = _LOOKALIKES.get(re.sub(r"[^a-z]", "", name.lower()))
+            if name in read or field is None or field in sources or (field == "market_value" and side == "local"):
+                continue
+            mapped = f'{field} = "{name}"'
+            msg = (
+                f"{path}: column {name!r} looks like the {field.replace('_', ' ')}, which is not read "
+                f"({_UNREAD[field]}): map it — {mapped} in [{side}] of check's --config, or "
+                f'ColumnMap({field}="{name}") — or rename the column'
+            )
+            raise StatementError(msg)
+        return sources
+
+
+_OPTIONAL_AT_DEFAULT = frozenset({"asset_type", "market_value"})
+"""Columns read when a file has them under their documented name, unless the map says None."""
+_LOOKALIKES = {
+    "assettype": "asset_type",
+    "sectype": "asset_type",
+    "securitytype": "asset_type",
+    "assetclass": "asset_type",
+    "instrumenttype": "asset_type",
+    "avgcost": "avg_cost",
+    "averagecost": "avg_cost",
+    "avgpx": "avg_cost",
+    "avgprice": "avg_cost",
+    "costbasis": "avg_cost",
+    "marketvalue": "market_value",
+    "mktval": "market_value",
+    "mktvalue": "market_value",
+}
+"""A column name, lower case and letters only, that holds a figure: never ignored silently."""
+_UNREAD = {
+    "asset_type": "every position would be read as the default asset type, a stock",
+    "avg_cost": "costs would not be compared",
+    "market_value": "market values would not be reported",
+}
 
 
 @attrs.frozen
@@ -228,7 +286,7 @@ def read_positions(
     bounds = limits or StatementLimits()
     where = Path(path)
     kind = _format_of(where, file_format)
-    sources = mapping.sources(side)
+    sources = mapping.sources_in(side, _header_of(where, kind), where)
     try:
         table, row_label = (
             _read_csv(where, sources, max_rows=bounds.max_rows)
@@ -407,6 +465,20 @@ def _format_of(path: Path, file_format: Format | None) -> Format:
         msg = f"{path}: cannot tell the format from the suffix {path.suffix!r}; name it .csv or .parquet"
         raise StatementError(msg)
     return kind
+
+
+def _header_of(path: Path, kind: Format) -> list[str]:
+    """The names of a file's columns: a CSV file's header row, a Parquet file's schema."""
+    import pyarrow as pa  # noqa: PLC0415 - the fast extra's
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    try:
+        if kind == "csv":
+            with path.open(encoding="utf-8-sig", newline="") as file:
+                return next(csv.reader(file), [])
+        return list(pq.read_schema(path).names)
+    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
+        raise StatementError(_unreadable(path, exc)) from exc
 
 
 def _header_checked(path: Path, names: list[str], wanted: Mapping[str, str], what: str = "position") -> None:

@@ -15,13 +15,18 @@ Per account (label `account`): `reconciliation_runs_total`,
 `reconciliation_book_call_timeouts_total`, `reconciliation_book_calls_refused_total`,
 `reconciliation_open_breaks` (only the type and severity pairs with a break),
 `reconciliation_oldest_open_break_age_seconds`,
-`reconciliation_last_clean_run_timestamp_seconds`,
+`reconciliation_last_clean_run_timestamp_seconds` (0 until the first clean run, there from the
+start so that "no clean run for an hour" fires for an account never clean),
+`reconciliation_account_watched_since_timestamp_seconds`,
+`reconciliation_next_run_due_timestamp_seconds` (0 until the first run says it),
+`reconciliation_account_stale` (1 once the next run is `stale_grace_seconds` overdue),
 `reconciliation_corrections_proposed_total`, `reconciliation_corrections_applied_total`,
 `reconciliation_suspect_runs_total`, `reconciliation_explained_breaks_total`.
 Per watched service or runtime (label `runtime`): `reconciliation_book_call_duration_seconds`,
 `reconciliation_delivery_*`, `reconciliation_book_calls_hung`,
 `reconciliation_refused_fills_total`, `reconciliation_component_state`,
-`reconciliation_component_errors_total`, `reconciliation_corrections_held` (with `account`). No `_created` series: 39 series for an account
+`reconciliation_component_errors_total`, `reconciliation_corrections_held` (with `account`).
+`reconciliation_build_info{version}` is 1. No `_created` series: 42 series for an account
 that ran clean, each account's samples built again only after it ran.
 docs/operations.md describes each, and docs/grafana-dashboard.json charts them.
 """
@@ -31,8 +36,11 @@ from __future__ import annotations
 import bisect
 import collections
 import datetime as dt
+import functools
 import gzip
+import importlib.metadata
 import itertools
+import json
 import logging
 import socket
 import threading
@@ -70,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BOOK_CALL_SECONDS_BUCKETS",
     "RUN_SECONDS_BUCKETS",
+    "STALE_GRACE_SECONDS",
     "MetricsServer",
     "ReconciliationMetrics",
     "Watchable",
@@ -84,6 +93,9 @@ Watchable = ReconciliationService | ReconciliationRuntime
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """From a small book compared in milliseconds to a run that waited out a 30 s broker timeout."""
 BOOK_CALL_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+STALE_GRACE_SECONDS = 120.0
+"""How long past its next run's due time an account goes without a run before it is stale."""
 
 _STATUSES = ("ok", "failed")
 _VERDICTS = ("explained", "partly_explained", "unexplained")
@@ -150,6 +162,9 @@ class _Account:
         self.suspect = 0
         self.explained = dict.fromkeys(_VERDICTS, 0)
         self.breaks: _OpenBreaks | None = None
+        self.watched_since: float | None = None
+        """When watching it began (unix time); None while no watched runtime runs it."""
+        self.next_run_due: float = 0.0
         self.built: dict[str, list[Sample]] | None = None
         self.written: dict[str, str] | None = None
 
@@ -201,6 +216,23 @@ class _Account:
         ]
         built["reconciliation_open_breaks"] = []
         built["reconciliation_last_clean_run_timestamp_seconds"] = []
+        built["reconciliation_account_watched_since_timestamp_seconds"] = []
+        built["reconciliation_next_run_due_timestamp_seconds"] = []
+        if self.watched_since is not None:
+            last_clean = self.breaks.last_clean_at if self.breaks is not None else None
+            built["reconciliation_last_clean_run_timestamp_seconds"] = [
+                Sample(
+                    "reconciliation_last_clean_run_timestamp_seconds",
+                    {"account": account},
+                    0.0 if last_clean is None else last_clean.timestamp(),
+                )
+            ]
+            built["reconciliation_account_watched_since_timestamp_seconds"] = [
+                Sample("reconciliation_account_watched_since_timestamp_seconds", {"account": account}, self.watched_since)
+            ]
+            built["reconciliation_next_run_due_timestamp_seconds"] = [
+                Sample("reconciliation_next_run_due_timestamp_seconds", {"account": account}, self.next_run_due)
+            ]
         if self.breaks is not None:
             by_kind = collections.Counter(
                 (sighting.discrepancy.type.value, sighting.severity.value) for sighting in self.breaks.sightings
@@ -209,14 +241,6 @@ class _Account:
                 Sample("reconciliation_open_breaks", {"account": account, "type": kind, "severity": severity}, count)
                 for (kind, severity), count in sorted(by_kind.items())
             ]
-            if self.breaks.last_clean_at is not None:
-                built["reconciliation_last_clean_run_timestamp_seconds"] = [
-                    Sample(
-                        "reconciliation_last_clean_run_timestamp_seconds",
-                        {"account": account},
-                        self.breaks.last_clean_at.timestamp(),
-                    )
-                ]
         return built
 
     def oldest_age(self, now: dt.datetime) -> list[Sample]:
@@ -226,6 +250,13 @@ class _Account:
         oldest = min((sighting.first_seen for sighting in self.breaks.sightings), default=None)
         age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
         return [Sample("reconciliation_oldest_open_break_age_seconds", {"account": self.account}, age)]
+
+    def stale(self, now: float, grace: float) -> list[Sample]:
+        """1 when its next run is more than `grace` overdue (0 before a run said when); none unwatched."""
+        if self.watched_since is None:
+            return []
+        overdue = self.next_run_due > 0 and now > self.next_run_due + grace
+        return [Sample("reconciliation_account_stale", {"account": self.account}, 1.0 if overdue else 0.0)]
 
 
 _ACCOUNT_FAMILIES = (
@@ -266,9 +297,25 @@ _ACCOUNT_FAMILIES = (
     (
         "reconciliation_last_clean_run_timestamp_seconds",
         "gauge",
-        "When the account last reconciled without a break or an error (unix time of its snapshot).",
+        "When the account last reconciled without a break or an error (unix time of its snapshot); 0 before its first clean run.",
+    ),
+    (
+        "reconciliation_account_watched_since_timestamp_seconds",
+        "gauge",
+        "When these metrics began to watch the account (unix time): the age of a never-clean or never-run account.",
+    ),
+    (
+        "reconciliation_next_run_due_timestamp_seconds",
+        "gauge",
+        "When the account's next periodic run is due, as of its last run (unix time); 0 before a run said it or without periodic runs.",
     ),
 )
+_STALE = (
+    "reconciliation_account_stale",
+    "gauge",
+    "1 when the account's next run is overdue by more than the stale grace: its runs stopped coming.",
+)
+_BUILD_INFO = ("reconciliation_build_info", "gauge", "1, labelled with the installed version of reconciliation.")
 _OLDEST_AGE = (
     "reconciliation_oldest_open_break_age_seconds",
     "gauge",
@@ -417,6 +464,7 @@ class ReconciliationMetrics:
     Args:
         registry: where to register; prometheus_client's default registry if not given.
         now: the wall clock break ages are measured against (a test's `ManualClock.now`).
+        stale_grace_seconds: how long past its next run's due time an account is stale.
 
     Raises:
         ValueError: `registry` already holds reconciliation metrics (watch every
@@ -424,10 +472,15 @@ class ReconciliationMetrics:
     """
 
     def __init__(
-        self, registry: CollectorRegistry = REGISTRY, *, now: Callable[[], dt.datetime] = _utc_now
+        self,
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        now: Callable[[], dt.datetime] = _utc_now,
+        stale_grace_seconds: float = STALE_GRACE_SECONDS,
     ) -> None:
         self._registry = registry
         self._now = now
+        self._stale_grace = stale_grace_seconds
         self._lock = threading.Lock()
         self._watched: dict[Watchable, tuple[str, tuple[str, ...]]] = {}
         self._accounts: dict[str, _Account] = {}
@@ -480,8 +533,11 @@ class ReconciliationMetrics:
                 msg = f"another watched runtime is named {label!r}: give this one another name"
                 raise ValueError(msg)
             self._watched[target] = (label, accounts)
+            since = self._now().timestamp()
             for account in accounts:
-                self._accounts.setdefault(account, _Account(account))
+                series = self._accounts.setdefault(account, _Account(account))
+                series.watched_since = since
+                series.changed()
                 self._runtime_of[account] = label
         target.add_observer(self)
         return self
@@ -500,6 +556,7 @@ class ReconciliationMetrics:
             for account in watched[1]:
                 series = self._accounts[account]
                 series.breaks = None
+                series.watched_since = None
                 series.changed()
                 self._with_breaks.discard(account)
         target.remove_observer(self)
@@ -535,6 +592,8 @@ class ReconciliationMetrics:
             for discrepancy in result.discrepancies:
                 if discrepancy.explanation is not None:
                     series.explained[discrepancy.explanation.verdict] += 1
+            if result.next_run_due is not None:
+                series.next_run_due = result.next_run_due.timestamp()
             series.changed()
             if result.error is not None or not any(account in accounts for _, accounts in self._watched.values()):
                 return
@@ -566,7 +625,10 @@ class ReconciliationMetrics:
     def describe(self) -> list[Metric]:
         """The metric families, empty: how the registry knows their names."""
         return [
-            *(_family(name, kind, text, []) for name, kind, text in (*_ACCOUNT_FAMILIES, _OLDEST_AGE, _CALL_SECONDS)),
+            *(
+                _family(name, kind, text, [])
+                for name, kind, text in (*_ACCOUNT_FAMILIES, _OLDEST_AGE, _STALE, _CALL_SECONDS, _BUILD_INFO)
+            ),
             *_Families().all(),
         ]
 
@@ -581,11 +643,13 @@ class ReconciliationMetrics:
         with self._lock:
             accounts = [self._accounts[account] for account in sorted(self._accounts)]
             built = [series.samples() for series in accounts]
-            ages, calls, watched = self._read_now()
+            ages, stale, calls, watched = self._read_now()
         for name, kind, text in _ACCOUNT_FAMILIES:
             yield _family(name, kind, text, list(itertools.chain.from_iterable(samples[name] for samples in built)))
         yield _family(*_OLDEST_AGE, ages)
+        yield _family(*_STALE, stale)
         yield _family(*_CALL_SECONDS, calls)
+        yield _family(*_BUILD_INFO, _build_info())
         yield from self._health(watched)
 
     def exposition(self) -> str:
@@ -594,30 +658,48 @@ class ReconciliationMetrics:
         of many accounts joins text rather than formatting every sample."""
         with self._lock:
             written = [self._accounts[account].text() for account in sorted(self._accounts)]
-            ages, calls, watched = self._read_now()
+            ages, stale, calls, watched = self._read_now()
         parts: list[str] = []
         for name, kind, text in _ACCOUNT_FAMILIES:
             parts.append(_header(name, kind, text))
             parts.extend(lines[name] for lines in written)
-        parts.extend((_header(*_OLDEST_AGE), _lines(ages), _header(*_CALL_SECONDS), _lines(calls)))
+        parts.extend(
+            (
+                _header(*_OLDEST_AGE),
+                _lines(ages),
+                _header(*_STALE),
+                _lines(stale),
+                _header(*_CALL_SECONDS),
+                _lines(calls),
+                _header(*_BUILD_INFO),
+                _lines(_build_info()),
+            )
+        )
         for family in self._health(watched):
             parts.extend((_header(family.name, family.type, family.documentation), _lines(family.samples)))
         return "".join(parts)
 
-    def _read_now(self) -> tuple[list[Sample], list[Sample], list[tuple[Watchable, str]]]:
-        """The oldest break ages, the book-call histograms and the watched runtimes (with the lock held)."""
+    def _read_now(self) -> tuple[list[Sample], list[Sample], list[Sample], list[tuple[Watchable, str]]]:
+        """The oldest break ages, which accounts are stale, the book-call histograms and the
+        watched runtimes (with the lock held)."""
         now = self._now()
         ages = [
             sample
             for account in sorted(self._with_breaks)
             for sample in self._accounts[account].oldest_age(now)
         ]
+        moment = now.timestamp()
+        stale = [
+            sample
+            for account in sorted(self._runtime_of)
+            for sample in self._accounts[account].stale(moment, self._stale_grace)
+        ]
         calls = [
             sample
             for (runtime, call), histogram in sorted(self._call_seconds.items())
             for sample in histogram.samples(_CALL_SECONDS[0], {"runtime": runtime, "call": call})
         ]
-        return ages, calls, [(target, label) for target, (label, _) in self._watched.items()]
+        return ages, stale, calls, [(target, label) for target, (label, _) in self._watched.items()]
 
     @staticmethod
     def _health(watched: list[tuple[Watchable, str]]) -> list[Metric]:
@@ -630,6 +712,15 @@ class ReconciliationMetrics:
                 continue
             families.add_health(label, health)
         return families.all()
+
+
+@functools.cache
+def _build_info() -> list[Sample]:
+    try:
+        version = importlib.metadata.version("reconciliation")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return [Sample("reconciliation_build_info", {"version": version}, 1.0)]
 
 
 def _accounts_of(target: Watchable) -> tuple[str, ...]:
@@ -665,14 +756,22 @@ class MetricsServer:
 
 
 def serve_metrics(
-    registry: CollectorRegistry = REGISTRY, *, port: int, host: str = "127.0.0.1"
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    healthz: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
 ) -> MetricsServer:
     """Serve `registry` at http://host:port/metrics (port 0: any free port, see `MetricsServer.port`).
+
+    Args:
+        healthz: if given, also serve /healthz: 200 when it answers (True, details), 503
+            when (False, details); the details as a JSON object.
 
     Raises:
         OSError: it cannot listen there (the port is in use, the host is not this machine's).
     """
-    server = make_server(host, port, _metrics_app(registry), _Server6 if ":" in host else _Server, _Quiet)
+    server = make_server(host, port, _metrics_app(registry, healthz), _Server6 if ":" in host else _Server, _Quiet)
     thread = threading.Thread(target=server.serve_forever, name="reconciliation-metrics", daemon=True)
     thread.start()
     logger.info("Serving Prometheus metrics on http://%s:%d/metrics", host, server.server_address[1])
@@ -691,11 +790,17 @@ def scrape(registry: CollectorRegistry) -> bytes:
     return others + "".join(metrics.exposition() for metrics in found).encode()
 
 
-def _metrics_app(registry: CollectorRegistry) -> Callable[..., list[bytes]]:
+def _metrics_app(
+    registry: CollectorRegistry, healthz: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+) -> Callable[..., list[bytes]]:
     def app(environ: dict[str, Any], start_response: Callable[..., object]) -> list[bytes]:
         if environ.get("REQUEST_METHOD") not in {"GET", "HEAD"}:
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
+        if healthz is not None and environ.get("PATH_INFO") == "/healthz":
+            ok, details = healthz()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [json.dumps(details).encode()]
         body = scrape(registry)
         headers = [("Content-Type", CONTENT_TYPE_LATEST)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fakeredis
 
 from reconciliation import (
     BrokerQuery,
     DiscrepancyType,
+    Fill,
     LocalAccount,
     Position,
     ReconciliationConfig,
     ReconciliationResult,
     ReconciliationService,
 )
+
+if TYPE_CHECKING:
+    from reconciliation._runtime.clock import Clock
 
 FIXTURES = Path(__file__).parent / "fixtures" / "brokers"
 
@@ -31,7 +36,8 @@ def recorded(name: str) -> dict[str, Any]:
 
 
 class Book:
-    """The engine's side: a `PortfolioManager` holding exactly what a test gives it."""
+    """The engine's side: a `PortfolioManager` holding exactly what a test gives it (`booking`
+    makes it say its fills too)."""
 
     def __init__(
         self,
@@ -45,6 +51,7 @@ class Book:
         self.account_id = account_id
         self.positions = list(positions)
         self.account = LocalAccount(account_id, cash, total_equity, cash_by_currency=cash_by_currency)
+        self.fills: list[Fill] = []
 
     def get_positions(self, account_id: str) -> list[Position]:
         assert account_id == self.account_id
@@ -54,14 +61,22 @@ class Book:
         assert account_id == self.account_id
         return self.account
 
+    def booking(self, *fills: Fill) -> FillBook:
+        """This book as one that also says which fills it booked: `fills` (none: it booked none)."""
+        book = FillBook(self.account_id, self.positions, cash=self.account.cash, total_equity=self.account.total_equity)
+        book.account = self.account
+        book.fills = [*self.fills, *fills]
+        return book
+
     def without(self, symbol: str) -> Book:
         """This book with `symbol` left out."""
         return self.replacing(symbol)
 
     def replacing(self, symbol: str, *replacements: Position) -> Book:
         """This book with `symbol`'s position replaced by `replacements` (none: left out)."""
-        book = Book(self.account_id, [], cash=self.account.cash, total_equity=self.account.total_equity)
+        book = type(self)(self.account_id, [], cash=self.account.cash, total_equity=self.account.total_equity)
         book.account = self.account
+        book.fills = list(self.fills)
         book.positions = [p for p in self.positions if p.symbol != symbol] + list(replacements)
         return book
 
@@ -69,10 +84,19 @@ class Book:
         return self.replacing("", *positions)
 
 
-def reconcile_once(book: Book, broker: BrokerQuery, **config: Any) -> ReconciliationResult:
-    """One on-demand run of a service over `book` and `broker`, started and stopped around it."""
+class FillBook(Book):
+    """A `Book` that is also a `FillHistory`: it says the fills it booked."""
+
+    def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        assert account_id == self.account_id
+        return [fill for fill in self.fills if fill.symbol == symbol and fill.timestamp >= since]
+
+
+def reconcile_once(book: Book, broker: BrokerQuery, *, clock: Clock | None = None, **config: Any) -> ReconciliationResult:
+    """One on-demand run of a service over `book` and `broker`, started and stopped around it (at
+    `clock`'s time: a `ManualClock` runs it when recorded fills were fresh)."""
     settings = ReconciliationConfig(book.account_id, enabled=False, **config)
-    service = ReconciliationService(book, broker, fakeredis.FakeRedis(), settings)
+    service = ReconciliationService(book, broker, fakeredis.FakeRedis(), settings, clock=clock)
 
     async def session() -> ReconciliationResult:
         await service.start()

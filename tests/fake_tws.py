@@ -34,6 +34,8 @@ class FakeTws:
         self.positions: list[list[str]] = copy.deepcopy(recording["position_msgs"])
         self.portfolio: list[list[str]] = copy.deepcopy(recording["portfolio_msgs"])
         self.summary: list[list[str]] = copy.deepcopy(recording["account_summary_msgs"])
+        self.executions: list[list[str]] = copy.deepcopy(recording.get("execution_msgs", []))
+        """Execution details (11) and commission reports (59), answered to reqExecutions in this order."""
         self.requests: list[list[str]] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -85,6 +87,11 @@ class FakeTws:
         (size,) = struct.unpack(">I", await reader.readexactly(4))
         return (await reader.readexactly(size)).decode().split("\0")[:-1]
 
+    @staticmethod
+    def _of_request(messages: list[list[str]], request_id: str) -> list[list[str]]:
+        """`messages` as the answer to one request: an execution's request id is the second field."""
+        return [[message[0], request_id, *message[2:]] if message[0] == "11" else message for message in messages]
+
     def _answers(self, fields: list[str]) -> list[list[str]]:
         answers = {
             "71": lambda: [["15", "1", self.account], ["9", "1", "1"]],
@@ -93,7 +100,7 @@ class FakeTws:
             "99": lambda: [["102"]],
             "6": lambda: [*self.portfolio, ["54", "1", self.account]] if fields[2] == "1" else [],
             "76": lambda: [["74", "1", fields[2]]],
-            "7": lambda: [["55", "1", fields[2]]],
+            "7": lambda: [*self._of_request(self.executions, fields[2]), ["55", "1", fields[2]]],
             "62": lambda: [[*message[:2], fields[2], *message[3:]] for message in self.summary],
         }
         answer = answers.get(fields[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import requests
 import requests.adapters
@@ -20,7 +20,8 @@ __all__ = ["RecordedAlpaca", "alpaca_client"]
 
 
 class RecordedAlpaca(requests.adapters.BaseAdapter):
-    """Answers `GET /v2/<path>` with `answers[path]`: a JSON value, or (status, JSON)."""
+    """Answers `GET /v2/<path>` with `answers[path]`: a JSON value, (status, JSON), or a function of
+    the request's query giving either."""
 
     def __init__(self, answers: dict[str, Any]) -> None:
         super().__init__()
@@ -31,6 +32,8 @@ class RecordedAlpaca(requests.adapters.BaseAdapter):
         path = urlparse(request.url or "").path
         self.requests.append((request.method or "", path, dict(request.headers)))
         found = self.answers.get(path.removeprefix("/v2"), (404, {"code": 40410000, "message": "not found"}))
+        if callable(found):
+            found = found(dict(parse_qsl(urlparse(request.url or "").query)))
         status, body = found if isinstance(found, tuple) else (200, found)
         response = requests.Response()
         response.status_code = status

@@ -89,6 +89,7 @@ def okx(
     routes = {
         "/api/v5/account/positions": payloads["positions"],
         "/api/v5/account/balance": payloads["balance"],
+        "/api/v5/trade/fills-history": payloads["fills"],
     }
     exchange, venue = _exchange(
         "okx", routes, asynchronous=asynchronous, number=number, password="recorded-passphrase"

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +23,14 @@ from starlette.testclient import TestClient
 from stream_payloads import STREAM_OF, append, discrepancy, halt, now_text, resolved, result
 
 from reconciliation._cli.board.app import Board, create_app, seed
+from reconciliation._cli.board.page import board_fragment, history_fragment
 from reconciliation._cli.board.state import BoardState
 from reconciliation._cli.main import main
+from reconciliation._domain.models import DiscrepancySeverity
 from reconciliation._publishing.inbound import Message, decode
 from reconciliation._publishing.redis_clients import client_for
 from reconciliation._publishing.streams import StreamEntry
-from reconciliation.audit import open_store
+from reconciliation.audit import BreakSighting, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -153,6 +156,144 @@ class TestState:
         assert all(a.last_run is not None and a.last_run.status == "ok" for a in state.accounts())
 
 
+def due(minutes: float) -> dict[str, Any]:
+    """A periodic run at T0 whose next run is due `minutes` later (a 5-minute interval)."""
+    return {"timestamp": at(0), "duration_ms": 0.0, "next_run_due": at(minutes)}
+
+
+def statuses(state: BoardState, now: dt.datetime) -> list[tuple[str, str]]:
+    return [(view.account_id, view.status) for view in state.accounts(now)]
+
+
+class TestLiveness:
+    def test_an_account_whose_next_run_is_overdue_past_the_grace_is_stale(self):
+        state = BoardState(stale_grace=dt.timedelta(minutes=2))
+        state.apply(entry("result", result(is_clean=True, discrepancy_count=0, **due(5))))
+
+        assert statuses(state, T0 + dt.timedelta(minutes=6)) == [("ACC-1", "clean")]
+        assert statuses(state, T0 + dt.timedelta(minutes=8)) == [("ACC-1", "stale")]
+
+    def test_a_stale_account_says_how_long_since_its_last_run_and_its_interval(self):
+        state = BoardState(stale_grace=dt.timedelta(minutes=2))
+        state.apply(entry("result", result(is_clean=True, discrepancy_count=0, **due(5))))
+        now = T0 + dt.timedelta(minutes=21)
+
+        fragment = board_fragment(state.accounts(now), state.feed, now)
+
+        assert "STALE: no run for 21 min (expected every 5 min)" in fragment
+        assert '<span id="stale-count" class="alarm">1 stale</span>' in fragment
+
+    def test_a_newer_result_makes_a_stale_account_live_again(self):
+        state = BoardState(stale_grace=dt.timedelta(minutes=2))
+        state.apply(entry("result", result(is_clean=True, discrepancy_count=0, **due(5))))
+        now = T0 + dt.timedelta(minutes=9)
+        later = {"timestamp": at(8.5), "duration_ms": 0.0, "next_run_due": at(13.5)}
+
+        state.apply(entry("result", result(is_clean=True, discrepancy_count=0, **later)))
+
+        assert statuses(state, now) == [("ACC-1", "clean")]
+
+    def test_judging_tells_of_a_change_only_when_an_account_went_stale(self):
+        state = BoardState(stale_grace=dt.timedelta(minutes=2))
+        state.apply(entry("result", result(is_clean=True, discrepancy_count=0, **due(5))))
+
+        assert state.judge(T0 + dt.timedelta(minutes=1)) is False
+        assert state.judge(T0 + dt.timedelta(minutes=8)) is True
+        assert state.judge(T0 + dt.timedelta(minutes=9)) is False
+
+    def test_accounts_sort_failing_stale_critical_warning_clean(self):
+        state = BoardState(stale_grace=dt.timedelta(minutes=2))
+        now = T0 + dt.timedelta(minutes=10)
+        fresh = {"timestamp": at(9), "duration_ms": 0.0, "next_run_due": at(14)}
+        state.apply(entry("result", result("A-CLEAN", is_clean=True, discrepancy_count=0, **fresh)))
+        state.apply(entry("result", result("B-WARN", **fresh)))
+        state.apply(entry("discrepancy", discrepancy("B-WARN", severity="warning", timestamp=at(9))))
+        state.apply(entry("result", result("C-CRIT", **fresh)))
+        state.apply(entry("discrepancy", discrepancy("C-CRIT", timestamp=at(9))))
+        state.apply(entry("result", result("D-STALE", is_clean=True, discrepancy_count=0, **due(5))))
+        state.apply(entry("result", result("E-FAIL", status="failed", error="broker timed out", is_clean=False, **fresh)))
+
+        assert statuses(state, now) == [
+            ("E-FAIL", "failing"),
+            ("D-STALE", "stale"),
+            ("C-CRIT", "critical"),
+            ("B-WARN", "warning"),
+            ("A-CLEAN", "clean"),
+        ]
+
+    def test_a_one_off_check_is_shown_apart_and_expires(self):
+        state = BoardState(one_off_shown_for=dt.timedelta(hours=1))
+        check = {"trigger": "on_demand", "requested_by": "check"}
+        state.apply(entry("result", result("FILES", context=check, timestamp=at(0), next_run_due=None)))
+        state.apply(entry("result", result("ACC-1", is_clean=True, discrepancy_count=0, **due(5))))
+        soon, later = T0 + dt.timedelta(minutes=30), T0 + dt.timedelta(minutes=61)
+
+        assert [view.account_id for view in state.accounts(soon)] == ["ACC-1"]
+        assert [view.account_id for view in state.one_offs(soon)] == ["FILES"]
+        assert state.one_offs(later) == []
+        assert "One-off checks" in board_fragment(state.accounts(soon), state.feed, soon, state.one_offs(soon))
+
+
+class TestBreakIdentity:
+    def test_a_stock_and_an_option_of_one_symbol_are_two_breaks(self):
+        state = BoardState()
+        state.apply(entry("discrepancy", discrepancy(symbol="AAPL", asset_type="stock", timestamp=at(1))))
+        state.apply(entry("discrepancy", discrepancy(symbol="AAPL", asset_type="option", timestamp=at(1))))
+
+        (account,) = state.accounts()
+        assert sorted((b.symbol, b.asset_type) for b in account.breaks) == [("AAPL", "option"), ("AAPL", "stock")]
+
+    def test_cash_in_two_currencies_is_two_breaks(self):
+        state = BoardState()
+        for currency in ("USD", "EUR"):
+            state.apply(
+                entry(
+                    "discrepancy",
+                    discrepancy(symbol=None, type="cash_mismatch", currency=currency, asset_type=None, timestamp=at(1)),
+                )
+            )
+
+        (account,) = state.accounts()
+        assert sorted(b.currency or "" for b in account.breaks) == ["EUR", "USD"]
+
+    def test_a_resolved_notice_closes_only_the_break_of_its_asset_type(self):
+        state = BoardState()
+        stock = discrepancy(symbol="AAPL", asset_type="stock", timestamp=at(1))
+        state.apply(entry("discrepancy", stock))
+        state.apply(entry("discrepancy", discrepancy(symbol="AAPL", asset_type="option", timestamp=at(1))))
+
+        state.apply(entry("resolved", resolved(asset_type="stock", break_id=stock["break_id"], resolved_at=at(2))))
+
+        (account,) = state.accounts()
+        assert [(b.symbol, b.asset_type) for b in account.breaks] == [("AAPL", "option")]
+
+    def test_the_row_shows_the_asset_type_and_the_difference(self):
+        state = BoardState()
+        state.apply(entry("discrepancy", discrepancy(symbol="AAPL", asset_type="option", timestamp=at(1))))
+
+        fragment = board_fragment(state.accounts(), state.feed, T0)
+
+        assert '<td>option</td><td class="num">100</td><td class="num">150</td><td class="num">50</td>' in fragment
+
+
+class TestHistory:
+    def test_a_breaks_history_is_newest_first_and_marks_the_escalation_and_the_kill_switch(self):
+        runs = [uuid.uuid4() for _ in range(3)]
+        sightings = [
+            BreakSighting(run, T0 + dt.timedelta(minutes=i), severity, Decimal(100), Decimal(150), i + 1)
+            for i, (run, severity) in enumerate(
+                zip(runs, [DiscrepancySeverity.WARNING, DiscrepancySeverity.CRITICAL, DiscrepancySeverity.CRITICAL], strict=True)
+            )
+        ]
+
+        fragment = history_fragment(None, sightings, title="t", now=T0, halted_run_id=str(runs[2]))
+
+        shown = [fragment.index(f'data-run-id="{run}"') for run in runs]
+        assert shown == sorted(shown, reverse=True)
+        assert '<td class="mark"><span class="escalated">escalated</span></td>' in fragment
+        assert '<span class="halt">HALT: kill switch</span>' in fragment
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> str:
     path = str(tmp_path / "audit.db")
@@ -267,6 +408,21 @@ class TestWeb:
         (account,) = [a for a in client.get("/api/board").json()["accounts"] if a["account_id"] == "ACC-9"]
         assert account["breaks"][0]["halted"] is True
         assert client.get("/board").headers["x-board-version"] == str(board.state.version)
+
+
+@pytest.mark.real_redis
+def test_the_board_follows_redis_again_once_a_stream_key_of_the_wrong_type_is_fixed(web, real_redis):
+    client, board = web
+    real_redis.delete(STREAM_OF["result"])
+    real_redis.set(STREAM_OF["result"], "not a stream")
+
+    eventually(lambda: not client.get("/api/board").json()["feed"]["live"], "the board to say the feed is down")
+    assert "WRONGTYPE" in client.get("/api/board").json()["feed"]["detail"]
+    real_redis.delete(STREAM_OF["result"])
+    eventually(lambda: client.get("/api/board").json()["feed"]["live"], "the board to follow Redis again", 20)
+    append(real_redis, "discrepancy", discrepancy(account_id="ACC-AFTER", timestamp=now_text()))
+
+    eventually(lambda: "ACC-AFTER" in {a.account_id for a in board.state.accounts()}, "an entry after the fix")
 
 
 def _free_port() -> int:

@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.real_redis
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS_SCREENSHOT = ROOT / "docs" / "board.png"
-"""Refreshed by the screenshot test only when RECONCILIATION_UPDATE_DOCS=1: a test run
-must not change a tracked file."""
 WAIT_SECONDS = 15.0
 
 
@@ -60,6 +56,16 @@ def _get_json(url: str) -> Any:
 @pytest.fixture
 def board_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
     """`reconciliation serve` over a seeded store and the test's redis-server; stopped by PID after."""
+    yield from _serve(redis_server, tmp_path)
+
+
+@pytest.fixture
+def quick_board_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
+    """The same board, where an account is stale 1 s after its next run was due."""
+    yield from _serve(redis_server, tmp_path, "--stale-grace", "1")
+
+
+def _serve(redis_server: RedisServer, tmp_path: Path, *options: str) -> Iterator[str]:
     store = tmp_path / "audit.db"
     seed_store(str(store))
     port = _free_port()
@@ -75,6 +81,7 @@ def board_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
             f"redis://127.0.0.1:{redis_server.port}/0",
             "--port",
             str(port),
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -238,7 +245,7 @@ def test_a_resolved_break_disappears_without_a_reload(browser: Any, board_url: s
     assert _not_reloaded(browser)
 
 
-def test_clicking_a_break_shows_its_history_and_the_screenshot_in_the_docs(
+def test_clicking_a_break_shows_its_history(
     browser: Any, board_url: str, real_redis: redis.Redis, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By  # noqa: PLC0415
@@ -276,5 +283,67 @@ def test_clicking_a_break_shows_its_history_and_the_screenshot_in_the_docs(
     screenshot = tmp_path / "board.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 0
-    if os.environ.get("RECONCILIATION_UPDATE_DOCS") == "1":
-        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
+
+
+def _status(browser: Any, account: str) -> str | None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: PLC0415
+
+    try:
+        status: str | None = browser.find_element("css selector", f'section.account[data-account="{account}"]').get_attribute(
+            "data-status"
+        )
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+    return status
+
+
+def test_an_account_turns_red_once_its_service_is_killed(
+    browser: Any, quick_board_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "reconciliation.toml"
+    config.write_text(
+        f'redis_url = "redis://127.0.0.1:{redis_server.port}/0"\n'
+        '[defaults]\nbroker = "reconciliation.paper:paper_broker"\n'
+        'portfolio = "reconciliation.paper:paper_portfolio"\ninterval_seconds = 1\n\n'
+        '[[accounts]]\naccount_id = "LIVE-1"\n'
+    )
+    service = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-m", "reconciliation", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={key: value for key, value in os.environ.items() if key != "REDIS_URL"},
+    )
+    try:
+        _open(browser, quick_board_url)
+        _wait(browser, lambda b: _status(b, "LIVE-1") == "clean", "the service's account, clean")
+        time.sleep(2.5)
+        assert _status(browser, "LIVE-1") == "clean", "an account whose runs come is not stale"
+    finally:
+        service.kill()
+        service.wait(timeout=10)
+
+    _wait(browser, lambda b: _status(b, "LIVE-1") == "stale", "the killed service's account to go stale")
+    section = browser.find_element("css selector", 'section.account[data-account="LIVE-1"]')
+    assert "STALE: no run for" in section.text
+    assert "(expected every 1 s)" in section.text
+    assert section.find_element("css selector", "h2").value_of_css_property("color") == "rgba(198, 40, 40, 1)"
+    assert "1 stale" in browser.find_element("id", "stale-count").text
+    assert _not_reloaded(browser)
+
+
+def test_the_board_follows_redis_again_once_a_wrong_type_key_is_fixed(
+    browser: Any, board_url: str, real_redis: redis.Redis
+) -> None:
+    _open(browser, board_url)
+    real_redis.delete("reconciliation:stream:discrepancy")
+    real_redis.set("reconciliation:stream:discrepancy", "not a stream")
+
+    _wait(browser, lambda b: "WRONGTYPE" in b.find_element("id", "feed").text, "the board to say why it cannot read")
+    assert browser.find_element("id", "feed").get_attribute("class") == "down"
+    real_redis.delete("reconciliation:stream:discrepancy")
+    _wait(browser, lambda b: b.find_element("id", "feed").get_attribute("class") == "live", "the feed live again")
+    now = now_text()
+    append(real_redis, "discrepancy", discrepancy(account_id="ACC-5", symbol="AMD", timestamp=now, first_seen=now))
+
+    _wait(browser, lambda b: _row(b, "ACC-5", "AMD"), "a break published after the fix")
+    assert _not_reloaded(browser)

@@ -42,6 +42,11 @@ class TestPositions:
 
         assert holding(book, "AAPL") == Holding("AAPL", 40, Decimal(115))
 
+    def test_an_average_that_is_a_binary_fraction_is_booked_rather_than_refused_as_a_float(self) -> None:
+        book = booked(fill("AAPL", 1, 339738627), fill("AAPL", 1023, 339738624), cash=10**12)
+
+        assert holding(book, "AAPL") == Holding("AAPL", 1024, Decimal("339738624.002929688"))
+
     def test_adding_to_a_short_averages_the_cost(self) -> None:
         book = booked(fill("TSLA", -10, 200), fill("TSLA", -10, 180))
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import typing
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping
@@ -591,7 +592,7 @@ def test_run_serves_metrics_that_prometheus_parses(tmp_path: Path, redis_server:
     )
     port = _closed_port()
     runner = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-        _command("run", "--config", str(config), "--metrics-port", str(port)),
+        _command("run", "--config", str(config), "--metrics-port", str(port), "--name", "edge-1"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -619,14 +620,17 @@ def test_run_serves_metrics_that_prometheus_parses(tmp_path: Path, redis_server:
     assert sample("reconciliation_open_breaks", account=account, type="cash_mismatch", severity="warning") is None
     assert sample("reconciliation_oldest_open_break_age_seconds", account=account) is not None
     assert sample(
-        "reconciliation_book_call_duration_seconds_count", runtime=account, call="broker.get_positions"
+        "reconciliation_book_call_duration_seconds_count", runtime="edge-1", call="broker.get_positions"
     ) == 1
     assert sample("reconciliation_book_call_timeouts_total", account=account, call="broker.get_positions") == 0
-    assert sample("reconciliation_delivery_queued_runs", runtime=account, sink="redis") is not None
-    assert sample("reconciliation_delivery_dropped_runs_total", runtime=account, sink="redis") == 0
-    assert sample("reconciliation_book_calls_hung", runtime=account) == 0
-    assert sample("reconciliation_component_state", runtime=account, component="comparator", state="running") == 1
+    assert sample("reconciliation_delivery_queued_runs", runtime="edge-1", sink="redis") is not None
+    assert sample("reconciliation_delivery_dropped_runs_total", runtime="edge-1", sink="redis") == 0
+    assert sample("reconciliation_book_calls_hung", runtime="edge-1") == 0
+    assert sample("reconciliation_component_state", runtime="edge-1", component="comparator", state="running") == 1
     assert sample("process_resident_memory_bytes") is not None
+    assert sample("reconciliation_last_clean_run_timestamp_seconds", account=account) == 0
+    assert sample("reconciliation_account_stale", account=account) == 0
+    assert [labels for name, labels in samples if name == "reconciliation_build_info"] != []
 
 
 def test_run_with_its_metrics_port_in_use_says_so_in_one_line_and_exits_4(tmp_path: Path) -> None:
@@ -659,3 +663,128 @@ def test_run_with_a_metrics_port_but_without_prometheus_client_says_which_extra_
     assert outcome.output.startswith("Error: --metrics-port: reconciliation.metrics needs prometheus_client")
     assert outcome.output.rstrip().endswith("pip install 'reconciliation[metrics]'")
     assert outcome.output.strip().count("\n") == 0
+
+
+# Operator polish (issue 26)
+
+
+def test_the_demo_story_is_not_interleaved_with_the_run_logs_repeat_of_each_break() -> None:
+    outcome = CliRunner().invoke(main, ["demo", "--quick", "--redis-url", f"redis://127.0.0.1:{_closed_port()}/0"])
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "missing_local" in outcome.stdout
+    assert "reconciliation.runs" not in outcome.stderr
+
+
+@pytest.mark.real_redis
+def test_ctrl_c_stops_the_demo_within_a_second(redis_server: RedisServer) -> None:
+    demo = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        _command("demo", "--redis-url", _url(redis_server), "--account", _account()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 20
+        while "[fault]" not in demo.stdout.readline():
+            assert time.monotonic() < deadline, "the demo never reached its first fault"
+        time.sleep(0.3)
+        interrupted = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        demo.communicate(timeout=15)
+        took = time.monotonic() - interrupted
+    finally:
+        demo.kill()
+
+    assert demo.returncode == 130
+    assert took < 1.0, f"the demo took {took:.2f} s to stop"
+
+
+@pytest.mark.real_redis
+def test_run_logs_json_lines_at_the_level_asked(tmp_path: Path, redis_server: RedisServer) -> None:
+    account = _account()
+    config = _write_config(tmp_path, f'redis_url = "{_url(redis_server)}"\n{_FACTORIES}\n[[accounts]]\naccount_id = "{account}"\n')
+    runner = _start(_command("run", "--config", str(config), "--log-format", "json", "--log-level", "info"))
+    try:
+        _read_until(runner, "Reconciling 1 account(s)")
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=15)
+    finally:
+        runner.kill()
+
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert {"time", "level", "logger", "message"} <= lines[0].keys()
+    assert any(line["level"] == "INFO" and line["message"].startswith("Stopped reconciling") for line in lines)
+
+
+@pytest.mark.real_redis
+def test_run_at_log_level_warning_leaves_out_info(tmp_path: Path, redis_server: RedisServer) -> None:
+    account = _account()
+    config = _write_config(tmp_path, f'redis_url = "{_url(redis_server)}"\n{_FACTORIES}\n[[accounts]]\naccount_id = "{account}"\n')
+    runner = _start(_command("run", "--config", str(config), "--log-level", "warning", "--metrics-port", str(port := _closed_port())))
+    try:
+        deadline = time.monotonic() + 15
+        while not _healthz(port)[0]:
+            assert time.monotonic() < deadline, "the service never became ready"
+            time.sleep(0.1)
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=15)
+    finally:
+        runner.kill()
+
+    assert runner.returncode == 0
+    assert "Reconciling 1 account(s)" not in err
+
+
+def _healthz(port: int) -> tuple[int, dict[str, typing.Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.load(refused)
+    except (urllib.error.URLError, ConnectionError):
+        return 0, {}
+
+
+@pytest.mark.real_redis
+def test_healthz_is_ready_once_the_startup_runs_finished(tmp_path: Path, redis_server: RedisServer) -> None:
+    account = _account()
+    port = _closed_port()
+    config = _write_config(tmp_path, f'redis_url = "{_url(redis_server)}"\n{_FACTORIES}\n[[accounts]]\naccount_id = "{account}"\n')
+    runner = _start(_command("run", "--config", str(config), "--metrics-port", str(port)))
+    try:
+        _read_until(runner, "Reconciling 1 account(s)")
+        status, body = _healthz(port)
+        runner.send_signal(signal.SIGTERM)
+        runner.communicate(timeout=15)
+    finally:
+        runner.kill()
+
+    assert (status, body["status"], body["accounts"]) == (200, "ok", 1)
+
+
+def test_healthz_fails_naming_a_stopped_component() -> None:
+    from reconciliation._cli.runner import Readiness  # noqa: PLC0415
+    from reconciliation._runtime.health import ComponentHealth, ComponentState, ServiceHealth  # noqa: PLC0415
+
+    class Stopped:
+        accounts = ("A",)
+
+        def health(self) -> ServiceHealth:
+            return ServiceHealth(
+                components={
+                    "comparator": ComponentHealth("comparator", ComponentState.STOPPED),
+                    "scheduler": ComponentHealth("scheduler", ComponentState.RUNNING),
+                },
+                delivery={},
+            )
+
+    readiness = Readiness()
+    starting = readiness()
+    readiness.runtime, readiness.ready = Stopped(), True  # type: ignore[assignment]
+
+    ok, details = readiness()
+
+    assert starting == (False, {"status": "starting", "detail": "the accounts' startup runs have not all finished"})
+    assert (ok, details["status"], details["stopped"]) == (False, "failing", ["comparator"])

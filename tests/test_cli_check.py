@@ -65,9 +65,11 @@ def test_breaks_are_listed_and_exit_1(files: dict[str, Path]) -> None:
 
     assert ran.exit_code == 1, ran.output
     lines = ran.output.splitlines()
-    assert lines[1].split() == ["critical", "missing_local", "ES", "(future)", "-", "1"]
-    assert lines[2].split() == ["critical", "quantity_mismatch", "MSFT", "5", "6"]
-    assert lines[3].startswith("2 break(s) in 3 position(s)")
+    assert lines[0].split("\t") == ["severity", "type", "position", "local", "broker", "difference"]
+    assert lines[1].split("\t") == ["critical", "missing_local", "ES (future)", "-", "1", "1"]
+    assert lines[2].split("\t") == ["critical", "quantity_mismatch", "MSFT", "5", "6", "1"]
+    assert lines[3] == "By severity: 2 critical · by type: 1 missing_local, 1 quantity_mismatch"
+    assert lines[4].startswith("2 break(s) in 3 position(s)")
 
 
 def test_json_prints_the_run_as_its_payloads(files: dict[str, Path]) -> None:
@@ -206,3 +208,105 @@ def test_the_documented_example_config_reads_a_statement(tmp_path: Path) -> None
 
     assert ran.exit_code == 0, ran.output
     assert "Clean: 1 position(s) agree" in ran.output
+
+
+# Columns read as written (issue 26)
+
+STOCK_AND_OPTION = ("symbol,quantity,avg_cost,asset_type", "AAPL,1000,150,stock", "AAPL,10,5,option")
+
+
+def test_the_documented_asset_type_column_is_read_without_a_mapping(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", *STOCK_AND_OPTION)
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost,asset_type", "AAPL,1000,150,stock", "AAPL,-10,5,option")
+
+    ran = check("--local", book, "--broker", eod, "--csv")
+
+    assert ran.exit_code == 1, ran.output
+    assert list(csv.reader(io.StringIO(ran.output)))[1:] == [
+        ["quantity_mismatch", "critical", "AAPL", "option", "", "10", "-10"]
+    ]
+
+
+def test_a_column_that_looks_like_the_asset_type_is_refused_naming_the_mapping(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", *STOCK_AND_OPTION)
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost,AssetType", "AAPL,1000,150,stock", "AAPL,-10,5,option")
+
+    ran = check("--local", book, "--broker", eod)
+
+    assert ran.exit_code == 2
+    assert "column 'AssetType' looks like the asset type, which is not read" in ran.output
+    assert 'asset_type = "AssetType" in [broker]' in ran.output
+
+
+def test_mapped_the_asset_type_column_gives_the_options_break_only(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", *STOCK_AND_OPTION)
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost,AssetType", "AAPL,1000,150,stock", "AAPL,-10,5,option")
+    config = write(tmp_path, "eod.toml", "[broker]", 'asset_type = "AssetType"')
+
+    ran = check("--local", book, "--broker", eod, "--config", config, "--csv")
+
+    assert ran.exit_code == 1, ran.output
+    assert [row[:4] for row in csv.reader(io.StringIO(ran.output))][1:] == [
+        ["quantity_mismatch", "critical", "AAPL", "option"]
+    ]
+
+
+def test_netted_positions_are_said_under_the_breaks(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", "symbol,quantity,avg_cost", "AAPL,10,150")
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost", "AAPL,6,150", "AAPL,5,150")
+
+    ran = check("--local", book, "--broker", eod)
+
+    assert ran.exit_code == 1, ran.output
+    assert "Netted: the broker file lists AAPL (stock) 2 times; compared as one position, their sum" in ran.output
+
+
+def test_an_info_break_alone_exits_0_unless_fail_on_info(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", "symbol,quantity,avg_cost", "AAPL,10,150")
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost", "AAPL,10,170")
+
+    default = check("--local", book, "--broker", eod)
+    strict = check("--local", book, "--broker", eod, "--fail-on", "info")
+
+    assert "cost_mismatch" in default.output
+    assert (default.exit_code, strict.exit_code) == (0, 1)
+
+
+def test_fail_on_critical_lets_a_warning_pass(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", "symbol,quantity,avg_cost", "AAPL,10,150")
+
+    ran = check(
+        "--local", book, "--broker", book, "--local-cash", "100", "--local-equity", "1000",
+        "--broker-cash", "90", "--broker-equity", "1000", "--fail-on", "critical",
+    )  # fmt: skip
+
+    assert "cash_mismatch" in ran.output
+    assert ran.exit_code == 0
+
+
+def test_on_a_terminal_the_worst_breaks_are_a_table_then_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("reconciliation._cli.commands.check._is_terminal", lambda: True)
+    book = write(tmp_path, "book.csv", "symbol,quantity,avg_cost", *(f"S{i},{i},1" for i in range(1, 6)))
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost", *(f"S{i},{i * 10},1" for i in range(1, 6)))
+
+    ran = CliRunner(env={"COLUMNS": "120"}).invoke(main, ["check", "--local", str(book), "--broker", str(eod), "--top", "2"])
+
+    assert ran.exit_code == 1, ran.output
+    rows = [line.split() for line in ran.output.splitlines() if line.strip().startswith("critical")]
+    assert rows == [
+        ["critical", "quantity_mismatch", "S5", "5", "50", "45"],
+        ["critical", "quantity_mismatch", "S4", "4", "40", "36"],
+    ]
+    assert "The worst 2 of 5 shown; every one with --csv or --json." in ran.output
+    assert "By severity: 5 critical · by type: 5 quantity_mismatch" in ran.output
+
+
+def test_off_a_terminal_every_break_is_a_plain_line(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.csv", "symbol,quantity,avg_cost", *(f"S{i},{i},1" for i in range(1, 201)))
+    eod = write(tmp_path, "eod.csv", "symbol,quantity,avg_cost", *(f"S{i},{i + 1},1" for i in range(1, 201)))
+
+    ran = check("--local", book, "--broker", eod)
+
+    assert len([line for line in ran.output.splitlines() if line.startswith("critical\tquantity_mismatch\t")]) == 200

@@ -279,3 +279,30 @@ def test_the_run_log_names_the_currency_of_a_cash_break_and_the_asset_type_of_a_
 
     assert "missing_local on ACC-1 AAPL  260116C00190000 (option): local none, broker 2" in caplog.text
     assert "cash_mismatch on ACC-1 EUR: local 11990.00, broker 12000.00" in caplog.text
+
+
+def test_history_of_an_unknown_account_is_refused_suggesting_the_closest(recorded: dict[str, Any]) -> None:
+    shown = history("--store", recorded["store"], "--account", "ACC-l")
+
+    assert shown.exit_code == 2
+    assert "the audit store has no account 'ACC-l'; did you mean 'ACC-1'? (it knows ACC-1)" in shown.output
+
+
+def test_a_break_the_kill_switch_fired_on_says_halt(audit_target: str) -> None:
+    from reconciliation import AgeingPolicy  # noqa: PLC0415
+
+    broker = ScriptedBroker("ACC-H", cash=Decimal(1000), total_equity=Decimal(1000))
+    broker.positions = [BrokerPosition("AAPL", Decimal(10), Decimal(100), Decimal(1000))]
+    config = ReconciliationConfig("ACC-H", audit_store=audit_target, ageing=AgeingPolicy(halt_after_runs=1))
+    service = ReconciliationService(InMemoryPortfolio("ACC-H", cash=Decimal(1000)), broker, fakeredis.FakeRedis(), config)
+
+    async def session() -> None:
+        await service.start()
+        await service.stop()
+
+    asyncio.run(session())
+
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["history", "--store", audit_target, "--account", "ACC-H"])
+    assert shown.exit_code == 0, shown.output
+    (row,) = [line for line in shown.output.splitlines() if "AAPL" in line]
+    assert "HALT (open)" in row

@@ -93,6 +93,7 @@ def test_a_clean_run_gives_exactly_the_contract_result() -> None:
         "error": None,
         "suspect": False,
         "suspect_reason": None,
+        "next_run_due": None,
         "netted": [],
     }
 
@@ -104,6 +105,15 @@ def test_a_suspect_run_says_so_and_why() -> None:
         True,
         "it holds 0 positions where recent answers held 200",
     )
+    validator("result").validate(payload)
+
+
+def test_a_result_says_when_the_next_periodic_run_is_due() -> None:
+    due = dt.datetime(2026, 11, 25, 10, 5, tzinfo=dt.UTC)
+
+    payload = result_payload(result(next_run_due=due))
+
+    assert payload["next_run_due"] == "2026-11-25T10:05:00.000000+00:00"
     validator("result").validate(payload)
 
 
@@ -365,7 +375,7 @@ def test_the_schema_requires_every_contract_key(kind: str) -> None:
     run = result()
     payload = result_payload(run) if kind == "result" else discrepancy_payload(run, quantity_mismatch())
 
-    for key in payload.keys() - {"netted", "asset_type", "currency", "suspect", "suspect_reason"}:
+    for key in payload.keys() - {"netted", "asset_type", "currency", "suspect", "suspect_reason", "next_run_due"}:
         with pytest.raises(jsonschema.ValidationError):
             validator(kind).validate({k: v for k, v in payload.items() if k != key})
 

@@ -280,6 +280,11 @@ class TestDuplicateSymbols:
         assert result.discrepancies == ()
         assert len(result.netted) == 2
 
+    def test_a_netted_cost_that_is_a_binary_fraction_is_compared_rather_than_refused_as_a_float(self) -> None:
+        found = only(positions([local("AAPL", 1, 339738627), local("AAPL", 1023, 339738624)], [broker("AAPL", 1024, 1)]))
+
+        assert found.local_value == Decimal("339738624.002929688")
+
     def test_hedge_legs_netting_to_flat_are_not_a_position(self) -> None:
         result = positions([], [broker("AAPL", 50, 10), broker("AAPL", -50, 11)])
 

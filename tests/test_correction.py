@@ -115,6 +115,11 @@ class TestDerivation:
         assert (correction.price, correction.avg_cost) == (Decimal(60000), None)
         assert correction.asset_type is AssetType.CRYPTO
 
+    def test_a_mark_that_is_a_binary_fraction_prices_the_fill_rather_than_being_refused_as_a_float(self) -> None:
+        correction = only(snapshot(broker=[BrokerPosition("AAPL", 1024, None, 347892350979)]))
+
+        assert correction.price == Decimal("339738624.002929688")
+
     def test_a_cost_mismatch_is_the_brokers_average_cost(self) -> None:
         correction = only(
             snapshot(

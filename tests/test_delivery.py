@@ -54,14 +54,13 @@ class TestBoundedQueue:
         queue.append(entry("a", weight=3))
         queue.append(entry("b"))
         dropped = queue.append(entry("c"))
-        assert dropped is not None
-        assert dropped.item == "a"
+        assert [e.item for e in dropped] == ["a"]
         assert [e.item for e in queue] == ["b", "c"]
         assert (queue.dropped, queue.weight) == (1, 2)
 
     def test_appending_with_room_drops_nothing(self) -> None:
         queue: BoundedQueue[str] = BoundedQueue(2)
-        assert queue.append(entry("a")) is None
+        assert queue.append(entry("a")) == []
         assert queue.dropped == 0
 
     def test_head_takes_whole_entries_up_to_the_weight_budget(self) -> None:

@@ -134,3 +134,45 @@ def test_an_on_demand_run_for_an_empty_account_id_is_a_clear_error(harness_facto
     harness.start()
     with pytest.raises(ValueError, match="account_id must not be empty"):
         asyncio.run(harness.service.reconcile(""))
+
+
+class TestBlockingHost:
+    """A pykka engine on plain threads, without an event loop: start_blocking / stop_blocking."""
+
+    @staticmethod
+    def service() -> ReconciliationService:
+        broker = ScriptedBroker(ACCOUNT, cash=Decimal(1000), total_equity=Decimal(1000))
+        return ReconciliationService(
+            InMemoryPortfolio(ACCOUNT, cash=Decimal(1000)), broker, fakeredis.FakeRedis(), ReconciliationConfig(ACCOUNT)
+        )
+
+    def test_start_blocking_returns_the_startup_run_and_the_ref_answers(self) -> None:
+        service = self.service()
+
+        started = service.start_blocking(timeout=10)
+        try:
+            answered = service.ref.ask(ReconcileRequest(ACCOUNT, requested_by="risk"), timeout=10)
+        finally:
+            report = service.stop_blocking(timeout=10)
+
+        assert started is not None
+        assert (started.trigger, answered.status) == ("startup", "ok")
+        assert report.clean
+
+    def test_stop_blocking_leaves_no_thread_of_its_own(self) -> None:
+        service = self.service()
+        service.start_blocking(timeout=10)
+
+        service.stop_blocking(timeout=10)
+
+        assert not service.is_running
+        assert "reconciliation-host-loop" not in {thread.name for thread in threading.enumerate()}
+
+    def test_start_blocking_inside_an_event_loop_says_to_await_start(self) -> None:
+        service = self.service()
+
+        async def inside() -> None:
+            service.start_blocking()
+
+        with pytest.raises(RuntimeError, match=r"in an event loop, await start\(\)/stop\(\)"):
+            asyncio.run(inside())

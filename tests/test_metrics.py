@@ -6,6 +6,7 @@ import asyncio
 import collections
 import gzip
 import importlib
+import importlib.metadata
 import json
 import re
 import socket
@@ -356,13 +357,41 @@ def test_the_last_clean_run_time_is_that_runs_snapshot_time(
     )
 
 
-def test_no_last_clean_run_time_before_a_clean_run(watched: Any, registry: CollectorRegistry) -> None:
+def test_the_last_clean_run_time_is_0_before_a_clean_run_so_that_the_alert_sees_it(
+    watched: Any, registry: CollectorRegistry
+) -> None:
     harness = watched()
     open_a_break(harness)
 
     harness.start()
 
-    assert value(registry, "reconciliation_last_clean_run_timestamp_seconds", account=ACCOUNT) is None
+    assert value(registry, "reconciliation_last_clean_run_timestamp_seconds", account=ACCOUNT) == 0.0
+
+
+def test_an_account_is_there_from_the_start_with_when_watching_began(watched: Any, registry: CollectorRegistry) -> None:
+    watched()
+
+    assert value(registry, "reconciliation_last_clean_run_timestamp_seconds", account=ACCOUNT) == 0.0
+    assert value(registry, "reconciliation_next_run_due_timestamp_seconds", account=ACCOUNT) == 0.0
+    assert value(registry, "reconciliation_account_watched_since_timestamp_seconds", account=ACCOUNT) > 0
+    assert value(registry, "reconciliation_account_stale", account=ACCOUNT) == 0.0
+
+
+def test_a_run_says_when_the_next_is_due(watched: Any, registry: CollectorRegistry) -> None:
+    harness = watched()
+
+    result = harness.start()
+
+    assert result.next_run_due is not None
+    assert value(registry, "reconciliation_next_run_due_timestamp_seconds", account=ACCOUNT) == (
+        result.next_run_due.timestamp()
+    )
+
+
+def test_the_build_info_names_the_installed_version(registry: CollectorRegistry) -> None:
+    ReconciliationMetrics(registry)
+
+    assert value(registry, "reconciliation_build_info", version=importlib.metadata.version("reconciliation")) == 1.0
 
 
 # Health, read at scrape time
@@ -511,7 +540,7 @@ def test_an_account_whose_corrections_are_held_shows_it(watched: Any, registry: 
 # Watching
 
 
-def test_an_account_that_ran_clean_has_39_series(watched: Any, registry: CollectorRegistry) -> None:
+def test_an_account_that_ran_clean_has_42_series(watched: Any, registry: CollectorRegistry) -> None:
     harness = watched()
     harness.start()
 
@@ -522,7 +551,7 @@ def test_an_account_that_ran_clean_has_39_series(watched: Any, registry: Collect
         if sample.labels.get("account") == ACCOUNT
     ]
 
-    assert len(series) == 39
+    assert len(series) == 42
     assert collections.Counter(family for family, _ in series) == {
         "reconciliation_runs": 8,
         "reconciliation_run_duration_seconds": 17,
@@ -532,6 +561,9 @@ def test_an_account_that_ran_clean_has_39_series(watched: Any, registry: Collect
         "reconciliation_explained_breaks": 3,
         "reconciliation_oldest_open_break_age_seconds": 1,
         "reconciliation_last_clean_run_timestamp_seconds": 1,
+        "reconciliation_account_watched_since_timestamp_seconds": 1,
+        "reconciliation_next_run_due_timestamp_seconds": 1,
+        "reconciliation_account_stale": 1,
     }
 
 

@@ -153,6 +153,7 @@ def test_both_payloads_arrive_on_the_real_server_with_every_field(sink: RedisSin
                 "error": None,
                 "suspect": False,
                 "suspect_reason": None,
+                "next_run_due": None,
                 "netted": [],
             },
         ),

@@ -4,8 +4,11 @@ script when the server runs it, by WATCH/MULTI/EXEC when it does not."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
+import threading
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -279,6 +282,33 @@ def test_a_closed_sink_sends_nothing(sink: RedisSink, subscriber: Subscriber) ->
     with pytest.raises(SinkUnavailableError, match="closed"):
         sink.send(pending(run()))
     assert len(subscriber.received()) == 1
+
+
+def test_closing_under_a_send_in_progress_never_raises_even_on_fakeredis() -> None:
+    """fakeredis raises ValueError("generator already executing") from a pool closed under a
+    send; `close` is how stop() cuts a stalled sink off, and must not raise out of it."""
+    sink = RedisSink(fakeredis.FakeRedis, stream_maxlen=100)
+    sink.send([PendingRun("first", ((RESULT_CHANNEL, "{}"),))])
+    sending = threading.Event()
+    ended: list[BaseException] = []
+
+    def send_until_closed() -> None:
+        for n in itertools.count():
+            sending.set()
+            try:
+                sink.send([PendingRun(f"run-{n}", ((RESULT_CHANNEL, "{}"),) * 50)])
+            except SinkUnavailableError as error:
+                ended.append(error)
+                return
+
+    sender = threading.Thread(target=send_until_closed, daemon=True)
+    sender.start()
+    sending.wait(5)
+    time.sleep(0.05)
+    for _ in range(20):
+        sink.close()
+    sender.join(5)
+    assert ended, "the send in progress ended with the sink unavailable"
 
 
 def test_the_client_is_made_at_the_first_send_not_before() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
 import time
@@ -101,6 +102,25 @@ def test_periodic_runs_come_every_interval(harness_factory: Any) -> None:
         clock.advance(0.1)
         harness.capture.wait_for_results(expected)
     assert harness.triggers() == ["startup", "periodic", "periodic"]
+
+
+def test_each_result_says_when_the_next_periodic_run_is_due(harness_factory: Any) -> None:
+    clock = ManualClock()
+    harness = harness_factory(clock=clock, interval_seconds=300)
+    harness.start()
+    clock.advance(300)
+    harness.capture.wait_for_results(2)
+
+    due = [dt.datetime.fromisoformat(payload["next_run_due"]) for payload in harness.capture.results]
+    assert due == [clock.now(), clock.now() + dt.timedelta(seconds=300)]
+
+
+def test_a_service_without_periodic_runs_says_no_run_is_due(harness_factory: Any) -> None:
+    harness = harness_factory(enabled=False)
+    harness.start()
+    harness.reconcile()
+
+    assert [payload["next_run_due"] for payload in harness.capture.results] == [None]
 
 
 def test_the_interval_is_measured_from_the_end_of_the_previous_run(harness_factory: Any) -> None:

@@ -136,6 +136,9 @@ def test_a_stalled_redis_is_an_unreachable_one_and_stop_ends_every_thread(
             assert made[-1].status == "ok"
             assert time.monotonic() - started < 2, "a run waited on the stalled Redis"
         eventually(lambda: not service.publisher_health().reachable, timeout=15, what="the stall noticed")
+        eventually(  # the runs wait in the actor's inbox until the stalled call gives up, then the bound applies
+            lambda: service.publisher_health().dropped_runs >= 2, timeout=20, what="the oldest runs dropped"
+        )
         health = service.publisher_health()
         assert health.queued_runs <= 3
         assert health.dropped_runs >= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -21,7 +22,7 @@ from rich.console import Console
 from stream_payloads import STREAM_OF, append, correction, discrepancy, halt, resolved, result
 
 from reconciliation._cli.main import main
-from reconciliation._cli.watch import Filters, human_line, json_line, watch
+from reconciliation._cli.watch import Filters, Liveness, human_line, json_line, watch
 from reconciliation._publishing.inbound import MAX_DEPTH, MAX_ENTRY_BYTES, Message, decode
 from reconciliation._publishing.streams import StreamCursor, StreamEntry
 
@@ -441,7 +442,7 @@ def test_watch_replays_what_the_streams_kept_and_colours_it(redis_server: RedisS
     append(real_redis, "discrepancy", discrepancy(account_id="ACC-9", type="missing_broker", broker_value=None))
     append(real_redis, "halt", halt(account_id="ACC-9", first_seen="2026-11-25T10:00:00.000000+00:00"))
 
-    outcome = CliRunner(env={"FORCE_COLOR": "1"}).invoke(
+    outcome = CliRunner(env={"FORCE_COLOR": "1", "COLUMNS": "200"}).invoke(
         main, ["watch", "--replay", "5", "--timeout", "0.5", "--redis-url", _url(redis_server)]
     )
 
@@ -614,3 +615,79 @@ def test_an_explained_break_shows_its_fills_under_it() -> None:
     lines = discrepancy_line(payload).plain.splitlines()
 
     assert lines[1].strip() == "explained: broker fill E-123 BUY 10 @ 412.30 10:31:02 not booked"
+
+
+def test_a_line_shows_the_date_and_says_utc() -> None:
+    message = decode(
+        StreamEntry(STREAM_OF["result"], "1-0", json.dumps(result(timestamp="2026-11-25T10:00:00.500000+00:00")).encode(), replayed=False)
+    )
+
+    assert human_line(message).plain.startswith("2026-11-25 10:00:00 UTC  ")
+
+
+class TestLiveness:
+    def test_an_account_whose_next_run_is_overdue_is_said_stale_once(self) -> None:
+        liveness = Liveness(dt.timedelta(minutes=2))
+        payload = result(timestamp="2026-11-25T10:00:00.000000+00:00", next_run_due="2026-11-25T10:05:00.000000+00:00")
+        liveness.saw(decode(StreamEntry(STREAM_OF["result"], "1-0", json.dumps(payload).encode(), replayed=False)))
+        at = dt.datetime(2026, 11, 25, 10, 21, tzinfo=dt.UTC)
+
+        assert liveness.stale(at - dt.timedelta(minutes=14)) == []
+        (line,) = liveness.stale(at)
+        assert line.plain == "2026-11-25 10:21:00 UTC  STALE ACC-1: no run for 21 min (expected every 5 min)"
+        assert liveness.stale(at + dt.timedelta(minutes=1)) == []
+
+    def test_a_newer_result_makes_it_live_again(self) -> None:
+        liveness = Liveness(dt.timedelta(minutes=2))
+        for ran, due in (("10:00", "10:05"), ("10:20", "10:25")):
+            payload = result(timestamp=f"2026-11-25T{ran}:00.000000+00:00", next_run_due=f"2026-11-25T{due}:00.000000+00:00")
+            liveness.saw(decode(StreamEntry(STREAM_OF["result"], "1-0", json.dumps(payload).encode(), replayed=False)))
+
+        assert liveness.stale(dt.datetime(2026, 11, 25, 10, 21, tzinfo=dt.UTC)) == []
+
+
+@pytest.mark.real_redis
+def test_watch_prints_its_banner_on_stderr_not_among_the_entries(redis_server: RedisServer) -> None:
+    outcome = CliRunner().invoke(main, ["watch", "--timeout", "0.3", "--redis-url", _url(redis_server)])
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "Watching" in outcome.stderr
+    assert "Watching" not in outcome.stdout
+
+
+@pytest.mark.real_redis
+def test_watch_in_80_columns_never_wraps_inside_a_number(redis_server: RedisServer, real_redis: redis.Redis) -> None:
+    append(
+        real_redis,
+        "discrepancy",
+        discrepancy(account_id="ACCOUNT-WITH-A-LONG-NAME", local_value="123456789012.123456", broker_value="987654321098.654321"),
+    )
+
+    outcome = CliRunner(env={"COLUMNS": "80"}).invoke(
+        main, ["watch", "--replay", "1", "--timeout", "0.3", "--redis-url", _url(redis_server)]
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    assert all(len(line) <= 80 for line in outcome.stdout.splitlines())
+    assert "123456789012.123456" in outcome.stdout
+    assert "987654321098.654321" in outcome.stdout
+
+
+@pytest.mark.real_redis
+def test_watch_since_shows_only_what_was_appended_since(redis_server: RedisServer, real_redis: redis.Redis) -> None:
+    real_redis.xadd(STREAM_OF["discrepancy"], {"payload": json.dumps(discrepancy(account_id="OLD"))}, id="1000-0")
+    append(real_redis, "discrepancy", discrepancy(account_id="NEW"))
+
+    outcome = CliRunner().invoke(
+        main, ["watch", "--since", "15m", "--json", "--timeout", "0.3", "--redis-url", _url(redis_server)]
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    assert [json.loads(line)["account_id"] for line in outcome.stdout.splitlines()] == ["NEW"]
+
+
+def test_watch_since_neither_a_duration_nor_a_time_is_a_usage_error() -> None:
+    outcome = CliRunner().invoke(main, ["watch", "--since", "yesterday", "--redis-url", "redis://127.0.0.1:1/0"])
+
+    assert outcome.exit_code == 2
+    assert "neither a duration (30s, 15m, 2h, 1d) nor an ISO-8601 time" in outcome.output

@@ -182,7 +182,14 @@ class RunFeed:
         self._runs: list[Run] = []
         self._corrections: list[dict[str, Any]] = []
         self._changed = threading.Condition()
+        self._closed = False
         self.last_message = time.monotonic()
+
+    def close(self) -> None:
+        """End every wait at once (the demo was interrupted)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     @property
     def runs(self) -> list[Run]:
@@ -244,7 +251,7 @@ class RunFeed:
             while True:
                 found = next((run for run in self._runs[since:] if match(run)), None)
                 remaining = deadline - time.monotonic()
-                if found is not None or remaining <= 0:
+                if found is not None or remaining <= 0 or self._closed:
                     return found
                 self._changed.wait(remaining)
 
@@ -262,7 +269,7 @@ class RunFeed:
                     None,
                 )
                 remaining = deadline - time.monotonic()
-                if found is not None or remaining <= 0:
+                if found is not None or remaining <= 0 or self._closed:
                     return found
                 self._changed.wait(remaining)
 
@@ -640,15 +647,25 @@ async def run_demo(
         feed=feed,
         started=started,
     )
+    interrupted = False
     try:
         await _script(session)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        interrupted = True
+        raise
     finally:
+        if interrupted:
+            # Ctrl-C: end every wait of the script's threads and leave at once; the runs in
+            # flight are abandoned (reported failed), the rest is not waited for.
+            feed.close()
+            stop_listening.set()
         if session.engine is not None:
             session.engine.stop()
         await service.stop()
-        await asyncio.to_thread(_drain, feed)
+        if not interrupted:
+            await asyncio.to_thread(_drain, feed)
         stop_listening.set()
-        await asyncio.to_thread(listener.join, 5.0)
+        await asyncio.to_thread(listener.join, 1.0 if interrupted else 5.0)
     report = DemoReport(tuple(feed.runs), tuple(session.detections), tuple(feed.corrections))
     show_summary(console, report)
     return report

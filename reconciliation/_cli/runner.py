@@ -33,6 +33,8 @@ from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
 from reconciliation._runtime.accounts import Account
+from reconciliation._runtime.health import ComponentState
+from reconciliation._runtime.journal import JournalError
 from reconciliation._runtime.service import ReconciliationRuntime
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
     import redis
 
+    from reconciliation._domain.models import ReconciliationResult
     from reconciliation.metrics import ReconciliationMetrics
 
 __all__ = [
@@ -54,11 +57,12 @@ __all__ = [
     "read_toml",
     "resolve_factory",
     "run_until_stopped",
+    "with_state_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
-_TOP_LEVEL = ("redis_url", "defaults", "accounts", "correction_limits")
+_TOP_LEVEL = ("redis_url", "state_dir", "defaults", "accounts", "correction_limits")
 _BOOKS = ("broker", "portfolio", "broker_adapter")
 """Where an account's two books come from: factories, or a broker adapter's table instead of `broker`."""
 _CONFIG_KEYS = tuple(attrs.fields_dict(ReconciliationConfig))
@@ -112,6 +116,22 @@ class RunnerConfig:
     accounts: tuple[AccountSpec, ...]
     correction_limits: CorrectionLimits | None = None
     """What all the accounts' corrections may apply together (`[correction_limits]`)."""
+
+
+def with_state_dir(config: RunnerConfig, state_dir: str) -> RunnerConfig:
+    """`config` with every account's outbox journal in `state_dir` (the `--state-dir` flag).
+
+    Raises:
+        ConfigError: `state_dir` is not a usable path text.
+    """
+    try:
+        accounts = tuple(
+            attrs.evolve(spec, config=attrs.evolve(spec.config, state_dir=state_dir)) for spec in config.accounts
+        )
+    except (TypeError, ValueError) as error:
+        msg = f"--state-dir: {error}"
+        raise ConfigError(msg) from error
+    return attrs.evolve(config, accounts=accounts)
 
 
 def resolve_factory(path: str) -> Factory:
@@ -176,6 +196,10 @@ def load_config(path: Path) -> RunnerConfig:
     if not isinstance(defaults, dict):
         problems.add("defaults", f"expected a table [defaults], got {_describe(defaults)}")
         defaults = {}
+    if "state_dir" in document:
+        if "state_dir" in defaults:
+            problems.add("state_dir", "given both at the top level and in [defaults]: keep one")
+        defaults = {**defaults, "state_dir": document["state_dir"]}
     _unknown_keys(problems, defaults, _DEFAULT_KEYS, "[defaults]", where="defaults")
     accounts = document.get("accounts")
     if not isinstance(accounts, list) or not accounts:
@@ -511,6 +535,30 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
 SECOND_SIGNAL_EXIT_CODE = 130
 
 
+class Readiness:
+    """What `/healthz` of `reconciliation run` answers: ready (200) once every account's
+    startup run has finished and while every component runs; 503 while starting, stopping,
+    or when a component stopped (naming it)."""
+
+    def __init__(self) -> None:
+        self.runtime: ReconciliationRuntime | None = None
+        self.ready = False
+        self.stopping = False
+
+    def __call__(self) -> tuple[bool, dict[str, Any]]:
+        if self.stopping:
+            return False, {"status": "stopping"}
+        if self.runtime is None or not self.ready:
+            return False, {"status": "starting", "detail": "the accounts' startup runs have not all finished"}
+        health = self.runtime.health()
+        stopped = sorted(
+            name for name, component in health.components.items() if component.state is ComponentState.STOPPED
+        )
+        if stopped:
+            return False, {"status": "failing", "stopped": stopped, "problems": list(health.problems)}
+        return True, {"status": "ok", "accounts": len(self.runtime.accounts), "problems": list(health.problems)}
+
+
 async def run_until_stopped(
     config: RunnerConfig,
     client: redis.Redis | redis.RedisCluster,
@@ -518,10 +566,14 @@ async def run_until_stopped(
     stop: asyncio.Event | None = None,
     on_started: Callable[[], None] | None = None,
     metrics: ReconciliationMetrics | None = None,
+    name: str | None = None,
+    readiness: Readiness | None = None,
 ) -> None:
     """Start every account together, wait for SIGINT/SIGTERM (or `stop`), stop them all.
 
-    `metrics`, if given, watch the accounts from before their startup runs until they stop.
+    `metrics`, if given, watch the accounts from before their startup runs until they stop,
+    `name` their `runtime` label (by default the account ids, joined). `readiness`, if
+    given, is told of the runtime, of the end of its startup runs and of its stop (/healthz).
 
     A second SIGINT or SIGTERM while stopping ends the process at once (exit code 130),
     saying what was left: the operator asked twice.
@@ -536,15 +588,13 @@ async def run_until_stopped(
         loop.add_signal_handler(signum, _on_signal, signum, stop)
     runtime = build_runtime(config, client)
     if metrics is not None:
-        metrics.watch(runtime)
+        metrics.watch(runtime, name=name)
+    readiness = readiness or Readiness()
+    readiness.runtime = runtime
     started = False
     try:
-        try:
-            results = await runtime.start()
-        except Exception as exc:
-            msg = f"the accounts did not start: {exc!r}"
-            raise StartError(msg) from exc
-        started = True
+        results = await _start(runtime)
+        started = readiness.ready = True
         failed = [account_id for account_id, result in results.items() if result.error is not None]
         logger.info(
             "Reconciling %d account(s): %s; stop with Ctrl-C or SIGTERM",
@@ -557,6 +607,7 @@ async def run_until_stopped(
             on_started()
         await stop.wait()
     finally:
+        readiness.ready, readiness.stopping = False, True
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, _on_second_signal, signum)
         try:
@@ -568,6 +619,16 @@ async def run_until_stopped(
                 loop.remove_signal_handler(signum)
             if metrics is not None:
                 metrics.unwatch(runtime)
+
+
+async def _start(runtime: ReconciliationRuntime) -> dict[str, ReconciliationResult]:
+    try:
+        return await runtime.start()
+    except JournalError as exc:
+        raise StartError(str(exc)) from exc
+    except Exception as exc:
+        msg = f"the accounts did not start: {exc!r}"
+        raise StartError(msg) from exc
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

@@ -5,10 +5,13 @@ the last entry shown when Redis comes back), decodes each entry (`inbound.decode
 keeps those the filters admit and shows each on one line: coloured for people, or as a
 JSON object for scripts (`json_line`, its shape documented in docs/payloads.md).
 A malformed entry is shown as malformed, with its stream ID, and the watch goes on.
+`Liveness` remembers when each account's next run is due (`next_run_due` of its last
+result) and says once when an account goes stale: its runs stopped coming.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from rich.text import Text
 
+from reconciliation._cli.board.page import age_text
 from reconciliation._cli.render import message_line
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._domain.backoff import Backoff
@@ -24,6 +28,7 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.inbound import Message, decode
 from reconciliation._publishing.streams import StreamFollower
+from reconciliation._wire.payloads import RESULT_CHANNEL
 
 if TYPE_CHECKING:
     import threading
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENVELOPE_KEYS",
     "Filters",
+    "Liveness",
     "StderrNarrator",
     "human_line",
     "json_line",
@@ -99,8 +105,58 @@ def human_line(message: Message) -> Text:
             line.append(f"  {safe_text(message.preview)}", style="dim")
         return line
     stamp = message.payload.get("timestamp") or message.payload.get("resolved_at")
-    clock = safe_text(stamp[11:23]) if isinstance(stamp, str) else ""
-    return message_line(message.channel, message.payload, prefix=f"{prefix}{clock:<12}  ")
+    clock = _clock(stamp) if isinstance(stamp, str) else ""
+    return message_line(message.channel, message.payload, prefix=f"{prefix}{clock:<23}  ")
+
+
+def _clock(stamp: str) -> str:
+    """`2026-11-25 10:00:00 UTC`: the date, the time to the second, and the zone said."""
+    try:
+        return dt.datetime.fromisoformat(stamp).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return safe_text(stamp[:23])
+
+
+class Liveness:
+    """Each account's next due run, from its results; `stale(now)` names the accounts that
+    went stale since the last look (once each, until a newer result comes)."""
+
+    def __init__(self, grace: dt.timedelta) -> None:
+        self._grace = grace
+        self._due: dict[str, tuple[dt.datetime, dt.datetime]] = {}
+        self._said: set[str] = set()
+
+    def saw(self, message: Message) -> None:
+        payload = message.payload
+        if payload is None or message.channel != RESULT_CHANNEL or not payload.get("next_run_due"):
+            return
+        try:
+            ran = dt.datetime.fromisoformat(payload["timestamp"])
+            due = dt.datetime.fromisoformat(payload["next_run_due"])
+        except (TypeError, ValueError):
+            return
+        account = payload["account_id"]
+        known = self._due.get(account)
+        if known is None or ran >= known[0]:
+            self._due[account] = (ran, due)
+            self._said.discard(account)
+
+    def stale(self, now: dt.datetime) -> list[Text]:
+        """A red line for each account newly stale: `STALE ACC-1: no run for 21 min (expected every 5 min)`."""
+        lines = []
+        for account, (ran, due) in sorted(self._due.items()):
+            if account in self._said or now <= due + self._grace:
+                continue
+            self._said.add(account)
+            line = Text(f"{now:%Y-%m-%d %H:%M:%S} UTC  ")
+            line.append("STALE ", style="bold red")
+            line.append(
+                f"{safe_text(account)}: no run for {age_text((now - ran).total_seconds())} "
+                f"(expected every {age_text(round((due - ran).total_seconds()))})",
+                style="red",
+            )
+            lines.append(line)
+        return lines
 
 
 def _unshowable(message: Message, error: Exception) -> Message:
@@ -144,6 +200,9 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
     narrator: StderrNarrator | None = None,
     stop: threading.Event | None = None,
     on_started: Callable[[], None] | None = None,
+    since: dt.datetime | None = None,
+    liveness: Liveness | None = None,
+    say: Callable[[Text], object] | None = None,
 ) -> int:
     """Show the latest `replay_last` entries, then new ones, until `count` live ones or `timeout`.
 
@@ -155,6 +214,8 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
         narrator: told of each reconnection attempt.
         stop: set it to end the watch soon.
         on_started: called once the watcher stands at the streams' ends.
+        since: leave out the replayed entries appended before it.
+        liveness: told of every entry; each account it finds stale is `say`d once.
 
     Returns:
         How many live (not replayed) messages were shown.
@@ -164,15 +225,19 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
         redis.ResponseError: Redis refused to read a stream (a key of another type).
     """
     live = 0
+    too_old = _before(since)
+    present = show if liveness is None else _seen_by(liveness, show)
 
     def hand_on(entry: StreamEntry) -> None:
         nonlocal live
+        if too_old(entry):
+            return
         message = Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, None)
         try:
             message = decode(entry)
             if not filters.admit(message):
                 return
-            show(message)
+            present(message)
         except (BrokenPipeError, KeyboardInterrupt):
             raise
         except Exception as exc:  # no entry, however crafted, ends the watch
@@ -181,11 +246,39 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
         if not entry.replayed:
             live += 1
 
+    def done() -> bool:
+        if liveness is not None and say is not None:
+            for line in liveness.stale(dt.datetime.now(dt.UTC)):
+                say(line)
+        return (count is not None and live >= count) or (stop is not None and stop.is_set())
+
     StreamFollower(client, backoff=backoff, reconnection=narrator, wake=stop).run(
         hand_on,
         replay_last=replay_last,
-        done=lambda: (count is not None and live >= count) or (stop is not None and stop.is_set()),
+        done=done,
         deadline=None if timeout is None else time.monotonic() + timeout,
         on_started=on_started,
     )
     return live
+
+
+def _seen_by(liveness: Liveness, show: Callable[[Message], object]) -> Callable[[Message], object]:
+    def present(message: Message) -> object:
+        liveness.saw(message)
+        return show(message)
+
+    return present
+
+
+def _before(since: dt.datetime | None) -> Callable[[StreamEntry], bool]:
+    """Whether an entry is a replayed one appended before `since`."""
+    if since is None:
+        return lambda _: False
+    since_ms = int(since.timestamp() * 1000)
+    return lambda entry: entry.replayed and _entry_ms(entry.entry_id) < since_ms
+
+
+def _entry_ms(entry_id: str) -> int:
+    """The millisecond time stamp an entry ID starts with (`1764064800000-0`)."""
+    head = entry_id.partition("-")[0]
+    return int(head) if head.isdigit() else 0

@@ -26,7 +26,7 @@ from reconciliation._domain.models import (
     Position,
 )
 from reconciliation._domain.protocols import ColumnarPositions
-from reconciliation._domain.values import EXACT, MAX_DECIMAL_PLACES, ROUNDED
+from reconciliation._domain.values import EXACT, MAX_DECIMAL_PLACES, ROUNDED, quotient
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -385,7 +385,7 @@ class _Netting:
             return None
         if not self.weight:
             return self.first.avg_cost
-        average = ROUNDED.divide(self.cost_sum, self.weight)
+        average = quotient(self.cost_sum, self.weight)
         if average.as_tuple().exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
             average = average.quantize(_AVERAGE_PLACES, context=ROUNDED)
         return average

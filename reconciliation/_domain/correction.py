@@ -44,10 +44,10 @@ from reconciliation._domain.models import (
 from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.values import (
     EXACT,
-    ROUNDED,
     non_empty_text,
     optional_decimal,
     optional_finite_decimal,
+    quotient,
     utc_datetime,
     utc_only,
     whole_number,
@@ -309,7 +309,7 @@ def derive_correction(
             raise ValueError(msg)
         held_quantity = Decimal(0) if local is None else local.quantity
         quantity = EXACT.subtract(broker.quantity, held_quantity)
-        mark = ROUNDED.divide(broker.market_value, broker.quantity) if broker.quantity else None
+        mark = quotient(broker.market_value, broker.quantity) if broker.quantity else None
         evidence = (broker.avg_cost, mark, None if local is None else local.avg_cost)
         fills = _bookable(discrepancy.explanation)
         values = _fill(

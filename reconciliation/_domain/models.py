@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -451,6 +452,16 @@ class ReconciliationResult:
 
     .. versionadded:: 0.1
     """
+    next_run_due: dt.datetime | None = attrs.field(
+        default=None, converter=attrs.converters.optional(utc_datetime), validator=attrs.validators.optional(utc_only)
+    )
+    """When the account's next periodic run is due, as of this run's end; None when it has
+    none (periodic runs disabled, or a one-off run such as `reconciliation check`). A
+    reader that sees this time pass by a margin without a newer result knows the account
+    is stale: its service stopped or hangs.
+
+    .. versionadded:: 0.2
+    """
     is_clean: bool = attrs.field(
         init=False, default=attrs.Factory(lambda self: self.error is None and not self.discrepancies, takes_self=True)
     )
@@ -732,6 +743,26 @@ def _audit_target(instance: object, field: attrs.Attribute[Any], value: object) 
         raise FieldValueError(msg, field.name)
 
 
+def _path_text(value: object) -> object:
+    """A path given as `pathlib.Path` (any `os.PathLike` of text) is kept as its text."""
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        return path if isinstance(path, str) else value
+    return value
+
+
+def _state_dir(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    """A directory path: visible text without a NUL (whether it can be written is checked at start)."""
+    non_empty_text(instance, field, value)
+    if "\0" in str(value):
+        msg = f"{field.name} must not contain a NUL character, got {shown(value)}"
+        raise FieldValueError(msg, field.name)
+
+
+DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
+MAX_OUTBOX_BYTES = 2**40
+"""The most bytes a delivery queue may be asked to hold (1 TiB): a bound, not a size to aim for."""
+
 REDIS_MAX_INTEGER = 2**63 - 1
 """The largest integer argument Redis accepts (a signed 64-bit integer)."""
 
@@ -799,6 +830,14 @@ class ReconciliationConfig:
     """Approximate length at which the durable Redis streams are capped."""
     outbox_max_runs: int = attrs.field(default=1_000, validator=whole_number(1, MAX_QUEUED_RUNS))
     """How many undelivered runs the publisher keeps while Redis is unreachable."""
+    outbox_max_bytes: int = attrs.field(default=DEFAULT_OUTBOX_MAX_BYTES, validator=whole_number(1, MAX_OUTBOX_BYTES))
+    """How many bytes of undelivered payloads the publisher keeps (in memory, and in the journal
+    with `state_dir`); past either bound the oldest run is dropped, counted and logged."""
+    state_dir: str | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_path_text), validator=attrs.validators.optional(_state_dir)
+    )
+    """A directory of this host where runs waiting for Redis are journaled (SQLite, WAL), so that a
+    crash loses none of them: they are delivered first at the next start. None: kept in memory only."""
     publish_retry_max_seconds: float = attrs.field(
         default=30.0, converter=seconds, validator=positive_seconds
     )

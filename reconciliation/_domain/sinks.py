@@ -15,7 +15,7 @@ from reconciliation._domain.models import ReconciliationResult, Snapshot
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Delivery", "FinishedRun", "Sent", "Sink", "SinkUnavailableError"]
+__all__ = ["Delivery", "FinishedRun", "ItemCodec", "Sent", "Sink", "SinkUnavailableError"]
 
 Item = TypeVar("Item")
 
@@ -83,4 +83,20 @@ class Sink(Protocol[Item]):
 
     def close(self) -> None:
         """Release connections; also called from another thread to unblock a stalled `send`."""
+        ...
+
+
+class ItemCodec(Protocol[Item]):
+    """How a sink's queued items are written to the outbox journal and read back after a restart."""
+
+    def encode(self, item: Item) -> bytes:
+        """The item as bytes that `decode` gives back whole (its de-duplication identity included)."""
+        ...
+
+    def decode(self, data: bytes) -> Item:
+        """An item `encode` wrote.
+
+        Raises:
+            ValueError: `data` is not one (a damaged journal entry).
+        """
         ...

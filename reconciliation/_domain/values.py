@@ -54,6 +54,7 @@ __all__ = [
     "optional_decimal_mapping",
     "optional_finite_decimal",
     "positive_seconds",
+    "quotient",
     "seconds",
     "uncarriable_at",
     "utc_datetime",
@@ -250,6 +251,23 @@ def made_from_float(value: Decimal) -> float | None:
     if len(value.normalize().as_tuple().digits) >= shortest + _SPURIOUS_DIGITS:
         return number
     return None
+
+
+def quotient(dividend: Decimal, divisor: Decimal) -> Decimal:
+    """`dividend / divisor` rounded (`ROUNDED`) to a figure the validators accept.
+
+    A quotient of two exact figures can be a binary fraction (347892350979 / 1024 is
+    339738624.0029296875): exact, yet equal to a float and longer than its text, so
+    `made_from_float` would take it for a Decimal made from a float and the position,
+    holding or correction built from it would be refused. Such a quotient is rounded a
+    digit at a time until it cannot be taken for one (at 15 digits at the latest).
+    """
+    value = ROUNDED.divide(dividend, divisor)
+    digits = len(value.as_tuple().digits)
+    while made_from_float(value) is not None:
+        digits -= 1
+        value = decimal.Context(prec=digits).plus(value)
+    return value
 
 
 def utc_datetime(value: dt.datetime) -> dt.datetime:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -248,6 +249,27 @@ class RedisSink:
     def weight(self, item: PendingRun) -> int:
         return len(item.payloads)
 
+    def encode(self, item: PendingRun) -> bytes:
+        """For the outbox journal: the run id and every (channel, payload), as JSON."""
+        return json.dumps({"run_id": item.run_id, "payloads": item.payloads}, ensure_ascii=False).encode()
+
+    def decode(self, data: bytes) -> PendingRun:
+        """A run `encode` wrote, exactly as it was queued.
+
+        Raises:
+            ValueError: `data` is not one.
+        """
+        try:
+            document = json.loads(data)
+            run_id, payloads = document["run_id"], document["payloads"]
+        except (TypeError, KeyError, ValueError) as error:
+            msg = f"not a queued run ({describe_error(error)})"
+            raise ValueError(msg) from error
+        if not isinstance(run_id, str) or not isinstance(payloads, list) or not all(map(_is_pair, payloads)):
+            msg = "not a queued run (a run id and a list of channel, payload pairs)"
+            raise ValueError(msg)
+        return PendingRun(run_id, ((channel, payload) for channel, payload in payloads))
+
     def send(self, items: Sequence[PendingRun]) -> Sent:
         if self._closed:
             msg = "the publishing connection is closed: the service has stopped"
@@ -292,7 +314,8 @@ class RedisSink:
             if pool is not None:
                 pool.disconnect()
             client.close()
-        except (redis.RedisError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - closing never fails the caller (stop): fakeredis raises
+            # ValueError("generator already executing") when closed under a send in progress
             logger.debug("Closing the publishing connection: %s", describe_error(error))
 
     def _client(self) -> redis.Redis:
@@ -415,6 +438,10 @@ class RedisSink:
                 return Sent(delivered)
             raise SinkUnavailableError(text) from error
         return Sent(delivered, refused=text)
+
+
+def _is_pair(value: object) -> bool:
+    return isinstance(value, list) and len(value) == len(("channel", "payload")) and all(isinstance(v, str) for v in value)
 
 
 def _too_large(run: PendingRun) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
@@ -38,13 +38,20 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["ResilientActor", "actor_of", "run_id_of", "tell"]
+__all__ = ["ResilientActor", "Teller", "actor_of", "run_id_of", "tell"]
 
 logger = logging.getLogger(__name__)
 
 
 _ACTORS: weakref.WeakValueDictionary[str, ResilientActor] = weakref.WeakValueDictionary()
 """Our actors by URN, while they exist."""
+
+
+class Teller(Protocol):
+    """What a run is told to: an actor's ref, or a stand-in that does something first (the
+    journaling ref of the Redis delivery actor)."""
+
+    def tell(self, message: Any) -> None: ...
 
 
 def actor_of(ref: pykka.ActorRef[Any]) -> ResilientActor | None:

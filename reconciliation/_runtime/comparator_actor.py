@@ -51,11 +51,10 @@ from reconciliation._runtime.results import completed_result, failed_result
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
 
-    import pykka
-
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.compare import Comparison
     from reconciliation._domain.models import ReconciliationConfig, ReconciliationResult, Snapshot
+    from reconciliation._runtime.actor_base import Teller
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
     from reconciliation._runtime.messages import HaltCallback, RunTicket
@@ -131,7 +130,7 @@ class ComparatorActor(ResilientActor):
         *,
         accounts: Mapping[str, ReconciliationConfig],
         trackers: Mapping[str, BreakTracker],
-        sinks: Mapping[str, Sequence[pykka.ActorRef[Any]]],
+        sinks: Mapping[str, Sequence[Teller]],
         board: HealthBoard,
         clock: Clock,
         on_halt: HaltCallback | None = None,
@@ -139,7 +138,7 @@ class ComparatorActor(ResilientActor):
         read_fills: Callable[[FillsWanted], None] | None = None,
         explained: Collection[str] = (),
         memory: AccountMemory | None = None,
-        large_lane: pykka.ActorRef[Any] | None = None,
+        large_lane: Teller | None = None,
     ) -> None:
         """`sinks` maps each account to the actors its finished runs go to: its delivery
         actors and, when it has a `CorrectionPolicy`, the corrector. The `explained`

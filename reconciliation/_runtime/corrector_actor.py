@@ -48,9 +48,8 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Iterable, Mapping, Sequence
 
-    import pykka
-
     from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
+    from reconciliation._runtime.actor_base import Teller
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
 
@@ -128,7 +127,7 @@ class CorrectorActor(ResilientActor):
         self,
         *,
         accounts: Mapping[str, ReconciliationConfig],
-        sinks: Mapping[str, Sequence[pykka.ActorRef[Any]]],
+        sinks: Mapping[str, Sequence[Teller]],
         links: CorrectionLinks,
         board: HealthBoard,
         clock: Clock,

@@ -5,30 +5,46 @@ at once if the sink answers, and otherwise kept — the queue bounded, the oldes
 and counted when full — while a jittered, capped backoff timer brings the actor back to
 try again. A run the sink refuses for its content is set aside (logged at ERROR with its
 run id, counted) so that the runs behind it are still delivered.
+
+Given a `Journal` (the Redis sink, with a `state_dir`), a run is written to it before it
+counts as queued and deleted from it once the sink has it, was dropped or set aside; at
+start, what the journal holds is queued first, in order, as it was encoded. Those who
+finish runs tell them through a `JournalingRef`, which writes each down on the teller's
+thread before telling it: a run is on disk before it waits in this actor's inbox (while
+the actor is stuck in a call to a stalled server, say), and before its result is answered.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import sqlite3
+import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
 
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
-from reconciliation._domain.sinks import FinishedRun, Sink, SinkUnavailableError
+from reconciliation._domain.sinks import FinishedRun, Sent, Sink, SinkUnavailableError
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.delivery import BoundedQueue, DeliveryHealth, Queued
+from reconciliation._runtime.delivery import DEFAULT_BUSY_LIMIT_SECONDS, BoundedQueue, DeliveryHealth, Queued
 from reconciliation._runtime.messages import RetryDue
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Iterable
 
-    from reconciliation._domain.sinks import Delivery
+    import pykka
+
+    from reconciliation._domain.sinks import Delivery, ItemCodec
     from reconciliation._runtime.clock import Clock, TimerHandle
     from reconciliation._runtime.health import HealthBoard
+    from reconciliation._runtime.journal import Journal
 
-__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor"]
+__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "Accepted", "DeliveryActor", "JournalingRef"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +55,60 @@ STOP_FLUSH_ATTEMPTS = 20
 Item = TypeVar("Item")
 
 
+@attrs.frozen
+class Accepted(Generic[Item]):
+    """A run already prepared and written to the journal by its teller (`JournalingRef`):
+    the actor only queues it."""
+
+    entry: Queued[Item]
+
+
+def journaled(run: Delivery, sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> Queued[Item]:
+    """`run` prepared for `sink` and committed to `journal`, as the queue keeps it.
+
+    Raises:
+        sqlite3.Error: the journal could not be written.
+    """
+    item = sink.prepare(run)
+    identity, account_id = _identity(run)
+    data = codec.encode(item)
+    seq = journal.append(identity, account_id, data)
+    return Queued(identity, account_id, item, max(1, sink.weight(item)), len(data), seq)
+
+
+class JournalingRef(Generic[Item]):
+    """Stands for a journaled delivery actor's ref to the actors that finish runs (the
+    comparator, the corrector): each run or correction step is written to the journal on
+    the teller's thread, then told, as one step (so the journal's order is the inbox's).
+    A run the journal cannot take is told as it is, and the actor tries again (and says so)."""
+
+    def __init__(self, ref: pykka.ActorRef[Any], sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> None:
+        self._ref = ref
+        self._sink = sink
+        self._journal = journal
+        self._codec = codec
+        self._telling = threading.Lock()
+
+    def tell(self, message: Any) -> None:
+        if not isinstance(message, FinishedRun | CorrectionEvent):
+            self._ref.tell(message)
+            return
+        with self._telling:
+            try:
+                entry = journaled(message, self._sink, self._journal, self._codec)
+            except sqlite3.Error as error:
+                logger.warning("The outbox journal did not take a run (%s): its actor tries again", describe_error(error))
+                self._ref.tell(message)
+            else:
+                self._ref.tell(Accepted(entry))
+
+
 class DeliveryActor(ResilientActor, Generic[Item]):
     """Feeds one `Sink`. Its component name is `delivery:<sink name>`."""
 
     recovers_after_clean_run = False
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its sink, bounds and collaborators, each a keyword
         self,
         *,
         sink: Sink[Item],
@@ -53,11 +117,15 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         retry_max_seconds: float,
         board: HealthBoard,
         clock: Clock,
+        max_bytes: int | None = None,
+        journal: tuple[Journal, ItemCodec[Item]] | None = None,
+        busy_limit_seconds: float = DEFAULT_BUSY_LIMIT_SECONDS,
     ) -> None:
         super().__init__(board=board, clock=clock)
         self.component = f"delivery:{sink.name}"
         self._sink = sink
-        self._queue: BoundedQueue[Item] = BoundedQueue(max_runs)
+        self._queue: BoundedQueue[Item] = BoundedQueue(max_runs, max_bytes)
+        self._journal = journal
         self._max_batch_weight = max_batch_weight
         self._backoff = Backoff(RETRY_BASE_SECONDS, retry_max_seconds, give_up_after_seconds=None)
         self._failures = 0
@@ -69,13 +137,53 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._last_error_at: dt.datetime | None = None
         self._last_delivery_at: dt.datetime | None = None
         self._reachable = True
+        self._busy_since: dt.datetime | None = None
+        self._busy_limit_seconds = busy_limit_seconds
 
     def started(self) -> None:
+        if self._journal is not None:
+            self._replay(*self._journal)
         self._post_delivery()
+        if self._queue:
+            self._attempt()
+            self._post_delivery()
+
+    def _replay(self, journal: Journal, codec: ItemCodec[Item]) -> None:
+        """Queue what the journal kept from before (a crash, a stop with Redis away), in order."""
+        if journal.problem is not None:
+            self.degrade(journal.problem)
+        unreadable: list[int] = []
+        for entry in journal.entries():
+            try:
+                item = codec.decode(entry.data)
+            except ValueError as error:
+                self._set_aside += 1
+                unreadable.append(entry.seq)
+                logger.error(  # noqa: TRY400 - the reason is enough; the runs behind it go on
+                    "Run %s of %s in the outbox journal %s is unreadable (%s): set aside",
+                    entry.run_id,
+                    entry.account_id,
+                    journal.path,
+                    error,
+                    extra={"run_id": entry.run_id, "account_id": entry.account_id, "sink": self._sink.name},
+                )
+                continue
+            self._enqueue(Queued(entry.run_id, entry.account_id, item, self._weight(item), len(entry.data), entry.seq))
+        self._forget(unreadable)
+        if self._queue:
+            logger.info(
+                "%d runs kept in the outbox journal %s are delivered to %s first, in order",
+                len(self._queue),
+                journal.path,
+                self._sink.name,
+            )
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, FinishedRun | CorrectionEvent):
-            self._accept(message)
+        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
+            if isinstance(message, Accepted):
+                self._enqueue(message.entry)
+            else:
+                self._accept(message)
             if self._retry is None:
                 self._attempt()
         elif isinstance(message, RetryDue):
@@ -86,32 +194,64 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._post_delivery()
 
     def _accept(self, run: Delivery) -> None:
+        if self._journal is not None:
+            try:
+                self._enqueue(journaled(run, self._sink, *self._journal))
+            except sqlite3.Error as error:
+                identity, account_id = _identity(run)
+                self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
+            else:
+                return
         item = self._sink.prepare(run)
         identity, account_id = _identity(run)
-        dropped = self._queue.append(Queued(identity, account_id, item, max(1, self._sink.weight(item))))
-        if dropped is not None:
+        self._enqueue(Queued(identity, account_id, item, self._weight(item)))
+
+    def _weight(self, item: Item) -> int:
+        return max(1, self._sink.weight(item))
+
+    def _enqueue(self, entry: Queued[Item]) -> None:
+        dropped = self._queue.append(entry)
+        for lost in dropped:
             logger.error(
-                "The %s queue is full (%d runs): dropped run %s of %s undelivered; %d runs lost so far",
+                "The %s queue is full (%d runs or %d bytes): dropped run %s of %s undelivered; %d runs lost so far",
                 self._sink.name,
                 self._queue.max_runs,
-                dropped.run_id,
-                dropped.account_id,
+                self._queue.size,
+                lost.run_id,
+                lost.account_id,
                 self._queue.dropped,
-                extra={"run_id": dropped.run_id, "account_id": dropped.account_id, "sink": self._sink.name},
+                extra={"run_id": lost.run_id, "account_id": lost.account_id, "sink": self._sink.name},
             )
+        self._forget(lost.seq for lost in dropped if lost.seq is not None)
+
+    def _forget(self, seqs: Iterable[int]) -> None:
+        """Delete journal entries the queue is done with (delivered, dropped, set aside)."""
+        seqs = list(seqs)
+        if self._journal is None or not seqs:
+            return
+        try:
+            self._journal[0].remove(seqs)
+        except sqlite3.Error as error:
+            self._journal_failed(f"{len(seqs)} entries done with stay in it (a re-send is a no-op)", error)
+
+    def _journal_failed(self, consequence: str, error: sqlite3.Error) -> None:
+        journal = self._journal[0] if self._journal is not None else None
+        text = f"the outbox journal {journal.path if journal else ''} failed ({describe_error(error)}): {consequence}"
+        logger.error("%s", text)
+        self.degrade(text)
 
     def _attempt(self) -> None:
         """Deliver what is queued, oldest first, until the queue is empty or the sink fails."""
         while self._queue:
             batch = self._queue.head(self._max_batch_weight)
             try:
-                sent = self._sink.send([entry.item for entry in batch])
+                sent = self._send(batch)
             except SinkUnavailableError as error:
                 self._unavailable(str(error))
                 return
             self._delivered += sent.delivered
             if sent.delivered:
-                self._queue.pop(sent.delivered)
+                self._done(self._queue.pop(sent.delivered))
                 self._last_delivery_at = self._clock.now()
             if sent.refused is not None:
                 self._refuse(sent.refused)
@@ -120,8 +260,19 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 return
         self._available()
 
+    def _send(self, batch: list[Queued[Item]]) -> Sent:
+        """One call to the sink, posted as busy while it lasts: a call stalled past the limit
+        shows in health as unreachable though this actor cannot say so (it is in the call)."""
+        self._busy_since = self._clock.now()
+        self._post_delivery()
+        try:
+            return self._sink.send([entry.item for entry in batch])
+        finally:
+            self._busy_since = None
+
     def _refuse(self, reason: str) -> None:
         (refused,) = self._queue.pop(1)
+        self._done([refused])
         self._set_aside += 1
         logger.error(
             "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
@@ -131,6 +282,9 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             reason,
             extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
         )
+
+    def _done(self, entries: list[Queued[Item]]) -> None:
+        self._forget(entry.seq for entry in entries if entry.seq is not None)
 
     def _unavailable(self, reason: str) -> None:
         self._failures += 1
@@ -154,9 +308,11 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._recovered()
 
     def fail_run(self, message: Any, reason: str) -> None:
-        if isinstance(message, FinishedRun | CorrectionEvent):
+        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
             self._set_aside += 1
-            identity, account_id = _identity(message)
+            identity, account_id = (
+                (message.entry.run_id, message.entry.account_id) if isinstance(message, Accepted) else _identity(message)
+            )
             logger.error(
                 "Run %s of %s could not be queued for %s: %s", identity, account_id, self._sink.name, reason
             )
@@ -170,35 +326,60 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         for _ in range(STOP_FLUSH_ATTEMPTS):
             if not self._queue or not self._flush_once():
                 break
-        if self._queue:
+        kept = sum(1 for entry in self._queue if entry.seq is not None)
+        if kept:
+            logger.warning(
+                "Stopping with %d runs not delivered to %s (%s): kept in the outbox journal %s, "
+                "they are delivered first at the next start",
+                kept,
+                self._sink.name,
+                self._last_error,
+                self._journal[0].path if self._journal else "",
+            )
+        if len(self._queue) > kept:
             logger.error(
                 "Stopping with %d runs (%d items) not delivered to %s: %s",
-                len(self._queue),
+                len(self._queue) - kept,
                 self._queue.weight,
                 self._sink.name,
                 self._last_error,
             )
         self._post_delivery()
         self._sink.close()
+        if self._journal is not None:
+            self._journal[0].close()
 
     def _flush_once(self) -> bool:
         """One round trip at stop; False when the sink cannot take more."""
         batch = self._queue.head(self._max_batch_weight)
         try:
-            sent = self._sink.send([entry.item for entry in batch])
+            sent = self._send(batch)
         except SinkUnavailableError as error:
             self._last_error = describe_error(error)
             return False
         self._delivered += sent.delivered
-        self._queue.pop(sent.delivered)
+        self._done(self._queue.pop(sent.delivered))
         if sent.refused is not None:
             self._refuse(sent.refused)
         return bool(sent.delivered or sent.refused)
 
+    @property
+    def sink_name(self) -> str:
+        return self._sink.name
+
+    def incoming(self) -> int:
+        """Messages waiting in this actor's inbox (runs, mostly), read from another thread."""
+        inbox = self.actor_inbox
+        return inbox.qsize() if isinstance(inbox, queue.Queue) else 0
+
     def cut_off(self) -> None:
         """Close the sink from another thread (stop gave up waiting): a send stalled on it
-        ends with an error, and nothing is sent afterwards."""
-        self._sink.close()
+        ends with an error, and nothing is sent afterwards. Never raises: whatever closing
+        raises is logged, and stop goes on to the next actor."""
+        try:
+            self._sink.close()
+        except Exception as error:  # noqa: BLE001 - stop() must not raise
+            logger.warning("Cutting off %s raised %s; the stop goes on", self._sink.name, describe_error(error))
 
     def _post_delivery(self) -> None:
         self._board.post_delivery(
@@ -213,6 +394,8 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 last_error_at=self._last_error_at,
                 last_delivery_at=self._last_delivery_at,
                 reachable=self._reachable,
+                busy_since=self._busy_since,
+                busy_limit_seconds=self._busy_limit_seconds,
             )
         )
 

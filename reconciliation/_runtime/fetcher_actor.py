@@ -8,8 +8,9 @@ actor one message.
 An `async def` book method that blocks (a `time.sleep`, a synchronous socket read inside
 a coroutine) freezes that loop, and with it every limit it would enforce. So the actor
 also holds each read to its deadline from outside the loop: when one is late and the
-loop has stopped beating, the run fails naming the call that froze it, and later reads
-go to a fresh loop. The frozen call stays counted (it is not called again until it
+loop has stopped beating while the process ran (`fetch_loop`: a starved process is not a
+frozen loop), the run fails naming the call that froze it, and later reads go to a fresh
+loop; the frozen one ends once that call returns. The frozen call stays counted (it is not called again until it
 returns), so one bad method cannot freeze loop after loop.
 
 It is the one actor that calls the host's books: when the corrector asks
@@ -34,6 +35,7 @@ from reconciliation._domain.error_text import bounded, describe_error
 from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.book_calls import BookCalls, BookCallTimeoutError
+from reconciliation._runtime.fetch_loop import LOOP_STOP_TIMEOUT_SECONDS, FetchLoop, Pulse
 from reconciliation._runtime.fills_reader import read_fills
 from reconciliation._runtime.messages import (
     Application,
@@ -59,69 +61,16 @@ if TYPE_CHECKING:
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.health import HealthBoard
 
-__all__ = ["DEADLINE_GRACE_SECONDS", "LOOP_STALL_SECONDS", "LOOP_STOP_TIMEOUT_SECONDS", "FetcherActor"]
+__all__ = ["DEADLINE_GRACE_SECONDS", "FetcherActor"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LOOP_STOP_TIMEOUT_SECONDS = 5.0
-LOOP_BEAT_SECONDS = 0.1
-LOOP_STALL_SECONDS = 0.75
-"""A loop that has not beaten for this long is frozen by a blocking call."""
 DEADLINE_GRACE_SECONDS = 1.0
 """How long past its limit a read may take before the actor looks at its loop (and again
 as often, while the read goes on): more than `LOOP_STALL_SECONDS`, so a loop frozen since
 the call began is seen as frozen at the first look."""
-
-
-class _FetchLoop:
-    """An event loop in a daemon thread, beating every `LOOP_BEAT_SECONDS` while it runs."""
-
-    def __init__(self, generation: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.beat = time.monotonic()
-        self.thread = threading.Thread(target=self._run, name=f"reconciliation-fetch-{generation}", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    @property
-    def frozen(self) -> bool:
-        return time.monotonic() - self.beat > LOOP_STALL_SECONDS
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(self._beat)
-        try:
-            self.loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def _beat(self) -> None:
-        self.beat = time.monotonic()
-        self.loop.call_later(LOOP_BEAT_SECONDS, self._beat)
-
-    def stop(self) -> None:
-        """Cancel what runs on it, then end it (from another thread)."""
-        if self.loop.is_closed() or not self.thread.is_alive():
-            return
-        self.loop.call_soon_threadsafe(self._cancel_all)
-        self.thread.join(timeout=LOOP_STOP_TIMEOUT_SECONDS)
-
-    def _cancel_all(self) -> None:
-        tasks = asyncio.all_tasks(self.loop)
-        for task in tasks:
-            task.cancel()
-
-        async def drain() -> None:
-            if tasks:
-                await asyncio.wait(tasks, timeout=LOOP_STOP_TIMEOUT_SECONDS / 2)
-            self.loop.stop()
-
-        self.loop.create_task(drain())
 
 
 @attrs.frozen
@@ -130,7 +79,7 @@ class _ReadDue:
 
     ticket: RunTicket
     reading: concurrent.futures.Future[Snapshot] = attrs.field(eq=False)
-    loop: _FetchLoop = attrs.field(eq=False)
+    loop: FetchLoop = attrs.field(eq=False)
 
 
 @attrs.frozen
@@ -139,7 +88,7 @@ class _ApplyDue:
 
     message: ApplyCorrection
     applying: concurrent.futures.Future[Any] = attrs.field(eq=False)
-    loop: _FetchLoop = attrs.field(eq=False)
+    loop: FetchLoop = attrs.field(eq=False)
 
 
 class FetcherActor(ResilientActor):
@@ -159,8 +108,9 @@ class FetcherActor(ResilientActor):
         self._accounts = accounts
         self._comparator = comparator
         self._loops = 0
+        self._pulse = Pulse()
         self._current = self._new_loop()
-        self._frozen: list[_FetchLoop] = []
+        self._frozen: list[FetchLoop] = []
         self._workers = DaemonWorkers("reconciliation-call")
         self._calls = BookCalls(
             self._workers,
@@ -173,9 +123,10 @@ class FetcherActor(ResilientActor):
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
         """The threads this actor started (its loops'), for `stop()` to wait on."""
-        return (self._current.thread, *(frozen.thread for frozen in self._frozen))
+        return (self._pulse.thread, self._current.thread, *(frozen.thread for frozen in self._frozen))
 
     def started(self) -> None:
+        self._pulse.start()
         self._current.start()
 
     def handle(self, message: Any) -> Any:
@@ -256,7 +207,7 @@ class FetcherActor(ResilientActor):
             return
         self._comparator.tell(SnapshotFailed(due.ticket, self._given_up_on(due.ticket.account_id, due.loop)))
 
-    def _given_up_on(self, account_id: str, loop: _FetchLoop) -> str:
+    def _given_up_on(self, account_id: str, loop: FetchLoop) -> str:
         """Count the account's calls on the frozen `loop` as hung, move on to a fresh loop,
         and say why the call is given up on."""
         stuck = ", ".join(
@@ -275,17 +226,19 @@ class FetcherActor(ResilientActor):
     def _replace_frozen_loop(self) -> None:
         frozen = self._current
         logger.error(
-            "The event loop of the async book methods has not run for %.0f s: a method blocks inside "
-            "`async def`. Later reads go to a new loop; the frozen one is left to its daemon thread",
+            "The event loop of the async book methods has not run for %.0f s while the process did: a "
+            "method blocks inside `async def`. Later reads go to a new loop; the frozen one ends as soon "
+            "as that call returns",
             time.monotonic() - frozen.beat,
         )
-        self._frozen.append(frozen)
+        frozen.retire()
+        self._frozen = [*(loop for loop in self._frozen if loop.thread.is_alive()), frozen]
         self._current = self._new_loop()
         self._current.start()
 
-    def _new_loop(self) -> _FetchLoop:
+    def _new_loop(self) -> FetchLoop:
         self._loops += 1
-        return _FetchLoop(self._loops)
+        return FetchLoop(self._loops, self._pulse)
 
     def _apply(self, message: ApplyCorrection) -> None:
         if self._current.frozen:
@@ -332,6 +285,7 @@ class FetcherActor(ResilientActor):
         """Cancel the reads in progress (their runs are abandoned by the scheduler), end the loop."""
         self._workers.close()
         self._current.stop()
+        self._pulse.stop()
         if self._current.thread.is_alive():
             logger.error(
                 "The fetch loop did not end within %g s: an async broker or book method blocks it",

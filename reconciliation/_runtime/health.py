@@ -106,7 +106,9 @@ class ServiceHealth:
             if c.state is not ComponentState.RUNNING
         ]
         lines.extend(
-            f"{d.sink} unreachable ({d.queued_runs} runs queued): {d.last_error}"
+            f"{d.sink} unreachable ({d.queued_runs} runs queued"
+            + (f", {d.incoming_runs} more not yet taken" if d.incoming_runs else "")
+            + f"): {d.last_error}"
             for d in self.delivery.values()
             if not d.reachable
         )
@@ -144,11 +146,16 @@ class HealthBoard:
         with self._lock:
             return self._components.get(name)
 
-    def read(self) -> ServiceHealth:
+    def read(self, now: dt.datetime | None = None) -> ServiceHealth:
+        """What was posted; with `now`, a sink busy on one call past its limit is unreachable
+        (its actor, stuck in that call, cannot say so itself)."""
         with self._lock:
+            delivery = dict(self._delivery)
+            if now is not None:
+                delivery = {sink: health.judged_at(now) for sink, health in delivery.items()}
             return ServiceHealth(
                 components=dict(self._components),
-                delivery=dict(self._delivery),
+                delivery=delivery,
                 refused_fills=self._counters.get("refused_fills", 0),
                 hung_broker_calls=self._counters.get("hung_broker_calls", 0),
                 corrections_held=self._notes.get("corrections_held", {}),

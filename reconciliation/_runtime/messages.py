@@ -84,6 +84,8 @@ class RunTicket:
     trigger: Trigger
     started_at: dt.datetime
     started: float
+    next_periodic_seconds: float | None = None
+    """How long after the run's end its account's next periodic run is due; None without one."""
     outcome: Future[ReconciliationResult] = attrs.field(factory=Future, eq=False, repr=False)
 
 

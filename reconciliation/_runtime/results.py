@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from reconciliation._domain.models import ReconciliationResult
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from reconciliation._domain.compare import Comparison
     from reconciliation._runtime.messages import RunTicket
 
@@ -17,6 +16,13 @@ __all__ = ["completed_result", "failed_result"]
 
 def _duration_ms(ticket: RunTicket, now: float) -> float:
     return round(max(now - ticket.started, 0.0) * 1000.0, 3)
+
+
+def _next_run_due(ticket: RunTicket, now: float) -> dt.datetime | None:
+    """The wall time the account's next periodic run is due: its delay after the run's end (now)."""
+    if ticket.next_periodic_seconds is None:
+        return None
+    return ticket.started_at + dt.timedelta(seconds=max(now - ticket.started, 0.0) + ticket.next_periodic_seconds)
 
 
 def completed_result(
@@ -34,6 +40,7 @@ def completed_result(
         context=ticket.trigger.context(),
         netted=comparison.netted,
         suspect=suspect,
+        next_run_due=_next_run_due(ticket, now),
     )
 
 
@@ -46,4 +53,5 @@ def failed_result(ticket: RunTicket, reason: str, now: float) -> ReconciliationR
         duration_ms=_duration_ms(ticket, now),
         context=ticket.trigger.context(),
         error=reason,
+        next_run_due=_next_run_due(ticket, now),
     )

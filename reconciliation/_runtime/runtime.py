@@ -37,7 +37,11 @@ import attrs
 from reconciliation._domain.ageing import BreakTracker
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.triggers import OnDemand
-from reconciliation._publishing.connection import check_client, publishing_client
+from reconciliation._publishing.connection import (
+    PUBLISH_SOCKET_TIMEOUT_SECONDS,
+    check_client,
+    publishing_client,
+)
 from reconciliation._publishing.leases import AccountLeases, Lease
 from reconciliation._publishing.redis_clients import redacted
 from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, RedisSink
@@ -46,11 +50,12 @@ from reconciliation._runtime.clock import SystemClock
 from reconciliation._runtime.comparator_actor import AccountMemory, ComparatorActor, LargeBookLane
 from reconciliation._runtime.corrector_actor import CorrectionLinks, CorrectorActor
 from reconciliation._runtime.debouncer_actor import DebouncerActor
-from reconciliation._runtime.delivery_actor import DeliveryActor
+from reconciliation._runtime.delivery_actor import DeliveryActor, JournalingRef
 from reconciliation._runtime.entry import EntryRef, check_request
 from reconciliation._runtime.fetcher_actor import FetcherActor
 from reconciliation._runtime.fills_reader import has_fills
 from reconciliation._runtime.health import ComponentHealth, ComponentState, HealthBoard, ServiceHealth
+from reconciliation._runtime.journal import Journal
 from reconciliation._runtime.log_sink import LogSink
 from reconciliation._runtime.messages import (
     Application,
@@ -80,6 +85,7 @@ if TYPE_CHECKING:
     from reconciliation._domain.models import CorrectionLimits, ReconciliationResult
     from reconciliation._domain.triggers import Trigger
     from reconciliation._runtime.accounts import Account
+    from reconciliation._runtime.actor_base import Teller
     from reconciliation._runtime.clock import Clock
     from reconciliation._runtime.messages import HaltCallback
 
@@ -123,7 +129,7 @@ class Runtime:
 
     Raises:
         TypeError: `redis` is not a redis-py client.
-        ValueError: no account, or one account id twice.
+        ValueError: no account, one account id twice, or accounts with different `state_dir`s.
     """
 
     def __init__(
@@ -144,6 +150,13 @@ class Runtime:
             counts = collections.Counter(account.account_id for account in accounts)
             twice = sorted(account_id for account_id, count in counts.items() if count > 1)
             msg = f"each account may be reconciled once: {', '.join(map(repr, twice))} appears twice"
+            raise ValueError(msg)
+        state_dirs = {account.config.state_dir for account in accounts}
+        if len(state_dirs) > 1:
+            msg = (
+                "every account of a runtime has the same state_dir (one outbox journal per process), "
+                f"got {', '.join(sorted(map(repr, state_dirs)))}"
+            )
             raise ValueError(msg)
         self._accounts = by_id
         self._configs = {account_id: account.config for account_id, account in by_id.items()}
@@ -179,18 +192,25 @@ class Runtime:
 
         Raises:
             RuntimeError: already started.
+            JournalError: the `state_dir` cannot hold the outbox journal (the message says why).
         """
         if self._actors:
             msg = "the reconciliation runtime is already started; stop it first"
             raise RuntimeError(msg)
-        clock = self._clock = self._given_clock or SystemClock()
         first = next(iter(self._configs.values()))
+        journal = None if first.state_dir is None else Journal.open(first.state_dir)  # first: it may refuse
+        clock = self._clock = self._given_clock or SystemClock()
         trackers = {account_id: BreakTracker(config.ageing) for account_id, config in self._configs.items()}
         blocked: dict[str, list[UUID]] = {}
-        audit_sinks = self._open_audit(trackers, blocked)
+        try:
+            audit_sinks = self._open_audit(trackers, blocked)
+        except BaseException:
+            if journal is not None:  # released, so that a start again may take it
+                journal.close()
+            raise
         board = self._board
 
-        def delivery(sink: Any, max_runs: int) -> pykka.ActorRef[Any]:
+        def delivery(sink: Any, max_runs: int, **durable: Any) -> pykka.ActorRef[Any]:
             return DeliveryActor.start(
                 sink=sink,
                 max_runs=max_runs,
@@ -198,15 +218,23 @@ class Runtime:
                 retry_max_seconds=first.publish_retry_max_seconds,
                 board=board,
                 clock=clock,
+                **durable,
             )
 
-        log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
         publishing = functools.cache(lambda: publishing_client(self._redis))  # the sink's and the leases'
         redis_sink = RedisSink(publishing, stream_maxlen=first.stream_maxlen)
-        publisher = delivery(redis_sink, first.outbox_max_runs)
+        log = delivery(LogSink(), LOG_QUEUE_MAX_RUNS)
+        publisher = delivery(
+            redis_sink,
+            first.outbox_max_runs,
+            max_bytes=first.outbox_max_bytes,
+            journal=None if journal is None else (journal, redis_sink),
+            busy_limit_seconds=PUBLISH_SOCKET_TIMEOUT_SECONDS,
+        )
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
-        sinks: dict[str, tuple[pykka.ActorRef[Any], ...]] = {
-            account_id: (log, publisher, *((audits[config.audit_store],) if config.audit_store else ()))
+        to_redis: Teller = publisher if journal is None else JournalingRef(publisher, redis_sink, journal, redis_sink)
+        sinks: dict[str, tuple[Teller, ...]] = {
+            account_id: (log, to_redis, *((audits[config.audit_store],) if config.audit_store else ()))
             for account_id, config in self._configs.items()
         }
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}
@@ -366,7 +394,14 @@ class Runtime:
     def health(self) -> ServiceHealth:
         """Each component's state, the way to each sink, the counters and the brokers' warnings;
         never blocks on an actor."""
-        health = self._board.read()
+        clock = self._clock
+        health = self._board.read(None if clock is None else clock.now())
+        incoming = self._incoming_runs()
+        if incoming:
+            delivery = {
+                sink: attrs.evolve(d, incoming_runs=incoming.get(sink, 0)) for sink, d in health.delivery.items()
+            }
+            health = attrs.evolve(health, delivery=delivery)
         warnings = tuple(
             f"account {account_id}: {warning}"
             for account_id, account in self._accounts.items()
@@ -374,7 +409,6 @@ class Runtime:
         )
         if warnings:
             health = attrs.evolve(health, warnings=warnings)
-        clock = self._clock
         if clock is not None and self._actors:
             timer = ComponentHealth(
                 "timer",
@@ -385,6 +419,15 @@ class Runtime:
             components["timer"] = timer
             health = attrs.evolve(health, components=components)
         return health
+
+    def _incoming_runs(self) -> dict[str, int]:
+        """Per sink, the runs its delivery actor has been handed and not taken yet."""
+        incoming = {}
+        for ref in self._actors:
+            actor = actor_of(ref)
+            if isinstance(actor, DeliveryActor):
+                incoming[actor.sink_name] = actor.incoming()
+        return incoming
 
     def _apply(self, correction: Correction) -> Application:
         """A `CorrectionLinks.apply`: the fetcher calls the book's `apply_correction`."""

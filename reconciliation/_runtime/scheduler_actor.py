@@ -65,6 +65,11 @@ class _AccountRuns:
     """Whether its runs read the fills behind their breaks (both books say them)."""
 
     @property
+    def next_periodic_seconds(self) -> float | None:
+        """How long after a run's end the next periodic run is due (`_arm_periodic`); None without periodic runs."""
+        return self.config.interval_seconds - self.advance if self.config.enabled else None
+
+    @property
     def limit(self) -> float:
         """How long a run may take before the watchdog abandons it: the book calls' limit,
         the fills' when they are read, and the grace."""
@@ -177,12 +182,14 @@ class SchedulerActor(ResilientActor):
         self._fetcher.tell(FetchSnapshot(ticket))
 
     def _ticket(self, account_id: str, trigger: Trigger) -> RunTicket:
+        runs = self._accounts.get(account_id)
         return RunTicket(
             run_id=uuid.uuid4(),
             account_id=account_id,
             trigger=trigger,
             started_at=self._clock.now(),
             started=self._clock.monotonic(),
+            next_periodic_seconds=None if runs is None else runs.next_periodic_seconds,
         )
 
     def _ended(self, ended: RunEnded) -> None:

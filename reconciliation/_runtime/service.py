@@ -3,12 +3,18 @@
 `ReconciliationService` reconciles one account, exactly as spec/contract.md fixes it;
 `ReconciliationRuntime` reconciles many with one set of actors and threads. Both sit on
 `Runtime` (see docs/architecture.md for the actors behind it).
+
+A host whose engine runs on plain threads (pykka's own model) has no event loop: it calls
+`start_blocking()` and `stop_blocking()`, which run `start()` and `stop()` on an event
+loop of the facade's own, kept on a daemon thread while it runs (so that `async` book
+methods have a loop to run on).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation._domain.triggers import OnDemand, Startup
@@ -18,7 +24,7 @@ from reconciliation._runtime.runtime import Runtime, StopReport
 from reconciliation._runtime.workers import call_in_daemon_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Coroutine, Mapping, Sequence
 
     from reconciliation._domain.models import CorrectionLimits
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ReconciliationRuntime", "ReconciliationService"]
 
+T = TypeVar("T")
+
 
 class _Facade:
     """What both facades do the same way, on the `Runtime` below them: start its actors off
@@ -42,6 +50,50 @@ class _Facade:
         self._described = described
         """`the reconciliation runtime`, `the reconciliation service for ACC-1`: in messages."""
         self._started = False
+        self._host_loop: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+        """The event loop `start_blocking` made, and the thread running it."""
+
+    def _blocking(self, call: Callable[[], Coroutine[object, object, T]], timeout: float | None) -> T:
+        """Run `call()` on the facade's own event loop (made on first use) and wait for it.
+
+        Raises:
+            RuntimeError: called from a running event loop (await the coroutine there instead).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            msg = f"{self._described}: start_blocking/stop_blocking block their thread; in an event loop, await start()/stop()"
+            raise RuntimeError(msg)
+        if self._host_loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="reconciliation-host-loop", daemon=True)
+            thread.start()
+            self._host_loop = (loop, thread)
+        return asyncio.run_coroutine_threadsafe(call(), self._host_loop[0]).result(timeout)
+
+    def _end_host_loop(self) -> None:
+        if self._host_loop is None:
+            return
+        loop, thread = self._host_loop
+        self._host_loop = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5.0)
+        if not thread.is_alive():
+            loop.close()
+
+    def stop_blocking(self, timeout: float | None = None) -> StopReport:
+        """`stop()` for a host without an event loop: blocks until every actor, timer and thread ended.
+
+        Raises:
+            RuntimeError: called from a running event loop (`await stop()` there).
+            TimeoutError: it took longer than `timeout` seconds.
+        """
+        try:
+            return self._blocking(self.stop, timeout)
+        finally:
+            self._end_host_loop()
 
     @property
     def ref(self) -> EntryRef:
@@ -137,7 +189,7 @@ class ReconciliationRuntime(_Facade):
     Raises:
         TypeError: a book that does not implement its protocol, or a `redis` that is
             not a redis-py client.
-        ValueError: no account, or one account id twice.
+        ValueError: no account, one account id twice, or accounts with different `state_dir`s.
 
     .. versionadded:: 0.1
     """
@@ -172,6 +224,15 @@ class ReconciliationRuntime(_Facade):
         """
         enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
         return await self._start(enabled)
+
+    def start_blocking(self, timeout: float | None = None) -> dict[str, ReconciliationResult]:
+        """`start()` for a host without an event loop: blocks until every startup run's result.
+
+        Raises:
+            RuntimeError: already started, or called from a running event loop.
+            TimeoutError: the startup runs took longer than `timeout` seconds.
+        """
+        return self._blocking(self.start, timeout)
 
     async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
         """Run `account_id` now; the result of a run whose snapshot was taken after this call.
@@ -242,6 +303,16 @@ class ReconciliationService(_Facade):
         """
         results = await self._start([self._config.account_id] if self._config.enabled else [])
         return results.get(self._config.account_id)
+
+    def start_blocking(self, timeout: float | None = None) -> ReconciliationResult | None:
+        """`start()` for a host without an event loop (a pykka engine on plain threads):
+        blocks until the startup run's result. Stop it with `stop_blocking()`.
+
+        Raises:
+            RuntimeError: already started, or called from a running event loop (`await start()` there).
+            TimeoutError: the startup run took longer than `timeout` seconds.
+        """
+        return self._blocking(self.start, timeout)
 
     async def reconcile(
         self, account_id: str | None = None, *, requested_by: str = "api"

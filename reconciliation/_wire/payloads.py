@@ -84,6 +84,7 @@ def result_payload(result: ReconciliationResult) -> dict[str, Any]:
         "error": result.error,
         "suspect": result.suspect is not None,
         "suspect_reason": result.suspect,
+        "next_run_due": None if result.next_run_due is None else timestamp_text(result.next_run_due),
         "netted": [
             {
                 "side": netted.side,

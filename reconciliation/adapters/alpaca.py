@@ -7,6 +7,11 @@ reported as `BTC/USD`, the symbol orders use; an option keeps its per-share aver
 price, and its quantity in contracts. The account is named by its account number
 (`PA3T8N36NVJK`), not its `id` (a UUID).
 
+`get_fills` reads the account's FILL activities (`GET /v2/account/activities/FILL`,
+through the client's own session, headers and error handling), oldest first from `since`,
+a page at a time: one activity is one execution (a fill or a partial fill), signed by its
+side; Alpaca reports no fee with it (fees are activities of their own).
+
 `TradingClient` is synchronous (requests): each call runs on a worker thread, so the
 service's event loop never waits on the network. Needs the `alpaca` extra:
 ``pip install 'reconciliation[alpaca]'``. docs/brokers.md has the field mapping.
@@ -15,11 +20,13 @@ service's event loop never waits on the network. Needs the `alpaca` extra:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib
 import logging
+import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -33,8 +40,12 @@ from reconciliation.adapters._common import (
     exact,
     read_environment,
 )
+from reconciliation.adapters._fills import DEFAULT_MAX_FILLS, Executions, execution, signed
 
-__all__ = ["CRYPTO_QUOTES", "SDK", "AlpacaBroker", "Settings", "crypto_symbol"]
+if TYPE_CHECKING:
+    from reconciliation._domain.fills import Fill
+
+__all__ = ["CRYPTO_QUOTES", "SDK", "AlpacaBroker", "Settings", "crypto_symbol", "fill_asset_type"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +59,23 @@ _SIGNS = {"long": 1, "short": -1}
 
 CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 """The quote currencies of Alpaca's crypto pairs, longest first, to split `BTCUSD` into `BTC/USD`."""
+
+
+_PAGE = 100
+"""Activities per page: Alpaca's most."""
+
+_FILLS = "/account/activities/FILL"
+
+_OPTION_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
+"""An OCC option symbol as Alpaca writes it: `AAPL260116C00190000`."""
+
+
+def fill_asset_type(symbol: str) -> AssetType:
+    """The asset type of a position in `symbol`, which Alpaca's activities do not say: crypto
+    has a slash (`BTC/USD`), an option is an OCC symbol, anything else is a stock."""
+    if "/" in symbol:
+        return AssetType.CRYPTO
+    return AssetType.OPTION if _OPTION_SYMBOL.match(symbol) else AssetType.STOCK
 
 
 def crypto_symbol(symbol: str) -> str:
@@ -73,14 +101,29 @@ class AlpacaBroker:
             `raw_data=True` dicts both work).
         account_id: the account number (`TradeAccount.account_number`), which
             `get_account` checks the client is logged in to.
+        max_fills: the most executions `get_fills` keeps for one symbol.
+        max_activities: the most FILL activities (of every symbol) one `get_fills` reads.
     """
 
-    def __init__(self, client: Any, account_id: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        account_id: str,
+        *,
+        max_fills: int = DEFAULT_MAX_FILLS,
+        max_activities: int = 10 * DEFAULT_MAX_FILLS,
+    ) -> None:
         if not isinstance(account_id, str) or not account_id.strip():
             msg = f"account_id must be the account number, a non-empty str, not {account_id!r}"
             raise ValueError(msg)
+        for name, value in (("max_fills", max_fills), ("max_activities", max_activities)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"{name} must be a whole number of at least 1, not {value!r}"
+                raise ValueError(msg)
         self._client = client
         self._account_id = account_id
+        self._max_fills = max_fills
+        self._max_activities = max_activities
         self._unknown = LoggedOnce(logger)
 
     @property
@@ -131,6 +174,41 @@ class AlpacaBroker:
             ),
         )
 
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The account's executions in `symbol` at or after `since`, oldest first: its FILL
+        activities, a page at a time, at most `max_activities` of them read.
+
+        Raises:
+            BrokerDataError: an activity cannot be mapped (the message names it).
+            InconsistentVenueDataError: one activity id given twice with different figures.
+        """
+        check_account(account_id, self._account_id, "AlpacaBroker")
+        return await asyncio.to_thread(self._fills, symbol, since)
+
+    def _fills(self, symbol: str, since: dt.datetime) -> list[Fill]:
+        where = f"Alpaca fills of {symbol}"
+        asset_type = fill_asset_type(symbol)
+        fills = Executions(where)
+        query: dict[str, Any] = {"after": since.isoformat(), "direction": "asc"}
+        read = 0
+        while len(fills) < self._max_fills and read < self._max_activities:
+            query["page_size"] = min(_PAGE, self._max_activities - read)
+            page = self._client.get(_FILLS, query)
+            if not isinstance(page, list):
+                msg = f"{where}: Alpaca answered {type(page).__name__}, not a list of activities"
+                raise BrokerDataError(msg)
+            page = page[: query["page_size"]]
+            read += len(page)
+            for row in page:
+                fill = _activity_fill(row, symbol, asset_type, where)
+                if fill is not None:
+                    fills.add(fill)
+            if len(page) < query["page_size"]:
+                break
+            query["page_token"] = _field(page[-1], "id")
+        if read >= self._max_activities:
+            logger.warning("%s: stopped after %d activities (max_activities)", where, read)
+        return fills.oldest_first(self._max_fills)
 
     def _position(self, index: int, entry: Any) -> BrokerPosition | None:
         symbol = _field(entry, "symbol")
@@ -163,6 +241,51 @@ class AlpacaBroker:
             exact(_field(entry, "market_value"), f"{where} market_value", float_cure=_FLOAT_CURE),
             asset_type,
         )
+
+
+def _activity_fill(row: object, symbol: str, asset_type: AssetType, where: str) -> Fill | None:
+    """One FILL activity as a `Fill`; None for another symbol's.
+
+    Its side and types are read with alpaca-py's own enums; its numbers as the exact text
+    Alpaca sent (alpaca-py's `TradeActivity` model makes them floats, and wants an
+    `account_id` and an `order_status` the Trading API's activities do not carry).
+    """
+    if not isinstance(row, Mapping):
+        msg = f"{where}: an activity is {type(row).__name__}, not an object"
+        raise BrokerDataError(msg)
+    traded = row.get("symbol")
+    if not isinstance(traded, str) or not traded:
+        msg = f"{where}: activity {row.get('id')!r} has no symbol"
+        raise BrokerDataError(msg)
+    if traded.replace("/", "") != symbol.replace("/", "") or (asset_type is not AssetType.CRYPTO and traded != symbol):
+        return None
+    enums = importlib.import_module("alpaca.trading.enums")
+    named = f"{where}: activity {row.get('id')!r}"
+    try:
+        kind = enums.ActivityType(row.get("activity_type"))
+        enums.TradeActivityType(row.get("type"))
+        side = enums.OrderSide(row.get("side"))
+        when = dt.datetime.fromisoformat(str(row.get("transaction_time")))
+    except ValueError as error:
+        msg = f"{named}: {error}"
+        raise BrokerDataError(msg) from None
+    if kind is not enums.ActivityType.FILL:
+        msg = f"{named} is a {kind.value} activity, not a FILL"
+        raise BrokerDataError(msg)
+    if when.tzinfo is None:
+        msg = f"{named} has the time {row.get('transaction_time')!r}, without its time zone"
+        raise BrokerDataError(msg)
+    quantity = exact(row.get("qty"), f"{named} qty", float_cure=_FLOAT_CURE)
+    return execution(
+        named,
+        fill_id=row.get("id"),
+        order_id=row.get("order_id"),
+        position=(symbol, asset_type),
+        quantity=signed(side.value, quantity, named),
+        price=exact(row.get("price"), f"{named} price", float_cure=_FLOAT_CURE),
+        timestamp=when,
+        fee=Decimal(0),
+    )
 
 
 def _field(entry: Any, name: str) -> Any:

@@ -16,6 +16,10 @@ venue's profile and trusts nothing else:
   data, naming both, instead of reporting a break the engine's book cannot fix;
 - cash and equity are the venue's own per-currency figures, never ccxt's unified
   `total` (which on Binance includes unrealised P&L), and never a missing row read as 0.
+- fills (`get_fills`, what explains a position break) are ccxt's `fetch_my_trades`,
+  read under the same guard, sized and typed as the positions of their market, a page at
+  a time from `since` up to `max_fills`; a row the venue names another instrument in is
+  left out, one it gives twice with other figures is inconsistent venue data.
 
 Needs the `ccxt` extra: ``pip install 'reconciliation[ccxt]'``. docs/brokers.md has the
 venue table and the field-by-field mapping.
@@ -31,7 +35,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -46,6 +50,7 @@ from reconciliation.adapters._common import (
     described,
     read_environment,
 )
+from reconciliation.adapters._fills import DEFAULT_MAX_FILLS, Executions, execution, from_milliseconds, signed
 from reconciliation.adapters._raw import Figure, Path, optional_number
 from reconciliation.adapters.read_only import WriteRefusedError, reading
 from reconciliation.adapters.venues import (
@@ -56,6 +61,11 @@ from reconciliation.adapters.venues import (
     VenueProfile,
     unverified,
 )
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from reconciliation._domain.fills import Fill
 
 __all__ = ["SDK", "CcxtBroker", "Settings", "WriteRefusedError"]
 
@@ -82,6 +92,13 @@ _DROPPED = (
 
 _HUNDRED = Decimal(100)
 
+_PAGE = 100
+"""Trades asked for per `fetch_my_trades` call (OKX and Bybit give at most 100)."""
+
+
+def _milliseconds(fill: Fill) -> int:
+    return int(fill.timestamp.timestamp() * 1000)
+
 
 class CcxtBroker:
     """The broker side of one account at a ccxt venue.
@@ -95,7 +112,8 @@ class CcxtBroker:
         profile: the venue's profile; default: its entry in `venues.VENUES`, else a
             generic one (`venues.unverified`), with a WARNING and a health warning.
         units: "base" (default) for quantities as the venue table sizes them, "contracts"
-            to keep ccxt's contracts (for a book kept in contracts).
+            to keep ccxt's contracts (for a book kept in contracts); fills are sized the same.
+        max_fills: the most executions `get_fills` reads for one symbol (page after page).
 
     Raises:
         ValueError: an argument is invalid, the profile is another venue's, or the
@@ -111,6 +129,7 @@ class CcxtBroker:
         currency: str,
         profile: VenueProfile | None = None,
         units: Literal["base", "contracts"] = "base",
+        max_fills: int = DEFAULT_MAX_FILLS,
     ) -> None:
         if not isinstance(account_id, str) or not account_id.strip():
             msg = f"account_id must be a non-empty str, not {account_id!r}"
@@ -120,6 +139,9 @@ class CcxtBroker:
             raise ValueError(msg)
         if units not in {"base", "contracts"}:
             msg = f"units must be 'base' or 'contracts', not {units!r}"
+            raise ValueError(msg)
+        if isinstance(max_fills, bool) or not isinstance(max_fills, int) or max_fills < 1:
+            msg = f"max_fills must be a whole number of at least 1, not {max_fills!r}"
             raise ValueError(msg)
         venue = exchange.id
         profile = profile or VENUES.get(venue) or unverified(venue)
@@ -131,6 +153,7 @@ class CcxtBroker:
         self._account_id = account_id
         self._currency = currency
         self._units = units
+        self._max_fills = max_fills
         self._profile = profile
         self._unknown = LoggedOnce(logger)
         self._is_async = inspect.iscoroutinefunction(exchange.fetch_positions)
@@ -199,6 +222,96 @@ class CcxtBroker:
                     params = self._filled(rows.params)
                     answers[rows.params] = await self._optional(rows.optional, exchange.fetch_balance, params) or {}
         return self._account(answers)
+
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The account's executions in `symbol` (ccxt's unified symbol) at or after `since`, oldest
+        first, at most `max_fills`: ccxt's `fetch_my_trades`, each signed by its side and sized and
+        typed as the positions in its market are.
+
+        A page (100 trades) is asked for from `since`; a full one is followed by pages of the
+        times it does not cover, after its newest fill and (until) before its oldest, so a venue
+        answering the oldest trades of a window first (Binance) and one answering the newest
+        first (OKX, Bybit) are both read whole; a short page, or one bringing nothing new, ends
+        its stretch of time.
+
+        Raises:
+            BrokerDataError: no such market, or an execution that cannot be mapped (the message
+                names it).
+            InconsistentVenueDataError: one execution id given twice with different figures.
+            WriteRefusedError: the read tried to send a request that is not a declared read.
+        """
+        check_account(account_id, self._account_id, "CcxtBroker")
+        exchange = self._exchange
+        where = f"{exchange.id} fills of {symbol}"
+        start = int(since.timestamp() * 1000)
+        with reading(exchange, exchange.id, self._profile.reads):
+            if not exchange.markets:
+                await self._call(exchange.load_markets)
+            market = self._market(symbol, where)
+            asset_type = self._asset_type(market, where)
+            size = Decimal(1) if self._units == "contracts" else self._contract_size(market, asset_type, where)
+            fills = Executions(where)
+            windows: list[tuple[int, int | None]] = [(start, None)]
+            while windows and len(fills) < self._max_fills:
+                low, high = windows.pop()
+                page = [
+                    fill
+                    for fill in (
+                        self._fill(trade, market, asset_type, size, where)
+                        for trade in await self._trades(symbol, low, high, where) or ()
+                    )
+                    if fill is not None
+                ]
+                added = [fill for fill in page if fills.add(fill)]
+                if len(page) < _PAGE or not added:
+                    continue
+                stamps = [_milliseconds(fill) for fill in page]
+                if min(stamps) > low:
+                    windows.append((low, min(stamps) + 1))
+                windows.append((max(stamps), high))
+        return fills.oldest_first(self._max_fills)
+
+    async def _trades(self, symbol: str, low: int, high: int | None, where: str) -> Any:
+        """A page of ccxt's trades from `low` (until `high`); ccxt failing on a row it cannot parse
+        (a trade without a time fails ccxt's own sort) is the venue's bad row, named, not an SDK crash."""
+        params = {} if high is None else {"until": high}
+        try:
+            return await self._call(self._exchange.fetch_my_trades, symbol, low, _PAGE, params)
+        except (TypeError, ArithmeticError, KeyError, IndexError) as error:
+            msg = f"{where}: ccxt could not read the venue's trades ({type(error).__name__}: {error})"
+            raise BrokerDataError(msg) from error
+
+    def _fill(
+        self, trade: Mapping[str, Any], market: Mapping[str, Any], asset_type: AssetType, size: Decimal, where: str
+    ) -> Fill | None:
+        """One of ccxt's trades as a `Fill`; None for another instrument's (by ccxt's symbol, and by
+        the venue's instrument id in the raw row where the profile says where it is)."""
+        symbol = market["symbol"]
+        named = Path(self._profile.fill_instrument).values(trade.get("info")) if self._profile.fill_instrument else []
+        if trade.get("symbol") != symbol or (named and str(named[0]).casefold() != str(market.get("id")).casefold()):
+            logger.debug("%s: a trade in %r (%r) left out", where, trade.get("symbol"), named)
+            return None
+        row = f"{where}: execution {trade.get('id')!r}"
+        amount = optional_number(trade.get("amount"), f"{row} amount")
+        price = optional_number(trade.get("price"), f"{row} price")
+        if amount is None or price is None:
+            msg = f"{row} has no {'amount' if amount is None else 'price'} ({trade.get('info')!r:.200})"
+            raise BrokerDataError(msg)
+        fee = trade.get("fee") or {}
+        cost = optional_number(fee.get("cost") if isinstance(fee, Mapping) else None, f"{row} fee")
+        if cost is None and self._profile.fill_fee is not None:
+            raw = self._profile.fill_fee.read(trade.get("info"), row)
+            cost = None if raw is None else raw.copy_negate() if self._profile.fill_fee_sign < 0 else raw
+        return execution(
+            row,
+            fill_id=trade.get("id"),
+            order_id=trade.get("order"),
+            position=(symbol, asset_type),
+            quantity=signed(trade.get("side"), EXACT.multiply(amount, size), row),
+            price=price,
+            timestamp=from_milliseconds(trade.get("timestamp"), row),
+            fee=Decimal(0) if cost is None else cost,
+        )
 
     async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         """Await an async ccxt method; run a sync one on a worker thread, one at a time."""

@@ -13,6 +13,12 @@ Interactive Brokers' conventions, and what the adapter does with each:
   `CASH` position is cash, not a position: it is in `cash_by_currency`.
 - Cash is `TotalCashValue` and equity `NetLiquidation` (both in the account's base
   currency); `CashBalance` per currency gives `cash_by_currency`.
+- `get_fills` asks TWS for the account's executions since `since` (`reqExecutions`),
+  keeps those of the asked `localSymbol`, signs each by its side (BOT, SLD), and takes
+  its commission from the session's commission report of that execution id; quantities
+  stay in contracts and prices per unit, as positions are. An FX execution (`CASH`) is
+  cash, not a fill. TWS only keeps the executions of the current day (up to seven with
+  its Trade Log setting): older fills are not there to read.
 - ib_async's coroutines must run on the event loop of the IB connection: every call
   is handed to that loop (`asyncio.run_coroutine_threadsafe`) and its result awaited
   from whichever loop calls.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import datetime as dt
 import decimal
 import importlib
 import logging
@@ -38,9 +45,12 @@ import attrs
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
 from reconciliation._domain.values import positive_seconds, seconds, whole_number
 from reconciliation.adapters._common import BrokerDataError, LoggedOnce, check_account, exact, exact_float
+from reconciliation.adapters._fills import DEFAULT_MAX_FILLS, Executions, execution, signed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
+
+    from reconciliation._domain.fills import Fill
 
 __all__ = ["SDK", "SEC_TYPES", "IBBroker", "IBThread", "Settings", "close_connections"]
 
@@ -95,6 +105,7 @@ class IBBroker:
             where the adapter is made, else ib_async's loop of this thread. It must be
             running whenever the service reads the account (an asyncio program,
             `ib.run()`, or an `IBThread`).
+        max_fills: the most executions `get_fills` gives for one symbol.
     """
 
     def __init__(
@@ -104,6 +115,7 @@ class IBBroker:
         *,
         currency: str = "USD",
         loop: asyncio.AbstractEventLoop | None = None,
+        max_fills: int = DEFAULT_MAX_FILLS,
     ) -> None:
         if not isinstance(account_id, str) or not account_id.strip():
             msg = f"account_id must be the IB account, a non-empty str, not {account_id!r}"
@@ -117,6 +129,10 @@ class IBBroker:
         self._loop = loop if loop is not None else _current_loop()
         self._lock: asyncio.Lock | None = None
         self._unknown = LoggedOnce(logger)
+        if isinstance(max_fills, bool) or not isinstance(max_fills, int) or max_fills < 1:
+            msg = f"max_fills must be a whole number of at least 1, not {max_fills!r}"
+            raise ValueError(msg)
+        self._max_fills = max_fills
 
     @property
     def account_id(self) -> str:
@@ -150,6 +166,18 @@ class IBBroker:
         """
         check_account(account_id, self._account_id, "IBBroker")
         return await self._on_ib_loop(self._account)
+
+    async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
+        """The account's executions in `symbol` (a `localSymbol`) at or after `since`, oldest first,
+        freshly requested from TWS.
+
+        Raises:
+            ConnectionError: IB is not connected, or its loop is not running.
+            BrokerDataError: an execution cannot be mapped (the message names it).
+            InconsistentVenueDataError: one execution id given twice with different figures.
+        """
+        check_account(account_id, self._account_id, "IBBroker")
+        return await self._on_ib_loop(lambda: self._fills(symbol, since))
 
     async def _on_ib_loop(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run `work()` on the IB connection's loop; await its result on the caller's."""
@@ -216,6 +244,47 @@ class IBBroker:
             None if per_contract is None else _AVERAGE.divide(per_contract, multiplier),
             market_value,
             asset_type,
+        )
+
+    async def _fills(self, symbol: str, since: dt.datetime) -> list[Fill]:
+        self._connected()
+        wanted = importlib.import_module("ib_async").ExecutionFilter(
+            acctCode=self._account_id, time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+        )
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            entries = await self._ib.reqExecutionsAsync(wanted)
+        reports = {fill.execution.execId: fill.commissionReport for fill in self._ib.fills()}
+        where = f"IB fills of {symbol}"
+        fills = Executions(where)
+        for entry in entries:
+            fill = self._fill(entry, symbol, since, reports.get(entry.execution.execId), where)
+            if fill is not None:
+                fills.add(fill)
+        return fills.oldest_first(self._max_fills)
+
+    def _fill(self, entry: Any, symbol: str, since: dt.datetime, report: Any, where: str) -> Fill | None:
+        """One of ib_async's `Fill`s as a `Fill`; None for another account, symbol or time, or FX."""
+        contract, done = entry.contract, entry.execution
+        if contract.localSymbol != symbol or done.acctNumber != self._account_id or contract.secType == _CASH_SEC_TYPE:
+            return None
+        if not isinstance(done.time, dt.datetime) or done.time.tzinfo is None:
+            msg = f"{where}: execution {done.execId!r} has the time {done.time!r}, without its time zone"
+            raise BrokerDataError(msg)
+        if done.time < since:
+            return None
+        named = f"{where}: execution {done.execId!r}"
+        commission = 0.0 if report is None or report.execId != done.execId else report.commission
+        return execution(
+            named,
+            fill_id=done.execId,
+            order_id=done.permId or done.orderId,
+            position=(symbol, SEC_TYPES.get(contract.secType, AssetType.OTHER)),
+            quantity=signed(done.side, exact_float(done.shares, f"{named} shares"), named),
+            price=exact_float(done.price, f"{named} price"),
+            timestamp=done.time,
+            fee=Decimal(0) if commission == _UNSET_DOUBLE else exact_float(commission, f"{named} commission"),
         )
 
     async def _account(self) -> BrokerAccount:

@@ -170,6 +170,14 @@ class VenueProfile:
     reads: tuple[Read, ...] = attrs.field(converter=_reads)
     credentials: tuple[str, ...] | None = None
     """What a read needs, when it is not what ccxt requires to trade; the others are refused."""
+    fill_instrument: str | None = None
+    """Where a trade's raw row (`info`) names the venue's instrument id: ccxt labels some venues'
+    trades with the symbol asked for whatever instrument the row is in (Kraken Futures, Binance
+    COIN-M), so a row naming another instrument is left out (None: ccxt's symbol is trusted)."""
+    fill_fee: Figure | None = attrs.field(default=None, converter=_optional_figure)
+    """Where a trade's raw row keeps its fee, read where ccxt gives none (its Decimal mode drops
+    fees); `fill_fee_sign` makes it what the account paid (OKX sends a fee paid as negative)."""
+    fill_fee_sign: Literal[1, -1] = 1
     verified: bool = True
     """Its answers were checked against payloads recorded from the venue (tests/fixtures/brokers/)."""
 
@@ -197,6 +205,8 @@ _PROFILES = (
         ),
         balances=(_BINANCE_BALANCE,),
         reads=("GET /fapi/*", *_BINANCE_CURRENCIES),
+        fill_instrument="symbol",
+        fill_fee="commission",
     ),
     VenueProfile(
         exchange_id="binancecoinm",
@@ -209,6 +219,8 @@ _PROFILES = (
         ),
         balances=(_BINANCE_BALANCE,),
         reads=("GET /dapi/*", *_BINANCE_CURRENCIES),
+        fill_instrument="symbol",
+        fill_fee="commission",
     ),
     VenueProfile(
         exchange_id="okx",
@@ -230,6 +242,9 @@ _PROFILES = (
             ),
         ),
         reads=("GET /api/v5/*",),
+        fill_instrument="instId",
+        fill_fee="fee",
+        fill_fee_sign=-1,
     ),
     VenueProfile(
         exchange_id="bybit",
@@ -266,6 +281,8 @@ _PROFILES = (
             ),
         ),
         reads=("GET /v5/*",),
+        fill_instrument="symbol",
+        fill_fee="execFee",
     ),
     VenueProfile(
         exchange_id="deribit",
@@ -288,6 +305,7 @@ _PROFILES = (
             ),
         ),
         reads=("GET /api/v2/public/*", "GET /api/v2/private/get_*"),
+        fill_instrument="instrument_name",
     ),
     VenueProfile(
         exchange_id="krakenfutures",
@@ -314,6 +332,7 @@ _PROFILES = (
             ),
         ),
         reads=("GET /derivatives/api/v3/*",),
+        fill_instrument="symbol",
     ),
     VenueProfile(
         exchange_id="hyperliquid",
@@ -352,6 +371,7 @@ _PROFILES = (
             for product in ("USDT-FUTURES", "USDC-FUTURES", "COIN-FUTURES")
         ),
         reads=("GET /api/v2/*", "GET /api/v3/*"),
+        fill_instrument="symbol",
     ),
     VenueProfile(
         exchange_id="gate",
@@ -384,6 +404,7 @@ _PROFILES = (
             )
         ),
         reads=("GET /api/v4/*",),
+        fill_instrument="contract",
     ),
     VenueProfile(
         exchange_id="kucoinfutures",
@@ -406,6 +427,7 @@ _PROFILES = (
             ),
         ),
         reads=("GET /api/*",),
+        fill_instrument="symbol",
     ),
     VenueProfile(
         exchange_id="coinbase",
@@ -423,6 +445,7 @@ _PROFILES = (
             ),
         ),
         reads=("GET /v2/*", "GET /api/v3/brokerage/*"),
+        fill_instrument="product_id",
     ),
 )
 

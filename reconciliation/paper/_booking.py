@@ -37,7 +37,7 @@ import attrs
 
 from reconciliation._domain.fills import Fill, fill_of
 from reconciliation._domain.models import AssetType, OrderFill
-from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_decimal, non_empty_text
+from reconciliation._domain.values import EXACT, exact_decimal, finite_decimal, non_empty_text, quotient
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -121,7 +121,7 @@ def book_fill(holding: Holding | None, fill: OrderFill) -> Booking:
         after = before + fill.quantity
         if (before > 0) == (fill.quantity > 0):
             weighted = abs(before) * holding.avg_cost + abs(fill.quantity) * fill.price
-            added = attrs.evolve(holding, quantity=after, avg_cost=ROUNDED.divide(weighted, abs(after)))
+            added = attrs.evolve(holding, quantity=after, avg_cost=quotient(weighted, abs(after)))
             return _booking(fill, added, _ZERO)
         closed = min(abs(before), abs(fill.quantity))
         realised = closed * (fill.price - holding.avg_cost) * holding.multiplier

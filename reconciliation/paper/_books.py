@@ -23,7 +23,7 @@ from reconciliation._domain.models import (
     OrderFill,
     Position,
 )
-from reconciliation._domain.values import EXACT, ROUNDED, exact_decimal, finite_decimal
+from reconciliation._domain.values import EXACT, exact_decimal, finite_decimal, quotient
 from reconciliation.paper._booking import Book, Holding, StaleCorrectionError, book_fill, correct_holding
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ class PaperBroker(Book):
         return BrokerAccount(
             account_id,
             cash=state.cash,
-            buying_power=ROUNDED.divide(free, self.margin_rate),
+            buying_power=quotient(free, self.margin_rate),
             total_equity=equity,
             margin_used=margin_used,
         )

@@ -11,8 +11,11 @@ Routes, all GET (anything else is answered 405):
     /static/board.css, /static/board.js
 
 A thread follows the streams (`streams.StreamFollower`, never giving up while the
-board runs) and hands each decoded entry to the event loop, where `BoardState` takes it
-and every open `/events` stream is told. Store reads run in the thread pool.
+board runs: after any error, a key of the wrong type included, it waits and tries again,
+and follows Redis again once Redis answers) and hands each decoded entry to the event
+loop, where `BoardState` takes it and every open `/events` stream is told. Once a second
+the loop also looks at which accounts went stale (`BoardState.judge`). Store reads run
+in the thread pool.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconciliation._cli.board.page import board_fragment, history_fragment, page
-from reconciliation._cli.board.state import BoardState, FeedStatus
+from reconciliation._cli.board.state import STALE_GRACE, BoardState, FeedStatus
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
 from reconciliation._publishing.inbound import decode
 from reconciliation._publishing.redis_clients import disconnect
+from reconciliation._publishing.redis_sink import KeySpace
 from reconciliation._publishing.streams import StreamFollower
 from reconciliation._wire.payloads import explanation_payload
 from reconciliation.audit import AuditStoreError
@@ -67,6 +71,8 @@ FEED_BACKOFF = Backoff(0.1, 5.0, give_up_after_seconds=None)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 """The Host headers a board bound to the loopback interface answers (no DNS rebinding)."""
 KEEPALIVE_SECONDS = 15.0
+JUDGE_EVERY_SECONDS = 1.0
+"""How often the board looks whether an account went stale or a one-off run expired."""
 _FEED_BLOCK_SECONDS = 1.0
 _HISTORY_LIMIT = 500
 
@@ -78,13 +84,13 @@ _SECURITY_HEADERS = (
 )
 
 
-def seed(store: AuditStore) -> BoardState:
+def seed(store: AuditStore, *, stale_grace: dt.timedelta = STALE_GRACE) -> BoardState:
     """The board as the audit store has it: every account's last run and open breaks.
 
     Raises:
         AuditStoreError: the store could not be read.
     """
-    state = BoardState()
+    state = BoardState(stale_grace=stale_grace)
     for account_id in store.list_accounts():
         runs = store.list_runs(account_id, limit=1)
         state.seed(account_id, runs[0] if runs else None, store.list_breaks(account_id, open_only=True))
@@ -127,6 +133,7 @@ class Board:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changes: _Changes | None = None
+        self._judging: asyncio.Task[None] | None = None
 
     @property
     def changes(self) -> _Changes:
@@ -137,6 +144,7 @@ class Board:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._changes = _Changes()
+        self._judging = asyncio.create_task(self._judge())
         if self._client is None:
             self.state.set_feed(FeedStatus(live=False, detail="no Redis given: the audit store only"))
             return
@@ -146,6 +154,8 @@ class Board:
     async def stop(self) -> None:
         """End the stream reader (its blocked read is cut short by closing its connection), close Redis."""
         self._stop.set()
+        if self._judging is not None:
+            self._judging.cancel()
         if self._client is not None:
             disconnect(self._client)
         if self._thread is not None:
@@ -154,6 +164,13 @@ class Board:
                 logger.warning("The board's stream reader did not stop within %g s", _FEED_BLOCK_SECONDS * 5)
         if self._client is not None:
             self._client.close()
+
+    async def _judge(self) -> None:
+        """Tell the pages when an account went stale (or back) or a one-off run expired."""
+        while True:
+            await asyncio.sleep(JUDGE_EVERY_SECONDS)
+            if self.state.judge(dt.datetime.now(dt.UTC)):
+                self.changes.notify()
 
     def _post(self, apply: Callable[[], object]) -> None:
         """Run `apply` on the event loop (the state's one thread) and tell the waiters."""
@@ -187,28 +204,59 @@ class Board:
         self._status(f"live from {self._where}{after}", live=True)
 
     def _follow(self) -> None:
+        """Follow the streams as long as the board runs: after an error, wait (`FEED_BACKOFF`)
+        until the streams can be read again, then go on from the last entry handed on."""
         if self._client is None:
             return
         follower = StreamFollower(
             self._client, backoff=FEED_BACKOFF, reconnection=self, wake=self._stop, block_seconds=_FEED_BLOCK_SECONDS
         )
-        try:
-            follower.run(
-                self._hand_on,
-                replay_last=self._replay,
-                done=self._stop.is_set,
-                on_started=lambda: self._status(f"live from {self._where}", live=True),
-            )
-        except Exception as exc:
-            if self._stop.is_set():
-                logger.debug("The board's stream reader ended with its connection", exc_info=True)
-            elif isinstance(exc, redis.ResponseError):
-                reason = redact_text(str(exc))
-                logger.error("Redis at %s refused to read the streams: %s", self._where, reason)  # noqa: TRY400 - the reason is the message
-                self._status(f"Redis at {self._where} refused to read the streams ({reason})", live=False)
-            else:
-                logger.exception("The board's stream reader stopped")
-                self._status(f"the stream reader stopped: {redact_text(describe_error(exc))}", live=False)
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if failures:
+                    self._readable()
+                    self._status(f"live from {self._where} again, the streams readable", live=True)
+                follower.run(
+                    self._hand_on,
+                    replay_last=self._replay,
+                    done=self._stop.is_set,
+                    on_started=lambda: self._status(f"live from {self._where}", live=True),
+                )
+            except Exception as exc:
+                if self._stop.is_set():
+                    logger.debug("The board's stream reader ended with its connection", exc_info=True)
+                    return
+                failures += 1
+                self._refused(exc, failures)
+
+    def _readable(self) -> None:
+        """Raise the reason the streams cannot be read yet: a stream key of another type.
+
+        Raises:
+            redis.ResponseError: a key holds another type than a stream.
+        """
+        assert self._client is not None  # noqa: S101 - only called while following
+        for key in KeySpace.for_client(self._client).streams.values():
+            kind = self._client.type(key)
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind not in {"stream", "none"}:
+                msg = f"WRONGTYPE the key {key} holds a {kind}, not a stream"
+                raise redis.ResponseError(msg)
+
+    def _refused(self, error: Exception, failures: int) -> None:
+        retry_in = FEED_BACKOFF.delay(failures)
+        if isinstance(error, redis.ResponseError):
+            reason = redact_text(str(error))
+            if failures == 1:
+                logger.error("Redis at %s refused to read the streams: %s", self._where, reason)
+            detail = f"Redis at {self._where} refused to read the streams ({reason})"
+        else:
+            if failures == 1:
+                logger.error("The board's stream reader failed", exc_info=error)
+            detail = f"the stream reader failed: {redact_text(describe_error(error))}"
+        self._status(f"{detail}; trying again in {retry_in:.1f} s", live=False)
+        self._stop.wait(retry_in)
 
 
 class _SecurityHeaders:
@@ -245,6 +293,7 @@ def _run_json(run: RunView | None) -> dict[str, Any] | None:
         "duration_ms": run.duration_ms,
         "discrepancy_count": run.discrepancy_count,
         "error": run.error,
+        "next_run_due": None if run.next_run_due is None else run.next_run_due.isoformat(timespec="microseconds"),
     }
 
 
@@ -254,9 +303,12 @@ def _break_json(view: BreakView, now: dt.datetime) -> dict[str, Any]:
         "account_id": view.account_id,
         "type": view.type,
         "symbol": view.symbol,
+        "asset_type": view.asset_type,
+        "currency": view.currency,
         "severity": view.severity,
         "local_value": view.local_value,
         "broker_value": view.broker_value,
+        "difference": view.difference,
         "first_seen": view.first_seen.isoformat(timespec="microseconds"),
         "last_seen": view.last_seen.isoformat(timespec="microseconds"),
         "age_seconds": (now - view.first_seen).total_seconds(),
@@ -266,8 +318,12 @@ def _break_json(view: BreakView, now: dt.datetime) -> dict[str, Any]:
 
 
 def _account_json(account: AccountView, now: dt.datetime) -> dict[str, Any]:
+    liveness = account.liveness
     return {
         "account_id": account.account_id,
+        "status": account.status,
+        "stale": liveness.stale,
+        "overdue_seconds": None if liveness.overdue_by is None else liveness.overdue_by.total_seconds(),
         "last_run": _run_json(account.last_run),
         "breaks": [_break_json(view, now) for view in account.breaks],
     }
@@ -301,7 +357,8 @@ class _Endpoints:
         return dt.datetime.now(dt.UTC)
 
     def _fragment(self) -> str:
-        return board_fragment(self._board.state.accounts(), self._board.state.feed, self._now())
+        state, now = self._board.state, self._now()
+        return board_fragment(state.accounts(now), state.feed, now, state.one_offs(now))
 
     async def home(self, _: Request) -> Response:
         return HTMLResponse(page(self._fragment(), version=self._board.state.version, where=self._where))
@@ -317,7 +374,10 @@ class _Endpoints:
             return Response("no such break", status_code=404, media_type="text/plain")
         except AuditStoreError as exc:
             return Response(_unreadable(exc), status_code=503, media_type="text/plain")
-        return HTMLResponse(history_fragment(view, sightings, title=_title(view, state), now=self._now()))
+        halted = None if state is None or state.halted_run_id is None else str(state.halted_run_id)
+        return HTMLResponse(
+            history_fragment(view, sightings, title=_title(view, state), now=self._now(), halted_run_id=halted)
+        )
 
     async def api_board(self, _: Request) -> Response:
         feed = self._board.state.feed
@@ -330,7 +390,8 @@ class _Endpoints:
                     "malformed": feed.malformed,
                     "last_malformed": feed.last_malformed,
                 },
-                "accounts": [_account_json(account, now) for account in self._board.state.accounts()],
+                "accounts": [_account_json(account, now) for account in self._board.state.accounts(now)],
+                "one_off_checks": [_account_json(account, now) for account in self._board.state.one_offs(now)],
             }
         )
 

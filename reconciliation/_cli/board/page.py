@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 from typing import TYPE_CHECKING
 
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._wire.payloads import decimal_text
 
 if TYPE_CHECKING:
-    from reconciliation._cli.board.state import AccountView, BreakView, FeedStatus, RunView
+    from reconciliation._cli.board.state import AccountView, BreakView, FeedStatus, Liveness, RunView
     from reconciliation.audit import BreakSighting
 
 __all__ = ["board_fragment", "history_fragment", "page"]
@@ -54,6 +55,18 @@ def _since(moment: dt.datetime, now: dt.datetime) -> str:
     return f'<span data-since="{_iso(moment)}">{age_text((now - moment).total_seconds())}</span>'
 
 
+def _stale(run: RunView | None, liveness: Liveness) -> str:
+    """`no run for 21 min (expected every 5 min)` for a stale account; nothing otherwise."""
+    if run is None or not liveness.stale:
+        return ""
+    every = liveness.expected_every
+    expected = f" (expected every {age_text(round(every.total_seconds()))})" if every is not None else ""
+    return (
+        f'<span class="stale">STALE: no run for {age_text(liveness.since_last_run(run).total_seconds())}'
+        f"{expected}</span>"
+    )
+
+
 def _run(run: RunView | None, now: dt.datetime) -> str:
     if run is None:
         return '<span class="run">no run recorded yet</span>'
@@ -73,7 +86,8 @@ def _break_row(view: BreakView, now: dt.datetime) -> str:
     halt = '<span class="halt" title="the kill switch fired for this break">HALT</span>' if view.halted else ""
     attributes = (
         f'class="break {_text(view.severity)}" data-account="{_text(view.account_id)}" '
-        f'data-type="{_text(view.type)}" data-symbol="{_text(view.symbol or "")}"'
+        f'data-type="{_text(view.type)}" data-symbol="{_text(view.symbol or "")}" '
+        f'data-asset-type="{_text(view.asset_type or "")}" data-currency="{_text(view.currency or "")}"'
     )
     if view.break_id:
         attributes += f' data-break-id="{_text(view.break_id)}" tabindex="0" title="show its history"'
@@ -82,8 +96,10 @@ def _break_row(view: BreakView, now: dt.datetime) -> str:
         f'<td class="severity">{_text(view.severity)}{halt}</td>'
         f"<td>{_text(view.type)}</td>"
         f"<td>{_text(view.symbol or '(account)')}</td>"
+        f"<td>{_text(view.asset_type or view.currency or '')}</td>"
         f'<td class="num">{_value(view.local_value)}</td>'
         f'<td class="num">{_value(view.broker_value)}</td>'
+        f'<td class="num">{_value(view.difference)}</td>'
         f"<td>{_clock(view.first_seen)}</td>"
         f'<td class="num">{_since(view.first_seen, now)}</td>'
         f'<td class="num">{view.consecutive_runs}</td>'
@@ -92,8 +108,8 @@ def _break_row(view: BreakView, now: dt.datetime) -> str:
 
 
 _HEAD = (
-    "<thead><tr><th>severity</th><th>type</th><th>symbol</th><th>local</th><th>broker</th>"
-    "<th>first seen</th><th>open for</th><th>runs</th></tr></thead>"
+    "<thead><tr><th>severity</th><th>type</th><th>symbol</th><th>asset / ccy</th><th>local</th><th>broker</th>"
+    "<th>difference</th><th>first seen</th><th>open for</th><th>runs</th></tr></thead>"
 )
 
 
@@ -104,8 +120,10 @@ def _account(account: AccountView, now: dt.datetime) -> str:
     else:
         breaks = '<p class="none">No open breaks.</p>'
     return (
-        f'<section class="account" data-account="{_text(account.account_id)}">'
-        f"<h2>{_text(account.account_id)}</h2>{_run(account.last_run, now)}{breaks}</section>"
+        f'<section class="account {account.status}" data-account="{_text(account.account_id)}" '
+        f'data-status="{account.status}">'
+        f"<h2>{_text(account.account_id)}</h2>{_stale(account.last_run, account.liveness)}"
+        f"{_run(account.last_run, now)}{breaks}</section>"
     )
 
 
@@ -119,23 +137,58 @@ def _feed(feed: FeedStatus) -> str:
     return f'<p id="feed" class="{"live" if feed.live else "down"}">{_text(feed.detail)}{malformed}</p>'
 
 
-def board_fragment(accounts: list[AccountView], feed: FeedStatus, now: dt.datetime) -> str:
-    """The part of the page that changes: the feed's state and every account."""
+def board_fragment(
+    accounts: list[AccountView], feed: FeedStatus, now: dt.datetime, one_offs: list[AccountView] | None = None
+) -> str:
+    """The part of the page that changes: the feed's state, every account worst first, and
+    apart from them the accounts of one-off runs (`reconciliation check`)."""
     open_breaks = sum(len(account.breaks) for account in accounts)
     critical = sum(1 for account in accounts for view in account.breaks if view.severity == "critical")
+    stale = sum(1 for account in accounts if account.status == "stale")
+    failing = sum(1 for account in accounts if account.status == "failing")
+    alarm = ' class="alarm"' if stale or failing else ""
     summary = (
         f'<p class="summary">{len(accounts)} account{"" if len(accounts) == 1 else "s"} · '
+        f'<span id="stale-count"{alarm}>{stale} stale</span> · <span id="failing-count"{alarm}>{failing} failing</span> · '
         f"{open_breaks} open break{'' if open_breaks == 1 else 's'} ({critical} critical) · "
         f"rendered {_clock(now)}</p>"
     )
     body = "".join(_account(account, now) for account in accounts) or '<p class="none">No account yet.</p>'
-    return f"{_feed(feed)}{summary}{body}"
+    apart = ""
+    if one_offs:
+        apart = (
+            '<section id="one-offs"><h2 class="apart">One-off checks (not repeated; shown for an hour)</h2>'
+            f"{''.join(_account(account, now) for account in one_offs)}</section>"
+        )
+    return f"{_feed(feed)}{summary}{body}{apart}"
+
+
+def _marks(sightings: list[BreakSighting], halted_run_id: str | None) -> dict[int, str]:
+    """What each run did to the break, by its index: `escalated` where the severity rose
+    over the run before, `kill switch` for the run that fired it."""
+    marks: dict[int, list[str]] = {}
+    for index, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
+        if _RANK.get(after.severity.value, 0) > _RANK.get(before.severity.value, 0):
+            marks.setdefault(index, []).append("escalated")
+    for index, sighting in enumerate(sightings):
+        if halted_run_id is not None and str(sighting.run_id) == halted_run_id:
+            marks.setdefault(index, []).append("kill switch")
+    return {index: ", ".join(words) for index, words in marks.items()}
+
+
+_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 def history_fragment(
-    view: BreakView | None, sightings: list[BreakSighting], *, title: str, now: dt.datetime
+    view: BreakView | None,
+    sightings: list[BreakSighting],
+    *,
+    title: str,
+    now: dt.datetime,
+    halted_run_id: str | None = None,
 ) -> str:
-    """A break's history: one row per run that saw it, oldest first."""
+    """A break's history: one row per run that saw it, newest first, the run that escalated
+    it and the one that fired the kill switch marked (`sightings` come oldest first)."""
     heading = f"<h2>{_text(title)}</h2>"
     facts = ""
     if view is not None:
@@ -145,22 +198,32 @@ def history_fragment(
             f"local {_value(view.local_value)}, broker {_value(view.broker_value)}</p>"
         )
     if sightings:
+        marks = _marks(sightings, halted_run_id)
         rows = "".join(
-            f'<tr class="{_text(s.severity.value)}"><td>{_short_clock(s.seen_at)}</td>'
+            f'<tr class="{_text(s.severity.value)}" data-run-id="{_text(s.run_id)}"><td>{_short_clock(s.seen_at)}</td>'
             f'<td class="severity">{_text(s.severity.value)}</td>'
+            f'<td class="mark">{_mark(marks.get(index))}</td>'
             f'<td class="num">{_value(decimal_text(s.local_value))}</td>'
             f'<td class="num">{_value(decimal_text(s.broker_value))}</td>'
             f'<td class="num">{s.consecutive_runs}</td><td>{_text(str(s.run_id)[:8])}</td>'
             f"<td>{_text(s.explanation.summary()) if s.explanation else ''}</td></tr>"
-            for s in sightings
+            for index, s in reversed(list(enumerate(sightings)))
         )
         table = (
-            '<table class="breaks"><thead><tr><th>seen (UTC)</th><th>severity</th><th>local</th><th>broker</th>'
-            f"<th>in a row</th><th>run</th><th>the fills behind it</th></tr></thead><tbody>{rows}</tbody></table>"
+            '<table class="breaks"><thead><tr><th>seen (UTC)</th><th>severity</th><th>what happened</th>'
+            "<th>local</th><th>broker</th><th>in a row</th><th>run</th><th>the fills behind it</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
         )
     else:
         table = '<p class="none">The audit store has no run of this break yet.</p>'
     return f'<button class="close" type="button">close</button>{heading}{facts}{table}'
+
+
+def _mark(mark: str | None) -> str:
+    if mark is None:
+        return ""
+    halt = "kill switch" in mark
+    return f'<span class="{"halt" if halt else "escalated"}">{_text(mark.replace("kill switch", "HALT: kill switch"))}</span>'
 
 
 def page(fragment: str, *, version: int, where: str) -> str:

@@ -6,13 +6,20 @@ its break, a resolved notice closes it, a halt marks it. Entries are applied by 
 they say happened, not by when they arrive, so replaying entries the store already
 holds changes nothing: an entry older than what the board knows is ignored.
 
+Each account is also judged alive or not (`Liveness`): a result says when the next
+periodic run is due (`next_run_due`); once that time has passed by `stale_grace` without
+a newer result, the account is stale (its service stopped or hangs). A one-off run
+(`reconciliation check`) has no next run: its account is shown apart and forgotten
+`ONE_OFF_SHOWN_FOR` after it ran.
+
 It is plain logic, no I/O: the web app owns one and calls it from its event loop.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -33,13 +40,34 @@ if TYPE_CHECKING:
     from reconciliation._publishing.inbound import Message
     from reconciliation.audit import RunRecord
 
-__all__ = ["SEVERITY_ORDER", "AccountView", "BoardState", "BreakView", "FeedStatus", "RunView"]
+__all__ = [
+    "ONE_OFF_SHOWN_FOR",
+    "SEVERITY_ORDER",
+    "STALE_GRACE",
+    "AccountView",
+    "BoardState",
+    "BreakView",
+    "FeedStatus",
+    "Liveness",
+    "RunView",
+]
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 """How breaks are sorted: the most severe first."""
 
-BreakKey = tuple[str, str | None]
-"""A break within its account: (type, symbol). At most one break per key is open."""
+BreakKey = tuple[str, str | None, str | None, str | None]
+"""A break within its account, as docs/payloads.md identifies it: (type, symbol, asset
+type, currency). At most one break per key is open."""
+
+STALE_GRACE = dt.timedelta(minutes=2)
+"""How long past its `next_run_due` an account may go without a result before it is stale:
+a run's result comes at its end, and a run may wait out a broker timeout first."""
+ONE_OFF_SHOWN_FOR = dt.timedelta(hours=1)
+"""How long a one-off run's account (`reconciliation check`) stays on the board."""
+
+Status = Literal["failing", "stale", "critical", "warning", "info", "clean", "unknown"]
+_BREAK_STATUS: dict[str, Status] = {"critical": "critical", "warning": "warning", "info": "info"}
+_WORST_FIRST: tuple[Status, ...] = ("failing", "stale", "critical", "warning", "info", "clean", "unknown")
 
 
 def _moment(text: str) -> dt.datetime:
@@ -57,9 +85,25 @@ class RunView:
     duration_ms: float
     discrepancy_count: int
     error: str | None
+    next_run_due: dt.datetime | None = None
+    """None: no periodic run follows it, or the payload predates the field."""
+    requested_by: str | None = None
+
+    @property
+    def one_off(self) -> bool:
+        """A run no service repeats: `reconciliation check` on two files."""
+        return self.requested_by == "check" and self.next_run_due is None
+
+    @property
+    def expected_every(self) -> dt.timedelta | None:
+        """The interval its periodic runs are expected at: from its end to its next run."""
+        if self.next_run_due is None:
+            return None
+        return self.next_run_due - self.timestamp - dt.timedelta(milliseconds=self.duration_ms)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> RunView:
+        due = payload.get("next_run_due")
         return cls(
             run_id=payload["run_id"],
             status=payload["status"],
@@ -68,6 +112,8 @@ class RunView:
             duration_ms=float(payload["duration_ms"]),
             discrepancy_count=payload["discrepancy_count"],
             error=payload["error"],
+            next_run_due=_moment(due) if due else None,
+            requested_by=payload["context"].get("requested_by"),
         )
 
     @classmethod
@@ -80,6 +126,7 @@ class RunView:
             duration_ms=record.duration_ms,
             discrepancy_count=record.discrepancy_count,
             error=record.error,
+            requested_by=record.context.get("requested_by"),
         )
 
 
@@ -98,10 +145,22 @@ class BreakView:
     consecutive_runs: int
     break_id: str | None
     halted: bool = False
+    asset_type: str | None = None
+    currency: str | None = None
 
     @property
     def key(self) -> BreakKey:
-        return (self.type, self.symbol)
+        return (self.type, self.symbol, self.asset_type, self.currency)
+
+    @property
+    def difference(self) -> str | None:
+        """broker - local, a missing side counted as 0; None when a value is not a number."""
+        try:
+            broker = Decimal(self.broker_value or 0)
+            local = Decimal(self.local_value or 0)
+        except InvalidOperation:
+            return None
+        return decimal_text(broker - local) if (broker - local).is_finite() else None
 
     def sort_key(self) -> tuple[int, dt.datetime, str, str]:
         """Most severe first, then oldest first (the longest open)."""
@@ -121,7 +180,28 @@ class BreakView:
             consecutive_runs=state.consecutive_runs,
             break_id=str(state.break_id),
             halted=state.halted_run_id is not None,
+            asset_type=None if state.asset_type is None else state.asset_type.value,
+            currency=state.currency,
         )
+
+
+@attrs.frozen
+class Liveness:
+    """Whether an account's runs still come: `overdue_by` past its next run's due time."""
+
+    stale: bool
+    overdue_by: dt.timedelta | None = None
+    expected_every: dt.timedelta | None = None
+
+    @classmethod
+    def of(cls, run: RunView | None, now: dt.datetime, grace: dt.timedelta) -> Liveness:
+        if run is None or run.next_run_due is None:
+            return cls(stale=False)
+        overdue = now - run.next_run_due
+        return cls(stale=overdue > grace, overdue_by=overdue, expected_every=run.expected_every)
+
+    def since_last_run(self, run: RunView) -> dt.timedelta:
+        return (self.overdue_by or dt.timedelta()) + (run.next_run_due or run.timestamp) - run.timestamp
 
 
 @attrs.frozen
@@ -130,6 +210,22 @@ class AccountView:
     last_run: RunView | None
     breaks: tuple[BreakView, ...]
     """Most severe first, then oldest first."""
+    liveness: Liveness = Liveness(stale=False)
+
+    @property
+    def status(self) -> Status:
+        """What is worst about it: failing, stale, its most severe break, or clean."""
+        if self.last_run is not None and self.last_run.status == "failed":
+            return "failing"
+        if self.liveness.stale:
+            return "stale"
+        if self.breaks:
+            return _BREAK_STATUS.get(self.breaks[0].severity, "warning")
+        return "unknown" if self.last_run is None else "clean"
+
+    def sort_key(self) -> tuple[int, str]:
+        """Worst first: failing, stale, critical, warning, info, clean; then by id."""
+        return (_WORST_FIRST.index(self.status), self.account_id)
 
 
 @attrs.frozen
@@ -150,12 +246,22 @@ class _Account:
 
 
 class BoardState:
-    """Every account's last run and open breaks; `version` grows with every change."""
+    """Every account's last run and open breaks; `version` grows with every change.
 
-    def __init__(self) -> None:
+    Args:
+        stale_grace: how long past its next run's due time an account goes stale.
+        one_off_shown_for: how long a one-off run's account stays.
+    """
+
+    def __init__(
+        self, *, stale_grace: dt.timedelta = STALE_GRACE, one_off_shown_for: dt.timedelta = ONE_OFF_SHOWN_FOR
+    ) -> None:
         self._accounts: dict[str, _Account] = {}
         self.version = 0
         self.feed = FeedStatus(live=False, detail="connecting to Redis")
+        self.stale_grace = stale_grace
+        self.one_off_shown_for = one_off_shown_for
+        self._judged: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
     def seed(self, account_id: str, last_run: RunRecord | None, open_breaks: list[BreakState]) -> None:
         """What the audit store holds for an account: the starting point."""
@@ -194,11 +300,48 @@ class BoardState:
             self.version += 1
         return changed
 
-    def accounts(self) -> list[AccountView]:
-        """Every account, by id, each with its open breaks, most severe then oldest first."""
+    def accounts(self, now: dt.datetime | None = None) -> list[AccountView]:
+        """Every account a service runs, worst first (`AccountView.sort_key`), each with its
+        open breaks, most severe then oldest first; judged alive or not at `now` (by default now)."""
+        now = now or dt.datetime.now(dt.UTC)
+        return sorted((view for view in self._views(now) if not _one_off(view)), key=AccountView.sort_key)
+
+    def one_offs(self, now: dt.datetime | None = None) -> list[AccountView]:
+        """The accounts of one-off runs (`reconciliation check`) of the last `one_off_shown_for`, newest first."""
+        now = now or dt.datetime.now(dt.UTC)
+        return sorted(
+            (view for view in self._views(now) if _one_off(view) and now - _ran_at(view) <= self.one_off_shown_for),
+            key=_ran_at,
+            reverse=True,
+        )
+
+    def judge(self, now: dt.datetime) -> bool:
+        """Look again at which accounts are stale and which one-offs expired: True (and a
+        new version) if that changed since the last look, so that the page shows it."""
+        runs = [(account_id, account.last_run) for account_id, account in self._accounts.items()]
+        judged = (
+            frozenset(account_id for account_id, run in runs if Liveness.of(run, now, self.stale_grace).stale),
+            frozenset(
+                account_id
+                for account_id, run in runs
+                if run is not None and run.one_off and now - run.timestamp > self.one_off_shown_for
+            ),
+        )
+        if judged == self._judged:
+            return False
+        self._judged = judged
+        self.version += 1
+        return True
+
+    def _views(self, now: dt.datetime) -> list[AccountView]:
         return [
-            AccountView(account_id, account.last_run, tuple(sorted(account.breaks.values(), key=BreakView.sort_key)))
-            for account_id, account in sorted(self._accounts.items())
+            AccountView(
+                account_id,
+                account.last_run,
+                tuple(sorted(account.breaks.values(), key=BreakView.sort_key)),
+                Liveness.of(account.last_run, now, self.stale_grace),
+            )
+            for account_id, account in self._accounts.items()
         ]
 
     def open_break(self, break_id: str) -> BreakView | None:
@@ -221,7 +364,7 @@ class BoardState:
     @staticmethod
     def _discrepancy(account: _Account, payload: Mapping[str, Any]) -> bool:
         seen = _moment(payload["timestamp"])
-        key = (payload["type"], payload["symbol"])
+        key = _key(payload)
         known = account.breaks.get(key)
         if known is not None and seen < known.last_seen:
             return False
@@ -238,12 +381,14 @@ class BoardState:
             consecutive_runs=payload.get("consecutive_runs", known.consecutive_runs + 1 if known else 1),
             break_id=payload.get("break_id", known.break_id if known else None),
             halted=known.halted if known is not None and known.break_id == payload.get("break_id") else False,
+            asset_type=payload.get("asset_type"),
+            currency=payload.get("currency"),
         )
         return True
 
     @staticmethod
     def _resolved(account: _Account, payload: Mapping[str, Any]) -> bool:
-        key = (payload["type"], payload["symbol"])
+        key = _key_of(account, payload)
         known = account.breaks.get(key)
         if known is None:
             return False
@@ -260,7 +405,7 @@ class BoardState:
 
     @staticmethod
     def _halt(account: _Account, payload: Mapping[str, Any]) -> bool:
-        key = (payload["type"], payload["symbol"])
+        key = _key_of(account, payload)
         known = account.breaks.get(key)
         seen = _moment(payload["timestamp"])
         if known is not None and known.break_id not in {None, payload["break_id"]}:
@@ -280,5 +425,27 @@ class BoardState:
             consecutive_runs=payload["consecutive_runs"],
             break_id=payload["break_id"],
             halted=True,
+            asset_type=payload.get("asset_type"),
+            currency=payload.get("currency"),
         )
         return True
+
+
+def _key(payload: Mapping[str, Any]) -> BreakKey:
+    return (payload["type"], payload["symbol"], payload.get("asset_type"), payload.get("currency"))
+
+
+def _key_of(account: _Account, payload: Mapping[str, Any]) -> BreakKey:
+    """The key of the open break the payload names by its `break_id`, else its own key
+    (a payload of an earlier version may lack the asset type and currency)."""
+    break_id = payload.get("break_id")
+    found = next((key for key, view in account.breaks.items() if break_id and view.break_id == break_id), None)
+    return found or _key(payload)
+
+
+def _one_off(view: AccountView) -> bool:
+    return view.last_run is not None and view.last_run.one_off
+
+
+def _ran_at(view: AccountView) -> dt.datetime:
+    return view.last_run.timestamp if view.last_run is not None else dt.datetime.min.replace(tzinfo=dt.UTC)

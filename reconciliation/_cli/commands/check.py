@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,14 +30,18 @@ from reconciliation._cli.render import SEVERITY_STYLES
 from reconciliation._cli.runner import ConfigError
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import CommandError, configure_logging, redis_errors, verbose_option
+from reconciliation._publishing.inbound import SEVERITIES
 from reconciliation._publishing.redis_clients import connect, redacted
 from reconciliation._wire.payloads import decimal_text
 from reconciliation.files import StatementError
 
 if TYPE_CHECKING:
-    from reconciliation._domain.models import ReconciliationResult
+    from reconciliation._domain.models import Discrepancy, ReconciliationResult
 
 __all__ = ["check"]
+
+DEFAULT_TOP = 50
+"""How many breaks the terminal's table shows: the worst; the rest are counted."""
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -69,6 +75,21 @@ __all__ = ["check"]
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON: its result and discrepancy payloads.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per break.")
 @click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    default="warning",
+    show_default=True,
+    help="Exit 1 only for a break of this severity or worse (info-only breaks exit 0 by default).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(1, 100_000),
+    default=DEFAULT_TOP,
+    show_default=True,
+    metavar="N",
+    help="On a terminal, the table shows the N worst breaks, then counts (--csv and --json give every one).",
+)
+@click.option(
     "--redis-url",
     help="Also publish the run here, as a service publishes every run (not read from $REDIS_URL).",
 )
@@ -88,8 +109,17 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
     redis_url: str | None,
     as_json: bool,
     as_csv: bool,
+    fail_on: str,
+    top: int,
 ) -> None:
     """Reconcile two position files once, print the breaks; exit 0 if they agree, 1 if not.
+
+    Columns are read by their documented names (symbol, quantity, avg_cost, asset_type,
+    market_value); a column that looks like one of them under another name (SecType,
+    AssetType, MktVal, ...) is refused until --config maps it. On a terminal the worst
+    --top breaks are shown as a table, then counts by severity and type; otherwise one
+    plain tab-separated line per break. Positions a file lists more than once are netted,
+    and said under the breaks. Exit 1 for a break of --fail-on severity or worse.
 
     Both files (CSV with a header row, or Parquet) are read and checked whole first: a bad
     row ends the command (exit 2) with one line naming the file, the row and the column.
@@ -131,37 +161,120 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
     finally:
         if client is not None:
             client.close()
-    if as_json:
-        click.echo(json_document(result))
-    elif as_csv:
-        click.echo(csv_document(result), nl=False)
-    else:
-        _show_breaks(result, local_path, broker_path)
+    _show(result, local_path, broker_path, output="json" if as_json else "csv" if as_csv else "text", top=top)
     if result.error is not None:
         msg = f"the run failed: {result.error}"
         raise CommandError(msg, exit_code=ExitCode.NOT_AS_ASKED)
-    if not result.is_clean:
+    worst = SEVERITY_RANK[fail_on]
+    if any(SEVERITY_RANK[found.severity.value] >= worst for found in result.discrepancies):
         sys.exit(ExitCode.NOT_AS_ASKED)
 
 
-def _show_breaks(result: ReconciliationResult, local_path: Path, broker_path: Path) -> None:
-    """The breaks as a table, then one line: how many, of how many positions."""
-    console = Console(highlight=False, soft_wrap=True)
-    if result.discrepancies:
-        table = Table("severity", "type", "position", "local", "broker", title=None, box=None)
-        for found in result.discrepancies:
-            style = SEVERITY_STYLES.get(found.severity.value, "")
+def _show(result: ReconciliationResult, local_path: Path, broker_path: Path, *, output: str, top: int) -> None:
+    if output == "json":
+        click.echo(json_document(result))
+    elif output == "csv":
+        click.echo(csv_document(result), nl=False)
+    elif _is_terminal():
+        _show_table(result, local_path, broker_path, top)
+    else:
+        _show_lines(result, local_path, broker_path)
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+"""--fail-on: a break of this rank or above fails the check."""
+
+
+def _is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _worst_first(result: ReconciliationResult) -> list[Discrepancy]:
+    """Most severe first, then the largest difference (broker - local, a missing side as 0)."""
+
+    def size(found: Discrepancy) -> Decimal:
+        return abs((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0)))
+
+    return sorted(result.discrepancies, key=lambda found: (-SEVERITY_RANK[found.severity.value], -size(found)))
+
+
+def _difference(found: Discrepancy) -> str:
+    if found.local_value is None and found.broker_value is None:
+        return "-"
+    return decimal_text((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))) or "-"
+
+
+def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Path, top: int) -> None:
+    """The worst `top` breaks as a table, then counts by severity and type, the netted
+    positions and one line: how many breaks, of how many positions."""
+    console = Console(highlight=False)
+    found = _worst_first(result)
+    if found:
+        table = Table("severity", "type", "position", "local", "broker", "difference", title=None, box=None)
+        for one in found[:top]:
             table.add_row(
-                Text(found.severity.value, style=style),
-                Text(found.type.value),
-                Text(safe_text(found.subject or "(account)")),
-                Text(decimal_text(found.local_value) or "-"),
-                Text(decimal_text(found.broker_value) or "-"),
+                Text(one.severity.value, style=SEVERITY_STYLES.get(one.severity.value, "")),
+                Text(one.type.value),
+                Text(safe_text(one.subject or "(account)")),
+                Text(decimal_text(one.local_value) or "-"),
+                Text(decimal_text(one.broker_value) or "-"),
+                Text(_difference(one)),
             )
         console.print(table)
+        if len(found) > top:
+            console.print(Text(f"The worst {top:,} of {len(found):,} shown; every one with --csv or --json.", style="dim"))
+        console.print(Text(_counts(result)))
+    for line in _netted(result):
+        console.print(Text(line, style="yellow"))
+    console.print(_summary(result, local_path, broker_path))
+
+
+def _show_lines(result: ReconciliationResult, local_path: Path, broker_path: Path) -> None:
+    """One plain tab-separated line per break (a header first), for a pipe or a file."""
+    lines = ["severity\ttype\tposition\tlocal\tbroker\tdifference"] if result.discrepancies else []
+    lines.extend(
+        "\t".join(
+            (
+                one.severity.value,
+                one.type.value,
+                safe_text(one.subject or "(account)"),
+                decimal_text(one.local_value) or "-",
+                decimal_text(one.broker_value) or "-",
+                _difference(one),
+            )
+        )
+        for one in result.discrepancies
+    )
+    if result.discrepancies:
+        lines.append(_counts(result))
+    lines.extend(_netted(result))
+    lines.append(_summary(result, local_path, broker_path).plain)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _counts(result: ReconciliationResult) -> str:
+    """`By severity: 2 critical, 1 warning · by type: 2 quantity_mismatch, 1 cash_mismatch`."""
+    severities = collections.Counter(found.severity.value for found in result.discrepancies)
+    kinds = collections.Counter(found.type.value for found in result.discrepancies)
+    by_severity = ", ".join(
+        f"{severities[name]:,} {name}" for name in sorted(severities, key=lambda name: -SEVERITY_RANK[name])
+    )
+    by_type = ", ".join(f"{count:,} {name}" for name, count in kinds.most_common())
+    return f"By severity: {by_severity} · by type: {by_type}"
+
+
+def _netted(result: ReconciliationResult) -> list[str]:
+    """A line per position a file listed more than once, whose entries were netted into one."""
+    return [
+        f"Netted: the {netted.side} file lists {safe_text(netted.symbol)} ({netted.asset_type.value}) "
+        f"{netted.entries} times; compared as one position, their sum"
+        for netted in result.netted
+    ]
+
+
+def _summary(result: ReconciliationResult, local_path: Path, broker_path: Path) -> Text:
     checked = f"{result.positions_checked:,} position(s)"
     files = f"{safe_text(str(local_path))} against {safe_text(str(broker_path))}"
     if result.is_clean:
-        console.print(Text(f"Clean: {checked} agree ({files}).", style="green"))
-    else:
-        console.print(Text(f"{len(result.discrepancies):,} break(s) in {checked} ({files}).", style="bold red"))
+        return Text(f"Clean: {checked} agree ({files}).", style="green")
+    return Text(f"{len(result.discrepancies):,} break(s) in {checked} ({files}).", style="bold red")

@@ -21,6 +21,7 @@ from reconciliation._publishing.redis_clients import (
     fake_redis,
     redacted,
 )
+from reconciliation._runtime.log_sink import RUN_LOGGER
 
 if TYPE_CHECKING:
     import redis
@@ -53,7 +54,8 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
       reconciliation demo --quick --redis-url redis://10.0.0.5:6379/2
       REDIS_URL=redis://localhost:6380/0 reconciliation demo
     """
-    configure_logging(verbose, logging.WARNING, below_error=("reconciliation._runtime.results",))
+    # The story shows every run and break: the run log's WARNING line of each would only repeat it.
+    configure_logging(verbose, logging.WARNING, below_error=("reconciliation._runtime.results", RUN_LOGGER))
     console = Console(highlight=False, soft_wrap=True)
     with redis_errors():
         client, where = _client(redis_url, console)

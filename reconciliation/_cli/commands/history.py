@@ -9,9 +9,11 @@ width they need. Every text from the store goes through `safe_text`, into a rich
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -31,6 +33,9 @@ from reconciliation._cli.shared import (
 from reconciliation._domain.models import DiscrepancySeverity, DiscrepancyType
 from reconciliation._wire.payloads import asset_type_text
 from reconciliation.audit import AccountCorrections, AccountHistory, load_corrections, load_history
+
+if TYPE_CHECKING:
+    from reconciliation._domain.breaks import BreakState
 
 __all__ = ["history"]
 
@@ -117,6 +122,7 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
             raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
     found: AccountHistory | AccountCorrections
     with audit_store(store) as audit:
+        _known(account, audit.list_accounts())
         if corrections:
             found = load_corrections(
                 audit,
@@ -244,9 +250,34 @@ def _render_history(console: Console, history: AccountHistory, *, open_only: boo
             "none" if state.broker_value is None else format(state.broker_value, "f"),
             _when(state.first_seen),
             str(state.consecutive_runs),
-            "open" if state.is_open else "resolved",
+            _status(state),
         )
     console.print(breaks if history.breaks else Text(f"No {kind.lower()} match.", "dim"))
+
+
+def _status(state: BreakState) -> Text:
+    """`HALT` for an open break the kill switch fired on, else open or resolved."""
+    if state.halted_run_id is not None:
+        return _text("HALT (open)" if state.is_open else "HALT (resolved)", "bold white on red")
+    return _text("open" if state.is_open else "resolved")
+
+
+def _known(account: str, accounts: list[str]) -> None:
+    """Refuse an account the store has never recorded, suggesting the closest one.
+
+    Raises:
+        CommandError: the store knows no such account (a usage error).
+    """
+    if account in accounts:
+        return
+    close = difflib.get_close_matches(account, accounts, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(accounts[:20]) + (f" and {len(accounts) - 20} more" if len(accounts) > 20 else "")
+    msg = (
+        f"--account: the audit store has no account {safe_text(account)!r}{hint} "
+        f"(it knows {safe_text(listed) if accounts else 'none yet'})"
+    )
+    raise CommandError(msg, exit_code=ExitCode.USAGE)
 
 
 def _render_corrections(console: Console, found: AccountCorrections) -> None:

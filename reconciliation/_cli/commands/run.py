@@ -11,12 +11,21 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
-from reconciliation._cli.runner import ConfigError, StartError, load_config, run_until_stopped
+from reconciliation._cli.runner import (
+    ConfigError,
+    Readiness,
+    StartError,
+    load_config,
+    run_until_stopped,
+    with_state_dir,
+)
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import (
     CommandError,
     cluster_option,
     configure_logging,
+    log_format_option,
+    log_level_option,
     redis_errors,
     verbose_option,
 )
@@ -47,6 +56,11 @@ logger = logging.getLogger(__name__)
     show_envvar=True,
     help=f"Overrides the file's redis_url.  [default: {DEFAULT_REDIS_URL}]",
 )
+@click.option(
+    "--state-dir",
+    metavar="DIR",
+    help="Where runs waiting for Redis are journaled, so a crash loses none (overrides the file's state_dir).",
+)
 @click.option("--check", is_flag=True, help="Check the configuration and its import paths, then exit.")
 @click.option(
     "--metrics-port",
@@ -66,14 +80,26 @@ logger = logging.getLogger(__name__)
     is_flag=True,
     help="Log the SDKs' DEBUG lines (ccxt, alpaca, ib_async, urllib3, ...), which -v leaves out: they carry API keys and signatures.",
 )
+@log_level_option
+@log_format_option
+@click.option(
+    "--name",
+    default="reconciliation",
+    show_default=True,
+    help="This process's name: the `runtime` label of its health metrics (one per process, whatever its accounts).",
+)
 @cluster_option
 @click.pass_obj
-def run(
+def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
     verbose: int,
     config_path: Path,
     redis_url: str | None,
+    state_dir: str | None,
     metrics_port: int | None,
     metrics_host: str,
+    name: str,
+    log_level: str,
+    log_format: str,
     *,
     check: bool,
     cluster: bool,
@@ -85,7 +111,9 @@ def run(
     and logged here. The broker and the local book of each account come from factories
     named by import path (`package.module:function`, called with the account id).
     With --metrics-port, Prometheus can scrape the runs, breaks and health of every
-    account from /metrics (docs/operations.md lists the metrics).
+    account from /metrics (docs/operations.md lists the metrics), and /healthz answers 200
+    once every account's startup run has finished, 503 while starting or stopping or when
+    a component stopped.
 
     \b
     Examples:
@@ -93,14 +121,24 @@ def run(
       reconciliation run --config prod.toml --check        # validate, start nothing
       REDIS_URL=redis://redis:6379/0 reconciliation run --config prod.toml
       reconciliation run --config prod.toml --metrics-port 9108
+      reconciliation run --config prod.toml --state-dir /var/lib/reconciliation
+      reconciliation run --config prod.toml --metrics-port 9108 --name edge-1
+      reconciliation run --config prod.toml --log-format json --log-level warning
       reconciliation run --config prod.toml --cluster --redis-url redis://node-1:7000
     """
-    configure_logging(verbose, logging.INFO, debug_sdk=debug_sdk)
+    configure_logging(
+        verbose, logging.getLevelNamesMapping()[log_level.upper()], debug_sdk=debug_sdk, log_format=log_format
+    )
     _import_from_the_working_directory()
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         raise CommandError(*(f"{config_path}: {problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
+    if state_dir is not None:
+        try:
+            config = with_state_dir(config, state_dir)
+        except ConfigError as exc:
+            raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
     metrics = None if metrics_port is None else _run_metrics()
     url = redis_url or config.redis_url or DEFAULT_REDIS_URL
     if check:
@@ -121,18 +159,22 @@ def run(
     ):
         client = client_for(url, cluster=cluster)
     server = None
+    readiness = Readiness()
     try:
         if metrics is not None and metrics_port is not None:
-            server = _serve_metrics(metrics.registry, metrics_host, metrics_port)
+            server = _serve_metrics(metrics.registry, metrics_host, metrics_port, readiness)
         problem = answers(client)
         if problem is not None:
             logger.warning(
-                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs) "
+                "No Redis answers at %s (%s): starting anyway; runs are queued (up to outbox_max_runs, %s) "
                 "and published, in order, when it answers",
                 redacted(url),
                 problem,
+                "journaled in the state directory"
+                if config.accounts[0].config.state_dir
+                else "in memory only: give --state-dir so that a crash loses none",
             )
-        asyncio.run(run_until_stopped(config, client, metrics=metrics))
+        asyncio.run(run_until_stopped(config, client, metrics=metrics, name=name, readiness=readiness))
     except StartError as exc:
         raise CommandError(str(exc), exit_code=ExitCode.START_FAILED) from exc
     finally:
@@ -166,12 +208,12 @@ def _run_metrics() -> ReconciliationMetrics:
     return ReconciliationMetrics(registry)
 
 
-def _serve_metrics(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
-    """/metrics served on host:port (the metrics extra is there: `_run_metrics` imported it)."""
+def _serve_metrics(registry: CollectorRegistry, host: str, port: int, readiness: Readiness) -> MetricsServer:
+    """/metrics and /healthz served on host:port (the metrics extra is there: `_run_metrics` imported it)."""
     from reconciliation.metrics import serve_metrics  # noqa: PLC0415 - the optional metrics extra
 
     try:
-        return serve_metrics(registry, port=port, host=host)
+        return serve_metrics(registry, port=port, host=host, healthz=readiness)
     except OSError as exc:
         msg = f"--metrics-host/--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}"
         raise CommandError(msg, exit_code=ExitCode.START_FAILED) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import signal
@@ -74,6 +75,14 @@ _OWN_DESCRIPTORS = 64
     metavar="SECONDS",
     help="How long a connection has to send a whole request (its headers) before it is closed.",
 )
+@click.option(
+    "--stale-grace",
+    type=click.FloatRange(0, 86_400),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long past its next run's due time an account goes without a result before it is shown stale.",
+)
 @cluster_option
 @click.pass_obj
 def serve(  # noqa: PLR0913 - one parameter per command-line option
@@ -86,6 +95,7 @@ def serve(  # noqa: PLR0913 - one parameter per command-line option
     max_connections: int,
     request_timeout: float,
     *,
+    stale_grace: float,
     cluster: bool,
 ) -> None:
     """Serve the live break board: every account's last run and open breaks, in the browser.
@@ -115,7 +125,7 @@ def serve(  # noqa: PLR0913 - one parameter per command-line option
     with redis_errors():
         client = client_for(redis_url, retry_commands=False, cluster=cluster)
     with audit_store(store) as audit:
-        state = seed(audit)
+        state = seed(audit, stale_grace=dt.timedelta(seconds=stale_grace))
         listening = _listen(host, port, ACCEPT_BACKLOG)
         where = f"{redacted(store)} · {redacted(redis_url)}"
         board = Board(state, audit, client, where=redacted(redis_url), replay=replay)

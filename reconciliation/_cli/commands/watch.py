@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import re
 import sys
 
 import click
@@ -20,7 +22,7 @@ from reconciliation._cli.shared import (
     redis_url_option,
     verbose_option,
 )
-from reconciliation._cli.watch import Filters, StderrNarrator, human_line, json_line
+from reconciliation._cli.watch import Filters, Liveness, StderrNarrator, human_line, json_line
 from reconciliation._cli.watch import watch as follow
 from reconciliation._domain.backoff import Backoff
 from reconciliation._publishing.inbound import SEVERITIES
@@ -82,6 +84,22 @@ DEFAULT_RETRY_FOR_SECONDS = 300.0
     metavar="SECONDS",
     help="When Redis goes away, keep reconnecting this long before giving up (exit 3).",
 )
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help=(
+        "First show what the streams kept since WHEN: a duration back from now (30s, 15m, 2h, 1d) or an "
+        f"ISO-8601 time (2026-11-25T10:00Z); at most the last {MAX_REPLAY:,} entries."
+    ),
+)
+@click.option(
+    "--stale-grace",
+    type=click.FloatRange(0, MAX_SECONDS),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Say STALE once an account's next run is this long overdue (its runs stopped coming).",
+)
 @cluster_option
 @click.pass_obj
 def watch(  # noqa: PLR0913 - one parameter per command-line option
@@ -94,44 +112,55 @@ def watch(  # noqa: PLR0913 - one parameter per command-line option
     timeout: float | None,
     retry_for: float,
     *,
+    since: str | None,
+    stale_grace: float,
     as_json: bool,
     cluster: bool,
 ) -> None:
     """Show runs, breaks, resolved breaks and halts as they are published, coloured by severity.
 
-    Reads the streams reconciliation:stream:result, :discrepancy, :resolved and :halt
-    (XREAD BLOCK, merged in publish order). With --replay N it first shows the N latest
-    entries. If Redis goes away it says so on stderr, reconnects with backoff and resumes
+    Reads the streams reconciliation:stream:result, :discrepancy, :resolved, :halt and
+    :correction (XREAD BLOCK, merged in publish order). With --replay N it first shows
+    the N latest entries; with --since 15m, those of the last 15 minutes. Times are UTC,
+    with their date. An account whose next run is overdue by --stale-grace is said STALE
+    once. If Redis goes away it says so on stderr, reconnects with backoff and resumes
     right after the last entry it showed; it gives up (exit 3) after --retry-for seconds.
     An entry that is not a well-formed payload is shown as MALFORMED with its stream ID.
 
     \b
     Examples:
       reconciliation watch --replay 20
+      reconciliation watch --since 1h --account ACC-1
       reconciliation watch --account ACC-1 --severity critical
       reconciliation watch --json | jq 'select(.channel == "reconciliation:discrepancy" and .severity == "critical")'
       reconciliation watch --count 1 --timeout 30     # wait for the next message
       reconciliation watch --cluster --redis-url redis://node-1:7000
     """
     configure_logging(verbose, logging.WARNING)
+    starting = None if since is None else _since(since)
     with redis_errors():
         client = connect(redis_url, retry_commands=False, cluster=cluster)
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False)
+    """Lines wrap between words at the terminal's width, never inside a number."""
     where = redacted(redis_url)
     backoff = Backoff(give_up_after_seconds=retry_for)
     show = (lambda m: click.echo(json_line(m))) if as_json else (lambda m: console.print(human_line(m)))
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     if not as_json:
-        console.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
+        errors.print(f"Watching {where} (Ctrl-C to stop)", style="dim", markup=False)
     try:
         received = follow(
             client,
             show,
-            replay_last=replay,
             count=count,
             timeout=timeout,
             filters=Filters(frozenset(accounts), frozenset(severities)),
             backoff=backoff,
-            narrator=StderrNarrator(Console(stderr=True, highlight=False, soft_wrap=True), where, backoff),
+            narrator=StderrNarrator(errors, where, backoff),
+            since=starting,
+            replay_last=MAX_REPLAY if starting is not None else replay,
+            liveness=None if as_json else Liveness(dt.timedelta(seconds=stale_grace)),
+            say=console.print,
         )
     except KeyboardInterrupt:
         return
@@ -166,3 +195,25 @@ def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> dt.datetime:
+    """The moment --since names: `15m` back from now, or an ISO-8601 time (UTC without a zone).
+
+    Raises:
+        click.BadParameter: it is neither.
+    """
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        seconds = float(duration.group(1)) * _SECONDS[duration.group(2).lower()]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=min(seconds, MAX_SECONDS))
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        msg = f"{text!r} is neither a duration (30s, 15m, 2h, 1d) nor an ISO-8601 time (2026-11-25T10:00Z)"
+        raise click.BadParameter(msg, param_hint="--since") from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
