@@ -33,8 +33,9 @@ from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_dicts import dicts_row
 from fig_explain import explain_rows
-from fig_fills import fills_rows
+from fig_fills import fill_path_row, fills_rows
 from fig_gc import gc_row
+from fig_isolation import ISOLATION, isolation_rows
 from fig_jitter import jitter_rows
 from fig_metrics import metrics_row
 from fig_pipeline import pipeline_row
@@ -171,6 +172,9 @@ MODES = {
 }
 
 
+FILL_PATH = {"smoke": 10, "quick": 100, "full": 300}
+"""Per mode: fills timed to their post-fill run in Redis (and as many baseline hops)."""
+
 EXPLAIN = {"smoke": (100, 10, 2), "quick": (1_000, 100, 5), "full": (1_000, 100, 9)}
 """Per mode: position breaks, fills a side per break, repeats of the explanation figures."""
 
@@ -225,6 +229,8 @@ def measure(
         step("end to end, 0 / 1 / 100 % breaks")
         rows += fills_rows(mode.fills_n, mode.fills_repeats, client)
         step("fills")
+        rows.append(fill_path_row(FILL_PATH[mode.name], client))
+        step("a fill -> its post-fill run in Redis")
         rows += explain_rows(*EXPLAIN[mode.name], client)
         step("the fills behind the breaks")
         rows.append(publish_row(mode.publish_n, mode.publish_repeats, client))
@@ -233,6 +239,8 @@ def measure(
         step("jitter")
         rows += accounts_rows(mode.accounts_sizes, mode.accounts_positions, mode.accounts_seconds, client)
         step("accounts")
+        rows += isolation_rows(ISOLATION[mode.name], client)
+        step("isolation: slow brokers, large books")
         rows.append(metrics_row(max(mode.accounts_sizes), mode.accounts_positions, mode.metrics_scrapes, client))
         step("/metrics scrape")
     return rows, curves, server

@@ -33,6 +33,7 @@ FIGURES = (
     "| longest single Redis command of the {n}-position runs above (slow log) | ",
     "| {n} fills told by an execution actor while debouncing",
     "| the same {n} fills, until the debouncer has handled the last",
+    "| a fill -> its post-fill run in the result stream (delay 0, {n} positions) |",
     "| explaining {n} position breaks, {n} fills at the broker and {n} in the book each",
     "| a whole run of {n} position breaks with their fills read through both books' get_fills",
     "| publish {n} discrepancies",
@@ -43,6 +44,8 @@ FIGURES = (
     "| idle CPU at rest (no run due), {n} account",
     "| periodic runs, start to result, p99, {n} account",
     "| `/metrics` scrape over HTTP, {n} accounts running periodic runs |",
+    "| {n} brokers answering in 80% of their 1 s limit among {n} accounts (interval 1 s): the healthy accounts' runs |",
+    "| two accounts of {n} agreeing positions among {n} (interval 2 s): the others' periodic runs |",
 )
 """The start of each row; `{n}` stands for a book size."""
 

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import eventually
 
-from reconciliation._runtime.book_calls import BookCallError, BookCalls
+from reconciliation._runtime.book_calls import BookCallError, BookCalls, BookCallTimeoutError
+from reconciliation._runtime.observers import BookCallTiming
 from reconciliation._runtime.workers import DaemonWorkers
 
 
@@ -305,3 +307,106 @@ def test_an_async_method_that_blocks_its_loop_fails_the_run_naming_it_and_later_
     while harness.service.health().hung_broker_calls and time.monotonic() < deadline:
         time.sleep(0.01)
     assert harness.reconcile().status == "ok"
+
+
+def test_time_waiting_for_a_worker_is_not_charged_to_the_call_nor_blamed_on_the_book() -> None:
+    workers = DaemonWorkers("test-queued", size=1, slow_seconds=60)
+    timings: list[BookCallTiming] = []
+    caller = Caller(workers)
+    caller.calls = BookCalls(workers, monotonic=time.monotonic, on_call=timings.append)
+    hold = threading.Event()
+    busy = workers.submit(lambda: hold.wait(10), "ACC-OTHER")
+    try:
+        eventually(busy.running, what="another account's call holding the only worker")
+        answering = asyncio.run_coroutine_threadsafe(
+            caller.calls.call(lambda account_id: [account_id], "ACC-1", name="local.get_account", limit=0.05),
+            caller.loop,
+        )
+        time.sleep(0.3)
+        assert not answering.done()
+        hold.set()
+        assert answering.result(timeout=5) == ["ACC-1"]
+        assert [(t.call, t.outcome) for t in timings] == [("local.get_account", "ok")]
+        assert timings[0].seconds < 0.05
+    finally:
+        hold.set()
+        caller.close()
+        workers.close()
+
+
+def test_a_runs_plain_calls_are_made_one_after_another_on_one_worker(caller: Caller) -> None:
+    threads: list[tuple[str, int]] = []
+
+    def call(name: str) -> Any:
+        return lambda _: threads.append((name, threading.get_ident())) or name
+
+    names = ["local.get_positions", "local.get_account", "broker.get_positions", "broker.get_account"]
+    answers = asyncio.run_coroutine_threadsafe(
+        caller.calls.call_all("ACC-1", [(name, call(name), ("ACC-1",)) for name in names], limit=5),
+        caller.loop,
+    ).result(timeout=30)
+    assert answers == names
+    assert [name for name, _ in threads] == names
+    assert len({ident for _, ident in threads}) == 1
+
+
+def test_a_call_that_hangs_in_the_job_is_named_and_the_calls_behind_it_are_still_made(caller: Caller) -> None:
+    gate = Gate()
+    answers = asyncio.run_coroutine_threadsafe(
+        caller.calls.call_all(
+            "ACC-1",
+            [
+                ("local.get_positions", lambda _: "local", ("ACC-1",)),
+                ("broker.get_positions", gate.get_positions, ("ACC-1",)),
+                ("broker.get_account", lambda _: "account", ("ACC-1",)),
+            ],
+            limit=0.3,
+        ),
+        caller.loop,
+    ).result(timeout=30)
+    gate.release.set()
+    assert answers[0] == "local"
+    assert isinstance(answers[1], BookCallTimeoutError)
+    assert str(answers[1]) == "broker.get_positions did not answer within 0.3 s"
+    assert answers[2] == "account"
+
+
+def test_a_call_that_fails_in_the_job_fails_alone(caller: Caller) -> None:
+    def refuse(_: str) -> Any:
+        raise ConnectionError("gateway down")
+
+    answers = asyncio.run_coroutine_threadsafe(
+        caller.calls.call_all(
+            "ACC-1",
+            [
+                ("broker.get_positions", refuse, ("ACC-1",)),
+                ("broker.get_account", lambda _: None, ("ACC-1",)),
+            ],
+            limit=5,
+        ),
+        caller.loop,
+    ).result(timeout=30)
+    assert str(answers[0]) == "broker.get_positions failed: ConnectionError: gateway down"
+    assert answers[1] is None
+
+
+def test_a_call_no_worker_takes_within_its_limit_is_not_made_and_the_book_is_not_blamed() -> None:
+    workers = DaemonWorkers("test-capped", size=1, slow_seconds=60, max_threads=1)
+    timings: list[BookCallTiming] = []
+    caller = Caller(workers)
+    caller.calls = BookCalls(workers, monotonic=time.monotonic, on_call=timings.append)
+    hold = threading.Event()
+    busy = workers.submit(lambda: hold.wait(10), "ACC-OTHER")
+    made: list[str] = []
+    try:
+        eventually(busy.running, what="another account's call holding the only worker")
+        with pytest.raises(BookCallError, match=r"^local.get_account was not called: no worker was free for 0.1 s"):
+            caller.call(made.append, name="local.get_account", limit=0.1)
+        hold.set()
+        assert caller.call(lambda account_id: account_id, name="local.get_account") == "ACC-1"
+        assert made == []
+        assert [(t.call, t.outcome) for t in timings] == [("local.get_account", "ok")]
+    finally:
+        hold.set()
+        caller.close()
+        workers.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fakeredis
 import pytest
@@ -18,8 +18,14 @@ from reconciliation import (
     ReconciliationConfig,
     ReconciliationRuntime,
 )
+from reconciliation._domain.models import LocalAccount, Position
 from reconciliation._runtime.clock import ManualClock
+from reconciliation._runtime.comparator_actor import LARGE_RUN
 from reconciliation.testing import PublishedCapture, ScriptedBroker, capture_published, settle
+
+if TYPE_CHECKING:
+    from reconciliation._domain.sinks import FinishedRun
+    from reconciliation._runtime.observers import BookCallTiming
 
 WORKER_POOL = 16
 
@@ -208,3 +214,71 @@ def fill(account_id: str) -> OrderFill:
     return OrderFill(
         "ORD-1", "FILL-1", account_id, "AAPL", Decimal(1), Decimal(100), dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
     )
+
+
+class FixedBook:
+    """A portfolio that holds `positions` and 1000 in cash."""
+
+    def __init__(self, positions: list[Position]) -> None:
+        self.positions = positions
+
+    def get_positions(self, account_id: str) -> list[Position]:
+        return self.positions
+
+    def get_account(self, account_id: str) -> LocalAccount:
+        return LocalAccount(account_id, Decimal(1000), Decimal(1000))
+
+
+class HoldingObserver:
+    """Holds the thread that finishes `account_id`'s runs until `release` is set, as a long
+    comparison would hold it."""
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def run_finished(self, run: FinishedRun) -> None:
+        if run.result.account_id == self.account_id:
+            self.holding.set()
+            self.release.wait(30)
+
+    def book_call_ended(self, timing: BookCallTiming) -> None:
+        pass
+
+
+def large_account(account_id: str) -> Account:
+    count = LARGE_RUN // 2 + 1
+    local = [Position(f"S{n}", Decimal(1), Decimal(1)) for n in range(count)]
+    broker = [BrokerPosition(f"S{n}", Decimal(1), Decimal(1), Decimal(1)) for n in range(count)]
+    return Account(
+        ReconciliationConfig(account_id),
+        FixedBook(local),
+        ScriptedBroker(account_id, broker, cash=Decimal(1000), total_equity=Decimal(1000)),
+    )
+
+
+def test_a_large_book_held_in_its_comparison_does_not_hold_another_accounts_run_behind_it() -> None:
+    runtime = ReconciliationRuntime([large_account("BIG"), account("SMALL")], fakeredis.FakeRedis(), clock=ManualClock())
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    observer = HoldingObserver("BIG")
+    try:
+        asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(timeout=30)
+        runtime.add_observer(observer)
+        big = asyncio.run_coroutine_threadsafe(runtime.reconcile("BIG"), loop)
+        assert observer.holding.wait(30), "the large book's run never reached its finish"
+
+        small = asyncio.run_coroutine_threadsafe(runtime.reconcile("SMALL"), loop).result(timeout=30)
+
+        assert small.status == "ok"
+        assert not big.done()
+        observer.release.set()
+        assert big.result(timeout=30).status == "ok"
+        assert runtime.health().components["comparator:large"].state.value == "running"
+    finally:
+        observer.release.set()
+        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

@@ -12,7 +12,7 @@ import pytest
 
 from reconciliation._domain.models import BrokerPosition, LocalAccount, Position
 from reconciliation._runtime.book_calls import BookCalls
-from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
+from reconciliation._runtime.snapshot import CHECK_CHUNK, SnapshotError, fetch_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker
 
@@ -200,3 +200,12 @@ def test_dict_entries_become_the_same_positions_as_objects() -> None:
     )
 
     assert fetch(broker).broker_positions == tuple(positions)
+
+
+def test_a_book_longer_than_a_check_chunk_with_a_look_alike_in_its_last_chunk_is_parsed_whole() -> None:
+    positions = [BrokerPosition(f"S{n}", 1, Decimal(1), Decimal(1)) for n in range(2 * CHECK_CHUNK)]
+    broker = ScriptedBroker("ACC-1")
+    broker.then_return([*positions, {"symbol": "LAST", "quantity": 1, "avg_cost": Decimal(1), "market_value": Decimal(1)}])
+    snapshot = fetch(broker)
+    assert len(snapshot.broker_positions) == 2 * CHECK_CHUNK + 1
+    assert snapshot.broker_positions[-1] == BrokerPosition("LAST", 1, Decimal(1), Decimal(1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -136,3 +137,62 @@ def test_a_call_released_before_it_started_is_not_made() -> None:
     assert workers.submit(lambda: "next").result(timeout=5) == "next"
     assert made == []
     workers.close()
+
+
+def test_the_accounts_take_turns_so_one_that_floods_the_pool_delays_another_by_one_call() -> None:
+    workers = DaemonWorkers("test-turns", size=1)
+    hold = threading.Event()
+    order: list[str] = []
+    first = workers.submit(lambda: hold.wait(10), "A")
+    eventually(first.running, what="the first call of A running")
+    flood = [workers.submit(functools.partial(order.append, f"A{i}"), "A") for i in range(5)]
+    other = workers.submit(functools.partial(order.append, "B"), "B")
+    hold.set()
+    for future in [*flood, other]:
+        future.result(timeout=5)
+    assert order == ["A0", "B", "A1", "A2", "A3", "A4"]
+    workers.close()
+
+
+def test_calls_waiting_behind_slow_ones_get_a_thread_of_their_own() -> None:
+    workers = DaemonWorkers("test-slow", size=1, slow_seconds=0.05)
+    hold = threading.Event()
+    slow = workers.submit(lambda: hold.wait(10), "SLOW")
+    eventually(slow.running, what="the slow call running")
+    assert workers.submit(lambda: "served", "HEALTHY").result(timeout=5) == "served"
+    assert not slow.done()
+    hold.set()
+    slow.result(timeout=5)
+    workers.close()
+
+
+def test_slow_calls_never_take_the_pool_past_its_thread_cap() -> None:
+    workers = DaemonWorkers("test-cap", size=1, slow_seconds=0.01, max_threads=2)
+    hold = threading.Event()
+    slow = [workers.submit(lambda: hold.wait(10), f"SLOW-{i}") for i in range(2)]
+    for future in slow:
+        eventually(future.running, what="a slow call running")
+    waiting = workers.submit(lambda: "served", "HEALTHY")
+    time.sleep(0.1)
+    assert not waiting.done()
+    assert workers.threads == 2
+    hold.set()
+    assert waiting.result(timeout=5) == "served"
+    workers.close()
+
+
+def test_a_pool_capped_below_its_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be capped at 1"):
+        DaemonWorkers("test", size=2, max_threads=1)
+
+
+def test_closing_cancels_the_calls_still_waiting() -> None:
+    workers = DaemonWorkers("test-close-waiting", size=1)
+    hold = threading.Event()
+    running = workers.submit(lambda: hold.wait(10))
+    eventually(running.running, what="the first call running")
+    waiting = workers.submit(lambda: "never")
+    workers.close()
+    assert waiting.cancelled()
+    hold.set()
+    assert running.result(timeout=5) is True

@@ -5,13 +5,20 @@ Every call is made from the fetcher's event loop thread (from a fresh one after 
 fetcher gave up on a loop that a blocking `async def` froze; a lock keeps the shared
 bookkeeping right across the two):
 
-- a plain method runs on a daemon worker thread; an `async` one on the fetcher's own
+- a plain method runs on a daemon worker thread — a run's plain calls one after another
+  in one worker job (`call_all`), so that a run costs one thread hop, not four; a call
+  that has not answered within `ALONE_AFTER_SECONDS` has the calls behind it moved to
+  jobs of their own, so a slow book still has its calls made together. An `async` one
+  runs on the fetcher's own
   loop, unless it belongs to another: a book object whose `event_loop` attribute is a
   loop is run there, and one whose coroutine fails with asyncio's "attached to a
   different loop" is run, from then on, on the loop the service was started from
   (the engine's). Never on the engine's loop by default: an engine that blocks its
   loop thread on `ref.ask(...)` would deadlock against its own broker;
-- the run waits at most its limit; a call that has not returned by then is not
+- the run waits at most its limit for each call, counted from when the call starts:
+  time spent waiting for a worker is not the book's (see `DaemonWorkers`, which serves
+  the accounts in turn). Only when the pool is at its cap of threads and a call has
+  waited its limit for one is it given up on, not made, with an error that says so. A call that has not returned by then is not
   cancelled (a thread cannot be) but left to finish, and until it does no second call
   of that method for that account is made: the next run fails at once, saying so. So a
   broker that hangs holds one thread per method, never one per run;
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import itertools
 import logging
@@ -36,13 +44,17 @@ from reconciliation._runtime.observers import BookCallTiming
 
 if TYPE_CHECKING:
     import concurrent.futures
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from reconciliation._runtime.workers import DaemonWorkers
 
-__all__ = ["BookCallError", "BookCallTimeoutError", "BookCalls"]
+__all__ = ["ALONE_AFTER_SECONDS", "BookCallError", "BookCallTimeoutError", "BookCalls"]
 
 logger = logging.getLogger(__name__)
+
+
+ALONE_AFTER_SECONDS = 0.05
+"""How long a plain call may keep the calls behind it in its job waiting."""
 
 
 class BookCallError(Exception):
@@ -103,8 +115,6 @@ class BookCalls:
         self._tokens = itertools.count()
         self._hung: set[tuple[str, str]] = set()
         self._bound: set[tuple[str, str]] = set()
-        self._threads: dict[tuple[str, str], concurrent.futures.Future[Any]] = {}
-        """The worker running each plain call in progress, to release it if it hangs."""
 
     @property
     def hung(self) -> int:
@@ -151,24 +161,18 @@ class BookCalls:
             BookCallError: it raised, or still hangs from an earlier run.
         """
         key = (account_id, name)
-        with self._lock:
-            outstanding = self._outstanding.get(key)
-        if outstanding is not None:
-            self._on_call(BookCallTiming(account_id, name, 0.0, "still_hung"))
-            msg = (
-                f"{name} is still running from an earlier run (called {self._monotonic() - outstanding[1]:.0f} s "
-                "ago, it never returned); it is not called again until it does"
-            )
-            raise BookCallError(msg)
+        args = (account_id,) if arguments is None else arguments
+        if not inspect.iscoroutinefunction(method):
+            return await self._call_one_plain(method, account_id, name, limit, args, on_late)
+        self._refuse_if_hung(account_id, name)
         started = self._monotonic()
         waited_from = time.perf_counter()
-        args = (account_id,) if arguments is None else arguments
         returned = _Returned()
-        running = self._begin(method, args, name, key, returned)
+        running = self._begin(method, args, key, returned)
         done, _ = await asyncio.wait({running}, timeout=limit)
         if done and self._belongs_to_home_loop(running, key):
             returned = _Returned()
-            running = self._begin(method, args, name, key, returned)
+            running = self._begin(method, args, key, returned)
             done, _ = await asyncio.wait({running}, timeout=max(limit - (self._monotonic() - started), 0.0))
         waited = time.perf_counter() - waited_from
         if not done:
@@ -178,9 +182,6 @@ class BookCalls:
                 hanging = key in self._outstanding
                 if hanging:
                     self._hung.add(key)
-                thread = self._threads.get(key)
-            if thread is not None:
-                self._workers.release(thread)
             if hanging:
                 self._on_hung(len(self._hung))
             elsewhere = self._loop_of(method, key) is not None
@@ -200,6 +201,205 @@ class BookCalls:
             msg = f"{name} failed: {describe_error(cause)}"
             raise BookCallError(msg) from cause
         return running.result()
+
+    async def _call_one_plain(
+        self,
+        method: Callable[..., Any],
+        account_id: str,
+        name: str,
+        limit: float,
+        args: tuple[object, ...],
+        on_late: Callable[[BaseException | None], object] | None,
+    ) -> Any:
+        [plain] = await self._call_plain(account_id, [(name, method, args)], limit)
+        if isinstance(plain.result, BookCallTimeoutError) and on_late is not None:
+            plain.returned.watch(on_late)
+        if isinstance(plain.result, BookCallError):
+            raise plain.result
+        return plain.result
+
+    async def call_all(
+        self,
+        account_id: str,
+        calls: Sequence[tuple[str, Callable[..., Any], tuple[object, ...]]],
+        *,
+        limit: float,
+    ) -> list[Any]:
+        """Each of `calls` — (name, plain method, arguments) — made on a worker, one after
+        another in one job (see the module docstring), each within `limit` seconds from
+        when it starts: its answer, or the `BookCallError` it ended with, in order."""
+        return [plain.result for plain in await self._call_plain(account_id, calls, limit)]
+
+    def _refuse_if_hung(self, account_id: str, name: str) -> None:
+        """Raises: BookCallError: the method's call of an earlier run has not returned."""
+        with self._lock:
+            outstanding = self._outstanding.get((account_id, name))
+        if outstanding is None:
+            return
+        self._on_call(BookCallTiming(account_id, name, 0.0, "still_hung"))
+        msg = (
+            f"{name} is still running from an earlier run (called {self._monotonic() - outstanding[1]:.0f} s "
+            "ago, it never returned); it is not called again until it does"
+        )
+        raise BookCallError(msg)
+
+    async def _call_plain(
+        self,
+        account_id: str,
+        calls: Sequence[tuple[str, Callable[..., Any], tuple[object, ...]]],
+        limit: float,
+    ) -> list[_Plain]:
+        plains = [_Plain(method, args, (account_id, name)) for name, method, args in calls]
+        made: list[_Plain] = []
+        for plain in plains:
+            try:
+                self._refuse_if_hung(account_id, plain.key[1])
+            except BookCallError as error:
+                plain.result, plain.settled = error, True
+                continue
+            token = next(self._tokens)
+            with self._lock:
+                self._outstanding[plain.key] = (token, self._monotonic(), False)
+            plain.release = functools.partial(self._plain_returned, plain, token)
+            made.append(plain)
+        if made:
+            await self._run_jobs(made, limit)
+        return plains
+
+    def _plain_returned(self, plain: _Plain, token: int, error: BaseException | None) -> None:
+        self._returned(plain.key, token)
+        plain.returned.finish(error)
+
+    async def _run_jobs(self, made: list[_Plain], limit: float) -> None:
+        """Make the calls and wait for each, within its limit from its start; a job's call
+        that is slow has the calls behind it moved to jobs of their own."""
+        loop = asyncio.get_running_loop()
+        jobs = [self._submit(made, loop)]
+        waiting = set(jobs)
+        try:
+            while waiting:
+                wake = self._watch(waiting, jobs, limit, loop)
+                if waiting:
+                    await asyncio.wait(
+                        {job.finished for job in waiting}, timeout=wake, return_when="FIRST_COMPLETED"
+                    )
+                    waiting -= {job for job in waiting if job.finished.done()}
+        except BaseException:
+            for job in jobs:
+                for plain in job.detach():
+                    plain.release(asyncio.CancelledError())
+                if job.worker is not None:
+                    self._workers.release(job.worker)
+            raise
+        for plain in made:
+            if not plain.settled:
+                await self._settle(plain, limit)
+
+    def _watch(
+        self, waiting: set[_Job], jobs: list[_Job], limit: float, loop: asyncio.AbstractEventLoop
+    ) -> float:
+        """Time out the calls past their limit, move the calls behind a slow one to jobs of
+        their own; how long to wait before looking again."""
+        now = self._monotonic()
+        wake = min(limit, ALONE_AFTER_SECONDS)
+        for job in list(waiting):
+            current = job.current()
+            if current is None or current.started is None:
+                if job.queued_for(now) >= limit and self._workers.at_cap:
+                    self._not_called(job, waiting, limit)
+                continue
+            age = now - current.started
+            if age >= limit:
+                waiting.discard(job)
+                self._time_out(job, current, limit)
+            elif age < ALONE_AFTER_SECONDS:
+                wake = min(wake, ALONE_AFTER_SECONDS - age)
+                continue
+            else:
+                wake = min(wake, limit - age)
+            rest = job.detach()
+            if rest:
+                alone = [self._submit([plain], loop) for plain in rest]
+                jobs += alone
+                waiting.update(alone)
+        return max(wake, 0.0)
+
+    def _not_called(self, job: _Job, waiting: set[_Job], limit: float) -> None:
+        """No worker took the job within the limit, and the pool is at its cap of threads (so
+        none will be started for it): its calls are not made, and the run is told why — not
+        a fault of the book's."""
+        for plain in job.detach():
+            plain.release(None)
+            plain.result = BookCallError(
+                f"{plain.key[1]} was not called: no worker was free for {limit:g} s (every one was busy "
+                "with other calls, the pool at its cap); the book was not asked"
+            )
+            plain.settled = True
+        if job.queued_for(self._monotonic()) > 0:  # it did not start after all: nothing to wait for
+            waiting.discard(job)
+            if job.worker is not None:
+                self._workers.release(job.worker)
+
+    def _submit(self, calls: list[_Plain], loop: asyncio.AbstractEventLoop) -> _Job:
+        job = _Job(calls, self._monotonic, loop)
+        job.worker = self._workers.submit(job.run, calls[0].key[0])
+        job.worker.add_done_callback(lambda _: _call_soon(loop, _set_done, job.finished))
+        return job
+
+    def _time_out(self, job: _Job, plain: _Plain, limit: float) -> None:
+        account_id, name = plain.key
+        self._on_call(BookCallTiming(account_id, name, self._monotonic() - (plain.started or 0.0), "timeout"))
+        with self._lock:
+            hanging = plain.key in self._outstanding
+            if hanging:
+                self._hung.add(plain.key)
+        if job.worker is not None:
+            self._workers.release(job.worker)
+        if hanging:
+            self._on_hung(len(self._hung))
+        plain.result, plain.settled = BookCallTimeoutError(f"{name} did not answer within {limit:g} s"), True
+
+    async def _settle(self, plain: _Plain, limit: float) -> None:
+        """The run's answer of a call that ended on its worker: an awaitable it returned is
+        awaited, within what is left of its limit."""
+        account_id, name = plain.key
+        took = (plain.ended or 0.0) - (plain.started or 0.0)
+        answer = plain.answer
+        if plain.error is None and inspect.isawaitable(answer):
+            logger.debug("%s returned an awaitable; awaiting it", name)
+            try:
+                running = _run_on(
+                    _contained(answer, plain.release),
+                    self._loop_of(plain.method, plain.key),
+                    asyncio.get_running_loop(),
+                )
+            except BookCallError as error:
+                plain.release(error)
+                plain.error = error
+            else:
+                done, _ = await asyncio.wait({running}, timeout=max(limit - took, 0.0))
+                took = self._monotonic() - (plain.started or 0.0)
+                if not done:
+                    running.cancel()
+                    self._on_call(BookCallTiming(account_id, name, took, "timeout"))
+                    plain.result = BookCallTimeoutError(f"{name} did not answer within {limit:g} s")
+                    plain.settled = True
+                    return
+                if running.cancelled():
+                    self._on_call(BookCallTiming(account_id, name, took, "failed"))
+                    plain.result = BookCallError(f"{name} was cancelled")
+                    plain.settled = True
+                    return
+                raised = running.exception()
+                plain.error = raised.__cause__ if isinstance(raised, _HostRaised) else raised
+                answer = None if raised is not None else running.result()
+        self._on_call(BookCallTiming(account_id, name, took, "ok" if plain.error is None else "failed"))
+        plain.settled = True
+        if plain.error is None:
+            plain.result = answer
+            return
+        plain.result = BookCallError(f"{name} failed: {describe_error(plain.error)}")
+        plain.result.__cause__ = plain.error
 
     def _belongs_to_home_loop(self, done: asyncio.Future[Any], key: tuple[str, str]) -> bool:
         """Whether the call just failed because its futures belong to the engine's loop
@@ -221,7 +421,6 @@ class BookCalls:
         self,
         method: Callable[..., Any],
         args: tuple[object, ...],
-        name: str,
         key: tuple[str, str],
         returned: _Returned,
     ) -> asyncio.Future[Any]:
@@ -235,7 +434,7 @@ class BookCalls:
             returned.finish(error)
 
         try:
-            return self._start(method, args, name, release, key)
+            return self._start(method, args, release, key)
         except BaseException as error:
             release(error)
             raise
@@ -245,7 +444,6 @@ class BookCalls:
             if self._outstanding.get(key, (None,))[0] != token:
                 return
             del self._outstanding[key]
-            self._threads.pop(key, None)
             was_hung = key in self._hung
             self._hung.discard(key)
         if was_hung:
@@ -255,33 +453,13 @@ class BookCalls:
         self,
         method: Callable[..., Any],
         args: tuple[object, ...],
-        name: str,
         release: Callable[[BaseException | None], None],
         key: tuple[str, str],
     ) -> asyncio.Future[Any]:
-        """Start the call; `release` runs once the host's code has really returned (or raised)."""
-        loop = asyncio.get_running_loop()
-        target = self._loop_of(method, key)
-        if inspect.iscoroutinefunction(method):
-            return _run_on(_contained(method(*args), release), target, loop)
-        return self._start_plain(method, args, name, release, target, key)
-
-    def _start_plain(
-        self,
-        method: Callable[..., Any],
-        args: tuple[object, ...],
-        name: str,
-        release: Callable[[BaseException | None], None],
-        target: asyncio.AbstractEventLoop | None,
-        key: tuple[str, str],
-    ) -> asyncio.Future[Any]:
-        """A plain method on a worker thread (and, if it returns an awaitable, that awaited)."""
-        call = _PlainCall(name, release, target)
-        worker = self._workers.submit(lambda: _contained_call(method, args))
-        with self._lock:
-            self._threads[key] = worker
-        worker.add_done_callback(call.finished)
-        return call.waiting
+        """Start the coroutine; `release` runs once the host's code has really returned (or raised)."""
+        return _run_on(
+            _contained(method(*args), release), self._loop_of(method, key), asyncio.get_running_loop()
+        )
 
     def _loop_of(self, method: Callable[..., Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
         """The loop the method's coroutines belong to, when it is not ours."""
@@ -311,52 +489,85 @@ def _on_another_loop(error: BaseException | None) -> bool:
     return isinstance(cause, RuntimeError) and "attached to a different loop" in str(cause)
 
 
-class _PlainCall:
-    """A plain call's way back from its worker thread to the loop that awaits it."""
+class _Plain:
+    """One plain call of a run: what to call, and (from its worker) how it went."""
+
+    def __init__(self, method: Callable[..., Any], args: tuple[object, ...], key: tuple[str, str]) -> None:
+        self.method = method
+        self.args = args
+        self.key = key
+        self.returned = _Returned()
+        self.release: Callable[[BaseException | None], None] = lambda _: None
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+        """What the run gets: the answer, or the `BookCallError` it ended with, once `settled`."""
+        self.settled = False
+
+    def make(self) -> None:
+        """On the worker: call the host's code; a plain answer frees the method's gate at once."""
+        try:
+            self.answer = self.method(*self.args)
+        except BaseException as error:  # noqa: BLE001 - handed to the run as a failed call
+            self.error = error
+            self.release(error)
+        else:
+            if not inspect.isawaitable(self.answer):
+                self.release(None)
+
+
+class _Job:
+    """Plain calls of one account, made one after another on one worker."""
 
     def __init__(
-        self, name: str, release: Callable[[BaseException | None], None], target: asyncio.AbstractEventLoop | None
+        self, calls: list[_Plain], monotonic: Callable[[], float], loop: asyncio.AbstractEventLoop
     ) -> None:
-        self._name = name
-        self._release = release
-        self._target = target
-        self._loop = asyncio.get_running_loop()
-        self._answered: asyncio.Future[Any] = self._loop.create_future()
-        self.waiting: asyncio.Future[Any] = asyncio.ensure_future(self._then_await())
+        self._calls = calls
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._next = 0
+        """The calls before it have started."""
+        self._end = len(calls)
+        """The calls from it on are not this job's (moved, or given up on)."""
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.worker: concurrent.futures.Future[None] | None = None
+        self._submitted = monotonic()
 
-    async def _then_await(self) -> Any:
-        answer = await self._answered
-        if inspect.isawaitable(answer):
-            logger.debug("%s returned an awaitable; awaiting it", self._name)
-            return await _run_on(_contained(answer, self._release), self._target, self._loop)
-        return answer
+    def queued_for(self, now: float) -> float:
+        """How long the job has waited for a worker; 0 once it has started a call."""
+        with self._lock:
+            return 0.0 if self._next else now - self._submitted
 
-    def finished(self, done: concurrent.futures.Future[Any]) -> None:
-        """In the worker's thread: a plain answer frees the gate at once, whatever the loop is doing."""
-        if done.cancelled():
-            self._release(asyncio.CancelledError())
-        elif (error := done.exception()) is not None:
-            self._release(error.__cause__ if isinstance(error, _HostRaised) else error)
-        elif not inspect.isawaitable(done.result()):
-            self._release(None)
-        _call_soon(self._loop, self._returned, done)
+    def run(self) -> None:
+        while True:
+            with self._lock:
+                if self._next >= self._end:
+                    return
+                call = self._calls[self._next]
+                self._next += 1
+                call.started = self._monotonic()
+            call.make()
+            call.ended = self._monotonic()
 
-    def _returned(self, done: concurrent.futures.Future[Any]) -> None:
-        """On the loop: hand the answer over, or drop it if nobody waits any more."""
-        answer = None if done.cancelled() or done.exception() is not None else done.result()
-        if done.cancelled() or self.waiting.done():
-            if inspect.iscoroutine(answer):
-                answer.close()
-            self._release(asyncio.CancelledError() if inspect.isawaitable(answer) else None)
-            if not self._answered.done():
-                self._answered.cancel()
-            return
-        if inspect.isawaitable(answer):
-            self._answered.set_result(answer)
-        elif done.exception() is not None:
-            self._answered.set_exception(done.exception())  # type: ignore[arg-type]
-        else:
-            self._answered.set_result(answer)
+    def current(self) -> _Plain | None:
+        """The call in progress, if one is."""
+        with self._lock:
+            call = self._calls[self._next - 1] if self._next else None
+        return call if call is not None and call.ended is None else None
+
+    def detach(self) -> list[_Plain]:
+        """The calls not started yet, taken out of the job."""
+        with self._lock:
+            rest = self._calls[self._next : self._end]
+            self._end = self._next
+        return rest
+
+
+def _set_done(finished: asyncio.Future[None]) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 class _HostRaised(Exception):  # noqa: N818 - a carrier, never seen outside this module
@@ -380,10 +591,3 @@ async def _contained(awaitable: Any, release: Callable[[BaseException | None], N
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
     with contextlib.suppress(RuntimeError):  # the loop closed: the service has stopped
         loop.call_soon_threadsafe(callback, *args)
-
-
-def _contained_call(method: Callable[..., Any], args: tuple[object, ...]) -> Any:
-    try:
-        return method(*args)
-    except BaseException as error:
-        raise _HostRaised from error

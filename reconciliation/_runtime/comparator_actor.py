@@ -8,7 +8,13 @@ ticket's `outcome`, and the kill switch is called for what ageing confirmed.
 It runs inside the host engine's process and shares its GIL. A pure-Python loop gives
 the GIL to other threads only every switch interval (5 ms), so a large comparison
 pauses between chunks and, once `GIL_BUDGET_SECONDS` of work has passed since its last
-pause, releases the GIL with `time.sleep(0)`. During a large run the cyclic garbage
+pause, releases the GIL with `time.sleep(0)`.
+
+A large book has a lane of its own: the first time an account's snapshot holds more than
+`LARGE_RUN` positions, the comparator hands the account to its large-book lane (another
+comparator actor, sharing what it remembers of each account) and from then on forwards
+every message about that account there, in order; the account never comes back. A
+million-position comparison then runs beside the other accounts' runs, not ahead of them. During a large run the cyclic garbage
 collector is paused too: a full collection of a million-position heap holds the GIL
 for 50-60 ms, and the run's own allocations would trigger it. See docs/benchmarks.md.
 """
@@ -20,7 +26,10 @@ import datetime as dt
 import gc
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from reconciliation._domain.ageing import AgeingUpdate, BreakTracker
 from reconciliation._domain.compare import compare
@@ -40,7 +49,7 @@ from reconciliation._runtime.observers import PROCESS_OBSERVERS, Observers
 from reconciliation._runtime.results import completed_result, failed_result
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.compare import Comparison
@@ -50,7 +59,15 @@ if TYPE_CHECKING:
     from reconciliation._runtime.health import HealthBoard
     from reconciliation._runtime.messages import HaltCallback, RunTicket
 
-__all__ = ["GIL_BUDGET_SECONDS", "LARGE_RUN", "ComparatorActor", "GilBudget", "paused_gc"]
+__all__ = [
+    "GIL_BUDGET_SECONDS",
+    "LARGE_RUN",
+    "AccountMemory",
+    "ComparatorActor",
+    "GilBudget",
+    "LargeBookLane",
+    "paused_gc",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +106,22 @@ def paused_gc(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
+@attrs.frozen
+class AccountMemory:
+    """What the comparator remembers of each account from run to run (its answers, for
+    plausibility; when its fills were last read), shared by the comparator's lanes."""
+
+    answers: Mapping[str, AnswerHistory]
+    since: Mapping[str, FillWindows]
+
+    @classmethod
+    def of(cls, accounts: Mapping[str, ReconciliationConfig], explained: Collection[str] = ()) -> AccountMemory:
+        return cls(
+            answers={account_id: AnswerHistory(config.plausibility) for account_id, config in accounts.items()},
+            since={account_id: FillWindows() for account_id in explained if accounts[account_id].explanations.enabled},
+        )
+
+
 class ComparatorActor(ResilientActor):
     component = "comparator"
 
@@ -104,23 +137,33 @@ class ComparatorActor(ResilientActor):
         observers: Observers | None = None,
         read_fills: Callable[[FillsWanted], None] | None = None,
         explained: Collection[str] = (),
+        memory: AccountMemory | None = None,
+        large_lane: Teller | None = None,
     ) -> None:
         """`sinks` maps each account to the actors its finished runs go to: its delivery
         actors and, when it has a `CorrectionPolicy`, the corrector. The `explained`
         accounts' books both say their fills: `read_fills` has them read (the fetcher
-        answers `FillsRead`) before a run with position breaks is finished."""
+        answers `FillsRead`) before a run with position breaks is finished. `memory` is
+        shared with the `large_lane`, the comparator large books are handed to (None: this
+        is that lane, or there is none)."""
         super().__init__(board=board, clock=clock)
         self._observers = observers or Observers()
         self._accounts = accounts
         self._trackers = trackers
         self._sinks = sinks
         self._on_halt = on_halt
-        self._answers = {account_id: AnswerHistory(config.plausibility) for account_id, config in accounts.items()}
+        memory = memory or AccountMemory.of(accounts, explained)
+        self._answers = memory.answers
         self._read_fills = read_fills
-        self._since = {account_id: FillWindows() for account_id in explained if accounts[account_id].explanations.enabled}
+        self._since = memory.since
+        self._large_lane = large_lane
+        self._moved: set[str] = set()
+        """The accounts handed to the large-book lane."""
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, SnapshotTaken):
+        if self._large_lane is not None and self._for_large_lane(message):
+            self._large_lane.tell(message)
+        elif isinstance(message, SnapshotTaken):
             if message.ticket.outcome.done():
                 return
             snapshot = message.snapshot
@@ -157,6 +200,25 @@ class ComparatorActor(ResilientActor):
             self._trackers[message.account_id].escalate(message.break_id)
         else:
             logger.warning("The comparator ignored an unexpected %s", type(message).__name__)
+
+    def _for_large_lane(self, message: Any) -> bool:
+        """Whether the message is about an account of the large-book lane, or makes it one."""
+        ticket = ticket_of(message)
+        account_id = message.account_id if isinstance(message, EscalateBreak) else ticket and ticket.account_id
+        if account_id in self._moved:
+            return True
+        if not isinstance(message, SnapshotTaken):
+            return False
+        snapshot = message.snapshot
+        if len(snapshot.local_positions) + len(snapshot.broker_positions) <= LARGE_RUN:
+            return False
+        logger.info(
+            "Account %s holds more than %d positions: it is compared in the large-book lane from now on",
+            snapshot.account_id,
+            LARGE_RUN,
+        )
+        self._moved.add(snapshot.account_id)
+        return True
 
     def _fills_wanted(
         self, ticket: RunTicket, snapshot: Snapshot, comparison: Comparison, suspect: str | None
@@ -225,3 +287,9 @@ class ComparatorActor(ResilientActor):
             self._on_halt(confirmed, result)
         except BaseException:
             logger.exception("The host's kill-switch callback failed for run %s", result.run_id)
+
+
+class LargeBookLane(ComparatorActor):
+    """The comparator of the accounts with large books (see the module docstring)."""
+
+    component = "comparator:large"

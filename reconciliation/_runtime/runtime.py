@@ -5,7 +5,10 @@
     service.ref)                                              ├─▶ delivery:audit
                                                               └─▶ corrector ─▶ the same delivery actors
 
-Every actor is started once and never restarted: none of them dies (see `actor_base`).
+The comparator hands an account whose book is large to its large-book lane (a second
+comparator, `comparator:large`, stopped right after it), so a million-position comparison
+never holds the other accounts' runs behind it. Every actor is started once and never
+restarted: none of them dies (see `actor_base`).
 Each knows only the actors downstream of it, given at construction. A run's end flows
 back through its ticket's `outcome` future, not through a message cycle. The corrector
 (started only when an account has a `CorrectionPolicy`) reaches upstream — the fetcher
@@ -51,7 +54,7 @@ from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, R
 from reconciliation._publishing.runtime_names import RuntimeName, new_instance
 from reconciliation._runtime.actor_base import actor_of, tell
 from reconciliation._runtime.clock import SystemClock
-from reconciliation._runtime.comparator_actor import ComparatorActor
+from reconciliation._runtime.comparator_actor import AccountMemory, ComparatorActor, LargeBookLane
 from reconciliation._runtime.corrector_actor import CorrectionLinks, CorrectorActor
 from reconciliation._runtime.debouncer_actor import DebouncerActor
 from reconciliation._runtime.delivery_actor import DeliveryActor, JournalingRef
@@ -351,17 +354,19 @@ class Runtime:
             )
             sinks = {a: (*refs, corrector) if a in corrected else refs for a, refs in sinks.items()}
         explained = [a.account_id for a in self._accounts.values() if has_fills(a.portfolio) and has_fills(a.broker)]
-        comparator = ComparatorActor.start(
-            accounts=self._configs,
-            trackers=trackers,
-            sinks=sinks,
-            board=board,
-            clock=clock,
-            on_halt=self._on_halt,
-            observers=self.observers,
-            read_fills=self._read_fills,
-            explained=explained,
-        )
+        comparing = {
+            "accounts": self._configs,
+            "trackers": trackers,
+            "sinks": sinks,
+            "board": board,
+            "clock": clock,
+            "on_halt": self._on_halt,
+            "observers": self.observers,
+            "read_fills": self._read_fills,
+            "memory": AccountMemory.of(self._configs, explained),
+        }
+        large_lane = LargeBookLane.start(**comparing)
+        comparator = ComparatorActor.start(**comparing, large_lane=large_lane)
         fetcher = FetcherActor.start(
             accounts=self._accounts,
             comparator=comparator,
@@ -394,6 +399,7 @@ class Runtime:
             scheduler,
             fetcher,
             comparator,
+            large_lane,
             *((corrector,) if corrector else ()),
             log,
             publisher,

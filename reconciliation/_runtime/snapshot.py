@@ -8,7 +8,9 @@ which would flag every local position as missing at the broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -17,6 +19,7 @@ from reconciliation._columnar import ColumnsError, PositionColumns, is_columnar_
 from reconciliation._domain.error_text import MAX_VALUE_TEXT, bounded, describe_error, shown
 from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position, Snapshot
 from reconciliation._runtime.book_calls import BookCallError
+from reconciliation._runtime.workers import call_in_daemon_thread
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -24,9 +27,12 @@ if TYPE_CHECKING:
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._runtime.book_calls import BookCalls
 
-__all__ = ["SnapshotError", "fetch_snapshot", "parse_entries", "parse_one", "parse_positions"]
+__all__ = ["CHECK_CHUNK", "SnapshotError", "fetch_snapshot", "parse_entries", "parse_one", "parse_positions"]
 
 T = TypeVar("T")
+
+CHECK_CHUNK = 20_000
+"""Entries checked at a time before the other threads may run."""
 
 
 class SnapshotError(Exception):
@@ -65,10 +71,23 @@ def parse_entries(cls: type[T], raw: object, *, call: str) -> tuple[T, ...]:
         msg = f"{call} returned {type(raw).__name__} {shown(raw)}, expected a list of {cls.__name__}"
         raise SnapshotError(msg)
     entries = tuple(raw)
-    if set(map(type, entries)) <= {cls}:
+    if _all_of(cls, entries):
         return entries
     names = frozenset(field.name for field in attrs.fields(cls))  # type: ignore[arg-type]
     return tuple(_parse_entry(cls, entry, index, call, names) for index, entry in enumerate(entries))
+
+
+def _all_of(cls: type, entries: tuple[object, ...]) -> bool:
+    """Whether every entry is exactly a `cls`: a C-level pass over each `CHECK_CHUNK` entries,
+    letting the other threads run between two (a large book read must not hold the
+    other accounts' runs for its whole length)."""
+    if len(entries) <= CHECK_CHUNK:
+        return set(map(type, entries)) <= {cls}
+    for start in range(0, len(entries), CHECK_CHUNK):
+        if not set(map(type, entries[start : start + CHECK_CHUNK])) <= {cls}:
+            return False
+        time.sleep(0)
+    return True
 
 
 def _parse_entry(cls: type[T], entry: object, index: int, call: str, names: frozenset[str]) -> T:
@@ -112,7 +131,8 @@ async def fetch_snapshot(
     limit: float,
     now: Callable[[], dt.datetime],
 ) -> Snapshot:
-    """Read the four figures concurrently, each bounded by `limit` seconds, then check them.
+    """Read the four figures (the plain methods in one worker job, see `BookCalls.call_all`),
+    each bounded by `limit` seconds from its start, then check them.
 
     See `BookCalls` for where each call runs and how a hung one is handled.
 
@@ -126,10 +146,7 @@ async def fetch_snapshot(
         ("broker.get_account", broker.get_account),
     ]
     started_at = now()
-    answers = await asyncio.gather(
-        *(calls.call(method, account_id, name=name, limit=limit) for name, method in methods),
-        return_exceptions=True,
-    )
+    answers = await _read(methods, account_id, calls, limit)
     taken_at = now()
     failures = [
         str(a) if isinstance(a, BookCallError) else describe_error(a)
@@ -138,6 +155,15 @@ async def fetch_snapshot(
     ]
     if failures:
         raise SnapshotError(bounded("; ".join(failures)))
+    large = any(_longer_than(answers[index], CHECK_CHUNK) for index in (0, 2))
+    problems, parsed = await call_in_daemon_thread(lambda: _check(answers, account_id)) if large else _check(answers, account_id)
+    if problems:
+        raise SnapshotError(bounded("; ".join(problems)))
+    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
+
+
+def _check(answers: list[Any], account_id: str) -> tuple[list[str], list[Any]]:
+    """The four answers checked: what is wrong with them, and what they are."""
     local_positions, local_account, broker_positions, broker_account = answers
     problems: list[str] = []
     parsed = [
@@ -148,9 +174,45 @@ async def fetch_snapshot(
         ),
         _collect(problems, lambda: _account(BrokerAccount, broker_account, "broker.get_account", account_id)),
     ]
-    if problems:
-        raise SnapshotError(bounded("; ".join(problems)))
-    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
+    return problems, parsed
+
+
+def _longer_than(answer: object, size: int) -> bool:
+    """Whether a book's answer is longer than `size`: it is then checked off the fetch loop,
+    so the other accounts' reads on that loop go on meanwhile."""
+    try:
+        return isinstance(answer, Sized) and len(answer) > size
+    except BaseException:  # noqa: BLE001 - a hostile answer's __len__ is for the checks to name
+        return False
+
+
+async def _read(
+    methods: list[tuple[str, Callable[[str], Any]]], account_id: str, calls: BookCalls, limit: float
+) -> list[Any]:
+    """Each method's answer, or what it failed with: the plain ones in one worker job
+    (`BookCalls.call_all`), the `async` ones concurrently with it."""
+    plain = [index for index, (_, method) in enumerate(methods) if not inspect.iscoroutinefunction(method)]
+    if len(plain) == len(methods):  # the usual books: one job, awaited without a task around it
+        return await calls.call_all(account_id, [(*method, (account_id,)) for method in methods], limit=limit)
+    coroutines = [index for index in range(len(methods)) if index not in plain]
+    answers: list[Any] = [None] * len(methods)
+    jobs: list[Awaitable[Any]] = [
+        calls.call(methods[index][1], account_id, name=methods[index][0], limit=limit) for index in coroutines
+    ]
+    if plain:
+        jobs.append(
+            calls.call_all(account_id, [(*methods[index], (account_id,)) for index in plain], limit=limit)
+        )
+    done = await asyncio.gather(*jobs, return_exceptions=True)
+    for index, answer in zip(coroutines, done, strict=False):
+        answers[index] = answer
+    if plain:
+        together = done[-1]
+        for index, answer in zip(
+            plain, together if isinstance(together, list) else [together] * len(plain), strict=True
+        ):
+            answers[index] = answer
+    return answers
 
 
 def _collect(problems: list[str], parse: Callable[[], Any]) -> Any:
