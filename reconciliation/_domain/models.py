@@ -91,6 +91,10 @@ class AssetType(enum.Enum):
     """An instrument of a class the adapter does not know (a venue's newer asset class): compared
     by its venue symbol, neither dropped nor refused. See docs/brokers.md."""
 
+    __hash__ = object.__hash__
+    """A member is its own identity (an enum compares by identity): hashed in C, not by
+    `Enum.__hash__` in Python, since the comparison hashes it for every non-stock position."""
+
 
 class DiscrepancyType(enum.Enum):
     """What kind of difference a discrepancy is; `KINDS` says everything else about each.
