@@ -22,6 +22,7 @@ from reconciliation._domain.models import (
     AssetType,
     BrokerPosition,
     Discrepancy,
+    DiscrepancySeverity,
     DiscrepancyType,
     NettedSymbol,
     Position,
@@ -179,9 +180,14 @@ def compare_positions(
     _classify_held(local_by_key, broker_by_key, found, config.cost_tolerance_pct, pause)
     broker_only = _classify_broker_only(local_by_key, broker_by_key, found, pause)
     found.sort(key=_by_position)
-    discrepancies: list[Discrepancy] = []
-    for part in _parts(found, pause):
-        discrepancies.extend(discrepancies_of(part, account_id, timestamp, config))
+    discrepancies = list(discrepancies_of(found[:1], account_id, timestamp, config))
+    if discrepancies:
+        first = discrepancies[0]  # the account and time, checked once for all
+        severity = {kind: config.severity_of(kind) for kind in DiscrepancyType}
+        for start, stop in _spans(len(found) - 1, pause):
+            discrepancies += _from_checked(
+                found[1 + start : 1 + stop], first.account_id, first.timestamp, severity
+            )
     return Comparison(
         discrepancies=tuple(discrepancies),
         positions_checked=len(local_by_key) + broker_only,
@@ -375,6 +381,55 @@ def discrepancies_of(
         )
         for symbol, asset_type, kind, local_value, broker_value, currency in found
     )
+
+
+_SETTERS: tuple[Callable[[Discrepancy, object], None], ...] = tuple(
+    Discrepancy.__dict__[name].__set__
+    for name in (
+        "type",
+        "severity",
+        "symbol",
+        "local_value",
+        "broker_value",
+        "timestamp",
+        "account_id",
+        "asset_type",
+        "currency",
+        "explanation",
+    )
+)
+"""Each field's slot, set without the frozen class's refusal (a field added to `Discrepancy`
+and not here is missing from what `_from_checked` builds: comparing it fails every test)."""
+
+
+def _from_checked(
+    found: Iterable[Found],
+    account_id: str,
+    timestamp: dt.datetime,
+    severity: Mapping[DiscrepancyType, DiscrepancySeverity],
+) -> list[Discrepancy]:
+    """The discrepancies of positions whose every value was checked already (the positions
+    by their own validators, the account and time by the first discrepancy's), so none is
+    checked again: what `discrepancies_of` builds, at a third of the cost of a bad day's
+    10,000 validated constructions."""
+    kind_, severity_, symbol_, local_, broker_, time_, account_, asset_, currency_, explanation_ = _SETTERS
+    new = object.__new__
+    built: list[Discrepancy] = []
+    append = built.append
+    for symbol, asset_type, kind, local_value, broker_value, currency in found:
+        discrepancy = new(Discrepancy)
+        kind_(discrepancy, kind)
+        severity_(discrepancy, severity[kind])
+        symbol_(discrepancy, symbol)
+        local_(discrepancy, local_value)
+        broker_(discrepancy, broker_value)
+        time_(discrepancy, timestamp)
+        account_(discrepancy, account_id)
+        asset_(discrepancy, asset_type)
+        currency_(discrepancy, currency)
+        explanation_(discrepancy, None)
+        append(discrepancy)
+    return built
 
 
 def _by_position(entry: Found) -> tuple[str, str]:
