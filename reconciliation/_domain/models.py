@@ -112,6 +112,9 @@ class DiscrepancyType(enum.Enum):
     CASH_MISMATCH = "cash_mismatch"
     EQUITY_MISMATCH = "equity_mismatch"
 
+    __hash__ = object.__hash__
+    """Hashed in C, as `AssetType` is: a bad day's breaks are counted and looked up by type."""
+
     @property
     def kind(self) -> DiscrepancyKind:
         return KINDS[self]
@@ -125,6 +128,9 @@ class DiscrepancySeverity(enum.Enum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+
+    __hash__ = object.__hash__
+    """Hashed in C, as `AssetType` is."""
 
     @property
     def rank(self) -> int:
