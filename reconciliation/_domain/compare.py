@@ -432,8 +432,12 @@ def _from_checked(
     return built
 
 
+_TYPE_ORDER: dict[AssetType | None, str] = {None: "", **{kind: kind.value for kind in AssetType}}
+"""An asset type's text, looked up in C (`Enum.value` is a Python-level descriptor)."""
+
+
 def _by_position(entry: Found) -> tuple[str, str]:
-    return (entry[0] or "", entry[1].value if entry[1] else "")
+    return (entry[0] or "", _TYPE_ORDER[entry[1]])
 
 
 class _Netting:
