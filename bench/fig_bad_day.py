@@ -47,7 +47,7 @@ RATE_REQUESTS = 50_000
 
 def _redis_benchmark_ms(port: int, requests: int, command: list[str]) -> float:
     """Milliseconds `requests` of `command` take at the rate `redis-benchmark` measures."""
-    out = subprocess.run(  # noqa: S603 - our own arguments
+    out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-c", "1", "-P", str(PIPELINE), "-n", str(max(requests, RATE_REQUESTS)), "--csv", *command],
         capture_output=True,
         text=True,
