@@ -28,6 +28,7 @@ from _redis import PRIVATE, bench_redis
 from _service import quiet_logging
 from books import make_books
 from fig_accounts import accounts_rows
+from fig_bad_day import bad_day_row
 from fig_breaks import breaks_rows, end_to_end_rows
 from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
@@ -78,6 +79,8 @@ class Mode:
     accounts_seconds: float
     startup_repeats: int
     metrics_scrapes: int = 9
+    bad_day_breaks: int = 10_000
+    bad_day_repeats: int = 5
 
 
 MODES = {
@@ -109,6 +112,8 @@ MODES = {
         100,
         2.0,
         5,
+        bad_day_breaks=1_000,
+        bad_day_repeats=2,
     ),
     "quick": Mode(
         "quick",
@@ -223,6 +228,8 @@ def measure(
         step("broker answering dicts")
         rows += end_to_end_rows(mode.end_to_end_sizes, mode.end_to_end_repeats, client, private=private)
         step("end to end, 0 / 1 / 100 % breaks")
+        rows.append(bad_day_row(mode.bad_day_breaks, mode.bad_day_repeats, client, private=private))
+        step("bad day against redis-benchmark")
         rows += fills_rows(mode.fills_n, mode.fills_repeats, client)
         step("fills")
         rows += explain_rows(*EXPLAIN[mode.name], client)

@@ -30,6 +30,7 @@ FIGURES = (
     "| on-demand reconcile of {n} positions, ask → result, the broker answering dicts of decimal text |",
     "| end to end, ask → last payload in Redis, {n} positions, 1 % breaks |",
     "| end to end, ask → last payload in Redis, {n} positions, 100 % breaks (the broker answered []) |",
+    "| bad day: a run of {n} breaks (the broker answered []), ask → last payload in Redis |",
     "| longest single Redis command of the {n}-position runs above (slow log) | ",
     "| {n} fills told by an execution actor while debouncing",
     "| the same {n} fills, until the debouncer has handled the last",
