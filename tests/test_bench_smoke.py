@@ -43,6 +43,7 @@ FIGURES = (
     "| memory per account beyond its books, {n} account",
     "| idle CPU at rest (no run due), {n} account",
     "| periodic runs, start to result, p99, {n} account",
+    "| startup of {n} accounts of {n} positions (`await runtime.start()`) |",
     "| `/metrics` scrape over HTTP, {n} accounts running periodic runs |",
 )
 """The start of each row; `{n}` stands for a book size."""
