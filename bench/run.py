@@ -30,6 +30,7 @@ from books import make_books
 from fig_accounts import accounts_rows
 from fig_bad_day import bad_day_row
 from fig_breaks import breaks_rows, end_to_end_rows
+from fig_check import check_row
 from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_dicts import dicts_row
@@ -220,6 +221,8 @@ def measure(
     step("scaling")
     rows += columnar_rows(mode.columnar_n, mode.columnar_repeats)
     step("columnar")
+    rows.append(check_row(mode.columnar_n, max(2, mode.columnar_repeats // 2)))
+    step("reconciliation check, end to end")
     with bench_redis(redis_url) as (client, server):
         private = server.startswith(PRIVATE)
         rows.append(pipeline_row(mode.pipeline_n, mode.pipeline_repeats, client))

@@ -24,6 +24,7 @@ FIGURES = (
     "| 1 ms ticker while {n} columnar positions a side are checked and compared",
     "| peak memory of checking and comparing {n} columnar positions a side",
     "| {n} positions a side given as objects, put in columns and compared there",
+    "| `reconciliation check` of two {n}-position Parquet files (1 % breaks), output to a pipe |",
     "| 1 ms ticker during a {n}-position run with 1 % breaks",
     "| ageing, escalation and payloads of a run with {n} breaks",
     "| on-demand reconcile of {n} positions, ask → result, published to Redis |",
