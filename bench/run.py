@@ -35,6 +35,7 @@ from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_dicts import dicts_row
 from fig_explain import explain_rows
+from fig_fill_path import fill_path_row
 from fig_fills import fills_rows
 from fig_gc import gc_row
 from fig_jitter import jitter_rows
@@ -235,6 +236,8 @@ def measure(
         step("bad day against redis-benchmark")
         rows += fills_rows(mode.fills_n, mode.fills_repeats, client)
         step("fills")
+        rows.append(fill_path_row(100, 10 if mode.name == "smoke" else 60, client, private=private))
+        step("fill path to Redis")
         rows += explain_rows(*EXPLAIN[mode.name], client)
         step("the fills behind the breaks")
         rows.append(publish_row(mode.publish_n, mode.publish_repeats, client))

@@ -35,6 +35,7 @@ FIGURES = (
     "| longest single Redis command of the {n}-position runs above (slow log) | ",
     "| {n} fills told by an execution actor while debouncing",
     "| the same {n} fills, until the debouncer has handled the last",
+    "| fill → post-fill run's last payload in Redis, {n}-position book, no debounce delay, p50 |",
     "| explaining {n} position breaks, {n} fills at the broker and {n} in the book each",
     "| a whole run of {n} position breaks with their fills read through both books' get_fills",
     "| publish {n} discrepancies",
