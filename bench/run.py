@@ -222,7 +222,7 @@ def measure(
     step("scaling")
     rows += columnar_rows(mode.columnar_n, mode.columnar_repeats)
     step("columnar")
-    rows.append(check_row(mode.columnar_n, max(2, mode.columnar_repeats // 2)))
+    rows.append(check_row(mode.columnar_n, max(1, mode.columnar_repeats // 2)))
     step("reconciliation check, end to end")
     with bench_redis(redis_url) as (client, server):
         private = server.startswith(PRIVATE)
