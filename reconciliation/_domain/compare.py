@@ -161,6 +161,8 @@ def compare_positions(
     summed and the average cost is weighted by each entry's *absolute* quantity, so it
     stays within the range of the entries' costs even when long and short legs net out
     (unknown if any entry's cost is). Each netting is listed in `Comparison.netted`.
+    Only the positions reported several times are netted: they are found by C-level
+    passes over the side, however large it is and however few they are.
 
     The work is done in pure-Python loops, so a thread running it gives the GIL to
     other threads only every switch interval (5 ms): in a host engine, a million-position
