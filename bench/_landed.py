@@ -78,6 +78,24 @@ class Landings:
         msg = f"run {run_id} was not published within {timeout} s"
         raise TimeoutError(msg)
 
+    def next_after(self, since: float, timeout: float = 60.0) -> tuple[str, float]:
+        """The first run whose last payload landed after `since` (a `time.perf_counter()`), and
+        when: for a run the benchmark did not ask for (a post-fill run). Keyspace notifications only."""
+        if self._thread is None:
+            msg = "next_after needs keyspace notifications (a private server)"
+            raise RuntimeError(msg)
+        with self._changed:
+
+            def landed() -> str | None:
+                return next((run for run, when in self._landed.items() if when > since), None)
+
+            if self._changed.wait_for(lambda: landed() is not None, timeout):
+                run_id = landed()
+                assert run_id is not None  # noqa: S101 - wait_for said so
+                return run_id, self._landed.pop(run_id)
+        msg = f"no run was published within {timeout} s"
+        raise TimeoutError(msg)
+
     def close(self) -> None:
         if self._thread is None:
             return

@@ -7,17 +7,20 @@ the straightforward one builds a `Discrepancy` per break the way design.md sketc
 
 from __future__ import annotations
 
+from decimal import Decimal
+from itertools import compress, filterfalse
+from operator import is_not
 from typing import TYPE_CHECKING
 
-from reconciliation._domain.models import Discrepancy, DiscrepancyType
+from reconciliation._domain.models import AssetType, Discrepancy, DiscrepancyType, Position
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Sequence
 
-    from reconciliation._domain.models import BrokerPosition, Position, ReconciliationConfig
+    from reconciliation._domain.models import BrokerPosition, ReconciliationConfig
 
-__all__ = ["floor_join", "straightforward"]
+__all__ = ["floor_join", "floor_join_netting", "straightforward"]
 
 _ML = DiscrepancyType.MISSING_LOCAL
 _MB = DiscrepancyType.MISSING_BROKER
@@ -50,6 +53,56 @@ def floor_join(local: Sequence[Position], broker: Sequence[BrokerPosition]) -> l
         if symbol not in seen and b.quantity:
             out.append((symbol, _ML, None, b.quantity))
     return out
+
+
+_STOCK = AssetType.STOCK
+
+
+def floor_join_netting(local: Sequence[Position], broker: Sequence[BrokerPosition]) -> list[tuple[object, ...]]:
+    """The floor for real books: positions keyed by symbol and asset type (a stock by its
+    bare symbol), the repeated ones found by C-level passes and netted (quantities summed,
+    costs weighted by absolute quantity), the broker-only keys found by `filterfalse`."""
+    local_by_key = _floor_index(local)
+    broker_by_key = _floor_index(broker)
+    out = []
+    get = broker_by_key.get
+    for key, p in local_by_key.items():
+        b = get(key)
+        lq = p.quantity
+        bq = b.quantity if b is not None else 0
+        if lq == bq:
+            if lq and p.avg_cost != b.avg_cost:
+                out.append((key, _COST, p.avg_cost, b.avg_cost))
+        elif not bq:
+            out.append((key, _MB, lq, None))
+        elif not lq:
+            out.append((key, _ML, None, bq))
+        else:
+            out.append((key, _QTY, lq, bq))
+    for key in filterfalse(local_by_key.__contains__, broker_by_key):
+        quantity = broker_by_key[key].quantity
+        if quantity:
+            out.append((key, _ML, None, quantity))
+    return out
+
+
+def _floor_index(side: Sequence[Position | BrokerPosition]) -> dict[object, Position | BrokerPosition]:
+    keys = [p.symbol if p.asset_type is _STOCK else (p.symbol, p.asset_type) for p in side]
+    by_key: dict[object, Position | BrokerPosition] = dict(zip(keys, side, strict=True))
+    if len(by_key) == len(side):
+        return by_key
+    repeated = set(compress(keys, map(is_not, map(by_key.__getitem__, keys), side)))
+    sums: dict[object, list[Decimal]] = {}
+    for key, p in compress(zip(keys, side, strict=True), map(repeated.__contains__, keys)):
+        size = abs(p.quantity)
+        total = sums.setdefault(key, [Decimal(0), Decimal(0), Decimal(0)])
+        total[0] += p.quantity
+        total[1] += size * p.avg_cost  # the bench books always know the cost
+        total[2] += size
+    for key, (quantity, cost_sum, weight) in sums.items():
+        first = by_key[key]
+        by_key[key] = Position(first.symbol, quantity, cost_sum / weight, first.asset_type)
+    return by_key
 
 
 def straightforward(

@@ -15,7 +15,7 @@ from _service import CASH, start_service, stop_service
 from books import ACCOUNT, make_books
 
 from reconciliation import ReconcileRequest
-from reconciliation._domain.models import BrokerAccount
+from reconciliation._domain.models import AssetType, BrokerAccount
 
 if TYPE_CHECKING:
     import redis
@@ -52,6 +52,8 @@ class DictBroker:
 
 def dicts_row(n: int, repeats: int, client: redis.Redis) -> Row:
     local, broker = make_books(n)
+    local = [p for p in local if p.asset_type is AssetType.STOCK]  # a dict answer's asset_type must be an
+    broker = [p for p in broker if p.asset_type is AssetType.STOCK]  # AssetType, not text: stocks only
     services = {
         "objects": start_service(local, broker, client, account_id=f"{ACCOUNT}-objects"),
         "dicts": start_service(

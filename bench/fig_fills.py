@@ -1,5 +1,4 @@
-"""Fills told by an execution actor: into the service while it debounces, or into a bare
-actor; and a fill's way to its post-fill run in Redis, against one actor hop + XADD."""
+"""Fills told by an execution actor: into the service while it debounces, or into a bare actor."""
 
 from __future__ import annotations
 
@@ -13,16 +12,13 @@ from _harness import Row, Sample, percentile
 from _service import start_service, stop_service
 from books import ACCOUNT
 
-from reconciliation._domain.models import BrokerPosition, OrderFill, Position
-from reconciliation._publishing.redis_sink import RESULT_STREAM
+from reconciliation._domain.models import OrderFill
 from reconciliation._runtime.messages import Barrier
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["fill_path_row", "fills_rows"]
-
-BASELINE_STREAM = "bench:fill-path:baseline"
+__all__ = ["fills_rows"]
 
 _SYNC = object()
 
@@ -123,80 +119,3 @@ def fills_rows(n: int, repeats: int, client: redis.Redis) -> list[Row]:
             met=drained_ratio >= 0.8 and drained("service").median >= 200,
         ),
     ]
-
-
-class XaddActor(pykka.ThreadingActor):
-    """The baseline of the fill path: one actor hop, then one XADD of a run-sized payload."""
-
-    def __init__(self, client: redis.Redis, stream: str) -> None:
-        super().__init__()
-        self._client = client
-        self._stream = stream
-
-    def on_receive(self, message: Any) -> Any:
-        self._client.xadd(self._stream, {"payload": message}, maxlen=1000, approximate=True)
-
-
-def _published_after(client: redis.Redis, stream: str, tell: Any) -> float:
-    """ms from `tell()` until a new entry is in `stream`, seen by a blocked XREAD."""
-    last = client.xrevrange(stream, count=1)
-    after = last[0][0] if last else "0-0"
-    start = time.perf_counter()
-    tell()
-    if not client.xread({stream: after}, count=1, block=30_000):
-        msg = f"nothing reached {stream} within 30 s"
-        raise RuntimeError(msg)
-    return (time.perf_counter() - start) * 1000
-
-
-def fill_path_row(repeats: int, client: redis.Redis) -> Row:
-    """A fill told to the service -> its post-fill run in the result stream, against one
-    actor hop + XADD of a payload the size of that run's."""
-    local = [Position(f"SYM{i:03d}", Decimal(10), Decimal("10.5")) for i in range(10)]
-    broker = [BrokerPosition(p.symbol, p.quantity, p.avg_cost, p.quantity * Decimal("10.5")) for p in local]
-    service = start_service(
-        local, broker, client, enabled=True, post_fill_delay_seconds=0, post_fill_max_wait_seconds=1
-    )
-    reader = redis_from(client)
-    baseline = XaddActor.start(reader, BASELINE_STREAM)
-    now = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
-    payload = "x" * _run_size(reader)
-    times: dict[str, list[float]] = {"service": [], "bare": []}
-    try:
-        for index in range(repeats + 3):
-            fill = OrderFill(f"O-path-{index}", f"F-path-{index}", ACCOUNT, "SYM000", Decimal(1), Decimal(1), now)
-            service_ms = _published_after(reader, RESULT_STREAM, lambda fill=fill: service.ref.tell(fill))
-            bare_ms = _published_after(reader, BASELINE_STREAM, lambda: baseline.tell(payload))
-            if index >= 3:
-                times["service"].append(service_ms)
-                times["bare"].append(bare_ms)
-    finally:
-        baseline.stop()
-        stop_service(service)
-        reader.delete(BASELINE_STREAM)
-    service_sample, bare = Sample(times["service"], "ms"), Sample(times["bare"], "ms")
-    ratio = service_sample.median / bare.median
-    return Row(
-        figure="a fill -> its post-fill run in the result stream (delay 0, 10 positions)",
-        measured=f"{service_sample.text()}; p99 {percentile(times['service'], 99):.2f} ms",
-        baseline=f"one actor hop + XADD {bare.text()}",
-        ratio=f"{ratio:.2f}x",
-        target="≤ 3x at the median",
-        met=ratio <= 3.0,
-    )
-
-
-def _run_size(client: redis.Redis) -> int:
-    """Bytes of the last run in the result stream (the service's startup run, once it is there)."""
-    for _ in range(300):
-        last = client.xrevrange(RESULT_STREAM, count=1)
-        if last:
-            return sum(len(key) + len(value) for key, value in last[0][1].items())
-        time.sleep(0.01)
-    msg = "the startup run never reached the result stream"
-    raise RuntimeError(msg)
-
-
-def redis_from(client: redis.Redis) -> redis.Redis:
-    """A client of its own to the same server (a blocked XREAD must not hold the service's)."""
-    return type(client)(connection_pool=type(client.connection_pool)(**client.connection_pool.connection_kwargs))

@@ -86,8 +86,12 @@ def publish_row(n: int, repeats: int, client: redis.Redis, stream_maxlen: int = 
             queue.pop(sent.delivered)
 
     parts = [payloads[start : start + MAX_PAYLOADS_PER_SCRIPT] for start in range(0, len(payloads), MAX_PAYLOADS_PER_SCRIPT)]
-    streams = [[STANDALONE_KEYS.stream_of(channel) for channel, _ in part] for part in parts]
-    args = [[PUBLISHED_TTL_SECONDS, stream_maxlen, "", "", *(text for pair in part for text in pair)] for part in parts]
+    channels = [list(dict.fromkeys(channel for channel, _ in part)) for part in parts]
+    streams = [[STANDALONE_KEYS.stream_of(channel) for channel in each] for each in channels]
+    args = [
+        [PUBLISHED_TTL_SECONDS, stream_maxlen, "", "", *each, *(text for pair in part for text in pair)]
+        for each, part in zip(channels, parts, strict=True)
+    ]
     client.script_load(PUBLISH_SCRIPT)
 
     def same_script() -> None:

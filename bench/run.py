@@ -28,12 +28,15 @@ from _redis import PRIVATE, bench_redis
 from _service import quiet_logging
 from books import make_books
 from fig_accounts import accounts_rows
+from fig_bad_day import bad_day_row
 from fig_breaks import breaks_rows, end_to_end_rows
+from fig_check import check_row
 from fig_columnar import columnar_rows
 from fig_compare import memory_row, scaling, time_rows
 from fig_dicts import dicts_row
 from fig_explain import explain_rows
-from fig_fills import fill_path_row, fills_rows
+from fig_fill_path import fill_path_row
+from fig_fills import fills_rows
 from fig_gc import gc_row
 from fig_isolation import ISOLATION, isolation_rows
 from fig_jitter import jitter_rows
@@ -79,6 +82,8 @@ class Mode:
     accounts_seconds: float
     startup_repeats: int
     metrics_scrapes: int = 9
+    bad_day_breaks: int = 10_000
+    bad_day_repeats: int = 5
 
 
 MODES = {
@@ -110,6 +115,8 @@ MODES = {
         100,
         2.0,
         5,
+        bad_day_breaks=1_000,
+        bad_day_repeats=2,
     ),
     "quick": Mode(
         "quick",
@@ -164,16 +171,13 @@ MODES = {
         7,
         10_000,
         35,
-        (1, 50, 500),
-        1_000,
+        (1, 50, 500, 2_000),
+        200,
         20.0,
         100,
     ),
 }
 
-
-FILL_PATH = {"smoke": 10, "quick": 100, "full": 300}
-"""Per mode: fills timed to their post-fill run in Redis (and as many baseline hops)."""
 
 EXPLAIN = {"smoke": (100, 10, 2), "quick": (1_000, 100, 5), "full": (1_000, 100, 9)}
 """Per mode: position breaks, fills a side per break, repeats of the explanation figures."""
@@ -219,6 +223,8 @@ def measure(
     step("scaling")
     rows += columnar_rows(mode.columnar_n, mode.columnar_repeats)
     step("columnar")
+    rows.append(check_row(mode.columnar_n, max(1, mode.columnar_repeats // 2)))
+    step("reconciliation check, end to end")
     with bench_redis(redis_url) as (client, server):
         private = server.startswith(PRIVATE)
         rows.append(pipeline_row(mode.pipeline_n, mode.pipeline_repeats, client))
@@ -227,10 +233,12 @@ def measure(
         step("broker answering dicts")
         rows += end_to_end_rows(mode.end_to_end_sizes, mode.end_to_end_repeats, client, private=private)
         step("end to end, 0 / 1 / 100 % breaks")
+        rows.append(bad_day_row(mode.bad_day_breaks, mode.bad_day_repeats, client, private=private))
+        step("bad day against redis-benchmark")
         rows += fills_rows(mode.fills_n, mode.fills_repeats, client)
         step("fills")
-        rows.append(fill_path_row(FILL_PATH[mode.name], client))
-        step("a fill -> its post-fill run in Redis")
+        rows.append(fill_path_row(100, 10 if mode.name == "smoke" else 60, client, private=private))
+        step("fill path to Redis")
         rows += explain_rows(*EXPLAIN[mode.name], client)
         step("the fills behind the breaks")
         rows.append(publish_row(mode.publish_n, mode.publish_repeats, client))

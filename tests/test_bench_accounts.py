@@ -20,10 +20,11 @@ def test_accounts_rows_give_every_figure_for_every_size(monkeypatch: pytest.Monk
         rows = accounts_rows((1, 3), 20, 0.5, client)
 
     figures = [row.figure for row in rows]
-    assert len(figures) == 8
+    assert len(figures) == 9
     for size in ("1 account of 20 positions", "3 accounts of 20 positions"):
         assert f"runtime threads, {size}" in figures
         assert f"memory per account beyond its books, {size}" in figures
         assert f"idle CPU at rest (no run due), {size}" in figures
         assert f"periodic runs, start to result, p99, {size}" in figures
+    assert "startup of 3 accounts of 20 positions (`await runtime.start()`)" in figures
     assert all("nan" not in row.measured for row in rows if row.figure.startswith("periodic runs"))

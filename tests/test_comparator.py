@@ -733,3 +733,42 @@ class TestPausing:
         )
 
         assert calls >= len(local_book) // CHUNK_SIZE
+
+
+class TestBuiltFromCheckedValues:
+    """Position discrepancies after the first are built without validating again what was checked."""
+
+    def test_every_position_discrepancy_equals_the_one_validation_builds(self) -> None:
+        local_book = [local(f"S{i:03d}", i + 1, 10) for i in range(50)]
+        broker_book = [broker(f"S{i:03d}", i + 2, 10) for i in range(50)]
+
+        found = compare_positions(local_book, broker_book, account_id=ACCOUNT, timestamp=NOW, config=CONFIG)
+
+        assert found.discrepancies == tuple(
+            Discrepancy(
+                type=DiscrepancyType.QUANTITY_MISMATCH,
+                severity=CONFIG.severity_of(DiscrepancyType.QUANTITY_MISMATCH),
+                symbol=f"S{i:03d}",
+                local_value=Decimal(i + 1),
+                broker_value=Decimal(i + 2),
+                timestamp=NOW,
+                account_id=ACCOUNT,
+            )
+            for i in range(50)
+        )
+        assert len({hash(d) for d in found.discrepancies}) == 50
+
+    def test_a_timestamp_in_another_zone_is_still_converted_to_utc(self) -> None:
+        paris = NOW.astimezone(dt.timezone(dt.timedelta(hours=1)))
+
+        found = compare_positions(
+            [local("A", 1), local("B", 1)], [], account_id=ACCOUNT, timestamp=paris, config=CONFIG
+        )
+
+        assert [d.timestamp.tzinfo for d in found.discrepancies] == [dt.UTC, dt.UTC]
+
+    def test_a_naive_timestamp_is_still_refused(self) -> None:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            compare_positions(
+                [local("A", 1), local("B", 1)], [], account_id=ACCOUNT, timestamp=NOW.replace(tzinfo=None), config=CONFIG
+            )

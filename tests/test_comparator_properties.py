@@ -10,7 +10,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation._domain.compare import Comparison, compare_accounts, compare_positions
+from reconciliation._domain.compare import Comparison, compare_accounts, compare_positions, net_in_chunks
 from reconciliation._domain.models import (
     AssetType,
     BrokerAccount,
@@ -363,3 +363,27 @@ def test_cash_flagged_exactly_when_the_gap_exceeds_the_tolerance(
     flagged = bool(balances(broker_cash + gap, broker_cash, Decimal(0), Decimal(0), config))
 
     assert flagged == (abs(gap) > tolerance)
+
+
+def netted_whole(side: list[Position] | list[BrokerPosition]) -> list[Position] | list[BrokerPosition]:
+    """Every entry of a side netted in one pass, repeated or not: what the comparison did
+    before it netted only the repeated keys."""
+    by_key, _ = net_in_chunks((side,), "local")
+    return list(by_key.values())
+
+
+@given(local_positions, broker_positions, st.lists(st.integers(0, 7), max_size=6), st.booleans())
+def test_netting_only_the_repeated_keys_finds_what_netting_every_entry_finds(
+    held: list[Position], reported: list[BrokerPosition], listed_twice: list[int], pausing: bool
+) -> None:
+    """Entries whose position is listed once are taken as they are, the others netted; the
+    same object listed twice is netted as two entries."""
+    held = held + [held[i] for i in listed_twice if i < len(held)]
+    reported = reported + [reported[i] for i in listed_twice if i < len(reported)]
+    pause = (lambda: None) if pausing else None
+
+    found = compare_positions(held, reported, account_id=ACCOUNT, timestamp=NOW, config=CONFIG, pause=pause)
+
+    expected = join(netted_whole(held), netted_whole(reported))  # type: ignore[arg-type]
+    assert found.discrepancies == expected.discrepancies
+    assert found.positions_checked == expected.positions_checked

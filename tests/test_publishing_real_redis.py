@@ -290,7 +290,18 @@ def test_a_run_whose_script_is_executed_twice_appears_once(
 ) -> None:
     marker = f"{PUBLISHED_KEY_PREFIX}{uuid.uuid4()}"
     keys = [marker, marker, RESULT_STREAM, DISCREPANCY_STREAM]
-    args = [PUBLISHED_TTL_SECONDS, 100, "", "", RESULT_CHANNEL, '{"n":1}', DISCREPANCY_CHANNEL, '{"n":2}']
+    args = [
+        PUBLISHED_TTL_SECONDS,
+        100,
+        "",  # no lease: no runtime, no fencing token
+        "",
+        RESULT_CHANNEL,  # the channel of each stream, in the order of the keys
+        DISCREPANCY_CHANNEL,
+        RESULT_CHANNEL,  # then each payload
+        '{"n":1}',
+        DISCREPANCY_CHANNEL,
+        '{"n":2}',
+    ]
 
     replies = [real_redis.eval(PUBLISH_SCRIPT, len(keys), *keys, *args) for _ in range(2)]
 

@@ -347,7 +347,8 @@ class CountingScripts(fakeredis.FakeRedis):
         calls = self.calls
 
         def evalsha(sha: str, numkeys: int, *rest: Any) -> Any:
-            calls.append(numkeys - 2)
+            streams = numkeys - 2
+            calls.append((len(rest) - numkeys - 4 - streams) // 2)  # keys, TTL, MAXLEN, fence, channels, pairs
             return original(sha, numkeys, *rest)
 
         inner.evalsha = evalsha  # type: ignore[method-assign]

@@ -46,8 +46,8 @@ from reconciliation._domain.compare import (
     CHUNK_SIZE,
     Comparison,
     Found,
+    checked_discrepancies,
     compare_positions,
-    discrepancies_of,
     net_in_chunks,
 )
 from reconciliation._domain.models import BrokerPosition, DiscrepancyType, Position
@@ -151,17 +151,21 @@ def _position_ids(
     """A dense id per distinct (symbol, asset type), for each side's rows, and how many ids.
 
     Both sides are encoded as two chunks of one array: the chunks share one growing
-    dictionary, so the symbols are hashed once and never copied into one array."""
+    dictionary, so the symbols are hashed once and never copied into one array. With
+    several asset types, each (symbol id, type) pair is numbered by a running count over
+    the table of all pairs: array passes, no second hashing."""
     symbols = [local.symbols, broker.symbols]
     if local.symbols.type != broker.symbols.type:
         symbols = [array.cast(pa.large_string()) for array in symbols]
     ids, count = _encoded(pa.chunked_array([*symbols[0].chunks, *symbols[1].chunks], type=symbols[0].type))
     if not _one_asset_type(local, broker):
         kinds = len(ASSET_TYPE_ORDER)
-        codes = np.concatenate([local.asset_types, broker.asset_types])
-        ids, count = _encoded(
-            pa.chunked_array([pa.array(ids.astype(np.int64) * kinds + codes)], type=pa.int64())
-        )
+        keys = ids.astype(np.int64) * kinds + np.concatenate([local.asset_types, broker.asset_types])
+        held = np.zeros(count * kinds, np.bool_)
+        held[keys] = True
+        dense = np.cumsum(held, dtype=np.int32)  # a key's id: how many distinct keys up to it, less one
+        ids = dense[keys] - 1
+        count = int(dense[-1]) if len(dense) else 0
     return ids[: len(local)], ids[len(local) :], count
 
 
@@ -303,7 +307,7 @@ class _Classified:
             )
             pause()
             for first in range(0, len(entries), CHUNK_SIZE):
-                yield from discrepancies_of(
+                yield from checked_discrepancies(
                     entries[first : first + CHUNK_SIZE], account_id, timestamp, config
                 )
                 pause()

@@ -92,6 +92,10 @@ class AssetType(enum.Enum):
     """An instrument of a class the adapter does not know (a venue's newer asset class): compared
     by its venue symbol, neither dropped nor refused. See docs/brokers.md."""
 
+    __hash__ = object.__hash__
+    """A member is its own identity (an enum compares by identity): hashed in C, not by
+    `Enum.__hash__` in Python, since the comparison hashes it for every non-stock position."""
+
 
 class DiscrepancyType(enum.Enum):
     """What kind of difference a discrepancy is; `KINDS` says everything else about each.
@@ -109,6 +113,9 @@ class DiscrepancyType(enum.Enum):
     CASH_MISMATCH = "cash_mismatch"
     EQUITY_MISMATCH = "equity_mismatch"
 
+    __hash__ = object.__hash__
+    """Hashed in C, as `AssetType` is: a bad day's breaks are counted and looked up by type."""
+
     @property
     def kind(self) -> DiscrepancyKind:
         return KINDS[self]
@@ -122,6 +129,9 @@ class DiscrepancySeverity(enum.Enum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+
+    __hash__ = object.__hash__
+    """Hashed in C, as `AssetType` is."""
 
     @property
     def rank(self) -> int:

@@ -145,45 +145,50 @@ _LAST_POSSIBLE_ID = "18446744073709551615-18446744073709551615"
 
 PUBLISH_SCRIPT = f"""
 -- KEYS[1]: this run's published marker; KEYS[2]: the marker of the run sent just before
--- it in the same round trip, or KEYS[1] again for the first; KEYS[3..]: each payload's
--- stream. ARGV[1]: marker TTL (s); ARGV[2]: stream MAXLEN; ARGV[3], ARGV[4]: the runtime
--- and fencing token the run was made under ('' without a lease); then channel, payload pairs.
+-- it in the same round trip, or KEYS[1] again for the first; KEYS[3..]: each stream the
+-- part writes to, once. ARGV[1]: marker TTL (s); ARGV[2]: stream MAXLEN; ARGV[3], ARGV[4]:
+-- the runtime and fencing token the run was made under ('' without a lease);
+-- ARGV[5..#KEYS + 2]: the channel of each of those streams; then channel, payload pairs.
 -- Returns 1 when published, 0 when already published, -1 when the run before it was not.
-if redis.call('EXISTS', KEYS[1]) == 1 then
+-- Each payload costs a PUBLISH and the shortest XADD; each stream is trimmed once.
+local call = redis.call
+if call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 0 then
+if KEYS[2] ~= KEYS[1] and call('EXISTS', KEYS[2]) == 0 then
   return -1
 end
-local checked = {{}}
+local stream_of = {{}}
 for i = 3, #KEYS do
   local stream = KEYS[i]
-  if not checked[stream] then
-    checked[stream] = true
-    local kind = redis.call('TYPE', stream)['ok']
-    if kind == 'stream' then
-      local info = redis.call('XINFO', 'STREAM', stream)
-      for j = 1, #info, 2 do
-        if info[j] == 'last-generated-id' and info[j + 1] == '{_LAST_POSSIBLE_ID}' then
-          return redis.error_reply('ERR the stream ' .. stream .. ' has no IDs left')
-        end
+  local kind = call('TYPE', stream)['ok']
+  if kind == 'stream' then
+    local info = call('XINFO', 'STREAM', stream)
+    for j = 1, #info, 2 do
+      if info[j] == 'last-generated-id' and info[j + 1] == '{_LAST_POSSIBLE_ID}' then
+        return redis.error_reply('ERR the stream ' .. stream .. ' has no IDs left')
       end
-    elseif kind ~= 'none' then
-      return redis.error_reply('WRONGTYPE ' .. stream .. ' holds a ' .. kind .. ', not a stream')
     end
+  elseif kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. stream .. ' holds a ' .. kind .. ', not a stream')
+  end
+  stream_of[ARGV[i + 2]] = stream
+end
+local runtime, token = ARGV[3], ARGV[4]
+for i = #KEYS + 3, #ARGV, 2 do
+  local channel, payload = ARGV[i], ARGV[i + 1]
+  call('PUBLISH', channel, payload)
+  if runtime == '' then
+    call('XADD', stream_of[channel], '*', '{STREAM_FIELD}', payload)
+  else
+    call('XADD', stream_of[channel], '*', '{STREAM_FIELD}', payload, '{RUNTIME_FIELD}', runtime,
+      '{FENCING_FIELD}', token)
   end
 end
 for i = 3, #KEYS do
-  local channel, payload = ARGV[2 * i - 1], ARGV[2 * i]
-  redis.call('PUBLISH', channel, payload)
-  if ARGV[3] == '' then
-    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', '{STREAM_FIELD}', payload)
-  else
-    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', '{STREAM_FIELD}', payload,
-      '{RUNTIME_FIELD}', ARGV[3], '{FENCING_FIELD}', ARGV[4])
-  end
+  call('XTRIM', KEYS[i], 'MAXLEN', '~', ARGV[2])
 end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
 
@@ -395,9 +400,10 @@ class RedisSink:
             parts = self._parts(run)
             parts_per_run.append(len(parts))
             for marker, payloads in parts:
-                keys = [marker, previous or marker, *(self._keys.stream_of(channel) for channel, _ in payloads)]
-                args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen, *_fence_args(run.fence)]
-                args.extend(part for pair in payloads for part in pair)
+                channels = list(dict.fromkeys(channel for channel, _ in payloads))
+                keys = [marker, previous or marker, *map(self._keys.stream_of, channels)]
+                args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen, *_fence_args(run.fence), *channels]
+                args.extend(itertools.chain.from_iterable(payloads))
                 pipeline.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 previous = marker
         replies = iter(pipeline.execute(raise_on_error=False))

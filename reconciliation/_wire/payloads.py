@@ -16,6 +16,8 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.correction import CorrectionEvent
     from reconciliation._domain.fills import Explanation, Fill
-    from reconciliation._domain.models import AssetType, Discrepancy, ReconciliationResult
+    from reconciliation._domain.models import Discrepancy, ReconciliationResult
 
 __all__ = [
     "CORRECTION_CHANNEL",
@@ -124,10 +126,10 @@ class _RunText:
         if account is None:
             account = self._accounts[discrepancy.account_id] = _quoted(discrepancy.account_id)
         symbol = "null" if discrepancy.symbol is None else _quoted(discrepancy.symbol)
-        asset_type = "null" if discrepancy.asset_type is None else f'"{discrepancy.asset_type.value}"'
+        asset_type = "null" if discrepancy.asset_type is None else f'"{_TEXT[discrepancy.asset_type]}"'
         currency = "null" if discrepancy.currency is None else _quoted(discrepancy.currency)
         local, broker = _decimal_json(discrepancy.local_value), _decimal_json(discrepancy.broker_value)
-        kind, severity, timestamp = discrepancy.type.value, discrepancy.severity.value, self.time(discrepancy.timestamp)
+        kind, severity, timestamp = _TEXT[discrepancy.type], _TEXT[discrepancy.severity], self.time(discrepancy.timestamp)
         explained = (
             ""
             if discrepancy.explanation is None
@@ -219,6 +221,12 @@ def fill_from(payload: Mapping[str, Any]) -> Fill:
 def _decimal_json(value: Decimal | None) -> str:
     return "null" if value is None else f'"{value:f}"'
 
+
+_TEXT: dict[AssetType | DiscrepancyType | DiscrepancySeverity, str] = {
+    member: member.value for kind in (AssetType, DiscrepancyType, DiscrepancySeverity) for member in kind
+}
+"""Each member's text, looked up in C: `Enum.value` is a Python-level descriptor, read three
+times for each of a bad day's 10,000 payloads."""
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 _quoted = json.encoder.encode_basestring_ascii
