@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -749,7 +750,7 @@ def test_run_at_log_level_warning_leaves_out_info(tmp_path: Path, redis_server: 
     runner = _start(_command("run", "--config", str(config), "--log-level", "warning", "--metrics-port", str(port := _closed_port())))
     try:
         deadline = time.monotonic() + 15
-        while not _healthz(port)[0]:
+        while _healthz(port)[0] != HTTPStatus.OK:  # ready: its startup ran, SIGTERM is its stop
             assert time.monotonic() < deadline, "the service never became ready"
             time.sleep(0.1)
         runner.send_signal(signal.SIGTERM)
