@@ -138,8 +138,14 @@ def correction(account_id: str = "ACC-1", symbol: str | None = "AAPL", **changes
     }
 
 
-def append(client: redis.Redis, kind: str, payload: dict[str, Any] | str | bytes) -> str:
-    """XADD the payload (a dict is JSON-encoded) to the kind's stream; the new entry's ID."""
+def append(
+    client: redis.Redis, kind: str, payload: dict[str, Any] | str | bytes, *, lease: tuple[str, int] | None = None
+) -> str:
+    """XADD the payload (a dict is JSON-encoded) to the kind's stream, with the `runtime` and
+    `fencing_token` fields of `lease` when given; the new entry's ID."""
     raw = json.dumps(payload) if isinstance(payload, dict) else payload
-    entry_id = client.xadd(STREAM_OF[kind], {"payload": raw})
+    fields: dict[str, str | bytes] = {"payload": raw}
+    if lease is not None:
+        fields |= {"runtime": lease[0], "fencing_token": str(lease[1])}
+    entry_id = client.xadd(STREAM_OF[kind], fields)
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

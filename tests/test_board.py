@@ -45,9 +45,13 @@ def at(minutes: float) -> str:
     return (T0 + dt.timedelta(minutes=minutes)).isoformat(timespec="microseconds")
 
 
-def entry(kind: str, payload: dict[str, Any] | bytes) -> Message:
+def entry(
+    kind: str, payload: dict[str, Any] | bytes, *, runtime: bytes | None = None, fencing_token: bytes | None = None
+) -> Message:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return decode(StreamEntry(STREAM_OF[kind], "1-0", raw, replayed=False))
+    return decode(
+        StreamEntry(STREAM_OF[kind], "1-0", raw, replayed=False, runtime=runtime, fencing_token=fencing_token)
+    )
 
 
 def breaks(state: BoardState, account: str = "ACC-1") -> list[tuple[str, str | None]]:
@@ -234,6 +238,87 @@ class TestLiveness:
         assert "One-off checks" in board_fragment(state.accounts(soon), state.feed, soon, state.one_offs(soon))
 
 
+def owner(state: BoardState, account: str = "ACC-1") -> str | None:
+    (view,) = [a for a in state.accounts() if a.account_id == account]
+    return None if view.last_run is None or view.last_run.owner is None else str(view.last_run.owner)
+
+
+class TestOwner:
+    def test_a_result_made_under_a_lease_shows_its_runtime_and_token(self):
+        state = BoardState()
+
+        state.apply(entry("result", result(timestamp=at(0)), runtime=b"eu-1", fencing_token=b"2"))
+
+        assert owner(state) == "eu-1 (token 2)"
+        assert '<span class="owner"' in board_fragment(state.accounts(), state.feed, T0)
+        assert "owner: eu-1 (token 2)</span>" in board_fragment(state.accounts(), state.feed, T0)
+
+    def test_a_result_made_without_a_lease_shows_no_lease(self):
+        state = BoardState()
+
+        state.apply(entry("result", result(timestamp=at(0))))
+
+        assert owner(state) == "no lease"
+        assert "owner: no lease</span>" in board_fragment(state.accounts(), state.feed, T0)
+
+    def test_a_takeover_shows_the_new_owner(self):
+        state = BoardState()
+        state.apply(entry("result", result(timestamp=at(0)), runtime=b"eu-1", fencing_token=b"2"))
+
+        changed = state.apply(entry("result", result(timestamp=at(5)), runtime=b"eu-2", fencing_token=b"3"))
+
+        assert changed
+        assert owner(state) == "eu-2 (token 3)"
+
+    def test_an_older_result_does_not_change_the_owner(self):
+        state = BoardState()
+        state.apply(entry("result", result(timestamp=at(5)), runtime=b"eu-2", fencing_token=b"3"))
+
+        state.apply(entry("result", result(timestamp=at(0)), runtime=b"eu-1", fencing_token=b"2"))
+
+        assert owner(state) == "eu-2 (token 3)"
+
+    def test_an_account_seeded_from_the_store_shows_no_owner(self, audit_target):
+        seed_store(audit_target)
+        store = open_store(audit_target)
+        try:
+            state = seed(store)
+        finally:
+            store.close()
+
+        assert {owner(state, account.account_id) for account in state.accounts()} == {None}
+        assert 'class="owner"' not in board_fragment(state.accounts(), state.feed, T0)
+
+    def test_a_runtime_name_is_escaped_on_the_page(self):
+        state = BoardState()
+
+        state.apply(entry("result", result(timestamp=at(0)), runtime=b"<b>eu-1</b>", fencing_token=b"7"))
+
+        assert "owner: &lt;b&gt;eu-1&lt;/b&gt; (token 7)</span>" in board_fragment(state.accounts(), state.feed, T0)
+
+    @pytest.mark.parametrize(
+        ("runtime", "fencing_token", "problem"),
+        [
+            (None, b"2", "a fencing_token field without a runtime field"),
+            (b"eu-1", None, "a runtime field without a fencing_token field"),
+            (b"eu-1", b"two", "fencing_token: not a whole number"),
+            (b"eu-1", b"-2", "fencing_token: not a whole number"),
+            (b"", b"2", "runtime: not 1 to 200 printable characters"),
+            (b"eu\x1b[2J", b"2", "runtime: not 1 to 200 printable characters"),
+            (b"e" * 201, b"2", "runtime: not 1 to 200 printable characters"),
+            (b"\xff", b"2", "runtime: not 1 to 200 printable characters"),
+        ],
+    )
+    def test_an_entry_with_a_malformed_lease_is_counted_and_named_not_applied(self, runtime, fencing_token, problem):
+        state = BoardState()
+
+        state.apply(entry("result", result(timestamp=at(0)), runtime=runtime, fencing_token=fencing_token))
+
+        assert state.accounts() == []
+        assert state.feed.malformed == 1
+        assert state.feed.last_malformed == f"reconciliation:stream:result 1-0: {problem}"
+
+
 class TestBreakIdentity:
     def test_a_stock_and_an_option_of_one_symbol_are_two_breaks(self):
         state = BoardState()
@@ -319,6 +404,16 @@ def eventually(check: Any, what: str, timeout: float = 10.0) -> Any:
     return found
 
 
+def _accounts(client: TestClient) -> dict[str, Any]:
+    return {account["account_id"]: account for account in client.get("/api/board").json()["accounts"]}
+
+
+def _accounts_once(client: TestClient, account_id: str) -> dict[str, Any] | None:
+    """Every account by its id, once `account_id` is among them."""
+    accounts = _accounts(client)
+    return accounts if account_id in accounts else None
+
+
 @pytest.mark.real_redis
 class TestWeb:
     def test_the_page_shows_every_account_its_last_run_and_its_open_breaks(self, web):
@@ -397,6 +492,29 @@ class TestWeb:
         assert "<img" not in page
         assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;\\x1b]0;owned\\x07" in page
         assert "\x1b" not in page
+
+    def test_the_json_api_shows_which_runtime_owns_each_account(self, web, real_redis):
+        client, _ = web
+
+        append(real_redis, "result", result(account_id="ACC-1", timestamp=now_text()), lease=("eu-1", 2))
+        append(real_redis, "result", result(account_id="ACC-8", timestamp=now_text()))
+
+        accounts = eventually(lambda: _accounts_once(client, "ACC-8"), "the board to take both results")
+        assert accounts["ACC-1"]["owner"] == "eu-1 (token 2)"
+        assert (accounts["ACC-1"]["last_run"]["runtime"], accounts["ACC-1"]["last_run"]["fencing_token"]) == ("eu-1", 2)
+        assert accounts["ACC-8"]["owner"] == "no lease"
+        assert (accounts["ACC-8"]["last_run"]["runtime"], accounts["ACC-8"]["last_run"]["fencing_token"]) == (None, None)
+        assert accounts["ACC-2"]["owner"] is None
+
+    def test_a_takeover_shows_as_the_new_owner(self, web, real_redis):
+        client, _ = web
+        append(real_redis, "result", result(account_id="ACC-1", timestamp=now_text()), lease=("eu-1", 2))
+        eventually(lambda: _accounts(client)["ACC-1"]["owner"] == "eu-1 (token 2)", "the first owner to show")
+
+        append(real_redis, "result", result(account_id="ACC-1", timestamp=now_text()), lease=("eu-2", 3))
+
+        eventually(lambda: _accounts(client)["ACC-1"]["owner"] == "eu-2 (token 3)", "the new owner to show")
+        assert "owner: eu-2 (token 3)</span>" in client.get("/board").text
 
     def test_an_entry_appended_while_serving_reaches_the_board(self, web, real_redis):
         client, board = web

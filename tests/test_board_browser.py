@@ -145,9 +145,14 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def _wait(browser: Any, condition: Any, what: str) -> Any:
+    """Until `condition` holds; an element swapped out by the board meanwhile is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
-    return WebDriverWait(browser, WAIT_SECONDS, poll_frequency=0.05).until(condition, message=what)
+    wait = WebDriverWait(
+        browser, WAIT_SECONDS, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition, message=what)
 
 
 def _rows(browser: Any, account: str) -> list[tuple[str, str, str]]:
@@ -215,11 +220,13 @@ def test_a_break_published_while_the_page_is_open_appears_without_a_reload(
     _open(browser, board_url)
 
     now = now_text()
-    append(real_redis, "result", result(account_id="ACC-3", timestamp=now))
+    append(real_redis, "result", result(account_id="ACC-3", timestamp=now), lease=("eu-1", 2))
     append(real_redis, "discrepancy", discrepancy(account_id="ACC-3", symbol="NVDA", timestamp=now, first_seen=now))
 
     (row,) = _wait(browser, lambda b: _row(b, "ACC-3", "NVDA"), "the new break to appear")
     assert "quantity_mismatch" in row.text
+    owner = 'section[data-account="ACC-3"] .owner'
+    _wait(browser, lambda b: b.find_element("css selector", owner).text == "owner: eu-1 (token 2)", "its owner to show")
     assert _not_reloaded(browser)
 
 

@@ -21,8 +21,11 @@ import pytest
 import redis
 
 from reconciliation import InMemoryPortfolio, ReconciliationConfig
+from reconciliation._cli.board.state import BoardState
+from reconciliation._publishing.inbound import decode
 from reconciliation._publishing.leases import AccountLeases, HeldElsewhere, Lease
 from reconciliation._publishing.runtime_names import NameInUseError, RuntimeName, new_instance
+from reconciliation._publishing.streams import StreamCursor
 from reconciliation._runtime.accounts import Account
 from reconciliation._runtime.clock import ManualClock
 from reconciliation._runtime.comparator_actor import ComparatorActor
@@ -270,6 +273,25 @@ def test_a_standby_takes_the_account_over_at_its_next_renewal_once_the_owner_let
     entries = stream_fields(server)
     assert [(e["runtime"], e["fencing_token"]) for e in entries] == [("eu-1", "1"), ("eu-2", "2")]
     assert '"trigger":"startup"' in server_payload(entries[-1])
+
+
+def test_the_board_shows_a_takeover_as_its_owner_changing(nodes: Any) -> None:
+    server = fakeredis.FakeServer()
+    owner = nodes(server, "eu-1")
+    owner.start()
+    standby = nodes(server, "eu-2")
+    standby.start()
+    board, cursor = BoardState(), StreamCursor(fakeredis.FakeRedis(server=server))
+    for entry in cursor.start(replay_last=100):
+        board.apply(decode(entry))
+    before = str(board.accounts()[0].last_run.owner)
+
+    owner.stop()
+    standby.advance(RENEWAL)
+    for entry in cursor.read(block_seconds=0.01):
+        board.apply(decode(entry))
+
+    assert (before, str(board.accounts()[0].last_run.owner)) == ("eu-1 (token 1)", "eu-2 (token 2)")
 
 
 def server_payload(fields: dict[str, str]) -> str:

@@ -8,6 +8,10 @@ malformed, with its stream ID, and goes on. The problem names the key and what i
 with it (`consecutive_runs: out of range (1 to 9007199254740992)`). A well-formed
 payload may carry keys the schema does not know; they are kept.
 
+An entry made under an account lease also has the fields `runtime` and `fencing_token`
+(docs/payloads.md): both or neither, a runtime name of 1 to 200 printable characters and
+a token in decimal digits, or the entry is malformed too. They become the message's `fence`.
+
 The size and depth guards run first, so the schema is only ever checked against a
 small, shallow value. jsonschema is imported when the first entry is checked, not by
 every command that imports this module.
@@ -23,6 +27,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from reconciliation._domain.fencing import Fence
 
 if TYPE_CHECKING:
     from reconciliation._publishing.streams import StreamEntry
@@ -50,6 +56,9 @@ SEVERITIES: tuple[str, ...] = tuple(SCHEMA["$defs"]["severity"]["enum"])
 """The severities a payload may carry, least severe first."""
 
 _PREVIEW_BYTES = 200
+_MAX_RUNTIME_CHARS = 200
+_MAX_TOKEN_DIGITS = 19
+"""A token is a Redis counter: at most 2^63 - 1."""
 _KINDS = {
     "string": "a string",
     "integer": "a whole number",
@@ -77,6 +86,9 @@ class Message:
     problem: str | None = None
     preview: str = ""
     """The start of a malformed entry's text."""
+    fence: Fence | None = None
+    """The lease the entry was made under: the runtime that owned the account, and its token.
+    None: made without a lease, or malformed."""
 
     @property
     def malformed(self) -> bool:
@@ -182,12 +194,38 @@ def _parse(raw: bytes | None) -> tuple[Any, str | None]:
         return None, f"not JSON: {exc}"
 
 
+def _runtime_name(raw: bytes) -> str | None:
+    """The runtime name in a `runtime` field; None if it is not 1 to 200 printable characters."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if name.strip() and name.isprintable() and len(name) <= _MAX_RUNTIME_CHARS else None
+
+
+def _fence(runtime: bytes | None, token: bytes | None) -> tuple[Fence | None, str | None]:
+    """The lease an entry's `runtime` and `fencing_token` fields name, or why they name none."""
+    if runtime is None and token is None:
+        return None, None
+    if runtime is None or token is None:
+        present, absent = ("runtime", "fencing_token") if token is None else ("fencing_token", "runtime")
+        return None, f"a {present} field without a {absent} field"
+    name = _runtime_name(runtime)
+    if name is None:
+        return None, f"runtime: not 1 to {_MAX_RUNTIME_CHARS} printable characters"
+    if not token.isdigit() or len(token) > _MAX_TOKEN_DIGITS:
+        return None, "fencing_token: not a whole number"
+    return Fence(name, int(token)), None
+
+
 def decode(entry: StreamEntry) -> Message:
-    """The entry's payload, checked; a malformed entry says why instead."""
+    """The entry's payload and lease, checked; a malformed entry says why instead."""
     payload, problem = _parse(entry.raw)
     if problem is None:
         problem = problem_with(entry.channel, payload)
+    fence, fence_problem = _fence(entry.runtime, entry.fencing_token)
+    problem = problem or fence_problem
     if problem is None:
-        return Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, payload)
+        return Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, payload, fence=fence)
     preview = "" if entry.raw is None else entry.raw[:_PREVIEW_BYTES].decode("utf-8", "replace")
     return Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, None, problem, preview)

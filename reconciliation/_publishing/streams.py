@@ -32,9 +32,11 @@ from reconciliation._domain.backoff import Backoff
 from reconciliation._publishing.redis_sink import (
     CORRECTION_STREAM,
     DISCREPANCY_STREAM,
+    FENCING_FIELD,
     HALT_STREAM,
     RESOLVED_STREAM,
     RESULT_STREAM,
+    RUNTIME_FIELD,
     STREAM_FIELD,
     KeySpace,
 )
@@ -80,7 +82,8 @@ BLOCK_SECONDS = 5.0
 
 @attrs.frozen
 class StreamEntry:
-    """One stream entry as Redis returned it: where it is, and its `payload` field (None if it has none)."""
+    """One stream entry as Redis returned it: where it is, its `payload` field (None if it has none),
+    and the `runtime` and `fencing_token` fields of the lease it was made under (None when absent)."""
 
     stream: str
     entry_id: str
@@ -88,6 +91,8 @@ class StreamEntry:
     replayed: bool
     channel: str = attrs.field(default=attrs.Factory(lambda entry: channel_of(entry.stream), takes_self=True))
     """The pub/sub channel that carries the same payloads."""
+    runtime: bytes | None = None
+    fencing_token: bytes | None = None
 
     @property
     def order(self) -> tuple[int, int, int]:
@@ -112,10 +117,10 @@ def _text(value: bytes | str) -> str:
     return value.decode("ascii", errors="replace") if isinstance(value, bytes) else value
 
 
-def _payload_field(fields: Any) -> bytes | None:
+def _field(fields: Any, name: str) -> bytes | None:
     if not isinstance(fields, dict):
         return None
-    raw = fields.get(STREAM_FIELD.encode(), fields.get(STREAM_FIELD))
+    raw = fields.get(name.encode(), fields.get(name))
     if isinstance(raw, str):
         return raw.encode("utf-8", errors="surrogateescape")
     return raw if isinstance(raw, bytes) else None
@@ -123,7 +128,15 @@ def _payload_field(fields: Any) -> bytes | None:
 
 def _entries(stream: str, channel: str, rows: Iterable[Any], *, replayed: bool) -> list[StreamEntry]:
     return [
-        StreamEntry(stream, _text(entry_id), _payload_field(fields), replayed, channel)
+        StreamEntry(
+            stream,
+            _text(entry_id),
+            _field(fields, STREAM_FIELD),
+            replayed,
+            channel,
+            runtime=_field(fields, RUNTIME_FIELD),
+            fencing_token=_field(fields, FENCING_FIELD),
+        )
         for entry_id, fields in rows or ()
         if entry_id is not None
     ]

@@ -285,6 +285,7 @@ class _SecurityHeaders:
 def _run_json(run: RunView | None) -> dict[str, Any] | None:
     if run is None:
         return None
+    fence = None if run.owner is None else run.owner.fence
     return {
         "run_id": run.run_id,
         "status": run.status,
@@ -294,6 +295,8 @@ def _run_json(run: RunView | None) -> dict[str, Any] | None:
         "discrepancy_count": run.discrepancy_count,
         "error": run.error,
         "next_run_due": None if run.next_run_due is None else run.next_run_due.isoformat(timespec="microseconds"),
+        "runtime": None if fence is None else fence.runtime,
+        "fencing_token": None if fence is None else fence.token,
     }
 
 
@@ -324,6 +327,7 @@ def _account_json(account: AccountView, now: dt.datetime) -> dict[str, Any]:
         "status": account.status,
         "stale": liveness.stale,
         "overdue_seconds": None if liveness.overdue_by is None else liveness.overdue_by.total_seconds(),
+        "owner": None if account.last_run is None or account.last_run.owner is None else str(account.last_run.owner),
         "last_run": _run_json(account.last_run),
         "breaks": [_break_json(view, now) for view in account.breaks],
     }

@@ -78,6 +78,16 @@ def _run(run: RunView | None, now: dt.datetime) -> str:
     )
 
 
+def _owner(run: RunView | None) -> str:
+    """`owner: eu-1 (token 2)`, `owner: no lease`, or nothing when not known."""
+    if run is None or run.owner is None:
+        return ""
+    return (
+        '<span class="owner" title="the runtime whose lease its last run was made under, and the lease\'s token">'
+        f"owner: {_text(run.owner, limit=None)}</span>"
+    )
+
+
 def _value(value: str | None) -> str:
     return "none" if value is None else _text(value, limit=60)
 
@@ -123,7 +133,7 @@ def _account(account: AccountView, now: dt.datetime) -> str:
         f'<section class="account {account.status}" data-account="{_text(account.account_id)}" '
         f'data-status="{account.status}">'
         f"<h2>{_text(account.account_id)}</h2>{_stale(account.last_run, account.liveness)}"
-        f"{_run(account.last_run, now)}{breaks}</section>"
+        f"{_run(account.last_run, now)}{_owner(account.last_run)}{breaks}</section>"
     )
 
 

@@ -12,6 +12,10 @@ a newer result, the account is stale (its service stopped or hangs). A one-off r
 (`reconciliation check`) has no next run: its account is shown apart and forgotten
 `ONE_OFF_SHOWN_FOR` after it ran.
 
+Each account shows its owner (`Owner`): the runtime whose lease its last result entry
+was made under, and the lease's token, so a takeover shows as the owner changing. A run
+seeded from the audit store has no known owner.
+
 It is plain logic, no I/O: the web app owns one and calls it from its event loop.
 """
 
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from reconciliation._cli.safe_text import safe_text
+from reconciliation._domain.fencing import Fence
 from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
@@ -49,6 +54,7 @@ __all__ = [
     "BreakView",
     "FeedStatus",
     "Liveness",
+    "Owner",
     "RunView",
 ]
 
@@ -75,6 +81,17 @@ def _moment(text: str) -> dt.datetime:
 
 
 @attrs.frozen
+class Owner:
+    """The lease a run was made under: the runtime that owned the account and its token, or none."""
+
+    fence: Fence | None
+
+    def __str__(self) -> str:
+        """`eu-1 (token 2)`, or `no lease` for a run made without one."""
+        return "no lease" if self.fence is None else f"{self.fence.runtime} (token {self.fence.token})"
+
+
+@attrs.frozen
 class RunView:
     """An account's last run, as the board shows it."""
 
@@ -88,6 +105,8 @@ class RunView:
     next_run_due: dt.datetime | None = None
     """None: no periodic run follows it, or the payload predates the field."""
     requested_by: str | None = None
+    owner: Owner | None = None
+    """None: not known (a run from the audit store)."""
 
     @property
     def one_off(self) -> bool:
@@ -102,7 +121,8 @@ class RunView:
         return self.next_run_due - self.timestamp - dt.timedelta(milliseconds=self.duration_ms)
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> RunView:
+    def from_payload(cls, payload: Mapping[str, Any], fence: Fence | None) -> RunView:
+        """The run a result payload describes, made under the lease `fence` (None: no lease)."""
         due = payload.get("next_run_due")
         return cls(
             run_id=payload["run_id"],
@@ -114,6 +134,7 @@ class RunView:
             error=payload["error"],
             next_run_due=_moment(due) if due else None,
             requested_by=payload["context"].get("requested_by"),
+            owner=Owner(fence),
         )
 
     @classmethod
@@ -289,13 +310,15 @@ class BoardState:
             return True
         payload = message.payload
         account = self._accounts.setdefault(payload["account_id"], _Account())
-        changed = {
-            RESULT_CHANNEL: self._result,
-            DISCREPANCY_CHANNEL: self._discrepancy,
-            RESOLVED_CHANNEL: self._resolved,
-            HALT_CHANNEL: self._halt,
-            CORRECTION_CHANNEL: self._correction,
-        }[message.channel](account, payload)
+        if message.channel == RESULT_CHANNEL:
+            changed = self._result(account, payload, message.fence)
+        else:
+            changed = {
+                DISCREPANCY_CHANNEL: self._discrepancy,
+                RESOLVED_CHANNEL: self._resolved,
+                HALT_CHANNEL: self._halt,
+                CORRECTION_CHANNEL: self._correction,
+            }[message.channel](account, payload)
         if changed:
             self.version += 1
         return changed
@@ -351,8 +374,8 @@ class BoardState:
         )
 
     @staticmethod
-    def _result(account: _Account, payload: Mapping[str, Any]) -> bool:
-        run = RunView.from_payload(payload)
+    def _result(account: _Account, payload: Mapping[str, Any], fence: Fence | None) -> bool:
+        run = RunView.from_payload(payload, fence)
         if account.last_run is not None and run.timestamp < account.last_run.timestamp:
             return False
         account.last_run = run
