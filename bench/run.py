@@ -1,7 +1,7 @@
 """Run the benchmarks: one table, printed and written with a plot.
 
     python bench/run.py             # the full table (1M positions), under ten minutes: docs/benchmarks.md
-    python bench/run.py --quick     # 90 s on an idle 2-core machine, smaller books: build/bench/benchmarks.md (CI runs it)
+    python bench/run.py --quick     # about 5 min on a 2-core machine, smaller books: build/bench/benchmarks.md (.ci/run --bench)
     python bench/run.py --smoke --out /tmp/bench   # tiny sizes, for the smoke test
 
 Only the full run writes the tracked docs/benchmarks.md; a quick or smoke run writes
@@ -339,7 +339,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller books and fewer repeats (about 1 min)")
+    size.add_argument("--quick", action="store_true", help="smaller books and fewer repeats (about 5 min)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that everything runs")
     parser.add_argument(
         "--out",
