@@ -15,6 +15,7 @@ stop — to unblock a stalled call — must not close the host's connections.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -24,6 +25,8 @@ import redis.connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from reconciliation._domain.error_text import describe_error
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -31,9 +34,12 @@ __all__ = [
     "PUBLISH_CONNECT_TIMEOUT_SECONDS",
     "PUBLISH_SOCKET_TIMEOUT_SECONDS",
     "check_client",
+    "close_client",
     "publishing_client",
     "publishing_retry",
 ]
+
+logger = logging.getLogger(__name__)
 
 PUBLISH_SOCKET_TIMEOUT_SECONDS = 5.0
 """The longest one publishing round trip may wait on Redis before Redis counts as unreachable."""
@@ -149,3 +155,17 @@ def _sync_cluster(client: redis.RedisCluster | redis.asyncio.RedisCluster) -> re
         socket_connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS,
         **kwargs,
     )
+
+
+def close_client(client: redis.Redis | redis.RedisCluster | None) -> None:
+    """Close a client of our own and its pool's connections (from any thread: a call stalled
+    on one of them ends with an error). Never raises: it is called at stop."""
+    if client is None:
+        return
+    try:
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+        client.close()
+    except Exception as error:  # noqa: BLE001 - fakeredis raises ValueError("generator already executing") when closed under a send
+        logger.debug("Closing a connection of ours: %s", describe_error(error))

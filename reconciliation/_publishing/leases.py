@@ -23,12 +23,13 @@ import attrs
 import redis
 
 from reconciliation._domain.error_text import describe_error
+from reconciliation._publishing.connection import close_client
 from reconciliation._publishing.redis_sink import KeySpace
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "close_client", "node_for"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "node_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,19 +195,6 @@ class AccountLeases:
         """Close our connections (from any thread: a call stalled on one ends with an error)."""
         client, self._client = self._client, None
         close_client(client)
-
-
-def close_client(client: redis.Redis | redis.RedisCluster | None) -> None:
-    """Close a client of our own and its pool's connections."""
-    if client is None:
-        return
-    try:
-        pool = getattr(client, "connection_pool", None)
-        if pool is not None:
-            pool.disconnect()
-        client.close()
-    except (redis.RedisError, OSError) as error:
-        logger.debug("Closing a lease connection: %s", describe_error(error))
 
 
 def node_for(client: redis.Redis | redis.RedisCluster, keys: KeySpace) -> redis.Redis:

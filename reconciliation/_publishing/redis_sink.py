@@ -37,6 +37,7 @@ from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.fencing import Fence
 from reconciliation._domain.sinks import Sent, SinkUnavailableError
+from reconciliation._publishing.connection import close_client
 from reconciliation._wire.payloads import (
     CORRECTION_CHANNEL,
     DISCREPANCY_CHANNEL,
@@ -334,16 +335,7 @@ class RedisSink:
         nothing is sent afterwards."""
         self._closed = True
         client, self._connection = self._connection, None
-        if client is None:
-            return
-        try:
-            pool = getattr(client, "connection_pool", None)
-            if pool is not None:
-                pool.disconnect()
-            client.close()
-        except Exception as error:  # noqa: BLE001 - closing never fails the caller (stop): fakeredis raises
-            # ValueError("generator already executing") when closed under a send in progress
-            logger.debug("Closing the publishing connection: %s", describe_error(error))
+        close_client(client)
 
     def _client(self) -> redis.Redis:
         """Who publishes: our client, or on a cluster the connection to the master that

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from reconciliation._publishing.leases import close_client, node_for
+from reconciliation._publishing.connection import close_client
+from reconciliation._publishing.leases import node_for
 from reconciliation._publishing.redis_sink import KeySpace
 
 if TYPE_CHECKING:
