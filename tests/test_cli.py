@@ -813,3 +813,17 @@ def test_healthz_fails_naming_a_stopped_component() -> None:
 
     assert starting == (False, {"status": "starting", "detail": "the accounts' startup runs have not all finished"})
     assert (ok, details["status"], details["stopped"]) == (False, "failing", ["comparator"])
+
+
+def test_an_interrupted_demo_leaves_even_when_stopping_hangs() -> None:
+    script = (
+        "import time; from rich.console import Console; "
+        "from reconciliation._cli.commands.demo import _leave_if_stopping_lingers; "
+        "_leave_if_stopping_lingers(Console()); time.sleep(30)"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20, check=False)  # noqa: S603 - this interpreter, fixed arguments
+
+    assert done.returncode == 130
+    assert done.stdout.count("Interrupted.") == 1
+    assert time.monotonic() - started < 10

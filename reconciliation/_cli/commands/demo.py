@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -63,9 +67,17 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
         f"Publishing to {escape(where)}: channels reconciliation:result and reconciliation:discrepancy."
     )
     try:
-        report = asyncio.run(run_demo(client, console, pace=QUICK if quick else NORMAL, account_id=account))
+        report = asyncio.run(
+            run_demo(
+                client,
+                console,
+                pace=QUICK if quick else NORMAL,
+                account_id=account,
+                on_interrupt=functools.partial(_leave_if_stopping_lingers, console),
+            )
+        )
     except KeyboardInterrupt:
-        console.print("[yellow]Interrupted.[/yellow]")
+        _say_interrupted(console)
         sys.exit(ExitCode.INTERRUPTED)
     finally:
         client.close()
@@ -101,3 +113,30 @@ def _client(url: str, console: Console) -> tuple[redis.Redis, str]:
         "but `reconciliation watch` in another terminal will not see it.[/yellow]"
     )
     return client, FAKE
+
+
+INTERRUPT_GRACE_SECONDS = 0.5
+"""How long the demo may take to stop its actors and threads after Ctrl-C before it leaves
+without them (what was in flight is abandoned either way)."""
+
+
+def _leave_if_stopping_lingers(console: Console) -> None:
+    """Ctrl-C ends the demo within a second, whatever is still stopping: a thread of the
+    script blocked on a reply, say, would otherwise hold the interpreter's exit."""
+
+    def leave() -> None:
+        time.sleep(INTERRUPT_GRACE_SECONDS)
+        _say_interrupted(console)
+        sys.stdout.flush()
+        os._exit(ExitCode.INTERRUPTED)
+
+    threading.Thread(target=leave, name="demo-interrupted", daemon=True).start()
+
+
+_interrupted_said = threading.Lock()
+
+
+def _say_interrupted(console: Console) -> None:
+    """Say it once, whichever of the main thread and `_leave_if_stopping_lingers` comes first."""
+    if _interrupted_said.acquire(blocking=False):
+        console.print("[yellow]Interrupted.[/yellow]")
