@@ -606,12 +606,8 @@ async def run_demo(
     *,
     pace: Pace = NORMAL,
     account_id: str = "PAPER-1",
-    on_interrupt: Callable[[], None] | None = None,
 ) -> DemoReport:
     """Play the session against `client` and show it on `console`.
-
-    `on_interrupt`, if given, is called first when the session is interrupted (Ctrl-C), before
-    what is running is stopped: the command bounds how long stopping may take with it.
 
     Returns:
         Every run received and which fault each caught; the summary is already shown.
@@ -656,8 +652,6 @@ async def run_demo(
         await _script(session)
     except (asyncio.CancelledError, KeyboardInterrupt):
         interrupted = True
-        if on_interrupt is not None:
-            on_interrupt()
         raise
     finally:
         if interrupted:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -28,6 +29,8 @@ from reconciliation._publishing.redis_clients import (
 from reconciliation._runtime.log_sink import RUN_LOGGER
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import redis
 
 __all__ = ["demo"]
@@ -66,20 +69,16 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
     console.print(
         f"Publishing to {escape(where)}: channels reconciliation:result and reconciliation:discrepancy."
     )
+    previous = signal.signal(signal.SIGINT, functools.partial(_interrupted, console))
     try:
         report = asyncio.run(
-            run_demo(
-                client,
-                console,
-                pace=QUICK if quick else NORMAL,
-                account_id=account,
-                on_interrupt=functools.partial(_leave_if_stopping_lingers, console),
-            )
+            run_demo(client, console, pace=QUICK if quick else NORMAL, account_id=account)
         )
     except KeyboardInterrupt:
         _say_interrupted(console)
         sys.exit(ExitCode.INTERRUPTED)
     finally:
+        signal.signal(signal.SIGINT, previous)
         client.close()
     results = len(report.runs)
     discrepancies = sum(len(run.discrepancies) for run in report.runs)
@@ -118,6 +117,13 @@ def _client(url: str, console: Console) -> tuple[redis.Redis, str]:
 INTERRUPT_GRACE_SECONDS = 0.5
 """How long the demo may take to stop its actors and threads after Ctrl-C before it leaves
 without them (what was in flight is abandoned either way)."""
+
+
+def _interrupted(console: Console, signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: what is running is stopped (KeyboardInterrupt), and the demo leaves within
+    `INTERRUPT_GRACE_SECONDS` whatever still lingers."""
+    _leave_if_stopping_lingers(console)
+    signal.default_int_handler(signum, frame)
 
 
 def _leave_if_stopping_lingers(console: Console) -> None:
