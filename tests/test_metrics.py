@@ -742,6 +742,7 @@ def test_served_metrics_are_the_registrys_samples_written_from_each_accounts_tex
     harness.start()
     harness.broker.then_raise(ConnectionError("gateway down"))
     harness.reconcile()
+    harness.settle()
     ProcessCollector(registry=registry)
     server = serve_metrics(registry, port=0)
     try:
