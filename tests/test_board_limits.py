@@ -201,6 +201,7 @@ def test_a_connection_cap_beyond_the_file_limit_is_a_usage_error(store_path: str
 
     assert ran.returncode == 2, ran.stderr
     assert "--max-connections: this process may open 1024 files" in ran.stderr
+    assert "would need 2128 (2000 connections, 64 queued ones and 64 of its own)" in ran.stderr
 
 
 def files_of(store_path: str) -> dict[str, str]:

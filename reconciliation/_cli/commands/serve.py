@@ -120,7 +120,7 @@ def serve(  # noqa: PLR0913 - one parameter per command-line option
     except ImportError as exc:
         msg = f"serve needs the board extra ({exc}): pip install 'reconciliation[board]'"
         raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
-    _enough_descriptors(max_connections + ACCEPT_BACKLOG)
+    _enough_descriptors(max_connections, ACCEPT_BACKLOG)
     guard = ConnectionGuard(max_connections=max_connections, request_timeout=request_timeout)
     with redis_errors():
         client = client_for(redis_url, retry_commands=False, cluster=cluster)
@@ -160,18 +160,20 @@ def _stopped(_signum: int, _frame: object) -> None:
     sys.exit(ExitCode.OK)
 
 
-def _enough_descriptors(connections: int) -> None:
-    """Refuse a connection cap this process could not open (each connection is a file descriptor)."""
+def _enough_descriptors(max_connections: int, backlog: int) -> None:
+    """Refuse a connection cap this process could not open (each connection, queued ones
+    included, is a file descriptor)."""
     try:
         import resource  # noqa: PLC0415 - POSIX only
     except ImportError:
         return
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = connections + _OWN_DESCRIPTORS
+    needed = max_connections + backlog + _OWN_DESCRIPTORS
     if soft != resource.RLIM_INFINITY and needed > soft:
         msg = (
             f"--max-connections: this process may open {soft} files, and the board would need {needed} "
-            f"(its connections, {connections - _OWN_DESCRIPTORS} queued ones and its own): lower it, or raise "
+            f"({max_connections} connections, {backlog} queued ones and {_OWN_DESCRIPTORS} of its own): "
+            "lower it, or raise "
             "the limit (ulimit -n)"
         )
         raise CommandError(msg, exit_code=ExitCode.USAGE)
