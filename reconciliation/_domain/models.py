@@ -12,7 +12,7 @@ import enum
 import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from uuid import UUID
 
 import attrs
@@ -45,6 +45,7 @@ from reconciliation._domain.values import (
 )
 
 if TYPE_CHECKING:
+    from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.fills import Explanation  # noqa: TC004 - attrs does not evaluate annotations
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "ReconciliationResult",
     "Snapshot",
     "describe_subject",
+    "position_asset_type",
 ]
 
 
@@ -316,10 +318,10 @@ def describe_subject(symbol: str | None, asset_type: str | None, currency: str |
     return f"{symbol} ({asset_type})"
 
 
-def _position_asset_type(discrepancy: Discrepancy) -> AssetType | None:
-    """STOCK for a position-level discrepancy, None for an account-level one (or a bad type,
-    which its own validator refuses)."""
-    kind = discrepancy.type
+def position_asset_type(record: Discrepancy | BreakState) -> AssetType | None:
+    """STOCK for a position-level discrepancy or break, None for an account-level one (or a bad
+    type, which its own validator refuses): the default of their `asset_type`."""
+    kind = record.type
     return AssetType.STOCK if isinstance(kind, DiscrepancyType) and not kind.is_account_level else None
 
 
@@ -343,7 +345,7 @@ class Discrepancy:
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     account_id: str = attrs.field(validator=name_text)
     asset_type: AssetType | None = attrs.field(
-        default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
+        default=attrs.Factory(position_asset_type, takes_self=True), kw_only=True
     )
     currency: str | None = attrs.field(default=None, kw_only=True)
     explanation: Explanation | None = attrs.field(default=None, kw_only=True)
@@ -427,13 +429,10 @@ def _netted(value: Iterable[NettedSymbol]) -> tuple[NettedSymbol, ...]:
     return tuple(value)
 
 
-def _positions(value: Iterable[Position] | ColumnarPositions) -> tuple[Position, ...] | ColumnarPositions:
-    return value if isinstance(value, ColumnarPositions) else tuple(value)
+_Side = TypeVar("_Side", Position, BrokerPosition)
 
 
-def _broker_positions(
-    value: Iterable[BrokerPosition] | ColumnarPositions,
-) -> tuple[BrokerPosition, ...] | ColumnarPositions:
+def _positions(value: Iterable[_Side] | ColumnarPositions) -> tuple[_Side, ...] | ColumnarPositions:
     return value if isinstance(value, ColumnarPositions) else tuple(value)
 
 
@@ -523,15 +522,6 @@ def _optional_whole_number(_instance: object, field: attrs.Attribute[Any], value
         raise ValueError(msg)
 
 
-def _optional_seconds(value: float | None) -> float | None:
-    return None if value is None else seconds(value)
-
-
-def _optional_positive_seconds(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        positive_seconds(instance, field, value)
-
-
 def _optional_severity(value: DiscrepancySeverity | str | None) -> DiscrepancySeverity | None:
     if value is None or isinstance(value, DiscrepancySeverity):
         return value
@@ -560,7 +550,9 @@ class AgeingPolicy:
 
     escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
     escalate_after_seconds: float | None = attrs.field(
-        default=None, converter=_optional_seconds, validator=_optional_positive_seconds
+        default=None,
+        converter=attrs.converters.optional(seconds),
+        validator=attrs.validators.optional(positive_seconds),
     )
     escalate_to: DiscrepancySeverity | None = attrs.field(default=None, converter=_optional_severity)
     halt_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
@@ -625,15 +617,15 @@ def _only_correctable(_instance: object, _field: attrs.Attribute[Any], value: fr
         raise ValueError(msg)
 
 
+def _optional_count(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        whole_number(0)(instance, field, value)
+
+
 def _optional_non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal | None) -> None:
     if value is not None and value < 0:
         msg = f"{field.name} must not be negative, got {value}"
         raise ValueError(msg)
-
-
-def _optional_count(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        whole_number(0)(instance, field, value)
 
 
 @attrs.frozen
@@ -655,7 +647,7 @@ class CorrectionLimits:
     )
 
 
-def _currency_limits(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
+def _amounts(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
     converted = decimal_mapping(value)
     return frozen_mapping({}) if converted is None else converted
 
@@ -690,7 +682,7 @@ class CorrectionPolicy:
     x the larger of the book's and the broker's price for a position, the amount for cash,
     |quantity| x the cost change for a cost. None: no limit."""
     max_notional_by_currency: Mapping[str, Decimal] = attrs.field(
-        factory=dict, converter=_currency_limits, validator=optional_decimal_mapping, kw_only=True
+        factory=dict, converter=_amounts, validator=optional_decimal_mapping, kw_only=True
     )
     """For cash kept per currency: the largest correction of a currency's cash, in it. Under
     `max_notional`, a currency without an entry is never corrected (its value in the
@@ -724,11 +716,6 @@ class ExplanationPolicy:
     """The longest a run waits for both books' fills; then its breaks go out unexplained, saying so."""
     match_window_seconds: float = attrs.field(default=60.0, converter=seconds, validator=finite_seconds)
     """Fills without a shared execution id are one if side, quantity and price agree within this."""
-
-
-def _tolerances(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
-    converted = decimal_mapping(value)
-    return frozen_mapping({}) if converted is None else converted
 
 
 def _non_negative_amounts(
@@ -821,7 +808,7 @@ class ReconciliationConfig:
     )
     """Percent of the broker's average cost: 0 compares costs exactly."""
     cash_tolerance_by_currency: Mapping[str, Decimal] = attrs.field(
-        factory=dict, converter=_tolerances, validator=_non_negative_amounts, kw_only=True
+        factory=dict, converter=_amounts, validator=_non_negative_amounts, kw_only=True
     )
     """When cash is compared per currency, the tolerance of a currency (in it); others use `cash_tolerance`."""
     enabled: bool = attrs.field(default=True, validator=of_type(bool))
@@ -917,7 +904,7 @@ class Snapshot:
     account_id: str = attrs.field(validator=name_text)
     local_positions: tuple[Position, ...] | ColumnarPositions = attrs.field(converter=_positions)
     local_account: LocalAccount
-    broker_positions: tuple[BrokerPosition, ...] | ColumnarPositions = attrs.field(converter=_broker_positions)
+    broker_positions: tuple[BrokerPosition, ...] | ColumnarPositions = attrs.field(converter=_positions)
     broker_account: BrokerAccount
     taken_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     read_started_at: dt.datetime = attrs.field(
