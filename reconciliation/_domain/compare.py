@@ -49,9 +49,7 @@ __all__ = [
     "compare_accounts",
     "compare_positions",
     "discrepancies_of",
-    "net_broker",
     "net_in_chunks",
-    "net_local",
     "position_key",
 ]
 
@@ -441,9 +439,9 @@ def _by_position(entry: Found) -> tuple[str, str]:
 
 
 class _Netting:
-    """One position's entries netted as they come, holding only running sums: what `net_local`
-    and `net_broker` make of the whole group, exactly (sums are exact; the one division,
-    the weighted average cost, is made at the end)."""
+    """One position's entries netted as they come, holding only running sums: exactly what
+    netting the whole group gives (sums are exact; the one division, the weighted average
+    cost, is made at the end)."""
 
     __slots__ = ("cost_sum", "entries", "first", "market_value", "quantity", "weight")
 
@@ -500,7 +498,7 @@ def net_in_chunks(
     nettings: dict[_Key, _Netting] = {}
     for chunk in chunks:
         for entry in chunk:
-            key = _key(entry)
+            key = position_key(entry.symbol, entry.asset_type)
             found = nettings.get(key)
             if found is None:
                 nettings[key] = _Netting(entry)
@@ -517,10 +515,6 @@ def net_in_chunks(
     return {key: cast("_Side", each.position()) for key, each in nettings.items()}, netted
 
 
-def _key(entry: Position | BrokerPosition) -> _Key:
-    return entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)
-
-
 def position_key(symbol: str, asset_type: AssetType) -> str | tuple[str, AssetType]:
     """How the comparison identifies a position: a stock by its bare symbol, others with their type."""
     return symbol if asset_type is _STOCK else (symbol, asset_type)
@@ -528,20 +522,3 @@ def position_key(symbol: str, asset_type: AssetType) -> str | tuple[str, AssetTy
 
 def _netted_order(entry: NettedSymbol) -> tuple[bool, str, str]:
     return (entry.side == "broker", entry.symbol, entry.asset_type.value)
-
-
-def net_local(group: Sequence[Position]) -> Position:
-    """One side's entries for one position, netted as the comparison nets them."""
-    return cast("Position", _netted_group(group))
-
-
-def net_broker(group: Sequence[BrokerPosition]) -> BrokerPosition:
-    """The broker's entries for one position, netted as the comparison nets them."""
-    return cast("BrokerPosition", _netted_group(group))
-
-
-def _netted_group(group: Sequence[Position | BrokerPosition]) -> Position | BrokerPosition:
-    netting = _Netting(group[0])
-    for entry in group[1:]:
-        netting.add(entry)
-    return netting.position()

@@ -29,7 +29,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.compare import net_broker, net_local, position_key
+from reconciliation._domain.compare import net_in_chunks, position_key
 from reconciliation._domain.error_text import outside_text
 from reconciliation._domain.fencing import Fence
 from reconciliation._domain.fills import Fill
@@ -55,7 +55,7 @@ from reconciliation._domain.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
 
     from reconciliation._domain.fills import Explanation
     from reconciliation._domain.models import CorrectionPolicy, Discrepancy, Snapshot
@@ -383,53 +383,34 @@ def propose_corrections(
 
     Linear in the snapshot's positions, read once for all the breaks.
     """
-    wanted = [entry for entry in breaks if entry[0].type in CORRECTABLE_TYPES]
-    keys = {
-        position_key(d.symbol, d.asset_type)
-        for d, _, _ in wanted
-        if d.symbol is not None and d.asset_type is not None
-    }
-    local = _netted(_entries_at(snapshot.local_positions, keys), keys, net_local)
-    broker = _netted(_entries_at(snapshot.broker_positions, keys), keys, net_broker)
-    corrections = []
-    for discrepancy, break_id, consecutive_runs in wanted:
-        key = (
-            None
-            if discrepancy.symbol is None or discrepancy.asset_type is None
-            else position_key(discrepancy.symbol, discrepancy.asset_type)
+    wanted = [
+        (entry, None if d.symbol is None or d.asset_type is None else position_key(d.symbol, d.asset_type))
+        for entry in breaks
+        if (d := entry[0]).type in CORRECTABLE_TYPES
+    ]
+    keys = {key for _, key in wanted if key is not None}
+    local = _netted(snapshot.local_positions, keys, "local")
+    broker = _netted(snapshot.broker_positions, keys, "broker")
+    return tuple(
+        derive_correction(
+            discrepancy,
+            break_id=break_id,
+            run_id=run_id,
+            consecutive_runs=consecutive_runs,
+            local=None if key is None else local.get(key),
+            broker=None if key is None else broker.get(key),
         )
-        corrections.append(
-            derive_correction(
-                discrepancy,
-                break_id=break_id,
-                run_id=run_id,
-                consecutive_runs=consecutive_runs,
-                local=None if key is None else local.get(key),
-                broker=None if key is None else broker.get(key),
-            )
-        )
-    return tuple(corrections)
-
-
-def _entries_at(side: Sequence[_Side] | ColumnarPositions, keys: set[_PositionKey]) -> Sequence[_Side]:
-    """One side's entries, or for a side given as columns those of the symbols in `keys`."""
-    if not isinstance(side, ColumnarPositions):
-        return side
-    return cast("Sequence[_Side]", side.entries_of({key if isinstance(key, str) else key[0] for key in keys}))
+        for (discrepancy, break_id, consecutive_runs), key in wanted
+    )
 
 
 def _netted(
-    entries: Sequence[_Side], keys: set[_PositionKey], net: Callable[[Sequence[_Side]], _Side]
+    side: Sequence[_Side] | ColumnarPositions, keys: set[_PositionKey], name: Literal["local", "broker"]
 ) -> dict[_PositionKey, _Side]:
-    """The positions of `keys` on one side, netted; a flat one is no position."""
-    groups: dict[_PositionKey, list[_Side]] = {}
-    for entry in entries:
-        key = position_key(entry.symbol, entry.asset_type)
-        if key in keys:
-            groups.setdefault(key, []).append(entry)
-    netted: dict[_PositionKey, _Side] = {}
-    for key, group in groups.items():
-        merged = group[0] if len(group) == 1 else net(group)
-        if merged.quantity:
-            netted[key] = merged
-    return netted
+    """The positions of `keys` on one side (of a side given as columns, only their symbols'
+    entries are read), netted as the comparison nets them; a flat one is no position."""
+    if isinstance(side, ColumnarPositions):
+        side = cast("Sequence[_Side]", side.entries_of({key if isinstance(key, str) else key[0] for key in keys}))
+    entries = [entry for entry in side if position_key(entry.symbol, entry.asset_type) in keys]
+    netted, _ = net_in_chunks([entries], name)
+    return {key: position for key, position in netted.items() if position.quantity}
