@@ -28,6 +28,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -96,14 +97,8 @@ def columns_from_batch(
     if isinstance(raw, PositionColumns):
         if raw.side == side:
             return raw
-        return PositionColumns(
-            side,
-            raw.symbols,
-            raw.asset_types,
-            raw.quantity,
-            raw.avg_cost,
-            raw.market_values if side == "broker" else None,
-            table=raw.table,
+        return attrs.evolve(
+            raw, side=side, market_values=raw.market_values if side == "broker" else None, source=None
         )
     try:
         table = pa.table(raw)
@@ -318,7 +313,7 @@ class _Checker:
         precision = max(1, pc.max(needed).as_py() or 1)
         target = pa.decimal128(38, scale) if precision <= 38 else pa.decimal256(MAX_DIGITS, scale)
         return self._checked(
-            _decimal_column(pc.cast(array, target), scale, _text_exact(array)), column, keep=keep
+            _decimal_column(pc.cast(array, target), scale, _arrow_exact(array)), column, keep=keep
         )
 
     def _checked(self, column_data: DecimalColumn, column: str, *, keep: bool = True) -> DecimalColumn:
@@ -416,18 +411,13 @@ def taken(array: Any, rows: npt.NDArray[np.integer[Any]]) -> list[Any]:
 
 
 def _arrow_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | None]]:
+    """The exact values of `array` at some rows: its decimals, integers or decimal text as `Decimal`s."""
+
     def exact(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
         return [
             None if value is None else value if type(value) is Decimal else Decimal(value)
             for value in taken(array, rows)
         ]
-
-    return exact
-
-
-def _text_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | None]]:
-    def exact(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
-        return [None if text is None else Decimal(text) for text in taken(array, rows)]
 
     return exact
 
