@@ -199,16 +199,10 @@ def explain(
 def _unique(fills: Iterable[Fill]) -> tuple[list[Fill], int]:
     """The fills with each id once, in their order, and how many copies were left out."""
     given = list(fills)
-    if len({fill.fill_id for fill in given}) == len(given):
-        return given, 0
     kept: dict[str, Fill] = {}
-    copies = 0
     for fill in given:
-        if fill.fill_id in kept:
-            copies += 1
-        else:
-            kept[fill.fill_id] = fill
-    return list(kept.values()), copies
+        kept.setdefault(fill.fill_id, fill)
+    return list(kept.values()), len(given) - len(kept)
 
 
 def _match(
@@ -270,17 +264,13 @@ class FillWindows:
         floor = snapshot.read_started_at - dt.timedelta(seconds=policy.lookback_seconds)
         margin = dt.timedelta(seconds=policy.match_window_seconds)
         breaks = sorted(filter(_explainable, discrepancies), key=lambda d: -d.severity.rank)[: policy.max_breaks]
-        wanted = []
-        for discrepancy in breaks:
-            since = self._since.get(discrepancy.key, self._last_read)
-            wanted.append(
-                (
-                    cast("str", discrepancy.symbol),
-                    cast("AssetType", discrepancy.asset_type),
-                    floor if since is None else max(since - margin, floor),
-                )
-            )
-        return tuple(wanted)
+        return tuple(
+            (cast("str", d.symbol), cast("AssetType", d.asset_type), self._from(d.key, floor, margin)) for d in breaks
+        )
+
+    def _from(self, key: BreakKey, floor: dt.datetime, margin: dt.timedelta) -> dt.datetime:
+        since = self._since.get(key, self._last_read)
+        return floor if since is None else max(since - margin, floor)
 
     def seen(self, ageing: AgeingUpdate, read_started_at: dt.datetime) -> None:
         """A run was aged: its new breaks date from the run before; ended ones are forgotten."""
