@@ -379,22 +379,9 @@ def discrepancies_of(
 
 
 _SETTERS: tuple[Callable[[Discrepancy, object], None], ...] = tuple(
-    Discrepancy.__dict__[name].__set__
-    for name in (
-        "type",
-        "severity",
-        "symbol",
-        "local_value",
-        "broker_value",
-        "timestamp",
-        "account_id",
-        "asset_type",
-        "currency",
-        "explanation",
-    )
+    Discrepancy.__dict__[field.name].__set__ for field in attrs.fields(Discrepancy)
 )
-"""Each field's slot, set without the frozen class's refusal (a field added to `Discrepancy`
-and not here is missing from what `checked_discrepancies` builds: comparing it fails every test)."""
+"""Each field's slot, in the fields' order, set without the frozen class's refusal."""
 
 
 def checked_discrepancies(

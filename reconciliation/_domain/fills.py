@@ -265,7 +265,8 @@ class FillWindows:
         margin = dt.timedelta(seconds=policy.match_window_seconds)
         breaks = sorted(filter(_explainable, discrepancies), key=lambda d: -d.severity.rank)[: policy.max_breaks]
         return tuple(
-            (cast("str", d.symbol), cast("AssetType", d.asset_type), self._from(d.key, floor, margin)) for d in breaks
+            (cast("str", d.symbol), cast("AssetType", d.asset_type), self._from(d.key, floor, margin))
+            for d in breaks
         )
 
     def _from(self, key: BreakKey, floor: dt.datetime, margin: dt.timedelta) -> dt.datetime:
