@@ -92,10 +92,7 @@ def is_columnar_batch(raw: object) -> bool:
 
 
 def _starts(column: DecimalColumn) -> tuple[int, ...]:
-    starts = [0]
-    for part in column.parts:
-        starts.append(starts[-1] + len(part))
-    return tuple(starts)
+    return tuple(itertools.accumulate(map(len, column.parts), initial=0))
 
 
 @attrs.frozen(eq=False)

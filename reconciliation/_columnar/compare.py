@@ -95,7 +95,7 @@ def compare_columns(
     `pause`, if given, is called between the steps and between chunks of the Python
     work (building the discrepancies), as the pure comparator calls it.
     """
-    pause = pause or _no_pause
+    pause = pause or (lambda: None)
     local_ids, broker_ids, count = _position_ids(local, broker)
     pause()
     found = _Classified.of(local, broker, (local_ids, broker_ids), count, config.cost_tolerance_pct)
@@ -127,10 +127,6 @@ def compare_columns(
     return Comparison(
         discrepancies=discrepancies, positions_checked=count, netted=(*local_netted, *broker_netted)
     )
-
-
-def _no_pause() -> None:
-    return None
 
 
 def _objects(columns: PositionColumns, rows: npt.NDArray[np.intp], pause: Callable[[], object]) -> Iterator[list[Any]]:

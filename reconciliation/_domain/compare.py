@@ -31,7 +31,7 @@ from reconciliation._domain.values import EXACT, MAX_DECIMAL_PLACES, ROUNDED, qu
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from reconciliation._domain.models import (
         BrokerAccount,
@@ -333,7 +333,11 @@ def compare_accounts(
     """
     found: list[Found] = []
     if local.cash_by_currency is not None and broker.cash_by_currency is not None:
-        _compare_cash_by_currency(local.cash_by_currency, broker.cash_by_currency, config, found)
+        for currency in sorted(set(local.cash_by_currency) | set(broker.cash_by_currency)):
+            held = local.cash_by_currency.get(currency, _ZERO)
+            reported = broker.cash_by_currency.get(currency, _ZERO)
+            if EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
+                found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
     elif EXACT.subtract(local.cash, broker.cash).copy_abs() > config.cash_tolerance:
         found.append((None, None, DiscrepancyType.CASH_MISMATCH, local.cash, broker.cash, None))
     equity_gap = EXACT.subtract(local.total_equity, broker.total_equity).copy_abs()
@@ -343,19 +347,6 @@ def compare_accounts(
             (None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None)
         )
     return discrepancies_of(found, account_id, timestamp, config)
-
-
-def _compare_cash_by_currency(
-    local: Mapping[str, Decimal],
-    broker: Mapping[str, Decimal],
-    config: ReconciliationConfig,
-    found: list[Found],
-) -> None:
-    for currency in sorted(set(local) | set(broker)):
-        held = local.get(currency, _ZERO)
-        reported = broker.get(currency, _ZERO)
-        if EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
-            found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
 
 
 def discrepancies_of(

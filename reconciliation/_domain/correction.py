@@ -293,15 +293,14 @@ def derive_correction(
         cash = EXACT.subtract(discrepancy.broker_value, discrepancy.local_value)
         values = {"cash": cash, "notional": cash.copy_abs()}
     elif kind is DiscrepancyType.COST_MISMATCH:
-        held, reported = _both(discrepancy, local, broker)
-        if held.avg_cost is None or reported.avg_cost is None:
+        if local is None or broker is None:
+            msg = f"both sides' positions of {discrepancy.subject} are needed"
+            raise ValueError(msg)
+        if local.avg_cost is None or broker.avg_cost is None:
             msg = f"a cost_mismatch of {discrepancy.subject} has both average costs"
             raise ValueError(msg)
-        change = EXACT.subtract(reported.avg_cost, held.avg_cost).copy_abs()
-        values = {
-            "avg_cost": reported.avg_cost,
-            "notional": EXACT.multiply(held.quantity.copy_abs(), change),
-        }
+        change = EXACT.subtract(broker.avg_cost, local.avg_cost).copy_abs()
+        values = {"avg_cost": broker.avg_cost, "notional": EXACT.multiply(local.quantity.copy_abs(), change)}
     elif kind is DiscrepancyType.MISSING_BROKER:
         if local is None:
             msg = f"the local position of {discrepancy.subject} is missing"
@@ -361,15 +360,6 @@ def _fill(
     prices = [value for value in evidence if value is not None and value > 0]
     notional = EXACT.multiply(quantity.copy_abs(), max(prices)) if prices else None
     return {"quantity": quantity, "price": price, "avg_cost": avg_cost, "notional": notional}
-
-
-def _both(
-    discrepancy: Discrepancy, local: Position | None, broker: BrokerPosition | None
-) -> tuple[Position, BrokerPosition]:
-    if local is None or broker is None:
-        msg = f"both sides' positions of {discrepancy.subject} are needed"
-        raise ValueError(msg)
-    return local, broker
 
 
 def propose_corrections(
