@@ -395,19 +395,14 @@ def _costs_differ(
 def compare_any_positions(
     local: Sequence[Position] | PositionColumns,
     broker: Sequence[BrokerPosition] | PositionColumns,
-    *,
-    account_id: str,
-    timestamp: dt.datetime,
-    config: ReconciliationConfig,
-    pause: Callable[[], object] | None = None,
+    **options: Any,
 ) -> Comparison:
     """`compare_columns` for books given as columns or as objects (put in columns first)."""
+    pause = options.get("pause")
     local_columns = (
         local if isinstance(local, PositionColumns) else columns_from_objects(local, "local", pause=pause)
     )
     broker_columns = (
         broker if isinstance(broker, PositionColumns) else columns_from_objects(broker, "broker", pause=pause)
     )
-    return compare_columns(
-        local_columns, broker_columns, account_id=account_id, timestamp=timestamp, config=config, pause=pause
-    )
+    return compare_columns(local_columns, broker_columns, **options)

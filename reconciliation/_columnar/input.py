@@ -164,7 +164,7 @@ class _Checker:
         self.symbols_known: Any = None
 
     def fail(self, row: int | None, column: str, problem: str) -> ColumnsError:
-        where = f"{self._call}"
+        where = self._call
         if row is not None:
             where += f" {self._row_label(row)}"
             if self.symbols_known is not None:
@@ -430,10 +430,8 @@ def _decimal_column(
     are the value where it fits."""
     parts = [_decimal_words(chunk) for chunk in _chunks(array)]
     lengths = [len(part[0]) for part in parts]
-    fits = _joined([part[1] for part in parts], lengths)
     known = _joined([part[2] for part in parts], lengths)
-    if fits is not None and known is not None:
-        fits = fits | ~known
+    fits = _joined([part[1] for part in parts], lengths, known)
     column = DecimalColumn(tuple(part[0] for part in parts), scale, exact, fits=fits, known=known)
     return _rescaled(column, 0) if scale < 0 else column
 
@@ -463,16 +461,20 @@ def _decimal_words(
     return scaled, None if fitting.all() else fitting, known
 
 
-def _joined(masks: list[npt.NDArray[np.bool_] | None], lengths: list[int]) -> npt.NDArray[np.bool_] | None:
-    """Per-chunk masks (None: all True) as one mask, or None if it is all True."""
+def _joined(
+    masks: list[npt.NDArray[np.bool_] | None], lengths: list[int], known: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.bool_] | None:
+    """Per-chunk masks (None: all True) as one mask, or None if it is all True; with `known`,
+    True too where the value is unknown (a `fits` mask: an unknown value fits)."""
     if all(mask is None for mask in masks):
         return None
-    return np.concatenate(
+    joined = np.concatenate(
         [
             np.ones(length, np.bool_) if mask is None else mask
             for mask, length in zip(masks, lengths, strict=True)
         ]
     )
+    return joined if known is None else joined | ~known
 
 
 def _integer_column(array: Any) -> DecimalColumn:
@@ -489,9 +491,7 @@ def _integer_column(array: Any) -> DecimalColumn:
             fitting = (scaled <= LIMIT) & (scaled >= -LIMIT)
         parts.append(scaled)
         masks.append(None if fitting.all() else fitting)
-    fits = _joined(masks, [len(part) for part in parts])
-    if fits is not None and known is not None:
-        fits = fits | ~known
+    fits = _joined(masks, [len(part) for part in parts], known)
     return DecimalColumn(tuple(parts), 0, _arrow_exact(array), fits=fits, known=known)
 
 

@@ -50,7 +50,7 @@ def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
 def describe_key(key: BreakKey) -> str:
     """`quantity_mismatch AAPL (option) on ACC-1`, `cash_mismatch EUR on ACC-1`."""
     account_id, kind, symbol, asset_type, currency = key
-    subject = describe_subject(symbol, asset_type.value if asset_type else None, currency)
+    subject = describe_subject(symbol, asset_type, currency)
     return f"{kind.value} {subject or '(account)'} on {account_id}"
 
 

@@ -160,9 +160,7 @@ class Correction:
     @property
     def subject(self) -> str | None:
         """`AAPL`, `AAPL (option)`, `EUR`; None for the account's cash."""
-        return describe_subject(
-            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
-        )
+        return describe_subject(self.symbol, self.asset_type, self.currency)
 
     def refusal(self, policy: CorrectionPolicy) -> str | None:
         """Why `policy` never lets it be applied (its value unknown, or over its limit), or None."""

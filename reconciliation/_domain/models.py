@@ -141,11 +141,7 @@ class DiscrepancySeverity(enum.Enum):
         return _SEVERITY_RANK[self]
 
 
-_SEVERITY_RANK = {
-    DiscrepancySeverity.INFO: 0,
-    DiscrepancySeverity.WARNING: 1,
-    DiscrepancySeverity.CRITICAL: 2,
-}
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(DiscrepancySeverity)}
 
 
 @attrs.frozen
@@ -308,14 +304,15 @@ class OrderFill:
     )
 
 
-def describe_subject(symbol: str | None, asset_type: str | None, currency: str | None) -> str | None:
+def describe_subject(
+    symbol: str | None, asset_type: AssetType | str | None, currency: str | None
+) -> str | None:
     """What a discrepancy or break is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash
-    in that currency), or None for the account as a whole. `asset_type` is its text ("stock")."""
+    in that currency), or None for the account as a whole. `asset_type` may be its text ("stock")."""
     if symbol is None:
         return currency
-    if asset_type in {None, AssetType.STOCK.value}:
-        return symbol
-    return f"{symbol} ({asset_type})"
+    kind = asset_type.value if isinstance(asset_type, AssetType) else asset_type
+    return symbol if kind in {None, AssetType.STOCK.value} else f"{symbol} ({kind})"
 
 
 def position_asset_type(record: Discrepancy | BreakState) -> AssetType | None:
@@ -399,9 +396,7 @@ class Discrepancy:
     @property
     def subject(self) -> str | None:
         """What it is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash in it); None for the account."""
-        return describe_subject(
-            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
-        )
+        return describe_subject(self.symbol, self.asset_type, self.currency)
 
     @property
     def key(self) -> tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]:
