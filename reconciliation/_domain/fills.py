@@ -12,6 +12,7 @@ of it; `unexplained` when no fill differs (or none could be read).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -181,18 +182,15 @@ def explain(
     differing = tuple(
         FillPair(mine, theirs) for mine, theirs in pairs if (mine.quantity, mine.price) != (theirs.quantity, theirs.price)
     )
-    explained = _ZERO
-    for fill in broker_left:
-        explained = EXACT.add(explained, fill.quantity)
-    for fill in local_left:
-        explained = EXACT.subtract(explained, fill.quantity)
-    for pair in differing:
-        explained = EXACT.add(explained, EXACT.subtract(pair.broker.quantity, pair.local.quantity))
-    verdict: Verdict
-    if not (broker_left or local_left or differing):
+    changes = [
+        *(fill.quantity for fill in broker_left),
+        *(fill.quantity.copy_negate() for fill in local_left),
+        *(EXACT.subtract(pair.broker.quantity, pair.local.quantity) for pair in differing),
+    ]
+    explained = functools.reduce(EXACT.add, changes, _ZERO)
+    verdict: Verdict = "explained" if explained == gap else "partly_explained"
+    if not changes:
         verdict = "unexplained"
-    else:
-        verdict = "explained" if explained == gap else "partly_explained"
     return Explanation(verdict, gap, explained, tuple(broker_left), tuple(local_left), differing, note)
 
 

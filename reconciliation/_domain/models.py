@@ -194,6 +194,9 @@ DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping
 """The design's severity table; `ReconciliationConfig.severity_overrides` changes it."""
 
 
+_an_asset_type = attrs.validators.instance_of(AssetType)
+
+
 @attrs.frozen
 class Position:
     """A position as the local book holds it. `quantity` is signed: short is negative.
@@ -207,9 +210,7 @@ class Position:
     symbol: str = attrs.field(validator=name_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=_an_asset_type)
 
 
 @attrs.frozen
@@ -225,9 +226,7 @@ class BrokerPosition:
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     market_value: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=_an_asset_type)
 
 
 @attrs.frozen
@@ -296,9 +295,7 @@ class OrderFill:
     price: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     commission: Decimal = attrs.field(default=Decimal(0), converter=exact_decimal, validator=finite_decimal)
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=_an_asset_type)
     multiplier: Decimal = attrs.field(
         default=Decimal(1), converter=exact_decimal, validator=[finite_decimal, _positive]
     )
@@ -411,9 +408,7 @@ class NettedSymbol:
     side: Literal["local", "broker"] = attrs.field(validator=attrs.validators.in_(("local", "broker")))
     symbol: str = attrs.field(validator=name_text)
     entries: int = attrs.field(validator=whole_number(2))
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, converter=AssetType, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, converter=AssetType, validator=_an_asset_type)
 
 
 def _discrepancies(value: Iterable[Discrepancy]) -> tuple[Discrepancy, ...]:
