@@ -298,15 +298,15 @@ def explained(
     changed = []
     for discrepancy in comparison.discrepancies:
         position = (cast("str", discrepancy.symbol), cast("AssetType", discrepancy.asset_type))
-        if position not in asked or not _explainable(discrepancy):
+        if position in asked and _explainable(discrepancy):
+            gap = EXACT.subtract(discrepancy.broker_value or _ZERO, discrepancy.local_value or _ZERO)
+            mine, theirs = local.get(position), broker.get(position)
+            explanation = (
+                Explanation.unread(gap, note or "a book could not say its fills")
+                if mine is None or theirs is None
+                else explain(gap, mine, theirs, window=window, note=note)
+            )
+            changed.append(attrs.evolve(discrepancy, explanation=explanation))
+        else:
             changed.append(discrepancy)
-            continue
-        gap = EXACT.subtract(discrepancy.broker_value or _ZERO, discrepancy.local_value or _ZERO)
-        mine, theirs = local.get(position), broker.get(position)
-        explanation = (
-            Explanation.unread(gap, note or "a book could not say its fills")
-            if mine is None or theirs is None
-            else explain(gap, mine, theirs, window=window, note=note)
-        )
-        changed.append(attrs.evolve(discrepancy, explanation=explanation))
     return attrs.evolve(comparison, discrepancies=tuple(changed))
