@@ -31,6 +31,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from decimal import Decimal
 
-    import numpy.typing as npt
+    import numpy.typing as npt  # noqa: TC004 - attrs does not evaluate annotations
 
     from reconciliation._columnar.columns import DecimalColumn
     from reconciliation._domain.models import Discrepancy, ReconciliationConfig
@@ -196,22 +197,16 @@ def _rows(ids: npt.NDArray[np.int32], count: int) -> tuple[npt.NDArray[np.int32]
     return rows, several
 
 
+@attrs.frozen(eq=False)
 class _Classified:
     """The positions classified by the vectorized rule, and those left to the exact path."""
 
-    def __init__(
-        self,
-        exact_key: npt.NDArray[np.bool_],
-        kinds: npt.NDArray[np.int8],
-        local_rows: npt.NDArray[np.intp],
-        broker_rows: npt.NDArray[np.intp],
-    ) -> None:
-        self.exact_key = exact_key
-        self.kinds = kinds
-        self.local_rows = local_rows
-        """Each discrepancy's local row, or -1 for a position only the broker holds."""
-        self.broker_rows = broker_rows
-        """Each discrepancy's broker row, or -1 for a position only the local book holds."""
+    exact_key: npt.NDArray[np.bool_]
+    kinds: npt.NDArray[np.int8]
+    local_rows: npt.NDArray[np.intp]
+    """Each discrepancy's local row, or -1 for a position only the broker holds."""
+    broker_rows: npt.NDArray[np.intp]
+    """Each discrepancy's broker row, or -1 for a position only the local book holds."""
 
     @classmethod
     def of(

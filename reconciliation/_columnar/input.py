@@ -45,7 +45,7 @@ from reconciliation._domain.models import AssetType, BrokerPosition, Position
 from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_NAME_LENGTH, check_exact, check_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence  # noqa: TC004 - attrs does not evaluate annotations
 
     import numpy.typing as npt
 
@@ -154,14 +154,14 @@ def columns_from_table(
     return PositionColumns(side, symbols, asset_types, quantity, avg_cost, market_values, table=table)
 
 
+@attrs.define
 class _Checker:
     """Checks one batch's columns, naming the call, the row and the column of what it refuses."""
 
-    def __init__(self, call: str, row_label: Callable[[int], str], column_names: Mapping[str, str]) -> None:
-        self._call = call
-        self._row_label = row_label
-        self._column_names = column_names
-        self.symbols_known: Any = None
+    _call: str
+    _row_label: Callable[[int], str]
+    _column_names: Mapping[str, str]
+    symbols_known: Any = None
 
     def fail(self, row: int | None, column: str, problem: str) -> ColumnsError:
         where = self._call
