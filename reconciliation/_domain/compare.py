@@ -253,7 +253,7 @@ def _classify_held(
                 if (
                     local_quantity
                     and held.avg_cost != reported.avg_cost
-                    and _costs_differ(held.avg_cost, reported.avg_cost, cost_tolerance_pct)
+                    and _beyond_pct(held.avg_cost, reported.avg_cost, cost_tolerance_pct)
                 ):
                     append((held.symbol, held.asset_type, _COST, held.avg_cost, reported.avg_cost, None))
             elif not broker_quantity:
@@ -264,8 +264,8 @@ def _classify_held(
                 append((held.symbol, held.asset_type, _QUANTITY, local_quantity, broker_quantity, None))
 
 
-def _costs_differ(local: Decimal | None, broker: Decimal | None, tolerance_pct: Decimal) -> bool:
-    """Both costs known, and abs(local - broker) > abs(broker) * tolerance_pct / 100, exactly."""
+def _beyond_pct(local: Decimal | None, broker: Decimal | None, tolerance_pct: Decimal) -> bool:
+    """Both figures known, and abs(local - broker) > abs(broker) * tolerance_pct / 100, exactly."""
     if local is None or broker is None or local == broker:
         return False
     if not tolerance_pct:
@@ -340,12 +340,8 @@ def compare_accounts(
                 found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
     elif EXACT.subtract(local.cash, broker.cash).copy_abs() > config.cash_tolerance:
         found.append((None, None, DiscrepancyType.CASH_MISMATCH, local.cash, broker.cash, None))
-    equity_gap = EXACT.subtract(local.total_equity, broker.total_equity).copy_abs()
-    allowed_times_100 = EXACT.multiply(broker.total_equity.copy_abs(), config.equity_tolerance_pct)
-    if EXACT.multiply(equity_gap, _HUNDRED) > allowed_times_100:
-        found.append(
-            (None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None)
-        )
+    if _beyond_pct(local.total_equity, broker.total_equity, config.equity_tolerance_pct):
+        found.append((None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None))
     return discrepancies_of(found, account_id, timestamp, config)
 
 
