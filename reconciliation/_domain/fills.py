@@ -57,11 +57,6 @@ and their times are at most this far apart (clocks and venues stamp fills differ
 _ZERO = Decimal(0)
 
 
-def _optional_name(instance: object, field: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None:
-        name_text(instance, field, value)
-
-
 @attrs.frozen
 class Fill:
     """One execution, as a book or a broker reports it: `quantity` signed (a buy > 0).
@@ -81,7 +76,9 @@ class Fill:
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType))
     fee: Decimal = attrs.field(default=_ZERO, converter=exact_decimal, validator=finite_decimal, kw_only=True)
-    venue_fill_id: str | None = attrs.field(default=None, validator=_optional_name, kw_only=True)
+    venue_fill_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(name_text), kw_only=True
+    )
 
     @property
     def side(self) -> Literal["buy", "sell"]:

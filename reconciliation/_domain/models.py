@@ -757,12 +757,12 @@ MAX_QUEUED_RUNS = 1_000_000
 """The most runs a delivery queue may be asked to hold while its sink is down."""
 
 
-
 def _correction_policy(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs' `instance_of`, with the value shown bounded (it may come from a hostile config)."""
     if value is not None and not isinstance(value, CorrectionPolicy):
         msg = f"correction must be a CorrectionPolicy or None, got {type(value).__name__} {shown(value)}"
         raise FieldTypeError(msg, field.name)
+
 
 USD_EQUIVALENTS: frozenset[str] = frozenset(
     {"USD", "USDT", "USDC", "FDUSD", "BUSD", "DAI", "TUSD", "USDP", "PYUSD", "USDE", "USDS"}
