@@ -336,8 +336,9 @@ class _Checker:
             rows = np.arange(len(column_data), dtype=np.intp)
             if column_data.known is not None:
                 rows = rows[column_data.known]
-        for chunk in _batches(rows.tolist()):
-            for row, value in zip(chunk, column_data.exact(np.asarray(chunk, np.intp)), strict=True):
+        for start in range(0, len(rows), CHUNK_SIZE):
+            chunk = rows[start : start + CHUNK_SIZE].astype(np.intp)
+            for row, value in zip(chunk.tolist(), column_data.exact(chunk), strict=True):
                 try:
                     check_exact(column, value)
                 except (TypeError, ValueError) as exc:
@@ -380,12 +381,6 @@ def _first_valid(array: Any) -> int | None:
 
 def _nones(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
     return [None] * len(rows)
-
-
-def _batches(rows: list[int]) -> Iterator[list[int]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, CHUNK_SIZE)):
-        yield chunk
 
 
 def taken(array: Any, rows: npt.NDArray[np.integer[Any]]) -> list[Any]:
