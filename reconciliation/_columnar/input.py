@@ -248,7 +248,8 @@ class _Checker:
         if not nullable:
             self._no_nulls(array, column, "missing: every position needs one")
         if pa.types.is_floating(kind):
-            row = _first_valid(array)
+            valid = np.flatnonzero(array.is_valid().to_numpy(zero_copy_only=False))
+            row = int(valid[0]) if valid.size else None
             try:
                 check_exact(column, array[row].as_py() if row is not None else float("nan"))
             except (TypeError, ValueError) as exc:
@@ -274,7 +275,7 @@ class _Checker:
         plain = pc.match_substring_regex(array, f"^{PLAIN_DECIMAL}$")
         bad = pc.invert(pc.fill_null(plain, pa.scalar(value=True)))
         if pc.any(bad).as_py():
-            row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+            row = _first_true(bad)
             raise self.fail(
                 row,
                 column,
@@ -372,11 +373,6 @@ def _first_true(mask: Any) -> int:
 
 def _first_null(array: Any) -> int:
     return int(np.flatnonzero(np.logical_not(array.is_valid().to_numpy(zero_copy_only=False)))[0])
-
-
-def _first_valid(array: Any) -> int | None:
-    valid = np.flatnonzero(array.is_valid().to_numpy(zero_copy_only=False))
-    return int(valid[0]) if valid.size else None
 
 
 def _nones(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
