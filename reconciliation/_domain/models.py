@@ -12,7 +12,7 @@ import enum
 import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import attrs
@@ -419,10 +419,13 @@ def _netted(value: Iterable[NettedSymbol]) -> tuple[NettedSymbol, ...]:
     return tuple(value)
 
 
-_Side = TypeVar("_Side", Position, BrokerPosition)
+def _positions(value: Iterable[Position] | ColumnarPositions) -> tuple[Position, ...] | ColumnarPositions:
+    return value if isinstance(value, ColumnarPositions) else tuple(value)
 
 
-def _positions(value: Iterable[_Side] | ColumnarPositions) -> tuple[_Side, ...] | ColumnarPositions:
+def _broker_positions(
+    value: Iterable[BrokerPosition] | ColumnarPositions,
+) -> tuple[BrokerPosition, ...] | ColumnarPositions:
     return value if isinstance(value, ColumnarPositions) else tuple(value)
 
 
@@ -894,7 +897,7 @@ class Snapshot:
     account_id: str = attrs.field(validator=name_text)
     local_positions: tuple[Position, ...] | ColumnarPositions = attrs.field(converter=_positions)
     local_account: LocalAccount
-    broker_positions: tuple[BrokerPosition, ...] | ColumnarPositions = attrs.field(converter=_positions)
+    broker_positions: tuple[BrokerPosition, ...] | ColumnarPositions = attrs.field(converter=_broker_positions)
     broker_account: BrokerAccount
     taken_at: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     read_started_at: dt.datetime = attrs.field(
