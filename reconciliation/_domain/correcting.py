@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import enum
+import functools
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -124,9 +125,7 @@ class CorrectionBudget:
         while self._day and self._day[0][0] <= now - _DAY:
             self._day.popleft()
         count, total = self._runs.get(correction.run_id, (0, _ZERO))
-        day_total = _ZERO
-        for _, amount in self._day:
-            day_total = EXACT.add(day_total, amount)
+        day_total = functools.reduce(EXACT.add, (amount for _, amount in self._day), _ZERO)
         after: tuple[tuple[str, int | Decimal | None, int | Decimal], ...] = (
             ("per_run", limits.per_run, count + 1),
             ("per_day", limits.per_day, len(self._day) + 1),
