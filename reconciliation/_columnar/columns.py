@@ -25,14 +25,12 @@ import attrs
 from reconciliation._domain.models import AssetType, BrokerPosition, Position
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Collection
 
     import numpy as np  # noqa: TC004 - attrs does not evaluate annotations; numpy is the optional extra's
     import numpy.typing as npt  # noqa: TC004
 
     from reconciliation._domain.compare import Comparison
-    from reconciliation._domain.models import ReconciliationConfig
     from reconciliation._domain.protocols import ColumnarPositions
 
 __all__ = [
@@ -94,10 +92,7 @@ def is_columnar_batch(raw: object) -> bool:
 
 
 def _starts(column: DecimalColumn) -> tuple[int, ...]:
-    starts = [0]
-    for part in column.parts:
-        starts.append(starts[-1] + len(part))
-    return tuple(starts)
+    return tuple(itertools.accumulate(map(len, column.parts), initial=0))
 
 
 @attrs.frozen(eq=False)
@@ -209,21 +204,15 @@ class PositionColumns:
         self,
         local: Sequence[Position] | ColumnarPositions,
         broker: Sequence[BrokerPosition] | ColumnarPositions,
-        *,
-        account_id: str,
-        timestamp: dt.datetime,
-        config: ReconciliationConfig,
-        pause: Callable[[], object] | None = None,
+        **options: Any,
     ) -> Comparison:
+        """`ColumnarPositions.compare_sides`, by `compare.compare_any_positions`."""
         from reconciliation._columnar.compare import compare_any_positions  # noqa: PLC0415 - the fast extra's
 
         return compare_any_positions(  # the one implementation of ColumnarPositions is this class
             cast("Sequence[Position] | PositionColumns", local),
             cast("Sequence[BrokerPosition] | PositionColumns", broker),
-            account_id=account_id,
-            timestamp=timestamp,
-            config=config,
-            pause=pause,
+            **options,
         )
 
     def entries_of(self, symbols: Collection[str]) -> Sequence[Position] | Sequence[BrokerPosition]:

@@ -31,6 +31,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from decimal import Decimal
 
-    import numpy.typing as npt
+    import numpy.typing as npt  # noqa: TC004 - attrs does not evaluate annotations
 
     from reconciliation._columnar.columns import DecimalColumn
     from reconciliation._domain.models import Discrepancy, ReconciliationConfig
@@ -95,7 +96,7 @@ def compare_columns(
     `pause`, if given, is called between the steps and between chunks of the Python
     work (building the discrepancies), as the pure comparator calls it.
     """
-    pause = pause or _no_pause
+    pause = pause or (lambda: None)
     local_ids, broker_ids, count = _position_ids(local, broker)
     pause()
     found = _Classified.of(local, broker, (local_ids, broker_ids), count, config.cost_tolerance_pct)
@@ -127,10 +128,6 @@ def compare_columns(
     return Comparison(
         discrepancies=discrepancies, positions_checked=count, netted=(*local_netted, *broker_netted)
     )
-
-
-def _no_pause() -> None:
-    return None
 
 
 def _objects(columns: PositionColumns, rows: npt.NDArray[np.intp], pause: Callable[[], object]) -> Iterator[list[Any]]:
@@ -200,22 +197,16 @@ def _rows(ids: npt.NDArray[np.int32], count: int) -> tuple[npt.NDArray[np.int32]
     return rows, several
 
 
+@attrs.frozen(eq=False)
 class _Classified:
     """The positions classified by the vectorized rule, and those left to the exact path."""
 
-    def __init__(
-        self,
-        exact_key: npt.NDArray[np.bool_],
-        kinds: npt.NDArray[np.int8],
-        local_rows: npt.NDArray[np.intp],
-        broker_rows: npt.NDArray[np.intp],
-    ) -> None:
-        self.exact_key = exact_key
-        self.kinds = kinds
-        self.local_rows = local_rows
-        """Each discrepancy's local row, or -1 for a position only the broker holds."""
-        self.broker_rows = broker_rows
-        """Each discrepancy's broker row, or -1 for a position only the local book holds."""
+    exact_key: npt.NDArray[np.bool_]
+    kinds: npt.NDArray[np.int8]
+    local_rows: npt.NDArray[np.intp]
+    """Each discrepancy's local row, or -1 for a position only the broker holds."""
+    broker_rows: npt.NDArray[np.intp]
+    """Each discrepancy's broker row, or -1 for a position only the local book holds."""
 
     @classmethod
     def of(
@@ -399,19 +390,14 @@ def _costs_differ(
 def compare_any_positions(
     local: Sequence[Position] | PositionColumns,
     broker: Sequence[BrokerPosition] | PositionColumns,
-    *,
-    account_id: str,
-    timestamp: dt.datetime,
-    config: ReconciliationConfig,
-    pause: Callable[[], object] | None = None,
+    **options: Any,
 ) -> Comparison:
     """`compare_columns` for books given as columns or as objects (put in columns first)."""
+    pause = options.get("pause")
     local_columns = (
         local if isinstance(local, PositionColumns) else columns_from_objects(local, "local", pause=pause)
     )
     broker_columns = (
         broker if isinstance(broker, PositionColumns) else columns_from_objects(broker, "broker", pause=pause)
     )
-    return compare_columns(
-        local_columns, broker_columns, account_id=account_id, timestamp=timestamp, config=config, pause=pause
-    )
+    return compare_columns(local_columns, broker_columns, **options)

@@ -28,6 +28,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,7 +45,7 @@ from reconciliation._domain.models import AssetType, BrokerPosition, Position
 from reconciliation._domain.values import MAX_DECIMAL_PLACES, MAX_NAME_LENGTH, check_exact, check_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence  # noqa: TC004 - attrs does not evaluate annotations
 
     import numpy.typing as npt
 
@@ -96,14 +97,8 @@ def columns_from_batch(
     if isinstance(raw, PositionColumns):
         if raw.side == side:
             return raw
-        return PositionColumns(
-            side,
-            raw.symbols,
-            raw.asset_types,
-            raw.quantity,
-            raw.avg_cost,
-            raw.market_values if side == "broker" else None,
-            table=raw.table,
+        return attrs.evolve(
+            raw, side=side, market_values=raw.market_values if side == "broker" else None, source=None
         )
     try:
         table = pa.table(raw)
@@ -159,17 +154,17 @@ def columns_from_table(
     return PositionColumns(side, symbols, asset_types, quantity, avg_cost, market_values, table=table)
 
 
+@attrs.define
 class _Checker:
     """Checks one batch's columns, naming the call, the row and the column of what it refuses."""
 
-    def __init__(self, call: str, row_label: Callable[[int], str], column_names: Mapping[str, str]) -> None:
-        self._call = call
-        self._row_label = row_label
-        self._column_names = column_names
-        self.symbols_known: Any = None
+    _call: str
+    _row_label: Callable[[int], str]
+    _column_names: Mapping[str, str]
+    symbols_known: Any = None
 
     def fail(self, row: int | None, column: str, problem: str) -> ColumnsError:
-        where = f"{self._call}"
+        where = self._call
         if row is not None:
             where += f" {self._row_label(row)}"
             if self.symbols_known is not None:
@@ -253,7 +248,8 @@ class _Checker:
         if not nullable:
             self._no_nulls(array, column, "missing: every position needs one")
         if pa.types.is_floating(kind):
-            row = _first_valid(array)
+            valid = np.flatnonzero(array.is_valid().to_numpy(zero_copy_only=False))
+            row = int(valid[0]) if valid.size else None
             try:
                 check_exact(column, array[row].as_py() if row is not None else float("nan"))
             except (TypeError, ValueError) as exc:
@@ -279,7 +275,7 @@ class _Checker:
         plain = pc.match_substring_regex(array, f"^{PLAIN_DECIMAL}$")
         bad = pc.invert(pc.fill_null(plain, pa.scalar(value=True)))
         if pc.any(bad).as_py():
-            row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+            row = _first_true(bad)
             raise self.fail(
                 row,
                 column,
@@ -318,7 +314,7 @@ class _Checker:
         precision = max(1, pc.max(needed).as_py() or 1)
         target = pa.decimal128(38, scale) if precision <= 38 else pa.decimal256(MAX_DIGITS, scale)
         return self._checked(
-            _decimal_column(pc.cast(array, target), scale, _text_exact(array)), column, keep=keep
+            _decimal_column(pc.cast(array, target), scale, _arrow_exact(array)), column, keep=keep
         )
 
     def _checked(self, column_data: DecimalColumn, column: str, *, keep: bool = True) -> DecimalColumn:
@@ -341,8 +337,9 @@ class _Checker:
             rows = np.arange(len(column_data), dtype=np.intp)
             if column_data.known is not None:
                 rows = rows[column_data.known]
-        for chunk in _batches(rows.tolist()):
-            for row, value in zip(chunk, column_data.exact(np.asarray(chunk, np.intp)), strict=True):
+        for start in range(0, len(rows), CHUNK_SIZE):
+            chunk = rows[start : start + CHUNK_SIZE].astype(np.intp)
+            for row, value in zip(chunk.tolist(), column_data.exact(chunk), strict=True):
                 try:
                     check_exact(column, value)
                 except (TypeError, ValueError) as exc:
@@ -378,19 +375,8 @@ def _first_null(array: Any) -> int:
     return int(np.flatnonzero(np.logical_not(array.is_valid().to_numpy(zero_copy_only=False)))[0])
 
 
-def _first_valid(array: Any) -> int | None:
-    valid = np.flatnonzero(array.is_valid().to_numpy(zero_copy_only=False))
-    return int(valid[0]) if valid.size else None
-
-
 def _nones(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
     return [None] * len(rows)
-
-
-def _batches(rows: list[int]) -> Iterator[list[int]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, CHUNK_SIZE)):
-        yield chunk
 
 
 def taken(array: Any, rows: npt.NDArray[np.integer[Any]]) -> list[Any]:
@@ -416,18 +402,13 @@ def taken(array: Any, rows: npt.NDArray[np.integer[Any]]) -> list[Any]:
 
 
 def _arrow_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | None]]:
+    """The exact values of `array` at some rows: its decimals, integers or decimal text as `Decimal`s."""
+
     def exact(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
         return [
             None if value is None else value if type(value) is Decimal else Decimal(value)
             for value in taken(array, rows)
         ]
-
-    return exact
-
-
-def _text_exact(array: Any) -> Callable[[npt.NDArray[np.intp]], list[Decimal | None]]:
-    def exact(rows: npt.NDArray[np.intp]) -> list[Decimal | None]:
-        return [None if text is None else Decimal(text) for text in taken(array, rows)]
 
     return exact
 
@@ -440,10 +421,8 @@ def _decimal_column(
     are the value where it fits."""
     parts = [_decimal_words(chunk) for chunk in _chunks(array)]
     lengths = [len(part[0]) for part in parts]
-    fits = _joined([part[1] for part in parts], lengths)
     known = _joined([part[2] for part in parts], lengths)
-    if fits is not None and known is not None:
-        fits = fits | ~known
+    fits = _joined([part[1] for part in parts], lengths, known)
     column = DecimalColumn(tuple(part[0] for part in parts), scale, exact, fits=fits, known=known)
     return _rescaled(column, 0) if scale < 0 else column
 
@@ -473,16 +452,20 @@ def _decimal_words(
     return scaled, None if fitting.all() else fitting, known
 
 
-def _joined(masks: list[npt.NDArray[np.bool_] | None], lengths: list[int]) -> npt.NDArray[np.bool_] | None:
-    """Per-chunk masks (None: all True) as one mask, or None if it is all True."""
+def _joined(
+    masks: list[npt.NDArray[np.bool_] | None], lengths: list[int], known: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.bool_] | None:
+    """Per-chunk masks (None: all True) as one mask, or None if it is all True; with `known`,
+    True too where the value is unknown (a `fits` mask: an unknown value fits)."""
     if all(mask is None for mask in masks):
         return None
-    return np.concatenate(
+    joined = np.concatenate(
         [
             np.ones(length, np.bool_) if mask is None else mask
             for mask, length in zip(masks, lengths, strict=True)
         ]
     )
+    return joined if known is None else joined | ~known
 
 
 def _integer_column(array: Any) -> DecimalColumn:
@@ -499,9 +482,7 @@ def _integer_column(array: Any) -> DecimalColumn:
             fitting = (scaled <= LIMIT) & (scaled >= -LIMIT)
         parts.append(scaled)
         masks.append(None if fitting.all() else fitting)
-    fits = _joined(masks, [len(part) for part in parts])
-    if fits is not None and known is not None:
-        fits = fits | ~known
+    fits = _joined(masks, [len(part) for part in parts], known)
     return DecimalColumn(tuple(parts), 0, _arrow_exact(array), fits=fits, known=known)
 
 

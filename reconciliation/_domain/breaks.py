@@ -13,7 +13,13 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.models import AssetType, DiscrepancySeverity, DiscrepancyType, describe_subject
+from reconciliation._domain.models import (
+    AssetType,
+    DiscrepancySeverity,
+    DiscrepancyType,
+    describe_subject,
+    position_asset_type,
+)
 from reconciliation._domain.values import (
     name_text,
     optional_decimal,
@@ -44,13 +50,8 @@ def break_id_for(first_run_id: UUID, key: BreakKey) -> UUID:
 def describe_key(key: BreakKey) -> str:
     """`quantity_mismatch AAPL (option) on ACC-1`, `cash_mismatch EUR on ACC-1`."""
     account_id, kind, symbol, asset_type, currency = key
-    subject = describe_subject(symbol, asset_type.value if asset_type else None, currency)
+    subject = describe_subject(symbol, asset_type, currency)
     return f"{kind.value} {subject or '(account)'} on {account_id}"
-
-
-def _position_asset_type(state: BreakState) -> AssetType | None:
-    kind = state.type
-    return AssetType.STOCK if isinstance(kind, DiscrepancyType) and not kind.is_account_level else None
 
 
 def break_ids_of(first_run_id: UUID) -> Callable[[BreakKey], UUID]:
@@ -96,7 +97,7 @@ class BreakState:
     )
     resolved_run_id: UUID | None = attrs.field(default=None)
     asset_type: AssetType | None = attrs.field(
-        default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
+        default=attrs.Factory(position_asset_type, takes_self=True), kw_only=True
     )
     """The position's asset type; None for an account-level break."""
     currency: str | None = attrs.field(default=None, kw_only=True)

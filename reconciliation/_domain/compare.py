@@ -31,7 +31,7 @@ from reconciliation._domain.values import EXACT, MAX_DECIMAL_PLACES, ROUNDED, qu
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from reconciliation._domain.models import (
         BrokerAccount,
@@ -49,9 +49,7 @@ __all__ = [
     "compare_accounts",
     "compare_positions",
     "discrepancies_of",
-    "net_broker",
     "net_in_chunks",
-    "net_local",
     "position_key",
 ]
 
@@ -255,7 +253,7 @@ def _classify_held(
                 if (
                     local_quantity
                     and held.avg_cost != reported.avg_cost
-                    and _costs_differ(held.avg_cost, reported.avg_cost, cost_tolerance_pct)
+                    and _beyond_pct(held.avg_cost, reported.avg_cost, cost_tolerance_pct)
                 ):
                     append((held.symbol, held.asset_type, _COST, held.avg_cost, reported.avg_cost, None))
             elif not broker_quantity:
@@ -266,8 +264,8 @@ def _classify_held(
                 append((held.symbol, held.asset_type, _QUANTITY, local_quantity, broker_quantity, None))
 
 
-def _costs_differ(local: Decimal | None, broker: Decimal | None, tolerance_pct: Decimal) -> bool:
-    """Both costs known, and abs(local - broker) > abs(broker) * tolerance_pct / 100, exactly."""
+def _beyond_pct(local: Decimal | None, broker: Decimal | None, tolerance_pct: Decimal) -> bool:
+    """Both figures known, and abs(local - broker) > abs(broker) * tolerance_pct / 100, exactly."""
     if local is None or broker is None or local == broker:
         return False
     if not tolerance_pct:
@@ -335,29 +333,16 @@ def compare_accounts(
     """
     found: list[Found] = []
     if local.cash_by_currency is not None and broker.cash_by_currency is not None:
-        _compare_cash_by_currency(local.cash_by_currency, broker.cash_by_currency, config, found)
+        for currency in sorted(set(local.cash_by_currency) | set(broker.cash_by_currency)):
+            held = local.cash_by_currency.get(currency, _ZERO)
+            reported = broker.cash_by_currency.get(currency, _ZERO)
+            if EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
+                found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
     elif EXACT.subtract(local.cash, broker.cash).copy_abs() > config.cash_tolerance:
         found.append((None, None, DiscrepancyType.CASH_MISMATCH, local.cash, broker.cash, None))
-    equity_gap = EXACT.subtract(local.total_equity, broker.total_equity).copy_abs()
-    allowed_times_100 = EXACT.multiply(broker.total_equity.copy_abs(), config.equity_tolerance_pct)
-    if EXACT.multiply(equity_gap, _HUNDRED) > allowed_times_100:
-        found.append(
-            (None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None)
-        )
+    if _beyond_pct(local.total_equity, broker.total_equity, config.equity_tolerance_pct):
+        found.append((None, None, DiscrepancyType.EQUITY_MISMATCH, local.total_equity, broker.total_equity, None))
     return discrepancies_of(found, account_id, timestamp, config)
-
-
-def _compare_cash_by_currency(
-    local: Mapping[str, Decimal],
-    broker: Mapping[str, Decimal],
-    config: ReconciliationConfig,
-    found: list[Found],
-) -> None:
-    for currency in sorted(set(local) | set(broker)):
-        held = local.get(currency, _ZERO)
-        reported = broker.get(currency, _ZERO)
-        if EXACT.subtract(held, reported).copy_abs() > config.cash_tolerance_of(currency):
-            found.append((None, None, DiscrepancyType.CASH_MISMATCH, held, reported, currency))
 
 
 def discrepancies_of(
@@ -381,22 +366,9 @@ def discrepancies_of(
 
 
 _SETTERS: tuple[Callable[[Discrepancy, object], None], ...] = tuple(
-    Discrepancy.__dict__[name].__set__
-    for name in (
-        "type",
-        "severity",
-        "symbol",
-        "local_value",
-        "broker_value",
-        "timestamp",
-        "account_id",
-        "asset_type",
-        "currency",
-        "explanation",
-    )
+    Discrepancy.__dict__[field.name].__set__ for field in attrs.fields(Discrepancy)
 )
-"""Each field's slot, set without the frozen class's refusal (a field added to `Discrepancy`
-and not here is missing from what `checked_discrepancies` builds: comparing it fails every test)."""
+"""Each field's slot, in the fields' order, set without the frozen class's refusal."""
 
 
 def checked_discrepancies(
@@ -441,9 +413,9 @@ def _by_position(entry: Found) -> tuple[str, str]:
 
 
 class _Netting:
-    """One position's entries netted as they come, holding only running sums: what `net_local`
-    and `net_broker` make of the whole group, exactly (sums are exact; the one division,
-    the weighted average cost, is made at the end)."""
+    """One position's entries netted as they come, holding only running sums: exactly what
+    netting the whole group gives (sums are exact; the one division, the weighted average
+    cost, is made at the end)."""
 
     __slots__ = ("cost_sum", "entries", "first", "market_value", "quantity", "weight")
 
@@ -500,7 +472,7 @@ def net_in_chunks(
     nettings: dict[_Key, _Netting] = {}
     for chunk in chunks:
         for entry in chunk:
-            key = _key(entry)
+            key = position_key(entry.symbol, entry.asset_type)
             found = nettings.get(key)
             if found is None:
                 nettings[key] = _Netting(entry)
@@ -517,10 +489,6 @@ def net_in_chunks(
     return {key: cast("_Side", each.position()) for key, each in nettings.items()}, netted
 
 
-def _key(entry: Position | BrokerPosition) -> _Key:
-    return entry.symbol if entry.asset_type is _STOCK else (entry.symbol, entry.asset_type)
-
-
 def position_key(symbol: str, asset_type: AssetType) -> str | tuple[str, AssetType]:
     """How the comparison identifies a position: a stock by its bare symbol, others with their type."""
     return symbol if asset_type is _STOCK else (symbol, asset_type)
@@ -528,20 +496,3 @@ def position_key(symbol: str, asset_type: AssetType) -> str | tuple[str, AssetTy
 
 def _netted_order(entry: NettedSymbol) -> tuple[bool, str, str]:
     return (entry.side == "broker", entry.symbol, entry.asset_type.value)
-
-
-def net_local(group: Sequence[Position]) -> Position:
-    """One side's entries for one position, netted as the comparison nets them."""
-    return cast("Position", _netted_group(group))
-
-
-def net_broker(group: Sequence[BrokerPosition]) -> BrokerPosition:
-    """The broker's entries for one position, netted as the comparison nets them."""
-    return cast("BrokerPosition", _netted_group(group))
-
-
-def _netted_group(group: Sequence[Position | BrokerPosition]) -> Position | BrokerPosition:
-    netting = _Netting(group[0])
-    for entry in group[1:]:
-        netting.add(entry)
-    return netting.position()

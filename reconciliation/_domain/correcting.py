@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import enum
+import functools
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -124,24 +125,15 @@ class CorrectionBudget:
         while self._day and self._day[0][0] <= now - _DAY:
             self._day.popleft()
         count, total = self._runs.get(correction.run_id, (0, _ZERO))
-        day_total = _ZERO
-        for _, amount in self._day:
-            day_total = EXACT.add(day_total, amount)
-        for reached, name, limit in (
-            (limits.per_run is not None and count + 1 > limits.per_run, "per_run", limits.per_run),
-            (limits.per_day is not None and len(self._day) + 1 > limits.per_day, "per_day", limits.per_day),
-            (
-                limits.notional_per_run is not None and EXACT.add(total, notional) > limits.notional_per_run,
-                "notional_per_run",
-                limits.notional_per_run,
-            ),
-            (
-                limits.notional_per_day is not None and EXACT.add(day_total, notional) > limits.notional_per_day,
-                "notional_per_day",
-                limits.notional_per_day,
-            ),
-        ):
-            if reached:
+        day_total = functools.reduce(EXACT.add, (amount for _, amount in self._day), _ZERO)
+        after: tuple[tuple[str, int | Decimal | None, int | Decimal], ...] = (
+            ("per_run", limits.per_run, count + 1),
+            ("per_day", limits.per_day, len(self._day) + 1),
+            ("notional_per_run", limits.notional_per_run, EXACT.add(total, notional)),
+            ("notional_per_day", limits.notional_per_day, EXACT.add(day_total, notional)),
+        )
+        for name, limit, used in after:
+            if limit is not None and used > limit:
                 frees = ""
                 if name.endswith("per_day") and self._day:
                     frees = f"; room again from {(self._day[0][0] + _DAY).isoformat(timespec='seconds')}"
@@ -186,14 +178,6 @@ class Decisions:
     escalate: tuple[UUID, ...] = ()
 
 
-class _NoBudget:
-    def refusal(self, correction: Correction, now: dt.datetime) -> str | None:  # noqa: ARG002 - the protocol's
-        return None
-
-    def spend(self, correction: Correction, now: dt.datetime) -> None:
-        """Nothing to count."""
-
-
 class CorrectionTracker:
     """Follows the corrections of one account. Not thread-safe: one owner (an actor) feeds it.
 
@@ -216,7 +200,7 @@ class CorrectionTracker:
         self._actor = actor
         self._memory: dict[UUID, _Memory] = {}
         self._blocked = set(blocked)
-        self._budget = budget or _NoBudget()
+        self._budget = budget
         self._held: str | None = None
         """Why applications are held, through a spell of runs that each hold one: the first held
         correction of the spell says it (once)."""
@@ -392,14 +376,15 @@ class CorrectionTracker:
             return
         if self._policy.mode == "propose":
             return
-        held = withheld or self._budget.refusal(correction, now)
+        held = withheld or (None if self._budget is None else self._budget.refusal(correction, now))
         if held is not None:
             if self._held is None:
                 events.append(self._event(CorrectionStatus.HELD, correction, now, memory.severity, reason=held))
             memory.held = self._held = held
             self._holding = True
             return
-        self._budget.spend(correction, now)
+        if self._budget is not None:
+            self._budget.spend(correction, now)
         memory.stage, memory.applied, memory.held = Stage.APPLYING, correction, None
         apply.append(correction)
 

@@ -29,7 +29,7 @@ from uuid import UUID
 
 import attrs
 
-from reconciliation._domain.compare import net_broker, net_local, position_key
+from reconciliation._domain.compare import net_in_chunks, position_key
 from reconciliation._domain.error_text import outside_text
 from reconciliation._domain.fencing import Fence
 from reconciliation._domain.fills import Fill
@@ -55,7 +55,7 @@ from reconciliation._domain.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
 
     from reconciliation._domain.fills import Explanation
     from reconciliation._domain.models import CorrectionPolicy, Discrepancy, Snapshot
@@ -160,9 +160,7 @@ class Correction:
     @property
     def subject(self) -> str | None:
         """`AAPL`, `AAPL (option)`, `EUR`; None for the account's cash."""
-        return describe_subject(
-            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
-        )
+        return describe_subject(self.symbol, self.asset_type, self.currency)
 
     def refusal(self, policy: CorrectionPolicy) -> str | None:
         """Why `policy` never lets it be applied (its value unknown, or over its limit), or None."""
@@ -293,15 +291,14 @@ def derive_correction(
         cash = EXACT.subtract(discrepancy.broker_value, discrepancy.local_value)
         values = {"cash": cash, "notional": cash.copy_abs()}
     elif kind is DiscrepancyType.COST_MISMATCH:
-        held, reported = _both(discrepancy, local, broker)
-        if held.avg_cost is None or reported.avg_cost is None:
+        if local is None or broker is None:
+            msg = f"both sides' positions of {discrepancy.subject} are needed"
+            raise ValueError(msg)
+        if local.avg_cost is None or broker.avg_cost is None:
             msg = f"a cost_mismatch of {discrepancy.subject} has both average costs"
             raise ValueError(msg)
-        change = EXACT.subtract(reported.avg_cost, held.avg_cost).copy_abs()
-        values = {
-            "avg_cost": reported.avg_cost,
-            "notional": EXACT.multiply(held.quantity.copy_abs(), change),
-        }
+        change = EXACT.subtract(broker.avg_cost, local.avg_cost).copy_abs()
+        values = {"avg_cost": broker.avg_cost, "notional": EXACT.multiply(local.quantity.copy_abs(), change)}
     elif kind is DiscrepancyType.MISSING_BROKER:
         if local is None:
             msg = f"the local position of {discrepancy.subject} is missing"
@@ -363,15 +360,6 @@ def _fill(
     return {"quantity": quantity, "price": price, "avg_cost": avg_cost, "notional": notional}
 
 
-def _both(
-    discrepancy: Discrepancy, local: Position | None, broker: BrokerPosition | None
-) -> tuple[Position, BrokerPosition]:
-    if local is None or broker is None:
-        msg = f"both sides' positions of {discrepancy.subject} are needed"
-        raise ValueError(msg)
-    return local, broker
-
-
 def propose_corrections(
     snapshot: Snapshot,
     breaks: Iterable[tuple[Discrepancy, UUID, int]],
@@ -383,53 +371,34 @@ def propose_corrections(
 
     Linear in the snapshot's positions, read once for all the breaks.
     """
-    wanted = [entry for entry in breaks if entry[0].type in CORRECTABLE_TYPES]
-    keys = {
-        position_key(d.symbol, d.asset_type)
-        for d, _, _ in wanted
-        if d.symbol is not None and d.asset_type is not None
-    }
-    local = _netted(_entries_at(snapshot.local_positions, keys), keys, net_local)
-    broker = _netted(_entries_at(snapshot.broker_positions, keys), keys, net_broker)
-    corrections = []
-    for discrepancy, break_id, consecutive_runs in wanted:
-        key = (
-            None
-            if discrepancy.symbol is None or discrepancy.asset_type is None
-            else position_key(discrepancy.symbol, discrepancy.asset_type)
+    wanted = [
+        (entry, None if d.symbol is None or d.asset_type is None else position_key(d.symbol, d.asset_type))
+        for entry in breaks
+        if (d := entry[0]).type in CORRECTABLE_TYPES
+    ]
+    keys = {key for _, key in wanted if key is not None}
+    local = _netted(snapshot.local_positions, keys, "local")
+    broker = _netted(snapshot.broker_positions, keys, "broker")
+    return tuple(
+        derive_correction(
+            discrepancy,
+            break_id=break_id,
+            run_id=run_id,
+            consecutive_runs=consecutive_runs,
+            local=None if key is None else local.get(key),
+            broker=None if key is None else broker.get(key),
         )
-        corrections.append(
-            derive_correction(
-                discrepancy,
-                break_id=break_id,
-                run_id=run_id,
-                consecutive_runs=consecutive_runs,
-                local=None if key is None else local.get(key),
-                broker=None if key is None else broker.get(key),
-            )
-        )
-    return tuple(corrections)
-
-
-def _entries_at(side: Sequence[_Side] | ColumnarPositions, keys: set[_PositionKey]) -> Sequence[_Side]:
-    """One side's entries, or for a side given as columns those of the symbols in `keys`."""
-    if not isinstance(side, ColumnarPositions):
-        return side
-    return cast("Sequence[_Side]", side.entries_of({key if isinstance(key, str) else key[0] for key in keys}))
+        for (discrepancy, break_id, consecutive_runs), key in wanted
+    )
 
 
 def _netted(
-    entries: Sequence[_Side], keys: set[_PositionKey], net: Callable[[Sequence[_Side]], _Side]
+    side: Sequence[_Side] | ColumnarPositions, keys: set[_PositionKey], name: Literal["local", "broker"]
 ) -> dict[_PositionKey, _Side]:
-    """The positions of `keys` on one side, netted; a flat one is no position."""
-    groups: dict[_PositionKey, list[_Side]] = {}
-    for entry in entries:
-        key = position_key(entry.symbol, entry.asset_type)
-        if key in keys:
-            groups.setdefault(key, []).append(entry)
-    netted: dict[_PositionKey, _Side] = {}
-    for key, group in groups.items():
-        merged = group[0] if len(group) == 1 else net(group)
-        if merged.quantity:
-            netted[key] = merged
-    return netted
+    """The positions of `keys` on one side (of a side given as columns, only their symbols'
+    entries are read), netted as the comparison nets them; a flat one is no position."""
+    if isinstance(side, ColumnarPositions):
+        side = cast("Sequence[_Side]", side.entries_of({key if isinstance(key, str) else key[0] for key in keys}))
+    entries = [entry for entry in side if position_key(entry.symbol, entry.asset_type) in keys]
+    netted, _ = net_in_chunks([entries], name)
+    return {key: position for key, position in netted.items() if position.quantity}

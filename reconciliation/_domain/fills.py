@@ -12,6 +12,7 @@ of it; `unexplained` when no fill differs (or none could be read).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -56,11 +57,6 @@ and their times are at most this far apart (clocks and venues stamp fills differ
 _ZERO = Decimal(0)
 
 
-def _optional_name(instance: object, field: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None:
-        name_text(instance, field, value)
-
-
 @attrs.frozen
 class Fill:
     """One execution, as a book or a broker reports it: `quantity` signed (a buy > 0).
@@ -80,7 +76,9 @@ class Fill:
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType))
     fee: Decimal = attrs.field(default=_ZERO, converter=exact_decimal, validator=finite_decimal, kw_only=True)
-    venue_fill_id: str | None = attrs.field(default=None, validator=_optional_name, kw_only=True)
+    venue_fill_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(name_text), kw_only=True
+    )
 
     @property
     def side(self) -> Literal["buy", "sell"]:
@@ -181,34 +179,25 @@ def explain(
     differing = tuple(
         FillPair(mine, theirs) for mine, theirs in pairs if (mine.quantity, mine.price) != (theirs.quantity, theirs.price)
     )
-    explained = _ZERO
-    for fill in broker_left:
-        explained = EXACT.add(explained, fill.quantity)
-    for fill in local_left:
-        explained = EXACT.subtract(explained, fill.quantity)
-    for pair in differing:
-        explained = EXACT.add(explained, EXACT.subtract(pair.broker.quantity, pair.local.quantity))
-    verdict: Verdict
-    if not (broker_left or local_left or differing):
+    changes = [
+        *(fill.quantity for fill in broker_left),
+        *(fill.quantity.copy_negate() for fill in local_left),
+        *(EXACT.subtract(pair.broker.quantity, pair.local.quantity) for pair in differing),
+    ]
+    explained = functools.reduce(EXACT.add, changes, _ZERO)
+    verdict: Verdict = "explained" if explained == gap else "partly_explained"
+    if not changes:
         verdict = "unexplained"
-    else:
-        verdict = "explained" if explained == gap else "partly_explained"
     return Explanation(verdict, gap, explained, tuple(broker_left), tuple(local_left), differing, note)
 
 
 def _unique(fills: Iterable[Fill]) -> tuple[list[Fill], int]:
     """The fills with each id once, in their order, and how many copies were left out."""
     given = list(fills)
-    if len({fill.fill_id for fill in given}) == len(given):
-        return given, 0
     kept: dict[str, Fill] = {}
-    copies = 0
     for fill in given:
-        if fill.fill_id in kept:
-            copies += 1
-        else:
-            kept[fill.fill_id] = fill
-    return list(kept.values()), copies
+        kept.setdefault(fill.fill_id, fill)
+    return list(kept.values()), len(given) - len(kept)
 
 
 def _match(
@@ -270,17 +259,14 @@ class FillWindows:
         floor = snapshot.read_started_at - dt.timedelta(seconds=policy.lookback_seconds)
         margin = dt.timedelta(seconds=policy.match_window_seconds)
         breaks = sorted(filter(_explainable, discrepancies), key=lambda d: -d.severity.rank)[: policy.max_breaks]
-        wanted = []
-        for discrepancy in breaks:
-            since = self._since.get(discrepancy.key, self._last_read)
-            wanted.append(
-                (
-                    cast("str", discrepancy.symbol),
-                    cast("AssetType", discrepancy.asset_type),
-                    floor if since is None else max(since - margin, floor),
-                )
-            )
-        return tuple(wanted)
+        return tuple(
+            (cast("str", d.symbol), cast("AssetType", d.asset_type), self._from(d.key, floor, margin))
+            for d in breaks
+        )
+
+    def _from(self, key: BreakKey, floor: dt.datetime, margin: dt.timedelta) -> dt.datetime:
+        since = self._since.get(key, self._last_read)
+        return floor if since is None else max(since - margin, floor)
 
     def seen(self, ageing: AgeingUpdate, read_started_at: dt.datetime) -> None:
         """A run was aged: its new breaks date from the run before; ended ones are forgotten."""
@@ -309,15 +295,15 @@ def explained(
     changed = []
     for discrepancy in comparison.discrepancies:
         position = (cast("str", discrepancy.symbol), cast("AssetType", discrepancy.asset_type))
-        if position not in asked or not _explainable(discrepancy):
+        if position in asked and _explainable(discrepancy):
+            gap = EXACT.subtract(discrepancy.broker_value or _ZERO, discrepancy.local_value or _ZERO)
+            mine, theirs = local.get(position), broker.get(position)
+            explanation = (
+                Explanation.unread(gap, note or "a book could not say its fills")
+                if mine is None or theirs is None
+                else explain(gap, mine, theirs, window=window, note=note)
+            )
+            changed.append(attrs.evolve(discrepancy, explanation=explanation))
+        else:
             changed.append(discrepancy)
-            continue
-        gap = EXACT.subtract(discrepancy.broker_value or _ZERO, discrepancy.local_value or _ZERO)
-        mine, theirs = local.get(position), broker.get(position)
-        explanation = (
-            Explanation.unread(gap, note or "a book could not say its fills")
-            if mine is None or theirs is None
-            else explain(gap, mine, theirs, window=window, note=note)
-        )
-        changed.append(attrs.evolve(discrepancy, explanation=explanation))
     return attrs.evolve(comparison, discrepancies=tuple(changed))

@@ -45,6 +45,7 @@ from reconciliation._domain.values import (
 )
 
 if TYPE_CHECKING:
+    from reconciliation._domain.breaks import BreakState
     from reconciliation._domain.fills import Explanation  # noqa: TC004 - attrs does not evaluate annotations
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "ReconciliationResult",
     "Snapshot",
     "describe_subject",
+    "position_asset_type",
 ]
 
 
@@ -139,11 +141,7 @@ class DiscrepancySeverity(enum.Enum):
         return _SEVERITY_RANK[self]
 
 
-_SEVERITY_RANK = {
-    DiscrepancySeverity.INFO: 0,
-    DiscrepancySeverity.WARNING: 1,
-    DiscrepancySeverity.CRITICAL: 2,
-}
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(DiscrepancySeverity)}
 
 
 @attrs.frozen
@@ -196,6 +194,9 @@ DEFAULT_SEVERITY: Mapping[DiscrepancyType, DiscrepancySeverity] = frozen_mapping
 """The design's severity table; `ReconciliationConfig.severity_overrides` changes it."""
 
 
+_an_asset_type = attrs.validators.instance_of(AssetType)
+
+
 @attrs.frozen
 class Position:
     """A position as the local book holds it. `quantity` is signed: short is negative.
@@ -209,9 +210,7 @@ class Position:
     symbol: str = attrs.field(validator=name_text)
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=_an_asset_type)
 
 
 @attrs.frozen
@@ -227,9 +226,7 @@ class BrokerPosition:
     quantity: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     avg_cost: Decimal | None = attrs.field(converter=optional_decimal, validator=optional_finite_decimal)
     market_value: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=_an_asset_type)
 
 
 @attrs.frozen
@@ -298,28 +295,27 @@ class OrderFill:
     price: Decimal = attrs.field(converter=exact_decimal, validator=finite_decimal)
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     commission: Decimal = attrs.field(default=Decimal(0), converter=exact_decimal, validator=finite_decimal)
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, validator=_an_asset_type)
     multiplier: Decimal = attrs.field(
         default=Decimal(1), converter=exact_decimal, validator=[finite_decimal, _positive]
     )
 
 
-def describe_subject(symbol: str | None, asset_type: str | None, currency: str | None) -> str | None:
+def describe_subject(
+    symbol: str | None, asset_type: AssetType | str | None, currency: str | None
+) -> str | None:
     """What a discrepancy or break is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash
-    in that currency), or None for the account as a whole. `asset_type` is its text ("stock")."""
+    in that currency), or None for the account as a whole. `asset_type` may be its text ("stock")."""
     if symbol is None:
         return currency
-    if asset_type in {None, AssetType.STOCK.value}:
-        return symbol
-    return f"{symbol} ({asset_type})"
+    kind = asset_type.value if isinstance(asset_type, AssetType) else asset_type
+    return symbol if kind in {None, AssetType.STOCK.value} else f"{symbol} ({kind})"
 
 
-def _position_asset_type(discrepancy: Discrepancy) -> AssetType | None:
-    """STOCK for a position-level discrepancy, None for an account-level one (or a bad type,
-    which its own validator refuses)."""
-    kind = discrepancy.type
+def position_asset_type(record: Discrepancy | BreakState) -> AssetType | None:
+    """STOCK for a position-level discrepancy or break, None for an account-level one (or a bad
+    type, which its own validator refuses): the default of their `asset_type`."""
+    kind = record.type
     return AssetType.STOCK if isinstance(kind, DiscrepancyType) and not kind.is_account_level else None
 
 
@@ -343,7 +339,7 @@ class Discrepancy:
     timestamp: dt.datetime = attrs.field(converter=utc_datetime, validator=utc_only)
     account_id: str = attrs.field(validator=name_text)
     asset_type: AssetType | None = attrs.field(
-        default=attrs.Factory(_position_asset_type, takes_self=True), kw_only=True
+        default=attrs.Factory(position_asset_type, takes_self=True), kw_only=True
     )
     currency: str | None = attrs.field(default=None, kw_only=True)
     explanation: Explanation | None = attrs.field(default=None, kw_only=True)
@@ -397,9 +393,7 @@ class Discrepancy:
     @property
     def subject(self) -> str | None:
         """What it is about, for people: `AAPL`, `AAPL (option)`, `EUR` (cash in it); None for the account."""
-        return describe_subject(
-            self.symbol, self.asset_type.value if self.asset_type else None, self.currency
-        )
+        return describe_subject(self.symbol, self.asset_type, self.currency)
 
     @property
     def key(self) -> tuple[str, DiscrepancyType, str | None, AssetType | None, str | None]:
@@ -414,9 +408,7 @@ class NettedSymbol:
     side: Literal["local", "broker"] = attrs.field(validator=attrs.validators.in_(("local", "broker")))
     symbol: str = attrs.field(validator=name_text)
     entries: int = attrs.field(validator=whole_number(2))
-    asset_type: AssetType = attrs.field(
-        default=AssetType.STOCK, converter=AssetType, validator=attrs.validators.instance_of(AssetType)
-    )
+    asset_type: AssetType = attrs.field(default=AssetType.STOCK, converter=AssetType, validator=_an_asset_type)
 
 
 def _discrepancies(value: Iterable[Discrepancy]) -> tuple[Discrepancy, ...]:
@@ -523,15 +515,6 @@ def _optional_whole_number(_instance: object, field: attrs.Attribute[Any], value
         raise ValueError(msg)
 
 
-def _optional_seconds(value: float | None) -> float | None:
-    return None if value is None else seconds(value)
-
-
-def _optional_positive_seconds(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        positive_seconds(instance, field, value)
-
-
 def _optional_severity(value: DiscrepancySeverity | str | None) -> DiscrepancySeverity | None:
     if value is None or isinstance(value, DiscrepancySeverity):
         return value
@@ -560,7 +543,9 @@ class AgeingPolicy:
 
     escalate_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
     escalate_after_seconds: float | None = attrs.field(
-        default=None, converter=_optional_seconds, validator=_optional_positive_seconds
+        default=None,
+        converter=attrs.converters.optional(seconds),
+        validator=attrs.validators.optional(positive_seconds),
     )
     escalate_to: DiscrepancySeverity | None = attrs.field(default=None, converter=_optional_severity)
     halt_after_runs: int | None = attrs.field(default=None, validator=_optional_whole_number)
@@ -625,15 +610,15 @@ def _only_correctable(_instance: object, _field: attrs.Attribute[Any], value: fr
         raise ValueError(msg)
 
 
+def _optional_count(instance: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        whole_number(0)(instance, field, value)
+
+
 def _optional_non_negative(_instance: object, field: attrs.Attribute[Any], value: Decimal | None) -> None:
     if value is not None and value < 0:
         msg = f"{field.name} must not be negative, got {value}"
         raise ValueError(msg)
-
-
-def _optional_count(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        whole_number(0)(instance, field, value)
 
 
 @attrs.frozen
@@ -655,7 +640,7 @@ class CorrectionLimits:
     )
 
 
-def _currency_limits(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
+def _amounts(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
     converted = decimal_mapping(value)
     return frozen_mapping({}) if converted is None else converted
 
@@ -690,7 +675,7 @@ class CorrectionPolicy:
     x the larger of the book's and the broker's price for a position, the amount for cash,
     |quantity| x the cost change for a cost. None: no limit."""
     max_notional_by_currency: Mapping[str, Decimal] = attrs.field(
-        factory=dict, converter=_currency_limits, validator=optional_decimal_mapping, kw_only=True
+        factory=dict, converter=_amounts, validator=optional_decimal_mapping, kw_only=True
     )
     """For cash kept per currency: the largest correction of a currency's cash, in it. Under
     `max_notional`, a currency without an entry is never corrected (its value in the
@@ -724,11 +709,6 @@ class ExplanationPolicy:
     """The longest a run waits for both books' fills; then its breaks go out unexplained, saying so."""
     match_window_seconds: float = attrs.field(default=60.0, converter=seconds, validator=finite_seconds)
     """Fills without a shared execution id are one if side, quantity and price agree within this."""
-
-
-def _tolerances(value: Mapping[str, Decimal | int | str] | None) -> Mapping[str, Decimal]:
-    converted = decimal_mapping(value)
-    return frozen_mapping({}) if converted is None else converted
 
 
 def _non_negative_amounts(
@@ -780,12 +760,12 @@ MAX_QUEUED_RUNS = 1_000_000
 """The most runs a delivery queue may be asked to hold while its sink is down."""
 
 
-
 def _correction_policy(_instance: object, field: attrs.Attribute[Any], value: object) -> None:
     """attrs' `instance_of`, with the value shown bounded (it may come from a hostile config)."""
     if value is not None and not isinstance(value, CorrectionPolicy):
         msg = f"correction must be a CorrectionPolicy or None, got {type(value).__name__} {shown(value)}"
         raise FieldTypeError(msg, field.name)
+
 
 USD_EQUIVALENTS: frozenset[str] = frozenset(
     {"USD", "USDT", "USDC", "FDUSD", "BUSD", "DAI", "TUSD", "USDP", "PYUSD", "USDE", "USDS"}
@@ -821,7 +801,7 @@ class ReconciliationConfig:
     )
     """Percent of the broker's average cost: 0 compares costs exactly."""
     cash_tolerance_by_currency: Mapping[str, Decimal] = attrs.field(
-        factory=dict, converter=_tolerances, validator=_non_negative_amounts, kw_only=True
+        factory=dict, converter=_amounts, validator=_non_negative_amounts, kw_only=True
     )
     """When cash is compared per currency, the tolerance of a currency (in it); others use `cash_tolerance`."""
     enabled: bool = attrs.field(default=True, validator=of_type(bool))

@@ -8,22 +8,16 @@ polars DataFrame) with the columns of docs/configuration.md, which needs the `fa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from collections.abc import Awaitable, Collection, Sequence
 
     from reconciliation._domain.compare import Comparison
     from reconciliation._domain.correction import Correction
     from reconciliation._domain.fills import Fill
-    from reconciliation._domain.models import (
-        BrokerAccount,
-        BrokerPosition,
-        LocalAccount,
-        Position,
-        ReconciliationConfig,
-    )
+    from reconciliation._domain.models import BrokerAccount, BrokerPosition, LocalAccount, Position
 
 __all__ = ["ArrowBatch", "BrokerQuery", "ColumnarPositions", "CorrectableBook", "FillHistory", "PortfolioManager"]
 
@@ -118,13 +112,10 @@ class ColumnarPositions(Protocol):
         self,
         local: Sequence[Position] | ColumnarPositions,
         broker: Sequence[BrokerPosition] | ColumnarPositions,
-        *,
-        account_id: str,
-        timestamp: dt.datetime,
-        config: ReconciliationConfig,
-        pause: Callable[[], object] | None = None,
+        **options: Any,
     ) -> Comparison:
-        """Compare both sides (this one among them), exactly as `compare_positions` would."""
+        """Compare both sides (this one among them), exactly as `compare_positions` would given
+        the same keyword `options` (`account_id`, `timestamp`, `config`, `pause`)."""
         ...
 
     def entries_of(self, symbols: Collection[str]) -> Sequence[Position] | Sequence[BrokerPosition]:

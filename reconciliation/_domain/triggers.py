@@ -12,35 +12,36 @@ __all__ = ["TRIGGER_NAMES", "OnDemand", "Periodic", "PostFill", "Startup", "Trig
 
 
 @attrs.frozen
-class Startup:
+class _Trigger:
+    name: ClassVar[str]
+    specificity: ClassVar[int]
+
+    def context(self) -> dict[str, str]:
+        """The run's context: the trigger's name, then its fields."""
+        return {"trigger": self.name, **attrs.asdict(self)}
+
+
+@attrs.frozen
+class Startup(_Trigger):
     name: ClassVar[str] = "startup"
     specificity: ClassVar[int] = 1
 
-    def context(self) -> dict[str, str]:
-        return {"trigger": self.name}
-
 
 @attrs.frozen
-class Periodic:
+class Periodic(_Trigger):
     name: ClassVar[str] = "periodic"
     specificity: ClassVar[int] = 0
 
-    def context(self) -> dict[str, str]:
-        return {"trigger": self.name}
-
 
 @attrs.frozen
-class OnDemand:
+class OnDemand(_Trigger):
     requested_by: str = attrs.field(default="api", validator=carriable_text)
     name: ClassVar[str] = "on_demand"
     specificity: ClassVar[int] = 3
 
-    def context(self) -> dict[str, str]:
-        return {"trigger": self.name, "requested_by": self.requested_by}
-
 
 @attrs.frozen
-class PostFill:
+class PostFill(_Trigger):
     """The last fill of a debounced burst."""
 
     order_id: str
@@ -48,14 +49,6 @@ class PostFill:
     symbol: str
     name: ClassVar[str] = "post_fill"
     specificity: ClassVar[int] = 2
-
-    def context(self) -> dict[str, str]:
-        return {
-            "trigger": self.name,
-            "order_id": self.order_id,
-            "fill_id": self.fill_id,
-            "symbol": self.symbol,
-        }
 
 
 Trigger = Startup | Periodic | OnDemand | PostFill

@@ -475,13 +475,6 @@ def of_type(kind: type[Any]) -> Callable[[object, attrs.Attribute[Any], object],
     return check
 
 
-def _magnitude(value: int) -> str:
-    """A whole number as text, or its order of magnitude when it is too long to show."""
-    if abs(value) < 10**15:
-        return str(value)
-    return f"about 10**{int(value.bit_length() * math.log10(2))}"
-
-
 def whole_number(
     minimum: int, maximum: int | None = None
 ) -> Callable[[object, attrs.Attribute[Any], object], None]:
@@ -495,7 +488,9 @@ def whole_number(
             msg = f"{field.name} must be at least {minimum}, got {value}"
             raise FieldValueError(msg, field.name)
         if maximum is not None and value > maximum:
-            msg = f"{field.name} must be at most {maximum}, got {_magnitude(value)}"
+            digits = int(value.bit_length() * math.log10(2))
+            given = str(value) if abs(value) < 10**15 else f"about 10**{digits}"
+            msg = f"{field.name} must be at most {maximum}, got {given}"
             raise FieldValueError(msg, field.name)
 
     return check

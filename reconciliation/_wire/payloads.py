@@ -34,7 +34,6 @@ __all__ = [
     "RESOLVED_CHANNEL",
     "RESULT_CHANNEL",
     "asset_type_text",
-    "break_facts",
     "correction_payload",
     "decimal_text",
     "discrepancy_payload",
@@ -45,7 +44,6 @@ __all__ = [
     "fill_payload",
     "halt_payload",
     "iter_payloads",
-    "resolved_payload",
     "result_payload",
     "timestamp_text",
 ]
@@ -203,7 +201,6 @@ def explanation_from(payload: Mapping[str, Any]) -> Explanation:
 
 def fill_from(payload: Mapping[str, Any]) -> Fill:
     from reconciliation._domain.fills import Fill  # noqa: PLC0415 - the codec's one reader
-    from reconciliation._domain.models import AssetType  # noqa: PLC0415
 
     return Fill(
         payload["fill_id"],
@@ -242,29 +239,22 @@ def encode(payload: dict[str, Any]) -> str:
     return _ENCODER.encode(payload)
 
 
-def break_facts(state: BreakState | Sighting) -> dict[str, Any]:
-    """How old a break is: added to its discrepancy payload."""
+def _subject(record: Discrepancy | BreakState) -> dict[str, Any]:
+    """What a break is about: its account, type, and position or currency."""
     return {
-        "break_id": str(state.break_id),
-        "first_seen": timestamp_text(state.first_seen),
-        "consecutive_runs": state.consecutive_runs,
+        "account_id": record.account_id,
+        "type": record.type.value,
+        "symbol": record.symbol,
+        "asset_type": asset_type_text(record.asset_type),
+        "currency": record.currency,
     }
 
 
-def resolved_payload(result: ReconciliationResult, sighting: Sighting) -> dict[str, Any]:
-    """A break that `result`'s run no longer saw (`sighting` is its last)."""
-    return _resolved(_RunText(result), result, sighting)
-
-
 def _resolved(run: _RunText, result: ReconciliationResult, sighting: Sighting) -> dict[str, Any]:
-    seen = sighting.discrepancy
+    """A break that `result`'s run no longer saw (`sighting` is its last)."""
     return {
         "run_id": run.run_id,
-        "account_id": seen.account_id,
-        "type": seen.type.value,
-        "symbol": seen.symbol,
-        "asset_type": asset_type_text(seen.asset_type),
-        "currency": seen.currency,
+        **_subject(sighting.discrepancy),
         "severity": sighting.severity.value,
         "first_seen": run.time(sighting.first_seen),
         "last_seen": run.time(sighting.last_seen),
@@ -278,16 +268,14 @@ def halt_payload(result: ReconciliationResult, state: BreakState) -> dict[str, A
     """A critical break confirmed by `result`'s run: the kill switch fires for it."""
     return {
         "run_id": str(result.run_id),
-        "account_id": state.account_id,
-        "type": state.type.value,
-        "symbol": state.symbol,
-        "asset_type": asset_type_text(state.asset_type),
-        "currency": state.currency,
+        **_subject(state),
         "severity": state.severity.value,
         "local_value": decimal_text(state.local_value),
         "broker_value": decimal_text(state.broker_value),
         "timestamp": timestamp_text(result.timestamp),
-        **break_facts(state),
+        "break_id": str(state.break_id),
+        "first_seen": timestamp_text(state.first_seen),
+        "consecutive_runs": state.consecutive_runs,
     }
 
 
