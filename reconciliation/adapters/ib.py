@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
-from reconciliation._domain.values import positive_seconds, seconds, whole_number
+from reconciliation._domain.values import EXACT, ROUNDED, positive_seconds, seconds, whole_number
 from reconciliation.adapters._common import BrokerDataError, LoggedOnce, check_account, exact, exact_float
 from reconciliation.adapters._fills import DEFAULT_MAX_FILLS, Executions, execution, signed
 
@@ -73,17 +73,6 @@ _CASH_SEC_TYPE = "CASH"
 
 _UNSET_DOUBLE = sys.float_info.max
 """What IB sends for a number it does not know."""
-
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.Overflow],
-)
-"""Products of finite decimals come out exact."""
-
-_AVERAGE = decimal.Context(prec=34)
-"""avgCost / multiplier is a division: exact for IB's multipliers (powers of 2 and 5), else 34 digits."""
 
 _VALUE_CURE = "ib_async hands account values over as the text TWS sent; do not convert them"
 
@@ -237,11 +226,11 @@ class IBBroker:
             market_value = exact_float(held.marketValue, f"{where} marketValue")
         else:
             logger.debug("%s: IB streams no portfolio value for it; reporting its cost value", where)
-            market_value = _EXACT.multiply(quantity, per_contract or Decimal(0))
+            market_value = EXACT.multiply(quantity, per_contract or Decimal(0))
         return BrokerPosition(
             contract.localSymbol,
             quantity,
-            None if per_contract is None else _AVERAGE.divide(per_contract, multiplier),
+            None if per_contract is None else ROUNDED.divide(per_contract, multiplier),
             market_value,
             asset_type,
         )
