@@ -647,10 +647,6 @@ def _check_read_credentials(exchange: Any, profile: VenueProfile) -> None:
 SDK = "ccxt"  # what Settings needs: pip install 'reconciliation[ccxt]'
 
 
-def _params_list(value: Iterable[Mapping[str, Any]] | None) -> tuple[Mapping[str, Any], ...] | None:
-    return None if value is None else tuple(value)
-
-
 @attrs.frozen(kw_only=True)
 class Settings:
     """A `CcxtBroker` as a TOML table names it (`adapter = "ccxt"`): the venue's ccxt exchange id,
@@ -667,7 +663,9 @@ class Settings:
     credential's key (`apiKey`, `secret`, ...) is refused here."""
     sandbox: bool = False
     units: Literal["base", "contracts"] = "base"
-    position_queries: tuple[Mapping[str, Any], ...] | None = attrs.field(default=None, converter=_params_list)
+    position_queries: tuple[Mapping[str, Any], ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
     """For a venue the table does not list: the params of each fetch_positions call (default: one, without)."""
     balance_params: Mapping[str, Any] | None = attrs.field(default=None)
     """For a venue the table does not list: the params of fetch_balance that select the derivatives account."""
@@ -699,14 +697,11 @@ class Settings:
         check_credentials(field, value, known=tuple(needed), required=required)
 
     @position_queries.validator
-    def _only_unverified_queries(self, field: attrs.Attribute[Any], value: object) -> None:
+    @balance_params.validator
+    def _only_unverified_calls(self, field: attrs.Attribute[Any], value: object) -> None:
         if value is not None and self.venue in VENUES:
             msg = f"the venue table names {self.venue}'s calls; {field.name} is for a venue it does not list"
             raise FieldValueError(msg, field.name)
-
-    @balance_params.validator
-    def _only_unverified_balance(self, field: attrs.Attribute[Any], value: object) -> None:
-        self._only_unverified_queries(field, value)
 
     def profile(self) -> VenueProfile:
         """The venue's profile: its entry in the table, else the generic one with these settings' calls."""
