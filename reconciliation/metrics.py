@@ -194,46 +194,29 @@ class _Account:
                 "reconciliation_run_duration_seconds", {"account": account}
             ),
         }
-        for family, counts in (
-            ("reconciliation_book_call_timeouts", self.timeouts),
-            ("reconciliation_book_calls_refused", self.refused),
+        for family, label, counts in (
+            ("reconciliation_book_call_timeouts", "call", self.timeouts),
+            ("reconciliation_book_calls_refused", "call", self.refused),
+            ("reconciliation_corrections_proposed", "type", self.proposed),
+            ("reconciliation_corrections_applied", "type", self.applied),
+            ("reconciliation_explained_breaks", "verdict", self.explained),
         ):
             built[family] = [
-                Sample(f"{family}_total", {"account": account, "call": call}, count) for call, count in counts.items()
-            ]
-        for family, counts in (
-            ("reconciliation_corrections_proposed", self.proposed),
-            ("reconciliation_corrections_applied", self.applied),
-        ):
-            built[family] = [
-                Sample(f"{family}_total", {"account": account, "type": kind}, count) for kind, count in counts.items()
+                Sample(f"{family}_total", {"account": account, label: key}, count) for key, count in counts.items()
             ]
         built["reconciliation_suspect_runs"] = [
             Sample("reconciliation_suspect_runs_total", {"account": account}, self.suspect)
         ]
-        built["reconciliation_explained_breaks"] = [
-            Sample("reconciliation_explained_breaks_total", {"account": account, "verdict": verdict}, count)
-            for verdict, count in self.explained.items()
-        ]
         built["reconciliation_open_breaks"] = []
-        built["reconciliation_last_clean_run_timestamp_seconds"] = []
-        built["reconciliation_account_watched_since_timestamp_seconds"] = []
-        built["reconciliation_next_run_due_timestamp_seconds"] = []
-        if self.watched_since is not None:
-            last_clean = self.breaks.last_clean_at if self.breaks is not None else None
-            built["reconciliation_last_clean_run_timestamp_seconds"] = [
-                Sample(
-                    "reconciliation_last_clean_run_timestamp_seconds",
-                    {"account": account},
-                    0.0 if last_clean is None else last_clean.timestamp(),
-                )
-            ]
-            built["reconciliation_account_watched_since_timestamp_seconds"] = [
-                Sample("reconciliation_account_watched_since_timestamp_seconds", {"account": account}, self.watched_since)
-            ]
-            built["reconciliation_next_run_due_timestamp_seconds"] = [
-                Sample("reconciliation_next_run_due_timestamp_seconds", {"account": account}, self.next_run_due)
-            ]
+        last_clean = self.breaks.last_clean_at if self.breaks is not None else None
+        for family, value in (
+            ("reconciliation_last_clean_run_timestamp_seconds", 0.0 if last_clean is None else last_clean.timestamp()),
+            ("reconciliation_account_watched_since_timestamp_seconds", self.watched_since),
+            ("reconciliation_next_run_due_timestamp_seconds", self.next_run_due),
+        ):
+            built[family] = (
+                [] if value is None or self.watched_since is None else [Sample(family, {"account": account}, value)]
+            )
         if self.breaks is not None:
             by_kind = collections.Counter(
                 (sighting.discrepancy.type.value, sighting.severity.value) for sighting in self.breaks.sightings
@@ -424,19 +407,8 @@ class _Families:
         )
 
     def all(self) -> list[Metric]:
-        return [
-            self.queued,
-            self.delivered,
-            self.dropped,
-            self.set_aside,
-            self.reachable,
-            self.hung,
-            self.refused_fills,
-            self.component_state,
-            self.component_errors,
-            self.corrections_held,
-            self.standby,
-        ]
+        """Every family, in the order they are made above."""
+        return list(vars(self).values())
 
     def add_health(self, runtime: str, health: ServiceHealth) -> None:
         for sink, delivery in sorted(health.delivery.items()):
