@@ -29,7 +29,6 @@ __all__ = [
     "described",
     "exact",
     "exact_float",
-    "optional_exact",
     "read_environment",
 ]
 
@@ -89,11 +88,6 @@ def exact(value: object, what: str, *, float_cure: str) -> Decimal:
         msg = f"{what} is {value!r}, not a finite number"
         raise BrokerDataError(msg)
     return number
-
-
-def optional_exact(value: object, what: str, *, float_cure: str) -> Decimal | None:
-    """`exact`, or None where the SDK gives nothing (None or empty text)."""
-    return None if value is None or value == "" else exact(value, what, float_cure=float_cure)
 
 
 def exact_float(value: float, what: str) -> Decimal:
