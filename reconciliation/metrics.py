@@ -625,13 +625,11 @@ class ReconciliationMetrics:
         with self._lock:
             accounts = [self._accounts[account] for account in sorted(self._accounts)]
             built = [series.samples() for series in accounts]
-            ages, stale, calls, watched = self._read_now()
+            read_now, watched = self._read_now()
         for name, kind, text in _ACCOUNT_FAMILIES:
             yield _family(name, kind, text, list(itertools.chain.from_iterable(samples[name] for samples in built)))
-        yield _family(*_OLDEST_AGE, ages)
-        yield _family(*_STALE, stale)
-        yield _family(*_CALL_SECONDS, calls)
-        yield _family(*_BUILD_INFO, _build_info())
+        for (name, kind, text), samples in read_now:
+            yield _family(name, kind, text, samples)
         yield from self._health(watched)
 
     def exposition(self) -> str:
@@ -640,30 +638,22 @@ class ReconciliationMetrics:
         of many accounts joins text rather than formatting every sample."""
         with self._lock:
             written = [self._accounts[account].text() for account in sorted(self._accounts)]
-            ages, stale, calls, watched = self._read_now()
+            read_now, watched = self._read_now()
         parts: list[str] = []
         for name, kind, text in _ACCOUNT_FAMILIES:
             parts.append(_header(name, kind, text))
             parts.extend(lines[name] for lines in written)
-        parts.extend(
-            (
-                _header(*_OLDEST_AGE),
-                _lines(ages),
-                _header(*_STALE),
-                _lines(stale),
-                _header(*_CALL_SECONDS),
-                _lines(calls),
-                _header(*_BUILD_INFO),
-                _lines(_build_info()),
-            )
-        )
+        for family_of, samples in read_now:
+            parts.extend((_header(*family_of), _lines(samples)))
         for family in self._health(watched):
             parts.extend((_header(family.name, family.type, family.documentation), _lines(family.samples)))
         return "".join(parts)
 
-    def _read_now(self) -> tuple[list[Sample], list[Sample], list[Sample], list[tuple[Watchable, str]]]:
-        """The oldest break ages, which accounts are stale, the book-call histograms and the
-        watched runtimes (with the lock held)."""
+    def _read_now(
+        self,
+    ) -> tuple[list[tuple[tuple[str, str, str], list[Sample]]], list[tuple[Watchable, str]]]:
+        """The families read now, each with its samples (the oldest break ages, which accounts are
+        stale, the book-call histograms, the build info), and the watched runtimes (with the lock held)."""
         now = self._now()
         ages = [
             sample
@@ -681,7 +671,8 @@ class ReconciliationMetrics:
             for (runtime, call), histogram in sorted(self._call_seconds.items())
             for sample in histogram.samples(_CALL_SECONDS[0], {"runtime": runtime, "call": call})
         ]
-        return ages, stale, calls, [(target, label) for target, (label, _) in self._watched.items()]
+        read_now = [(_OLDEST_AGE, ages), (_STALE, stale), (_CALL_SECONDS, calls), (_BUILD_INFO, _build_info())]
+        return read_now, [(target, label) for target, (label, _) in self._watched.items()]
 
     @staticmethod
     def _health(watched: list[tuple[Watchable, str]]) -> list[Metric]:
