@@ -96,10 +96,6 @@ _PAGE = 100
 """Trades asked for per `fetch_my_trades` call (OKX and Bybit give at most 100)."""
 
 
-def _milliseconds(fill: Fill) -> int:
-    return int(fill.timestamp.timestamp() * 1000)
-
-
 class CcxtBroker:
     """The broker side of one account at a ccxt venue.
 
@@ -219,7 +215,7 @@ class CcxtBroker:
             answers: dict[Mapping[str, object], Any] = {}
             for rows in profile.balances:
                 if rows.params not in answers:
-                    params = self._filled(rows.params)
+                    params = {k: self._currency if v == "{currency}" else v for k, v in rows.params.items()}
                     answers[rows.params] = await self._optional(rows.optional, exchange.fetch_balance, params) or {}
         return self._account(answers)
 
@@ -265,7 +261,7 @@ class CcxtBroker:
                 added = [fill for fill in page if fills.add(fill)]
                 if len(page) < _PAGE or not added:
                     continue
-                stamps = [_milliseconds(fill) for fill in page]
+                stamps = [int(fill.timestamp.timestamp() * 1000) for fill in page]
                 if min(stamps) > low:
                     windows.append((low, min(stamps) + 1))
                 windows.append((max(stamps), high))
@@ -327,11 +323,11 @@ class CcxtBroker:
     async def _optional(self, optional: bool, method: Callable[..., Any], *args: Any) -> Any:
         """`method(*args)`; for a product family the account may not have opened, nothing where
         ccxt says the account is not enabled."""
-        if not optional:
-            return await self._call(method, *args)
         try:
             return await self._call(method, *args)
         except importlib.import_module("ccxt.base.errors").AccountNotEnabled as exc:
+            if not optional:
+                raise
             logger.debug("%s %s%s: no such account (%s)", self._exchange.id, method.__name__, args, exc)
             return []
 
@@ -348,9 +344,6 @@ class CcxtBroker:
         return sorted(
             {str(m["settleId"]) for m in markets if m.get("contract") and m.get("inverse") and m.get("settleId")}
         )
-
-    def _filled(self, params: Mapping[str, object]) -> dict[str, object]:
-        return {key: self._currency if value == "{currency}" else value for key, value in params.items()}
 
     def _position(self, index: int, entry: Mapping[str, Any]) -> BrokerPosition | None:
         venue = self._exchange.id
