@@ -626,7 +626,6 @@ class SqlAuditStore(abc.ABC):
         return [_run(values, by_run.get(values["run_id"], ())) for values in runs]
 
     def list_accounts(self) -> list[str]:
-        """Every account with a recorded run or break, in order."""
         with self._transaction(write=False) as execute:
             rows = execute(
                 "SELECT account_id FROM runs UNION SELECT account_id FROM breaks ORDER BY account_id", ()
@@ -634,13 +633,11 @@ class SqlAuditStore(abc.ABC):
         return [row["account_id"] for row in rows]
 
     def find_break(self, break_id: UUID) -> BreakState | None:
-        """The break with this id, open or resolved; None if there is none."""
         with self._transaction(write=False) as execute:
             found = _BREAKS.select(execute, "WHERE break_id = ?", (str(break_id),))
         return _break(found[0]) if found else None
 
     def break_history(self, break_id: UUID, *, limit: int = 1000) -> list[BreakSighting]:
-        """The runs that saw the break, oldest first: the latest `limit` of them."""
         with self._transaction(write=False) as execute:
             found = _DISCREPANCIES.select(
                 execute,
@@ -669,7 +666,6 @@ class SqlAuditStore(abc.ABC):
         limit: int = 100,
         types: Collection[DiscrepancyType] | None = None,
     ) -> list[CorrectionEvent]:
-        """The account's correction events in [since, until), newest first, at most `limit`."""
         _limit(limit)
         where, params = _where(account_id, time="event_at", since=since, until=until, types=types)
         params.append(limit)
