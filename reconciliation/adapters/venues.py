@@ -141,14 +141,8 @@ def _queries(value: Iterable[PositionQuery | Mapping[str, object]]) -> tuple[Pos
 
 
 def _reads(value: Iterable[Read | str]) -> tuple[Read, ...]:
-    reads = []
-    for read in value:
-        if isinstance(read, Read):
-            reads.append(read)
-            continue
-        method, _, path = read.partition(" ")
-        reads.append(Read(method, path))
-    return tuple(reads)
+    """`Read`s, each given as one or as its text (`GET /api/*`)."""
+    return tuple(read if isinstance(read, Read) else Read(*read.partition(" ")[::2]) for read in value)
 
 
 @attrs.frozen(kw_only=True)
