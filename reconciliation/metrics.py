@@ -134,14 +134,11 @@ class _Histogram:
         self.count += 1
 
     def samples(self, name: str, labels: dict[str, str]) -> list[Sample]:
-        found = []
-        cumulative = 0
-        for bound, count in zip(self.bounds, self.counts, strict=True):
-            cumulative += count
-            found.append(Sample(f"{name}_bucket", {**labels, "le": bound}, cumulative))
-        found.append(Sample(f"{name}_count", labels, self.count))
-        found.append(Sample(f"{name}_sum", labels, self.total))
-        return found
+        buckets = [
+            Sample(f"{name}_bucket", {**labels, "le": bound}, cumulative)
+            for bound, cumulative in zip(self.bounds, itertools.accumulate(self.counts), strict=True)
+        ]
+        return [*buckets, Sample(f"{name}_count", labels, self.count), Sample(f"{name}_sum", labels, self.total)]
 
 
 class _Account:
