@@ -29,7 +29,7 @@ from reconciliation._publishing.redis_sink import KeySpace
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "node_for"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "node_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +55,41 @@ class HeldElsewhere:
 Claimed = Lease | HeldElsewhere
 
 
-class AccountLeases:
+class RedisConnection:
+    """Our connection to Redis, made at first use and again after `close`, until `shut`."""
+
+    shut_message = "the lease connections are shut: the runtime is stopping"
+
+    def __init__(self, connect: Callable[[], redis.Redis | redis.RedisCluster]) -> None:
+        self._connect = connect
+        self._client: redis.Redis | redis.RedisCluster | None = None
+        self._shut = False
+
+    def shut(self) -> None:
+        """Close our connections for good (from another thread, at stop): nothing is sent afterwards."""
+        self._shut = True
+        self.close()
+
+    def close(self) -> None:
+        """Close our connections (from any thread: a call stalled on one ends with an error)."""
+        client, self._client = self._client, None
+        close_client(client)
+
+    def _connected(self) -> redis.Redis | redis.RedisCluster:
+        if self._shut:
+            raise redis.ConnectionError(self.shut_message)
+        client = self._client = self._client or self._connect()
+        return client
+
+
+class AccountLeases(RedisConnection):
     """Claims and releases accounts' leases for one runtime (`owner`, unique per live
     process). Not thread-safe: one actor owns each instance."""
 
     def __init__(
         self, connect: Callable[[], redis.Redis | redis.RedisCluster], *, owner: str, ttl_seconds: float
     ) -> None:
-        self._connect = connect
-        self._client: redis.Redis | redis.RedisCluster | None = None
-        self._shut = False
+        super().__init__(connect)
         self._owner = owner
         self._ttl_ms = max(int(ttl_seconds * 1000), 1)
         self._scripting: bool | None = None
@@ -133,13 +158,6 @@ class AccountLeases:
             )
             self.close()
 
-    def _connected(self) -> redis.Redis | redis.RedisCluster:
-        if self._shut:
-            msg = "the lease connections are shut: the runtime is stopping"
-            raise redis.ConnectionError(msg)
-        client = self._client = self._client or self._connect()
-        return client
-
     def _claim_by_script(
         self, node: redis.Redis, wanted: list[tuple[str, str, str]]
     ) -> dict[str, Claimed] | None:
@@ -185,16 +203,6 @@ class AccountLeases:
                 except redis.WatchError:
                     continue
                 return Lease(account_id, int(token), self._ttl_ms)
-
-    def shut(self) -> None:
-        """Close our connections for good (from another thread, at stop): nothing is sent afterwards."""
-        self._shut = True
-        self.close()
-
-    def close(self) -> None:
-        """Close our connections (from any thread: a call stalled on one ends with an error)."""
-        client, self._client = self._client, None
-        close_client(client)
 
 
 def node_for(client: redis.Redis | redis.RedisCluster, keys: KeySpace) -> redis.Redis:

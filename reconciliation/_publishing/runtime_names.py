@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from reconciliation._publishing.connection import close_client
-from reconciliation._publishing.leases import node_for
+from reconciliation._publishing.leases import RedisConnection, node_for
 from reconciliation._publishing.redis_sink import KeySpace
 
 if TYPE_CHECKING:
@@ -57,8 +56,10 @@ def new_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class RuntimeName:
+class RuntimeName(RedisConnection):
     """Claims and renews the liveness key of runtime `name` for `instance`. Not thread-safe."""
+
+    shut_message = "the runtime name's connection is shut: the runtime is stopping"
 
     def __init__(
         self,
@@ -69,9 +70,7 @@ class RuntimeName:
         ttl_seconds: float,
         renew_seconds: float,
     ) -> None:
-        self._connect = connect
-        self._client: redis.Redis | redis.RedisCluster | None = None
-        self._shut = False
+        super().__init__(connect)
         self.name = name
         self.instance = instance
         self._ttl_ms = max(int(ttl_seconds * 1000), 1)
@@ -143,20 +142,8 @@ class RuntimeName:
         finally:
             self.close()
 
-    def shut(self) -> None:
-        """Close our connection for good (from another thread, at stop): nothing is sent afterwards."""
-        self._shut = True
-        self.close()
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        close_client(client)
-
     def _node_and_key(self) -> tuple[redis.Redis, str]:
-        if self._shut:
-            msg = "the runtime name's connection is shut: the runtime is stopping"
-            raise redis.ConnectionError(msg)
-        client = self._client = self._client or self._connect()
+        client = self._connected()
         keys = KeySpace.for_client(client)
         return node_for(client, keys), f"{keys.prefix}runtime:{self.name}"
 
