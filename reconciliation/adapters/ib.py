@@ -116,7 +116,7 @@ class IBBroker:
         self._account_id = account_id
         self._currency = currency
         self._loop = loop if loop is not None else _current_loop()
-        self._lock: asyncio.Lock | None = None
+        self._lock = asyncio.Lock()
         self._unknown = LoggedOnce(logger)
         if isinstance(max_fills, bool) or not isinstance(max_fills, int) or max_fills < 1:
             msg = f"max_fills must be a whole number of at least 1, not {max_fills!r}"
@@ -187,8 +187,6 @@ class IBBroker:
 
     async def _positions(self) -> list[BrokerPosition]:
         self._connected()
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         async with self._lock:
             entries = await self._ib.reqPositionsAsync()
         portfolio = {item.contract.conId: item for item in self._ib.portfolio(self._account_id)}
@@ -240,8 +238,6 @@ class IBBroker:
         wanted = importlib.import_module("ib_async").ExecutionFilter(
             acctCode=self._account_id, time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
         )
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         async with self._lock:
             entries = await self._ib.reqExecutionsAsync(wanted)
         reports = {fill.execution.execId: fill.commissionReport for fill in self._ib.fills()}
