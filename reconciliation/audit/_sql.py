@@ -436,15 +436,6 @@ def _version(execute: Execute) -> int:
     return int(execute("SELECT MAX(version) AS version FROM schema_version", ())[0]["version"] or 0)
 
 
-def _netted_text(netted: Sequence[NettedSymbol]) -> str:
-    return json.dumps(
-        [
-            {"side": n.side, "symbol": n.symbol, "entries": n.entries, "asset_type": n.asset_type.value}
-            for n in netted
-        ]
-    )
-
-
 def _build(cls: type[_T], values: Mapping[str, Any], **given: Any) -> _T:
     """A `cls` from `given` and, for each of its other arguments, the value of that name in `values`."""
     return cls(**given, **{f.name: values[f.name] for f in attrs.fields(cls) if f.init and f.name not in given})
@@ -571,7 +562,12 @@ class SqlAuditStore(abc.ABC):
             "run_at": result.timestamp,
             "status": result.status,
             "context": json.dumps(dict(result.context), sort_keys=True),
-            "netted": _netted_text(result.netted),
+            "netted": json.dumps(
+                [
+                    {"side": n.side, "symbol": n.symbol, "entries": n.entries, "asset_type": n.asset_type.value}
+                    for n in result.netted
+                ]
+            ),
             "discrepancy_count": len(result.discrepancies),
         }
         with self._transaction(write=True) as execute:
