@@ -250,14 +250,9 @@ class CcxtBroker:
             windows: list[tuple[int, int | None]] = [(start, None)]
             while windows and len(fills) < self._max_fills:
                 low, high = windows.pop()
-                page = [
-                    fill
-                    for fill in (
-                        self._fill(trade, market, asset_type, size, where)
-                        for trade in await self._trades(symbol, low, high, where) or ()
-                    )
-                    if fill is not None
-                ]
+                trades = await self._trades(symbol, low, high, where) or ()
+                mapped = (self._fill(trade, market, asset_type, size, where) for trade in trades)
+                page = [fill for fill in mapped if fill is not None]
                 added = [fill for fill in page if fills.add(fill)]
                 if len(page) < _PAGE or not added:
                     continue
