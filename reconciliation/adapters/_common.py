@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.error_text import unknown_key
+from reconciliation._domain.models import AssetType
 from reconciliation._domain.values import FieldValueError
 
 if TYPE_CHECKING:
@@ -58,6 +59,22 @@ class LoggedOnce:
                 return
             self._seen.add(key)
         self._logger.warning(msg, *args)
+
+    def asset_type(
+        self, types: Mapping[str, AssetType], kind: str, where: str, *, said: str, by: str, per: str
+    ) -> AssetType:
+        """`types[kind]`; for a kind the adapter does not know, `AssetType.OTHER`, with a WARNING
+        once per kind: "`where` `said` `kind`, ...: it is compared by its `by`"."""
+        if kind in types:
+            return types[kind]
+        self.warning(
+            kind,
+            f"%s {said} %r, which the adapter does not know: it is compared by its {by} as "
+            f"asset type 'other' (this is logged once per {per})",
+            where,
+            kind,
+        )
+        return AssetType.OTHER
 
 
 def exact(value: object, what: str, *, float_cure: str) -> Decimal:

@@ -223,17 +223,9 @@ class AlpacaBroker:
         if side not in _SIGNS:
             msg = f"{where} has side {side!r}, neither 'long' nor 'short'"
             raise BrokerDataError(msg)
-        asset_class = str(_field(entry, "asset_class"))
-        asset_type = _ASSET_TYPES.get(asset_class)
-        if asset_type is None:
-            self._unknown.warning(
-                asset_class,
-                "%s is of asset class %r, which the adapter does not know: it is compared by its symbol as "
-                "asset type 'other' (this is logged once per class)",
-                where,
-                asset_class,
-            )
-            asset_type = AssetType.OTHER
+        asset_type = self._unknown.asset_type(
+            _ASSET_TYPES, str(_field(entry, "asset_class")), where, said="is of asset class", by="symbol", per="class"
+        )
         return BrokerPosition(
             crypto_symbol(symbol) if asset_type is AssetType.CRYPTO else symbol,
             quantity.copy_abs().copy_sign(Decimal(_SIGNS[side])),

@@ -402,18 +402,9 @@ class CcxtBroker:
         return market  # type: ignore[no-any-return]
 
     def _asset_type(self, market: Mapping[str, Any], where: str) -> AssetType:
-        kind = str(market.get("type"))
-        asset_type = _ASSET_TYPES.get(kind)
-        if asset_type is None:
-            self._unknown.warning(
-                kind,
-                "%s is in a market of type %r, which the adapter does not know: it is compared by its symbol "
-                "as asset type 'other' (this is logged once per type)",
-                where,
-                kind,
-            )
-            return AssetType.OTHER
-        return asset_type
+        return self._unknown.asset_type(
+            _ASSET_TYPES, str(market.get("type")), where, said="is in a market of type", by="symbol", per="type"
+        )
 
     def _contract_size(self, market: Mapping[str, Any], asset_type: AssetType, where: str) -> Decimal:
         """What one of ccxt's contracts counts, by the venue's sizing rule (1: counted as sent).

@@ -203,16 +203,9 @@ class IBBroker:
         quantity = exact_float(entry.position, f"{where} position")
         if not quantity or contract.secType == _CASH_SEC_TYPE:
             return None
-        asset_type = SEC_TYPES.get(contract.secType)
-        if asset_type is None:
-            self._unknown.warning(
-                contract.secType,
-                "%s has secType %r, which the adapter does not know: it is compared by its localSymbol as "
-                "asset type 'other' (this is logged once per secType)",
-                where,
-                contract.secType,
-            )
-            asset_type = AssetType.OTHER
+        asset_type = self._unknown.asset_type(
+            SEC_TYPES, contract.secType, where, said="has secType", by="localSymbol", per="secType"
+        )
         if not contract.localSymbol:
             msg = f"{where} has no localSymbol to tell it from other contracts on {contract.symbol}"
             raise BrokerDataError(msg)
