@@ -643,7 +643,6 @@ class SqlAuditStore(abc.ABC):
         return [_sighting(values) for values in reversed(found)]
 
     def record_correction(self, event: CorrectionEvent) -> None:
-        """Write one step of a correction; recording the same step again changes nothing."""
         values = {
             **attrs.asdict(event.correction, recurse=False),
             **attrs.asdict(event, recurse=False),
@@ -670,8 +669,6 @@ class SqlAuditStore(abc.ABC):
         return [_correction_event(values) for values in found]
 
     def load_blocked_breaks(self, account_id: str) -> list[UUID]:
-        """The account's open breaks that a correction did not resolve: never to be corrected
-        again automatically (read at start, with the open breaks)."""
         with self._transaction(write=False) as execute:
             rows = execute(
                 "SELECT DISTINCT c.break_id AS break_id FROM corrections c JOIN breaks b ON b.break_id = c.break_id "
