@@ -26,7 +26,7 @@ import json
 import threading
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -289,7 +289,7 @@ def settle(service: ReconciliationService | ReconciliationRuntime, timeout: floa
     service._runtime.settle(timeout)  # noqa: SLF001 - the test helper's own view of the service
 
 
-class RedisCapture(_ChannelViews):
+class RedisCapture(_ChannelViews, contextlib.AbstractContextManager["RedisCapture"]):
     """Subscribes to every channel and keeps each payload, decoded, in arrival order.
 
     Use as a context manager; `wait_for_results(n)` blocks until n results arrived.
@@ -335,9 +335,6 @@ class RedisCapture(_ChannelViews):
         self._stopping.set()
         self._thread.join(timeout=2.0)
         self._pubsub.close()
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(
         self,
