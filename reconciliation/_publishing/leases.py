@@ -16,6 +16,7 @@ Lua) a WATCH/MULTI transaction does the same.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from reconciliation._publishing.redis_sink import KeySpace
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "node_for"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "node_for", "set_if"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,24 +140,17 @@ class AccountLeases(RedisConnection):
             keys = KeySpace.for_client(client)
             node = node_for(client, keys)
             for account_id in account_ids:
-                key = f"{keys.prefix}lease:{account_id}"
-                with node.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                        owner = _text(pipe.get(key) or b"").rpartition("|")[0]
-                        if owner != self._owner:
-                            continue
-                        pipe.multi()
-                        pipe.delete(key)
-                        pipe.execute()
-                    except redis.WatchError:
-                        continue  # it changed hands meanwhile: not ours to delete
+                with contextlib.suppress(redis.WatchError):  # it changed hands meanwhile: not ours to delete
+                    set_if(node, f"{keys.prefix}lease:{account_id}", self._ours, None)
         except redis.RedisError as error:
             logger.warning(
                 "The account leases could not be released (%s): they expire on their own",
                 describe_error(error),
             )
             self.close()
+
+    def _ours(self, held: str | None) -> bool:
+        return (held or "").rpartition("|")[0] == self._owner
 
     def _claim_by_script(
         self, node: redis.Redis, wanted: list[tuple[str, str, str]]
@@ -177,7 +171,7 @@ class AccountLeases(RedisConnection):
             claimed[account_id] = (
                 Lease(account_id, int(value), int(ttl_ms))
                 if held
-                else HeldElsewhere(account_id, _text(value), int(ttl_ms))
+                else HeldElsewhere(account_id, _text(value) or "", int(ttl_ms))
             )
         self._scripting = True
         return claimed
@@ -188,7 +182,7 @@ class AccountLeases(RedisConnection):
             while True:
                 try:
                     pipe.watch(key, tokens)  # type: ignore[no-untyped-call,unused-ignore]
-                    owner, _, token = _text(pipe.get(key) or b"").rpartition("|")
+                    owner, _, token = (_text(pipe.get(key)) or "").rpartition("|")
                     if token and owner != self._owner:
                         return HeldElsewhere(account_id, owner, int(pipe.pttl(key)))
                     last = int(pipe.get(tokens) or 0)  # read while watched, before MULTI buffers
@@ -231,5 +225,26 @@ return {1, tostring(token), tonumber(ARGV[2])}
 holder and how long its lease has left."""
 
 
-def _text(value: bytes | str) -> str:
+def set_if(
+    node: redis.Redis, key: str, allowed: Callable[[str | None], bool], value: str | None, ttl_ms: int = 0
+) -> str | None:
+    """Set `key` to `value` for `ttl_ms` (None: delete it) if what it holds is `allowed`; what it held.
+
+    Raises:
+        redis.WatchError: the key changed meanwhile, and was not set.
+    """
+    with node.pipeline(transaction=True) as pipe:
+        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
+        held = _text(pipe.get(key))
+        if allowed(held):
+            pipe.multi()
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value, px=ttl_ms)
+            pipe.execute()
+        return held
+
+
+def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value

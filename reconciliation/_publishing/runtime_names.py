@@ -21,6 +21,7 @@ stalled longer than the lease, and a new process took the name) stops owning any
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from reconciliation._publishing.leases import RedisConnection, node_for
+from reconciliation._publishing.leases import RedisConnection, node_for, set_if
 from reconciliation._publishing.redis_sink import KeySpace
 
 if TYPE_CHECKING:
@@ -109,19 +110,11 @@ class RuntimeName(RedisConnection):
         """
         try:
             node, key = self._node_and_key()
-            with node.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                        holder = _text(pipe.get(key))
-                        if holder not in {None, self.instance}:
-                            return holder
-                        pipe.multi()
-                        pipe.set(key, self.instance, px=self._ttl_ms)
-                        pipe.execute()
-                    except redis.WatchError:
-                        continue
-                    return None
+            free = {None, self.instance}
+            while True:
+                with contextlib.suppress(redis.WatchError):
+                    holder = set_if(node, key, free.__contains__, self.instance, self._ttl_ms)
+                    return None if holder in free else holder
         except redis.RedisError:
             self.close()
             raise
@@ -131,12 +124,7 @@ class RuntimeName(RedisConnection):
         _LIVE_HERE.discard(self.instance)
         try:
             node, key = self._node_and_key()
-            with node.pipeline(transaction=True) as pipe:
-                pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                if _text(pipe.get(key)) == self.instance:
-                    pipe.multi()
-                    pipe.delete(key)
-                    pipe.execute()
+            set_if(node, key, lambda held: held == self.instance, None)
         except redis.RedisError:
             logger.debug("The runtime name %s could not be released: it expires on its own", self.name)
         finally:
@@ -173,17 +161,11 @@ class RuntimeName(RedisConnection):
     def _take_over(self, other: str) -> bool:
         """Replace `other`'s claim with ours, unless the key changed meanwhile."""
         node, key = self._node_and_key()
-        with node.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                if _text(pipe.get(key)) not in {None, other}:
-                    return False
-                pipe.multi()
-                pipe.set(key, self.instance, px=self._ttl_ms)
-                pipe.execute()
-            except redis.WatchError:
-                return False
-        return True
+        free = {None, other}
+        try:
+            return set_if(node, key, free.__contains__, self.instance, self._ttl_ms) in free
+        except redis.WatchError:
+            return False
 
 
 def _certainly_dead(instance: str) -> bool:
