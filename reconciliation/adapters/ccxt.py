@@ -511,20 +511,13 @@ class _Figures:
         return value
 
     def __add__(self, other: _Figures) -> _Figures:
-        return _Figures(
-            self.where,
-            _added(self.cash, other.cash),
-            _added(self.equity, other.equity),
-            _added(self.free, other.free),
-            _added(self.used, other.used),
-            {**other.lacks, **self.lacks},
-        )
-
-
-def _added(one: Decimal | None, other: Decimal | None) -> Decimal | None:
-    if one is None or other is None:
-        return other if one is None else one
-    return EXACT.add(one, other)
+        """Each figure summed where both rows give it, else the one given."""
+        added = {
+            name: mine if theirs is None else theirs if mine is None else EXACT.add(mine, theirs)
+            for name in ("cash", "equity", "free", "used")
+            for mine, theirs in [(getattr(self, name), getattr(other, name))]
+        }
+        return _Figures(self.where, **added, lacks={**other.lacks, **self.lacks})
 
 
 def _rows(
