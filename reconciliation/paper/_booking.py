@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import decimal
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -234,13 +235,11 @@ class BookState:
     @property
     def total_equity(self) -> Decimal:
         """Cash, plus stocks and options at market value, plus futures' unrealised P&L."""
-        total = self.cash
-        for holding in self.holdings:
-            if holding.asset_type is AssetType.FUTURE:
-                total = EXACT.add(total, self.unrealised_pnl(holding))
-            else:
-                total = EXACT.add(total, self.market_value(holding))
-        return total
+        worth = (
+            self.unrealised_pnl(holding) if holding.asset_type is AssetType.FUTURE else self.market_value(holding)
+            for holding in self.holdings
+        )
+        return functools.reduce(EXACT.add, worth, self.cash)
 
 
 @attrs.define(eq=False)
