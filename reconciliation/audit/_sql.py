@@ -562,12 +562,7 @@ class SqlAuditStore(abc.ABC):
             "run_at": result.timestamp,
             "status": result.status,
             "context": json.dumps(dict(result.context), sort_keys=True),
-            "netted": json.dumps(
-                [
-                    {"side": n.side, "symbol": n.symbol, "entries": n.entries, "asset_type": n.asset_type.value}
-                    for n in result.netted
-                ]
-            ),
+            "netted": json.dumps([attrs.asdict(netted) for netted in result.netted], default=_stored),
             "discrepancy_count": len(result.discrepancies),
         }
         with self._transaction(write=True) as execute:
