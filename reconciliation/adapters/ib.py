@@ -115,7 +115,12 @@ class IBBroker:
         self._ib = ib
         self._account_id = account_id
         self._currency = currency
-        self._loop = loop if loop is not None else _current_loop()
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = importlib.import_module("ib_async.util").getLoop()
+        self._loop = loop
         self._lock = asyncio.Lock()
         self._unknown = LoggedOnce(logger)
         if isinstance(max_fills, bool) or not isinstance(max_fills, int) or max_fills < 1:
@@ -307,14 +312,6 @@ def _multiplier(text: str, where: str) -> Decimal:
         msg = f"{where} has the multiplier {text!r}, not a positive number"
         raise BrokerDataError(msg)
     return multiplier
-
-
-def _current_loop() -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        loop: asyncio.AbstractEventLoop = importlib.import_module("ib_async.util").getLoop()
-        return loop
 
 
 class IBThread:

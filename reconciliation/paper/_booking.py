@@ -236,8 +236,8 @@ class BookState:
     def total_equity(self) -> Decimal:
         """Cash, plus stocks and options at market value, plus futures' unrealised P&L."""
         worth = (
-            self.unrealised_pnl(holding) if holding.asset_type is AssetType.FUTURE else self.market_value(holding)
-            for holding in self.holdings
+            self.unrealised_pnl(held) if held.asset_type is AssetType.FUTURE else self.market_value(held)
+            for held in self.holdings
         )
         return functools.reduce(EXACT.add, worth, self.cash)
 
