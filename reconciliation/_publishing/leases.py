@@ -30,7 +30,7 @@ from reconciliation._publishing.redis_sink import KeySpace
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "node_for", "set_if"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "decoded", "node_for", "set_if"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class AccountLeases(RedisConnection):
             claimed[account_id] = (
                 Lease(account_id, int(value), int(ttl_ms))
                 if held
-                else HeldElsewhere(account_id, _text(value) or "", int(ttl_ms))
+                else HeldElsewhere(account_id, decoded(value) or "", int(ttl_ms))
             )
         self._scripting = True
         return claimed
@@ -182,7 +182,7 @@ class AccountLeases(RedisConnection):
             while True:
                 try:
                     pipe.watch(key, tokens)  # type: ignore[no-untyped-call,unused-ignore]
-                    owner, _, token = (_text(pipe.get(key)) or "").rpartition("|")
+                    owner, _, token = (decoded(pipe.get(key)) or "").rpartition("|")
                     if token and owner != self._owner:
                         return HeldElsewhere(account_id, owner, int(pipe.pttl(key)))
                     last = int(pipe.get(tokens) or 0)  # read while watched, before MULTI buffers
@@ -235,7 +235,7 @@ def set_if(
     """
     with node.pipeline(transaction=True) as pipe:
         pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-        held = _text(pipe.get(key))
+        held = decoded(pipe.get(key))
         if allowed(held):
             pipe.multi()
             if value is None:
@@ -246,5 +246,5 @@ def set_if(
         return held
 
 
-def _text(value: bytes | str | None) -> str | None:
+def decoded(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value

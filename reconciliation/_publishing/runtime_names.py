@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from reconciliation._publishing.leases import RedisConnection, node_for, set_if
+from reconciliation._publishing.leases import RedisConnection, decoded, node_for, set_if
 from reconciliation._publishing.redis_sink import KeySpace
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class RuntimeName(RedisConnection):
         deadline = time.monotonic() + self._renew_seconds * 1.2 + 0.2
         while time.monotonic() < deadline:
             time.sleep(WATCH_POLL_SECONDS)
-            holder, ttl = _text(node.get(key)), int(node.pttl(key))
+            holder, ttl = decoded(node.get(key)), int(node.pttl(key))
             if holder is None:
                 return
             if holder != other or ttl > last:
@@ -183,7 +183,3 @@ def _certainly_dead(instance: str) -> bool:
     except OSError:
         return False
     return False
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
