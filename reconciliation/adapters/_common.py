@@ -45,20 +45,13 @@ class InconsistentVenueDataError(BrokerDataError):
 
 
 class LoggedOnce:
-    """Logs each message once per key for the life of the adapter (an unknown asset class is
-    worth one WARNING, not one per run)."""
+    """Warns once per kind of instrument the adapter does not know, for the life of the adapter
+    (an unknown asset class is worth one WARNING, not one per run)."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
-        self._seen: set[object] = set()
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
-
-    def warning(self, key: object, msg: str, *args: object) -> None:
-        with self._lock:
-            if key in self._seen:
-                return
-            self._seen.add(key)
-        self._logger.warning(msg, *args)
 
     def asset_type(
         self, types: Mapping[str, AssetType], kind: str, where: str, *, said: str, by: str, per: str
@@ -67,13 +60,15 @@ class LoggedOnce:
         once per kind: "`where` `said` `kind`, ...: it is compared by its `by`"."""
         if kind in types:
             return types[kind]
-        self.warning(
-            kind,
-            f"%s {said} %r, which the adapter does not know: it is compared by its {by} as "
-            f"asset type 'other' (this is logged once per {per})",
-            where,
-            kind,
-        )
+        with self._lock:
+            first = kind not in self._seen
+            self._seen.add(kind)
+        if first:
+            msg = (
+                f"%s {said} %r, which the adapter does not know: it is compared by its {by} as "
+                f"asset type 'other' (this is logged once per {per})"
+            )
+            self._logger.warning(msg, where, kind)
         return AssetType.OTHER
 
 
