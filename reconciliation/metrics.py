@@ -101,10 +101,7 @@ STALE_GRACE_SECONDS = 120.0
 _STATUSES = ("ok", "failed")
 _VERDICTS = ("explained", "partly_explained", "unexplained")
 _BOOK_CALLS = ("local.get_positions", "local.get_account", "broker.get_positions", "broker.get_account")
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_UTC_NOW = functools.partial(dt.datetime.now, dt.UTC)
 
 
 @attrs.frozen
@@ -454,7 +451,7 @@ class ReconciliationMetrics:
         self,
         registry: CollectorRegistry = REGISTRY,
         *,
-        now: Callable[[], dt.datetime] = _utc_now,
+        now: Callable[[], dt.datetime] = _UTC_NOW,
         stale_grace_seconds: float = STALE_GRACE_SECONDS,
     ) -> None:
         self._registry = registry
@@ -466,7 +463,9 @@ class ReconciliationMetrics:
         self._with_breaks: set[str] = set()
         """The accounts whose open breaks are reported (their oldest age is measured at each scrape)."""
         self._runtime_of: dict[str, str] = {}
-        self._call_seconds: dict[tuple[str, str], _Histogram] = {}
+        self._call_seconds: dict[tuple[str, str], _Histogram] = collections.defaultdict(
+            functools.partial(_Histogram, BOOK_CALL_SECONDS_BUCKETS)
+        )
         try:
             registry.register(self)
         except ValueError:  # a duplicated name (DuplicateTimeseries from prometheus_client 0.26)
@@ -596,10 +595,7 @@ class ReconciliationMetrics:
                 series.changed()
             runtime = self._runtime_of.get(timing.account_id)
             if runtime is not None:
-                histogram = self._call_seconds.get((runtime, timing.call))
-                if histogram is None:
-                    histogram = self._call_seconds[runtime, timing.call] = _Histogram(BOOK_CALL_SECONDS_BUCKETS)
-                histogram.observe(timing.seconds)
+                self._call_seconds[runtime, timing.call].observe(timing.seconds)
 
     def describe(self) -> list[Metric]:
         """The metric families, empty: how the registry knows their names."""
