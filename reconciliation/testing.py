@@ -108,10 +108,7 @@ class ScriptedBroker:
         self.cash = cash
         self.total_equity = total_equity
         self.calls: list[tuple[Call, str]] = []
-        self._steps: dict[Call, collections.deque[_Step]] = {
-            "get_positions": collections.deque(),
-            "get_account": collections.deque(),
-        }
+        self._steps: dict[Call, collections.deque[_Step]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
     def then_raise(self, error: BaseException, *, call: Call = "get_positions") -> None:
