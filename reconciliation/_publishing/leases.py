@@ -30,7 +30,7 @@ from reconciliation._publishing.redis_sink import KeySpace
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "decoded", "node_for", "set_if"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "decoded", "set_if"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,16 @@ class RedisConnection:
         client, self._client = self._client, None
         close_client(client)
 
-    def _connected(self) -> redis.Redis | redis.RedisCluster:
+    def _node(self) -> tuple[redis.Redis, KeySpace]:
+        """Who to ask (the client, or on a cluster the master holding our keys' one slot), and our keys."""
         if self._shut:
             raise redis.ConnectionError(self.shut_message)
         client = self._client = self._client or self._connect()
-        return client
+        keys = KeySpace.for_client(client)
+        if isinstance(client, redis.RedisCluster):
+            node = client.get_node_from_key(keys.marker(""))  # type: ignore[no-untyped-call,unused-ignore]
+            return client.get_redis_connection(node), keys
+        return client, keys
 
 
 class AccountLeases(RedisConnection):
@@ -119,10 +124,8 @@ class AccountLeases(RedisConnection):
                 at the next call): whether the leases are held is not known.
         """
         try:
-            client = self._connected()
-            keys = KeySpace.for_client(client)
+            node, keys = self._node()
             wanted = [(a, f"{keys.prefix}lease:{a}", f"{keys.prefix}lease-token:{a}") for a in account_ids]
-            node = node_for(client, keys)
             if self._scripting is not False:
                 claimed = self._claim_by_script(node, wanted)
                 if claimed is not None:
@@ -136,9 +139,7 @@ class AccountLeases(RedisConnection):
         """Give up the leases this runtime holds (at a clean stop), so that a standby takes
         them at once instead of when they expire. A lease held by another is left alone."""
         try:
-            client = self._connected()
-            keys = KeySpace.for_client(client)
-            node = node_for(client, keys)
+            node, keys = self._node()
             for account_id in account_ids:
                 with contextlib.suppress(redis.WatchError):  # it changed hands meanwhile: not ours to delete
                     set_if(node, f"{keys.prefix}lease:{account_id}", self._ours, None)
@@ -197,14 +198,6 @@ class AccountLeases(RedisConnection):
                 except redis.WatchError:
                     continue
                 return Lease(account_id, int(token), self._ttl_ms)
-
-
-def node_for(client: redis.Redis | redis.RedisCluster, keys: KeySpace) -> redis.Redis:
-    """Who to ask: the client, or on a cluster the master holding our keys' one slot."""
-    if isinstance(client, redis.RedisCluster):
-        node = client.get_node_from_key(keys.marker(""))  # type: ignore[no-untyped-call,unused-ignore]
-        return client.get_redis_connection(node)
-    return client
 
 
 _CLAIM = """

@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from reconciliation._publishing.leases import RedisConnection, decoded, node_for, set_if
-from reconciliation._publishing.redis_sink import KeySpace
+from reconciliation._publishing.leases import RedisConnection, decoded, set_if
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -131,9 +130,8 @@ class RuntimeName(RedisConnection):
             self.close()
 
     def _node_and_key(self) -> tuple[redis.Redis, str]:
-        client = self._connected()
-        keys = KeySpace.for_client(client)
-        return node_for(client, keys), f"{keys.prefix}runtime:{self.name}"
+        node, keys = self._node()
+        return node, f"{keys.prefix}runtime:{self.name}"
 
     def _watch(self, other: str) -> None:
         """Wait one renewal interval (and a little) for `other` to renew the name.
