@@ -117,7 +117,13 @@ def book_fill(holding: Holding | None, fill: OrderFill) -> Booking:
                 Holding(fill.symbol, fill.quantity, fill.price, fill.asset_type, fill.multiplier),
                 _ZERO,
             )
-        _check_same_instrument(holding, fill)
+        if (holding.asset_type, holding.multiplier) != (fill.asset_type, fill.multiplier):
+            msg = (
+                f"fill {fill.fill_id} for {fill.symbol} is a {fill.asset_type.value} with multiplier "
+                f"{fill.multiplier}, but the position is a {holding.asset_type.value} with multiplier "
+                f"{holding.multiplier}"
+            )
+            raise ValueError(msg)
         before = holding.quantity
         after = before + fill.quantity
         if (before > 0) == (fill.quantity > 0):
@@ -181,16 +187,6 @@ def _booking(fill: OrderFill, holding: Holding | None, realised: Decimal) -> Boo
     else:
         moved = -(fill.quantity * fill.price * fill.multiplier)
     return Booking(holding=holding, realised_pnl=realised, cash_change=moved - fill.commission)
-
-
-def _check_same_instrument(holding: Holding, fill: OrderFill) -> None:
-    if (holding.asset_type, holding.multiplier) != (fill.asset_type, fill.multiplier):
-        msg = (
-            f"fill {fill.fill_id} for {fill.symbol} is a {fill.asset_type.value} with multiplier "
-            f"{fill.multiplier}, but the position is a {holding.asset_type.value} with multiplier "
-            f"{holding.multiplier}"
-        )
-        raise ValueError(msg)
 
 
 @attrs.frozen
