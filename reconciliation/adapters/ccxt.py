@@ -92,6 +92,8 @@ _DROPPED = (
 
 _HUNDRED = Decimal(100)
 
+_FIGURES = ("cash", "equity", "free", "used")
+
 _PAGE = 100
 """Trades asked for per `fetch_my_trades` call (OKX and Bybit give at most 100)."""
 
@@ -514,7 +516,7 @@ class _Figures:
         """Each figure summed where both rows give it, else the one given."""
         added = {
             name: mine if theirs is None else theirs if mine is None else EXACT.add(mine, theirs)
-            for name in ("cash", "equity", "free", "used")
+            for name in _FIGURES
             for mine, theirs in [(getattr(self, name), getattr(other, name))]
         }
         return _Figures(self.where, **added, lacks={**other.lacks, **self.lacks})
@@ -529,17 +531,13 @@ def _rows(
         for raw_currency, row in _currency_rows(rows, node, venue):
             currency = rows.fixed or code_of(str(raw_currency))
             where = f"{venue} balance {currency}"
-            cash = rows.cash.read(row, where)
-            equity = None if rows.equity is None else rows.equity.read(row, where)
+            read = {
+                name: None if figure is None else figure.read(row, where)
+                for name in _FIGURES
+                for figure in [getattr(rows, name)]
+            }
             lacks = {"cash": str(rows.cash.first), "equity": str(rows.equity.first if rows.equity else "equity")}
-            yield currency, _Figures(
-                where,
-                cash,
-                equity,
-                None if rows.free is None else rows.free.read(row, where),
-                None if rows.used is None else rows.used.read(row, where),
-                lacks,
-            )
+            yield currency, _Figures(where, **read, lacks=lacks)
 
 
 def _currency_rows(rows: BalanceRows, node: object, venue: str) -> Iterable[tuple[object, Mapping[str, Any]]]:
