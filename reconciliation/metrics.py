@@ -101,10 +101,7 @@ STALE_GRACE_SECONDS = 120.0
 _STATUSES = ("ok", "failed")
 _VERDICTS = ("explained", "partly_explained", "unexplained")
 _BOOK_CALLS = ("local.get_positions", "local.get_account", "broker.get_positions", "broker.get_account")
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_UTC_NOW = functools.partial(dt.datetime.now, dt.UTC)
 
 
 @attrs.frozen
@@ -134,14 +131,11 @@ class _Histogram:
         self.count += 1
 
     def samples(self, name: str, labels: dict[str, str]) -> list[Sample]:
-        found = []
-        cumulative = 0
-        for bound, count in zip(self.bounds, self.counts, strict=True):
-            cumulative += count
-            found.append(Sample(f"{name}_bucket", {**labels, "le": bound}, cumulative))
-        found.append(Sample(f"{name}_count", labels, self.count))
-        found.append(Sample(f"{name}_sum", labels, self.total))
-        return found
+        buckets = [
+            Sample(f"{name}_bucket", {**labels, "le": bound}, cumulative)
+            for bound, cumulative in zip(self.bounds, itertools.accumulate(self.counts), strict=True)
+        ]
+        return [*buckets, Sample(f"{name}_count", labels, self.count), Sample(f"{name}_sum", labels, self.total)]
 
 
 class _Account:
@@ -194,46 +188,29 @@ class _Account:
                 "reconciliation_run_duration_seconds", {"account": account}
             ),
         }
-        for family, counts in (
-            ("reconciliation_book_call_timeouts", self.timeouts),
-            ("reconciliation_book_calls_refused", self.refused),
+        for family, label, counts in (
+            ("reconciliation_book_call_timeouts", "call", self.timeouts),
+            ("reconciliation_book_calls_refused", "call", self.refused),
+            ("reconciliation_corrections_proposed", "type", self.proposed),
+            ("reconciliation_corrections_applied", "type", self.applied),
+            ("reconciliation_explained_breaks", "verdict", self.explained),
         ):
             built[family] = [
-                Sample(f"{family}_total", {"account": account, "call": call}, count) for call, count in counts.items()
-            ]
-        for family, counts in (
-            ("reconciliation_corrections_proposed", self.proposed),
-            ("reconciliation_corrections_applied", self.applied),
-        ):
-            built[family] = [
-                Sample(f"{family}_total", {"account": account, "type": kind}, count) for kind, count in counts.items()
+                Sample(f"{family}_total", {"account": account, label: key}, count) for key, count in counts.items()
             ]
         built["reconciliation_suspect_runs"] = [
             Sample("reconciliation_suspect_runs_total", {"account": account}, self.suspect)
         ]
-        built["reconciliation_explained_breaks"] = [
-            Sample("reconciliation_explained_breaks_total", {"account": account, "verdict": verdict}, count)
-            for verdict, count in self.explained.items()
-        ]
         built["reconciliation_open_breaks"] = []
-        built["reconciliation_last_clean_run_timestamp_seconds"] = []
-        built["reconciliation_account_watched_since_timestamp_seconds"] = []
-        built["reconciliation_next_run_due_timestamp_seconds"] = []
-        if self.watched_since is not None:
-            last_clean = self.breaks.last_clean_at if self.breaks is not None else None
-            built["reconciliation_last_clean_run_timestamp_seconds"] = [
-                Sample(
-                    "reconciliation_last_clean_run_timestamp_seconds",
-                    {"account": account},
-                    0.0 if last_clean is None else last_clean.timestamp(),
-                )
-            ]
-            built["reconciliation_account_watched_since_timestamp_seconds"] = [
-                Sample("reconciliation_account_watched_since_timestamp_seconds", {"account": account}, self.watched_since)
-            ]
-            built["reconciliation_next_run_due_timestamp_seconds"] = [
-                Sample("reconciliation_next_run_due_timestamp_seconds", {"account": account}, self.next_run_due)
-            ]
+        last_clean = self.breaks.last_clean_at if self.breaks is not None else None
+        for family, value in (
+            ("reconciliation_last_clean_run_timestamp_seconds", 0.0 if last_clean is None else last_clean.timestamp()),
+            ("reconciliation_account_watched_since_timestamp_seconds", self.watched_since),
+            ("reconciliation_next_run_due_timestamp_seconds", self.next_run_due),
+        ):
+            built[family] = (
+                [] if value is None or self.watched_since is None else [Sample(family, {"account": account}, value)]
+            )
         if self.breaks is not None:
             by_kind = collections.Counter(
                 (sighting.discrepancy.type.value, sighting.severity.value) for sighting in self.breaks.sightings
@@ -424,19 +401,8 @@ class _Families:
         )
 
     def all(self) -> list[Metric]:
-        return [
-            self.queued,
-            self.delivered,
-            self.dropped,
-            self.set_aside,
-            self.reachable,
-            self.hung,
-            self.refused_fills,
-            self.component_state,
-            self.component_errors,
-            self.corrections_held,
-            self.standby,
-        ]
+        """Every family, in the order they are made above."""
+        return list(vars(self).values())
 
     def add_health(self, runtime: str, health: ServiceHealth) -> None:
         for sink, delivery in sorted(health.delivery.items()):
@@ -485,7 +451,7 @@ class ReconciliationMetrics:
         self,
         registry: CollectorRegistry = REGISTRY,
         *,
-        now: Callable[[], dt.datetime] = _utc_now,
+        now: Callable[[], dt.datetime] = _UTC_NOW,
         stale_grace_seconds: float = STALE_GRACE_SECONDS,
     ) -> None:
         self._registry = registry
@@ -497,7 +463,9 @@ class ReconciliationMetrics:
         self._with_breaks: set[str] = set()
         """The accounts whose open breaks are reported (their oldest age is measured at each scrape)."""
         self._runtime_of: dict[str, str] = {}
-        self._call_seconds: dict[tuple[str, str], _Histogram] = {}
+        self._call_seconds: dict[tuple[str, str], _Histogram] = collections.defaultdict(
+            functools.partial(_Histogram, BOOK_CALL_SECONDS_BUCKETS)
+        )
         try:
             registry.register(self)
         except ValueError:  # a duplicated name (DuplicateTimeseries from prometheus_client 0.26)
@@ -627,10 +595,7 @@ class ReconciliationMetrics:
                 series.changed()
             runtime = self._runtime_of.get(timing.account_id)
             if runtime is not None:
-                histogram = self._call_seconds.get((runtime, timing.call))
-                if histogram is None:
-                    histogram = self._call_seconds[runtime, timing.call] = _Histogram(BOOK_CALL_SECONDS_BUCKETS)
-                histogram.observe(timing.seconds)
+                self._call_seconds[runtime, timing.call].observe(timing.seconds)
 
     def describe(self) -> list[Metric]:
         """The metric families, empty: how the registry knows their names."""
@@ -653,13 +618,11 @@ class ReconciliationMetrics:
         with self._lock:
             accounts = [self._accounts[account] for account in sorted(self._accounts)]
             built = [series.samples() for series in accounts]
-            ages, stale, calls, watched = self._read_now()
+            read_now, watched = self._read_now()
         for name, kind, text in _ACCOUNT_FAMILIES:
             yield _family(name, kind, text, list(itertools.chain.from_iterable(samples[name] for samples in built)))
-        yield _family(*_OLDEST_AGE, ages)
-        yield _family(*_STALE, stale)
-        yield _family(*_CALL_SECONDS, calls)
-        yield _family(*_BUILD_INFO, _build_info())
+        for (name, kind, text), samples in read_now:
+            yield _family(name, kind, text, samples)
         yield from self._health(watched)
 
     def exposition(self) -> str:
@@ -668,30 +631,22 @@ class ReconciliationMetrics:
         of many accounts joins text rather than formatting every sample."""
         with self._lock:
             written = [self._accounts[account].text() for account in sorted(self._accounts)]
-            ages, stale, calls, watched = self._read_now()
+            read_now, watched = self._read_now()
         parts: list[str] = []
         for name, kind, text in _ACCOUNT_FAMILIES:
             parts.append(_header(name, kind, text))
             parts.extend(lines[name] for lines in written)
-        parts.extend(
-            (
-                _header(*_OLDEST_AGE),
-                _lines(ages),
-                _header(*_STALE),
-                _lines(stale),
-                _header(*_CALL_SECONDS),
-                _lines(calls),
-                _header(*_BUILD_INFO),
-                _lines(_build_info()),
-            )
-        )
+        for family_of, samples in read_now:
+            parts.extend((_header(*family_of), _lines(samples)))
         for family in self._health(watched):
             parts.extend((_header(family.name, family.type, family.documentation), _lines(family.samples)))
         return "".join(parts)
 
-    def _read_now(self) -> tuple[list[Sample], list[Sample], list[Sample], list[tuple[Watchable, str]]]:
-        """The oldest break ages, which accounts are stale, the book-call histograms and the
-        watched runtimes (with the lock held)."""
+    def _read_now(
+        self,
+    ) -> tuple[list[tuple[tuple[str, str, str], list[Sample]]], list[tuple[Watchable, str]]]:
+        """The families read now, each with its samples (the oldest break ages, which accounts are
+        stale, the book-call histograms, the build info), and the watched runtimes (with the lock held)."""
         now = self._now()
         ages = [
             sample
@@ -709,7 +664,8 @@ class ReconciliationMetrics:
             for (runtime, call), histogram in sorted(self._call_seconds.items())
             for sample in histogram.samples(_CALL_SECONDS[0], {"runtime": runtime, "call": call})
         ]
-        return ages, stale, calls, [(target, label) for target, (label, _) in self._watched.items()]
+        read_now = [(_OLDEST_AGE, ages), (_STALE, stale), (_CALL_SECONDS, calls), (_BUILD_INFO, _build_info())]
+        return read_now, [(target, label) for target, (label, _) in self._watched.items()]
 
     @staticmethod
     def _health(watched: list[tuple[Watchable, str]]) -> list[Metric]:

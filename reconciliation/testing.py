@@ -26,7 +26,7 @@ import json
 import threading
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -70,21 +70,13 @@ Call = Literal["get_positions", "get_account"]
 
 
 @attrs.frozen
-class _Raise:
-    error: BaseException
+class _Step:
+    """One scripted call: it raises `error`, or answers after `seconds`, with `raw` if `given`."""
 
-
-@attrs.frozen
-class _Delay:
-    seconds: float
-
-
-@attrs.frozen
-class _Return:
-    raw: Any
-
-
-_Step = _Raise | _Delay | _Return
+    error: BaseException | None = None
+    seconds: float = 0.0
+    raw: Any = None
+    given: bool = False
 
 
 class ScriptedBroker:
@@ -108,22 +100,19 @@ class ScriptedBroker:
         self.cash = cash
         self.total_equity = total_equity
         self.calls: list[tuple[Call, str]] = []
-        self._steps: dict[Call, collections.deque[_Step]] = {
-            "get_positions": collections.deque(),
-            "get_account": collections.deque(),
-        }
+        self._steps: dict[Call, collections.deque[_Step]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
     def then_raise(self, error: BaseException, *, call: Call = "get_positions") -> None:
-        self._add(call, _Raise(error))
+        self._add(call, _Step(error=error))
 
     def then_delay(self, seconds: float, *, call: Call = "get_positions") -> None:
         """The next call answers normally, but only after `seconds`."""
-        self._add(call, _Delay(seconds))
+        self._add(call, _Step(seconds=seconds))
 
     def then_return(self, raw: Any, *, call: Call = "get_positions") -> None:
         """The next call answers `raw` as it is, however malformed."""
-        self._add(call, _Return(raw))
+        self._add(call, _Step(raw=raw, given=True))
 
     def account(self) -> BrokerAccount:
         if self.total_equity is None:
@@ -134,13 +123,13 @@ class ScriptedBroker:
 
     def get_positions(self, account_id: str) -> Any:
         step = self._next("get_positions", account_id)
-        if isinstance(step, _Delay):
+        if step.seconds:
             time.sleep(step.seconds)
         return self._answer(step, list(self.positions))
 
     def get_account(self, account_id: str) -> Any:
         step = self._next("get_account", account_id)
-        if isinstance(step, _Delay):
+        if step.seconds:
             time.sleep(step.seconds)
         return self._answer(step, self.account())
 
@@ -148,18 +137,16 @@ class ScriptedBroker:
         with self._lock:
             self._steps[call].append(step)
 
-    def _next(self, call: Call, account_id: str) -> _Step | None:
+    def _next(self, call: Call, account_id: str) -> _Step:
         with self._lock:
             self.calls.append((call, account_id))
-            return self._steps[call].popleft() if self._steps[call] else None
+            return self._steps[call].popleft() if self._steps[call] else _Step()
 
     @staticmethod
-    def _answer(step: _Step | None, default: Any) -> Any:
-        if isinstance(step, _Raise):
+    def _answer(step: _Step, default: Any) -> Any:
+        if step.error is not None:
             raise step.error
-        if isinstance(step, _Return):
-            return step.raw
-        return default
+        return step.raw if step.given else default
 
 
 class AsyncScriptedBroker(ScriptedBroker):
@@ -167,13 +154,13 @@ class AsyncScriptedBroker(ScriptedBroker):
 
     async def get_positions(self, account_id: str) -> Any:
         step = self._next("get_positions", account_id)
-        if isinstance(step, _Delay):
+        if step.seconds:
             await asyncio.sleep(step.seconds)
         return self._answer(step, list(self.positions))
 
     async def get_account(self, account_id: str) -> Any:
         step = self._next("get_account", account_id)
-        if isinstance(step, _Delay):
+        if step.seconds:
             await asyncio.sleep(step.seconds)
         return self._answer(step, self.account())
 
@@ -289,7 +276,7 @@ def settle(service: ReconciliationService | ReconciliationRuntime, timeout: floa
     service._runtime.settle(timeout)  # noqa: SLF001 - the test helper's own view of the service
 
 
-class RedisCapture(_ChannelViews):
+class RedisCapture(_ChannelViews, contextlib.AbstractContextManager["RedisCapture"]):
     """Subscribes to every channel and keeps each payload, decoded, in arrival order.
 
     Use as a context manager; `wait_for_results(n)` blocks until n results arrived.
@@ -335,9 +322,6 @@ class RedisCapture(_ChannelViews):
         self._stopping.set()
         self._thread.join(timeout=2.0)
         self._pubsub.close()
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(
         self,

@@ -16,6 +16,7 @@ Lua) a WATCH/MULTI transaction does the same.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from reconciliation._publishing.redis_sink import KeySpace
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "node_for"]
+__all__ = ["AccountLeases", "HeldElsewhere", "Lease", "RedisConnection", "decoded", "set_if"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +56,46 @@ class HeldElsewhere:
 Claimed = Lease | HeldElsewhere
 
 
-class AccountLeases:
+class RedisConnection:
+    """Our connection to Redis, made at first use and again after `close`, until `shut`."""
+
+    shut_message = "the lease connections are shut: the runtime is stopping"
+
+    def __init__(self, connect: Callable[[], redis.Redis | redis.RedisCluster]) -> None:
+        self._connect = connect
+        self._client: redis.Redis | redis.RedisCluster | None = None
+        self._shut = False
+
+    def shut(self) -> None:
+        """Close our connections for good (from another thread, at stop): nothing is sent afterwards."""
+        self._shut = True
+        self.close()
+
+    def close(self) -> None:
+        """Close our connections (from any thread: a call stalled on one ends with an error)."""
+        client, self._client = self._client, None
+        close_client(client)
+
+    def _node(self) -> tuple[redis.Redis, KeySpace]:
+        """Who to ask (the client, or on a cluster the master holding our keys' one slot), and our keys."""
+        if self._shut:
+            raise redis.ConnectionError(self.shut_message)
+        client = self._client = self._client or self._connect()
+        keys = KeySpace.for_client(client)
+        if isinstance(client, redis.RedisCluster):
+            node = client.get_node_from_key(keys.marker(""))  # type: ignore[no-untyped-call,unused-ignore]
+            return client.get_redis_connection(node), keys
+        return client, keys
+
+
+class AccountLeases(RedisConnection):
     """Claims and releases accounts' leases for one runtime (`owner`, unique per live
     process). Not thread-safe: one actor owns each instance."""
 
     def __init__(
         self, connect: Callable[[], redis.Redis | redis.RedisCluster], *, owner: str, ttl_seconds: float
     ) -> None:
-        self._connect = connect
-        self._client: redis.Redis | redis.RedisCluster | None = None
-        self._shut = False
+        super().__init__(connect)
         self._owner = owner
         self._ttl_ms = max(int(ttl_seconds * 1000), 1)
         self._scripting: bool | None = None
@@ -93,10 +124,8 @@ class AccountLeases:
                 at the next call): whether the leases are held is not known.
         """
         try:
-            client = self._connected()
-            keys = KeySpace.for_client(client)
+            node, keys = self._node()
             wanted = [(a, f"{keys.prefix}lease:{a}", f"{keys.prefix}lease-token:{a}") for a in account_ids]
-            node = node_for(client, keys)
             if self._scripting is not False:
                 claimed = self._claim_by_script(node, wanted)
                 if claimed is not None:
@@ -110,22 +139,10 @@ class AccountLeases:
         """Give up the leases this runtime holds (at a clean stop), so that a standby takes
         them at once instead of when they expire. A lease held by another is left alone."""
         try:
-            client = self._connected()
-            keys = KeySpace.for_client(client)
-            node = node_for(client, keys)
+            node, keys = self._node()
             for account_id in account_ids:
-                key = f"{keys.prefix}lease:{account_id}"
-                with node.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                        owner = _text(pipe.get(key) or b"").rpartition("|")[0]
-                        if owner != self._owner:
-                            continue
-                        pipe.multi()
-                        pipe.delete(key)
-                        pipe.execute()
-                    except redis.WatchError:
-                        continue  # it changed hands meanwhile: not ours to delete
+                with contextlib.suppress(redis.WatchError):  # it changed hands meanwhile: not ours to delete
+                    set_if(node, f"{keys.prefix}lease:{account_id}", self._ours, None)
         except redis.RedisError as error:
             logger.warning(
                 "The account leases could not be released (%s): they expire on their own",
@@ -133,12 +150,8 @@ class AccountLeases:
             )
             self.close()
 
-    def _connected(self) -> redis.Redis | redis.RedisCluster:
-        if self._shut:
-            msg = "the lease connections are shut: the runtime is stopping"
-            raise redis.ConnectionError(msg)
-        client = self._client = self._client or self._connect()
-        return client
+    def _ours(self, held: str | None) -> bool:
+        return (held or "").rpartition("|")[0] == self._owner
 
     def _claim_by_script(
         self, node: redis.Redis, wanted: list[tuple[str, str, str]]
@@ -159,7 +172,7 @@ class AccountLeases:
             claimed[account_id] = (
                 Lease(account_id, int(value), int(ttl_ms))
                 if held
-                else HeldElsewhere(account_id, _text(value), int(ttl_ms))
+                else HeldElsewhere(account_id, decoded(value) or "", int(ttl_ms))
             )
         self._scripting = True
         return claimed
@@ -170,7 +183,7 @@ class AccountLeases:
             while True:
                 try:
                     pipe.watch(key, tokens)  # type: ignore[no-untyped-call,unused-ignore]
-                    owner, _, token = _text(pipe.get(key) or b"").rpartition("|")
+                    owner, _, token = (decoded(pipe.get(key)) or "").rpartition("|")
                     if token and owner != self._owner:
                         return HeldElsewhere(account_id, owner, int(pipe.pttl(key)))
                     last = int(pipe.get(tokens) or 0)  # read while watched, before MULTI buffers
@@ -185,24 +198,6 @@ class AccountLeases:
                 except redis.WatchError:
                     continue
                 return Lease(account_id, int(token), self._ttl_ms)
-
-    def shut(self) -> None:
-        """Close our connections for good (from another thread, at stop): nothing is sent afterwards."""
-        self._shut = True
-        self.close()
-
-    def close(self) -> None:
-        """Close our connections (from any thread: a call stalled on one ends with an error)."""
-        client, self._client = self._client, None
-        close_client(client)
-
-
-def node_for(client: redis.Redis | redis.RedisCluster, keys: KeySpace) -> redis.Redis:
-    """Who to ask: the client, or on a cluster the master holding our keys' one slot."""
-    if isinstance(client, redis.RedisCluster):
-        node = client.get_node_from_key(keys.marker(""))  # type: ignore[no-untyped-call,unused-ignore]
-        return client.get_redis_connection(node)
-    return client
 
 
 _CLAIM = """
@@ -223,5 +218,26 @@ return {1, tostring(token), tonumber(ARGV[2])}
 holder and how long its lease has left."""
 
 
-def _text(value: bytes | str) -> str:
+def set_if(
+    node: redis.Redis, key: str, allowed: Callable[[str | None], bool], value: str | None, ttl_ms: int = 0
+) -> str | None:
+    """Set `key` to `value` for `ttl_ms` (None: delete it) if what it holds is `allowed`; what it held.
+
+    Raises:
+        redis.WatchError: the key changed meanwhile, and was not set.
+    """
+    with node.pipeline(transaction=True) as pipe:
+        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
+        held = decoded(pipe.get(key))
+        if allowed(held):
+            pipe.multi()
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value, px=ttl_ms)
+            pipe.execute()
+        return held
+
+
+def decoded(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value

@@ -21,6 +21,7 @@ stalled longer than the lease, and a new process took the name) stops owning any
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,9 +31,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from reconciliation._publishing.connection import close_client
-from reconciliation._publishing.leases import node_for
-from reconciliation._publishing.redis_sink import KeySpace
+from reconciliation._publishing.leases import RedisConnection, decoded, set_if
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,8 +56,10 @@ def new_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class RuntimeName:
+class RuntimeName(RedisConnection):
     """Claims and renews the liveness key of runtime `name` for `instance`. Not thread-safe."""
+
+    shut_message = "the runtime name's connection is shut: the runtime is stopping"
 
     def __init__(
         self,
@@ -69,9 +70,7 @@ class RuntimeName:
         ttl_seconds: float,
         renew_seconds: float,
     ) -> None:
-        self._connect = connect
-        self._client: redis.Redis | redis.RedisCluster | None = None
-        self._shut = False
+        super().__init__(connect)
         self.name = name
         self.instance = instance
         self._ttl_ms = max(int(ttl_seconds * 1000), 1)
@@ -110,19 +109,11 @@ class RuntimeName:
         """
         try:
             node, key = self._node_and_key()
-            with node.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                        holder = _text(pipe.get(key))
-                        if holder not in {None, self.instance}:
-                            return holder
-                        pipe.multi()
-                        pipe.set(key, self.instance, px=self._ttl_ms)
-                        pipe.execute()
-                    except redis.WatchError:
-                        continue
-                    return None
+            free = {None, self.instance}
+            while True:
+                with contextlib.suppress(redis.WatchError):
+                    holder = set_if(node, key, free.__contains__, self.instance, self._ttl_ms)
+                    return None if holder in free else holder
         except redis.RedisError:
             self.close()
             raise
@@ -132,33 +123,15 @@ class RuntimeName:
         _LIVE_HERE.discard(self.instance)
         try:
             node, key = self._node_and_key()
-            with node.pipeline(transaction=True) as pipe:
-                pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                if _text(pipe.get(key)) == self.instance:
-                    pipe.multi()
-                    pipe.delete(key)
-                    pipe.execute()
+            set_if(node, key, lambda held: held == self.instance, None)
         except redis.RedisError:
             logger.debug("The runtime name %s could not be released: it expires on its own", self.name)
         finally:
             self.close()
 
-    def shut(self) -> None:
-        """Close our connection for good (from another thread, at stop): nothing is sent afterwards."""
-        self._shut = True
-        self.close()
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        close_client(client)
-
     def _node_and_key(self) -> tuple[redis.Redis, str]:
-        if self._shut:
-            msg = "the runtime name's connection is shut: the runtime is stopping"
-            raise redis.ConnectionError(msg)
-        client = self._client = self._client or self._connect()
-        keys = KeySpace.for_client(client)
-        return node_for(client, keys), f"{keys.prefix}runtime:{self.name}"
+        node, keys = self._node()
+        return node, f"{keys.prefix}runtime:{self.name}"
 
     def _watch(self, other: str) -> None:
         """Wait one renewal interval (and a little) for `other` to renew the name.
@@ -171,7 +144,7 @@ class RuntimeName:
         deadline = time.monotonic() + self._renew_seconds * 1.2 + 0.2
         while time.monotonic() < deadline:
             time.sleep(WATCH_POLL_SECONDS)
-            holder, ttl = _text(node.get(key)), int(node.pttl(key))
+            holder, ttl = decoded(node.get(key)), int(node.pttl(key))
             if holder is None:
                 return
             if holder != other or ttl > last:
@@ -186,17 +159,11 @@ class RuntimeName:
     def _take_over(self, other: str) -> bool:
         """Replace `other`'s claim with ours, unless the key changed meanwhile."""
         node, key = self._node_and_key()
-        with node.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call,unused-ignore]
-                if _text(pipe.get(key)) not in {None, other}:
-                    return False
-                pipe.multi()
-                pipe.set(key, self.instance, px=self._ttl_ms)
-                pipe.execute()
-            except redis.WatchError:
-                return False
-        return True
+        free = {None, other}
+        try:
+            return set_if(node, key, free.__contains__, self.instance, self._ttl_ms) in free
+        except redis.WatchError:
+            return False
 
 
 def _certainly_dead(instance: str) -> bool:
@@ -214,7 +181,3 @@ def _certainly_dead(instance: str) -> bool:
     except OSError:
         return False
     return False
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value

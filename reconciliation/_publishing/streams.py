@@ -30,22 +30,11 @@ import redis
 
 from reconciliation._domain.backoff import Backoff
 from reconciliation._publishing.redis_sink import (
-    CORRECTION_STREAM,
-    DISCREPANCY_STREAM,
     FENCING_FIELD,
-    HALT_STREAM,
-    RESOLVED_STREAM,
-    RESULT_STREAM,
     RUNTIME_FIELD,
     STREAM_FIELD,
+    STREAM_OF,
     KeySpace,
-)
-from reconciliation._wire.payloads import (
-    CORRECTION_CHANNEL,
-    DISCREPANCY_CHANNEL,
-    HALT_CHANNEL,
-    RESOLVED_CHANNEL,
-    RESULT_CHANNEL,
 )
 
 if TYPE_CHECKING:
@@ -62,13 +51,7 @@ __all__ = [
     "StreamFollower",
 ]
 
-STREAMS: dict[str, str] = {
-    RESULT_STREAM: RESULT_CHANNEL,
-    DISCREPANCY_STREAM: DISCREPANCY_CHANNEL,
-    RESOLVED_STREAM: RESOLVED_CHANNEL,
-    HALT_STREAM: HALT_CHANNEL,
-    CORRECTION_STREAM: CORRECTION_CHANNEL,
-}
+STREAMS: dict[str, str] = {stream: channel for channel, stream in STREAM_OF.items()}
 """Each stream and the pub/sub channel that carries the same payloads, in publish order."""
 
 _RANK = {channel: rank for rank, channel in enumerate(STREAMS.values())}

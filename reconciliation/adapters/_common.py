@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.error_text import unknown_key
+from reconciliation._domain.models import AssetType
 from reconciliation._domain.values import FieldValueError
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ __all__ = [
     "described",
     "exact",
     "exact_float",
-    "optional_exact",
     "read_environment",
 ]
 
@@ -45,20 +45,31 @@ class InconsistentVenueDataError(BrokerDataError):
 
 
 class LoggedOnce:
-    """Logs each message once per key for the life of the adapter (an unknown asset class is
-    worth one WARNING, not one per run)."""
+    """Warns once per kind of instrument the adapter does not know, for the life of the adapter
+    (an unknown asset class is worth one WARNING, not one per run)."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
-        self._seen: set[object] = set()
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
 
-    def warning(self, key: object, msg: str, *args: object) -> None:
+    def asset_type(
+        self, types: Mapping[str, AssetType], kind: str, where: str, *, said: str, by: str, per: str
+    ) -> AssetType:
+        """`types[kind]`; for a kind the adapter does not know, `AssetType.OTHER`, with a WARNING
+        once per kind: "`where` `said` `kind`, ...: it is compared by its `by`"."""
+        if kind in types:
+            return types[kind]
         with self._lock:
-            if key in self._seen:
-                return
-            self._seen.add(key)
-        self._logger.warning(msg, *args)
+            first = kind not in self._seen
+            self._seen.add(kind)
+        if first:
+            msg = (
+                f"%s {said} %r, which the adapter does not know: it is compared by its {by} as "
+                f"asset type 'other' (this is logged once per {per})"
+            )
+            self._logger.warning(msg, where, kind)
+        return AssetType.OTHER
 
 
 def exact(value: object, what: str, *, float_cure: str) -> Decimal:
@@ -89,11 +100,6 @@ def exact(value: object, what: str, *, float_cure: str) -> Decimal:
         msg = f"{what} is {value!r}, not a finite number"
         raise BrokerDataError(msg)
     return number
-
-
-def optional_exact(value: object, what: str, *, float_cure: str) -> Decimal | None:
-    """`exact`, or None where the SDK gives nothing (None or empty text)."""
-    return None if value is None or value == "" else exact(value, what, float_cure=float_cure)
 
 
 def exact_float(value: float, what: str) -> Decimal:

@@ -18,14 +18,13 @@ import fnmatch
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
 
 import attrs
 
 from reconciliation._domain.values import EXACT
 from reconciliation.adapters._common import exact, exact_float
 
-__all__ = ["Figure", "Path", "number", "optional_number", "read_number"]
+__all__ = ["Figure", "Path", "number", "optional_number"]
 
 _CURE = "the SDK gave a value that is not a number"
 
@@ -133,8 +132,3 @@ class Figure:
 
     def __str__(self) -> str:
         return self.text
-
-
-def read_number(node: Any, figure: Figure | None, where: str) -> Decimal | None:
-    """`figure.read(node, where)`, or None for no figure."""
-    return None if figure is None else figure.read(node, where)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import importlib
 import logging
 import re
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 _FLOAT_CURE = (
     "alpaca-py gives exact text; build the client with its defaults (not a float-converting wrapper)"
 )
+_exact = functools.partial(exact, float_cure=_FLOAT_CURE)
 
 _ASSET_TYPES = {"us_equity": AssetType.STOCK, "us_option": AssetType.OPTION, "crypto": AssetType.CRYPTO}
 
@@ -164,14 +166,10 @@ class AlpacaBroker:
         where = f"Alpaca account {number}"
         return BrokerAccount(
             self._account_id,
-            cash=exact(_field(account, "cash"), f"{where} cash", float_cure=_FLOAT_CURE),
-            buying_power=exact(
-                _field(account, "buying_power"), f"{where} buying_power", float_cure=_FLOAT_CURE
-            ),
-            total_equity=exact(_field(account, "equity"), f"{where} equity", float_cure=_FLOAT_CURE),
-            margin_used=exact(
-                _field(account, "initial_margin"), f"{where} initial_margin", float_cure=_FLOAT_CURE
-            ),
+            cash=_exact(_field(account, "cash"), f"{where} cash"),
+            buying_power=_exact(_field(account, "buying_power"), f"{where} buying_power"),
+            total_equity=_exact(_field(account, "equity"), f"{where} equity"),
+            margin_used=_exact(_field(account, "initial_margin"), f"{where} initial_margin"),
         )
 
     async def get_fills(self, account_id: str, symbol: str, since: dt.datetime) -> list[Fill]:
@@ -216,29 +214,21 @@ class AlpacaBroker:
             msg = f"Alpaca position {index} has no symbol"
             raise BrokerDataError(msg)
         where = f"Alpaca position {symbol}"
-        quantity = exact(_field(entry, "qty"), f"{where} qty", float_cure=_FLOAT_CURE)
+        quantity = _exact(_field(entry, "qty"), f"{where} qty")
         if not quantity:
             return None
         side = _field(entry, "side")
         if side not in _SIGNS:
             msg = f"{where} has side {side!r}, neither 'long' nor 'short'"
             raise BrokerDataError(msg)
-        asset_class = str(_field(entry, "asset_class"))
-        asset_type = _ASSET_TYPES.get(asset_class)
-        if asset_type is None:
-            self._unknown.warning(
-                asset_class,
-                "%s is of asset class %r, which the adapter does not know: it is compared by its symbol as "
-                "asset type 'other' (this is logged once per class)",
-                where,
-                asset_class,
-            )
-            asset_type = AssetType.OTHER
+        asset_type = self._unknown.asset_type(
+            _ASSET_TYPES, str(_field(entry, "asset_class")), where, said="is of asset class", by="symbol", per="class"
+        )
         return BrokerPosition(
             crypto_symbol(symbol) if asset_type is AssetType.CRYPTO else symbol,
             quantity.copy_abs().copy_sign(Decimal(_SIGNS[side])),
-            exact(_field(entry, "avg_entry_price"), f"{where} avg_entry_price", float_cure=_FLOAT_CURE),
-            exact(_field(entry, "market_value"), f"{where} market_value", float_cure=_FLOAT_CURE),
+            _exact(_field(entry, "avg_entry_price"), f"{where} avg_entry_price"),
+            _exact(_field(entry, "market_value"), f"{where} market_value"),
             asset_type,
         )
 
@@ -275,14 +265,14 @@ def _activity_fill(row: object, symbol: str, asset_type: AssetType, where: str) 
     if when.tzinfo is None:
         msg = f"{named} has the time {row.get('transaction_time')!r}, without its time zone"
         raise BrokerDataError(msg)
-    quantity = exact(row.get("qty"), f"{named} qty", float_cure=_FLOAT_CURE)
+    quantity = _exact(row.get("qty"), f"{named} qty")
     return execution(
         named,
         fill_id=row.get("id"),
         order_id=row.get("order_id"),
         position=(symbol, asset_type),
         quantity=signed(side.value, quantity, named),
-        price=exact(row.get("price"), f"{named} price", float_cure=_FLOAT_CURE),
+        price=_exact(row.get("price"), f"{named} price"),
         timestamp=when,
         fee=Decimal(0),
     )

@@ -92,12 +92,10 @@ _DROPPED = (
 
 _HUNDRED = Decimal(100)
 
+_FIGURES = ("cash", "equity", "free", "used")
+
 _PAGE = 100
 """Trades asked for per `fetch_my_trades` call (OKX and Bybit give at most 100)."""
-
-
-def _milliseconds(fill: Fill) -> int:
-    return int(fill.timestamp.timestamp() * 1000)
 
 
 class CcxtBroker:
@@ -219,7 +217,7 @@ class CcxtBroker:
             answers: dict[Mapping[str, object], Any] = {}
             for rows in profile.balances:
                 if rows.params not in answers:
-                    params = self._filled(rows.params)
+                    params = {k: self._currency if v == "{currency}" else v for k, v in rows.params.items()}
                     answers[rows.params] = await self._optional(rows.optional, exchange.fetch_balance, params) or {}
         return self._account(answers)
 
@@ -254,18 +252,13 @@ class CcxtBroker:
             windows: list[tuple[int, int | None]] = [(start, None)]
             while windows and len(fills) < self._max_fills:
                 low, high = windows.pop()
-                page = [
-                    fill
-                    for fill in (
-                        self._fill(trade, market, asset_type, size, where)
-                        for trade in await self._trades(symbol, low, high, where) or ()
-                    )
-                    if fill is not None
-                ]
+                trades = await self._trades(symbol, low, high, where) or ()
+                mapped = (self._fill(trade, market, asset_type, size, where) for trade in trades)
+                page = [fill for fill in mapped if fill is not None]
                 added = [fill for fill in page if fills.add(fill)]
                 if len(page) < _PAGE or not added:
                     continue
-                stamps = [_milliseconds(fill) for fill in page]
+                stamps = [int(fill.timestamp.timestamp() * 1000) for fill in page]
                 if min(stamps) > low:
                     windows.append((low, min(stamps) + 1))
                 windows.append((max(stamps), high))
@@ -327,11 +320,11 @@ class CcxtBroker:
     async def _optional(self, optional: bool, method: Callable[..., Any], *args: Any) -> Any:
         """`method(*args)`; for a product family the account may not have opened, nothing where
         ccxt says the account is not enabled."""
-        if not optional:
-            return await self._call(method, *args)
         try:
             return await self._call(method, *args)
         except importlib.import_module("ccxt.base.errors").AccountNotEnabled as exc:
+            if not optional:
+                raise
             logger.debug("%s %s%s: no such account (%s)", self._exchange.id, method.__name__, args, exc)
             return []
 
@@ -348,9 +341,6 @@ class CcxtBroker:
         return sorted(
             {str(m["settleId"]) for m in markets if m.get("contract") and m.get("inverse") and m.get("settleId")}
         )
-
-    def _filled(self, params: Mapping[str, object]) -> dict[str, object]:
-        return {key: self._currency if value == "{currency}" else value for key, value in params.items()}
 
     def _position(self, index: int, entry: Mapping[str, Any]) -> BrokerPosition | None:
         venue = self._exchange.id
@@ -414,18 +404,9 @@ class CcxtBroker:
         return market  # type: ignore[no-any-return]
 
     def _asset_type(self, market: Mapping[str, Any], where: str) -> AssetType:
-        kind = str(market.get("type"))
-        asset_type = _ASSET_TYPES.get(kind)
-        if asset_type is None:
-            self._unknown.warning(
-                kind,
-                "%s is in a market of type %r, which the adapter does not know: it is compared by its symbol "
-                "as asset type 'other' (this is logged once per type)",
-                where,
-                kind,
-            )
-            return AssetType.OTHER
-        return asset_type
+        return self._unknown.asset_type(
+            _ASSET_TYPES, str(market.get("type")), where, said="is in a market of type", by="symbol", per="type"
+        )
 
     def _contract_size(self, market: Mapping[str, Any], asset_type: AssetType, where: str) -> Decimal:
         """What one of ccxt's contracts counts, by the venue's sizing rule (1: counted as sent).
@@ -532,20 +513,13 @@ class _Figures:
         return value
 
     def __add__(self, other: _Figures) -> _Figures:
-        return _Figures(
-            self.where,
-            _added(self.cash, other.cash),
-            _added(self.equity, other.equity),
-            _added(self.free, other.free),
-            _added(self.used, other.used),
-            {**other.lacks, **self.lacks},
-        )
-
-
-def _added(one: Decimal | None, other: Decimal | None) -> Decimal | None:
-    if one is None or other is None:
-        return other if one is None else one
-    return EXACT.add(one, other)
+        """Each figure summed where both rows give it, else the one given."""
+        added = {
+            name: mine if theirs is None else theirs if mine is None else EXACT.add(mine, theirs)
+            for name in _FIGURES
+            for mine, theirs in [(getattr(self, name), getattr(other, name))]
+        }
+        return _Figures(self.where, **added, lacks={**other.lacks, **self.lacks})
 
 
 def _rows(
@@ -557,17 +531,13 @@ def _rows(
         for raw_currency, row in _currency_rows(rows, node, venue):
             currency = rows.fixed or code_of(str(raw_currency))
             where = f"{venue} balance {currency}"
-            cash = rows.cash.read(row, where)
-            equity = None if rows.equity is None else rows.equity.read(row, where)
+            read = {
+                name: None if figure is None else figure.read(row, where)
+                for name in _FIGURES
+                for figure in [getattr(rows, name)]
+            }
             lacks = {"cash": str(rows.cash.first), "equity": str(rows.equity.first if rows.equity else "equity")}
-            yield currency, _Figures(
-                where,
-                cash,
-                equity,
-                None if rows.free is None else rows.free.read(row, where),
-                None if rows.used is None else rows.used.read(row, where),
-                lacks,
-            )
+            yield currency, _Figures(where, **read, lacks=lacks)
 
 
 def _currency_rows(rows: BalanceRows, node: object, venue: str) -> Iterable[tuple[object, Mapping[str, Any]]]:
@@ -647,10 +617,6 @@ def _check_read_credentials(exchange: Any, profile: VenueProfile) -> None:
 SDK = "ccxt"  # what Settings needs: pip install 'reconciliation[ccxt]'
 
 
-def _params_list(value: Iterable[Mapping[str, Any]] | None) -> tuple[Mapping[str, Any], ...] | None:
-    return None if value is None else tuple(value)
-
-
 @attrs.frozen(kw_only=True)
 class Settings:
     """A `CcxtBroker` as a TOML table names it (`adapter = "ccxt"`): the venue's ccxt exchange id,
@@ -667,7 +633,9 @@ class Settings:
     credential's key (`apiKey`, `secret`, ...) is refused here."""
     sandbox: bool = False
     units: Literal["base", "contracts"] = "base"
-    position_queries: tuple[Mapping[str, Any], ...] | None = attrs.field(default=None, converter=_params_list)
+    position_queries: tuple[Mapping[str, Any], ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
     """For a venue the table does not list: the params of each fetch_positions call (default: one, without)."""
     balance_params: Mapping[str, Any] | None = attrs.field(default=None)
     """For a venue the table does not list: the params of fetch_balance that select the derivatives account."""
@@ -699,14 +667,11 @@ class Settings:
         check_credentials(field, value, known=tuple(needed), required=required)
 
     @position_queries.validator
-    def _only_unverified_queries(self, field: attrs.Attribute[Any], value: object) -> None:
+    @balance_params.validator
+    def _only_unverified_calls(self, field: attrs.Attribute[Any], value: object) -> None:
         if value is not None and self.venue in VENUES:
             msg = f"the venue table names {self.venue}'s calls; {field.name} is for a venue it does not list"
             raise FieldValueError(msg, field.name)
-
-    @balance_params.validator
-    def _only_unverified_balance(self, field: attrs.Attribute[Any], value: object) -> None:
-        self._only_unverified_queries(field, value)
 
     def profile(self) -> VenueProfile:
         """The venue's profile: its entry in the table, else the generic one with these settings' calls."""

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from reconciliation._domain.models import AssetType, BrokerAccount, BrokerPosition
-from reconciliation._domain.values import positive_seconds, seconds, whole_number
+from reconciliation._domain.values import EXACT, ROUNDED, positive_seconds, seconds, whole_number
 from reconciliation.adapters._common import BrokerDataError, LoggedOnce, check_account, exact, exact_float
 from reconciliation.adapters._fills import DEFAULT_MAX_FILLS, Executions, execution, signed
 
@@ -73,17 +73,6 @@ _CASH_SEC_TYPE = "CASH"
 
 _UNSET_DOUBLE = sys.float_info.max
 """What IB sends for a number it does not know."""
-
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.Overflow],
-)
-"""Products of finite decimals come out exact."""
-
-_AVERAGE = decimal.Context(prec=34)
-"""avgCost / multiplier is a division: exact for IB's multipliers (powers of 2 and 5), else 34 digits."""
 
 _VALUE_CURE = "ib_async hands account values over as the text TWS sent; do not convert them"
 
@@ -126,8 +115,13 @@ class IBBroker:
         self._ib = ib
         self._account_id = account_id
         self._currency = currency
-        self._loop = loop if loop is not None else _current_loop()
-        self._lock: asyncio.Lock | None = None
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = importlib.import_module("ib_async.util").getLoop()
+        self._loop = loop
+        self._lock = asyncio.Lock()
         self._unknown = LoggedOnce(logger)
         if isinstance(max_fills, bool) or not isinstance(max_fills, int) or max_fills < 1:
             msg = f"max_fills must be a whole number of at least 1, not {max_fills!r}"
@@ -198,8 +192,6 @@ class IBBroker:
 
     async def _positions(self) -> list[BrokerPosition]:
         self._connected()
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         async with self._lock:
             entries = await self._ib.reqPositionsAsync()
         portfolio = {item.contract.conId: item for item in self._ib.portfolio(self._account_id)}
@@ -216,16 +208,9 @@ class IBBroker:
         quantity = exact_float(entry.position, f"{where} position")
         if not quantity or contract.secType == _CASH_SEC_TYPE:
             return None
-        asset_type = SEC_TYPES.get(contract.secType)
-        if asset_type is None:
-            self._unknown.warning(
-                contract.secType,
-                "%s has secType %r, which the adapter does not know: it is compared by its localSymbol as "
-                "asset type 'other' (this is logged once per secType)",
-                where,
-                contract.secType,
-            )
-            asset_type = AssetType.OTHER
+        asset_type = self._unknown.asset_type(
+            SEC_TYPES, contract.secType, where, said="has secType", by="localSymbol", per="secType"
+        )
         if not contract.localSymbol:
             msg = f"{where} has no localSymbol to tell it from other contracts on {contract.symbol}"
             raise BrokerDataError(msg)
@@ -237,11 +222,11 @@ class IBBroker:
             market_value = exact_float(held.marketValue, f"{where} marketValue")
         else:
             logger.debug("%s: IB streams no portfolio value for it; reporting its cost value", where)
-            market_value = _EXACT.multiply(quantity, per_contract or Decimal(0))
+            market_value = EXACT.multiply(quantity, per_contract or Decimal(0))
         return BrokerPosition(
             contract.localSymbol,
             quantity,
-            None if per_contract is None else _AVERAGE.divide(per_contract, multiplier),
+            None if per_contract is None else ROUNDED.divide(per_contract, multiplier),
             market_value,
             asset_type,
         )
@@ -251,8 +236,6 @@ class IBBroker:
         wanted = importlib.import_module("ib_async").ExecutionFilter(
             acctCode=self._account_id, time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
         )
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         async with self._lock:
             entries = await self._ib.reqExecutionsAsync(wanted)
         reports = {fill.execution.execId: fill.commissionReport for fill in self._ib.fills()}
@@ -329,14 +312,6 @@ def _multiplier(text: str, where: str) -> Decimal:
         msg = f"{where} has the multiplier {text!r}, not a positive number"
         raise BrokerDataError(msg)
     return multiplier
-
-
-def _current_loop() -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        loop: asyncio.AbstractEventLoop = importlib.import_module("ib_async.util").getLoop()
-        return loop
 
 
 class IBThread:

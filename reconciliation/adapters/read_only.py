@@ -109,18 +109,6 @@ def _install(exchange: Any) -> None:
     if current is not None and getattr(current, _MARK, False):
         return
     original = exchange.fetch
-    if inspect.iscoroutinefunction(original):
-
-        @functools.wraps(original)
-        async def guarded_async(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-            active = _ACTIVE.get()
-            if active is not None:
-                active.check(url, method, body)
-            return await original(url, method, headers, body)
-
-        setattr(guarded_async, _MARK, True)
-        exchange.fetch = guarded_async
-        return
 
     @functools.wraps(original)
     def guarded(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
@@ -129,8 +117,13 @@ def _install(exchange: Any) -> None:
             active.check(url, method, body)
         return original(url, method, headers, body)
 
-    setattr(guarded, _MARK, True)
-    exchange.fetch = guarded
+    @functools.wraps(original)
+    async def guarded_async(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        return await guarded(url, method, headers, body)
+
+    wrapper = guarded_async if inspect.iscoroutinefunction(original) else guarded
+    setattr(wrapper, _MARK, True)
+    exchange.fetch = wrapper
 
 
 def _action(body: object) -> str:

@@ -53,15 +53,11 @@ contract and the base currency for an inverse one."""
 
 
 def _params(value: Mapping[str, object]) -> Mapping[str, object]:
-    return FrozenMapping(dict(value))
+    return FrozenMapping(value)
 
 
 def _figure(value: Figure | str) -> Figure:
     return value if isinstance(value, Figure) else Figure(value)
-
-
-def _optional_figure(value: Figure | str | None) -> Figure | None:
-    return None if value is None else _figure(value)
 
 
 @attrs.frozen
@@ -126,9 +122,9 @@ class BalanceRows:
     currency: str | None = None
     fixed: str | None = None
     cash: Figure = attrs.field(converter=_figure)
-    equity: Figure | None = attrs.field(default=None, converter=_optional_figure)
-    free: Figure | None = attrs.field(default=None, converter=_optional_figure)
-    used: Figure | None = attrs.field(default=None, converter=_optional_figure)
+    equity: Figure | None = attrs.field(default=None, converter=attrs.converters.optional(_figure))
+    free: Figure | None = attrs.field(default=None, converter=attrs.converters.optional(_figure))
+    used: Figure | None = attrs.field(default=None, converter=attrs.converters.optional(_figure))
     account: bool = True
     per_currency: bool = True
     optional: bool = False
@@ -145,14 +141,8 @@ def _queries(value: Iterable[PositionQuery | Mapping[str, object]]) -> tuple[Pos
 
 
 def _reads(value: Iterable[Read | str]) -> tuple[Read, ...]:
-    reads = []
-    for read in value:
-        if isinstance(read, Read):
-            reads.append(read)
-            continue
-        method, _, path = read.partition(" ")
-        reads.append(Read(method, path))
-    return tuple(reads)
+    """`Read`s, each given as one or as its text (`GET /api/*`)."""
+    return tuple(read if isinstance(read, Read) else Read(*read.partition(" ")[::2]) for read in value)
 
 
 @attrs.frozen(kw_only=True)
@@ -174,7 +164,7 @@ class VenueProfile:
     """Where a trade's raw row (`info`) names the venue's instrument id: ccxt labels some venues'
     trades with the symbol asked for whatever instrument the row is in (Kraken Futures, Binance
     COIN-M), so a row naming another instrument is left out (None: ccxt's symbol is trusted)."""
-    fill_fee: Figure | None = attrs.field(default=None, converter=_optional_figure)
+    fill_fee: Figure | None = attrs.field(default=None, converter=attrs.converters.optional(_figure))
     """Where a trade's raw row keeps its fee, read where ccxt gives none (its Decimal mode drops
     fees); `fill_fee_sign` makes it what the account paid (OKX sends a fee paid as negative)."""
     fill_fee_sign: Literal[1, -1] = 1

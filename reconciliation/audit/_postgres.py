@@ -30,12 +30,6 @@ _UNDEFINED_TABLE = "42P01"
 """The SQLSTATE of a query on a table that does not exist."""
 
 
-def _where(url: str) -> str:
-    """Host, port and database of `url`, without its credentials, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
-
-
 class PostgresAuditStore(SqlAuditStore):
     """An `AuditStore` in PostgreSQL, at a libpq URL (``postgresql://user@host:port/db``).
 
@@ -55,7 +49,9 @@ class PostgresAuditStore(SqlAuditStore):
         self._psycopg = psycopg
         self._dict_row = dict_row
         self._url = url
-        self._where = _where(url)
+        parts = urllib.parse.urlsplit(url)
+        self._where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+        """Host, port and database, without the URL's credentials, for messages."""
         self._timeout_seconds = timeout_seconds
         self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
 

@@ -436,15 +436,6 @@ def _version(execute: Execute) -> int:
     return int(execute("SELECT MAX(version) AS version FROM schema_version", ())[0]["version"] or 0)
 
 
-def _netted_text(netted: Sequence[NettedSymbol]) -> str:
-    return json.dumps(
-        [
-            {"side": n.side, "symbol": n.symbol, "entries": n.entries, "asset_type": n.asset_type.value}
-            for n in netted
-        ]
-    )
-
-
 def _build(cls: type[_T], values: Mapping[str, Any], **given: Any) -> _T:
     """A `cls` from `given` and, for each of its other arguments, the value of that name in `values`."""
     return cls(**given, **{f.name: values[f.name] for f in attrs.fields(cls) if f.init and f.name not in given})
@@ -571,7 +562,7 @@ class SqlAuditStore(abc.ABC):
             "run_at": result.timestamp,
             "status": result.status,
             "context": json.dumps(dict(result.context), sort_keys=True),
-            "netted": _netted_text(result.netted),
+            "netted": json.dumps([attrs.asdict(netted) for netted in result.netted], default=_stored),
             "discrepancy_count": len(result.discrepancies),
         }
         with self._transaction(write=True) as execute:
@@ -626,7 +617,6 @@ class SqlAuditStore(abc.ABC):
         return [_run(values, by_run.get(values["run_id"], ())) for values in runs]
 
     def list_accounts(self) -> list[str]:
-        """Every account with a recorded run or break, in order."""
         with self._transaction(write=False) as execute:
             rows = execute(
                 "SELECT account_id FROM runs UNION SELECT account_id FROM breaks ORDER BY account_id", ()
@@ -634,13 +624,11 @@ class SqlAuditStore(abc.ABC):
         return [row["account_id"] for row in rows]
 
     def find_break(self, break_id: UUID) -> BreakState | None:
-        """The break with this id, open or resolved; None if there is none."""
         with self._transaction(write=False) as execute:
             found = _BREAKS.select(execute, "WHERE break_id = ?", (str(break_id),))
         return _break(found[0]) if found else None
 
     def break_history(self, break_id: UUID, *, limit: int = 1000) -> list[BreakSighting]:
-        """The runs that saw the break, oldest first: the latest `limit` of them."""
         with self._transaction(write=False) as execute:
             found = _DISCREPANCIES.select(
                 execute,
@@ -650,7 +638,6 @@ class SqlAuditStore(abc.ABC):
         return [_sighting(values) for values in reversed(found)]
 
     def record_correction(self, event: CorrectionEvent) -> None:
-        """Write one step of a correction; recording the same step again changes nothing."""
         values = {
             **attrs.asdict(event.correction, recurse=False),
             **attrs.asdict(event, recurse=False),
@@ -669,7 +656,6 @@ class SqlAuditStore(abc.ABC):
         limit: int = 100,
         types: Collection[DiscrepancyType] | None = None,
     ) -> list[CorrectionEvent]:
-        """The account's correction events in [since, until), newest first, at most `limit`."""
         _limit(limit)
         where, params = _where(account_id, time="event_at", since=since, until=until, types=types)
         params.append(limit)
@@ -678,8 +664,6 @@ class SqlAuditStore(abc.ABC):
         return [_correction_event(values) for values in found]
 
     def load_blocked_breaks(self, account_id: str) -> list[UUID]:
-        """The account's open breaks that a correction did not resolve: never to be corrected
-        again automatically (read at start, with the open breaks)."""
         with self._transaction(write=False) as execute:
             rows = execute(
                 "SELECT DISTINCT c.break_id AS break_id FROM corrections c JOIN breaks b ON b.break_id = c.break_id "

@@ -79,14 +79,8 @@ class SqliteAuditStore(SqlAuditStore):
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None:
             return self._connection
+        connection = self._open(self._path)
         try:
-            connection = sqlite3.connect(
-                self._path, timeout=self._timeout_seconds, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
-        try:
-            connection.row_factory = sqlite3.Row
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -104,10 +98,12 @@ class SqliteAuditStore(SqlAuditStore):
             msg = f"SQLite audit store {self._path}: no such file"
             raise AuditStoreError(msg)
         immutable = _in_wal_mode(path) and not Path(f"{self._path}-shm").exists()
-        uri = f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if immutable else ''}"
+        return self._open(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if immutable else ''}", uri=True)
+
+    def _open(self, database: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
             connection = sqlite3.connect(
-                uri, uri=True, timeout=self._timeout_seconds, isolation_level=None, check_same_thread=False
+                database, uri=uri, timeout=self._timeout_seconds, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc

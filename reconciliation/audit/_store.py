@@ -132,11 +132,9 @@ def open_store(
         ValueError: an unknown URL scheme, or a sqlite URL without a path.
         AuditStoreError: a PostgreSQL URL, and psycopg is not installed.
     """
-    if isinstance(target, os.PathLike):
+    if isinstance(target, os.PathLike) or "://" not in target:
         return SqliteAuditStore(target, timeout_seconds=timeout_seconds, read_only=read_only)
-    scheme, separator, rest = target.partition("://")
-    if not separator:
-        return SqliteAuditStore(target, timeout_seconds=timeout_seconds, read_only=read_only)
+    scheme, _, rest = target.partition("://")
     if scheme.lower() in _POSTGRES_SCHEMES:
         return PostgresAuditStore(target, timeout_seconds=timeout_seconds)
     if scheme.lower() == "sqlite":

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import decimal
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -116,7 +117,13 @@ def book_fill(holding: Holding | None, fill: OrderFill) -> Booking:
                 Holding(fill.symbol, fill.quantity, fill.price, fill.asset_type, fill.multiplier),
                 _ZERO,
             )
-        _check_same_instrument(holding, fill)
+        if (holding.asset_type, holding.multiplier) != (fill.asset_type, fill.multiplier):
+            msg = (
+                f"fill {fill.fill_id} for {fill.symbol} is a {fill.asset_type.value} with multiplier "
+                f"{fill.multiplier}, but the position is a {holding.asset_type.value} with multiplier "
+                f"{holding.multiplier}"
+            )
+            raise ValueError(msg)
         before = holding.quantity
         after = before + fill.quantity
         if (before > 0) == (fill.quantity > 0):
@@ -182,16 +189,6 @@ def _booking(fill: OrderFill, holding: Holding | None, realised: Decimal) -> Boo
     return Booking(holding=holding, realised_pnl=realised, cash_change=moved - fill.commission)
 
 
-def _check_same_instrument(holding: Holding, fill: OrderFill) -> None:
-    if (holding.asset_type, holding.multiplier) != (fill.asset_type, fill.multiplier):
-        msg = (
-            f"fill {fill.fill_id} for {fill.symbol} is a {fill.asset_type.value} with multiplier "
-            f"{fill.multiplier}, but the position is a {holding.asset_type.value} with multiplier "
-            f"{holding.multiplier}"
-        )
-        raise ValueError(msg)
-
-
 @attrs.frozen
 class Mark:
     """The price a symbol's holding is valued at."""
@@ -234,13 +231,11 @@ class BookState:
     @property
     def total_equity(self) -> Decimal:
         """Cash, plus stocks and options at market value, plus futures' unrealised P&L."""
-        total = self.cash
-        for holding in self.holdings:
-            if holding.asset_type is AssetType.FUTURE:
-                total = EXACT.add(total, self.unrealised_pnl(holding))
-            else:
-                total = EXACT.add(total, self.market_value(holding))
-        return total
+        worth = (
+            self.unrealised_pnl(held) if held.asset_type is AssetType.FUTURE else self.market_value(held)
+            for held in self.holdings
+        )
+        return functools.reduce(EXACT.add, worth, self.cash)
 
 
 @attrs.define(eq=False)

@@ -9,6 +9,7 @@ real engine would show. Every method is thread-safe. `PaperBroker`'s queries are
 
 from __future__ import annotations
 
+import functools
 import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -209,10 +210,8 @@ class PaperBroker(Book):
         self._check_account(account_id)
         state = self.state()
         equity = state.total_equity
-        exposure = Decimal(0)
-        for holding in state.holdings:
-            exposure = EXACT.add(exposure, state.market_value(holding).copy_abs())
-        margin_used = EXACT.multiply(exposure, self.margin_rate)
+        exposures = (state.market_value(holding).copy_abs() for holding in state.holdings)
+        margin_used = EXACT.multiply(functools.reduce(EXACT.add, exposures, Decimal(0)), self.margin_rate)
         free = max(EXACT.subtract(equity, margin_used), Decimal(0))
         return BrokerAccount(
             account_id,
