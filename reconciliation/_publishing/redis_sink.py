@@ -406,7 +406,7 @@ class RedisSink:
             parts = self._parts(run)
             parts_per_run.append(len(parts))
             for marker, payloads in parts:
-                channels = list(dict.fromkeys(channel for channel, _ in payloads))
+                channels = list(dict.fromkeys(map(_channel_of, payloads)))
                 keys = [marker, previous or marker, *map(self._keys.stream_of, channels)]
                 args: list[str | int | bytes] = [
                     PUBLISHED_TTL_SECONDS, self._stream_maxlen, *_fence_args(run.fence), *channels
