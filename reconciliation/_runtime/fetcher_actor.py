@@ -2,8 +2,10 @@
 
 The reads run on an event loop of the fetcher's own, in a thread of its own (see
 `BookCalls` for where each call runs and how long it may take); the actor only starts
-them. When a read ends, its callback tells the comparator directly, so a run costs this
-actor one message.
+them. Books whose methods are all plain (the usual ones) skip the loop: the actor starts
+their one worker job itself, and the loop watches it only if it is slow
+(`start_snapshot`). When a read ends, its callback tells the comparator directly, so a
+run costs this actor one message.
 
 An `async def` book method that blocks (a `time.sleep`, a synchronous socket read inside
 a coroutine) freezes that loop, and with it every limit it would enforce. So the actor
@@ -48,7 +50,7 @@ from reconciliation._runtime.messages import (
     SnapshotTaken,
 )
 from reconciliation._runtime.observers import Observers
-from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
+from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot, start_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 
 if TYPE_CHECKING:
@@ -149,11 +151,11 @@ class FetcherActor(ResilientActor):
         account = self._accounts[ticket.account_id]
         limit = account.config.broker_timeout_seconds
         current = self._current
-        reading = asyncio.run_coroutine_threadsafe(
-            fetch_snapshot(
-                account.portfolio, account.broker, ticket.account_id, calls=self._calls, limit=limit, now=self._clock.now
-            ),
-            current.loop,
+        books = (account.portfolio, account.broker, ticket.account_id)
+        reading = start_snapshot(
+            *books, calls=self._calls, limit=limit, now=self._clock.now, loop=current.loop, call_later=self._clock.call_later
+        ) or asyncio.run_coroutine_threadsafe(
+            fetch_snapshot(*books, calls=self._calls, limit=limit, now=self._clock.now), current.loop
         )
         comparator, me = self._comparator, self.actor_ref
         reading.add_done_callback(lambda done: tell(comparator, _outcome(ticket, done)))
