@@ -122,6 +122,11 @@ class BookCalls:
         self._tokens = itertools.count()
         self._hung: set[tuple[str, str]] = set()
         self._bound: set[tuple[str, str]] = set()
+        self._started: set[_Started] = set()
+        """The jobs of `start_all` that `sweep` hands over once they have run `ALONE_AFTER_SECONDS`."""
+
+    def monotonic(self) -> float:
+        return self._monotonic()
 
     @property
     def hung(self) -> int:
@@ -238,12 +243,14 @@ class BookCalls:
         *,
         limit: float,
         loop: asyncio.AbstractEventLoop,
-        call_later: Callable[[float, Callable[[], object]], TimerHandle],
+        call_later: Callable[[float, Callable[[], object]], TimerHandle] | None = None,
     ) -> concurrent.futures.Future[list[Any]]:
         """`call_all` started from a thread that is not `loop`'s: the answers arrive on the
         worker's thread when the job ends within `ALONE_AFTER_SECONDS` and every answer is
-        plain; otherwise `loop` watches the job and settles the calls, as `call_all` does
-        (`call_later` hands it over in time).
+        plain; otherwise `loop` watches the job and settles the calls, as `call_all` does.
+        The job is handed over `ALONE_AFTER_SECONDS` after it started by a timer of
+        `call_later`; without one, by the first `sweep` after that (the loop's beat: a
+        limit shorter than the beat's period needs the timer).
 
         Raises:
             RuntimeError: the workers are closed (no call is made).
@@ -261,7 +268,11 @@ class BookCalls:
                 plain.release(error)
             raise
         started = _Started(self, plains, job, limit, loop)
-        started.timer = call_later(ALONE_AFTER_SECONDS, started.slow)
+        if call_later is None:
+            with self._lock:
+                self._started.add(started)
+        else:
+            started.timer = call_later(ALONE_AFTER_SECONDS, started.slow)
         assert job.worker is not None  # noqa: S101 - `_submit` set it
         job.worker.add_done_callback(started.ended)
         return started.answers
@@ -271,6 +282,20 @@ class BookCalls:
         `call_all` does."""
         await self._run_jobs([plain for plain in plains if not plain.settled], limit, [job])
         return [plain.result for plain in plains]
+
+    def sweep(self) -> None:
+        """Hand each job of `start_all` that has run `ALONE_AFTER_SECONDS` and still goes
+        to its loop (called at each beat of the fetch loop)."""
+        now = self._monotonic()
+        with self._lock:
+            due = [started for started in self._started if now - started.since >= ALONE_AFTER_SECONDS]
+        for started in due:
+            started.slow()
+
+    def forget(self, started: _Started) -> None:
+        """A job of `start_all` taken by its end or its watch: no sweep looks at it again."""
+        with self._lock:
+            self._started.discard(started)
 
     def settle_answered(self, plain: _Plain) -> None:
         """The run's answer of a call that answered on its worker (not with an awaitable)."""
@@ -585,6 +610,7 @@ class _Started:
         self._limit = limit
         self._loop = loop
         self._taken = threading.Lock()
+        self.since = calls.monotonic()
         self.timer: TimerHandle | None = None
         self.answers: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
 
@@ -592,6 +618,7 @@ class _Started:
         """On the worker (or the thread that cancelled the job): the job has ended."""
         if not self._taken.acquire(blocking=False):
             return
+        self._calls.forget(self)
         if self.timer is not None:
             self.timer.cancel()
         made = [plain for plain in self._plains if not plain.settled]
@@ -603,8 +630,10 @@ class _Started:
         self.answers.set_result([plain.result for plain in self._plains])
 
     def slow(self) -> None:
-        """On the timer's thread: the job is still going; the loop watches it from now on."""
+        """On the timer's thread, or the loop's at a sweep: the job is still going; the loop
+        watches it from now on."""
         if self._taken.acquire(blocking=False):
+            self._calls.forget(self)
             self._watch_on_loop()
 
     def _watch_on_loop(self) -> None:

@@ -167,12 +167,13 @@ def start_snapshot(
     limit: float,
     now: Callable[[], dt.datetime],
     loop: asyncio.AbstractEventLoop,
-    call_later: Callable[[float, Callable[[], object]], TimerHandle],
+    call_later: Callable[[float, Callable[[], object]], TimerHandle] | None = None,
 ) -> concurrent.futures.Future[Snapshot] | None:
     """`fetch_snapshot` for books whose four methods are plain (the usual ones), without a
     hop to the event loop: one worker job started from the caller's thread
-    (`BookCalls.start_all`), the answers checked where they arrive (a large book on a thread
-    of its own). None when a method is `async`: those books are read by `fetch_snapshot`.
+    (`BookCalls.start_all`, which says when `loop` takes a slow job over), the answers
+    checked where they arrive (a large book on a thread of its own). None when a method is
+    `async`: those books are read by `fetch_snapshot`.
 
     Raises:
         RuntimeError: the workers are closed.
