@@ -10,8 +10,9 @@ bookkeeping right across the two):
   that has not answered within `ALONE_AFTER_SECONDS` has the calls behind it moved to
   jobs of their own, so a slow book still has its calls made together. `start_all`
   submits that job from the caller's thread and takes its answers on the worker: the
-  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (a timer hands it
-  over), so a quick run never crosses the loop's thread. An `async` one
+  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (the loop's beat, or
+  a timer for a limit shorter than a beat, hands it over), so a quick run never crosses
+  the loop's thread. An `async` one
   runs on the fetcher's own
   loop, unless it belongs to another: a book object whose `event_loop` attribute is a
   loop is run there, and one whose coroutine fails with asyncio's "attached to a
@@ -598,8 +599,8 @@ class _Plain:
 
 
 class _Started:
-    """A job of `BookCalls.start_all`: answered on its worker if it ends before the timer
-    fires, else handed to the loop; whichever comes first takes it."""
+    """A job of `BookCalls.start_all`: answered on its worker if it ends before it is
+    handed to the loop (by a sweep or a timer); whichever comes first takes it."""
 
     def __init__(
         self, calls: BookCalls, plains: list[_Plain], job: _Job, limit: float, loop: asyncio.AbstractEventLoop
