@@ -1,6 +1,7 @@
 """A bad day at the server's speed: a run of 10,000 breaks (the broker answered []), ask →
 last payload in Redis, against what Redis itself needs for the same commands plus the floor
-of the comparison.
+of the comparison. The CPU this process and the server used during each run is shown beside
+it: on a shared machine the wall time also counts the waits for a CPU.
 
 The Redis baseline is `redis-benchmark` on the same private server, one client, deeply
 pipelined: an XADD (with the sink's MAXLEN ~) and a PUBLISH of a payload of the run's own
@@ -58,6 +59,12 @@ def _redis_benchmark_ms(port: int, requests: int, command: list[str]) -> float:
     return requests / float(rows[1][-7]) * 1000  # the test's name may hold commas: count from the end
 
 
+def _server_cpu_seconds(client: redis.Redis) -> float:
+    """The CPU the server has used (its main thread and the others), from INFO."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def bad_day_row(n: int, repeats: int, client: redis.Redis, *, private: bool) -> Row:
     figure = f"bad day: a run of {n:,} breaks (the broker answered []), ask → last payload in Redis"
     target = "≤ 3x redis-benchmark + compare floor"
@@ -70,14 +77,20 @@ def bad_day_row(n: int, repeats: int, client: redis.Redis, *, private: bool) -> 
     runs: list[float] = []
     servers: list[float] = []
     floors: list[float] = []
+    process_cpus: list[float] = []
+    server_cpus: list[float] = []
     found = 0
     try:
         landings.wait(str(service.ref.ask(ReconcileRequest(ACCOUNT), timeout=600).run_id))  # warm up
         for _ in range(repeats):
             gc.collect()
+            server_cpu = _server_cpu_seconds(client)
+            cpu = time.process_time()
             start = time.perf_counter()
             result = service.ref.ask(ReconcileRequest(ACCOUNT, requested_by="bench"), timeout=600)
             runs.append((landings.wait(str(result.run_id)) - start) * 1000)
+            process_cpus.append((time.process_time() - cpu) * 1000)
+            server_cpus.append((_server_cpu_seconds(client) - server_cpu) * 1000)
             found = len(result.discrepancies)
             texts = sorted((text for _, text in iter_payloads(result)), key=len)
             payload = texts[len(texts) // 2]
@@ -98,7 +111,11 @@ def bad_day_row(n: int, repeats: int, client: redis.Redis, *, private: bool) -> 
     ratio = run.median / (server.median + floor.median)
     return Row(
         figure=figure,
-        measured=f"{run.text()}; {found:,} discrepancies + 1 result ({DISCREPANCY_CHANNEL} and {DISCREPANCY_STREAM})",
+        measured=(
+            f"{run.text()}; {found:,} discrepancies + 1 result ({DISCREPANCY_CHANNEL} and {DISCREPANCY_STREAM}); "
+            f"CPU meanwhile: this process {Sample(process_cpus, 'ms').text()}, "
+            f"redis-server {Sample(server_cpus, 'ms').text()}"
+        ),
         baseline=(
             f"redis-benchmark, 1 client, pipeline {PIPELINE}, XADD MAXLEN ~ + PUBLISH of a median payload, "
             f"{found:,} each: {server.text()}; + compare floor {floor.text()}"
@@ -107,3 +124,19 @@ def bad_day_row(n: int, repeats: int, client: redis.Redis, *, private: bool) -> 
         target=target,
         met=ratio <= 3.0,
     )
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    from _harness import render_table
+    from _redis import PRIVATE, bench_redis
+    from _service import quiet_logging
+
+    quiet_logging()
+    load_before = os.getloadavg()[0]
+    with bench_redis(None) as (bench_client, server):
+        row = bad_day_row(int(sys.argv[1]), int(sys.argv[2]), bench_client, private=server.startswith(PRIVATE))
+    print(render_table([row]))
+    print(f"{server}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after", file=sys.stderr)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation._domain.ageing import AgeingPolicy, BreakTracker
+from reconciliation._domain.ageing import AgeingPolicy, BreakTracker, Sighting
 from reconciliation._domain.models import (
     AssetType,
     Discrepancy,
@@ -66,6 +66,17 @@ def run(
 
 
 FAILED = "broker timed out after 30.0 s"
+
+
+def test_the_sightings_observe_makes_are_whole_sightings_keyed_as_their_discrepancies():
+    tracker = BreakTracker(AgeingPolicy(escalate_after_runs=2, halt_after_runs=2))
+    for minutes in (0, 5):
+        update = tracker.observe(run(minutes, quantity(), cash(), quantity("MSFT", severity=WARNING)))
+        for sighting, discrepancy in zip(update.sightings, update.breaks, strict=True):
+            assert sighting == Sighting(*sighting)
+            assert len(sighting) == len(Sighting._fields)
+            assert sighting.state().key == discrepancy.key == sighting.discrepancy.key
+    assert [state.symbol for state in update.halts] == ["AAPL", None, "MSFT"]
 
 
 class TestAge:

@@ -12,6 +12,8 @@ import pytest
 from helpers import eventually
 
 from reconciliation._runtime.book_calls import BookCallError, BookCalls, BookCallTimeoutError
+from reconciliation._runtime.clock import SystemClock
+from reconciliation._runtime.fetch_loop import FetchLoop, Pulse
 from reconciliation._runtime.observers import BookCallTiming
 from reconciliation._runtime.workers import DaemonWorkers
 
@@ -410,3 +412,101 @@ def test_a_call_no_worker_takes_within_its_limit_is_not_made_and_the_book_is_not
         hold.set()
         caller.close()
         workers.close()
+
+
+NAMES = ["local.get_positions", "local.get_account", "broker.get_positions", "broker.get_account"]
+
+
+@pytest.fixture
+def beating_loop(caller: Caller) -> Iterator[FetchLoop]:
+    """A fetch loop whose beat sweeps the caller's jobs, as the fetcher's does."""
+    pulse = Pulse()
+    pulse.start()
+    loop = FetchLoop(1, pulse, on_beat=caller.calls.sweep)
+    loop.start()
+    yield loop
+    loop.stop()
+    pulse.stop()
+
+
+def test_a_quick_job_started_from_outside_the_loop_is_answered_without_the_loop(caller: Caller) -> None:
+    threads: list[tuple[str, int]] = []
+
+    def call(name: str) -> Any:
+        return lambda _: threads.append((name, threading.get_ident())) or name
+
+    idle_loop = asyncio.new_event_loop()  # never run: a quick job does not need it
+    try:
+        answers = caller.calls.start_all(
+            "ACC-1", [(name, call(name), ("ACC-1",)) for name in NAMES], limit=5, loop=idle_loop
+        ).result(timeout=30)
+    finally:
+        idle_loop.close()
+    assert answers == NAMES
+    assert [name for name, _ in threads] == NAMES
+    assert len({ident for _, ident in threads}) == 1
+    assert threading.get_ident() not in {ident for _, ident in threads}
+
+
+@pytest.mark.parametrize("handed_over_by", ["sweep", "timer"])
+def test_a_started_job_that_hangs_is_watched_by_the_loop_the_hung_call_named_the_others_made(
+    caller: Caller, beating_loop: FetchLoop, handed_over_by: str
+) -> None:
+    gate = Gate()
+    clock = SystemClock()
+    started = time.monotonic()
+    try:
+        answers = caller.calls.start_all(
+            "ACC-1",
+            [
+                ("local.get_positions", lambda _: "local", ("ACC-1",)),
+                ("broker.get_positions", gate.get_positions, ("ACC-1",)),
+                ("broker.get_account", lambda _: "account", ("ACC-1",)),
+            ],
+            limit=0.3,
+            loop=beating_loop.loop,
+            call_later=clock.call_later if handed_over_by == "timer" else None,
+        ).result(timeout=30)
+    finally:
+        gate.release.set()
+        clock.close()
+    assert time.monotonic() - started < 2
+    assert answers[0] == "local"
+    assert isinstance(answers[1], BookCallTimeoutError)
+    assert str(answers[1]) == "broker.get_positions did not answer within 0.3 s"
+    assert answers[2] == "account"
+
+
+def test_a_started_job_refuses_a_call_that_still_hangs_and_makes_the_others(
+    caller: Caller, beating_loop: FetchLoop
+) -> None:
+    gate = Gate()
+    try:
+        first = caller.calls.start_all(
+            "ACC-1", [("broker.get_positions", gate.get_positions, ("ACC-1",))], limit=0.2, loop=beating_loop.loop
+        ).result(timeout=30)
+        assert isinstance(first[0], BookCallTimeoutError)
+        again = caller.calls.start_all(
+            "ACC-1",
+            [("broker.get_positions", gate.get_positions, ("ACC-1",)), ("broker.get_account", lambda _: 1, ("ACC-1",))],
+            limit=5,
+            loop=beating_loop.loop,
+        ).result(timeout=30)
+    finally:
+        gate.release.set()
+    assert isinstance(again[0], BookCallError)
+    assert "still running from an earlier run" in str(again[0])
+    assert again[1] == 1
+    assert gate.calls == 1
+
+
+def test_a_started_job_whose_answer_is_awaitable_is_awaited_on_the_loop(
+    caller: Caller, beating_loop: FetchLoop
+) -> None:
+    async def later() -> str:
+        return "done"
+
+    answers = caller.calls.start_all(
+        "ACC-1", [("broker.get_positions", lambda _: later(), ("ACC-1",))], limit=5, loop=beating_loop.loop
+    ).result(timeout=30)
+    assert answers == ["done"]

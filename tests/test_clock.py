@@ -66,3 +66,15 @@ def test_the_manual_clock_fires_each_timer_at_its_own_deadline() -> None:
         clock.call_later(delay, lambda: seen.append(clock.monotonic()))
     clock.advance(5)
     assert seen == [1, 2, 3]
+
+
+def test_timers_set_in_any_order_fire_in_the_order_of_their_deadlines(clock: SystemClock) -> None:
+    fired: list[str] = []
+    done = threading.Event()
+    clock.call_later(0.3, lambda: (fired.append("last"), done.set()))
+    clock.call_later(0.5, lambda: fired.append("never waited for"))
+    clock.call_later(0.2, lambda: fired.append("second"))
+    clock.call_later(0.25, lambda: fired.append("third"))
+    clock.call_later(0.05, lambda: fired.append("first"))
+    assert done.wait(5)
+    assert fired == ["first", "second", "third", "last"]

@@ -108,3 +108,20 @@ def test_a_replaced_frozen_loop_leaves_no_thread_once_its_call_returns(
         what="the frozen loop's thread ended",
     )
     assert harness.reconcile().status == "ok"
+
+
+def test_each_beat_calls_on_beat_and_one_that_raises_does_not_stop_the_beat(pulse: Pulse) -> None:
+    beats: list[float] = []
+
+    def on_beat() -> None:
+        beats.append(time.monotonic())
+        if len(beats) == 1:
+            raise RuntimeError("a bug in a sweep")
+
+    loop = FetchLoop(1, pulse, on_beat=on_beat)
+    loop.start()
+    try:
+        eventually(lambda: len(beats) >= 3, what="three beats")
+        assert not loop.frozen
+    finally:
+        loop.stop()

@@ -27,6 +27,7 @@ from reconciliation._domain.models import (
 )
 from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.redis_sink import (
+    BATCH_SEPARATOR,
     CLUSTER_KEYS,
     DISCREPANCY_STREAM,
     MAX_PAYLOAD_BYTES,
@@ -129,6 +130,23 @@ def test_a_run_is_published_result_first_then_each_discrepancy(sink: RedisSink, 
     received = subscriber.received()
     assert [channel for channel, _ in received] == [RESULT_CHANNEL, DISCREPANCY_CHANNEL, DISCREPANCY_CHANNEL]
     assert received == iter_payloads(result)
+
+
+def test_payloads_batched_per_channel_come_out_one_by_one_exactly_as_given(
+    sink: RedisSink, client: redis.Redis, subscriber: Subscriber
+) -> None:
+    payloads = [
+        (RESULT_CHANNEL, '{"n":1}'),
+        (DISCREPANCY_CHANNEL, ""),
+        (DISCREPANCY_CHANNEL, '{"s":"caf\u00e9 \u2603"}'),
+        (DISCREPANCY_CHANNEL, "caf\u00e9 \u2603"),
+        (RESULT_CHANNEL, '{"n":2}'),
+        (DISCREPANCY_CHANNEL, '{"n":3}'),
+    ]
+    assert sink.send([PendingRun(str(uuid.uuid4()), payloads)]) == Sent(1)
+    assert subscriber.received() == payloads
+    assert stream(client, RESULT_STREAM) == ['{"n":1}', '{"n":2}']
+    assert stream(client, DISCREPANCY_STREAM) == [text for channel, text in payloads if channel == DISCREPANCY_CHANNEL]
 
 
 def test_prepare_encodes_the_run_with_its_breaks_ages(sink: RedisSink) -> None:
@@ -348,7 +366,8 @@ class CountingScripts(fakeredis.FakeRedis):
 
         def evalsha(sha: str, numkeys: int, *rest: Any) -> Any:
             streams = numkeys - 2
-            calls.append((len(rest) - numkeys - 4 - streams) // 2)  # keys, TTL, MAXLEN, fence, channels, pairs
+            batches = rest[numkeys + 4 + streams + 1 :: 2]  # keys, TTL, MAXLEN, fence, channels, then pairs
+            calls.append(sum(batch.count(BATCH_SEPARATOR) + 1 for batch in batches))
             return original(sha, numkeys, *rest)
 
         inner.evalsha = evalsha  # type: ignore[method-assign]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 
 from reconciliation._domain.models import BrokerPosition, LocalAccount, Position
-from reconciliation._runtime.book_calls import BookCalls
-from reconciliation._runtime.snapshot import CHECK_CHUNK, SnapshotError, fetch_snapshot
+from reconciliation._runtime.book_calls import ALONE_AFTER_SECONDS, BookCalls
+from reconciliation._runtime.clock import SystemClock
+from reconciliation._runtime.fetch_loop import LOOP_BEAT_SECONDS, FetchLoop, Pulse
+from reconciliation._runtime.snapshot import CHECK_CHUNK, SnapshotError, fetch_snapshot, start_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 from reconciliation.testing import AsyncScriptedBroker, ScriptedBroker
 
@@ -30,12 +33,49 @@ class Book:
         return LocalAccount(account_id, Decimal(1000), Decimal(1000))
 
 
+READ_FROM = ["the loop"]
+"""How `fetch` reads: `fetch_snapshot` on a loop, or `start_snapshot` from outside it, as the fetcher does."""
+
+
+@pytest.fixture(autouse=True, params=["the loop", "outside the loop"])
+def read_from(request: pytest.FixtureRequest) -> Iterator[None]:
+    READ_FROM[0] = request.param
+    yield
+    READ_FROM[0] = "the loop"
+
+
 def fetch(broker: ScriptedBroker, limit: float = 2.0, book: Book | None = None):  # type: ignore[no-untyped-def]
     workers = DaemonWorkers("test-call")
     calls = BookCalls(workers, monotonic=time.monotonic)
+    if READ_FROM[0] == "the loop":
+        try:
+            return asyncio.run(fetch_snapshot(book or Book(), broker, "ACC-1", calls=calls, limit=limit, now=lambda: NOW))
+        finally:
+            workers.close()
+    pulse, clock = Pulse(), SystemClock()
+    pulse.start()
+    loop = FetchLoop(1, pulse, on_beat=calls.sweep)
+    loop.start()
     try:
-        return asyncio.run(fetch_snapshot(book or Book(), broker, "ACC-1", calls=calls, limit=limit, now=lambda: NOW))
+        reading = start_snapshot(
+            book or Book(),
+            broker,
+            "ACC-1",
+            calls=calls,
+            limit=limit,
+            now=lambda: NOW,
+            loop=loop.loop,
+            call_later=None if limit >= ALONE_AFTER_SECONDS + LOOP_BEAT_SECONDS else clock.call_later,
+        )
+        if reading is None:
+            return asyncio.run_coroutine_threadsafe(
+                fetch_snapshot(book or Book(), broker, "ACC-1", calls=calls, limit=limit, now=lambda: NOW), loop.loop
+            ).result(timeout=30)
+        return reading.result(timeout=30)
     finally:
+        loop.stop()
+        pulse.stop()
+        clock.close()
         workers.close()
 
 

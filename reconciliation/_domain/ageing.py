@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
+from itertools import filterfalse
 from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
@@ -203,66 +205,85 @@ class BreakTracker:
 
     def observe(self, result: ReconciliationResult) -> AgeingUpdate:
         """Age the breaks of `result`'s account by one run. Linear in its discrepancies and
-        the account's open breaks.
+        the account's open breaks; a bad day's 10,000 breaks go through one lean loop, the
+        policy consulted only when it can change a severity or halt.
 
         Raises:
             ValueError: the result holds two discrepancies with one key.
         """
         if result.error is not None:
             return AgeingUpdate(run_id=result.run_id, account_id=result.account_id)
-        current: dict[BreakKey, Sighting] = {}
-        halts: list[BreakState] = []
+        run_id, timestamp = result.run_id, result.timestamp
         opened = self._open
-        new_break_id = break_ids_of(result.run_id)
-        for discrepancy in result.discrepancies:
-            key = discrepancy.key
-            if key in current:
-                msg = f"run {result.run_id} reports {describe_key(key)} twice"
-                raise ValueError(msg)
-            previous = opened.get(key)
-            sighting = self._sighted(previous, discrepancy, result, new_break_id)
-            current[key] = sighting
-            if sighting.halted_run_id == result.run_id and (previous is None or previous.halted_run_id is None):
+        policy = self._policy
+        new_break_id = break_ids_of(run_id)
+        policed = self._escalated or policy != _INERT_POLICY
+        keys = list(map(_break_key, result.discrepancies))
+        sightings: list[Sighting] = []
+        halts: list[BreakState] = []
+        for discrepancy, key, before in zip(result.discrepancies, keys, map(opened.get, keys), strict=True):
+            if before is None:
+                break_id, first_seen, seen_at, runs, first_run_id, halted_run_id = (
+                    new_break_id(key), timestamp, timestamp, 1, run_id, None
+                )
+            else:
+                break_id, first_seen, last_seen, runs, first_run_id, _, halted_run_id, _, _ = before
+                runs += 1
+                seen_at = max(timestamp, last_seen)
+            severity = discrepancy.severity
+            halting = False
+            if policed:
+                severity = policy.severity_after(severity, runs, seen_at - first_seen)
+                if break_id in self._escalated:
+                    severity = DiscrepancySeverity.CRITICAL
+                halting = halted_run_id is None and policy.halts(severity, runs)
+                if halting:
+                    halted_run_id = run_id
+            sighting = _new_sighting(
+                Sighting,
+                (break_id, first_seen, seen_at, runs, first_run_id, run_id, halted_run_id, severity, discrepancy),
+            )
+            sightings.append(sighting)
+            if halting:
                 halts.append(sighting.state())
+        current = dict(zip(keys, sightings, strict=True))
+        if len(current) != len(keys):
+            msg = f"run {run_id} reports {describe_key(_first_repeat(keys))} twice"
+            raise ValueError(msg)
+        account_id = result.account_id
         ended = tuple(
-            sighting
-            for key, sighting in opened.items()
-            if key not in current and sighting.discrepancy.account_id == result.account_id
+            map(opened.pop, [key for key in filterfalse(current.__contains__, opened) if key[0] == account_id])
         )
         for sighting in ended:
-            del opened[sighting.discrepancy.key]
             self._escalated.discard(sighting.break_id)
         opened.update(current)
         return AgeingUpdate(
-            run_id=result.run_id,
-            account_id=result.account_id,
-            sightings=tuple(current.values()),
+            run_id=run_id,
+            account_id=account_id,
+            sightings=tuple(sightings),
             ended=ended,
             halts=tuple(halts),
-            timestamp=result.timestamp,
+            timestamp=timestamp,
         )
 
-    def _sighted(
-        self,
-        previous: Sighting | None,
-        discrepancy: Discrepancy,
-        result: ReconciliationResult,
-        new_break_id: Callable[[BreakKey], UUID],
-    ) -> Sighting:
-        if previous is None:
-            first_seen = seen_at = result.timestamp
-            consecutive, first_run_id, halted_run_id = 1, result.run_id, None
-            break_id = new_break_id(discrepancy.key)
-        else:
-            first_seen, first_run_id, halted_run_id = previous.first_seen, previous.first_run_id, previous.halted_run_id
-            consecutive = previous.consecutive_runs + 1
-            break_id = previous.break_id
-            seen_at = max(result.timestamp, previous.last_seen)
-        severity = self._policy.severity_after(discrepancy.severity, consecutive, seen_at - first_seen)
-        if self._escalated and break_id in self._escalated:
-            severity = DiscrepancySeverity.CRITICAL
-        if halted_run_id is None and self._policy.halts(severity, consecutive):
-            halted_run_id = result.run_id
-        return Sighting(
-            break_id, first_seen, seen_at, consecutive, first_run_id, result.run_id, halted_run_id, severity, discrepancy
-        )
+
+_INERT_POLICY = AgeingPolicy()
+"""The default policy: it never escalates nor halts, so `observe` need not ask it."""
+
+_break_key: Callable[[Discrepancy], BreakKey] = operator.attrgetter(
+    "account_id", "type", "symbol", "asset_type", "currency"
+)
+"""`Discrepancy.key`, read in C: a bad day reads 10,000 of them."""
+
+_new_sighting = tuple.__new__
+"""Makes a `Sighting` from a tuple of its fields in C (the NamedTuple's own `__new__` is Python)."""
+
+
+def _first_repeat(keys: Iterable[BreakKey]) -> BreakKey:
+    seen: set[BreakKey] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    msg = "no key repeats"
+    raise ValueError(msg)

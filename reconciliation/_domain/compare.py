@@ -109,8 +109,8 @@ def compare(
     is called between chunks of `CHUNK_SIZE` entries (see `compare_positions`).
     """
     local, broker = snapshot.local_positions, snapshot.broker_positions
-    columns = local if isinstance(local, ColumnarPositions) else broker
-    if isinstance(columns, ColumnarPositions):
+    columns = broker if isinstance(local, tuple) else local  # tuples first: a Protocol's isinstance is slow
+    if not isinstance(columns, tuple) and isinstance(columns, ColumnarPositions):
         positions = columns.compare_sides(
             local, broker, account_id=snapshot.account_id, timestamp=snapshot.taken_at, config=config, pause=pause
         )

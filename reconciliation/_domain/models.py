@@ -420,13 +420,14 @@ def _netted(value: Iterable[NettedSymbol]) -> tuple[NettedSymbol, ...]:
 
 
 def _positions(value: Iterable[Position] | ColumnarPositions) -> tuple[Position, ...] | ColumnarPositions:
-    return value if isinstance(value, ColumnarPositions) else tuple(value)
+    """A tuple is looked at first: a Protocol's `isinstance` walks its members (20-40 µs a call)."""
+    return tuple(value) if isinstance(value, tuple) or not isinstance(value, ColumnarPositions) else value
 
 
 def _broker_positions(
     value: Iterable[BrokerPosition] | ColumnarPositions,
 ) -> tuple[BrokerPosition, ...] | ColumnarPositions:
-    return value if isinstance(value, ColumnarPositions) else tuple(value)
+    return tuple(value) if isinstance(value, tuple) or not isinstance(value, ColumnarPositions) else value
 
 
 @attrs.frozen

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from reconciliation._domain.protocols import ColumnarPositions
 from reconciliation._domain.values import EXACT, exact_decimal, finite_decimal, non_negative, whole_number
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class AnswerFigures:
     @classmethod
     def of_broker(cls, snapshot: Snapshot) -> AnswerFigures:
         side = snapshot.broker_positions
-        if isinstance(side, ColumnarPositions):
+        if not isinstance(side, tuple):  # columns (a snapshot holds a tuple or columns)
             return cls(len(side), None, snapshot.broker_account.cash)
         gross = Decimal(0)
         held = 0
@@ -88,7 +87,7 @@ class AnswerFigures:
     @classmethod
     def of_book(cls, snapshot: Snapshot) -> AnswerFigures:
         side = snapshot.local_positions
-        held = len(side) if isinstance(side, ColumnarPositions) else sum(1 for p in side if p.quantity)
+        held = sum(1 for p in side if p.quantity) if isinstance(side, tuple) else len(side)
         return cls(held, None, snapshot.local_account.cash)
 
 

@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import json
 import logging
+import operator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -50,11 +51,12 @@ from reconciliation._wire.payloads import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from reconciliation._domain.sinks import Delivery
 
 __all__ = [
+    "BATCH_SEPARATOR",
     "CLUSTER_HASH_TAG",
     "CLUSTER_KEYS",
     "CORRECTION_STREAM",
@@ -143,16 +145,22 @@ STANDALONE_KEYS = KeySpace()
 CLUSTER_KEYS = KeySpace(f"{CLUSTER_HASH_TAG}:")
 
 _LAST_POSSIBLE_ID = "18446744073709551615-18446744073709551615"
+BATCH_SEPARATOR = b"\xff"
+"""Joins a batch of payloads into one script argument: a byte UTF-8 never holds, so redis-py
+packs one argument for hundreds of payloads instead of one each (its per-argument work is
+Python) and the script splits them."""
+_BATCH_SEPARATOR_LUA = "\\255"
 
 PUBLISH_SCRIPT = f"""
 -- KEYS[1]: this run's published marker; KEYS[2]: the marker of the run sent just before
 -- it in the same round trip, or KEYS[1] again for the first; KEYS[3..]: each stream the
 -- part writes to, once. ARGV[1]: marker TTL (s); ARGV[2]: stream MAXLEN; ARGV[3], ARGV[4]:
 -- the runtime and fencing token the run was made under ('' without a lease);
--- ARGV[5..#KEYS + 2]: the channel of each of those streams; then channel, payload pairs.
+-- ARGV[5..#KEYS + 2]: the channel of each of those streams; then channel, batch pairs, a
+-- batch being consecutive payloads of that channel joined by the byte 255 (never in UTF-8).
 -- Returns 1 when published, 0 when already published, -1 when the run before it was not.
 -- Each payload costs a PUBLISH and the shortest XADD; each stream is trimmed once.
-local call = redis.call
+local call, find, sub = redis.call, string.find, string.sub
 if call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
@@ -177,14 +185,20 @@ for i = 3, #KEYS do
 end
 local runtime, token = ARGV[3], ARGV[4]
 for i = #KEYS + 3, #ARGV, 2 do
-  local channel, payload = ARGV[i], ARGV[i + 1]
-  call('PUBLISH', channel, payload)
-  if runtime == '' then
-    call('XADD', stream_of[channel], '*', '{STREAM_FIELD}', payload)
-  else
-    call('XADD', stream_of[channel], '*', '{STREAM_FIELD}', payload, '{RUNTIME_FIELD}', runtime,
-      '{FENCING_FIELD}', token)
-  end
+  local channel, batch = ARGV[i], ARGV[i + 1]
+  local stream = stream_of[channel]
+  local start = 1
+  repeat
+    local stop = find(batch, '{_BATCH_SEPARATOR_LUA}', start, true)
+    local payload = sub(batch, start, (stop or 0) - 1)
+    call('PUBLISH', channel, payload)
+    if runtime == '' then
+      call('XADD', stream, '*', '{STREAM_FIELD}', payload)
+    else
+      call('XADD', stream, '*', '{STREAM_FIELD}', payload, '{RUNTIME_FIELD}', runtime, '{FENCING_FIELD}', token)
+    end
+    start = (stop or 0) + 1
+  until stop == nil
 end
 for i = 3, #KEYS do
   call('XTRIM', KEYS[i], 'MAXLEN', '~', ARGV[2])
@@ -392,10 +406,12 @@ class RedisSink:
             parts = self._parts(run)
             parts_per_run.append(len(parts))
             for marker, payloads in parts:
-                channels = list(dict.fromkeys(channel for channel, _ in payloads))
+                channels = list(dict.fromkeys(map(_channel_of, payloads)))
                 keys = [marker, previous or marker, *map(self._keys.stream_of, channels)]
-                args: list[str | int] = [PUBLISHED_TTL_SECONDS, self._stream_maxlen, *_fence_args(run.fence), *channels]
-                args.extend(itertools.chain.from_iterable(payloads))
+                args: list[str | int | bytes] = [
+                    PUBLISHED_TTL_SECONDS, self._stream_maxlen, *_fence_args(run.fence), *channels
+                ]
+                args.extend(_batches(payloads))
                 pipeline.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 previous = marker
         replies = iter(pipeline.execute(raise_on_error=False))
@@ -474,6 +490,17 @@ def _is_fence(value: object) -> bool:
         and isinstance(value[1], int)
         and not isinstance(value[1], bool)
     )
+
+
+def _batches(payloads: Iterable[tuple[str, str]]) -> Iterator[str | bytes]:
+    """Channel, batch for each run of consecutive payloads on one channel (the script's ARGV)."""
+    for channel, pairs in itertools.groupby(payloads, key=_channel_of):
+        yield channel
+        yield BATCH_SEPARATOR.join(map(str.encode, map(_text_of, pairs)))
+
+
+_channel_of = operator.itemgetter(0)
+_text_of = operator.itemgetter(1)
 
 
 def _fence_args(fence: Fence | None) -> tuple[str, str]:

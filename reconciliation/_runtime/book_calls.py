@@ -8,7 +8,11 @@ bookkeeping right across the two):
 - a plain method runs on a daemon worker thread — a run's plain calls one after another
   in one worker job (`call_all`), so that a run costs one thread hop, not four; a call
   that has not answered within `ALONE_AFTER_SECONDS` has the calls behind it moved to
-  jobs of their own, so a slow book still has its calls made together. An `async` one
+  jobs of their own, so a slow book still has its calls made together. `start_all`
+  submits that job from the caller's thread and takes its answers on the worker: the
+  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (the loop's beat, or
+  a timer for a limit shorter than a beat, hands it over), so a quick run never crosses
+  the loop's thread. An `async` one
   runs on the fetcher's own
   loop, unless it belongs to another: a book object whose `event_loop` attribute is a
   loop is run there, and one whose coroutine fails with asyncio's "attached to a
@@ -30,6 +34,7 @@ bookkeeping right across the two):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -43,10 +48,13 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._runtime.observers import BookCallTiming
 
 if TYPE_CHECKING:
-    import concurrent.futures
     from collections.abc import Callable, Sequence
 
+    from reconciliation._runtime.clock import TimerHandle
     from reconciliation._runtime.workers import DaemonWorkers
+
+    PlainCalls = Sequence[tuple[str, Callable[..., Any], tuple[object, ...]]]
+    """A run's plain calls: (name, method, arguments) each."""
 
 __all__ = ["ALONE_AFTER_SECONDS", "BookCallError", "BookCallTimeoutError", "BookCalls"]
 
@@ -115,6 +123,11 @@ class BookCalls:
         self._tokens = itertools.count()
         self._hung: set[tuple[str, str]] = set()
         self._bound: set[tuple[str, str]] = set()
+        self._started: set[_Started] = set()
+        """The jobs of `start_all` that `sweep` hands over once they have run `ALONE_AFTER_SECONDS`."""
+
+    def monotonic(self) -> float:
+        return self._monotonic()
 
     @property
     def hung(self) -> int:
@@ -218,17 +231,76 @@ class BookCalls:
             raise plain.result
         return plain.result
 
-    async def call_all(
-        self,
-        account_id: str,
-        calls: Sequence[tuple[str, Callable[..., Any], tuple[object, ...]]],
-        *,
-        limit: float,
-    ) -> list[Any]:
+    async def call_all(self, account_id: str, calls: PlainCalls, *, limit: float) -> list[Any]:
         """Each of `calls` — (name, plain method, arguments) — made on a worker, one after
         another in one job (see the module docstring), each within `limit` seconds from
         when it starts: its answer, or the `BookCallError` it ended with, in order."""
         return [plain.result for plain in await self._call_plain(account_id, calls, limit)]
+
+    def start_all(
+        self,
+        account_id: str,
+        calls: PlainCalls,
+        *,
+        limit: float,
+        loop: asyncio.AbstractEventLoop,
+        call_later: Callable[[float, Callable[[], object]], TimerHandle] | None = None,
+    ) -> concurrent.futures.Future[list[Any]]:
+        """`call_all` started from a thread that is not `loop`'s: the answers arrive on the
+        worker's thread when the job ends within `ALONE_AFTER_SECONDS` and every answer is
+        plain; otherwise `loop` watches the job and settles the calls, as `call_all` does.
+        The job is handed over `ALONE_AFTER_SECONDS` after it started by a timer of
+        `call_later`; without one, by the first `sweep` after that (the loop's beat: a
+        limit shorter than the beat's period needs the timer).
+
+        Raises:
+            RuntimeError: the workers are closed (no call is made).
+        """
+        plains = self._prepared(account_id, calls)
+        made = [plain for plain in plains if not plain.settled]
+        if not made:
+            answered: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+            answered.set_result([plain.result for plain in plains])
+            return answered
+        try:
+            job = self._submit(made)
+        except BaseException as error:
+            for plain in made:
+                plain.release(error)
+            raise
+        started = _Started(self, plains, job, limit, loop)
+        if call_later is None:
+            with self._lock:
+                self._started.add(started)
+        else:
+            started.timer = call_later(ALONE_AFTER_SECONDS, started.slow)
+        assert job.worker is not None  # noqa: S101 - `_submit` set it
+        job.worker.add_done_callback(started.ended)
+        return started.answers
+
+    async def watched(self, plains: list[_Plain], job: _Job, limit: float) -> list[Any]:
+        """The answers of a job submitted already, watched and settled on the running loop as
+        `call_all` does."""
+        await self._run_jobs([plain for plain in plains if not plain.settled], limit, [job])
+        return [plain.result for plain in plains]
+
+    def sweep(self) -> None:
+        """Hand each job of `start_all` that has run `ALONE_AFTER_SECONDS` and still goes
+        to its loop (called at each beat of the fetch loop)."""
+        now = self._monotonic()
+        with self._lock:
+            due = [started for started in self._started if now - started.since >= ALONE_AFTER_SECONDS]
+        for started in due:
+            started.slow()
+
+    def forget(self, started: _Started) -> None:
+        """A job of `start_all` taken by its end or its watch: no sweep looks at it again."""
+        with self._lock:
+            self._started.discard(started)
+
+    def settle_answered(self, plain: _Plain) -> None:
+        """The run's answer of a call that answered on its worker (not with an awaitable)."""
+        self._settle_answered(plain, plain.took)
 
     def _refuse_if_hung(self, account_id: str, name: str) -> None:
         """Raises: BookCallError: the method's call of an earlier run has not returned."""
@@ -243,14 +315,16 @@ class BookCalls:
         )
         raise BookCallError(msg)
 
-    async def _call_plain(
-        self,
-        account_id: str,
-        calls: Sequence[tuple[str, Callable[..., Any], tuple[object, ...]]],
-        limit: float,
-    ) -> list[_Plain]:
+    async def _call_plain(self, account_id: str, calls: PlainCalls, limit: float) -> list[_Plain]:
+        plains = self._prepared(account_id, calls)
+        made = [plain for plain in plains if not plain.settled]
+        if made:
+            await self._run_jobs(made, limit)
+        return plains
+
+    def _prepared(self, account_id: str, calls: PlainCalls) -> list[_Plain]:
+        """The calls, each marked outstanding — or settled already, refused as still hung."""
         plains = [_Plain(method, args, (account_id, name)) for name, method, args in calls]
-        made: list[_Plain] = []
         for plain in plains:
             try:
                 self._refuse_if_hung(account_id, plain.key[1])
@@ -261,29 +335,27 @@ class BookCalls:
             with self._lock:
                 self._outstanding[plain.key] = (token, self._monotonic(), False)
             plain.release = functools.partial(self._plain_returned, plain, token)
-            made.append(plain)
-        if made:
-            await self._run_jobs(made, limit)
         return plains
 
     def _plain_returned(self, plain: _Plain, token: int, error: BaseException | None) -> None:
         self._returned(plain.key, token)
         plain.returned.finish(error)
 
-    async def _run_jobs(self, made: list[_Plain], limit: float) -> None:
-        """Make the calls and wait for each, within its limit from its start; a job's call
-        that is slow has the calls behind it moved to jobs of their own."""
+    async def _run_jobs(self, made: list[_Plain], limit: float, jobs: list[_Job] | None = None) -> None:
+        """Make the calls (unless their `jobs` are submitted already) and wait for each,
+        within its limit from its start; a job's call that is slow has the calls behind it
+        moved to jobs of their own."""
         loop = asyncio.get_running_loop()
-        jobs = [self._submit(made, loop)]
+        jobs = jobs or [self._submit(made)]
         waiting = set(jobs)
         try:
             while waiting:
-                wake = self._watch(waiting, jobs, limit, loop)
+                wake = self._watch(waiting, jobs, limit)
                 if waiting:
                     await asyncio.wait(
-                        {job.finished for job in waiting}, timeout=wake, return_when="FIRST_COMPLETED"
+                        {job.watched_from(loop) for job in waiting}, timeout=wake, return_when="FIRST_COMPLETED"
                     )
-                    waiting -= {job for job in waiting if job.finished.done()}
+                    waiting -= {job for job in waiting if job.watched_from(loop).done()}
         except BaseException:
             for job in jobs:
                 for plain in job.detach():
@@ -295,9 +367,7 @@ class BookCalls:
             if not plain.settled:
                 await self._settle(plain, limit)
 
-    def _watch(
-        self, waiting: set[_Job], jobs: list[_Job], limit: float, loop: asyncio.AbstractEventLoop
-    ) -> float:
+    def _watch(self, waiting: set[_Job], jobs: list[_Job], limit: float) -> float:
         """Time out the calls past their limit, move the calls behind a slow one to jobs of
         their own; how long to wait before looking again."""
         now = self._monotonic()
@@ -319,7 +389,7 @@ class BookCalls:
                 wake = min(wake, limit - age)
             rest = job.detach()
             if rest:
-                alone = [self._submit([plain], loop) for plain in rest]
+                alone = [self._submit([plain]) for plain in rest]
                 jobs += alone
                 waiting.update(alone)
         return max(wake, 0.0)
@@ -340,10 +410,9 @@ class BookCalls:
             if job.worker is not None:
                 self._workers.release(job.worker)
 
-    def _submit(self, calls: list[_Plain], loop: asyncio.AbstractEventLoop) -> _Job:
-        job = _Job(calls, self._monotonic, loop)
+    def _submit(self, calls: list[_Plain]) -> _Job:
+        job = _Job(calls, self._monotonic)
         job.worker = self._workers.submit(job.run, calls[0].key[0])
-        job.worker.add_done_callback(lambda _: _call_soon(loop, _set_done, job.finished))
         return job
 
     def _time_out(self, job: _Job, plain: _Plain, limit: float) -> None:
@@ -363,7 +432,7 @@ class BookCalls:
         """The run's answer of a call that ended on its worker: an awaitable it returned is
         awaited, within what is left of its limit."""
         account_id, name = plain.key
-        took = (plain.ended or 0.0) - (plain.started or 0.0)
+        took = plain.took
         answer = plain.answer
         if plain.error is None and inspect.isawaitable(answer):
             logger.debug("%s returned an awaitable; awaiting it", name)
@@ -393,10 +462,16 @@ class BookCalls:
                 raised = running.exception()
                 plain.error = raised.__cause__ if isinstance(raised, _HostRaised) else raised
                 answer = None if raised is not None else running.result()
+        plain.answer = answer
+        self._settle_answered(plain, took)
+
+    def _settle_answered(self, plain: _Plain, took: float) -> None:
+        """The run's answer of a call that answered (or raised) in `took` seconds."""
+        account_id, name = plain.key
         self._on_call(BookCallTiming(account_id, name, took, "ok" if plain.error is None else "failed"))
         plain.settled = True
         if plain.error is None:
-            plain.result = answer
+            plain.result = plain.answer
             return
         plain.result = BookCallError(f"{name} failed: {describe_error(plain.error)}")
         plain.result.__cause__ = plain.error
@@ -506,6 +581,11 @@ class _Plain:
         """What the run gets: the answer, or the `BookCallError` it ended with, once `settled`."""
         self.settled = False
 
+    @property
+    def took(self) -> float:
+        """How long the host's code ran on the worker (0 for a call not made)."""
+        return (self.ended or 0.0) - (self.started or 0.0)
+
     def make(self) -> None:
         """On the worker: call the host's code; a plain answer frees the method's gate at once."""
         try:
@@ -518,12 +598,60 @@ class _Plain:
                 self.release(None)
 
 
+class _Started:
+    """A job of `BookCalls.start_all`: answered on its worker if it ends before it is
+    handed to the loop (by a sweep or a timer); whichever comes first takes it."""
+
+    def __init__(
+        self, calls: BookCalls, plains: list[_Plain], job: _Job, limit: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._calls = calls
+        self._plains = plains
+        self._job = job
+        self._limit = limit
+        self._loop = loop
+        self._taken = threading.Lock()
+        self.since = calls.monotonic()
+        self.timer: TimerHandle | None = None
+        self.answers: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+
+    def ended(self, _: object) -> None:
+        """On the worker (or the thread that cancelled the job): the job has ended."""
+        if not self._taken.acquire(blocking=False):
+            return
+        self._calls.forget(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        made = [plain for plain in self._plains if not plain.settled]
+        if not all(plain.ended is not None and not inspect.isawaitable(plain.answer) for plain in made):
+            self._watch_on_loop()
+            return
+        for plain in made:
+            self._calls.settle_answered(plain)
+        self.answers.set_result([plain.result for plain in self._plains])
+
+    def slow(self) -> None:
+        """On the timer's thread, or the loop's at a sweep: the job is still going; the loop
+        watches it from now on."""
+        if self._taken.acquire(blocking=False):
+            self._calls.forget(self)
+            self._watch_on_loop()
+
+    def _watch_on_loop(self) -> None:
+        watching = self._calls.watched(self._plains, self._job, self._limit)
+        try:
+            watched = asyncio.run_coroutine_threadsafe(watching, self._loop)
+        except RuntimeError:  # the loop is closed: the service is stopping
+            watching.close()
+            self.answers.set_exception(BookCallError("the calls were abandoned: the service is stopping"))
+            return
+        watched.add_done_callback(functools.partial(_pass_on, self.answers))
+
+
 class _Job:
     """Plain calls of one account, made one after another on one worker."""
 
-    def __init__(
-        self, calls: list[_Plain], monotonic: Callable[[], float], loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def __init__(self, calls: list[_Plain], monotonic: Callable[[], float]) -> None:
         self._calls = calls
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -531,9 +659,17 @@ class _Job:
         """The calls before it have started."""
         self._end = len(calls)
         """The calls from it on are not this job's (moved, or given up on)."""
-        self.finished: asyncio.Future[None] = loop.create_future()
         self.worker: concurrent.futures.Future[None] | None = None
+        self._finished: asyncio.Future[None] | None = None
         self._submitted = monotonic()
+
+    def watched_from(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future of `loop`, done once the job has ended (from its first watch on)."""
+        if self._finished is None:
+            finished = self._finished = loop.create_future()
+            assert self.worker is not None  # noqa: S101 - submitted before it is watched
+            self.worker.add_done_callback(lambda _: _call_soon(loop, _set_done, finished))
+        return self._finished
 
     def queued_for(self, now: float) -> float:
         """How long the job has waited for a worker; 0 once it has started a call."""
@@ -563,6 +699,16 @@ class _Job:
             rest = self._calls[self._next : self._end]
             self._end = self._next
         return rest
+
+
+def _pass_on(answers: concurrent.futures.Future[list[Any]], watched: concurrent.futures.Future[list[Any]]) -> None:
+    """What the loop's watch of a job ended with, to whoever waits for the answers."""
+    if watched.cancelled():
+        answers.set_exception(BookCallError("the calls were cancelled: the service is stopping"))
+    elif (error := watched.exception()) is not None:
+        answers.set_exception(error)
+    else:
+        answers.set_result(watched.result())
 
 
 def _set_done(finished: asyncio.Future[None]) -> None:

@@ -137,7 +137,8 @@ class SystemClock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._wakeup.notify()
+            if self._queue.next_deadline() == timer.deadline:  # a later one is seen in time without a wake
+                self._wakeup.notify()
         return timer
 
     def close(self, timeout: float = 5.0) -> None:

@@ -117,13 +117,20 @@ class DebouncerActor(ResilientActor):
         self._scheduler.tell(RunRequested(account_id, trigger))
 
     def _arm(self, account_id: str, window: DebounceWindow) -> None:
+        """Have the burst's run requested when it is due. A burst due already (a delay of
+        0) needs no timer: its run is requested now if no fill waits in the inbox, else
+        once the fills queued meanwhile have joined it (a `DebounceDue` behind them)."""
         due = window.due_at()
         if due is None:
             return
         me = self.actor_ref
-        self._timers[account_id] = self._clock.call_later(
-            due - self._monotonic(), lambda: tell(me, DebounceDue(account_id))
-        )
+        delay = due - self._monotonic()
+        if delay > 0:
+            self._timers[account_id] = self._clock.call_later(delay, lambda: tell(me, DebounceDue(account_id)))
+        elif self.actor_inbox.empty():
+            self._on_due(account_id)
+        else:
+            me.tell(DebounceDue(account_id))
 
     def fail_run(self, message: Any, reason: str) -> None:
         """A failure on a fill: forget that account's burst rather than keep a broken one."""

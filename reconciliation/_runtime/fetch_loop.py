@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["LOOP_BEAT_SECONDS", "LOOP_STALL_SECONDS", "LOOP_STOP_TIMEOUT_SECONDS", "STALL_BEATS", "FetchLoop", "Pulse"]
+
+logger = logging.getLogger(__name__)
 
 LOOP_STOP_TIMEOUT_SECONDS = 5.0
 LOOP_BEAT_SECONDS = 0.1
@@ -61,11 +64,13 @@ class Pulse:
 
 
 class FetchLoop:
-    """An event loop in a daemon thread, beating every `LOOP_BEAT_SECONDS` while it runs."""
+    """An event loop in a daemon thread, beating every `LOOP_BEAT_SECONDS` while it runs;
+    `on_beat` is called on the loop at each beat."""
 
-    def __init__(self, generation: int, pulse: Pulse) -> None:
+    def __init__(self, generation: int, pulse: Pulse, on_beat: Callable[[], object] = lambda: None) -> None:
         self.loop = asyncio.new_event_loop()
         self._pulse = pulse
+        self._on_beat = on_beat
         self.beat = time.monotonic()
         self._pulse_at_beat = pulse.beats
         self.thread = threading.Thread(target=self._run, name=f"reconciliation-fetch-{generation}", daemon=True)
@@ -95,6 +100,10 @@ class FetchLoop:
         self.beat = time.monotonic()
         self._pulse_at_beat = self._pulse.beats
         self.loop.call_later(LOOP_BEAT_SECONDS, self._beat)
+        try:
+            self._on_beat()
+        except Exception:
+            logger.exception("A fetch loop's beat failed; it beats on")
 
     def retire(self) -> None:
         """Have it end once what runs on it has ended — the frozen call included, which is

@@ -2,8 +2,10 @@
 
 The reads run on an event loop of the fetcher's own, in a thread of its own (see
 `BookCalls` for where each call runs and how long it may take); the actor only starts
-them. When a read ends, its callback tells the comparator directly, so a run costs this
-actor one message.
+them. Books whose methods are all plain (the usual ones) skip the loop: the actor starts
+their one worker job itself, and the loop watches it only if it is slow
+(`start_snapshot`). When a read ends, its callback tells the comparator directly, so a
+run costs this actor one message.
 
 An `async def` book method that blocks (a `time.sleep`, a synchronous socket read inside
 a coroutine) freezes that loop, and with it every limit it would enforce. So the actor
@@ -34,8 +36,8 @@ from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.error_text import bounded, describe_error
 from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
-from reconciliation._runtime.book_calls import BookCalls, BookCallTimeoutError
-from reconciliation._runtime.fetch_loop import LOOP_STOP_TIMEOUT_SECONDS, FetchLoop, Pulse
+from reconciliation._runtime.book_calls import ALONE_AFTER_SECONDS, BookCalls, BookCallTimeoutError
+from reconciliation._runtime.fetch_loop import LOOP_BEAT_SECONDS, LOOP_STOP_TIMEOUT_SECONDS, FetchLoop, Pulse
 from reconciliation._runtime.fills_reader import read_fills
 from reconciliation._runtime.messages import (
     Application,
@@ -48,7 +50,7 @@ from reconciliation._runtime.messages import (
     SnapshotTaken,
 )
 from reconciliation._runtime.observers import Observers
-from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot
+from reconciliation._runtime.snapshot import SnapshotError, fetch_snapshot, start_snapshot
 from reconciliation._runtime.workers import DaemonWorkers
 
 if TYPE_CHECKING:
@@ -107,10 +109,6 @@ class FetcherActor(ResilientActor):
         super().__init__(board=board, clock=clock)
         self._accounts = accounts
         self._comparator = comparator
-        self._loops = 0
-        self._pulse = Pulse()
-        self._current = self._new_loop()
-        self._frozen: list[FetchLoop] = []
         self._workers = DaemonWorkers("reconciliation-call")
         self._calls = BookCalls(
             self._workers,
@@ -119,6 +117,10 @@ class FetcherActor(ResilientActor):
             on_hung=lambda hung: board.count("hung_broker_calls", hung),
             on_call=(observers or Observers()).book_call_ended,
         )
+        self._loops = 0
+        self._pulse = Pulse()
+        self._current = self._new_loop()
+        self._frozen: list[FetchLoop] = []
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
@@ -149,11 +151,17 @@ class FetcherActor(ResilientActor):
         account = self._accounts[ticket.account_id]
         limit = account.config.broker_timeout_seconds
         current = self._current
-        reading = asyncio.run_coroutine_threadsafe(
-            fetch_snapshot(
-                account.portfolio, account.broker, ticket.account_id, calls=self._calls, limit=limit, now=self._clock.now
-            ),
-            current.loop,
+        books = (account.portfolio, account.broker, ticket.account_id)
+        swept = limit >= ALONE_AFTER_SECONDS + LOOP_BEAT_SECONDS  # the loop's beat hands a slow job over in time
+        reading = start_snapshot(
+            *books,
+            calls=self._calls,
+            limit=limit,
+            now=self._clock.now,
+            loop=current.loop,
+            call_later=None if swept else self._clock.call_later,
+        ) or asyncio.run_coroutine_threadsafe(
+            fetch_snapshot(*books, calls=self._calls, limit=limit, now=self._clock.now), current.loop
         )
         comparator, me = self._comparator, self.actor_ref
         reading.add_done_callback(lambda done: tell(comparator, _outcome(ticket, done)))
@@ -238,7 +246,7 @@ class FetcherActor(ResilientActor):
 
     def _new_loop(self) -> FetchLoop:
         self._loops += 1
-        return FetchLoop(self._loops, self._pulse)
+        return FetchLoop(self._loops, self._pulse, on_beat=self._calls.sweep)
 
     def _apply(self, message: ApplyCorrection) -> None:
         if self._current.frozen:

@@ -329,7 +329,7 @@ class Runtime:
         audits = {target: delivery(AuditSink(store), max_runs) for target, (store, max_runs) in audit_sinks.items()}
         to_redis: Teller = publisher if journal is None else JournalingRef(publisher, redis_sink, journal, redis_sink)
         sinks: dict[str, tuple[Teller, ...]] = {
-            account_id: (log, to_redis, *((audits[config.audit_store],) if config.audit_store else ()))
+            account_id: (to_redis, log, *((audits[config.audit_store],) if config.audit_store else ()))
             for account_id, config in self._configs.items()
         }
         corrected = {account_id: c for account_id, c in self._configs.items() if c.correction is not None}

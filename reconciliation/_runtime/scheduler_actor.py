@@ -237,13 +237,14 @@ class SchedulerActor(ResilientActor):
         _answer_with(ticket, waiters)
         runs.in_flight = ticket
         runs.watchdog = self._clock.call_later(runs.limit, lambda: tell(me, WatchdogDue(account_id, ticket.run_id)))
-        logger.debug(
-            "Run %s for %s started (%s)",
-            ticket.run_id,
-            account_id,
-            trigger.context()["trigger"],
-            extra={"run_id": str(ticket.run_id), "account_id": account_id},
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Run %s for %s started (%s)",
+                ticket.run_id,
+                account_id,
+                trigger.context()["trigger"],
+                extra={"run_id": str(ticket.run_id), "account_id": account_id},
+            )
         self._fetcher.tell(FetchSnapshot(ticket))
 
     def _ticket(self, account_id: str, trigger: Trigger, fence: Fence | None = None) -> RunTicket:

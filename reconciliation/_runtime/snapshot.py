@@ -8,7 +8,9 @@ which would flag every local position as missing at the broker.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence, Sized
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,8 +28,17 @@ if TYPE_CHECKING:
 
     from reconciliation._domain.protocols import BrokerQuery, PortfolioManager
     from reconciliation._runtime.book_calls import BookCalls
+    from reconciliation._runtime.clock import TimerHandle
 
-__all__ = ["CHECK_CHUNK", "SnapshotError", "fetch_snapshot", "parse_entries", "parse_one", "parse_positions"]
+__all__ = [
+    "CHECK_CHUNK",
+    "SnapshotError",
+    "fetch_snapshot",
+    "parse_entries",
+    "parse_one",
+    "parse_positions",
+    "start_snapshot",
+]
 
 T = TypeVar("T")
 
@@ -139,15 +150,89 @@ async def fetch_snapshot(
     Raises:
         SnapshotError: naming every call that failed, timed out or answered malformed data.
     """
-    methods: list[tuple[str, Callable[[str], Any]]] = [
+    started_at = now()
+    answers = await _read(_methods(portfolio, broker), account_id, calls, limit)
+    taken_at = now()
+    if _large(answers):
+        return await call_in_daemon_thread(lambda: _snapshot_of(answers, account_id, started_at, taken_at))
+    return _snapshot_of(answers, account_id, started_at, taken_at)
+
+
+def start_snapshot(
+    portfolio: PortfolioManager,
+    broker: BrokerQuery,
+    account_id: str,
+    *,
+    calls: BookCalls,
+    limit: float,
+    now: Callable[[], dt.datetime],
+    loop: asyncio.AbstractEventLoop,
+    call_later: Callable[[float, Callable[[], object]], TimerHandle] | None = None,
+) -> concurrent.futures.Future[Snapshot] | None:
+    """`fetch_snapshot` for books whose four methods are plain (the usual ones), without a
+    hop to the event loop: one worker job started from the caller's thread
+    (`BookCalls.start_all`, which says when `loop` takes a slow job over), the answers
+    checked where they arrive (a large book on a thread of its own). None when a method is
+    `async`: those books are read by `fetch_snapshot`.
+
+    Raises:
+        RuntimeError: the workers are closed.
+    """
+    methods = _methods(portfolio, broker)
+    if any(inspect.iscoroutinefunction(method) for _, method in methods):
+        return None
+    started_at = now()
+    reading: concurrent.futures.Future[Snapshot] = concurrent.futures.Future()
+
+    def answered(done: concurrent.futures.Future[list[Any]]) -> None:
+        try:
+            answers = done.result()
+        except BaseException as error:  # noqa: BLE001 - the read's outcome, for whoever waits
+            reading.set_exception(error)
+            return
+        taken_at = now()
+
+        def check() -> None:
+            try:
+                reading.set_result(_snapshot_of(answers, account_id, started_at, taken_at))
+            except BaseException as error:  # noqa: BLE001 - the read's outcome, for whoever waits
+                reading.set_exception(error)
+
+        if _large(answers):
+            threading.Thread(target=check, name="reconciliation-check", daemon=True).start()
+        else:
+            check()
+
+    calls.start_all(
+        account_id,
+        [(name, method, (account_id,)) for name, method in methods],
+        limit=limit,
+        loop=loop,
+        call_later=call_later,
+    ).add_done_callback(answered)
+    return reading
+
+
+def _methods(portfolio: PortfolioManager, broker: BrokerQuery) -> list[tuple[str, Callable[[str], Any]]]:
+    return [
         ("local.get_positions", portfolio.get_positions),
         ("local.get_account", portfolio.get_account),
         ("broker.get_positions", broker.get_positions),
         ("broker.get_account", broker.get_account),
     ]
-    started_at = now()
-    answers = await _read(methods, account_id, calls, limit)
-    taken_at = now()
+
+
+def _large(answers: list[Any]) -> bool:
+    """Whether a book's answer is long enough to be checked off the thread it arrived on."""
+    return any(_longer_than(answers[index], CHECK_CHUNK) for index in (0, 2))
+
+
+def _snapshot_of(answers: list[Any], account_id: str, started_at: dt.datetime, taken_at: dt.datetime) -> Snapshot:
+    """The four answers as a checked snapshot.
+
+    Raises:
+        SnapshotError: naming every call that failed, timed out or answered malformed data.
+    """
     failures = [
         str(a) if isinstance(a, BookCallError) else describe_error(a)
         for a in answers
@@ -155,8 +240,7 @@ async def fetch_snapshot(
     ]
     if failures:
         raise SnapshotError(bounded("; ".join(failures)))
-    large = any(_longer_than(answers[index], CHECK_CHUNK) for index in (0, 2))
-    problems, parsed = await call_in_daemon_thread(lambda: _check(answers, account_id)) if large else _check(answers, account_id)
+    problems, parsed = _check(answers, account_id)
     if problems:
         raise SnapshotError(bounded("; ".join(problems)))
     return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
@@ -178,8 +262,8 @@ def _check(answers: list[Any], account_id: str) -> tuple[list[str], list[Any]]:
 
 
 def _longer_than(answer: object, size: int) -> bool:
-    """Whether a book's answer is longer than `size`: it is then checked off the fetch loop,
-    so the other accounts' reads on that loop go on meanwhile."""
+    """Whether a book's answer is longer than `size`: it is then checked off the fetch loop
+    (or the worker), so the other accounts' reads go on meanwhile."""
     try:
         return isinstance(answer, Sized) and len(answer) > size
     except BaseException:  # noqa: BLE001 - a hostile answer's __len__ is for the checks to name
