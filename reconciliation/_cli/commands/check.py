@@ -262,8 +262,9 @@ def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Pat
         if len(found) > top:
             console.print(Text(f"The worst {top:,} of {len(found):,} shown; every one with --csv or --json.", style="dim"))
         console.print(Text(_counts(result)))
-    for line in _netted(result):
-        console.print(Text(line, style="yellow"))
+    netted = _netted(result)
+    if netted:
+        console.print(Text("\n".join(netted), style="yellow"))
     console.print(_summary(result, local_path, broker_path))
 
 
