@@ -196,7 +196,9 @@ class _NoPandas:
 def _pandas_left_out() -> Iterator[None]:
     """pyarrow imports pandas, when it is installed, at its first conversion of a value, only
     to ask whether the value is a pandas object: a check holds none, and the import is about
-    a tenth of the command's time (docs/benchmarks.md). Left out only if nothing imported it."""
+    a few per cent of the command's CPU time (docs/benchmarks.md). Left out only if nothing imported it;
+    pyarrow then takes pandas as absent for the rest of the process, which the command ends
+    (`to_pandas` would still import it)."""
     if "pandas" in sys.modules:
         yield
         return
