@@ -195,10 +195,10 @@ class _NoPandas:
 @contextlib.contextmanager
 def _pandas_left_out() -> Iterator[None]:
     """pyarrow imports pandas, when it is installed, at its first conversion of a value, only
-    to ask whether the value is a pandas object: a check holds none, and the import is about
-    a few per cent of the command's CPU time (docs/benchmarks.md). Left out only if nothing imported it;
-    pyarrow then takes pandas as absent for the rest of the process, which the command ends
-    (`to_pandas` would still import it)."""
+    to ask whether the value is a pandas object: a check holds none, and the import is a few
+    per cent of the command's CPU time (docs/benchmarks.md). Left out only if nothing
+    imported it; pyarrow then takes pandas as absent for the rest of the process, which the
+    command ends (`to_pandas` would still import it)."""
     if "pandas" in sys.modules:
         yield
         return
