@@ -4,7 +4,9 @@ books, against the same work in-process.
 The command runs as an operator runs it, output to a pipe (not a terminal: plain lines);
 the in-process baseline reads and checks both files and compares them
 (`read_statements` + `reconcile_once`, what the command does before it prints), in this
-warm process. Interleaved; the command's extra is start-up, imports and printing.
+warm process. Interleaved; the command's extra is start-up, imports and printing. The
+CPU time of each (user + system, every thread) is given beside the wall time: on a shared
+machine it moves less with the other work than the wall time does.
 
     python bench/fig_check.py 100000 3   # just this figure (size, repeats)
 """
@@ -12,6 +14,7 @@ warm process. Interleaved; the command's extra is start-up, imports and printing
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,28 +56,39 @@ def check_row(n: int, repeats: int) -> Row:
             "--local", str(paths[0]), "--broker", str(paths[1]),
         ]  # fmt: skip
         exits: list[int] = []
+        cpu: dict[str, list[float]] = {"command": [], "in-process": []}
 
         def whole_command() -> None:
+            before = _children_cpu()
             with tempfile.TemporaryFile() as output:
                 exits.append(subprocess.run(command, stdout=output, stderr=subprocess.PIPE, check=False).returncode)
+            cpu["command"].append((_children_cpu() - before) * 1000.0)
 
         def in_process() -> None:
+            before = time.process_time()
             book, reported = read_statements(config, paths[0], paths[1])
             reconcile_once(config, book, reported, client=None, now=dt.datetime.now(dt.UTC))
+            cpu["in-process"].append((time.process_time() - before) * 1000.0)
 
         times = interleave({"command": whole_command, "in-process": in_process}, repeats)
     if set(exits) - {0, 1}:
         return Row(figure, f"the command failed (exit {sorted(set(exits))})", "—", "—", "≤ 1.5x", met=False)
     ours, theirs = Sample(times["command"], "ms"), Sample(times["in-process"], "ms")
+    ours_cpu, theirs_cpu = (Sample(cpu[name][-repeats:], "ms") for name in ("command", "in-process"))
     ratio = ours.median / theirs.median
     return Row(
         figure=figure,
-        measured=f"{ours.text()} wall time, the whole process",
-        baseline=f"read_statements + reconcile_once in-process {theirs.text()}",
-        ratio=f"{ratio:.2f}x",
+        measured=f"{ours.text()} wall time, the whole process; CPU {ours_cpu.text()}",
+        baseline=f"read_statements + reconcile_once in-process {theirs.text()}; CPU {theirs_cpu.text()}",
+        ratio=f"{ratio:.2f}x (CPU {ours_cpu.median / theirs_cpu.median:.2f}x)",
         target="≤ 1.5x",
         met=ratio <= 1.5,
     )
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 if __name__ == "__main__":

@@ -621,7 +621,9 @@ def _read_parquet(
 ) -> tuple[Any, Callable[[int], str]]:
     """The columns named in `wanted` and `optional`: the row count is read from the file's
     metadata first, and text columns are read dictionary-encoded, their values checked
-    against `MAX_CELL_BYTES` before anything expands them.
+    against `MAX_CELL_BYTES` before anything expands them. One file is read as a
+    `ParquetFile`, not by `read_table`, whose dataset layer imports pandas (when installed):
+    about a second of a command's start-up on a loaded machine.
 
     Raises:
         _TooManyRowsError: more than `max_rows` rows.
@@ -645,7 +647,8 @@ def _read_parquet(
         if pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)
     ]
     try:
-        table = pq.read_table(path, columns=present, read_dictionary=text)
+        with pq.ParquetFile(path, metadata=metadata, read_dictionary=text) as file:
+            table = file.read(columns=present)
     except (OSError, pa.ArrowException) as exc:
         raise StatementError(_unreadable(path, exc)) from exc
     _cells_within(table, 0, path, _parquet_row)

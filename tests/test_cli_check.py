@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -310,3 +312,33 @@ def test_off_a_terminal_every_break_is_a_plain_line(tmp_path: Path) -> None:
     ran = check("--local", book, "--broker", eod)
 
     assert len([line for line in ran.output.splitlines() if line.startswith("critical\tquantity_mismatch\t")]) == 200
+
+
+RUN_THEN_SAY_IF_PANDAS = """
+import runpy, sys
+try:
+    runpy.run_module("reconciliation", run_name="__main__")
+except SystemExit:
+    pass
+print("pandas imported:", "pandas" in sys.modules)
+"""
+
+
+def test_a_check_of_parquet_files_never_imports_pandas_which_pyarrow_imports_to_ask_about_a_value(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("pandas")
+    import pyarrow as pa  # noqa: PLC0415 - skipped above without it
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    book = tmp_path / "book.parquet"
+    pq.write_table(pa.table({"symbol": ["AAPL", "MSFT"], "quantity": ["10", "5"], "avg_cost": ["187.5", "300"]}), book)
+    command = [sys.executable, "-c", RUN_THEN_SAY_IF_PANDAS, "check", "--local", str(book), "--broker", str(book)]
+
+    ran = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own command line
+
+    assert "Clean: 2 position(s) agree" in ran.stdout, ran.stderr
+    assert ran.stdout.splitlines()[-1] == "pandas imported: False"
+    finders = list(sys.meta_path)
+    assert check("--local", book, "--broker", book).exit_code == 0
+    assert sys.meta_path == finders

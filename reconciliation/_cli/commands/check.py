@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import logging
 import sys
@@ -36,6 +37,11 @@ from reconciliation._wire.payloads import decimal_text
 from reconciliation.files import StatementError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+    from reconciliation._cli.check import CheckConfig
     from reconciliation._domain.models import Discrepancy, ReconciliationResult
 
 __all__ = ["check"]
@@ -147,20 +153,8 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
     except ConfigError as exc:
         where = f"{config_path}: " if config_path is not None else ""
         raise CommandError(*(f"{where}{problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
-    try:
-        book, broker = read_statements(spec, local_path, broker_path)
-    except StatementError as exc:
-        raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
-    with redis_errors():
-        client = None if redis_url is None else connect(redis_url)
-    try:
-        result = reconcile_once(spec, book, broker, client=client, now=dt.datetime.now(dt.UTC))
-    except PublishError as exc:
-        msg = f"{redacted(redis_url or '')}: {exc}"
-        raise CommandError(msg, exit_code=ExitCode.REDIS_UNREACHABLE) from exc
-    finally:
-        if client is not None:
-            client.close()
+    with _pandas_left_out():
+        result = _reconciled(spec, local_path, broker_path, redis_url)
     _show(result, local_path, broker_path, output="json" if as_json else "csv" if as_csv else "text", top=top)
     if result.error is not None:
         msg = f"the run failed: {result.error}"
@@ -168,6 +162,52 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
     worst = SEVERITY_RANK[fail_on]
     if any(SEVERITY_RANK[found.severity.value] >= worst for found in result.discrepancies):
         sys.exit(ExitCode.NOT_AS_ASKED)
+
+
+def _reconciled(spec: CheckConfig, local_path: Path, broker_path: Path, redis_url: str | None) -> ReconciliationResult:
+    try:
+        book, broker = read_statements(spec, local_path, broker_path)
+    except StatementError as exc:
+        raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
+    with redis_errors():
+        client = None if redis_url is None else connect(redis_url)
+    try:
+        return reconcile_once(spec, book, broker, client=client, now=dt.datetime.now(dt.UTC))
+    except PublishError as exc:
+        msg = f"{redacted(redis_url or '')}: {exc}"
+        raise CommandError(msg, exit_code=ExitCode.REDIS_UNREACHABLE) from exc
+    finally:
+        if client is not None:
+            client.close()
+
+
+class _NoPandas:
+    """An import finder that refuses pandas, as if it were not installed."""
+
+    def find_spec(
+        self, fullname: str, _path: Sequence[str] | None, _target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(fullname, name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def _pandas_left_out() -> Iterator[None]:
+    """pyarrow imports pandas, when it is installed, at its first conversion of a value, only
+    to ask whether the value is a pandas object: a check holds none, and the import is a few
+    per cent of the command's CPU time (docs/benchmarks.md). Left out only if nothing
+    imported it; pyarrow then takes pandas as absent for the rest of the process, which the
+    command ends (`to_pandas` would still import it)."""
+    if "pandas" in sys.modules:
+        yield
+        return
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def _show(result: ReconciliationResult, local_path: Path, broker_path: Path, *, output: str, top: int) -> None:
@@ -224,8 +264,9 @@ def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Pat
         if len(found) > top:
             console.print(Text(f"The worst {top:,} of {len(found):,} shown; every one with --csv or --json.", style="dim"))
         console.print(Text(_counts(result)))
-    for line in _netted(result):
-        console.print(Text(line, style="yellow"))
+    netted = _netted(result)
+    if netted:
+        console.print(Text("\n".join(netted), style="yellow"))
     console.print(_summary(result, local_path, broker_path))
 
 
