@@ -26,10 +26,11 @@ import logging
 import threading
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pykka
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis
-    from rich.console import Console
 
 __all__ = [
     "NORMAL",
@@ -93,6 +93,7 @@ _INDENT = " " * 18
 _LISTEN_BLOCK_SECONDS = 0.2
 """How soon the demo's stream reader notices the end of the session."""
 _LISTEN_GIVE_UP_SECONDS = 30.0
+_Found = TypeVar("_Found")
 
 
 @attrs.frozen
@@ -246,14 +247,7 @@ class RunFeed:
 
     def wait_for(self, since: int, match: Callable[[Run], bool], timeout: float) -> Run | None:
         """The first run after the first `since` runs that `match`es, waiting up to `timeout`."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = next((run for run in self._runs[since:] if match(run)), None)
-                remaining = deadline - time.monotonic()
-                if found is not None or remaining <= 0 or self._closed:
-                    return found
-                self._changed.wait(remaining)
+        return self._wait(lambda: next((run for run in self._runs[since:] if match(run)), None), timeout)
 
     def count(self) -> int:
         with self._changed:
@@ -261,13 +255,17 @@ class RunFeed:
 
     def wait_for_correction(self, status: str, symbol: str, timeout: float) -> dict[str, Any] | None:
         """The first correction step `status` of `symbol`'s break, waiting up to `timeout`."""
+        return self._wait(
+            lambda: next((c for c in self._corrections if (c.get("status"), c.get("symbol")) == (status, symbol)), None),
+            timeout,
+        )
+
+    def _wait(self, find: Callable[[], _Found | None], timeout: float) -> _Found | None:
+        """What `find` finds under the lock, waiting for changes up to `timeout` (or the close)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                found = next(
-                    (c for c in self._corrections if (c.get("status"), c.get("symbol")) == (status, symbol)),
-                    None,
-                )
+                found = find()
                 remaining = deadline - time.monotonic()
                 if found is not None or remaining <= 0 or self._closed:
                     return found
@@ -316,14 +314,22 @@ class DemoReport:
         return sum(run.result.get("status") == "failed" for run in self.runs)
 
     @property
+    def lives(self) -> dict[str, list[dict[str, Any]]]:
+        """The correction steps of each break, by its id, in order."""
+        lives: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        for step in self.corrections:
+            lives[str(step.get("break_id"))].append(step)
+        return lives
+
+    @property
     def corrected(self) -> bool:
         """A break was proposed, confirmed, applied and verified (resolved) by auto-correction,
         by booking the broker's fill that explains it."""
-        lives: dict[str, list[str]] = collections.defaultdict(list)
-        for step in self.corrections:
-            lives[str(step.get("break_id"))].append(str(step.get("status")))
-        booked = {str(step.get("break_id")) for step in self.corrections if step.get("fills")}
-        return any(life == list(CORRECTION_LIFE) and key in booked for key, life in lives.items())
+        return any(
+            [str(step.get("status")) for step in steps] == list(CORRECTION_LIFE)
+            and any(step.get("fills") for step in steps)
+            for steps in self.lives.values()
+        )
 
     @property
     def succeeded(self) -> bool:
@@ -336,32 +342,21 @@ class DemoReport:
         )
 
 
+@attrs.define(kw_only=True)
 class Session:
     """The script's hands: trade, inject, repair, ask; and its voice."""
 
-    def __init__(
-        self,
-        *,
-        console: Console,
-        pace: Pace,
-        account_id: str,
-        broker: PaperBroker,
-        portfolio: InMemoryPortfolio,
-        service: ReconciliationService,
-        feed: RunFeed,
-        started: float,
-    ) -> None:
-        self.console = console
-        self.pace = pace
-        self.account_id = account_id
-        self.broker = broker
-        self.portfolio = portfolio
-        self.service = service
-        self.feed = feed
-        self.started = started
-        self.detections: list[Detection] = []
-        self.engine: pykka.ActorRef[Any] | None = None
-        self._fill_ids = itertools.count(1)
+    console: Console
+    pace: Pace
+    account_id: str
+    broker: PaperBroker
+    portfolio: InMemoryPortfolio
+    service: ReconciliationService
+    feed: RunFeed
+    started: float
+    detections: list[Detection] = attrs.field(init=False, factory=list)
+    engine: pykka.ActorRef[Any] | None = attrs.field(init=False, default=None)
+    _fill_ids: itertools.count[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -401,9 +396,8 @@ class Session:
         """An execution both books see: the normal case."""
         fill = self.fill(order_id, symbol, quantity, price, commission)
         await self.execute(fill, fill)
-        self.say(
-            f"{_side(quantity)} {abs(quantity)} {symbol} @ {price} ({order_id} {fill.fill_id})", who="fill"
-        )
+        side = "BUY " if quantity > 0 else "SELL"
+        self.say(f"{side} {abs(quantity)} {symbol} @ {price} ({order_id} {fill.fill_id})", who="fill")
 
     def inject(self, name: str, story: str, kind: str, symbol: str | None) -> Fault:
         """Tell what went wrong; return the fault, to be caught as a `kind` break on `symbol`."""
@@ -442,10 +436,6 @@ class Session:
 
     async def pause(self) -> None:
         await asyncio.sleep(self.pace.pause_seconds)
-
-
-def _side(quantity: int) -> str:
-    return "BUY " if quantity > 0 else "SELL"
 
 
 async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after another, read top to bottom
@@ -739,9 +729,7 @@ def _corrections_table(report: DemoReport) -> Table:
     table = Table(title="Corrections (missing_local, apply mode)", title_justify="left")
     for column in ("break", "steps", "change"):
         table.add_column(column, overflow="fold")
-    lives: dict[str, list[dict[str, Any]]] = {}
-    for step in report.corrections:
-        lives.setdefault(str(step.get("break_id")), []).append(step)
+    lives = report.lives
     for steps in lives.values():
         last = steps[-1]
         life = Text()
