@@ -225,12 +225,12 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
         redis.ResponseError: Redis refused to read a stream (a key of another type).
     """
     live = 0
-    too_old = _before(since)
+    since_ms = 0 if since is None else int(since.timestamp() * 1000)
     present = show if liveness is None else _seen_by(liveness, show)
 
     def hand_on(entry: StreamEntry) -> None:
         nonlocal live
-        if too_old(entry):
+        if entry.replayed and _entry_ms(entry.entry_id) < since_ms:
             return
         message = Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, None)
         try:
@@ -268,14 +268,6 @@ def _seen_by(liveness: Liveness, show: Callable[[Message], object]) -> Callable[
         return show(message)
 
     return present
-
-
-def _before(since: dt.datetime | None) -> Callable[[StreamEntry], bool]:
-    """Whether an entry is a replayed one appended before `since`."""
-    if since is None:
-        return lambda _: False
-    since_ms = int(since.timestamp() * 1000)
-    return lambda entry: entry.replayed and _entry_ms(entry.entry_id) < since_ms
 
 
 def _entry_ms(entry_id: str) -> int:

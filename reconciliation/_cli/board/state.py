@@ -391,22 +391,8 @@ class BoardState:
         known = account.breaks.get(key)
         if known is not None and seen < known.last_seen:
             return False
-        first_seen = payload.get("first_seen")
-        account.breaks[key] = BreakView(
-            account_id=payload["account_id"],
-            type=payload["type"],
-            symbol=payload["symbol"],
-            severity=payload["severity"],
-            local_value=payload["local_value"],
-            broker_value=payload["broker_value"],
-            first_seen=_moment(first_seen) if first_seen else (known.first_seen if known else seen),
-            last_seen=seen,
-            consecutive_runs=payload.get("consecutive_runs", known.consecutive_runs + 1 if known else 1),
-            break_id=payload.get("break_id", known.break_id if known else None),
-            halted=known.halted if known is not None and known.break_id == payload.get("break_id") else False,
-            asset_type=payload.get("asset_type"),
-            currency=payload.get("currency"),
-        )
+        halted = known is not None and known.halted and known.break_id == payload.get("break_id")
+        account.breaks[key] = _sighted(payload, known, seen, halted=halted)
         return True
 
     @staticmethod
@@ -436,22 +422,29 @@ class BoardState:
         if known is not None and seen < known.last_seen:
             account.breaks[key] = attrs.evolve(known, halted=True)
             return True
-        account.breaks[key] = BreakView(
-            account_id=payload["account_id"],
-            type=payload["type"],
-            symbol=payload["symbol"],
-            severity=payload["severity"],
-            local_value=payload["local_value"],
-            broker_value=payload["broker_value"],
-            first_seen=_moment(payload["first_seen"]),
-            last_seen=seen,
-            consecutive_runs=payload["consecutive_runs"],
-            break_id=payload["break_id"],
-            halted=True,
-            asset_type=payload.get("asset_type"),
-            currency=payload.get("currency"),
-        )
+        account.breaks[key] = _sighted(payload, known, seen, halted=True)
         return True
+
+
+def _sighted(payload: Mapping[str, Any], known: BreakView | None, seen: dt.datetime, *, halted: bool) -> BreakView:
+    """The break a discrepancy or halt payload shows, seen at `seen`; what the payload leaves
+    out (a payload of an earlier version) kept from the `known` break."""
+    first_seen = payload.get("first_seen")
+    return BreakView(
+        account_id=payload["account_id"],
+        type=payload["type"],
+        symbol=payload["symbol"],
+        severity=payload["severity"],
+        local_value=payload["local_value"],
+        broker_value=payload["broker_value"],
+        first_seen=_moment(first_seen) if first_seen else (known.first_seen if known else seen),
+        last_seen=seen,
+        consecutive_runs=payload.get("consecutive_runs", known.consecutive_runs + 1 if known else 1),
+        break_id=payload.get("break_id", known.break_id if known else None),
+        halted=halted,
+        asset_type=payload.get("asset_type"),
+        currency=payload.get("currency"),
+    )
 
 
 def _key(payload: Mapping[str, Any]) -> BreakKey:
