@@ -249,10 +249,6 @@ class RunFeed:
         """The first run after the first `since` runs that `match`es, waiting up to `timeout`."""
         return self._wait(lambda: next((run for run in self._runs[since:] if match(run)), None), timeout)
 
-    def count(self) -> int:
-        with self._changed:
-            return len(self._runs)
-
     def wait_for_correction(self, status: str, symbol: str, timeout: float) -> dict[str, Any] | None:
         """The first correction step `status` of `symbol`'s break, waiting up to `timeout`."""
         return self._wait(
@@ -407,9 +403,7 @@ class Session:
     async def caught(self, faults: list[Fault], since: int) -> None:
         """Wait for the run that reveals each fault and record it (or that none did)."""
         for fault in faults:
-            run = await asyncio.to_thread(
-                self.feed.wait_for, since, fault.revealed_by, self.pace.wait_seconds
-            )
+            run = await asyncio.to_thread(self.feed.wait_for, since, fault.revealed_by, self.pace.wait_seconds)
             self.detections.append(Detection(fault, run))
             if run is None:
                 self.say(f"[bold red]{fault.name}: no run caught it[/bold red]", who="check")
@@ -428,11 +422,6 @@ class Session:
         return await asyncio.to_thread(
             self.feed.wait_for, since, lambda run: run.trigger == trigger, self.pace.wait_seconds
         )
-
-    def ask(self, requested_by: str) -> ReconciliationResult:
-        """What an engine's risk actor does: ask the service's ref, block for the result."""
-        request = ReconcileRequest(self.account_id, requested_by=requested_by)
-        return self.service.ref.ask(request, timeout=self.pace.wait_seconds)
 
     async def pause(self) -> None:
         await asyncio.sleep(self.pace.pause_seconds)
@@ -453,14 +442,14 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
 
     s.act("1. Opening: the service starts and reconciles at once")
     s.say(f"Broker and engine both open account {s.account_id} with 100,000.00 cash and no positions.")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.service.start()
     s.engine = ExecutionActor.start(s.broker, s.portfolio, s.service.ref)
     await s.until_run("startup", since)
 
     s.act("2. Trading as usual: each fill is booked by both sides")
     s.say(f"The engine's execution actor tells every fill to the service, which runs {delay} after a burst.")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.trade("ORD-1", "AAPL", 100, "189.50")
     await s.trade("ORD-2", "MSFT", 30, "415.20")
     await s.trade("ORD-2", "MSFT", 20, "415.25")
@@ -469,10 +458,10 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
 
     s.act("3. A quiet market: the periodic check still runs")
     s.say(f"No fills now; the service reconciles every {interval} regardless.")
-    await s.until_run("periodic", s.feed.count())
+    await s.until_run("periodic", len(s.feed.runs))
 
     s.act("4. Positions the engine never saw")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     lost = s.fill("ORD-2", "MSFT", 10, "415.30")
     await s.execute(lost, None)
     transfer = s.fill("ACATS-1", "NVDA", 40, "120.00", commission="0")
@@ -500,7 +489,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.caught(faults, since)
     await s.pause()
     s.say("The drop copy arrives late; the engine books the MSFT fill.", who="repair")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.execute(None, lost)
     await s.until_run("post_fill", since)
     s.say(
@@ -512,7 +501,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
 
     s.act("5. A trade the broker busted")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     busted = s.fill("ORD-3", "GOOG", 25, "171.30")
     await s.execute(None, busted)
     faults = [
@@ -526,13 +515,13 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.caught(faults, since)
     await s.pause()
     s.say("The bust notice arrives; the engine reverses the fill.", who="repair")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.execute(None, s.fill("ORD-3", "GOOG", -25, "171.30", commission="-1.00"))
     await s.until_run("post_fill", since)
     await s.pause()
 
     s.act("6. A commission the engine did not charge")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     charged = s.fill("ORD-4", "AAPL", -50, "191.00", commission="5.95")
     await s.execute(charged, attrs.evolve(charged, commission=Decimal("1.00")))
     faults = [
@@ -555,7 +544,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
 
     s.act("7. A price the engine rounded")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     exact = s.fill("ORD-5", "AMZN", 100, "185.123456")
     await s.execute(exact, attrs.evolve(exact, price=Decimal("185.12")))
     faults = [
@@ -571,7 +560,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
 
     s.act("8. A stale price feed")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     s.broker.set_price("AAPL", Decimal("193.00"))
     faults = [
         s.inject(
@@ -585,7 +574,8 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
     s.portfolio.set_price("AAPL", Decimal("193.00"))
     s.say("The feed recovers. The risk actor asks the service's ref for a run.", who="repair")
-    reply = await asyncio.to_thread(s.ask, "risk")
+    request = ReconcileRequest(s.account_id, requested_by="risk")
+    reply: ReconciliationResult = await asyncio.to_thread(s.service.ref.ask, request, timeout=s.pace.wait_seconds)
     left = ", ".join(f"{d.type.value} {d.symbol or ''}".strip() for d in reply.discrepancies) or "nothing"
     s.say(f"On-demand run {str(reply.run_id)[:8]}: left to fix: {left}.", who="risk")
 
