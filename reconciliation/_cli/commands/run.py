@@ -18,7 +18,6 @@ from reconciliation._cli.runner import (
     StartError,
     load_config,
     run_until_stopped,
-    with_state_dir,
 )
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import (
@@ -200,9 +199,13 @@ def _overridden(config: RunnerConfig, state_dir: str | None, runtime_name: str |
     """
     if state_dir is not None:
         try:
-            config = with_state_dir(config, state_dir)
-        except ConfigError as exc:
-            raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
+            accounts = tuple(
+                attrs.evolve(spec, config=attrs.evolve(spec.config, state_dir=state_dir)) for spec in config.accounts
+            )
+        except (TypeError, ValueError) as exc:
+            msg = f"--state-dir: {exc}"
+            raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+        config = attrs.evolve(config, accounts=accounts)
     if runtime_name is not None:
         try:
             config = attrs.evolve(config, runtime_name=check_runtime_name(runtime_name))
