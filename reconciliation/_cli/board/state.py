@@ -266,6 +266,7 @@ class _Account:
     breaks: dict[BreakKey, BreakView] = attrs.Factory(dict)
 
 
+@attrs.define(kw_only=True)
 class BoardState:
     """Every account's last run and open breaks; `version` grows with every change.
 
@@ -274,15 +275,12 @@ class BoardState:
         one_off_shown_for: how long a one-off run's account stays.
     """
 
-    def __init__(
-        self, *, stale_grace: dt.timedelta = STALE_GRACE, one_off_shown_for: dt.timedelta = ONE_OFF_SHOWN_FOR
-    ) -> None:
-        self._accounts: dict[str, _Account] = {}
-        self.version = 0
-        self.feed = FeedStatus(live=False, detail="connecting to Redis")
-        self.stale_grace = stale_grace
-        self.one_off_shown_for = one_off_shown_for
-        self._judged: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    stale_grace: dt.timedelta = STALE_GRACE
+    one_off_shown_for: dt.timedelta = ONE_OFF_SHOWN_FOR
+    version: int = attrs.field(init=False, default=0)
+    feed: FeedStatus = attrs.field(init=False, default=FeedStatus(live=False, detail="connecting to Redis"))
+    _accounts: dict[str, _Account] = attrs.field(init=False, factory=dict)
+    _judged: tuple[frozenset[str], frozenset[str]] = attrs.field(init=False, default=(frozenset(), frozenset()))
 
     def seed(self, account_id: str, last_run: RunRecord | None, open_breaks: list[BreakState]) -> None:
         """What the audit store holds for an account: the starting point."""
