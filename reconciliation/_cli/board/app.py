@@ -29,6 +29,7 @@ import uuid
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -384,16 +385,10 @@ class _Endpoints:
         )
 
     async def api_board(self, _: Request) -> Response:
-        feed = self._board.state.feed
         now = self._now()
         return JSONResponse(
             {
-                "feed": {
-                    "live": feed.live,
-                    "detail": feed.detail,
-                    "malformed": feed.malformed,
-                    "last_malformed": feed.last_malformed,
-                },
+                "feed": attrs.asdict(self._board.state.feed),
                 "accounts": [_account_json(account, now) for account in self._board.state.accounts(now)],
                 "one_off_checks": [_account_json(account, now) for account in self._board.state.one_offs(now)],
             }
