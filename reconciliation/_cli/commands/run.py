@@ -24,8 +24,6 @@ from reconciliation._cli.shared import (
     CommandError,
     cluster_option,
     configure_logging,
-    log_format_option,
-    log_level_option,
     redis_errors,
     verbose_option,
 )
@@ -94,8 +92,20 @@ UNNAMED_RUNTIME_LABEL = "reconciliation"
     is_flag=True,
     help="Log the SDKs' DEBUG lines (ccxt, alpaca, ib_async, urllib3, ...), which -v leaves out: they carry API keys and signatures.",
 )
-@log_level_option
-@log_format_option
+@click.option(
+    "--log-level",
+    type=click.Choice(("debug", "info", "warning", "error"), case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="The least severe records logged (-v is --log-level debug).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="text: for people (rich on a terminal); json: one JSON object per line, extra fields included.",
+)
 @cluster_option
 @click.pass_obj
 def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
