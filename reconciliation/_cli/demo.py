@@ -199,7 +199,6 @@ class RunFeed:
 
     @property
     def corrections(self) -> list[dict[str, Any]]:
-        """Every correction step received, in order."""
         with self._changed:
             return list(self._corrections)
 

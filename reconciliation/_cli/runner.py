@@ -259,9 +259,7 @@ def config_from_table(table: Mapping[str, Any], *, where: str, ignore: tuple[str
     options = {key: value for key, value in table.items() if key in _CONFIG_KEYS}
     config = _config(problems, where, options, lambda key: key)
     problems.raise_any()
-    if config is None:  # pragma: no cover - _config records a problem whenever it returns None
-        msg = f"{where}: not a configuration"
-        raise ConfigError(msg)
+    assert config is not None  # noqa: S101 - _config records a problem whenever it returns None
     return config
 
 

@@ -189,7 +189,6 @@ def configure_logging(
 
 
 def _not_sdk_debug(record: logging.LogRecord) -> bool:
-    """False for a record below INFO from one of the `SDK_LOGGERS`."""
     return record.levelno >= logging.INFO or not (
         record.name in SDK_LOGGERS or record.name.startswith(_SDK_PREFIXES)
     )

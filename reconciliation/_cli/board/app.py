@@ -133,18 +133,12 @@ class Board:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._changes: _Changes | None = None
+        self.changes = _Changes()
         self._judging: asyncio.Task[None] | None = None
-
-    @property
-    def changes(self) -> _Changes:
-        if self._changes is None:
-            self._changes = _Changes()
-        return self._changes
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._changes = _Changes()
+        self.changes = _Changes()
         self._judging = asyncio.create_task(self._judge())
         if self._client is None:
             self.state.set_feed(FeedStatus(live=False, detail="no Redis given: the audit store only"))
@@ -351,8 +345,6 @@ class _NotFoundError(Exception):
 
 
 class _Endpoints:
-    """The routes' handlers over one board."""
-
     def __init__(self, board: Board, where: str) -> None:
         self._board = board
         self._where = where

@@ -173,7 +173,6 @@ def _enough_descriptors(connections: int) -> None:
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A socket listening on host:port."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.socket(family, socket.SOCK_STREAM)
