@@ -29,6 +29,7 @@ import attrs
 import cattrs
 from cattrs.cols import is_mapping
 
+from reconciliation._cli.main import ExitCode
 from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
@@ -544,9 +545,6 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
         raise StartError(str(exc)) from exc
 
 
-SECOND_SIGNAL_EXIT_CODE = 130
-
-
 @attrs.define
 class Readiness:
     """What `/healthz` of `reconciliation run` answers: ready (200) once every account's
@@ -663,4 +661,4 @@ def _on_second_signal(signum: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(SECOND_SIGNAL_EXIT_CODE)
+    os._exit(ExitCode.INTERRUPTED)

@@ -159,10 +159,6 @@ class Liveness:
         return lines
 
 
-def _unshowable(message: Message, error: Exception) -> Message:
-    return attrs.evolve(message, payload=None, problem=f"cannot be shown: {describe_error(error)}")
-
-
 class StderrNarrator:
     """Says on stderr that Redis went away, each retry, and when it is back."""
 
@@ -242,7 +238,7 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
             raise
         except Exception as exc:  # no entry, however crafted, ends the watch
             logger.debug("Entry %s of %s could not be shown", entry.entry_id, entry.stream, exc_info=True)
-            show(_unshowable(message, exc))
+            show(attrs.evolve(message, payload=None, problem=f"cannot be shown: {describe_error(exc)}"))
         if not entry.replayed:
             live += 1
 
