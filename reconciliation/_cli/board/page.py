@@ -175,14 +175,14 @@ def board_fragment(
 
 def _marks(sightings: list[BreakSighting], halted_run_id: str | None) -> dict[int, str]:
     """What each run did to the break, by its index: `escalated` where the severity rose
-    over the run before, `kill switch` for the run that fired it."""
+    over the run before, `HALT: kill switch` for the run that fired it."""
     marks: dict[int, list[str]] = {}
     for index, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
         if _RANK.get(after.severity.value, 0) > _RANK.get(before.severity.value, 0):
             marks.setdefault(index, []).append("escalated")
     for index, sighting in enumerate(sightings):
         if halted_run_id is not None and str(sighting.run_id) == halted_run_id:
-            marks.setdefault(index, []).append("kill switch")
+            marks.setdefault(index, []).append("HALT: kill switch")
     return {index: ", ".join(words) for index, words in marks.items()}
 
 
@@ -232,8 +232,7 @@ def history_fragment(
 def _mark(mark: str | None) -> str:
     if mark is None:
         return ""
-    halt = "kill switch" in mark
-    return f'<span class="{"halt" if halt else "escalated"}">{_text(mark.replace("kill switch", "HALT: kill switch"))}</span>'
+    return f'<span class="{"halt" if "HALT" in mark else "escalated"}">{_text(mark)}</span>'
 
 
 def page(fragment: str, *, version: int, where: str) -> str:

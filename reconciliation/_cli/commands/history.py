@@ -197,18 +197,12 @@ def _render_history(console: Console, history: AccountHistory, *, open_only: boo
     console.print(runs if history.runs else Text("No runs recorded for this account in that window.", "dim"))
     for run in history.runs:
         if run.error is not None:
-            console.print(
-                Text(f"  run {str(run.run_id)[:8]} failed: {safe_text(run.error)}"), highlight=False, soft_wrap=True
-            )
+            _note(console, Text(f"  run {str(run.run_id)[:8]} failed: {safe_text(run.error)}"))
         for recorded in run.discrepancies:
             explanation = recorded.discrepancy.explanation
             if explanation is not None:
-                console.print(
-                    Text(f"  run {str(run.run_id)[:8]} {safe_text(recorded.discrepancy.subject)}: ")
-                    + _text(explanation.summary(), "dim"),
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                what = safe_text(recorded.discrepancy.subject)
+                _note(console, Text(f"  run {str(run.run_id)[:8]} {what}: ") + _text(explanation.summary(), "dim"))
     kind = "Open breaks" if open_only else "Breaks"
     breaks = Table(title=f"{kind} of {account} (oldest first)", title_justify="left", highlight=False)
     values = [_money(value) for state in history.breaks for value in (state.local_value, state.broker_value)]
@@ -240,6 +234,11 @@ def _render_history(console: Console, history: AccountHistory, *, open_only: boo
             _status(state),
         )
     console.print(breaks if history.breaks else Text(f"No {kind.lower()} match.", "dim"))
+
+
+def _note(console: Console, line: Text) -> None:
+    """A line under a table, not wrapped at the terminal's width."""
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 def _status(state: BreakState) -> Text:
@@ -293,8 +292,4 @@ def _render_corrections(console: Console, found: AccountCorrections) -> None:
     console.print(table)
     for event in found.corrections:
         if event.reason is not None:
-            console.print(
-                Text(f"  {event.status.value} {str(event.correction.break_id)[:8]}: {safe_text(event.reason)}"),
-                highlight=False,
-                soft_wrap=True,
-            )
+            _note(console, Text(f"  {event.status.value} {str(event.correction.break_id)[:8]}: {safe_text(event.reason)}"))
