@@ -208,11 +208,9 @@ class RunFeed:
         payload = dict(message.payload)
         self.last_message = time.monotonic()
         run_id = str(payload.get("run_id"))
-        if message.channel == RESOLVED_CHANNEL:
-            self._console.print(resolved_line(payload, prefix=_INDENT))
-            return
-        if message.channel == HALT_CHANNEL:
-            self._console.print(halt_line(payload, prefix=_INDENT))
+        notice = {RESOLVED_CHANNEL: resolved_line, HALT_CHANNEL: halt_line}.get(message.channel)
+        if notice is not None:
+            self._console.print(notice(payload, prefix=_INDENT))
             return
         if message.channel == CORRECTION_CHANNEL:
             self._console.print(

@@ -143,7 +143,7 @@ class Board:
         if self._client is None:
             self.state.set_feed(FeedStatus(live=False, detail="no Redis given: the audit store only"))
             return
-        self._thread = threading.Thread(target=self._follow, name="board-stream-reader", daemon=True)
+        self._thread = threading.Thread(target=self._follow, args=(self._client,), name="board-stream-reader", daemon=True)
         self._thread.start()
 
     async def stop(self) -> None:
@@ -198,19 +198,17 @@ class Board:
         after = f", resumed after entry {resume_after}" if resume_after else ""
         self._status(f"live from {self._where}{after}", live=True)
 
-    def _follow(self) -> None:
+    def _follow(self, client: redis.Redis | redis.RedisCluster) -> None:
         """Follow the streams as long as the board runs: after an error, wait (`FEED_BACKOFF`)
         until the streams can be read again, then go on from the last entry handed on."""
-        if self._client is None:
-            return
         follower = StreamFollower(
-            self._client, backoff=FEED_BACKOFF, reconnection=self, wake=self._stop, block_seconds=_FEED_BLOCK_SECONDS
+            client, backoff=FEED_BACKOFF, reconnection=self, wake=self._stop, block_seconds=_FEED_BLOCK_SECONDS
         )
         failures = 0
         while not self._stop.is_set():
             try:
                 if failures:
-                    self._readable()
+                    self._readable(client)
                     self._status(f"live from {self._where} again, the streams readable", live=True)
                 follower.run(
                     self._hand_on,
@@ -225,15 +223,14 @@ class Board:
                 failures += 1
                 self._refused(exc, failures)
 
-    def _readable(self) -> None:
+    def _readable(self, client: redis.Redis | redis.RedisCluster) -> None:
         """Raise the reason the streams cannot be read yet: a stream key of another type.
 
         Raises:
             redis.ResponseError: a key holds another type than a stream.
         """
-        assert self._client is not None  # noqa: S101 - only called while following
-        for key in KeySpace.for_client(self._client).streams.values():
-            kind = self._client.type(key)
+        for key in KeySpace.for_client(client).streams.values():
+            kind = client.type(key)
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             if kind not in {"stream", "none"}:
                 msg = f"WRONGTYPE the key {key} holds a {kind}, not a stream"
