@@ -267,26 +267,21 @@ class RunFeed:
 
 @attrs.frozen
 class Fault:
-    """A break the script injects, and the discrepancy that should reveal it."""
+    """A break the script injects, the discrepancy that should reveal it, and the run that did."""
 
     name: str
     kind: str
     symbol: str | None
     injected: float
     """Seconds since the session started."""
-
-    def revealed_by(self, run: Run) -> bool:
-        return run.find(self.kind, self.symbol) is not None
-
-
-@attrs.frozen
-class Detection:
-    fault: Fault
-    run: Run | None
+    caught_by: Run | None = None
 
     @property
     def caught(self) -> bool:
-        return self.run is not None
+        return self.caught_by is not None
+
+    def revealed_by(self, run: Run) -> bool:
+        return run.find(self.kind, self.symbol) is not None
 
 
 @attrs.frozen
@@ -294,7 +289,7 @@ class DemoReport:
     """What the session showed: every run, every fault and whether it was caught."""
 
     runs: tuple[Run, ...]
-    detections: tuple[Detection, ...]
+    detections: tuple[Fault, ...]
     corrections: tuple[dict[str, Any], ...] = ()
     """Every correction step published, in order."""
 
@@ -347,7 +342,7 @@ class Session:
     service: ReconciliationService
     feed: RunFeed
     started: float
-    detections: list[Detection] = attrs.field(init=False, factory=list)
+    detections: list[Fault] = attrs.field(init=False, factory=list)
     engine: pykka.ActorRef[Any] | None = attrs.field(init=False, default=None)
     _fill_ids: itertools.count[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
 
@@ -401,7 +396,7 @@ class Session:
         """Wait for the run that reveals each fault and record it (or that none did)."""
         for fault in faults:
             run = await asyncio.to_thread(self.feed.wait_for, since, fault.revealed_by, self.pace.wait_seconds)
-            self.detections.append(Detection(fault, run))
+            self.detections.append(attrs.evolve(fault, caught_by=run))
             if run is None:
                 self.say(f"[bold red]{fault.name}: no run caught it[/bold red]", who="check")
 
@@ -692,8 +687,8 @@ def show_summary(console: Console, report: DemoReport) -> None:
     faults = Table(title="Injected faults", title_justify="left")
     for column in ("fault", "seen as", "severity", "caught by", "after"):
         faults.add_column(column, justify="right" if column == "after" else "left", overflow="fold")
-    for detection in report.detections:
-        fault, caught_by = detection.fault, detection.run
+    for fault in report.detections:
+        caught_by = fault.caught_by
         seen = f"{fault.kind} {fault.symbol or ''}".strip()
         if caught_by is None:
             faults.add_row(fault.name, seen, "-", "[bold red]not caught[/bold red]", "-")

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from rich.console import Console
 from rich.text import Text
 
 from reconciliation._cli.board.page import age_text
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis
-    from rich.console import Console
 
     from reconciliation._publishing.streams import StreamEntry
 
@@ -117,14 +117,14 @@ def _clock(stamp: str) -> str:
         return safe_text(stamp[:23])
 
 
+@attrs.define
 class Liveness:
     """Each account's next due run, from its results; `stale(now)` names the accounts that
     went stale since the last look (once each, until a newer result comes)."""
 
-    def __init__(self, grace: dt.timedelta) -> None:
-        self._grace = grace
-        self._due: dict[str, tuple[dt.datetime, dt.datetime]] = {}
-        self._said: set[str] = set()
+    _grace: dt.timedelta
+    _due: dict[str, tuple[dt.datetime, dt.datetime]] = attrs.field(init=False, factory=dict)
+    _said: set[str] = attrs.field(init=False, factory=set)
 
     def saw(self, message: Message) -> None:
         payload = message.payload
@@ -159,13 +159,13 @@ class Liveness:
         return lines
 
 
+@attrs.frozen
 class StderrNarrator:
     """Says on stderr that Redis went away, each retry, and when it is back."""
 
-    def __init__(self, console: Console, where: str, backoff: Backoff) -> None:
-        self._console = console
-        self._where = where
-        self._backoff = backoff
+    _console: Console
+    _where: str
+    _backoff: Backoff
 
     def lost(self, attempt: int, retry_in: float, error: BaseException) -> None:
         reason = safe_text(redact_text(describe_error(error)))

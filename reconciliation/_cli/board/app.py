@@ -98,11 +98,11 @@ def seed(store: AuditStore, *, stale_grace: dt.timedelta = STALE_GRACE) -> Board
     return state
 
 
+@attrs.define
 class _Changes:
     """Wakes every waiter once per change; a waiter takes `current` before it checks the version."""
 
-    def __init__(self) -> None:
-        self.current = asyncio.Event()
+    current: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     def notify(self) -> None:
         self.current.set()
@@ -341,10 +341,10 @@ class _NotFoundError(Exception):
     """No break with that id, open on the board or recorded in the store."""
 
 
+@attrs.frozen
 class _Endpoints:
-    def __init__(self, board: Board, where: str) -> None:
-        self._board = board
-        self._where = where
+    _board: Board
+    _where: str
 
     @staticmethod
     def _now() -> dt.datetime:
