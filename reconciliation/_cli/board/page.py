@@ -30,14 +30,6 @@ def _clock(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _short_clock(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%m-%d %H:%M:%S")
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
 def age_text(seconds: float) -> str:
     """`3 d 4 h`, `2 h 5 min`, `12 min`, `40 s`: the same as the page's script writes."""
     units = (("d", 86400), ("h", 3600), ("min", 60))
@@ -52,7 +44,7 @@ def age_text(seconds: float) -> str:
 
 
 def _since(moment: dt.datetime, now: dt.datetime) -> str:
-    return f'<span data-since="{_iso(moment)}">{age_text((now - moment).total_seconds())}</span>'
+    return f'<span data-since="{moment.astimezone(dt.UTC).isoformat(timespec="seconds")}">{age_text((now - moment).total_seconds())}</span>'
 
 
 def _stale(run: RunView | None, liveness: Liveness) -> str:
@@ -210,7 +202,7 @@ def history_fragment(
     if sightings:
         marks = _marks(sightings, halted_run_id)
         rows = "".join(
-            f'<tr class="{_text(s.severity.value)}" data-run-id="{_text(s.run_id)}"><td>{_short_clock(s.seen_at)}</td>'
+            f'<tr class="{_text(s.severity.value)}" data-run-id="{_text(s.run_id)}"><td>{s.seen_at.astimezone(dt.UTC):%m-%d %H:%M:%S}</td>'
             f'<td class="severity">{_text(s.severity.value)}</td>'
             f'<td class="mark">{_mark(marks.get(index))}</td>'
             f'<td class="num">{_value(decimal_text(s.local_value))}</td>'

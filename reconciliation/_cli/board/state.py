@@ -310,12 +310,13 @@ class BoardState:
         account = self._accounts.setdefault(payload["account_id"], _Account())
         if message.channel == RESULT_CHANNEL:
             changed = self._result(account, payload, message.fence)
+        elif message.channel == CORRECTION_CHANNEL:
+            changed = False  # a correction changes the board only through the runs that follow it
         else:
             changed = {
                 DISCREPANCY_CHANNEL: self._discrepancy,
                 RESOLVED_CHANNEL: self._resolved,
                 HALT_CHANNEL: self._halt,
-                CORRECTION_CHANNEL: self._correction,
             }[message.channel](account, payload)
         if changed:
             self.version += 1
@@ -404,11 +405,6 @@ class BoardState:
             return False
         del account.breaks[key]
         return True
-
-    @staticmethod
-    def _correction(_account: _Account, _payload: Mapping[str, Any]) -> bool:
-        """A correction changes the board only through the runs that follow it."""
-        return False
 
     @staticmethod
     def _halt(account: _Account, payload: Mapping[str, Any]) -> bool:
