@@ -126,16 +126,14 @@ class ExecutionActor(pykka.ThreadingActor):
     """The stand-in for a trading engine's execution actor.
 
     Books each execution into the paper broker and the local book, then tells the
-    engine's fill to the reconciliation service, as an embedding engine would.
+    engine's fill to the reconciliation service's ref, as an embedding engine would.
     """
 
-    def __init__(
-        self, broker: PaperBroker, portfolio: InMemoryPortfolio, reconciliation: pykka.ActorRef[Any]
-    ) -> None:
+    def __init__(self, broker: PaperBroker, portfolio: InMemoryPortfolio, service: ReconciliationService) -> None:
         super().__init__()
         self._broker = broker
         self._portfolio = portfolio
-        self._reconciliation = reconciliation
+        self._service = service
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Execute):
@@ -145,7 +143,7 @@ class ExecutionActor(pykka.ThreadingActor):
             self._broker.apply_fill(message.at_broker)
         if message.in_engine is not None:
             self._portfolio.apply_fill(message.in_engine)
-            self._reconciliation.tell(message.in_engine)
+            self._service.ref.tell(message.in_engine)
         return None
 
 
@@ -342,8 +340,8 @@ class Session:
     service: ReconciliationService
     feed: RunFeed
     started: float
+    engine: pykka.ActorRef[Any]
     detections: list[Fault] = attrs.field(init=False, factory=list)
-    engine: pykka.ActorRef[Any] | None = attrs.field(init=False, default=None)
     _fill_ids: itertools.count[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
 
     def elapsed(self) -> float:
@@ -372,11 +370,7 @@ class Session:
         )
 
     async def execute(self, at_broker: OrderFill | None, in_engine: OrderFill | None) -> None:
-        engine = self.engine
-        if engine is None:
-            msg = "the execution actor is not started"
-            raise RuntimeError(msg)
-        await asyncio.to_thread(engine.ask, Execute(at_broker, in_engine), timeout=5.0)
+        await asyncio.to_thread(self.engine.ask, Execute(at_broker, in_engine), timeout=5.0)
 
     async def trade(
         self, order_id: str, symbol: str, quantity: int, price: str, commission: str = "1.00"
@@ -436,7 +430,6 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     s.say(f"Broker and engine both open account {s.account_id} with 100,000.00 cash and no positions.")
     since = len(s.feed.runs)
     await s.service.start()
-    s.engine = ExecutionActor.start(s.broker, s.portfolio, s.service.ref)
     await s.until_run("startup", since)
 
     s.act("2. Trading as usual: each fill is booked by both sides")
@@ -618,6 +611,7 @@ async def run_demo(
         service=service,
         feed=feed,
         started=started,
+        engine=ExecutionActor.start(broker, portfolio, service),
     )
     interrupted = False
     try:
@@ -631,8 +625,7 @@ async def run_demo(
             # flight are abandoned (reported failed), the rest is not waited for.
             feed.close()
             stop_listening.set()
-        if session.engine is not None:
-            session.engine.stop()
+        session.engine.stop()
         await service.stop()
         if not interrupted:
             await asyncio.to_thread(_drain, feed)

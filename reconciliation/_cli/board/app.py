@@ -40,7 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconciliation._cli.board.page import board_fragment, history_fragment, page
-from reconciliation._cli.board.state import STALE_GRACE, BoardState, FeedStatus
+from reconciliation._cli.board.state import STALE_GRACE, BoardState, BreakView, FeedStatus
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
@@ -49,7 +49,7 @@ from reconciliation._publishing.redis_clients import disconnect
 from reconciliation._publishing.redis_sink import KeySpace
 from reconciliation._publishing.streams import StreamFollower
 from reconciliation._wire.payloads import explanation_payload
-from reconciliation.audit import AuditStoreError
+from reconciliation.audit import AuditStore, AuditStoreError
 from reconciliation.audit._history import break_to_dict
 
 if TYPE_CHECKING:
@@ -58,10 +58,10 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from reconciliation._cli.board.state import AccountView, BreakView, RunView
+    from reconciliation._cli.board.state import AccountView, RunView
     from reconciliation._domain.breaks import BreakState
     from reconciliation._publishing.streams import StreamEntry
-    from reconciliation.audit import AuditStore, BreakSighting
+    from reconciliation.audit import BreakSighting
 
 __all__ = ["FEED_BACKOFF", "LOOPBACK_HOSTS", "Board", "create_app", "seed"]
 
@@ -109,6 +109,7 @@ class _Changes:
         self.current = asyncio.Event()
 
 
+@attrs.define
 class Board:
     """The board's state, the audit store behind it, and the thread that follows the streams.
 
@@ -122,19 +123,16 @@ class Board:
             with runs the store had not recorded yet.
     """
 
-    def __init__(
-        self, state: BoardState, store: AuditStore, client: redis.Redis | redis.RedisCluster | None, *, where: str, replay: int
-    ) -> None:
-        self.state = state
-        self.store = store
-        self._client = client
-        self._where = where
-        self._replay = replay
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.changes = _Changes()
-        self._judging: asyncio.Task[None] | None = None
+    state: BoardState
+    store: AuditStore
+    _client: redis.Redis | redis.RedisCluster | None
+    _where: str = attrs.field(kw_only=True)
+    _replay: int = attrs.field(kw_only=True)
+    changes: _Changes = attrs.field(init=False, factory=_Changes)
+    _stop: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _thread: threading.Thread | None = attrs.field(init=False, default=None)
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
+    _judging: asyncio.Task[None] | None = attrs.field(init=False, default=None)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -430,11 +428,8 @@ class _Endpoints:
 
 
 def _title(view: BreakView | None, state: BreakState | None) -> str:
-    if state is not None:
-        return f"{state.account_id} · {state.type.value} · {state.symbol or '(account)'}"
-    if view is not None:
-        return f"{view.account_id} · {view.type} · {view.symbol or '(account)'}"
-    return "break"
+    shown = view if state is None else BreakView.from_state(state)
+    return "break" if shown is None else f"{shown.account_id} · {shown.type} · {shown.symbol or '(account)'}"
 
 
 def _unreadable(error: AuditStoreError) -> str:
