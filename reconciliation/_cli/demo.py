@@ -26,10 +26,11 @@ import logging
 import threading
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pykka
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis
-    from rich.console import Console
 
 __all__ = [
     "NORMAL",
@@ -93,6 +93,7 @@ _INDENT = " " * 18
 _LISTEN_BLOCK_SECONDS = 0.2
 """How soon the demo's stream reader notices the end of the session."""
 _LISTEN_GIVE_UP_SECONDS = 30.0
+_Found = TypeVar("_Found")
 
 
 @attrs.frozen
@@ -125,16 +126,14 @@ class ExecutionActor(pykka.ThreadingActor):
     """The stand-in for a trading engine's execution actor.
 
     Books each execution into the paper broker and the local book, then tells the
-    engine's fill to the reconciliation service, as an embedding engine would.
+    engine's fill to the reconciliation service's ref, as an embedding engine would.
     """
 
-    def __init__(
-        self, broker: PaperBroker, portfolio: InMemoryPortfolio, reconciliation: pykka.ActorRef[Any]
-    ) -> None:
+    def __init__(self, broker: PaperBroker, portfolio: InMemoryPortfolio, service: ReconciliationService) -> None:
         super().__init__()
         self._broker = broker
         self._portfolio = portfolio
-        self._reconciliation = reconciliation
+        self._service = service
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Execute):
@@ -144,7 +143,7 @@ class ExecutionActor(pykka.ThreadingActor):
             self._broker.apply_fill(message.at_broker)
         if message.in_engine is not None:
             self._portfolio.apply_fill(message.in_engine)
-            self._reconciliation.tell(message.in_engine)
+            self._service.ref.tell(message.in_engine)
         return None
 
 
@@ -198,7 +197,6 @@ class RunFeed:
 
     @property
     def corrections(self) -> list[dict[str, Any]]:
-        """Every correction step received, in order."""
         with self._changed:
             return list(self._corrections)
 
@@ -208,11 +206,9 @@ class RunFeed:
         payload = dict(message.payload)
         self.last_message = time.monotonic()
         run_id = str(payload.get("run_id"))
-        if message.channel == RESOLVED_CHANNEL:
-            self._console.print(resolved_line(payload, prefix=_INDENT))
-            return
-        if message.channel == HALT_CHANNEL:
-            self._console.print(halt_line(payload, prefix=_INDENT))
+        notice = {RESOLVED_CHANNEL: resolved_line, HALT_CHANNEL: halt_line}.get(message.channel)
+        if notice is not None:
+            self._console.print(notice(payload, prefix=_INDENT))
             return
         if message.channel == CORRECTION_CHANNEL:
             self._console.print(
@@ -246,28 +242,21 @@ class RunFeed:
 
     def wait_for(self, since: int, match: Callable[[Run], bool], timeout: float) -> Run | None:
         """The first run after the first `since` runs that `match`es, waiting up to `timeout`."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = next((run for run in self._runs[since:] if match(run)), None)
-                remaining = deadline - time.monotonic()
-                if found is not None or remaining <= 0 or self._closed:
-                    return found
-                self._changed.wait(remaining)
-
-    def count(self) -> int:
-        with self._changed:
-            return len(self._runs)
+        return self._wait(lambda: next((run for run in self._runs[since:] if match(run)), None), timeout)
 
     def wait_for_correction(self, status: str, symbol: str, timeout: float) -> dict[str, Any] | None:
         """The first correction step `status` of `symbol`'s break, waiting up to `timeout`."""
+        return self._wait(
+            lambda: next((c for c in self._corrections if (c.get("status"), c.get("symbol")) == (status, symbol)), None),
+            timeout,
+        )
+
+    def _wait(self, find: Callable[[], _Found | None], timeout: float) -> _Found | None:
+        """What `find` finds under the lock, waiting for changes up to `timeout` (or the close)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                found = next(
-                    (c for c in self._corrections if (c.get("status"), c.get("symbol")) == (status, symbol)),
-                    None,
-                )
+                found = find()
                 remaining = deadline - time.monotonic()
                 if found is not None or remaining <= 0 or self._closed:
                     return found
@@ -276,26 +265,21 @@ class RunFeed:
 
 @attrs.frozen
 class Fault:
-    """A break the script injects, and the discrepancy that should reveal it."""
+    """A break the script injects, the discrepancy that should reveal it, and the run that did."""
 
     name: str
     kind: str
     symbol: str | None
     injected: float
     """Seconds since the session started."""
-
-    def revealed_by(self, run: Run) -> bool:
-        return run.find(self.kind, self.symbol) is not None
-
-
-@attrs.frozen
-class Detection:
-    fault: Fault
-    run: Run | None
+    caught_by: Run | None = None
 
     @property
     def caught(self) -> bool:
-        return self.run is not None
+        return self.caught_by is not None
+
+    def revealed_by(self, run: Run) -> bool:
+        return run.find(self.kind, self.symbol) is not None
 
 
 @attrs.frozen
@@ -303,7 +287,7 @@ class DemoReport:
     """What the session showed: every run, every fault and whether it was caught."""
 
     runs: tuple[Run, ...]
-    detections: tuple[Detection, ...]
+    detections: tuple[Fault, ...]
     corrections: tuple[dict[str, Any], ...] = ()
     """Every correction step published, in order."""
 
@@ -316,14 +300,22 @@ class DemoReport:
         return sum(run.result.get("status") == "failed" for run in self.runs)
 
     @property
+    def lives(self) -> dict[str, list[dict[str, Any]]]:
+        """The correction steps of each break, by its id, in order."""
+        lives: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        for step in self.corrections:
+            lives[str(step.get("break_id"))].append(step)
+        return lives
+
+    @property
     def corrected(self) -> bool:
         """A break was proposed, confirmed, applied and verified (resolved) by auto-correction,
         by booking the broker's fill that explains it."""
-        lives: dict[str, list[str]] = collections.defaultdict(list)
-        for step in self.corrections:
-            lives[str(step.get("break_id"))].append(str(step.get("status")))
-        booked = {str(step.get("break_id")) for step in self.corrections if step.get("fills")}
-        return any(life == list(CORRECTION_LIFE) and key in booked for key, life in lives.items())
+        return any(
+            [str(step.get("status")) for step in steps] == list(CORRECTION_LIFE)
+            and any(step.get("fills") for step in steps)
+            for steps in self.lives.values()
+        )
 
     @property
     def succeeded(self) -> bool:
@@ -336,32 +328,21 @@ class DemoReport:
         )
 
 
+@attrs.define(kw_only=True)
 class Session:
     """The script's hands: trade, inject, repair, ask; and its voice."""
 
-    def __init__(
-        self,
-        *,
-        console: Console,
-        pace: Pace,
-        account_id: str,
-        broker: PaperBroker,
-        portfolio: InMemoryPortfolio,
-        service: ReconciliationService,
-        feed: RunFeed,
-        started: float,
-    ) -> None:
-        self.console = console
-        self.pace = pace
-        self.account_id = account_id
-        self.broker = broker
-        self.portfolio = portfolio
-        self.service = service
-        self.feed = feed
-        self.started = started
-        self.detections: list[Detection] = []
-        self.engine: pykka.ActorRef[Any] | None = None
-        self._fill_ids = itertools.count(1)
+    console: Console
+    pace: Pace
+    account_id: str
+    broker: PaperBroker
+    portfolio: InMemoryPortfolio
+    service: ReconciliationService
+    feed: RunFeed
+    started: float
+    engine: pykka.ActorRef[Any]
+    detections: list[Fault] = attrs.field(init=False, factory=list)
+    _fill_ids: itertools.count[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -389,11 +370,7 @@ class Session:
         )
 
     async def execute(self, at_broker: OrderFill | None, in_engine: OrderFill | None) -> None:
-        engine = self.engine
-        if engine is None:
-            msg = "the execution actor is not started"
-            raise RuntimeError(msg)
-        await asyncio.to_thread(engine.ask, Execute(at_broker, in_engine), timeout=5.0)
+        await asyncio.to_thread(self.engine.ask, Execute(at_broker, in_engine), timeout=5.0)
 
     async def trade(
         self, order_id: str, symbol: str, quantity: int, price: str, commission: str = "1.00"
@@ -401,9 +378,8 @@ class Session:
         """An execution both books see: the normal case."""
         fill = self.fill(order_id, symbol, quantity, price, commission)
         await self.execute(fill, fill)
-        self.say(
-            f"{_side(quantity)} {abs(quantity)} {symbol} @ {price} ({order_id} {fill.fill_id})", who="fill"
-        )
+        side = "BUY " if quantity > 0 else "SELL"
+        self.say(f"{side} {abs(quantity)} {symbol} @ {price} ({order_id} {fill.fill_id})", who="fill")
 
     def inject(self, name: str, story: str, kind: str, symbol: str | None) -> Fault:
         """Tell what went wrong; return the fault, to be caught as a `kind` break on `symbol`."""
@@ -413,10 +389,8 @@ class Session:
     async def caught(self, faults: list[Fault], since: int) -> None:
         """Wait for the run that reveals each fault and record it (or that none did)."""
         for fault in faults:
-            run = await asyncio.to_thread(
-                self.feed.wait_for, since, fault.revealed_by, self.pace.wait_seconds
-            )
-            self.detections.append(Detection(fault, run))
+            run = await asyncio.to_thread(self.feed.wait_for, since, fault.revealed_by, self.pace.wait_seconds)
+            self.detections.append(attrs.evolve(fault, caught_by=run))
             if run is None:
                 self.say(f"[bold red]{fault.name}: no run caught it[/bold red]", who="check")
 
@@ -435,17 +409,8 @@ class Session:
             self.feed.wait_for, since, lambda run: run.trigger == trigger, self.pace.wait_seconds
         )
 
-    def ask(self, requested_by: str) -> ReconciliationResult:
-        """What an engine's risk actor does: ask the service's ref, block for the result."""
-        request = ReconcileRequest(self.account_id, requested_by=requested_by)
-        return self.service.ref.ask(request, timeout=self.pace.wait_seconds)
-
     async def pause(self) -> None:
         await asyncio.sleep(self.pace.pause_seconds)
-
-
-def _side(quantity: int) -> str:
-    return "BUY " if quantity > 0 else "SELL"
 
 
 async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after another, read top to bottom
@@ -463,14 +428,13 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
 
     s.act("1. Opening: the service starts and reconciles at once")
     s.say(f"Broker and engine both open account {s.account_id} with 100,000.00 cash and no positions.")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.service.start()
-    s.engine = ExecutionActor.start(s.broker, s.portfolio, s.service.ref)
     await s.until_run("startup", since)
 
     s.act("2. Trading as usual: each fill is booked by both sides")
     s.say(f"The engine's execution actor tells every fill to the service, which runs {delay} after a burst.")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.trade("ORD-1", "AAPL", 100, "189.50")
     await s.trade("ORD-2", "MSFT", 30, "415.20")
     await s.trade("ORD-2", "MSFT", 20, "415.25")
@@ -479,10 +443,10 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
 
     s.act("3. A quiet market: the periodic check still runs")
     s.say(f"No fills now; the service reconciles every {interval} regardless.")
-    await s.until_run("periodic", s.feed.count())
+    await s.until_run("periodic", len(s.feed.runs))
 
     s.act("4. Positions the engine never saw")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     lost = s.fill("ORD-2", "MSFT", 10, "415.30")
     await s.execute(lost, None)
     transfer = s.fill("ACATS-1", "NVDA", 40, "120.00", commission="0")
@@ -510,7 +474,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.caught(faults, since)
     await s.pause()
     s.say("The drop copy arrives late; the engine books the MSFT fill.", who="repair")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.execute(None, lost)
     await s.until_run("post_fill", since)
     s.say(
@@ -522,7 +486,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
 
     s.act("5. A trade the broker busted")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     busted = s.fill("ORD-3", "GOOG", 25, "171.30")
     await s.execute(None, busted)
     faults = [
@@ -536,13 +500,13 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.caught(faults, since)
     await s.pause()
     s.say("The bust notice arrives; the engine reverses the fill.", who="repair")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     await s.execute(None, s.fill("ORD-3", "GOOG", -25, "171.30", commission="-1.00"))
     await s.until_run("post_fill", since)
     await s.pause()
 
     s.act("6. A commission the engine did not charge")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     charged = s.fill("ORD-4", "AAPL", -50, "191.00", commission="5.95")
     await s.execute(charged, attrs.evolve(charged, commission=Decimal("1.00")))
     faults = [
@@ -565,7 +529,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
 
     s.act("7. A price the engine rounded")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     exact = s.fill("ORD-5", "AMZN", 100, "185.123456")
     await s.execute(exact, attrs.evolve(exact, price=Decimal("185.12")))
     faults = [
@@ -581,7 +545,7 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
 
     s.act("8. A stale price feed")
-    since = s.feed.count()
+    since = len(s.feed.runs)
     s.broker.set_price("AAPL", Decimal("193.00"))
     faults = [
         s.inject(
@@ -595,7 +559,8 @@ async def _script(s: Session) -> None:  # noqa: PLR0915 - one scene after anothe
     await s.pause()
     s.portfolio.set_price("AAPL", Decimal("193.00"))
     s.say("The feed recovers. The risk actor asks the service's ref for a run.", who="repair")
-    reply = await asyncio.to_thread(s.ask, "risk")
+    request = ReconcileRequest(s.account_id, requested_by="risk")
+    reply: ReconciliationResult = await asyncio.to_thread(s.service.ref.ask, request, timeout=s.pace.wait_seconds)
     left = ", ".join(f"{d.type.value} {d.symbol or ''}".strip() for d in reply.discrepancies) or "nothing"
     s.say(f"On-demand run {str(reply.run_id)[:8]}: left to fix: {left}.", who="risk")
 
@@ -646,6 +611,7 @@ async def run_demo(
         service=service,
         feed=feed,
         started=started,
+        engine=ExecutionActor.start(broker, portfolio, service),
     )
     interrupted = False
     try:
@@ -659,8 +625,7 @@ async def run_demo(
             # flight are abandoned (reported failed), the rest is not waited for.
             feed.close()
             stop_listening.set()
-        if session.engine is not None:
-            session.engine.stop()
+        session.engine.stop()
         await service.stop()
         if not interrupted:
             await asyncio.to_thread(_drain, feed)
@@ -715,8 +680,8 @@ def show_summary(console: Console, report: DemoReport) -> None:
     faults = Table(title="Injected faults", title_justify="left")
     for column in ("fault", "seen as", "severity", "caught by", "after"):
         faults.add_column(column, justify="right" if column == "after" else "left", overflow="fold")
-    for detection in report.detections:
-        fault, caught_by = detection.fault, detection.run
+    for fault in report.detections:
+        caught_by = fault.caught_by
         seen = f"{fault.kind} {fault.symbol or ''}".strip()
         if caught_by is None:
             faults.add_row(fault.name, seen, "-", "[bold red]not caught[/bold red]", "-")
@@ -739,9 +704,7 @@ def _corrections_table(report: DemoReport) -> Table:
     table = Table(title="Corrections (missing_local, apply mode)", title_justify="left")
     for column in ("break", "steps", "change"):
         table.add_column(column, overflow="fold")
-    lives: dict[str, list[dict[str, Any]]] = {}
-    for step in report.corrections:
-        lives.setdefault(str(step.get("break_id")), []).append(step)
+    lives = report.lives
     for steps in lives.values():
         last = steps[-1]
         life = Text()

@@ -29,6 +29,7 @@ import attrs
 import cattrs
 from cattrs.cols import is_mapping
 
+from reconciliation._cli.main import ExitCode
 from reconciliation._domain.error_text import shown, unknown_key
 from reconciliation._domain.models import CorrectionLimits, ReconciliationConfig
 from reconciliation._domain.values import FieldError
@@ -58,7 +59,6 @@ __all__ = [
     "read_toml",
     "resolve_factory",
     "run_until_stopped",
-    "with_state_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -120,22 +120,6 @@ class RunnerConfig:
     runtime_name: str | None = None
     """The name this process holds its accounts' leases under (`runtime_name`, or `run --name`)."""
     lease_seconds: float = DEFAULT_LEASE_SECONDS
-
-
-def with_state_dir(config: RunnerConfig, state_dir: str) -> RunnerConfig:
-    """`config` with every account's outbox journal in `state_dir` (the `--state-dir` flag).
-
-    Raises:
-        ConfigError: `state_dir` is not a usable path text.
-    """
-    try:
-        accounts = tuple(
-            attrs.evolve(spec, config=attrs.evolve(spec.config, state_dir=state_dir)) for spec in config.accounts
-        )
-    except (TypeError, ValueError) as error:
-        msg = f"--state-dir: {error}"
-        raise ConfigError(msg) from error
-    return attrs.evolve(config, accounts=accounts)
 
 
 def resolve_factory(path: str) -> Factory:
@@ -276,9 +260,7 @@ def config_from_table(table: Mapping[str, Any], *, where: str, ignore: tuple[str
     options = {key: value for key, value in table.items() if key in _CONFIG_KEYS}
     config = _config(problems, where, options, lambda key: key)
     problems.raise_any()
-    if config is None:  # pragma: no cover - _config records a problem whenever it returns None
-        msg = f"{where}: not a configuration"
-        raise ConfigError(msg)
+    assert config is not None  # noqa: S101 - _config records a problem whenever it returns None
     return config
 
 
@@ -563,18 +545,15 @@ def build_runtime(config: RunnerConfig, client: redis.Redis | redis.RedisCluster
         raise StartError(str(exc)) from exc
 
 
-SECOND_SIGNAL_EXIT_CODE = 130
-
-
+@attrs.define
 class Readiness:
     """What `/healthz` of `reconciliation run` answers: ready (200) once every account's
     startup run has finished and while every component runs; 503 while starting, stopping,
     or when a component stopped (naming it)."""
 
-    def __init__(self) -> None:
-        self.runtime: ReconciliationRuntime | None = None
-        self.ready = False
-        self.stopping = False
+    runtime: ReconciliationRuntime | None = None
+    ready: bool = False
+    stopping: bool = False
 
     def __call__(self) -> tuple[bool, dict[str, Any]]:
         if self.stopping:
@@ -682,4 +661,4 @@ def _on_second_signal(signum: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(SECOND_SIGNAL_EXIT_CODE)
+    os._exit(ExitCode.INTERRUPTED)

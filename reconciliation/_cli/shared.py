@@ -32,7 +32,9 @@ from reconciliation._publishing.redis_clients import (
 from reconciliation.audit import AuditStoreError, NoAuditTablesError, open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    from click.decorators import FC
 
     from reconciliation.audit import AuditStore
 
@@ -42,6 +44,7 @@ __all__ = [
     "SDK_LOGGERS",
     "CommandError",
     "audit_store",
+    "bounded_option",
     "cluster_option",
     "configure_logging",
     "redis_errors",
@@ -186,7 +189,6 @@ def configure_logging(
 
 
 def _not_sdk_debug(record: logging.LogRecord) -> bool:
-    """False for a record below INFO from one of the `SDK_LOGGERS`."""
     return record.levelno >= logging.INFO or not (
         record.name in SDK_LOGGERS or record.name.startswith(_SDK_PREFIXES)
     )
@@ -214,23 +216,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=True, default=str)
-
-
-LOG_FORMATS = ("text", "json")
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(LOG_FORMATS),
-    default="text",
-    show_default=True,
-    help="text: for people (rich on a terminal); json: one JSON object per line, extra fields included.",
-)
-log_level_option = click.option(
-    "--log-level",
-    type=click.Choice(("debug", "info", "warning", "error"), case_sensitive=False),
-    default="info",
-    show_default=True,
-    help="The least severe records logged (-v is --log-level debug).",
-)
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -273,6 +258,13 @@ cluster_option = click.option(
     show_envvar=True,
     help="--redis-url is a node of a Redis Cluster (the keys carry the {reconciliation} hash tag; docs/payloads.md).",
 )
+
+
+def bounded_option(
+    name: str, kind: click.ParamType[float, float], default: float, help_text: str, metavar: str = "SECONDS"
+) -> Callable[[FC], FC]:
+    """An option whose value `kind` bounds, its default shown in the help."""
+    return click.option(name, type=kind, default=default, show_default=True, metavar=metavar, help=help_text)
 
 
 store_option = click.option(

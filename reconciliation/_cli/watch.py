@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from rich.console import Console
 from rich.text import Text
 
 from reconciliation._cli.board.page import age_text
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis
-    from rich.console import Console
 
     from reconciliation._publishing.streams import StreamEntry
 
@@ -117,14 +117,14 @@ def _clock(stamp: str) -> str:
         return safe_text(stamp[:23])
 
 
+@attrs.define
 class Liveness:
     """Each account's next due run, from its results; `stale(now)` names the accounts that
     went stale since the last look (once each, until a newer result comes)."""
 
-    def __init__(self, grace: dt.timedelta) -> None:
-        self._grace = grace
-        self._due: dict[str, tuple[dt.datetime, dt.datetime]] = {}
-        self._said: set[str] = set()
+    _grace: dt.timedelta
+    _due: dict[str, tuple[dt.datetime, dt.datetime]] = attrs.field(init=False, factory=dict)
+    _said: set[str] = attrs.field(init=False, factory=set)
 
     def saw(self, message: Message) -> None:
         payload = message.payload
@@ -159,17 +159,13 @@ class Liveness:
         return lines
 
 
-def _unshowable(message: Message, error: Exception) -> Message:
-    return attrs.evolve(message, payload=None, problem=f"cannot be shown: {describe_error(error)}")
-
-
+@attrs.frozen
 class StderrNarrator:
     """Says on stderr that Redis went away, each retry, and when it is back."""
 
-    def __init__(self, console: Console, where: str, backoff: Backoff) -> None:
-        self._console = console
-        self._where = where
-        self._backoff = backoff
+    _console: Console
+    _where: str
+    _backoff: Backoff
 
     def lost(self, attempt: int, retry_in: float, error: BaseException) -> None:
         reason = safe_text(redact_text(describe_error(error)))
@@ -225,12 +221,12 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
         redis.ResponseError: Redis refused to read a stream (a key of another type).
     """
     live = 0
-    too_old = _before(since)
+    since_ms = 0 if since is None else int(since.timestamp() * 1000)
     present = show if liveness is None else _seen_by(liveness, show)
 
     def hand_on(entry: StreamEntry) -> None:
         nonlocal live
-        if too_old(entry):
+        if entry.replayed and _entry_ms(entry.entry_id) < since_ms:
             return
         message = Message(entry.stream, entry.channel, entry.entry_id, entry.replayed, None)
         try:
@@ -242,7 +238,7 @@ def watch(  # noqa: PLR0913 - the command's options, each a keyword
             raise
         except Exception as exc:  # no entry, however crafted, ends the watch
             logger.debug("Entry %s of %s could not be shown", entry.entry_id, entry.stream, exc_info=True)
-            show(_unshowable(message, exc))
+            show(attrs.evolve(message, payload=None, problem=f"cannot be shown: {describe_error(exc)}"))
         if not entry.replayed:
             live += 1
 
@@ -268,14 +264,6 @@ def _seen_by(liveness: Liveness, show: Callable[[Message], object]) -> Callable[
         return show(message)
 
     return present
-
-
-def _before(since: dt.datetime | None) -> Callable[[StreamEntry], bool]:
-    """Whether an entry is a replayed one appended before `since`."""
-    if since is None:
-        return lambda _: False
-    since_ms = int(since.timestamp() * 1000)
-    return lambda entry: entry.replayed and _entry_ms(entry.entry_id) < since_ms
 
 
 def _entry_ms(entry_id: str) -> int:

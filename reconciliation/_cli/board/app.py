@@ -29,6 +29,7 @@ import uuid
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconciliation._cli.board.page import board_fragment, history_fragment, page
-from reconciliation._cli.board.state import STALE_GRACE, BoardState, FeedStatus
+from reconciliation._cli.board.state import STALE_GRACE, BoardState, BreakView, FeedStatus
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.redaction import redact_text
@@ -48,7 +49,7 @@ from reconciliation._publishing.redis_clients import disconnect
 from reconciliation._publishing.redis_sink import KeySpace
 from reconciliation._publishing.streams import StreamFollower
 from reconciliation._wire.payloads import explanation_payload
-from reconciliation.audit import AuditStoreError
+from reconciliation.audit import AuditStore, AuditStoreError
 from reconciliation.audit._history import break_to_dict
 
 if TYPE_CHECKING:
@@ -57,10 +58,10 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from reconciliation._cli.board.state import AccountView, BreakView, RunView
+    from reconciliation._cli.board.state import AccountView, RunView
     from reconciliation._domain.breaks import BreakState
     from reconciliation._publishing.streams import StreamEntry
-    from reconciliation.audit import AuditStore, BreakSighting
+    from reconciliation.audit import BreakSighting
 
 __all__ = ["FEED_BACKOFF", "LOOPBACK_HOSTS", "Board", "create_app", "seed"]
 
@@ -97,17 +98,18 @@ def seed(store: AuditStore, *, stale_grace: dt.timedelta = STALE_GRACE) -> Board
     return state
 
 
+@attrs.define
 class _Changes:
     """Wakes every waiter once per change; a waiter takes `current` before it checks the version."""
 
-    def __init__(self) -> None:
-        self.current = asyncio.Event()
+    current: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     def notify(self) -> None:
         self.current.set()
         self.current = asyncio.Event()
 
 
+@attrs.define
 class Board:
     """The board's state, the audit store behind it, and the thread that follows the streams.
 
@@ -121,34 +123,25 @@ class Board:
             with runs the store had not recorded yet.
     """
 
-    def __init__(
-        self, state: BoardState, store: AuditStore, client: redis.Redis | redis.RedisCluster | None, *, where: str, replay: int
-    ) -> None:
-        self.state = state
-        self.store = store
-        self._client = client
-        self._where = where
-        self._replay = replay
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._changes: _Changes | None = None
-        self._judging: asyncio.Task[None] | None = None
-
-    @property
-    def changes(self) -> _Changes:
-        if self._changes is None:
-            self._changes = _Changes()
-        return self._changes
+    state: BoardState
+    store: AuditStore
+    _client: redis.Redis | redis.RedisCluster | None
+    _where: str = attrs.field(kw_only=True)
+    _replay: int = attrs.field(kw_only=True)
+    changes: _Changes = attrs.field(init=False, factory=_Changes)
+    _stop: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _thread: threading.Thread | None = attrs.field(init=False, default=None)
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
+    _judging: asyncio.Task[None] | None = attrs.field(init=False, default=None)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._changes = _Changes()
+        self.changes = _Changes()
         self._judging = asyncio.create_task(self._judge())
         if self._client is None:
             self.state.set_feed(FeedStatus(live=False, detail="no Redis given: the audit store only"))
             return
-        self._thread = threading.Thread(target=self._follow, name="board-stream-reader", daemon=True)
+        self._thread = threading.Thread(target=self._follow, args=(self._client,), name="board-stream-reader", daemon=True)
         self._thread.start()
 
     async def stop(self) -> None:
@@ -203,19 +196,17 @@ class Board:
         after = f", resumed after entry {resume_after}" if resume_after else ""
         self._status(f"live from {self._where}{after}", live=True)
 
-    def _follow(self) -> None:
+    def _follow(self, client: redis.Redis | redis.RedisCluster) -> None:
         """Follow the streams as long as the board runs: after an error, wait (`FEED_BACKOFF`)
         until the streams can be read again, then go on from the last entry handed on."""
-        if self._client is None:
-            return
         follower = StreamFollower(
-            self._client, backoff=FEED_BACKOFF, reconnection=self, wake=self._stop, block_seconds=_FEED_BLOCK_SECONDS
+            client, backoff=FEED_BACKOFF, reconnection=self, wake=self._stop, block_seconds=_FEED_BLOCK_SECONDS
         )
         failures = 0
         while not self._stop.is_set():
             try:
                 if failures:
-                    self._readable()
+                    self._readable(client)
                     self._status(f"live from {self._where} again, the streams readable", live=True)
                 follower.run(
                     self._hand_on,
@@ -230,15 +221,14 @@ class Board:
                 failures += 1
                 self._refused(exc, failures)
 
-    def _readable(self) -> None:
+    def _readable(self, client: redis.Redis | redis.RedisCluster) -> None:
         """Raise the reason the streams cannot be read yet: a stream key of another type.
 
         Raises:
             redis.ResponseError: a key holds another type than a stream.
         """
-        assert self._client is not None  # noqa: S101 - only called while following
-        for key in KeySpace.for_client(self._client).streams.values():
-            kind = self._client.type(key)
+        for key in KeySpace.for_client(client).streams.values():
+            kind = client.type(key)
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             if kind not in {"stream", "none"}:
                 msg = f"WRONGTYPE the key {key} holds a {kind}, not a stream"
@@ -349,12 +339,10 @@ class _NotFoundError(Exception):
     """No break with that id, open on the board or recorded in the store."""
 
 
+@attrs.frozen
 class _Endpoints:
-    """The routes' handlers over one board."""
-
-    def __init__(self, board: Board, where: str) -> None:
-        self._board = board
-        self._where = where
+    _board: Board
+    _where: str
 
     @staticmethod
     def _now() -> dt.datetime:
@@ -384,16 +372,10 @@ class _Endpoints:
         )
 
     async def api_board(self, _: Request) -> Response:
-        feed = self._board.state.feed
         now = self._now()
         return JSONResponse(
             {
-                "feed": {
-                    "live": feed.live,
-                    "detail": feed.detail,
-                    "malformed": feed.malformed,
-                    "last_malformed": feed.last_malformed,
-                },
+                "feed": attrs.asdict(self._board.state.feed),
                 "accounts": [_account_json(account, now) for account in self._board.state.accounts(now)],
                 "one_off_checks": [_account_json(account, now) for account in self._board.state.one_offs(now)],
             }
@@ -446,11 +428,8 @@ class _Endpoints:
 
 
 def _title(view: BreakView | None, state: BreakState | None) -> str:
-    if state is not None:
-        return f"{state.account_id} · {state.type.value} · {state.symbol or '(account)'}"
-    if view is not None:
-        return f"{view.account_id} · {view.type} · {view.symbol or '(account)'}"
-    return "break"
+    shown = view if state is None else BreakView.from_state(state)
+    return "break" if shown is None else f"{shown.account_id} · {shown.type} · {shown.symbol or '(account)'}"
 
 
 def _unreadable(error: AuditStoreError) -> str:

@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 if TYPE_CHECKING:
     import asyncio
-
-    from uvicorn.config import Config
-    from uvicorn.server import ServerState
 
 __all__ = ["ACCEPT_BACKLOG", "ConnectionGuard", "GuardedProtocol", "guarded_protocol"]
 
@@ -69,16 +66,7 @@ class GuardedProtocol(H11Protocol):
     """uvicorn's h11 protocol, bounded by its class's `guard` (see `guarded_protocol`)."""
 
     guard: ClassVar[ConnectionGuard]
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._request_timer: asyncio.TimerHandle | None = None
+    _request_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -30,14 +30,6 @@ def _clock(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _short_clock(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%m-%d %H:%M:%S")
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
 def age_text(seconds: float) -> str:
     """`3 d 4 h`, `2 h 5 min`, `12 min`, `40 s`: the same as the page's script writes."""
     units = (("d", 86400), ("h", 3600), ("min", 60))
@@ -52,7 +44,7 @@ def age_text(seconds: float) -> str:
 
 
 def _since(moment: dt.datetime, now: dt.datetime) -> str:
-    return f'<span data-since="{_iso(moment)}">{age_text((now - moment).total_seconds())}</span>'
+    return f'<span data-since="{moment.astimezone(dt.UTC).isoformat(timespec="seconds")}">{age_text((now - moment).total_seconds())}</span>'
 
 
 def _stale(run: RunView | None, liveness: Liveness) -> str:
@@ -175,14 +167,14 @@ def board_fragment(
 
 def _marks(sightings: list[BreakSighting], halted_run_id: str | None) -> dict[int, str]:
     """What each run did to the break, by its index: `escalated` where the severity rose
-    over the run before, `kill switch` for the run that fired it."""
+    over the run before, `HALT: kill switch` for the run that fired it."""
     marks: dict[int, list[str]] = {}
     for index, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
         if _RANK.get(after.severity.value, 0) > _RANK.get(before.severity.value, 0):
             marks.setdefault(index, []).append("escalated")
     for index, sighting in enumerate(sightings):
         if halted_run_id is not None and str(sighting.run_id) == halted_run_id:
-            marks.setdefault(index, []).append("kill switch")
+            marks.setdefault(index, []).append("HALT: kill switch")
     return {index: ", ".join(words) for index, words in marks.items()}
 
 
@@ -210,7 +202,7 @@ def history_fragment(
     if sightings:
         marks = _marks(sightings, halted_run_id)
         rows = "".join(
-            f'<tr class="{_text(s.severity.value)}" data-run-id="{_text(s.run_id)}"><td>{_short_clock(s.seen_at)}</td>'
+            f'<tr class="{_text(s.severity.value)}" data-run-id="{_text(s.run_id)}"><td>{s.seen_at.astimezone(dt.UTC):%m-%d %H:%M:%S}</td>'
             f'<td class="severity">{_text(s.severity.value)}</td>'
             f'<td class="mark">{_mark(marks.get(index))}</td>'
             f'<td class="num">{_value(decimal_text(s.local_value))}</td>'
@@ -232,8 +224,7 @@ def history_fragment(
 def _mark(mark: str | None) -> str:
     if mark is None:
         return ""
-    halt = "kill switch" in mark
-    return f'<span class="{"halt" if halt else "escalated"}">{_text(mark.replace("kill switch", "HALT: kill switch"))}</span>'
+    return f'<span class="{"halt" if "HALT" in mark else "escalated"}">{_text(mark)}</span>'
 
 
 def page(fragment: str, *, version: int, where: str) -> str:

@@ -266,6 +266,7 @@ class _Account:
     breaks: dict[BreakKey, BreakView] = attrs.Factory(dict)
 
 
+@attrs.define(kw_only=True)
 class BoardState:
     """Every account's last run and open breaks; `version` grows with every change.
 
@@ -274,15 +275,12 @@ class BoardState:
         one_off_shown_for: how long a one-off run's account stays.
     """
 
-    def __init__(
-        self, *, stale_grace: dt.timedelta = STALE_GRACE, one_off_shown_for: dt.timedelta = ONE_OFF_SHOWN_FOR
-    ) -> None:
-        self._accounts: dict[str, _Account] = {}
-        self.version = 0
-        self.feed = FeedStatus(live=False, detail="connecting to Redis")
-        self.stale_grace = stale_grace
-        self.one_off_shown_for = one_off_shown_for
-        self._judged: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    stale_grace: dt.timedelta = STALE_GRACE
+    one_off_shown_for: dt.timedelta = ONE_OFF_SHOWN_FOR
+    version: int = attrs.field(init=False, default=0)
+    feed: FeedStatus = attrs.field(init=False, default=FeedStatus(live=False, detail="connecting to Redis"))
+    _accounts: dict[str, _Account] = attrs.field(init=False, factory=dict)
+    _judged: tuple[frozenset[str], frozenset[str]] = attrs.field(init=False, default=(frozenset(), frozenset()))
 
     def seed(self, account_id: str, last_run: RunRecord | None, open_breaks: list[BreakState]) -> None:
         """What the audit store holds for an account: the starting point."""
@@ -312,12 +310,13 @@ class BoardState:
         account = self._accounts.setdefault(payload["account_id"], _Account())
         if message.channel == RESULT_CHANNEL:
             changed = self._result(account, payload, message.fence)
+        elif message.channel == CORRECTION_CHANNEL:
+            changed = False  # a correction changes the board only through the runs that follow it
         else:
             changed = {
                 DISCREPANCY_CHANNEL: self._discrepancy,
                 RESOLVED_CHANNEL: self._resolved,
                 HALT_CHANNEL: self._halt,
-                CORRECTION_CHANNEL: self._correction,
             }[message.channel](account, payload)
         if changed:
             self.version += 1
@@ -391,22 +390,8 @@ class BoardState:
         known = account.breaks.get(key)
         if known is not None and seen < known.last_seen:
             return False
-        first_seen = payload.get("first_seen")
-        account.breaks[key] = BreakView(
-            account_id=payload["account_id"],
-            type=payload["type"],
-            symbol=payload["symbol"],
-            severity=payload["severity"],
-            local_value=payload["local_value"],
-            broker_value=payload["broker_value"],
-            first_seen=_moment(first_seen) if first_seen else (known.first_seen if known else seen),
-            last_seen=seen,
-            consecutive_runs=payload.get("consecutive_runs", known.consecutive_runs + 1 if known else 1),
-            break_id=payload.get("break_id", known.break_id if known else None),
-            halted=known.halted if known is not None and known.break_id == payload.get("break_id") else False,
-            asset_type=payload.get("asset_type"),
-            currency=payload.get("currency"),
-        )
+        halted = known is not None and known.halted and known.break_id == payload.get("break_id")
+        account.breaks[key] = _sighted(payload, known, seen, halted=halted)
         return True
 
     @staticmethod
@@ -422,11 +407,6 @@ class BoardState:
         return True
 
     @staticmethod
-    def _correction(_account: _Account, _payload: Mapping[str, Any]) -> bool:
-        """A correction changes the board only through the runs that follow it."""
-        return False
-
-    @staticmethod
     def _halt(account: _Account, payload: Mapping[str, Any]) -> bool:
         key = _key_of(account, payload)
         known = account.breaks.get(key)
@@ -436,22 +416,29 @@ class BoardState:
         if known is not None and seen < known.last_seen:
             account.breaks[key] = attrs.evolve(known, halted=True)
             return True
-        account.breaks[key] = BreakView(
-            account_id=payload["account_id"],
-            type=payload["type"],
-            symbol=payload["symbol"],
-            severity=payload["severity"],
-            local_value=payload["local_value"],
-            broker_value=payload["broker_value"],
-            first_seen=_moment(payload["first_seen"]),
-            last_seen=seen,
-            consecutive_runs=payload["consecutive_runs"],
-            break_id=payload["break_id"],
-            halted=True,
-            asset_type=payload.get("asset_type"),
-            currency=payload.get("currency"),
-        )
+        account.breaks[key] = _sighted(payload, known, seen, halted=True)
         return True
+
+
+def _sighted(payload: Mapping[str, Any], known: BreakView | None, seen: dt.datetime, *, halted: bool) -> BreakView:
+    """The break a discrepancy or halt payload shows, seen at `seen`; what the payload leaves
+    out (a payload of an earlier version) kept from the `known` break."""
+    first_seen = payload.get("first_seen")
+    return BreakView(
+        account_id=payload["account_id"],
+        type=payload["type"],
+        symbol=payload["symbol"],
+        severity=payload["severity"],
+        local_value=payload["local_value"],
+        broker_value=payload["broker_value"],
+        first_seen=_moment(first_seen) if first_seen else (known.first_seen if known else seen),
+        last_seen=seen,
+        consecutive_runs=payload.get("consecutive_runs", known.consecutive_runs + 1 if known else 1),
+        break_id=payload.get("break_id", known.break_id if known else None),
+        halted=halted,
+        asset_type=payload.get("asset_type"),
+        currency=payload.get("currency"),
+    )
 
 
 def _key(payload: Mapping[str, Any]) -> BreakKey:

@@ -87,7 +87,7 @@ def demo(verbose: int, redis_url: str, account: str, *, quick: bool) -> None:
         console.print("Read them back: [bold]reconciliation watch --replay 50[/bold]")
     if not report.succeeded:
         absent = sorted(set(TRIGGERS) - report.triggers_seen)
-        uncaught = [d.fault.name for d in report.detections if not d.caught]
+        uncaught = [fault.name for fault in report.detections if not fault.caught]
         console.print(
             "[bold red]The demo did not go as scripted:[/bold red] "
             + escape(

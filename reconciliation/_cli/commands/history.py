@@ -13,7 +13,7 @@ import difflib
 import json
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -35,6 +35,8 @@ from reconciliation._wire.payloads import asset_type_text
 from reconciliation.audit import AccountCorrections, AccountHistory, load_corrections, load_history
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from reconciliation._domain.breaks import BreakState
 
 __all__ = ["history"]
@@ -113,10 +115,10 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     """
     configure_logging(verbose, logging.WARNING)
     now = dt.datetime.now(dt.UTC)
-    window: dict[str, dt.datetime | None] = {}
+    query: dict[str, Any] = {"limit": limit, "types": [DiscrepancyType(t) for t in types]}
     for name, text in (("since", since), ("until", until)):
         try:
-            window[name] = _parse_moment(text, now) if text else None
+            query[name] = _parse_moment(text, now) if text else None
         except ValueError as exc:
             msg = f"--{name}: {exc}"
             raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
@@ -124,25 +126,10 @@ def history(  # noqa: PLR0913 - one parameter per command-line option
     with audit_store(store) as audit:
         _known(account, audit.list_accounts())
         if corrections:
-            found = load_corrections(
-                audit,
-                account,
-                since=window["since"],
-                until=window["until"],
-                limit=limit,
-                types=[DiscrepancyType(t) for t in types],
-            )
+            found = load_corrections(audit, account, **query)
         else:
-            found = load_history(
-                audit,
-                account,
-                since=window["since"],
-                until=window["until"],
-                limit=limit,
-                types=[DiscrepancyType(t) for t in types],
-                severities=[DiscrepancySeverity(s) for s in severities],
-                open_only=not all_breaks,
-            )
+            severity = [DiscrepancySeverity(s) for s in severities]
+            found = load_history(audit, account, **query, severities=severity, open_only=not all_breaks)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2))
         return
@@ -179,6 +166,10 @@ def _when(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%m-%d %H:%M:%S")
 
 
+def _money(value: Decimal | None) -> str:
+    return "none" if value is None else format(value, "f")
+
+
 def _text(value: object, style: str = "") -> Text:
     return Text(safe_text(value), style=style)
 
@@ -206,25 +197,15 @@ def _render_history(console: Console, history: AccountHistory, *, open_only: boo
     console.print(runs if history.runs else Text("No runs recorded for this account in that window.", "dim"))
     for run in history.runs:
         if run.error is not None:
-            console.print(
-                Text(f"  run {str(run.run_id)[:8]} failed: {safe_text(run.error)}"), highlight=False, soft_wrap=True
-            )
+            _note(console, Text(f"  run {str(run.run_id)[:8]} failed: {safe_text(run.error)}"))
         for recorded in run.discrepancies:
             explanation = recorded.discrepancy.explanation
             if explanation is not None:
-                console.print(
-                    Text(f"  run {str(run.run_id)[:8]} {safe_text(recorded.discrepancy.subject)}: ")
-                    + _text(explanation.summary(), "dim"),
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                what = safe_text(recorded.discrepancy.subject)
+                _note(console, Text(f"  run {str(run.run_id)[:8]} {what}: ") + _text(explanation.summary(), "dim"))
     kind = "Open breaks" if open_only else "Breaks"
     breaks = Table(title=f"{kind} of {account} (oldest first)", title_justify="left", highlight=False)
-    values = [
-        ("none" if value is None else format(value, "f"))
-        for state in history.breaks
-        for value in (state.local_value, state.broker_value)
-    ]
+    values = [_money(value) for state in history.breaks for value in (state.local_value, state.broker_value)]
     money_width = max((len(value) for value in values), default=0)
     for column in ("severity", "type", "symbol", "local", "broker", "first seen", "runs", "status"):
         breaks.add_column(
@@ -246,13 +227,18 @@ def _render_history(console: Console, history: AccountHistory, *, open_only: boo
                     "currency": state.currency,
                 }
             ),
-            "none" if state.local_value is None else format(state.local_value, "f"),
-            "none" if state.broker_value is None else format(state.broker_value, "f"),
+            _money(state.local_value),
+            _money(state.broker_value),
             _when(state.first_seen),
             str(state.consecutive_runs),
             _status(state),
         )
     console.print(breaks if history.breaks else Text(f"No {kind.lower()} match.", "dim"))
+
+
+def _note(console: Console, line: Text) -> None:
+    """A line under a table, not wrapped at the terminal's width."""
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 def _status(state: BreakState) -> Text:
@@ -306,8 +292,4 @@ def _render_corrections(console: Console, found: AccountCorrections) -> None:
     console.print(table)
     for event in found.corrections:
         if event.reason is not None:
-            console.print(
-                Text(f"  {event.status.value} {str(event.correction.break_id)[:8]}: {safe_text(event.reason)}"),
-                highlight=False,
-                soft_wrap=True,
-            )
+            _note(console, Text(f"  {event.status.value} {str(event.correction.break_id)[:8]}: {safe_text(event.reason)}"))

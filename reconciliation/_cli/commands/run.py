@@ -18,15 +18,12 @@ from reconciliation._cli.runner import (
     StartError,
     load_config,
     run_until_stopped,
-    with_state_dir,
 )
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import (
     CommandError,
     cluster_option,
     configure_logging,
-    log_format_option,
-    log_level_option,
     redis_errors,
     verbose_option,
 )
@@ -95,8 +92,20 @@ UNNAMED_RUNTIME_LABEL = "reconciliation"
     is_flag=True,
     help="Log the SDKs' DEBUG lines (ccxt, alpaca, ib_async, urllib3, ...), which -v leaves out: they carry API keys and signatures.",
 )
-@log_level_option
-@log_format_option
+@click.option(
+    "--log-level",
+    type=click.Choice(("debug", "info", "warning", "error"), case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="The least severe records logged (-v is --log-level debug).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="text: for people (rich on a terminal); json: one JSON object per line, extra fields included.",
+)
 @cluster_option
 @click.pass_obj
 def run(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
@@ -200,9 +209,13 @@ def _overridden(config: RunnerConfig, state_dir: str | None, runtime_name: str |
     """
     if state_dir is not None:
         try:
-            config = with_state_dir(config, state_dir)
-        except ConfigError as exc:
-            raise CommandError(str(exc), exit_code=ExitCode.USAGE) from exc
+            accounts = tuple(
+                attrs.evolve(spec, config=attrs.evolve(spec.config, state_dir=state_dir)) for spec in config.accounts
+            )
+        except (TypeError, ValueError) as exc:
+            msg = f"--state-dir: {exc}"
+            raise CommandError(msg, exit_code=ExitCode.USAGE) from exc
+        config = attrs.evolve(config, accounts=accounts)
     if runtime_name is not None:
         try:
             config = attrs.evolve(config, runtime_name=check_runtime_name(runtime_name))

@@ -17,6 +17,7 @@ from reconciliation._cli.shared import (
     MAX_REPLAY,
     CommandError,
     audit_store,
+    bounded_option,
     cluster_option,
     configure_logging,
     redis_errors,
@@ -51,37 +52,31 @@ _OWN_DESCRIPTORS = 64
     help="The address to listen on; anything but the loopback exposes the board to the network.",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_BOARD_PORT, show_default=True)
-@click.option(
+@bounded_option(
     "--replay",
-    type=click.IntRange(min=0, max=MAX_REPLAY),
-    default=DEFAULT_BOARD_REPLAY,
-    show_default=True,
+    click.IntRange(min=0, max=MAX_REPLAY),
+    DEFAULT_BOARD_REPLAY,
+    "Stream entries applied at start, to catch up with runs the store had not recorded yet.",
     metavar="N",
-    help="Stream entries applied at start, to catch up with runs the store had not recorded yet.",
 )
-@click.option(
+@bounded_option(
     "--max-connections",
-    type=click.IntRange(1, 10_000),
-    default=DEFAULT_MAX_CONNECTIONS,
-    show_default=True,
+    click.IntRange(1, 10_000),
+    DEFAULT_MAX_CONNECTIONS,
+    "Open connections; past it, the one that has waited longest without sending a request is closed.",
     metavar="N",
-    help="Open connections; past it, the one that has waited longest without sending a request is closed.",
 )
-@click.option(
+@bounded_option(
     "--request-timeout",
-    type=click.FloatRange(0.1, 3600),
-    default=DEFAULT_REQUEST_TIMEOUT,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long a connection has to send a whole request (its headers) before it is closed.",
+    click.FloatRange(0.1, 3600),
+    DEFAULT_REQUEST_TIMEOUT,
+    "How long a connection has to send a whole request (its headers) before it is closed.",
 )
-@click.option(
+@bounded_option(
     "--stale-grace",
-    type=click.FloatRange(0, 86_400),
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long past its next run's due time an account goes without a result before it is shown stale.",
+    click.FloatRange(0, 86_400),
+    120.0,
+    "How long past its next run's due time an account goes without a result before it is shown stale.",
 )
 @cluster_option
 @click.pass_obj
@@ -180,7 +175,6 @@ def _enough_descriptors(max_connections: int, backlog: int) -> None:
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A socket listening on host:port."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.socket(family, socket.SOCK_STREAM)

@@ -16,6 +16,7 @@ from reconciliation._cli.main import EXIT_CODES_HELP, ExitCode
 from reconciliation._cli.shared import (
     MAX_REPLAY,
     CommandError,
+    bounded_option,
     cluster_option,
     configure_logging,
     redis_errors,
@@ -76,13 +77,11 @@ DEFAULT_RETRY_FOR_SECONDS = 300.0
     metavar="SECONDS",
     help="Exit after SECONDS.",
 )
-@click.option(
+@bounded_option(
     "--retry-for",
-    type=click.FloatRange(min=0, max=MAX_SECONDS),
-    default=DEFAULT_RETRY_FOR_SECONDS,
-    show_default=True,
-    metavar="SECONDS",
-    help="When Redis goes away, keep reconnecting this long before giving up (exit 3).",
+    click.FloatRange(min=0, max=MAX_SECONDS),
+    DEFAULT_RETRY_FOR_SECONDS,
+    "When Redis goes away, keep reconnecting this long before giving up (exit 3).",
 )
 @click.option(
     "--since",
@@ -92,13 +91,11 @@ DEFAULT_RETRY_FOR_SECONDS = 300.0
         f"ISO-8601 time (2026-11-25T10:00Z); at most the last {MAX_REPLAY:,} entries."
     ),
 )
-@click.option(
+@bounded_option(
     "--stale-grace",
-    type=click.FloatRange(0, MAX_SECONDS),
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Say STALE once an account's next run is this long overdue (its runs stopped coming).",
+    click.FloatRange(0, MAX_SECONDS),
+    120.0,
+    "Say STALE once an account's next run is this long overdue (its runs stopped coming).",
 )
 @cluster_option
 @click.pass_obj
