@@ -189,11 +189,6 @@ class ManualClock:
             self._queue.push(timer)
             return timer
 
-    def pending(self) -> int:
-        """How many timers are set and not yet fired or cancelled."""
-        with self._lock:
-            return sum(1 for _, _, t in self._queue._heap if not t.cancelled)  # noqa: SLF001
-
     def advance(self, seconds: float) -> None:
         """Move time forward, firing each timer that falls due, at its own deadline."""
         with self._lock:

@@ -68,18 +68,6 @@ class ComponentHealth:
     last_error_at: dt.datetime | None = None
 
 
-def _components(value: Mapping[str, ComponentHealth]) -> Mapping[str, ComponentHealth]:
-    return FrozenMapping(value)
-
-
-def _delivery(value: Mapping[str, DeliveryHealth]) -> Mapping[str, DeliveryHealth]:
-    return FrozenMapping(value)
-
-
-def _notes(value: Mapping[str, str]) -> Mapping[str, str]:
-    return FrozenMapping(value)
-
-
 @attrs.frozen
 class ServiceHealth:
     """The whole service: healthy when every component runs and every sink is reachable.
@@ -87,16 +75,16 @@ class ServiceHealth:
     .. versionadded:: 0.1
     """
 
-    components: Mapping[str, ComponentHealth] = attrs.field(converter=_components)
-    delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=_delivery)
+    components: Mapping[str, ComponentHealth] = attrs.field(converter=FrozenMapping[str, ComponentHealth])
+    delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=FrozenMapping[str, DeliveryHealth])
     refused_fills: int = 0
     """Fills told for accounts the service does not reconcile (refused, counted)."""
     hung_broker_calls: int = 0
     """Broker or book calls still running past their timeout."""
-    corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=FrozenMapping[str, str])
     """Accounts whose confirmed corrections are held, and why (a limit reached, another
     runtime's lease); proposals go on."""
-    standby: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    standby: Mapping[str, str] = attrs.field(factory=dict, converter=FrozenMapping[str, str])
     """Accounts this runtime does not reconcile, and why: `standby (owned by NAME)` while another
     runtime holds the account's lease, or `standby (...)` naming why this runtime may own none
     (another live process took its name). Normal for the second of two processes; not a
@@ -170,10 +158,6 @@ class HealthBoard:
     def note(self, name: str, value: Mapping[str, str]) -> None:
         with self._lock:
             self._notes[name] = dict(value)
-
-    def component(self, name: str) -> ComponentHealth | None:
-        with self._lock:
-            return self._components.get(name)
 
     def read(self, now: dt.datetime | None = None) -> ServiceHealth:
         """What was posted; with `now`, a sink busy on one call past its limit is unreachable
