@@ -168,10 +168,8 @@ class CorrectorActor(ResilientActor):
     def handle(self, message: Any) -> Any:
         if isinstance(message, FinishedRun):
             self._run_finished(message)
-        elif isinstance(message, _Applied):
-            self._applied(message)
-        elif isinstance(message, _Landed):
-            self._landed(message)
+        elif isinstance(message, _Applied | _Landed):
+            self._application_ended(message)
         elif isinstance(message, _Verified):
             self._verified(message)
         elif isinstance(message, InFlight):
@@ -191,28 +189,21 @@ class CorrectorActor(ResilientActor):
         self._carry_out(account_id, decisions)
         self._post_held()
 
-    def _applied(self, message: _Applied) -> None:
-        correction, outcome = message.correction, message.outcome
-        account_id = correction.account_id
-        applications = self._applications[account_id]
-        if applications.applying == correction:
-            applications.applying = None
-        if outcome.error is None:
-            applications.applied.append(correction)
-        try:
-            self._carry_out(account_id, self._trackers[account_id].applied(correction, outcome, self._clock.now()))
-        finally:
-            self._next(account_id)
-
-    def _landed(self, message: _Landed) -> None:
+    def _application_ended(self, message: _Applied | _Landed) -> None:
+        """An application answered (`_Applied`), or one that had not answered in time returned after all."""
         correction = message.correction
         account_id = correction.account_id
-        if message.error is None:
-            self._applications[account_id].applied.append(correction)
+        applications, tracker = self._applications[account_id], self._trackers[account_id]
+        if isinstance(message, _Applied) and applications.applying == correction:
+            applications.applying = None
+        if (message.outcome.error if isinstance(message, _Applied) else message.error) is None:
+            applications.applied.append(correction)
         try:
-            self._carry_out(
-                account_id, self._trackers[account_id].landed(correction, message.error, self._clock.now())
-            )
+            if isinstance(message, _Applied):
+                decisions = tracker.applied(correction, message.outcome, self._clock.now())
+            else:
+                decisions = tracker.landed(correction, message.error, self._clock.now())
+            self._carry_out(account_id, decisions)
         finally:
             self._next(account_id)
 
@@ -283,7 +274,9 @@ class CorrectorActor(ResilientActor):
             return
         me = self.actor_ref
         reply.add_done_callback(
-            lambda done: tell(me, _Verified(account_id, batch, None if _failure(done) else done.result()))
+            lambda done: tell(
+                me, _Verified(account_id, batch, None if done.cancelled() or done.exception() else done.result())
+            )
         )
 
     def _in_flight(self) -> tuple[Future[None], ...]:
@@ -320,11 +313,3 @@ class CorrectorActor(ResilientActor):
                 self._carry_out(account_id, tracker.applied(correction, outcome, now))
         if self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
-
-
-def _failure(done: Future[Any]) -> str | None:
-    """What went wrong with a link's future, or None when it succeeded."""
-    if done.cancelled():
-        return "cancelled: the service is stopping"
-    error = done.exception()
-    return None if error is None else describe_error(error)
