@@ -140,7 +140,10 @@ class ResilientActor(pykka.ThreadingActor):
         except BaseException as error:  # noqa: BLE001 - see the module docstring
             run_id = run_id_of(message)
             self._failed(error, f"on {type(message).__name__}" + (f" of run {run_id}" if run_id else ""))
-            self._report_failed_run(message, error)
+            try:
+                self.fail_run(message, f"the {self.component} failed: {describe_error(error)}")
+            except BaseException:
+                logger.exception("The %s could not report the failed run", self.component)
             return None
         if (
             self.recovers_after_clean_run
@@ -193,12 +196,6 @@ class ResilientActor(pykka.ThreadingActor):
             extra={"component": self.component},
         )
         self.degrade(text)
-
-    def _report_failed_run(self, message: Any, error: BaseException) -> None:
-        try:
-            self.fail_run(message, f"the {self.component} failed: {describe_error(error)}")
-        except BaseException:
-            logger.exception("The %s could not report the failed run", self.component)
 
     def _post(self) -> None:
         self._board.post(

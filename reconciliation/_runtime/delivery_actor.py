@@ -222,17 +222,17 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 self._queue.dropped,
                 extra={"run_id": lost.run_id, "account_id": lost.account_id, "sink": self._sink.name},
             )
-        self._forget(lost.seq for lost in dropped if lost.seq is not None)
+        self._forget(lost.seq for lost in dropped)
 
-    def _forget(self, seqs: Iterable[int]) -> None:
+    def _forget(self, seqs: Iterable[int | None]) -> None:
         """Delete journal entries the queue is done with (delivered, dropped, set aside)."""
-        seqs = list(seqs)
-        if self._journal is None or not seqs:
+        done = [seq for seq in seqs if seq is not None]
+        if self._journal is None or not done:
             return
         try:
-            self._journal[0].remove(seqs)
+            self._journal[0].remove(done)
         except sqlite3.Error as error:
-            self._journal_failed(f"{len(seqs)} entries done with stay in it (a re-send is a no-op)", error)
+            self._journal_failed(f"{len(done)} entries done with stay in it (a re-send is a no-op)", error)
 
     def _journal_failed(self, consequence: str, error: sqlite3.Error) -> None:
         journal = self._journal[0] if self._journal is not None else None
@@ -245,46 +245,47 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         while self._queue:
             batch = self._queue.head(self._max_batch_weight)
             try:
-                sent = self._send(batch)
+                sent = self._round_trip(batch)
             except SinkUnavailableError as error:
                 self._unavailable(str(error))
                 return
-            self._delivered += sent.delivered
             if sent.delivered:
-                self._done(self._queue.pop(sent.delivered))
                 self._last_delivery_at = self._clock.now()
-            if sent.refused is not None:
-                self._refuse(sent.refused)
-            elif sent.delivered == 0:
+            elif sent.refused is None:
                 self._unavailable(f"{self._sink.name} took nothing of {len(batch)} runs")
                 return
         self._available()
 
-    def _send(self, batch: list[Queued[Item]]) -> Sent:
-        """One call to the sink, posted as busy while it lasts: a call stalled past the limit
-        shows in health as unreachable though this actor cannot say so (it is in the call)."""
+    def _round_trip(self, batch: list[Queued[Item]]) -> Sent:
+        """Send `batch` (the queue's head), take off the queue what the sink has and what it refused.
+
+        Posted as busy while the call lasts: a call stalled past the limit shows in health
+        as unreachable though this actor cannot say so (it is in the call).
+
+        Raises:
+            SinkUnavailableError: the sink took nothing, now.
+        """
         self._busy_since = self._clock.now()
         self._post_delivery()
         try:
-            return self._sink.send([entry.item for entry in batch])
+            sent = self._sink.send([entry.item for entry in batch])
         finally:
             self._busy_since = None
-
-    def _refuse(self, reason: str) -> None:
-        (refused,) = self._queue.pop(1)
-        self._done([refused])
-        self._set_aside += 1
-        logger.error(
-            "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
-            refused.run_id,
-            refused.account_id,
-            self._sink.name,
-            reason,
-            extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
-        )
-
-    def _done(self, entries: list[Queued[Item]]) -> None:
-        self._forget(entry.seq for entry in entries if entry.seq is not None)
+        self._delivered += sent.delivered
+        self._forget(entry.seq for entry in self._queue.pop(sent.delivered))
+        if sent.refused is not None:
+            (refused,) = self._queue.pop(1)
+            self._forget([refused.seq])
+            self._set_aside += 1
+            logger.error(
+                "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
+                refused.run_id,
+                refused.account_id,
+                self._sink.name,
+                sent.refused,
+                extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
+            )
+        return sent
 
     def _unavailable(self, reason: str) -> None:
         self._failures += 1
@@ -324,7 +325,14 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._retry.cancel()
             self._retry = None
         for _ in range(STOP_FLUSH_ATTEMPTS):
-            if not self._queue or not self._flush_once():
+            if not self._queue:
+                break
+            try:
+                sent = self._round_trip(self._queue.head(self._max_batch_weight))
+            except SinkUnavailableError as error:
+                self._last_error = describe_error(error)
+                break
+            if not (sent.delivered or sent.refused):
                 break
         kept = sum(1 for entry in self._queue if entry.seq is not None)
         if kept:
@@ -348,20 +356,6 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._sink.close()
         if self._journal is not None:
             self._journal[0].close()
-
-    def _flush_once(self) -> bool:
-        """One round trip at stop; False when the sink cannot take more."""
-        batch = self._queue.head(self._max_batch_weight)
-        try:
-            sent = self._send(batch)
-        except SinkUnavailableError as error:
-            self._last_error = describe_error(error)
-            return False
-        self._delivered += sent.delivered
-        self._done(self._queue.pop(sent.delivered))
-        if sent.refused is not None:
-            self._refuse(sent.refused)
-        return bool(sent.delivered or sent.refused)
 
     @property
     def sink_name(self) -> str:

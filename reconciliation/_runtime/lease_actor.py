@@ -197,7 +197,7 @@ class LeaseActor(ResilientActor):
         for account_id, claim in claimed.items():
             self._set(account_id, _ownership(self._leases.owner, claim))
         self._post_standby()
-        self._arm(self._next_delay(claimed.values()))
+        self._arm(min(self._renew_seconds, _first_expiry(claimed.values()) or self._renew_seconds))
 
     def _hold_name(self) -> bool:
         """Claim or renew the runtime's name; False (every account standby) when another
@@ -245,10 +245,6 @@ class LeaseActor(ResilientActor):
             tell(self._scheduler, LeaseHeld(account_id, None))
         else:
             tell(self._scheduler, LeaseNotHeld(account_id, ownership))
-
-    def _next_delay(self, claimed: Collection[Claimed]) -> float:
-        """A renewal interval, or sooner: when the first lease held elsewhere expires."""
-        return min(self._renew_seconds, _first_expiry(claimed) or self._renew_seconds)
 
     def _arm(self, delay: float) -> None:
         me = self.actor_ref
