@@ -134,16 +134,15 @@ class CorrectorActor(ResilientActor):
         board: HealthBoard,
         clock: Clock,
         actor: str,
-        blocked: Mapping[str, Iterable[UUID]] | None = None,
-        observers: Observers | None = None,
-        limits: CorrectionLimits | None = None,
+        blocked: Mapping[str, Iterable[UUID]],
+        observers: Observers,
+        limits: CorrectionLimits | None,
     ) -> None:
         """Corrects the `accounts` that have a `CorrectionPolicy`; `sinks` are each account's
         delivery actors; `actor` names this process in the events; `blocked` are the breaks
         each account must never correct again (from the audit store); `observers` are told
         every event, after `PROCESS_OBSERVERS`; `limits` bound what all accounts apply together."""
         super().__init__(board=board, clock=clock)
-        blocked = blocked or {}
         shared = None if limits is None else CorrectionBudget(limits, scope="the runtime")
         self._trackers = {
             account_id: CorrectionTracker(
@@ -158,7 +157,7 @@ class CorrectorActor(ResilientActor):
         self._applications = {account_id: _Applications() for account_id in self._trackers}
         self._sinks = sinks
         self._links = links
-        self._observers = observers or Observers()
+        self._observers = observers
         self._checks = 0
         """Runs asked for to check applied corrections, whose verdict is not in yet."""
         self._idle: Future[None] | None = None

@@ -50,7 +50,7 @@ def check_request(message: object, accounts: Mapping[str, object]) -> None:
 
 @attrs.frozen
 class Refusal:
-    """What the entry answers to a message it refuses: raised to an asker by `FollowingFuture`."""
+    """What the entry answers to a message it refuses: raised to an asker by `EntryRef.ask`."""
 
     error: Exception
 

@@ -239,12 +239,10 @@ class LeaseActor(ResilientActor):
         if ownership == before:
             return
         self._ownership[account_id] = ownership
-        if isinstance(ownership, Fence):
-            tell(self._scheduler, LeaseHeld(account_id, ownership))
-        elif isinstance(ownership, Unconfirmed):
-            tell(self._scheduler, LeaseHeld(account_id, None))
-        else:
+        if isinstance(ownership, str):
             tell(self._scheduler, LeaseNotHeld(account_id, ownership))
+        else:
+            tell(self._scheduler, LeaseHeld(account_id, ownership if isinstance(ownership, Fence) else None))
 
     def _arm(self, delay: float) -> None:
         me = self.actor_ref

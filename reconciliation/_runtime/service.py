@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation._domain.triggers import OnDemand, Startup
@@ -39,9 +39,11 @@ if TYPE_CHECKING:
 __all__ = ["ReconciliationRuntime", "ReconciliationService"]
 
 T = TypeVar("T")
+Started = TypeVar("Started")
+"""What `start()` returns: each enabled account's startup result, or the one account's."""
 
 
-class _Facade:
+class _Facade(Generic[Started]):
     """What both facades do the same way, on the `Runtime` below them: start its actors off
     the event loop, tell fills, stop, report health and take observers."""
 
@@ -82,6 +84,19 @@ class _Facade:
         thread.join(5.0)
         if not thread.is_alive():
             loop.close()
+
+    async def start(self) -> Started:
+        raise NotImplementedError
+
+    def start_blocking(self, timeout: float | None = None) -> Started:
+        """`start()` for a host without an event loop (a pykka engine on plain threads):
+        blocks until the startup runs' results. Stop it with `stop_blocking()`.
+
+        Raises:
+            RuntimeError: already started, or called from a running event loop (`await start()` there).
+            TimeoutError: the startup runs took longer than `timeout` seconds.
+        """
+        return self._blocking(self.start, timeout)
 
     def stop_blocking(self, timeout: float | None = None) -> StopReport:
         """`stop()` for a host without an event loop: blocks until every actor, timer and thread ended.
@@ -169,7 +184,7 @@ class _Facade:
         return await asyncio.wrap_future(self._runtime.request(account_id, trigger))
 
 
-class ReconciliationRuntime(_Facade):
+class ReconciliationRuntime(_Facade[dict[str, ReconciliationResult]]):
     """Reconciles many accounts in one process, sharing one set of actors and threads.
 
     Each account keeps its own config, triggers, debounce window, ageing and run order;
@@ -239,15 +254,6 @@ class ReconciliationRuntime(_Facade):
         enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
         return await self._start(enabled)
 
-    def start_blocking(self, timeout: float | None = None) -> dict[str, ReconciliationResult]:
-        """`start()` for a host without an event loop: blocks until every startup run's result.
-
-        Raises:
-            RuntimeError: already started, or called from a running event loop.
-            TimeoutError: the startup runs took longer than `timeout` seconds.
-        """
-        return self._blocking(self.start, timeout)
-
     async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
         """Run `account_id` now; the result of a run whose snapshot was taken after this call.
 
@@ -260,7 +266,7 @@ class ReconciliationRuntime(_Facade):
         return await self._run(request.account_id, OnDemand(request.requested_by))
 
 
-class ReconciliationService(_Facade):
+class ReconciliationService(_Facade[ReconciliationResult | None]):
     """Reconciles `config.account_id` at startup, periodically, after fills and on demand.
 
     Args:
@@ -327,16 +333,6 @@ class ReconciliationService(_Facade):
         """
         results = await self._start([self._config.account_id] if self._config.enabled else [])
         return results.get(self._config.account_id)
-
-    def start_blocking(self, timeout: float | None = None) -> ReconciliationResult | None:
-        """`start()` for a host without an event loop (a pykka engine on plain threads):
-        blocks until the startup run's result. Stop it with `stop_blocking()`.
-
-        Raises:
-            RuntimeError: already started, or called from a running event loop (`await start()` there).
-            TimeoutError: the startup run took longer than `timeout` seconds.
-        """
-        return self._blocking(self.start, timeout)
 
     async def reconcile(
         self, account_id: str | None = None, *, requested_by: str = "api"
