@@ -143,10 +143,9 @@ class DeliveryActor(ResilientActor, Generic[Item]):
     def started(self) -> None:
         if self._journal is not None:
             self._replay(*self._journal)
-        self._post_delivery()
         if self._queue:
             self._attempt()
-            self._post_delivery()
+        self._post_delivery()
 
     def _replay(self, journal: Journal, codec: ItemCodec[Item]) -> None:
         """Queue what the journal kept from before (a crash, a stop with Redis away), in order."""
@@ -179,18 +178,16 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             )
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
-            if isinstance(message, Accepted):
-                self._enqueue(message.entry)
-            else:
-                self._accept(message)
-            if self._retry is None:
-                self._attempt()
+        if isinstance(message, Accepted):
+            self._enqueue(message.entry)
+        elif isinstance(message, FinishedRun | CorrectionEvent):
+            self._accept(message)
         elif isinstance(message, RetryDue):
             self._retry = None
-            self._attempt()
         else:
             logger.warning("The %s actor ignored an unexpected %s", self.component, type(message).__name__)
+        if self._retry is None:
+            self._attempt()
         self._post_delivery()
 
     def _accept(self, run: Delivery) -> None:

@@ -163,12 +163,9 @@ class HealthBoard:
         """What was posted; with `now`, a sink busy on one call past its limit is unreachable
         (its actor, stuck in that call, cannot say so itself)."""
         with self._lock:
-            delivery = dict(self._delivery)
-            if now is not None:
-                delivery = {sink: health.judged_at(now) for sink, health in delivery.items()}
             return ServiceHealth(
                 components=dict(self._components),
-                delivery=delivery,
+                delivery={sink: d if now is None else d.judged_at(now) for sink, d in self._delivery.items()},
                 refused_fills=self._counters.get("refused_fills", 0),
                 hung_broker_calls=self._counters.get("hung_broker_calls", 0),
                 corrections_held=self._notes.get("corrections_held", {}),
