@@ -75,10 +75,8 @@ class _Reading:
 
 async def _side(reading: _Reading, wanted: Wanted, max_fills: int) -> Side:
     method = reading.book.get_fills  # type: ignore[attr-defined]
-    if inspect.iscoroutinefunction(method):
-        answers = await _one_by_one(reading, method, wanted)
-    else:
-        answers = await _in_one_job(reading, method, wanted)
+    read = _one_by_one if inspect.iscoroutinefunction(method) else _in_one_job
+    answers = await read(reading, method, wanted)
     return {
         (symbol, asset_type): _checked(answer, symbol, asset_type, reading.name, max_fills, reading.notes)
         for (symbol, asset_type), answer in answers
