@@ -186,7 +186,7 @@ class CorrectorActor(ResilientActor):
         withheld = self._links.may_apply(account_id, run.fence) if tracker.policy.mode == "apply" else None
         decisions = tracker.observe(run.result, run.ageing, run.snapshot, self._clock.now(), withheld=withheld)
         self._carry_out(account_id, decisions)
-        self._post_held()
+        self._board.note("corrections_held", {a: t.held for a, t in self._trackers.items() if t.held})
 
     def _application_ended(self, message: _Applied | _Landed) -> None:
         """An application answered (`_Applied`), or one that had not answered in time returned after all."""
@@ -205,9 +205,6 @@ class CorrectorActor(ResilientActor):
             self._carry_out(account_id, decisions)
         finally:
             self._next(account_id)
-
-    def _post_held(self) -> None:
-        self._board.note("corrections_held", {a: t.held for a, t in self._trackers.items() if t.held})
 
     def _verified(self, message: _Verified) -> None:
         self._checks -= 1

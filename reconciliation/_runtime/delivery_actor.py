@@ -251,7 +251,11 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             elif sent.refused is None:
                 self._unavailable(f"{self._sink.name} took nothing of {len(batch)} runs")
                 return
-        self._available()
+        self._reachable = True
+        failures, self._failures = self._failures, 0
+        if failures:
+            logger.info("%s is available again after %d failed attempts", self._sink.name, failures)
+            self._recovered()
 
     def _round_trip(self, batch: list[Queued[Item]]) -> Sent:
         """Send `batch` (the queue's head), take off the queue what the sink has and what it refused.
@@ -297,13 +301,6 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             logger.debug("%s still unavailable; next attempt in %.2f s", self._sink.name, delay)
         me = self.actor_ref
         self._retry = self._clock.call_later(delay, lambda: tell(me, RetryDue()))
-
-    def _available(self) -> None:
-        self._reachable = True
-        failures, self._failures = self._failures, 0
-        if failures:
-            logger.info("%s is available again after %d failed attempts", self._sink.name, failures)
-            self._recovered()
 
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FinishedRun | CorrectionEvent | Accepted):

@@ -75,16 +75,6 @@ class _Facade(Generic[Started]):
             self._host_loop = (loop, thread)
         return asyncio.run_coroutine_threadsafe(call(), self._host_loop[0]).result(timeout)
 
-    def _end_host_loop(self) -> None:
-        if self._host_loop is None:
-            return
-        loop, thread = self._host_loop
-        self._host_loop = None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5.0)
-        if not thread.is_alive():
-            loop.close()
-
     async def start(self) -> Started:
         raise NotImplementedError
 
@@ -108,7 +98,13 @@ class _Facade(Generic[Started]):
         try:
             return self._blocking(self.stop, timeout)
         finally:
-            self._end_host_loop()
+            if self._host_loop is not None:
+                loop, thread = self._host_loop
+                self._host_loop = None
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(5.0)
+                if not thread.is_alive():
+                    loop.close()
 
     @property
     def ref(self) -> EntryRef:
