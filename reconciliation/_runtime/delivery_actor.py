@@ -63,17 +63,19 @@ class Accepted(Generic[Item]):
     entry: Queued[Item]
 
 
-def journaled(run: Delivery, sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> Queued[Item]:
-    """`run` prepared for `sink` and committed to `journal`, as the queue keeps it.
+def queued(run: Delivery, sink: Sink[Item], journal: tuple[Journal, ItemCodec[Item]] | None) -> Queued[Item]:
+    """`run` prepared for `sink`, as the queue keeps it: committed to `journal` first, if given.
 
     Raises:
         sqlite3.Error: the journal could not be written.
     """
     item = sink.prepare(run)
     identity, account_id = _identity(run)
-    data = codec.encode(item)
-    seq = journal.append(identity, account_id, data)
-    return Queued(identity, account_id, item, max(1, sink.weight(item)), len(data), seq)
+    weight = max(1, sink.weight(item))
+    if journal is None:
+        return Queued(identity, account_id, item, weight)
+    data = journal[1].encode(item)
+    return Queued(identity, account_id, item, weight, len(data), journal[0].append(identity, account_id, data))
 
 
 class JournalingRef(Generic[Item]):
@@ -85,8 +87,7 @@ class JournalingRef(Generic[Item]):
     def __init__(self, ref: pykka.ActorRef[Any], sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> None:
         self._ref = ref
         self._sink = sink
-        self._journal = journal
-        self._codec = codec
+        self._journal = (journal, codec)
         self._telling = threading.Lock()
 
     def tell(self, message: Any) -> None:
@@ -95,7 +96,7 @@ class JournalingRef(Generic[Item]):
             return
         with self._telling:
             try:
-                entry = journaled(message, self._sink, self._journal, self._codec)
+                entry = queued(message, self._sink, self._journal)
             except sqlite3.Error as error:
                 logger.warning("The outbox journal did not take a run (%s): its actor tries again", describe_error(error))
                 self._ref.tell(message)
@@ -151,13 +152,12 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         """Queue what the journal kept from before (a crash, a stop with Redis away), in order."""
         if journal.problem is not None:
             self.degrade(journal.problem)
-        unreadable: list[int] = []
         for entry in journal.entries():
             try:
                 item = codec.decode(entry.data)
             except ValueError as error:
                 self._set_aside += 1
-                unreadable.append(entry.seq)
+                self._forget([entry.seq])
                 logger.error(  # noqa: TRY400 - the reason is enough; the runs behind it go on
                     "Run %s of %s in the outbox journal %s is unreadable (%s): set aside",
                     entry.run_id,
@@ -167,8 +167,8 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                     extra={"run_id": entry.run_id, "account_id": entry.account_id, "sink": self._sink.name},
                 )
                 continue
-            self._enqueue(Queued(entry.run_id, entry.account_id, item, self._weight(item), len(entry.data), entry.seq))
-        self._forget(unreadable)
+            weight = max(1, self._sink.weight(item))
+            self._enqueue(Queued(entry.run_id, entry.account_id, item, weight, len(entry.data), entry.seq))
         if self._queue:
             logger.info(
                 "%d runs kept in the outbox journal %s are delivered to %s first, in order",
@@ -191,20 +191,12 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._post_delivery()
 
     def _accept(self, run: Delivery) -> None:
-        if self._journal is not None:
-            try:
-                self._enqueue(journaled(run, self._sink, *self._journal))
-            except sqlite3.Error as error:
-                identity, account_id = _identity(run)
-                self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
-            else:
-                return
-        item = self._sink.prepare(run)
-        identity, account_id = _identity(run)
-        self._enqueue(Queued(identity, account_id, item, self._weight(item)))
-
-    def _weight(self, item: Item) -> int:
-        return max(1, self._sink.weight(item))
+        try:
+            self._enqueue(queued(run, self._sink, self._journal))
+        except sqlite3.Error as error:
+            identity, account_id = _identity(run)
+            self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
+            self._enqueue(queued(run, self._sink, None))
 
     def _enqueue(self, entry: Queued[Item]) -> None:
         dropped = self._queue.append(entry)
