@@ -31,7 +31,7 @@ from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.sinks import FinishedRun, Sent, Sink, SinkUnavailableError
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.delivery import DEFAULT_BUSY_LIMIT_SECONDS, BoundedQueue, DeliveryHealth, Queued
-from reconciliation._runtime.messages import RetryDue
+from reconciliation._runtime.messages import TimerDue
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -182,7 +182,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             self._enqueue(message.entry)
         elif isinstance(message, FinishedRun | CorrectionEvent):
             self._accept(message)
-        elif isinstance(message, RetryDue):
+        elif isinstance(message, TimerDue):
             self._retry = None
         else:
             logger.warning("The %s actor ignored an unexpected %s", self.component, type(message).__name__)
@@ -292,7 +292,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         else:
             logger.debug("%s still unavailable; next attempt in %.2f s", self._sink.name, delay)
         me = self.actor_ref
-        self._retry = self._clock.call_later(delay, lambda: tell(me, RetryDue()))
+        self._retry = self._clock.call_later(delay, lambda: tell(me, TimerDue()))
 
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FinishedRun | CorrectionEvent | Accepted):

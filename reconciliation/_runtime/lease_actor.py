@@ -44,7 +44,7 @@ from reconciliation._publishing.leases import Lease
 from reconciliation._publishing.runtime_names import NameInUseError
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.health import ComponentState, owned_by
-from reconciliation._runtime.messages import LeaseHeld, LeaseNotHeld, LeaseTick
+from reconciliation._runtime.messages import LeaseHeld, LeaseNotHeld, TimerDue
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -156,7 +156,7 @@ class LeaseActor(ResilientActor):
         self._arm(min(self._renew_seconds, self._first_retry or self._renew_seconds))
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, LeaseTick):
+        if isinstance(message, TimerDue):
             self._tick()
         else:
             logger.warning("The lease actor ignored an unexpected %s", type(message).__name__)
@@ -246,7 +246,7 @@ class LeaseActor(ResilientActor):
 
     def _arm(self, delay: float) -> None:
         me = self.actor_ref
-        self._timer = self._clock.call_later(delay, lambda: tell(me, LeaseTick()))
+        self._timer = self._clock.call_later(delay, lambda: tell(me, TimerDue()))
 
     def _post_standby(self) -> None:
         self._board.note("standby", {a: o for a, o in self._ownership.items() if isinstance(o, str)})
