@@ -20,16 +20,7 @@ import pykka
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.health import ComponentHealth, ComponentState
-from reconciliation._runtime.messages import (
-    AbandonRun,
-    Barrier,
-    FetchSnapshot,
-    FillsRead,
-    FillsWanted,
-    RunTicket,
-    SnapshotFailed,
-    SnapshotTaken,
-)
+from reconciliation._runtime.messages import Barrier, FillsRead, RunTicket
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -61,21 +52,16 @@ def actor_of(ref: pykka.ActorRef[Any]) -> ResilientActor | None:
 
 
 def ticket_of(message: object) -> RunTicket | None:
-    """The run a message is about, if it carries one's ticket."""
-    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed | AbandonRun | FillsWanted):
-        return message.ticket
-    if isinstance(message, FillsRead):
-        return message.wanted.ticket
-    return None
+    """The run a message is about, if it carries one's ticket (a `FillsRead`, its request's)."""
+    ticket = getattr(message.wanted if isinstance(message, FillsRead) else message, "ticket", None)
+    return ticket if isinstance(ticket, RunTicket) else None
 
 
 def run_id_of(message: object) -> UUID | None:
-    ticket = ticket_of(message)
-    if ticket is not None:
-        return ticket.run_id
     if isinstance(message, FinishedRun):
         return message.result.run_id
-    return None
+    ticket = ticket_of(message)
+    return None if ticket is None else ticket.run_id
 
 
 def tell(ref: pykka.ActorRef[Any], message: object) -> None:

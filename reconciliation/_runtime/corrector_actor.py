@@ -286,15 +286,6 @@ class CorrectorActor(ResilientActor):
         if idle is not None and not idle.done() and not busy:
             idle.set_result(None)
 
-    def fail_run(self, message: Any, reason: str) -> None:
-        """Handling failed: an application still ends (failed), so the next one can go."""
-        if isinstance(message, _Applied | _Landed):
-            applications = self._applications[message.correction.account_id]
-            if applications.applying == message.correction:
-                applications.applying = None
-            self._next(message.correction.account_id)
-        logger.error("The corrector could not handle %s: %s", type(message).__name__, reason)
-
     def stopping(self) -> None:
         """The corrections not applied yet are reported failed; nothing is applied any more."""
         now = self._clock.now()

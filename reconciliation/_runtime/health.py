@@ -43,9 +43,7 @@ class ComponentState(enum.Enum):
 TRANSITIONS: Mapping[ComponentState, frozenset[ComponentState]] = FrozenMapping(
     {
         ComponentState.RUNNING: frozenset({ComponentState.DEGRADED, ComponentState.STOPPED}),
-        ComponentState.DEGRADED: frozenset(
-            {ComponentState.DEGRADED, ComponentState.RUNNING, ComponentState.STOPPED}
-        ),
+        ComponentState.DEGRADED: frozenset(ComponentState),
         ComponentState.STOPPED: frozenset(),
     }
 )
