@@ -76,15 +76,13 @@ class CorrectionLinks:
 
 
 @attrs.frozen
-class _Applied:
+class _Ended:
+    """An application answered (`outcome`), or, `late`, one that had not answered in time
+    returned after all (`outcome.error`: None, or what it raised)."""
+
     correction: Correction
     outcome: ApplyOutcome
-
-
-@attrs.frozen
-class _Landed:
-    correction: Correction
-    error: str | None
+    late: bool = False
 
 
 @attrs.frozen
@@ -167,7 +165,7 @@ class CorrectorActor(ResilientActor):
     def handle(self, message: Any) -> Any:
         if isinstance(message, FinishedRun):
             self._run_finished(message)
-        elif isinstance(message, _Applied | _Landed):
+        elif isinstance(message, _Ended):
             self._application_ended(message)
         elif isinstance(message, _Verified):
             self._verified(message)
@@ -188,20 +186,18 @@ class CorrectorActor(ResilientActor):
         self._carry_out(account_id, decisions)
         self._board.note("corrections_held", {a: t.held for a, t in self._trackers.items() if t.held})
 
-    def _application_ended(self, message: _Applied | _Landed) -> None:
-        """An application answered (`_Applied`), or one that had not answered in time returned after all."""
-        correction = message.correction
-        account_id = correction.account_id
-        applications, tracker = self._applications[account_id], self._trackers[account_id]
-        if isinstance(message, _Applied) and applications.applying == correction:
+    def _application_ended(self, ended: _Ended) -> None:
+        correction, account_id = ended.correction, ended.correction.account_id
+        applications, tracker, now = self._applications[account_id], self._trackers[account_id], self._clock.now()
+        if not ended.late and applications.applying == correction:
             applications.applying = None
-        if (message.outcome.error if isinstance(message, _Applied) else message.error) is None:
+        if ended.outcome.error is None:
             applications.applied.append(correction)
         try:
-            if isinstance(message, _Applied):
-                decisions = tracker.applied(correction, message.outcome, self._clock.now())
+            if ended.late:
+                decisions = tracker.landed(correction, ended.outcome.error, now)
             else:
-                decisions = tracker.landed(correction, message.error, self._clock.now())
+                decisions = tracker.applied(correction, ended.outcome, now)
             self._carry_out(account_id, decisions)
         finally:
             self._next(account_id)
@@ -252,8 +248,10 @@ class CorrectorActor(ResilientActor):
             application = Application()
             application.outcome.set_result(ApplyOutcome(error=describe_error(error)))
         me = self.actor_ref
-        application.outcome.add_done_callback(lambda done: tell(me, _Applied(correction, done.result())))
-        application.landed.add_done_callback(lambda done: tell(me, _Landed(correction, done.result())))
+        application.outcome.add_done_callback(lambda done: tell(me, _Ended(correction, done.result())))
+        application.landed.add_done_callback(
+            lambda done: tell(me, _Ended(correction, ApplyOutcome(error=done.result()), late=True))
+        )
 
     def _verify(self, account_id: str, batch: tuple[Correction, ...]) -> None:
         self._checks += 1
