@@ -146,10 +146,6 @@ class ResilientActor(pykka.ThreadingActor):
             self._failed(error, "while stopping")
         self._become(ComponentState.STOPPED)
 
-    def on_failure(self, *exc_info: Any) -> None:  # pragma: no cover - on_receive lets nothing escape
-        logger.error("The %s actor stopped on an unexpected error", self.component, exc_info=exc_info)
-        self._become(ComponentState.STOPPED)
-
     def degrade(self, reason: str) -> None:
         """Mark the component degraded for a failure it handled itself (a sink that is down)."""
         self._errors += 1

@@ -37,20 +37,16 @@ class TimerHandle(Protocol):
 class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back; for durations and deadlines."""
-        ...
 
     def now(self) -> dt.datetime:
         """The current time, timezone-aware UTC; for timestamps."""
-        ...
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         """Run `callback` (which must be quick: it should only tell an actor) after `delay` s."""
-        ...
 
     @property
     def is_running(self) -> bool:
         """Whether timers still fire."""
-        ...
 
 
 @attrs.define(eq=False)
@@ -83,9 +79,6 @@ class _TimerQueue:
         if deadline is None or deadline > now:
             return None
         return heapq.heappop(self._heap)[2]
-
-    def clear(self) -> None:
-        self._heap.clear()
 
 
 def _delay(delay: float) -> float:
@@ -144,7 +137,7 @@ class SystemClock:
         """Cancel every pending timer and end the thread. Idempotent."""
         with self._wakeup:
             self._closed = True
-            self._queue.clear()
+            self._queue = _TimerQueue()
             self._wakeup.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)

@@ -101,10 +101,6 @@ class _Applications:
     applied: list[Correction] = attrs.Factory(list)
     """Applied since the last check was asked for."""
 
-    @property
-    def busy(self) -> bool:
-        return self.applying is not None or bool(self.waiting)
-
 
 class _Budgets:
     """An account's budget and, when the runtime has limits of its own, the runtime's."""
@@ -159,6 +155,7 @@ class CorrectorActor(ResilientActor):
         self._checks = 0
         """Runs asked for to check applied corrections, whose verdict is not in yet."""
         self._idle: Future[None] | None = None
+        """Set once the applications in progress are done and their checks' verdicts told."""
         self._fences: dict[str, Fence | None] = {}
         """The lease each account's last run was made under: its steps carry it."""
 
@@ -169,8 +166,8 @@ class CorrectorActor(ResilientActor):
             self._application_ended(message)
         elif isinstance(message, _Verified):
             self._verified(message)
-        elif isinstance(message, InFlight):
-            return self._in_flight()
+        elif isinstance(message, InFlight):  # what `Runtime.settle` waits for: see `_idle`
+            return () if self._idle is None or self._idle.done() else (self._idle,)
         else:
             logger.warning("The corrector ignored an unexpected %s", type(message).__name__)
         return None
@@ -273,14 +270,9 @@ class CorrectorActor(ResilientActor):
             )
         )
 
-    def _in_flight(self) -> tuple[Future[None], ...]:
-        """What `Runtime.settle` waits for: the applications in progress and the checks of
-        those applied (the future is set once their verdicts have been told to the sinks)."""
-        return () if self._idle is None or self._idle.done() else (self._idle,)
-
     def _settle_if_idle(self) -> None:
         idle = self._idle
-        busy = self._checks or any(a.busy for a in self._applications.values())
+        busy = self._checks or any(a.applying is not None or a.waiting for a in self._applications.values())
         if idle is not None and not idle.done() and not busy:
             idle.set_result(None)
 

@@ -109,12 +109,9 @@ class EntryRef(pykka.ActorRef["DebouncerActor"]):
             ValueError: it is for an account the service does not reconcile.
             pykka.Timeout: no result within `timeout` seconds.
         """
-        if not _is_pykka_message(message):
+        pykka_own = type(message).__module__.split(".")[0] == "pykka"  # a stop, a proxy call
+        if not (pykka_own or isinstance(message, Barrier)):
             check_request(message, self._accounts)
         reply = _following(super().ask(message, block=False))
         return reply.get(timeout=timeout) if block else reply
 
-
-def _is_pykka_message(message: object) -> bool:
-    """pykka's own messages (a stop, a proxy call) go through `ask` too, and so does our `Barrier`."""
-    return isinstance(message, Barrier) or type(message).__module__.split(".")[0] == "pykka"

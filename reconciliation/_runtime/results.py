@@ -15,7 +15,7 @@ __all__ = ["completed_result", "failed_result"]
 
 
 def _result(ticket: RunTicket, now: float, **fields: Any) -> ReconciliationResult:
-    """The ticket's run ended at `now`: its duration and, with a periodic run, when that is next due."""
+    """The ticket's run ended at `now`: its duration and, with periodic runs, when the next is due."""
     elapsed = max(now - ticket.started, 0.0)
     every = ticket.next_periodic_seconds
     return ReconciliationResult(
