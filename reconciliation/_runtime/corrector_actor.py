@@ -1,27 +1,14 @@
-"""The corrector: proposes, applies and checks corrections of the local book.
+"""The corrector: proposes, applies and checks corrections of the local book
+(docs/architecture.md, "Auto-correction: the corrector").
 
-It sits downstream of the comparator, which tells it every finished run of the accounts
-that have a `CorrectionPolicy` (exactly as it tells their delivery actors). For each run
-its account's `CorrectionTracker` decides (see `_domain/correcting.py`); the corrector
-carries the decisions out:
-
-- every event (proposed, confirmed, applied, ...) is told to the account's delivery
-  actors, so it reaches the log, Redis and the audit store the way runs do, after the
-  run it came from;
-- confirmed corrections are applied one at a time per account, through `links.apply`:
-  the fetcher calls the book's `apply_correction` as it calls every book method
-  (bounded, contained, never on this thread); only within the account's and the
-  runtime's limits (`CorrectionBudget`), and only while `links.may_apply` says this
-  runtime is the account's one writer;
-- once an account's applications are done, one reconciliation is asked for at once
-  through `links.verify` (an on-demand run, `requested_by="correction"`), and its result
-  judges each applied correction;
-- breaks to escalate are told to the comparator through `links.escalate`.
-
-The links reach actors upstream of this one; the runtime binds them after every actor
-has started, so no actor is given one upstream of it at construction and no message
-cycle is wired. A link that fails (the service is stopping) fails the application or
-leaves the verdict to the next completed run; nothing here waits on another actor.
+The comparator tells it every finished run of the accounts that have a `CorrectionPolicy`;
+each account's `CorrectionTracker` decides, and the corrector carries the decisions out:
+every event goes to the account's delivery actors; confirmed corrections are applied one
+at a time per account through `links.apply` (within `CorrectionBudget`s, and only while
+`links.may_apply` says this runtime is the account's one writer); once they are done,
+one run is asked for through `links.verify` to judge them; breaks to escalate go through
+`links.escalate`. The links reach actors upstream, bound after every actor has started;
+nothing here waits on another actor.
 """
 
 from __future__ import annotations

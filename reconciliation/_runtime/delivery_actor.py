@@ -6,12 +6,10 @@ and counted when full — while a jittered, capped backoff timer brings the acto
 try again. A run the sink refuses for its content is set aside (logged at ERROR with its
 run id, counted) so that the runs behind it are still delivered.
 
-Given a `Journal` (the Redis sink, with a `state_dir`), a run is written to it before it
-counts as queued and deleted from it once the sink has it, was dropped or set aside; at
-start, what the journal holds is queued first, in order, as it was encoded. Those who
-finish runs tell them through a `JournalingRef`, which writes each down on the teller's
-thread before telling it: a run is on disk before it waits in this actor's inbox (while
-the actor is stuck in a call to a stalled server, say), and before its result is answered.
+Given a `Journal` (the Redis sink, with a `state_dir`), a run is on disk before it counts
+as queued, and what the journal holds is queued first at start; those who finish runs tell
+them through a `JournalingRef`, which writes each down on the teller's thread
+(docs/architecture.md, "The outbox journal").
 """
 
 from __future__ import annotations

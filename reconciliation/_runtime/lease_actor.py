@@ -1,29 +1,11 @@
 """The lease actor: keeps this runtime's leases on its accounts, and tells the scheduler
-which accounts it owns.
+which accounts it owns (`LeaseHeld`, `LeaseNotHeld`).
 
-    start ─ claim the runtime's name, then each account's lease (in `Runtime.start`)
-      │
-      ▼            renewed every lease period / 3, in one round trip
-    owner ◀──────────────────────────────────────────────┐
-      │ ▲ Redis unanswered past the lease's last safe      │
-      ▼ │ moment (or at start) / Redis answers again        │
-    unconfirmed: reconciled, never corrected               │ the holder's lease expired
-      │                                                    │ (retried when it expires)
-      ▼ another runtime holds it; the name was taken       │
-    standby (owned by NAME) ───────────────────────────────┘
-
-An owned account's runs carry its `Fence` (runtime name, token). The scheduler starts
-no run for a standby account; standby accounts are shown in health (`standby`) and
-retried at the moment the holder's lease would expire, so a dead owner's accounts are
-taken over within one lease period. When Redis does not answer, an owned account's lease
-is unconfirmed from the last renewal before it could have expired (a renewal's call is
-bounded by the connection's timeouts, shorter than a renewal interval), and so is every
-account of a runtime that found no Redis at start: it is still reconciled — logged,
-journaled for Redis, its kill switch armed — but its runs carry no fence and nothing of
-it is corrected (the corrector claims the lease before every apply). An alert is never
-lost to an outage; two runtimes cut off together may both report an account, and the
-entries without a fencing token say which runs were made so. At a clean stop, the leases
-and the name are released, so a standby takes over at its next attempt.
+docs/architecture.md ("One owner per account: the leases") draws its states and says what
+each guarantees: an owned account's runs carry its `Fence`; while Redis does not answer,
+an owned account is unconfirmed from the last renewal before its lease could have expired
+(reconciled, never corrected); a standby account is not run here, and is retried at the
+moment the holder's lease would expire. At a clean stop the leases and the name are released.
 
 The Redis calls are made here, not in the scheduler, so that a stalled Redis never
 holds up the starting of runs.
