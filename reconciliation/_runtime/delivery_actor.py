@@ -307,7 +307,6 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         """Deliver what the sink will still take, report what is left, release the sink."""
         if self._retry is not None:
             self._retry.cancel()
-            self._retry = None
         for _ in range(STOP_FLUSH_ATTEMPTS):
             if not self._queue:
                 break

@@ -78,7 +78,7 @@ async def _side(reading: _Reading, wanted: Wanted, max_fills: int) -> Side:
     read = _one_by_one if inspect.iscoroutinefunction(method) else _in_one_job
     answers = await read(reading, method, wanted)
     return {
-        (symbol, asset_type): _checked(answer, symbol, asset_type, reading.name, max_fills, reading.notes)
+        (symbol, asset_type): _checked(answer, symbol, asset_type, reading, max_fills)
         for (symbol, asset_type), answer in answers
     }
 
@@ -91,8 +91,9 @@ async def _one_by_one(reading: _Reading, method: Any, wanted: Wanted) -> list[tu
             reading.notes.append(f"{reading.name} ran out of time after {read} of {len(wanted)} positions")
             break
         try:
+            arguments = (reading.account_id, symbol, since)
             answer = await reading.calls.call(
-                method, reading.account_id, name=reading.name, limit=remaining, arguments=(reading.account_id, symbol, since)
+                method, reading.account_id, name=reading.name, limit=remaining, arguments=arguments
             )
         except BookCallError as error:
             reading.notes.append(f"{error} (after {read} of {len(wanted)} positions)")
@@ -134,10 +135,9 @@ async def _in_one_job(reading: _Reading, method: Any, wanted: Wanted) -> list[tu
     return read
 
 
-def _checked(
-    answer: Any, symbol: str, asset_type: AssetType, name: str, max_fills: int, notes: list[str]
-) -> tuple[Fill, ...]:
-    """The fills of the position in `answer`, at most `max_fills`; what was left out goes to `notes`."""
+def _checked(answer: Any, symbol: str, asset_type: AssetType, reading: _Reading, max_fills: int) -> tuple[Fill, ...]:
+    """The fills of the position in `answer`, at most `max_fills`; what was left out goes to the notes."""
+    name, notes = reading.name, reading.notes
     if isinstance(answer, str | bytes) or not isinstance(answer, Iterable):
         notes.append(f"{name}({symbol}) answered {type(answer).__name__}, not a list of fills")
         return ()

@@ -200,7 +200,7 @@ def _open_database(path: Path) -> sqlite3.Connection:
 
 
 def _expect(row: tuple[object, ...] | None, wanted: str, meaning: str) -> None:
-    got = None if not row else str(row[0])
-    if got is None or got.lower() != wanted:
+    got = str(row[0]) if row else None
+    if str(got).lower() != wanted:
         msg = f"{meaning} ({got!s:.200})"
         raise sqlite3.DatabaseError(msg)

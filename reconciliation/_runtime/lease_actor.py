@@ -217,8 +217,7 @@ class LeaseActor(ResilientActor):
         self._post_standby()
 
     def _set(self, account_id: str, ownership: Ownership) -> None:
-        before = self._ownership[account_id]
-        if ownership == before:
+        if ownership == self._ownership[account_id]:
             return
         self._ownership[account_id] = ownership
         if isinstance(ownership, str):
