@@ -45,12 +45,33 @@ Started = TypeVar("Started")
 
 class _Facade(Generic[Started]):
     """What both facades do the same way, on the `Runtime` below them: start its actors off
-    the event loop, tell fills, stop, report health and take observers."""
+    the event loop, tell fills, stop, report health and take observers. Its arguments are
+    `Runtime`'s (see `ReconciliationRuntime`)."""
 
-    def __init__(self, runtime: Runtime, described: str) -> None:
-        self._runtime = runtime
-        self._described = described
-        """`the reconciliation runtime`, `the reconciliation service for ACC-1`: in messages."""
+    _described = "the reconciliation runtime"
+    """How messages name the facade (`the reconciliation service for ACC-1`)."""
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        redis: object,
+        *,
+        clock: Clock | None = None,
+        on_halt: HaltCallback | None = None,
+        correction_limits: CorrectionLimits | None = None,
+        name: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        self._runtime = Runtime(
+            accounts,
+            redis,
+            clock=clock,
+            on_halt=on_halt,
+            correction_limits=correction_limits,
+            name=name,
+            lease_seconds=lease_seconds,
+        )
+        self._accounts = {account.account_id: account for account in accounts}
         self._started = False
         self._host_loop: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
         """The event loop `start_blocking` made, and the thread running it."""
@@ -123,8 +144,8 @@ class _Facade(Generic[Started]):
     def is_running(self) -> bool:
         return self._runtime.is_running
 
-    async def _start(self, enabled: Sequence[str]) -> dict[str, ReconciliationResult]:
-        """Start the actors, then run the startup reconciliation of `enabled` accounts, together."""
+    async def _start(self) -> dict[str, ReconciliationResult]:
+        """Start the actors, then run the startup reconciliation of the enabled accounts, together."""
         if self._started:
             msg = f"{self._described} is already started; call stop() first"
             raise RuntimeError(msg)
@@ -135,6 +156,7 @@ class _Facade(Generic[Started]):
         except BaseException:
             self._started = False
             raise
+        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
         results = await asyncio.gather(*(self._run(account_id, Startup()) for account_id in enabled))
         return dict(zip(enabled, results, strict=True))
 
@@ -209,29 +231,6 @@ class ReconciliationRuntime(_Facade[dict[str, ReconciliationResult]]):
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self,
-        accounts: Sequence[Account],
-        redis: object,
-        *,
-        clock: Clock | None = None,
-        on_halt: HaltCallback | None = None,
-        correction_limits: CorrectionLimits | None = None,
-        name: str | None = None,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    ) -> None:
-        runtime = Runtime(
-            accounts,
-            redis,
-            clock=clock,
-            on_halt=on_halt,
-            correction_limits=correction_limits,
-            name=name,
-            lease_seconds=lease_seconds,
-        )
-        super().__init__(runtime, "the reconciliation runtime")
-        self._accounts = {account.account_id: account for account in accounts}
-
     @property
     def accounts(self) -> Mapping[str, Account]:
         return self._accounts
@@ -247,8 +246,7 @@ class ReconciliationRuntime(_Facade[dict[str, ReconciliationResult]]):
         Raises:
             RuntimeError: already started.
         """
-        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
-        return await self._start(enabled)
+        return await self._start()
 
     async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
         """Run `account_id` now; the result of a run whose snapshot was taken after this call.
@@ -303,15 +301,9 @@ class ReconciliationService(_Facade[ReconciliationResult | None]):
         if not isinstance(config, ReconciliationConfig):
             msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
             raise TypeError(msg)
-        runtime = Runtime(
-            [Account(config, portfolio, broker_query)],
-            redis,
-            clock=clock,
-            on_halt=on_halt,
-            name=name,
-            lease_seconds=lease_seconds,
-        )
-        super().__init__(runtime, f"the reconciliation service for {config.account_id}")
+        accounts = [Account(config, portfolio, broker_query)]
+        super().__init__(accounts, redis, clock=clock, on_halt=on_halt, name=name, lease_seconds=lease_seconds)
+        self._described = f"the reconciliation service for {config.account_id}"
         self._config = config
 
     @property
@@ -327,8 +319,7 @@ class ReconciliationService(_Facade[ReconciliationResult | None]):
         Raises:
             RuntimeError: if the service is already started.
         """
-        results = await self._start([self._config.account_id] if self._config.enabled else [])
-        return results.get(self._config.account_id)
+        return (await self._start()).get(self._config.account_id)
 
     async def reconcile(
         self, account_id: str | None = None, *, requested_by: str = "api"
