@@ -1,11 +1,9 @@
 """What every actor of the pipeline shares: it never dies, and it says how it is doing.
 
-pykka stops an actor whose told message raised, and throws its inbox away — the runs
-queued behind the failure would be lost — and it answers a `BaseException` by stopping
-every actor in the process, the host engine's included. So no exception leaves an actor
-of ours: a failing handler is logged with the run it was handling, that run is reported
-failed (`fail_run`), the component is marked degraded on the `HealthBoard`, and the
-actor goes on with its next message. The same holds for `on_start` and `on_stop`.
+No exception leaves an actor of ours (pykka would drop its inbox, or stop every actor of
+the process): a failing handler, `on_start` or `on_stop` is logged with the run it was
+handling, that run is reported failed (`fail_run`), the component is marked degraded on
+the `HealthBoard`, and the actor goes on (docs/architecture.md, "How failures are contained").
 """
 
 from __future__ import annotations

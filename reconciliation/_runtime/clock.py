@@ -66,8 +66,14 @@ class _TimerQueue:
         self._heap: list[tuple[float, int, _Timer]] = []
         self._order = itertools.count()
 
-    def push(self, timer: _Timer) -> None:
+    def add(self, now: float, delay: float, callback: Callable[[], object]) -> _Timer:
+        """A timer due `delay` s after `now` (a negative delay: now; NaN is a caller's bug)."""
+        if math.isnan(delay):
+            msg = "a timer delay cannot be NaN"
+            raise ValueError(msg)
+        timer = _Timer(now + max(delay, 0.0), callback)
         heapq.heappush(self._heap, (timer.deadline, next(self._order), timer))
+        return timer
 
     def next_deadline(self) -> float | None:
         while self._heap and self._heap[0][2].cancelled:
@@ -79,14 +85,6 @@ class _TimerQueue:
         if deadline is None or deadline > now:
             return None
         return heapq.heappop(self._heap)[2]
-
-
-def _delay(delay: float) -> float:
-    """A delay as the timer queue takes it: not negative; NaN is a caller's bug."""
-    if math.isnan(delay):
-        msg = "a timer delay cannot be NaN"
-        raise ValueError(msg)
-    return max(delay, 0.0)
 
 
 def _fire(timer: _Timer) -> None:
@@ -121,12 +119,11 @@ class SystemClock:
         return not self._closed and (self._thread is None or self._thread.is_alive())
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
-        timer = _Timer(time.monotonic() + _delay(delay), callback)
         with self._wakeup:
+            timer = self._queue.add(time.monotonic(), delay, callback)
             if self._closed:
-                timer.cancelled = True
+                timer.cancel()
                 return timer
-            self._queue.push(timer)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -178,9 +175,7 @@ class ManualClock:
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         with self._lock:
-            timer = _Timer(self._elapsed + _delay(delay), callback)
-            self._queue.push(timer)
-            return timer
+            return self._queue.add(self._elapsed, delay, callback)
 
     def advance(self, seconds: float) -> None:
         """Move time forward, firing each timer that falls due, at its own deadline."""
