@@ -68,12 +68,9 @@ class Journal:
         self._connection = connection
         self._lock = lock
         self._using = threading.Lock()
+        self.path = directory / JOURNAL_FILE
         self.problem = problem
         """Set when the journal found at start was unusable and was moved aside."""
-
-    @property
-    def path(self) -> Path:
-        return self.directory / JOURNAL_FILE
 
     @classmethod
     def open(cls, state_dir: str) -> Journal:

@@ -30,9 +30,6 @@ __all__ = ["PROCESS_OBSERVERS", "BookCallTiming", "Observers", "RuntimeObserver"
 
 logger = logging.getLogger(__name__)
 
-CallOutcome = Literal["ok", "failed", "timeout", "still_hung"]
-
-
 @attrs.frozen
 class BookCallTiming:
     """One call to a book: `call` is `broker.get_positions`, `local.get_account`, ...
@@ -47,7 +44,7 @@ class BookCallTiming:
     account_id: str
     call: str
     seconds: float
-    outcome: CallOutcome
+    outcome: Literal["ok", "failed", "timeout", "still_hung"]
 
 
 @runtime_checkable
