@@ -80,6 +80,8 @@ class DeliveryHealth:
 
 @attrs.frozen
 class Queued(Generic[T]):
+    """A run prepared for its sink, as the queue keeps it."""
+
     run_id: str
     account_id: str
     item: T

@@ -21,8 +21,6 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import attrs
-
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
@@ -42,7 +40,7 @@ if TYPE_CHECKING:
     from reconciliation._runtime.health import HealthBoard
     from reconciliation._runtime.journal import Journal
 
-__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "Accepted", "DeliveryActor", "JournalingRef"]
+__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor", "JournalingRef"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +49,6 @@ STOP_FLUSH_ATTEMPTS = 20
 """At stop, how many round trips may drain the queue before what is left is reported lost."""
 
 Item = TypeVar("Item")
-
-
-@attrs.frozen
-class Accepted(Generic[Item]):
-    """A run already prepared and written to the journal by its teller (`JournalingRef`):
-    the actor only queues it."""
-
-    entry: Queued[Item]
 
 
 def queued(run: Delivery, sink: Sink[Item], journal: tuple[Journal, ItemCodec[Item]] | None) -> Queued[Item]:
@@ -99,7 +89,7 @@ class JournalingRef(Generic[Item]):
                 logger.warning("The outbox journal did not take a run (%s): its actor tries again", describe_error(error))
                 self._ref.tell(message)
             else:
-                self._ref.tell(Accepted(entry))
+                self._ref.tell(entry)
 
 
 class DeliveryActor(ResilientActor, Generic[Item]):
@@ -176,8 +166,8 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             )
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, Accepted):
-            self._enqueue(message.entry)
+        if isinstance(message, Queued):  # from a `JournalingRef`: already journaled
+            self._enqueue(message)
         elif isinstance(message, FinishedRun | CorrectionEvent):
             self._accept(message)
         elif isinstance(message, TimerDue):
@@ -293,10 +283,10 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         self._retry = self._clock.call_later(delay, lambda: tell(me, TimerDue()))
 
     def fail_run(self, message: Any, reason: str) -> None:
-        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
+        if isinstance(message, FinishedRun | CorrectionEvent | Queued):
             self._set_aside += 1
             identity, account_id = (
-                (message.entry.run_id, message.entry.account_id) if isinstance(message, Accepted) else _identity(message)
+                (message.run_id, message.account_id) if isinstance(message, Queued) else _identity(message)
             )
             logger.error(
                 "Run %s of %s could not be queued for %s: %s", identity, account_id, self._sink.name, reason
