@@ -132,8 +132,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
     def started(self) -> None:
         if self._journal is not None:
             self._replay(*self._journal)
-        if self._queue:
-            self._attempt()
+        self._attempt()
         self._post_delivery()
 
     def _replay(self, journal: Journal, codec: ItemCodec[Item]) -> None:
@@ -349,7 +348,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             logger.warning("Cutting off %s raised %s; the stop goes on", self._sink.name, describe_error(error))
 
     def _post_delivery(self) -> None:
-        self._board.post_delivery(
+        self._board.post(
             DeliveryHealth(
                 sink=self._sink.name,
                 queued_runs=len(self._queue),

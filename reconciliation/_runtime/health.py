@@ -141,13 +141,12 @@ class HealthBoard:
         self._counters: dict[str, int] = {}
         self._notes: dict[str, Mapping[str, str]] = {}
 
-    def post(self, health: ComponentHealth) -> None:
+    def post(self, health: ComponentHealth | DeliveryHealth) -> None:
         with self._lock:
-            self._components[health.name] = health
-
-    def post_delivery(self, health: DeliveryHealth) -> None:
-        with self._lock:
-            self._delivery[health.sink] = health
+            if isinstance(health, DeliveryHealth):
+                self._delivery[health.sink] = health
+            else:
+                self._components[health.name] = health
 
     def count(self, counter: str, value: int) -> None:
         with self._lock:

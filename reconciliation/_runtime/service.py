@@ -332,9 +332,6 @@ class ReconciliationService(_Facade[ReconciliationResult | None]):
             RuntimeError: the service is not started.
         """
         request = ReconcileRequest(self._config.account_id if account_id is None else account_id, requested_by)
-        if request.account_id != self._config.account_id:
-            msg = f"this service reconciles {self._config.account_id!r}, not {request.account_id!r}"
-            raise ValueError(msg)
         return await self._run(request.account_id, OnDemand(request.requested_by))
 
     def publisher_health(self) -> DeliveryHealth:
