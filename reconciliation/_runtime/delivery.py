@@ -1,10 +1,5 @@
-"""Getting finished runs to a destination that may be down: one queue and one backoff for every sink.
-
-A *sink* (its contract is in `_domain.sinks`) is a destination of finished runs — and of the
-steps of corrections (`CorrectionEvent`), which take the same way: the log, Redis, the audit
-store. Each is fed by its own `DeliveryActor` (see `delivery_actor`), which keeps what the sink has not
-taken yet in a `BoundedQueue` and, while the sink is unavailable, retries after a jittered
-`Backoff` (`_domain.backoff`). The queue is a plain object owned by one actor, not thread-safe.
+"""Getting finished runs to a sink that may be down: the queue each `DeliveryActor` keeps (a
+plain object owned by that actor, not thread-safe), and the way to a sink as health shows it.
 """
 
 from __future__ import annotations
