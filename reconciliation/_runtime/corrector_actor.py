@@ -172,7 +172,8 @@ class CorrectorActor(ResilientActor):
 
     def _application_ended(self, ended: _Ended) -> None:
         correction, account_id = ended.correction, ended.correction.account_id
-        applications, tracker, now = self._applications[account_id], self._trackers[account_id], self._clock.now()
+        applications, tracker = self._applications[account_id], self._trackers[account_id]
+        now = self._clock.now()
         if not ended.late and applications.applying == correction:
             applications.applying = None
         if ended.outcome.error is None:

@@ -63,7 +63,8 @@ def queued(run: Delivery, sink: Sink[Item], journal: tuple[Journal, ItemCodec[It
     if journal is None:
         return Queued(identity, account_id, item, weight)
     data = journal[1].encode(item)
-    return Queued(identity, account_id, item, weight, len(data), journal[0].append(identity, account_id, data))
+    seq = journal[0].append(identity, account_id, data)
+    return Queued(identity, account_id, item, weight, len(data), seq)
 
 
 class JournalingRef(Generic[Item]):

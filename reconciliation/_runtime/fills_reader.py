@@ -135,7 +135,9 @@ async def _in_one_job(reading: _Reading, method: Any, wanted: Wanted) -> list[tu
     return read
 
 
-def _checked(answer: Any, symbol: str, asset_type: AssetType, reading: _Reading, max_fills: int) -> tuple[Fill, ...]:
+def _checked(
+    answer: Any, symbol: str, asset_type: AssetType, reading: _Reading, max_fills: int
+) -> tuple[Fill, ...]:
     """The fills of the position in `answer`, at most `max_fills`; what was left out goes to the notes."""
     name, notes = reading.name, reading.notes
     if isinstance(answer, str | bytes) or not isinstance(answer, Iterable):

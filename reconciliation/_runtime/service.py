@@ -301,8 +301,14 @@ class ReconciliationService(_Facade[ReconciliationResult | None]):
         if not isinstance(config, ReconciliationConfig):
             msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
             raise TypeError(msg)
-        accounts = [Account(config, portfolio, broker_query)]
-        super().__init__(accounts, redis, clock=clock, on_halt=on_halt, name=name, lease_seconds=lease_seconds)
+        super().__init__(
+            [Account(config, portfolio, broker_query)],
+            redis,
+            clock=clock,
+            on_halt=on_halt,
+            name=name,
+            lease_seconds=lease_seconds,
+        )
         self._described = f"the reconciliation service for {config.account_id}"
         self._config = config
 
