@@ -34,13 +34,11 @@ def check_request(message: object, accounts: Mapping[str, object]) -> None:
         TypeError: not a `ReconcileRequest` or an `OrderFill`.
         ValueError: a request for an account the service does not reconcile.
     """
-    if isinstance(message, ReconcileRequest):
-        if message.account_id not in accounts:
-            known = ", ".join(sorted(accounts)[:5]) + (", ..." if len(accounts) > 5 else "")
-            msg = f"this service reconciles {known}, not {message.account_id!r}"
-            raise ValueError(msg)
-        return
-    if not isinstance(message, OrderFill):
+    if isinstance(message, ReconcileRequest) and message.account_id not in accounts:
+        known = ", ".join(sorted(accounts)[:5]) + (", ..." if len(accounts) > 5 else "")
+        msg = f"this service reconciles {known}, not {message.account_id!r}"
+        raise ValueError(msg)
+    if not isinstance(message, ReconcileRequest | OrderFill):
         msg = (
             f"the reconciliation service takes ReconcileRequest (ask) and OrderFill (tell), "
             f"not {type(message).__name__}"
