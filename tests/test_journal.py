@@ -27,7 +27,8 @@ from reconciliation._domain.models import ReconciliationResult
 from reconciliation._domain.sinks import FinishedRun, Sent, SinkUnavailableError
 from reconciliation._publishing.redis_sink import PendingRun, RedisSink
 from reconciliation._runtime.clock import ManualClock
-from reconciliation._runtime.delivery_actor import Accepted, DeliveryActor, JournalingRef
+from reconciliation._runtime.delivery import Queued
+from reconciliation._runtime.delivery_actor import DeliveryActor, JournalingRef
 from reconciliation._runtime.health import ComponentState, HealthBoard
 from reconciliation._runtime.journal import JOURNAL_FILE, Journal, JournalError
 from reconciliation._runtime.messages import Barrier
@@ -380,8 +381,8 @@ class TestJournalingRef:
         ref = FakeRef(journal)
         JournalingRef(ref, sink, journal, sink).tell(finished(3))  # type: ignore[arg-type]
         ((message, held),) = ref.told
-        assert isinstance(message, Accepted)
-        assert (message.entry.item, message.entry.seq, held) == ("3", journal.entries()[0].seq, 1)
+        assert isinstance(message, Queued)
+        assert (message.item, message.seq, held) == ("3", journal.entries()[0].seq, 1)
 
     def test_other_messages_pass_as_they_are(self, journal: Journal) -> None:
         ref = FakeRef(journal)

@@ -1,11 +1,9 @@
 """What every actor of the pipeline shares: it never dies, and it says how it is doing.
 
-pykka stops an actor whose told message raised, and throws its inbox away — the runs
-queued behind the failure would be lost — and it answers a `BaseException` by stopping
-every actor in the process, the host engine's included. So no exception leaves an actor
-of ours: a failing handler is logged with the run it was handling, that run is reported
-failed (`fail_run`), the component is marked degraded on the `HealthBoard`, and the
-actor goes on with its next message. The same holds for `on_start` and `on_stop`.
+No exception leaves an actor of ours (pykka would drop its inbox, or stop every actor of
+the process): a failing handler, `on_start` or `on_stop` is logged with the run it was
+handling, that run is reported failed (`fail_run`), the component is marked degraded on
+the `HealthBoard`, and the actor goes on (docs/architecture.md, "How failures are contained").
 """
 
 from __future__ import annotations
@@ -20,16 +18,7 @@ import pykka
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.sinks import FinishedRun
 from reconciliation._runtime.health import ComponentHealth, ComponentState
-from reconciliation._runtime.messages import (
-    AbandonRun,
-    Barrier,
-    FetchSnapshot,
-    FillsRead,
-    FillsWanted,
-    RunTicket,
-    SnapshotFailed,
-    SnapshotTaken,
-)
+from reconciliation._runtime.messages import Barrier, FillsRead, RunTicket
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -61,21 +50,16 @@ def actor_of(ref: pykka.ActorRef[Any]) -> ResilientActor | None:
 
 
 def ticket_of(message: object) -> RunTicket | None:
-    """The run a message is about, if it carries one's ticket."""
-    if isinstance(message, FetchSnapshot | SnapshotTaken | SnapshotFailed | AbandonRun | FillsWanted):
-        return message.ticket
-    if isinstance(message, FillsRead):
-        return message.wanted.ticket
-    return None
+    """The run a message is about, if it carries one's ticket (a `FillsRead`, its request's)."""
+    ticket = getattr(message.wanted if isinstance(message, FillsRead) else message, "ticket", None)
+    return ticket if isinstance(ticket, RunTicket) else None
 
 
 def run_id_of(message: object) -> UUID | None:
-    ticket = ticket_of(message)
-    if ticket is not None:
-        return ticket.run_id
     if isinstance(message, FinishedRun):
         return message.result.run_id
-    return None
+    ticket = ticket_of(message)
+    return None if ticket is None else ticket.run_id
 
 
 def tell(ref: pykka.ActorRef[Any], message: object) -> None:
@@ -140,7 +124,10 @@ class ResilientActor(pykka.ThreadingActor):
         except BaseException as error:  # noqa: BLE001 - see the module docstring
             run_id = run_id_of(message)
             self._failed(error, f"on {type(message).__name__}" + (f" of run {run_id}" if run_id else ""))
-            self._report_failed_run(message, error)
+            try:
+                self.fail_run(message, f"the {self.component} failed: {describe_error(error)}")
+            except BaseException:
+                logger.exception("The %s could not report the failed run", self.component)
             return None
         if (
             self.recovers_after_clean_run
@@ -155,10 +142,6 @@ class ResilientActor(pykka.ThreadingActor):
             self.stopping()
         except BaseException as error:  # noqa: BLE001 - see the module docstring
             self._failed(error, "while stopping")
-        self._become(ComponentState.STOPPED)
-
-    def on_failure(self, *exc_info: Any) -> None:  # pragma: no cover - on_receive lets nothing escape
-        logger.error("The %s actor stopped on an unexpected error", self.component, exc_info=exc_info)
         self._become(ComponentState.STOPPED)
 
     def degrade(self, reason: str) -> None:
@@ -193,12 +176,6 @@ class ResilientActor(pykka.ThreadingActor):
             extra={"component": self.component},
         )
         self.degrade(text)
-
-    def _report_failed_run(self, message: Any, error: BaseException) -> None:
-        try:
-            self.fail_run(message, f"the {self.component} failed: {describe_error(error)}")
-        except BaseException:
-            logger.exception("The %s could not report the failed run", self.component)
 
     def _post(self) -> None:
         self._board.post(

@@ -37,20 +37,16 @@ class TimerHandle(Protocol):
 class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back; for durations and deadlines."""
-        ...
 
     def now(self) -> dt.datetime:
         """The current time, timezone-aware UTC; for timestamps."""
-        ...
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         """Run `callback` (which must be quick: it should only tell an actor) after `delay` s."""
-        ...
 
     @property
     def is_running(self) -> bool:
         """Whether timers still fire."""
-        ...
 
 
 @attrs.define(eq=False)
@@ -70,8 +66,14 @@ class _TimerQueue:
         self._heap: list[tuple[float, int, _Timer]] = []
         self._order = itertools.count()
 
-    def push(self, timer: _Timer) -> None:
+    def add(self, now: float, delay: float, callback: Callable[[], object]) -> _Timer:
+        """A timer due `delay` s after `now` (a negative delay: now; NaN is a caller's bug)."""
+        if math.isnan(delay):
+            msg = "a timer delay cannot be NaN"
+            raise ValueError(msg)
+        timer = _Timer(now + max(delay, 0.0), callback)
         heapq.heappush(self._heap, (timer.deadline, next(self._order), timer))
+        return timer
 
     def next_deadline(self) -> float | None:
         while self._heap and self._heap[0][2].cancelled:
@@ -83,17 +85,6 @@ class _TimerQueue:
         if deadline is None or deadline > now:
             return None
         return heapq.heappop(self._heap)[2]
-
-    def clear(self) -> None:
-        self._heap.clear()
-
-
-def _delay(delay: float) -> float:
-    """A delay as the timer queue takes it: not negative; NaN is a caller's bug."""
-    if math.isnan(delay):
-        msg = "a timer delay cannot be NaN"
-        raise ValueError(msg)
-    return max(delay, 0.0)
 
 
 def _fire(timer: _Timer) -> None:
@@ -128,12 +119,11 @@ class SystemClock:
         return not self._closed and (self._thread is None or self._thread.is_alive())
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
-        timer = _Timer(time.monotonic() + _delay(delay), callback)
         with self._wakeup:
+            timer = self._queue.add(time.monotonic(), delay, callback)
             if self._closed:
-                timer.cancelled = True
+                timer.cancel()
                 return timer
-            self._queue.push(timer)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -145,7 +135,7 @@ class SystemClock:
         """Cancel every pending timer and end the thread. Idempotent."""
         with self._wakeup:
             self._closed = True
-            self._queue.clear()
+            self._queue = _TimerQueue()
             self._wakeup.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -186,14 +176,7 @@ class ManualClock:
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         with self._lock:
-            timer = _Timer(self._elapsed + _delay(delay), callback)
-            self._queue.push(timer)
-            return timer
-
-    def pending(self) -> int:
-        """How many timers are set and not yet fired or cancelled."""
-        with self._lock:
-            return sum(1 for _, _, t in self._queue._heap if not t.cancelled)  # noqa: SLF001
+            return self._queue.add(self._elapsed, delay, callback)
 
     def advance(self, seconds: float) -> None:
         """Move time forward, firing each timer that falls due, at its own deadline."""

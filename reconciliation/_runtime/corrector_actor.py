@@ -1,27 +1,14 @@
-"""The corrector: proposes, applies and checks corrections of the local book.
+"""The corrector: proposes, applies and checks corrections of the local book
+(docs/architecture.md, "Auto-correction: the corrector").
 
-It sits downstream of the comparator, which tells it every finished run of the accounts
-that have a `CorrectionPolicy` (exactly as it tells their delivery actors). For each run
-its account's `CorrectionTracker` decides (see `_domain/correcting.py`); the corrector
-carries the decisions out:
-
-- every event (proposed, confirmed, applied, ...) is told to the account's delivery
-  actors, so it reaches the log, Redis and the audit store the way runs do, after the
-  run it came from;
-- confirmed corrections are applied one at a time per account, through `links.apply`:
-  the fetcher calls the book's `apply_correction` as it calls every book method
-  (bounded, contained, never on this thread); only within the account's and the
-  runtime's limits (`CorrectionBudget`), and only while `links.may_apply` says this
-  runtime is the account's one writer;
-- once an account's applications are done, one reconciliation is asked for at once
-  through `links.verify` (an on-demand run, `requested_by="correction"`), and its result
-  judges each applied correction;
-- breaks to escalate are told to the comparator through `links.escalate`.
-
-The links reach actors upstream of this one; the runtime binds them after every actor
-has started, so no actor is given one upstream of it at construction and no message
-cycle is wired. A link that fails (the service is stopping) fails the application or
-leaves the verdict to the next completed run; nothing here waits on another actor.
+The comparator tells it every finished run of the accounts that have a `CorrectionPolicy`;
+each account's `CorrectionTracker` decides, and the corrector carries the decisions out:
+every event goes to the account's delivery actors; confirmed corrections are applied one
+at a time per account through `links.apply` (within `CorrectionBudget`s, and only while
+`links.may_apply` says this runtime is the account's one writer); once they are done,
+one run is asked for through `links.verify` to judge them; breaks to escalate go through
+`links.escalate`. The links reach actors upstream, bound after every actor has started;
+nothing here waits on another actor.
 """
 
 from __future__ import annotations
@@ -76,15 +63,13 @@ class CorrectionLinks:
 
 
 @attrs.frozen
-class _Applied:
+class _Ended:
+    """An application answered (`outcome`), or, `late`, one that had not answered in time
+    returned after all (`outcome.error`: None, or what it raised)."""
+
     correction: Correction
     outcome: ApplyOutcome
-
-
-@attrs.frozen
-class _Landed:
-    correction: Correction
-    error: str | None
+    late: bool = False
 
 
 @attrs.frozen
@@ -102,10 +87,6 @@ class _Applications:
     applying: Correction | None = None
     applied: list[Correction] = attrs.Factory(list)
     """Applied since the last check was asked for."""
-
-    @property
-    def busy(self) -> bool:
-        return self.applying is not None or bool(self.waiting)
 
 
 class _Budgets:
@@ -134,16 +115,15 @@ class CorrectorActor(ResilientActor):
         board: HealthBoard,
         clock: Clock,
         actor: str,
-        blocked: Mapping[str, Iterable[UUID]] | None = None,
-        observers: Observers | None = None,
-        limits: CorrectionLimits | None = None,
+        blocked: Mapping[str, Iterable[UUID]],
+        observers: Observers,
+        limits: CorrectionLimits | None,
     ) -> None:
         """Corrects the `accounts` that have a `CorrectionPolicy`; `sinks` are each account's
         delivery actors; `actor` names this process in the events; `blocked` are the breaks
         each account must never correct again (from the audit store); `observers` are told
         every event, after `PROCESS_OBSERVERS`; `limits` bound what all accounts apply together."""
         super().__init__(board=board, clock=clock)
-        blocked = blocked or {}
         shared = None if limits is None else CorrectionBudget(limits, scope="the runtime")
         self._trackers = {
             account_id: CorrectionTracker(
@@ -158,24 +138,23 @@ class CorrectorActor(ResilientActor):
         self._applications = {account_id: _Applications() for account_id in self._trackers}
         self._sinks = sinks
         self._links = links
-        self._observers = observers or Observers()
+        self._observers = observers
         self._checks = 0
         """Runs asked for to check applied corrections, whose verdict is not in yet."""
         self._idle: Future[None] | None = None
+        """Set once the applications in progress are done and their checks' verdicts told."""
         self._fences: dict[str, Fence | None] = {}
         """The lease each account's last run was made under: its steps carry it."""
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, FinishedRun):
             self._run_finished(message)
-        elif isinstance(message, _Applied):
-            self._applied(message)
-        elif isinstance(message, _Landed):
-            self._landed(message)
+        elif isinstance(message, _Ended):
+            self._application_ended(message)
         elif isinstance(message, _Verified):
             self._verified(message)
-        elif isinstance(message, InFlight):
-            return self._in_flight()
+        elif isinstance(message, InFlight):  # what `Runtime.settle` waits for: see `_idle`
+            return () if self._idle is None or self._idle.done() else (self._idle,)
         else:
             logger.warning("The corrector ignored an unexpected %s", type(message).__name__)
         return None
@@ -189,35 +168,24 @@ class CorrectorActor(ResilientActor):
         withheld = self._links.may_apply(account_id, run.fence) if tracker.policy.mode == "apply" else None
         decisions = tracker.observe(run.result, run.ageing, run.snapshot, self._clock.now(), withheld=withheld)
         self._carry_out(account_id, decisions)
-        self._post_held()
+        self._board.note("corrections_held", {a: t.held for a, t in self._trackers.items() if t.held})
 
-    def _applied(self, message: _Applied) -> None:
-        correction, outcome = message.correction, message.outcome
-        account_id = correction.account_id
-        applications = self._applications[account_id]
-        if applications.applying == correction:
+    def _application_ended(self, ended: _Ended) -> None:
+        correction, account_id = ended.correction, ended.correction.account_id
+        applications, tracker = self._applications[account_id], self._trackers[account_id]
+        now = self._clock.now()
+        if not ended.late and applications.applying == correction:
             applications.applying = None
-        if outcome.error is None:
+        if ended.outcome.error is None:
             applications.applied.append(correction)
         try:
-            self._carry_out(account_id, self._trackers[account_id].applied(correction, outcome, self._clock.now()))
+            if ended.late:
+                decisions = tracker.landed(correction, ended.outcome.error, now)
+            else:
+                decisions = tracker.applied(correction, ended.outcome, now)
+            self._carry_out(account_id, decisions)
         finally:
             self._next(account_id)
-
-    def _landed(self, message: _Landed) -> None:
-        correction = message.correction
-        account_id = correction.account_id
-        if message.error is None:
-            self._applications[account_id].applied.append(correction)
-        try:
-            self._carry_out(
-                account_id, self._trackers[account_id].landed(correction, message.error, self._clock.now())
-            )
-        finally:
-            self._next(account_id)
-
-    def _post_held(self) -> None:
-        self._board.note("corrections_held", {a: t.held for a, t in self._trackers.items() if t.held})
 
     def _verified(self, message: _Verified) -> None:
         self._checks -= 1
@@ -265,8 +233,10 @@ class CorrectorActor(ResilientActor):
             application = Application()
             application.outcome.set_result(ApplyOutcome(error=describe_error(error)))
         me = self.actor_ref
-        application.outcome.add_done_callback(lambda done: tell(me, _Applied(correction, done.result())))
-        application.landed.add_done_callback(lambda done: tell(me, _Landed(correction, done.result())))
+        application.outcome.add_done_callback(lambda done: tell(me, _Ended(correction, done.result())))
+        application.landed.add_done_callback(
+            lambda done: tell(me, _Ended(correction, ApplyOutcome(error=done.result()), late=True))
+        )
 
     def _verify(self, account_id: str, batch: tuple[Correction, ...]) -> None:
         self._checks += 1
@@ -283,28 +253,16 @@ class CorrectorActor(ResilientActor):
             return
         me = self.actor_ref
         reply.add_done_callback(
-            lambda done: tell(me, _Verified(account_id, batch, None if _failure(done) else done.result()))
+            lambda done: tell(
+                me, _Verified(account_id, batch, None if done.cancelled() or done.exception() else done.result())
+            )
         )
-
-    def _in_flight(self) -> tuple[Future[None], ...]:
-        """What `Runtime.settle` waits for: the applications in progress and the checks of
-        those applied (the future is set once their verdicts have been told to the sinks)."""
-        return () if self._idle is None or self._idle.done() else (self._idle,)
 
     def _settle_if_idle(self) -> None:
         idle = self._idle
-        busy = self._checks or any(a.busy for a in self._applications.values())
+        busy = self._checks or any(a.applying is not None or a.waiting for a in self._applications.values())
         if idle is not None and not idle.done() and not busy:
             idle.set_result(None)
-
-    def fail_run(self, message: Any, reason: str) -> None:
-        """Handling failed: an application still ends (failed), so the next one can go."""
-        if isinstance(message, _Applied | _Landed):
-            applications = self._applications[message.correction.account_id]
-            if applications.applying == message.correction:
-                applications.applying = None
-            self._next(message.correction.account_id)
-        logger.error("The corrector could not handle %s: %s", type(message).__name__, reason)
 
     def stopping(self) -> None:
         """The corrections not applied yet are reported failed; nothing is applied any more."""
@@ -320,11 +278,3 @@ class CorrectorActor(ResilientActor):
                 self._carry_out(account_id, tracker.applied(correction, outcome, now))
         if self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
-
-
-def _failure(done: Future[Any]) -> str | None:
-    """What went wrong with a link's future, or None when it succeeded."""
-    if done.cancelled():
-        return "cancelled: the service is stopping"
-    error = done.exception()
-    return None if error is None else describe_error(error)

@@ -1,10 +1,5 @@
-"""Getting finished runs to a destination that may be down: one queue and one backoff for every sink.
-
-A *sink* (its contract is in `_domain.sinks`) is a destination of finished runs — and of the
-steps of corrections (`CorrectionEvent`), which take the same way: the log, Redis, the audit
-store. Each is fed by its own `DeliveryActor` (see `delivery_actor`), which keeps what the sink has not
-taken yet in a `BoundedQueue` and, while the sink is unavailable, retries after a jittered
-`Backoff` (`_domain.backoff`). The queue is a plain object owned by one actor, not thread-safe.
+"""Getting finished runs to a sink that may be down: the queue each `DeliveryActor` keeps (a
+plain object owned by that actor, not thread-safe), and the way to a sink as health shows it.
 """
 
 from __future__ import annotations
@@ -80,6 +75,8 @@ class DeliveryHealth:
 
 @attrs.frozen
 class Queued(Generic[T]):
+    """A run prepared for its sink, as the queue keeps it."""
+
     run_id: str
     account_id: str
     item: T
@@ -105,11 +102,13 @@ class BoundedQueue(Generic[T]):
         if max_bytes is not None and max_bytes < 1:
             msg = f"max_bytes must be at least 1, got {max_bytes}"
             raise ValueError(msg)
-        self._max_runs = max_runs
+        self.max_runs = max_runs
         self._max_bytes = max_bytes
         self._entries: collections.deque[Queued[T]] = collections.deque()
-        self._weight = 0
-        self._size = 0
+        self.weight = 0
+        """The items' total weight (payloads, rows)."""
+        self.size = 0
+        """The items' total bytes."""
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -118,28 +117,14 @@ class BoundedQueue(Generic[T]):
     def __iter__(self) -> Iterator[Queued[T]]:
         return iter(self._entries)
 
-    @property
-    def max_runs(self) -> int:
-        return self._max_runs
-
-    @property
-    def weight(self) -> int:
-        """The items' total weight (payloads, rows)."""
-        return self._weight
-
-    @property
-    def size(self) -> int:
-        """The items' total bytes."""
-        return self._size
-
     def append(self, entry: Queued[T]) -> list[Queued[T]]:
         """Queue `entry` last; returns the oldest entries dropped to make room, oldest first."""
         self._entries.append(entry)
-        self._weight += entry.weight
-        self._size += entry.size
+        self.weight += entry.weight
+        self.size += entry.size
         dropped: list[Queued[T]] = []
         while len(self._entries) > 1 and (
-            len(self._entries) > self._max_runs or (self._max_bytes is not None and self._size > self._max_bytes)
+            len(self._entries) > self.max_runs or (self._max_bytes is not None and self.size > self._max_bytes)
         ):
             dropped.extend(self.pop(1))
             self.dropped += 1
@@ -159,6 +144,6 @@ class BoundedQueue(Generic[T]):
     def pop(self, count: int) -> list[Queued[T]]:
         """Take the `count` oldest entries off the queue."""
         taken = [self._entries.popleft() for _ in range(min(count, len(self._entries)))]
-        self._weight -= sum(entry.weight for entry in taken)
-        self._size -= sum(entry.size for entry in taken)
+        self.weight -= sum(entry.weight for entry in taken)
+        self.size -= sum(entry.size for entry in taken)
         return taken

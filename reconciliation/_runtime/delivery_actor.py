@@ -6,12 +6,10 @@ and counted when full — while a jittered, capped backoff timer brings the acto
 try again. A run the sink refuses for its content is set aside (logged at ERROR with its
 run id, counted) so that the runs behind it are still delivered.
 
-Given a `Journal` (the Redis sink, with a `state_dir`), a run is written to it before it
-counts as queued and deleted from it once the sink has it, was dropped or set aside; at
-start, what the journal holds is queued first, in order, as it was encoded. Those who
-finish runs tell them through a `JournalingRef`, which writes each down on the teller's
-thread before telling it: a run is on disk before it waits in this actor's inbox (while
-the actor is stuck in a call to a stalled server, say), and before its result is answered.
+Given a `Journal` (the Redis sink, with a `state_dir`), a run is on disk before it counts
+as queued, and what the journal holds is queued first at start; those who finish runs tell
+them through a `JournalingRef`, which writes each down on the teller's thread
+(docs/architecture.md, "The outbox journal").
 """
 
 from __future__ import annotations
@@ -23,15 +21,13 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import attrs
-
 from reconciliation._domain.backoff import Backoff
 from reconciliation._domain.correction import CorrectionEvent
 from reconciliation._domain.error_text import describe_error
 from reconciliation._domain.sinks import FinishedRun, Sent, Sink, SinkUnavailableError
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.delivery import DEFAULT_BUSY_LIMIT_SECONDS, BoundedQueue, DeliveryHealth, Queued
-from reconciliation._runtime.messages import RetryDue
+from reconciliation._runtime.messages import TimerDue
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -44,7 +40,7 @@ if TYPE_CHECKING:
     from reconciliation._runtime.health import HealthBoard
     from reconciliation._runtime.journal import Journal
 
-__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "Accepted", "DeliveryActor", "JournalingRef"]
+__all__ = ["RETRY_BASE_SECONDS", "STOP_FLUSH_ATTEMPTS", "DeliveryActor", "JournalingRef"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +51,20 @@ STOP_FLUSH_ATTEMPTS = 20
 Item = TypeVar("Item")
 
 
-@attrs.frozen
-class Accepted(Generic[Item]):
-    """A run already prepared and written to the journal by its teller (`JournalingRef`):
-    the actor only queues it."""
-
-    entry: Queued[Item]
-
-
-def journaled(run: Delivery, sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> Queued[Item]:
-    """`run` prepared for `sink` and committed to `journal`, as the queue keeps it.
+def queued(run: Delivery, sink: Sink[Item], journal: tuple[Journal, ItemCodec[Item]] | None) -> Queued[Item]:
+    """`run` prepared for `sink`, as the queue keeps it: committed to `journal` first, if given.
 
     Raises:
         sqlite3.Error: the journal could not be written.
     """
     item = sink.prepare(run)
     identity, account_id = _identity(run)
-    data = codec.encode(item)
-    seq = journal.append(identity, account_id, data)
-    return Queued(identity, account_id, item, max(1, sink.weight(item)), len(data), seq)
+    weight = max(1, sink.weight(item))
+    if journal is None:
+        return Queued(identity, account_id, item, weight)
+    data = journal[1].encode(item)
+    seq = journal[0].append(identity, account_id, data)
+    return Queued(identity, account_id, item, weight, len(data), seq)
 
 
 class JournalingRef(Generic[Item]):
@@ -85,8 +76,7 @@ class JournalingRef(Generic[Item]):
     def __init__(self, ref: pykka.ActorRef[Any], sink: Sink[Item], journal: Journal, codec: ItemCodec[Item]) -> None:
         self._ref = ref
         self._sink = sink
-        self._journal = journal
-        self._codec = codec
+        self._journal = (journal, codec)
         self._telling = threading.Lock()
 
     def tell(self, message: Any) -> None:
@@ -95,12 +85,12 @@ class JournalingRef(Generic[Item]):
             return
         with self._telling:
             try:
-                entry = journaled(message, self._sink, self._journal, self._codec)
+                entry = queued(message, self._sink, self._journal)
             except sqlite3.Error as error:
                 logger.warning("The outbox journal did not take a run (%s): its actor tries again", describe_error(error))
                 self._ref.tell(message)
             else:
-                self._ref.tell(Accepted(entry))
+                self._ref.tell(entry)
 
 
 class DeliveryActor(ResilientActor, Generic[Item]):
@@ -143,22 +133,19 @@ class DeliveryActor(ResilientActor, Generic[Item]):
     def started(self) -> None:
         if self._journal is not None:
             self._replay(*self._journal)
+        self._attempt()
         self._post_delivery()
-        if self._queue:
-            self._attempt()
-            self._post_delivery()
 
     def _replay(self, journal: Journal, codec: ItemCodec[Item]) -> None:
         """Queue what the journal kept from before (a crash, a stop with Redis away), in order."""
         if journal.problem is not None:
             self.degrade(journal.problem)
-        unreadable: list[int] = []
         for entry in journal.entries():
             try:
                 item = codec.decode(entry.data)
             except ValueError as error:
                 self._set_aside += 1
-                unreadable.append(entry.seq)
+                self._forget([entry.seq])
                 logger.error(  # noqa: TRY400 - the reason is enough; the runs behind it go on
                     "Run %s of %s in the outbox journal %s is unreadable (%s): set aside",
                     entry.run_id,
@@ -168,8 +155,8 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                     extra={"run_id": entry.run_id, "account_id": entry.account_id, "sink": self._sink.name},
                 )
                 continue
-            self._enqueue(Queued(entry.run_id, entry.account_id, item, self._weight(item), len(entry.data), entry.seq))
-        self._forget(unreadable)
+            weight = max(1, self._sink.weight(item))
+            self._enqueue(Queued(entry.run_id, entry.account_id, item, weight, len(entry.data), entry.seq))
         if self._queue:
             logger.info(
                 "%d runs kept in the outbox journal %s are delivered to %s first, in order",
@@ -179,35 +166,25 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             )
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
-            if isinstance(message, Accepted):
-                self._enqueue(message.entry)
-            else:
-                self._accept(message)
-            if self._retry is None:
-                self._attempt()
-        elif isinstance(message, RetryDue):
+        if isinstance(message, Queued):  # from a `JournalingRef`: already journaled
+            self._enqueue(message)
+        elif isinstance(message, FinishedRun | CorrectionEvent):
+            self._accept(message)
+        elif isinstance(message, TimerDue):
             self._retry = None
-            self._attempt()
         else:
             logger.warning("The %s actor ignored an unexpected %s", self.component, type(message).__name__)
+        if self._retry is None:
+            self._attempt()
         self._post_delivery()
 
     def _accept(self, run: Delivery) -> None:
-        if self._journal is not None:
-            try:
-                self._enqueue(journaled(run, self._sink, *self._journal))
-            except sqlite3.Error as error:
-                identity, account_id = _identity(run)
-                self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
-            else:
-                return
-        item = self._sink.prepare(run)
-        identity, account_id = _identity(run)
-        self._enqueue(Queued(identity, account_id, item, self._weight(item)))
-
-    def _weight(self, item: Item) -> int:
-        return max(1, self._sink.weight(item))
+        try:
+            self._enqueue(queued(run, self._sink, self._journal))
+        except sqlite3.Error as error:
+            identity, account_id = _identity(run)
+            self._journal_failed(f"run {identity} of {account_id} is kept in memory only", error)
+            self._enqueue(queued(run, self._sink, None))
 
     def _enqueue(self, entry: Queued[Item]) -> None:
         dropped = self._queue.append(entry)
@@ -222,17 +199,17 @@ class DeliveryActor(ResilientActor, Generic[Item]):
                 self._queue.dropped,
                 extra={"run_id": lost.run_id, "account_id": lost.account_id, "sink": self._sink.name},
             )
-        self._forget(lost.seq for lost in dropped if lost.seq is not None)
+        self._forget(lost.seq for lost in dropped)
 
-    def _forget(self, seqs: Iterable[int]) -> None:
+    def _forget(self, seqs: Iterable[int | None]) -> None:
         """Delete journal entries the queue is done with (delivered, dropped, set aside)."""
-        seqs = list(seqs)
-        if self._journal is None or not seqs:
+        done = [seq for seq in seqs if seq is not None]
+        if self._journal is None or not done:
             return
         try:
-            self._journal[0].remove(seqs)
+            self._journal[0].remove(done)
         except sqlite3.Error as error:
-            self._journal_failed(f"{len(seqs)} entries done with stay in it (a re-send is a no-op)", error)
+            self._journal_failed(f"{len(done)} entries done with stay in it (a re-send is a no-op)", error)
 
     def _journal_failed(self, consequence: str, error: sqlite3.Error) -> None:
         journal = self._journal[0] if self._journal is not None else None
@@ -245,46 +222,51 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         while self._queue:
             batch = self._queue.head(self._max_batch_weight)
             try:
-                sent = self._send(batch)
+                sent = self._round_trip(batch)
             except SinkUnavailableError as error:
                 self._unavailable(str(error))
                 return
-            self._delivered += sent.delivered
             if sent.delivered:
-                self._done(self._queue.pop(sent.delivered))
                 self._last_delivery_at = self._clock.now()
-            if sent.refused is not None:
-                self._refuse(sent.refused)
-            elif sent.delivered == 0:
+            elif sent.refused is None:
                 self._unavailable(f"{self._sink.name} took nothing of {len(batch)} runs")
                 return
-        self._available()
+        self._reachable = True
+        failures, self._failures = self._failures, 0
+        if failures:
+            logger.info("%s is available again after %d failed attempts", self._sink.name, failures)
+            self._recovered()
 
-    def _send(self, batch: list[Queued[Item]]) -> Sent:
-        """One call to the sink, posted as busy while it lasts: a call stalled past the limit
-        shows in health as unreachable though this actor cannot say so (it is in the call)."""
+    def _round_trip(self, batch: list[Queued[Item]]) -> Sent:
+        """Send `batch` (the queue's head), take off the queue what the sink has and what it refused.
+
+        Posted as busy while the call lasts: a call stalled past the limit shows in health
+        as unreachable though this actor cannot say so (it is in the call).
+
+        Raises:
+            SinkUnavailableError: the sink took nothing, now.
+        """
         self._busy_since = self._clock.now()
         self._post_delivery()
         try:
-            return self._sink.send([entry.item for entry in batch])
+            sent = self._sink.send([entry.item for entry in batch])
         finally:
             self._busy_since = None
-
-    def _refuse(self, reason: str) -> None:
-        (refused,) = self._queue.pop(1)
-        self._done([refused])
-        self._set_aside += 1
-        logger.error(
-            "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
-            refused.run_id,
-            refused.account_id,
-            self._sink.name,
-            reason,
-            extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
-        )
-
-    def _done(self, entries: list[Queued[Item]]) -> None:
-        self._forget(entry.seq for entry in entries if entry.seq is not None)
+        self._delivered += sent.delivered
+        self._forget(entry.seq for entry in self._queue.pop(sent.delivered))
+        if sent.refused is not None:
+            (refused,) = self._queue.pop(1)
+            self._forget([refused.seq])
+            self._set_aside += 1
+            logger.error(
+                "Run %s of %s was set aside: %s refused it (%s); the runs behind it go on",
+                refused.run_id,
+                refused.account_id,
+                self._sink.name,
+                sent.refused,
+                extra={"run_id": refused.run_id, "account_id": refused.account_id, "sink": self._sink.name},
+            )
+        return sent
 
     def _unavailable(self, reason: str) -> None:
         self._failures += 1
@@ -298,20 +280,13 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         else:
             logger.debug("%s still unavailable; next attempt in %.2f s", self._sink.name, delay)
         me = self.actor_ref
-        self._retry = self._clock.call_later(delay, lambda: tell(me, RetryDue()))
-
-    def _available(self) -> None:
-        self._reachable = True
-        failures, self._failures = self._failures, 0
-        if failures:
-            logger.info("%s is available again after %d failed attempts", self._sink.name, failures)
-            self._recovered()
+        self._retry = self._clock.call_later(delay, lambda: tell(me, TimerDue()))
 
     def fail_run(self, message: Any, reason: str) -> None:
-        if isinstance(message, FinishedRun | CorrectionEvent | Accepted):
+        if isinstance(message, FinishedRun | CorrectionEvent | Queued):
             self._set_aside += 1
             identity, account_id = (
-                (message.entry.run_id, message.entry.account_id) if isinstance(message, Accepted) else _identity(message)
+                (message.run_id, message.account_id) if isinstance(message, Queued) else _identity(message)
             )
             logger.error(
                 "Run %s of %s could not be queued for %s: %s", identity, account_id, self._sink.name, reason
@@ -322,9 +297,15 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         """Deliver what the sink will still take, report what is left, release the sink."""
         if self._retry is not None:
             self._retry.cancel()
-            self._retry = None
         for _ in range(STOP_FLUSH_ATTEMPTS):
-            if not self._queue or not self._flush_once():
+            if not self._queue:
+                break
+            try:
+                sent = self._round_trip(self._queue.head(self._max_batch_weight))
+            except SinkUnavailableError as error:
+                self._last_error = describe_error(error)
+                break
+            if not (sent.delivered or sent.refused):
                 break
         kept = sum(1 for entry in self._queue if entry.seq is not None)
         if kept:
@@ -349,20 +330,6 @@ class DeliveryActor(ResilientActor, Generic[Item]):
         if self._journal is not None:
             self._journal[0].close()
 
-    def _flush_once(self) -> bool:
-        """One round trip at stop; False when the sink cannot take more."""
-        batch = self._queue.head(self._max_batch_weight)
-        try:
-            sent = self._send(batch)
-        except SinkUnavailableError as error:
-            self._last_error = describe_error(error)
-            return False
-        self._delivered += sent.delivered
-        self._done(self._queue.pop(sent.delivered))
-        if sent.refused is not None:
-            self._refuse(sent.refused)
-        return bool(sent.delivered or sent.refused)
-
     @property
     def sink_name(self) -> str:
         return self._sink.name
@@ -382,7 +349,7 @@ class DeliveryActor(ResilientActor, Generic[Item]):
             logger.warning("Cutting off %s raised %s; the stop goes on", self._sink.name, describe_error(error))
 
     def _post_delivery(self) -> None:
-        self._board.post_delivery(
+        self._board.post(
             DeliveryHealth(
                 sink=self._sink.name,
                 queued_runs=len(self._queue),

@@ -34,13 +34,11 @@ def check_request(message: object, accounts: Mapping[str, object]) -> None:
         TypeError: not a `ReconcileRequest` or an `OrderFill`.
         ValueError: a request for an account the service does not reconcile.
     """
-    if isinstance(message, ReconcileRequest):
-        if message.account_id not in accounts:
-            known = ", ".join(sorted(accounts)[:5]) + (", ..." if len(accounts) > 5 else "")
-            msg = f"this service reconciles {known}, not {message.account_id!r}"
-            raise ValueError(msg)
-        return
-    if not isinstance(message, OrderFill):
+    if isinstance(message, ReconcileRequest) and message.account_id not in accounts:
+        known = ", ".join(sorted(accounts)[:5]) + (", ..." if len(accounts) > 5 else "")
+        msg = f"this service reconciles {known}, not {message.account_id!r}"
+        raise ValueError(msg)
+    if not isinstance(message, ReconcileRequest | OrderFill):
         msg = (
             f"the reconciliation service takes ReconcileRequest (ask) and OrderFill (tell), "
             f"not {type(message).__name__}"
@@ -50,7 +48,7 @@ def check_request(message: object, accounts: Mapping[str, object]) -> None:
 
 @attrs.frozen
 class Refusal:
-    """What the entry answers to a message it refuses: raised to an asker by `FollowingFuture`."""
+    """What the entry answers to a message it refuses: raised to an asker by `EntryRef.ask`."""
 
     error: Exception
 
@@ -109,12 +107,9 @@ class EntryRef(pykka.ActorRef["DebouncerActor"]):
             ValueError: it is for an account the service does not reconcile.
             pykka.Timeout: no result within `timeout` seconds.
         """
-        if not _is_pykka_message(message):
+        pykka_own = type(message).__module__.split(".")[0] == "pykka"  # a stop, a proxy call
+        if not (pykka_own or isinstance(message, Barrier)):
             check_request(message, self._accounts)
         reply = _following(super().ask(message, block=False))
         return reply.get(timeout=timeout) if block else reply
 
-
-def _is_pykka_message(message: object) -> bool:
-    """pykka's own messages (a stop, a proxy call) go through `ask` too, and so does our `Barrier`."""
-    return isinstance(message, Barrier) or type(message).__module__.split(".")[0] == "pykka"

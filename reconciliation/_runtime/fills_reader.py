@@ -18,21 +18,23 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from reconciliation._domain.error_text import bounded, describe_error
 from reconciliation._domain.fills import Fill, fill_of
-from reconciliation._runtime.book_calls import BookCallError
+from reconciliation._runtime.book_calls import BookCallError, BookCalls
 
 if TYPE_CHECKING:
     import datetime as dt
 
     from reconciliation._domain.models import AssetType, ExplanationPolicy
-    from reconciliation._runtime.book_calls import BookCalls
 
 __all__ = ["Side", "has_fills", "read_fills"]
 
 Position = tuple[str, "AssetType"]
 Side = dict[Position, tuple[Fill, ...]]
 """Each position's fills as one book reported them; a position it could not say is absent."""
+Wanted = tuple[tuple[str, "AssetType", "dt.datetime"], ...]
 
 
 def has_fills(book: object) -> bool:
@@ -53,67 +55,54 @@ async def read_fills(
     deadline = time.monotonic() + policy.timeout_seconds
     notes: list[str] = []
     local, broker = await asyncio.gather(
-        _side(books[0], "local", account_id, wanted, calls, deadline, policy.max_fills, notes),
-        _side(books[1], "broker", account_id, wanted, calls, deadline, policy.max_fills, notes),
+        _side(_Reading(books[0], "local.get_fills", account_id, calls, deadline, notes), wanted, policy.max_fills),
+        _side(_Reading(books[1], "broker.get_fills", account_id, calls, deadline, notes), wanted, policy.max_fills),
     )
     return local, broker, bounded("; ".join(notes)) if notes else None
 
 
-async def _side(
-    book: object,
-    side: str,
-    account_id: str,
-    wanted: tuple[tuple[str, AssetType, dt.datetime], ...],
-    calls: BookCalls,
-    deadline: float,
-    max_fills: int,
-    notes: list[str],
-) -> Side:
-    name = f"{side}.get_fills"
-    method = book.get_fills  # type: ignore[attr-defined]
-    if inspect.iscoroutinefunction(method):
-        answers = await _one_by_one(method, name, account_id, wanted, calls, deadline, notes)
-    else:
-        answers = await _in_one_job(method, name, account_id, wanted, calls, deadline, notes)
+@attrs.frozen
+class _Reading:
+    """One book's `get_fills`, called as `name`, by `deadline`; what goes wrong is told to `notes`."""
+
+    book: object
+    name: str
+    account_id: str
+    calls: BookCalls
+    deadline: float
+    notes: list[str]
+
+
+async def _side(reading: _Reading, wanted: Wanted, max_fills: int) -> Side:
+    method = reading.book.get_fills  # type: ignore[attr-defined]
+    read = _one_by_one if inspect.iscoroutinefunction(method) else _in_one_job
+    answers = await read(reading, method, wanted)
     return {
-        (symbol, asset_type): _checked(answer, symbol, asset_type, name, max_fills, notes)
+        (symbol, asset_type): _checked(answer, symbol, asset_type, reading, max_fills)
         for (symbol, asset_type), answer in answers
     }
 
 
-async def _one_by_one(
-    method: Any,
-    name: str,
-    account_id: str,
-    wanted: tuple[tuple[str, AssetType, dt.datetime], ...],
-    calls: BookCalls,
-    deadline: float,
-    notes: list[str],
-) -> list[tuple[Position, Any]]:
+async def _one_by_one(reading: _Reading, method: Any, wanted: Wanted) -> list[tuple[Position, Any]]:
     answers: list[tuple[Position, Any]] = []
     for read, (symbol, asset_type, since) in enumerate(wanted):
-        remaining = deadline - time.monotonic()
+        remaining = reading.deadline - time.monotonic()
         if remaining <= 0:
-            notes.append(f"{name} ran out of time after {read} of {len(wanted)} positions")
+            reading.notes.append(f"{reading.name} ran out of time after {read} of {len(wanted)} positions")
             break
         try:
-            answer = await calls.call(method, account_id, name=name, limit=remaining, arguments=(account_id, symbol, since))
+            arguments = (reading.account_id, symbol, since)
+            answer = await reading.calls.call(
+                method, reading.account_id, name=reading.name, limit=remaining, arguments=arguments
+            )
         except BookCallError as error:
-            notes.append(f"{error} (after {read} of {len(wanted)} positions)")
+            reading.notes.append(f"{error} (after {read} of {len(wanted)} positions)")
             break
         answers.append(((symbol, asset_type), answer))
     return answers
 
 
-async def _in_one_job(
-    method: Any,
-    name: str,
-    account_id: str,
-    wanted: tuple[tuple[str, AssetType, dt.datetime], ...],
-    calls: BookCalls,
-    deadline: float,
-    notes: list[str],
-) -> list[tuple[Position, Any]]:
+async def _in_one_job(reading: _Reading, method: Any, wanted: Wanted) -> list[tuple[Position, Any]]:
     """A plain `get_fills` for every position on one worker; what it answered before a
     timeout or an error is kept, and it is asked nothing more after. One that turns out to
     answer awaitables (a plain function returning a coroutine) is read call by call."""
@@ -125,7 +114,7 @@ async def _in_one_job(
         for symbol, asset_type, since in wanted:
             if stop.is_set():
                 return
-            answer = method(account_id, symbol, since)
+            answer = method(reading.account_id, symbol, since)
             if inspect.isawaitable(answer):
                 close = getattr(answer, "close", None)
                 if callable(close):
@@ -134,21 +123,23 @@ async def _in_one_job(
                 return
             answers.append(((symbol, asset_type), answer))
 
+    limit = max(reading.deadline - time.monotonic(), 0.0)
     try:
-        await calls.call(read_all, account_id, name=name, limit=max(deadline - time.monotonic(), 0.0), arguments=())
+        await reading.calls.call(read_all, reading.account_id, name=reading.name, limit=limit, arguments=())
     except BookCallError as error:
         stop.set()
-        notes.append(f"{error} (after {len(answers)} of {len(wanted)} positions)")
+        reading.notes.append(f"{error} (after {len(answers)} of {len(wanted)} positions)")
     read = list(answers)
     if awaitable.is_set():
-        read += await _one_by_one(method, name, account_id, wanted[len(read) :], calls, deadline, notes)
+        read += await _one_by_one(reading, method, wanted[len(read) :])
     return read
 
 
 def _checked(
-    answer: Any, symbol: str, asset_type: AssetType, name: str, max_fills: int, notes: list[str]
+    answer: Any, symbol: str, asset_type: AssetType, reading: _Reading, max_fills: int
 ) -> tuple[Fill, ...]:
-    """The fills of the position in `answer`, at most `max_fills`; what was left out goes to `notes`."""
+    """The fills of the position in `answer`, at most `max_fills`; what was left out goes to the notes."""
+    name, notes = reading.name, reading.notes
     if isinstance(answer, str | bytes) or not isinstance(answer, Iterable):
         notes.append(f"{name}({symbol}) answered {type(answer).__name__}, not a list of fills")
         return ()

@@ -43,9 +43,7 @@ class ComponentState(enum.Enum):
 TRANSITIONS: Mapping[ComponentState, frozenset[ComponentState]] = FrozenMapping(
     {
         ComponentState.RUNNING: frozenset({ComponentState.DEGRADED, ComponentState.STOPPED}),
-        ComponentState.DEGRADED: frozenset(
-            {ComponentState.DEGRADED, ComponentState.RUNNING, ComponentState.STOPPED}
-        ),
+        ComponentState.DEGRADED: frozenset(ComponentState),
         ComponentState.STOPPED: frozenset(),
     }
 )
@@ -68,18 +66,6 @@ class ComponentHealth:
     last_error_at: dt.datetime | None = None
 
 
-def _components(value: Mapping[str, ComponentHealth]) -> Mapping[str, ComponentHealth]:
-    return FrozenMapping(value)
-
-
-def _delivery(value: Mapping[str, DeliveryHealth]) -> Mapping[str, DeliveryHealth]:
-    return FrozenMapping(value)
-
-
-def _notes(value: Mapping[str, str]) -> Mapping[str, str]:
-    return FrozenMapping(value)
-
-
 @attrs.frozen
 class ServiceHealth:
     """The whole service: healthy when every component runs and every sink is reachable.
@@ -87,16 +73,16 @@ class ServiceHealth:
     .. versionadded:: 0.1
     """
 
-    components: Mapping[str, ComponentHealth] = attrs.field(converter=_components)
-    delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=_delivery)
+    components: Mapping[str, ComponentHealth] = attrs.field(converter=FrozenMapping[str, ComponentHealth])
+    delivery: Mapping[str, DeliveryHealth] = attrs.field(converter=FrozenMapping[str, DeliveryHealth])
     refused_fills: int = 0
     """Fills told for accounts the service does not reconcile (refused, counted)."""
     hung_broker_calls: int = 0
     """Broker or book calls still running past their timeout."""
-    corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    corrections_held: Mapping[str, str] = attrs.field(factory=dict, converter=FrozenMapping[str, str])
     """Accounts whose confirmed corrections are held, and why (a limit reached, another
     runtime's lease); proposals go on."""
-    standby: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+    standby: Mapping[str, str] = attrs.field(factory=dict, converter=FrozenMapping[str, str])
     """Accounts this runtime does not reconcile, and why: `standby (owned by NAME)` while another
     runtime holds the account's lease, or `standby (...)` naming why this runtime may own none
     (another live process took its name). Normal for the second of two processes; not a
@@ -155,13 +141,12 @@ class HealthBoard:
         self._counters: dict[str, int] = {}
         self._notes: dict[str, Mapping[str, str]] = {}
 
-    def post(self, health: ComponentHealth) -> None:
+    def post(self, health: ComponentHealth | DeliveryHealth) -> None:
         with self._lock:
-            self._components[health.name] = health
-
-    def post_delivery(self, health: DeliveryHealth) -> None:
-        with self._lock:
-            self._delivery[health.sink] = health
+            if isinstance(health, DeliveryHealth):
+                self._delivery[health.sink] = health
+            else:
+                self._components[health.name] = health
 
     def count(self, counter: str, value: int) -> None:
         with self._lock:
@@ -171,20 +156,13 @@ class HealthBoard:
         with self._lock:
             self._notes[name] = dict(value)
 
-    def component(self, name: str) -> ComponentHealth | None:
-        with self._lock:
-            return self._components.get(name)
-
     def read(self, now: dt.datetime | None = None) -> ServiceHealth:
         """What was posted; with `now`, a sink busy on one call past its limit is unreachable
         (its actor, stuck in that call, cannot say so itself)."""
         with self._lock:
-            delivery = dict(self._delivery)
-            if now is not None:
-                delivery = {sink: health.judged_at(now) for sink, health in delivery.items()}
             return ServiceHealth(
                 components=dict(self._components),
-                delivery=delivery,
+                delivery={sink: d if now is None else d.judged_at(now) for sink, d in self._delivery.items()},
                 refused_fills=self._counters.get("refused_fills", 0),
                 hung_broker_calls=self._counters.get("hung_broker_calls", 0),
                 corrections_held=self._notes.get("corrections_held", {}),

@@ -1,22 +1,10 @@
 """The outbox journal: runs waiting for Redis, on this host's disk, so that a crash loses none.
 
-A SQLite database in WAL mode, `outbox.sqlite3` in the configured state directory, with
-one row per queued run (or correction step): its order of arrival, its run id, its
-account and the bytes the Redis sink would send (its encoded payloads, so the run is sent
-again exactly as it was, with the same de-duplication marker). The Redis delivery actor
-writes a run here before it counts as queued, and deletes it once Redis has it; at the next
-start, what is still here is queued first, in order. Why SQLite on the host rather than the
-audit store: docs/architecture.md (measured in bench/fig_journal.py).
-
-`synchronous=NORMAL`: a committed row survives the process being killed (it is in the
-operating system's page cache, written to the file at the next checkpoint), not a power
-cut of the host before that checkpoint; `JOURNAL_SYNC_FULL` says the price of the latter.
-
-One process at a time: the directory is locked (`flock` on `outbox.lock`) for as long as
-the journal is open, so a second process — or a second runtime of this one — given the
-same directory is refused at start instead of delivering and deleting another's runs.
-A journal file that is not a database (or is damaged) is moved aside, named in an ERROR,
-and a new one begun: the service starts, and `problem` says what happened.
+A SQLite database in WAL mode, `outbox.sqlite3` in the state directory, one row per queued
+run or correction step (its order, run id, account and the bytes the Redis sink sends),
+locked to one process at a time; a damaged file is moved aside and `problem` says so.
+docs/architecture.md ("The outbox journal") says how it is written, replayed and locked,
+and why SQLite on the host with `synchronous=NORMAL` (measured in bench/choose_journal.py).
 """
 
 from __future__ import annotations
@@ -29,7 +17,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 
@@ -44,7 +32,7 @@ JOURNAL_FILE = "outbox.sqlite3"
 LOCK_FILE = "outbox.lock"
 JOURNAL_SYNC_FULL = False
 """Whether each commit waits for the disk (`synchronous=FULL`). Off: a process crash loses
-nothing, a power cut can lose the last commits; bench/fig_journal.py measures both."""
+nothing, a power cut can lose the last commits; bench/choose_journal.py measures both."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -80,12 +68,9 @@ class Journal:
         self._connection = connection
         self._lock = lock
         self._using = threading.Lock()
+        self.path = directory / JOURNAL_FILE
         self.problem = problem
         """Set when the journal found at start was unusable and was moved aside."""
-
-    @property
-    def path(self) -> Path:
-        return self.directory / JOURNAL_FILE
 
     @classmethod
     def open(cls, state_dir: str) -> Journal:
@@ -133,11 +118,7 @@ class Journal:
             cursor = self._connection.execute(
                 "INSERT INTO outbox (run_id, account_id, data) VALUES (?, ?, ?)", (run_id, account_id, data)
             )
-        seq = cursor.lastrowid
-        if seq is None:  # pragma: no cover - an INSERT always sets it
-            msg = "the journal gave no row id"
-            raise sqlite3.DatabaseError(msg)
-        return seq
+        return cast("int", cursor.lastrowid)  # an INSERT always sets it
 
     def remove(self, seqs: Iterable[int]) -> None:
         """Delete entries (delivered, dropped or set aside), committed before this returns."""
@@ -216,7 +197,7 @@ def _open_database(path: Path) -> sqlite3.Connection:
 
 
 def _expect(row: tuple[object, ...] | None, wanted: str, meaning: str) -> None:
-    got = None if not row else str(row[0])
-    if got is None or got.lower() != wanted:
+    got = str(row[0]) if row else None
+    if str(got).lower() != wanted:
         msg = f"{meaning} ({got!s:.200})"
         raise sqlite3.DatabaseError(msg)

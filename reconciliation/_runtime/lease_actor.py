@@ -1,29 +1,11 @@
 """The lease actor: keeps this runtime's leases on its accounts, and tells the scheduler
-which accounts it owns.
+which accounts it owns (`LeaseHeld`, `LeaseNotHeld`).
 
-    start ─ claim the runtime's name, then each account's lease (in `Runtime.start`)
-      │
-      ▼            renewed every lease period / 3, in one round trip
-    owner ◀──────────────────────────────────────────────┐
-      │ ▲ Redis unanswered past the lease's last safe      │
-      ▼ │ moment (or at start) / Redis answers again        │
-    unconfirmed: reconciled, never corrected               │ the holder's lease expired
-      │                                                    │ (retried when it expires)
-      ▼ another runtime holds it; the name was taken       │
-    standby (owned by NAME) ───────────────────────────────┘
-
-An owned account's runs carry its `Fence` (runtime name, token). The scheduler starts
-no run for a standby account; standby accounts are shown in health (`standby`) and
-retried at the moment the holder's lease would expire, so a dead owner's accounts are
-taken over within one lease period. When Redis does not answer, an owned account's lease
-is unconfirmed from the last renewal before it could have expired (a renewal's call is
-bounded by the connection's timeouts, shorter than a renewal interval), and so is every
-account of a runtime that found no Redis at start: it is still reconciled — logged,
-journaled for Redis, its kill switch armed — but its runs carry no fence and nothing of
-it is corrected (the corrector claims the lease before every apply). An alert is never
-lost to an outage; two runtimes cut off together may both report an account, and the
-entries without a fencing token say which runs were made so. At a clean stop, the leases
-and the name are released, so a standby takes over at its next attempt.
+docs/architecture.md ("One owner per account: the leases") draws its states and says what
+each guarantees: an owned account's runs carry its `Fence`; while Redis does not answer,
+an owned account is unconfirmed from the last renewal before its lease could have expired
+(reconciled, never corrected); a standby account is not run here, and is retried at the
+moment the holder's lease would expire. At a clean stop the leases and the name are released.
 
 The Redis calls are made here, not in the scheduler, so that a stalled Redis never
 holds up the starting of runs.
@@ -44,7 +26,7 @@ from reconciliation._publishing.leases import Lease
 from reconciliation._publishing.runtime_names import NameInUseError
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.health import ComponentState, owned_by
-from reconciliation._runtime.messages import LeaseHeld, LeaseNotHeld, LeaseTick
+from reconciliation._runtime.messages import LeaseHeld, LeaseNotHeld, TimerDue
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -156,7 +138,7 @@ class LeaseActor(ResilientActor):
         self._arm(min(self._renew_seconds, self._first_retry or self._renew_seconds))
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, LeaseTick):
+        if isinstance(message, TimerDue):
             self._tick()
         else:
             logger.warning("The lease actor ignored an unexpected %s", type(message).__name__)
@@ -197,7 +179,7 @@ class LeaseActor(ResilientActor):
         for account_id, claim in claimed.items():
             self._set(account_id, _ownership(self._leases.owner, claim))
         self._post_standby()
-        self._arm(self._next_delay(claimed.values()))
+        self._arm(min(self._renew_seconds, _first_expiry(claimed.values()) or self._renew_seconds))
 
     def _hold_name(self) -> bool:
         """Claim or renew the runtime's name; False (every account standby) when another
@@ -235,24 +217,17 @@ class LeaseActor(ResilientActor):
         self._post_standby()
 
     def _set(self, account_id: str, ownership: Ownership) -> None:
-        before = self._ownership[account_id]
-        if ownership == before:
+        if ownership == self._ownership[account_id]:
             return
         self._ownership[account_id] = ownership
-        if isinstance(ownership, Fence):
-            tell(self._scheduler, LeaseHeld(account_id, ownership))
-        elif isinstance(ownership, Unconfirmed):
-            tell(self._scheduler, LeaseHeld(account_id, None))
-        else:
+        if isinstance(ownership, str):
             tell(self._scheduler, LeaseNotHeld(account_id, ownership))
-
-    def _next_delay(self, claimed: Collection[Claimed]) -> float:
-        """A renewal interval, or sooner: when the first lease held elsewhere expires."""
-        return min(self._renew_seconds, _first_expiry(claimed) or self._renew_seconds)
+        else:
+            tell(self._scheduler, LeaseHeld(account_id, ownership if isinstance(ownership, Fence) else None))
 
     def _arm(self, delay: float) -> None:
         me = self.actor_ref
-        self._timer = self._clock.call_later(delay, lambda: tell(me, LeaseTick()))
+        self._timer = self._clock.call_later(delay, lambda: tell(me, TimerDue()))
 
     def _post_standby(self) -> None:
         self._board.note("standby", {a: o for a, o in self._ownership.items() if isinstance(o, str)})

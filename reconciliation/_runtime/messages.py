@@ -37,15 +37,14 @@ __all__ = [
     "InFlight",
     "LeaseHeld",
     "LeaseNotHeld",
-    "LeaseTick",
     "PeriodicDue",
     "ReconcileRequest",
-    "RetryDue",
     "RunEnded",
     "RunRequested",
     "RunTicket",
     "SnapshotFailed",
     "SnapshotTaken",
+    "TimerDue",
     "WatchdogDue",
 ]
 
@@ -221,11 +220,6 @@ class LeaseNotHeld:
 
 
 @attrs.frozen
-class LeaseTick:
-    """The lease actor's timer: renew the leases, try for the others."""
-
-
-@attrs.frozen
 class InFlight:
     """Ask the scheduler for the outcomes of the runs it holds (in flight, or waiting to follow)."""
 
@@ -236,5 +230,6 @@ class Barrier:
 
 
 @attrs.frozen
-class RetryDue:
-    """A delivery actor's backoff timer: try the sink again."""
+class TimerDue:
+    """An actor's own timer: a delivery actor tries its sink again, the lease actor renews its
+    leases and tries for the others."""

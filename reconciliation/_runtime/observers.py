@@ -30,9 +30,6 @@ __all__ = ["PROCESS_OBSERVERS", "BookCallTiming", "Observers", "RuntimeObserver"
 
 logger = logging.getLogger(__name__)
 
-CallOutcome = Literal["ok", "failed", "timeout", "still_hung"]
-
-
 @attrs.frozen
 class BookCallTiming:
     """One call to a book: `call` is `broker.get_positions`, `local.get_account`, ...
@@ -47,7 +44,7 @@ class BookCallTiming:
     account_id: str
     call: str
     seconds: float
-    outcome: CallOutcome
+    outcome: Literal["ok", "failed", "timeout", "still_hung"]
 
 
 @runtime_checkable
@@ -76,28 +73,24 @@ class Observers:
             self._observers = tuple(o for o in self._observers if o is not observer)
 
     def run_finished(self, run: FinishedRun) -> None:
-        for observer in self._observers:
-            try:
-                observer.run_finished(run)
-            except BaseException:
-                logger.exception("An observer failed on run %s", run.result.run_id)
+        self._tell("run_finished", run, "run %s", run.result.run_id)
 
     def book_call_ended(self, timing: BookCallTiming) -> None:
-        for observer in self._observers:
-            try:
-                observer.book_call_ended(timing)
-            except BaseException:
-                logger.exception("An observer failed on a %s call", timing.call)
+        self._tell("book_call_ended", timing, "a %s call", timing.call)
 
     def correction_event(self, event: CorrectionEvent) -> None:
+        self._tell("correction_event", event, "a %s correction event", event.status.value)
+
+    def _tell(self, hook: str, value: object, what: str, detail: object) -> None:
+        """Call each observer's `hook` that it has; one that raises is logged as failing on `what % detail`."""
         for observer in self._observers:
-            told = getattr(observer, "correction_event", None)
+            told = getattr(observer, hook, None)
             if told is None:
                 continue
             try:
-                told(event)
+                told(value)
             except BaseException:
-                logger.exception("An observer failed on a %s correction event", event.status.value)
+                logger.exception("An observer failed on %s", what % (detail,))
 
 
 PROCESS_OBSERVERS = Observers()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciliation._domain.models import ReconciliationResult
 
@@ -14,15 +14,18 @@ if TYPE_CHECKING:
 __all__ = ["completed_result", "failed_result"]
 
 
-def _duration_ms(ticket: RunTicket, now: float) -> float:
-    return round(max(now - ticket.started, 0.0) * 1000.0, 3)
-
-
-def _next_run_due(ticket: RunTicket, now: float) -> dt.datetime | None:
-    """The wall time the account's next periodic run is due: its delay after the run's end (now)."""
-    if ticket.next_periodic_seconds is None:
-        return None
-    return ticket.started_at + dt.timedelta(seconds=max(now - ticket.started, 0.0) + ticket.next_periodic_seconds)
+def _result(ticket: RunTicket, now: float, **fields: Any) -> ReconciliationResult:
+    """The ticket's run ended at `now`: its duration and, with periodic runs, when the next is due."""
+    elapsed = max(now - ticket.started, 0.0)
+    every = ticket.next_periodic_seconds
+    return ReconciliationResult(
+        run_id=ticket.run_id,
+        account_id=ticket.account_id,
+        duration_ms=round(elapsed * 1000.0, 3),
+        context=ticket.trigger.context(),
+        next_run_due=None if every is None else ticket.started_at + dt.timedelta(seconds=elapsed + every),
+        **fields,
+    )
 
 
 def completed_result(
@@ -30,28 +33,17 @@ def completed_result(
 ) -> ReconciliationResult:
     """A compared run, stamped with the time its snapshot was taken, like its discrepancies;
     `suspect` says why the broker's answer was implausible, if it was."""
-    return ReconciliationResult(
-        run_id=ticket.run_id,
-        account_id=ticket.account_id,
+    return _result(
+        ticket,
+        now,
         timestamp=taken_at,
         discrepancies=comparison.discrepancies,
         positions_checked=comparison.positions_checked,
-        duration_ms=_duration_ms(ticket, now),
-        context=ticket.trigger.context(),
         netted=comparison.netted,
         suspect=suspect,
-        next_run_due=_next_run_due(ticket, now),
     )
 
 
 def failed_result(ticket: RunTicket, reason: str, now: float) -> ReconciliationResult:
     """A run that could not compare, stamped with its start: `error` the operator-readable reason."""
-    return ReconciliationResult(
-        run_id=ticket.run_id,
-        account_id=ticket.account_id,
-        timestamp=ticket.started_at,
-        duration_ms=_duration_ms(ticket, now),
-        context=ticket.trigger.context(),
-        error=reason,
-        next_run_due=_next_run_due(ticket, now),
-    )
+    return _result(ticket, now, timestamp=ticket.started_at, error=reason)

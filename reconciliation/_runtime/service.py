@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reconciliation._domain.models import OrderFill, ReconciliationConfig, ReconciliationResult
 from reconciliation._domain.triggers import OnDemand, Startup
@@ -39,16 +39,39 @@ if TYPE_CHECKING:
 __all__ = ["ReconciliationRuntime", "ReconciliationService"]
 
 T = TypeVar("T")
+Started = TypeVar("Started")
+"""What `start()` returns: each enabled account's startup result, or the one account's."""
 
 
-class _Facade:
+class _Facade(Generic[Started]):
     """What both facades do the same way, on the `Runtime` below them: start its actors off
-    the event loop, tell fills, stop, report health and take observers."""
+    the event loop, tell fills, stop, report health and take observers. Its arguments are
+    `Runtime`'s (see `ReconciliationRuntime`)."""
 
-    def __init__(self, runtime: Runtime, described: str) -> None:
-        self._runtime = runtime
-        self._described = described
-        """`the reconciliation runtime`, `the reconciliation service for ACC-1`: in messages."""
+    _described = "the reconciliation runtime"
+    """How messages name the facade (`the reconciliation service for ACC-1`)."""
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        redis: object,
+        *,
+        clock: Clock | None = None,
+        on_halt: HaltCallback | None = None,
+        correction_limits: CorrectionLimits | None = None,
+        name: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        self._runtime = Runtime(
+            accounts,
+            redis,
+            clock=clock,
+            on_halt=on_halt,
+            correction_limits=correction_limits,
+            name=name,
+            lease_seconds=lease_seconds,
+        )
+        self._accounts = {account.account_id: account for account in accounts}
         self._started = False
         self._host_loop: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
         """The event loop `start_blocking` made, and the thread running it."""
@@ -73,15 +96,18 @@ class _Facade:
             self._host_loop = (loop, thread)
         return asyncio.run_coroutine_threadsafe(call(), self._host_loop[0]).result(timeout)
 
-    def _end_host_loop(self) -> None:
-        if self._host_loop is None:
-            return
-        loop, thread = self._host_loop
-        self._host_loop = None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5.0)
-        if not thread.is_alive():
-            loop.close()
+    async def start(self) -> Started:
+        raise NotImplementedError
+
+    def start_blocking(self, timeout: float | None = None) -> Started:
+        """`start()` for a host without an event loop (a pykka engine on plain threads):
+        blocks until the startup runs' results. Stop it with `stop_blocking()`.
+
+        Raises:
+            RuntimeError: already started, or called from a running event loop (`await start()` there).
+            TimeoutError: the startup runs took longer than `timeout` seconds.
+        """
+        return self._blocking(self.start, timeout)
 
     def stop_blocking(self, timeout: float | None = None) -> StopReport:
         """`stop()` for a host without an event loop: blocks until every actor, timer and thread ended.
@@ -93,7 +119,13 @@ class _Facade:
         try:
             return self._blocking(self.stop, timeout)
         finally:
-            self._end_host_loop()
+            if self._host_loop is not None:
+                loop, thread = self._host_loop
+                self._host_loop = None
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(5.0)
+                if not thread.is_alive():
+                    loop.close()
 
     @property
     def ref(self) -> EntryRef:
@@ -112,8 +144,8 @@ class _Facade:
     def is_running(self) -> bool:
         return self._runtime.is_running
 
-    async def _start(self, enabled: Sequence[str]) -> dict[str, ReconciliationResult]:
-        """Start the actors, then run the startup reconciliation of `enabled` accounts, together."""
+    async def _start(self) -> dict[str, ReconciliationResult]:
+        """Start the actors, then run the startup reconciliation of the enabled accounts, together."""
         if self._started:
             msg = f"{self._described} is already started; call stop() first"
             raise RuntimeError(msg)
@@ -124,6 +156,7 @@ class _Facade:
         except BaseException:
             self._started = False
             raise
+        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
         results = await asyncio.gather(*(self._run(account_id, Startup()) for account_id in enabled))
         return dict(zip(enabled, results, strict=True))
 
@@ -169,7 +202,7 @@ class _Facade:
         return await asyncio.wrap_future(self._runtime.request(account_id, trigger))
 
 
-class ReconciliationRuntime(_Facade):
+class ReconciliationRuntime(_Facade[dict[str, ReconciliationResult]]):
     """Reconciles many accounts in one process, sharing one set of actors and threads.
 
     Each account keeps its own config, triggers, debounce window, ageing and run order;
@@ -198,29 +231,6 @@ class ReconciliationRuntime(_Facade):
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self,
-        accounts: Sequence[Account],
-        redis: object,
-        *,
-        clock: Clock | None = None,
-        on_halt: HaltCallback | None = None,
-        correction_limits: CorrectionLimits | None = None,
-        name: str | None = None,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    ) -> None:
-        runtime = Runtime(
-            accounts,
-            redis,
-            clock=clock,
-            on_halt=on_halt,
-            correction_limits=correction_limits,
-            name=name,
-            lease_seconds=lease_seconds,
-        )
-        super().__init__(runtime, "the reconciliation runtime")
-        self._accounts = {account.account_id: account for account in accounts}
-
     @property
     def accounts(self) -> Mapping[str, Account]:
         return self._accounts
@@ -236,17 +246,7 @@ class ReconciliationRuntime(_Facade):
         Raises:
             RuntimeError: already started.
         """
-        enabled = [account_id for account_id, account in self._accounts.items() if account.config.enabled]
-        return await self._start(enabled)
-
-    def start_blocking(self, timeout: float | None = None) -> dict[str, ReconciliationResult]:
-        """`start()` for a host without an event loop: blocks until every startup run's result.
-
-        Raises:
-            RuntimeError: already started, or called from a running event loop.
-            TimeoutError: the startup runs took longer than `timeout` seconds.
-        """
-        return self._blocking(self.start, timeout)
+        return await self._start()
 
     async def reconcile(self, account_id: str, *, requested_by: str = "api") -> ReconciliationResult:
         """Run `account_id` now; the result of a run whose snapshot was taken after this call.
@@ -260,7 +260,7 @@ class ReconciliationRuntime(_Facade):
         return await self._run(request.account_id, OnDemand(request.requested_by))
 
 
-class ReconciliationService(_Facade):
+class ReconciliationService(_Facade[ReconciliationResult | None]):
     """Reconciles `config.account_id` at startup, periodically, after fills and on demand.
 
     Args:
@@ -301,7 +301,7 @@ class ReconciliationService(_Facade):
         if not isinstance(config, ReconciliationConfig):
             msg = f"config must be a ReconciliationConfig, not {type(config).__name__}"
             raise TypeError(msg)
-        runtime = Runtime(
+        super().__init__(
             [Account(config, portfolio, broker_query)],
             redis,
             clock=clock,
@@ -309,7 +309,7 @@ class ReconciliationService(_Facade):
             name=name,
             lease_seconds=lease_seconds,
         )
-        super().__init__(runtime, f"the reconciliation service for {config.account_id}")
+        self._described = f"the reconciliation service for {config.account_id}"
         self._config = config
 
     @property
@@ -325,18 +325,7 @@ class ReconciliationService(_Facade):
         Raises:
             RuntimeError: if the service is already started.
         """
-        results = await self._start([self._config.account_id] if self._config.enabled else [])
-        return results.get(self._config.account_id)
-
-    def start_blocking(self, timeout: float | None = None) -> ReconciliationResult | None:
-        """`start()` for a host without an event loop (a pykka engine on plain threads):
-        blocks until the startup run's result. Stop it with `stop_blocking()`.
-
-        Raises:
-            RuntimeError: already started, or called from a running event loop (`await start()` there).
-            TimeoutError: the startup run took longer than `timeout` seconds.
-        """
-        return self._blocking(self.start, timeout)
+        return (await self._start()).get(self._config.account_id)
 
     async def reconcile(
         self, account_id: str | None = None, *, requested_by: str = "api"
@@ -349,9 +338,6 @@ class ReconciliationService(_Facade):
             RuntimeError: the service is not started.
         """
         request = ReconcileRequest(self._config.account_id if account_id is None else account_id, requested_by)
-        if request.account_id != self._config.account_id:
-            msg = f"this service reconciles {self._config.account_id!r}, not {request.account_id!r}"
-            raise ValueError(msg)
         return await self._run(request.account_id, OnDemand(request.requested_by))
 
     def publisher_health(self) -> DeliveryHealth:
