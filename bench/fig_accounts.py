@@ -90,6 +90,27 @@ def paper_account(account_id: str, positions: int, interval: float) -> Account:
     return Account(ReconciliationConfig(account_id, interval_seconds=interval), portfolio, broker)
 
 
+class FullCollections:
+    """A `gc.callbacks` entry: how many full (generation 2) collections ran, and how long."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds.append(time.perf_counter() - self._began)
+
+    def text(self) -> str:
+        if not self.seconds:
+            return "no full collection"
+        return f"{len(self.seconds)} full collections, longest {max(self.seconds) * 1000:.0f} ms"
+
+
 class PeriodicRuns:
     """A `RuntimeObserver`: how long each periodic run took, from its start to its result."""
 
@@ -141,6 +162,7 @@ class Measurement:
     duration_ms: list[float] = field(default_factory=list)
     settling_ms: list[float] = field(default_factory=list)
     busy_cpu_pct: float = float("nan")
+    full_collections: str = ""
     failed: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -251,9 +273,11 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
     periodic = PeriodicRuns()
     runtime = ReconciliationRuntime(accounts, client)
     runtime.add_observer(periodic)
+    collections_ = FullCollections()
 
     async def session() -> Measurement:
         began = time.monotonic()
+        gc.callbacks.append(collections_)
         await runtime.start()
         periodic.steady_since = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=interval)
         cpu, wall = time.process_time(), time.perf_counter()
@@ -268,6 +292,7 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
         periodic.stopping = True
         busy_pct = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
         report = await runtime.stop()
+        gc.callbacks.remove(collections_)
         if not report.clean:
             print(f"{n} accounts: still running after stop: {report.still_running}", file=sys.stderr)
         return Measurement(
@@ -286,6 +311,7 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
             settling_ms=periodic.settling_ms,
             busy_cpu_pct=busy_pct,
             failed=dict(periodic.failed),
+            full_collections=collections_.text(),
         )
 
     return asyncio.run(session())
@@ -372,7 +398,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
             f"{m.p99_ms:.1f} ms, max {max(m.duration_ms, default=float('nan')):.1f} ms "
             f"(median {p50:.1f} ms, n={len(m.duration_ms)} runs started from one interval "
             f"after the startup runs{_settling(m.settling_ms)}; "
-            f"interval {m.interval:.1f} s; process CPU meanwhile {m.busy_cpu_pct:.0f} % of one core; "
+            f"interval {m.interval:.1f} s; {m.full_collections} from start to stop; process CPU meanwhile {m.busy_cpu_pct:.0f} % of one core; "
             f"startup of all accounts {m.startup_seconds:.1f} s)"
         ),
         baseline=baseline(f"p99 {base.p99_ms:.1f} ms"),
