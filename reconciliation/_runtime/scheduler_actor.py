@@ -155,8 +155,6 @@ class SchedulerActor(ResilientActor):
         elif isinstance(message, PeriodicDue):
             runs = self._accounts[message.account_id]
             if message.generation == runs.generation:
-                if runs.in_flight is None:  # started at its phase: from now on, an interval after each run
-                    runs.advance = 0.0
                 self._request(RunRequested(message.account_id, Periodic()))
         elif isinstance(message, LeaseHeld):
             self._lease_held(message)
@@ -284,8 +282,11 @@ class SchedulerActor(ResilientActor):
             return
         if runs.watchdog is not None:
             runs.watchdog.cancel()
+        first_periodic = runs.advance and isinstance(runs.in_flight.trigger, Periodic)
         runs.in_flight, runs.watchdog = None, None
         self._arm_periodic(ended.account_id, runs, since=ended.ended)
+        if first_periodic:  # its next run is at its phase; from then on, an interval after each run
+            runs.advance = 0.0
         if runs.follow_up is not None:
             trigger, waiters = runs.follow_up, runs.follow_up_waiters
             runs.follow_up, runs.follow_up_waiters = None, []
@@ -301,7 +302,7 @@ class SchedulerActor(ResilientActor):
 
     def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
         """The next periodic run `interval_seconds` after `since` (the end of the last run;
-        by default now); until its first periodic run, the next time its phase comes round
+        by default now); until its first periodic run has ended, the next time its phase comes round
         (counted from the scheduler's start), so that runs longer than the phase, such as
         the startup runs of many accounts, do not bunch the accounts up: runs never pile up.
         None for an account held as standby: its owner runs it."""
@@ -315,7 +316,7 @@ class SchedulerActor(ResilientActor):
         me = self.actor_ref
         interval = runs.config.interval_seconds
         if runs.advance:  # the first periodic run keeps its phase however long the runs before it took
-            delay = (self._origin + interval - runs.advance - self._clock.monotonic()) % interval
+            delay = (self._origin + interval - runs.advance - self._clock.monotonic()) % interval or interval
         else:
             delay = interval - (0.0 if since is None else self._clock.monotonic() - since)
         runs.periodic = self._clock.call_later(delay, lambda: tell(me, message))
