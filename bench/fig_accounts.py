@@ -13,7 +13,7 @@ Each size is measured in two sessions, so that one does not disturb the other:
   account's startup run, minus the same with the books built and no runtime, divided
   by N; idle CPU, process CPU time (every thread) over a window after the startup runs
   have been delivered to every sink, against the same process for as long with no
-  runtime;
+  runtime (20 s in a full run: two lease renewals, which renew every account's lease);
 - under periodic load (an interval long enough for N runs, and for `RUNS_PER_WINDOW`
   runs per account in `seconds` where that allows), until every account has had a
   periodic run started one interval after the startup runs: the highest thread count,
@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING
 from _harness import Row, percentile, render_table
 
 from reconciliation import Account, OrderFill, ReconciliationConfig, ReconciliationRuntime
+from reconciliation._runtime.lease_actor import RENEWALS_PER_LEASE
+from reconciliation._runtime.runtime import DEFAULT_LEASE_SECONDS
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
 
 if TYPE_CHECKING:
@@ -69,6 +71,8 @@ REST_INTERVAL = 3600.0
 """The at-rest session's interval: the first periodic run of the last of 500 accounts
 is due 7.2 s after start, after the idle window."""
 WARM_UP_RUNS = 5
+FULL_RUN_SECONDS = 10.0
+"""From this `seconds` on, the idle window spans whole lease renewals (`_idle_seconds`)."""
 
 
 def paper_account(account_id: str, positions: int, interval: float) -> Account:
@@ -246,7 +250,7 @@ def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest
         await runtime.start()
         startup = time.monotonic() - began
         threads_started = threading.active_count() - threads_before
-        await _drained(runtime, n, deadline=began + 60)
+        await _drained(runtime, n, deadline=time.monotonic() + 60)
         gc.collect()
         runtime_bytes = tracemalloc.get_traced_memory()[0] - with_books
         tracemalloc.stop()
@@ -265,8 +269,17 @@ def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest
     return asyncio.run(session())
 
 
+def _idle_seconds(seconds: float) -> float:
+    """The idle window: two lease renewals (each renews every account's lease, about 80 ms of
+    CPU for 2,000 accounts) in a full run, so that the window holds its share of them; a
+    window shorter than a renewal either misses it (too low) or holds one (too high)."""
+    if seconds >= FULL_RUN_SECONDS:
+        return 2 * DEFAULT_LEASE_SECONDS / RENEWALS_PER_LEASE
+    return min(max(seconds / 5, 0.4), 2.0)
+
+
 def _measure(n: int, positions: int, seconds: float, run_cost: float, client: redis.Redis) -> Measurement:
-    rest = _at_rest(n, positions, min(max(seconds / 5, 0.4), 2.0), client)
+    rest = _at_rest(n, positions, _idle_seconds(seconds), client)
     interval = _plan(n, run_cost, seconds)
     accounts = [paper_account(f"BENCH-LOAD-{n}-{i:04d}", positions, interval) for i in range(n)]
     threads_before = threading.active_count()
