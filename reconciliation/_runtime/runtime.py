@@ -15,6 +15,9 @@ back through its ticket's `outcome` future, not through a message cycle. The cor
 to apply a correction, the scheduler for the run that checks it, the comparator to
 escalate a break — through `CorrectionLinks` bound to this runtime after start.
 
+From start to stop it holds the process's collector policy (`collector`): the books,
+built before start, frozen out of the collector's scans, and full collections rare.
+
 The lease actor (`lease_actor`) keeps this runtime's leases on its accounts and tells the
 scheduler which it owns: at start the runtime claims its name and the leases itself, so
 that the startup runs know; a standby account is not run here.
