@@ -13,7 +13,7 @@ Each size is measured in two sessions, so that one does not disturb the other:
   account's startup run, minus the same with the books built and no runtime, divided
   by N; idle CPU, process CPU time (every thread) over a window after the startup runs
   have been delivered to every sink, against the same process for as long with no
-  runtime;
+  runtime (20 s in a full run: two lease renewals, which renew every account's lease);
 - under periodic load (an interval long enough for N runs, and for `RUNS_PER_WINDOW`
   runs per account in `seconds` where that allows), until every account has had a
   periodic run started one interval after the startup runs: the highest thread count,
@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING
 from _harness import Row, percentile, render_table
 
 from reconciliation import Account, OrderFill, ReconciliationConfig, ReconciliationRuntime
+from reconciliation._runtime.lease_actor import RENEWALS_PER_LEASE
+from reconciliation._runtime.runtime import DEFAULT_LEASE_SECONDS
 from reconciliation.paper import InMemoryPortfolio, PaperBroker
 
 if TYPE_CHECKING:
@@ -69,6 +71,8 @@ REST_INTERVAL = 3600.0
 """The at-rest session's interval: the first periodic run of the last of 500 accounts
 is due 7.2 s after start, after the idle window."""
 WARM_UP_RUNS = 5
+FULL_RUN_SECONDS = 10.0
+"""From this `seconds` on, the idle window spans whole lease renewals (`_idle_seconds`)."""
 
 
 def paper_account(account_id: str, positions: int, interval: float) -> Account:
@@ -88,6 +92,27 @@ def paper_account(account_id: str, positions: int, interval: float) -> Account:
         portfolio.apply_fill(fill)
         broker.apply_fill(fill)
     return Account(ReconciliationConfig(account_id, interval_seconds=interval), portfolio, broker)
+
+
+class FullCollections:
+    """A `gc.callbacks` entry: how many full (generation 2) collections ran, and how long."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds.append(time.perf_counter() - self._began)
+
+    def text(self) -> str:
+        if not self.seconds:
+            return "no full collection"
+        return f"{len(self.seconds)} full collections, longest {max(self.seconds) * 1000:.0f} ms"
 
 
 class PeriodicRuns:
@@ -141,6 +166,7 @@ class Measurement:
     duration_ms: list[float] = field(default_factory=list)
     settling_ms: list[float] = field(default_factory=list)
     busy_cpu_pct: float = float("nan")
+    full_collections: str = ""
     failed: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -224,7 +250,7 @@ def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest
         await runtime.start()
         startup = time.monotonic() - began
         threads_started = threading.active_count() - threads_before
-        await _drained(runtime, n, deadline=began + 60)
+        await _drained(runtime, n, deadline=time.monotonic() + 60)
         gc.collect()
         runtime_bytes = tracemalloc.get_traced_memory()[0] - with_books
         tracemalloc.stop()
@@ -243,17 +269,28 @@ def _at_rest(n: int, positions: int, idle: float, client: redis.Redis) -> AtRest
     return asyncio.run(session())
 
 
+def _idle_seconds(seconds: float) -> float:
+    """The idle window: two lease renewals (each renews every account's lease, about 80 ms of
+    CPU for 2,000 accounts) in a full run, so that the window holds its share of them; a
+    window shorter than a renewal either misses it (too low) or holds one (too high)."""
+    if seconds >= FULL_RUN_SECONDS:
+        return 2 * DEFAULT_LEASE_SECONDS / RENEWALS_PER_LEASE
+    return min(max(seconds / 5, 0.4), 2.0)
+
+
 def _measure(n: int, positions: int, seconds: float, run_cost: float, client: redis.Redis) -> Measurement:
-    rest = _at_rest(n, positions, min(max(seconds / 5, 0.4), 2.0), client)
+    rest = _at_rest(n, positions, _idle_seconds(seconds), client)
     interval = _plan(n, run_cost, seconds)
     accounts = [paper_account(f"BENCH-LOAD-{n}-{i:04d}", positions, interval) for i in range(n)]
     threads_before = threading.active_count()
     periodic = PeriodicRuns()
     runtime = ReconciliationRuntime(accounts, client)
     runtime.add_observer(periodic)
+    collections_ = FullCollections()
 
     async def session() -> Measurement:
         began = time.monotonic()
+        gc.callbacks.append(collections_)
         await runtime.start()
         periodic.steady_since = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=interval)
         cpu, wall = time.process_time(), time.perf_counter()
@@ -268,6 +305,7 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
         periodic.stopping = True
         busy_pct = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
         report = await runtime.stop()
+        gc.callbacks.remove(collections_)
         if not report.clean:
             print(f"{n} accounts: still running after stop: {report.still_running}", file=sys.stderr)
         return Measurement(
@@ -286,6 +324,7 @@ def _measure(n: int, positions: int, seconds: float, run_cost: float, client: re
             settling_ms=periodic.settling_ms,
             busy_cpu_pct=busy_pct,
             failed=dict(periodic.failed),
+            full_collections=collections_.text(),
         )
 
     return asyncio.run(session())
@@ -372,7 +411,7 @@ def _rows(m: Measurement, base: Measurement, positions: int) -> list[Row]:
             f"{m.p99_ms:.1f} ms, max {max(m.duration_ms, default=float('nan')):.1f} ms "
             f"(median {p50:.1f} ms, n={len(m.duration_ms)} runs started from one interval "
             f"after the startup runs{_settling(m.settling_ms)}; "
-            f"interval {m.interval:.1f} s; process CPU meanwhile {m.busy_cpu_pct:.0f} % of one core; "
+            f"interval {m.interval:.1f} s; {m.full_collections} from start to stop; process CPU meanwhile {m.busy_cpu_pct:.0f} % of one core; "
             f"startup of all accounts {m.startup_seconds:.1f} s)"
         ),
         baseline=baseline(f"p99 {base.p99_ms:.1f} ms"),

@@ -153,6 +153,39 @@ def test_accounts_started_together_have_their_periodic_runs_spread_over_the_inte
     }
 
 
+def test_an_account_keeps_its_phase_when_its_startup_run_outlasts_it() -> None:
+    clock = ManualClock()
+    hanging = HangingBroker("LATE")
+    runtime = ReconciliationRuntime(
+        [account("EARLY", interval_seconds=40), account("LATE", hanging, interval_seconds=40)],
+        fakeredis.FakeRedis(),
+        clock=clock,
+    )
+
+    async def startup_past_the_phase() -> None:
+        starting = asyncio.ensure_future(runtime.start())
+        while not hanging.hanging:  # noqa: ASYNC110 - the startup run is in the broker
+            await asyncio.sleep(0.01)
+        clock.advance(25)  # LATE's phase: its first periodic run was due 20 s after start
+        hanging.release.set()
+        await starting
+
+    with capture_published() as capture:
+        asyncio.run(startup_past_the_phase())
+        settle(runtime)
+        after_the_startup_run = runs_of(capture, "LATE")
+        clock.advance(34)
+        settle(runtime)
+        before_its_phase_comes_round = runs_of(capture, "LATE")
+        clock.advance(1)
+        settle(runtime)
+        asyncio.run(runtime.stop())
+
+    assert after_the_startup_run == ["startup"]
+    assert before_its_phase_comes_round == ["startup"]
+    assert runs_of(capture, "LATE") == ["startup", "periodic"]
+
+
 def test_a_single_account_runs_a_whole_interval_after_its_startup_run() -> None:
     clock = ManualClock()
     runtime = ReconciliationRuntime([account("ONLY", interval_seconds=40)], fakeredis.FakeRedis(), clock=clock)

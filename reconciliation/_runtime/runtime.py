@@ -15,6 +15,9 @@ back through its ticket's `outcome` future, not through a message cycle. The cor
 to apply a correction, the scheduler for the run that checks it, the comparator to
 escalate a break — through `CorrectionLinks` bound to this runtime after start.
 
+From start to stop it holds the process's collector policy (`collector`): the books,
+built before start, frozen out of the collector's scans, and full collections rare.
+
 The lease actor (`lease_actor`) keeps this runtime's leases on its accounts and tells the
 scheduler which it owns: at start the runtime claims its name and the leases itself, so
 that the startup runs know; a standby account is not run here.
@@ -54,6 +57,7 @@ from reconciliation._publishing.redis_sink import MAX_PAYLOADS_PER_ROUND_TRIP, R
 from reconciliation._publishing.runtime_names import RuntimeName, new_instance
 from reconciliation._runtime.actor_base import actor_of, tell
 from reconciliation._runtime.clock import SystemClock
+from reconciliation._runtime.collector import POLICY as COLLECTOR
 from reconciliation._runtime.comparator_actor import AccountMemory, ComparatorActor, LargeBookLane
 from reconciliation._runtime.corrector_actor import CorrectionLinks, CorrectorActor
 from reconciliation._runtime.debouncer_actor import DebouncerActor
@@ -275,9 +279,11 @@ class Runtime:
         )
         account_leases = AccountLeases(own_client, owner=owner, ttl_seconds=lease * KEY_SHARE_OF_LEASE)
         first_claimed = first_claim(names, account_leases, list(self._configs))
+        COLLECTOR.hold()
         try:
             self._start_actors(home_loop, owner, own_client, names, account_leases, first_claimed)
         except BaseException:
+            COLLECTOR.release()
             account_leases.release_all(a for a, held in first_claimed.ownership.items() if isinstance(held, Fence))
             names.release()
             raise
@@ -491,13 +497,18 @@ class Runtime:
         still_running.extend(self._stop_fetch_threads(actors, timeout))
         if self._given_clock is None and isinstance(self._clock, SystemClock):
             self._clock.close()
+        if actors:
+            COLLECTOR.release()
+        self._log_stopped(still_running, timeout)
+        return StopReport(tuple(still_running))
+
+    def _log_stopped(self, still_running: Sequence[str], timeout: float) -> None:
         if still_running:
             logger.error(
                 "Reconciliation stopped, but these did not end within %g s: %s", timeout, ", ".join(still_running)
             )
         else:
             logger.info("Reconciliation stopped for %s", ", ".join(self._configs))
-        return StopReport(tuple(still_running))
 
     def health(self) -> ServiceHealth:
         """Each component's state, the way to each sink, the counters and the brokers' warnings;

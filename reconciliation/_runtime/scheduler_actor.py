@@ -137,8 +137,11 @@ class SchedulerActor(ResilientActor):
             )
         self._fetcher = fetcher
         self._comparator = comparator
+        self._origin = 0.0
+        """When the phases count from (`started`)."""
 
     def started(self) -> None:
+        self._origin = self._clock.monotonic()
         for account_id, runs in self._accounts.items():
             self._arm_periodic(account_id, runs)
 
@@ -152,7 +155,6 @@ class SchedulerActor(ResilientActor):
         elif isinstance(message, PeriodicDue):
             runs = self._accounts[message.account_id]
             if message.generation == runs.generation:
-                runs.advance = 0.0
                 self._request(RunRequested(message.account_id, Periodic()))
         elif isinstance(message, LeaseHeld):
             self._lease_held(message)
@@ -229,6 +231,9 @@ class SchedulerActor(ResilientActor):
         if runs.standby is not None:
             self._answer_standby(account_id, runs.standby, trigger, waiters)
             return
+        if isinstance(trigger, Startup) and runs.periodic is not None:  # its end arms the first periodic run
+            runs.periodic.cancel()
+            runs.periodic = None
         ticket = self._ticket(account_id, trigger, runs.fence)
         me = self.actor_ref
         monotonic = self._clock.monotonic
@@ -278,8 +283,11 @@ class SchedulerActor(ResilientActor):
             return
         if runs.watchdog is not None:
             runs.watchdog.cancel()
+        first_periodic = runs.advance and isinstance(runs.in_flight.trigger, Periodic)
         runs.in_flight, runs.watchdog = None, None
         self._arm_periodic(ended.account_id, runs, since=ended.ended)
+        if first_periodic:  # its next run is at its phase; from then on, an interval after each run
+            runs.advance = 0.0
         if runs.follow_up is not None:
             trigger, waiters = runs.follow_up, runs.follow_up_waiters
             runs.follow_up, runs.follow_up_waiters = None, []
@@ -295,8 +303,10 @@ class SchedulerActor(ResilientActor):
 
     def _arm_periodic(self, account_id: str, runs: _AccountRuns, since: float | None = None) -> None:
         """The next periodic run `interval_seconds` after `since` (the end of the last run;
-        by default now), less the account's phase until its first periodic run: runs never
-        pile up. None for an account held as standby: its owner runs it."""
+        by default now); until its first periodic run has ended, the next time its phase comes round
+        (counted from the scheduler's start), so that runs longer than the phase, such as
+        the startup runs of many accounts, do not bunch the accounts up: runs never pile up.
+        None for an account held as standby: its owner runs it."""
         if runs.periodic is not None:
             runs.periodic.cancel()
             runs.periodic = None
@@ -305,9 +315,11 @@ class SchedulerActor(ResilientActor):
         runs.generation += 1
         message = PeriodicDue(account_id, runs.generation)
         me = self.actor_ref
-        delay = runs.config.interval_seconds - runs.advance
-        if since is not None:
-            delay -= self._clock.monotonic() - since
+        interval = runs.config.interval_seconds
+        if runs.advance:  # the first periodic run keeps its phase however long the runs before it took
+            delay = (self._origin + interval - runs.advance - self._clock.monotonic()) % interval or interval
+        else:
+            delay = interval - (0.0 if since is None else self._clock.monotonic() - since)
         runs.periodic = self._clock.call_later(delay, lambda: tell(me, message))
 
     def fail_run(self, message: Any, reason: str) -> None:
