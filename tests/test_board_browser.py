@@ -202,6 +202,13 @@ def _open(browser: Any, url: str) -> None:
     browser.execute_script("window.loadedOnce = 'still this page';")
 
 
+def _feed(browser: Any) -> tuple[str, bool]:
+    """The feed's state and whether it names WRONGTYPE, read from one lookup of the element
+    (inside `_wait`, a feed swapped out meanwhile is looked up again)."""
+    feed = browser.find_element("id", "feed")
+    return feed.get_attribute("class"), "WRONGTYPE" in feed.text
+
+
 def _not_reloaded(browser: Any) -> bool:
     return bool(browser.execute_script("return window.loadedOnce") == "still this page")
 
@@ -345,8 +352,7 @@ def test_the_board_follows_redis_again_once_a_wrong_type_key_is_fixed(
     real_redis.delete("reconciliation:stream:discrepancy")
     real_redis.set("reconciliation:stream:discrepancy", "not a stream")
 
-    _wait(browser, lambda b: "WRONGTYPE" in b.find_element("id", "feed").text, "the board to say why it cannot read")
-    assert browser.find_element("id", "feed").get_attribute("class") == "down"
+    _wait(browser, lambda b: _feed(b) == ("down", True), "the board to say it is down, and why it cannot read")
     real_redis.delete("reconciliation:stream:discrepancy")
     _wait(browser, lambda b: b.find_element("id", "feed").get_attribute("class") == "live", "the feed live again")
     now = now_text()
