@@ -176,7 +176,12 @@ class BookCalls:
         key = (account_id, name)
         args = (account_id,) if arguments is None else arguments
         if not inspect.iscoroutinefunction(method):
-            return await self._call_one_plain(method, account_id, name, limit, args, on_late)
+            [plain] = await self._call_plain(account_id, [(name, method, args)], limit)
+            if isinstance(plain.result, BookCallTimeoutError) and on_late is not None:
+                plain.returned.watch(on_late)
+            if isinstance(plain.result, BookCallError):
+                raise plain.result
+            return plain.result
         self._refuse_if_hung(account_id, name)
         started = self._monotonic()
         waited_from = time.perf_counter()
@@ -191,12 +196,7 @@ class BookCalls:
         if not done:
             self._on_call(BookCallTiming(account_id, name, waited, "timeout"))
             running.cancel()
-            with self._lock:
-                hanging = key in self._outstanding
-                if hanging:
-                    self._hung.add(key)
-            if hanging:
-                self._on_hung(len(self._hung))
+            self._mark_hung(key)
             elsewhere = self._loop_of(method, key) is not None
             where = " (on the event loop it belongs to: is that loop blocked?)" if elsewhere else ""
             if on_late is not None:
@@ -214,22 +214,6 @@ class BookCalls:
             msg = f"{name} failed: {describe_error(cause)}"
             raise BookCallError(msg) from cause
         return running.result()
-
-    async def _call_one_plain(
-        self,
-        method: Callable[..., Any],
-        account_id: str,
-        name: str,
-        limit: float,
-        args: tuple[object, ...],
-        on_late: Callable[[BaseException | None], object] | None,
-    ) -> Any:
-        [plain] = await self._call_plain(account_id, [(name, method, args)], limit)
-        if isinstance(plain.result, BookCallTimeoutError) and on_late is not None:
-            plain.returned.watch(on_late)
-        if isinstance(plain.result, BookCallError):
-            raise plain.result
-        return plain.result
 
     async def call_all(self, account_id: str, calls: PlainCalls, *, limit: float) -> list[Any]:
         """Each of `calls` — (name, plain method, arguments) — made on a worker, one after
@@ -297,10 +281,6 @@ class BookCalls:
         """A job of `start_all` taken by its end or its watch: no sweep looks at it again."""
         with self._lock:
             self._started.discard(started)
-
-    def settle_answered(self, plain: _Plain) -> None:
-        """The run's answer of a call that answered on its worker (not with an awaitable)."""
-        self._settle_answered(plain, plain.took)
 
     def _refuse_if_hung(self, account_id: str, name: str) -> None:
         """Raises: BookCallError: the method's call of an earlier run has not returned."""
@@ -418,15 +398,19 @@ class BookCalls:
     def _time_out(self, job: _Job, plain: _Plain, limit: float) -> None:
         account_id, name = plain.key
         self._on_call(BookCallTiming(account_id, name, self._monotonic() - (plain.started or 0.0), "timeout"))
-        with self._lock:
-            hanging = plain.key in self._outstanding
-            if hanging:
-                self._hung.add(plain.key)
         if job.worker is not None:
             self._workers.release(job.worker)
+        self._mark_hung(plain.key)
+        plain.result, plain.settled = BookCallTimeoutError(f"{name} did not answer within {limit:g} s"), True
+
+    def _mark_hung(self, key: tuple[str, str]) -> None:
+        """The call outlived its limit: counted as hung until it returns, if it has not already."""
+        with self._lock:
+            hanging = key in self._outstanding
+            if hanging:
+                self._hung.add(key)
         if hanging:
             self._on_hung(len(self._hung))
-        plain.result, plain.settled = BookCallTimeoutError(f"{name} did not answer within {limit:g} s"), True
 
     async def _settle(self, plain: _Plain, limit: float) -> None:
         """The run's answer of a call that ended on its worker: an awaitable it returned is
@@ -463,9 +447,9 @@ class BookCalls:
                 plain.error = raised.__cause__ if isinstance(raised, _HostRaised) else raised
                 answer = None if raised is not None else running.result()
         plain.answer = answer
-        self._settle_answered(plain, took)
+        self.settle_answered(plain, took)
 
-    def _settle_answered(self, plain: _Plain, took: float) -> None:
+    def settle_answered(self, plain: _Plain, took: float) -> None:
         """The run's answer of a call that answered (or raised) in `took` seconds."""
         account_id, name = plain.key
         self._on_call(BookCallTiming(account_id, name, took, "ok" if plain.error is None else "failed"))
@@ -509,7 +493,9 @@ class BookCalls:
             returned.finish(error)
 
         try:
-            return self._start(method, args, release, key)
+            return _run_on(
+                _contained(method(*args), release), self._loop_of(method, key), asyncio.get_running_loop()
+            )
         except BaseException as error:
             release(error)
             raise
@@ -523,18 +509,6 @@ class BookCalls:
             self._hung.discard(key)
         if was_hung:
             self._on_hung(len(self._hung))
-
-    def _start(
-        self,
-        method: Callable[..., Any],
-        args: tuple[object, ...],
-        release: Callable[[BaseException | None], None],
-        key: tuple[str, str],
-    ) -> asyncio.Future[Any]:
-        """Start the coroutine; `release` runs once the host's code has really returned (or raised)."""
-        return _run_on(
-            _contained(method(*args), release), self._loop_of(method, key), asyncio.get_running_loop()
-        )
 
     def _loop_of(self, method: Callable[..., Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
         """The loop the method's coroutines belong to, when it is not ours."""
@@ -627,7 +601,7 @@ class _Started:
             self._watch_on_loop()
             return
         for plain in made:
-            self._calls.settle_answered(plain)
+            self._calls.settle_answered(plain, plain.took)
         self.answers.set_result([plain.result for plain in self._plains])
 
     def slow(self) -> None:
