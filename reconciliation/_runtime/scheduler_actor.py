@@ -16,6 +16,7 @@ the account is taken over, its startup run starts at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from concurrent.futures import Future
@@ -43,7 +44,7 @@ from reconciliation._runtime.messages import (
 from reconciliation._runtime.results import failed_result
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Collection, Mapping
 
     import pykka
 
@@ -334,14 +335,9 @@ class SchedulerActor(ResilientActor):
 def _answer_with(ticket: RunTicket, waiters: list[Future[ReconciliationResult]]) -> None:
     """Each waiter receives the run's result once it is known."""
     for waiter in waiters:
-        ticket.outcome.add_done_callback(_answering(waiter))
+        ticket.outcome.add_done_callback(functools.partial(_answer, waiter))
 
 
-def _answering(waiter: Future[ReconciliationResult]) -> Callable[[Future[ReconciliationResult]], None]:
-    """A callback that hands a run's result to one of its waiters."""
-
-    def answer(outcome: Future[ReconciliationResult]) -> None:
-        if not waiter.done():
-            waiter.set_result(outcome.result())
-
-    return answer
+def _answer(waiter: Future[ReconciliationResult], outcome: Future[ReconciliationResult]) -> None:
+    if not waiter.done():
+        waiter.set_result(outcome.result())
