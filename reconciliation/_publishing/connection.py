@@ -16,7 +16,6 @@ stop — to unblock a stalled call — must not close the host's connections.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -26,9 +25,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reconciliation._domain.error_text import describe_error
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = [
     "PUBLISH_CONNECT_TIMEOUT_SECONDS",
@@ -55,6 +51,8 @@ _SYNC_CONNECTION = {
 
 _ASYNC_ONLY_KWARGS = frozenset({"retry", "redis_connect_func", "connected"})
 """Connection settings that are objects of the asyncio client, not plain values."""
+_FAKE_SERVER_SETTINGS = ("server", "host", "port", "db", "server_type", "version", "lua_modules")
+"""What identifies a fakeredis client's in-process server (it keys servers by host and port)."""
 
 
 def check_client(client: object, argument: str = "redis") -> None:
@@ -88,7 +86,11 @@ def publishing_client(client: object) -> redis.Redis | redis.RedisCluster:
     kwargs = dict(pool.connection_kwargs)
     connection_class = pool.connection_class
     if "server" in kwargs and connection_class.__module__.startswith("fakeredis"):
-        return _fake_client(kwargs)
+        import fakeredis  # noqa: PLC0415 - only when the host passed a fakeredis client
+
+        shared = {key: kwargs[key] for key in _FAKE_SERVER_SETTINGS if key in kwargs}
+        fake: redis.Redis = fakeredis.FakeRedis(**shared)
+        return fake
     if isinstance(client, redis.asyncio.Redis):
         sync_class = _SYNC_CONNECTION.get(connection_class)
         if sync_class is None:
@@ -120,19 +122,6 @@ def publishing_retry() -> Retry:
 
 def _bounded(given: float | None, ceiling: float) -> float:
     return ceiling if given is None else min(given, ceiling)
-
-
-_FAKE_SERVER_SETTINGS = ("server", "host", "port", "db", "server_type", "version", "lua_modules")
-"""What identifies a fakeredis client's in-process server (it keys servers by host and port)."""
-
-
-def _fake_client(kwargs: Mapping[str, Any]) -> redis.Redis:
-    """A fakeredis client sharing the given one's in-process server."""
-    import fakeredis  # noqa: PLC0415 - only when the host passed a fakeredis client
-
-    shared = {key: kwargs[key] for key in _FAKE_SERVER_SETTINGS if key in kwargs}
-    client: redis.Redis = fakeredis.FakeRedis(**shared)
-    return client
 
 
 _CLUSTER_SETTINGS = frozenset(

@@ -276,19 +276,12 @@ async def _read(
     jobs: list[Awaitable[Any]] = [
         calls.call(methods[index][1], account_id, name=methods[index][0], limit=limit) for index in coroutines
     ]
-    if plain:
-        jobs.append(
-            calls.call_all(account_id, [(*methods[index], (account_id,)) for index in plain], limit=limit)
-        )
-    done = await asyncio.gather(*jobs, return_exceptions=True)
-    for index, answer in zip(coroutines, done, strict=False):
+    jobs.append(calls.call_all(account_id, [(*methods[index], (account_id,)) for index in plain], limit=limit))
+    *done, together = await asyncio.gather(*jobs, return_exceptions=True)
+    for index, answer in zip(coroutines, done, strict=True):
         answers[index] = answer
-    if plain:
-        together = done[-1]
-        for index, answer in zip(
-            plain, together if isinstance(together, list) else [together] * len(plain), strict=True
-        ):
-            answers[index] = answer
+    for index, answer in zip(plain, together if isinstance(together, list) else [together] * len(plain), strict=True):
+        answers[index] = answer
     return answers
 
 
