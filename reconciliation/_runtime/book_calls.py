@@ -10,22 +10,22 @@ bookkeeping right across the two):
   that has not answered within `ALONE_AFTER_SECONDS` has the calls behind it moved to
   jobs of their own, so a slow book still has its calls made together. `start_all`
   submits that job from the caller's thread and takes its answers on the worker: the
-  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (the loop's beat, or
-  a timer for a limit shorter than a beat, hands it over), so a quick run never crosses
-  the loop's thread. An `async` one
-  runs on the fetcher's own
-  loop, unless it belongs to another: a book object whose `event_loop` attribute is a
-  loop is run there, and one whose coroutine fails with asyncio's "attached to a
-  different loop" is run, from then on, on the loop the service was started from
-  (the engine's). Never on the engine's loop by default: an engine that blocks its
-  loop thread on `ref.ask(...)` would deadlock against its own broker;
-- the run waits at most its limit for each call, counted from when the call starts:
-  time spent waiting for a worker is not the book's (see `DaemonWorkers`, which serves
-  the accounts in turn). Only when the pool is at its cap of threads and a call has
-  waited its limit for one is it given up on, not made, with an error that says so. A call that has not returned by then is not
-  cancelled (a thread cannot be) but left to finish, and until it does no second call
-  of that method for that account is made: the next run fails at once, saying so. So a
-  broker that hangs holds one thread per method, never one per run;
+  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (the loop's beat, or a
+  timer for a limit shorter than a beat, hands it over), so a quick run never crosses
+  the loop's thread. An `async` one runs on the fetcher's own loop, unless it belongs to
+  another: a book object whose `event_loop` attribute is a loop is run there, and one
+  whose coroutine fails with asyncio's "attached to a different loop" is run, from then
+  on, on the loop the service was started from (the engine's). Never on the engine's
+  loop by default: an engine that blocks its loop thread on `ref.ask(...)` would
+  deadlock against its own broker;
+- the run waits at most its limit for each call, counted from when the call starts: time
+  spent waiting for a worker is not the book's (see `DaemonWorkers`, which serves the
+  accounts in turn). Only when the pool is at its cap of threads and a call has waited
+  its limit for one is it given up on, not made, with an error that says so. A call that
+  has not returned by then is not cancelled (a thread cannot be) but left to finish, and
+  until it does no second call of that method for that account is made: the next run
+  fails at once, saying so. So a broker that hangs holds one thread per method, never
+  one per run;
 - whatever the host's code raises, `BaseException` included, becomes a `BookCallError`:
   a `SystemExit` from a broker must not end our loop thread, nor reach pykka, which
   would stop every actor in the process.
@@ -143,14 +143,14 @@ class BookCalls:
             )
         self._on_hung(len(self._hung))
 
-    def in_progress(self, account_id: str, *, coroutines_only: bool = False) -> list[tuple[str, float]]:
-        """The account's calls not returned yet, longest first: (name, seconds since called)."""
+    def in_progress(self, account_id: str) -> list[tuple[str, float]]:
+        """The account's coroutine calls not returned yet, longest first: (name, seconds since called)."""
         now = self._monotonic()
         with self._lock:
             calls = [
                 (name, now - started)
                 for (account, name), (_, started, coroutine) in self._outstanding.items()
-                if account == account_id and (coroutine or not coroutines_only)
+                if account == account_id and coroutine
             ]
         return sorted(calls, key=lambda call: -call[1])
 

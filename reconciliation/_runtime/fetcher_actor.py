@@ -214,7 +214,7 @@ class FetcherActor(ResilientActor):
         """Count the account's calls on the frozen `loop` as hung, move on to a fresh loop,
         and say why the call is given up on."""
         stuck = ", ".join(
-            f"{name}, called {age:.0f} s ago" for name, age in self._calls.in_progress(account_id, coroutines_only=True)
+            f"{name}, called {age:.0f} s ago" for name, age in self._calls.in_progress(account_id)
         )
         self._calls.hang(account_id)
         if loop is self._current:
@@ -307,24 +307,20 @@ def _outcome(ticket: RunTicket, done: concurrent.futures.Future[Snapshot]) -> Sn
 def _answer(application: Application, done: concurrent.futures.Future[Any]) -> None:
     """The call ended: its outcome, unless one was given already (its loop froze, and the
     fetcher gave up on it) — then this is its late landing."""
-    outcome = _outcome_of_apply(done)
+    error = None if done.cancelled() else done.exception()
+    if done.cancelled():
+        outcome = ApplyOutcome(error="the service stopped before apply_correction answered", timed_out=True)
+    elif error is None:
+        outcome = ApplyOutcome()
+    elif isinstance(error, BookCallTimeoutError):
+        outcome = ApplyOutcome(error=str(error), timed_out=True)
+    else:
+        changed = getattr(error.__cause__, "changed", None)
+        outcome = ApplyOutcome(error=str(error), changed=None if changed is None else bounded(str(changed)))
     if not application.outcome.done():
         _settle(application.outcome, outcome)
     elif not outcome.timed_out:
         _settle(application.landed, outcome.error)
-
-
-def _outcome_of_apply(done: concurrent.futures.Future[Any]) -> ApplyOutcome:
-    """How an `apply_correction` call ended, for the corrector."""
-    if done.cancelled():
-        return ApplyOutcome(error="the service stopped before apply_correction answered", timed_out=True)
-    error = done.exception()
-    if error is None:
-        return ApplyOutcome()
-    if isinstance(error, BookCallTimeoutError):
-        return ApplyOutcome(error=str(error), timed_out=True)
-    changed = getattr(error.__cause__, "changed", None)
-    return ApplyOutcome(error=str(error), changed=None if changed is None else bounded(str(changed)))
 
 
 def _ended_with(error: BaseException) -> str:
