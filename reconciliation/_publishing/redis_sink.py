@@ -481,13 +481,8 @@ def _is_pair(value: object) -> bool:
 
 
 def _is_fence(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == len(("runtime", "token"))
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-    )
+    """A runtime name and a token, as JSON gives them (an int token, not a bool)."""
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and type(value[1]) is int
 
 
 def _batches(payloads: Iterable[tuple[str, str]]) -> Iterator[str | bytes]:

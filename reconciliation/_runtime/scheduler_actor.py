@@ -196,10 +196,8 @@ class SchedulerActor(ResilientActor):
                 lost.why,
                 extra={"account_id": lost.account_id},
             )
-            if runs.periodic is not None:
-                runs.periodic.cancel()
-                runs.periodic = None
         runs.standby, runs.fence = lost.why, None
+        self._arm_periodic(lost.account_id, runs)
 
     def _in_flight(self) -> tuple[Future[ReconciliationResult], ...]:
         """The outcomes to wait for: each run in flight, and each follow-up's first waiter
