@@ -51,6 +51,10 @@ _SYNC_CONNECTION = {
 
 _ASYNC_ONLY_KWARGS = frozenset({"retry", "redis_connect_func", "connected"})
 """Connection settings that are objects of the asyncio client, not plain values."""
+_CLUSTER_SETTINGS = frozenset(
+    {"username", "password", "db", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "client_name"}
+)
+"""What our cluster client takes over from the host's: its credentials and TLS settings."""
 _FAKE_SERVER_SETTINGS = ("server", "host", "port", "db", "server_type", "version", "lua_modules")
 """What identifies a fakeredis client's in-process server (it keys servers by host and port)."""
 
@@ -79,7 +83,18 @@ def publishing_client(client: object) -> redis.Redis | redis.RedisCluster:
     """
     check_client(client)
     if isinstance(client, redis.RedisCluster | redis.asyncio.RedisCluster):
-        return _sync_cluster(client)
+        nodes = [
+            redis.cluster.ClusterNode(node.host, node.port)  # type: ignore[no-untyped-call,unused-ignore]
+            for node in client.nodes_manager.startup_nodes.values()
+        ]
+        settings = getattr(client, "connection_kwargs", None) or client.nodes_manager.connection_kwargs
+        return redis.RedisCluster(
+            startup_nodes=nodes,
+            retry=publishing_retry(),
+            socket_timeout=PUBLISH_SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS,
+            **{key: value for key, value in settings.items() if key in _CLUSTER_SETTINGS},
+        )
     if not isinstance(client, redis.Redis | redis.asyncio.Redis):  # pragma: no cover - check_client
         raise TypeError(type(client).__name__)
     pool = client.connection_pool
@@ -122,28 +137,6 @@ def publishing_retry() -> Retry:
 
 def _bounded(given: float | None, ceiling: float) -> float:
     return ceiling if given is None else min(given, ceiling)
-
-
-_CLUSTER_SETTINGS = frozenset(
-    {"username", "password", "db", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "client_name"}
-)
-
-
-def _sync_cluster(client: redis.RedisCluster | redis.asyncio.RedisCluster) -> redis.RedisCluster:
-    """A cluster client of our own, from the nodes and credentials of the host's."""
-    nodes = [
-        redis.cluster.ClusterNode(node.host, node.port)  # type: ignore[no-untyped-call,unused-ignore]
-        for node in client.nodes_manager.startup_nodes.values()
-    ]
-    settings = getattr(client, "connection_kwargs", None) or client.nodes_manager.connection_kwargs
-    kwargs = {key: value for key, value in settings.items() if key in _CLUSTER_SETTINGS}
-    return redis.RedisCluster(
-        startup_nodes=nodes,
-        retry=publishing_retry(),
-        socket_timeout=PUBLISH_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS,
-        **kwargs,
-    )
 
 
 def close_client(client: redis.Redis | redis.RedisCluster | None) -> None:
