@@ -134,25 +134,19 @@ class BookCalls:
         """Calls still running past their limit."""
         return len(self._hung)
 
-    def hang(self, account_id: str) -> None:
+    def hang(self, account_id: str) -> list[tuple[str, float]]:
         """Count the account's coroutine calls in progress as hung (their loop froze, so no
-        limit fired for them)."""
-        with self._lock:
-            self._hung.update(
-                key for key, (_, _, coroutine) in self._outstanding.items() if key[0] == account_id and coroutine
-            )
-        self._on_hung(len(self._hung))
-
-    def in_progress(self, account_id: str) -> list[tuple[str, float]]:
-        """The account's coroutine calls not returned yet, longest first: (name, seconds since called)."""
+        limit fired for them): each (name, seconds since called), longest first."""
         now = self._monotonic()
         with self._lock:
-            calls = [
-                (name, now - started)
-                for (account, name), (_, started, coroutine) in self._outstanding.items()
-                if account == account_id and coroutine
-            ]
-        return sorted(calls, key=lambda call: -call[1])
+            stuck = {
+                key: now - started
+                for key, (_, started, coroutine) in self._outstanding.items()
+                if key[0] == account_id and coroutine
+            }
+            self._hung.update(stuck)
+        self._on_hung(len(self._hung))
+        return sorted(((name, age) for (_, name), age in stuck.items()), key=lambda call: -call[1])
 
     async def call(
         self,

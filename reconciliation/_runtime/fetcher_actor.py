@@ -213,10 +213,7 @@ class FetcherActor(ResilientActor):
     def _given_up_on(self, account_id: str, loop: FetchLoop) -> str:
         """Count the account's calls on the frozen `loop` as hung, move on to a fresh loop,
         and say why the call is given up on."""
-        stuck = ", ".join(
-            f"{name}, called {age:.0f} s ago" for name, age in self._calls.in_progress(account_id)
-        )
-        self._calls.hang(account_id)
+        stuck = ", ".join(f"{name}, called {age:.0f} s ago" for name, age in self._calls.hang(account_id))
         if loop is self._current:
             self._replace_frozen_loop()
         limit = self._accounts[account_id].config.broker_timeout_seconds
