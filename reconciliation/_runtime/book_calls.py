@@ -126,9 +126,6 @@ class BookCalls:
         self._started: set[_Started] = set()
         """The jobs of `start_all` that `sweep` hands over once they have run `ALONE_AFTER_SECONDS`."""
 
-    def monotonic(self) -> float:
-        return self._monotonic()
-
     @property
     def hung(self) -> int:
         """Calls still running past their limit."""
@@ -579,7 +576,7 @@ class _Started:
         self._limit = limit
         self._loop = loop
         self._taken = threading.Lock()
-        self.since = calls.monotonic()
+        self.since = job.submitted
         self.timer: TimerHandle | None = None
         self.answers: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
 
@@ -629,7 +626,7 @@ class _Job:
         """The calls from it on are not this job's (moved, or given up on)."""
         self.worker: concurrent.futures.Future[None] | None = None
         self._finished: asyncio.Future[None] | None = None
-        self._submitted = monotonic()
+        self.submitted = monotonic()
 
     def watched_from(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """A future of `loop`, done once the job has ended (from its first watch on)."""
@@ -642,7 +639,7 @@ class _Job:
     def queued_for(self, now: float) -> float:
         """How long the job has waited for a worker; 0 once it has started a call."""
         with self._lock:
-            return 0.0 if self._next else now - self._submitted
+            return 0.0 if self._next else now - self.submitted
 
     def run(self) -> None:
         while True:
