@@ -16,7 +16,6 @@ stop — to unblock a stalled call — must not close the host's connections.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -26,9 +25,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reconciliation._domain.error_text import describe_error
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = [
     "PUBLISH_CONNECT_TIMEOUT_SECONDS",
@@ -55,6 +51,12 @@ _SYNC_CONNECTION = {
 
 _ASYNC_ONLY_KWARGS = frozenset({"retry", "redis_connect_func", "connected"})
 """Connection settings that are objects of the asyncio client, not plain values."""
+_CLUSTER_SETTINGS = frozenset(
+    {"username", "password", "db", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "client_name"}
+)
+"""What our cluster client takes over from the host's: its credentials and TLS settings."""
+_FAKE_SERVER_SETTINGS = ("server", "host", "port", "db", "server_type", "version", "lua_modules")
+"""What identifies a fakeredis client's in-process server (it keys servers by host and port)."""
 
 
 def check_client(client: object, argument: str = "redis") -> None:
@@ -81,14 +83,29 @@ def publishing_client(client: object) -> redis.Redis | redis.RedisCluster:
     """
     check_client(client)
     if isinstance(client, redis.RedisCluster | redis.asyncio.RedisCluster):
-        return _sync_cluster(client)
+        nodes = [
+            redis.cluster.ClusterNode(node.host, node.port)  # type: ignore[no-untyped-call,unused-ignore]
+            for node in client.nodes_manager.startup_nodes.values()
+        ]
+        settings = getattr(client, "connection_kwargs", None) or client.nodes_manager.connection_kwargs
+        return redis.RedisCluster(
+            startup_nodes=nodes,
+            retry=publishing_retry(),
+            socket_timeout=PUBLISH_SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS,
+            **{key: value for key, value in settings.items() if key in _CLUSTER_SETTINGS},
+        )
     if not isinstance(client, redis.Redis | redis.asyncio.Redis):  # pragma: no cover - check_client
         raise TypeError(type(client).__name__)
     pool = client.connection_pool
     kwargs = dict(pool.connection_kwargs)
     connection_class = pool.connection_class
     if "server" in kwargs and connection_class.__module__.startswith("fakeredis"):
-        return _fake_client(kwargs)
+        import fakeredis  # noqa: PLC0415 - only when the host passed a fakeredis client
+
+        shared = {key: kwargs[key] for key in _FAKE_SERVER_SETTINGS if key in kwargs}
+        fake: redis.Redis = fakeredis.FakeRedis(**shared)
+        return fake
     if isinstance(client, redis.asyncio.Redis):
         sync_class = _SYNC_CONNECTION.get(connection_class)
         if sync_class is None:
@@ -120,41 +137,6 @@ def publishing_retry() -> Retry:
 
 def _bounded(given: float | None, ceiling: float) -> float:
     return ceiling if given is None else min(given, ceiling)
-
-
-_FAKE_SERVER_SETTINGS = ("server", "host", "port", "db", "server_type", "version", "lua_modules")
-"""What identifies a fakeredis client's in-process server (it keys servers by host and port)."""
-
-
-def _fake_client(kwargs: Mapping[str, Any]) -> redis.Redis:
-    """A fakeredis client sharing the given one's in-process server."""
-    import fakeredis  # noqa: PLC0415 - only when the host passed a fakeredis client
-
-    shared = {key: kwargs[key] for key in _FAKE_SERVER_SETTINGS if key in kwargs}
-    client: redis.Redis = fakeredis.FakeRedis(**shared)
-    return client
-
-
-_CLUSTER_SETTINGS = frozenset(
-    {"username", "password", "db", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "client_name"}
-)
-
-
-def _sync_cluster(client: redis.RedisCluster | redis.asyncio.RedisCluster) -> redis.RedisCluster:
-    """A cluster client of our own, from the nodes and credentials of the host's."""
-    nodes = [
-        redis.cluster.ClusterNode(node.host, node.port)  # type: ignore[no-untyped-call,unused-ignore]
-        for node in client.nodes_manager.startup_nodes.values()
-    ]
-    settings = getattr(client, "connection_kwargs", None) or client.nodes_manager.connection_kwargs
-    kwargs = {key: value for key, value in settings.items() if key in _CLUSTER_SETTINGS}
-    return redis.RedisCluster(
-        startup_nodes=nodes,
-        retry=publishing_retry(),
-        socket_timeout=PUBLISH_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS,
-        **kwargs,
-    )
 
 
 def close_client(client: redis.Redis | redis.RedisCluster | None) -> None:

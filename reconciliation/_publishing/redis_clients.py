@@ -57,26 +57,14 @@ redacted = redact_url
 
 
 @overload
-def client_for(
-    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: Literal[False] = ...
-) -> redis.Redis: ...
+def client_for(url: str, *, retry_commands: bool = ..., cluster: Literal[False] = ...) -> redis.Redis: ...
 @overload
-def client_for(
-    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: bool
-) -> redis.Redis | redis.RedisCluster: ...
-def client_for(
-    url: str,
-    *,
-    socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS,
-    retry_commands: bool = True,
-    cluster: bool = False,
-) -> redis.Redis | redis.RedisCluster:
+def client_for(url: str, *, retry_commands: bool = ..., cluster: bool) -> redis.Redis | redis.RedisCluster: ...
+def client_for(url: str, *, retry_commands: bool = True, cluster: bool = False) -> redis.Redis | redis.RedisCluster:
     """A client for `url` that has not talked to Redis yet (it connects at its first command).
 
     Args:
         url: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` or `unix://...`.
-        socket_timeout: the longest one command may wait for Redis; None waits forever
-            (what a pub/sub subscriber wants).
         retry_commands: let redis-py retry a failed command itself (its default); False
             for a caller that waits for Redis with its own backoff and says so.
         cluster: `url` is any node of a Redis Cluster: a `redis.RedisCluster` that finds
@@ -86,27 +74,23 @@ def client_for(
         InvalidRedisUrlError: the URL is malformed.
         RedisUnreachableError: `cluster`, and no node answered at `url`.
     """
-    options: dict[str, object] = {} if retry_commands else {"retry": Retry(NoBackoff(), 0)}
+    options: dict[str, object] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": COMMAND_TIMEOUT_SECONDS,
+    }
+    if not retry_commands:
+        options["retry"] = Retry(NoBackoff(), 0)
     try:
-        if cluster:
-            return _cluster_client(url, socket_timeout, options)
-        return redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout, **options
-        )
+        if not cluster:
+            return redis.Redis.from_url(url, **options)
+        try:
+            return redis.RedisCluster.from_url(url, **options)
+        except (redis.RedisError, OSError) as exc:
+            msg = f"no Redis Cluster answered at {redact_url(url)}: {redact_text(str(exc))}"
+            raise RedisUnreachableError(msg) from None
     except (ValueError, TypeError) as exc:
         msg = f"not a Redis URL: {redact_url(url)} ({redact_text(str(exc))})"
         raise InvalidRedisUrlError(msg) from None
-
-
-def _cluster_client(url: str, socket_timeout: float | None, options: dict[str, object]) -> redis.RedisCluster:
-    try:
-        client = redis.RedisCluster.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=socket_timeout, **options
-        )
-    except (redis.RedisError, OSError) as exc:
-        msg = f"no Redis Cluster answered at {redact_url(url)}: {redact_text(str(exc))}"
-        raise RedisUnreachableError(msg) from None
-    return client
 
 
 def answers(client: redis.Redis | redis.RedisCluster) -> str | None:
@@ -119,27 +103,17 @@ def answers(client: redis.Redis | redis.RedisCluster) -> str | None:
 
 
 @overload
-def connect(
-    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: Literal[False] = ...
-) -> redis.Redis: ...
+def connect(url: str, *, retry_commands: bool = ..., cluster: Literal[False] = ...) -> redis.Redis: ...
 @overload
-def connect(
-    url: str, *, socket_timeout: float | None = ..., retry_commands: bool = ..., cluster: bool
-) -> redis.Redis | redis.RedisCluster: ...
-def connect(
-    url: str,
-    *,
-    socket_timeout: float | None = COMMAND_TIMEOUT_SECONDS,
-    retry_commands: bool = True,
-    cluster: bool = False,
-) -> redis.Redis | redis.RedisCluster:
+def connect(url: str, *, retry_commands: bool = ..., cluster: bool) -> redis.Redis | redis.RedisCluster: ...
+def connect(url: str, *, retry_commands: bool = True, cluster: bool = False) -> redis.Redis | redis.RedisCluster:
     """A client for `url` (see `client_for`) that has answered a PING.
 
     Raises:
         InvalidRedisUrlError: the URL is malformed.
         RedisUnreachableError: nothing answered.
     """
-    client = client_for(url, socket_timeout=socket_timeout, retry_commands=retry_commands, cluster=cluster)
+    client = client_for(url, retry_commands=retry_commands, cluster=cluster)
     problem = answers(client)
     if problem is not None:
         client.close()

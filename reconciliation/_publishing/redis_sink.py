@@ -465,13 +465,11 @@ class RedisSink:
 
     def _refused_or_unavailable(self, delivered: int, error: Exception) -> Sent:
         text = describe_error(error)
-        if isinstance(error, redis.exceptions.MovedError | redis.exceptions.AskError):
+        moved = isinstance(error, redis.exceptions.MovedError | redis.exceptions.AskError)
+        if moved:
             self._find_slot_again = True
-            if delivered:
-                return Sent(delivered)
-            msg = f"the cluster moved the slot of our keys to another master ({text}): following it"
-            raise SinkUnavailableError(msg) from error
-        if isinstance(error, _BLOCKING_ERRORS) or str(error).startswith(_BLOCKING_REPLIES):
+            text = f"the cluster moved the slot of our keys to another master ({text}): following it"
+        if moved or isinstance(error, _BLOCKING_ERRORS) or str(error).startswith(_BLOCKING_REPLIES):
             if delivered:
                 return Sent(delivered)
             raise SinkUnavailableError(text) from error
@@ -483,13 +481,8 @@ def _is_pair(value: object) -> bool:
 
 
 def _is_fence(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == len(("runtime", "token"))
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-    )
+    """A runtime name and a token, as JSON gives them (an int token, not a bool)."""
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and type(value[1]) is int
 
 
 def _batches(payloads: Iterable[tuple[str, str]]) -> Iterator[str | bytes]:

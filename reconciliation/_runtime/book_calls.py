@@ -10,22 +10,22 @@ bookkeeping right across the two):
   that has not answered within `ALONE_AFTER_SECONDS` has the calls behind it moved to
   jobs of their own, so a slow book still has its calls made together. `start_all`
   submits that job from the caller's thread and takes its answers on the worker: the
-  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (the loop's beat, or
-  a timer for a limit shorter than a beat, hands it over), so a quick run never crosses
-  the loop's thread. An `async` one
-  runs on the fetcher's own
-  loop, unless it belongs to another: a book object whose `event_loop` attribute is a
-  loop is run there, and one whose coroutine fails with asyncio's "attached to a
-  different loop" is run, from then on, on the loop the service was started from
-  (the engine's). Never on the engine's loop by default: an engine that blocks its
-  loop thread on `ref.ask(...)` would deadlock against its own broker;
-- the run waits at most its limit for each call, counted from when the call starts:
-  time spent waiting for a worker is not the book's (see `DaemonWorkers`, which serves
-  the accounts in turn). Only when the pool is at its cap of threads and a call has
-  waited its limit for one is it given up on, not made, with an error that says so. A call that has not returned by then is not
-  cancelled (a thread cannot be) but left to finish, and until it does no second call
-  of that method for that account is made: the next run fails at once, saying so. So a
-  broker that hangs holds one thread per method, never one per run;
+  loop watches the job only once it has run `ALONE_AFTER_SECONDS` (the loop's beat, or a
+  timer for a limit shorter than a beat, hands it over), so a quick run never crosses
+  the loop's thread. An `async` one runs on the fetcher's own loop, unless it belongs to
+  another: a book object whose `event_loop` attribute is a loop is run there, and one
+  whose coroutine fails with asyncio's "attached to a different loop" is run, from then
+  on, on the loop the service was started from (the engine's). Never on the engine's
+  loop by default: an engine that blocks its loop thread on `ref.ask(...)` would
+  deadlock against its own broker;
+- the run waits at most its limit for each call, counted from when the call starts: time
+  spent waiting for a worker is not the book's (see `DaemonWorkers`, which serves the
+  accounts in turn). Only when the pool is at its cap of threads and a call has waited
+  its limit for one is it given up on, not made, with an error that says so. A call that
+  has not returned by then is not cancelled (a thread cannot be) but left to finish, and
+  until it does no second call of that method for that account is made: the next run
+  fails at once, saying so. So a broker that hangs holds one thread per method, never
+  one per run;
 - whatever the host's code raises, `BaseException` included, becomes a `BookCallError`:
   a `SystemExit` from a broker must not end our loop thread, nor reach pykka, which
   would stop every actor in the process.
@@ -126,33 +126,24 @@ class BookCalls:
         self._started: set[_Started] = set()
         """The jobs of `start_all` that `sweep` hands over once they have run `ALONE_AFTER_SECONDS`."""
 
-    def monotonic(self) -> float:
-        return self._monotonic()
-
     @property
     def hung(self) -> int:
         """Calls still running past their limit."""
         return len(self._hung)
 
-    def hang(self, account_id: str) -> None:
+    def hang(self, account_id: str) -> list[tuple[str, float]]:
         """Count the account's coroutine calls in progress as hung (their loop froze, so no
-        limit fired for them)."""
-        with self._lock:
-            self._hung.update(
-                key for key, (_, _, coroutine) in self._outstanding.items() if key[0] == account_id and coroutine
-            )
-        self._on_hung(len(self._hung))
-
-    def in_progress(self, account_id: str, *, coroutines_only: bool = False) -> list[tuple[str, float]]:
-        """The account's calls not returned yet, longest first: (name, seconds since called)."""
+        limit fired for them): each (name, seconds since called), longest first."""
         now = self._monotonic()
         with self._lock:
-            calls = [
-                (name, now - started)
-                for (account, name), (_, started, coroutine) in self._outstanding.items()
-                if account == account_id and (coroutine or not coroutines_only)
-            ]
-        return sorted(calls, key=lambda call: -call[1])
+            stuck = {
+                key: now - started
+                for key, (_, started, coroutine) in self._outstanding.items()
+                if key[0] == account_id and coroutine
+            }
+            self._hung.update(stuck)
+        self._on_hung(len(self._hung))
+        return sorted(((name, age) for (_, name), age in stuck.items()), key=lambda call: -call[1])
 
     async def call(
         self,
@@ -176,7 +167,12 @@ class BookCalls:
         key = (account_id, name)
         args = (account_id,) if arguments is None else arguments
         if not inspect.iscoroutinefunction(method):
-            return await self._call_one_plain(method, account_id, name, limit, args, on_late)
+            [plain] = await self._call_plain(account_id, [(name, method, args)], limit)
+            if isinstance(plain.result, BookCallTimeoutError) and on_late is not None:
+                plain.returned.watch(on_late)
+            if isinstance(plain.result, BookCallError):
+                raise plain.result
+            return plain.result
         self._refuse_if_hung(account_id, name)
         started = self._monotonic()
         waited_from = time.perf_counter()
@@ -191,12 +187,7 @@ class BookCalls:
         if not done:
             self._on_call(BookCallTiming(account_id, name, waited, "timeout"))
             running.cancel()
-            with self._lock:
-                hanging = key in self._outstanding
-                if hanging:
-                    self._hung.add(key)
-            if hanging:
-                self._on_hung(len(self._hung))
+            self._mark_hung(key)
             elsewhere = self._loop_of(method, key) is not None
             where = " (on the event loop it belongs to: is that loop blocked?)" if elsewhere else ""
             if on_late is not None:
@@ -214,22 +205,6 @@ class BookCalls:
             msg = f"{name} failed: {describe_error(cause)}"
             raise BookCallError(msg) from cause
         return running.result()
-
-    async def _call_one_plain(
-        self,
-        method: Callable[..., Any],
-        account_id: str,
-        name: str,
-        limit: float,
-        args: tuple[object, ...],
-        on_late: Callable[[BaseException | None], object] | None,
-    ) -> Any:
-        [plain] = await self._call_plain(account_id, [(name, method, args)], limit)
-        if isinstance(plain.result, BookCallTimeoutError) and on_late is not None:
-            plain.returned.watch(on_late)
-        if isinstance(plain.result, BookCallError):
-            raise plain.result
-        return plain.result
 
     async def call_all(self, account_id: str, calls: PlainCalls, *, limit: float) -> list[Any]:
         """Each of `calls` — (name, plain method, arguments) — made on a worker, one after
@@ -297,10 +272,6 @@ class BookCalls:
         """A job of `start_all` taken by its end or its watch: no sweep looks at it again."""
         with self._lock:
             self._started.discard(started)
-
-    def settle_answered(self, plain: _Plain) -> None:
-        """The run's answer of a call that answered on its worker (not with an awaitable)."""
-        self._settle_answered(plain, plain.took)
 
     def _refuse_if_hung(self, account_id: str, name: str) -> None:
         """Raises: BookCallError: the method's call of an earlier run has not returned."""
@@ -418,15 +389,19 @@ class BookCalls:
     def _time_out(self, job: _Job, plain: _Plain, limit: float) -> None:
         account_id, name = plain.key
         self._on_call(BookCallTiming(account_id, name, self._monotonic() - (plain.started or 0.0), "timeout"))
-        with self._lock:
-            hanging = plain.key in self._outstanding
-            if hanging:
-                self._hung.add(plain.key)
         if job.worker is not None:
             self._workers.release(job.worker)
+        self._mark_hung(plain.key)
+        plain.result, plain.settled = BookCallTimeoutError(f"{name} did not answer within {limit:g} s"), True
+
+    def _mark_hung(self, key: tuple[str, str]) -> None:
+        """The call outlived its limit: counted as hung until it returns, if it has not already."""
+        with self._lock:
+            hanging = key in self._outstanding
+            if hanging:
+                self._hung.add(key)
         if hanging:
             self._on_hung(len(self._hung))
-        plain.result, plain.settled = BookCallTimeoutError(f"{name} did not answer within {limit:g} s"), True
 
     async def _settle(self, plain: _Plain, limit: float) -> None:
         """The run's answer of a call that ended on its worker: an awaitable it returned is
@@ -463,9 +438,9 @@ class BookCalls:
                 plain.error = raised.__cause__ if isinstance(raised, _HostRaised) else raised
                 answer = None if raised is not None else running.result()
         plain.answer = answer
-        self._settle_answered(plain, took)
+        self.settle_answered(plain, took)
 
-    def _settle_answered(self, plain: _Plain, took: float) -> None:
+    def settle_answered(self, plain: _Plain, took: float) -> None:
         """The run's answer of a call that answered (or raised) in `took` seconds."""
         account_id, name = plain.key
         self._on_call(BookCallTiming(account_id, name, took, "ok" if plain.error is None else "failed"))
@@ -509,7 +484,9 @@ class BookCalls:
             returned.finish(error)
 
         try:
-            return self._start(method, args, release, key)
+            return _run_on(
+                _contained(method(*args), release), self._loop_of(method, key), asyncio.get_running_loop()
+            )
         except BaseException as error:
             release(error)
             raise
@@ -523,18 +500,6 @@ class BookCalls:
             self._hung.discard(key)
         if was_hung:
             self._on_hung(len(self._hung))
-
-    def _start(
-        self,
-        method: Callable[..., Any],
-        args: tuple[object, ...],
-        release: Callable[[BaseException | None], None],
-        key: tuple[str, str],
-    ) -> asyncio.Future[Any]:
-        """Start the coroutine; `release` runs once the host's code has really returned (or raised)."""
-        return _run_on(
-            _contained(method(*args), release), self._loop_of(method, key), asyncio.get_running_loop()
-        )
 
     def _loop_of(self, method: Callable[..., Any], key: tuple[str, str]) -> asyncio.AbstractEventLoop | None:
         """The loop the method's coroutines belong to, when it is not ours."""
@@ -611,7 +576,7 @@ class _Started:
         self._limit = limit
         self._loop = loop
         self._taken = threading.Lock()
-        self.since = calls.monotonic()
+        self.since = job.submitted
         self.timer: TimerHandle | None = None
         self.answers: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
 
@@ -627,7 +592,7 @@ class _Started:
             self._watch_on_loop()
             return
         for plain in made:
-            self._calls.settle_answered(plain)
+            self._calls.settle_answered(plain, plain.took)
         self.answers.set_result([plain.result for plain in self._plains])
 
     def slow(self) -> None:
@@ -661,7 +626,7 @@ class _Job:
         """The calls from it on are not this job's (moved, or given up on)."""
         self.worker: concurrent.futures.Future[None] | None = None
         self._finished: asyncio.Future[None] | None = None
-        self._submitted = monotonic()
+        self.submitted = monotonic()
 
     def watched_from(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """A future of `loop`, done once the job has ended (from its first watch on)."""
@@ -674,7 +639,7 @@ class _Job:
     def queued_for(self, now: float) -> float:
         """How long the job has waited for a worker; 0 once it has started a call."""
         with self._lock:
-            return 0.0 if self._next else now - self._submitted
+            return 0.0 if self._next else now - self.submitted
 
     def run(self) -> None:
         while True:

@@ -82,12 +82,11 @@ a smaller run takes less than the interpreter's own switch interval."""
 class GilBudget:
     """A comparison's `pause`: releases the GIL once the budget since the last release is spent."""
 
-    def __init__(self, seconds: float = GIL_BUDGET_SECONDS) -> None:
-        self._seconds = seconds
+    def __init__(self) -> None:
         self._since = time.perf_counter()
 
     def __call__(self) -> None:
-        if time.perf_counter() - self._since >= self._seconds:
+        if time.perf_counter() - self._since >= GIL_BUDGET_SECONDS:
             time.sleep(0)
             self._since = time.perf_counter()
 

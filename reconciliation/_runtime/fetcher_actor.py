@@ -28,13 +28,13 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
 from reconciliation._domain.correcting import ApplyOutcome
 from reconciliation._domain.error_text import bounded, describe_error
-from reconciliation._domain.models import Snapshot
 from reconciliation._runtime.actor_base import ResilientActor, tell
 from reconciliation._runtime.book_calls import ALONE_AFTER_SECONDS, BookCalls, BookCallTimeoutError
 from reconciliation._runtime.fetch_loop import LOOP_BEAT_SECONDS, LOOP_STOP_TIMEOUT_SECONDS, FetchLoop, Pulse
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
     import pykka
 
+    from reconciliation._domain.models import Snapshot
     from reconciliation._domain.protocols import CorrectableBook
     from reconciliation._runtime.accounts import Account
     from reconciliation._runtime.clock import Clock
@@ -76,21 +77,16 @@ the call began is seen as frozen at the first look."""
 
 
 @attrs.frozen
-class _ReadDue:
-    """A read's deadline: `limit` + grace after it started."""
+class _Due:
+    """A read's or an `apply_correction` call's deadline: `limit` + grace after it started."""
 
-    ticket: RunTicket
-    reading: concurrent.futures.Future[Snapshot] = attrs.field(eq=False)
+    account_id: str
+    call: concurrent.futures.Future[Any] = attrs.field(eq=False)
+    outcome: concurrent.futures.Future[Any] = attrs.field(eq=False)
+    """The run's or the application's outcome: once it is given, nothing is late."""
     loop: FetchLoop = attrs.field(eq=False)
-
-
-@attrs.frozen
-class _ApplyDue:
-    """An `apply_correction` call's deadline, as `_ReadDue` is a read's."""
-
-    message: ApplyCorrection
-    applying: concurrent.futures.Future[Any] = attrs.field(eq=False)
-    loop: FetchLoop = attrs.field(eq=False)
+    give_up: Callable[[str], object] = attrs.field(eq=False)
+    """Fails the run, or the application, with why the call is given up on."""
 
 
 class FetcherActor(ResilientActor):
@@ -134,23 +130,19 @@ class FetcherActor(ResilientActor):
     def handle(self, message: Any) -> Any:
         if isinstance(message, FetchSnapshot):
             self._fetch(message.ticket)
-        elif isinstance(message, _ReadDue):
-            self._read_due(message)
+        elif isinstance(message, _Due):
+            self._due(message)
         elif isinstance(message, FillsWanted):
             self._read_fills(message)
         elif isinstance(message, ApplyCorrection):
             self._apply(message)
-        elif isinstance(message, _ApplyDue):
-            self._apply_due(message)
         else:
             logger.warning("The fetcher ignored an unexpected %s", type(message).__name__)
 
     def _fetch(self, ticket: RunTicket) -> None:
-        if self._current.frozen:
-            self._replace_frozen_loop()
+        current = self._live_loop()
         account = self._accounts[ticket.account_id]
         limit = account.config.broker_timeout_seconds
-        current = self._current
         books = (account.portfolio, account.broker, ticket.account_id)
         swept = limit >= ALONE_AFTER_SECONDS + LOOP_BEAT_SECONDS  # the loop's beat hands a slow job over in time
         reading = start_snapshot(
@@ -165,13 +157,15 @@ class FetcherActor(ResilientActor):
         )
         comparator, me = self._comparator, self.actor_ref
         reading.add_done_callback(lambda done: tell(comparator, _outcome(ticket, done)))
-        self._clock.call_later(limit + DEADLINE_GRACE_SECONDS, lambda: tell(me, _ReadDue(ticket, reading, current)))
+        due = _Due(
+            ticket.account_id, reading, ticket.outcome, current, lambda why: comparator.tell(SnapshotFailed(ticket, why))
+        )
+        self._clock.call_later(limit + DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
 
     def _read_fills(self, wanted: FillsWanted) -> None:
         """Both books' fills of the run's position breaks, told to the comparator within the
         explanation policy's time (and its grace): then without them, if need be."""
-        if self._current.frozen:
-            self._replace_frozen_loop()
+        loop = self._live_loop().loop
         account = self._accounts[wanted.ticket.account_id]
         policy = account.config.explanations
         reading = asyncio.run_coroutine_threadsafe(
@@ -182,7 +176,7 @@ class FetcherActor(ResilientActor):
                 calls=self._calls,
                 policy=policy,
             ),
-            self._current.loop,
+            loop,
         )
         answered = threading.Lock()
         comparator = self._comparator
@@ -205,23 +199,21 @@ class FetcherActor(ResilientActor):
             lambda: answer(FillsRead(wanted, {}, {}, f"the fills were not read within {policy.timeout_seconds:g} s")),
         )
 
-    def _read_due(self, due: _ReadDue) -> None:
-        """A read outlived its limit: a live loop fails it itself, a frozen one cannot."""
-        if due.reading.done() or due.ticket.outcome.done():
+    def _due(self, due: _Due) -> None:
+        """A read or an `apply_correction` outlived its limit: a live loop fails it itself,
+        a frozen one cannot."""
+        if due.call.done() or due.outcome.done():
             return
         if not due.loop.frozen:
             me = self.actor_ref
             self._clock.call_later(DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
             return
-        self._comparator.tell(SnapshotFailed(due.ticket, self._given_up_on(due.ticket.account_id, due.loop)))
+        due.give_up(self._given_up_on(due.account_id, due.loop))
 
     def _given_up_on(self, account_id: str, loop: FetchLoop) -> str:
         """Count the account's calls on the frozen `loop` as hung, move on to a fresh loop,
         and say why the call is given up on."""
-        stuck = ", ".join(
-            f"{name}, called {age:.0f} s ago" for name, age in self._calls.in_progress(account_id, coroutines_only=True)
-        )
-        self._calls.hang(account_id)
+        stuck = ", ".join(f"{name}, called {age:.0f} s ago" for name, age in self._calls.hang(account_id))
         if loop is self._current:
             self._replace_frozen_loop()
         limit = self._accounts[account_id].config.broker_timeout_seconds
@@ -244,16 +236,20 @@ class FetcherActor(ResilientActor):
         self._current = self._new_loop()
         self._current.start()
 
+    def _live_loop(self) -> FetchLoop:
+        """The loop to run a call on: a fresh one in place of a frozen one."""
+        if self._current.frozen:
+            self._replace_frozen_loop()
+        return self._current
+
     def _new_loop(self) -> FetchLoop:
         self._loops += 1
         return FetchLoop(self._loops, self._pulse, on_beat=self._calls.sweep)
 
     def _apply(self, message: ApplyCorrection) -> None:
-        if self._current.frozen:
-            self._replace_frozen_loop()
+        current = self._live_loop()
         correction, application = message.correction, message.application
         account = self._accounts[correction.account_id]
-        current = self._current
         applying = asyncio.run_coroutine_threadsafe(
             self._calls.call(
                 cast("CorrectableBook", account.portfolio).apply_correction,
@@ -267,21 +263,14 @@ class FetcherActor(ResilientActor):
         )
         applying.add_done_callback(lambda done: _answer(application, done))
         me = self.actor_ref
-        self._clock.call_later(
-            account.config.broker_timeout_seconds + DEADLINE_GRACE_SECONDS,
-            lambda: tell(me, _ApplyDue(message, applying, current)),
+        due = _Due(
+            correction.account_id,
+            applying,
+            application.outcome,
+            current,
+            lambda why: _settle(application.outcome, ApplyOutcome(error=why, timed_out=True)),
         )
-
-    def _apply_due(self, due: _ApplyDue) -> None:
-        """An `apply_correction` outlived its limit: as `_read_due`, for a correction."""
-        if due.applying.done() or due.message.application.outcome.done():
-            return
-        if not due.loop.frozen:
-            me = self.actor_ref
-            self._clock.call_later(DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
-            return
-        reason = self._given_up_on(due.message.correction.account_id, due.loop)
-        _settle(due.message.application.outcome, ApplyOutcome(error=reason, timed_out=True))
+        self._clock.call_later(account.config.broker_timeout_seconds + DEADLINE_GRACE_SECONDS, lambda: tell(me, due))
 
     def fail_run(self, message: Any, reason: str) -> None:
         if isinstance(message, FetchSnapshot):
@@ -315,24 +304,20 @@ def _outcome(ticket: RunTicket, done: concurrent.futures.Future[Snapshot]) -> Sn
 def _answer(application: Application, done: concurrent.futures.Future[Any]) -> None:
     """The call ended: its outcome, unless one was given already (its loop froze, and the
     fetcher gave up on it) — then this is its late landing."""
-    outcome = _outcome_of_apply(done)
+    error = None if done.cancelled() else done.exception()
+    if done.cancelled():
+        outcome = ApplyOutcome(error="the service stopped before apply_correction answered", timed_out=True)
+    elif error is None:
+        outcome = ApplyOutcome()
+    elif isinstance(error, BookCallTimeoutError):
+        outcome = ApplyOutcome(error=str(error), timed_out=True)
+    else:
+        changed = getattr(error.__cause__, "changed", None)
+        outcome = ApplyOutcome(error=str(error), changed=None if changed is None else bounded(str(changed)))
     if not application.outcome.done():
         _settle(application.outcome, outcome)
     elif not outcome.timed_out:
         _settle(application.landed, outcome.error)
-
-
-def _outcome_of_apply(done: concurrent.futures.Future[Any]) -> ApplyOutcome:
-    """How an `apply_correction` call ended, for the corrector."""
-    if done.cancelled():
-        return ApplyOutcome(error="the service stopped before apply_correction answered", timed_out=True)
-    error = done.exception()
-    if error is None:
-        return ApplyOutcome()
-    if isinstance(error, BookCallTimeoutError):
-        return ApplyOutcome(error=str(error), timed_out=True)
-    changed = getattr(error.__cause__, "changed", None)
-    return ApplyOutcome(error=str(error), changed=None if changed is None else bounded(str(changed)))
 
 
 def _ended_with(error: BaseException) -> str:

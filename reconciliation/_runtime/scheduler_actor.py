@@ -16,6 +16,7 @@ the account is taken over, its startup run starts at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from concurrent.futures import Future
@@ -43,7 +44,7 @@ from reconciliation._runtime.messages import (
 from reconciliation._runtime.results import failed_result
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Collection, Mapping
 
     import pykka
 
@@ -197,10 +198,8 @@ class SchedulerActor(ResilientActor):
                 lost.why,
                 extra={"account_id": lost.account_id},
             )
-            if runs.periodic is not None:
-                runs.periodic.cancel()
-                runs.periodic = None
         runs.standby, runs.fence = lost.why, None
+        self._arm_periodic(lost.account_id, runs)
 
     def _in_flight(self) -> tuple[Future[ReconciliationResult], ...]:
         """The outcomes to wait for: each run in flight, and each follow-up's first waiter
@@ -346,14 +345,9 @@ class SchedulerActor(ResilientActor):
 def _answer_with(ticket: RunTicket, waiters: list[Future[ReconciliationResult]]) -> None:
     """Each waiter receives the run's result once it is known."""
     for waiter in waiters:
-        ticket.outcome.add_done_callback(_answering(waiter))
+        ticket.outcome.add_done_callback(functools.partial(_answer, waiter))
 
 
-def _answering(waiter: Future[ReconciliationResult]) -> Callable[[Future[ReconciliationResult]], None]:
-    """A callback that hands a run's result to one of its waiters."""
-
-    def answer(outcome: Future[ReconciliationResult]) -> None:
-        if not waiter.done():
-            waiter.set_result(outcome.result())
-
-    return answer
+def _answer(waiter: Future[ReconciliationResult], outcome: Future[ReconciliationResult]) -> None:
+    if not waiter.done():
+        waiter.set_result(outcome.result())

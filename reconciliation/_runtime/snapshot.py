@@ -223,8 +223,16 @@ def _methods(portfolio: PortfolioManager, broker: BrokerQuery) -> list[tuple[str
 
 
 def _large(answers: list[Any]) -> bool:
-    """Whether a book's answer is long enough to be checked off the thread it arrived on."""
-    return any(_longer_than(answers[index], CHECK_CHUNK) for index in (0, 2))
+    """Whether a book's answer is longer than `CHECK_CHUNK`: it is then checked off the
+    thread it arrived on (the fetch loop or the worker), so the other accounts' reads go on
+    meanwhile."""
+    for answer in (answers[0], answers[2]):
+        try:
+            if isinstance(answer, Sized) and len(answer) > CHECK_CHUNK:
+                return True
+        except BaseException:  # noqa: BLE001, S112 - a hostile answer's __len__ is for the checks to name
+            continue
+    return False
 
 
 def _snapshot_of(answers: list[Any], account_id: str, started_at: dt.datetime, taken_at: dt.datetime) -> Snapshot:
@@ -240,14 +248,6 @@ def _snapshot_of(answers: list[Any], account_id: str, started_at: dt.datetime, t
     ]
     if failures:
         raise SnapshotError(bounded("; ".join(failures)))
-    problems, parsed = _check(answers, account_id)
-    if problems:
-        raise SnapshotError(bounded("; ".join(problems)))
-    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
-
-
-def _check(answers: list[Any], account_id: str) -> tuple[list[str], list[Any]]:
-    """The four answers checked: what is wrong with them, and what they are."""
     local_positions, local_account, broker_positions, broker_account = answers
     problems: list[str] = []
     parsed = [
@@ -258,16 +258,9 @@ def _check(answers: list[Any], account_id: str) -> tuple[list[str], list[Any]]:
         ),
         _collect(problems, lambda: _account(BrokerAccount, broker_account, "broker.get_account", account_id)),
     ]
-    return problems, parsed
-
-
-def _longer_than(answer: object, size: int) -> bool:
-    """Whether a book's answer is longer than `size`: it is then checked off the fetch loop
-    (or the worker), so the other accounts' reads go on meanwhile."""
-    try:
-        return isinstance(answer, Sized) and len(answer) > size
-    except BaseException:  # noqa: BLE001 - a hostile answer's __len__ is for the checks to name
-        return False
+    if problems:
+        raise SnapshotError(bounded("; ".join(problems)))
+    return Snapshot(account_id, parsed[0], parsed[1], parsed[2], parsed[3], taken_at, read_started_at=started_at)
 
 
 async def _read(
@@ -283,19 +276,12 @@ async def _read(
     jobs: list[Awaitable[Any]] = [
         calls.call(methods[index][1], account_id, name=methods[index][0], limit=limit) for index in coroutines
     ]
-    if plain:
-        jobs.append(
-            calls.call_all(account_id, [(*methods[index], (account_id,)) for index in plain], limit=limit)
-        )
-    done = await asyncio.gather(*jobs, return_exceptions=True)
-    for index, answer in zip(coroutines, done, strict=False):
+    jobs.append(calls.call_all(account_id, [(*methods[index], (account_id,)) for index in plain], limit=limit))
+    *done, together = await asyncio.gather(*jobs, return_exceptions=True)
+    for index, answer in zip(coroutines, done, strict=True):
         answers[index] = answer
-    if plain:
-        together = done[-1]
-        for index, answer in zip(
-            plain, together if isinstance(together, list) else [together] * len(plain), strict=True
-        ):
-            answers[index] = answer
+    for index, answer in zip(plain, together if isinstance(together, list) else [together] * len(plain), strict=True):
+        answers[index] = answer
     return answers
 
 
