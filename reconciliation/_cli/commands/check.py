@@ -48,23 +48,16 @@ __all__ = ["check"]
 
 DEFAULT_TOP = 50
 """How many breaks the terminal's table shows: the worst; the rest are counted."""
+_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.command(epilog=EXIT_CODES_HELP)
 @verbose_option
 @click.option(
-    "--local",
-    "local_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The engine's positions: a CSV or Parquet file.",
+    "--local", "local_path", required=True, type=_FILE, help="The engine's positions: a CSV or Parquet file."
 )
 @click.option(
-    "--broker",
-    "broker_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The broker's statement: a CSV or Parquet file.",
+    "--broker", "broker_path", required=True, type=_FILE, help="The broker's statement: a CSV or Parquet file."
 )
 @click.option(
     "--config",
@@ -72,8 +65,8 @@ DEFAULT_TOP = 50
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TOML file: tolerances, severities, and how each file is read (docs/configuration.md).",
 )
-@click.option("--local-balances", type=click.Path(dir_okay=False, path_type=Path), help="A balances file of the local side.")
-@click.option("--broker-balances", type=click.Path(dir_okay=False, path_type=Path), help="A balances file of the broker.")
+@click.option("--local-balances", type=_FILE, help="A balances file of the local side.")
+@click.option("--broker-balances", type=_FILE, help="A balances file of the broker.")
 @click.option("--local-cash", metavar="AMOUNT", help="The local cash (with --local-equity).")
 @click.option("--local-equity", metavar="AMOUNT", help="The local total equity (with --local-cash).")
 @click.option("--broker-cash", metavar="AMOUNT", help="The broker's cash (with --broker-equity).")
@@ -155,7 +148,14 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
         raise CommandError(*(f"{where}{problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
     with _pandas_left_out():
         result = _reconciled(spec, local_path, broker_path, redis_url)
-    _show(result, local_path, broker_path, output="json" if as_json else "csv" if as_csv else "text", top=top)
+    if as_json:
+        click.echo(json_document(result))
+    elif as_csv:
+        click.echo(csv_document(result), nl=False)
+    elif _is_terminal():
+        _show_table(result, local_path, broker_path, top)
+    else:
+        _show_lines(result, local_path, broker_path)
     if result.error is not None:
         msg = f"the run failed: {result.error}"
         raise CommandError(msg, exit_code=ExitCode.NOT_AS_ASKED)
@@ -210,17 +210,6 @@ def _pandas_left_out() -> Iterator[None]:
         sys.meta_path.remove(finder)
 
 
-def _show(result: ReconciliationResult, local_path: Path, broker_path: Path, *, output: str, top: int) -> None:
-    if output == "json":
-        click.echo(json_document(result))
-    elif output == "csv":
-        click.echo(csv_document(result), nl=False)
-    elif _is_terminal():
-        _show_table(result, local_path, broker_path, top)
-    else:
-        _show_lines(result, local_path, broker_path)
-
-
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 """--fail-on: a break of this rank or above fails the check."""
 
@@ -238,10 +227,21 @@ def _worst_first(result: ReconciliationResult) -> list[Discrepancy]:
     return sorted(result.discrepancies, key=lambda found: (-SEVERITY_RANK[found.severity.value], -size(found)))
 
 
-def _difference(found: Discrepancy) -> str:
-    if found.local_value is None and found.broker_value is None:
-        return "-"
-    return decimal_text((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))) or "-"
+def _cells(found: Discrepancy) -> tuple[str, ...]:
+    """A break's severity, type, position, local and broker values and their difference, as text."""
+    difference = (
+        "-"
+        if found.local_value is None and found.broker_value is None
+        else decimal_text((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))) or "-"
+    )
+    return (
+        found.severity.value,
+        found.type.value,
+        safe_text(found.subject or "(account)"),
+        decimal_text(found.local_value) or "-",
+        decimal_text(found.broker_value) or "-",
+        difference,
+    )
 
 
 def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Path, top: int) -> None:
@@ -252,14 +252,8 @@ def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Pat
     if found:
         table = Table("severity", "type", "position", "local", "broker", "difference", title=None, box=None)
         for one in found[:top]:
-            table.add_row(
-                Text(one.severity.value, style=SEVERITY_STYLES.get(one.severity.value, "")),
-                Text(one.type.value),
-                Text(safe_text(one.subject or "(account)")),
-                Text(decimal_text(one.local_value) or "-"),
-                Text(decimal_text(one.broker_value) or "-"),
-                Text(_difference(one)),
-            )
+            severity, *rest = _cells(one)
+            table.add_row(Text(severity, style=SEVERITY_STYLES.get(severity, "")), *map(Text, rest))
         console.print(table)
         if len(found) > top:
             console.print(Text(f"The worst {top:,} of {len(found):,} shown; every one with --csv or --json.", style="dim"))
@@ -273,19 +267,7 @@ def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Pat
 def _show_lines(result: ReconciliationResult, local_path: Path, broker_path: Path) -> None:
     """One plain tab-separated line per break (a header first), for a pipe or a file."""
     lines = ["severity\ttype\tposition\tlocal\tbroker\tdifference"] if result.discrepancies else []
-    lines.extend(
-        "\t".join(
-            (
-                one.severity.value,
-                one.type.value,
-                safe_text(one.subject or "(account)"),
-                decimal_text(one.local_value) or "-",
-                decimal_text(one.broker_value) or "-",
-                _difference(one),
-            )
-        )
-        for one in result.discrepancies
-    )
+    lines.extend("\t".join(_cells(one)) for one in result.discrepancies)
     if result.discrepancies:
         lines.append(_counts(result))
     lines.extend(_netted(result))
