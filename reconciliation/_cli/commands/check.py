@@ -219,21 +219,19 @@ def _is_terminal() -> bool:
 
 
 def _worst_first(result: ReconciliationResult) -> list[Discrepancy]:
-    """Most severe first, then the largest difference (broker - local, a missing side as 0)."""
+    """Most severe first, then the largest difference."""
+    return sorted(result.discrepancies, key=lambda one: (-SEVERITY_RANK[one.severity.value], -abs(_gap(one))))
 
-    def size(found: Discrepancy) -> Decimal:
-        return abs((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0)))
 
-    return sorted(result.discrepancies, key=lambda found: (-SEVERITY_RANK[found.severity.value], -size(found)))
+def _gap(found: Discrepancy) -> Decimal:
+    """The difference, broker - local, a missing side as 0."""
+    return (found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))
 
 
 def _cells(found: Discrepancy) -> tuple[str, ...]:
     """A break's severity, type, position, local and broker values and their difference, as text."""
-    difference = (
-        "-"
-        if found.local_value is None and found.broker_value is None
-        else decimal_text((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))) or "-"
-    )
+    both_missing = found.local_value is None and found.broker_value is None
+    difference = "-" if both_missing else decimal_text(_gap(found)) or "-"
     return (
         found.severity.value,
         found.type.value,
