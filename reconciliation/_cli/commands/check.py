@@ -31,6 +31,7 @@ from reconciliation._cli.render import SEVERITY_STYLES
 from reconciliation._cli.runner import ConfigError
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import CommandError, configure_logging, redis_errors, verbose_option
+from reconciliation._domain.models import DiscrepancySeverity
 from reconciliation._publishing.inbound import SEVERITIES
 from reconciliation._publishing.redis_clients import connect, redacted
 from reconciliation._wire.payloads import decimal_text
@@ -159,8 +160,8 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
     if result.error is not None:
         msg = f"the run failed: {result.error}"
         raise CommandError(msg, exit_code=ExitCode.NOT_AS_ASKED)
-    worst = SEVERITY_RANK[fail_on]
-    if any(SEVERITY_RANK[found.severity.value] >= worst for found in result.discrepancies):
+    worst = DiscrepancySeverity(fail_on).rank
+    if any(found.severity.rank >= worst for found in result.discrepancies):
         sys.exit(ExitCode.NOT_AS_ASKED)
 
 
@@ -210,17 +211,13 @@ def _pandas_left_out() -> Iterator[None]:
         sys.meta_path.remove(finder)
 
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-"""--fail-on: a break of this rank or above fails the check."""
-
-
 def _is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
 def _worst_first(result: ReconciliationResult) -> list[Discrepancy]:
     """Most severe first, then the largest difference."""
-    return sorted(result.discrepancies, key=lambda one: (-SEVERITY_RANK[one.severity.value], -abs(_gap(one))))
+    return sorted(result.discrepancies, key=lambda one: (-one.severity.rank, -abs(_gap(one))))
 
 
 def _gap(found: Discrepancy) -> Decimal:
@@ -275,10 +272,10 @@ def _show_lines(result: ReconciliationResult, local_path: Path, broker_path: Pat
 
 def _counts(result: ReconciliationResult) -> str:
     """`By severity: 2 critical, 1 warning · by type: 2 quantity_mismatch, 1 cash_mismatch`."""
-    severities = collections.Counter(found.severity.value for found in result.discrepancies)
+    severities = collections.Counter(found.severity for found in result.discrepancies)
     kinds = collections.Counter(found.type.value for found in result.discrepancies)
     by_severity = ", ".join(
-        f"{severities[name]:,} {name}" for name in sorted(severities, key=lambda name: -SEVERITY_RANK[name])
+        f"{severities[severity]:,} {severity.value}" for severity in sorted(severities, key=lambda one: -one.rank)
     )
     by_type = ", ".join(f"{count:,} {name}" for name, count in kinds.most_common())
     return f"By severity: {by_severity} · by type: {by_type}"
