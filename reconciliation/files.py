@@ -127,9 +127,7 @@ def _asset_codes(value: Mapping[str, AssetType | str]) -> Mapping[str, AssetType
     return frozen_mapping({str(code): _asset_type(kind) for code, kind in value.items()})
 
 
-def _optional_name(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        non_empty_text(instance, field, value)
+_optional_name: Callable[[Any, attrs.Attribute[Any], Any], Any] = attrs.validators.optional(non_empty_text)
 
 
 @attrs.frozen
