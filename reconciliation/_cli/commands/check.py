@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reconciliation._cli.check import (
+    CheckConfig,
     PublishError,
     csv_document,
     figures,
@@ -31,7 +32,7 @@ from reconciliation._cli.render import SEVERITY_STYLES
 from reconciliation._cli.runner import ConfigError
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import CommandError, configure_logging, redis_errors, verbose_option
-from reconciliation._domain.models import DiscrepancySeverity
+from reconciliation._domain.models import Discrepancy, DiscrepancySeverity, ReconciliationResult
 from reconciliation._publishing.inbound import SEVERITIES
 from reconciliation._publishing.redis_clients import connect, redacted
 from reconciliation._wire.payloads import decimal_text
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
-
-    from reconciliation._cli.check import CheckConfig
-    from reconciliation._domain.models import Discrepancy, ReconciliationResult
 
 __all__ = ["check"]
 
