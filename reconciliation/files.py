@@ -21,6 +21,7 @@ arguments (`Balances`). Needs the `fast` extra (pyarrow).
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -104,12 +105,11 @@ class StatementLimits:
     max_entries_per_symbol: int = attrs.field(default=1_000, validator=whole_number(1))
 
 
+@attrs.define
 class _TooManyRowsError(Exception):
     """A file has more rows than its reader was asked to read (`count`: at least that many)."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__(count)
-        self.count = count
+    count: int
 
 
 def _asset_type(value: AssetType | str) -> AssetType:
@@ -127,9 +127,7 @@ def _asset_codes(value: Mapping[str, AssetType | str]) -> Mapping[str, AssetType
     return frozen_mapping({str(code): _asset_type(kind) for code, kind in value.items()})
 
 
-def _optional_name(instance: object, field: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        non_empty_text(instance, field, value)
+_optional_name: Callable[[Any, attrs.Attribute[Any], Any], Any] = attrs.validators.optional(non_empty_text)
 
 
 @attrs.frozen
@@ -288,11 +286,8 @@ def read_positions(
     kind = _format_of(where, file_format)
     sources = mapping.sources_in(side, _header_of(where, kind), where)
     try:
-        table, row_label = (
-            _read_csv(where, sources, max_rows=bounds.max_rows)
-            if kind == "csv"
-            else _read_parquet(where, sources, max_rows=bounds.max_rows)
-        )
+        read = _read_csv if kind == "csv" else _read_parquet
+        table, row_label = read(where, sources, max_rows=bounds.max_rows)
     except _TooManyRowsError as exc:
         count = f"{exc.count:,} rows" if kind == "parquet" else f"more than {bounds.max_rows:,} rows"
         msg = (
@@ -327,11 +322,8 @@ def read_balances(
     wanted = {"cash": mapping.cash, "total_equity": mapping.total_equity}
     optional = {"buying_power": mapping.buying_power, "margin_used": mapping.margin_used}
     try:
-        table, _ = (
-            _read_csv(where, wanted, optional, max_rows=_BALANCE_ROWS_READ)
-            if kind == "csv"
-            else _read_parquet(where, wanted, optional, max_rows=_BALANCE_ROWS_READ)
-        )
+        read = _read_csv if kind == "csv" else _read_parquet
+        table, _ = read(where, wanted, optional, max_rows=_BALANCE_ROWS_READ)
     except _TooManyRowsError as exc:
         count = f"{exc.count:,}" if kind == "parquet" else f"more than {_BALANCE_ROWS_READ:,}"
         msg = f"{where}: a balances file has exactly one data row, this one has {count}"
@@ -519,11 +511,7 @@ def _read_csv(
         invalid.append(row)
         return "skip"
 
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as file:
-            header = next(csv.reader(file), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StatementError(_unreadable(path, exc)) from exc
+    header = _header_of(path, "csv")
     if not header:
         msg = f"{path}: empty: a statement starts with a header row naming its columns"
         raise StatementError(msg)
@@ -576,7 +564,8 @@ def _cells_within(batch: Any, first_row: int, path: Path, row_label: Callable[[i
     import pyarrow.compute as pc  # noqa: PLC0415
 
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        for chunk, start in _chunks_with_starts(column, first_row):
+        chunks = column.chunks if hasattr(column, "chunks") else [column]
+        for chunk, start in zip(chunks, itertools.accumulate(map(len, chunks), initial=first_row), strict=False):
             values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk
             if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) or not len(values):
                 continue
@@ -596,16 +585,6 @@ def _first(mask: Any) -> int:
     import numpy as np  # noqa: PLC0415 - the fast extra's
 
     return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
-
-
-def _chunks_with_starts(column: Any, first_row: int) -> list[tuple[Any, int]]:
-    chunks = column.chunks if hasattr(column, "chunks") else [column]
-    found = []
-    start = first_row
-    for chunk in chunks:
-        found.append((chunk, start))
-        start += len(chunk)
-    return found
 
 
 def _csv_row(index: int) -> str:
@@ -708,8 +687,7 @@ def _canonical(
 
 def _decoded(codes: Any, mapping: ColumnMap, source: str, path: Path, row_label: Callable[[int], str]) -> Any:
     """The statement's asset type codes as asset type values; an unknown code is refused."""
-    import numpy as np  # noqa: PLC0415 - the fast extra's
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415 - the fast extra's
     import pyarrow.compute as pc  # noqa: PLC0415
 
     known = list(mapping.asset_types)
@@ -717,7 +695,7 @@ def _decoded(codes: Any, mapping: ColumnMap, source: str, path: Path, row_label:
     index = pc.index_in(codes, value_set=pa.array(known, pa.string()))
     unknown = pc.and_(pc.is_null(index), pc.is_valid(codes))
     if pc.any(unknown).as_py():
-        row = int(np.flatnonzero(unknown.to_numpy(zero_copy_only=False))[0])
+        row = _first(unknown)
         msg = (
             f"{path} {row_label(row)}, column {source!r}: unknown code {codes[row].as_py()!r}; "
             f"the codes are {', '.join(map(repr, known))}"

@@ -21,7 +21,7 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
@@ -68,6 +68,7 @@ _COLUMN_KEYS = tuple(field.name for field in attrs.fields(ColumnMap))
 _OPTIONAL_COLUMNS = ("avg_cost", "asset_type", "market_value")
 """Columns a file may lack: `false` in the TOML file says so."""
 _SIDE_KEYS = (*_COLUMN_KEYS, "balances", "cash", "total_equity", "balance_columns")
+_Statement = TypeVar("_Statement", StatementBook, StatementBroker)
 _CSV_FIELDS = ("type", "severity", "symbol", "asset_type", "currency", "local_value", "broker_value")
 
 
@@ -242,25 +243,21 @@ def read_statements(check: CheckConfig, local: Path, broker: Path) -> tuple[Stat
     Raises:
         StatementError: a file is unreadable or has a bad row (named).
     """
-    account_id = check.config.account_id
-    zero = Balances(Decimal(0), Decimal(0))
-    book = StatementBook(
-        account_id,
-        local,
-        check.local.balances or zero,
-        columns=check.local.columns,
-        balance_columns=check.local.balance_columns,
+    return (
+        _statement(StatementBook, check, local, check.local),
+        _statement(StatementBroker, check, broker, check.broker),
+    )
+
+
+def _statement(kind: type[_Statement], check: CheckConfig, path: Path, side: SideSpec) -> _Statement:
+    return kind(
+        check.config.account_id,
+        path,
+        side.balances or Balances(Decimal(0), Decimal(0)),
+        columns=side.columns,
+        balance_columns=side.balance_columns,
         limits=check.limits,
     )
-    reported = StatementBroker(
-        account_id,
-        broker,
-        check.broker.balances or zero,
-        columns=check.broker.columns,
-        balance_columns=check.broker.balance_columns,
-        limits=check.limits,
-    )
-    return book, reported
 
 
 def reconcile_once(

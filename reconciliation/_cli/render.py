@@ -125,10 +125,7 @@ def discrepancy_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     """One break, coloured by severity: `CRITICAL quantity_mismatch AAPL local 100 broker 150`."""
     severity = _field(payload, "severity")
     style = SEVERITY_STYLES.get(severity, "")
-    line = Text(prefix)
-    line.append(f"{severity.upper():<8} ", style=style)
-    line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style=style)
-    line.append(f"{subject(payload):<9} ")
+    line = _start(payload, prefix, f"{severity.upper():<8} ", style, style)
     line.append(f"local {_field(payload, 'local_value', 'none')}, broker {_field(payload, 'broker_value', 'none')}")
     runs = payload.get("consecutive_runs")
     if isinstance(runs, int) and not isinstance(runs, bool) and 1 < runs < 10**15:
@@ -141,10 +138,7 @@ def discrepancy_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
 
 def resolved_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     """A break that the latest run no longer saw: `RESOLVED quantity_mismatch MSFT after 2 runs`."""
-    line = Text(prefix)
-    line.append(f"{'RESOLVED':<8} ", style="green")
-    line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style="green")
-    line.append(f"{subject(payload):<9} ")
+    line = _start(payload, prefix, f"{'RESOLVED':<8} ", "green", "green")
     runs = payload.get("consecutive_runs")
     line.append(
         f"seen in {_field(payload, 'consecutive_runs')} run{'' if runs == 1 else 's'} "
@@ -156,10 +150,7 @@ def resolved_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
 
 def halt_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     """The kill switch fired for a critical break that persisted."""
-    line = Text(prefix)
-    line.append("HALT     ", style="bold white on red")
-    line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style="bold red")
-    line.append(f"{subject(payload):<9} ")
+    line = _start(payload, prefix, "HALT     ", "bold white on red", "bold red")
     line.append(
         f"kill switch: {_field(payload, 'consecutive_runs')} runs in a row since "
         f"{_clock(payload.get('first_seen'))}; "
@@ -173,14 +164,20 @@ def correction_line(payload: Mapping[str, Any], *, prefix: str = "") -> Text:
     """A step of a correction: `APPLIED  quantity_mismatch MSFT  fill +10 at 415.30 (apply)`."""
     status = _field(payload, "status")
     style = CORRECTION_STYLES.get(status, "")
-    line = Text(prefix)
-    line.append(f"{status.upper():<10} ", style=style)
-    line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style=style)
-    line.append(f"{subject(payload):<9} ")
+    line = _start(payload, prefix, f"{status.upper():<10} ", style, style)
     line.append(correction_change(payload))
     line.append(f"  ({_field(payload, 'mode')} mode)", style="dim")
     if isinstance(payload.get("reason"), str):
         line.append(f": {_field(payload, 'reason')}", style=style)
+    return line
+
+
+def _start(payload: Mapping[str, Any], prefix: str, label: str, label_style: str, type_style: str) -> Text:
+    """A break's line up to its figures: its label, its type and what it is about, aligned."""
+    line = Text(prefix)
+    line.append(label, style=label_style)
+    line.append(f"{_field(payload, 'type'):<{_TYPE_WIDTH}} ", style=type_style)
+    line.append(f"{subject(payload):<9} ")
     return line
 
 
@@ -214,3 +211,4 @@ def _clock(timestamp: object) -> str:
 def _ordinal(number: int) -> str:
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
+

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reconciliation._cli.check import (
+    CheckConfig,
     PublishError,
     csv_document,
     figures,
@@ -31,6 +32,7 @@ from reconciliation._cli.render import SEVERITY_STYLES
 from reconciliation._cli.runner import ConfigError
 from reconciliation._cli.safe_text import safe_text
 from reconciliation._cli.shared import CommandError, configure_logging, redis_errors, verbose_option
+from reconciliation._domain.models import Discrepancy, DiscrepancySeverity, ReconciliationResult
 from reconciliation._publishing.inbound import SEVERITIES
 from reconciliation._publishing.redis_clients import connect, redacted
 from reconciliation._wire.payloads import decimal_text
@@ -41,30 +43,20 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-    from reconciliation._cli.check import CheckConfig
-    from reconciliation._domain.models import Discrepancy, ReconciliationResult
-
 __all__ = ["check"]
 
 DEFAULT_TOP = 50
 """How many breaks the terminal's table shows: the worst; the rest are counted."""
+_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.command(epilog=EXIT_CODES_HELP)
 @verbose_option
 @click.option(
-    "--local",
-    "local_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The engine's positions: a CSV or Parquet file.",
+    "--local", "local_path", required=True, type=_FILE, help="The engine's positions: a CSV or Parquet file."
 )
 @click.option(
-    "--broker",
-    "broker_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The broker's statement: a CSV or Parquet file.",
+    "--broker", "broker_path", required=True, type=_FILE, help="The broker's statement: a CSV or Parquet file."
 )
 @click.option(
     "--config",
@@ -72,8 +64,8 @@ DEFAULT_TOP = 50
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TOML file: tolerances, severities, and how each file is read (docs/configuration.md).",
 )
-@click.option("--local-balances", type=click.Path(dir_okay=False, path_type=Path), help="A balances file of the local side.")
-@click.option("--broker-balances", type=click.Path(dir_okay=False, path_type=Path), help="A balances file of the broker.")
+@click.option("--local-balances", type=_FILE, help="A balances file of the local side.")
+@click.option("--broker-balances", type=_FILE, help="A balances file of the broker.")
 @click.option("--local-cash", metavar="AMOUNT", help="The local cash (with --local-equity).")
 @click.option("--local-equity", metavar="AMOUNT", help="The local total equity (with --local-cash).")
 @click.option("--broker-cash", metavar="AMOUNT", help="The broker's cash (with --broker-equity).")
@@ -155,12 +147,19 @@ def check(  # noqa: PLR0913 - one parameter per command-line option
         raise CommandError(*(f"{where}{problem}" for problem in exc.problems), exit_code=ExitCode.USAGE) from exc
     with _pandas_left_out():
         result = _reconciled(spec, local_path, broker_path, redis_url)
-    _show(result, local_path, broker_path, output="json" if as_json else "csv" if as_csv else "text", top=top)
+    if as_json:
+        click.echo(json_document(result))
+    elif as_csv:
+        click.echo(csv_document(result), nl=False)
+    elif _is_terminal():
+        _show_table(result, local_path, broker_path, top)
+    else:
+        _show_lines(result, local_path, broker_path)
     if result.error is not None:
         msg = f"the run failed: {result.error}"
         raise CommandError(msg, exit_code=ExitCode.NOT_AS_ASKED)
-    worst = SEVERITY_RANK[fail_on]
-    if any(SEVERITY_RANK[found.severity.value] >= worst for found in result.discrepancies):
+    worst = DiscrepancySeverity(fail_on).rank
+    if any(found.severity.rank >= worst for found in result.discrepancies):
         sys.exit(ExitCode.NOT_AS_ASKED)
 
 
@@ -210,38 +209,32 @@ def _pandas_left_out() -> Iterator[None]:
         sys.meta_path.remove(finder)
 
 
-def _show(result: ReconciliationResult, local_path: Path, broker_path: Path, *, output: str, top: int) -> None:
-    if output == "json":
-        click.echo(json_document(result))
-    elif output == "csv":
-        click.echo(csv_document(result), nl=False)
-    elif _is_terminal():
-        _show_table(result, local_path, broker_path, top)
-    else:
-        _show_lines(result, local_path, broker_path)
-
-
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-"""--fail-on: a break of this rank or above fails the check."""
-
-
 def _is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
 def _worst_first(result: ReconciliationResult) -> list[Discrepancy]:
-    """Most severe first, then the largest difference (broker - local, a missing side as 0)."""
-
-    def size(found: Discrepancy) -> Decimal:
-        return abs((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0)))
-
-    return sorted(result.discrepancies, key=lambda found: (-SEVERITY_RANK[found.severity.value], -size(found)))
+    """Most severe first, then the largest difference."""
+    return sorted(result.discrepancies, key=lambda one: (-one.severity.rank, -abs(_gap(one))))
 
 
-def _difference(found: Discrepancy) -> str:
-    if found.local_value is None and found.broker_value is None:
-        return "-"
-    return decimal_text((found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))) or "-"
+def _gap(found: Discrepancy) -> Decimal:
+    """The difference, broker - local, a missing side as 0."""
+    return (found.broker_value or Decimal(0)) - (found.local_value or Decimal(0))
+
+
+def _cells(found: Discrepancy) -> tuple[str, ...]:
+    """A break's severity, type, position, local and broker values and their difference, as text."""
+    both_missing = found.local_value is None and found.broker_value is None
+    difference = "-" if both_missing else decimal_text(_gap(found)) or "-"
+    return (
+        found.severity.value,
+        found.type.value,
+        safe_text(found.subject or "(account)"),
+        decimal_text(found.local_value) or "-",
+        decimal_text(found.broker_value) or "-",
+        difference,
+    )
 
 
 def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Path, top: int) -> None:
@@ -252,14 +245,8 @@ def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Pat
     if found:
         table = Table("severity", "type", "position", "local", "broker", "difference", title=None, box=None)
         for one in found[:top]:
-            table.add_row(
-                Text(one.severity.value, style=SEVERITY_STYLES.get(one.severity.value, "")),
-                Text(one.type.value),
-                Text(safe_text(one.subject or "(account)")),
-                Text(decimal_text(one.local_value) or "-"),
-                Text(decimal_text(one.broker_value) or "-"),
-                Text(_difference(one)),
-            )
+            severity, *rest = _cells(one)
+            table.add_row(Text(severity, style=SEVERITY_STYLES.get(severity, "")), *map(Text, rest))
         console.print(table)
         if len(found) > top:
             console.print(Text(f"The worst {top:,} of {len(found):,} shown; every one with --csv or --json.", style="dim"))
@@ -273,19 +260,7 @@ def _show_table(result: ReconciliationResult, local_path: Path, broker_path: Pat
 def _show_lines(result: ReconciliationResult, local_path: Path, broker_path: Path) -> None:
     """One plain tab-separated line per break (a header first), for a pipe or a file."""
     lines = ["severity\ttype\tposition\tlocal\tbroker\tdifference"] if result.discrepancies else []
-    lines.extend(
-        "\t".join(
-            (
-                one.severity.value,
-                one.type.value,
-                safe_text(one.subject or "(account)"),
-                decimal_text(one.local_value) or "-",
-                decimal_text(one.broker_value) or "-",
-                _difference(one),
-            )
-        )
-        for one in result.discrepancies
-    )
+    lines.extend("\t".join(_cells(one)) for one in result.discrepancies)
     if result.discrepancies:
         lines.append(_counts(result))
     lines.extend(_netted(result))
@@ -295,10 +270,10 @@ def _show_lines(result: ReconciliationResult, local_path: Path, broker_path: Pat
 
 def _counts(result: ReconciliationResult) -> str:
     """`By severity: 2 critical, 1 warning · by type: 2 quantity_mismatch, 1 cash_mismatch`."""
-    severities = collections.Counter(found.severity.value for found in result.discrepancies)
+    severities = collections.Counter(found.severity for found in result.discrepancies)
     kinds = collections.Counter(found.type.value for found in result.discrepancies)
     by_severity = ", ".join(
-        f"{severities[name]:,} {name}" for name in sorted(severities, key=lambda name: -SEVERITY_RANK[name])
+        f"{severities[severity]:,} {severity.value}" for severity in sorted(severities, key=lambda one: -one.rank)
     )
     by_type = ", ".join(f"{count:,} {name}" for name, count in kinds.most_common())
     return f"By severity: {by_severity} · by type: {by_type}"
