@@ -178,6 +178,11 @@ class ManualClock:
         with self._lock:
             return self._queue.add(self._elapsed, delay, callback)
 
+    def pending(self) -> int:
+        """How many timers are set and not yet fired or cancelled."""
+        with self._lock:
+            return sum(1 for _, _, timer in self._queue._heap if not timer.cancelled)  # noqa: SLF001
+
     def advance(self, seconds: float) -> None:
         """Move time forward, firing each timer that falls due, at its own deadline."""
         with self._lock:
