@@ -347,7 +347,7 @@ class Runtime:
                 sinks={account_id: sinks[account_id] for account_id in corrected},
                 links=CorrectionLinks(
                     apply=self._apply,
-                    verify=self._verify,
+                    verify=functools.partial(self.request, trigger=OnDemand("correction")),
                     escalate=self._escalate,
                     may_apply=lambda account_id, fence: _refusal(account_id, leases.claim(account_id), fence),
                 ),
@@ -515,7 +515,8 @@ class Runtime:
         never blocks on an actor."""
         clock = self._clock
         health = self._board.read(None if clock is None else clock.now())
-        incoming = self._incoming_runs()
+        actors = map(actor_of, self._actors)
+        incoming = {a.sink_name: a.incoming() for a in actors if isinstance(a, DeliveryActor)}
         if incoming:
             delivery = {
                 sink: attrs.evolve(d, incoming_runs=incoming.get(sink, 0)) for sink, d in health.delivery.items()
@@ -539,15 +540,6 @@ class Runtime:
             health = attrs.evolve(health, components=components)
         return health
 
-    def _incoming_runs(self) -> dict[str, int]:
-        """Per sink, the runs its delivery actor has been handed and not taken yet."""
-        incoming = {}
-        for ref in self._actors:
-            actor = actor_of(ref)
-            if isinstance(actor, DeliveryActor):
-                incoming[actor.sink_name] = actor.incoming()
-        return incoming
-
     def _apply(self, correction: Correction) -> Application:
         """A `CorrectionLinks.apply`: the fetcher calls the book's `apply_correction`."""
         application = Application()
@@ -565,10 +557,6 @@ class Runtime:
             msg = "the service is stopping"
             raise RuntimeError(msg)
         tell(fetcher, wanted)
-
-    def _verify(self, account_id: str) -> concurrent.futures.Future[ReconciliationResult]:
-        """A `CorrectionLinks.verify`: a run of the account now, asked for by the corrector."""
-        return self.request(account_id, OnDemand("correction"))
 
     def _escalate(self, account_id: str, break_id: UUID) -> None:
         """A `CorrectionLinks.escalate`: the comparator holds the break at CRITICAL."""
@@ -614,8 +602,7 @@ class Runtime:
     def _stop_fetch_threads(actors: Sequence[pykka.ActorRef[Any]], timeout: float) -> list[str]:
         still: list[str] = []
         for ref in actors:
-            actor = actor_of(ref)
-            for thread in getattr(actor, "threads", ()):
+            for thread in getattr(actor_of(ref), "threads", ()):
                 thread.join(timeout)
                 if thread.is_alive():
                     still.append(thread.name)
@@ -644,16 +631,13 @@ def _stop(ref: pykka.ActorRef[Any], timeout: float) -> bool:
     try:
         ref.stop(block=True, timeout=timeout)
     except Exception:  # noqa: BLE001 - pykka.Timeout; anything else also means "not stopped"
-        return not ref.is_alive() and _thread_finished(ref, deadline=time.monotonic() + timeout)
+        if ref.is_alive():
+            return False
+        thread = _thread_of(ref)
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
     return True
-
-
-def _thread_finished(ref: pykka.ActorRef[Any], deadline: float) -> bool:
-    thread = _thread_of(ref)
-    if thread is None:
-        return True
-    thread.join(max(deadline - time.monotonic(), 0.0))
-    return not thread.is_alive()
 
 
 def _thread_of(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
