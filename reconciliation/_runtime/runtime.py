@@ -310,7 +310,7 @@ class Runtime:
             if journal is not None:  # released, so that a start again may take it
                 journal.close()
             raise
-        board = self._board
+        shared = {"board": self._board, "clock": clock}
 
         def delivery(sink: Any, max_runs: int, **durable: Any) -> pykka.ActorRef[Any]:
             return DeliveryActor.start(
@@ -318,8 +318,7 @@ class Runtime:
                 max_runs=max_runs,
                 max_batch_weight=MAX_PAYLOADS_PER_ROUND_TRIP,
                 retry_max_seconds=first.publish_retry_max_seconds,
-                board=board,
-                clock=clock,
+                **shared,
                 **durable,
             )
 
@@ -351,8 +350,7 @@ class Runtime:
                     escalate=self._escalate,
                     may_apply=lambda account_id, fence: _refusal(account_id, leases.claim(account_id), fence),
                 ),
-                board=board,
-                clock=clock,
+                **shared,
                 actor=owner,
                 blocked=blocked,
                 observers=self.observers,
@@ -364,8 +362,7 @@ class Runtime:
             "accounts": self._configs,
             "trackers": trackers,
             "sinks": sinks,
-            "board": board,
-            "clock": clock,
+            **shared,
             "on_halt": self._on_halt,
             "observers": self.observers,
             "read_fills": self._read_fills,
@@ -376,8 +373,7 @@ class Runtime:
         fetcher = FetcherActor.start(
             accounts=self._accounts,
             comparator=comparator,
-            board=board,
-            clock=clock,
+            **shared,
             home_loop=home_loop,
             observers=self.observers,
         )
@@ -385,8 +381,7 @@ class Runtime:
             accounts=self._configs,
             fetcher=fetcher,
             comparator=comparator,
-            board=board,
-            clock=clock,
+            **shared,
             explained=explained,
             ownership=first_claimed.ownership,
         )
@@ -395,11 +390,10 @@ class Runtime:
             name=names,
             first=first_claimed,
             scheduler=scheduler,
-            board=board,
-            clock=clock,
+            **shared,
             lease_seconds=lease,
         )
-        entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
+        entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, **shared)
         self._actors = [
             entry,
             scheduler,
@@ -535,9 +529,7 @@ class Runtime:
                 ComponentState.RUNNING if clock.is_running else ComponentState.STOPPED,
                 last_error=None if clock.is_running else "the timer thread is not running: no periodic runs",
             )
-            components = dict(health.components.items())
-            components["timer"] = timer
-            health = attrs.evolve(health, components=components)
+            health = attrs.evolve(health, components={**health.components, "timer": timer})
         return health
 
     def _apply(self, correction: Correction) -> Application:
