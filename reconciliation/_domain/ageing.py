@@ -75,27 +75,9 @@ class Sighting(NamedTuple):
     @classmethod
     def of(cls, state: BreakState) -> Sighting:
         """The sighting an open break read back from the audit store stands for."""
-        return cls(
-            break_id=state.break_id,
-            first_seen=state.first_seen,
-            last_seen=state.last_seen,
-            consecutive_runs=state.consecutive_runs,
-            first_run_id=state.first_run_id,
-            last_run_id=state.last_run_id,
-            halted_run_id=state.halted_run_id,
-            severity=state.severity,
-            discrepancy=Discrepancy(
-                type=state.type,
-                severity=state.severity,
-                symbol=state.symbol,
-                local_value=state.local_value,
-                broker_value=state.broker_value,
-                timestamp=state.last_seen,
-                account_id=state.account_id,
-                asset_type=state.asset_type,
-                currency=state.currency,
-            ),
-        )
+        seen = {name: getattr(state, name) for name in _DISCREPANCY_FIELDS}
+        discrepancy = Discrepancy(**seen, severity=state.severity, timestamp=state.last_seen)
+        return cls._make([*(getattr(state, name) for name in cls._fields[:-1]), discrepancy])
 
     def resolved_at(self, run_timestamp: dt.datetime) -> dt.datetime:
         """When a run taken at `run_timestamp` resolved it (never before its last sighting)."""
@@ -266,6 +248,9 @@ class BreakTracker:
             timestamp=timestamp,
         )
 
+
+_DISCREPANCY_FIELDS = ("type", "symbol", "local_value", "broker_value", "account_id", "asset_type", "currency")
+"""What a `BreakState` holds of its latest sighting's `Discrepancy`, besides severity and time."""
 
 _INERT_POLICY = AgeingPolicy()
 """The default policy: it never escalates nor halts, so `observe` need not ask it."""

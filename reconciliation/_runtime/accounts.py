@@ -9,7 +9,7 @@ import attrs
 from reconciliation._domain.models import ReconciliationConfig
 from reconciliation._domain.protocols import BrokerQuery, CorrectableBook, PortfolioManager
 
-__all__ = ["Account", "check_books", "check_cash_tolerance", "check_correctable"]
+__all__ = ["Account", "check_books"]
 
 
 def check_books(portfolio: object, broker: object) -> None:
@@ -26,47 +26,34 @@ def check_books(portfolio: object, broker: object) -> None:
         raise TypeError(msg)
 
 
-def check_correctable(config: ReconciliationConfig, portfolio: object) -> None:
-    """Refuse `CorrectionPolicy(mode="apply")` for a book that cannot be corrected.
-
-    Raises:
-        TypeError: the portfolio has no `apply_correction`, naming both ways out.
-    """
-    policy = config.correction
-    if policy is None or policy.mode != "apply" or isinstance(portfolio, CorrectableBook):
-        return
-    msg = (
-        f"account {config.account_id}: correction mode 'apply' needs a portfolio that implements "
-        f"apply_correction(correction) (reconciliation.CorrectableBook); {type(portfolio).__name__} does not. "
-        "Implement it, or use CorrectionPolicy(mode='propose') to only propose corrections"
-    )
-    raise TypeError(msg)
-
-
-def check_cash_tolerance(config: ReconciliationConfig, broker: object) -> None:
-    """Refuse an account reconciled in a currency its config names no cash tolerance in.
-
-    The broker's `currency` (an adapter's, when it has one) is the account's. The default
-    `cash_tolerance` is 1.00 USD, which means nothing in BTC or EUR.
-
-    Raises:
-        ValueError: naming the currency and the two options that would name its tolerance.
-    """
-    currency = getattr(broker, "currency", None)
-    if not isinstance(currency, str) or config.has_cash_tolerance_in(currency):
-        return
-    msg = (
-        f"account {config.account_id} is reconciled in {currency} (its broker's currency), but its cash "
-        f"tolerance is the default {config.cash_tolerance}, which is in USD: set cash_tolerance (in "
-        f"{currency}; it then applies to every currency of the account) or cash_tolerance_by_currency.{currency}"
-    )
-    raise ValueError(msg)
-
-
 def _books(instance: Account, _field: attrs.Attribute[Any], _value: object) -> None:
-    check_books(instance.portfolio, instance.broker)
-    check_correctable(instance.config, instance.portfolio)
-    check_cash_tolerance(instance.config, instance.broker)
+    """Refuse books that cannot be this account's.
+
+    Raises:
+        TypeError: not books (see `check_books`), or `CorrectionPolicy(mode="apply")` for a
+            portfolio without `apply_correction`, naming both ways out.
+        ValueError: the broker's `currency` (an adapter's, when it has one) is the account's,
+            and its config names no cash tolerance in it: the default `cash_tolerance` is
+            1.00 USD, which means nothing in BTC or EUR.
+    """
+    config, portfolio = instance.config, instance.portfolio
+    check_books(portfolio, instance.broker)
+    policy = config.correction
+    if policy is not None and policy.mode == "apply" and not isinstance(portfolio, CorrectableBook):
+        msg = (
+            f"account {config.account_id}: correction mode 'apply' needs a portfolio that implements "
+            f"apply_correction(correction) (reconciliation.CorrectableBook); {type(portfolio).__name__} does not. "
+            "Implement it, or use CorrectionPolicy(mode='propose') to only propose corrections"
+        )
+        raise TypeError(msg)
+    currency = getattr(instance.broker, "currency", None)
+    if isinstance(currency, str) and not config.has_cash_tolerance_in(currency):
+        msg = (
+            f"account {config.account_id} is reconciled in {currency} (its broker's currency), but its cash "
+            f"tolerance is the default {config.cash_tolerance}, which is in USD: set cash_tolerance (in "
+            f"{currency}; it then applies to every currency of the account) or cash_tolerance_by_currency.{currency}"
+        )
+        raise ValueError(msg)
 
 
 @attrs.frozen

@@ -61,41 +61,31 @@ class CollectorPolicy:
     def hold(self) -> None:
         with self._lock:
             self._holders += 1
-            if self._holders == 1:
-                self._changed = _apply()
+            if self._holders > 1 or not gc.isenabled():
+                return
+            thresholds = gc.get_threshold()
+            if thresholds == DEFAULT_THRESHOLDS:
+                gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_THRESHOLD)
+                self._changed.thresholds = thresholds
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                self._changed.froze = True
+            logger.debug(
+                "Collector policy: %d objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold()
+            )
 
     def release(self) -> None:
         with self._lock:
             if self._holders == 0:
                 return
             self._holders -= 1
-            if self._holders == 0:
-                _undo(self._changed)
-                self._changed = _Changed()
-
-
-def _apply() -> _Changed:
-    if not gc.isenabled():
-        return _Changed()
-    changed = _Changed()
-    thresholds = gc.get_threshold()
-    if thresholds == DEFAULT_THRESHOLDS:
-        gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_THRESHOLD)
-        changed.thresholds = thresholds
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-        changed.froze = True
-    logger.debug(
-        "Collector policy: %d objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold()
-    )
-    return changed
-
-
-def _undo(changed: _Changed) -> None:
-    if changed.froze:
-        gc.unfreeze()
-    if changed.thresholds is not None and gc.get_threshold()[2] == FULL_COLLECTION_THRESHOLD:
-        gc.set_threshold(*changed.thresholds)
+            if self._holders > 0:
+                return
+            changed, self._changed = self._changed, _Changed()
+            if changed.froze:
+                gc.unfreeze()
+            if changed.thresholds is not None and gc.get_threshold()[2] == FULL_COLLECTION_THRESHOLD:
+                gc.set_threshold(*changed.thresholds)
 
 
 POLICY = CollectorPolicy()

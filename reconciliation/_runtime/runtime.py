@@ -310,7 +310,7 @@ class Runtime:
             if journal is not None:  # released, so that a start again may take it
                 journal.close()
             raise
-        board = self._board
+        shared = {"board": self._board, "clock": clock}
 
         def delivery(sink: Any, max_runs: int, **durable: Any) -> pykka.ActorRef[Any]:
             return DeliveryActor.start(
@@ -318,8 +318,7 @@ class Runtime:
                 max_runs=max_runs,
                 max_batch_weight=MAX_PAYLOADS_PER_ROUND_TRIP,
                 retry_max_seconds=first.publish_retry_max_seconds,
-                board=board,
-                clock=clock,
+                **shared,
                 **durable,
             )
 
@@ -347,12 +346,11 @@ class Runtime:
                 sinks={account_id: sinks[account_id] for account_id in corrected},
                 links=CorrectionLinks(
                     apply=self._apply,
-                    verify=self._verify,
+                    verify=functools.partial(self.request, trigger=OnDemand("correction")),
                     escalate=self._escalate,
                     may_apply=lambda account_id, fence: _refusal(account_id, leases.claim(account_id), fence),
                 ),
-                board=board,
-                clock=clock,
+                **shared,
                 actor=owner,
                 blocked=blocked,
                 observers=self.observers,
@@ -364,8 +362,7 @@ class Runtime:
             "accounts": self._configs,
             "trackers": trackers,
             "sinks": sinks,
-            "board": board,
-            "clock": clock,
+            **shared,
             "on_halt": self._on_halt,
             "observers": self.observers,
             "read_fills": self._read_fills,
@@ -376,8 +373,7 @@ class Runtime:
         fetcher = FetcherActor.start(
             accounts=self._accounts,
             comparator=comparator,
-            board=board,
-            clock=clock,
+            **shared,
             home_loop=home_loop,
             observers=self.observers,
         )
@@ -385,8 +381,7 @@ class Runtime:
             accounts=self._configs,
             fetcher=fetcher,
             comparator=comparator,
-            board=board,
-            clock=clock,
+            **shared,
             explained=explained,
             ownership=first_claimed.ownership,
         )
@@ -395,11 +390,10 @@ class Runtime:
             name=names,
             first=first_claimed,
             scheduler=scheduler,
-            board=board,
-            clock=clock,
+            **shared,
             lease_seconds=lease,
         )
-        entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, board=board, clock=clock)
+        entry = DebouncerActor.start(accounts=self._configs, scheduler=scheduler, **shared)
         self._actors = [
             entry,
             scheduler,
@@ -515,7 +509,8 @@ class Runtime:
         never blocks on an actor."""
         clock = self._clock
         health = self._board.read(None if clock is None else clock.now())
-        incoming = self._incoming_runs()
+        actors = map(actor_of, self._actors)
+        incoming = {a.sink_name: a.incoming() for a in actors if isinstance(a, DeliveryActor)}
         if incoming:
             delivery = {
                 sink: attrs.evolve(d, incoming_runs=incoming.get(sink, 0)) for sink, d in health.delivery.items()
@@ -534,19 +529,8 @@ class Runtime:
                 ComponentState.RUNNING if clock.is_running else ComponentState.STOPPED,
                 last_error=None if clock.is_running else "the timer thread is not running: no periodic runs",
             )
-            components = dict(health.components.items())
-            components["timer"] = timer
-            health = attrs.evolve(health, components=components)
+            health = attrs.evolve(health, components={**health.components, "timer": timer})
         return health
-
-    def _incoming_runs(self) -> dict[str, int]:
-        """Per sink, the runs its delivery actor has been handed and not taken yet."""
-        incoming = {}
-        for ref in self._actors:
-            actor = actor_of(ref)
-            if isinstance(actor, DeliveryActor):
-                incoming[actor.sink_name] = actor.incoming()
-        return incoming
 
     def _apply(self, correction: Correction) -> Application:
         """A `CorrectionLinks.apply`: the fetcher calls the book's `apply_correction`."""
@@ -565,10 +549,6 @@ class Runtime:
             msg = "the service is stopping"
             raise RuntimeError(msg)
         tell(fetcher, wanted)
-
-    def _verify(self, account_id: str) -> concurrent.futures.Future[ReconciliationResult]:
-        """A `CorrectionLinks.verify`: a run of the account now, asked for by the corrector."""
-        return self.request(account_id, OnDemand("correction"))
 
     def _escalate(self, account_id: str, break_id: UUID) -> None:
         """A `CorrectionLinks.escalate`: the comparator holds the break at CRITICAL."""
@@ -614,8 +594,7 @@ class Runtime:
     def _stop_fetch_threads(actors: Sequence[pykka.ActorRef[Any]], timeout: float) -> list[str]:
         still: list[str] = []
         for ref in actors:
-            actor = actor_of(ref)
-            for thread in getattr(actor, "threads", ()):
+            for thread in getattr(actor_of(ref), "threads", ()):
                 thread.join(timeout)
                 if thread.is_alive():
                     still.append(thread.name)
@@ -644,16 +623,13 @@ def _stop(ref: pykka.ActorRef[Any], timeout: float) -> bool:
     try:
         ref.stop(block=True, timeout=timeout)
     except Exception:  # noqa: BLE001 - pykka.Timeout; anything else also means "not stopped"
-        return not ref.is_alive() and _thread_finished(ref, deadline=time.monotonic() + timeout)
+        if ref.is_alive():
+            return False
+        thread = _thread_of(ref)
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
     return True
-
-
-def _thread_finished(ref: pykka.ActorRef[Any], deadline: float) -> bool:
-    thread = _thread_of(ref)
-    if thread is None:
-        return True
-    thread.join(max(deadline - time.monotonic(), 0.0))
-    return not thread.is_alive()
 
 
 def _thread_of(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
