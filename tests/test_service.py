@@ -108,6 +108,7 @@ def test_each_result_says_when_the_next_periodic_run_is_due(harness_factory: Any
     clock = ManualClock()
     harness = harness_factory(clock=clock, interval_seconds=300)
     harness.start()
+    harness.settle()  # the startup run's end arms the first periodic run: before the clock moves
     clock.advance(300)
     harness.capture.wait_for_results(2)
 
