@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import attrs
 import click
 import pytest
+from cli_runner import stderr_apart
 from click.testing import CliRunner
 
 from reconciliation._cli.main import COMMANDS, main
@@ -694,7 +695,7 @@ def test_run_with_a_metrics_port_but_without_prometheus_client_says_which_extra_
 
 
 def test_the_demo_story_is_not_interleaved_with_the_run_logs_repeat_of_each_break() -> None:
-    outcome = CliRunner().invoke(main, ["demo", "--quick", "--redis-url", f"redis://127.0.0.1:{_closed_port()}/0"])
+    outcome = stderr_apart().invoke(main, ["demo", "--quick", "--redis-url", f"redis://127.0.0.1:{_closed_port()}/0"])
 
     assert outcome.exit_code == 0, outcome.output
     assert "missing_local" in outcome.stdout

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import fakeredis
 import pytest
+from cli_runner import stderr_apart
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -648,7 +649,7 @@ class TestLiveness:
 
 @pytest.mark.real_redis
 def test_watch_prints_its_banner_on_stderr_not_among_the_entries(redis_server: RedisServer) -> None:
-    outcome = CliRunner().invoke(main, ["watch", "--timeout", "0.3", "--redis-url", _url(redis_server)])
+    outcome = stderr_apart().invoke(main, ["watch", "--timeout", "0.3", "--redis-url", _url(redis_server)])
 
     assert outcome.exit_code == 0, outcome.output
     assert "Watching" in outcome.stderr
