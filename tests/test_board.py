@@ -41,6 +41,16 @@ if TYPE_CHECKING:
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 
 
+
+def seeded(audit_target: Any) -> BoardState:
+    """The board's state seeded from a store holding board_seed's runs and breaks."""
+    seed_store(audit_target)
+    store = open_store(audit_target)
+    try:
+        return seed(store)
+    finally:
+        store.close()
+
 def at(minutes: float) -> str:
     return (T0 + dt.timedelta(minutes=minutes)).isoformat(timespec="microseconds")
 
@@ -147,12 +157,7 @@ class TestState:
         assert (state.feed.last_malformed or "").startswith("reconciliation:stream:result 1-0: not JSON")
 
     def test_the_store_seeds_every_account_with_its_last_run_and_open_breaks(self, audit_target):
-        seed_store(audit_target)
-        store = open_store(audit_target)
-        try:
-            state = seed(store)
-        finally:
-            store.close()
+        state = seeded(audit_target)
 
         assert [a.account_id for a in state.accounts()] == ["ACC-1", "ACC-2"]
         assert breaks(state, "ACC-1") == [("missing_local", "AAPL"), ("cash_mismatch", None)]
@@ -279,12 +284,7 @@ class TestOwner:
         assert owner(state) == "eu-2 (token 3)"
 
     def test_an_account_seeded_from_the_store_shows_no_owner(self, audit_target):
-        seed_store(audit_target)
-        store = open_store(audit_target)
-        try:
-            state = seed(store)
-        finally:
-            store.close()
+        state = seeded(audit_target)
 
         assert {owner(state, account.account_id) for account in state.accounts()} == {None}
         assert 'class="owner"' not in board_fragment(state.accounts(), state.feed, T0)
